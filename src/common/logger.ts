@@ -1,0 +1,22 @@
+import { pino, type Logger } from "pino";
+
+export type { Logger };
+
+export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+
+// One root logger per process; components take a child with fixed fields
+// (component, hostId, taskId, peerId) so lines can be joined across processes.
+// Header values are redacted wherever they appear: they may carry credentials.
+export function createLogger(level: LogLevel = "info", destination: number | string = 2): Logger {
+  return pino(
+    {
+      level,
+      base: { pid: process.pid },
+      redact: { paths: ["headers", "*.headers", "authorization", "*.authorization"], censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    pino.destination({ dest: destination, sync: false }),
+  );
+}
+
+export const LOG_LEVELS: readonly LogLevel[] = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];

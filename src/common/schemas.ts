@@ -1,0 +1,67 @@
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { field, type ConfigOf } from "./config.js";
+import { LOG_LEVELS } from "./logger.js";
+
+const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
+const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
+
+export const DEFAULT_SCHEDULER_PORT = 8002;
+export const DEFAULT_DAEMON_API_PORT = 65000;
+export const DEFAULT_PROXY_PORT = 65001;
+export const DEFAULT_UPLOAD_PORT = 65002;
+
+export function defaultDataDir(): string {
+  return process.getuid?.() === 0 ? "/var/lib/damselfly" : join(homedir(), ".local", "share", "damselfly");
+}
+
+export const schedulerSchema = {
+  listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address"),
+  candidateParentLimit: field("int", 4, "candidate parents handed to a peer per scheduling decision", { check: positive }),
+  filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive }),
+  backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once"),
+  retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive }),
+  seedWait: field("duration", 15_000, "how long a peer waits for a triggered seed peer before going to the origin"),
+  hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers"),
+  normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive }),
+  seedUploadSlots: field("int", 2000, "default upload slots of a seed peer", { check: positive }),
+  logLevel: field("string", "info", "log level", { check: logLevel }),
+};
+export type SchedulerConfig = ConfigOf<typeof schedulerSchema>;
+
+export const daemonSchema = {
+  seed: field("bool", false, "run as a seed peer (fetches from the origin when the swarm is cold)"),
+  scheduler: field("list", [`127.0.0.1:${DEFAULT_SCHEDULER_PORT}`] as string[], "scheduler addresses (HOST:PORT, comma-separated)"),
+  dataDir: field("string", defaultDataDir(), "where task data and metadata live"),
+  listen: field("address", `127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API listen address (what `get` talks to)"),
+  uploadListen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address"),
+  proxyListen: field("address", `127.0.0.1:${DEFAULT_PROXY_PORT}`, "registry mirror / HTTP proxy listen address"),
+  advertiseIp: field("string", "", "address other peers use to reach this daemon (default: the upload listen address, or the first non-loopback IPv4)"),
+  hostname: field("string", "", "host name reported to the scheduler (default: os.hostname())"),
+  uploadSlots: field("int", 0, "concurrent piece uploads served at once (0: 200, or 2000 in seed mode)"),
+  piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive }),
+  piecesPerParent: field("int", 6, "pieces requested concurrently from one parent", { check: positive }),
+  pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere"),
+  scheduleTimeout: field("duration", 20_000, "with no usable parent for this long, ask the scheduler again"),
+  sourceTimeout: field("duration", 30_000, "origin connect and header timeout"),
+  announceInterval: field("duration", 10_000, "host keep-alive interval to the scheduler"),
+  schedulerConnectTimeout: field("duration", 3_000, "give up on the scheduler after this long and go to the origin"),
+  logLevel: field("string", "info", "log level", { check: logLevel }),
+};
+export type DaemonConfig = ConfigOf<typeof daemonSchema>;
+
+export const getSchema = {
+  output: field("string", "", "output file, or - for stdout", { short: "-O" }),
+  digest: field("string", "", "expected digest: sha256:HEX, sha512:HEX or crc32:HEX"),
+  header: field("list", [] as string[], "header passed to the origin, 'Name: value' (repeatable)", { short: "-H" }),
+  tag: field("string", "", "task tag (different tags make different tasks)"),
+  application: field("string", "", "application name (part of the task ID)"),
+  filter: field("list", [] as string[], "extra query parameters to ignore in the task ID (repeatable or comma-separated)"),
+  priority: field("int", 0, "download priority (0-6)", { check: (v) => (v >= 0 && v <= 6 ? undefined : "must be 0..6") }),
+  pieceLength: field("bytes", 0, "fixed piece length (default: derived from the content length)"),
+  timeout: field("duration", 0, "give up after this long (e.g. 30s, 10m; 0: no limit)"),
+  disableBackToSource: field("bool", false, "never fetch from the origin: fail if no peer can serve"),
+  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API URL"),
+  progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
+};
+export type GetConfig = ConfigOf<typeof getSchema>;

@@ -1,0 +1,8 @@
+// The wire contract between components. Components import each other only
+// through what is exported here.
+export * from "./gen/damselfly/common/v1/common_pb.js";
+export * as schedulerv1 from "./gen/damselfly/scheduler/v1/scheduler_pb.js";
+export * as daemonv1 from "./gen/damselfly/daemon/v1/daemon_pb.js";
+export { toConnectError, fromConnectError, toErrorDetail, fromErrorDetail } from "./errors.js";
+export { createRpcServer, type RpcServer } from "./server.js";
+export { createRpcTransport } from "./transport.js";
