@@ -56,6 +56,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         this.close();
         return Promise.resolve({ value: undefined, done: true });
       },
+      // Connect calls throw() on request iterables when the call fails.
+      throw: (e?: unknown) => {
+        this.close();
+        return Promise.reject(e);
+      },
     };
   }
 }

@@ -1,0 +1,97 @@
+// Shared plumbing for benchmarks: spawn our processes on loopback, wait for
+// their "ready" log lines, and sample RSS. Benchmarks print figures; they do
+// not assert (timed assertions belong nowhere).
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const BIN = join(ROOT, "bin", "damselfly");
+
+export interface Proc {
+  child: ChildProcess;
+  ready: Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+// Spawns `bin/damselfly args…` and resolves `ready` with the first JSON log
+// line whose msg is `readyMsg`.
+export function spawnDamselfly(args: string[], readyMsg: string, extraEnv: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...extraEnv } });
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const rl = createInterface({ input: child.stderr! });
+    const timer = setTimeout(() => reject(new Error(`${args[0]}: no "${readyMsg}" within 20s`)), 20_000);
+    rl.on("line", (line) => {
+      try {
+        const j = JSON.parse(line) as Record<string, unknown>;
+        if (j["msg"] === readyMsg) {
+          clearTimeout(timer);
+          resolve(j);
+        }
+      } catch {
+        /* not a log line */
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`${args[0]} exited with ${code} before ready`)));
+  });
+  ready.catch(() => undefined);
+  return {
+    child,
+    ready,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+        setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
+      }),
+  };
+}
+
+export function startOrigin(file: string): { url: Promise<string>; sent(): Promise<number>; stop(): void } {
+  const child = spawn(process.execPath, [join(ROOT, "dist", "bench", "origin-server.js"), file], { stdio: ["ignore", "pipe", "inherit"] });
+  const rl = createInterface({ input: child.stdout! });
+  let pendingSent: ((n: number) => void) | undefined;
+  const url = new Promise<string>((resolve) => {
+    rl.on("line", (line) => {
+      if (line.startsWith("listening ")) resolve(line.slice("listening ".length));
+      if (line.startsWith("sent ") && pendingSent) pendingSent(Number(line.slice(5)));
+    });
+  });
+  return {
+    url,
+    sent: () =>
+      new Promise<number>((resolve) => {
+        pendingSent = resolve;
+        child.kill("SIGUSR2");
+      }),
+    stop: () => child.kill("SIGTERM"),
+  };
+}
+
+// Peak resident set size of a process so far (Linux VmHWM), in bytes.
+export function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+export function run(cmd: string, args: string[]): Promise<{ code: number; ms: number; stderr: string }> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const c = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    c.stderr!.on("data", (d) => (stderr += d));
+    c.on("exit", (code) => resolve({ code: code ?? -1, ms: performance.now() - t0, stderr }));
+  });
+}
+
+export function mibps(bytes: number, ms: number): string {
+  return ((bytes / 1024 / 1024) / (ms / 1000)).toFixed(0) + " MiB/s";
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}

@@ -1,0 +1,277 @@
+// `damselfly get` (dfget): asks the local daemon to download a URL through the
+// swarm, shows progress, and reports the outcome with a stable error code.
+import { once } from "node:events";
+import { stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { SingleBar } from "cli-progress";
+import { DamselflyError } from "../common/errors.js";
+import { formatDigest, parseDigest } from "../common/digest.js";
+import type { GetConfig } from "../common/schemas.js";
+import { parseSourceUrl } from "../common/task-id.js";
+import { createRpcTransport, daemonv1, fromConnectError } from "../protocol/index.js";
+import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
+
+export interface GetIo {
+  stdout: NodeJS.WritableStream & { writableNeedDrain?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  // Prefix of the summary line, e.g. "damselfly get".
+  prefix: string;
+  // The --timeout value as the user wrote it, for the error message.
+  timeoutText?: string;
+  // Aborted when the user interrupts (SIGINT/SIGTERM).
+  signal?: AbortSignal;
+}
+
+export interface GetRequest {
+  url: string;
+  outputPath: string; // absolute, or "" for stdout
+  headers: Record<string, string>;
+  digest: string;
+  daemonUrl: string;
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+// "Name: value" lines into a map; repeated names are joined with ", " as HTTP
+// allows, matched case-insensitively.
+export function parseHeaders(lines: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const byLower = new Map<string, string>();
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    const name = i < 0 ? "" : line.slice(0, i).trim();
+    if (i < 0 || !HEADER_NAME.test(name)) {
+      throw new DamselflyError("DF_ERR_USAGE", `invalid header ${JSON.stringify(line)}: expected "Name: value"`);
+    }
+    const value = line.slice(i + 1).trim();
+    const existing = byLower.get(name.toLowerCase());
+    if (existing !== undefined) out[existing] = out[existing] === "" ? value : `${out[existing]}, ${value}`;
+    else {
+      byLower.set(name.toLowerCase(), name);
+      out[name] = value;
+    }
+  }
+  return out;
+}
+
+export function normalizeDaemonUrl(raw: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch {
+    throw new DamselflyError("DF_ERR_USAGE", `invalid --daemon URL ${JSON.stringify(raw)}: expected http://HOST:PORT`);
+  }
+  if ((u.protocol !== "http:" && u.protocol !== "https:") || u.hostname === "") {
+    throw new DamselflyError("DF_ERR_USAGE", `invalid --daemon URL ${JSON.stringify(raw)}: expected http://HOST:PORT`);
+  }
+  return u.origin;
+}
+
+// Everything checked before the daemon is contacted.
+export async function validateGet(rawUrl: string, config: GetConfig): Promise<GetRequest> {
+  parseSourceUrl(rawUrl);
+  const digest = config.digest === "" ? "" : formatDigest(parseDigest(config.digest));
+  const headers = parseHeaders(config.header);
+  if (config.output === "") throw new DamselflyError("DF_ERR_USAGE", "missing -O/--output (a file path, or - for stdout)");
+  const daemonUrl = normalizeDaemonUrl(config.daemon);
+  let outputPath = "";
+  if (config.output !== "-") {
+    outputPath = resolve(config.output);
+    const dir = dirname(outputPath);
+    const dirStat = await stat(dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") throw new DamselflyError("DF_ERR_OUTPUT", `output directory ${dir} does not exist`);
+      throw new DamselflyError("DF_ERR_OUTPUT", `output directory ${dir}: ${e.message}`, { cause: e });
+    });
+    if (!dirStat.isDirectory()) throw new DamselflyError("DF_ERR_OUTPUT", `output directory ${dir} is not a directory`);
+    const outStat = await stat(outputPath).catch(() => undefined);
+    if (outStat?.isDirectory()) throw new DamselflyError("DF_ERR_OUTPUT", `output ${outputPath} is a directory`);
+  }
+  return { url: rawUrl, outputPath, headers, digest, daemonUrl };
+}
+
+class Progress {
+  private bar: SingleBar | undefined;
+  private readonly started = Date.now();
+
+  constructor(private readonly stream: GetIo["stderr"], enabled: boolean) {
+    if (!enabled || !stream.isTTY) return;
+    this.bar = new SingleBar({
+      stream: stream as NodeJS.WritableStream,
+      format: (_options, params, payload: { done?: string; total?: string; speed?: string }) => {
+        const pct = params.total > 0 ? `${Math.floor(params.progress * 100)}%`.padStart(4) : "";
+        const width = 30;
+        const filled = params.total > 0 ? Math.round(Math.min(1, params.progress) * width) : 0;
+        const bar = params.total > 0 ? `[${"=".repeat(filled)}${" ".repeat(width - filled)}] ` : "";
+        const eta = params.total > 0 && params.value > 0 && params.value < params.total && Number.isFinite(params.eta) ? ` | ETA ${formatEta(params.eta)}` : "";
+        const total = params.total > 0 ? ` / ${payload.total ?? ""}` : "";
+        return `${bar}${pct} ${payload.done ?? "0 B"}${total} | ${payload.speed ?? ""}${eta}`;
+      },
+      hideCursor: true,
+      clearOnComplete: true,
+      stopOnComplete: false,
+      fps: 8,
+      etaBuffer: 50,
+      etaAsynchronousUpdate: true,
+    });
+    this.bar.start(0, 0, this.payload(0, 0));
+  }
+
+  private payload(done: number, total: number) {
+    return { done: formatBytes(done), total: formatBytes(total), speed: formatRate(done, Date.now() - this.started) };
+  }
+
+  update(done: number, total: number): void {
+    if (!this.bar) return;
+    if (total > 0 && this.bar.getTotal() !== total) this.bar.setTotal(total);
+    this.bar.update(done, this.payload(done, total));
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
+function formatEta(secs: number): string {
+  if (secs < 60) return `${Math.ceil(secs)}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(Math.round(secs % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(secs / 3600)}h${String(Math.floor((secs % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+export function summaryLine(prefix: string, f: daemonv1.DownloadFinished, clientElapsedMs: number): string {
+  const elapsed = f.elapsedMs > 0n ? Number(f.elapsedMs) : clientElapsedMs;
+  const dest = f.outputPath === "" ? "stdout" : f.outputPath;
+  const sched = f.schedulerUnavailable ? " (scheduler unreachable: downloaded from origin)" : "";
+  return (
+    `${prefix}: ${formatBytes(f.contentLength)} in ${formatElapsed(elapsed)} (${formatRate(f.contentLength, elapsed)}) -> ${dest}; ` +
+    `from peers ${formatBytes(f.bytesFromPeers)}, from origin ${formatBytes(f.bytesFromSource)}, local ${formatBytes(f.bytesLocal)}; ` +
+    `task ${f.taskId.slice(0, 12)}${sched}`
+  );
+}
+
+async function writeOut(out: GetIo["stdout"], data: Uint8Array, signal: AbortSignal): Promise<void> {
+  if (out.write(data)) return;
+  await once(out, "drain", { signal });
+}
+
+// Runs one download; throws a DamselflyError on failure.
+export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<daemonv1.DownloadFinished> {
+  const req = await validateGet(rawUrl, config);
+  const started = Date.now();
+  const ac = new AbortController();
+  let timedOut = false;
+  let interrupted = false;
+  const timeoutText = io.timeoutText ?? formatDuration(config.timeout);
+  const timer =
+    config.timeout > 0
+      ? setTimeout(() => {
+          timedOut = true;
+          ac.abort(new DamselflyError("DF_ERR_TIMEOUT", `download timed out after ${timeoutText}`));
+        }, config.timeout)
+      : undefined;
+  const onInterrupt = () => {
+    interrupted = true;
+    ac.abort(new DamselflyError("DF_ERR_CANCELLED", "interrupted"));
+  };
+  if (io.signal?.aborted) onInterrupt();
+  io.signal?.addEventListener("abort", onInterrupt, { once: true });
+  // A closed stdout (e.g. `| head`) ends the download instead of crashing.
+  let outputError: DamselflyError | undefined;
+  const onStdoutError = (e: Error) => {
+    outputError = new DamselflyError("DF_ERR_OUTPUT", `cannot write to stdout: ${e.message}`, { cause: e });
+    ac.abort(outputError);
+  };
+  if (req.outputPath === "") io.stdout.on("error", onStdoutError);
+
+  const progress = new Progress(io.stderr, config.progress);
+  const client = createClient(daemonv1.DaemonService, createRpcTransport(req.daemonUrl));
+  const request = create(daemonv1.DownloadTaskRequestSchema, {
+    download: {
+      url: req.url,
+      headers: req.headers,
+      tag: config.tag,
+      application: config.application,
+      filteredQueryParams: [...config.filter],
+      priority: config.priority,
+      pieceLength: BigInt(config.pieceLength),
+      disableBackToSource: config.disableBackToSource,
+      digest: req.digest,
+    },
+    outputPath: req.outputPath,
+    timeoutMs: BigInt(config.timeout),
+  });
+
+  let finished: daemonv1.DownloadFinished | undefined;
+  let written = 0n;
+  try {
+    for await (const res of client.downloadTask(request, { signal: ac.signal })) {
+      const ev = res.event;
+      switch (ev.case) {
+        case "started":
+          progress.update(0, Number(ev.value.contentLength));
+          break;
+        case "progress":
+          progress.update(Number(ev.value.completedBytes), Number(ev.value.contentLength));
+          break;
+        case "chunk": {
+          if (req.outputPath !== "") throw new DamselflyError("DF_ERR_INTERNAL", "daemon streamed content although it was asked to write the output file");
+          if (ev.value.offset !== written) {
+            throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed content out of order: expected offset ${written}, got ${ev.value.offset}`);
+          }
+          await writeOut(io.stdout, ev.value.data, ac.signal);
+          written += BigInt(ev.value.data.length);
+          break;
+        }
+        case "finished":
+          finished = ev.value;
+          break;
+        default:
+          break;
+      }
+    }
+    if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "daemon ended the download without reporting its outcome");
+    if (req.outputPath === "" && finished.contentLength !== written && written > 0n) {
+      throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed ${written} bytes but reported ${finished.contentLength}`);
+    }
+  } catch (err) {
+    throw classify(err, { timedOut, interrupted, outputError, daemonUrl: req.daemonUrl, timeoutMs: config.timeout, timeoutText, startedAt: started });
+  } finally {
+    if (timer) clearTimeout(timer);
+    io.signal?.removeEventListener("abort", onInterrupt);
+    progress.stop();
+  }
+  if (req.outputPath === "") io.stdout.off("error", onStdoutError);
+  io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started) + "\n");
+  return finished;
+}
+
+interface FailureContext {
+  timedOut: boolean;
+  interrupted: boolean;
+  outputError: DamselflyError | undefined;
+  daemonUrl: string;
+  timeoutMs: number;
+  timeoutText: string;
+  startedAt: number;
+}
+
+function classify(err: unknown, c: FailureContext): DamselflyError {
+  const timeoutMsg = `download timed out after ${c.timeoutText}`;
+  if (c.timedOut) return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
+  if (c.interrupted) return new DamselflyError("DF_ERR_CANCELLED", "interrupted", { cause: err });
+  if (c.outputError) return c.outputError;
+  if (err instanceof DamselflyError) return err;
+  const e = fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
+  if (e.code === "DF_ERR_DAEMON_UNAVAILABLE") {
+    const detail = err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
+    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${c.daemonUrl}: ${detail}`, { cause: err });
+  }
+  // The daemon enforces the same limit; report it in the same words.
+  if (e.code === "DF_ERR_TIMEOUT" && c.timeoutMs > 0 && Date.now() - c.startedAt >= c.timeoutMs - 100) {
+    return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
+  }
+  return e;
+}

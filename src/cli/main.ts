@@ -1,0 +1,294 @@
+// The `damselfly` command line: scheduler, daemon, get, up, config print.
+// bin/damselfly and bin/dfget call run(); running this file directly works too.
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Argument, Command, CommanderError, Option } from "commander";
+import { stringify as toYaml } from "yaml";
+import { formatHostPort } from "../common/address.js";
+import { envName, loadConfig, type Schema } from "../common/config.js";
+import { DamselflyError } from "../common/errors.js";
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
+import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, schedulerSchema } from "../common/schemas.js";
+import { formatDuration } from "./format.js";
+import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
+
+export interface RunOptions {
+  // Behave as `dfget`: argv is what follows `damselfly get`.
+  dfget?: boolean;
+}
+
+const COMPONENTS = {
+  scheduler: { schema: schedulerSchema as Schema, envPrefix: "SCHEDULER" },
+  daemon: { schema: daemonSchema as Schema, envPrefix: "DAEMON" },
+  get: { schema: getSchema as Schema, envPrefix: "GET" },
+} as const;
+
+function version(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, "package.json");
+    if (existsSync(p)) {
+      try {
+        const pkg = JSON.parse(readFileSync(p, "utf8")) as { name?: string; version?: string };
+        if (pkg.name === "damselfly" && pkg.version) return pkg.version;
+      } catch {
+        // keep looking
+      }
+    }
+    dir = dirname(dir);
+  }
+  return "0.0.0";
+}
+
+// Waits until stdout and stderr have handed everything to the OS.
+async function flushStdio(): Promise<void> {
+  await Promise.all(
+    [process.stdout, process.stderr].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.destroyed || !s.writable) return resolve();
+          s.write("", () => resolve());
+        }),
+    ),
+  );
+}
+
+// Prints "<prefix>: <CODE>: <message>" and exits with the code's exit status.
+async function fail(prefix: string, err: unknown): Promise<never> {
+  const e = DamselflyError.from(err);
+  process.stderr.write(`${prefix}: ${e.code}: ${e.message}\n`);
+  await flushStdio();
+  process.exit(e.exitCode);
+}
+
+// Commander prints usage errors through this: same shape as other failures.
+function usageOutput(prefix: string) {
+  return {
+    outputError: (str: string, write: (s: string) => void) => {
+      const msg = str.trim().replace(/^error:\s*/i, "");
+      write(`${prefix}: DF_ERR_USAGE: ${msg}\n`);
+    },
+  };
+}
+
+function withErrors<A extends unknown[]>(prefix: string, fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      await fail(prefix, err);
+    }
+  };
+}
+
+interface Service {
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Starts a long-running service and stops it cleanly on SIGINT/SIGTERM:
+// close() then exit 0. A second signal exits at once.
+async function serve(prefix: string, logger: Logger, service: Service, onReady?: () => void): Promise<void> {
+  let stopping = false;
+  let startDone: Promise<unknown> = Promise.resolve();
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting without waiting");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    const force = setTimeout(() => {
+      logger.error("shutdown took longer than 15s: exiting");
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    void startDone
+      .catch(() => undefined)
+      .then(() => service.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => fail(prefix, err),
+      );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  process.on("uncaughtException", (err) => {
+    logger.fatal({ err }, "uncaught exception");
+    void fail(prefix, err);
+  });
+  process.on("unhandledRejection", (err) => {
+    logger.fatal({ err }, "unhandled promise rejection");
+    void fail(prefix, err);
+  });
+  startDone = service.start();
+  await startDone;
+  if (!stopping) onReady?.();
+}
+
+function timeoutText(cmd: Command): string | undefined {
+  const raw = cmd.getOptionValueSource("timeout") === "cli" ? cmd.opts<{ timeout?: string }>().timeout : process.env[envName("GET", "timeout")];
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const t = raw.trim();
+  return /^\d+(\.\d+)?$/.test(t) ? `${t}ms` : t;
+}
+
+function makeGetCommand(name: string, prefix: string): Command {
+  const cmd = new Command(name)
+    .description("download a URL through the local daemon (dfget)")
+    .argument("<url>", "http(s) URL to download")
+    .configureOutput(usageOutput(prefix))
+    .exitOverride()
+    .showSuggestionAfterError(true);
+  addSchemaOptions(cmd, getSchema, {
+    keepCommas: ["header"],
+    placeholders: { output: "file", header: "header", daemon: "url", filter: "param", pieceLength: "size" },
+  });
+  cmd.addHelpText("after", envHelp(getSchema, "GET", false) + `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`);
+  cmd.action(
+    withErrors(prefix, async (url: string, _opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, getSchema, "GET");
+      const ac = new AbortController();
+      const interrupt = () => ac.abort();
+      process.once("SIGINT", interrupt);
+      process.once("SIGTERM", interrupt);
+      const { runGet } = await import("./get.js");
+      const text = timeoutText(self);
+      await runGet(url, config, {
+        stdout: process.stdout,
+        stderr: process.stderr,
+        prefix,
+        signal: ac.signal,
+        ...(text !== undefined ? { timeoutText: text } : {}),
+      });
+      await flushStdio();
+      process.exit(0);
+    }),
+  );
+  return cmd;
+}
+
+function yamlValue(type: string, v: unknown): unknown {
+  return type === "duration" ? formatDuration(v as number) : v;
+}
+
+export function buildProgram(): Command {
+  const program = new Command("damselfly")
+    .description("P2P file distribution: scheduler, seed peer, peer daemon and a dfget-style client")
+    .version(version(), "-V, --version")
+    .configureOutput(usageOutput("damselfly"))
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .enablePositionalOptions();
+
+  // scheduler
+  const scheduler = program.command("scheduler").description("run the scheduler (assigns parents to peers)");
+  addSchemaOptions(scheduler, schedulerSchema);
+  addConfigFileOption(scheduler);
+  scheduler.addHelpText("after", envHelp(schedulerSchema, "SCHEDULER", true));
+  scheduler.action(
+    withErrors("damselfly", async (_opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, schedulerSchema, "SCHEDULER");
+      const logger = createLogger(config.logLevel as LogLevel);
+      const { Scheduler } = await import("../scheduler/index.js");
+      const s = new Scheduler({ config, logger });
+      await serve("damselfly", logger, s, () => logger.info({ listen: formatHostPort(s.address) }, "scheduler ready"));
+    }),
+  );
+
+  // daemon
+  const daemon = program.command("daemon").description("run a peer daemon (or a seed peer with --seed)");
+  addSchemaOptions(daemon, daemonSchema, { placeholders: { scheduler: "host:port", dataDir: "dir" } });
+  addConfigFileOption(daemon);
+  daemon.addHelpText("after", envHelp(daemonSchema, "DAEMON", true));
+  daemon.action(
+    withErrors("damselfly", async (_opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, daemonSchema, "DAEMON");
+      const logger = createLogger(config.logLevel as LogLevel);
+      const { Daemon } = await import("../peer/index.js");
+      // The daemon logs its own "daemon ready" line once listening.
+      await serve("damselfly", logger, new Daemon({ config, logger }));
+    }),
+  );
+
+  // get
+  const get = makeGetCommand("get", "damselfly get");
+  program.addCommand(get);
+
+  // up
+  const up = program
+    .command("up")
+    .description("run a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
+    .option("--data-dir <dir>", "base directory for the seed and peer data (default: ~/.damselfly/up)")
+    .option("--scheduler-port <port>", `scheduler port (default: ${DEFAULT_SCHEDULER_PORT})`)
+    .addOption(new Option("--log-level <level>", "log level (default: warn)").choices([...LOG_LEVELS]));
+  up.action(
+    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; logLevel?: string }) => {
+      const { startUp, readyBanner, defaultUpDataDir } = await import("./up.js");
+      const port = opts.schedulerPort === undefined ? DEFAULT_SCHEDULER_PORT : Number(opts.schedulerPort);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new DamselflyError("DF_ERR_USAGE", `invalid --scheduler-port ${JSON.stringify(opts.schedulerPort)}: expected 0..65535`);
+      }
+      const dataDir = opts.dataDir ?? defaultUpDataDir();
+      const logLevel = (opts.logLevel ?? "warn") as LogLevel;
+      const logger = createLogger(logLevel);
+      let handle: Awaited<ReturnType<typeof startUp>> | undefined;
+      await serve(
+        "damselfly",
+        logger,
+        {
+          start: async () => {
+            handle = await startUp({ dataDir, schedulerPort: port, logLevel }, logger);
+          },
+          close: async () => {
+            process.stdout.write("damselfly up: stopping\n");
+            await handle?.close();
+          },
+        },
+        () => process.stdout.write(readyBanner(handle!, dataDir) + "\n"),
+      );
+    }),
+  );
+
+  // config print
+  const config = program.command("config").description("inspect configuration");
+  config
+    .command("print")
+    .description("print the effective configuration (defaults < --config file < env) as YAML")
+    .addArgument(new Argument("<component>", "which configuration").choices(Object.keys(COMPONENTS)))
+    .option("--config <file>", "YAML config file to merge")
+    .action(
+      withErrors("damselfly", async (component: keyof typeof COMPONENTS, opts: { config?: string }) => {
+        const { schema, envPrefix } = COMPONENTS[component];
+        const cfg = loadConfig(schema, { ...(opts.config ? { file: opts.config } : {}), env: process.env, envPrefix }) as Record<string, unknown>;
+        const out: Record<string, unknown> = {};
+        for (const [k, f] of Object.entries(schema)) out[k] = yamlValue(f.type, cfg[k]);
+        const header = `# effective ${component} configuration (defaults < ${opts.config ?? "no config file"} < DAMSELFLY_${envPrefix}_* env)\n`;
+        process.stdout.write(header + toYaml(out));
+      }),
+    );
+
+  return program;
+}
+
+export async function run(argv: string[] = process.argv.slice(2), opts: RunOptions = {}): Promise<void> {
+  const dfget = opts.dfget === true;
+  const program = dfget ? makeGetCommand("dfget", "dfget").version(version(), "-V, --version") : buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors were
+      // already printed by usageOutput.
+      await flushStdio();
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    }
+    await fail(dfget ? "dfget" : "damselfly", err);
+  }
+}
+
+// `node dist/src/cli/main.js ...`
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  void run();
+}

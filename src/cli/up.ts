@@ -1,0 +1,113 @@
+// `damselfly up`: a whole local swarm in one process (scheduler, seed peer and
+// one peer daemon) for trying Damselfly out.
+import { mkdir } from "node:fs/promises";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import { formatHostPort, httpUrl, type HostPort } from "../common/address.js";
+import { loadConfig } from "../common/config.js";
+import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
+import { daemonSchema, DEFAULT_SCHEDULER_PORT, schedulerSchema } from "../common/schemas.js";
+
+export const UP_ENDPOINTS = {
+  seed: { listen: "127.0.0.1:65100", uploadListen: "127.0.0.1:65102", proxyListen: "127.0.0.1:65101" },
+  peer: { listen: "127.0.0.1:65000", uploadListen: "127.0.0.1:65002", proxyListen: "127.0.0.1:65001" },
+} as const;
+
+export function defaultUpDataDir(): string {
+  return join(homedir(), ".damselfly", "up");
+}
+
+export interface UpOptions {
+  dataDir: string;
+  schedulerPort: number;
+  logLevel: LogLevel;
+}
+
+interface Closable {
+  close(): Promise<void>;
+}
+
+export interface UpHandle {
+  scheduler: HostPort;
+  seed: { api: HostPort; upload: HostPort; proxy: HostPort };
+  peer: { api: HostPort; upload: HostPort; proxy: HostPort };
+  close(): Promise<void>;
+}
+
+// Starts the three components; on a failure part way, stops what started.
+export async function startUp(opts: UpOptions, logger: Logger = createLogger(opts.logLevel)): Promise<UpHandle> {
+  const base = resolve(opts.dataDir);
+  const seedDir = join(base, "seed");
+  const peerDir = join(base, "peer");
+  await mkdir(seedDir, { recursive: true });
+  await mkdir(peerDir, { recursive: true });
+
+  const [{ Scheduler }, { Daemon }] = await Promise.all([import("../scheduler/index.js"), import("../peer/index.js")]);
+  const started: Closable[] = [];
+  const closeAll = async () => {
+    // Peers first, so they do not spend the shutdown reconnecting.
+    for (const c of started.reverse()) {
+      await c.close().catch((err: unknown) => logger.warn({ err }, "close failed"));
+    }
+    started.length = 0;
+  };
+
+  try {
+    const schedulerConfig = loadConfig(schedulerSchema, {
+      envPrefix: "SCHEDULER",
+      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel },
+    });
+    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }) });
+    await scheduler.start();
+    started.push(scheduler);
+    const schedulerAddr = formatHostPort({ host: "127.0.0.1", port: scheduler.address.port });
+
+    // Both daemons share this machine: distinct host names keep them apart
+    // in the scheduler even if it keys hosts by name and IP.
+    const daemonConfig = (seed: boolean, dataDir: string, ep: (typeof UP_ENDPOINTS)["seed" | "peer"]) =>
+      loadConfig(daemonSchema, {
+        envPrefix: "DAEMON",
+        flags: { seed, scheduler: [schedulerAddr], dataDir, ...ep, hostname: `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
+      });
+
+    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
+    await seed.start();
+    started.push(seed);
+    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }) });
+    await peer.start();
+    started.push(peer);
+
+    return {
+      scheduler: { host: "127.0.0.1", port: scheduler.address.port },
+      seed: { ...seed.endpoints },
+      peer: { ...peer.endpoints },
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+export function readyBanner(up: UpHandle, dataDir: string): string {
+  const hp = formatHostPort;
+  const peerApi = httpUrl(up.peer.api);
+  return [
+    "",
+    "damselfly up: a local swarm is running",
+    "",
+    `  scheduler   ${hp(up.scheduler)}`,
+    `  seed peer   api ${httpUrl(up.seed.api)}   upload ${hp(up.seed.upload)}`,
+    `  peer        api ${peerApi}   upload ${hp(up.peer.upload)}   proxy ${httpUrl(up.peer.proxy)}`,
+    `  data        ${resolve(dataDir)}`,
+    "",
+    "Download a file through the swarm:",
+    "",
+    `  bin/damselfly get <url> -O /tmp/file --daemon ${peerApi}`,
+    "",
+    "Press Ctrl-C to stop.",
+    "",
+  ].join("\n");
+}
+
+export { DEFAULT_SCHEDULER_PORT };

@@ -1,0 +1,155 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
+import { DamselflyError } from "../../common/errors.js";
+import { parseDigest, Digester, formatDigest } from "../../common/digest.js";
+import { parseSourceUrl } from "../../common/task-id.js";
+import type { Logger } from "../../common/logger.js";
+import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
+import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { Storage } from "../storage/storage.js";
+import { writeOutput } from "./output-writer.js";
+import { readTaskRange, waitForInfo } from "./task-reader.js";
+
+const PROGRESS_MS = 250;
+const CHUNK = 1024 * 1024;
+
+type Event = MessageInitShape<typeof daemonv1.DownloadTaskResponseSchema>["event"];
+
+function validateDownload(d: Download | undefined): Download {
+  if (!d) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "download is required");
+  parseSourceUrl(d.url);
+  if (d.digest) parseDigest(d.digest);
+  for (const [k, v] of Object.entries(d.headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) || /[\r\n\0]/.test(v)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid header ${JSON.stringify(k)}`);
+  }
+  return d;
+}
+
+// The daemon's local API: `get` downloads through it, schedulers trigger seed
+// downloads through it.
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger }): ServiceImpl<typeof daemonv1.DaemonService> {
+  const { tasks, logger } = deps;
+  return {
+    async *downloadTask(req, ctx) {
+      try {
+        yield* download(req, ctx);
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async triggerTask(req) {
+      try {
+        const d = validateDownload(req.download);
+        const id = tasks.taskIdOf(d);
+        if (req.taskId && req.taskId !== id) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `task id ${req.taskId} does not match the download (${id})`);
+        const h = await tasks.ensure(d, id);
+        logger.info({ taskId: id, running: h.run !== undefined }, "task triggered by the scheduler");
+        return { taskId: id };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async statTask(req) {
+      const t = deps.storage.get(req.taskId);
+      if (!t) throw toConnectError(new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} is not on this daemon`));
+      return {
+        taskId: t.id,
+        contentLength: BigInt(Math.max(0, t.meta.contentLength)),
+        pieceLength: BigInt(t.meta.pieceLength),
+        totalPieces: Math.max(0, t.totalPieces),
+        finishedPieces: t.pieces.size,
+        done: t.done,
+      };
+    },
+  };
+
+  async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext): AsyncGenerator<daemonv1.DownloadTaskResponse> {
+    const started = Date.now();
+    const d = validateDownload(req.download);
+    const expected = d.digest ? parseDigest(d.digest) : undefined;
+    const signals = [ctx.signal];
+    if (req.timeoutMs > 0n) signals.push(AbortSignal.timeout(Number(req.timeoutMs)));
+    const signal = AbortSignal.any(signals);
+    let handle: TaskHandle = await tasks.ensure(d);
+    const task = handle.task;
+    const localHit = task.done;
+    const bytesLocal = task.finishedBytes;
+    const restart = async () => {
+      handle = await tasks.ensure(d, task.id);
+    };
+    const ev = (event: Event) => create(daemonv1.DownloadTaskResponseSchema, { event });
+    yield ev({
+      case: "started",
+      value: { taskId: task.id, peerId: tasks.peerIdOf(task.id), contentLength: BigInt(Math.max(0, task.meta.contentLength)), pieceLength: BigInt(task.meta.pieceLength), contentLengthKnown: task.infoKnown, localHit },
+    });
+    const progress = () =>
+      ev({
+        case: "progress",
+        value: {
+          completedBytes: BigInt(task.finishedBytes),
+          bytesFromPeers: BigInt(handle.run?.stats.bytesFromPeers ?? 0),
+          bytesFromSource: BigInt(handle.run?.stats.bytesFromSource ?? 0),
+          contentLength: BigInt(Math.max(0, task.meta.contentLength)),
+        },
+      });
+
+    let digest = "";
+    if (req.outputPath) {
+      // Progress events flow while the output writer works.
+      const work = writeOutput(task, req.outputPath, expected, signal, restart, localHit);
+      let done = false;
+      work.then(() => (done = true), () => (done = true));
+      while (!done) {
+        await Promise.race([work.catch(() => undefined), sleep(PROGRESS_MS)]);
+        if (!done) yield progress();
+      }
+      digest = (await work).digest;
+    } else {
+      const hasher = expected ? new Digester(expected.algorithm) : undefined;
+      let offset = 0;
+      let last = 0;
+      await waitForInfo(task, signal);
+      for await (const buf of readTaskRange(task, signal, restart)) {
+        for (let i = 0; i < buf.length; i += CHUNK) {
+          const data = buf.subarray(i, Math.min(buf.length, i + CHUNK));
+          hasher?.update(data);
+          yield ev({ case: "chunk", value: { offset: BigInt(offset), data } });
+          offset += data.length;
+        }
+        if (Date.now() - last > PROGRESS_MS) {
+          last = Date.now();
+          yield progress();
+        }
+      }
+      if (hasher && expected) {
+        const actual = hasher.digest();
+        digest = formatDigest(actual);
+        if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `digest mismatch: expected ${formatDigest(expected)}, got ${digest}`);
+      }
+    }
+    yield progress();
+    const stats = handle.run?.stats;
+    logger.info({ taskId: task.id, ms: Date.now() - started, localHit, output: req.outputPath || "-" }, "download served");
+    yield ev({
+      case: "finished",
+      value: {
+        taskId: task.id,
+        contentLength: BigInt(task.meta.contentLength),
+        bytesFromPeers: BigInt(stats?.bytesFromPeers ?? 0),
+        bytesFromSource: BigInt(stats?.bytesFromSource ?? 0),
+        bytesLocal: BigInt(bytesLocal),
+        digest,
+        outputPath: req.outputPath,
+        elapsedMs: BigInt(Date.now() - started),
+        backToSource: stats?.backToSource ?? false,
+        schedulerUnavailable: stats?.schedulerUnavailable ?? false,
+      },
+    });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

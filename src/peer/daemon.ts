@@ -1,0 +1,118 @@
+import { createHash } from "node:crypto";
+import { hostname as osHostname, networkInterfaces } from "node:os";
+import { create } from "@bufbuild/protobuf";
+import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import type { Logger } from "../common/logger.js";
+import type { DaemonConfig } from "../common/schemas.js";
+import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { Storage } from "./storage/storage.js";
+import { HttpSource } from "./source/http-source.js";
+import { SchedulerLink } from "./download/scheduler-link.js";
+import { TaskManager } from "./task-manager.js";
+import { UploadServer } from "./upload/upload-server.js";
+import { daemonService } from "./api/daemon-service.js";
+import { ProxyServer } from "./proxy/proxy-server.js";
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  logger: Logger;
+}
+
+export interface DaemonEndpoints {
+  api: HostPort;
+  upload: HostPort;
+  proxy: HostPort;
+}
+
+// The peer daemon (or seed peer with config.seed). This is the one place that
+// builds and wires its parts.
+export class Daemon {
+  endpoints: DaemonEndpoints = { api: { host: "", port: 0 }, upload: { host: "", port: 0 }, proxy: { host: "", port: 0 } };
+  private readonly log: Logger;
+  private storage: Storage | undefined;
+  private source: HttpSource | undefined;
+  private link: SchedulerLink | undefined;
+  private tasks: TaskManager | undefined;
+  private upload: UploadServer | undefined;
+  private api: RpcServer | undefined;
+  private proxy: ProxyServer | undefined;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
+  }
+
+  async start(): Promise<void> {
+    const c = this.o.config;
+    this.storage = new Storage(c.dataDir, this.log);
+    await this.storage.load();
+    this.source = new HttpSource({ timeoutMs: c.sourceTimeout });
+    this.upload = new UploadServer({ listen: c.uploadListen, storage: this.storage, logger: this.log, uploadSlots: c.uploadSlots || (c.seed ? 2000 : 200) });
+    await this.upload.start();
+
+    const apiListen = parseHostPort(c.listen, "listen address");
+    const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
+    const name = c.hostname || osHostname();
+    const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
+    this.api = await createRpcServer(c.listen, (router) => {
+      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log }));
+    });
+    // The scheduler learns our API port, known only once bound (it may be 0).
+    const host = create(schedulerv1.HostSchema, {
+      id: hostId,
+      hostname: name,
+      ip,
+      uploadPort: this.upload.address.port,
+      apiPort: this.api.address.port,
+      type: c.seed ? HostType.SEED : HostType.NORMAL,
+      uploadSlots: c.uploadSlots,
+    });
+    this.link = c.scheduler.length > 0
+      ? new SchedulerLink({
+          addresses: c.scheduler,
+          host,
+          logger: this.log,
+          connectTimeoutMs: c.schedulerConnectTimeout,
+          intervalMs: c.announceInterval,
+          cachedTasks: () => this.tasks?.cachedTasks() ?? [],
+        })
+      : undefined;
+    tasks.scheduler = this.link;
+    this.proxy = new ProxyServer({ listen: c.proxyListen, logger: this.log });
+    await this.proxy.start();
+    await this.link?.start();
+    this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
+    this.log.info(
+      {
+        hostId,
+        seed: c.seed,
+        api: formatHostPort(this.endpoints.api),
+        upload: formatHostPort(this.endpoints.upload),
+        proxy: formatHostPort(this.endpoints.proxy),
+        advertiseIp: ip,
+        scheduler: c.scheduler,
+        dataDir: c.dataDir,
+      },
+      "daemon ready",
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.tasks?.close();
+    await this.link?.close();
+    await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
+    await this.source?.close();
+    await this.storage?.close();
+    this.log.info("daemon stopped");
+  }
+}
+
+// The address peers should dial: the upload listen address unless it is a
+// wildcard, then the first non-internal IPv4.
+function advertisedIp(listenHost: string): string {
+  if (listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "") return listenHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
+}

@@ -1,0 +1,332 @@
+import { create } from "@bufbuild/protobuf";
+import { DamselflyError } from "../../common/errors.js";
+import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
+import type { Logger } from "../../common/logger.js";
+import { HostType, schedulerv1, fromErrorDetail, toErrorDetail, type Download } from "../../protocol/index.js";
+import type { LocalTask } from "../storage/local-task.js";
+import type { HttpSource } from "../source/http-source.js";
+import type { SchedulerLink, AnnounceSession } from "./scheduler-link.js";
+import { ParentConn, type ParentAddress } from "./parent-conn.js";
+import { fetchFromSource } from "./source-fetcher.js";
+import { PieceSelector } from "./piece-selector.js";
+
+type Req = schedulerv1.AnnouncePeerRequest["request"];
+
+export interface PeerTaskOptions {
+  task: LocalTask;
+  download: Download;
+  peerId: string;
+  hostId: string;
+  scheduler: SchedulerLink | undefined;
+  source: HttpSource;
+  logger: Logger;
+  piecesInFlight: number;
+  piecesPerParent: number;
+  pieceTimeoutMs: number;
+  scheduleTimeoutMs: number;
+  seed: boolean;
+}
+
+export interface PeerTaskStats {
+  bytesFromPeers: number;
+  bytesFromSource: number;
+  backToSource: boolean;
+  schedulerUnavailable: boolean;
+}
+
+// Conducts one task download on this daemon: talks to the scheduler over one
+// announce stream, keeps a set of parents (each with a sync stream telling
+// which pieces it holds), pulls pieces from several parents at once, and goes
+// to the origin only when the scheduler says so or cannot be reached.
+export class PeerTask {
+  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false };
+  private readonly parents = new Map<string, ParentConn>();
+  private readonly blocklist = new Set<string>();
+  private readonly inFlight = new Map<number, string>();
+  private readonly selector: PieceSelector;
+  private session: AnnounceSession | undefined;
+  private readonly abort = new AbortController();
+  private settle!: { resolve: () => void; reject: (e: DamselflyError) => void };
+  private readonly finished: Promise<void>;
+  private sourceRunning = false;
+  private ended = false;
+  private lastProgress = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly o: PeerTaskOptions) {
+    this.log = o.logger.child({ taskId: o.task.id, peerId: o.peerId });
+    this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
+    this.finished.catch(() => undefined);
+    this.selector = new PieceSelector(o.task, o.piecesPerParent);
+  }
+
+  get task(): LocalTask {
+    return this.o.task;
+  }
+
+  // Resolves when every piece is stored and verified.
+  async run(): Promise<void> {
+    this.o.task.failure = undefined;
+    await this.o.task.prepareForWrites();
+    this.watchdog = setInterval(() => this.checkStall(), 1_000);
+    this.watchdog.unref();
+    if (this.o.task.isComplete()) {
+      await this.complete();
+      return this.finished;
+    }
+    const session = this.o.scheduler ? await this.o.scheduler.open(this.o.task.id, this.o.peerId, (r) => this.onResponse(r), (e) => this.onSchedulerLost(e)) : undefined;
+    if (!session) {
+      if (this.o.download.disableBackToSource) {
+        this.fail(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "scheduler unreachable and back-to-source is disabled"));
+        return this.finished;
+      }
+      this.stats.schedulerUnavailable = true;
+      this.log.warn("scheduler unreachable: downloading directly from the origin");
+      this.startBackToSource("scheduler unreachable");
+      return this.finished;
+    }
+    this.session = session;
+    this.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: this.o.download, finishedPieces: this.o.task.pieces.size }) });
+    return this.finished;
+  }
+
+  private send(req: Req): void {
+    this.session?.send(req);
+  }
+
+  private onResponse(res: schedulerv1.AnnouncePeerResponse): void {
+    if (this.ended) return;
+    const r = res.response;
+    switch (r.case) {
+      case "normalTask": {
+        const info = r.value.task;
+        if (info?.contentLengthKnown && !this.o.task.infoKnown) {
+          this.setInfo(Number(info.contentLength), Number(info.pieceLength)).catch((e) => this.fail(DamselflyError.from(e)));
+        }
+        for (const p of r.value.candidateParents) this.addParent({ peerId: p.peerId, hostId: p.hostId, ip: p.ip, port: p.uploadPort, isSeed: p.hostType === HostType.SEED });
+        this.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
+        break;
+      }
+      case "needBackToSource":
+        this.startBackToSource(r.value.description || "scheduler asked");
+        break;
+      case "emptyTask":
+        this.setInfo(0, this.o.download.pieceLength ? Number(this.o.download.pieceLength) : MIN_PIECE_LENGTH)
+          .then(() => this.complete())
+          .catch((e) => this.fail(DamselflyError.from(e)));
+        break;
+      case "taskFailed":
+        this.fail(fromErrorDetail(r.value.error));
+        break;
+    }
+  }
+
+  private onSchedulerLost(err: DamselflyError): void {
+    if (this.ended) return;
+    this.session = undefined;
+    this.log.warn({ err: err.message }, "lost the scheduler stream; continuing with current parents");
+    if (this.parents.size === 0 && !this.sourceRunning) this.fallbackToSource("scheduler stream lost and no parent");
+  }
+
+  private addParent(addr: ParentAddress): void {
+    if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
+    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs });
+    this.parents.set(addr.peerId, conn);
+    this.log.debug({ parent: addr.peerId, remote: `${addr.ip}:${addr.port}` }, "parent added");
+    conn
+      .sync((msg) => {
+        if (msg.type === "info" && msg.pieceLength > 0 && msg.contentLength >= 0) {
+          this.setInfo(msg.contentLength, msg.pieceLength).catch((e) => this.fail(DamselflyError.from(e)));
+        } else if (msg.type === "info" && msg.pieceLength > 0 && this.o.task.meta.pieceLength === 0) {
+          this.o.task.setInfo(-1, msg.pieceLength).catch(() => undefined);
+        }
+        if (msg.type === "failed") {
+          const e = new DamselflyError(DamselflyError.isCode(msg.code) ? msg.code : "DF_ERR_PARENT_FAILED", msg.message, msg.sourceStatus ? { sourceStatus: msg.sourceStatus } : {});
+          // An origin failure on the seed is everyone's failure.
+          if (e.code === "DF_ERR_SOURCE_STATUS" && conn.addr.isSeed) this.fail(e);
+          else this.dropParent(conn, e.message);
+          return;
+        }
+        this.pump();
+      })
+      .then(() => this.pump())
+      .catch((err) => {
+        if (!conn.closed) this.dropParent(conn, `sync stream: ${(err as Error).message}`);
+      });
+  }
+
+  private dropParent(conn: ParentConn, reason: string): void {
+    if (!this.parents.has(conn.id)) return;
+    this.parents.delete(conn.id);
+    this.blocklist.add(conn.id);
+    conn.close();
+    this.log.info({ parent: conn.id, reason }, "parent dropped");
+    if (this.ended) return;
+    if (this.parents.size === 0 && !this.sourceRunning) {
+      if (this.session) this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: reason }) });
+      else this.fallbackToSource("no parent left and no scheduler");
+    }
+    this.pump();
+  }
+
+  private async setInfo(contentLength: number, pieceLength: number): Promise<void> {
+    await this.o.task.setInfo(contentLength, pieceLength);
+    this.pump();
+  }
+
+  // Starts as many piece fetches as the limits allow.
+  private pump(): void {
+    if (this.ended || this.sourceRunning || this.o.task.meta.pieceLength <= 0) return;
+    if (this.o.task.infoKnown && this.o.task.pieces.size === this.o.task.totalPieces) {
+      this.complete().catch((e) => this.fail(DamselflyError.from(e)));
+      return;
+    }
+    while (this.inFlight.size < this.o.piecesInFlight) {
+      const pick = this.selector.next(this.parents, this.inFlight);
+      if (!pick) break;
+      this.fetchPiece(pick.piece, pick.parent);
+    }
+  }
+
+  private fetchPiece(n: number, parent: ParentConn): void {
+    this.inFlight.set(n, parent.id);
+    parent.inFlight++;
+    const offset = n * this.o.task.meta.pieceLength;
+    const started = process.hrtime.bigint();
+    parent
+      .fetchPiece(this.o.task, n, offset, this.abort.signal)
+      .then(async ({ crc, length }) => {
+        if (this.o.task.pieces.has(n)) return;
+        this.stats.bytesFromPeers += length;
+        await this.o.task.markPiece({ number: n, crc, length });
+        this.lastProgress = Date.now();
+        parent.failures = 0;
+        this.send({
+          case: "pieceFinished",
+          value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: (process.hrtime.bigint() - started) / 1000n }),
+        });
+      })
+      .catch((err) => {
+        if (this.ended) return;
+        const e = DamselflyError.from(err, "DF_ERR_PARENT_FAILED");
+        this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: n, parentId: parent.id, reason: e.message, temporary: e.temporary }) });
+        if (e.code === "DF_ERR_STORAGE_FULL" || e.code === "DF_ERR_STORAGE_IO") {
+          this.fail(e);
+          return;
+        }
+        if (!e.temporary) {
+          parent.failures++;
+          this.log.info({ parent: parent.id, piece: n, err: e.message }, "piece failed; retrying elsewhere");
+          if (e.code === "DF_ERR_PIECE_CORRUPT" || parent.failures >= 3) this.dropParent(parent, e.message);
+        }
+      })
+      .finally(() => {
+        this.inFlight.delete(n);
+        parent.inFlight--;
+        this.pump();
+      });
+  }
+
+  private fallbackToSource(reason: string): void {
+    if (this.o.download.disableBackToSource) {
+      this.fail(new DamselflyError("DF_ERR_NO_PARENT", `no parent can serve task ${this.o.task.id} (${reason}) and back-to-source is disabled`));
+      return;
+    }
+    this.startBackToSource(reason);
+  }
+
+  private startBackToSource(reason: string): void {
+    if (this.sourceRunning || this.ended) return;
+    this.sourceRunning = true;
+    this.stats.backToSource = true;
+    this.log.info({ reason }, "fetching from the origin");
+    const d = this.o.download;
+    const task = this.o.task;
+    if (task.infoKnown) this.announceBackToSource(task.meta.contentLength, task.meta.pieceLength, true);
+    fetchFromSource(this.o.source, task, d.url, { ...d.headers }, Number(d.pieceLength), {
+      onInfo: async (contentLength, pieceLength, known) => {
+        await task.setInfo(contentLength, pieceLength);
+        this.announceBackToSource(contentLength, pieceLength, known);
+      },
+      onPiece: async (n, crc, length, costMicros) => {
+        if (task.pieces.has(n)) return;
+        this.stats.bytesFromSource += length;
+        await task.markPiece({ number: n, crc, length });
+        this.lastProgress = Date.now();
+        this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, costMicros: BigInt(Math.round(costMicros)) }) });
+      },
+      isDone: (n) => task.pieces.has(n) || this.inFlight.has(n),
+    }, this.abort.signal)
+      .then(async () => {
+        // Pieces that were in flight from parents when we started finish on
+        // their own; wait for them rather than refetching.
+        while (this.inFlight.size > 0 && !this.ended) await new Promise((r) => setTimeout(r, 20));
+        if (task.infoKnown && task.pieces.size === task.totalPieces) await this.complete();
+        else if (!this.ended) {
+          this.sourceRunning = false;
+          this.startBackToSource("pieces still missing after the origin fetch");
+        }
+      })
+      .catch((err) => this.fail(DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE")));
+  }
+
+  private announceBackToSource(contentLength: number, pieceLength: number, known: boolean): void {
+    this.send({
+      case: "backToSourceStarted",
+      value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: BigInt(Math.max(0, contentLength)), pieceLength: BigInt(pieceLength), contentLengthKnown: known }),
+    });
+  }
+
+  private checkStall(): void {
+    if (this.ended || this.sourceRunning) return;
+    if (this.inFlight.size > 0) return;
+    if (Date.now() - this.lastProgress < this.o.scheduleTimeoutMs) return;
+    this.lastProgress = Date.now();
+    if (this.session) {
+      this.log.info({ parents: this.parents.size }, "no progress: asking the scheduler for other parents");
+      this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: "no progress" }) });
+    } else {
+      this.fallbackToSource("no progress and no scheduler");
+    }
+  }
+
+  private async complete(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const t = this.o.task;
+    await t.markDone();
+    const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
+    if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
+    else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
+    this.log.info({ bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, contentLength: t.meta.contentLength }, "task downloaded");
+    this.cleanup();
+    this.settle.resolve();
+  }
+
+  fail(err: DamselflyError): void {
+    if (this.ended) return;
+    this.ended = true;
+    const detail = { error: toErrorDetail(err) };
+    if (this.stats.backToSource) this.send({ case: "backToSourceFailed", value: create(schedulerv1.BackToSourceFailedRequestSchema, detail) });
+    else this.send({ case: "peerFailed", value: create(schedulerv1.PeerFailedRequestSchema, detail) });
+    this.log.warn({ code: err.code, err: err.message }, "task download failed");
+    this.o.task.fail(err);
+    this.cleanup();
+    this.settle.reject(err);
+  }
+
+  // Stops everything (daemon shutdown or the last reader went away).
+  cancel(reason: DamselflyError): void {
+    this.fail(reason);
+  }
+
+  private cleanup(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.abort.abort();
+    for (const p of this.parents.values()) p.close();
+    this.parents.clear();
+    this.session?.close();
+    this.session = undefined;
+  }
+}

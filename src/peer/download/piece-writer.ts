@@ -1,0 +1,74 @@
+import { crc32Update } from "../../common/pieces.js";
+import type { LocalTask } from "../storage/local-task.js";
+
+const FLUSH_AT = 1024 * 1024;
+// Bytes handed to the file system but not yet written: network reads go on
+// while earlier bytes are written, without letting memory grow unbounded.
+const MAX_UNWRITTEN = 8 * 1024 * 1024;
+
+// Streams one piece's bytes into the task file at the piece's offset,
+// coalescing network chunks into ~1 MiB vectored writes and computing the CRC
+// on the way. The piece becomes visible only when the caller marks it after
+// checking length and CRC; until then its region may hold anything.
+export class PieceWriter {
+  crc = 0;
+  received = 0;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private flushedTo: number;
+  private writing: Promise<void> = Promise.resolve();
+  private unwritten = 0;
+  private error: unknown;
+
+  constructor(private readonly task: LocalTask, readonly offset: number, readonly expectedLength: number) {
+    this.flushedTo = offset;
+  }
+
+  // Takes the bytes of `chunk` that belong to this piece and returns how many
+  // it took (the rest belongs to the next piece when a whole file streams in).
+  async push(chunk: Uint8Array): Promise<number> {
+    const room = this.expectedLength - this.received;
+    const take = chunk.length <= room ? chunk : chunk.subarray(0, room);
+    if (take.length === 0) return 0;
+    this.crc = crc32Update(take, this.crc);
+    this.received += take.length;
+    this.pending.push(take);
+    this.pendingBytes += take.length;
+    if (this.pendingBytes >= FLUSH_AT) this.startWrite();
+    if (this.unwritten > MAX_UNWRITTEN) await this.writing;
+    if (this.error !== undefined) throw this.error;
+    return take.length;
+  }
+
+  get complete(): boolean {
+    return this.received === this.expectedLength;
+  }
+
+  // Resolves once every byte pushed so far is written.
+  async flush(): Promise<void> {
+    this.startWrite();
+    await this.writing;
+    if (this.error !== undefined) throw this.error;
+  }
+
+  private startWrite(): void {
+    if (this.pendingBytes === 0) return;
+    const chunks = this.pending;
+    const bytes = this.pendingBytes;
+    const at = this.flushedTo;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.flushedTo += bytes;
+    this.unwritten += bytes;
+    this.writing = this.writing.then(async () => {
+      if (this.error !== undefined) return;
+      try {
+        await this.task.writev(at, chunks);
+      } catch (err) {
+        this.error = err;
+      } finally {
+        this.unwritten -= bytes;
+      }
+    });
+  }
+}

@@ -1,0 +1,146 @@
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { AsyncQueue } from "../../common/async-queue.js";
+import { DamselflyError } from "../../common/errors.js";
+import type { Logger } from "../../common/logger.js";
+import { createRpcTransport, fromConnectError, schedulerv1 } from "../../protocol/index.js";
+
+type Req = schedulerv1.AnnouncePeerRequest["request"];
+type SchedulerClient = Client<typeof schedulerv1.SchedulerService>;
+
+export interface AnnounceSession {
+  send(req: Req): void;
+  close(): void;
+}
+
+export interface SchedulerLinkOptions {
+  addresses: readonly string[];
+  host: schedulerv1.Host;
+  logger: Logger;
+  connectTimeoutMs: number;
+  intervalMs: number;
+  // Finished tasks this daemon can serve, re-announced when a scheduler meets
+  // us for the first time (its restart lost them).
+  cachedTasks: () => schedulerv1.CachedTask[];
+}
+
+interface Endpoint {
+  address: string;
+  client: SchedulerClient;
+  healthy: boolean;
+  // Last failure already logged: warn once per outage, not per retry.
+  warned: boolean;
+}
+
+// Everything the daemon says to its schedulers: host keep-alive, cached-task
+// announcements, and one announce stream per task download. A task sticks to
+// one scheduler chosen by rendezvous hashing of its ID, so every peer of a
+// task meets the same scheduler.
+export class SchedulerLink {
+  private readonly endpoints: Endpoint[];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly o: SchedulerLinkOptions) {
+    this.log = o.logger.child({ component: "scheduler-link" });
+    this.endpoints = o.addresses.map((address) => ({
+      address,
+      client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)),
+      healthy: false,
+      warned: false,
+    }));
+  }
+
+  async start(): Promise<void> {
+    await this.announceAll();
+    this.timer = setInterval(() => void this.announceAll(), this.o.intervalMs);
+    this.timer.unref();
+  }
+
+  private async announceAll(): Promise<void> {
+    await Promise.all(this.endpoints.map((e) => this.announce(e)));
+  }
+
+  private async announce(e: Endpoint): Promise<boolean> {
+    try {
+      const res = await e.client.announceHost(
+        { host: this.o.host, intervalSeconds: Math.ceil(this.o.intervalMs / 1000) },
+        { signal: AbortSignal.timeout(this.o.connectTimeoutMs) },
+      );
+      if (!e.healthy) this.log.info({ scheduler: e.address }, "scheduler reachable");
+      e.healthy = true;
+      e.warned = false;
+      if (res.newHost) {
+        const tasks = this.o.cachedTasks();
+        if (tasks.length > 0) {
+          await e.client.announceCachedTasks({ hostId: this.o.host.id, tasks }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs * 3) });
+          this.log.info({ scheduler: e.address, tasks: tasks.length }, "announced cached tasks");
+        }
+      }
+      return true;
+    } catch (err) {
+      if (!e.warned) this.log.warn({ scheduler: e.address, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message }, "scheduler unreachable");
+      e.healthy = false;
+      e.warned = true;
+      return false;
+    }
+  }
+
+  // Tells schedulers about one more finished task right away.
+  announceCached(task: schedulerv1.CachedTask): void {
+    for (const e of this.endpoints) {
+      if (!e.healthy) continue;
+      e.client.announceCachedTasks({ hostId: this.o.host.id, tasks: [task] }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs) }).catch(() => undefined);
+    }
+  }
+
+  private ordered(taskId: string): Endpoint[] {
+    const score = (e: Endpoint) => createHash("sha256").update(taskId).update(e.address).digest().readUInt32BE(0);
+    return [...this.endpoints].sort((a, b) => score(b) - score(a));
+  }
+
+  // Opens the announce stream for one task, or returns undefined when no
+  // scheduler can be reached (the caller then goes to the origin).
+  async open(taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): Promise<AnnounceSession | undefined> {
+    for (const e of this.ordered(taskId)) {
+      if (!e.healthy && !(await this.announce(e))) continue;
+      return this.stream(e, taskId, peerId, onResponse, onLost);
+    }
+    return undefined;
+  }
+
+  private stream(e: Endpoint, taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): AnnounceSession {
+    const queue = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
+    const abort = new AbortController();
+    let closed = false;
+    (async () => {
+      try {
+        for await (const res of e.client.announcePeer(queue, { signal: abort.signal })) onResponse(res);
+        if (!closed) onLost(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", `scheduler ${e.address} ended the announce stream`));
+      } catch (err) {
+        if (!closed) onLost(fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE"));
+      }
+    })();
+    const hostId = this.o.host.id;
+    return {
+      send: (request) => {
+        queue.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId, taskId, peerId, request }));
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        queue.close();
+        // Let the last messages (peer finished) flush before the call ends.
+        setTimeout(() => abort.abort(), 2_000).unref();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(
+      this.endpoints.filter((e) => e.healthy).map((e) => e.client.leaveHost({ hostId: this.o.host.id }, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined)),
+    );
+  }
+}

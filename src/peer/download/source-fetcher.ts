@@ -1,0 +1,184 @@
+import { DamselflyError } from "../../common/errors.js";
+import { MIN_PIECE_LENGTH, pieceLengthFor } from "../../common/pieces.js";
+import type { LocalTask } from "../storage/local-task.js";
+import type { HttpSource } from "../source/http-source.js";
+import { PieceWriter } from "./piece-writer.js";
+
+export interface SourceFetchHooks {
+  // Called once the origin told us the size (or that it will not).
+  onInfo(contentLength: number, pieceLength: number, known: boolean): Promise<void> | void;
+  onPiece(n: number, crc: number, length: number, costMicros: number): Promise<void> | void;
+  // Pieces another source (a parent) finished meanwhile are not rewritten.
+  isDone(n: number): boolean;
+}
+
+const RETRIES = 3;
+
+// Back-to-source: pulls the missing pieces from the origin in as few requests
+// as possible (one Range request per run of missing pieces), resuming at the
+// piece boundary where a broken response stopped.
+export async function fetchFromSource(
+  source: HttpSource,
+  task: LocalTask,
+  url: string,
+  headers: Record<string, string>,
+  userPieceLength: number,
+  hooks: SourceFetchHooks,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!task.infoKnown) {
+    try {
+      await fetchWhole(source, task, url, headers, userPieceLength, hooks, signal);
+    } catch (err) {
+      // A response that broke off is resumed below with Range requests, from
+      // the first missing piece; anything else is final.
+      const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+      if (!e.temporary || !task.infoKnown || signal.aborted) throw e;
+    }
+  }
+  for (let attempt = 0; ; attempt++) {
+    const runs = missingRuns(task, hooks);
+    if (runs.length === 0) return;
+    try {
+      for (const [first, last] of runs) await fetchRun(source, task, url, headers, first, last, hooks, signal);
+    } catch (err) {
+      const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+      if (!e.temporary || attempt >= RETRIES || signal.aborted) throw e;
+    }
+  }
+}
+
+function missingRuns(task: LocalTask, hooks: SourceFetchHooks): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (let n = 0; n < task.totalPieces; n++) {
+    if (hooks.isDone(n)) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === n - 1) last[1] = n;
+    else runs.push([n, n]);
+  }
+  return runs;
+}
+
+async function fetchRun(
+  source: HttpSource,
+  task: LocalTask,
+  url: string,
+  headers: Record<string, string>,
+  first: number,
+  last: number,
+  hooks: SourceFetchHooks,
+  signal: AbortSignal,
+): Promise<void> {
+  const start = task.pieceRange(first).offset;
+  const end = task.pieceRange(last).offset + task.pieceRange(last).length - 1;
+  const full = start === 0 && end === task.meta.contentLength - 1;
+  const res = await source.fetch(url, headers, full ? undefined : { start, end }, signal);
+  if (!full && !res.ranged) {
+    // The origin ignores ranges: read from the start, skipping what we have.
+    await consume(res.body, task, 0, first, last, hooks, task.meta.pieceLength);
+    return;
+  }
+  if (res.totalLength >= 0 && res.totalLength !== task.meta.contentLength) {
+    res.body.destroy();
+    throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin object changed size (${task.meta.contentLength} -> ${res.totalLength})`);
+  }
+  await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength);
+}
+
+async function fetchWhole(
+  source: HttpSource,
+  task: LocalTask,
+  url: string,
+  headers: Record<string, string>,
+  userPieceLength: number,
+  hooks: SourceFetchHooks,
+  signal: AbortSignal,
+): Promise<void> {
+  const res = await source.fetch(url, headers, undefined, signal);
+  const known = res.contentLength >= 0;
+  const pieceLength = userPieceLength || (known ? pieceLengthFor(res.contentLength) : MIN_PIECE_LENGTH);
+  await hooks.onInfo(known ? res.contentLength : -1, pieceLength, known);
+  if (known && res.contentLength === 0) {
+    res.body.destroy();
+    return;
+  }
+  const lastPiece = known ? Math.ceil(res.contentLength / pieceLength) - 1 : Number.MAX_SAFE_INTEGER;
+  const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength);
+  if (!known) await hooks.onInfo(total, pieceLength, true);
+  else if (total !== res.contentLength) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended after ${total} of ${res.contentLength} bytes`, { temporary: true });
+}
+
+// Reads a body that starts at byte `bodyStart`, writing pieces first..last.
+// Returns the absolute offset reached.
+async function consume(
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+  task: LocalTask,
+  bodyStart: number,
+  first: number,
+  last: number,
+  hooks: SourceFetchHooks,
+  pieceLength: number,
+): Promise<number> {
+  let pos = bodyStart;
+  let n = Math.floor(pos / pieceLength);
+  const limit = task.infoKnown ? task.meta.contentLength : Number.MAX_SAFE_INTEGER;
+  const pieceEnd = (k: number) => Math.min((k + 1) * pieceLength, limit);
+  let writer: PieceWriter | undefined;
+  const startedAt = new Map<number, bigint>();
+  const open = (k: number) => {
+    startedAt.set(k, process.hrtime.bigint());
+    return k >= first && k <= last && !hooks.isDone(k) ? new PieceWriter(task, k * pieceLength, pieceEnd(k) - k * pieceLength) : undefined;
+  };
+  writer = open(n);
+  const finish = async (k: number, w: PieceWriter | undefined, length: number) => {
+    if (!w) return;
+    await w.flush();
+    if (w.received !== length) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended inside piece ${k}`, { temporary: true });
+    await hooks.onPiece(k, w.crc, length, Number(process.hrtime.bigint() - (startedAt.get(k) ?? 0n)) / 1000);
+    startedAt.delete(k);
+  };
+  // Finished pieces are flushed and reported while the next one streams in;
+  // at most two wait at a time.
+  const finishing: Array<Promise<void>> = [];
+  const settle = async (all: boolean) => {
+    while (finishing.length > (all ? 0 : 2)) await finishing.shift();
+  };
+  try {
+    for await (const chunk of body) {
+      let off = 0;
+      while (off < chunk.length) {
+        const boundary = pieceEnd(n);
+        const take = Math.min(chunk.length - off, boundary - pos);
+        if (take <= 0) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", "origin sent more bytes than announced");
+        if (writer) await writer.push(chunk.subarray(off, off + take));
+        off += take;
+        pos += take;
+        if (pos === boundary) {
+          const p = finish(n, writer, boundary - n * pieceLength);
+          p.catch(() => undefined);
+          finishing.push(p);
+          await settle(false);
+          n++;
+          if (n > last) {
+            body.destroy();
+            await settle(true);
+            return pos;
+          }
+          writer = open(n);
+        }
+      }
+    }
+    await settle(true);
+  } catch (err) {
+    body.destroy();
+    await Promise.allSettled(finishing);
+    if (err instanceof DamselflyError) throw err;
+    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, { cause: err, temporary: true });
+  }
+  // Unknown length: the tail piece ends with the body.
+  if (!task.infoKnown && writer && writer.received > 0) {
+    const len = writer.received;
+    await finish(n, writer, len);
+  }
+  return pos;
+}

@@ -1,0 +1,1 @@
+export { Daemon, type DaemonOptions, type DaemonEndpoints } from "./daemon.js";

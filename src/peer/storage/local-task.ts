@@ -1,0 +1,253 @@
+import { EventEmitter } from "node:events";
+import { appendFile, copyFile, open, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { DamselflyError } from "../../common/errors.js";
+import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
+
+export interface TaskMeta {
+  id: string;
+  // Signature query parameters already removed: never persist credentials.
+  url: string;
+  // -1 while unknown (chunked origin response still in progress).
+  contentLength: number;
+  pieceLength: number;
+  done: boolean;
+  createdAt: number;
+  lastAccessAt: number;
+}
+
+export interface PieceInfo {
+  number: number;
+  crc: number;
+  length: number;
+}
+
+export interface LocalTaskEvents {
+  piece: [PieceInfo];
+  info: [];
+  done: [];
+  failed: [DamselflyError];
+}
+
+// One task on disk: `data` (pieces at their offsets), `task.json` (metadata)
+// and `pieces.log` (an append-only list of verified pieces, so a crash loses at
+// most the piece being written). Only pieces in `pieces` are ever read back.
+export class LocalTask extends EventEmitter<LocalTaskEvents> {
+  readonly pieces = new Map<number, PieceInfo>();
+  failure: DamselflyError | undefined;
+  private fh: FileHandle | undefined;
+  private opening: Promise<FileHandle> | undefined;
+  private logQueue: Promise<void> = Promise.resolve();
+
+  constructor(readonly dir: string, public meta: TaskMeta) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  get id(): string {
+    return this.meta.id;
+  }
+
+  get dataPath(): string {
+    return join(this.dir, "data");
+  }
+
+  get infoKnown(): boolean {
+    return this.meta.contentLength >= 0 && this.meta.pieceLength > 0;
+  }
+
+  get totalPieces(): number {
+    return this.infoKnown ? pieceCount(this.meta.contentLength, this.meta.pieceLength) : -1;
+  }
+
+  get finishedBytes(): number {
+    let n = 0;
+    for (const p of this.pieces.values()) n += p.length;
+    return n;
+  }
+
+  get done(): boolean {
+    return this.meta.done;
+  }
+
+  pieceRange(n: number): { offset: number; length: number } {
+    return pieceRange(n, this.meta.contentLength, this.meta.pieceLength);
+  }
+
+  async handle(): Promise<FileHandle> {
+    if (this.fh) return this.fh;
+    this.opening ??= open(this.dataPath, "a+").then(async (h) => {
+      // "a+" creates without truncating; reopen for positional writes.
+      await h.close();
+      this.fh = await open(this.dataPath, "r+");
+      return this.fh;
+    });
+    return this.opening;
+  }
+
+  // Outputs are hard links to the data file; before the store writes to a
+  // task again (a resumed or repaired download) it gives the data file a new
+  // inode, so a user's output never changes under them.
+  async prepareForWrites(): Promise<void> {
+    const st = await stat(this.dataPath).catch(() => undefined);
+    if (!st || st.nlink <= 1) return;
+    await this.close();
+    const tmp = join(this.dir, `data.${process.pid}.unshare`);
+    await copyFile(this.dataPath, tmp);
+    await rename(tmp, this.dataPath);
+  }
+
+  // Records content length and piece length once the origin (or a parent) told us.
+  async setInfo(contentLength: number, pieceLength: number): Promise<void> {
+    const changed = this.meta.contentLength !== contentLength || this.meta.pieceLength !== pieceLength;
+    if (!changed) return;
+    if (this.infoKnown && this.meta.contentLength !== contentLength) {
+      throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
+    }
+    this.meta = { ...this.meta, contentLength, pieceLength };
+    if (contentLength >= 0) {
+      const fh = await this.handle();
+      await fh.truncate(contentLength);
+    }
+    await this.saveMeta();
+    this.emit("info");
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    const fh = await this.handle();
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
+      done += bytesWritten;
+    }
+  }
+
+  // Writes several buffers back to back in one system call where possible.
+  async writev(offset: number, chunks: Uint8Array[]): Promise<void> {
+    const fh = await this.handle();
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    const { bytesWritten } = await fh.writev(chunks, offset);
+    if (bytesWritten === total) return;
+    // Short write: finish the rest chunk by chunk.
+    let skip = bytesWritten;
+    let at = offset + bytesWritten;
+    for (const c of chunks) {
+      if (skip >= c.length) {
+        skip -= c.length;
+        continue;
+      }
+      const rest = c.subarray(skip);
+      skip = 0;
+      await this.write(at, rest);
+      at += rest.length;
+    }
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const fh = await this.handle();
+    const buf = into ?? Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) throw new DamselflyError("DF_ERR_STORAGE_IO", `short read at ${offset + done} in task ${this.id}`);
+      done += bytesRead;
+    }
+    return buf.length === length ? buf : buf.subarray(0, length);
+  }
+
+  // Reads a whole finished piece and checks its CRC; a piece that fails is
+  // dropped so it is fetched again and never handed on.
+  async readVerifiedPiece(n: number): Promise<Buffer> {
+    const info = this.pieces.get(n);
+    if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${this.id} is not stored`);
+    const { offset } = this.pieceRange(n);
+    const buf = await this.read(offset, info.length);
+    if (crc32Update(buf) !== info.crc) {
+      await this.invalidatePiece(n);
+      throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `stored piece ${n} of task ${this.id} failed its CRC-32 check`);
+    }
+    return buf;
+  }
+
+  async markPiece(p: PieceInfo): Promise<void> {
+    if (this.pieces.has(p.number)) return;
+    this.pieces.set(p.number, p);
+    await this.appendLog(`${p.number} ${p.crc} ${p.length}\n`);
+    this.emit("piece", p);
+  }
+
+  async invalidatePiece(n: number): Promise<void> {
+    if (!this.pieces.delete(n)) return;
+    if (this.meta.done) {
+      this.meta = { ...this.meta, done: false };
+      await this.saveMeta();
+    }
+    await this.appendLog(`-${n}\n`);
+  }
+
+  async markDone(): Promise<void> {
+    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now() };
+    await this.saveMeta();
+    this.emit("done");
+  }
+
+  fail(err: DamselflyError): void {
+    this.failure = err;
+    this.emit("failed", err);
+  }
+
+  // A finished task with all pieces present (after a restart or a GC check).
+  isComplete(): boolean {
+    return this.infoKnown && this.pieces.size === this.totalPieces;
+  }
+
+  missingPieces(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.totalPieces; i++) if (!this.pieces.has(i)) out.push(i);
+    return out;
+  }
+
+  touch(): void {
+    this.meta.lastAccessAt = Date.now();
+  }
+
+  async saveMeta(): Promise<void> {
+    const tmp = join(this.dir, `task.json.${process.pid}.tmp`);
+    await writeFile(tmp, JSON.stringify(this.meta));
+    await rename(tmp, join(this.dir, "task.json"));
+  }
+
+  private appendLog(line: string): Promise<void> {
+    // Serialised so lines never interleave.
+    this.logQueue = this.logQueue.then(() => appendFile(join(this.dir, "pieces.log"), line));
+    return this.logQueue;
+  }
+
+  async close(): Promise<void> {
+    await this.logQueue.catch(() => undefined);
+    const fh = this.fh;
+    this.fh = undefined;
+    this.opening = undefined;
+    await fh?.close().catch(() => undefined);
+  }
+
+  async destroy(): Promise<void> {
+    await this.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  // Parses pieces.log; a line cut short by a crash is ignored.
+  static parseLog(text: string): Map<number, PieceInfo> {
+    const pieces = new Map<number, PieceInfo>();
+    for (const line of text.split("\n")) {
+      const del = /^-(\d+)$/.exec(line);
+      if (del) {
+        pieces.delete(Number(del[1]));
+        continue;
+      }
+      const m = /^(\d+) (\d+) (\d+)$/.exec(line);
+      if (m) pieces.set(Number(m[1]), { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) });
+    }
+    return pieces;
+  }
+}

@@ -1,0 +1,98 @@
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { DamselflyError } from "../common/errors.js";
+import { filterUrl, taskId as computeTaskId } from "../common/task-id.js";
+import type { Logger } from "../common/logger.js";
+import type { DaemonConfig } from "../common/schemas.js";
+import { schedulerv1, type Download } from "../protocol/index.js";
+import type { Storage } from "./storage/storage.js";
+import type { LocalTask } from "./storage/local-task.js";
+import type { HttpSource } from "./source/http-source.js";
+import type { SchedulerLink } from "./download/scheduler-link.js";
+import { PeerTask } from "./download/peer-task.js";
+
+export interface TaskHandle {
+  task: LocalTask;
+  // The running download, or undefined when the task was already complete.
+  run: PeerTask | undefined;
+}
+
+// Joins concurrent requests for the same task into one download, and starts a
+// new one when a task is incomplete (first request, resume after a restart,
+// or a stored piece that failed its check).
+export class TaskManager {
+  private readonly running = new Map<string, PeerTask>();
+  // Set once the daemon's API port is bound (the scheduler needs it).
+  scheduler: SchedulerLink | undefined;
+
+  constructor(
+    private readonly deps: {
+      config: DaemonConfig;
+      hostId: string;
+      storage: Storage;
+      source: HttpSource;
+      logger: Logger;
+    },
+  ) {}
+
+  taskIdOf(d: Download): string {
+    return computeTaskId({ url: d.url, tag: d.tag, application: d.application, filteredQueryParams: d.filteredQueryParams, pieceLength: Number(d.pieceLength) });
+  }
+
+  // Peer IDs are stable per (host, task) so a resumed or re-announced task
+  // is the same peer to the scheduler.
+  peerIdOf(taskId: string): string {
+    return createHash("sha256").update(this.deps.hostId).update(taskId).digest("hex").slice(0, 32);
+  }
+
+  async ensure(download: Download, id = this.taskIdOf(download)): Promise<TaskHandle> {
+    const task = await this.deps.storage.getOrCreate(id, filterUrl(download.url, download.filteredQueryParams), Number(download.pieceLength));
+    task.touch();
+    if (task.done) return { task, run: undefined };
+    const existing = this.running.get(id);
+    if (existing) return { task, run: existing };
+    const c = this.deps.config;
+    const run = new PeerTask({
+      task,
+      download,
+      peerId: this.peerIdOf(id),
+      hostId: this.deps.hostId,
+      scheduler: this.scheduler,
+      source: this.deps.source,
+      logger: this.deps.logger,
+      piecesInFlight: c.piecesInFlight,
+      piecesPerParent: c.piecesPerParent,
+      pieceTimeoutMs: c.pieceTimeout,
+      scheduleTimeoutMs: c.scheduleTimeout,
+      seed: c.seed,
+    });
+    this.running.set(id, run);
+    run
+      .run()
+      .then(() => this.scheduler?.announceCached(this.cachedEntry(task)))
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.running.get(id) === run) this.running.delete(id);
+      });
+    return { task, run };
+  }
+
+  cachedEntry(t: LocalTask): schedulerv1.CachedTask {
+    return create(schedulerv1.CachedTaskSchema, {
+      taskId: t.id,
+      peerId: this.peerIdOf(t.id),
+      contentLength: BigInt(t.meta.contentLength),
+      pieceLength: BigInt(t.meta.pieceLength),
+      totalPieces: t.totalPieces,
+    });
+  }
+
+  cachedTasks(): schedulerv1.CachedTask[] {
+    return this.deps.storage.finishedTasks().map((t) => this.cachedEntry(t));
+  }
+
+  async close(): Promise<void> {
+    for (const run of this.running.values()) run.cancel(new DamselflyError("DF_ERR_CANCELLED", "daemon shutting down"));
+    this.running.clear();
+  }
+}

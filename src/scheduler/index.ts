@@ -1,0 +1,3 @@
+export { Scheduler, type SchedulerOptions } from "./scheduler.js";
+export { selectParents, scoreParent, isEligibleParent } from "./scheduling/parent-selector.js";
+export { pickSeedHost } from "./scheduling/seed-trigger.js";

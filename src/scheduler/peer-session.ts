@@ -1,0 +1,96 @@
+import type { AsyncQueue } from "../common/async-queue.js";
+import type { Logger } from "../common/logger.js";
+import type { schedulerv1 } from "../protocol/index.js";
+import type { Peer } from "./resources/peer-manager.js";
+import type { ResourceStore } from "./resources/resource-store.js";
+import type { PeerEvents } from "./scheduling/peer-events.js";
+import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
+
+// One AnnouncePeer stream: validates each message and routes it to PeerEvents.
+export class PeerSession {
+  private peer: Peer | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly store: ResourceStore,
+    private readonly events: PeerEvents,
+    private readonly queue: AsyncQueue<schedulerv1.AnnouncePeerResponse>,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  // Throws (DamselflyError or ConnectError) on a request the stream cannot survive.
+  handle(req: schedulerv1.AnnouncePeerRequest): void {
+    if (this.ended) return;
+    const r = req.request;
+    if (!this.peer) {
+      checkId("host_id", req.hostId);
+      checkId("peer_id", req.peerId);
+      checkTaskId(req.taskId);
+      if (r.case !== "registerPeer") throw invalid(`first message must be register_peer, got ${r.case ?? "nothing"}`);
+      const host = this.store.hosts.get(req.hostId);
+      if (!host) throw hostNotAnnounced(req.hostId);
+      host.lastSeen = this.now();
+      const download = r.value.download;
+      if (!download || download.url === "") throw invalid("register_peer without a download URL");
+      const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue);
+      this.peer = peer;
+      this.log.info({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
+      return;
+    }
+    const peer = this.peer;
+    if (req.hostId !== peer.hostId || req.taskId !== peer.taskId || req.peerId !== peer.id) {
+      throw invalid("host_id, task_id and peer_id must not change within a stream");
+    }
+    const host = this.store.hosts.get(peer.hostId);
+    if (!host) throw hostNotAnnounced(peer.hostId);
+    host.lastSeen = this.now();
+    // Replaced by a newer stream of the same peer id, or removed: ignore.
+    if (this.store.peers.get(peer.id) !== peer) return;
+    switch (r.case) {
+      case "registerPeer":
+        throw invalid("register_peer sent twice on one stream");
+      case "downloadPeerStarted":
+        this.events.downloadStarted(peer);
+        return;
+      case "backToSourceStarted":
+        this.events.backToSourceStarted(peer, r.value);
+        return;
+      case "backToSourceFinished":
+      case "peerFinished":
+        this.events.finished(peer, r.value.contentLength, r.value.pieceLength, r.value.totalPieces);
+        this.log.info({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, via: r.case }, "peer finished");
+        return;
+      case "backToSourceFailed":
+      case "peerFailed":
+        this.events.failed(peer, r.value.error);
+        return;
+      case "pieceFinished":
+        this.events.pieceFinished(peer, r.value);
+        return;
+      case "pieceFailed":
+        this.events.pieceFailed(peer, r.value);
+        return;
+      case "reschedule": {
+        const decision = this.events.reschedule(peer, r.value);
+        this.log.info({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
+        return;
+      }
+      case undefined:
+        throw invalid("empty announce message");
+    }
+  }
+
+  // The stream is over (ended, failed or aborted). Idempotent.
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const peer = this.peer;
+    if (!peer || peer.queue !== this.queue) {
+      this.queue.close();
+      return;
+    }
+    this.events.streamClosed(peer);
+    this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, state: peer.state }, "peer stream closed");
+  }
+}

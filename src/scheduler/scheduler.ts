@@ -1,0 +1,79 @@
+import type { HostPort } from "../common/address.js";
+import type { Logger } from "../common/logger.js";
+import type { SchedulerConfig } from "../common/schemas.js";
+import { createRpcServer, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { ResourceStore } from "./resources/resource-store.js";
+import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
+import { PeerEvents } from "./scheduling/peer-events.js";
+import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
+import { createSchedulerService } from "./service.js";
+import { hostNotAnnounced } from "./validate.js";
+
+export interface SchedulerOptions {
+  config: SchedulerConfig;
+  logger: Logger;
+  // Replaces the TriggerTask RPC to seed daemons (tests).
+  trigger?: TriggerFn;
+}
+
+// The scheduler process: in-memory state, the Connect service, and two coarse
+// timers (host GC and waiting-peer re-evaluation).
+export class Scheduler {
+  private readonly config: SchedulerConfig;
+  private readonly log: Logger;
+  private readonly store = new ResourceStore();
+  private readonly engine: SchedulingEngine;
+  private readonly events: PeerEvents;
+  private readonly seedClient = new SeedTriggerClient();
+  private server: RpcServer | undefined;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(opts: SchedulerOptions) {
+    this.config = opts.config;
+    this.log = opts.logger.child({ component: "scheduler" });
+    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
+    this.events = new PeerEvents(this.engine);
+  }
+
+  get address(): HostPort {
+    if (!this.server) throw new Error("scheduler not started");
+    return this.server.address;
+  }
+
+  async start(): Promise<void> {
+    if (this.server) return;
+    const service = createSchedulerService({ config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events });
+    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service));
+    const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
+    const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
+    this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];
+    for (const t of this.timers) t.unref();
+    this.log.info({ listen: this.server.address }, "scheduler listening");
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.engine.close();
+    for (const p of this.store.peers.values()) {
+      p.queue?.close();
+      p.queue = undefined;
+    }
+    const server = this.server;
+    this.server = undefined;
+    await server?.close();
+  }
+
+  // Drops silent hosts with their peers, then tasks nobody holds any more.
+  gc(): void {
+    const now = this.engine.now();
+    for (const host of this.store.hosts.expired(now, this.config.hostTimeout)) {
+      const removed = this.events.removeHost(host, hostNotAnnounced(host.id));
+      this.seedClient.forget(host);
+      this.log.warn({ hostId: host.id, peers: removed.length }, "host timed out");
+    }
+    for (const task of this.store.tasks.values()) {
+      if (task.peers.size === 0 && !task.recentFailure(now, FAILURE_WINDOW_MS)) this.store.tasks.delete(task.id);
+    }
+  }
+}

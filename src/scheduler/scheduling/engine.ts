@@ -1,0 +1,260 @@
+import type { Logger } from "../../common/logger.js";
+import type { SchedulerConfig } from "../../common/schemas.js";
+import type { ErrorDetail } from "../../protocol/index.js";
+import type { Host } from "../resources/host-manager.js";
+import type { Peer } from "../resources/peer-manager.js";
+import type { ResourceStore } from "../resources/resource-store.js";
+import type { Task } from "../resources/task-manager.js";
+import { selectParents } from "./parent-selector.js";
+import { emptyTask, errorDetail, needBackToSource, normalTask, taskFailed } from "./responses.js";
+import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
+
+// An origin failure is replayed to peers that register this soon after it.
+export const FAILURE_WINDOW_MS = 10_000;
+
+export type Decision = "normal_task" | "need_back_to_source" | "empty_task" | "task_failed" | "wait_seed" | "wait" | "gone";
+
+export interface EngineOptions {
+  config: SchedulerConfig;
+  logger: Logger;
+  store: ResourceStore;
+  trigger: TriggerFn;
+  now?: () => number;
+}
+
+// Scheduling decisions: which parents a peer gets, when it goes to the origin,
+// when a seed is triggered, and the re-evaluation of waiting peers.
+export class SchedulingEngine {
+  readonly config: SchedulerConfig;
+  readonly log: Logger;
+  readonly store: ResourceStore;
+  readonly now: () => number;
+  private readonly trigger: TriggerFn;
+  private readonly dirty = new Set<string>();
+  private flushPending = false;
+  private closed = false;
+
+  constructor(opts: EngineOptions) {
+    this.config = opts.config;
+    this.log = opts.logger;
+    this.store = opts.store;
+    this.trigger = opts.trigger;
+    this.now = opts.now ?? Date.now;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.dirty.clear();
+  }
+
+  select(peer: Peer, task: Task, onlyFinished = false): Peer[] {
+    const all = this.store.taskPeers(task);
+    return selectParents({
+      child: peer,
+      peers: onlyFinished ? all.filter((p) => p.state === "succeeded") : all,
+      host: (id) => this.liveHost(id),
+      totalPieces: task.totalPieces,
+      filterParentLimit: this.config.filterParentLimit,
+      candidateParentLimit: this.config.candidateParentLimit,
+    });
+  }
+
+  private liveHost(id: string): Host | undefined {
+    const h = this.store.hosts.get(id);
+    return h && !this.store.hosts.isExpired(h, this.now(), this.config.hostTimeout) ? h : undefined;
+  }
+
+  // First decision for a peer (register or reschedule).
+  schedule(peer: Peer): Decision {
+    const task = this.store.tasks.get(peer.taskId);
+    if (!task) return "gone";
+    const now = this.now();
+    const failure = task.recentFailure(now, FAILURE_WINDOW_MS);
+    if (failure) {
+      this.fail(peer, task, failure);
+      return "task_failed";
+    }
+    if (task.isEmptyContent) {
+      this.stopWaiting(peer, task);
+      peer.send(emptyTask());
+      return "empty_task";
+    }
+    if (this.store.hosts.get(peer.hostId)?.isSeed) {
+      const finished = this.select(peer, task, true);
+      if (finished.length > 0) {
+        this.sendNormal(peer, task, finished);
+        return "normal_task";
+      }
+      this.backToSource(peer, task, "seed peer fetches from the origin");
+      return "need_back_to_source";
+    }
+    const parents = this.select(peer, task);
+    if (parents.length > 0) {
+      this.sendNormal(peer, task, parents);
+      return "normal_task";
+    }
+    this.store.clearCandidates(peer);
+    if (peer.waitingSince === undefined) {
+      peer.waitingSince = now;
+      task.waiting.add(peer.id);
+    }
+    this.maybeTriggerSeed(task, now);
+    return this.evaluateWaiter(peer, task, now);
+  }
+
+  // A waiting peer: parents if any, else origin / keep waiting / give up.
+  evaluateWaiter(peer: Peer, task: Task, now: number): Decision {
+    const parents = this.select(peer, task);
+    if (parents.length > 0) {
+      this.sendNormal(peer, task, parents);
+      return "normal_task";
+    }
+    const waited = now - (peer.waitingSince ?? now);
+    const seedWait = this.config.seedWait;
+    if (waited < seedWait && this.seedActive(task, now)) return "wait_seed";
+    if (this.canBackToSource(peer, task)) {
+      this.backToSource(peer, task, this.seedActive(task, now) ? "seed peer too slow" : "no peer has the task");
+      return "need_back_to_source";
+    }
+    if (waited >= seedWait && peer.disableBackToSource) {
+      this.fail(peer, task, errorDetail("DF_ERR_NO_PARENT"));
+      return "task_failed";
+    }
+    if (waited >= 2 * seedWait) {
+      this.fail(peer, task, errorDetail("DF_ERR_BACK_TO_SOURCE_LIMIT"));
+      return "task_failed";
+    }
+    return "wait";
+  }
+
+  canBackToSource(peer: Peer, task: Task): boolean {
+    return !peer.disableBackToSource && task.backToSourcePeers.size < this.config.backToSourceLimit;
+  }
+
+  // A seed peer is on its way (recent trigger) or already working on the task.
+  seedActive(task: Task, now: number): boolean {
+    const t = task.seedTrigger;
+    if (t && !t.failed && this.liveHost(t.hostId) && now - t.at < 2 * this.config.seedWait) return true;
+    for (const p of this.store.taskPeers(task)) {
+      if ((p.isActive || p.state === "succeeded") && this.liveHost(p.hostId)?.isSeed) return true;
+    }
+    return false;
+  }
+
+  private maybeTriggerSeed(task: Task, now: number): void {
+    if (!task.download || this.seedActive(task, now)) return;
+    const seed = pickSeedHost(task.id, this.store.hosts.liveSeeds(now, this.config.hostTimeout));
+    if (!seed) return;
+    const state = { hostId: seed.id, at: now, failed: false };
+    task.seedTrigger = state;
+    this.log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
+    this.trigger(seed, task.download, task.id).then(
+      () => this.log.debug({ taskId: task.id, seedHostId: seed.id }, "seed peer triggered"),
+      (err: unknown) => {
+        state.failed = true;
+        this.log.warn({ taskId: task.id, seedHostId: seed.id, err: err instanceof Error ? err.message : String(err) }, "seed trigger failed");
+        this.wake(task);
+      },
+    );
+  }
+
+  sendNormal(peer: Peer, task: Task, parents: readonly Peer[], merge = false): void {
+    this.stopWaiting(peer, task);
+    if (merge) this.store.addCandidates(peer, parents);
+    else this.store.setCandidates(peer, parents);
+    if (peer.state === "pending" || peer.state === "backToSource") {
+      peer.state = "running";
+      task.backToSourcePeers.delete(peer.id);
+    }
+    const withHosts = parents.flatMap((p) => {
+      const host = this.store.hosts.get(p.hostId);
+      return host ? [{ peer: p, host }] : [];
+    });
+    peer.send(normalTask(task, withHosts));
+  }
+
+  backToSource(peer: Peer, task: Task, description: string): void {
+    this.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    peer.state = "backToSource";
+    task.backToSourcePeers.add(peer.id);
+    peer.send(needBackToSource(description));
+  }
+
+  fail(peer: Peer, task: Task, detail: ErrorDetail): void {
+    this.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    task.backToSourcePeers.delete(peer.id);
+    peer.state = "failed";
+    peer.send(taskFailed(detail));
+    this.log.warn({ taskId: task.id, peerId: peer.id, hostId: peer.hostId, code: detail.code }, "task failed for peer");
+  }
+
+  stopWaiting(peer: Peer, task: Task): void {
+    peer.waitingSince = undefined;
+    task.waiting.delete(peer.id);
+  }
+
+  // Re-evaluates the task soon (coalesced: one pass per task per turn).
+  wake(task: Task): void {
+    if (this.closed) return;
+    this.dirty.add(task.id);
+    if (this.flushPending) return;
+    this.flushPending = true;
+    setImmediate(() => {
+      this.flushPending = false;
+      const ids = [...this.dirty];
+      this.dirty.clear();
+      for (const id of ids) {
+        const t = this.store.tasks.get(id);
+        if (t) this.reevaluate(t);
+      }
+    });
+  }
+
+  // Waiting peers get parents (or the origin); running peers short of
+  // candidates get the new full list.
+  reevaluate(task: Task): void {
+    const now = this.now();
+    for (const id of [...task.waiting]) {
+      const p = this.store.peers.get(id);
+      if (!p) task.waiting.delete(id);
+      else this.logDecision(p, this.evaluateWaiter(p, task, now), "wake");
+    }
+    for (const p of this.store.taskPeers(task)) {
+      if (p.state !== "running" || p.isWaiting || !p.hasStream || p.candidates.size >= this.config.candidateParentLimit) continue;
+      const parents = this.select(p, task);
+      if (parents.some((x) => !p.candidates.has(x.id))) this.sendNormal(p, task, parents, true);
+    }
+  }
+
+  // The coarse timer over all waiting peers.
+  tick(): void {
+    const now = this.now();
+    for (const task of this.store.tasks.values()) {
+      if (task.waiting.size === 0) continue;
+      for (const id of [...task.waiting]) {
+        const p = this.store.peers.get(id);
+        if (!p) task.waiting.delete(id);
+        else this.logDecision(p, this.evaluateWaiter(p, task, now), "timer");
+      }
+    }
+  }
+
+  // Children that used removed parents get a fresh list (when one exists).
+  rescheduleChildren(task: Task, removedIds: readonly string[]): void {
+    const affected = new Set<Peer>();
+    for (const id of removedIds) for (const c of this.store.childrenOf(task, id)) affected.add(c);
+    for (const child of affected) {
+      for (const id of removedIds) this.store.dropCandidate(child, id);
+      if (!child.isActive || !child.hasStream) continue;
+      const parents = this.select(child, task);
+      if (parents.length > 0) this.sendNormal(child, task, parents);
+    }
+  }
+
+  logDecision(peer: Peer, decision: Decision, why: string): void {
+    if (decision === "wait" || decision === "wait_seed") return;
+    this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, decision, why }, "rescheduled waiting peer");
+  }
+}

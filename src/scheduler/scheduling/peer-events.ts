@@ -1,0 +1,219 @@
+import type { AsyncQueue } from "../../common/async-queue.js";
+import type { Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
+import type { Host } from "../resources/host-manager.js";
+import type { Peer } from "../resources/peer-manager.js";
+import type { Task } from "../resources/task-manager.js";
+import type { Decision, SchedulingEngine } from "./engine.js";
+import { errorDetail, isOriginFailure } from "./responses.js";
+
+// Failures of one parent (non-temporary) before the child blocklists it.
+export const PARENT_FAILURE_LIMIT = 2;
+
+// State changes driven by peers and hosts; decisions are left to the engine.
+export class PeerEvents {
+  constructor(private readonly engine: SchedulingEngine) {}
+
+  private get store() {
+    return this.engine.store;
+  }
+
+  register(
+    host: Host,
+    taskId: string,
+    peerId: string,
+    reg: schedulerv1.RegisterPeerRequest & { download: Download },
+    queue: AsyncQueue<schedulerv1.AnnouncePeerResponse>,
+  ): { peer: Peer; decision: Decision } {
+    const now = this.engine.now();
+    const task = this.store.tasks.getOrCreate(taskId, now);
+    task.download = reg.download;
+    const { peer, replaced } = this.store.addPeer(task, host, peerId, now);
+    if (replaced) {
+      replaced.queue?.close();
+      replaced.queue = undefined;
+      const old = this.store.tasks.get(replaced.taskId);
+      if (old) this.engine.rescheduleChildren(old, [replaced.id]);
+    }
+    peer.queue = queue;
+    peer.finishedPieces = reg.finishedPieces;
+    peer.disableBackToSource = reg.download.disableBackToSource;
+    const decision = this.engine.schedule(peer);
+    this.engine.wake(task);
+    return { peer, decision };
+  }
+
+  downloadStarted(peer: Peer): void {
+    if (peer.state === "pending") peer.state = "running";
+  }
+
+  backToSourceStarted(peer: Peer, req: schedulerv1.BackToSourceStartedRequest): void {
+    const task = this.taskOf(peer);
+    if (!task) return;
+    task.recordStarted(req.contentLength, req.pieceLength, req.contentLengthKnown);
+    this.engine.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    peer.state = "backToSource";
+    peer.sourceStarted = true;
+    task.backToSourcePeers.add(peer.id);
+    this.engine.wake(task);
+  }
+
+  finished(peer: Peer, contentLength: bigint, pieceLength: bigint, totalPieces: number): void {
+    const task = this.taskOf(peer);
+    if (!task) return;
+    task.recordFinished(contentLength, pieceLength, totalPieces);
+    task.failure = undefined;
+    this.engine.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    task.backToSourcePeers.delete(peer.id);
+    peer.state = "succeeded";
+    peer.finishedPieces = task.totalPieces;
+    this.engine.wake(task);
+  }
+
+  failed(peer: Peer, error: ErrorDetail | undefined): void {
+    const task = this.taskOf(peer);
+    if (!task) return;
+    const detail = error ?? errorDetail("DF_ERR_INTERNAL", "peer failed without a reason");
+    const wasSource = peer.state === "backToSource" || task.backToSourcePeers.has(peer.id);
+    this.engine.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    task.backToSourcePeers.delete(peer.id);
+    peer.state = "failed";
+    const log = { taskId: task.id, peerId: peer.id, hostId: peer.hostId, code: detail.code, status: detail.source?.statusCode };
+    if (task.seedTrigger && task.seedTrigger.hostId === peer.hostId) task.seedTrigger.failed = true;
+    if (wasSource && isOriginFailure(detail)) {
+      this.engine.log.warn(log, "origin failed: failing the task");
+      task.failure = { detail, at: this.engine.now() };
+      this.propagateOriginFailure(task, peer, detail);
+    } else {
+      this.engine.log.warn(log, "peer failed");
+    }
+    this.engine.rescheduleChildren(task, [peer.id]);
+    this.engine.wake(task);
+  }
+
+  // Every peer that can only be waiting for the failed one fails alike.
+  private propagateOriginFailure(task: Task, failed: Peer, detail: ErrorDetail): void {
+    for (const p of this.store.taskPeers(task)) {
+      if (p === failed || !p.hasStream || !p.isActive || p.state === "backToSource") continue;
+      let hasLiveParent = false;
+      for (const id of p.candidates.keys()) {
+        const parent = this.store.peers.get(id);
+        if (id !== failed.id && parent && parent.state !== "failed") hasLiveParent = true;
+      }
+      if (p.isWaiting || p.state === "pending" || !hasLiveParent) this.engine.fail(p, task, detail);
+    }
+  }
+
+  // Per piece: keep it cheap.
+  pieceFinished(peer: Peer, req: schedulerv1.PieceFinishedRequest): void {
+    peer.finishedPieces++;
+    if (req.parentId !== "" && req.costMicros > 0n) {
+      const bytes = Number(req.length);
+      const micros = Number(req.costMicros);
+      peer.recordParentCost(req.parentId, bytes, micros);
+      const parent = this.store.peers.get(req.parentId);
+      if (parent) this.store.hosts.get(parent.hostId)?.recordThroughput(bytes, micros);
+    }
+    if (peer.finishedPieces === 1) {
+      const task = this.taskOf(peer);
+      if (task) this.engine.wake(task);
+    }
+  }
+
+  pieceFailed(peer: Peer, req: schedulerv1.PieceFailedRequest): void {
+    if (req.temporary || req.parentId === "" || peer.blocklist.has(req.parentId)) return;
+    if (peer.countParentFailure(req.parentId) < PARENT_FAILURE_LIMIT) return;
+    peer.blocklist.add(req.parentId);
+    this.store.dropCandidate(peer, req.parentId);
+    const task = this.taskOf(peer);
+    if (!task || !peer.isActive) return;
+    const parents = this.engine.select(peer, task);
+    if (parents.length > 0) this.engine.sendNormal(peer, task, parents);
+  }
+
+  reschedule(peer: Peer, req: schedulerv1.RescheduleRequest): Decision {
+    const task = this.taskOf(peer);
+    if (!task) return "gone";
+    for (const id of req.blocklistParentIds) {
+      if (id === "") continue;
+      peer.blocklist.add(id);
+      this.store.dropCandidate(peer, id);
+    }
+    peer.rescheduleCount++;
+    if (peer.rescheduleCount > this.engine.config.retryLimit && this.engine.canBackToSource(peer, task)) {
+      this.engine.backToSource(peer, task, `rescheduled ${peer.rescheduleCount} times`);
+      return "need_back_to_source";
+    }
+    return this.engine.schedule(peer);
+  }
+
+  // The peer's stream ended. A finished peer stays as a parent (its host
+  // still serves the data); any other peer leaves the task.
+  streamClosed(peer: Peer): void {
+    const queue = peer.queue;
+    peer.queue = undefined;
+    queue?.close();
+    const task = this.taskOf(peer);
+    if (peer.state === "succeeded") {
+      if (task) this.engine.stopWaiting(peer, task);
+      return;
+    }
+    if (!this.store.detachPeer(peer) || !task) return;
+    this.engine.rescheduleChildren(task, [peer.id]);
+    this.engine.wake(task);
+  }
+
+  // Removes a host and its peers; their children get rescheduled.
+  removeHost(host: Host, closeWith?: unknown): Peer[] {
+    const removed = this.store.removeHost(host);
+    const byTask = new Map<string, string[]>();
+    for (const p of removed) {
+      const q = p.queue;
+      p.queue = undefined;
+      q?.close(closeWith);
+      const ids = byTask.get(p.taskId) ?? [];
+      ids.push(p.id);
+      byTask.set(p.taskId, ids);
+    }
+    for (const [taskId, ids] of byTask) {
+      const task = this.store.tasks.get(taskId);
+      if (!task) continue;
+      this.engine.rescheduleChildren(task, ids);
+      this.engine.wake(task);
+    }
+    return removed;
+  }
+
+  cachedTasks(host: Host, tasks: readonly schedulerv1.CachedTask[]): void {
+    const now = this.engine.now();
+    const woken = new Set<Task>();
+    for (const c of tasks) {
+      const task = this.store.tasks.getOrCreate(c.taskId, now);
+      task.recordFinished(c.contentLength, c.pieceLength, c.totalPieces);
+      let peer = this.store.peers.get(c.peerId);
+      if (!peer || peer.taskId !== task.id || peer.hostId !== host.id) {
+        if (peer) this.streamClosedSilently(peer);
+        peer = this.store.addPeer(task, host, c.peerId, now).peer;
+      }
+      this.engine.stopWaiting(peer, task);
+      this.store.clearCandidates(peer);
+      task.backToSourcePeers.delete(peer.id);
+      peer.state = "succeeded";
+      peer.finishedPieces = task.totalPieces;
+      woken.add(task);
+    }
+    for (const t of woken) this.engine.wake(t);
+  }
+
+  private streamClosedSilently(peer: Peer): void {
+    peer.queue?.close();
+    peer.queue = undefined;
+    this.store.detachPeer(peer);
+  }
+
+  private taskOf(peer: Peer): Task | undefined {
+    return this.store.tasks.get(peer.taskId);
+  }
+}

@@ -1,0 +1,118 @@
+import { create } from "@bufbuild/protobuf";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { AsyncQueue } from "../common/async-queue.js";
+import { DamselflyError } from "../common/errors.js";
+import type { Logger } from "../common/logger.js";
+import type { SchedulerConfig } from "../common/schemas.js";
+import { schedulerv1, toConnectError } from "../protocol/index.js";
+import { PeerSession } from "./peer-session.js";
+import type { ResourceStore } from "./resources/resource-store.js";
+import type { SchedulingEngine } from "./scheduling/engine.js";
+import type { PeerEvents } from "./scheduling/peer-events.js";
+import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
+
+export interface ServiceDeps {
+  config: SchedulerConfig;
+  logger: Logger;
+  store: ResourceStore;
+  engine: SchedulingEngine;
+  events: PeerEvents;
+}
+
+// Any failure leaves a handler as a ConnectError carrying our stable code.
+async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw err instanceof ConnectError ? err : toConnectError(err);
+  }
+}
+
+export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
+  const { config, logger: log, store, engine, events } = deps;
+
+  async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
+    const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
+    const session = new PeerSession(store, events, queue, log, engine.now);
+    const onAbort = () => session.end();
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    void (async () => {
+      try {
+        for await (const req of requests) session.handle(req);
+        queue.close();
+      } catch (err) {
+        const ce = err instanceof ConnectError ? err : toConnectError(err);
+        if (err instanceof DamselflyError || err instanceof ConnectError) {
+          log.warn({ err: ce.rawMessage, code: ce.code }, "announce stream rejected");
+        }
+        queue.close(ce);
+      } finally {
+        session.end();
+      }
+    })();
+    try {
+      yield* queue;
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+      session.end();
+    }
+  }
+
+  return {
+    announceHost: (req) =>
+      guard(() => {
+        const h = req.host;
+        if (!h) throw invalid("announce without a host");
+        checkId("host.id", h.id);
+        if (h.ip === "") throw invalid("host.ip is empty");
+        const { host, created } = store.hosts.upsert(h, req.intervalSeconds, engine.now(), config);
+        if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
+        return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created });
+      }),
+
+    leaveHost: (req) =>
+      guard(() => {
+        const host = store.hosts.get(req.hostId);
+        if (host) {
+          const removed = events.removeHost(host);
+          log.info({ hostId: host.id, peers: removed.length }, "host left");
+        }
+        return create(schedulerv1.LeaveHostResponseSchema, {});
+      }),
+
+    announceCachedTasks: (req) =>
+      guard(() => {
+        const host = store.hosts.get(req.hostId);
+        if (!host) throw hostNotAnnounced(req.hostId);
+        for (const t of req.tasks) {
+          checkTaskId(t.taskId);
+          checkId("peer_id", t.peerId);
+        }
+        host.lastSeen = engine.now();
+        events.cachedTasks(host, req.tasks);
+        log.info({ hostId: host.id, tasks: req.tasks.length }, "cached tasks announced");
+        return create(schedulerv1.AnnounceCachedTasksResponseSchema, {});
+      }),
+
+    announcePeer,
+
+    statTask: (req) =>
+      guard(() => {
+        checkTaskId(req.taskId);
+        const task = store.tasks.get(req.taskId);
+        if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
+        const peers = store.taskPeers(task);
+        const finished = peers.filter((p) => p.state === "succeeded").length;
+        const now = engine.now();
+        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : peers.some((p) => p.isActive) ? "running" : "pending";
+        return create(schedulerv1.StatTaskResponseSchema, {
+          taskId: task.id,
+          task: task.toInfo(),
+          peerCount: peers.length,
+          finishedPeerCount: finished,
+          backToSourcePeerCount: task.backToSourcePeers.size,
+          state,
+        });
+      }),
+  };
+}

@@ -1,0 +1,173 @@
+// A local swarm of real processes: one scheduler plus seed/normal daemons,
+// every listener on 127.0.0.1 with an OS-assigned port.
+import { mkdtempSync, rmSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnDamselfly, type Cleanup, type DamselflyProc, type LogLine, type RunOptions, type RunResult, runGet } from "./procs.js";
+
+export interface SchedulerHandle {
+  proc: DamselflyProc;
+  // "127.0.0.1:PORT"
+  address: string;
+}
+
+export interface DaemonHandle {
+  name: string;
+  seed: boolean;
+  proc: DamselflyProc;
+  dataDir: string;
+  // "HOST:PORT" as logged in "daemon ready".
+  api: string;
+  upload: string;
+  proxy: string;
+  // http://HOST:PORT, for `get --daemon`.
+  apiUrl: string;
+  proxyUrl: string;
+  ready: LogLine;
+  // Runs `damselfly get <args> --daemon <this daemon>`.
+  get(args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+export interface ClusterOptions {
+  // Normal peer daemons (default 3).
+  peers?: number;
+  // Start a seed peer (default true).
+  seed?: boolean;
+  // Where daemon data dirs go (default: a new temp dir, removed by stop()).
+  dataRoot?: string;
+  // Extra arguments for the scheduler and every daemon.
+  schedulerArgs?: readonly string[];
+  daemonArgs?: readonly string[];
+  env?: Record<string, string | undefined>;
+  logLevel?: string;
+  // Stop the cluster at the end of this test/suite.
+  t?: Cleanup;
+  readyTimeoutMs?: number;
+  echo?: boolean;
+}
+
+export interface AddDaemonOptions {
+  seed?: boolean;
+  name?: string;
+  args?: readonly string[];
+  env?: Record<string, string | undefined>;
+  // Reuse a data dir (e.g. to restart a daemon on its old data).
+  dataDir?: string;
+}
+
+export interface Cluster {
+  scheduler: SchedulerHandle;
+  seed: DaemonHandle | undefined;
+  peers: DaemonHandle[];
+  // Seed (if any) followed by the peers, plus any added later.
+  daemons: DaemonHandle[];
+  dataRoot: string;
+  addDaemon(opts?: AddDaemonOptions): Promise<DaemonHandle>;
+  // Stops one daemon (SIGTERM, then SIGKILL after graceMs); returns its exit code.
+  stopDaemon(d: DaemonHandle, signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+function loopback(hostPort: string): string {
+  return hostPort.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
+}
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  const peers = opts.peers ?? 3;
+  const withSeed = opts.seed ?? true;
+  const readyTimeout = opts.readyTimeoutMs ?? 20_000;
+  const logLevel = opts.logLevel ?? "info";
+  const ownRoot = opts.dataRoot === undefined;
+  const dataRoot = opts.dataRoot ?? mkdtempSync(join(tmpdir(), "damselfly-cluster-"));
+  const procs: DamselflyProc[] = [];
+  const daemons: DaemonHandle[] = [];
+  let counter = 0;
+  let stopped = false;
+
+  const stopAll = async () => {
+    if (stopped) return;
+    stopped = true;
+    // Daemons first, then the scheduler.
+    await Promise.all(procs.filter((p) => p.name !== "scheduler").map((p) => p.stop("SIGTERM", 5_000)));
+    await Promise.all(procs.filter((p) => p.name === "scheduler").map((p) => p.stop("SIGTERM", 5_000)));
+    if (ownRoot) rmSync(dataRoot, { recursive: true, force: true });
+  };
+  opts.t?.after(stopAll);
+
+  try {
+    const sproc = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", logLevel, ...(opts.schedulerArgs ?? [])], {
+      name: "scheduler",
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.echo ? { echo: true } : {}),
+    });
+    procs.push(sproc);
+    const sready = await sproc.waitForLog("scheduler ready", readyTimeout);
+    const scheduler: SchedulerHandle = { proc: sproc, address: loopback(String(sready.listen)) };
+
+    const addDaemon = async (a: AddDaemonOptions = {}): Promise<DaemonHandle> => {
+      const seed = a.seed ?? false;
+      const name = a.name ?? (seed ? `seed-${counter++}` : `peer-${counter++}`);
+      const dataDir = a.dataDir ?? join(dataRoot, name);
+      await mkdir(dataDir, { recursive: true });
+      const args = [
+        "daemon",
+        ...(seed ? ["--seed"] : []),
+        "--scheduler",
+        scheduler.address,
+        "--data-dir",
+        dataDir,
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--hostname",
+        name,
+        "--log-level",
+        logLevel,
+        ...(opts.daemonArgs ?? []),
+        ...(a.args ?? []),
+      ];
+      const env = { ...opts.env, ...a.env };
+      const proc = spawnDamselfly(args, { name, env, ...(opts.echo ? { echo: true } : {}) });
+      procs.push(proc);
+      const ready = await proc.waitForLog("daemon ready", readyTimeout);
+      const api = loopback(String(ready.api));
+      const handle: DaemonHandle = {
+        name,
+        seed,
+        proc,
+        dataDir,
+        api,
+        upload: loopback(String(ready.upload)),
+        proxy: loopback(String(ready.proxy)),
+        apiUrl: `http://${api}`,
+        proxyUrl: `http://${loopback(String(ready.proxy))}`,
+        ready,
+        get: (getArgs, runOpts) => runGet([...getArgs, "--daemon", `http://${api}`], runOpts),
+      };
+      daemons.push(handle);
+      return handle;
+    };
+
+    const seedHandle = withSeed ? await addDaemon({ seed: true, name: "seed" }) : undefined;
+    const peerHandles = await Promise.all(Array.from({ length: peers }, (_, i) => addDaemon({ name: `peer-${i}` })));
+    counter = peers;
+
+    return {
+      scheduler,
+      seed: seedHandle,
+      peers: peerHandles,
+      daemons,
+      dataRoot,
+      addDaemon,
+      stopDaemon: (d, signal = "SIGTERM", graceMs = 5_000) => d.proc.stop(signal, graceMs),
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,62 @@
+// The command line around the servers: ready lines, clean exit on signals,
+// usage errors, `config print`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { runDamselfly, spawnDamselfly } from "../helpers/procs.js";
+
+test("scheduler and daemon log ready lines and exit 0 on SIGTERM/SIGINT", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "damselfly-lifecycle-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0"], { t });
+  const ready = await sched.waitForLog("scheduler ready");
+  assert.match(String(ready.listen), /^127\.0\.0\.1:\d+$/);
+  assert.notEqual(ready.listen, "127.0.0.1:0", "the bound port is logged");
+
+  const daemon = spawnDamselfly(
+    ["daemon", "--scheduler", String(ready.listen), "--data-dir", join(dir, "d"), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"],
+    { t },
+  );
+  const dready = await daemon.waitForLog("daemon ready");
+  for (const k of ["api", "upload", "proxy"]) assert.match(String(dready[k]), /^127\.0\.0\.1:[1-9]\d*$/, k);
+
+  assert.equal(await daemon.stop("SIGTERM"), 0, daemon.stderr());
+  assert.equal(await sched.stop("SIGINT"), 0, sched.stderr());
+});
+
+test("a server that cannot start reports a code and a non-zero exit", async () => {
+  const r = await runDamselfly(["scheduler", "--listen", "not-an-address"]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /^damselfly: DF_ERR_CONFIG: /m);
+});
+
+test("usage errors exit 2", async () => {
+  for (const args of [["no-such-command"], ["scheduler", "--no-such-flag"], ["config", "print", "nothing"], []]) {
+    const r = await runDamselfly(args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+  }
+  const help = await runDamselfly(["get", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout.toString(), /-O, --output/);
+});
+
+test("config print merges defaults, the YAML file and env", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "damselfly-config-print-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, "daemon.yaml");
+  writeFileSync(file, "piecesInFlight: 3\nlisten: 127.0.0.1:7000\n");
+  const r = await runDamselfly(["config", "print", "daemon", "--config", file], { env: { DAMSELFLY_DAEMON_LISTEN: "127.0.0.1:7001" } });
+  assert.equal(r.code, 0, r.stderr);
+  const cfg = parseYaml(r.stdout.toString()) as Record<string, unknown>;
+  assert.equal(cfg.piecesInFlight, 3);
+  assert.equal(cfg.listen, "127.0.0.1:7001");
+  assert.equal(cfg.pieceTimeout, "30s");
+
+  writeFileSync(file, "noSuchKey: 1\n");
+  const bad = await runDamselfly(["config", "print", "daemon", "--config", file]);
+  assert.equal(bad.code, 3);
+  assert.match(bad.stderr, /^damselfly: DF_ERR_CONFIG: .*unknown key "noSuchKey"/m);
+});

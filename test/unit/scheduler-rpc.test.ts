@@ -1,0 +1,350 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { AsyncQueue } from "../../src/common/async-queue.js";
+import { loadConfig } from "../../src/common/config.js";
+import { createLogger } from "../../src/common/logger.js";
+import { schedulerSchema } from "../../src/common/schemas.js";
+import { createRpcServer, createRpcTransport, daemonv1, HostType, schedulerv1 } from "../../src/protocol/index.js";
+import { Scheduler } from "../../src/scheduler/index.js";
+
+type SchedClient = Client<typeof schedulerv1.SchedulerService>;
+type Req = schedulerv1.AnnouncePeerRequest["request"];
+type Resp = schedulerv1.AnnouncePeerResponse;
+type RespValue<C> = Extract<Resp["response"], { case: C }> extends { value: infer V } ? V : never;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+let taskSeq = 0;
+const newTaskId = () => createHash("sha256").update(`task-${process.pid}-${taskSeq++}`).digest("hex");
+
+async function startScheduler(flags: Record<string, unknown> = {}): Promise<{ sched: Scheduler; client: SchedClient }> {
+  const config = loadConfig(schedulerSchema, { envPrefix: "SCHEDULER", flags: { listen: "127.0.0.1:0", seedWait: 5000, ...flags } });
+  const sched = new Scheduler({ config, logger: createLogger("silent") });
+  await sched.start();
+  cleanups.push(() => sched.close());
+  const client = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://127.0.0.1:${sched.address.port}`));
+  return { sched, client };
+}
+
+async function announce(client: SchedClient, id: string, opts: { seed?: boolean; apiPort?: number; slots?: number } = {}): Promise<boolean> {
+  const res = await client.announceHost({
+    host: { id, hostname: id, ip: "127.0.0.1", uploadPort: 4000, apiPort: opts.apiPort ?? 0, type: opts.seed ? HostType.SEED : HostType.NORMAL, uploadSlots: opts.slots ?? 0 },
+    intervalSeconds: 0,
+  });
+  return res.newHost;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+// One AnnouncePeer stream driven by the test.
+class TestPeer {
+  readonly reqs = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
+  private readonly it: AsyncIterator<Resp>;
+  private pending: Promise<IteratorResult<Resp>> | undefined;
+  private readonly ctrl = new AbortController();
+
+  constructor(client: SchedClient, readonly hostId: string, readonly taskId: string, readonly peerId: string) {
+    // Connect clients need a request iterable with throw(): an async generator.
+    const reqs = this.reqs;
+    const source = (async function* () {
+      yield* reqs;
+    })();
+    this.it = client.announcePeer(source, { signal: this.ctrl.signal })[Symbol.asyncIterator]();
+    cleanups.push(() => this.close());
+  }
+
+  send(request: Req): void {
+    this.reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
+  }
+
+  register(opts: { disableBackToSource?: boolean; url?: string } = {}): void {
+    this.send({
+      case: "registerPeer",
+      value: create(schedulerv1.RegisterPeerRequestSchema, {
+        download: { url: opts.url ?? "http://origin.test/file", headers: { authorization: "secret" }, disableBackToSource: opts.disableBackToSource ?? false },
+      }),
+    });
+  }
+
+  async next(ms = 3000): Promise<Resp> {
+    this.pending ??= this.it.next();
+    const r = await withTimeout(this.pending, ms, `response for ${this.peerId}`);
+    this.pending = undefined;
+    if (r.done) throw new Error(`stream of ${this.peerId} ended`);
+    return r.value;
+  }
+
+  async expect<C extends NonNullable<Resp["response"]["case"]>>(kind: C, ms = 3000): Promise<RespValue<C>> {
+    const r = await this.next(ms);
+    assert.equal(r.response.case, kind, `${this.peerId}: expected ${kind}, got ${r.response.case}`);
+    return r.response.value as unknown as RespValue<C>;
+  }
+
+  async expectSilence(ms: number): Promise<void> {
+    this.pending ??= this.it.next();
+    const r = await Promise.race([this.pending.then((x) => x), new Promise<"quiet">((res) => setTimeout(() => res("quiet"), ms))]);
+    assert.equal(r, "quiet", `${this.peerId}: expected no response, got ${JSON.stringify(r === "quiet" ? r : r.value?.response.case)}`);
+  }
+
+  async error(ms = 3000): Promise<ConnectError> {
+    try {
+      await this.next(ms);
+    } catch (e) {
+      if (e instanceof Error && e.message.startsWith("timeout")) throw e;
+      return ConnectError.from(e);
+    }
+    throw new Error("expected the stream to fail");
+  }
+
+  startSource(contentLength = 1000n, pieceLength = 100n): void {
+    this.send({ case: "backToSourceStarted", value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength, pieceLength, contentLengthKnown: true }) });
+  }
+
+  finish(contentLength = 1000n, pieceLength = 100n, totalPieces = 10): void {
+    this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength, pieceLength, totalPieces }) });
+  }
+
+  close(): void {
+    this.reqs.close();
+  }
+
+  abort(): void {
+    this.ctrl.abort();
+  }
+}
+
+const ids = (n: schedulerv1.NormalTaskResponse) => n.candidateParents.map((c) => c.peerId).sort();
+
+test("no seed: first peer goes to the origin, a later peer gets it as parent", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  await announce(client, "ha");
+  await announce(client, "hb");
+  const task = newTaskId();
+  const a = new TestPeer(client, "ha", task, "pa");
+  a.register();
+  await a.expect("needBackToSource");
+  a.startSource();
+  await new Promise((r) => setTimeout(r, 50));
+  const b = new TestPeer(client, "hb", task, "pb");
+  b.register();
+  const n = await b.expect("normalTask");
+  assert.deepEqual(ids(n), ["pa"]);
+  assert.equal(n.candidateParents[0]!.hostId, "ha");
+  assert.equal(n.task?.contentLength, 1000n);
+  assert.equal(n.task?.totalPieces, 10);
+  const stat = await client.statTask({ taskId: task });
+  assert.equal(stat.peerCount, 2);
+  assert.equal(stat.backToSourcePeerCount, 1);
+});
+
+test("back-to-source limit: the second peer waits, then gets the first as parent", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ backToSourceLimit: 1 });
+  await announce(client, "ha");
+  await announce(client, "hb");
+  const task = newTaskId();
+  const a = new TestPeer(client, "ha", task, "pa");
+  a.register();
+  await a.expect("needBackToSource");
+  const b = new TestPeer(client, "hb", task, "pb");
+  b.register();
+  await b.expectSilence(300);
+  a.startSource();
+  assert.deepEqual(ids(await b.expect("normalTask")), ["pa"]);
+});
+
+test("waiting with back-to-source disabled fails with DF_ERR_NO_PARENT after seedWait", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ seedWait: 200 });
+  await announce(client, "ha");
+  const a = new TestPeer(client, "ha", newTaskId(), "pa");
+  a.register({ disableBackToSource: true });
+  const f = await a.expect("taskFailed", 3000);
+  assert.equal(f.error?.code, "DF_ERR_NO_PARENT");
+});
+
+async function fakeSeedDaemon() {
+  const calls: daemonv1.TriggerTaskRequest[] = [];
+  const server = await createRpcServer("127.0.0.1:0", (router) =>
+    router.service(daemonv1.DaemonService, {
+      triggerTask: (req) => {
+        calls.push(req);
+        return create(daemonv1.TriggerTaskResponseSchema, { taskId: req.taskId });
+      },
+    }),
+  );
+  cleanups.push(() => server.close());
+  return { calls, port: server.address.port };
+}
+
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test("seed triggering: the seed is triggered, fetches from the origin and becomes the parent", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  const seed = await fakeSeedDaemon();
+  await announce(client, "seed", { seed: true, apiPort: seed.port });
+  await announce(client, "hn");
+  await announce(client, "hm");
+  const task = newTaskId();
+  const n = new TestPeer(client, "hn", task, "pn");
+  n.register({ url: "http://origin.test/big" });
+  await until(() => seed.calls.length === 1);
+  assert.equal(seed.calls[0]!.taskId, task);
+  assert.equal(seed.calls[0]!.download?.url, "http://origin.test/big");
+  assert.equal(seed.calls[0]!.download?.headers.authorization, "secret");
+  await n.expectSilence(100);
+
+  const s = new TestPeer(client, "seed", task, "ps");
+  s.register({ url: "http://origin.test/big" });
+  await s.expect("needBackToSource");
+  s.startSource();
+  const got = await n.expect("normalTask");
+  assert.deepEqual(ids(got), ["ps"]);
+  assert.equal(got.candidateParents[0]!.hostType, HostType.SEED);
+
+  // A sibling learns about the seed and the downloading peer; the first peer
+  // is told about the sibling once it has a piece.
+  const m = new TestPeer(client, "hm", task, "pm");
+  m.register({ url: "http://origin.test/big" });
+  assert.deepEqual(ids(await m.expect("normalTask")), ["pn", "ps"]);
+  const update = await n.expect("normalTask");
+  assert.deepEqual(ids(update), ["pm", "ps"]);
+  assert.equal(seed.calls.length, 1);
+});
+
+test("origin failure at the seed fails waiting peers with the origin status", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  const seed = await fakeSeedDaemon();
+  await announce(client, "seed", { seed: true, apiPort: seed.port });
+  await announce(client, "hn");
+  const task = newTaskId();
+  const n = new TestPeer(client, "hn", task, "pn");
+  n.register();
+  await until(() => seed.calls.length === 1);
+  const s = new TestPeer(client, "seed", task, "ps");
+  s.register();
+  await s.expect("needBackToSource");
+  s.send({
+    case: "backToSourceFailed",
+    value: create(schedulerv1.BackToSourceFailedRequestSchema, { error: { code: "DF_ERR_SOURCE_STATUS", message: "origin said 404", source: { statusCode: 404, statusText: "Not Found" } } }),
+  });
+  const f = await n.expect("taskFailed");
+  assert.equal(f.error?.code, "DF_ERR_SOURCE_STATUS");
+  assert.equal(f.error?.source?.statusCode, 404);
+  // Peers arriving right after are told at once.
+  const late = new TestPeer(client, "hn", task, "pl");
+  late.register();
+  assert.equal((await late.expect("taskFailed")).error?.source?.statusCode, 404);
+});
+
+test("a peer whose stream closes before finishing disappears from candidates; a finished one stays", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  for (const h of ["ha", "hb", "hc", "hd", "he"]) await announce(client, h);
+  const task = newTaskId();
+  const a = new TestPeer(client, "ha", task, "pa");
+  a.register();
+  await a.expect("needBackToSource");
+  a.startSource();
+  await new Promise((r) => setTimeout(r, 50));
+  const b = new TestPeer(client, "hb", task, "pb");
+  b.register();
+  assert.deepEqual(ids(await b.expect("normalTask")), ["pa"]);
+  const c = new TestPeer(client, "hc", task, "pc");
+  c.register();
+  assert.deepEqual(ids(await c.expect("normalTask")), ["pa", "pb"]);
+  await b.expect("normalTask"); // b learns about c
+
+  b.close();
+  // c is rescheduled without b.
+  assert.deepEqual(ids(await c.expect("normalTask")), ["pa"]);
+  const d = new TestPeer(client, "hd", task, "pd");
+  d.register();
+  assert.deepEqual(ids(await d.expect("normalTask")), ["pa", "pc"]);
+
+  a.finish();
+  await new Promise((r) => setTimeout(r, 50));
+  a.close();
+  await new Promise((r) => setTimeout(r, 100));
+  const e = new TestPeer(client, "he", task, "pe");
+  e.register();
+  const got = await e.expect("normalTask");
+  assert.ok(ids(got).includes("pa"));
+  assert.ok(got.candidateParents.find((p) => p.peerId === "pa")!.finished);
+});
+
+test("a host that stops announcing is removed with its peers after hostTimeout", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ hostTimeout: 300 });
+  assert.equal(await announce(client, "hx"), true);
+  assert.equal(await announce(client, "hx"), false);
+  const task = newTaskId();
+  const x = new TestPeer(client, "hx", task, "px");
+  x.register();
+  await x.expect("needBackToSource");
+  x.startSource();
+  const err = await x.error(3000);
+  assert.equal(err.code, Code.FailedPrecondition);
+  await assert.rejects(client.statTask({ taskId: task }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
+  assert.equal(await announce(client, "hx"), true);
+  await announce(client, "hy");
+  const y = new TestPeer(client, "hy", task, "py");
+  y.register();
+  await y.expect("needBackToSource");
+});
+
+test("rejects peers of unannounced hosts and malformed requests", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  const p = new TestPeer(client, "nobody", newTaskId(), "p1");
+  p.register();
+  const e1 = await p.error();
+  assert.equal(e1.code, Code.FailedPrecondition);
+  assert.match(e1.rawMessage, /not announced/);
+
+  await announce(client, "ha");
+  const q = new TestPeer(client, "ha", "NOT-A-TASK", "p2");
+  q.register();
+  assert.equal((await q.error()).code, Code.InvalidArgument);
+
+  const r = new TestPeer(client, "ha", newTaskId(), "p3");
+  r.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema, {}) });
+  assert.equal((await r.error()).code, Code.InvalidArgument);
+});
+
+test("cached tasks make finished parents; leaving hosts take their peers along", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  await announce(client, "hc");
+  await announce(client, "hn");
+  const task = newTaskId();
+  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: 0n, pieceLength: 0n, totalPieces: 0 }] });
+  const n = new TestPeer(client, "hn", task, "pn");
+  n.register();
+  await n.expect("emptyTask");
+
+  const t2 = newTaskId();
+  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: t2, peerId: "cached2", contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }] });
+  const m = new TestPeer(client, "hn", t2, "pm");
+  m.register();
+  const got = await m.expect("normalTask");
+  assert.deepEqual(ids(got), ["cached2"]);
+  assert.equal(got.candidateParents[0]!.finished, true);
+  assert.equal(got.task?.totalPieces, 10);
+  const stat = await client.statTask({ taskId: t2 });
+  assert.equal(stat.finishedPeerCount, 1);
+  await client.leaveHost({ hostId: "hc" });
+  assert.equal((await client.statTask({ taskId: t2 })).finishedPeerCount, 0);
+});
