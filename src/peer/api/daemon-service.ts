@@ -98,7 +98,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     let digest = "";
     if (req.outputPath) {
       // Progress events flow while the output writer works.
-      const work = writeOutput(task, req.outputPath, expected, signal, restart, localHit);
+      const work = writeOutput(task, req.outputPath, expected, signal, restart);
       let done = false;
       work.then(() => (done = true), () => (done = true));
       while (!done) {

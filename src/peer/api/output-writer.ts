@@ -24,18 +24,21 @@ export async function writeOutput(
   expected: Digest | undefined,
   signal: AbortSignal,
   restart: () => Promise<void>,
-  verifyPieces: boolean,
 ): Promise<OutputResult> {
   if (!isAbsolute(outputPath)) throw new DamselflyError("DF_ERR_OUTPUT", `output path must be absolute: ${JSON.stringify(outputPath)}`);
   await access(dirname(outputPath), constants.W_OK).catch((err) => {
     throw new DamselflyError("DF_ERR_OUTPUT", `cannot write to ${dirname(outputPath)}: ${(err as Error).message}`, { cause: err });
   });
   await waitUntil(task, () => task.done, signal);
-  // Data stored long ago is re-checked before it is handed out; a piece that
-  // rotted is dropped and fetched again.
-  while (verifyPieces && !(await verifyStored(task))) {
-    await restart();
-    await waitUntil(task, () => task.done, signal);
+  // Data this process did not verify itself (stored by an earlier run) is
+  // checked once before it is handed out; a piece that rotted is dropped and
+  // fetched again.
+  while (!task.verified) {
+    if (await verifyStored(task)) task.verified = true;
+    else {
+      await restart();
+      await waitUntil(task, () => task.done, signal);
+    }
   }
   const tmp = join(dirname(outputPath), `.${basename(outputPath)}.damselfly-${randomBytes(4).toString("hex")}.tmp`);
   try {

@@ -4,6 +4,9 @@ import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { PieceWriter } from "./piece-writer.js";
 
+// Unwritten bytes per piece in flight from a parent (16 in flight: 32 MiB).
+const PARENT_WRITE_WINDOW = 2 * 1024 * 1024;
+
 export interface ParentAddress {
   peerId: string;
   hostId: string;
@@ -95,7 +98,7 @@ export class ParentConn {
       if (res.statusCode === 404) this.pieces.delete(n);
       throw new DamselflyError(busy ? "DF_ERR_UPLOAD_BUSY" : "DF_ERR_PARENT_FAILED", `parent ${this.id} answered piece ${n} with HTTP ${res.statusCode}`, { temporary: busy || res.statusCode === 404 });
     }
-    const writer = new PieceWriter(task, offset, ad.length);
+    const writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
     try {
       for await (const chunk of res.body) {
         if ((await writer.push(chunk)) < chunk.length) throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`);

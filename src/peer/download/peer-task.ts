@@ -49,6 +49,7 @@ export class PeerTask {
   private settle!: { resolve: () => void; reject: (e: DamselflyError) => void };
   private readonly finished: Promise<void>;
   private sourceRunning = false;
+  private resumedPieces = 0;
   private ended = false;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
@@ -68,6 +69,7 @@ export class PeerTask {
   // Resolves when every piece is stored and verified.
   async run(): Promise<void> {
     this.o.task.failure = undefined;
+    this.resumedPieces = this.o.task.verified ? 0 : this.o.task.pieces.size;
     await this.o.task.prepareForWrites();
     this.watchdog = setInterval(() => this.checkStall(), 1_000);
     this.watchdog.unref();
@@ -295,7 +297,8 @@ export class PeerTask {
     if (this.ended) return;
     this.ended = true;
     const t = this.o.task;
-    await t.markDone();
+    // Pieces resumed from an earlier run were not checked by this process.
+    await t.markDone(this.resumedPieces === 0);
     const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
     if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
     else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });

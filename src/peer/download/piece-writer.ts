@@ -2,8 +2,8 @@ import { crc32Update } from "../../common/pieces.js";
 import type { LocalTask } from "../storage/local-task.js";
 
 const FLUSH_AT = 1024 * 1024;
-// Bytes handed to the file system but not yet written: network reads go on
-// while earlier bytes are written, without letting memory grow unbounded.
+// Default cap on bytes handed to the file system but not yet written: network
+// reads go on while earlier bytes are written, without unbounded memory.
 const MAX_UNWRITTEN = 8 * 1024 * 1024;
 
 // Streams one piece's bytes into the task file at the piece's offset,
@@ -20,7 +20,13 @@ export class PieceWriter {
   private unwritten = 0;
   private error: unknown;
 
-  constructor(private readonly task: LocalTask, readonly offset: number, readonly expectedLength: number) {
+  constructor(
+    private readonly task: LocalTask,
+    readonly offset: number,
+    readonly expectedLength: number,
+    // Many pieces stream in at once from parents: each gets a small window.
+    private readonly maxUnwritten = MAX_UNWRITTEN,
+  ) {
     this.flushedTo = offset;
   }
 
@@ -35,7 +41,7 @@ export class PieceWriter {
     this.pending.push(take);
     this.pendingBytes += take.length;
     if (this.pendingBytes >= FLUSH_AT) this.startWrite();
-    if (this.unwritten > MAX_UNWRITTEN) await this.writing;
+    if (this.unwritten > this.maxUnwritten) await this.writing;
     if (this.error !== undefined) throw this.error;
     return take.length;
   }

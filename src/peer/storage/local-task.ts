@@ -35,6 +35,9 @@ export interface LocalTaskEvents {
 export class LocalTask extends EventEmitter<LocalTaskEvents> {
   readonly pieces = new Map<number, PieceInfo>();
   failure: DamselflyError | undefined;
+  // Every stored piece was CRC-checked by this process (on receipt, or by a
+  // full pass after a restart). Cleared when a piece turns out corrupt.
+  verified = false;
   private fh: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
   private logQueue: Promise<void> = Promise.resolve();
@@ -178,6 +181,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   async invalidatePiece(n: number): Promise<void> {
     if (!this.pieces.delete(n)) return;
+    this.verified = false;
     if (this.meta.done) {
       this.meta = { ...this.meta, done: false };
       await this.saveMeta();
@@ -185,7 +189,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     await this.appendLog(`-${n}\n`);
   }
 
-  async markDone(): Promise<void> {
+  // `verified`: every piece was checked on receipt in this process.
+  async markDone(verified: boolean): Promise<void> {
+    this.verified = verified;
     this.meta = { ...this.meta, done: true, lastAccessAt: Date.now() };
     await this.saveMeta();
     this.emit("done");

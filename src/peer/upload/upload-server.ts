@@ -9,8 +9,9 @@ import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
+import { BufferPool } from "./buffer-pool.js";
 
-const CHUNK = 1024 * 1024;
+const CHUNK = 512 * 1024;
 const PING_MS = 15_000;
 
 export interface UploadServerOptions {
@@ -37,6 +38,7 @@ export class UploadServer {
   readonly stats: UploadStats = { active: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly pool = new BufferPool(CHUNK, 32);
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
@@ -115,7 +117,7 @@ export class UploadServer {
     while (sent < info.length) {
       if (res.destroyed) return;
       const len = Math.min(CHUNK, info.length - sent);
-      const buf = await task.read(offset + sent, len);
+      const buf = await task.read(offset + sent, len, this.pool.get());
       crc = crc32Update(buf, crc);
       const last = sent + len === info.length;
       if (last && crc !== info.crc) {
@@ -129,7 +131,7 @@ export class UploadServer {
       }
       sent += len;
       this.stats.bytesTotal += len;
-      if (!res.write(buf)) await Promise.race([once(res, "drain"), once(res, "close")]);
+      if (!res.write(buf, () => this.pool.put(buf))) await Promise.race([once(res, "drain"), once(res, "close")]);
     }
     res.end();
   }

@@ -1,0 +1,97 @@
+// Small helpers for end-to-end tests that look at a daemon's task store and at
+// `get` outputs: temp dirs with cleanup, file hashes, pieces.log parsing,
+// polling, and the `get` summary line.
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Cleanup } from "./procs.js";
+
+// A temp dir removed at the end of the test/suite (even on failure).
+export function tempDir(t: Cleanup, prefix = "damselfly-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+// tasks/<id[0:3]>/<id> under a daemon's --data-dir.
+export function taskDir(dataDir: string, id: string): string {
+  return join(dataDir, "tasks", id.slice(0, 3), id);
+}
+
+export interface StoredPiece {
+  number: number;
+  crc: number;
+  length: number;
+}
+
+// The verified pieces recorded in pieces.log ("<n> <crc> <len>"; "-<n>" drops
+// a piece). A line cut short by a crash is ignored. Missing log: no pieces.
+export function storedPieces(dataDir: string, id: string): Map<number, StoredPiece> {
+  const file = join(taskDir(dataDir, id), "pieces.log");
+  const pieces = new Map<number, StoredPiece>();
+  if (!existsSync(file)) return pieces;
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const del = /^-(\d+)$/.exec(line);
+    if (del) {
+      pieces.delete(Number(del[1]));
+      continue;
+    }
+    const m = /^(\d+) (\d+) (\d+)$/.exec(line);
+    if (m) pieces.set(Number(m[1]), { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) });
+  }
+  return pieces;
+}
+
+export interface StoredMeta {
+  id: string;
+  url: string;
+  contentLength: number;
+  pieceLength: number;
+  done: boolean;
+}
+
+export function storedMeta(dataDir: string, id: string): StoredMeta | undefined {
+  const file = join(taskDir(dataDir, id), "task.json");
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as StoredMeta;
+  } catch {
+    return undefined; // being rewritten
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// Polls until check() returns a value other than undefined/false.
+export async function pollUntil<T>(check: () => T | undefined | false, what: string, timeoutMs = 30_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export interface GetSummary {
+  line: string;
+  fromPeers: string;
+  fromOrigin: string;
+  local: string;
+}
+
+// "damselfly get: 64.0 MiB in 1.23s (...) -> /out; from peers X, from origin Y, local Z; task ..."
+export function getSummary(stderr: string): GetSummary | undefined {
+  const line = stderr.split("\n").find((l) => l.startsWith("damselfly get: ") && l.includes(" -> "));
+  if (!line) return undefined;
+  const m = /from peers ([^,]+), from origin ([^,]+), local ([^;]+);/.exec(line);
+  if (!m) return undefined;
+  return { line, fromPeers: m[1]!, fromOrigin: m[2]!, local: m[3]! };
+}
