@@ -33,9 +33,14 @@ export async function createRpcServer(listen: string, routes: (router: ConnectRo
       new Promise<void>((resolve) => {
         for (const s of sessions) s.close();
         server.close(() => resolve());
-        // Streams that never end (announce streams) must not hold shutdown.
+        // Streams that never end (announce streams) must not hold shutdown;
+        // destroying the session alone only half-closes its socket.
         setTimeout(() => {
-          for (const s of sessions) s.destroy();
+          for (const s of sessions) {
+            const socket = s.socket;
+            s.destroy();
+            socket?.destroy();
+          }
         }, 500).unref();
       }),
   };

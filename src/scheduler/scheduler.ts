@@ -9,6 +9,8 @@ import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js"
 import { createSchedulerService } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 
+const CLOSE_TIMEOUT_MS = 3_000;
+
 export interface SchedulerOptions {
   config: SchedulerConfig;
   logger: Logger;
@@ -61,7 +63,17 @@ export class Scheduler {
     }
     const server = this.server;
     this.server = undefined;
-    await server?.close();
+    if (!server) return;
+    // A client that never reads its responses keeps its HTTP/2 session open;
+    // do not let it hold close() forever.
+    let timer: NodeJS.Timeout | undefined;
+    const slow = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), CLOSE_TIMEOUT_MS);
+      timer.unref();
+    });
+    const done = await Promise.race([server.close().then(() => true), slow]);
+    clearTimeout(timer);
+    if (!done) this.log.warn({ timeoutMs: CLOSE_TIMEOUT_MS }, "scheduler server did not close in time: clients still connected");
   }
 
   // Drops silent hosts with their peers, then tasks nobody holds any more.

@@ -38,14 +38,21 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
       try {
-        for await (const req of requests) session.handle(req);
+        for await (const req of requests) {
+          try {
+            session.handle(req);
+          } catch (err) {
+            const ce = err instanceof ConnectError ? err : toConnectError(err);
+            log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
+            queue.close(ce);
+            return;
+          }
+        }
         queue.close();
       } catch (err) {
-        const ce = err instanceof ConnectError ? err : toConnectError(err);
-        if (err instanceof DamselflyError || err instanceof ConnectError) {
-          log.warn({ err: ce.rawMessage, code: ce.code }, "announce stream rejected");
-        }
-        queue.close(ce);
+        // The client went away mid-stream: nothing to answer.
+        log.debug({ err: err instanceof Error ? err.message : String(err) }, "announce stream broken");
+        queue.close();
       } finally {
         session.end();
       }

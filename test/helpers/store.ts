@@ -95,3 +95,22 @@ export function getSummary(stderr: string): GetSummary | undefined {
   if (!m) return undefined;
   return { line, fromPeers: m[1]!, fromOrigin: m[2]!, local: m[3]! };
 }
+
+// The last daemon log lines (minus per-piece chatter), for failure messages.
+export function logTail(d: { name: string; proc: { logs: readonly { msg: string; [k: string]: unknown }[] } }, n = 25): string {
+  const skip = new Set(["level", "time", "pid", "hostname", "msg"]);
+  return d.proc.logs
+    .filter((l) => l.msg !== "piece finished")
+    .slice(-n)
+    .map((l) => `${d.name}: ${l.msg} ${JSON.stringify(Object.fromEntries(Object.entries(l).filter(([k]) => !skip.has(k))))}`)
+    .join("\n");
+}
+
+// A `get` that did not finish in time rejects; add what the daemons logged.
+export function explained<T>(p: Promise<T>, ...daemons: Parameters<typeof logTail>[0][]): Promise<T> {
+  return p.catch((err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message += `\n--- daemon logs ---\n${daemons.map((d) => logTail(d)).join("\n")}`;
+    throw e;
+  });
+}

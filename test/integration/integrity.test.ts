@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { pollUntil, sha256File, storedMeta, storedPieces, taskDir } from "../helpers/store.js";
+import { explained, pollUntil, sha256File, storedMeta, storedPieces, taskDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
@@ -90,7 +90,7 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
 
     const fresh = await cluster.addDaemon({ name: "fresh-1" });
     const out = join(outDir, "fresh-1.bin");
-    const r = await fresh.get([url, "-O", out, "--no-progress"], { timeoutMs: 45_000 });
+    const r = await explained(fresh.get([url, "-O", out, "--no-progress"], { timeoutMs: 45_000 }), fresh, seed);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(out), expected, "the new peer's output must equal the origin's bytes");
 
@@ -113,7 +113,7 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
     console.log(`# two holders: seed served piece ${BAD_PIECE} to the new peer: ${servedByChild}; ${r.stderr.trim().split("\n").pop()}`);
   });
 
-  test("only the seed holds the task and its piece 5 rots; with the origin up a new peer still gets intact bytes", { timeout: 75_000 }, async () => {
+  test("only the seed holds the task and its piece 5 rots; with the origin up a new peer still gets intact bytes", { timeout: 60_000 }, async () => {
     const { url, id, expected } = await warm("/integrity/seed-only.bin", "seed-only");
     const seed = cluster.seed!;
     // Make the seed the only holder: peer-0 leaves the swarm.
@@ -123,7 +123,7 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
 
     const fresh = await cluster.addDaemon({ name: "fresh-2" });
     const out = join(outDir, "fresh-2.bin");
-    const r = await fresh.get([url, "-O", out, "--no-progress"], { timeoutMs: 60_000 });
+    const r = await explained(fresh.get([url, "-O", out, "--no-progress"], { timeoutMs: 45_000 }), fresh, seed);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(out), expected, "the new peer's output must equal the origin's bytes");
     const line = await seed.proc.waitForLog(CRC_MSG, 5_000, (l) => l.taskId === id);

@@ -62,7 +62,12 @@ class TestPeer {
       yield* reqs;
     })();
     this.it = client.announcePeer(source, { signal: this.ctrl.signal })[Symbol.asyncIterator]();
-    cleanups.push(() => this.close());
+    // Abort, not just half-close: a stream with unread responses would keep the
+    // server's graceful shutdown waiting.
+    cleanups.push(() => {
+      this.close();
+      this.abort();
+    });
   }
 
   send(request: Req): void {
@@ -347,4 +352,62 @@ test("cached tasks make finished parents; leaving hosts take their peers along",
   assert.equal(stat.finishedPeerCount, 1);
   await client.leaveHost({ hostId: "hc" });
   assert.equal((await client.statTask({ taskId: t2 })).finishedPeerCount, 0);
+});
+
+test("a failed seed trigger sends the waiting peer to the origin at once, without re-triggering", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ seedWait: 10_000 });
+  const calls: string[] = [];
+  const server = await createRpcServer("127.0.0.1:0", (router) =>
+    router.service(daemonv1.DaemonService, {
+      triggerTask: (req) => {
+        calls.push(req.taskId);
+        throw new ConnectError("disk full", Code.ResourceExhausted);
+      },
+    }),
+  );
+  cleanups.push(() => server.close());
+  await announce(client, "seed", { seed: true, apiPort: server.address.port });
+  await announce(client, "ha");
+  await announce(client, "hb");
+  const task = newTaskId();
+  const a = new TestPeer(client, "ha", task, "pa");
+  a.register();
+  await a.expect("needBackToSource", 3000);
+  assert.equal(calls.length, 1);
+  const b = new TestPeer(client, "hb", task, "pb");
+  b.register();
+  await b.expect("needBackToSource");
+  assert.equal(calls.length, 1);
+});
+
+test("parents that keep failing are dropped; reschedules end at the origin", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ retryLimit: 1 });
+  for (const h of ["ha", "hb", "hc"]) await announce(client, h);
+  const task = newTaskId();
+  const a = new TestPeer(client, "ha", task, "pa");
+  a.register();
+  await a.expect("needBackToSource");
+  a.startSource();
+  const c = new TestPeer(client, "hc", task, "pc");
+  await new Promise((r) => setTimeout(r, 50));
+  c.register();
+  assert.deepEqual(ids(await c.expect("normalTask")), ["pa"]);
+  c.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: ["pa"], description: "slow" }) });
+  await c.expect("needBackToSource");
+  c.startSource();
+  await new Promise((r) => setTimeout(r, 50));
+
+  const b = new TestPeer(client, "hb", task, "pb");
+  b.register();
+  assert.deepEqual(ids(await b.expect("normalTask")), ["pa", "pc"]);
+  const fail = () => b.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 1, parentId: "pa", reason: "reset", temporary: false }) });
+  b.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 1, parentId: "pa", reason: "busy", temporary: true }) });
+  fail();
+  await b.expectSilence(150);
+  fail();
+  assert.deepEqual(ids(await b.expect("normalTask")), ["pc"]);
+  b.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [], description: "again" }) });
+  assert.deepEqual(ids(await b.expect("normalTask")), ["pc"]);
+  b.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: ["pc"], description: "again" }) });
+  await b.expect("needBackToSource");
 });

@@ -135,14 +135,26 @@ export class SchedulingEngine {
   seedActive(task: Task, now: number): boolean {
     const t = task.seedTrigger;
     if (t && !t.failed && this.liveHost(t.hostId) && now - t.at < 2 * this.config.seedWait) return true;
+    return this.seedPeerPresent(task);
+  }
+
+  private seedPeerPresent(task: Task): boolean {
     for (const p of this.store.taskPeers(task)) {
       if ((p.isActive || p.state === "succeeded") && this.liveHost(p.hostId)?.isSeed) return true;
     }
     return false;
   }
 
+  // One trigger per task; again only once the last one is stale (2 x seedWait)
+  // with no seed peer to show for it, or its seed host is gone.
+  private shouldTriggerSeed(task: Task, now: number): boolean {
+    if (!task.download || this.seedPeerPresent(task)) return false;
+    const t = task.seedTrigger;
+    return !t || !this.liveHost(t.hostId) || now - t.at >= 2 * this.config.seedWait;
+  }
+
   private maybeTriggerSeed(task: Task, now: number): void {
-    if (!task.download || this.seedActive(task, now)) return;
+    if (!task.download || !this.shouldTriggerSeed(task, now)) return;
     const seed = pickSeedHost(task.id, this.store.hosts.liveSeeds(now, this.config.hostTimeout));
     if (!seed) return;
     const state = { hostId: seed.id, at: now, failed: false };
