@@ -42,7 +42,7 @@ export const daemonSchema = {
   piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive }),
   piecesPerParent: field("int", 6, "pieces requested concurrently from one parent", { check: positive }),
   pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere"),
-  scheduleTimeout: field("duration", 20_000, "with no usable parent for this long, ask the scheduler again"),
+  scheduleTimeout: field("duration", 10_000, "with no usable parent for this long, ask the scheduler again"),
   sourceTimeout: field("duration", 30_000, "origin connect and header timeout"),
   announceInterval: field("duration", 10_000, "host keep-alive interval to the scheduler"),
   schedulerConnectTimeout: field("duration", 3_000, "give up on the scheduler after this long and go to the origin"),

@@ -46,7 +46,13 @@ export class Daemon {
     this.storage = new Storage(c.dataDir, this.log);
     await this.storage.load();
     this.source = new HttpSource({ timeoutMs: c.sourceTimeout });
-    this.upload = new UploadServer({ listen: c.uploadListen, storage: this.storage, logger: this.log, uploadSlots: c.uploadSlots || (c.seed ? 2000 : 200) });
+    this.upload = new UploadServer({
+      listen: c.uploadListen,
+      storage: this.storage,
+      logger: this.log,
+      uploadSlots: c.uploadSlots || (c.seed ? 2000 : 200),
+      onCorruptPiece: (task) => this.tasks?.repair(task),
+    });
     await this.upload.start();
 
     const apiListen = parseHostPort(c.listen, "listen address");

@@ -4,7 +4,7 @@ import { DamselflyError } from "../common/errors.js";
 import { filterUrl, taskId as computeTaskId } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { schedulerv1, type Download } from "../protocol/index.js";
+import { DownloadSchema, schedulerv1, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask } from "./storage/local-task.js";
 import type { HttpSource } from "./source/http-source.js";
@@ -46,7 +46,13 @@ export class TaskManager {
   }
 
   async ensure(download: Download, id = this.taskIdOf(download)): Promise<TaskHandle> {
-    const task = await this.deps.storage.getOrCreate(id, filterUrl(download.url, download.filteredQueryParams), Number(download.pieceLength));
+    const task = await this.deps.storage.getOrCreate(id, {
+      url: filterUrl(download.url, download.filteredQueryParams),
+      tag: download.tag,
+      application: download.application,
+      filteredQueryParams: [...download.filteredQueryParams],
+      pieceLength: Number(download.pieceLength),
+    });
     task.touch();
     if (task.done) return { task, run: undefined };
     const existing = this.running.get(id);
@@ -75,6 +81,17 @@ export class TaskManager {
         if (this.running.get(id) === run) this.running.delete(id);
       });
     return { task, run };
+  }
+
+  // Fetches a stored task's missing pieces again (a piece failed its check).
+  // The original request's headers are not stored, so an origin that needs
+  // credentials is reached only through peers that still hold the piece.
+  repair(t: LocalTask): void {
+    if (t.done || this.running.has(t.id)) return;
+    const m = t.meta;
+    const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength) });
+    this.deps.logger.info({ taskId: t.id, missing: t.totalPieces - t.pieces.size }, "repairing task");
+    this.ensure(download, t.id).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
   }
 
   cachedEntry(t: LocalTask): schedulerv1.CachedTask {

@@ -7,6 +7,7 @@ import { mkdtempSync, openSync, closeSync, readSync, writeSync, rmSync } from "n
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
@@ -83,7 +84,7 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
     return { url, id, expected };
   }
 
-  test("seed and a peer hold the task; the seed's copy of piece 5 rots; a new peer gets intact bytes", { timeout: 60_000 }, async () => {
+  test("seed and a peer hold the task; the seed's copy of piece 5 rots; a new peer gets intact bytes", { timeout: 60_000 }, async (t) => {
     const { url, id, expected } = await warm("/integrity/two-holders.bin", "two-holders");
     const seed = cluster.seed!;
     flipByte(seed, id, BAD_PIECE);
@@ -104,16 +105,19 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
     }
     const line = await seed.proc.waitForLog(CRC_MSG, 5_000, (l) => l.taskId === id);
     assert.equal(line.piece, BAD_PIECE, JSON.stringify(line));
-    // Dropped from the seed's store.
-    await pollUntil(() => !storedPieces(seed.dataDir, id).has(BAD_PIECE), "piece 5 to leave the seed's pieces.log", 5_000);
     // The piece the new peer stored is the good one.
     const got = storedPieces(fresh.dataDir, id);
     assert.equal(got.size, SIZE / PIECE);
-    assert.equal(got.get(BAD_PIECE)!.crc, storedPieces(cluster.peers[0]!.dataDir, id).get(BAD_PIECE)!.crc);
-    console.log(`# two holders: seed served piece ${BAD_PIECE} to the new peer: ${servedByChild}; ${r.stderr.trim().split("\n").pop()}`);
+    const goodCrc = storedPieces(cluster.peers[0]!.dataDir, id).get(BAD_PIECE)!.crc;
+    assert.equal(got.get(BAD_PIECE)!.crc, goodCrc);
+    // The seed dropped the rotten piece ("-5" in its log) and repaired itself.
+    await seed.proc.waitForLog("repairing task", 5_000, (l) => l.taskId === id);
+    assert.ok(readFileSync(join(taskDir(seed.dataDir, id), "pieces.log"), "utf8").split("\n").includes(`-${BAD_PIECE}`), "the seed must drop the rotten piece");
+    await pollUntil(() => storedPieces(seed.dataDir, id).get(BAD_PIECE)?.crc === goodCrc, "the seed to store a good piece 5 again", 10_000);
+    t.diagnostic(`two holders: seed served piece ${BAD_PIECE} to the new peer: ${servedByChild}; ${r.stderr.trim().split("\n").pop()}`);
   });
 
-  test("only the seed holds the task and its piece 5 rots; with the origin up a new peer still gets intact bytes", { timeout: 60_000 }, async () => {
+  test("only the seed holds the task and its piece 5 rots; with the origin up a new peer still gets intact bytes", { timeout: 60_000 }, async (t) => {
     const { url, id, expected } = await warm("/integrity/seed-only.bin", "seed-only");
     const seed = cluster.seed!;
     // Make the seed the only holder: peer-0 leaves the swarm.
@@ -130,6 +134,6 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
     assert.equal(line.piece, BAD_PIECE);
     const fromOrigin = origin.bytesSent() - originBefore;
     assert.ok(fromOrigin > 0, "the good piece 5 can only have come from the origin");
-    console.log(`# seed only: origin sent ${fromOrigin} bytes for the repair; ${r.stderr.trim().split("\n").pop()}`);
+    t.diagnostic(`seed only: origin sent ${fromOrigin} bytes for the repair; ${r.stderr.trim().split("\n").pop()}`);
   });
 });

@@ -36,7 +36,7 @@ describe("swarm: one seed, three peers, a 64 MiB file", { timeout: 120_000 }, ()
     if (outDir) rmSync(outDir, { recursive: true, force: true });
   });
 
-  test("three concurrent gets: identical bytes, the origin serves the file about once", { timeout: 60_000 }, async () => {
+  test("three concurrent gets: identical bytes, the origin serves the file about once", { timeout: 60_000 }, async (t) => {
     const results = await Promise.all(
       cluster.peers.map((p, i) => p.get([url, "-O", join(outDir, `out-${i}.bin`), "--no-progress"], { timeoutMs: 50_000 })),
     );
@@ -47,6 +47,8 @@ describe("swarm: one seed, three peers, a 64 MiB file", { timeout: 120_000 }, ()
     const served = origin.bytesSent();
     assert.ok(served >= SIZE, `the origin served ${served} bytes, less than the file`);
     assert.ok(served <= 1.1 * SIZE, `the origin served ${served} bytes (${(served / SIZE).toFixed(2)} x the file); expected <= 1.1 x`);
+    t.diagnostic(`origin served ${(served / MiB).toFixed(1)} MiB`);
+    for (const r of results) t.diagnostic(getSummary(r.stderr)?.line ?? r.stderr);
     // The seed peer holds the finished task.
     const id = taskId({ url });
     const meta = storedMeta(cluster.seed!.dataDir, id);

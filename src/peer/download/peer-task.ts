@@ -164,11 +164,10 @@ export class PeerTask {
     this.blocklist.add(conn.id);
     conn.close();
     this.log.info({ parent: conn.id, reason }, "parent dropped");
-    if (this.ended) return;
-    if (this.parents.size === 0 && !this.sourceRunning) {
-      if (this.session) this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: reason }) });
-      else this.fallbackToSource("no parent left and no scheduler");
-    }
+    if (this.ended || this.sourceRunning) return;
+    // The scheduler decides whether the remaining parents can still feed us.
+    if (this.session) this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: reason }) });
+    else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
     this.pump();
   }
 
@@ -188,6 +187,19 @@ export class PeerTask {
       const pick = this.selector.next(this.parents, this.inFlight);
       if (!pick) break;
       this.fetchPiece(pick.piece, pick.parent);
+    }
+    if (this.inFlight.size === 0) this.dropDeadEnds();
+  }
+
+  // Parents that finished sending yet lack pieces we miss (they dropped a
+  // corrupt one) will never help again: drop them now rather than waiting for
+  // the stall timer.
+  private dropDeadEnds(): void {
+    const t = this.o.task;
+    if (!t.infoKnown || this.parents.size === 0) return;
+    const missing = t.missingPieces();
+    for (const p of [...this.parents.values()]) {
+      if (p.done && missing.some((n) => !p.pieces.has(n))) this.dropParent(p, "finished parent lacks pieces we miss");
     }
   }
 

@@ -8,6 +8,11 @@ export interface TaskMeta {
   id: string;
   // Signature query parameters already removed: never persist credentials.
   url: string;
+  // What else went into the task ID, so the task can be fetched again
+  // (repaired) without the original request. Headers are never stored.
+  tag: string;
+  application: string;
+  filteredQueryParams: string[];
   // -1 while unknown (chunked origin response still in progress).
   contentLength: number;
   pieceLength: number;

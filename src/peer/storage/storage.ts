@@ -52,13 +52,13 @@ export class Storage {
     return this.tasks.get(id);
   }
 
-  async getOrCreate(id: string, url: string, pieceLength = 0): Promise<LocalTask> {
+  async getOrCreate(id: string, origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength">): Promise<LocalTask> {
     const existing = this.tasks.get(id);
     if (existing) return existing;
     const dir = this.taskDir(id);
     await mkdir(dir, { recursive: true });
     const now = Date.now();
-    const task = new LocalTask(dir, { id, url, contentLength: -1, pieceLength, done: false, createdAt: now, lastAccessAt: now });
+    const task = new LocalTask(dir, { id, ...origin, contentLength: -1, done: false, createdAt: now, lastAccessAt: now });
     // A concurrent caller may have created it while we awaited.
     const raced = this.tasks.get(id);
     if (raced) return raced;

@@ -19,6 +19,8 @@ export interface UploadServerOptions {
   storage: Storage;
   logger: Logger;
   uploadSlots: number;
+  // A stored piece failed its check and was dropped: fetch it again.
+  onCorruptPiece?: (task: LocalTask) => void;
 }
 
 export interface UploadStats {
@@ -127,6 +129,7 @@ export class UploadServer {
         this.opts.logger.warn({ taskId: task.id, piece: info.number }, "stored piece failed CRC-32 check; not served, dropped");
         await task.invalidatePiece(info.number);
         res.destroy();
+        this.opts.onCorruptPiece?.(task);
         return;
       }
       sent += len;

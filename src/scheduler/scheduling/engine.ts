@@ -127,6 +127,18 @@ export class SchedulingEngine {
     return "wait";
   }
 
+  // Someone `child` may still use can bring new pieces into the task: a
+  // finished peer or one fetching from the origin, on a live host, not on the
+  // child's blocklist. Without one, peers that still miss pieces wait forever,
+  // so one of them must go to the origin.
+  hasFeed(task: Task, child: Peer): boolean {
+    for (const p of this.store.taskPeers(task)) {
+      if (p === child || child.blocklist.has(p.id) || !this.liveHost(p.hostId)) continue;
+      if (p.state === "succeeded" || p.state === "backToSource") return true;
+    }
+    return false;
+  }
+
   canBackToSource(peer: Peer, task: Task): boolean {
     return !peer.disableBackToSource && task.backToSourcePeers.size < this.config.backToSourceLimit;
   }
@@ -260,6 +272,10 @@ export class SchedulingEngine {
     for (const child of affected) {
       for (const id of removedIds) this.store.dropCandidate(child, id);
       if (!child.isActive || !child.hasStream) continue;
+      if (!this.hasFeed(task, child) && this.canBackToSource(child, task)) {
+        this.backToSource(child, task, "the peers feeding this task are gone");
+        continue;
+      }
       const parents = this.select(child, task);
       if (parents.length > 0) this.sendNormal(child, task, parents);
     }

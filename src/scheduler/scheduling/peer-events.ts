@@ -31,8 +31,10 @@ export class PeerEvents {
     if (replaced) {
       replaced.queue?.close();
       replaced.queue = undefined;
+      // The same peer on the same host re-registering (a resumed or repaired
+      // download) still serves what it has: its children keep it.
       const old = this.store.tasks.get(replaced.taskId);
-      if (old) this.engine.rescheduleChildren(old, [replaced.id]);
+      if (old && (replaced.hostId !== host.id || replaced.taskId !== taskId)) this.engine.rescheduleChildren(old, [replaced.id]);
     }
     peer.queue = queue;
     peer.finishedPieces = reg.finishedPieces;
@@ -144,6 +146,10 @@ export class PeerEvents {
     peer.rescheduleCount++;
     if (peer.rescheduleCount > this.engine.config.retryLimit && this.engine.canBackToSource(peer, task)) {
       this.engine.backToSource(peer, task, `rescheduled ${peer.rescheduleCount} times`);
+      return "need_back_to_source";
+    }
+    if (peer.state !== "pending" && !this.engine.hasFeed(task, peer) && this.engine.canBackToSource(peer, task)) {
+      this.engine.backToSource(peer, task, "no peer is fetching the task");
       return "need_back_to_source";
     }
     return this.engine.schedule(peer);
