@@ -48,12 +48,17 @@ try {
   const curl: number[] = [];
   const cold: number[] = [];
   const warm: number[] = [];
+  // Each timed command starts with no dirty pages waiting for the disk, so
+  // writeback left over from the previous one does not throttle it.
+  const settle = () => run("sync", []);
   for (let r = 0; r < rounds; r++) {
     const out = join(dir, "out");
+    await settle();
     const c = await run("curl", ["-sS", "-o", out, url]);
     if (c.code !== 0) throw new Error(`curl failed: ${c.stderr}`);
     curl.push(c.ms);
     rmSync(out, { force: true });
+    await settle();
     const g = await run(process.execPath, [BIN, "get", url, "-O", out, "--tag", `bench-${Date.now()}-${r}`, "--daemon", api, "--no-progress"]);
     if (g.code !== 0) throw new Error(`get failed: ${g.stderr}`);
     cold.push(g.ms);
@@ -62,6 +67,7 @@ try {
     // Warm: fetch once to populate, then time the local hit.
     await run(process.execPath, [BIN, "get", url, "-O", out, "--tag", tag, "--daemon", api, "--no-progress"]);
     rmSync(out, { force: true });
+    await settle();
     const w = await run(process.execPath, [BIN, "get", url, "-O", out, "--tag", tag, "--daemon", api, "--no-progress"]);
     if (w.code !== 0) throw new Error(`warm get failed: ${w.stderr}`);
     warm.push(w.ms);
