@@ -222,10 +222,16 @@ export function buildProgram(): Command {
     .description("run a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
     .option("--data-dir <dir>", "base directory for the seed and peer data (default: ~/.damselfly/up)")
     .option("--scheduler-port <port>", `scheduler port (default: ${DEFAULT_SCHEDULER_PORT})`)
+    .option("--demo-port <port>", "port of the built-in demo origin serving /demo.bin (default: 65080)")
+    .option("--no-demo", "do not start the demo origin")
     .addOption(new Option("--log-level <level>", "log level (default: warn)").choices([...LOG_LEVELS]));
   up.action(
-    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; logLevel?: string }) => {
-      const { startUp, readyBanner, defaultUpDataDir } = await import("./up.js");
+    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; demoPort?: string; demo: boolean; logLevel?: string }) => {
+      const { startUp, readyBanner, defaultUpDataDir, DEFAULT_DEMO_PORT } = await import("./up.js");
+      const demoPort = opts.demoPort === undefined ? DEFAULT_DEMO_PORT : Number(opts.demoPort);
+      if (!Number.isInteger(demoPort) || demoPort < 0 || demoPort > 65535) {
+        throw new DamselflyError("DF_ERR_USAGE", `invalid --demo-port ${JSON.stringify(opts.demoPort)}: expected 0..65535`);
+      }
       const port = opts.schedulerPort === undefined ? DEFAULT_SCHEDULER_PORT : Number(opts.schedulerPort);
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         throw new DamselflyError("DF_ERR_USAGE", `invalid --scheduler-port ${JSON.stringify(opts.schedulerPort)}: expected 0..65535`);
@@ -239,7 +245,7 @@ export function buildProgram(): Command {
         logger,
         {
           start: async () => {
-            handle = await startUp({ dataDir, schedulerPort: port, logLevel }, logger);
+            handle = await startUp({ dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}) }, logger);
           },
           close: async () => {
             process.stdout.write("damselfly up: stopping\n");

@@ -7,6 +7,7 @@ import { formatHostPort, httpUrl, type HostPort } from "../common/address.js";
 import { loadConfig } from "../common/config.js";
 import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
 import { daemonSchema, DEFAULT_SCHEDULER_PORT, schedulerSchema } from "../common/schemas.js";
+import { DEMO_PATH, DEMO_SIZE, demoDigest, startDemoOrigin } from "./demo-origin.js";
 
 export const UP_ENDPOINTS = {
   seed: { listen: "127.0.0.1:65100", uploadListen: "127.0.0.1:65102", proxyListen: "127.0.0.1:65101" },
@@ -17,10 +18,14 @@ export function defaultUpDataDir(): string {
   return join(homedir(), ".damselfly", "up");
 }
 
+export const DEFAULT_DEMO_PORT = 65080;
+
 export interface UpOptions {
   dataDir: string;
   schedulerPort: number;
   logLevel: LogLevel;
+  // Port of the built-in demo origin; undefined: no demo origin.
+  demoPort?: number;
 }
 
 interface Closable {
@@ -31,6 +36,7 @@ export interface UpHandle {
   scheduler: HostPort;
   seed: { api: HostPort; upload: HostPort; proxy: HostPort };
   peer: { api: HostPort; upload: HostPort; proxy: HostPort };
+  demo?: { url: string; digest: string };
   close(): Promise<void>;
 }
 
@@ -77,10 +83,17 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
     await peer.start();
     started.push(peer);
 
+    let demo: UpHandle["demo"];
+    if (opts.demoPort !== undefined) {
+      const origin = await startDemoOrigin("127.0.0.1", opts.demoPort);
+      started.push(origin);
+      demo = { url: `http://${formatHostPort(origin.address)}${DEMO_PATH}`, digest: demoDigest() };
+    }
     return {
       scheduler: { host: "127.0.0.1", port: scheduler.address.port },
       seed: { ...seed.endpoints },
       peer: { ...peer.endpoints },
+      ...(demo ? { demo } : {}),
       close: closeAll,
     };
   } catch (err) {
@@ -103,7 +116,14 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
     "",
     "Download a file through the swarm:",
     "",
-    `  bin/damselfly get <url> -O /tmp/file --daemon ${peerApi}`,
+    ...(up.demo
+      ? [
+          `  bin/damselfly get ${up.demo.url} -O /tmp/demo.bin --digest ${up.demo.digest} --daemon ${peerApi}`,
+          "",
+          `  (${up.demo.url} is a built-in ${DEMO_SIZE / 2 ** 20} MiB demo origin; any http(s) URL works the same way.`,
+          "   Run it twice: the second time every byte comes from the local peer.)",
+        ]
+      : [`  bin/damselfly get <url> -O /tmp/file --daemon ${peerApi}`]),
     "",
     "Press Ctrl-C to stop.",
     "",
