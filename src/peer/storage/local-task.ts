@@ -46,6 +46,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private fh: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
   private logQueue: Promise<void> = Promise.resolve();
+  private writeChain: Promise<void> = Promise.resolve();
 
   constructor(readonly dir: string, public meta: TaskMeta) {
     super();
@@ -121,33 +122,23 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.emit("info");
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    const fh = await this.handle();
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
-    }
+  // Writes go to the file one system call at a time: the kernel serialises
+  // writers of one file anyway, and concurrent ones (a piece per parent) would
+  // only spin on the inode lock. Pieces still stream in concurrently.
+  writev(offset: number, chunks: Uint8Array[]): Promise<void> {
+    const next = this.writeChain.then(() => this.writevNow(offset, chunks));
+    this.writeChain = next.catch(() => undefined);
+    return next;
   }
 
-  // Writes several buffers back to back in one system call where possible.
-  async writev(offset: number, chunks: Uint8Array[]): Promise<void> {
+  private async writevNow(offset: number, chunks: Uint8Array[]): Promise<void> {
     const fh = await this.handle();
-    const total = chunks.reduce((n, c) => n + c.length, 0);
-    const { bytesWritten } = await fh.writev(chunks, offset);
-    if (bytesWritten === total) return;
-    // Short write: finish the rest chunk by chunk.
-    let skip = bytesWritten;
-    let at = offset + bytesWritten;
-    for (const c of chunks) {
-      if (skip >= c.length) {
-        skip -= c.length;
-        continue;
-      }
-      const rest = c.subarray(skip);
-      skip = 0;
-      await this.write(at, rest);
-      at += rest.length;
+    let at = offset;
+    let rest = chunks;
+    while (rest.length > 0) {
+      const { bytesWritten } = await fh.writev(rest, at);
+      at += bytesWritten;
+      rest = dropBytes(rest, bytesWritten);
     }
   }
 
@@ -235,6 +226,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   async close(): Promise<void> {
+    await this.writeChain;
     await this.logQueue.catch(() => undefined);
     const fh = this.fh;
     this.fh = undefined;
@@ -261,4 +253,12 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     }
     return pieces;
   }
+}
+
+// The chunks left after the first `n` bytes (a short write).
+function dropBytes(chunks: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
+  if (i === chunks.length) return [];
+  return n === 0 ? chunks.slice(i) : [chunks[i]!.subarray(n), ...chunks.slice(i + 1)];
 }
