@@ -3,9 +3,9 @@
 // deterministic pseudo-random bytes (AES-128-CTR keystream), with Range
 // support, generated as they are sent rather than held in memory.
 import http from "node:http";
-import { once } from "node:events";
 import { createCipheriv, createHash } from "node:crypto";
-import type { HostPort } from "../common/address.js";
+import { formatHostPort, type HostPort } from "../common/address.js";
+import { closeServer, listenOn } from "../common/http-server.js";
 
 export const DEMO_SIZE = 256 * 1024 * 1024;
 export const DEMO_PATH = "/demo.bin";
@@ -80,15 +80,6 @@ export async function startDemoOrigin(host: string, port: number): Promise<DemoO
     res.on("close", () => chunks.return(undefined));
     pump();
   });
-  server.listen(port, host);
-  await once(server, "listening");
-  const addr = server.address();
-  return {
-    address: { host, port: typeof addr === "object" && addr ? addr.port : port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  const address = await listenOn(server, formatHostPort({ host, port }), "demo origin address");
+  return { address, close: () => closeServer(server) };
 }

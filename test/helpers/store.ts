@@ -1,6 +1,7 @@
 // Small helpers for end-to-end tests that look at a daemon's task store and at
 // `get` outputs: temp dirs with cleanup, file hashes, pieces.log parsing,
 // polling, and the `get` summary line.
+import { LocalTask } from "../../src/peer/storage/local-task.js";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,18 +36,7 @@ export interface StoredPiece {
 // a piece). A line cut short by a crash is ignored. Missing log: no pieces.
 export function storedPieces(dataDir: string, id: string): Map<number, StoredPiece> {
   const file = join(taskDir(dataDir, id), "pieces.log");
-  const pieces = new Map<number, StoredPiece>();
-  if (!existsSync(file)) return pieces;
-  for (const line of readFileSync(file, "utf8").split("\n")) {
-    const del = /^-(\d+)$/.exec(line);
-    if (del) {
-      pieces.delete(Number(del[1]));
-      continue;
-    }
-    const m = /^(\d+) (\d+) (\d+)$/.exec(line);
-    if (m) pieces.set(Number(m[1]), { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) });
-  }
-  return pieces;
+  return existsSync(file) ? LocalTask.parseLog(readFileSync(file, "utf8")) : new Map();
 }
 
 export interface StoredMeta {

@@ -7,7 +7,7 @@ import type { LocalTask } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
 import type { SchedulerLink, AnnounceSession } from "./scheduler-link.js";
 import { ParentConn, type ParentAddress } from "./parent-conn.js";
-import { fetchFromSource } from "./source-fetcher.js";
+import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
 import { PieceSelector } from "./piece-selector.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
@@ -258,7 +258,7 @@ export class PeerTask {
     const d = this.o.download;
     const task = this.o.task;
     if (task.infoKnown) this.announceBackToSource(task.meta.contentLength, task.meta.pieceLength, true);
-    fetchFromSource(this.o.source, task, d.url, { ...d.headers }, Number(d.pieceLength), {
+    const hooks: SourceFetchHooks = {
       onInfo: async (contentLength, pieceLength, known) => {
         await task.setInfo(contentLength, pieceLength);
         this.announceBackToSource(contentLength, pieceLength, known);
@@ -271,7 +271,8 @@ export class PeerTask {
         this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, costMicros: BigInt(Math.round(costMicros)) }) });
       },
       isDone: (n) => task.pieces.has(n) || this.inFlight.has(n),
-    }, this.abort.signal)
+    };
+    fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
       .then(async () => {
         // Pieces that were in flight from parents when we started finish on
         // their own; wait for them rather than refetching.

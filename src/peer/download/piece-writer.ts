@@ -4,7 +4,7 @@ import type { LocalTask } from "../storage/local-task.js";
 const FLUSH_AT = 1024 * 1024;
 // Default cap on bytes handed to the file system but not yet written: network
 // reads go on while earlier bytes are written, without unbounded memory.
-const MAX_UNWRITTEN = 8 * 1024 * 1024;
+const MAX_UNWRITTEN = 4 * 1024 * 1024;
 
 // Streams one piece's bytes into the task file at the piece's offset,
 // coalescing network chunks into ~1 MiB vectored writes and computing the CRC

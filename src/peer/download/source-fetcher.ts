@@ -14,21 +14,27 @@ export interface SourceFetchHooks {
 
 const RETRIES = 3;
 
+// One back-to-source run: where to fetch, where to store, whom to tell.
+export interface SourceJob {
+  source: HttpSource;
+  task: LocalTask;
+  url: string;
+  // Passed to the origin only (may carry credentials).
+  headers: Record<string, string>;
+  // Zero: derive from the content length.
+  userPieceLength: number;
+  hooks: SourceFetchHooks;
+  signal: AbortSignal;
+}
+
 // Back-to-source: pulls the missing pieces from the origin in as few requests
 // as possible (one Range request per run of missing pieces), resuming at the
 // piece boundary where a broken response stopped.
-export async function fetchFromSource(
-  source: HttpSource,
-  task: LocalTask,
-  url: string,
-  headers: Record<string, string>,
-  userPieceLength: number,
-  hooks: SourceFetchHooks,
-  signal: AbortSignal,
-): Promise<void> {
+export async function fetchFromSource(job: SourceJob): Promise<void> {
+  const { task, hooks, signal } = job;
   if (!task.infoKnown) {
     try {
-      await fetchWhole(source, task, url, headers, userPieceLength, hooks, signal);
+      await fetchWhole(job);
     } catch (err) {
       // A response that broke off is resumed below with Range requests, from
       // the first missing piece; anything else is final.
@@ -40,7 +46,7 @@ export async function fetchFromSource(
     const runs = missingRuns(task, hooks);
     if (runs.length === 0) return;
     try {
-      for (const [first, last] of runs) await fetchRun(source, task, url, headers, first, last, hooks, signal);
+      for (const [first, last] of runs) await fetchRun(job, first, last);
     } catch (err) {
       const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
       if (!e.temporary || attempt >= RETRIES || signal.aborted) throw e;
@@ -59,16 +65,7 @@ function missingRuns(task: LocalTask, hooks: SourceFetchHooks): Array<[number, n
   return runs;
 }
 
-async function fetchRun(
-  source: HttpSource,
-  task: LocalTask,
-  url: string,
-  headers: Record<string, string>,
-  first: number,
-  last: number,
-  hooks: SourceFetchHooks,
-  signal: AbortSignal,
-): Promise<void> {
+async function fetchRun({ source, task, url, headers, hooks, signal }: SourceJob, first: number, last: number): Promise<void> {
   const start = task.pieceRange(first).offset;
   const end = task.pieceRange(last).offset + task.pieceRange(last).length - 1;
   const full = start === 0 && end === task.meta.contentLength - 1;
@@ -85,15 +82,7 @@ async function fetchRun(
   await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength);
 }
 
-async function fetchWhole(
-  source: HttpSource,
-  task: LocalTask,
-  url: string,
-  headers: Record<string, string>,
-  userPieceLength: number,
-  hooks: SourceFetchHooks,
-  signal: AbortSignal,
-): Promise<void> {
+async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, signal }: SourceJob): Promise<void> {
   const res = await source.fetch(url, headers, undefined, signal);
   const known = res.contentLength >= 0;
   const pieceLength = userPieceLength || (known ? pieceLengthFor(res.contentLength) : MIN_PIECE_LENGTH);

@@ -1,6 +1,6 @@
 import http from "node:http";
-import { once } from "node:events";
-import { parseHostPort, type HostPort } from "../../common/address.js";
+import type { HostPort } from "../../common/address.js";
+import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 
 // The registry mirror / HTTP proxy port. The mirror itself (routing blob
@@ -14,7 +14,6 @@ export class ProxyServer {
   constructor(private readonly o: { listen: string; logger: Logger }) {}
 
   async start(): Promise<void> {
-    const { host, port } = parseHostPort(this.o.listen, "proxy listen address");
     const server = http.createServer((req, res) => {
       if (req.url === "/healthy") {
         res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
@@ -23,18 +22,13 @@ export class ProxyServer {
       res.writeHead(501, { "content-type": "application/json", "x-damselfly-error": "DF_ERR_INVALID_REQUEST" });
       res.end(JSON.stringify({ code: "DF_ERR_INVALID_REQUEST", message: "the registry mirror / proxy is not enabled in this version" }) + "\n");
     });
-    server.listen(port, host);
-    await once(server, "listening");
-    const addr = server.address();
-    this.address = { host, port: typeof addr === "object" && addr ? addr.port : port };
+    this.address = await listenOn(server, this.o.listen, "proxy listen address");
     this.server = server;
   }
 
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
+    if (s) await closeServer(s);
   }
 }

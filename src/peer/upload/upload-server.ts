@@ -4,7 +4,8 @@ import { once } from "node:events";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
 import { crc32Update } from "../../common/pieces.js";
-import { parseHostPort, type HostPort } from "../../common/address.js";
+import type { HostPort } from "../../common/address.js";
+import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
@@ -39,26 +40,17 @@ export interface UploadStats {
 export class UploadServer {
   readonly stats: UploadStats = { active: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  private readonly pool = new BufferPool(CHUNK, 32);
+  private readonly pool = new BufferPool(CHUNK, 16);
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
 
   async start(): Promise<void> {
-    const { host, port } = parseHostPort(this.opts.listen, "upload listen address");
     const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
       this.route(req, res).catch((err) => this.fail(res, DamselflyError.from(err)));
     });
-    server.on("connection", (s) => {
-      this.sockets.add(s);
-      s.setNoDelay(true);
-      s.on("close", () => this.sockets.delete(s));
-    });
-    server.listen(port, host);
-    await once(server, "listening");
-    const addr = server.address();
-    this.address = { host, port: typeof addr === "object" && addr ? addr.port : port };
+    server.on("connection", (s: Socket) => s.setNoDelay(true));
+    this.address = await listenOn(server, this.opts.listen, "upload listen address");
     this.server = server;
   }
 
@@ -66,9 +58,7 @@ export class UploadServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
+    await closeServer(server);
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
