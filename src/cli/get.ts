@@ -10,6 +10,7 @@ import { DamselflyError } from "../common/errors.js";
 import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
 import { parseSourceUrl } from "../common/task-id.js";
+import { isHeaderName, isHeaderValue } from "../common/http-headers.js";
 import { createRpcTransport, daemonv1, fromConnectError } from "../protocol/index.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
 
@@ -32,8 +33,6 @@ export interface GetRequest {
   daemonUrl: string;
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-
 // "Name: value" lines into a map; repeated names are joined with ", " as HTTP
 // allows, matched case-insensitively.
 export function parseHeaders(lines: readonly string[]): Record<string, string> {
@@ -42,7 +41,7 @@ export function parseHeaders(lines: readonly string[]): Record<string, string> {
   for (const line of lines) {
     const i = line.indexOf(":");
     const name = i < 0 ? "" : line.slice(0, i).trim();
-    if (i < 0 || !HEADER_NAME.test(name)) {
+    if (i < 0 || !isHeaderName(name) || !isHeaderValue(line)) {
       throw new DamselflyError("DF_ERR_USAGE", `invalid header ${JSON.stringify(line)}: expected "Name: value"`);
     }
     const value = line.slice(i + 1).trim();

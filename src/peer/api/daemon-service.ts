@@ -3,6 +3,7 @@ import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import { parseDigest, Digester, formatDigest } from "../../common/digest.js";
 import { parseSourceUrl } from "../../common/task-id.js";
+import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
@@ -20,7 +21,7 @@ function validateDownload(d: Download | undefined): Download {
   parseSourceUrl(d.url);
   if (d.digest) parseDigest(d.digest);
   for (const [k, v] of Object.entries(d.headers)) {
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(k) || /[\r\n\0]/.test(v)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid header ${JSON.stringify(k)}`);
+    if (!isHeaderName(k) || !isHeaderValue(v)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid header ${JSON.stringify(k)}`);
   }
   return d;
 }
