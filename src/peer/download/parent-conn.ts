@@ -32,6 +32,7 @@ export class ParentConn {
   readonly pieces = new Map<number, PieceAd>();
   inFlight = 0;
   failures = 0;
+  piecesServed = 0;
   bytes = 0;
   busyMicros = 0;
   closed = false;

@@ -12,6 +12,11 @@ import { PieceSelector } from "./piece-selector.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
+// A parent measured over this many pieces at under 1/SLOW_PARENT_RATIO of the
+// best parent's throughput is dropped.
+const SLOW_PARENT_MIN_PIECES = 3;
+const SLOW_PARENT_RATIO = 8;
+
 export interface PeerTaskOptions {
   task: LocalTask;
   download: Download;
@@ -191,6 +196,23 @@ export class PeerTask {
     if (this.inFlight.size === 0) this.dropDeadEnds();
   }
 
+  // A parent far slower than the best one holds back the whole download
+  // (its pieces arrive last): drop it once measured, unless some piece we
+  // miss can only come from it.
+  private dropIfSlow(parent: ParentConn): void {
+    if (this.parents.size < 2 || parent.piecesServed < SLOW_PARENT_MIN_PIECES) return;
+    let best = 0;
+    for (const p of this.parents.values()) if (p.piecesServed >= SLOW_PARENT_MIN_PIECES) best = Math.max(best, p.throughput);
+    if (parent.throughput * SLOW_PARENT_RATIO >= best) return;
+    for (const n of this.o.task.missingPieces()) {
+      if (!parent.pieces.has(n)) continue;
+      let elsewhere = false;
+      for (const p of this.parents.values()) if (p !== parent && p.pieces.has(n)) elsewhere = true;
+      if (!elsewhere) return;
+    }
+    this.dropParent(parent, `slow parent: ${(parent.throughput).toFixed(1)} vs best ${best.toFixed(1)} bytes/µs`);
+  }
+
   // Parents that finished sending yet lack pieces we miss (they dropped a
   // corrupt one) will never help again: drop them now rather than waiting for
   // the stall timer.
@@ -216,6 +238,8 @@ export class PeerTask {
         await this.o.task.markPiece({ number: n, crc, length });
         this.lastProgress = Date.now();
         parent.failures = 0;
+        parent.piecesServed++;
+        this.dropIfSlow(parent);
         this.send({
           case: "pieceFinished",
           value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: (process.hrtime.bigint() - started) / 1000n }),
