@@ -42,11 +42,12 @@ try {
   const seed = daemon("seed", true);
   const peer = daemon("peer", false);
   procs.push(seed, peer);
-  await seed.ready;
+  const seedApi = `http://${String((await seed.ready)["api"])}`;
   const api = `http://${String((await peer.ready)["api"])}`;
 
   const curl: number[] = [];
   const cold: number[] = [];
+  const oneHop: number[] = [];
   const warm: number[] = [];
   // Each timed command starts with no dirty pages waiting for the disk, so
   // writeback left over from the previous one does not throttle it.
@@ -63,6 +64,13 @@ try {
     if (g.code !== 0) throw new Error(`get failed: ${g.stderr}`);
     cold.push(g.ms);
     rmSync(out, { force: true });
+    // One hop: the seed itself fetches from the origin and writes the output
+    // (each byte stored once, as curl writes it once).
+    await settle();
+    const s1 = await run(process.execPath, [BIN, "get", url, "-O", out, "--tag", `bench-seed-${Date.now()}-${r}`, "--daemon", seedApi, "--no-progress"]);
+    if (s1.code !== 0) throw new Error(`seed get failed: ${s1.stderr}`);
+    oneHop.push(s1.ms);
+    rmSync(out, { force: true });
     const tag = `bench-warm-${Date.now()}-${r}`;
     // Warm: fetch once to populate, then time the local hit.
     await run(process.execPath, [BIN, "get", url, "-O", out, "--tag", tag, "--daemon", api, "--no-progress"]);
@@ -76,9 +84,11 @@ try {
   const c = median(curl);
   const g = median(cold);
   const w = median(warm);
+  const h = median(oneHop);
   console.log(`file ${(size / 1024 / 1024).toFixed(0)} MiB in ${dir}, ${rounds} rounds (medians, whole-process wall time)`);
   console.log(`  curl from origin           ${c.toFixed(0).padStart(6)} ms  ${mibps(size, c)}`);
   console.log(`  get cold (origin>seed>peer) ${g.toFixed(0).padStart(5)} ms  ${mibps(size, g)}  = ${(c / g).toFixed(2)}x curl throughput (target >= 0.8x)`);
+  console.log(`  get one hop (origin>seed)   ${h.toFixed(0).padStart(5)} ms  ${mibps(size, h)}  = ${(c / h).toFixed(2)}x curl throughput`);
   console.log(`  get warm (local peer)      ${w.toFixed(0).padStart(6)} ms  ${mibps(size, w)}  (target >= 1 GB/s = ${mibps(1e9, 1000)})`);
 } finally {
   for (const p of procs.reverse()) await p.stop();
