@@ -145,7 +145,8 @@ function makeGetCommand(name: string, prefix: string): Command {
     keepCommas: ["header"],
     placeholders: { output: "file", header: "header", daemon: "url", filter: "param", pieceLength: "size" },
   });
-  cmd.addHelpText("after", envHelp(getSchema, "GET", false) + `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`);
+  addConfigFileOption(cmd);
+  cmd.addHelpText("after", envHelp(getSchema, "GET", true) + `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`);
   cmd.action(
     withErrors(prefix, async (url: string, _opts: unknown, self: Command) => {
       const config = loadCommandConfig(self, getSchema, "GET");
