@@ -36,10 +36,6 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.closed;
   }
 
-  get size(): number {
-    return this.items.length;
-  }
-
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {

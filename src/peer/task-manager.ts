@@ -70,7 +70,6 @@ export class TaskManager {
       piecesPerParent: c.piecesPerParent,
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
-      seed: c.seed,
     });
     this.running.set(id, run);
     run

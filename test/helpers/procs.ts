@@ -1,6 +1,7 @@
 // Real damselfly processes for integration tests: spawn, read their pino log
 // lines, wait for "ready" lines, stop them, and always clean up.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -305,4 +306,13 @@ export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Pr
 // Runs `node bin/damselfly get <args>` to completion.
 export function runGet(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return runDamselfly(["get", ...args], opts);
+}
+
+// A loopback port where nothing listens (bound, then released).
+export async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
 }

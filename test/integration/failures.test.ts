@@ -4,13 +4,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { runGet, spawnDamselfly, type Cleanup, type RunResult } from "../helpers/procs.js";
+import { runGet, spawnDamselfly, type Cleanup, type RunResult, closedPort } from "../helpers/procs.js";
 import { explained, getSummary, logTail, pollUntil, sha256File, sleep, storedMeta, storedPieces, tempDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
@@ -24,13 +23,6 @@ async function originFor(t: Cleanup): Promise<Origin> {
   return origin;
 }
 
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 function assertOk(r: RunResult, ...daemons: DaemonHandle[]): void {
   assert.equal(r.code, 0, `${r.stderr}\n${daemons.map((d) => logTail(d)).join("\n")}`);

@@ -3,13 +3,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatBytes } from "../../src/cli/format.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { runGet } from "../helpers/procs.js";
+import { runGet, closedPort } from "../helpers/procs.js";
 
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 
@@ -17,13 +16,6 @@ function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "damselfly-get-test-"));
 }
 
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 // The daemon removes its temporary file after reporting the failure (or after
 // noticing the client went away): give it a moment.

@@ -29,7 +29,6 @@ export interface PeerTaskOptions {
   piecesPerParent: number;
   pieceTimeoutMs: number;
   scheduleTimeoutMs: number;
-  seed: boolean;
 }
 
 export interface PeerTaskStats {

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { appendFile, copyFile, open, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { appendFile, constants, copyFile, open, rename, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
@@ -85,12 +85,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   async handle(): Promise<FileHandle> {
     if (this.fh) return this.fh;
-    this.opening ??= open(this.dataPath, "a+").then(async (h) => {
-      // "a+" creates without truncating; reopen for positional writes.
-      await h.close();
-      this.fh = await open(this.dataPath, "r+");
-      return this.fh;
-    });
+    // Read-write, created if missing, never truncated (positional writes).
+    this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, 0o644).then((h) => (this.fh = h));
     return this.opening;
   }
 
@@ -232,11 +228,6 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.fh = undefined;
     this.opening = undefined;
     await fh?.close().catch(() => undefined);
-  }
-
-  async destroy(): Promise<void> {
-    await this.close();
-    await rm(this.dir, { recursive: true, force: true });
   }
 
   // Parses pieces.log; a line cut short by a crash is ignored.

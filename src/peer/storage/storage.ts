@@ -67,12 +67,6 @@ export class Storage {
     return task;
   }
 
-  async delete(id: string): Promise<void> {
-    const task = this.tasks.get(id);
-    this.tasks.delete(id);
-    await task?.destroy();
-  }
-
   finishedTasks(): LocalTask[] {
     return [...this.tasks.values()].filter((t) => t.done);
   }
