@@ -1,7 +1,7 @@
 // `damselfly get` (dfget): asks the local daemon to download a URL through the
 // swarm, shows progress, and reports the outcome with a stable error code.
 import { once } from "node:events";
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient } from "@connectrpc/connect";
@@ -13,6 +13,7 @@ import { parseSourceUrl } from "../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../common/http-headers.js";
 import { createRpcTransport, daemonv1, fromConnectError } from "../protocol/index.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
+import { linkOrCopy, placeOutput } from "./output-file.js";
 
 export interface GetIo {
   stdout: NodeJS.WritableStream & { writableNeedDrain?: boolean };
@@ -140,9 +141,8 @@ function formatEta(secs: number): string {
   return `${Math.floor(secs / 3600)}h${String(Math.floor((secs % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-export function summaryLine(prefix: string, f: daemonv1.DownloadFinished, clientElapsedMs: number): string {
-  const elapsed = f.elapsedMs > 0n ? Number(f.elapsedMs) : clientElapsedMs;
-  const dest = f.outputPath === "" ? "stdout" : f.outputPath;
+export function summaryLine(prefix: string, f: daemonv1.DownloadFinished, clientElapsedMs: number, dest: string): string {
+  const elapsed = Math.max(clientElapsedMs, Number(f.elapsedMs));
   const sched = f.schedulerUnavailable ? " (scheduler unreachable: downloaded from origin)" : "";
   return (
     `${prefix}: ${formatBytes(f.contentLength)} in ${formatElapsed(elapsed)} (${formatRate(f.contentLength, elapsed)}) -> ${dest}; ` +
@@ -151,9 +151,53 @@ export function summaryLine(prefix: string, f: daemonv1.DownloadFinished, client
   );
 }
 
-async function writeOut(out: GetIo["stdout"], data: Uint8Array, signal: AbortSignal): Promise<void> {
+async function writeOut(out: NodeJS.WritableStream, data: Uint8Array, signal: AbortSignal): Promise<void> {
   if (out.write(data)) return;
   await once(out, "drain", { signal });
+}
+
+type Client = ReturnType<typeof createClient<typeof daemonv1.DaemonService>>;
+
+// One DownloadTask call: progress to the bar, chunks (stream delivery) to
+// `sink` in order; resolves with the daemon's final report.
+async function download(
+  client: Client,
+  request: daemonv1.DownloadTaskRequest,
+  progress: Progress,
+  sink: ((data: Uint8Array) => Promise<void>) | undefined,
+  signal: AbortSignal,
+): Promise<daemonv1.DownloadFinished> {
+  let finished: daemonv1.DownloadFinished | undefined;
+  let written = 0n;
+  for await (const res of client.downloadTask(request, { signal })) {
+    const ev = res.event;
+    switch (ev.case) {
+      case "started":
+        progress.update(0, Number(ev.value.contentLength));
+        break;
+      case "progress":
+        progress.update(Number(ev.value.completedBytes), Number(ev.value.contentLength));
+        break;
+      case "chunk":
+        if (!sink) throw new DamselflyError("DF_ERR_INTERNAL", "daemon streamed content although it was asked for the store path");
+        if (ev.value.offset !== written) {
+          throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed content out of order: expected offset ${written}, got ${ev.value.offset}`);
+        }
+        await sink(ev.value.data);
+        written += BigInt(ev.value.data.length);
+        break;
+      case "finished":
+        finished = ev.value;
+        break;
+      default:
+        break;
+    }
+  }
+  if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "daemon ended the download without reporting its outcome");
+  if (sink && finished.contentLength !== written) {
+    throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed ${written} bytes but reported ${finished.contentLength}`);
+  }
+  return finished;
 }
 
 // Runs one download; throws a DamselflyError on failure.
@@ -183,57 +227,47 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     outputError = new DamselflyError("DF_ERR_OUTPUT", `cannot write to stdout: ${e.message}`, { cause: e });
     ac.abort(outputError);
   };
-  if (req.outputPath === "") io.stdout.on("error", onStdoutError);
+  const toStdout = req.outputPath === "";
+  if (toStdout) io.stdout.on("error", onStdoutError);
 
   const progress = new Progress(io.stderr, config.progress);
   const client = createClient(daemonv1.DaemonService, createRpcTransport(req.daemonUrl));
-  const request = create(daemonv1.DownloadTaskRequestSchema, {
-    download: {
-      url: req.url,
-      headers: req.headers,
-      tag: config.tag,
-      application: config.application,
-      filteredQueryParams: [...config.filter],
-      priority: config.priority,
-      pieceLength: BigInt(config.pieceLength),
-      disableBackToSource: config.disableBackToSource,
-      digest: req.digest,
-    },
-    outputPath: req.outputPath,
-    timeoutMs: BigInt(config.timeout),
-  });
+  const request = (delivery: daemonv1.Delivery) =>
+    create(daemonv1.DownloadTaskRequestSchema, {
+      download: {
+        url: req.url,
+        headers: req.headers,
+        tag: config.tag,
+        application: config.application,
+        filteredQueryParams: [...config.filter],
+        priority: config.priority,
+        pieceLength: BigInt(config.pieceLength),
+        disableBackToSource: config.disableBackToSource,
+        digest: req.digest,
+      },
+      delivery,
+      timeoutMs: BigInt(config.timeout),
+    });
 
-  let finished: daemonv1.DownloadFinished | undefined;
-  let written = 0n;
+  let finished: daemonv1.DownloadFinished;
   try {
-    for await (const res of client.downloadTask(request, { signal: ac.signal })) {
-      const ev = res.event;
-      switch (ev.case) {
-        case "started":
-          progress.update(0, Number(ev.value.contentLength));
-          break;
-        case "progress":
-          progress.update(Number(ev.value.completedBytes), Number(ev.value.contentLength));
-          break;
-        case "chunk": {
-          if (req.outputPath !== "") throw new DamselflyError("DF_ERR_INTERNAL", "daemon streamed content although it was asked to write the output file");
-          if (ev.value.offset !== written) {
-            throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed content out of order: expected offset ${written}, got ${ev.value.offset}`);
-          }
-          await writeOut(io.stdout, ev.value.data, ac.signal);
-          written += BigInt(ev.value.data.length);
-          break;
+    if (toStdout) {
+      finished = await download(client, request(daemonv1.Delivery.STREAM), progress, (data) => writeOut(io.stdout, data, ac.signal), ac.signal);
+    } else {
+      const expected = req.digest ? parseDigest(req.digest) : undefined;
+      const report = await download(client, request(daemonv1.Delivery.STORE_PATH), progress, undefined, ac.signal);
+      finished = report;
+      await placeOutput(req.outputPath, expected, async (tmp) => {
+        if (await linkOrCopy(report.storePath, tmp)) return;
+        // The daemon's store is out of reach (another host, another user's
+        // files): have the finished task streamed instead.
+        const fh = await open(tmp, "wx", 0o644);
+        try {
+          finished = await download(client, request(daemonv1.Delivery.STREAM), progress, (data) => fh.write(data).then(() => undefined), ac.signal);
+        } finally {
+          await fh.close();
         }
-        case "finished":
-          finished = ev.value;
-          break;
-        default:
-          break;
-      }
-    }
-    if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "daemon ended the download without reporting its outcome");
-    if (req.outputPath === "" && finished.contentLength !== written && written > 0n) {
-      throw new DamselflyError("DF_ERR_INTERNAL", `daemon streamed ${written} bytes but reported ${finished.contentLength}`);
+      });
     }
   } catch (err) {
     throw classify(err, { timedOut, interrupted, outputError, daemonUrl: req.daemonUrl, timeoutMs: config.timeout, timeoutText, startedAt: started });
@@ -242,8 +276,8 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     io.signal?.removeEventListener("abort", onInterrupt);
     progress.stop();
   }
-  if (req.outputPath === "") io.stdout.off("error", onStdoutError);
-  io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started) + "\n");
+  if (toStdout) io.stdout.off("error", onStdoutError);
+  io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started, toStdout ? "stdout" : req.outputPath) + "\n");
   return finished;
 }
 

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import { open } from "node:fs/promises";
 import { DamselflyError } from "./errors.js";
 import { crc32Update } from "./pieces.js";
 
@@ -43,5 +44,28 @@ export class Digester {
   digest(): Digest {
     const hex = this.hash ? this.hash.digest("hex") : this.crc.toString(16).padStart(8, "0");
     return { algorithm: this.algorithm, hex };
+  }
+}
+
+export function digestMismatch(expected: Digest, actual: Digest): DamselflyError {
+  return new DamselflyError("DF_ERR_DIGEST_MISMATCH", `digest mismatch: expected ${formatDigest(expected)}, got ${formatDigest(actual)}`);
+}
+
+const HASH_CHUNK = 4 * 1024 * 1024;
+
+// Digest of a whole file, read in large sequential chunks.
+export async function hashFile(path: string, algorithm: DigestAlgorithm): Promise<Digest> {
+  const d = new Digester(algorithm);
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(HASH_CHUNK);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, HASH_CHUNK, null);
+      if (bytesRead === 0) break;
+      d.update(buf.subarray(0, bytesRead));
+    }
+    return d.digest();
+  } finally {
+    await fh.close();
   }
 }

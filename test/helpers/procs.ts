@@ -261,6 +261,9 @@ export interface RunOptions {
   timeoutMs?: number;
   // Data written to the child's stdin (default: none, stdin closed).
   input?: string | Buffer;
+  // Run as this user/group (the test runner must be root).
+  uid?: number;
+  gid?: number;
 }
 
 // Runs a damselfly command to completion.
@@ -273,6 +276,8 @@ export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Pr
       cwd: REPO_ROOT,
       env: childEnv(opts.env),
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
     });
     live.add(child);
     const out: Buffer[] = [];

@@ -1,14 +1,14 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
-import { parseDigest, Digester, formatDigest } from "../../common/digest.js";
+import { digestMismatch, parseDigest, Digester, formatDigest } from "../../common/digest.js";
 import { parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
-import { writeOutput } from "./output-writer.js";
+import { verifiedStorePath } from "./store-delivery.js";
 import { readTaskRange, waitForInfo } from "./task-reader.js";
 
 const PROGRESS_MS = 250;
@@ -97,16 +97,18 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
       });
 
     let digest = "";
-    if (req.outputPath) {
-      // Progress events flow while the output writer works.
-      const work = writeOutput(task, req.outputPath, expected, signal, restart);
+    let storePath = "";
+    if (req.delivery === daemonv1.Delivery.STORE_PATH) {
+      // Progress events flow while the task completes; the client checks the
+      // digest on the file it makes.
+      const work = verifiedStorePath(task, signal, restart);
       let done = false;
       work.then(() => (done = true), () => (done = true));
       while (!done) {
         await Promise.race([work.catch(() => undefined), sleep(PROGRESS_MS)]);
         if (!done) yield progress();
       }
-      digest = (await work).digest;
+      storePath = await work;
     } else {
       const hasher = expected ? new Digester(expected.algorithm) : undefined;
       let offset = 0;
@@ -127,12 +129,12 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
       if (hasher && expected) {
         const actual = hasher.digest();
         digest = formatDigest(actual);
-        if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `digest mismatch: expected ${formatDigest(expected)}, got ${digest}`);
+        if (actual.hex !== expected.hex) throw digestMismatch(expected, actual);
       }
     }
     yield progress();
     const stats = handle.run?.stats;
-    logger.info({ taskId: task.id, ms: Date.now() - started, localHit, output: req.outputPath || "-" }, "download served");
+    logger.info({ taskId: task.id, ms: Date.now() - started, localHit, delivery: storePath ? "store-path" : "stream" }, "download served");
     yield ev({
       case: "finished",
       value: {
@@ -142,7 +144,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         bytesFromSource: BigInt(stats?.bytesFromSource ?? 0),
         bytesLocal: BigInt(bytesLocal),
         digest,
-        outputPath: req.outputPath,
+        storePath,
         elapsedMs: BigInt(Date.now() - started),
         backToSource: stats?.backToSource ?? false,
         schedulerUnavailable: stats?.schedulerUnavailable ?? false,

@@ -2,8 +2,8 @@
 // @generated from file damselfly/daemon/v1/daemon.proto (package damselfly.daemon.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Download } from "../../common/v1/common_pb.js";
 import { file_damselfly_common_v1_common } from "../../common/v1/common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/daemon/v1/daemon.proto.
  */
 export const file_damselfly_daemon_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSJvChNEb3dubG9hZFRhc2tSZXF1ZXN0Ei8KCGRvd25sb2FkGAEgASgLMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Eb3dubG9hZBITCgtvdXRwdXRfcGF0aBgCIAEoCRISCgp0aW1lb3V0X21zGAMgASgEIpIBCg9Eb3dubG9hZFN0YXJ0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgFIAEoCBIRCglsb2NhbF9oaXQYBiABKAgieAoQRG93bmxvYWRQcm9ncmVzcxIXCg9jb21wbGV0ZWRfYnl0ZXMYASABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgCIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgDIAEoBBIWCg5jb250ZW50X2xlbmd0aBgEIAEoBCItCg1Eb3dubG9hZENodW5rEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIvUBChBEb3dubG9hZEZpbmlzaGVkEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgDIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgEIAEoBBITCgtieXRlc19sb2NhbBgFIAEoBBIOCgZkaWdlc3QYBiABKAkSEwoLb3V0cHV0X3BhdGgYByABKAkSEgoKZWxhcHNlZF9tcxgIIAEoBBIWCg5iYWNrX3RvX3NvdXJjZRgJIAEoCBIdChVzY2hlZHVsZXJfdW5hdmFpbGFibGUYCiABKAgigwIKFERvd25sb2FkVGFza1Jlc3BvbnNlEjcKB3N0YXJ0ZWQYASABKAsyJC5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkU3RhcnRlZEgAEjkKCHByb2dyZXNzGAIgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFByb2dyZXNzSAASMwoFY2h1bmsYAyABKAsyIi5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkQ2h1bmtIABI5CghmaW5pc2hlZBgEIAEoCzIlLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRGaW5pc2hlZEgAQgcKBWV2ZW50IlYKElRyaWdnZXJUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSDwoHdGFza19pZBgCIAEoCSImChNUcmlnZ2VyVGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkiIgoPU3RhdFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkijgEKEFN0YXRUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIWCg5jb250ZW50X2xlbmd0aBgCIAEoBBIUCgxwaWVjZV9sZW5ndGgYAyABKAQSFAoMdG90YWxfcGllY2VzGAQgASgNEhcKD2ZpbmlzaGVkX3BpZWNlcxgFIAEoDRIMCgRkb25lGAYgASgIMrECCg1EYWVtb25TZXJ2aWNlEmUKDERvd25sb2FkVGFzaxIoLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVxdWVzdBopLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVzcG9uc2UwARJgCgtUcmlnZ2VyVGFzaxInLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXF1ZXN0GiguZGFtc2VsZmx5LmRhZW1vbi52MS5UcmlnZ2VyVGFza1Jlc3BvbnNlElcKCFN0YXRUYXNrEiQuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1JlcXVlc3QaJS5kYW1zZWxmbHkuZGFlbW9uLnYxLlN0YXRUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_damselfly_common_v1_common]);
+  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKLAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQikgEKD0Rvd25sb2FkU3RhcnRlZBIPCgd0YXNrX2lkGAEgASgJEg8KB3BlZXJfaWQYAiABKAkSFgoOY29udGVudF9sZW5ndGgYAyABKAQSFAoMcGllY2VfbGVuZ3RoGAQgASgEEhwKFGNvbnRlbnRfbGVuZ3RoX2tub3duGAUgASgIEhEKCWxvY2FsX2hpdBgGIAEoCCJ4ChBEb3dubG9hZFByb2dyZXNzEhcKD2NvbXBsZXRlZF9ieXRlcxgBIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAIgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAMgASgEEhYKDmNvbnRlbnRfbGVuZ3RoGAQgASgEIi0KDURvd25sb2FkQ2h1bmsSDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwi9AEKEERvd25sb2FkRmluaXNoZWQSDwoHdGFza19pZBgBIAEoCRIWCg5jb250ZW50X2xlbmd0aBgCIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAMgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAQgASgEEhMKC2J5dGVzX2xvY2FsGAUgASgEEg4KBmRpZ2VzdBgGIAEoCRISCgpzdG9yZV9wYXRoGAcgASgJEhIKCmVsYXBzZWRfbXMYCCABKAQSFgoOYmFja190b19zb3VyY2UYCSABKAgSHQoVc2NoZWR1bGVyX3VuYXZhaWxhYmxlGAogASgIIoMCChREb3dubG9hZFRhc2tSZXNwb25zZRI3CgdzdGFydGVkGAEgASgLMiQuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFN0YXJ0ZWRIABI5Cghwcm9ncmVzcxgCIAEoCzIlLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRQcm9ncmVzc0gAEjMKBWNodW5rGAMgASgLMiIuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZENodW5rSAASOQoIZmluaXNoZWQYBCABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkRmluaXNoZWRIAEIHCgVldmVudCJWChJUcmlnZ2VyVGFza1JlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEg8KB3Rhc2tfaWQYAiABKAkiJgoTVHJpZ2dlclRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIo4BChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSFAoMcGllY2VfbGVuZ3RoGAMgASgEEhQKDHRvdGFsX3BpZWNlcxgEIAEoDRIXCg9maW5pc2hlZF9waWVjZXMYBSABKA0SDAoEZG9uZRgGIAEoCCpSCghEZWxpdmVyeRIYChRERUxJVkVSWV9VTlNQRUNJRklFRBAAEhMKD0RFTElWRVJZX1NUUkVBTRABEhcKE0RFTElWRVJZX1NUT1JFX1BBVEgQAjKxAgoNRGFlbW9uU2VydmljZRJlCgxEb3dubG9hZFRhc2sSKC5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1JlcXVlc3QaKS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1Jlc3BvbnNlMAESYAoLVHJpZ2dlclRhc2sSJy5kYW1zZWxmbHkuZGFlbW9uLnYxLlRyaWdnZXJUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXNwb25zZRJXCghTdGF0VGFzaxIkLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdFRhc2tSZXF1ZXN0GiUuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1Jlc3BvbnNlYgZwcm90bzM", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.daemon.v1.DownloadTaskRequest
@@ -24,12 +24,9 @@ export type DownloadTaskRequest = Message<"damselfly.daemon.v1.DownloadTaskReque
   download?: Download | undefined;
 
   /**
-   * Absolute path the daemon writes (via a temporary name, renamed only after
-   * every check passed). Empty: the content is streamed back in order.
-   *
-   * @generated from field: string output_path = 2;
+   * @generated from field: damselfly.daemon.v1.Delivery delivery = 2;
    */
-  outputPath: string;
+  delivery: Delivery;
 
   /**
    * Milliseconds; zero means no limit.
@@ -176,14 +173,18 @@ export type DownloadFinished = Message<"damselfly.daemon.v1.DownloadFinished"> &
   bytesLocal: bigint;
 
   /**
+   * The whole-file digest, when the request asked for one and it was checked.
+   *
    * @generated from field: string digest = 6;
    */
   digest: string;
 
   /**
-   * @generated from field: string output_path = 7;
+   * DELIVERY_STORE_PATH: the task's data file (read-only to clients).
+   *
+   * @generated from field: string store_path = 7;
    */
-  outputPath: string;
+  storePath: string;
 
   /**
    * @generated from field: uint64 elapsed_ms = 8;
@@ -349,6 +350,42 @@ export type StatTaskResponse = Message<"damselfly.daemon.v1.StatTaskResponse"> &
  */
 export const StatTaskResponseSchema: GenMessage<StatTaskResponse> = /*@__PURE__*/
   messageDesc(file_damselfly_daemon_v1_daemon, 9);
+
+/**
+ * How a download's bytes reach the client.
+ *
+ * @generated from enum damselfly.daemon.v1.Delivery
+ */
+export enum Delivery {
+  /**
+   * Same as DELIVERY_STREAM.
+   *
+   * @generated from enum value: DELIVERY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * In order, as DownloadChunk events, while the task downloads.
+   *
+   * @generated from enum value: DELIVERY_STREAM = 1;
+   */
+  STREAM = 1,
+
+  /**
+   * Once the task is complete and verified, DownloadFinished.store_path names
+   * the task's data file; a client on the same host links or copies it into
+   * place with its own permissions. The daemon never writes outside its store.
+   *
+   * @generated from enum value: DELIVERY_STORE_PATH = 2;
+   */
+  STORE_PATH = 2,
+}
+
+/**
+ * Describes the enum damselfly.daemon.v1.Delivery.
+ */
+export const DeliverySchema: GenEnum<Delivery> = /*@__PURE__*/
+  enumDesc(file_damselfly_daemon_v1_daemon, 0);
 
 /**
  * DaemonService is the local API of a peer daemon: the `get` client uses it,
