@@ -74,11 +74,12 @@ class TestPeer {
     this.reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
   }
 
-  register(opts: { disableBackToSource?: boolean; url?: string } = {}): void {
+  register(opts: { disableBackToSource?: boolean; url?: string; finishedPieces?: number } = {}): void {
     this.send({
       case: "registerPeer",
       value: create(schedulerv1.RegisterPeerRequestSchema, {
         download: { url: opts.url ?? "http://origin.test/file", headers: { authorization: "secret" }, disableBackToSource: opts.disableBackToSource ?? false },
+        finishedPieces: opts.finishedPieces ?? 0,
       }),
     });
   }
@@ -410,4 +411,20 @@ test("parents that keep failing are dropped; reschedules end at the origin", { t
   assert.deepEqual(ids(await b.expect("normalTask")), ["pc"]);
   b.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: ["pc"], description: "again" }) });
   await b.expect("needBackToSource");
+});
+
+test("a peer that registers holding every piece gets a local hit, one that holds some gets parents", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  await announce(client, "hc");
+  await announce(client, "hn");
+  const task = newTaskId();
+  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }] });
+  const full = new TestPeer(client, "hn", task, "full");
+  full.register({ finishedPieces: 10 });
+  const hit = await full.expect("localHit");
+  assert.equal(hit.task?.totalPieces, 10);
+  const partial = new TestPeer(client, "hn", task, "partial");
+  partial.register({ finishedPieces: 4 });
+  const normal = await partial.expect("normalTask");
+  assert.deepEqual(normal.candidateParents.map((p) => p.peerId), ["cached"]);
 });

@@ -125,6 +125,12 @@ export class PeerTask {
       case "taskFailed":
         this.fail(fromErrorDetail(r.value.error));
         break;
+      case "localHit":
+        // The scheduler counts our resumed pieces as the whole task; trust our
+        // own store when it disagrees.
+        if (this.o.task.isComplete()) this.complete().catch((e) => this.fail(DamselflyError.from(e)));
+        else this.fallbackToSource("scheduler reported a local hit but pieces are missing");
+        break;
     }
   }
 

@@ -6,13 +6,13 @@ import type { Peer } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { selectParents } from "./parent-selector.js";
-import { emptyTask, errorDetail, needBackToSource, normalTask, taskFailed } from "./responses.js";
+import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
 
 // An origin failure is replayed to peers that register this soon after it.
 export const FAILURE_WINDOW_MS = 10_000;
 
-export type Decision = "normal_task" | "need_back_to_source" | "empty_task" | "task_failed" | "wait_seed" | "wait" | "gone";
+export type Decision = "normal_task" | "need_back_to_source" | "empty_task" | "local_hit" | "task_failed" | "wait_seed" | "wait" | "gone";
 
 export interface EngineOptions {
   config: SchedulerConfig;
@@ -78,6 +78,11 @@ export class SchedulingEngine {
       this.stopWaiting(peer, task);
       peer.send(emptyTask());
       return "empty_task";
+    }
+    if (task.totalPieces > 0 && peer.finishedPieces >= task.totalPieces) {
+      this.stopWaiting(peer, task);
+      peer.send(localHit(task));
+      return "local_hit";
     }
     if (this.store.hosts.get(peer.hostId)?.isSeed) {
       const finished = this.select(peer, task, true);

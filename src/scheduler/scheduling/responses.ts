@@ -37,6 +37,10 @@ export function emptyTask(): schedulerv1.AnnouncePeerResponse {
   return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "emptyTask", value: {} } });
 }
 
+export function localHit(task: Task): schedulerv1.AnnouncePeerResponse {
+  return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "localHit", value: { task: task.toInfo() } } });
+}
+
 export function taskFailed(error: ErrorDetail): schedulerv1.AnnouncePeerResponse {
   return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "taskFailed", value: { error } } });
 }
