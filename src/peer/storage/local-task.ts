@@ -46,6 +46,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private fh: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
   private logQueue: Promise<void> = Promise.resolve();
+  private ops = 0;
+  // Told whenever the data file is used (the store keeps an LRU of open files).
+  onOpenUse: ((t: LocalTask) => void) | undefined;
   private writeChain: Promise<void> = Promise.resolve();
 
   constructor(readonly dir: string, public meta: TaskMeta) {
@@ -83,11 +86,37 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     return pieceRange(n, this.meta.contentLength, this.meta.pieceLength);
   }
 
-  async handle(): Promise<FileHandle> {
+  private async handle(): Promise<FileHandle> {
+    this.onOpenUse?.(this);
     if (this.fh) return this.fh;
     // Read-write, created if missing, never truncated (positional writes).
     this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, 0o644).then((h) => (this.fh = h));
     return this.opening;
+  }
+
+  // Runs one file operation; the handle cannot be closed under it.
+  private async withHandle<T>(fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+    this.ops++;
+    try {
+      return await fn(await this.handle());
+    } finally {
+      this.ops--;
+    }
+  }
+
+  get hasOpenHandle(): boolean {
+    return this.fh !== undefined || this.opening !== undefined;
+  }
+
+  // Closes the data file if no operation is using it (the store bounds how
+  // many task files stay open); the next operation reopens it.
+  async closeIfIdle(): Promise<boolean> {
+    if (this.ops > 0 || !this.fh) return false;
+    const fh = this.fh;
+    this.fh = undefined;
+    this.opening = undefined;
+    await fh.close().catch(() => undefined);
+    return true;
   }
 
   // Outputs are hard links to the data file; before the store writes to a
@@ -110,10 +139,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
       throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
     }
     this.meta = { ...this.meta, contentLength, pieceLength };
-    if (contentLength >= 0) {
-      const fh = await this.handle();
-      await fh.truncate(contentLength);
-    }
+    if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
     await this.saveMeta();
     this.emit("info");
   }
@@ -127,27 +153,29 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     return next;
   }
 
-  private async writevNow(offset: number, chunks: Uint8Array[]): Promise<void> {
-    const fh = await this.handle();
-    let at = offset;
-    let rest = chunks;
-    while (rest.length > 0) {
-      const { bytesWritten } = await fh.writev(rest, at);
-      at += bytesWritten;
-      rest = dropBytes(rest, bytesWritten);
-    }
+  private writevNow(offset: number, chunks: Uint8Array[]): Promise<void> {
+    return this.withHandle(async (fh) => {
+      let at = offset;
+      let rest = chunks;
+      while (rest.length > 0) {
+        const { bytesWritten } = await fh.writev(rest, at);
+        at += bytesWritten;
+        rest = dropBytes(rest, bytesWritten);
+      }
+    });
   }
 
-  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    const fh = await this.handle();
-    const buf = into ?? Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) throw new DamselflyError("DF_ERR_STORAGE_IO", `short read at ${offset + done} in task ${this.id}`);
-      done += bytesRead;
-    }
-    return buf.length === length ? buf : buf.subarray(0, length);
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.withHandle(async (fh) => {
+      const buf = into ?? Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) throw new DamselflyError("DF_ERR_STORAGE_IO", `short read at ${offset + done} in task ${this.id}`);
+        done += bytesRead;
+      }
+      return buf.length === length ? buf : buf.subarray(0, length);
+    });
   }
 
   // Reads a whole finished piece and checks its CRC; a piece that fails is

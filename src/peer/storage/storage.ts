@@ -8,8 +8,25 @@ import { LocalTask, type TaskMeta } from "./local-task.js";
 // The task store under --data-dir: tasks/{id[0:3]}/{id}/. Paths are built only
 // from validated task IDs (64 hex digits), so no request can name a file
 // outside the store.
+// Task data files kept open at once; beyond this the least recently used idle
+// ones are closed (thousands of cached layers must not exhaust descriptors).
+const MAX_OPEN_FILES = 256;
+
 export class Storage {
   private readonly tasks = new Map<string, LocalTask>();
+  // Tasks with an open data file, least recently used first.
+  private readonly openFiles = new Map<string, LocalTask>();
+  private readonly onOpenUse = (t: LocalTask): void => {
+    this.openFiles.delete(t.id);
+    this.openFiles.set(t.id, t);
+    if (this.openFiles.size <= MAX_OPEN_FILES) return;
+    for (const [id, old] of this.openFiles) {
+      if (this.openFiles.size <= MAX_OPEN_FILES) break;
+      if (old === t) continue;
+      void old.closeIfIdle();
+      if (!old.hasOpenHandle) this.openFiles.delete(id);
+    }
+  };
 
   constructor(readonly dataDir: string, private readonly logger: Logger) {}
 
@@ -35,6 +52,7 @@ export class Storage {
           const meta = JSON.parse(await readFile(join(dir, "task.json"), "utf8")) as TaskMeta;
           if (meta.id !== id) throw new Error("id mismatch");
           const task = new LocalTask(dir, meta);
+          task.onOpenUse = this.onOpenUse;
           const log = await readFile(join(dir, "pieces.log"), "utf8").catch(() => "");
           for (const [n, p] of LocalTask.parseLog(log)) task.pieces.set(n, p);
           if (task.meta.done && !task.isComplete()) task.meta = { ...task.meta, done: false };
@@ -59,6 +77,7 @@ export class Storage {
     await mkdir(dir, { recursive: true });
     const now = Date.now();
     const task = new LocalTask(dir, { id, ...origin, contentLength: -1, done: false, createdAt: now, lastAccessAt: now });
+    task.onOpenUse = this.onOpenUse;
     // A concurrent caller may have created it while we awaited.
     const raced = this.tasks.get(id);
     if (raced) return raced;
