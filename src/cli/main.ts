@@ -281,6 +281,11 @@ export function buildProgram(): Command {
 
 export async function run(argv: string[] = process.argv.slice(2), opts: RunOptions = {}): Promise<void> {
   const dfget = opts.dfget === true;
+  // `damselfly --help | head`: a reader that went away is not an error, unless
+  // a command (get -O -) handles stdout failures itself.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE" && process.stdout.listenerCount("error") === 1) process.exit(0);
+  });
   const program = dfget ? makeGetCommand("dfget", "dfget").version(version(), "-V, --version") : buildProgram();
   try {
     await program.parseAsync(argv, { from: "user" });
