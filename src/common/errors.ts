@@ -109,7 +109,11 @@ export class DamselflyError extends Error {
     const message = err instanceof Error ? err.message : String(err);
     if (sysCode !== undefined) {
       const mapped = SYSTEM_ERRORS[sysCode];
-      if (mapped !== undefined) return new DamselflyError(mapped, `${ERROR_CODES[mapped].message}: ${message}`, { cause: err, temporary: true });
+      if (mapped !== undefined) {
+        // Network trouble may pass; a full disk or a permission problem will not.
+        const temporary = mapped === "DF_ERR_SOURCE_UNREACHABLE" || mapped === "DF_ERR_TIMEOUT";
+        return new DamselflyError(mapped, `${ERROR_CODES[mapped].message}: ${message}`, { cause: err, temporary });
+      }
     }
     if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
       return new DamselflyError(err.name === "TimeoutError" ? "DF_ERR_TIMEOUT" : "DF_ERR_CANCELLED", message, { cause: err });

@@ -74,7 +74,18 @@ export class TaskManager {
     this.running.set(id, run);
     run
       .run()
-      .then(() => this.scheduler?.announceCached(this.cachedEntry(task)))
+      .then(
+        () => this.scheduler?.announceCached(this.cachedEntry(task)),
+        async (err: DamselflyError) => {
+          // A task that filled the disk cannot finish and would keep the
+          // daemon from storing anything else: give its space back.
+          if (err.code === "DF_ERR_STORAGE_FULL" && this.running.get(id) === run) {
+            this.running.delete(id);
+            await this.deps.storage.remove(id);
+            this.deps.logger.warn({ taskId: id }, "disk full: removed the unfinished task");
+          }
+        },
+      )
       .catch(() => undefined)
       .finally(() => {
         if (this.running.get(id) === run) this.running.delete(id);

@@ -107,7 +107,11 @@ export class ParentConn {
       await writer.flush();
     } catch (err) {
       res.body.destroy();
-      throw err instanceof DamselflyError ? err : new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} broke off: ${(err as Error).message}`, { cause: err });
+      if (err instanceof DamselflyError) throw err;
+      // A full disk is ours, not the parent's fault.
+      const local = DamselflyError.from(err);
+      if (local.code === "DF_ERR_STORAGE_FULL" || local.code === "DF_ERR_STORAGE_IO") throw local;
+      throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} broke off: ${(err as Error).message}`, { cause: err });
     }
     if (!writer.complete) throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} was cut short (${writer.received}/${ad.length} bytes)`);
     if (writer.crc !== ad.crc) {

@@ -70,8 +70,18 @@ export class PeerTask {
     return this.o.task;
   }
 
-  // Resolves when every piece is stored and verified.
+  // Resolves when every piece is stored and verified; rejects with the reason
+  // the download failed (every failure also reaches the task's readers).
   async run(): Promise<void> {
+    try {
+      await this.start();
+    } catch (err) {
+      this.fail(DamselflyError.from(err));
+    }
+    return this.finished;
+  }
+
+  private async start(): Promise<void> {
     this.o.task.failure = undefined;
     this.resumedPieces = this.o.task.verified ? 0 : this.o.task.pieces.size;
     await this.o.task.prepareForWrites();
@@ -79,22 +89,21 @@ export class PeerTask {
     this.watchdog.unref();
     if (this.o.task.isComplete()) {
       await this.complete();
-      return this.finished;
+      return;
     }
     const session = this.o.scheduler ? await this.o.scheduler.open(this.o.task.id, this.o.peerId, (r) => this.onResponse(r), (e) => this.onSchedulerLost(e)) : undefined;
     if (!session) {
       if (this.o.download.disableBackToSource) {
         this.fail(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "scheduler unreachable and back-to-source is disabled"));
-        return this.finished;
+        return;
       }
       this.stats.schedulerUnavailable = true;
       this.log.warn("scheduler unreachable: downloading directly from the origin");
       this.startBackToSource("scheduler unreachable");
-      return this.finished;
+      return;
     }
     this.session = session;
     this.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: this.o.download, finishedPieces: this.o.task.pieces.size }) });
-    return this.finished;
   }
 
   private send(req: Req): void {

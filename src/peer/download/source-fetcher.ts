@@ -162,6 +162,10 @@ async function consume(
     body.destroy();
     await Promise.allSettled(finishing);
     if (err instanceof DamselflyError) throw err;
+    // Local trouble (a full disk) keeps its own code; anything else is the
+    // response breaking off, worth resuming.
+    const local = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+    if (local.code !== "DF_ERR_SOURCE_UNREACHABLE" && local.code !== "DF_ERR_TIMEOUT") throw local;
     throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, { cause: err, temporary: true });
   }
   // Unknown length: the tail piece ends with the body.

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
@@ -84,6 +84,16 @@ export class Storage {
     this.tasks.set(id, task);
     await task.saveMeta();
     return task;
+  }
+
+  // Forgets a task and deletes its files.
+  async remove(id: string): Promise<void> {
+    const task = this.tasks.get(id);
+    if (!task) return;
+    this.tasks.delete(id);
+    this.openFiles.delete(id);
+    await task.close();
+    await rm(task.dir, { recursive: true, force: true });
   }
 
   finishedTasks(): LocalTask[] {
