@@ -8,14 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseBytes } from "../src/common/config.js";
-import { BIN, median, mibps, run, spawnDamselfly, startOrigin } from "./lib.js";
+import { BIN, opt, median, mibps, run, spawnDamselfly, startOrigin } from "./lib.js";
 import { makeFile } from "./make-file.js";
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const size = parseBytes(opt("--size", "1GiB"));
 const rounds = Number(opt("--rounds", "3"));
 // Where the origin file, the stores and the outputs live. On this class of

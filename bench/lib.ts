@@ -10,6 +10,13 @@ import { dirname, join } from "node:path";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = join(ROOT, "bin", "damselfly");
 
+// `--name value` from the command line, or the default.
+export function opt(name: string, def: string): string {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1]! : def;
+}
+
 export interface Proc {
   child: ChildProcess;
   ready: Promise<Record<string, unknown>>;

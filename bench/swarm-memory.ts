@@ -7,14 +7,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseBytes } from "../src/common/config.js";
-import { BIN, cpuSeconds, mibps, peakRss, run, spawnDamselfly, startOrigin } from "./lib.js";
+import { BIN, opt, cpuSeconds, mibps, peakRss, run, spawnDamselfly, startOrigin } from "./lib.js";
 import { makeFile } from "./make-file.js";
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1]! : def;
-};
 const size = parseBytes(opt("--size", "2GiB"));
 const peerCount = Number(opt("--peers", "3"));
 const dir = mkdtempSync(join(opt("--dir", tmpdir()), "df-bench-mem-"));
