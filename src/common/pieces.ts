@@ -28,7 +28,3 @@ export function pieceRange(number: number, contentLength: number, pieceLength: n
 export function crc32Update(data: Uint8Array, prev = 0): number {
   return crc32(data, prev) >>> 0;
 }
-
-export function validatePieceLength(n: number): boolean {
-  return Number.isInteger(n) && n >= 64 * 1024 && n <= 1024 * 1024 * 1024;
-}

@@ -9,7 +9,7 @@ import { daemonv1, toConnectError, type Download } from "../../protocol/index.js
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
 import { verifiedStorePath } from "./store-delivery.js";
-import { readTaskRange, waitForInfo } from "./task-reader.js";
+import { readTaskRange } from "./task-reader.js";
 
 const PROGRESS_MS = 250;
 const CHUNK = 1024 * 1024;
@@ -113,7 +113,6 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
       const hasher = expected ? new Digester(expected.algorithm) : undefined;
       let offset = 0;
       let last = 0;
-      await waitForInfo(task, signal);
       for await (const buf of readTaskRange(task, signal, restart)) {
         for (let i = 0; i < buf.length; i += CHUNK) {
           const data = buf.subarray(i, Math.min(buf.length, i + CHUNK));
