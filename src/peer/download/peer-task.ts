@@ -54,6 +54,7 @@ export class PeerTask {
   private readonly finished: Promise<void>;
   private sourceRunning = false;
   private resumedPieces = 0;
+  private idleWaiter: (() => void) | undefined;
   private ended = false;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
@@ -276,8 +277,20 @@ export class PeerTask {
       .finally(() => {
         this.inFlight.delete(n);
         parent.inFlight--;
+        if (this.inFlight.size === 0) this.idleWaiter?.();
         this.pump();
       });
+  }
+
+  // Resolves once no piece is being fetched from a parent (or the task ended).
+  private noneInFlight(): Promise<void> {
+    if (this.inFlight.size === 0 || this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idleWaiter = () => {
+        this.idleWaiter = undefined;
+        resolve();
+      };
+    });
   }
 
   private fallbackToSource(reason: string): void {
@@ -314,7 +327,7 @@ export class PeerTask {
       .then(async () => {
         // Pieces that were in flight from parents when we started finish on
         // their own; wait for them rather than refetching.
-        while (this.inFlight.size > 0 && !this.ended) await new Promise((r) => setTimeout(r, 20));
+        await this.noneInFlight();
         if (task.infoKnown && task.pieces.size === task.totalPieces) await this.complete();
         else if (!this.ended) {
           this.sourceRunning = false;
@@ -376,6 +389,7 @@ export class PeerTask {
   }
 
   private cleanup(): void {
+    this.idleWaiter?.();
     if (this.watchdog) clearInterval(this.watchdog);
     this.abort.abort();
     for (const p of this.parents.values()) p.close();
