@@ -10,6 +10,28 @@ export const DEFAULT_SCHEDULER_PORT = 8002;
 export const DEFAULT_DAEMON_API_PORT = 65000;
 export const DEFAULT_PROXY_PORT = 65001;
 export const DEFAULT_UPLOAD_PORT = 65002;
+export const DEFAULT_REGISTRY = "https://index.docker.io";
+// OCI/Docker blob URLs: content-addressed, so safe to share between clients.
+export const DEFAULT_PROXY_RULE = "/v2/.+/blobs/sha256:[0-9a-f]{64}$";
+
+const httpUrl = (v: string) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === "http:" || u.protocol === "https:" ? undefined : "must be an http(s) URL";
+  } catch {
+    return "must be an http(s) URL";
+  }
+};
+const regexList = (v: string[]) => {
+  for (const r of v) {
+    try {
+      new RegExp(r);
+    } catch (err) {
+      return `${JSON.stringify(r)} is not a regular expression: ${(err as Error).message}`;
+    }
+  }
+  return undefined;
+};
 
 export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? "/var/lib/damselfly" : join(homedir(), ".local", "share", "damselfly");
@@ -46,6 +68,16 @@ export const daemonSchema = {
   sourceTimeout: field("duration", 30_000, "origin connect and header timeout"),
   announceInterval: field("duration", 10_000, "host keep-alive interval to the scheduler"),
   schedulerConnectTimeout: field("duration", 3_000, "give up on the scheduler after this long and go to the origin"),
+  sourceCa: field("string", "", "PEM file of extra CA certificates trusted for HTTPS origins (added to the system roots)"),
+  registryMirror: field("string", DEFAULT_REGISTRY, "upstream for mirror requests that name no registry (no X-Damselfly-Registry header, no ns= parameter)", { check: httpUrl }),
+  plainHttpRegistries: field("list", [] as string[], "registries (host[:port]) reached over plain http when named without a scheme; loopback hosts always are"),
+  proxyRules: field("list", [DEFAULT_PROXY_RULE] as string[], "regular expressions: GET URLs through the proxy that match go through P2P (others are forwarded)", { check: regexList }),
+  proxyIntercept: field("list", [] as string[], "regular expressions of host:port whose CONNECT tunnels are TLS-terminated with the proxy CA (others are tunnelled untouched)", { check: regexList }),
+  proxyCaCert: field("string", "", "proxy CA certificate, PEM (default: <data-dir>/proxy-ca/ca.crt, generated on first start)"),
+  proxyCaKey: field("string", "", "proxy CA private key, PEM PKCS#8 (default: <data-dir>/proxy-ca/ca.key)"),
+  proxyAuthTtl: field("duration", 60_000, "how long a registry's yes to 'may this client read this blob' is reused"),
+  proxyMinP2pSize: field("bytes", 1024 * 1024, "objects smaller than this go straight to the origin (P2P costs more than it saves)"),
+  proxyStallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;

@@ -55,11 +55,14 @@ export interface TaskIdInput {
   // derived from the content length, which a peer does not know before it
   // joins the swarm.
   pieceLength?: number;
+  // Content-addressed task ("sha256:<hex>"): the digest replaces the URL.
+  digest?: string;
 }
 
 export function taskId(input: TaskIdInput): string {
   const h = createHash("sha256");
-  h.update(filterUrl(input.url, input.filteredQueryParams ?? []));
+  if (input.digest) h.update(`digest=${input.digest.toLowerCase()}`);
+  else h.update(filterUrl(input.url, input.filteredQueryParams ?? []));
   h.update("\0tag=");
   h.update(input.tag ?? "");
   h.update("\0application=");

@@ -1,4 +1,7 @@
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DamselflyError } from "../common/errors.js";
 import { hostname as osHostname, networkInterfaces } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
@@ -12,6 +15,7 @@ import { TaskManager } from "./task-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
+import { CertificateAuthority } from "./proxy/ca.js";
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -45,7 +49,7 @@ export class Daemon {
     const c = this.o.config;
     this.storage = new Storage(c.dataDir, this.log);
     await this.storage.load();
-    this.source = new HttpSource({ timeoutMs: c.sourceTimeout });
+    this.source = new HttpSource({ timeoutMs: c.sourceTimeout, extraCaPem: c.sourceCa ? await readPem(c.sourceCa, "source CA") : undefined });
     this.upload = new UploadServer({
       listen: c.uploadListen,
       storage: this.storage,
@@ -84,7 +88,29 @@ export class Daemon {
         })
       : undefined;
     tasks.scheduler = this.link;
-    this.proxy = new ProxyServer({ listen: c.proxyListen, logger: this.log });
+    const ca = c.proxyIntercept.length > 0
+      ? await CertificateAuthority.loadOrCreate({
+          certFile: c.proxyCaCert || join(c.dataDir, "proxy-ca", "ca.crt"),
+          keyFile: c.proxyCaKey || join(c.dataDir, "proxy-ca", "ca.key"),
+          logger: this.log,
+        })
+      : undefined;
+    this.proxy = new ProxyServer({
+      listen: c.proxyListen,
+      logger: this.log,
+      tasks,
+      source: this.source,
+      dispatcher: this.source.dispatcher,
+      defaultRegistry: c.registryMirror,
+      plainHttpRegistries: c.plainHttpRegistries,
+      rules: c.proxyRules,
+      intercept: c.proxyIntercept,
+      ca,
+      authTtlMs: c.proxyAuthTtl,
+      minP2pSize: c.proxyMinP2pSize,
+      stallTimeoutMs: c.proxyStallTimeout,
+      sourceTimeoutMs: c.sourceTimeout,
+    });
     await this.proxy.start();
     await this.link?.start();
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
@@ -95,6 +121,7 @@ export class Daemon {
         api: formatHostPort(this.endpoints.api),
         upload: formatHostPort(this.endpoints.upload),
         proxy: formatHostPort(this.endpoints.proxy),
+        ...(ca ? { proxyCa: ca.certFile } : {}),
         advertiseIp: ip,
         scheduler: c.scheduler,
         dataDir: c.dataDir,
@@ -121,4 +148,14 @@ function advertisedIp(listenHost: string): string {
     for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   }
   return "127.0.0.1";
+}
+
+async function readPem(path: string, what: string): Promise<string> {
+  try {
+    const pem = await readFile(path, "utf8");
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("no PEM certificate in the file");
+    return pem;
+  } catch (err) {
+    throw new DamselflyError("DF_ERR_CONFIG", `${what} ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -36,7 +36,7 @@ export class TaskManager {
   ) {}
 
   taskIdOf(d: Download): string {
-    return computeTaskId({ url: d.url, tag: d.tag, application: d.application, filteredQueryParams: d.filteredQueryParams, pieceLength: Number(d.pieceLength) });
+    return computeTaskId({ url: d.url, tag: d.tag, application: d.application, filteredQueryParams: d.filteredQueryParams, pieceLength: Number(d.pieceLength), digest: d.digestTaskId ? d.digest : undefined });
   }
 
   // Peer IDs are stable per (host, task) so a resumed or re-announced task
@@ -52,6 +52,7 @@ export class TaskManager {
       application: download.application,
       filteredQueryParams: [...download.filteredQueryParams],
       pieceLength: Number(download.pieceLength),
+      digestTaskId: download.digestTaskId ? download.digest : "",
     });
     task.touch();
     if (task.done) return { task, run: undefined };
@@ -99,9 +100,18 @@ export class TaskManager {
   repair(t: LocalTask): void {
     if (t.done || this.running.has(t.id)) return;
     const m = t.meta;
-    const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength) });
+    const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength), digest: m.digestTaskId ?? "", digestTaskId: !!m.digestTaskId });
     this.deps.logger.info({ taskId: t.id, missing: t.totalPieces - t.pieces.size }, "repairing task");
     this.ensure(download, t.id).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
+  }
+
+  // Drops a task whose content proved wrong (whole-object digest mismatch):
+  // the next request fetches it afresh instead of serving the bad copy again.
+  async discard(id: string, reason: DamselflyError): Promise<void> {
+    const run = this.running.get(id);
+    this.running.delete(id);
+    run?.cancel(reason);
+    await this.deps.storage.remove(id);
   }
 
   cachedEntry(t: LocalTask): schedulerv1.CachedTask {

@@ -1,27 +1,70 @@
-import http from "node:http";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Dispatcher } from "undici";
 import type { HostPort } from "../../common/address.js";
+import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
+import type { TaskManager } from "../task-manager.js";
+import type { HttpSource } from "../source/http-source.js";
+import { BlobAccess } from "./blob-access.js";
+import { forward } from "./forward.js";
+import { RANGE_AND_CONDITIONAL, upstreamRequestHeaders } from "./headers.js";
+import { serveFromP2P } from "./p2p-response.js";
+import { parseRange } from "./range.js";
+import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
+import { sendError } from "./respond.js";
+import { ConnectHandler } from "./connect-handler.js";
+import type { CertificateAuthority } from "./ca.js";
 
-// The registry mirror / HTTP proxy port. The mirror itself (routing blob
-// pulls through P2P) is the next milestone; until then the port is bound so
-// deployments and runtime configs can point at it, and every request gets an
-// explicit 501 rather than a silent failure.
+export interface ProxyOptions {
+  listen: string;
+  logger: Logger;
+  tasks: TaskManager;
+  source: HttpSource;
+  dispatcher: Dispatcher;
+  defaultRegistry: string;
+  plainHttpRegistries: readonly string[];
+  rules: readonly string[];
+  intercept: readonly string[];
+  ca: CertificateAuthority | undefined;
+  authTtlMs: number;
+  minP2pSize: number;
+  stallTimeoutMs: number;
+  sourceTimeoutMs: number;
+}
+
+// The daemon's registry mirror and HTTP(S) proxy, on one port:
+// - origin-form /v2/... requests: registry mirror (containerd hosts.toml,
+//   registries.conf mirrors); blob GETs go through P2P keyed by digest;
+// - absolute-form requests: HTTP proxy (HTTP_PROXY, Docker's proxies); URLs
+//   matching the rules go through P2P;
+// - CONNECT: tunnelled untouched, or TLS-terminated for intercepted hosts so
+//   their blob GETs can go through P2P too.
 export class ProxyServer {
   address: HostPort = { host: "", port: 0 };
   private server: http.Server | undefined;
+  private readonly rules: RegExp[];
+  private readonly access: BlobAccess;
+  private readonly connect: ConnectHandler;
+  private readonly log: Logger;
 
-  constructor(private readonly o: { listen: string; logger: Logger }) {}
+  constructor(private readonly o: ProxyOptions) {
+    this.log = o.logger;
+    this.rules = o.rules.map((r) => new RegExp(r));
+    this.access = new BlobAccess({ dispatcher: o.dispatcher, ttlMs: o.authTtlMs, timeoutMs: o.sourceTimeoutMs });
+    this.connect = new ConnectHandler({
+      intercept: o.intercept.map((r) => new RegExp(r)),
+      ca: o.ca,
+      logger: this.log,
+      onRequest: (req, res, origin) => this.dispatch(req, res, () => this.viaProxy(req, res, new URL(req.url ?? "/", origin))),
+    });
+  }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => {
-      if (req.url === "/healthy") {
-        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
-        return;
-      }
-      res.writeHead(501, { "content-type": "application/json", "x-damselfly-error": "DF_ERR_INVALID_REQUEST" });
-      res.end(JSON.stringify({ code: "DF_ERR_INVALID_REQUEST", message: "the registry mirror / proxy is not enabled in this version" }) + "\n");
-    });
+    const server = http.createServer((req, res) => this.dispatch(req, res, () => this.route(req, res)));
+    server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.connect.handle(req, socket, head));
+    server.on("clientError", (_err, socket) => socket.destroy());
     this.address = await listenOn(server, this.o.listen, "proxy listen address");
     this.server = server;
   }
@@ -29,6 +72,88 @@ export class ProxyServer {
   async close(): Promise<void> {
     const s = this.server;
     this.server = undefined;
+    this.connect.close();
     if (s) await closeServer(s);
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse, work: () => Promise<void>): void {
+    work().catch((err) => {
+      const e = DamselflyError.from(err);
+      this.log.warn({ method: req.method, code: e.code, err: e.message }, "proxy: request failed");
+      sendError(res, e);
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const raw = req.url ?? "/";
+    if (raw === "/healthy") {
+      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      return;
+    }
+    if (/^https?:\/\//i.test(raw)) {
+      let target: URL;
+      try {
+        target = new URL(raw);
+      } catch {
+        throw new DamselflyError("DF_ERR_INVALID_REQUEST", "malformed proxy request URL");
+      }
+      return this.viaProxy(req, res, target);
+    }
+    if (raw === "/v2" || raw.startsWith("/v2/") || raw.startsWith("/v2?")) return this.viaMirror(req, res);
+    throw new DamselflyError("DF_ERR_INVALID_REQUEST", `not a registry API path (/v2/...) or a proxy request: ${JSON.stringify(raw.slice(0, 100))}`);
+  }
+
+  private async viaMirror(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const route = routeMirrorRequest(req.url ?? "/", req.headers[REGISTRY_HEADER], {
+      defaultRegistry: this.o.defaultRegistry,
+      plainHttpRegistries: this.o.plainHttpRegistries,
+    });
+    const target = new URL(route.pathAndQuery, route.origin);
+    if (route.blob && req.method === "GET") return this.viaP2P(req, res, target, route.blob.digest);
+    return forward(req, res, target.href, this.o.dispatcher);
+  }
+
+  private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL): Promise<void> {
+    if (target.protocol !== "http:" && target.protocol !== "https:") throw new DamselflyError("DF_ERR_INVALID_REQUEST", "only http and https URLs can be proxied");
+    if (req.method === "GET" && this.rules.some((r) => r.test(target.href))) {
+      return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest);
+    }
+    return forward(req, res, target.href, this.o.dispatcher);
+  }
+
+  // Blobs (and any URL whose request carries credentials) are served from
+  // the swarm only after the upstream confirmed that this client may read them.
+  private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined): Promise<void> {
+    const range = parseRange(req.headers["range"]);
+    if (!range.ok) return forward(req, res, target.href, this.o.dispatcher);
+    const headers = upstreamRequestHeaders(req.headers, RANGE_AND_CONDITIONAL);
+    let size = -1;
+    if (digest || headers["authorization"] || headers["cookie"]) {
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      res.once("close", onClose);
+      let answer;
+      try {
+        answer = await this.access.check(target.href, headers, gone.signal);
+      } catch {
+        // The upstream will say why (unreachable, timeout) through forward().
+        return forward(req, res, target.href, this.o.dispatcher);
+      } finally {
+        res.off("close", onClose);
+      }
+      if (!answer.allowed) return forward(req, res, target.href, this.o.dispatcher);
+      size = answer.size;
+      if (size >= 0 && size < this.o.minP2pSize) return forward(req, res, target.href, this.o.dispatcher);
+    }
+    const result = await serveFromP2P(res, { url: target.href, headers, digest, size, range: range.spec }, {
+      tasks: this.o.tasks,
+      source: this.o.source,
+      logger: this.log,
+      stallTimeoutMs: this.o.stallTimeoutMs,
+    });
+    if (result.declined) {
+      this.log.warn({ url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message }, "proxy: P2P unavailable, forwarding to the origin");
+      return forward(req, res, target.href, this.o.dispatcher);
+    }
   }
 }

@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { STATUS_CODES } from "node:http";
+import tls from "node:tls";
 
 export interface SourceRange {
   start: number;
@@ -22,6 +23,8 @@ export interface SourceResponse {
 export interface SourceOptions {
   timeoutMs: number;
   bodyTimeoutMs?: number;
+  // Extra trusted CA certificates (PEM), added to the system roots.
+  extraCaPem?: string;
 }
 
 const MAX_REDIRECTS = 5;
@@ -32,10 +35,12 @@ const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
 // The origin backend for http(s) URLs. Other schemes (s3, hf...) implement the
 // same fetch contract later.
 export class HttpSource {
-  private readonly dispatcher: Dispatcher;
+  // Shared with the proxy's pass-through requests (same timeouts, same trust).
+  readonly dispatcher: Dispatcher;
 
   constructor(private readonly opts: SourceOptions) {
     this.dispatcher = new Agent({
+      connect: opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : undefined,
       connectTimeout: opts.timeoutMs,
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),

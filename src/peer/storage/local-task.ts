@@ -13,6 +13,9 @@ export interface TaskMeta {
   tag: string;
   application: string;
   filteredQueryParams: string[];
+  // "sha256:<hex>" when the task ID is the content digest (OCI blobs); absent
+  // in tasks written before this field existed.
+  digestTaskId?: string;
   // -1 while unknown (chunked origin response still in progress).
   contentLength: number;
   pieceLength: number;

@@ -70,7 +70,7 @@ export class Storage {
     return this.tasks.get(id);
   }
 
-  async getOrCreate(id: string, origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength">): Promise<LocalTask> {
+  async getOrCreate(id: string, origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength" | "digestTaskId">): Promise<LocalTask> {
     const existing = this.tasks.get(id);
     if (existing) return existing;
     const dir = this.taskDir(id);

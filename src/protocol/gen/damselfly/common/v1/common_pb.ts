@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/common/v1/common.proto.
  */
 export const file_damselfly_common_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("CiBkYW1zZWxmbHkvY29tbW9uL3YxL2NvbW1vbi5wcm90bxITZGFtc2VsZmx5LmNvbW1vbi52MSKdAgoIRG93bmxvYWQSCwoDdXJsGAEgASgJEgsKA3RhZxgCIAEoCRITCgthcHBsaWNhdGlvbhgDIAEoCRIdChVmaWx0ZXJlZF9xdWVyeV9wYXJhbXMYBCADKAkSOwoHaGVhZGVycxgFIAMoCzIqLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQuSGVhZGVyc0VudHJ5EhAKCHByaW9yaXR5GAYgASgFEhQKDHBpZWNlX2xlbmd0aBgHIAEoBBIeChZkaXNhYmxlX2JhY2tfdG9fc291cmNlGAggASgIEg4KBmRpZ2VzdBgJIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCgtTb3VyY2VFcnJvchITCgtzdGF0dXNfY29kZRgBIAEoBRITCgtzdGF0dXNfdGV4dBgCIAEoCRIRCgl0ZW1wb3JhcnkYAyABKAgiXgoLRXJyb3JEZXRhaWwSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEjAKBnNvdXJjZRgDIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuU291cmNlRXJyb3IqTwoISG9zdFR5cGUSGQoVSE9TVF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQSE9TVF9UWVBFX05PUk1BTBABEhIKDkhPU1RfVFlQRV9TRUVEEAJiBnByb3RvMw");
+  fileDesc("CiBkYW1zZWxmbHkvY29tbW9uL3YxL2NvbW1vbi5wcm90bxITZGFtc2VsZmx5LmNvbW1vbi52MSK1AgoIRG93bmxvYWQSCwoDdXJsGAEgASgJEgsKA3RhZxgCIAEoCRITCgthcHBsaWNhdGlvbhgDIAEoCRIdChVmaWx0ZXJlZF9xdWVyeV9wYXJhbXMYBCADKAkSOwoHaGVhZGVycxgFIAMoCzIqLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQuSGVhZGVyc0VudHJ5EhAKCHByaW9yaXR5GAYgASgFEhQKDHBpZWNlX2xlbmd0aBgHIAEoBBIeChZkaXNhYmxlX2JhY2tfdG9fc291cmNlGAggASgIEg4KBmRpZ2VzdBgJIAEoCRIWCg5kaWdlc3RfdGFza19pZBgKIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCgtTb3VyY2VFcnJvchITCgtzdGF0dXNfY29kZRgBIAEoBRITCgtzdGF0dXNfdGV4dBgCIAEoCRIRCgl0ZW1wb3JhcnkYAyABKAgiXgoLRXJyb3JEZXRhaWwSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEjAKBnNvdXJjZRgDIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuU291cmNlRXJyb3IqTwoISG9zdFR5cGUSGQoVSE9TVF9UWVBFX1VOU1BFQ0lGSUVEEAASFAoQSE9TVF9UWVBFX05PUk1BTBABEhIKDkhPU1RfVFlQRV9TRUVEEAJiBnByb3RvMw");
 
 /**
  * Download describes what a peer wants: the origin URL plus everything that
@@ -68,6 +68,15 @@ export type Download = Message<"damselfly.common.v1.Download"> & {
    * @generated from field: string digest = 9;
    */
   digest: string;
+
+  /**
+   * The task ID comes from `digest` instead of the URL: content-addressed
+   * objects (OCI blobs) are one task whatever registry, repository or signed
+   * URL they were fetched through.
+   *
+   * @generated from field: bool digest_task_id = 10;
+   */
+  digestTaskId: boolean;
 };
 
 /**

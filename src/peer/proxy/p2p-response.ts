@@ -1,0 +1,232 @@
+import type { ServerResponse } from "node:http";
+import { once } from "node:events";
+import { create } from "@bufbuild/protobuf";
+import { DamselflyError } from "../../common/errors.js";
+import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
+import type { Logger } from "../../common/logger.js";
+import { DownloadSchema } from "../../protocol/index.js";
+import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { HttpSource } from "../source/http-source.js";
+import { readTaskRange, waitForInfo } from "../api/task-reader.js";
+import { resolveRange, type ByteRangeSpec } from "./range.js";
+
+export interface P2PObject {
+  // Upstream URL the swarm (or this daemon, on fallback) fetches from.
+  url: string;
+  // End-to-end client headers for the origin (credentials included): they
+  // travel with the task to whoever fetches from the origin, never to disk.
+  headers: Record<string, string>;
+  // "sha256:<hex>" for content-addressed objects (blobs): the task is keyed by
+  // it and the bytes are checked against it before the response completes.
+  digest?: string;
+  // Size from the access check, when the registry said.
+  size: number;
+  range: ByteRangeSpec | undefined;
+}
+
+export interface P2PDeps {
+  tasks: TaskManager;
+  source: HttpSource;
+  logger: Logger;
+  stallTimeoutMs: number;
+}
+
+export interface ServeResult {
+  // P2P could not start: nothing was sent, the caller forwards instead.
+  declined?: DamselflyError;
+}
+
+// Serves an object from the local store / swarm, as a 200 or a 206. If P2P
+// fails or stalls after the headers went out, the rest comes straight from
+// the origin at the byte where it stopped, so the client sees one response.
+export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2PDeps): Promise<ServeResult> {
+  const started = Date.now();
+  const log = deps.logger;
+  const clientGone = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) clientGone.abort(new DamselflyError("DF_ERR_CANCELLED", "client went away"));
+  };
+  res.on("close", onClose);
+  try {
+    const download = create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
+    let handle: TaskHandle;
+    let size = obj.size;
+    try {
+      handle = await deps.tasks.ensure(download);
+      if (size < 0 || !handle.task.infoKnown) {
+        // The registry did not give a length (redirect): the swarm will.
+        if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
+        if (size < 0) size = handle.task.meta.contentLength;
+      } else if (handle.task.meta.contentLength !== size) {
+        return { declined: new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `stored size ${handle.task.meta.contentLength} differs from the registry's ${size}`) };
+      }
+    } catch (err) {
+      return { declined: DamselflyError.from(err) };
+    }
+    const task = handle.task;
+    const cache = task.done ? "hit" : task.pieces.size > 0 ? "partial" : "miss";
+    let start = 0;
+    let end = size;
+    const headers: Record<string, string | number> = {
+      "content-type": "application/octet-stream",
+      "accept-ranges": "bytes",
+      "x-damselfly-task-id": task.id,
+      "x-damselfly-peer-id": deps.tasks.peerIdOf(task.id),
+      "x-damselfly-cache": cache,
+    };
+    if (obj.digest) {
+      headers["docker-content-digest"] = obj.digest;
+      headers["etag"] = `"${obj.digest}"`;
+    }
+    let status = 200;
+    if (obj.range) {
+      const r = resolveRange(obj.range, size);
+      if (!r) {
+        res.writeHead(416, { "content-range": `bytes */${size}`, "x-damselfly-task-id": task.id, "content-length": 0 });
+        res.end();
+        return {};
+      }
+      ({ start, end } = r);
+      status = 206;
+      headers["content-range"] = `bytes ${start}-${end - 1}/${size}`;
+    }
+    headers["content-length"] = end - start;
+    res.writeHead(status, headers);
+
+    // Only a whole-object response can be checked against the digest; ranges
+    // rely on the per-piece CRCs.
+    const expected = obj.digest && status === 200 ? parseDigest(obj.digest) : undefined;
+    const hasher = expected ? new Digester(expected.algorithm) : undefined;
+    const checkBeforeLast = (): void => {
+      if (!hasher || !expected) return;
+      const actual = hasher.digest();
+      if (actual.hex !== expected.hex) {
+        throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${obj.digest} hashes to ${formatDigest(actual)}`);
+      }
+    };
+    let pos = start;
+    const emit = async (buf: Buffer): Promise<void> => {
+      hasher?.update(buf);
+      // The last bytes are held until the whole object is verified: a client
+      // must never receive a complete response with wrong content.
+      if (pos + buf.length === end) checkBeforeLast();
+      if (!res.write(buf)) await Promise.race([once(res, "drain"), once(res, "close")]);
+      pos += buf.length;
+      if (clientGone.signal.aborted) throw clientGone.signal.reason;
+    };
+
+    let p2pError: DamselflyError | undefined;
+    if (end > start) {
+      const stall = new Stall(deps.stallTimeoutMs);
+      const restart = async () => {
+        handle = await deps.tasks.ensure(download, task.id);
+      };
+      try {
+        for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end)) {
+          stall.reset();
+          await emit(buf);
+        }
+      } catch (err) {
+        const e = DamselflyError.from(err);
+        if (e.code === "DF_ERR_DIGEST_MISMATCH") return await digestFailed(e);
+        if (clientGone.signal.aborted) return {};
+        p2pError = e;
+      } finally {
+        stall.clear();
+      }
+      if (!p2pError && pos < end) p2pError = new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `the swarm's copy ends at byte ${pos} of ${end}`);
+    } else checkBeforeLast();
+
+    let fromOriginDirect = 0;
+    if (p2pError) {
+      log.warn({ taskId: task.id, at: pos, code: p2pError.code, err: p2pError.message }, "proxy: P2P failed mid-response, continuing from the origin");
+      try {
+        fromOriginDirect = await continueFromOrigin(pos, end, emit);
+      } catch (err) {
+        const e = DamselflyError.from(err);
+        if (e.code === "DF_ERR_DIGEST_MISMATCH") return await digestFailed(e);
+        if (!clientGone.signal.aborted) log.warn({ taskId: task.id, at: pos, code: e.code, err: e.message }, "proxy: origin fallback failed; response cut short");
+        res.destroy();
+        return {};
+      }
+    }
+    res.end();
+    const stats = handle.run?.stats;
+    log.info(
+      {
+        taskId: task.id,
+        status,
+        bytes: end - start,
+        cache,
+        bytesFromPeers: stats?.bytesFromPeers ?? 0,
+        bytesFromSource: stats?.bytesFromSource ?? 0,
+        fallbackBytes: fromOriginDirect,
+        ms: Date.now() - started,
+      },
+      "proxy: served from P2P",
+    );
+    return {};
+
+    async function digestFailed(e: DamselflyError): Promise<ServeResult> {
+      // Cut the connection before the last byte so the client retries, and
+      // drop the bad copy so the retry fetches it afresh.
+      log.error({ taskId: task.id, code: e.code, err: e.message }, "proxy: blob content does not match its digest; discarded");
+      res.destroy();
+      await deps.tasks.discard(task.id, e);
+      return {};
+    }
+
+    async function continueFromOrigin(from: number, to: number, write: (b: Buffer) => Promise<void>): Promise<number> {
+      if (from >= to) return 0;
+      const r = await deps.source.fetch(obj.url, obj.headers, { start: from, end: to - 1 }, clientGone.signal);
+      let skip = r.ranged ? 0 : from;
+      let sent = 0;
+      try {
+        for await (const chunk of r.body) {
+          let b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+          if (skip > 0) {
+            const n = Math.min(skip, b.length);
+            skip -= n;
+            b = b.subarray(n);
+          }
+          if (b.length > to - pos) b = b.subarray(0, to - pos);
+          if (b.length === 0) continue;
+          await write(b);
+          sent += b.length;
+          if (pos >= to) break;
+        }
+      } finally {
+        r.body.destroy();
+      }
+      if (pos < to) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin body ended at byte ${pos} of ${to}`);
+      return sent;
+    }
+  } finally {
+    res.off("close", onClose);
+  }
+}
+
+// Aborts when no bytes arrived for `ms`: a swarm that makes no progress is
+// worse than going to the origin.
+class Stall {
+  private readonly ctl = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ms: number) {
+    this.reset();
+  }
+
+  get signal(): AbortSignal {
+    return this.ctl.signal;
+  }
+
+  reset(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.ctl.abort(new DamselflyError("DF_ERR_TIMEOUT", `P2P made no progress for ${this.ms} ms`)), this.ms);
+    this.timer.unref();
+  }
+
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
