@@ -11,6 +11,7 @@ import { DamselflyError } from "../common/errors.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
 import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, schedulerSchema } from "../common/schemas.js";
 import { formatDuration } from "./format.js";
+import { makeInitCommand } from "./init.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
 
 export interface RunOptions {
@@ -275,6 +276,8 @@ export function buildProgram(): Command {
         process.stdout.write(header + toYaml(out));
       }),
     );
+
+  program.addCommand(makeInitCommand());
 
   return program;
 }

@@ -77,6 +77,7 @@ export const daemonSchema = {
   proxyCaKey: field("string", "", "proxy CA private key, PEM PKCS#8 (default: <data-dir>/proxy-ca/ca.key)"),
   proxyAuthTtl: field("duration", 60_000, "how long a registry's yes to 'may this client read this blob' is reused"),
   proxyMinP2pSize: field("bytes", 1024 * 1024, "objects smaller than this go straight to the origin (P2P costs more than it saves)"),
+  proxyPrefetch: field("bool", false, "a range request for an object not on this node also starts downloading the whole object in the background"),
   proxyStallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
 };

@@ -110,6 +110,7 @@ export class Daemon {
       minP2pSize: c.proxyMinP2pSize,
       stallTimeoutMs: c.proxyStallTimeout,
       sourceTimeoutMs: c.sourceTimeout,
+      prefetch: c.proxyPrefetch,
     });
     await this.proxy.start();
     await this.link?.start();

@@ -105,6 +105,12 @@ export class TaskManager {
     this.ensure(download, t.id).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
   }
 
+  // True when the task is stored complete or downloading right now: a range
+  // of it can be served without fetching anything else.
+  isActive(id: string): boolean {
+    return this.running.has(id) || this.deps.storage.get(id)?.done === true;
+  }
+
   // Drops a task whose content proved wrong (whole-object digest mismatch):
   // the next request fetches it afresh instead of serving the bad copy again.
   async discard(id: string, reason: DamselflyError): Promise<void> {

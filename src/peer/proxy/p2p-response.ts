@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
-import { DownloadSchema } from "../../protocol/index.js";
+import { DownloadSchema, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { readTaskRange, waitForInfo } from "../api/task-reader.js";
@@ -36,6 +36,10 @@ export interface ServeResult {
   declined?: DamselflyError;
 }
 
+export function downloadOf(obj: Pick<P2PObject, "url" | "headers" | "digest">): Download {
+  return create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
+}
+
 // Serves an object from the local store / swarm, as a 200 or a 206. If P2P
 // fails or stalls after the headers went out, the rest comes straight from
 // the origin at the byte where it stopped, so the client sees one response.
@@ -48,7 +52,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
   };
   res.on("close", onClose);
   try {
-    const download = create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
+    const download = downloadOf(obj);
     let handle: TaskHandle;
     let size = obj.size;
     try {

@@ -10,7 +10,7 @@ import type { HttpSource } from "../source/http-source.js";
 import { BlobAccess } from "./blob-access.js";
 import { forward } from "./forward.js";
 import { RANGE_AND_CONDITIONAL, upstreamRequestHeaders } from "./headers.js";
-import { serveFromP2P } from "./p2p-response.js";
+import { downloadOf, serveFromP2P } from "./p2p-response.js";
 import { parseRange } from "./range.js";
 import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
 import { sendError } from "./respond.js";
@@ -32,6 +32,7 @@ export interface ProxyOptions {
   minP2pSize: number;
   stallTimeoutMs: number;
   sourceTimeoutMs: number;
+  prefetch: boolean;
 }
 
 // The daemon's registry mirror and HTTP(S) proxy, on one port:
@@ -145,7 +146,19 @@ export class ProxyServer {
       size = answer.size;
       if (size >= 0 && size < this.o.minP2pSize) return forward(req, res, target.href, this.o.dispatcher);
     }
-    const result = await serveFromP2P(res, { url: target.href, headers, digest, size, range: range.spec }, {
+    const obj = { url: target.href, headers, digest, size, range: range.spec };
+    if (range.spec) {
+      // A range of an object this node neither holds nor is fetching: only
+      // those bytes are fetched (lazy-loading snapshotters read small ranges
+      // of big blobs); with prefetch on, the whole object follows in the
+      // background so later ranges come from the store.
+      const download = downloadOf(obj);
+      if (!this.o.tasks.isActive(this.o.tasks.taskIdOf(download))) {
+        if (this.o.prefetch) this.o.tasks.ensure(download).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
+        return forward(req, res, target.href, this.o.dispatcher);
+      }
+    }
+    const result = await serveFromP2P(res, obj, {
       tasks: this.o.tasks,
       source: this.o.source,
       logger: this.log,

@@ -1,0 +1,94 @@
+// `damselfly init containerd|docker|podman`: points a container runtime at
+// the local daemon's registry mirror/proxy by writing its config file(s).
+// Errors are thrown: run() in main.ts prints them with their code and exit
+// status like every other command's.
+import { resolve } from "node:path";
+import { Command } from "commander";
+import { DamselflyError } from "../common/errors.js";
+import { containerdChanges, containerdHint, DEFAULT_CONTAINERD_CONFIG_PATH } from "./init/containerd.js";
+import { DEFAULT_DAEMON_JSON, DOCKER_HINT, mergeDaemonJson } from "./init/docker.js";
+import { collectList, DEFAULT_PROXY, parseProxyUrl, parseRegistries } from "./init/endpoints.js";
+import { applyChanges, readExisting, type FileChange, type Output } from "./init/files.js";
+import { DEFAULT_PODMAN_REGISTRIES, DEFAULT_REGISTRIES_CONF, parsePodmanRegistries, PODMAN_HINT, updateRegistriesConf } from "./init/podman.js";
+
+interface CommonOptions {
+  proxy: string;
+  dryRun?: boolean;
+}
+
+// Commands added with addCommand() do not inherit the program's settings:
+// usage errors get the same "damselfly: DF_ERR_USAGE: ..." shape and exit 2
+// (run() turns the thrown CommanderError into the exit status).
+function usageSettings(cmd: Command): Command {
+  return cmd.exitOverride().configureOutput({
+    outputError: (str: string, write: (s: string) => void) => write(`damselfly: DF_ERR_USAGE: ${str.trim().replace(/^error:\s*/i, "")}\n`),
+  });
+}
+
+function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .option("--proxy <url>", "the Damselfly daemon's registry mirror/proxy, http(s)://HOST:PORT", DEFAULT_PROXY)
+    .option("--dry-run", "print each file's path and full new content; write nothing");
+}
+
+const REGISTRY_HELP = "registry to route through the daemon; repeatable or comma-separated";
+
+async function finish(changes: FileChange[], opts: CommonOptions, hint: string, out: Output): Promise<void> {
+  await applyChanges(changes, { dryRun: opts.dryRun === true, out });
+  out.write(hint);
+}
+
+export function makeInitCommand(out: Output = process.stdout): Command {
+  const init = usageSettings(new Command("init"))
+    .description("configure a container runtime to pull images through the local daemon's registry mirror/proxy")
+    .addHelpText(
+      "after",
+      `\nThe previous version of every file changed is kept as <file>.damselfly-backup-<YYYYMMDDHHMMSS>.\n\nExamples:\n  damselfly init containerd --registry docker.io,ghcr.io\n  damselfly init docker --dry-run\n  damselfly init podman --proxy http://127.0.0.1:65001`,
+    );
+
+  const containerd = addCommonOptions(
+    init
+      .command("containerd")
+      .description("write containerd hosts.toml files (certs.d) naming the daemon as pull/resolve host")
+      .option("--config-path <dir>", "containerd registry config_path directory", DEFAULT_CONTAINERD_CONFIG_PATH)
+      .option("--registry <registry>", `${REGISTRY_HELP}: HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT] (how the real registry is reached; default https). Without it: only _default/hosts.toml, for every registry`, collectList),
+  );
+  containerd.action(async (opts: CommonOptions & { configPath: string; registry?: string[] }) => {
+    const proxy = parseProxyUrl(opts.proxy);
+    const registries = parseRegistries(opts.registry ?? []);
+    // Absolute: containerd's config_path and ctr --hosts-dir need one.
+    const dir = resolve(opts.configPath);
+    await finish(containerdChanges(dir, proxy, registries), opts, containerdHint(dir), out);
+  });
+
+  const docker = addCommonOptions(
+    init
+      .command("docker")
+      .description("merge the daemon into Docker's daemon.json as registry mirror and HTTP(S) proxy, keeping other settings")
+      .option("--daemon-json <file>", "Docker daemon configuration file", DEFAULT_DAEMON_JSON),
+  );
+  docker.action(async (opts: CommonOptions & { daemonJson: string }) => {
+    const proxy = parseProxyUrl(opts.proxy);
+    const file = resolve(opts.daemonJson);
+    const content = mergeDaemonJson(file, await readExisting(file), proxy);
+    await finish([{ path: file, content }], opts, DOCKER_HINT, out);
+  });
+
+  const podman = addCommonOptions(
+    init
+      .command("podman")
+      .description("add the daemon as mirror in registries.conf (Podman, Buildah, Skopeo, CRI-O), in a block later runs replace")
+      .option("--registries-conf <file>", "containers registries.conf (v2 format)", DEFAULT_REGISTRIES_CONF)
+      .option("--registry <host>", `${REGISTRY_HELP}: a host name without scheme or port (default: ${DEFAULT_PODMAN_REGISTRIES.join(",")})`, collectList),
+  );
+  podman.action(async (opts: CommonOptions & { registriesConf: string; registry?: string[] }) => {
+    const proxy = parseProxyUrl(opts.proxy);
+    const registries = parsePodmanRegistries(opts.registry ?? [...DEFAULT_PODMAN_REGISTRIES]);
+    if (registries.length === 0) throw new DamselflyError("DF_ERR_USAGE", "--registry: no registry given");
+    const file = resolve(opts.registriesConf);
+    const content = updateRegistriesConf(file, await readExisting(file), proxy, registries);
+    await finish([{ path: file, content }], opts, PODMAN_HINT, out);
+  });
+
+  return init;
+}
