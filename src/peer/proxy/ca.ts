@@ -20,7 +20,6 @@ import type { Logger } from "../../common/logger.js";
 x509.cryptoProvider.set(webcrypto);
 
 type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -50,6 +49,11 @@ interface Leaf {
   readonly renewAt: number;
 }
 
+interface LeafKey {
+  readonly spki: ArrayBuffer;
+  readonly pem: string;
+}
+
 interface CacheSlot {
   readonly leaf: Promise<Leaf>;
   // Infinity while the leaf is being issued: the in-flight promise is shared.
@@ -63,7 +67,7 @@ interface Signer {
 
 export class CertificateAuthority {
   private readonly leaves = new Map<string, CacheSlot>();
-  private leafKey: Promise<{ keys: CryptoKeyPair; pem: string }> | undefined;
+  private leafKey: Promise<LeafKey> | undefined;
 
   private constructor(
     readonly certFile: string,
@@ -134,7 +138,7 @@ export class CertificateAuthority {
   }
 
   private async issue(name: LeafName): Promise<Leaf> {
-    const { keys, pem: keyPem } = await this.leafKeyPair();
+    const { spki, pem: keyPem } = await this.leafKeyPair();
     const now = Date.now();
     // A leaf outliving its issuer would be rejected by some clients anyway.
     const notAfter = Math.min(now + LEAF_VALIDITY, this.cert.notAfter.getTime());
@@ -146,7 +150,7 @@ export class CertificateAuthority {
       issuer: this.cert.subjectName,
       notBefore: new Date(now - LEAF_BACKDATE),
       notAfter: new Date(notAfter),
-      publicKey: keys.publicKey,
+      publicKey: spki,
       signingKey: this.signer.key,
       signingAlgorithm: this.signer.algorithm,
       extensions: [
@@ -165,17 +169,22 @@ export class CertificateAuthority {
     };
   }
 
-  // Every leaf shares one key: an ECDSA key generation costs more than the
-  // signature, and the key never leaves this process.
-  private leafKeyPair(): Promise<{ keys: CryptoKeyPair; pem: string }> {
-    this.leafKey ??= (async () => {
-      const keys = await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"]);
-      const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
-      return { keys, pem: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") };
-    })();
-    this.leafKey.catch(() => {
-      this.leafKey = undefined;
-    });
+  // One key serves every leaf: it never leaves this process, so a key per host
+  // would add work and nothing else.
+  private leafKeyPair(): Promise<LeafKey> {
+    if (this.leafKey === undefined) {
+      const pending = (async () => {
+        const keys = await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"]);
+        const pkcs8 = await webcrypto.subtle.exportKey("pkcs8", keys.privateKey);
+        // Encoded once here, the generator need not export and re-parse it per leaf.
+        const spki = await webcrypto.subtle.exportKey("spki", keys.publicKey);
+        return { spki, pem: x509.PemConverter.encode(pkcs8, "PRIVATE KEY") };
+      })();
+      pending.catch(() => {
+        if (this.leafKey === pending) this.leafKey = undefined;
+      });
+      this.leafKey = pending;
+    }
     return this.leafKey;
   }
 
@@ -241,7 +250,10 @@ export class CertificateAuthority {
       await writeAtomic(keyFile, keyPem, 0o600);
       await writeAtomic(certFile, certPem, 0o644);
     } catch (err) {
-      throw DamselflyError.from(err, "DF_ERR_CONFIG");
+      // The system error keeps its code (a full disk is not a config mistake);
+      // the message gains which files were being created.
+      const mapped = DamselflyError.from(err, "DF_ERR_CONFIG");
+      throw new DamselflyError(mapped.code, `proxy CA: cannot create ${certFile} and ${keyFile}: ${mapped.message}`, { cause: err });
     }
     return new CertificateAuthority(certFile, certPem, cert, { key: keys.privateKey, algorithm: { name: "ECDSA", hash: "SHA-256" } }, ski.keyId);
   }
@@ -298,7 +310,7 @@ async function writeAtomic(file: string, data: string, mode: number): Promise<vo
 // CA/Browser Forum rules ask, and never longer than the 20-octet limit.
 function serialNumber(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  bytes[0] = (bytes[0] & 0x7f) | 0x01;
   return bytes.toString("hex");
 }
 
@@ -355,6 +367,6 @@ function dnsName(input: string, host: string): string {
   const labels = ascii.split(".");
   if (!labels.every((l) => DNS_LABEL.test(l))) throw invalidHost(input, "not a valid DNS name");
   // "999.1.1.1" or "10.0.0": numeric, yet no IP address; no client would match it.
-  if (/^\d+$/.test(labels[labels.length - 1]!)) throw invalidHost(input, "neither a DNS name nor an IP address");
+  if (/^\d+$/.test(labels[labels.length - 1])) throw invalidHost(input, "neither a DNS name nor an IP address");
   return ascii;
 }
