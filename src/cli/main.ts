@@ -1,5 +1,6 @@
 // The `damselfly` command line: scheduler, daemon, get, up, config print.
 // bin/damselfly and bin/dfget call run(); running this file directly works too.
+import { version } from "../common/version.js";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -25,22 +26,6 @@ const COMPONENTS = {
   get: { schema: getSchema as Schema, envPrefix: "GET" },
 } as const;
 
-function version(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const p = join(dir, "package.json");
-    if (existsSync(p)) {
-      try {
-        const pkg = JSON.parse(readFileSync(p, "utf8")) as { name?: string; version?: string };
-        if (pkg.name === "damselfly" && pkg.version) return pkg.version;
-      } catch {
-        // keep looking
-      }
-    }
-    dir = dirname(dir);
-  }
-  return "0.0.0";
-}
 
 // Waits until stdout and stderr have handed everything to the OS.
 async function flushStdio(): Promise<void> {

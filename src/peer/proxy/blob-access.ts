@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { request, type Dispatcher } from "undici";
+import { USER_AGENT } from "../source/http-source.js";
 
 export type AccessAnswer =
   // size: -1 when the registry redirected (to blob storage) without a length.
@@ -30,7 +31,7 @@ export class BlobAccess {
     if (hit) this.cache.delete(key);
     const res = await request(url, {
       method: "HEAD",
-      headers: { ...headers, "accept-encoding": "identity" },
+      headers: { "user-agent": USER_AGENT, ...headers, "accept-encoding": "identity" },
       dispatcher: this.o.dispatcher,
       signal: AbortSignal.any([signal, AbortSignal.timeout(this.o.timeoutMs)]),
     });

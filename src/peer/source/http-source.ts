@@ -2,6 +2,7 @@ import { Agent, request, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { STATUS_CODES } from "node:http";
 import tls from "node:tls";
+import { version } from "../../common/version.js";
 
 export interface SourceRange {
   start: number;
@@ -28,6 +29,7 @@ export interface SourceOptions {
 }
 
 const MAX_REDIRECTS = 5;
+export const USER_AGENT = `damselfly/${version()}`;
 // Headers that must not follow a redirect to another origin (blob storage
 // redirects are common and must not receive registry credentials).
 const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
@@ -50,7 +52,8 @@ export class HttpSource {
 
   async fetch(rawUrl: string, headers: Record<string, string>, range: SourceRange | undefined, signal?: AbortSignal): Promise<SourceResponse> {
     let url = new URL(rawUrl);
-    let hdrs: Record<string, string> = { ...headers };
+    // Shared fetches identify the daemon, not whichever client came first.
+    let hdrs: Record<string, string> = { "user-agent": USER_AGENT, ...headers };
     // Compression would make lengths and offsets meaningless.
     hdrs["accept-encoding"] = "identity";
     if (range) hdrs["range"] = `bytes=${range.start}-${range.end ?? ""}`;

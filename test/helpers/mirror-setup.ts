@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { runDamselfly, type Cleanup } from "./procs.js";
+import { startRegistry, type Registry } from "./registry.js";
+import { makeOciImage, pushImage, type OciImage } from "./oci-image.js";
+import type { DaemonHandle } from "./cluster.js";
+import type { Containerd } from "./containerd.js";
+import type { AccessEntry } from "./registry.js";
+
+export interface ImageRegistry {
+  registry: Registry;
+  image: OciImage;
+  // "127.0.0.1:PORT/test/app:v1"
+  ref: string;
+}
+
+// A real docker-registry holding a generated multi-layer image, with the push
+// traffic cleared from its access log.
+export async function registryWithImage(
+  t: Cleanup,
+  dir: string,
+  o: { layers: number[]; auth?: { user: string; password: string }; seed?: string },
+): Promise<ImageRegistry> {
+  const registry = await startRegistry({ dir: join(dir, "registry"), t, ...(o.auth ? { auth: o.auth } : {}) });
+  const image = await makeOciImage(join(dir, "image"), { layers: o.layers.map((size) => ({ size })), seed: o.seed ?? "mirror" });
+  const ref = `${registry.hostPort}/test/app:v1`;
+  await pushImage(image.layoutDir, ref, o.auth ? { creds: o.auth } : {});
+  registry.resetAccessLog();
+  return { registry, image, ref };
+}
+
+// Writes containerd hosts.toml for the registry through this daemon's mirror
+// with the real `damselfly init containerd`, and returns the hosts dir.
+export async function initContainerd(dir: string, registryUrl: string, daemon: DaemonHandle): Promise<string> {
+  const hostsDir = join(dir, `hosts-${daemon.name}`);
+  mkdirSync(hostsDir, { recursive: true });
+  const r = await runDamselfly(["init", "containerd", "--config-path", hostsDir, "--registry", registryUrl, "--proxy", daemon.proxyUrl]);
+  assert.equal(r.code, 0, `init containerd failed: ${r.stderr}`);
+  return hostsDir;
+}
+
+// Layer GETs the registry answered to containerd itself: containerd falls
+// back to the registry when a mirror fails, so a pull that succeeded proves
+// nothing about the mirror unless this is empty.
+export function directLayerGets(entries: readonly AccessEntry[], image: OciImage): AccessEntry[] {
+  const layers = new Set(image.layers.map((l) => l.digest));
+  return entries.filter((e) => e.method === "GET" && /containerd|skopeo/i.test(e.userAgent) && layers.has(e.path.split("/blobs/")[1] ?? ""));
+}
+
+export async function pullOk(c: Containerd, ref: string, hostsDir: string, user?: { user: string; password: string }): Promise<void> {
+  const r = await c.pull(ref, { hostsDir, ...(user ? { user } : {}), timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `ctr pull failed (${r.code}): ${r.stderr.slice(-2000)}`);
+  assert.ok(r.unpacked, `image not unpacked: ${r.check}`);
+}

@@ -1,0 +1,164 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { request } from "undici";
+import { startCluster } from "../helpers/cluster.js";
+import { startContainerd } from "../helpers/containerd.js";
+import { tempDir, logTail } from "../helpers/store.js";
+import { directLayerGets, initContainerd, pullOk, registryWithImage } from "../helpers/mirror-setup.js";
+
+const MiB = 1024 * 1024;
+
+async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+  const r = await request(url, { headers });
+  const chunks: Buffer[] = [];
+  for await (const c of r.body) chunks.push(c as Buffer);
+  return { status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) };
+}
+
+function sha256(b: Buffer): string {
+  return "sha256:" + createHash("sha256").update(b).digest("hex");
+}
+
+// Every file under dir, as text (binary files included, searched as latin1).
+function grepTree(dir: string, needles: string[]): string[] {
+  const hits: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile()) {
+        const text = readFileSync(p).toString("latin1");
+        for (const n of needles) if (text.includes(n)) hits.push(`${p}: ${n.slice(0, 6)}…`);
+      }
+    }
+  };
+  walk(dir);
+  return hits;
+}
+
+describe("registry mirror with containerd", () => {
+  test("two containerd nodes pull through their daemons at once: both unpack, each layer leaves the registry once", async (t) => {
+    const dir = tempDir(t, "dfm-");
+    const { registry, image, ref } = await registryWithImage(t, dir, { layers: [12 * MiB, 6 * MiB, 3 * MiB] });
+    const cluster = await startCluster({ peers: 2, t });
+    const [p1, p2] = cluster.peers as [typeof cluster.peers[0], typeof cluster.peers[0]];
+    const hosts1 = await initContainerd(dir, registry.url, p1);
+    const hosts2 = await initContainerd(dir, registry.url, p2);
+    const c1 = await startContainerd(join(dir, "c1"), { t });
+    const c2 = await startContainerd(join(dir, "c2"), { t });
+
+    await Promise.all([pullOk(c1, ref, hosts1), pullOk(c2, ref, hosts2)]);
+
+    const log = await registry.accessLog();
+    assert.deepEqual(directLayerGets(log, image), [], `containerd fetched layers from the registry itself: the mirror did not serve them\n${logTail(p1, 40)}\n${logTail(p2, 40)}`);
+    for (const l of image.layers) {
+      const sent = registry.blobBytesSent(l.digest);
+      assert.ok(sent >= l.size && sent <= l.size * 1.1, `layer ${l.digest} (${l.size} B): registry sent ${sent} B, expected about once\n${logTail(cluster.seed!)}`);
+    }
+    for (const p of [p1, p2]) {
+      assert.ok(p.proc.logs.some((l) => l.msg === "proxy: served from P2P"), `${p.name} served nothing from P2P\n${logTail(p)}`);
+    }
+
+    // A second pull on a node whose daemon holds the layers costs the
+    // registry no layer bytes at all.
+    await c1.removeImage(ref);
+    registry.resetAccessLog();
+    await pullOk(c1, ref, hosts1);
+    const again = await registry.accessLog();
+    for (const l of image.layers) assert.equal(registry.blobBytesSent(l.digest), 0, `layer ${l.digest} fetched again: ${JSON.stringify(again.filter((e) => e.path.includes(l.digest)))}`);
+  });
+
+  test("range requests through the mirror return exactly the registry's bytes, cold (forwarded) and from the store (206 from P2P)", async (t) => {
+    const dir = tempDir(t, "dfm-");
+    const { registry, image } = await registryWithImage(t, dir, { layers: [5 * MiB], seed: "ranges" });
+    const cluster = await startCluster({ peers: 1, t });
+    const p = cluster.peers[0]!;
+    const layer = image.layers[0]!;
+    const blobPath = `/v2/test/app/blobs/${layer.digest}`;
+    const direct = await fetchBytes(`${registry.url}${blobPath}`);
+    assert.equal(direct.status, 200);
+    const mirror = `${p.proxyUrl}${blobPath}?ns=${encodeURIComponent(registry.hostPort)}`;
+    const ranges: [string, number, number][] = [
+      ["bytes=0-99", 0, 100],
+      ["bytes=100-", 100, layer.size],
+      [`bytes=-100`, layer.size - 100, layer.size],
+    ];
+    const checkRanges = async (expectCache: string | undefined) => {
+      for (const [range, from, to] of ranges) {
+        const r = await fetchBytes(mirror, { range });
+        assert.equal(r.status, 206, `${range}: status ${r.status}`);
+        assert.equal(r.headers["content-range"], `bytes ${from}-${to - 1}/${layer.size}`, range);
+        assert.ok(r.body.equals(direct.body.subarray(from, to)), `${range}: bytes differ from the registry's`);
+        assert.equal(r.headers["x-damselfly-cache"], expectCache, `${range}: x-damselfly-cache`);
+      }
+    };
+    // Cold: the daemon holds nothing, so only the ranges themselves are fetched.
+    registry.resetAccessLog();
+    await checkRanges(undefined);
+    await registry.accessLog();
+    assert.ok(registry.blobBytesSent(layer.digest) < 300 + layer.size, "cold ranges fetched more than the ranges");
+
+    // Whole blob through P2P, then the same ranges come from the store.
+    const whole = await fetchBytes(mirror);
+    assert.equal(whole.status, 200);
+    assert.equal(sha256(whole.body), layer.digest);
+    assert.equal(whole.headers["docker-content-digest"], layer.digest);
+    assert.match(String(whole.headers["x-damselfly-task-id"]), /^[0-9a-f]{64}$/);
+    registry.resetAccessLog();
+    await checkRanges("hit");
+    await registry.accessLog();
+    assert.equal(registry.blobBytesSent(layer.digest), 0, "ranges of a stored blob went to the registry");
+
+    const beyond = await fetchBytes(mirror, { range: `bytes=${layer.size}-` });
+    assert.equal(beyond.status, 416);
+    assert.equal(beyond.headers["content-range"], `bytes */${layer.size}`);
+  });
+
+  test("private registry: pulls pass credentials through, and a client without valid credentials cannot read a cached blob", async (t) => {
+    const dir = tempDir(t, "dfm-");
+    const auth = { user: "alice", password: "pw-Very-Secret-42" };
+    const { registry, image, ref } = await registryWithImage(t, dir, { layers: [8 * MiB, 4 * MiB], auth, seed: "private" });
+    const cluster = await startCluster({ peers: 2, t });
+    const [p1, p2] = cluster.peers as [typeof cluster.peers[0], typeof cluster.peers[0]];
+    const hosts1 = await initContainerd(dir, registry.url, p1);
+    const hosts2 = await initContainerd(dir, registry.url, p2);
+    const c1 = await startContainerd(join(dir, "c1"), { t });
+    const c2 = await startContainerd(join(dir, "c2"), { t });
+
+    await pullOk(c1, ref, hosts1, auth);
+    await pullOk(c2, ref, hosts2, auth);
+    const log = await registry.accessLog();
+    assert.deepEqual(directLayerGets(log, image), [], "containerd fetched layers from the registry itself");
+    for (const l of image.layers) {
+      const sent = registry.blobBytesSent(l.digest);
+      assert.ok(sent >= l.size && sent <= l.size * 1.1, `layer ${l.digest}: registry sent ${sent} B for ${l.size} B`);
+    }
+
+    // Both daemons now hold every layer. Another tenant asks for one.
+    const layer = image.layers[0]!;
+    const url = `${p2.proxyUrl}/v2/test/app/blobs/${layer.digest}?ns=${encodeURIComponent(registry.hostPort)}`;
+    const basic = (u: string, pw: string) => "Basic " + Buffer.from(`${u}:${pw}`).toString("base64");
+    const anonymous = await fetchBytes(url);
+    assert.equal(anonymous.status, 401, "a client without credentials must get the registry's 401");
+    assert.ok(anonymous.body.length < 1000 && !anonymous.body.includes(Buffer.from("ustar")), "blob bytes leaked to an anonymous client");
+    assert.match(String(anonymous.headers["www-authenticate"]), /Basic realm=/, "the registry's challenge reaches the client unchanged");
+    const wrong = await fetchBytes(url, { authorization: basic("alice", "wrong-password") });
+    assert.equal(wrong.status, 401, "wrong credentials must not read the cached blob");
+    const mallory = await fetchBytes(url, { authorization: basic("mallory", auth.password) });
+    assert.equal(mallory.status, 401);
+    const ok = await fetchBytes(url, { authorization: basic(auth.user, auth.password) });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers["x-damselfly-cache"], "hit");
+    assert.equal(sha256(ok.body), layer.digest);
+
+    // Credentials are never written to disk or logs.
+    const secrets = [auth.password, Buffer.from(`${auth.user}:${auth.password}`).toString("base64")];
+    assert.deepEqual(grepTree(cluster.dataRoot, secrets), [], "credentials found in a daemon's data dir");
+    for (const d of cluster.daemons) for (const s of secrets) assert.ok(!d.proc.stderr().includes(s) && !d.proc.stdout().includes(s), `${d.name} logged a credential`);
+    for (const s of secrets) assert.ok(!cluster.scheduler.proc.stderr().includes(s), "the scheduler logged a credential");
+  });
+});
