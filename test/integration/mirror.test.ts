@@ -11,11 +11,11 @@ import { directLayerGets, initContainerd, pullOk, registryWithImage } from "../h
 
 const MiB = 1024 * 1024;
 
-async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; trailers: Record<string, unknown>; body: Buffer }> {
   const r = await request(url, { headers });
   const chunks: Buffer[] = [];
   for await (const c of r.body) chunks.push(c as Buffer);
-  return { status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) };
+  return { status: r.statusCode, headers: r.headers, trailers: r.trailers, body: Buffer.concat(chunks) };
 }
 
 function sha256(b: Buffer): string {
@@ -102,9 +102,13 @@ describe("registry mirror with containerd", () => {
     await registry.accessLog();
     assert.ok(registry.blobBytesSent(layer.digest) < 300 + layer.size, "cold ranges fetched more than the ranges");
 
-    // Whole blob through P2P, then the same ranges come from the store.
-    const whole = await fetchBytes(mirror);
+    // Whole blob through P2P (the seed fetches, this peer gets it from the
+    // seed), then the same ranges come from the store. A client that accepts
+    // trailers learns where the bytes came from.
+    const whole = await fetchBytes(mirror, { te: "trailers" });
     assert.equal(whole.status, 200);
+    assert.equal(whole.trailers["x-damselfly-bytes-from-peers"], String(layer.size), JSON.stringify(whole.trailers));
+    assert.equal(whole.trailers["x-damselfly-bytes-from-origin"], "0");
     assert.equal(sha256(whole.body), layer.digest);
     assert.equal(whole.headers["docker-content-digest"], layer.digest);
     assert.match(String(whole.headers["x-damselfly-task-id"]), /^[0-9a-f]{64}$/);

@@ -22,6 +22,9 @@ export interface P2PObject {
   // Size from the access check, when the registry said.
   size: number;
   range: ByteRangeSpec | undefined;
+  // The client sent "TE: trailers": the response is chunked and ends with
+  // trailers counting where the bytes came from (known only at the end).
+  trailers?: boolean;
 }
 
 export interface P2PDeps {
@@ -35,6 +38,8 @@ export interface ServeResult {
   // P2P could not start: nothing was sent, the caller forwards instead.
   declined?: DamselflyError;
 }
+
+const TRAILERS = ["x-damselfly-bytes-from-peers", "x-damselfly-bytes-from-origin", "x-damselfly-bytes-fallback"] as const;
 
 export function downloadOf(obj: Pick<P2PObject, "url" | "headers" | "digest">): Download {
   return create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
@@ -94,7 +99,8 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
       status = 206;
       headers["content-range"] = `bytes ${start}-${end - 1}/${size}`;
     }
-    headers["content-length"] = end - start;
+    if (obj.trailers) headers["trailer"] = TRAILERS.join(", ");
+    else headers["content-length"] = end - start;
     res.writeHead(status, headers);
 
     // Only a whole-object response can be checked against the digest; ranges
@@ -154,8 +160,15 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
         return {};
       }
     }
-    res.end();
     const stats = handle.run?.stats;
+    if (obj.trailers) {
+      res.addTrailers({
+        [TRAILERS[0]]: String(stats?.bytesFromPeers ?? 0),
+        [TRAILERS[1]]: String(stats?.bytesFromSource ?? 0),
+        [TRAILERS[2]]: String(fromOriginDirect),
+      });
+    }
+    res.end();
     log.info(
       {
         taskId: task.id,

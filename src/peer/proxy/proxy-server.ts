@@ -146,7 +146,8 @@ export class ProxyServer {
       size = answer.size;
       if (size >= 0 && size < this.o.minP2pSize) return forward(req, res, target.href, this.o.dispatcher);
     }
-    const obj = { url: target.href, headers, digest, size, range: range.spec };
+    const trailers = /(^|,)\s*trailers\s*(;|,|$)/i.test(String(req.headers["te"] ?? ""));
+    const obj = { url: target.href, headers, digest, size, range: range.spec, trailers };
     if (range.spec) {
       // A range of an object this node neither holds nor is fetching: only
       // those bytes are fetched (lazy-loading snapshotters read small ranges
