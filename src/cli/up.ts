@@ -125,6 +125,11 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
         ]
       : [`  bin/damselfly get <url> -O /tmp/file --daemon ${peerApi}`]),
     "",
+    "Pull container images through the swarm (registry mirror on the peer's proxy port):",
+    "",
+    `  bin/damselfly init containerd --config-path /tmp/certs.d --registry <registry> --proxy ${httpUrl(up.peer.proxy)}`,
+    `  ctr images pull --hosts-dir /tmp/certs.d <registry>/<image>:<tag>`,
+    "",
     "Press Ctrl-C to stop.",
     "",
   ].join("\n");
