@@ -1,8 +1,8 @@
-import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
-import { DamselflyError } from "../../common/errors.js";
+import { DamselflyError, ERROR_CODES } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { CertificateAuthority } from "./ca.js";
 
@@ -34,7 +34,7 @@ export class ConnectHandler {
       }
       o.onRequest(req, res, origin);
     });
-    this.inner.on("clientError", (_err, socket) => socket.destroy());
+    this.inner.on("clientError", (_err, socket) => badRequest(socket));
   }
 
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -48,10 +48,13 @@ export class ConnectHandler {
     const host = m[1] ?? m[2]!;
     const hostPort = `${m[1] ? `[${host}]` : host}:${port}`;
     if (this.o.intercept.some((r) => r.test(hostPort))) {
-      this.intercept(socket, head, host, hostPort).catch((err) => {
+      const state = { established: false };
+      this.intercept(socket, head, host, hostPort, state).catch((err) => {
         const e = DamselflyError.from(err);
         this.o.logger.warn({ target: hostPort, code: e.code, err: e.message }, "proxy: TLS interception failed");
-        socket.destroy();
+        // Before "200 Connection Established" the client still reads HTTP.
+        if (!state.established) rejectConnect(socket, e);
+        else socket.destroy();
       });
     } else this.tunnel(socket, head, host, port, hostPort);
   }
@@ -68,9 +71,10 @@ export class ConnectHandler {
     s.on("error", () => s.destroy());
   }
 
-  private async intercept(socket: Duplex, head: Buffer, host: string, hostPort: string): Promise<void> {
+  private async intercept(socket: Duplex, head: Buffer, host: string, hostPort: string, state: { established: boolean }): Promise<void> {
     if (!this.o.ca) throw new DamselflyError("DF_ERR_CONFIG", "interception is configured but no proxy CA is loaded");
     const context = await this.o.ca.secureContextFor(host);
+    state.established = true;
     socket.write(ESTABLISHED);
     if (head.length > 0) socket.unshift(head);
     const secure = new tls.TLSSocket(socket as net.Socket, { isServer: true, secureContext: context, ALPNProtocols: ["http/1.1"] });
@@ -99,4 +103,20 @@ export class ConnectHandler {
     upstream.once("close", () => socket.destroy());
     socket.once("close", () => upstream.destroy());
   }
+}
+
+function rejectConnect(socket: Duplex, e: DamselflyError): void {
+  const status = ERROR_CODES[e.code]?.httpStatus ?? 500;
+  const body = JSON.stringify({ code: e.code, message: e.message }) + "\n";
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-damselfly-error: ${e.code}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+// What node's default clientError handler would answer, plus our error code;
+// a connection that already broke is just closed.
+export function badRequest(socket: Duplex): void {
+  if (socket.writable && !socket.writableEnded) {
+    socket.end("HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_INVALID_REQUEST\r\nconnection: close\r\n\r\nmalformed HTTP request\n");
+  } else socket.destroy();
 }

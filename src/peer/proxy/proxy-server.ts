@@ -14,7 +14,7 @@ import { downloadOf, serveFromP2P } from "./p2p-response.js";
 import { parseRange } from "./range.js";
 import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
 import { sendError } from "./respond.js";
-import { ConnectHandler } from "./connect-handler.js";
+import { badRequest, ConnectHandler } from "./connect-handler.js";
 import type { CertificateAuthority } from "./ca.js";
 
 export interface ProxyOptions {
@@ -65,7 +65,7 @@ export class ProxyServer {
   async start(): Promise<void> {
     const server = http.createServer((req, res) => this.dispatch(req, res, () => this.route(req, res)));
     server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.connect.handle(req, socket, head));
-    server.on("clientError", (_err, socket) => socket.destroy());
+    server.on("clientError", (_err, socket) => badRequest(socket));
     this.address = await listenOn(server, this.o.listen, "proxy listen address");
     this.server = server;
   }
