@@ -85,6 +85,12 @@ export class TaskManager {
             await this.deps.storage.remove(id);
             this.deps.logger.warn({ taskId: id }, "disk full: removed the unfinished task");
           }
+          // Content that is not what its digest says is never kept or served.
+          if (err.code === "DF_ERR_DIGEST_MISMATCH" && this.running.get(id) === run) {
+            this.running.delete(id);
+            await this.deps.storage.remove(id);
+            this.deps.logger.error({ taskId: id, err: err.message }, "content does not match its digest: removed the task");
+          }
         },
       )
       .catch(() => undefined)

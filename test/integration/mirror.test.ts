@@ -1,12 +1,13 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, openSync, readSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
 import { startContainerd } from "../helpers/containerd.js";
-import { tempDir, logTail } from "../helpers/store.js";
+import { tempDir, logTail, pollUntil, taskDir } from "../helpers/store.js";
+import { taskId } from "../../src/common/task-id.js";
 import { directLayerGets, initContainerd, pullOk, registryWithImage } from "../helpers/mirror-setup.js";
 
 const MiB = 1024 * 1024;
@@ -164,5 +165,46 @@ describe("registry mirror with containerd", () => {
     assert.deepEqual(grepTree(cluster.dataRoot, secrets), [], "credentials found in a daemon's data dir");
     for (const d of cluster.daemons) for (const s of secrets) assert.ok(!d.proc.stderr().includes(s) && !d.proc.stdout().includes(s), `${d.name} logged a credential`);
     for (const s of secrets) assert.ok(!cluster.scheduler.proc.stderr().includes(s), "the scheduler logged a credential");
+  });
+
+  test("a registry serving bytes that do not match the digest: the client never gets a complete response, no daemon keeps the copy", async (t) => {
+    const dir = tempDir(t, "dfm-");
+    const { registry, image } = await registryWithImage(t, dir, { layers: [6 * MiB], seed: "rotten" });
+    const cluster = await startCluster({ peers: 1, t });
+    const p = cluster.peers[0]!;
+    const layer = image.layers[0]!;
+    const hex = layer.digest.slice("sha256:".length);
+    const stored = join(registry.dir, "data", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data");
+    assert.ok(existsSync(stored), `registry blob file not found at ${stored}`);
+    // Flip one byte in the middle of the registry's copy (it does not re-hash on read).
+    const flip = (path: string) => {
+      const fd = openSync(path, "r+");
+      const b = Buffer.alloc(1);
+      readSync(fd, b, 0, 1, 3 * MiB);
+      b[0] = b[0]! ^ 0xff;
+      writeSync(fd, b, 0, 1, 3 * MiB);
+      closeSync(fd);
+    };
+    flip(stored);
+
+    const url = `${p.proxyUrl}/v2/test/app/blobs/${layer.digest}?ns=${encodeURIComponent(registry.hostPort)}`;
+    const r = await request(url);
+    assert.equal(r.statusCode, 200);
+    let received = 0;
+    let failed = false;
+    try {
+      for await (const c of r.body) received += (c as Buffer).length;
+    } catch {
+      failed = true;
+    }
+    assert.ok(failed && received < layer.size, `the client got a complete response (${received} of ${layer.size} B) for content that does not match its digest`);
+    const id = taskId({ url: "", digest: layer.digest });
+    await pollUntil(() => cluster.daemons.every((d) => !existsSync(taskDir(d.dataDir, id))), "every daemon dropping the bad copy", 10_000);
+
+    // The registry is repaired: the next pull gets the right bytes, nothing stale is served.
+    flip(stored);
+    const ok = await fetchBytes(url);
+    assert.equal(ok.status, 200);
+    assert.equal(sha256(ok.body), layer.digest, logTail(p));
   });
 });

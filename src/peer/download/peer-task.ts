@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
+import { digestMismatch, hashFile, parseDigest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
 import { HostType, schedulerv1, fromErrorDetail, toErrorDetail, type Download } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
@@ -56,6 +57,7 @@ export class PeerTask {
   private resumedPieces = 0;
   private idleWaiter: (() => void) | undefined;
   private ended = false;
+  private completing = false;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -358,9 +360,24 @@ export class PeerTask {
   }
 
   private async complete(): Promise<void> {
+    if (this.ended || this.completing) return;
+    this.completing = true;
+    const t = this.o.task;
+    const d = this.o.download;
+    if (d.digestTaskId && d.digest) {
+      // A content-addressed task must be exactly its digest before this peer
+      // offers it to anyone: CRCs only prove the pieces match what the
+      // origin (or a parent) sent.
+      const expected = parseDigest(d.digest);
+      const actual = await hashFile(t.dataPath, expected.algorithm);
+      if (actual.hex !== expected.hex) {
+        this.completing = false;
+        this.fail(digestMismatch(expected, actual));
+        return;
+      }
+    }
     if (this.ended) return;
     this.ended = true;
-    const t = this.o.task;
     // Pieces resumed from an earlier run were not checked by this process.
     await t.markDone(this.resumedPieces === 0);
     const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
