@@ -66,7 +66,7 @@ test("a parent far slower than the others is dropped and the download finishes f
   const data = origin.addRandomFile("/slow/blob.bin", SIZE, "slow");
   const url = origin.url("/slow/blob.bin");
   const id = taskId({ url });
-  const cluster = await startCluster({ peers: 1, seed: true, t });
+  const cluster = await startCluster({ peers: 1, seed: true, t, schedulerArgs: ["--cold-start", "seed"] });
 
   // Warm the seed, then take the origin away: the pieces can only come from
   // the seed or the slow stand-in.

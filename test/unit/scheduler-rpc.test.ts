@@ -201,8 +201,8 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-test("seed triggering: the seed is triggered, fetches from the origin and becomes the parent", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler();
+test("seed-first cold start: the seed is triggered, fetches from the origin and becomes the parent", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ coldStart: "seed" });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
@@ -234,8 +234,51 @@ test("seed triggering: the seed is triggered, fetches from the origin and become
   assert.equal(seed.calls.length, 1);
 });
 
-test("origin failure at the seed fails waiting peers with the origin status", { timeout: 15_000 }, async () => {
+test("peer-first cold start: the first peer fetches from the origin; a second peer mid-download brings the seed, which copies from the peers", { timeout: 15_000 }, async () => {
   const { client } = await startScheduler();
+  const seed = await fakeSeedDaemon();
+  await announce(client, "seed", { seed: true, apiPort: seed.port });
+  await announce(client, "hn");
+  await announce(client, "hm");
+  const task = newTaskId();
+  const n = new TestPeer(client, "hn", task, "pn");
+  n.register({ url: "http://origin.test/big" });
+  await n.expect("needBackToSource");
+  n.startSource();
+  await n.expectSilence(100);
+  assert.equal(seed.calls.length, 0, "a lone cold request must not wait for or trigger a seed");
+
+  // A second requester while the first is still fetching: it gets the first
+  // as parent, and the seed is triggered to join.
+  const m = new TestPeer(client, "hm", task, "pm");
+  m.register({ url: "http://origin.test/big" });
+  assert.deepEqual(ids(await m.expect("normalTask")), ["pn"]);
+  await until(() => seed.calls.length === 1);
+  assert.equal(seed.calls[0]!.download?.headers.authorization, "secret");
+  const s = new TestPeer(client, "seed", task, "ps");
+  s.register({ url: "http://origin.test/big" });
+  assert.ok(ids(await s.expect("normalTask")).includes("pn"), "the seed copies from the peer instead of the origin");
+});
+
+test("peer-first cold start: the seed copies a task once its first peer finishes", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler();
+  const seed = await fakeSeedDaemon();
+  await announce(client, "seed", { seed: true, apiPort: seed.port });
+  await announce(client, "hn");
+  const task = newTaskId();
+  const n = new TestPeer(client, "hn", task, "pn");
+  n.register();
+  await n.expect("needBackToSource");
+  n.startSource();
+  n.finish();
+  await until(() => seed.calls.length === 1);
+  const s = new TestPeer(client, "seed", task, "ps");
+  s.register();
+  assert.deepEqual(ids(await s.expect("normalTask")), ["pn"]);
+});
+
+test("origin failure at the seed fails waiting peers with the origin status", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ coldStart: "seed" });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
@@ -356,7 +399,7 @@ test("cached tasks make finished parents; leaving hosts take their peers along",
 });
 
 test("a failed seed trigger sends the waiting peer to the origin at once, without re-triggering", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler({ seedWait: 10_000 });
+  const { client } = await startScheduler({ seedWait: 10_000, coldStart: "seed" });
   const calls: string[] = [];
   const server = await createRpcServer("127.0.0.1:0", (router) =>
     router.service(daemonv1.DaemonService, {

@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
-import { digestMismatch, hashFile, parseDigest } from "../../common/digest.js";
+import { parseDigest } from "../../common/digest.js";
+import { DigestVerifier } from "./digest-verifier.js";
 import type { Logger } from "../../common/logger.js";
 import { HostType, schedulerv1, fromErrorDetail, toErrorDetail, type Download } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
@@ -58,6 +59,7 @@ export class PeerTask {
   private idleWaiter: (() => void) | undefined;
   private ended = false;
   private completing = false;
+  private verifier: DigestVerifier | undefined;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -88,6 +90,8 @@ export class PeerTask {
     this.o.task.failure = undefined;
     this.resumedPieces = this.o.task.verified ? 0 : this.o.task.pieces.size;
     await this.o.task.prepareForWrites();
+    const d = this.o.download;
+    if (d.digestTaskId && d.digest && !this.o.task.meta.digestVerified) this.verifier = new DigestVerifier(this.o.task, parseDigest(d.digest));
     this.watchdog = setInterval(() => this.checkStall(), 1_000);
     this.watchdog.unref();
     if (this.o.task.isComplete()) {
@@ -363,23 +367,22 @@ export class PeerTask {
     if (this.ended || this.completing) return;
     this.completing = true;
     const t = this.o.task;
-    const d = this.o.download;
-    if (d.digestTaskId && d.digest) {
-      // A content-addressed task must be exactly its digest before this peer
-      // offers it to anyone: CRCs only prove the pieces match what the
-      // origin (or a parent) sent.
-      const expected = parseDigest(d.digest);
-      const actual = await hashFile(t.dataPath, expected.algorithm);
-      if (actual.hex !== expected.hex) {
+    if (this.verifier) {
+      // A content-addressed task must be exactly its digest before it is
+      // marked done: CRCs only prove the pieces match what the origin (or a
+      // parent) sent.
+      try {
+        await this.verifier.result;
+      } catch (err) {
         this.completing = false;
-        this.fail(digestMismatch(expected, actual));
+        this.fail(DamselflyError.from(err));
         return;
       }
     }
     if (this.ended) return;
     this.ended = true;
     // Pieces resumed from an earlier run were not checked by this process.
-    await t.markDone(this.resumedPieces === 0);
+    await t.markDone(this.resumedPieces === 0, this.verifier ? true : undefined);
     const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
     if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
     else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
@@ -406,6 +409,7 @@ export class PeerTask {
   }
 
   private cleanup(): void {
+    this.verifier?.close();
     this.idleWaiter?.();
     if (this.watchdog) clearInterval(this.watchdog);
     this.abort.abort();

@@ -1,5 +1,4 @@
 import type { ServerResponse } from "node:http";
-import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
@@ -7,7 +6,8 @@ import type { Logger } from "../../common/logger.js";
 import { DownloadSchema, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
-import { readTaskRange, waitForInfo } from "../api/task-reader.js";
+import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
+import { drainOrClose } from "../../common/streams.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
 
 export interface P2PObject {
@@ -104,25 +104,41 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     res.writeHead(status, headers);
 
     // Only a whole-object response can be checked against the digest; ranges
-    // rely on the per-piece CRCs.
+    // rely on the per-piece CRCs. The daemon hashes a content-addressed task
+    // once, in order, as it downloads: a response relies on that check and
+    // holds its last bytes until it passes. It hashes by itself only what the
+    // task's check does not cover: a stored task that was never hashed, or a
+    // response stitched together with bytes from the origin.
     const expected = obj.digest && status === 200 ? parseDigest(obj.digest) : undefined;
-    const hasher = expected ? new Digester(expected.algorithm) : undefined;
-    const checkBeforeLast = (): void => {
-      if (!hasher || !expected) return;
-      const actual = hasher.digest();
-      if (actual.hex !== expected.hex) {
-        throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${obj.digest} hashes to ${formatDigest(actual)}`);
-      }
+    let hasher = expected && task.done && !task.meta.digestVerified ? new Digester(expected.algorithm) : undefined;
+    const checkBeforeLast = async (): Promise<void> => {
+      if (!expected) return;
+      if (hasher) {
+        const actual = hasher.digest();
+        if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${obj.digest} hashes to ${formatDigest(actual)}`);
+      } else await waitUntil(task, () => task.meta.digestVerified === true, clientGone.signal);
     };
     let pos = start;
     const emit = async (buf: Buffer): Promise<void> => {
       hasher?.update(buf);
-      // The last bytes are held until the whole object is verified: a client
-      // must never receive a complete response with wrong content.
-      if (pos + buf.length === end) checkBeforeLast();
-      if (!res.write(buf)) await Promise.race([once(res, "drain"), once(res, "close")]);
+      // A client must never receive a complete response with wrong content.
+      if (pos + buf.length === end) await checkBeforeLast();
+      if (!res.write(buf)) await drainOrClose(res);
       pos += buf.length;
       if (clientGone.signal.aborted) throw clientGone.signal.reason;
+    };
+    // Switches to hashing here: the bytes sent so far are re-read from the
+    // store (they came from it), the rest is hashed as it arrives.
+    const hashSentPrefix = async (): Promise<void> => {
+      if (!expected || hasher) return;
+      const h = new Digester(expected.algorithm);
+      const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, pos)));
+      for (let at = 0; at < pos; ) {
+        const n = Math.min(chunk.length, pos - at);
+        h.update(await task.read(at, n, chunk.subarray(0, n)));
+        at += n;
+      }
+      hasher = h;
     };
 
     let p2pError: DamselflyError | undefined;
@@ -145,12 +161,13 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
         stall.clear();
       }
       if (!p2pError && pos < end) p2pError = new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `the swarm's copy ends at byte ${pos} of ${end}`);
-    } else checkBeforeLast();
+    } else await checkBeforeLast();
 
     let fromOriginDirect = 0;
     if (p2pError) {
       log.warn({ taskId: task.id, at: pos, code: p2pError.code, err: p2pError.message }, "proxy: P2P failed mid-response, continuing from the origin");
       try {
+        await hashSentPrefix();
         fromOriginDirect = await continueFromOrigin(pos, end, emit);
       } catch (err) {
         const e = DamselflyError.from(err);

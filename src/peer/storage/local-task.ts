@@ -16,6 +16,8 @@ export interface TaskMeta {
   // "sha256:<hex>" when the task ID is the content digest (OCI blobs); absent
   // in tasks written before this field existed.
   digestTaskId?: string;
+  // The whole content was hashed and matched digestTaskId.
+  digestVerified?: boolean;
   // -1 while unknown (chunked origin response still in progress).
   contentLength: number;
   pieceLength: number;
@@ -42,6 +44,8 @@ export interface LocalTaskEvents {
 // most the piece being written). Only pieces in `pieces` are ever read back.
 export class LocalTask extends EventEmitter<LocalTaskEvents> {
   readonly pieces = new Map<number, PieceInfo>();
+  // Pieces verified on receipt by this process.
+  private readonly received = new Set<number>();
   failure: DamselflyError | undefined;
   // Every stored piece was CRC-checked by this process (on receipt, or by a
   // full pass after a restart). Cleared when a piece turns out corrupt.
@@ -188,21 +192,30 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${this.id} is not stored`);
     const { offset } = this.pieceRange(n);
     const buf = await this.read(offset, info.length);
-    if (crc32Update(buf) !== info.crc) {
+    if (!this.isFresh(n) && crc32Update(buf) !== info.crc) {
       await this.invalidatePiece(n);
       throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `stored piece ${n} of task ${this.id} failed its CRC-32 check`);
     }
     return buf;
   }
 
+  // True while the task is downloading and this process verified the piece
+  // on receipt: re-checking it moments later only burns CPU. Once the task is
+  // done, reads are checked again (a long-lived store can rot).
+  isFresh(n: number): boolean {
+    return !this.meta.done && this.received.has(n);
+  }
+
   async markPiece(p: PieceInfo): Promise<void> {
     if (this.pieces.has(p.number)) return;
     this.pieces.set(p.number, p);
+    this.received.add(p.number);
     await this.appendLog(`${p.number} ${p.crc} ${p.length}\n`);
     this.emit("piece", p);
   }
 
   async invalidatePiece(n: number): Promise<void> {
+    this.received.delete(n);
     if (!this.pieces.delete(n)) return;
     this.verified = false;
     if (this.meta.done) {
@@ -213,9 +226,10 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   // `verified`: every piece was checked on receipt in this process.
-  async markDone(verified: boolean): Promise<void> {
+  // `digestVerified`: the whole content matched digestTaskId.
+  async markDone(verified: boolean, digestVerified = this.meta.digestVerified): Promise<void> {
     this.verified = verified;
-    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now() };
+    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}) };
     await this.saveMeta();
     this.emit("done");
   }

@@ -1,9 +1,9 @@
 import http from "node:http";
 import type { Socket } from "node:net";
-import { once } from "node:events";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
 import { crc32Update } from "../../common/pieces.js";
+import { drainOrClose } from "../../common/streams.js";
 import type { HostPort } from "../../common/address.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
@@ -104,15 +104,18 @@ export class UploadServer {
 
   private async streamPiece(task: LocalTask, info: PieceInfo, res: http.ServerResponse): Promise<void> {
     const { offset } = task.pieceRange(info.number);
+    // A piece this process verified moments ago (the task is still
+    // downloading) is served as is; stored pieces are re-checked for rot.
+    const check = !task.isFresh(info.number);
     let crc = 0;
     let sent = 0;
     while (sent < info.length) {
       if (res.destroyed) return;
       const len = Math.min(CHUNK, info.length - sent);
       const buf = await task.read(offset + sent, len, this.pool.get());
-      crc = crc32Update(buf, crc);
+      if (check) crc = crc32Update(buf, crc);
       const last = sent + len === info.length;
-      if (last && crc !== info.crc) {
+      if (check && last && crc !== info.crc) {
         // Cut the response short: the child sees a truncated piece, and we stop
         // advertising a piece that rotted on disk.
         this.stats.corruptDetected++;
@@ -124,7 +127,7 @@ export class UploadServer {
       }
       sent += len;
       this.stats.bytesTotal += len;
-      if (!res.write(buf, () => this.pool.put(buf))) await Promise.race([once(res, "drain"), once(res, "close")]);
+      if (!res.write(buf, () => this.pool.put(buf))) await drainOrClose(res);
     }
     res.end();
   }

@@ -84,19 +84,37 @@ export class SchedulingEngine {
       peer.send(localHit(task));
       return "local_hit";
     }
+    const peerFirst = this.config.coldStart === "peer";
     if (this.store.hosts.get(peer.hostId)?.isSeed) {
-      const finished = this.select(peer, task, true);
-      if (finished.length > 0) {
-        this.sendNormal(peer, task, finished);
+      // With peer-first cold starts the seed copies from the peer that is
+      // fetching (the origin sends the task once); otherwise it is the root
+      // and takes only complete copies.
+      const parents = this.select(peer, task, !peerFirst);
+      if (parents.length > 0) {
+        this.sendNormal(peer, task, parents);
         return "normal_task";
       }
-      this.backToSource(peer, task, "seed peer fetches from the origin");
-      return "need_back_to_source";
-    }
-    const parents = this.select(peer, task);
-    if (parents.length > 0) {
-      this.sendNormal(peer, task, parents);
-      return "normal_task";
+      if (!peerFirst || !this.hasFeed(task, peer)) {
+        this.backToSource(peer, task, "seed peer fetches from the origin");
+        return "need_back_to_source";
+      }
+      // A peer is fetching it but has nothing to offer yet: wait for it.
+    } else {
+      const parents = this.select(peer, task);
+      if (parents.length > 0) {
+        this.sendNormal(peer, task, parents);
+        // Several peers want a task that is still arriving: a seed peer joins
+        // now and spreads it with its bigger uplink.
+        if (peerFirst && !this.hasSucceeded(task)) this.maybeTriggerSeed(task, now);
+        return "normal_task";
+      }
+      if (peerFirst && !this.hasFeed(task, peer) && !this.seedActive(task, now) && this.canBackToSource(peer, task)) {
+        // Nobody holds or fetches any of it: the first requester goes to the
+        // origin itself instead of waiting for a seed peer (one hop less); the
+        // seed copies it from this peer once it is done.
+        this.backToSource(peer, task, "first peer of a cold task fetches from the origin");
+        return "need_back_to_source";
+      }
     }
     this.store.clearCandidates(peer);
     if (peer.waitingSince === undefined) {
@@ -142,6 +160,17 @@ export class SchedulingEngine {
       if (p.state === "succeeded" || p.state === "backToSource") return true;
     }
     return false;
+  }
+
+  private hasSucceeded(task: Task): boolean {
+    for (const p of this.store.taskPeers(task)) if (p.state === "succeeded" && this.liveHost(p.hostId)) return true;
+    return false;
+  }
+
+  // A peer finished a task: with peer-first cold starts, the seed peer now
+  // keeps a copy (nodes come and go; the seed is the lasting cache).
+  onPeerFinished(task: Task): void {
+    if (this.config.coldStart === "peer") this.maybeTriggerSeed(task, this.now());
   }
 
   canBackToSource(peer: Peer, task: Task): boolean {

@@ -70,6 +70,7 @@ export class PeerEvents {
     task.backToSourcePeers.delete(peer.id);
     peer.state = "succeeded";
     peer.finishedPieces = task.totalPieces;
+    this.engine.onPeerFinished(task);
     this.engine.wake(task);
   }
 
