@@ -46,6 +46,7 @@ export const schedulerSchema = {
   coldStart: field("string", "peer", "who fetches a task nobody has yet: peer (the first requester, no extra hop; a seed peer copies it from that peer) or seed (the first requester waits for a seed peer to fetch it)", {
     check: (v) => (v === "peer" || v === "seed" ? undefined : "must be peer or seed"),
   }),
+  seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it"),
   seedWait: field("duration", 15_000, "how long a peer waits for a triggered seed peer before going to the origin"),
   hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers"),
   normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive }),

@@ -15,7 +15,7 @@ import { TaskManager } from "./task-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
-import { CertificateAuthority } from "./proxy/ca.js";
+import type { CertificateAuthority } from "./proxy/ca.js";
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -88,8 +88,9 @@ export class Daemon {
         })
       : undefined;
     tasks.scheduler = this.link;
-    const ca = c.proxyIntercept.length > 0
-      ? await CertificateAuthority.loadOrCreate({
+    // The X.509 library loads only when interception is configured.
+    const ca: CertificateAuthority | undefined = c.proxyIntercept.length > 0
+      ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
           certFile: c.proxyCaCert || join(c.dataDir, "proxy-ca", "ca.crt"),
           keyFile: c.proxyCaKey || join(c.dataDir, "proxy-ca", "ca.key"),
           logger: this.log,

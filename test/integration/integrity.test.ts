@@ -62,7 +62,8 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
   before(async () => {
     outDir = mkdtempSync(join(tmpdir(), "damselfly-integrity-out-"));
     origin = await startOrigin();
-    cluster = await startCluster({ peers: 1, seed: true });
+    // Seed-first: the seed fetches the task and holds the copy that rots.
+    cluster = await startCluster({ peers: 1, seed: true, schedulerArgs: ["--cold-start", "seed"] });
   });
   after(async () => {
     await cluster?.stop();

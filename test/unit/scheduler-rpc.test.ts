@@ -131,6 +131,7 @@ class TestPeer {
   }
 }
 
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const ids = (n: schedulerv1.NormalTaskResponse) => n.candidateParents.map((c) => c.peerId).sort();
 
 test("no seed: first peer goes to the origin, a later peer gets it as parent", { timeout: 15_000 }, async () => {
@@ -260,8 +261,8 @@ test("peer-first cold start: the first peer fetches from the origin; a second pe
   assert.ok(ids(await s.expect("normalTask")).includes("pn"), "the seed copies from the peer instead of the origin");
 });
 
-test("peer-first cold start: the seed copies a task once its first peer finishes", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler();
+test("peer-first cold start: the seed copies a task seedCopyDelay after its first peer finishes", { timeout: 15_000 }, async () => {
+  const { client } = await startScheduler({ seedCopyDelay: 300 });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
@@ -271,6 +272,8 @@ test("peer-first cold start: the seed copies a task once its first peer finishes
   await n.expect("needBackToSource");
   n.startSource();
   n.finish();
+  await sleep(150);
+  assert.equal(seed.calls.length, 0, "the seed must not copy before seedCopyDelay");
   await until(() => seed.calls.length === 1);
   const s = new TestPeer(client, "seed", task, "ps");
   s.register();

@@ -47,14 +47,17 @@ export function waitForInfo(task: LocalTask, signal: AbortSignal): Promise<void>
 
 // Yields a task's bytes in order from `start` (inclusive) to `end`
 // (exclusive; undefined: to the end), waiting for pieces still downloading.
-// Every piece is CRC-checked as it is read; a corrupt one is dropped and
-// refetched through `restart`.
+// Every piece is CRC-checked as it is read (unless this process verified it
+// moments ago); a corrupt one is dropped and refetched through `restart`.
 export async function* readTaskRange(
   task: LocalTask,
   signal: AbortSignal,
   restart: () => Promise<void>,
   start = 0,
   end?: number,
+  // Piece buffers come from here; the consumer releases each chunk once its
+  // write completed.
+  pool?: { get(): Buffer },
 ): AsyncGenerator<Buffer> {
   await waitForInfo(task, signal);
   const stop = Math.min(end ?? task.meta.contentLength, task.meta.contentLength);
@@ -65,7 +68,7 @@ export async function* readTaskRange(
     for (;;) {
       await waitForPiece(task, n, signal);
       try {
-        piece = await task.readVerifiedPiece(n);
+        piece = await task.readVerifiedPiece(n, pool?.get());
         break;
       } catch (err) {
         if ((err as DamselflyError).code !== "DF_ERR_PIECE_CORRUPT") throw err;

@@ -8,6 +8,7 @@ import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
 import { drainOrClose } from "../../common/streams.js";
+import { BufferPool } from "../upload/buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
 
 export interface P2PObject {
@@ -118,12 +119,16 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
         if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${obj.digest} hashes to ${formatDigest(actual)}`);
       } else await waitUntil(task, () => task.meta.digestVerified === true, clientGone.signal);
     };
+    // Piece buffers are reused once the socket is done with them: a response
+    // of gigabytes would otherwise allocate one per piece.
+    let pool: BufferPool | undefined;
+    const piecePool = { get: () => (pool ??= new BufferPool(task.meta.pieceLength, 4)).get() };
     let pos = start;
     const emit = async (buf: Buffer): Promise<void> => {
       hasher?.update(buf);
       // A client must never receive a complete response with wrong content.
       if (pos + buf.length === end) await checkBeforeLast();
-      if (!res.write(buf)) await drainOrClose(res);
+      if (!res.write(buf, () => pool?.release(buf))) await drainOrClose(res);
       pos += buf.length;
       if (clientGone.signal.aborted) throw clientGone.signal.reason;
     };
@@ -148,7 +153,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
         handle = await deps.tasks.ensure(download, task.id);
       };
       try {
-        for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end)) {
+        for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end, piecePool)) {
           stall.reset();
           await emit(buf);
         }

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { appendFile, constants, copyFile, open, rename, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { constants, copyFile, open, rename, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
@@ -46,6 +46,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   readonly pieces = new Map<number, PieceInfo>();
   // Pieces verified on receipt by this process.
   private readonly received = new Set<number>();
+  private logFh: FileHandle | undefined;
   failure: DamselflyError | undefined;
   // Every stored piece was CRC-checked by this process (on receipt, or by a
   // full pass after a restart). Cleared when a piece turns out corrupt.
@@ -112,17 +113,17 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   get hasOpenHandle(): boolean {
-    return this.fh !== undefined || this.opening !== undefined;
+    return this.fh !== undefined || this.opening !== undefined || this.logFh !== undefined;
   }
 
   // Closes the data file if no operation is using it (the store bounds how
   // many task files stay open); the next operation reopens it.
   async closeIfIdle(): Promise<boolean> {
-    if (this.ops > 0 || !this.fh) return false;
+    if (this.ops > 0 || (!this.fh && !this.logFh)) return false;
     const fh = this.fh;
     this.fh = undefined;
     this.opening = undefined;
-    await fh.close().catch(() => undefined);
+    await Promise.all([fh?.close().catch(() => undefined), this.closeLog()]);
     return true;
   }
 
@@ -187,11 +188,11 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // Reads a whole finished piece and checks its CRC; a piece that fails is
   // dropped so it is fetched again and never handed on.
-  async readVerifiedPiece(n: number): Promise<Buffer> {
+  async readVerifiedPiece(n: number, into?: Buffer): Promise<Buffer> {
     const info = this.pieces.get(n);
     if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${this.id} is not stored`);
     const { offset } = this.pieceRange(n);
-    const buf = await this.read(offset, info.length);
+    const buf = await this.read(offset, info.length, into && into.length >= info.length ? into.subarray(0, info.length) : undefined);
     if (!this.isFresh(n) && crc32Update(buf) !== info.crc) {
       await this.invalidatePiece(n);
       throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `stored piece ${n} of task ${this.id} failed its CRC-32 check`);
@@ -231,6 +232,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.verified = verified;
     this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}) };
     await this.saveMeta();
+    await this.closeLog();
     this.emit("done");
   }
 
@@ -260,15 +262,32 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     await rename(tmp, join(this.dir, "task.json"));
   }
 
+  // Serialised so lines never interleave. The log stays open while pieces
+  // arrive (one open per piece cost more than the write) and is closed when
+  // the task is done.
   private appendLog(line: string): Promise<void> {
-    // Serialised so lines never interleave.
-    this.logQueue = this.logQueue.then(() => appendFile(join(this.dir, "pieces.log"), line));
+    this.logQueue = this.logQueue.then(async () => {
+      this.onOpenUse?.(this);
+      this.logFh ??= await open(join(this.dir, "pieces.log"), "a");
+      await this.logFh.write(line);
+    });
     return this.logQueue;
+  }
+
+  private closeLog(): Promise<void> {
+    this.logQueue = this.logQueue
+      .catch(() => undefined)
+      .then(async () => {
+        const fh = this.logFh;
+        this.logFh = undefined;
+        await fh?.close();
+      });
+    return this.logQueue.catch(() => undefined);
   }
 
   async close(): Promise<void> {
     await this.writeChain;
-    await this.logQueue.catch(() => undefined);
+    await this.closeLog();
     const fh = this.fh;
     this.fh = undefined;
     this.opening = undefined;

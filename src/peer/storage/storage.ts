@@ -8,9 +8,10 @@ import { LocalTask, type TaskMeta } from "./local-task.js";
 // The task store under --data-dir: tasks/{id[0:3]}/{id}/. Paths are built only
 // from validated task IDs (64 hex digits), so no request can name a file
 // outside the store.
-// Task data files kept open at once; beyond this the least recently used idle
-// ones are closed (thousands of cached layers must not exhaust descriptors).
-const MAX_OPEN_FILES = 256;
+// Tasks whose files (data, piece log) stay open at once; beyond this the least
+// recently used idle ones are closed (thousands of cached layers must not
+// exhaust descriptors).
+const MAX_OPEN_FILES = 128;
 
 export class Storage {
   private readonly tasks = new Map<string, LocalTask>();

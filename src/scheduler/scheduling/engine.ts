@@ -169,8 +169,14 @@ export class SchedulingEngine {
 
   // A peer finished a task: with peer-first cold starts, the seed peer now
   // keeps a copy (nodes come and go; the seed is the lasting cache).
+  // The copy waits `seedCopyDelay`, so it does not compete with the node
+  // that is still unpacking what it just pulled.
   onPeerFinished(task: Task): void {
-    if (this.config.coldStart === "peer") this.maybeTriggerSeed(task, this.now());
+    if (this.config.coldStart !== "peer" || task.seedTrigger) return;
+    const timer = setTimeout(() => {
+      if (!this.closed && this.store.tasks.get(task.id) === task) this.maybeTriggerSeed(task, this.now());
+    }, this.config.seedCopyDelay);
+    timer.unref();
   }
 
   canBackToSource(peer: Peer, task: Task): boolean {
