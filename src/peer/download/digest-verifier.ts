@@ -2,12 +2,14 @@ import { DamselflyError } from "../../common/errors.js";
 import { Digester, digestMismatch, type Digest } from "../../common/digest.js";
 import type { LocalTask } from "../storage/local-task.js";
 
-// Hashes a task's content in order while it downloads: each piece is read
-// back (from the page cache) as soon as every piece before it is stored, so
-// the whole-content check finishes right after the last piece instead of
-// re-reading the file at the end, and uses one reused buffer.
+// Hashes a task's content in order while it downloads, so the whole-content
+// check finishes right after the last piece instead of re-reading the file
+// at the end. Bytes that arrive in order (an origin stream) are hashed as they
+// come; otherwise each stored piece is read back (from the page cache) as soon
+// as everything before it is hashed, into one reused buffer.
 export class DigestVerifier {
-  private next = 0;
+  // Bytes [0, hashed) went into the hasher.
+  private hashed = 0;
   private busy = false;
   private closed = false;
   private readonly hasher: Digester;
@@ -27,6 +29,15 @@ export class DigestVerifier {
     this.kick();
   }
 
+  // Bytes at `offset` as they arrive from a sequential source. Used only
+  // when they continue exactly where hashing stands (and no read-back is
+  // running); anything else is read back from the store later.
+  feed(offset: number, chunk: Uint8Array): void {
+    if (this.closed || this.busy || offset > this.hashed || offset + chunk.length <= this.hashed) return;
+    this.hasher.update(offset === this.hashed ? chunk : chunk.subarray(this.hashed - offset));
+    this.hashed = offset + chunk.length;
+  }
+
   close(): void {
     this.closed = true;
     this.task.off("piece", this.kick);
@@ -41,15 +52,16 @@ export class DigestVerifier {
     this.busy = true;
     const t = this.task;
     try {
-      while (!this.closed && t.infoKnown && this.next < t.totalPieces && t.pieces.has(this.next)) {
-        const info = t.pieces.get(this.next)!;
-        const { offset } = t.pieceRange(this.next);
-        if (!this.buf || this.buf.length < info.length) this.buf = Buffer.allocUnsafe(t.meta.pieceLength);
-        const data = await t.read(offset, info.length, this.buf.subarray(0, info.length));
-        this.hasher.update(data);
-        this.next++;
+      while (!this.closed && t.infoKnown && this.hashed < t.meta.contentLength) {
+        const n = Math.floor(this.hashed / t.meta.pieceLength);
+        if (!t.pieces.has(n)) break;
+        const { offset, length } = t.pieceRange(n);
+        const len = offset + length - this.hashed;
+        if (!this.buf) this.buf = Buffer.allocUnsafe(t.meta.pieceLength);
+        this.hasher.update(await t.read(this.hashed, len, this.buf.subarray(0, len)));
+        this.hashed += len;
       }
-      if (!this.closed && t.infoKnown && this.next === t.totalPieces) {
+      if (!this.closed && t.infoKnown && this.hashed === t.meta.contentLength && t.pieces.size === t.totalPieces) {
         this.close();
         const actual = this.hasher.digest();
         if (actual.hex === this.expected.hex) this.settle.resolve();

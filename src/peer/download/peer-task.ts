@@ -328,6 +328,7 @@ export class PeerTask {
         this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, costMicros: BigInt(Math.round(costMicros)) }) });
       },
       isDone: (n) => task.pieces.has(n) || this.inFlight.has(n),
+      onBytes: (offset, chunk) => this.verifier?.feed(offset, chunk),
     };
     fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
       .then(async () => {

@@ -10,6 +10,8 @@ export interface SourceFetchHooks {
   onPiece(n: number, crc: number, length: number, costMicros: number): Promise<void> | void;
   // Pieces another source (a parent) finished meanwhile are not rewritten.
   isDone(n: number): boolean;
+  // Every byte written, in arrival order, at its offset in the file.
+  onBytes?(offset: number, chunk: Uint8Array): void;
 }
 
 const RETRIES = 3;
@@ -139,7 +141,11 @@ async function consume(
         const boundary = pieceEnd(n);
         const take = Math.min(chunk.length - off, boundary - pos);
         if (take <= 0) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", "origin sent more bytes than announced");
-        if (writer) await writer.push(chunk.subarray(off, off + take));
+        if (writer) {
+          const part = chunk.subarray(off, off + take);
+          await writer.push(part);
+          hooks.onBytes?.(pos, part);
+        }
         off += take;
         pos += take;
         if (pos === boundary) {
