@@ -25,6 +25,7 @@ import { startContainerd, writeHostsToml, type Containerd } from "../test/helper
 import { makeOciImage, pushImage } from "../test/helpers/oci-image.js";
 import { runDamselfly, type LogLine } from "../test/helpers/procs.js";
 import { startRegistry, type AccessEntry, type Registry } from "../test/helpers/registry.js";
+import { startThrottle, type Throttle } from "../test/helpers/throttle.js";
 import { median, mibps, opt, peakRss, run } from "./lib.js";
 
 const size = parseBytes(opt("--size", "500MiB"));
@@ -35,6 +36,9 @@ const pullTimeoutMs = parseDuration(opt("--pull-timeout", "10m"));
 const totalTimeoutMs = parseDuration(opt("--timeout", "60m"));
 // Write V8 CPU profiles of the scheduler and daemons here (written when they stop).
 const cpuProf = opt("--cpu-prof", "");
+// Emulates a remote registry: its egress (all clients together) limited to
+// this many bytes/s by a forwarder in front of it (0: loopback speed).
+const registryRate = parseBytes(opt("--registry-rate", "0"));
 // Short: containerd's socket path must fit in sun_path.
 const dir = mkdtempSync(join(opt("--dir", tmpdir()), "dfcp-"));
 
@@ -43,6 +47,7 @@ const fmtMiB = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
 const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 let registry: Registry | undefined;
+let throttle: Throttle | undefined;
 const containerds: Containerd[] = [];
 let cluster: Cluster | undefined;
 // Stops whatever was started and removes the data; safe to run again (every
@@ -52,6 +57,7 @@ const cleanup = () =>
   (cleaning = cleaning.then(async () => {
     for (const c of containerds) await c.stop().catch(() => undefined);
     await cluster?.stop().catch(() => undefined);
+    await throttle?.stop().catch(() => undefined);
     await registry?.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }));
@@ -213,12 +219,17 @@ try {
   const layerSize = Math.floor(size / layerCount);
   const image = await makeOciImage(join(dir, "image"), { layers: Array.from({ length: layerCount }, () => ({ size: layerSize })) });
   const imageBytes = image.totalLayerBytes + image.configSize + image.manifestSize;
-  const ref = `${registry.hostPort}/bench/app:v1`;
-  await pushImage(image.layoutDir, ref);
+  await pushImage(image.layoutDir, `${registry.hostPort}/bench/app:v1`);
+  throttle = registryRate > 0 ? await startThrottle({ host: registry.host, port: registry.port }, registryRate) : undefined;
+  // Pulls go through the throttle when there is one (the registry ignores Host).
+  const pullHost = throttle?.hostPort ?? registry.hostPort;
+  const pullUrl = `http://${pullHost}`;
+  const ref = `${pullHost}/bench/app:v1`;
   rmSync(image.layoutDir, { recursive: true, force: true });
   console.log(
     `image ${ref}: ${layerCount} layers of ${fmtMiB(layerSize)} random data, ${fmtMiB(image.totalLayerBytes)} of gzip'd layers; ` +
-      `built and pushed in ${sec(performance.now() - t00)}; snapshotter ${snapshotter}; data under ${dir}`,
+      `built and pushed in ${sec(performance.now() - t00)}; snapshotter ${snapshotter}; ` +
+      `registry egress ${registryRate > 0 ? `limited to ${fmtMiB(registryRate)}/s` : "unlimited (loopback)"}; data under ${dir}`,
   );
 
   live();
@@ -228,7 +239,7 @@ try {
   live();
   const [ctrA, ctrB] = containerds as [Containerd, Containerd];
   const directHosts = join(dir, "hosts-direct");
-  writeHostsToml(directHosts, registry.hostPort, { server: registry.url });
+  writeHostsToml(directHosts, pullHost, { server: pullUrl });
 
   const settle = () => run("sync", []);
   const reg = registry;
@@ -292,7 +303,7 @@ try {
     const hostsFor = async (p: DaemonHandle, name: string) => {
       live();
       const d = join(dir, `hosts-${name}-${r}`);
-      const res = await runDamselfly(["init", "containerd", "--config-path", d, "--registry", reg.url, "--proxy", p.proxyUrl], { timeoutMs: 30_000 });
+      const res = await runDamselfly(["init", "containerd", "--config-path", d, "--registry", pullUrl, "--proxy", p.proxyUrl], { timeoutMs: 30_000 });
       if (res.code !== 0) throw new Error(`damselfly init containerd exited ${res.code}: ${res.stderr}`);
       return d;
     };

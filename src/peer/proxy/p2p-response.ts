@@ -124,13 +124,18 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     let pool: BufferPool | undefined;
     const piecePool = { get: () => (pool ??= new BufferPool(task.meta.pieceLength, 4)).get() };
     let pos = start;
+    // The next piece is read from the store while the socket drains the
+    // previous one (at most two in flight), not after.
+    let draining: Promise<void> | undefined;
     const emit = async (buf: Buffer): Promise<void> => {
       hasher?.update(buf);
       // A client must never receive a complete response with wrong content.
       if (pos + buf.length === end) await checkBeforeLast();
-      if (!res.write(buf, () => pool?.release(buf))) await drainOrClose(res);
-      pos += buf.length;
+      if (draining) await draining;
+      draining = undefined;
       if (clientGone.signal.aborted) throw clientGone.signal.reason;
+      if (!res.write(buf, () => pool?.release(buf))) draining = drainOrClose(res);
+      pos += buf.length;
     };
     // Switches to hashing here: the bytes sent so far are re-read from the
     // store (they came from it), the rest is hashed as it arrives.
@@ -182,6 +187,8 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
         return {};
       }
     }
+    if (draining) await draining;
+    if (clientGone.signal.aborted) return {};
     const stats = handle.run?.stats;
     if (obj.trailers) {
       res.addTrailers({
