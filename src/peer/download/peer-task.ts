@@ -49,7 +49,7 @@ export class PeerTask {
   private readonly parents = new Map<string, ParentConn>();
   private readonly blocklist = new Set<string>();
   private readonly inFlight = new Map<number, string>();
-  private readonly selector: PieceSelector;
+  private readonly selector: PieceSelector<ParentConn>;
   private session: AnnounceSession | undefined;
   private readonly abort = new AbortController();
   private settle!: { resolve: () => void; reject: (e: DamselflyError) => void };
