@@ -1,0 +1,203 @@
+// damselfly: the scheduler, a seed daemon and the HTTP origin on the origin
+// host; one daemon per peer host (its API on 127.0.0.1:65000 inside its own
+// namespace, its data plane on <host ip>:65002); then `damselfly get` in
+// every peer namespace at once. Everything before the gets is setup, outside
+// the clock, as a deployed Damselfly would be running already.
+//
+// The seed daemon's API listens on the origin host's address (10.214.0.1:65000),
+// not loopback: the scheduler triggers seed peers through it.
+//
+// Two variants: "damselfly" (the scheduler's defaults: a peer fetches a cold
+// task from the origin itself) and "damselfly-seed" (--cold-start seed: the
+// first requester waits for the seed peer to fetch it, Dragonfly's way).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { BIN } from "../lib.js";
+import { peerResult, type Mode, type ModeContext, type ModeRun, type PeerResult } from "./mode.js";
+import { startOriginServer, type OriginServer } from "./origin.js";
+import { jsonLine, runClient, startService, type Service } from "./proc.js";
+import { ORIGIN_IP } from "./topology.js";
+
+export const SCHEDULER_PORT = 8002;
+export const UPLOAD_PORT = 65002;
+
+const SUMMARY_RE = /damselfly get: .*; from peers ([^,]+), from origin ([^,]+), local ([^;]+);.*$/m;
+
+interface DaemonStats {
+  name: string;
+  fromPeers: number | null;
+  fromSource: number | null;
+  backToSource: string[];
+  // msg -> count, for warnings and the download's notable events
+  events: Record<string, number>;
+}
+
+const NOTABLE = new Set([
+  "fetching from the origin",
+  "parent dropped",
+  "piece failed; retrying elsewhere",
+  "no progress: asking the scheduler for other parents",
+  "lost the scheduler stream; continuing with current parents",
+  "task download failed",
+  "scheduler unreachable",
+  "scheduler unreachable: downloading directly from the origin",
+]);
+
+function daemonStats(svc: Service): DaemonStats {
+  const s: DaemonStats = { name: svc.name, fromPeers: null, fromSource: null, backToSource: [], events: {} };
+  for (const line of svc.lines) {
+    const j = jsonLine(line);
+    if (!j) continue;
+    const msg = String(j["msg"]);
+    const level = Number(j["level"]);
+    if (NOTABLE.has(msg) || level >= 40) s.events[msg] = (s.events[msg] ?? 0) + 1;
+    if (msg === "fetching from the origin") s.backToSource.push(String(j["reason"]));
+    if (msg === "task downloaded") {
+      s.fromPeers = Number(j["bytesFromPeers"]);
+      s.fromSource = Number(j["bytesFromSource"]);
+    }
+  }
+  return s;
+}
+
+function schedulerStats(svc: Service): Record<string, unknown> {
+  const msgs: Record<string, number> = {};
+  const decisions: Record<string, number> = {};
+  const finishedVia: Record<string, number> = {};
+  for (const line of svc.lines) {
+    const j = jsonLine(line);
+    if (!j) continue;
+    const msg = String(j["msg"]);
+    msgs[msg] = (msgs[msg] ?? 0) + 1;
+    if (msg === "peer registered" || msg === "peer rescheduled") {
+      const d = j["decision"];
+      const key = `${msg}: ${typeof d === "object" && d !== null ? String((d as Record<string, unknown>)["case"] ?? JSON.stringify(d)) : String(d)}`;
+      decisions[key] = (decisions[key] ?? 0) + 1;
+    }
+    if (msg === "peer finished") finishedVia[String(j["via"])] = (finishedVia[String(j["via"])] ?? 0) + 1;
+  }
+  return { messages: msgs, decisions, finishedVia };
+}
+
+const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+export interface DamselflyOptions {
+  // Bind the seed daemon's API to 127.0.0.1 (as README's cluster example
+  // does) instead of the origin host's address. The scheduler triggers a seed
+  // peer through that API at the seed's advertised IP, so on loopback every
+  // trigger fails with ECONNREFUSED.
+  seedApiLoopback?: boolean;
+}
+
+export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: DamselflyOptions = {}): Mode {
+  return {
+    name,
+    create(ctx: ModeContext): ModeRun {
+      const o = ctx.tb.origin;
+      let origin: OriginServer | undefined;
+      let scheduler: Service | undefined;
+      let seed: Service | undefined;
+      const daemons: Service[] = [];
+      const daemonArgs = (id: string, ip: string, dataDir: string, isSeed: boolean, apiListen = "127.0.0.1:65000") => [
+        process.execPath,
+        BIN,
+        "daemon",
+        ...(isSeed ? ["--seed"] : []),
+        "--hostname",
+        id,
+        "--scheduler",
+        `${ORIGIN_IP}:${SCHEDULER_PORT}`,
+        "--data-dir",
+        dataDir,
+        "--listen",
+        apiListen,
+        "--upload-listen",
+        `${ip}:${UPLOAD_PORT}`,
+        "--proxy-listen",
+        "127.0.0.1:65001",
+      ];
+      return {
+        clientsAreAgents: false,
+        async setup() {
+          origin = await startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log"));
+          scheduler = startService(
+            o.ns,
+            "scheduler",
+            [process.execPath, BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart === "seed" ? ["--cold-start", "seed"] : [])],
+            join(ctx.logDir, "scheduler.log"),
+          );
+          await scheduler.waitForLine((l) => jsonLine(l)?.["msg"] === "scheduler ready", 30_000, '"scheduler ready"');
+          seed = startService(o.ns, "seed", daemonArgs("origin-seed", o.ip, join(ctx.workDir, "seed"), true, opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`), join(ctx.logDir, "daemon-seed.log"));
+          for (const p of ctx.peers) {
+            mkdirSync(join(ctx.workDir, p.id), { recursive: true });
+            daemons.push(startService(p.ns, p.id, daemonArgs(p.id, p.ip, join(ctx.workDir, p.id, "data"), false), join(ctx.logDir, `daemon-${p.id}.log`)));
+          }
+          // Ready, then connected to the scheduler (bounded; the daemon starts
+          // its scheduler link right after it is ready).
+          const isMsg = (m: string) => (l: string) => jsonLine(l)?.["msg"] === m;
+          await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("daemon ready"), 60_000, '"daemon ready"')));
+          await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("scheduler reachable"), 30_000, '"scheduler reachable"')));
+        },
+        agents: () => [
+          ...(seed ? [{ name: "seed daemon", pid: seed.pid, role: "agent" as const }] : []),
+          ...daemons.map((d) => ({ name: `daemon ${d.name}`, pid: d.pid, role: "agent" as const })),
+          ...(scheduler ? [{ name: "scheduler", pid: scheduler.pid, role: "infra" as const }] : []),
+          ...(origin ? [{ name: "origin-server (node)", pid: origin.service.pid, role: "infra" as const }] : []),
+        ],
+        async run(t0, deadlineMs) {
+          const url = origin!.url;
+          return Promise.all(
+            ctx.peers.map(async (p): Promise<PeerResult> => {
+              const output = join(ctx.workDir, p.id, "out.bin");
+              const r = await runClient(p.ns, [process.execPath, BIN, "get", url, "-O", output, "--digest", `sha256:${ctx.digest}`, "--no-progress"], deadlineMs);
+              const summary = SUMMARY_RE.exec(r.stderr)?.[0];
+              return peerResult(p.id, r, t0, output, () => r.stderr.trim().slice(-800), summary ? { summary } : {});
+            }),
+          );
+        },
+        originSent: () => origin!.sent(),
+        async analyze(peers) {
+          const notes: string[] = [];
+          const perDaemon = daemons.map(daemonStats);
+          for (const d of perDaemon) {
+            const pr = peers.find((p) => p.peer === d.name);
+            if (pr && d.fromPeers !== null) {
+              pr.fromPeersBytes = d.fromPeers;
+              pr.fromOriginBytes = d.fromSource!;
+            }
+          }
+          const seedStats = seed ? daemonStats(seed) : undefined;
+          const sched = scheduler ? schedulerStats(scheduler) : {};
+          const wentToOrigin = perDaemon.filter((d) => d.backToSource.length > 0);
+          const fromOrigin = perDaemon.reduce((a, d) => a + (d.fromSource ?? 0), 0);
+          const fromPeers = perDaemon.reduce((a, d) => a + (d.fromPeers ?? 0), 0);
+          notes.push(
+            `${wentToOrigin.length} of ${perDaemon.length} peers fetched from the origin` +
+              (wentToOrigin.length ? ` (${wentToOrigin.map((d) => `${d.name}: ${MiB(d.fromSource ?? 0)}, reason "${d.backToSource.join('", "')}"`).join("; ")})` : ""),
+          );
+          notes.push(`peers got ${MiB(fromPeers)} from peers and ${MiB(fromOrigin)} from the origin in total (daemon "task downloaded" lines)`);
+          if (seedStats) {
+            notes.push(
+              seedStats.fromPeers === null
+                ? "seed daemon: no task downloaded while measured"
+                : `seed daemon: ${MiB(seedStats.fromPeers)} from peers, ${MiB(seedStats.fromSource ?? 0)} from the origin`,
+            );
+          }
+          const events: Record<string, number> = {};
+          for (const d of perDaemon) for (const [k, v] of Object.entries(d.events)) events[k] = (events[k] ?? 0) + v;
+          if (Object.keys(events).length) notes.push(`peer daemon events: ${Object.entries(events).map(([k, v]) => `${k} x${v}`).join(", ")}`);
+          const dec = (sched as { decisions?: Record<string, number> }).decisions;
+          if (dec && Object.keys(dec).length) notes.push(`scheduler: ${Object.entries(dec).map(([k, v]) => `${k} x${v}`).join(", ")}`);
+          return { extra: { coldStart, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
+        },
+        async teardown() {
+          await Promise.all(daemons.map((d) => d.stop()));
+          await seed?.stop();
+          await scheduler?.stop();
+          await origin?.stop();
+        },
+      };
+    },
+  };
+}
+
