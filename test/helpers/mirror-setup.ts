@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { runDamselfly, type Cleanup } from "./procs.js";
 import { startRegistry, type Registry } from "./registry.js";
 import { makeOciImage, pushImage, type OciImage } from "./oci-image.js";
-import type { DaemonHandle } from "./cluster.js";
-import type { Containerd } from "./containerd.js";
+import { startCluster, type Cluster, type DaemonHandle } from "./cluster.js";
+import { startContainerd, type Containerd } from "./containerd.js";
 import type { AccessEntry } from "./registry.js";
 
 export interface ImageRegistry {
@@ -52,4 +52,29 @@ export async function pullOk(c: Containerd, ref: string, hostsDir: string, user?
   const r = await c.pull(ref, { hostsDir, ...(user ? { user } : {}), timeoutMs: 120_000 });
   assert.equal(r.code, 0, `ctr pull failed (${r.code}): ${r.stderr.slice(-2000)}`);
   assert.ok(r.unpacked, `image not unpacked: ${r.check}`);
+}
+
+export interface TwoNodes {
+  cluster: Cluster;
+  nodes: { daemon: DaemonHandle; containerd: Containerd; hostsDir: string }[];
+}
+
+// A cluster (seed + two peers) and two containerd instances, each pointed at
+// its own daemon's mirror by `damselfly init containerd`.
+export async function twoContainerdNodes(t: Cleanup, dir: string, registryUrl: string): Promise<TwoNodes> {
+  const cluster = await startCluster({ peers: 2, t });
+  const nodes = [];
+  for (const [i, daemon] of cluster.peers.entries()) {
+    const hostsDir = await initContainerd(dir, registryUrl, daemon);
+    nodes.push({ daemon, containerd: await startContainerd(join(dir, `c${i + 1}`), { t }), hostsDir });
+  }
+  return { cluster, nodes };
+}
+
+// Each layer left the registry about once (at least once, at most 1.1x).
+export function assertLayersSentOnce(registry: Registry, image: OciImage, context = ""): void {
+  for (const l of image.layers) {
+    const sent = registry.blobBytesSent(l.digest);
+    assert.ok(sent >= l.size && sent <= l.size * 1.1, `layer ${l.digest} (${l.size} B): registry sent ${sent} B, expected about once${context ? `\n${context}` : ""}`);
+  }
 }

@@ -10,7 +10,7 @@
 // Also here: runCommand, the run-to-completion helper the registry, image and
 // containerd helpers share, and trackChild (kill on exit).
 import { spawn, type ChildProcess } from "node:child_process";
-import type { Cleanup } from "./procs.js";
+import { commandEnv, tail, type Cleanup } from "./procs.js";
 
 // ---------------------------------------------------------------- processes
 
@@ -53,19 +53,7 @@ export function trackChild(child: ChildProcess): void {
   child.once("error", () => live.delete(child));
 }
 
-export function commandEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.NODE_TEST_CONTEXT;
-  for (const [k, v] of Object.entries(extra)) {
-    if (v === undefined) delete env[k];
-    else env[k] = v;
-  }
-  return env;
-}
-
-function tail(s: string, n = 4000): string {
-  return s.length > n ? "..." + s.slice(-n) : s;
-}
+export { commandEnv };
 
 // Runs a command to completion; resolves whatever its exit code (rejects only
 // when it cannot start or outlives timeoutMs).

@@ -91,11 +91,11 @@ function installExitHook(): void {
   });
 }
 
-export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("DAMSELFLY_")) env[k] = v;
-  // Keep the children's output plain and deterministic.
-  env.NO_COLOR = "1";
+// The environment for a child: `base` without node:test's marker (a child
+// that runs node --test would report into ours), then `extra` on top
+// (undefined removes a variable).
+export function commandEnv(extra: Record<string, string | undefined> = {}, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
   delete env.NODE_TEST_CONTEXT;
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
@@ -104,7 +104,15 @@ export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env;
 }
 
-function tail(s: string, n = 4000): string {
+export function childEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const base: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("DAMSELFLY_")) base[k] = v;
+  // Keep the children's output plain and deterministic.
+  base.NO_COLOR = "1";
+  return commandEnv(extra, base);
+}
+
+export function tail(s: string, n = 4000): string {
   return s.length > n ? "..." + s.slice(-n) : s;
 }
 
