@@ -9,7 +9,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { commandEnv, runCommand, trackChild, type CommandResult } from "./netns.js";
+import { commandEnv, runCommand, trackChild, watchExit, type CommandResult } from "./netns.js";
 import type { Cleanup } from "./procs.js";
 
 export interface ContainerdOptions {
@@ -169,8 +169,6 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
   });
   trackChild(child);
   let err = "";
-  let running = true;
-  let exitInfo = "";
   child.stdout!.setEncoding("utf8");
   child.stderr!.setEncoding("utf8");
   child.stdout!.on("data", (s: string) => (err += s));
@@ -178,24 +176,14 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
     err += s;
     if (o.echo) process.stderr.write(s);
   });
-  const exited = new Promise<void>((res) => {
-    child.once("error", (e) => {
-      running = false;
-      exitInfo = `spawn error: ${e.message}`;
-      res();
-    });
-    child.once("close", (code, signal) => {
-      running = false;
-      exitInfo = `exited ${code ?? signal}`;
-      res();
-    });
-  });
+  const watch = watchExit(child);
+  const exited = watch.exited;
 
   let stopped = false;
   const stop = async (graceMs = 5_000) => {
     if (!stopped) {
       stopped = true;
-      if (running) {
+      if (watch.running) {
         child.kill("SIGTERM");
         const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
         try {
@@ -216,17 +204,17 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
   const deadline = Date.now() + readyTimeout;
   let last: CommandResult | undefined;
   for (let i = 0; i < 200 && Date.now() < deadline; i++) {
-    if (!running) break;
+    if (!watch.running) break;
     if (existsSync(socket)) {
       last = await ctr(["version"], { timeoutMs: 5_000 });
       if (last.code === 0 && /Server:[\s\S]*Version:/.test(last.stdout)) break;
     }
     await sleep(100);
   }
-  if (!running || !last || last.code !== 0) {
+  if (!watch.running || !last || last.code !== 0) {
     await stop(0);
     throw new Error(
-      `containerd (${configFile}) not ready within ${readyTimeout}ms (${running ? "running" : exitInfo})\n` +
+      `containerd (${configFile}) not ready within ${readyTimeout}ms (${watch.running ? "running" : watch.info})\n` +
         `--- ctr version ---\n${last ? last.stderr + last.stdout : "(socket never appeared)"}\n--- containerd log ---\n${tail(err)}`,
     );
   }
@@ -247,7 +235,7 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
     namespace: CONTAINERD_NAMESPACE,
     pid: child.pid ?? -1,
     get running() {
-      return running;
+      return watch.running;
     },
     stderr: () => err,
     ctr,

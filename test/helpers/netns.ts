@@ -55,6 +55,30 @@ export function trackChild(child: ChildProcess): void {
 
 export { commandEnv };
 
+// Watches a long-running child: whether it still runs and how it ended.
+export interface ExitWatch {
+  readonly exited: Promise<void>;
+  running: boolean;
+  info: string;
+}
+
+export function watchExit(child: ChildProcess): ExitWatch {
+  const w = { running: true, info: "" } as { running: boolean; info: string; exited: Promise<void> };
+  w.exited = new Promise<void>((resolve) => {
+    child.once("error", (e) => {
+      w.running = false;
+      w.info = `spawn error: ${e.message}`;
+      resolve();
+    });
+    child.once("close", (code, signal) => {
+      w.running = false;
+      w.info = `exited ${code ?? signal}`;
+      resolve();
+    });
+  });
+  return w;
+}
+
 // Runs a command to completion; resolves whatever its exit code (rejects only
 // when it cannot start or outlives timeoutMs).
 export function runCommand(cmd: string, args: readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {

@@ -21,7 +21,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { join, resolve } from "node:path";
-import { commandEnv, mustRun, runCommand, trackChild } from "./netns.js";
+import { commandEnv, mustRun, runCommand, trackChild, watchExit } from "./netns.js";
 import type { Cleanup } from "./procs.js";
 
 export interface RegistryOptions {
@@ -204,8 +204,6 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
   const access: AccessEntry[] = [];
   let accessStart = 0;
   const logs: RegistryLogLine[] = [];
-  let running = true;
-  let exitInfo = "";
   child.stdout!.setEncoding("utf8");
   child.stderr!.setEncoding("utf8");
   child.stdout!.on("data", (s: string) => {
@@ -237,21 +235,11 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
       }
     }
   });
-  const exited = new Promise<void>((resolveExit) => {
-    child.once("error", (e) => {
-      running = false;
-      exitInfo = `spawn error: ${e.message}`;
-      resolveExit();
-    });
-    child.once("close", (code, signal) => {
-      running = false;
-      exitInfo = `exited ${code ?? signal}`;
-      resolveExit();
-    });
-  });
+  const watch = watchExit(child);
+  const exited = watch.exited;
 
   const stop = async (graceMs = 3_000) => {
-    if (!running) return exited;
+    if (!watch.running) return exited;
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
     try {
@@ -276,7 +264,7 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
       if (m) port = Number(m[1]);
       break;
     }
-    if (!running) return fail(`${exitInfo} before listening`);
+    if (!watch.running) return fail(`${watch.info} before listening`);
     await sleep(20);
   }
   if (!port) return fail(`did not log "listening on" within ${readyTimeout}ms`);
@@ -288,7 +276,7 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
   for (let i = 0; i < 1_000 && Date.now() < deadline; i++) {
     lastStatus = await probe(`${url}/v2/`, 2_000);
     if (lastStatus === 200 || (o.auth && lastStatus === 401)) break;
-    if (!running) return fail(`${exitInfo} before answering /v2/`);
+    if (!watch.running) return fail(`${watch.info} before answering /v2/`);
     await sleep(50);
   }
   if (!(lastStatus === 200 || (o.auth && lastStatus === 401))) return fail(`/v2/ did not answer within ${readyTimeout}ms (last status ${lastStatus})`);
@@ -307,7 +295,7 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
       // At least 100ms, then until quiet for 150ms; at most 3s.
       await sleep(100);
       const until = Date.now() + 3_000;
-      for (let i = 0; i < 100 && Date.now() < until && running && Date.now() - lastOutputAt < 150; i++) await sleep(50);
+      for (let i = 0; i < 100 && Date.now() < until && watch.running && Date.now() - lastOutputAt < 150; i++) await sleep(50);
       return access.slice(accessStart);
     },
     accessLogNow: () => access.slice(accessStart),
@@ -316,7 +304,7 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
       accessStart = access.length;
     },
     get running() {
-      return running;
+      return watch.running;
     },
     stop,
   };
