@@ -177,21 +177,12 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
     if (o.echo) process.stderr.write(s);
   });
   const watch = watchExit(child);
-  const exited = watch.exited;
 
   let stopped = false;
   const stop = async (graceMs = 5_000) => {
     if (!stopped) {
       stopped = true;
-      if (watch.running) {
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-        try {
-          await exited;
-        } finally {
-          clearTimeout(timer);
-        }
-      }
+      await watch.terminate(graceMs);
     }
     await unmountUnder(base);
   };

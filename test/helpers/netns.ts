@@ -60,10 +60,22 @@ export interface ExitWatch {
   readonly exited: Promise<void>;
   running: boolean;
   info: string;
+  // SIGTERM, SIGKILL after graceMs; resolves once the child is gone.
+  terminate(graceMs: number): Promise<void>;
 }
 
 export function watchExit(child: ChildProcess): ExitWatch {
-  const w = { running: true, info: "" } as { running: boolean; info: string; exited: Promise<void> };
+  const w = { running: true, info: "" } as ExitWatch & { exited: Promise<void> };
+  w.terminate = async (graceMs) => {
+    if (!w.running) return w.exited;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    try {
+      await w.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   w.exited = new Promise<void>((resolve) => {
     child.once("error", (e) => {
       w.running = false;

@@ -236,18 +236,8 @@ export async function startRegistry(o: RegistryOptions): Promise<Registry> {
     }
   });
   const watch = watchExit(child);
-  const exited = watch.exited;
 
-  const stop = async (graceMs = 3_000) => {
-    if (!watch.running) return exited;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-    try {
-      await exited;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const stop = (graceMs = 3_000) => watch.terminate(graceMs);
   const fail = async (why: string): Promise<never> => {
     await stop(0);
     throw new Error(`docker-registry (${configFile}) ${why}\n--- stderr ---\n${tail(err)}\n--- stdout ---\n${tail(out)}`);

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { registryOrigin, routeMirrorRequest } from "../../src/peer/proxy/registry-route.js";
 import { parseRange, resolveRange } from "../../src/peer/proxy/range.js";
-import { upstreamRequestHeaders, RANGE_AND_CONDITIONAL } from "../../src/peer/proxy/headers.js";
+import { upstreamRequestHeaders, NOT_SHARED_WITH_ORIGIN } from "../../src/peer/proxy/headers.js";
 
 const o = { defaultRegistry: "https://index.docker.io", plainHttpRegistries: ["reg.lan:5000"] };
 const BLOB = "sha256:" + "ab".repeat(32);
@@ -75,7 +75,7 @@ test("upstream headers: credentials travel, hop-by-hop, routing and range header
       range: "bytes=0-1",
       "user-agent": "containerd/1.6",
     },
-    RANGE_AND_CONDITIONAL,
+    NOT_SHARED_WITH_ORIGIN,
   );
   assert.deepEqual(h, { authorization: "Bearer t" });
 });

@@ -34,7 +34,7 @@ export function upstreamRequestHeaders(h: IncomingHttpHeaders, drop: readonly st
 // Headers that decide which bytes or which representation come back (the
 // P2P path answers those itself) or that describe one client (the shared
 // fetch identifies the daemon): not part of what travels with a task.
-export const RANGE_AND_CONDITIONAL = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "accept-encoding", "content-length", "user-agent"];
+export const NOT_SHARED_WITH_ORIGIN = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "accept-encoding", "content-length", "user-agent"];
 
 // Response headers from the upstream for the client, minus hop-by-hop ones.
 export function clientResponseHeaders(h: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {

@@ -9,7 +9,7 @@ import type { TaskManager } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { BlobAccess } from "./blob-access.js";
 import { forward } from "./forward.js";
-import { RANGE_AND_CONDITIONAL, upstreamRequestHeaders } from "./headers.js";
+import { NOT_SHARED_WITH_ORIGIN, upstreamRequestHeaders } from "./headers.js";
 import { downloadOf, serveFromP2P } from "./p2p-response.js";
 import { parseRange } from "./range.js";
 import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
@@ -127,7 +127,7 @@ export class ProxyServer {
   private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined): Promise<void> {
     const range = parseRange(req.headers["range"]);
     if (!range.ok) return forward(req, res, target.href, this.o.dispatcher);
-    const headers = upstreamRequestHeaders(req.headers, RANGE_AND_CONDITIONAL);
+    const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
     let size = -1;
     if (digest || headers["authorization"] || headers["cookie"]) {
       const gone = new AbortController();
