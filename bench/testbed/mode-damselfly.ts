@@ -7,9 +7,9 @@
 // The seed daemon's API listens on the origin host's address (10.214.0.1:65000),
 // not loopback: the scheduler triggers seed peers through it.
 //
-// Two variants: "damselfly" (the scheduler's defaults: a peer fetches a cold
-// task from the origin itself) and "damselfly-seed" (--cold-start seed: the
-// first requester waits for the seed peer to fetch it, Dragonfly's way).
+// Two variants: "damselfly" (the defaults: the seed peer fetches a cold task
+// and every peer takes it from there) and "damselfly-peer" (--cold-start
+// peer: the first requester fetches it from the origin itself).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { BIN } from "../lib.js";
@@ -87,9 +87,15 @@ export interface DamselflyOptions {
   // peer through that API at the seed's advertised IP, so on loopback every
   // trigger fails with ECONNREFUSED.
   seedApiLoopback?: boolean;
+  // Extra flags for every peer daemon, the seed daemon and the scheduler.
+  daemonArgs?: string[];
+  seedArgs?: string[];
+  schedulerArgs?: string[];
+  // Node flags for the daemons (profiling).
+  daemonNodeArgs?: string[];
 }
 
-export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: DamselflyOptions = {}): Mode {
+export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefined, opts: DamselflyOptions = {}): Mode {
   return {
     name,
     create(ctx: ModeContext): ModeRun {
@@ -100,6 +106,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: Da
       const daemons: Service[] = [];
       const daemonArgs = (id: string, ip: string, dataDir: string, isSeed: boolean, apiListen = "127.0.0.1:65000") => [
         process.execPath,
+        ...(opts.daemonNodeArgs ?? []),
         BIN,
         "daemon",
         ...(isSeed ? ["--seed"] : []),
@@ -115,6 +122,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: Da
         `${ip}:${UPLOAD_PORT}`,
         "--proxy-listen",
         "127.0.0.1:65001",
+        ...((isSeed ? opts.seedArgs : opts.daemonArgs) ?? []),
       ];
       return {
         clientsAreAgents: false,
@@ -123,7 +131,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: Da
           scheduler = startService(
             o.ns,
             "scheduler",
-            [process.execPath, BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart === "seed" ? ["--cold-start", "seed"] : [])],
+            [process.execPath, BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart ? ["--cold-start", coldStart] : []), ...(opts.schedulerArgs ?? [])],
             join(ctx.logDir, "scheduler.log"),
           );
           await scheduler.waitForLine((l) => jsonLine(l)?.["msg"] === "scheduler ready", 30_000, '"scheduler ready"');
@@ -188,7 +196,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed", opts: Da
           if (Object.keys(events).length) notes.push(`peer daemon events: ${Object.entries(events).map(([k, v]) => `${k} x${v}`).join(", ")}`);
           const dec = (sched as { decisions?: Record<string, number> }).decisions;
           if (dec && Object.keys(dec).length) notes.push(`scheduler: ${Object.entries(dec).map(([k, v]) => `${k} x${v}`).join(", ")}`);
-          return { extra: { coldStart, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
+          return { extra: { coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
         },
         async teardown() {
           await Promise.all(daemons.map((d) => d.stop()));

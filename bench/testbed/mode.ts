@@ -73,7 +73,16 @@ export interface Mode {
   create(ctx: ModeContext): ModeRun;
 }
 
+// One second of the run: bytes all peers received and sent, and the origin host sent.
+export interface LinkSample {
+  t: number;
+  peersRx: number;
+  peersTx: number;
+  originTx: number;
+}
+
 export interface RunMeasurement {
+  timeline: LinkSample[];
   mode: string;
   n: number;
   sizeBytes: number;
@@ -146,7 +155,23 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
     const sampler = cpuSampler();
     const acct0 = ctx.account?.usageS();
     const t0 = performance.now();
-    const peers = await run.run(t0, t0 + timeoutS * 1000);
+    // Bytes the peers received and sent, per second: how full the links were
+    // at the start, in the middle and at the end.
+    const timeline: LinkSample[] = [];
+    let last = before;
+    const tick = setInterval(() => {
+      const now = ctx.tb.counters();
+      let rx = 0;
+      let tx = 0;
+      for (const p of ctx.peers) {
+        const d = delta(last, now, p.id);
+        rx += d.rx;
+        tx += d.tx;
+      }
+      timeline.push({ t: Math.round(performance.now() - t0) / 1000, peersRx: rx, peersTx: tx, originTx: delta(last, now, ctx.tb.origin.id).tx });
+      last = now;
+    }, 1_000);
+    const peers = await run.run(t0, t0 + timeoutS * 1000).finally(() => clearInterval(tick));
     const cpu = sampler.stop();
     const acct1 = ctx.account?.usageS();
     const processes = run.agents().map((a) => {
@@ -204,6 +229,7 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       agentCpuSPerGiB: uploadedBytes > 0 ? agentCpuS / (uploadedBytes / 2 ** 30) : 0,
       processes,
       peers,
+      timeline,
       extra,
       notes,
     };

@@ -11,7 +11,7 @@ const COLORS: Record<string, string> = {
   native: "#d62728",
   bittorrent: "#1f77b4",
   damselfly: "#2ca02c",
-  "damselfly-seed": "#9467bd",
+  "damselfly-peer": "#9467bd",
 };
 const FALLBACK = ["#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 

@@ -75,6 +75,24 @@ export function shapingLines(checks: ShapingCheck[]): string[] {
   );
 }
 
+// How full the peers' download links were, in tenths of the run: the share
+// of N x d the swarm received each tenth (the bound needs ~100 % throughout).
+export function linkUseLine(run: RunMeasurement, peerRateBps: number): string | undefined {
+  const tl = run.timeline;
+  if (!tl || tl.length < 3 || !run.lastCompletedS) return undefined;
+  const cap = (run.n * peerRateBps) / 8;
+  const parts: string[] = [];
+  for (let k = 0; k < 10; k++) {
+    const from = (run.lastCompletedS * k) / 10;
+    const to = (run.lastCompletedS * (k + 1)) / 10;
+    const xs = tl.filter((s) => s.t > from && s.t <= to + 0.5);
+    if (xs.length === 0) continue;
+    parts.push(pct(xs.reduce((a, s) => a + s.peersRx, 0) / xs.length / cap));
+  }
+  const total = tl.reduce((a, s) => a + s.peersRx, 0);
+  return `peers' download links used, per tenth of the run: ${parts.join(" ")} (mean ${pct(total / (run.lastCompletedS * cap))})`;
+}
+
 export function detailLines(run: RunMeasurement): string[] {
   const out: string[] = [];
   const procs = run.processes.filter((p) => p.cpuS !== null).map((p) => `${p.name} ${p.cpuS!.toFixed(1)}s`);

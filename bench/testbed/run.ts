@@ -8,13 +8,17 @@
 //
 // --peers takes a list (4,8,16: one testbed with the most peers, each N runs
 // on the first N; an SVG plot of completion time vs N is written too).
-// --modes may also name damselfly-seed (the scheduler with --cold-start seed).
+// --modes may also name damselfly-peer (the scheduler with --cold-start peer).
 // --dir is where the file and the downloads go (default the system temp dir),
 // --keep keeps them, --no-shaping-check skips the link checks. Before each
 // run it waits up to --idle-wait seconds (60) for the machine to be idle
 // (under 15 % busy), and says so when it was not.
 // --seed-api-loopback binds the seed daemon's API to 127.0.0.1 as README's
 // cluster example does (the scheduler then cannot trigger it).
+// --daemon-args, --seed-args and --scheduler-args add flags (space-separated)
+// to every peer daemon, the seed daemon and the scheduler, for experiments;
+// --daemon-node-args adds Node flags to the daemons (e.g. '--cpu-prof
+// --cpu-prof-dir=/tmp/prof').
 //
 // Every run is bounded (10 T* + 60 s, or twice the client-server time + 60 s
 // when longer); the testbed (namespaces dftb-*, veths dftbv-*, bridge dftb0,
@@ -33,7 +37,7 @@ import { nativeMode } from "./mode-native.js";
 import { measureMode, type Mode, type RunMeasurement } from "./mode.js";
 import { renderPlot } from "./plot.js";
 import { cpuAccount, cpuSampler, killAll, removeStaleCgroups, sleep } from "./proc.js";
-import { boundLine, detailLines, mbit, resultsTable, shapingLines, type ResultRow } from "./report.js";
+import { boundLine, detailLines, linkUseLine, mbit, resultsTable, shapingLines, type ResultRow } from "./report.js";
 import { checkShaping, type ShapingCheck } from "./shaping.js";
 import { cleanupLeftovers, createTestbed, MAX_PEERS, type Testbed } from "./topology.js";
 
@@ -48,15 +52,15 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`testbed: ${msg}\n`);
   process.stderr.write(
     "usage: node dist/bench/testbed/run.js [--peers 16|4,8,16] [--size 128MiB] [--peer-rate 25mbit] [--origin-rate 50mbit]\n" +
-      "         [--modes native,bittorrent,damselfly[,damselfly-seed]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
-      "         [--seed-api-loopback] [--idle-wait 60]\n",
+      "         [--modes native,bittorrent,damselfly[,damselfly-peer]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
+      "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...']\n",
   );
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Record<string, string | true> {
   const o: Record<string, string | true> = {};
-  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait"]);
+  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args"]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -110,12 +114,19 @@ try {
 if (size < 1) usage("--size must be positive");
 const peerRate = parseRate(str("--peer-rate", "25mbit"));
 const originRate = parseRate(str("--origin-rate", "50mbit"));
-const seedApiLoopback = args["--seed-api-loopback"] === true;
+const words = (flag: string): string[] => str(flag, "").split(/\s+/).filter(Boolean);
+const dfOpts = {
+  seedApiLoopback: args["--seed-api-loopback"] === true,
+  daemonArgs: words("--daemon-args"),
+  seedArgs: words("--seed-args"),
+  schedulerArgs: words("--scheduler-args"),
+  daemonNodeArgs: words("--daemon-node-args"),
+};
 const MODES: Record<string, Mode> = {
   native: nativeMode,
   bittorrent: bittorrentMode,
-  damselfly: damselflyMode("damselfly", "peer", { seedApiLoopback }),
-  "damselfly-seed": damselflyMode("damselfly-seed", "seed", { seedApiLoopback }),
+  damselfly: damselflyMode("damselfly", undefined, dfOpts),
+  "damselfly-peer": damselflyMode("damselfly-peer", "peer", dfOpts),
 };
 const modeNames = str("--modes", "native,bittorrent,damselfly")
   .split(",")
@@ -196,7 +207,7 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 const results: { startedAt: string; command: string; config: Record<string, unknown>; shaping: ShapingCheck[]; runs: Array<Record<string, unknown>> } = {
   startedAt: new Date().toISOString(),
   command: process.argv.slice(1).join(" "),
-  config: { peers: ns, seedApiLoopback, sizeBytes: size, peerRateBps: peerRate, originRateBps: originRate, modes: modeNames, cpus: cpus().length, kernel: release(), workDir: work },
+  config: { peers: ns, ...dfOpts, sizeBytes: size, peerRateBps: peerRate, originRateBps: originRate, modes: modeNames, cpus: cpus().length, kernel: release(), workDir: work },
   shaping: [],
   runs: [],
 };
@@ -251,7 +262,8 @@ try {
       rows.push({ run, bound });
       results.runs.push({ ...run, bound, logDir });
       save();
-      process.stdout.write(`${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n`);
+      const use = linkUseLine(run, peerRate);
+      process.stdout.write(`${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n${use ? `    ${use}\n` : ""}`);
       if (run.completed < n) exitCode = 1;
       if (!keep) rmSync(workDir, { recursive: true, force: true });
       await sleep(1_000);

@@ -39,11 +39,11 @@ export function defaultDataDir(): string {
 
 export const schedulerSchema = {
   listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address"),
-  candidateParentLimit: field("int", 4, "candidate parents handed to a peer per scheduling decision", { check: positive }),
+  candidateParentLimit: field("int", 15, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive }),
   filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive }),
   backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once"),
   retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive }),
-  coldStart: field("string", "peer", "who fetches a task nobody has yet: peer (the first requester, no extra hop; a seed peer copies it from that peer) or seed (the first requester waits for a seed peer to fetch it)", {
+  coldStart: field("string", "seed", "who fetches a task nobody has yet: seed (a seed peer fetches it and every requester takes it from there: best when many nodes start at once) or peer (the first requester fetches it itself, one hop less; a seed peer copies it from that peer)", {
     check: (v) => (v === "peer" || v === "seed" ? undefined : "must be peer or seed"),
   }),
   seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it"),
@@ -64,9 +64,10 @@ export const daemonSchema = {
   proxyListen: field("address", `127.0.0.1:${DEFAULT_PROXY_PORT}`, "registry mirror / HTTP proxy listen address"),
   advertiseIp: field("string", "", "address other peers use to reach this daemon (default: the upload listen address, or the first non-loopback IPv4)"),
   hostname: field("string", "", "host name reported to the scheduler (default: os.hostname())"),
-  uploadSlots: field("int", 0, "concurrent piece uploads served at once (0: 200, or 2000 in seed mode)"),
+  uploadSlots: field("int", 0, "children the scheduler may give this host at once (0: the scheduler's default, 200, or 2000 for a seed)"),
+  uploadConcurrency: field("int", 0, "piece uploads streamed at once; more requests wait in line (0: 4, or 8 in seed mode)"),
   piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive }),
-  piecesPerParent: field("int", 6, "pieces requested concurrently from one parent", { check: positive }),
+  piecesPerParent: field("int", 3, "pieces requested concurrently from one parent", { check: positive }),
   pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere"),
   scheduleTimeout: field("duration", 10_000, "with no usable parent for this long, ask the scheduler again"),
   sourceTimeout: field("duration", 30_000, "origin connect and header timeout"),

@@ -54,7 +54,7 @@ export class Daemon {
       listen: c.uploadListen,
       storage: this.storage,
       logger: this.log,
-      uploadSlots: c.uploadSlots || (c.seed ? 2000 : 200),
+      uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
       onCorruptPiece: (task) => this.tasks?.repair(task),
     });
     await this.upload.start();
@@ -138,7 +138,8 @@ export class Daemon {
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
     await this.source?.close();
     await this.storage?.close();
-    this.log.info("daemon stopped");
+    const up = this.upload?.stats;
+    this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
 }
 

@@ -10,11 +10,13 @@ import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { runGet, spawnDamselfly, type Cleanup, type RunResult, closedPort } from "../helpers/procs.js";
+import { pieceLengthFor } from "../../src/common/pieces.js";
 import { explained, getSummary, logTail, pollUntil, sha256File, sleep, storedMeta, storedPieces, tempDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
-const PIECE = 4 * MiB;
+// The piece length the origin-fetching peer picks for this size.
+const PIECE = pieceLengthFor(SIZE);
 const PIECES = SIZE / PIECE;
 
 async function originFor(t: Cleanup): Promise<Origin> {

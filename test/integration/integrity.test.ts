@@ -11,11 +11,13 @@ import { readFileSync } from "node:fs";
 import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
+import { pieceLengthFor } from "../../src/common/pieces.js";
 import { explained, pollUntil, sha256File, storedMeta, storedPieces, taskDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 64 * MiB;
-const PIECE = 4 * MiB;
+// The piece length the origin-fetching peer picks for this size.
+const PIECE = pieceLengthFor(SIZE);
 const BAD_PIECE = 5;
 const CRC_MSG = "stored piece failed CRC-32 check; not served, dropped";
 

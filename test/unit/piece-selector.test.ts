@@ -3,11 +3,12 @@ import assert from "node:assert/strict";
 import { PieceSelector, STREAM_WINDOW, type SelectableParent } from "../../src/peer/download/piece-selector.js";
 import type { LocalTask } from "../../src/peer/storage/local-task.js";
 
-function fakeTask(total: number, stored: number[] = []): LocalTask {
-  return { pieces: new Map(stored.map((n) => [n, {}])), totalPieces: total } as unknown as LocalTask;
+// `wanted`: the piece a local reader is blocked on.
+function fakeTask(total: number, stored: number[] = [], wanted?: number): LocalTask {
+  return { pieces: new Map(stored.map((n) => [n, {}])), totalPieces: total, firstWanted: () => wanted } as unknown as LocalTask;
 }
-function parent(holds: number[], throughput = 1, inFlight = 0): SelectableParent & { inFlight: number } {
-  return { pieces: new Map(holds.map((n) => [n, {}])), inFlight, throughput };
+function parent(holds: number[], throughput = 1, inFlight = 0, busyUntil = 0): SelectableParent & { inFlight: number; busyUntil: number } {
+  return { pieces: new Map(holds.map((n) => [n, {}])), inFlight, throughput, busyUntil };
 }
 const all = (n: number) => Array.from({ length: n }, (_, i) => i);
 // A deterministic "random" source for reproducible orders.
@@ -16,8 +17,8 @@ function seeded(seed: number): () => number {
   return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
 }
 
-test("the first missing pieces go in order, for a local reader", () => {
-  const sel = new PieceSelector(fakeTask(20, [0, 1]), 8, seeded(1));
+test("with a local reader waiting, the pieces from the one it waits for go in order", () => {
+  const sel = new PieceSelector(fakeTask(20, [0, 1, 3], 2), 8, seeded(1));
   const parents = new Map([["a", parent(all(20))]]);
   const inFlight = new Map<number, string>();
   const picks: number[] = [];
@@ -26,11 +27,33 @@ test("the first missing pieces go in order, for a local reader", () => {
     picks.push(p.piece);
     inFlight.set(p.piece, "a");
   }
-  assert.deepEqual(picks, [2, 3, 4, 5]);
+  assert.deepEqual(picks, [2, 4, 5, 6]);
 });
 
-test("beyond the window, the rarest piece among the parents goes first", () => {
-  const sel = new PieceSelector(fakeTask(12), 8, seeded(2));
+test("without a local reader nothing goes in order: the rarest piece first, then a random order of this peer's own", () => {
+  const parents = new Map([
+    ["a", parent(all(12))],
+    ["b", parent(all(12).filter((n) => n !== 7))],
+  ]);
+  assert.equal(new PieceSelector(fakeTask(12), 8, seeded(5)).next(parents, new Map())?.piece, 7);
+  const firsts = new Set<number>();
+  for (let seed = 1; seed <= 8; seed++) firsts.add(new PieceSelector(fakeTask(64), 8, seeded(seed * 31)).next(new Map([["s", parent(all(64))]]), new Map())!.piece);
+  assert.ok(!firsts.has(0) || firsts.size > 1, "every peer started at piece 0");
+  assert.ok(firsts.size >= 6, `8 peers chose only ${firsts.size} distinct first pieces`);
+});
+
+test("a parent that said busy is not asked again before its back-off ends", () => {
+  const sel = new PieceSelector(fakeTask(4), 4, seeded(4));
+  const busy = parent(all(4), 100, 0, 2_000);
+  const other = parent([3], 1, 0);
+  const parents = new Map([["busy", busy], ["other", other]]);
+  assert.equal(sel.next(parents, new Map(), 1_000)?.parent, other);
+  assert.equal(sel.next(new Map([["busy", busy]]), new Map(), 1_000), undefined);
+  assert.equal(sel.next(new Map([["busy", busy]]), new Map(), 2_001)?.parent, busy);
+});
+
+test("beyond a reader's window, the rarest piece among the parents goes first", () => {
+  const sel = new PieceSelector(fakeTask(12, [], 0), 8, seeded(2));
   // Pieces 0..3 (the window) are in flight; 9 is held by one parent only.
   const parents = new Map([
     ["a", parent(all(12))],
@@ -53,7 +76,7 @@ test("peers downloading at once spread over different pieces instead of all taki
 });
 
 test("a parent at its limit is skipped; the fastest parent with room wins", () => {
-  const sel = new PieceSelector(fakeTask(4), 2, seeded(3));
+  const sel = new PieceSelector(fakeTask(4, [], 0), 2, seeded(3));
   const busy = parent(all(4), 100, 2);
   const slow = parent(all(4), 1, 0);
   const fast = parent(all(4), 10, 1);

@@ -37,8 +37,15 @@ export function waitUntil(task: LocalTask, ready: () => boolean, signal: AbortSi
   });
 }
 
-export function waitForPiece(task: LocalTask, n: number, signal: AbortSignal): Promise<void> {
-  return waitUntil(task, () => task.pieces.has(n), signal);
+// Also tells the download that a reader is blocked on n, so it comes first.
+export async function waitForPiece(task: LocalTask, n: number, signal: AbortSignal): Promise<void> {
+  if (task.pieces.has(n)) return;
+  const release = task.want(n);
+  try {
+    await waitUntil(task, () => task.pieces.has(n), signal);
+  } finally {
+    release();
+  }
 }
 
 export function waitForInfo(task: LocalTask, signal: AbortSignal): Promise<void> {

@@ -1,4 +1,4 @@
-import { Pool } from "undici";
+import { Pool, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
@@ -20,6 +20,16 @@ export interface PieceAd {
   length: number;
 }
 
+// Reads smaller than this mean a slow link: wait READ_GATHER_MS before the
+// next one (at 1 MB/s that gathers ~16 KiB; the kernel's receive buffer holds
+// far more, so the link never idles for it).
+const SMALL_READ = 16 * 1024;
+const READ_GATHER_MS = 15;
+
+// Busy is routine flow control (many times a second in a big swarm): one
+// shared error, no stack trace captured per answer.
+const BUSY = new DamselflyError("DF_ERR_UPLOAD_BUSY", "parent's upload slots are all busy", { temporary: true });
+
 export interface ParentConnOptions {
   piecesPerParent: number;
   pieceTimeoutMs: number;
@@ -33,10 +43,17 @@ export class ParentConn {
   inFlight = 0;
   failures = 0;
   piecesServed = 0;
-  bytes = 0;
-  busyMicros = 0;
+  // Recent per-request speed (EWMA over pieces, bytes/µs) and when it was
+  // last measured: comparisons between parents only mean something when made
+  // over the same stretch of time (a parent measured while the swarm was idle
+  // looks 10x faster than one measured while every link is full).
+  rate = 0;
+  ratedAt = 0;
   closed = false;
   done = false;
+  // Told "busy" (all upload slots taken): not asked again before this time.
+  busyUntil = 0;
+  private busyStreak = 0;
   private readonly pool: Pool;
   private readonly syncAbort = new AbortController();
 
@@ -55,9 +72,25 @@ export class ParentConn {
     return this.addr.peerId;
   }
 
-  // Bytes per microsecond while busy; optimistic for parents not yet measured.
+  // Bytes per microsecond per request; optimistic for parents not yet measured.
   get throughput(): number {
-    return this.busyMicros > 0 ? this.bytes / this.busyMicros : this.addr.isSeed ? 2000 : 1000;
+    return this.rate > 0 ? this.rate : this.addr.isSeed ? 2000 : 1000;
+  }
+
+  private recordRate(bytes: number, micros: number): void {
+    if (micros <= 0) return;
+    const sample = bytes / micros;
+    this.rate = this.rate === 0 ? sample : this.rate * 0.7 + sample * 0.3;
+    this.ratedAt = Date.now();
+  }
+
+  // Backs off from a parent whose upload slots are all taken: 50 ms, doubling
+  // to 1.6 s while it stays busy, with jitter so its children do not return
+  // in step. Any piece it serves resets the streak.
+  markBusy(now = Date.now()): void {
+    const base = Math.min(50 * 2 ** this.busyStreak, 1_600);
+    this.busyStreak = Math.min(this.busyStreak + 1, 8);
+    this.busyUntil = now + base * (0.75 + Math.random() * 0.5);
   }
 
   // Runs the sync stream, calling onMessage for each message; resolves when
@@ -88,39 +121,103 @@ export class ParentConn {
 
   // Downloads one piece straight into the task file; resolves with the
   // verified CRC, rejects on HTTP error, short body or CRC mismatch.
-  async fetchPiece(task: LocalTask, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
+  // Driven by undici's dispatch callbacks rather than a body stream: on slow
+  // links a piece arrives in thousands of small reads, and a stream plus an
+  // async iterator per read cost more CPU than moving the bytes.
+  fetchPiece(task: LocalTask, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
     const ad = this.pieces.get(n);
-    if (!ad) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `parent ${this.id} does not have piece ${n}`);
+    if (!ad) return Promise.reject(new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `parent ${this.id} does not have piece ${n}`));
     const started = process.hrtime.bigint();
-    const res = await this.pool.request({ path: `/v1/tasks/${this.taskId}/pieces/${n}`, method: "GET", signal: signal ?? null });
-    if (res.statusCode !== 200) {
-      res.body.resume();
-      const busy = res.statusCode === 503;
-      if (res.statusCode === 404) this.pieces.delete(n);
-      throw new DamselflyError(busy ? "DF_ERR_UPLOAD_BUSY" : "DF_ERR_PARENT_FAILED", `parent ${this.id} answered piece ${n} with HTTP ${res.statusCode}`, { temporary: busy || res.statusCode === 404 });
-    }
-    const writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
-    try {
-      for await (const chunk of res.body) {
-        if ((await writer.push(chunk)) < chunk.length) throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`);
-      }
-      await writer.flush();
-    } catch (err) {
-      res.body.destroy();
-      if (err instanceof DamselflyError) throw err;
-      // A full disk is ours, not the parent's fault.
-      const local = DamselflyError.from(err);
-      if (local.code === "DF_ERR_STORAGE_FULL" || local.code === "DF_ERR_STORAGE_IO") throw local;
-      throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} broke off: ${(err as Error).message}`, { cause: err });
-    }
-    if (!writer.complete) throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} was cut short (${writer.received}/${ad.length} bytes)`);
-    if (writer.crc !== ad.crc) {
-      this.pieces.delete(n);
-      throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `piece ${n} from parent ${this.id} failed its CRC-32 check`);
-    }
-    this.bytes += ad.length;
-    this.busyMicros += Number(process.hrtime.bigint() - started) / 1000;
-    return { crc: writer.crc, length: ad.length };
+    return new Promise((resolve, reject) => {
+      let status = 0;
+      let writer: PieceWriter | undefined;
+      let settled = false;
+      let ctrl: Dispatcher.DispatchController | undefined;
+      const onAbort = (): void => ctrl?.abort(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+      const settle = (err: unknown, value?: { crc: number; length: number }): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener("abort", onAbort);
+        if (err === undefined) resolve(value!);
+        else reject(err);
+      };
+      const broke = (err: unknown): unknown => {
+        if (err instanceof DamselflyError) return err;
+        // A full disk is ours, not the parent's fault.
+        const local = DamselflyError.from(err);
+        if (local.code === "DF_ERR_STORAGE_FULL" || local.code === "DF_ERR_STORAGE_IO") return local;
+        return new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} broke off: ${(err as Error).message}`, { cause: err });
+      };
+      const finish = async (): Promise<{ crc: number; length: number }> => {
+        if (status === 503) throw BUSY;
+        if (status !== 200) {
+          if (status === 404) this.pieces.delete(n);
+          throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} answered piece ${n} with HTTP ${status}`, { temporary: status === 404 });
+        }
+        const w = writer!;
+        try {
+          await w.flush();
+        } catch (err) {
+          throw broke(err);
+        }
+        if (!w.complete) throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} was cut short (${w.received}/${ad.length} bytes)`);
+        if (w.crc !== ad.crc) {
+          this.pieces.delete(n);
+          throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `piece ${n} from parent ${this.id} failed its CRC-32 check`);
+        }
+        this.busyStreak = 0;
+        this.recordRate(ad.length, Number(process.hrtime.bigint() - started) / 1000);
+        return { crc: w.crc, length: ad.length };
+      };
+      if (signal?.aborted) return settle(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pool.dispatch(
+        { path: `/v1/tasks/${this.taskId}/pieces/${n}`, method: "GET" },
+        {
+          onRequestStart: (c) => {
+            ctrl = c;
+          },
+          onResponseStart: (_c, statusCode) => {
+            status = statusCode;
+            if (status === 200) writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
+          },
+          onResponseData: (c, chunk) => {
+            if (!writer || settled) return;
+            if (writer.accept(chunk) < chunk.length) {
+              c.abort(new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`));
+              return;
+            }
+            if (c.paused) return;
+            if (writer.overWindow) {
+              c.pause();
+              writer.written().then(
+                () => c.resume(),
+                () => c.resume(),
+              );
+            } else if (chunk.length < SMALL_READ && !writer.complete) {
+              // A slow link delivers a piece a packet or two per read, and
+              // each read costs far more CPU here than in the kernel: stop
+              // reading for a moment so the kernel gathers bigger reads.
+              c.pause();
+              setTimeout(() => c.resume(), READ_GATHER_MS);
+            }
+          },
+          onResponseEnd: () => {
+            finish().then(
+              (v) => settle(undefined, v),
+              (e: unknown) => settle(e),
+            );
+          },
+          onResponseError: (_c, err) => {
+            // Let writes in flight finish before the caller reuses the region.
+            const w = writer;
+            const fail = (): void => settle(broke(err));
+            if (w) w.written().then(fail, fail);
+            else fail();
+          },
+        },
+      );
+    });
   }
 
   close(): void {

@@ -18,6 +18,10 @@ type Req = schedulerv1.AnnouncePeerRequest["request"];
 // best parent's throughput is dropped.
 const SLOW_PARENT_MIN_PIECES = 3;
 const SLOW_PARENT_RATIO = 8;
+const SLOW_PARENT_WINDOW_MS = 5_000;
+// With fewer parents than this left after dropping one, ask the scheduler for
+// more (each ask counts toward its reschedule limit).
+const MIN_PARENTS = 2;
 
 export interface PeerTaskOptions {
   task: LocalTask;
@@ -38,6 +42,8 @@ export interface PeerTaskStats {
   bytesFromSource: number;
   backToSource: boolean;
   schedulerUnavailable: boolean;
+  // Piece requests a parent answered "busy".
+  busyAnswers: number;
 }
 
 // Conducts one task download on this daemon: talks to the scheduler over one
@@ -45,7 +51,7 @@ export interface PeerTaskStats {
 // which pieces it holds), pulls pieces from several parents at once, and goes
 // to the origin only when the scheduler says so or cannot be reached.
 export class PeerTask {
-  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false };
+  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0 };
   private readonly parents = new Map<string, ParentConn>();
   private readonly blocklist = new Set<string>();
   private readonly inFlight = new Map<number, string>();
@@ -62,6 +68,9 @@ export class PeerTask {
   private verifier: DigestVerifier | undefined;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
+  // Wakes pump() when a busy parent may take requests again.
+  private busyRetry: NodeJS.Timeout | undefined;
+  private pumpQueued = false;
   private readonly log: Logger;
 
   constructor(private readonly o: PeerTaskOptions) {
@@ -176,9 +185,9 @@ export class PeerTask {
           else this.dropParent(conn, e.message);
           return;
         }
-        this.pump();
+        this.schedulePump();
       })
-      .then(() => this.pump())
+      .then(() => this.schedulePump())
       .catch((err) => {
         if (!conn.closed) this.dropParent(conn, `sync stream: ${(err as Error).message}`);
       });
@@ -191,15 +200,47 @@ export class PeerTask {
     conn.close();
     this.log.info({ parent: conn.id, reason }, "parent dropped");
     if (this.ended || this.sourceRunning) return;
-    // The scheduler decides whether the remaining parents can still feed us.
-    if (this.session) this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: reason }) });
-    else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
+    // The scheduler decides whether the remaining parents can still feed us;
+    // plenty of parents holding what we miss need no new decision.
+    if (this.session) {
+      if (this.parents.size < MIN_PARENTS || !this.parentsCoverMissing()) {
+        this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...this.blocklist], description: reason }) });
+      }
+    } else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
     this.pump();
+  }
+
+  // Every missing piece is held by some parent (or the size is unknown yet).
+  private parentsCoverMissing(): boolean {
+    if (!this.o.task.infoKnown) return this.parents.size > 0;
+    for (const n of this.o.task.missingPieces()) {
+      let held = false;
+      for (const p of this.parents.values()) {
+        if (p.pieces.has(n) || !p.done) {
+          // A parent still downloading may yet get it.
+          held = true;
+          break;
+        }
+      }
+      if (!held) return false;
+    }
+    return true;
   }
 
   private async setInfo(contentLength: number, pieceLength: number): Promise<void> {
     await this.o.task.setInfo(contentLength, pieceLength);
     this.pump();
+  }
+
+  // Piece announcements arrive from every parent for every piece: one pump per
+  // turn of the event loop covers them all.
+  private schedulePump(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
   }
 
   // Starts as many piece fetches as the limits allow.
@@ -209,21 +250,33 @@ export class PeerTask {
       this.complete().catch((e) => this.fail(DamselflyError.from(e)));
       return;
     }
-    while (this.inFlight.size < this.o.piecesInFlight) {
-      const pick = this.selector.next(this.parents, this.inFlight);
-      if (!pick) break;
-      this.fetchPiece(pick.piece, pick.parent);
-    }
+    for (const pick of this.selector.pick(this.parents, this.inFlight, this.o.piecesInFlight - this.inFlight.size)) this.fetchPiece(pick.piece, pick.parent);
+    if (this.inFlight.size < this.o.piecesInFlight) this.retryWhenNotBusy();
     if (this.inFlight.size === 0) this.dropDeadEnds();
+  }
+
+  // Some parent said busy and is why we fetch less than we could: try again
+  // once the first of them may have a free slot.
+  private retryWhenNotBusy(): void {
+    if (this.busyRetry) return;
+    const now = Date.now();
+    let soonest = Infinity;
+    for (const p of this.parents.values()) if (p.busyUntil > now && p.busyUntil < soonest) soonest = p.busyUntil;
+    if (soonest === Infinity) return;
+    this.busyRetry = setTimeout(() => {
+      this.busyRetry = undefined;
+      this.pump();
+    }, Math.ceil(soonest - now));
   }
 
   // A parent far slower than the best one holds back the whole download
   // (its pieces arrive last): drop it once measured, unless some piece we
-  // miss can only come from it.
+  // miss can only come from it. Only recent measurements are compared.
   private dropIfSlow(parent: ParentConn): void {
     if (this.parents.size < 2 || parent.piecesServed < SLOW_PARENT_MIN_PIECES) return;
+    const recent = Date.now() - SLOW_PARENT_WINDOW_MS;
     let best = 0;
-    for (const p of this.parents.values()) if (p.piecesServed >= SLOW_PARENT_MIN_PIECES) best = Math.max(best, p.throughput);
+    for (const p of this.parents.values()) if (p.piecesServed >= SLOW_PARENT_MIN_PIECES && p.ratedAt >= recent) best = Math.max(best, p.throughput);
     if (parent.throughput * SLOW_PARENT_RATIO >= best) return;
     for (const n of this.o.task.missingPieces()) {
       if (!parent.pieces.has(n)) continue;
@@ -231,7 +284,7 @@ export class PeerTask {
       for (const p of this.parents.values()) if (p !== parent && p.pieces.has(n)) elsewhere = true;
       if (!elsewhere) return;
     }
-    this.dropParent(parent, `slow parent: ${(parent.throughput).toFixed(1)} vs best ${best.toFixed(1)} bytes/µs`);
+    this.dropParent(parent, `slow parent: ${(parent.throughput).toFixed(2)} vs best ${best.toFixed(2)} bytes/µs`);
   }
 
   // Parents that finished sending yet lack pieces we miss (they dropped a
@@ -269,6 +322,12 @@ export class PeerTask {
       .catch((err) => {
         if (this.ended) return;
         const e = DamselflyError.from(err, "DF_ERR_PARENT_FAILED");
+        // Busy is the parent's normal flow control, not a failure to report.
+        if (e.code === "DF_ERR_UPLOAD_BUSY") {
+          this.stats.busyAnswers++;
+          parent.markBusy();
+          return;
+        }
         this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: n, parentId: parent.id, reason: e.message, temporary: e.temporary }) });
         if (e.code === "DF_ERR_STORAGE_FULL" || e.code === "DF_ERR_STORAGE_IO") {
           this.fail(e);
@@ -284,7 +343,7 @@ export class PeerTask {
         this.inFlight.delete(n);
         parent.inFlight--;
         if (this.inFlight.size === 0) this.idleWaiter?.();
-        this.pump();
+        this.schedulePump();
       });
   }
 
@@ -387,7 +446,10 @@ export class PeerTask {
     const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
     if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
     else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
-    this.log.info({ bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, contentLength: t.meta.contentLength }, "task downloaded");
+    this.log.info(
+      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, parents: this.parents.size + this.blocklist.size, contentLength: t.meta.contentLength },
+      "task downloaded",
+    );
     this.cleanup();
     this.settle.resolve();
   }
@@ -413,6 +475,7 @@ export class PeerTask {
     this.verifier?.close();
     this.idleWaiter?.();
     if (this.watchdog) clearInterval(this.watchdog);
+    if (this.busyRetry) clearTimeout(this.busyRetry);
     this.abort.abort();
     for (const p of this.parents.values()) p.close();
     this.parents.clear();

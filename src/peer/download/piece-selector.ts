@@ -10,19 +10,23 @@ export interface SelectableParent {
   readonly pieces: ReadonlyMap<number, unknown>;
   readonly inFlight: number;
   readonly throughput: number;
+  // Said "all upload slots busy" recently: not asked again before this time (ms).
+  readonly busyUntil: number;
 }
 
-// Pieces this close to the first missing one are fetched in order, so a local
-// reader (the proxy, a streaming `get`) keeps moving.
+// Pieces from the one a local reader is blocked on go in order, this many, so
+// the reader (the proxy, a streaming `get`) keeps moving.
 export const STREAM_WINDOW = 4;
 
 // Decides which missing piece to fetch next and from which parent.
-// - The first STREAM_WINDOW missing pieces go in order (a local reader streams
-//   the task from the front).
-// - Beyond that, the rarest piece among the parents goes first, ties broken
-//   by a random order private to this peer: peers that download at once then
-//   hold different pieces and can trade them, instead of all waiting for the
-//   same piece from the same parent.
+// - When a local reader waits, the STREAM_WINDOW missing pieces from the one
+//   it waits for go first, in order.
+// - Otherwise the rarest piece among the parents goes first, ties broken by a
+//   random order private to this peer: peers that download at once then hold
+//   different pieces and can trade them, instead of all waiting for the same
+//   piece from the same parent. (Without a reader nothing is gained by order:
+//   16 peers all asking the seed for piece 0 first would have it send the same
+//   bytes 16 times instead of 16 different pieces.)
 // Among parents holding the piece, the one with the most spare capacity,
 // weighted by measured throughput, wins.
 export class PieceSelector<P extends SelectableParent> {
@@ -35,44 +39,82 @@ export class PieceSelector<P extends SelectableParent> {
     private readonly random: () => number = Math.random,
   ) {}
 
-  next(parents: ReadonlyMap<string, P>, inFlight: ReadonlyMap<number, string>): PiecePick<P> | undefined {
-    if (parents.size === 0) return undefined;
+  next(parents: ReadonlyMap<string, P>, inFlight: ReadonlyMap<number, string>, now = Date.now()): PiecePick<P> | undefined {
+    return this.pick(parents, inFlight, 1, now)[0];
+  }
+
+  // Up to `max` (piece, parent) pairs to request now, best first. One scan
+  // of the missing pieces serves a whole pump: rarity and holders are
+  // counted once, then parents are filled up to their limit.
+  pick(parents: ReadonlyMap<string, P>, inFlight: ReadonlyMap<number, string>, max: number, now = Date.now()): PiecePick<P>[] {
+    if (max <= 0) return [];
+    // Parents that may take a request now; often none (all busy or at their
+    // limit), and then there is nothing to scan.
+    const room = new Map<P, number>();
+    for (const p of parents.values()) if (p.inFlight < this.perParent && p.busyUntil <= now) room.set(p, this.perParent - p.inFlight);
+    if (room.size === 0) return [];
     const pieces = this.task.pieces;
     while (pieces.has(this.cursor)) this.cursor++;
     const total = this.task.totalPieces;
-    const order = total >= 0 ? range(this.cursor, total) : advertised(parents);
+    const wanted = this.task.firstWanted();
+    const windowFrom = wanted === undefined ? Infinity : Math.max(wanted, this.cursor);
+    const order = total >= 0 ? undefined : advertised(parents);
     const rank = total >= 0 ? this.ranks(total) : undefined;
-    let best: PiecePick<P> | undefined;
-    let bestAvail = Infinity;
-    let bestRank = Infinity;
+    const usable = [...room.keys()];
+    // Reader's window first (in order), then the rest by rarity, then rank.
+    const inOrder: number[] = [];
+    const rest: Array<{ n: number; avail: number; rank: number }> = [];
     let missingSeen = 0;
-    for (const n of order) {
+    const end = order ? order.length : total;
+    for (let i = order ? 0 : this.cursor; i < end; i++) {
+      const n = order ? order[i]! : i;
       if (pieces.has(n)) continue;
-      const inWindow = missingSeen++ < STREAM_WINDOW;
+      const inWindow = n >= windowFrom && missingSeen++ < STREAM_WINDOW;
       if (inFlight.has(n)) continue;
+      let held = false;
+      for (const p of usable) {
+        if (p.pieces.has(n)) {
+          held = true;
+          break;
+        }
+      }
+      if (!held) continue;
+      if (inWindow || !rank) {
+        inOrder.push(n);
+        continue;
+      }
+      let avail = 0;
+      for (const p of parents.values()) if (p.pieces.has(n)) avail++;
+      rest.push({ n, avail, rank: rank[n]! });
+    }
+    rest.sort((a, b) => a.avail - b.avail || a.rank - b.rank);
+    const picks: PiecePick<P>[] = [];
+    const assigned = new Map<P, number>();
+    const take = (n: number): void => {
       let parent: P | undefined;
       let score = -1;
-      let avail = 0;
-      for (const p of parents.values()) {
-        if (!p.pieces.has(n)) continue;
-        avail++;
-        if (p.inFlight >= this.perParent) continue;
-        const s = p.throughput / (1 + p.inFlight);
+      for (const [p, left] of room) {
+        if (left <= 0 || !p.pieces.has(n)) continue;
+        const s = p.throughput / (1 + p.inFlight + (assigned.get(p) ?? 0));
         if (s > score) {
           parent = p;
           score = s;
         }
       }
-      if (!parent) continue;
-      if (inWindow || !rank) return { piece: n, parent };
-      const r = rank[n]!;
-      if (avail < bestAvail || (avail === bestAvail && r < bestRank)) {
-        best = { piece: n, parent };
-        bestAvail = avail;
-        bestRank = r;
-      }
+      if (!parent) return;
+      room.set(parent, room.get(parent)! - 1);
+      assigned.set(parent, (assigned.get(parent) ?? 0) + 1);
+      picks.push({ piece: n, parent });
+    };
+    for (const n of inOrder) {
+      if (picks.length >= max) return picks;
+      take(n);
     }
-    return best;
+    for (const c of rest) {
+      if (picks.length >= max) break;
+      take(c.n);
+    }
+    return picks;
   }
 
   // A random permutation of piece numbers, fixed for this download.
@@ -95,8 +137,4 @@ function advertised(parents: ReadonlyMap<string, SelectableParent>): number[] {
   const set = new Set<number>();
   for (const p of parents.values()) for (const n of p.pieces.keys()) set.add(n);
   return [...set].sort((a, b) => a - b);
-}
-
-function* range(from: number, to: number): Generator<number> {
-  for (let n = from; n < to; n++) yield n;
 }

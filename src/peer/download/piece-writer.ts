@@ -33,6 +33,15 @@ export class PieceWriter {
   // Takes the bytes of `chunk` that belong to this piece and returns how many
   // it took (the rest belongs to the next piece when a whole file streams in).
   async push(chunk: Uint8Array): Promise<number> {
+    const took = this.accept(chunk);
+    if (this.overWindow) await this.writing;
+    if (this.error !== undefined) throw this.error;
+    return took;
+  }
+
+  // push() for callback-driven sources: never waits. While overWindow holds,
+  // the caller pauses its source until written() settles.
+  accept(chunk: Uint8Array): number {
     const room = this.expectedLength - this.received;
     const take = chunk.length <= room ? chunk : chunk.subarray(0, room);
     if (take.length === 0) return 0;
@@ -41,9 +50,16 @@ export class PieceWriter {
     this.pending.push(take);
     this.pendingBytes += take.length;
     if (this.pendingBytes >= FLUSH_AT) this.startWrite();
-    if (this.unwritten > this.maxUnwritten) await this.writing;
-    if (this.error !== undefined) throw this.error;
     return take.length;
+  }
+
+  get overWindow(): boolean {
+    return this.unwritten > this.maxUnwritten;
+  }
+
+  // Settles when the writes started so far are done.
+  written(): Promise<void> {
+    return this.writing;
   }
 
   get complete(): boolean {

@@ -58,6 +58,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Told whenever the data file is used (the store keeps an LRU of open files).
   onOpenUse: ((t: LocalTask) => void) | undefined;
   private writeChain: Promise<void> = Promise.resolve();
+  // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
+  // how many readers wait for each: the download fetches these first.
+  private readonly wants = new Map<number, number>();
 
   constructor(readonly dir: string, public meta: TaskMeta) {
     super();
@@ -66,6 +69,26 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   get id(): string {
     return this.meta.id;
+  }
+
+  // A reader waits for piece n until the returned function is called.
+  want(n: number): () => void {
+    this.wants.set(n, (this.wants.get(n) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.wants.get(n) ?? 1) - 1;
+      if (left > 0) this.wants.set(n, left);
+      else this.wants.delete(n);
+    };
+  }
+
+  // The lowest piece a local reader is blocked on, if any.
+  firstWanted(): number | undefined {
+    let min: number | undefined;
+    for (const n of this.wants.keys()) if (min === undefined || n < min) min = n;
+    return min;
   }
 
   get dataPath(): string {

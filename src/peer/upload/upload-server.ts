@@ -14,18 +14,31 @@ import { BufferPool } from "./buffer-pool.js";
 
 const CHUNK = 512 * 1024;
 const PING_MS = 15_000;
+// How long a piece request waits for a free upload slot before it is told
+// busy, and how many may wait per slot.
+const SLOT_WAIT_MS = 5_000;
+const SYNC_BATCH_MS = 25;
+const SLOT_QUEUE_PER_SLOT = 4;
+const BUSY_BODY = JSON.stringify({ code: "DF_ERR_UPLOAD_BUSY", message: "all upload slots are busy" }) + "\n";
+const BUSY_HEADERS = { "content-type": "application/json", "x-damselfly-error": "DF_ERR_UPLOAD_BUSY", "retry-after": "1", "content-length": String(BUSY_BODY.length) };
 
 export interface UploadServerOptions {
   listen: string;
   storage: Storage;
   logger: Logger;
-  uploadSlots: number;
+  // Piece uploads streamed at once. Few and fast beats many and slow: a child
+  // can pass a piece on only once it has all of it, so an uplink split 200
+  // ways leaves the whole swarm waiting for its first pieces.
+  uploadConcurrency: number;
   // A stored piece failed its check and was dropped: fetch it again.
   onCorruptPiece?: (task: LocalTask) => void;
 }
 
 export interface UploadStats {
   active: number;
+  // Requests answered 503 because every slot was taken.
+  busy: number;
+  pieces: number;
   bytesTotal: number;
   corruptDetected: number;
 }
@@ -38,9 +51,10 @@ export interface UploadStats {
 // its CRC while it streams: a piece that fails is cut off before its last byte
 // and dropped from the store.
 export class UploadServer {
-  readonly stats: UploadStats = { active: 0, bytesTotal: 0, corruptDetected: 0 };
+  readonly stats: UploadStats = { active: 0, busy: 0, pieces: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
   private readonly pool = new BufferPool(CHUNK, 16);
+  private readonly waiters: Array<{ give: () => void; res: http.ServerResponse }> = [];
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
@@ -83,8 +97,14 @@ export class UploadServer {
   private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const info = task.pieces.get(n);
     if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
-    if (this.stats.active >= this.opts.uploadSlots) throw new DamselflyError("DF_ERR_UPLOAD_BUSY", "all upload slots are busy", { temporary: true });
-    this.stats.active++;
+    if (this.stats.active < this.opts.uploadConcurrency) this.stats.active++;
+    else if (!(await this.slotFreed(res))) {
+      // Routine flow control: answered without building an error.
+      this.stats.busy++;
+      res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
+      return;
+    }
+    this.stats.pieces++;
     try {
       task.touch();
       res.writeHead(200, {
@@ -99,6 +119,43 @@ export class UploadServer {
       await this.streamPiece(task, info, res);
     } finally {
       this.stats.active--;
+      this.handOver();
+    }
+  }
+
+  // All slots are taken: the request waits in line for one (FIFO) rather
+  // than bouncing. A bounce costs both sides a round trip and leaves the slot
+  // idle until someone retries; a wait costs nothing, and the child counts it
+  // in this parent's measured speed, so a crowded parent gets fewer requests.
+  // Only a long line (more than SLOT_QUEUE_PER_SLOT per slot) or a long wait
+  // gets "busy". Resolves true with the freed slot already counted as this
+  // request's.
+  private slotFreed(res: http.ServerResponse): Promise<boolean> {
+    if (this.waiters.length >= this.opts.uploadConcurrency * SLOT_QUEUE_PER_SLOT) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w = {
+        give: (): void => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+        res,
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        resolve(false);
+      }, SLOT_WAIT_MS);
+      this.waiters.push(w);
+    });
+  }
+
+  private handOver(): void {
+    while (this.waiters.length > 0 && this.stats.active < this.opts.uploadConcurrency) {
+      const w = this.waiters.shift()!;
+      if (w.res.destroyed) continue;
+      this.stats.active++;
+      w.give();
+      return;
     }
   }
 
@@ -143,8 +200,24 @@ export class UploadServer {
     if (task.meta.pieceLength > 0) sendInfo();
     const existing = [...task.pieces.values()];
     if (existing.length > 0) send({ type: "pieces", pieces: existing.map((p) => [p.number, p.crc, p.length]) });
-    const onPiece = (p: PieceInfo): void => send({ type: "pieces", pieces: [[p.number, p.crc, p.length]] });
+    // New pieces go out in one line per SYNC_BATCH_MS: every child of every
+    // parent hears of every piece, so a line per piece is the bulk of the
+    // control traffic in a big swarm.
+    let batch: Array<[number, number, number]> = [];
+    let batchTimer: NodeJS.Timeout | undefined;
+    const flushBatch = (): void => {
+      batchTimer = undefined;
+      if (batch.length === 0) return;
+      send({ type: "pieces", pieces: batch });
+      batch = [];
+    };
+    const onPiece = (p: PieceInfo): void => {
+      batch.push([p.number, p.crc, p.length]);
+      batchTimer ??= setTimeout(flushBatch, SYNC_BATCH_MS);
+    };
     const onDone = (): void => {
+      if (batchTimer) clearTimeout(batchTimer);
+      flushBatch();
       sendInfo();
       send({ type: "done" });
       cleanup();
@@ -158,6 +231,7 @@ export class UploadServer {
     const ping = setInterval(() => send({ type: "ping" }), PING_MS);
     const cleanup = (): void => {
       clearInterval(ping);
+      if (batchTimer) clearTimeout(batchTimer);
       task.off("piece", onPiece);
       task.off("info", sendInfo);
       task.off("done", onDone);
