@@ -7,7 +7,7 @@
 //       --origin-rate 50mbit --modes native,bittorrent,damselfly --out /tmp/tb
 //
 // --peers takes a list (4,8,16: one testbed with the most peers, each N runs
-// on the first N; an SVG plot of completion time vs N is written too).
+// on the first N); an SVG plot of completion time vs N is written too.
 // --modes may also name damselfly-peer (the scheduler with --cold-start peer).
 // --dir is where the file and the downloads go (default the system temp dir),
 // --keep keeps them, --no-shaping-check skips the link checks. Before each
@@ -276,7 +276,7 @@ try {
       "  agent CPU: the processes moving the file (curl + origin server | aria2c seeder + leechers | damselfly seed + peer daemons);\n" +
       "  CPU s/GiB up: agent CPU per GiB sent by all testbed hosts together (swarm up).\n",
   );
-  if (ns.length > 1) {
+  {
     const title = `${(size / 2 ** 20).toFixed(0)} MiB to N peers: origin ${mbit(originRate)}, peers ${mbit(peerRate)}`;
     const svg = renderPlot(
       title,

@@ -236,7 +236,7 @@ test("seed-first cold start: the seed is triggered, fetches from the origin and 
 });
 
 test("peer-first cold start: the first peer fetches from the origin; a second peer mid-download brings the seed, which copies from the peers", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler();
+  const { client } = await startScheduler({ coldStart: "peer" });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
@@ -262,7 +262,7 @@ test("peer-first cold start: the first peer fetches from the origin; a second pe
 });
 
 test("peer-first cold start: the seed copies a task seedCopyDelay after its first peer finishes", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler({ seedCopyDelay: 300 });
+  const { client } = await startScheduler({ seedCopyDelay: 300, coldStart: "peer" });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
