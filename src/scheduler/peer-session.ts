@@ -68,6 +68,9 @@ export class PeerSession {
       case "pieceFinished":
         this.events.pieceFinished(peer, r.value);
         return;
+      case "piecesFinished":
+        for (const piece of r.value.pieces) this.events.pieceFinished(peer, piece);
+        return;
       case "pieceFailed":
         this.events.pieceFailed(peer, r.value);
         return;

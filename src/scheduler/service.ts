@@ -74,7 +74,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         if (h.ip === "") throw invalid("host.ip is empty");
         const { host, created } = store.hosts.upsert(h, req.intervalSeconds, engine.now(), config);
         if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
-        return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created });
+        return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
       }),
 
     leaveHost: (req) =>
