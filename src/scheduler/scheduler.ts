@@ -23,7 +23,7 @@ export interface SchedulerOptions {
 export class Scheduler {
   private readonly config: SchedulerConfig;
   private readonly log: Logger;
-  private readonly store = new ResourceStore();
+  private readonly store: ResourceStore;
   private readonly engine: SchedulingEngine;
   private readonly events: PeerEvents;
   private readonly seedClient = new SeedTriggerClient();
@@ -33,6 +33,7 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
+    this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
     this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
     this.events = new PeerEvents(this.engine);
   }

@@ -72,7 +72,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         if (!h) throw invalid("announce without a host");
         checkId("host.id", h.id);
         if (h.ip === "") throw invalid("host.ip is empty");
-        const { host, created } = store.hosts.upsert(h, req.intervalSeconds, engine.now(), config);
+        const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
         if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
         return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
       }),
@@ -108,14 +108,13 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         checkTaskId(req.taskId);
         const task = store.tasks.get(req.taskId);
         if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
-        const peers = store.taskPeers(task);
-        const finished = peers.filter((p) => p.state === "succeeded").length;
+        const finished = task.succeeded.size;
         const now = engine.now();
-        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : peers.some((p) => p.isActive) ? "running" : "pending";
+        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : [...task.peers].some((p) => p.isActive) ? "running" : "pending";
         return create(schedulerv1.StatTaskResponseSchema, {
           taskId: task.id,
           task: task.toInfo(),
-          peerCount: peers.length,
+          peerCount: task.peers.size,
           finishedPeerCount: finished,
           backToSourcePeerCount: task.backToSourcePeers.size,
           state,

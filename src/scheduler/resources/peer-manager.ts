@@ -3,6 +3,11 @@ import type { schedulerv1 } from "../../protocol/index.js";
 
 export type PeerState = "pending" | "running" | "backToSource" | "succeeded" | "failed";
 
+// Keeps views of a task's peers (by state, by candidate count) current.
+export interface PeerIndex {
+  peerChanged(peer: Peer): void;
+}
+
 export interface ParentCost {
   bytes: number;
   micros: number;
@@ -14,7 +19,9 @@ export class Peer {
   readonly taskId: string;
   readonly hostId: string;
   readonly registeredAt: number;
-  state: PeerState = "pending";
+  private current: PeerState = "pending";
+  // The task's indexes while the peer is attached to its task.
+  index: PeerIndex | undefined;
   finishedPieces = 0;
   // Open while the peer's AnnouncePeer stream is; undefined for cached peers
   // and for succeeded peers whose stream closed.
@@ -36,6 +43,16 @@ export class Peer {
     this.taskId = taskId;
     this.hostId = hostId;
     this.registeredAt = registeredAt;
+  }
+
+  get state(): PeerState {
+    return this.current;
+  }
+
+  set state(s: PeerState) {
+    if (s === this.current) return;
+    this.current = s;
+    this.index?.peerChanged(this);
   }
 
   get isActive(): boolean {
