@@ -6,7 +6,7 @@ import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
-import { createSchedulerService } from "./service.js";
+import { announceRoute, createSchedulerService } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
@@ -45,8 +45,9 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const service = createSchedulerService({ config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events });
-    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service));
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events };
+    const service = createSchedulerService(deps);
+    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), [announceRoute(deps)]);
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];

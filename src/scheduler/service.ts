@@ -4,8 +4,8 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { schedulerv1, toConnectError } from "../protocol/index.js";
-import { PeerSession } from "./peer-session.js";
+import { grpcBidiRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -31,37 +31,29 @@ async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
 export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
   const { config, logger: log, store, engine, events } = deps;
 
+  // Connect's path (the Connect protocol, gRPC-web, compressed or with a
+  // deadline); plain gRPC calls take the fast path (announceRoute).
   async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
-    const session = new PeerSession(store, events, queue, log, engine.now);
-    const onAbort = () => session.end();
+    const call = openAnnounceCall(deps, queue);
+    const onAbort = () => call.gone();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
       try {
-        for await (const req of requests) {
-          try {
-            session.handle(req);
-          } catch (err) {
-            const ce = err instanceof ConnectError ? err : toConnectError(err);
-            log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
-            queue.close(ce);
-            return;
-          }
-        }
-        queue.close();
+        for await (const req of requests) if (!call.message(req)) return;
+        call.end();
       } catch (err) {
         // The client went away mid-stream: nothing to answer.
         log.debug({ err: err instanceof Error ? err.message : String(err) }, "announce stream broken");
         queue.close();
-      } finally {
-        session.end();
+        call.gone();
       }
     })();
     try {
       yield* queue;
     } finally {
       ctx.signal.removeEventListener("abort", onAbort);
-      session.end();
+      call.gone();
     }
   }
 
@@ -121,4 +113,10 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         });
       }),
   };
+}
+
+// AnnouncePeer in plain gRPC (what daemons send) without Connect's pipeline.
+export function announceRoute(deps: ServiceDeps): FastRoute {
+  const m = schedulerv1.SchedulerService.method.announcePeer;
+  return grpcBidiRoute(`/${schedulerv1.SchedulerService.typeName}/${m.name}`, m.input, m.output, (sink) => openAnnounceCall(deps, sink));
 }

@@ -1,5 +1,4 @@
-import type { AsyncQueue } from "../../common/async-queue.js";
-import type { schedulerv1 } from "../../protocol/index.js";
+import type { BidiSink, schedulerv1 } from "../../protocol/index.js";
 
 export type PeerState = "pending" | "running" | "backToSource" | "succeeded" | "failed";
 
@@ -25,7 +24,7 @@ export class Peer {
   finishedPieces = 0;
   // Open while the peer's AnnouncePeer stream is; undefined for cached peers
   // and for succeeded peers whose stream closed.
-  queue: AsyncQueue<schedulerv1.AnnouncePeerResponse> | undefined;
+  queue: BidiSink<schedulerv1.AnnouncePeerResponse> | undefined;
   readonly blocklist = new Set<string>();
   rescheduleCount = 0;
   readonly parentFailures = new Map<string, number>();
