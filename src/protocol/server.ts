@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { parseHostPort, type HostPort } from "../common/address.js";
-import type { FastRoute } from "./grpc-bidi.js";
+import type { FastRoute } from "./grpc-fast.js";
 
 export interface RpcServer {
   readonly address: HostPort;
@@ -11,7 +11,7 @@ export interface RpcServer {
 
 // Connect/gRPC/gRPC-web over cleartext HTTP/2 on exactly the address given, so
 // stock gRPC clients can talk to us as well as our own Connect clients.
-// `fast` routes serve their path before Connect sees it (see grpc-bidi.ts),
+// `fast` routes serve their path before Connect sees it (see grpc-fast.ts),
 // falling back to Connect for what they do not handle.
 export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void, fast: readonly FastRoute[] = []): Promise<RpcServer> {
   const { host, port } = parseHostPort(listen);

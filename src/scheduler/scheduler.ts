@@ -6,7 +6,7 @@ import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
-import { announceRoute, createSchedulerService } from "./service.js";
+import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
@@ -47,7 +47,7 @@ export class Scheduler {
     if (this.server) return;
     const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events };
     const service = createSchedulerService(deps);
-    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), [announceRoute(deps)]);
+    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];

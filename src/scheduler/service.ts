@@ -4,7 +4,7 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { grpcBidiRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
@@ -28,11 +28,26 @@ async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
+// The keep-alive every daemon sends every announce interval.
+function announceHostHandler(deps: ServiceDeps): (req: schedulerv1.AnnounceHostRequest) => Promise<schedulerv1.AnnounceHostResponse> {
+  const { config, logger: log, store, engine } = deps;
+  return (req) =>
+    guard(() => {
+      const h = req.host;
+      if (!h) throw invalid("announce without a host");
+      checkId("host.id", h.id);
+      if (h.ip === "") throw invalid("host.ip is empty");
+      const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
+      if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
+      return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
+    });
+}
+
 export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
-  const { config, logger: log, store, engine, events } = deps;
+  const { logger: log, store, engine, events } = deps;
 
   // Connect's path (the Connect protocol, gRPC-web, compressed or with a
-  // deadline); plain gRPC calls take the fast path (announceRoute).
+  // deadline); plain gRPC calls take the fast path (fastRoutes).
   async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
     const call = openAnnounceCall(deps, queue);
@@ -58,16 +73,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   }
 
   return {
-    announceHost: (req) =>
-      guard(() => {
-        const h = req.host;
-        if (!h) throw invalid("announce without a host");
-        checkId("host.id", h.id);
-        if (h.ip === "") throw invalid("host.ip is empty");
-        const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
-        if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
-        return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
-      }),
+    announceHost: announceHostHandler(deps),
 
     leaveHost: (req) =>
       guard(() => {
@@ -115,8 +121,14 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   };
 }
 
-// AnnouncePeer in plain gRPC (what daemons send) without Connect's pipeline.
-export function announceRoute(deps: ServiceDeps): FastRoute {
-  const m = schedulerv1.SchedulerService.method.announcePeer;
-  return grpcBidiRoute(`/${schedulerv1.SchedulerService.typeName}/${m.name}`, m.input, m.output, (sink) => openAnnounceCall(deps, sink));
+// AnnouncePeer and AnnounceHost, nearly all of the scheduler's traffic, in
+// plain gRPC (what daemons send) without Connect's pipeline.
+export function fastRoutes(deps: ServiceDeps): FastRoute[] {
+  const svc = schedulerv1.SchedulerService;
+  const peer = svc.method.announcePeer;
+  const host = svc.method.announceHost;
+  return [
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink)),
+    grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
+  ];
 }

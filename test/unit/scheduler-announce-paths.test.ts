@@ -64,12 +64,20 @@ const pieces = (...numbers: number[]): Req => ({
 });
 
 for (const [name, mk] of Object.entries(transports)) {
-  test(`announce over ${name}: decisions, batched pieces, finish, and rejected streams with our error code`, { timeout: 15_000 }, async () => {
+  test(`announce over ${name}: host keep-alive, decisions, batched pieces, finish, and rejected streams with our error code`, { timeout: 15_000 }, async () => {
     const base = await startScheduler();
     const client = createClient(schedulerv1.SchedulerService, mk(base));
     const announced = await client.announceHost({ host: { id: "h1", hostname: "h1", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
     assert.equal(announced.batchedPieceReports, true);
     await client.announceHost({ host: { id: "h2", hostname: "h2", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
+    const again = await client.announceHost({ host: { id: "h2", hostname: "h2", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
+    assert.equal(again.newHost, false);
+    const noIp = await client.announceHost({ host: { id: "h3", hostname: "h3", ip: "" }, intervalSeconds: 0 }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(noIp?.code, Code.InvalidArgument);
+    assert.equal(fromConnectError(noIp).code, "DF_ERR_INVALID_REQUEST");
     const task = newTaskId();
 
     // First peer: to the origin; reports its pieces in batches and finishes.

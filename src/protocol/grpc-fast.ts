@@ -36,12 +36,19 @@ export interface FastRoute {
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const CONTENT_TYPE = /^application\/grpc(\+proto)?$/i;
 
-// One bidirectional-streaming method in plain gRPC (binary protobuf,
-// uncompressed, no deadline) served straight on node:http2. Connect's
-// generic pipeline (async-iterable chains, abort signals and a DOMException
-// per call, an envelope copy per message) cost the scheduler more CPU than
-// its own work on AnnouncePeer; anything else, e.g. the Connect protocol,
-// gRPC-web, compression or a deadline, is left to Connect.
+// Plain gRPC (binary protobuf, uncompressed, no deadline) served straight
+// on node:http2, for the scheduler's hot methods. Connect's generic pipeline
+// (async-iterable chains, abort signals and a DOMException per call, an
+// envelope copy per message) cost the scheduler more CPU than its own work;
+// anything else, e.g. the Connect protocol, gRPC-web, compression or a
+// deadline, is left to Connect.
+function isPlainGrpc(req: http2.Http2ServerRequest): boolean {
+  const h = req.headers;
+  const enc = h["grpc-encoding"];
+  return req.method === "POST" && CONTENT_TYPE.test(String(h["content-type"] ?? "")) && (enc === undefined || enc === "identity") && h["grpc-timeout"] === undefined;
+}
+
+// One bidirectional-streaming method.
 export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
   path: string,
   input: I,
@@ -51,12 +58,40 @@ export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
   return {
     path,
     serve(req, res) {
-      const h = req.headers;
-      const enc = h["grpc-encoding"];
-      if (req.method !== "POST" || !CONTENT_TYPE.test(String(h["content-type"] ?? "")) || (enc !== undefined && enc !== "identity") || h["grpc-timeout"] !== undefined) {
-        return false;
-      }
+      if (!isPlainGrpc(req)) return false;
       serveCall(req, res, input, output, open);
+      return true;
+    },
+  };
+}
+
+// One unary method: the call's single message in, one response or an error
+// out.
+export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(path: string, input: I, output: O, impl: (req: MessageShape<I>) => MessageShape<O> | Promise<MessageShape<O>>): FastRoute {
+  return {
+    path,
+    serve(req, res) {
+      if (!isPlainGrpc(req)) return false;
+      let got: MessageShape<I> | undefined;
+      serveCall(req, res, input, output, (sink) => ({
+        message(m) {
+          if (got !== undefined) return sink.close(new ConnectError("unary call with more than one message", Code.Unimplemented));
+          got = m;
+        },
+        end() {
+          if (got === undefined) return sink.close(new ConnectError("unary call without a message", Code.Unimplemented));
+          const m = got;
+          // A thrown error and a rejected promise end the call alike.
+          void (async () => impl(m))().then(
+            (resp) => {
+              sink.push(resp);
+              sink.close();
+            },
+            (err: unknown) => sink.close(err),
+          );
+        },
+        gone() {},
+      }));
       return true;
     },
   };
