@@ -18,12 +18,10 @@ export const PIECE_BATCH_DEFAULTS: PieceBatchOptions = { windowMs: 500, maxPiece
 // Coalesces consecutive piece_finished reports of one announce stream into
 // pieces_finished messages. Any other message first flushes the pieces held,
 // so the scheduler sees everything in the order it was sent (peer_finished
-// after the last piece). The first piece goes out at once: it is the one that
-// makes the scheduler look at the task again.
+// after the last piece).
 export class PieceReportBatcher {
   private pending: schedulerv1.PieceFinishedRequest[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private sentFirst = false;
   private closed = false;
 
   constructor(
@@ -35,11 +33,6 @@ export class PieceReportBatcher {
     if (this.closed) return;
     if (req.case !== "pieceFinished") {
       this.flush();
-      this.emit(req);
-      return;
-    }
-    if (!this.sentFirst) {
-      this.sentFirst = true;
       this.emit(req);
       return;
     }
