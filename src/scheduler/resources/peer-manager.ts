@@ -80,6 +80,15 @@ export class Peer {
     }
   }
 
+  // A finished peer asks for no parents again but stays, as a parent, for as
+  // long as its host serves the task: what it learnt about its own parents
+  // is dead weight then.
+  forgetParents(): void {
+    this.blocklist.clear();
+    this.parentFailures.clear();
+    this.parentCost.clear();
+  }
+
   // Counts a non-temporary failure against a parent; returns the new count.
   countParentFailure(parentId: string): number {
     const n = (this.parentFailures.get(parentId) ?? 0) + 1;

@@ -69,6 +69,7 @@ export class PeerEvents {
     task.backToSourcePeers.delete(peer.id);
     peer.state = "succeeded";
     peer.finishedPieces = task.totalPieces;
+    peer.forgetParents();
     this.engine.onPeerFinished(task);
     this.engine.wake(task);
   }
