@@ -5,6 +5,7 @@
 //   node dist/bench/scheduler-scale.js [--peers 10000] [--tasks 100] [--hosts 1000] [--pieces 20]
 //       [--rate 5000] [--piece-ms 300] [--duration 60] [--fail-rate 0.02] [--reschedule 0.05]
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
+//       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
 //       [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
 //       '--max-semi-space-size=64'] [--keep DIR]
 //
@@ -29,7 +30,11 @@
 // parents get blocklisted); need_back_to_source -> back_to_source_started and
 // pieces from the origin. A fraction --reschedule of P2P peers reschedule
 // halfway, blocklisting a parent. After --pieces pieces: peer_finished (or
-// back_to_source_finished) and the stream is half-closed. Finished peers stay
+// back_to_source_finished) and the stream is half-closed. Piece reports go
+// through the daemon's own PieceReportBatcher (--reports batched, the
+// default: its window and size unless --batch-ms / --batch-max say
+// otherwise), or one message per piece as older daemons send them
+// (--reports per-piece). Finished peers stay
 // in the scheduler as parents, so the memory after the run is what 10,000
 // held peers cost.
 //
@@ -51,6 +56,7 @@ import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { AsyncQueue } from "../src/common/async-queue.js";
+import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
 import { BIN, ROOT, cpuSeconds, opt } from "./lib.js";
 
@@ -61,6 +67,8 @@ const ANNOUNCE_INTERVAL_S = 10;
 // daemon's scheduleTimeout is 10 s; shorter here so a bounded run sees it).
 const STALL_RESCHEDULE_MS = 3_000;
 const TICK_MS = 2;
+// Setup (announcing the hosts), memory probes and shutdown on top of --duration.
+const WATCHDOG_SLACK_S = 120;
 
 interface Opts {
   peers: number;
@@ -76,6 +84,8 @@ interface Opts {
   failRate: number;
   reschedule: number;
   client: "h2" | "connect";
+  // Piece reports: false = one message per piece.
+  batch: PieceBatchOptions | false;
   runTag: string;
 }
 
@@ -404,10 +414,15 @@ class Worker {
     // over it (a burst of them would stall the scheduler's loop for a while
     // each second, which real daemons, announcing at random phases, do not).
     let hk = 0;
+    // Owed by the time elapsed, not per tick: a client whose loop runs late
+    // (a busy machine) must not fall behind and let its hosts time out.
     const KEEPALIVE_TICK_MS = 20;
     let owed = 0;
+    let lastKeepalive = this.now();
     const keepalive = setInterval(() => {
-      owed += (this.hosts.length * KEEPALIVE_TICK_MS) / (ANNOUNCE_INTERVAL_S * 1000);
+      const now = this.now();
+      owed += (this.hosts.length * (now - lastKeepalive)) / (ANNOUNCE_INTERVAL_S * 1000);
+      lastKeepalive = now;
       for (; owed >= 1; owed--) {
         const h = this.hosts[hk++ % this.hosts.length]!;
         this.announce(h).catch((e: unknown) => bump(this.stats.errors, `announceHost: ${(e as Error).message}`));
@@ -458,6 +473,7 @@ class Worker {
 
 class SimPeer {
   private stream: PeerStream | undefined;
+  private batcher: PieceReportBatcher | undefined;
   readonly peerId: string;
   readonly hostId: string;
   private state: "idle" | "waiting" | "p2p" | "source" | "closing" | "done" = "idle";
@@ -486,9 +502,21 @@ class SimPeer {
   }
 
   private send(request: Req): void {
+    if (this.batcher) this.batcher.send(request);
+    else this.put(request);
+  }
+
+  // One message on the wire.
+  private put(request: Req): void {
     this.stream!.send(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
     bump(this.w.stats.requests, request.case ?? "none");
     bumpSec(this.w.stats.secReqs, this.w.sec());
+  }
+
+  // Half-close, after the pieces still held (as the daemon's session close).
+  private end(): void {
+    this.batcher?.close();
+    this.stream!.end();
   }
 
   start(): void {
@@ -500,6 +528,7 @@ class SimPeer {
       (r) => this.onResponse(r),
       (err) => this.onEnd(err),
     );
+    if (w.opts.batch) this.batcher = new PieceReportBatcher((r) => this.put(r), w.opts.batch);
     this.awaiting = "register";
     this.awaitAt = w.now();
     this.send({
@@ -519,6 +548,7 @@ class SimPeer {
     const w = this.w;
     if (this.ended) return;
     this.ended = true;
+    this.batcher?.close();
     let outcome: string;
     if (err === "aborted") outcome = "aborted at the deadline";
     else if (err !== undefined) {
@@ -581,7 +611,7 @@ class SimPeer {
       case "taskFailed":
         this.state = "closing";
         this.failed = true;
-        this.stream!.end();
+        this.end();
         break;
       case "emptyTask":
       case "localHit":
@@ -666,7 +696,7 @@ class SimPeer {
     this.w.finishedPeers++;
     // A reschedule still unanswered stays unanswered: do not count it.
     if (this.awaiting === "reschedule") this.awaiting = undefined;
-    this.stream!.end();
+    this.end();
   }
 }
 
@@ -943,10 +973,15 @@ async function main(): Promise<void> {
     failRate: Number(opt("--fail-rate", "0.02")),
     reschedule: Number(opt("--reschedule", "0.05")),
     client: opt("--client", "h2") === "connect" ? "connect" : "h2",
+    batch:
+      opt("--reports", "batched") === "per-piece"
+        ? false
+        : { windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))), maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))) },
     runTag: `${process.pid}-${Date.now()}`,
   };
   for (const [k, v] of Object.entries(opts)) if (typeof v === "number" && !(v >= 0)) throw new Error(`bad --${k}: ${v}`);
   if (opts.workers < 1 || opts.tasks < 1 || opts.hosts < 1 || opts.pieces < 1) throw new Error("--workers, --tasks, --hosts and --pieces must be >= 1");
+  if (opts.batch && !(opts.batch.windowMs >= 0 && opts.batch.maxPieces >= 1)) throw new Error("--batch-ms must be >= 0 and --batch-max >= 1");
   const logLevel = opt("--log-level", "info");
   const profArg = opt("--cpu-prof", "");
   const cpuProfDir = profArg ? resolve(profArg) : undefined;
@@ -969,6 +1004,16 @@ async function main(): Promise<void> {
   const sched = new SchedulerProc(dir, logLevel, cpuProfDir, extra, nodeArgs, port);
   const workers: ChildProcess[] = [];
   let sampler: NodeJS.Timeout | undefined;
+  // The load phase is bounded by --duration; this bounds the setup and the
+  // readings around it, so a hung scheduler or worker cannot outlive the run.
+  const watchdog = setTimeout(() => {
+    console.error(`scheduler-scale: still running ${WATCHDOG_SLACK_S} s past --duration: killing the scheduler and the workers`);
+    for (const w of workers) w.kill("SIGKILL");
+    sched.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(2);
+  }, (opts.durationS + WATCHDOG_SLACK_S) * 1000);
+  watchdog.unref();
   try {
     const addr = await sched.ready();
     const pid = sched.pid;
@@ -990,6 +1035,7 @@ async function main(): Promise<void> {
         await sleep(20);
       }
     };
+    const hostsT0 = Date.now();
     for (let k = 0; k < opts.workers; k++) {
       const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
       inbox.push([]);
@@ -998,6 +1044,9 @@ async function main(): Promise<void> {
       w.send({ type: "init", opts, addr, index: k } satisfies ToWorker);
     }
     await waitAll("hosts", 60_000);
+    // Hosts announced more than the host timeout before their first
+    // keep-alive in the load phase would be dropped: worth seeing.
+    const hostsS = (Date.now() - hostsT0) / 1000;
     await sleep(300);
     const rssHosts = procStatus(pid, "VmRSS");
     const probeHosts = await sched.probe();
@@ -1158,7 +1207,7 @@ async function main(): Promise<void> {
       `scheduler-scale: ${regSent} peers (${opts.tasks} tasks, ${opts.hosts} hosts, ${opts.pieces} pieces/peer every ~${opts.pieceMs} ms) against one scheduler process (pid ${pid}, --log-level ${logLevel}${extra.length ? ` ${extra.join(" ")}` : ""})`,
     );
     console.log(
-      `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}`,
+      `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,
     );
     console.log(`  load phase            ${loadS.toFixed(1)} s${loadS >= opts.durationS ? " (hit --duration: the rest was aborted)" : " (every peer done)"}; peer outcomes: ${fmtMap(merge((r) => r.outcomes))}`);
     console.log(
@@ -1207,6 +1256,7 @@ async function main(): Promise<void> {
       for (const f of profs) for (const line of summarizeProfile(join(cpuProfDir, f), 25)) console.log(`  ${line}`);
     }
   } finally {
+    clearTimeout(watchdog);
     if (sampler) clearInterval(sampler);
     for (const w of workers) if (w.exitCode === null) w.kill("SIGKILL");
     await sched.stop();

@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { parseHostPort, type HostPort } from "../common/address.js";
+import type { FastRoute } from "./grpc-fast.js";
 
 export interface RpcServer {
   readonly address: HostPort;
@@ -10,9 +11,17 @@ export interface RpcServer {
 
 // Connect/gRPC/gRPC-web over cleartext HTTP/2 on exactly the address given, so
 // stock gRPC clients can talk to us as well as our own Connect clients.
-export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void): Promise<RpcServer> {
+// `fast` routes serve their path before Connect sees it (see grpc-fast.ts),
+// falling back to Connect for what they do not handle.
+export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void, fast: readonly FastRoute[] = []): Promise<RpcServer> {
   const { host, port } = parseHostPort(listen);
-  const server = http2.createServer(connectNodeAdapter({ routes, requireConnectProtocolHeader: false }));
+  const connect = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
+  const byPath = new Map(fast.map((r) => [r.path, r]));
+  const server = http2.createServer((req, res) => {
+    const r = byPath.get(req.url);
+    if (r && r.serve(req, res)) return;
+    connect(req, res);
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);

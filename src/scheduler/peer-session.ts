@@ -1,6 +1,5 @@
-import type { AsyncQueue } from "../common/async-queue.js";
 import type { Logger } from "../common/logger.js";
-import type { schedulerv1 } from "../protocol/index.js";
+import type { BidiSink, schedulerv1 } from "../protocol/index.js";
 import type { Peer } from "./resources/peer-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -14,7 +13,7 @@ export class PeerSession {
   constructor(
     private readonly store: ResourceStore,
     private readonly events: PeerEvents,
-    private readonly queue: AsyncQueue<schedulerv1.AnnouncePeerResponse>,
+    private readonly queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
     private readonly log: Logger,
     private readonly now: () => number,
   ) {}
@@ -67,6 +66,9 @@ export class PeerSession {
         return;
       case "pieceFinished":
         this.events.pieceFinished(peer, r.value);
+        return;
+      case "piecesFinished":
+        for (const piece of r.value.pieces) this.events.pieceFinished(peer, piece);
         return;
       case "pieceFailed":
         this.events.pieceFailed(peer, r.value);

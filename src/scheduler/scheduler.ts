@@ -6,7 +6,7 @@ import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
-import { createSchedulerService } from "./service.js";
+import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
@@ -23,7 +23,7 @@ export interface SchedulerOptions {
 export class Scheduler {
   private readonly config: SchedulerConfig;
   private readonly log: Logger;
-  private readonly store = new ResourceStore();
+  private readonly store: ResourceStore;
   private readonly engine: SchedulingEngine;
   private readonly events: PeerEvents;
   private readonly seedClient = new SeedTriggerClient();
@@ -33,6 +33,7 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
+    this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
     this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
     this.events = new PeerEvents(this.engine);
   }
@@ -44,8 +45,9 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const service = createSchedulerService({ config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events });
-    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service));
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events };
+    const service = createSchedulerService(deps);
+    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];

@@ -4,8 +4,8 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { schedulerv1, toConnectError } from "../protocol/index.js";
-import { PeerSession } from "./peer-session.js";
+import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -28,54 +28,52 @@ async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
-export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
-  const { config, logger: log, store, engine, events } = deps;
+// The keep-alive every daemon sends every announce interval.
+function announceHostHandler(deps: ServiceDeps): (req: schedulerv1.AnnounceHostRequest) => Promise<schedulerv1.AnnounceHostResponse> {
+  const { config, logger: log, store, engine } = deps;
+  return (req) =>
+    guard(() => {
+      const h = req.host;
+      if (!h) throw invalid("announce without a host");
+      checkId("host.id", h.id);
+      if (h.ip === "") throw invalid("host.ip is empty");
+      const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
+      if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
+      return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
+    });
+}
 
+export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
+  const { logger: log, store, engine, events } = deps;
+
+  // Connect's path (the Connect protocol, gRPC-web, compressed or with a
+  // deadline); plain gRPC calls take the fast path (fastRoutes).
   async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
-    const session = new PeerSession(store, events, queue, log, engine.now);
-    const onAbort = () => session.end();
+    const call = openAnnounceCall(deps, queue);
+    const onAbort = () => call.gone();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
       try {
-        for await (const req of requests) {
-          try {
-            session.handle(req);
-          } catch (err) {
-            const ce = err instanceof ConnectError ? err : toConnectError(err);
-            log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
-            queue.close(ce);
-            return;
-          }
-        }
-        queue.close();
+        for await (const req of requests) if (!call.message(req)) return;
+        call.end();
       } catch (err) {
         // The client went away mid-stream: nothing to answer.
         log.debug({ err: err instanceof Error ? err.message : String(err) }, "announce stream broken");
         queue.close();
-      } finally {
-        session.end();
+        call.gone();
       }
     })();
     try {
       yield* queue;
     } finally {
       ctx.signal.removeEventListener("abort", onAbort);
-      session.end();
+      call.gone();
     }
   }
 
   return {
-    announceHost: (req) =>
-      guard(() => {
-        const h = req.host;
-        if (!h) throw invalid("announce without a host");
-        checkId("host.id", h.id);
-        if (h.ip === "") throw invalid("host.ip is empty");
-        const { host, created } = store.hosts.upsert(h, req.intervalSeconds, engine.now(), config);
-        if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
-        return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created });
-      }),
+    announceHost: announceHostHandler(deps),
 
     leaveHost: (req) =>
       guard(() => {
@@ -108,18 +106,29 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         checkTaskId(req.taskId);
         const task = store.tasks.get(req.taskId);
         if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
-        const peers = store.taskPeers(task);
-        const finished = peers.filter((p) => p.state === "succeeded").length;
+        const finished = task.succeeded.size;
         const now = engine.now();
-        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : peers.some((p) => p.isActive) ? "running" : "pending";
+        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : [...task.peers].some((p) => p.isActive) ? "running" : "pending";
         return create(schedulerv1.StatTaskResponseSchema, {
           taskId: task.id,
           task: task.toInfo(),
-          peerCount: peers.length,
+          peerCount: task.peers.size,
           finishedPeerCount: finished,
           backToSourcePeerCount: task.backToSourcePeers.size,
           state,
         });
       }),
   };
+}
+
+// AnnouncePeer and AnnounceHost, nearly all of the scheduler's traffic, in
+// plain gRPC (what daemons send) without Connect's pipeline.
+export function fastRoutes(deps: ServiceDeps): FastRoute[] {
+  const svc = schedulerv1.SchedulerService;
+  const peer = svc.method.announcePeer;
+  const host = svc.method.announceHost;
+  return [
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink)),
+    grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
+  ];
 }

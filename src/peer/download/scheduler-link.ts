@@ -5,6 +5,7 @@ import { AsyncQueue } from "../../common/async-queue.js";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { createRpcTransport, fromConnectError, schedulerv1 } from "../../protocol/index.js";
+import { PieceReportBatcher, type PieceBatchOptions } from "./piece-report-batcher.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 type SchedulerClient = Client<typeof schedulerv1.SchedulerService>;
@@ -23,6 +24,9 @@ export interface SchedulerLinkOptions {
   // Finished tasks this daemon can serve, re-announced when a scheduler meets
   // us for the first time (its restart lost them).
   cachedTasks: () => schedulerv1.CachedTask[];
+  // Piece-report coalescing (default PIECE_BATCH_DEFAULTS); false sends one
+  // message per piece.
+  pieceBatch?: PieceBatchOptions | false;
 }
 
 interface Endpoint {
@@ -31,6 +35,8 @@ interface Endpoint {
   healthy: boolean;
   // Last failure already logged: warn once per outage, not per retry.
   warned: boolean;
+  // The scheduler said it takes batched piece reports (older ones do not).
+  batching: boolean;
 }
 
 // Everything the daemon says to its schedulers: host keep-alive, cached-task
@@ -49,6 +55,7 @@ export class SchedulerLink {
       client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)),
       healthy: false,
       warned: false,
+      batching: false,
     }));
   }
 
@@ -71,6 +78,7 @@ export class SchedulerLink {
       if (!e.healthy) this.log.info({ scheduler: e.address }, "scheduler reachable");
       e.healthy = true;
       e.warned = false;
+      e.batching = res.batchedPieceReports;
       if (res.newHost) {
         const tasks = this.o.cachedTasks();
         if (tasks.length > 0) {
@@ -123,12 +131,19 @@ export class SchedulerLink {
       }
     })();
     const hostId = this.o.host.id;
+    const push = (request: Req) => {
+      queue.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId, taskId, peerId, request }));
+    };
+    const batcher = e.batching && this.o.pieceBatch !== false ? new PieceReportBatcher(push, this.o.pieceBatch) : undefined;
     return {
       send: (request) => {
-        queue.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId, taskId, peerId, request }));
+        if (closed) return;
+        if (batcher) batcher.send(request);
+        else push(request);
       },
       close: () => {
         if (closed) return;
+        batcher?.close();
         closed = true;
         queue.close();
         // Let the last messages (peer finished) flush before the call ends.

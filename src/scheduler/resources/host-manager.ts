@@ -60,6 +60,8 @@ export class Host {
 
 export class HostManager {
   private readonly hosts = new Map<string, Host>();
+  // A handful in a cluster of thousands of hosts: seed lookups walk these only.
+  private readonly seeds = new Set<Host>();
 
   get(id: string): Host | undefined {
     return this.hosts.get(id);
@@ -86,6 +88,8 @@ export class HostManager {
     host.uploadPort = msg.uploadPort;
     host.apiPort = msg.apiPort;
     host.type = msg.type === HostType.SEED ? HostType.SEED : HostType.NORMAL;
+    if (host.isSeed) this.seeds.add(host);
+    else this.seeds.delete(host);
     host.uploadSlots = msg.uploadSlots > 0 ? msg.uploadSlots : host.isSeed ? defaults.seedUploadSlots : defaults.normalUploadSlots;
     host.concurrentUploads = msg.concurrentUploads;
     host.uploadBytesTotal = msg.uploadBytesTotal;
@@ -97,6 +101,8 @@ export class HostManager {
   }
 
   delete(id: string): boolean {
+    const host = this.hosts.get(id);
+    if (host) this.seeds.delete(host);
     return this.hosts.delete(id);
   }
 
@@ -114,7 +120,7 @@ export class HostManager {
 
   liveSeeds(now: number, timeout: number): Host[] {
     const out: Host[] = [];
-    for (const h of this.hosts.values()) {
+    for (const h of this.seeds) {
       if (h.isSeed && h.apiPort > 0 && !this.isExpired(h, now, timeout)) out.push(h);
     }
     return out;

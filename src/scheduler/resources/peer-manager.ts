@@ -1,7 +1,11 @@
-import type { AsyncQueue } from "../../common/async-queue.js";
-import type { schedulerv1 } from "../../protocol/index.js";
+import type { BidiSink, schedulerv1 } from "../../protocol/index.js";
 
 export type PeerState = "pending" | "running" | "backToSource" | "succeeded" | "failed";
+
+// Keeps views of a task's peers (by state, by candidate count) current.
+export interface PeerIndex {
+  peerChanged(peer: Peer): void;
+}
 
 export interface ParentCost {
   bytes: number;
@@ -14,11 +18,13 @@ export class Peer {
   readonly taskId: string;
   readonly hostId: string;
   readonly registeredAt: number;
-  state: PeerState = "pending";
+  private current: PeerState = "pending";
+  // The task's indexes while the peer is attached to its task.
+  index: PeerIndex | undefined;
   finishedPieces = 0;
   // Open while the peer's AnnouncePeer stream is; undefined for cached peers
   // and for succeeded peers whose stream closed.
-  queue: AsyncQueue<schedulerv1.AnnouncePeerResponse> | undefined;
+  queue: BidiSink<schedulerv1.AnnouncePeerResponse> | undefined;
   readonly blocklist = new Set<string>();
   rescheduleCount = 0;
   readonly parentFailures = new Map<string, number>();
@@ -36,6 +42,16 @@ export class Peer {
     this.taskId = taskId;
     this.hostId = hostId;
     this.registeredAt = registeredAt;
+  }
+
+  get state(): PeerState {
+    return this.current;
+  }
+
+  set state(s: PeerState) {
+    if (s === this.current) return;
+    this.current = s;
+    this.index?.peerChanged(this);
   }
 
   get isActive(): boolean {
@@ -62,6 +78,15 @@ export class Peer {
     } else {
       this.parentCost.set(parentId, { bytes, micros });
     }
+  }
+
+  // A finished peer asks for no parents again but stays, as a parent, for as
+  // long as its host serves the task: what it learnt about its own parents
+  // is dead weight then.
+  forgetParents(): void {
+    this.blocklist.clear();
+    this.parentFailures.clear();
+    this.parentCost.clear();
   }
 
   // Counts a non-temporary failure against a parent; returns the new count.

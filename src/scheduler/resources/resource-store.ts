@@ -1,13 +1,41 @@
-import { HostManager, type Host } from "./host-manager.js";
+import type { schedulerv1 } from "../../protocol/index.js";
+import { HostManager, type Host, type HostDefaults } from "./host-manager.js";
 import { PeerManager, Peer } from "./peer-manager.js";
 import { TaskManager, type Task } from "./task-manager.js";
 
+export interface StoreOptions {
+  // The scheduler's candidateParentLimit (tasks index peers short of it).
+  candidateParentLimit?: number;
+}
+
 // The three in-memory tables plus the operations that must keep them
-// consistent with each other (task/host membership, the children index).
+// consistent with each other (task/host membership, the children index, the
+// tasks' peer indexes).
 export class ResourceStore {
   readonly hosts = new HostManager();
-  readonly tasks = new TaskManager();
+  readonly tasks: TaskManager;
   readonly peers = new PeerManager();
+
+  constructor(opts: StoreOptions = {}) {
+    this.tasks = new TaskManager(opts.candidateParentLimit);
+  }
+
+  // HostManager.upsert, plus the tasks' seed-peer index when the host turns
+  // into a seed (or stops being one).
+  upsertHost(msg: schedulerv1.Host, intervalSeconds: number, now: number, defaults: HostDefaults): { host: Host; created: boolean } {
+    const wasSeed = this.hosts.get(msg.id)?.isSeed ?? false;
+    const r = this.hosts.upsert(msg, intervalSeconds, now, defaults);
+    if (r.host.isSeed !== wasSeed) {
+      for (const id of r.host.peers) {
+        const p = this.peers.get(id);
+        const task = p && this.tasks.get(p.taskId);
+        if (!p || !task) continue;
+        if (r.host.isSeed) task.seedPeers.add(p);
+        else task.seedPeers.delete(p);
+      }
+    }
+    return r;
+  }
 
   // Creates a peer; an existing peer with the same id (a reconnect) is replaced.
   addPeer(task: Task, host: Host, peerId: string, now: number): { peer: Peer; replaced: Peer | undefined } {
@@ -15,7 +43,7 @@ export class ResourceStore {
     if (replaced) this.detachPeer(replaced);
     const peer = new Peer(peerId, task.id, host.id, now);
     this.peers.set(peer);
-    task.peers.add(peer.id);
+    task.attach(peer, host.isSeed);
     task.updatedAt = now;
     host.peers.add(peer.id);
     return { peer, replaced };
@@ -26,11 +54,7 @@ export class ResourceStore {
     if (!this.peers.delete(peer)) return false;
     this.clearCandidates(peer);
     const task = this.tasks.get(peer.taskId);
-    if (task) {
-      task.peers.delete(peer.id);
-      task.backToSourcePeers.delete(peer.id);
-      task.waiting.delete(peer.id);
-    }
+    task?.detach(peer);
     this.hosts.get(peer.hostId)?.peers.delete(peer.id);
     peer.waitingSince = undefined;
     return true;
@@ -39,28 +63,18 @@ export class ResourceStore {
   // Active peers of the task that hold `parentId` among their candidates.
   childrenOf(task: Task, parentId: string): Peer[] {
     const out: Peer[] = [];
-    for (const id of task.peers) {
-      const p = this.peers.get(id);
-      if (p && p.candidates.has(parentId)) out.push(p);
-    }
+    for (const p of task.peers) if (p.candidates.has(parentId)) out.push(p);
     return out;
   }
 
+  // A copy: callers may add or remove peers while they walk it.
   taskPeers(task: Task): Peer[] {
-    const out: Peer[] = [];
-    for (const id of task.peers) {
-      const p = this.peers.get(id);
-      if (p) out.push(p);
-    }
-    return out;
+    return [...task.peers];
   }
 
   setCandidates(child: Peer, parents: readonly Peer[]): void {
     this.clearCandidates(child);
-    for (const p of parents) {
-      child.candidates.set(p.id, p.hostId);
-      this.hosts.get(p.hostId)?.children.add(child.id);
-    }
+    this.addCandidates(child, parents);
   }
 
   // Adds parents to the child's current candidates (the peer merges lists).
@@ -69,19 +83,23 @@ export class ResourceStore {
       child.candidates.set(p.id, p.hostId);
       this.hosts.get(p.hostId)?.children.add(child.id);
     }
+    child.index?.peerChanged(child);
   }
 
   dropCandidate(child: Peer, parentId: string): void {
     const hostId = child.candidates.get(parentId);
     if (hostId === undefined) return;
     child.candidates.delete(parentId);
+    child.index?.peerChanged(child);
     for (const h of child.candidates.values()) if (h === hostId) return;
     this.hosts.get(hostId)?.children.delete(child.id);
   }
 
   clearCandidates(child: Peer): void {
+    if (child.candidates.size === 0) return;
     for (const hostId of child.candidates.values()) this.hosts.get(hostId)?.children.delete(child.id);
     child.candidates.clear();
+    child.index?.peerChanged(child);
   }
 
   // Removes a host with all its peers; returns the removed peers.

@@ -1,5 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { schedulerv1, type Download, type ErrorDetail } from "../../protocol/index.js";
+import type { Peer, PeerIndex } from "./peer-manager.js";
+import { PeerPool } from "./peer-pool.js";
 
 export interface SeedTriggerState {
   hostId: string;
@@ -13,7 +15,10 @@ export interface TaskFailure {
 }
 
 // One piece of content (one task ID) and the peers that download or hold it.
-export class Task {
+// Besides all its peers, the task keeps views of them that decisions ask
+// about, updated as peers change state or candidates: a decision must not
+// walk every peer of a task thousands of peers big.
+export class Task implements PeerIndex {
   readonly id: string;
   readonly createdAt: number;
   updatedAt: number;
@@ -21,7 +26,14 @@ export class Task {
   pieceLength = 0n;
   totalPieces = 0;
   contentLengthKnown = false;
-  readonly peers = new Set<string>();
+  readonly peers = new PeerPool();
+  readonly succeeded = new PeerPool();
+  // Peers on hosts that announced themselves as seeds (checked again on use:
+  // a host may re-announce as a normal one).
+  readonly seedPeers = new Set<Peer>();
+  // Running peers holding fewer candidates than candidateLimit: the ones a
+  // re-evaluation offers new parents to.
+  readonly shortOfParents = new Set<Peer>();
   readonly backToSourcePeers = new Set<string>();
   readonly waiting = new Set<string>();
   seedTrigger: SeedTriggerState | undefined;
@@ -30,10 +42,39 @@ export class Task {
   download: Download | undefined;
   failure: TaskFailure | undefined;
 
-  constructor(id: string, now: number) {
+  constructor(
+    id: string,
+    now: number,
+    private readonly candidateLimit = Number.POSITIVE_INFINITY,
+  ) {
     this.id = id;
     this.createdAt = now;
     this.updatedAt = now;
+  }
+
+  attach(peer: Peer, onSeedHost: boolean): void {
+    this.peers.add(peer);
+    if (onSeedHost) this.seedPeers.add(peer);
+    peer.index = this;
+    this.peerChanged(peer);
+  }
+
+  detach(peer: Peer): void {
+    if (peer.index === this) peer.index = undefined;
+    this.peers.delete(peer);
+    this.succeeded.delete(peer);
+    this.seedPeers.delete(peer);
+    this.shortOfParents.delete(peer);
+    this.backToSourcePeers.delete(peer.id);
+    this.waiting.delete(peer.id);
+  }
+
+  // The peer's state or candidates changed.
+  peerChanged(peer: Peer): void {
+    if (peer.state === "succeeded") this.succeeded.add(peer);
+    else this.succeeded.delete(peer);
+    if (peer.state === "running" && peer.candidates.size < this.candidateLimit) this.shortOfParents.add(peer);
+    else this.shortOfParents.delete(peer);
   }
 
   get isEmptyContent(): boolean {
@@ -75,6 +116,9 @@ export class Task {
 export class TaskManager {
   private readonly tasks = new Map<string, Task>();
 
+  // candidateLimit: the scheduler's candidateParentLimit (see Task.shortOfParents).
+  constructor(private readonly candidateLimit = Number.POSITIVE_INFINITY) {}
+
   get(id: string): Task | undefined {
     return this.tasks.get(id);
   }
@@ -82,7 +126,7 @@ export class TaskManager {
   getOrCreate(id: string, now: number): Task {
     let t = this.tasks.get(id);
     if (!t) {
-      t = new Task(id, now);
+      t = new Task(id, now, this.candidateLimit);
       this.tasks.set(id, t);
     }
     return t;

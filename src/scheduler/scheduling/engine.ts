@@ -48,10 +48,9 @@ export class SchedulingEngine {
   }
 
   select(peer: Peer, task: Task, onlyFinished = false): Peer[] {
-    const all = this.store.taskPeers(task);
     return selectParents({
       child: peer,
-      peers: onlyFinished ? all.filter((p) => p.state === "succeeded") : all,
+      peers: onlyFinished ? task.succeeded.items : task.peers.items,
       host: (id) => this.liveHost(id),
       totalPieces: task.totalPieces,
       filterParentLimit: this.config.filterParentLimit,
@@ -155,15 +154,17 @@ export class SchedulingEngine {
   // child's blocklist. Without one, peers that still miss pieces wait forever,
   // so one of them must go to the origin.
   hasFeed(task: Task, child: Peer): boolean {
-    for (const p of this.store.taskPeers(task)) {
-      if (p === child || child.blocklist.has(p.id) || !this.liveHost(p.hostId)) continue;
-      if (p.state === "succeeded" || p.state === "backToSource") return true;
+    const usable = (p: Peer) => p !== child && !child.blocklist.has(p.id) && this.liveHost(p.hostId) !== undefined;
+    for (const p of task.succeeded) if (usable(p)) return true;
+    for (const id of task.backToSourcePeers) {
+      const p = this.store.peers.get(id);
+      if (p && usable(p)) return true;
     }
     return false;
   }
 
   private hasSucceeded(task: Task): boolean {
-    for (const p of this.store.taskPeers(task)) if (p.state === "succeeded" && this.liveHost(p.hostId)) return true;
+    for (const p of task.succeeded) if (this.liveHost(p.hostId)) return true;
     return false;
   }
 
@@ -191,7 +192,7 @@ export class SchedulingEngine {
   }
 
   private seedPeerPresent(task: Task): boolean {
-    for (const p of this.store.taskPeers(task)) {
+    for (const p of task.seedPeers) {
       if ((p.isActive || p.state === "succeeded") && this.liveHost(p.hostId)?.isSeed) return true;
     }
     return false;
@@ -285,7 +286,7 @@ export class SchedulingEngine {
       if (!p) task.waiting.delete(id);
       else this.logDecision(p, this.evaluateWaiter(p, task, now), "wake");
     }
-    for (const p of this.store.taskPeers(task)) {
+    for (const p of [...task.shortOfParents]) {
       if (p.state !== "running" || p.isWaiting || !p.hasStream || p.candidates.size >= this.config.candidateParentLimit) continue;
       const parents = this.select(p, task);
       if (parents.some((x) => !p.candidates.has(x.id))) this.sendNormal(p, task, parents, true);

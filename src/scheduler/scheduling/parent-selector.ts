@@ -7,7 +7,7 @@ import type { Peer } from "../resources/peer-manager.js";
 export interface SelectionInput {
   child: Peer;
   // Peers of the child's task (the child itself may be among them).
-  peers: Iterable<Peer>;
+  peers: ArrayLike<Peer>;
   host: (id: string) => Host | undefined;
   // Total pieces of the task, 0 while unknown.
   totalPieces: number;
@@ -76,29 +76,27 @@ export function scoreParent(child: Peer, parent: Peer, host: Host, totalPieces: 
   );
 }
 
-// Random sample of at most `n` items (partial Fisher-Yates; order is random).
-export function sample<T>(items: T[], n: number, random: () => number = Math.random): T[] {
-  if (items.length <= n) return items;
-  const a = items.slice();
-  for (let i = 0; i < n; i++) {
-    const j = i + Math.floor(random() * (a.length - i));
-    const t = a[i]!;
-    a[i] = a[j]!;
-    a[j] = t;
-  }
-  return a.slice(0, n);
-}
-
 // Candidate parents for `child`, best first, at most candidateParentLimit.
-// Eligibility is checked over all peers of the task (cheap), then at most
-// filterParentLimit eligible peers are sampled and scored.
+// At most filterParentLimit eligible peers are sampled (uniformly) and scored.
+// Peers are drawn in random order and checked as drawn, so a task of
+// thousands of peers costs about filterParentLimit checks, not thousands:
+// the eligible peers found first in a random order are a uniform sample of
+// all eligible ones, as if all had been checked and then sampled.
 export function selectParents(input: SelectionInput): Peer[] {
-  const { child, totalPieces } = input;
-  const eligible: Peer[] = [];
-  for (const p of input.peers) {
-    if (isEligibleParent(child, p, input.host(p.hostId))) eligible.push(p);
+  const { child, totalPieces, peers } = input;
+  const random = input.random ?? Math.random;
+  const n = peers.length;
+  const sampled: Peer[] = [];
+  // Partial Fisher-Yates over positions without copying the list: `moved`
+  // holds the positions swapped so far.
+  const moved = new Map<number, number>();
+  for (let i = 0; i < n && sampled.length < input.filterParentLimit; i++) {
+    const j = i + Math.floor(random() * (n - i));
+    const at = moved.get(j) ?? j;
+    moved.set(j, moved.get(i) ?? i);
+    const p = peers[at]!;
+    if (isEligibleParent(child, p, input.host(p.hostId))) sampled.push(p);
   }
-  const sampled = sample(eligible, input.filterParentLimit, input.random);
   const scored = sampled.map((p) => ({ p, s: scoreParent(child, p, input.host(p.hostId)!, totalPieces) }));
   scored.sort((a, b) => b.s - a.s);
   return scored.slice(0, input.candidateParentLimit).map((x) => x.p);

@@ -1,5 +1,4 @@
-import type { AsyncQueue } from "../../common/async-queue.js";
-import type { Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
+import type { BidiSink, Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
 import type { Task } from "../resources/task-manager.js";
@@ -22,7 +21,7 @@ export class PeerEvents {
     taskId: string,
     peerId: string,
     reg: schedulerv1.RegisterPeerRequest & { download: Download },
-    queue: AsyncQueue<schedulerv1.AnnouncePeerResponse>,
+    queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
   ): { peer: Peer; decision: Decision } {
     const now = this.engine.now();
     const task = this.store.tasks.getOrCreate(taskId, now);
@@ -70,6 +69,7 @@ export class PeerEvents {
     task.backToSourcePeers.delete(peer.id);
     peer.state = "succeeded";
     peer.finishedPieces = task.totalPieces;
+    peer.forgetParents();
     this.engine.onPeerFinished(task);
     this.engine.wake(task);
   }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/scheduler/v1/scheduler.proto.
  */
 export const file_damselfly_scheduler_v1_scheduler: GenFile = /*@__PURE__*/
-  fileDesc("CiZkYW1zZWxmbHkvc2NoZWR1bGVyL3YxL3NjaGVkdWxlci5wcm90bxIWZGFtc2VsZmx5LnNjaGVkdWxlci52MSLxAQoESG9zdBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRITCgt1cGxvYWRfcG9ydBgEIAEoDRIQCghhcGlfcG9ydBgFIAEoDRIrCgR0eXBlGAYgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIUCgx1cGxvYWRfc2xvdHMYByABKA0SGgoSY29uY3VycmVudF91cGxvYWRzGAggASgNEhoKEnVwbG9hZF9ieXRlc190b3RhbBgJIAEoBBILCgNpZGMYCiABKAkSEAoIbG9jYXRpb24YCyABKAkiWwoTQW5ub3VuY2VIb3N0UmVxdWVzdBIqCgRob3N0GAEgASgLMhwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Ib3N0EhgKEGludGVydmFsX3NlY29uZHMYAiABKA0iKAoUQW5ub3VuY2VIb3N0UmVzcG9uc2USEAoIbmV3X2hvc3QYASABKAgiIwoQTGVhdmVIb3N0UmVxdWVzdBIPCgdob3N0X2lkGAEgASgJIhMKEUxlYXZlSG9zdFJlc3BvbnNlInIKCkNhY2hlZFRhc2sSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIUCgx0b3RhbF9waWVjZXMYBSABKA0iYAoaQW5ub3VuY2VDYWNoZWRUYXNrc1JlcXVlc3QSDwoHaG9zdF9pZBgBIAEoCRIxCgV0YXNrcxgCIAMoCzIiLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQ2FjaGVkVGFzayIdChtBbm5vdW5jZUNhY2hlZFRhc2tzUmVzcG9uc2UiXwoTUmVnaXN0ZXJQZWVyUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSFwoPZmluaXNoZWRfcGllY2VzGAIgASgNIhwKGkRvd25sb2FkUGVlclN0YXJ0ZWRSZXF1ZXN0ImgKGkJhY2tUb1NvdXJjZVN0YXJ0ZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgDIAEoCCJhChtCYWNrVG9Tb3VyY2VGaW5pc2hlZFJlcXVlc3QSFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDSJMChlCYWNrVG9Tb3VyY2VGYWlsZWRSZXF1ZXN0Ei8KBWVycm9yGAEgASgLMiAuZGFtc2VsZmx5LmNvbW1vbi52MS5FcnJvckRldGFpbCJtChRQaWVjZUZpbmlzaGVkUmVxdWVzdBIOCgZudW1iZXIYASABKA0SDgoGbGVuZ3RoGAIgASgEEg0KBWNyYzMyGAMgASgNEhEKCXBhcmVudF9pZBgEIAEoCRITCgtjb3N0X21pY3JvcxgFIAEoBCJaChJQaWVjZUZhaWxlZFJlcXVlc3QSDgoGbnVtYmVyGAEgASgNEhEKCXBhcmVudF9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSEQoJdGVtcG9yYXJ5GAQgASgIIkYKEVJlc2NoZWR1bGVSZXF1ZXN0EhwKFGJsb2NrbGlzdF9wYXJlbnRfaWRzGAEgAygJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIlkKE1BlZXJGaW5pc2hlZFJlcXVlc3QSFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDSJEChFQZWVyRmFpbGVkUmVxdWVzdBIvCgVlcnJvchgBIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuRXJyb3JEZXRhaWwixQYKE0Fubm91bmNlUGVlclJlcXVlc3QSDwoHaG9zdF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEg8KB3BlZXJfaWQYAyABKAkSRAoNcmVnaXN0ZXJfcGVlchgKIAEoCzIrLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUmVnaXN0ZXJQZWVyUmVxdWVzdEgAElMKFWRvd25sb2FkX3BlZXJfc3RhcnRlZBgLIAEoCzIyLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuRG93bmxvYWRQZWVyU3RhcnRlZFJlcXVlc3RIABJUChZiYWNrX3RvX3NvdXJjZV9zdGFydGVkGAwgASgLMjIuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5CYWNrVG9Tb3VyY2VTdGFydGVkUmVxdWVzdEgAElYKF2JhY2tfdG9fc291cmNlX2ZpbmlzaGVkGA0gASgLMjMuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5CYWNrVG9Tb3VyY2VGaW5pc2hlZFJlcXVlc3RIABJSChViYWNrX3RvX3NvdXJjZV9mYWlsZWQYDiABKAsyMS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkJhY2tUb1NvdXJjZUZhaWxlZFJlcXVlc3RIABJGCg5waWVjZV9maW5pc2hlZBgPIAEoCzIsLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGllY2VGaW5pc2hlZFJlcXVlc3RIABJCCgxwaWVjZV9mYWlsZWQYECABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlRmFpbGVkUmVxdWVzdEgAEj8KCnJlc2NoZWR1bGUYESABKAsyKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlJlc2NoZWR1bGVSZXF1ZXN0SAASRAoNcGVlcl9maW5pc2hlZBgSIAEoCzIrLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGVlckZpbmlzaGVkUmVxdWVzdEgAEkAKC3BlZXJfZmFpbGVkGBMgASgLMikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QZWVyRmFpbGVkUmVxdWVzdEgAQgkKB3JlcXVlc3QisQEKD0NhbmRpZGF0ZVBhcmVudBIPCgdwZWVyX2lkGAEgASgJEg8KB2hvc3RfaWQYAiABKAkSCgoCaXAYAyABKAkSEwoLdXBsb2FkX3BvcnQYBCABKA0SMAoJaG9zdF90eXBlGAUgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIXCg9maW5pc2hlZF9waWVjZXMYBiABKA0SEAoIZmluaXNoZWQYByABKAgibAoIVGFza0luZm8SFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDRIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCCKIAQoSTm9ybWFsVGFza1Jlc3BvbnNlEkIKEWNhbmRpZGF0ZV9wYXJlbnRzGAEgAygLMicuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5DYW5kaWRhdGVQYXJlbnQSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iLwoYTmVlZEJhY2tUb1NvdXJjZVJlc3BvbnNlEhMKC2Rlc2NyaXB0aW9uGAEgASgJIhMKEUVtcHR5VGFza1Jlc3BvbnNlIkIKEExvY2FsSGl0UmVzcG9uc2USLgoEdGFzaxgBIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iRQoSVGFza0ZhaWxlZFJlc3BvbnNlEi8KBWVycm9yGAEgASgLMiAuZGFtc2VsZmx5LmNvbW1vbi52MS5FcnJvckRldGFpbCL5AgoUQW5ub3VuY2VQZWVyUmVzcG9uc2USQQoLbm9ybWFsX3Rhc2sYASABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5vcm1hbFRhc2tSZXNwb25zZUgAEk8KE25lZWRfYmFja190b19zb3VyY2UYAiABKAsyMC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5lZWRCYWNrVG9Tb3VyY2VSZXNwb25zZUgAEj8KCmVtcHR5X3Rhc2sYAyABKAsyKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkVtcHR5VGFza1Jlc3BvbnNlSAASQQoLdGFza19mYWlsZWQYBCABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlRhc2tGYWlsZWRSZXNwb25zZUgAEj0KCWxvY2FsX2hpdBgFIAEoCzIoLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTG9jYWxIaXRSZXNwb25zZUgAQgoKCHJlc3BvbnNlIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIrYBChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8SEgoKcGVlcl9jb3VudBgDIAEoDRIbChNmaW5pc2hlZF9wZWVyX2NvdW50GAQgASgNEiEKGWJhY2tfdG9fc291cmNlX3BlZXJfY291bnQYBSABKA0SDQoFc3RhdGUYBiABKAkyrQQKEFNjaGVkdWxlclNlcnZpY2USaQoMQW5ub3VuY2VIb3N0EisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXNwb25zZRJgCglMZWF2ZUhvc3QSKC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlcXVlc3QaKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlc3BvbnNlEn4KE0Fubm91bmNlQ2FjaGVkVGFza3MSMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0GjMuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUNhY2hlZFRhc2tzUmVzcG9uc2USbQoMQW5ub3VuY2VQZWVyEisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXNwb25zZSgBMAESXQoIU3RhdFRhc2sSJy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlN0YXRUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuU3RhdFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_damselfly_common_v1_common]);
+  fileDesc("CiZkYW1zZWxmbHkvc2NoZWR1bGVyL3YxL3NjaGVkdWxlci5wcm90bxIWZGFtc2VsZmx5LnNjaGVkdWxlci52MSLxAQoESG9zdBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRITCgt1cGxvYWRfcG9ydBgEIAEoDRIQCghhcGlfcG9ydBgFIAEoDRIrCgR0eXBlGAYgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIUCgx1cGxvYWRfc2xvdHMYByABKA0SGgoSY29uY3VycmVudF91cGxvYWRzGAggASgNEhoKEnVwbG9hZF9ieXRlc190b3RhbBgJIAEoBBILCgNpZGMYCiABKAkSEAoIbG9jYXRpb24YCyABKAkiWwoTQW5ub3VuY2VIb3N0UmVxdWVzdBIqCgRob3N0GAEgASgLMhwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Ib3N0EhgKEGludGVydmFsX3NlY29uZHMYAiABKA0iRwoUQW5ub3VuY2VIb3N0UmVzcG9uc2USEAoIbmV3X2hvc3QYASABKAgSHQoVYmF0Y2hlZF9waWVjZV9yZXBvcnRzGAIgASgIIiMKEExlYXZlSG9zdFJlcXVlc3QSDwoHaG9zdF9pZBgBIAEoCSITChFMZWF2ZUhvc3RSZXNwb25zZSJyCgpDYWNoZWRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHcGVlcl9pZBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIUCgxwaWVjZV9sZW5ndGgYBCABKAQSFAoMdG90YWxfcGllY2VzGAUgASgNImAKGkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSMQoFdGFza3MYAiADKAsyIi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkNhY2hlZFRhc2siHQobQW5ub3VuY2VDYWNoZWRUYXNrc1Jlc3BvbnNlIl8KE1JlZ2lzdGVyUGVlclJlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEhcKD2ZpbmlzaGVkX3BpZWNlcxgCIAEoDSIcChpEb3dubG9hZFBlZXJTdGFydGVkUmVxdWVzdCJoChpCYWNrVG9Tb3VyY2VTdGFydGVkUmVxdWVzdBIWCg5jb250ZW50X2xlbmd0aBgBIAEoBBIUCgxwaWVjZV9sZW5ndGgYAiABKAQSHAoUY29udGVudF9sZW5ndGhfa25vd24YAyABKAgiYQobQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iTAoZQmFja1RvU291cmNlRmFpbGVkUmVxdWVzdBIvCgVlcnJvchgBIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuRXJyb3JEZXRhaWwibQoUUGllY2VGaW5pc2hlZFJlcXVlc3QSDgoGbnVtYmVyGAEgASgNEg4KBmxlbmd0aBgCIAEoBBINCgVjcmMzMhgDIAEoDRIRCglwYXJlbnRfaWQYBCABKAkSEwoLY29zdF9taWNyb3MYBSABKAQiVQoVUGllY2VzRmluaXNoZWRSZXF1ZXN0EjwKBnBpZWNlcxgBIAMoCzIsLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGllY2VGaW5pc2hlZFJlcXVlc3QiWgoSUGllY2VGYWlsZWRSZXF1ZXN0Eg4KBm51bWJlchgBIAEoDRIRCglwYXJlbnRfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXRlbXBvcmFyeRgEIAEoCCJGChFSZXNjaGVkdWxlUmVxdWVzdBIcChRibG9ja2xpc3RfcGFyZW50X2lkcxgBIAMoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJZChNQZWVyRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iRAoRUGVlckZhaWxlZFJlcXVlc3QSLwoFZXJyb3IYASABKAsyIC5kYW1zZWxmbHkuY29tbW9uLnYxLkVycm9yRGV0YWlsIo8HChNBbm5vdW5jZVBlZXJSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdwZWVyX2lkGAMgASgJEkQKDXJlZ2lzdGVyX3BlZXIYCiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyUGVlclJlcXVlc3RIABJTChVkb3dubG9hZF9wZWVyX3N0YXJ0ZWQYCyABKAsyMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkRvd25sb2FkUGVlclN0YXJ0ZWRSZXF1ZXN0SAASVAoWYmFja190b19zb3VyY2Vfc3RhcnRlZBgMIAEoCzIyLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlU3RhcnRlZFJlcXVlc3RIABJWChdiYWNrX3RvX3NvdXJjZV9maW5pc2hlZBgNIAEoCzIzLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0SAASUgoVYmFja190b19zb3VyY2VfZmFpbGVkGA4gASgLMjEuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5CYWNrVG9Tb3VyY2VGYWlsZWRSZXF1ZXN0SAASRgoOcGllY2VfZmluaXNoZWQYDyABKAsyLC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlRmluaXNoZWRSZXF1ZXN0SAASQgoMcGllY2VfZmFpbGVkGBAgASgLMiouZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QaWVjZUZhaWxlZFJlcXVlc3RIABI/CgpyZXNjaGVkdWxlGBEgASgLMikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5SZXNjaGVkdWxlUmVxdWVzdEgAEkQKDXBlZXJfZmluaXNoZWQYEiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBlZXJGaW5pc2hlZFJlcXVlc3RIABJACgtwZWVyX2ZhaWxlZBgTIAEoCzIpLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGVlckZhaWxlZFJlcXVlc3RIABJICg9waWVjZXNfZmluaXNoZWQYFCABKAsyLS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlc0ZpbmlzaGVkUmVxdWVzdEgAQgkKB3JlcXVlc3QisQEKD0NhbmRpZGF0ZVBhcmVudBIPCgdwZWVyX2lkGAEgASgJEg8KB2hvc3RfaWQYAiABKAkSCgoCaXAYAyABKAkSEwoLdXBsb2FkX3BvcnQYBCABKA0SMAoJaG9zdF90eXBlGAUgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIXCg9maW5pc2hlZF9waWVjZXMYBiABKA0SEAoIZmluaXNoZWQYByABKAgibAoIVGFza0luZm8SFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDRIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCCKIAQoSTm9ybWFsVGFza1Jlc3BvbnNlEkIKEWNhbmRpZGF0ZV9wYXJlbnRzGAEgAygLMicuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5DYW5kaWRhdGVQYXJlbnQSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iLwoYTmVlZEJhY2tUb1NvdXJjZVJlc3BvbnNlEhMKC2Rlc2NyaXB0aW9uGAEgASgJIhMKEUVtcHR5VGFza1Jlc3BvbnNlIkIKEExvY2FsSGl0UmVzcG9uc2USLgoEdGFzaxgBIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iRQoSVGFza0ZhaWxlZFJlc3BvbnNlEi8KBWVycm9yGAEgASgLMiAuZGFtc2VsZmx5LmNvbW1vbi52MS5FcnJvckRldGFpbCL5AgoUQW5ub3VuY2VQZWVyUmVzcG9uc2USQQoLbm9ybWFsX3Rhc2sYASABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5vcm1hbFRhc2tSZXNwb25zZUgAEk8KE25lZWRfYmFja190b19zb3VyY2UYAiABKAsyMC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5lZWRCYWNrVG9Tb3VyY2VSZXNwb25zZUgAEj8KCmVtcHR5X3Rhc2sYAyABKAsyKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkVtcHR5VGFza1Jlc3BvbnNlSAASQQoLdGFza19mYWlsZWQYBCABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlRhc2tGYWlsZWRSZXNwb25zZUgAEj0KCWxvY2FsX2hpdBgFIAEoCzIoLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTG9jYWxIaXRSZXNwb25zZUgAQgoKCHJlc3BvbnNlIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIrYBChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8SEgoKcGVlcl9jb3VudBgDIAEoDRIbChNmaW5pc2hlZF9wZWVyX2NvdW50GAQgASgNEiEKGWJhY2tfdG9fc291cmNlX3BlZXJfY291bnQYBSABKA0SDQoFc3RhdGUYBiABKAkyrQQKEFNjaGVkdWxlclNlcnZpY2USaQoMQW5ub3VuY2VIb3N0EisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXNwb25zZRJgCglMZWF2ZUhvc3QSKC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlcXVlc3QaKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlc3BvbnNlEn4KE0Fubm91bmNlQ2FjaGVkVGFza3MSMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0GjMuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUNhY2hlZFRhc2tzUmVzcG9uc2USbQoMQW5ub3VuY2VQZWVyEisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXNwb25zZSgBMAESXQoIU3RhdFRhc2sSJy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlN0YXRUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuU3RhdFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.scheduler.v1.Host
@@ -121,6 +121,14 @@ export type AnnounceHostResponse = Message<"damselfly.scheduler.v1.AnnounceHostR
    * @generated from field: bool new_host = 1;
    */
   newHost: boolean;
+
+  /**
+   * The scheduler understands pieces_finished (batched piece reports); a
+   * daemon sends one piece_finished per piece to a scheduler that does not.
+   *
+   * @generated from field: bool batched_piece_reports = 2;
+   */
+  batchedPieceReports: boolean;
 };
 
 /**
@@ -383,6 +391,28 @@ export const PieceFinishedRequestSchema: GenMessage<PieceFinishedRequest> = /*@_
   messageDesc(file_damselfly_scheduler_v1_scheduler, 13);
 
 /**
+ * Consecutive piece_finished reports of one peer in one message: the daemon
+ * coalesces them for a short window, so the scheduler handles one message per
+ * window instead of one per piece. Same meaning as that many piece_finished
+ * messages in this order.
+ *
+ * @generated from message damselfly.scheduler.v1.PiecesFinishedRequest
+ */
+export type PiecesFinishedRequest = Message<"damselfly.scheduler.v1.PiecesFinishedRequest"> & {
+  /**
+   * @generated from field: repeated damselfly.scheduler.v1.PieceFinishedRequest pieces = 1;
+   */
+  pieces: PieceFinishedRequest[];
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.PiecesFinishedRequest.
+ * Use `create(PiecesFinishedRequestSchema)` to create a new message.
+ */
+export const PiecesFinishedRequestSchema: GenMessage<PiecesFinishedRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 14);
+
+/**
  * @generated from message damselfly.scheduler.v1.PieceFailedRequest
  */
 export type PieceFailedRequest = Message<"damselfly.scheduler.v1.PieceFailedRequest"> & {
@@ -414,7 +444,7 @@ export type PieceFailedRequest = Message<"damselfly.scheduler.v1.PieceFailedRequ
  * Use `create(PieceFailedRequestSchema)` to create a new message.
  */
 export const PieceFailedRequestSchema: GenMessage<PieceFailedRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 14);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 15);
 
 /**
  * @generated from message damselfly.scheduler.v1.RescheduleRequest
@@ -436,7 +466,7 @@ export type RescheduleRequest = Message<"damselfly.scheduler.v1.RescheduleReques
  * Use `create(RescheduleRequestSchema)` to create a new message.
  */
 export const RescheduleRequestSchema: GenMessage<RescheduleRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 15);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 16);
 
 /**
  * @generated from message damselfly.scheduler.v1.PeerFinishedRequest
@@ -463,7 +493,7 @@ export type PeerFinishedRequest = Message<"damselfly.scheduler.v1.PeerFinishedRe
  * Use `create(PeerFinishedRequestSchema)` to create a new message.
  */
 export const PeerFinishedRequestSchema: GenMessage<PeerFinishedRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 16);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 17);
 
 /**
  * @generated from message damselfly.scheduler.v1.PeerFailedRequest
@@ -480,7 +510,7 @@ export type PeerFailedRequest = Message<"damselfly.scheduler.v1.PeerFailedReques
  * Use `create(PeerFailedRequestSchema)` to create a new message.
  */
 export const PeerFailedRequestSchema: GenMessage<PeerFailedRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 17);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 18);
 
 /**
  * @generated from message damselfly.scheduler.v1.AnnouncePeerRequest
@@ -564,6 +594,12 @@ export type AnnouncePeerRequest = Message<"damselfly.scheduler.v1.AnnouncePeerRe
      */
     value: PeerFailedRequest;
     case: "peerFailed";
+  } | {
+    /**
+     * @generated from field: damselfly.scheduler.v1.PiecesFinishedRequest pieces_finished = 20;
+     */
+    value: PiecesFinishedRequest;
+    case: "piecesFinished";
   } | { case: undefined; value?: undefined };
 };
 
@@ -572,7 +608,7 @@ export type AnnouncePeerRequest = Message<"damselfly.scheduler.v1.AnnouncePeerRe
  * Use `create(AnnouncePeerRequestSchema)` to create a new message.
  */
 export const AnnouncePeerRequestSchema: GenMessage<AnnouncePeerRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 18);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 19);
 
 /**
  * @generated from message damselfly.scheduler.v1.CandidateParent
@@ -619,7 +655,7 @@ export type CandidateParent = Message<"damselfly.scheduler.v1.CandidateParent"> 
  * Use `create(CandidateParentSchema)` to create a new message.
  */
 export const CandidateParentSchema: GenMessage<CandidateParent> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 19);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 20);
 
 /**
  * @generated from message damselfly.scheduler.v1.TaskInfo
@@ -653,7 +689,7 @@ export type TaskInfo = Message<"damselfly.scheduler.v1.TaskInfo"> & {
  * Use `create(TaskInfoSchema)` to create a new message.
  */
 export const TaskInfoSchema: GenMessage<TaskInfo> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 20);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 21);
 
 /**
  * @generated from message damselfly.scheduler.v1.NormalTaskResponse
@@ -675,7 +711,7 @@ export type NormalTaskResponse = Message<"damselfly.scheduler.v1.NormalTaskRespo
  * Use `create(NormalTaskResponseSchema)` to create a new message.
  */
 export const NormalTaskResponseSchema: GenMessage<NormalTaskResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 21);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 22);
 
 /**
  * @generated from message damselfly.scheduler.v1.NeedBackToSourceResponse
@@ -692,7 +728,7 @@ export type NeedBackToSourceResponse = Message<"damselfly.scheduler.v1.NeedBackT
  * Use `create(NeedBackToSourceResponseSchema)` to create a new message.
  */
 export const NeedBackToSourceResponseSchema: GenMessage<NeedBackToSourceResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 22);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 23);
 
 /**
  * The task is known to be empty: the peer creates an empty file and is done.
@@ -707,7 +743,7 @@ export type EmptyTaskResponse = Message<"damselfly.scheduler.v1.EmptyTaskRespons
  * Use `create(EmptyTaskResponseSchema)` to create a new message.
  */
 export const EmptyTaskResponseSchema: GenMessage<EmptyTaskResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 23);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 24);
 
 /**
  * The peer registered holding every piece of the task (a resumed download
@@ -727,7 +763,7 @@ export type LocalHitResponse = Message<"damselfly.scheduler.v1.LocalHitResponse"
  * Use `create(LocalHitResponseSchema)` to create a new message.
  */
 export const LocalHitResponseSchema: GenMessage<LocalHitResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 24);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 25);
 
 /**
  * Sent when the task failed for everyone (e.g. the origin said 404).
@@ -746,7 +782,7 @@ export type TaskFailedResponse = Message<"damselfly.scheduler.v1.TaskFailedRespo
  * Use `create(TaskFailedResponseSchema)` to create a new message.
  */
 export const TaskFailedResponseSchema: GenMessage<TaskFailedResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 25);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 26);
 
 /**
  * @generated from message damselfly.scheduler.v1.AnnouncePeerResponse
@@ -793,7 +829,7 @@ export type AnnouncePeerResponse = Message<"damselfly.scheduler.v1.AnnouncePeerR
  * Use `create(AnnouncePeerResponseSchema)` to create a new message.
  */
 export const AnnouncePeerResponseSchema: GenMessage<AnnouncePeerResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 26);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 27);
 
 /**
  * @generated from message damselfly.scheduler.v1.StatTaskRequest
@@ -810,7 +846,7 @@ export type StatTaskRequest = Message<"damselfly.scheduler.v1.StatTaskRequest"> 
  * Use `create(StatTaskRequestSchema)` to create a new message.
  */
 export const StatTaskRequestSchema: GenMessage<StatTaskRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 27);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 28);
 
 /**
  * @generated from message damselfly.scheduler.v1.StatTaskResponse
@@ -852,7 +888,7 @@ export type StatTaskResponse = Message<"damselfly.scheduler.v1.StatTaskResponse"
  * Use `create(StatTaskResponseSchema)` to create a new message.
  */
 export const StatTaskResponseSchema: GenMessage<StatTaskResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_scheduler_v1_scheduler, 28);
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 29);
 
 /**
  * Scheduler is the brain of a cluster. Each peer download is one

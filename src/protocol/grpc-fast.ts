@@ -1,0 +1,189 @@
+import type http2 from "node:http2";
+import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { toConnectError } from "./errors.js";
+
+// Where responses of one call go. AsyncQueue has the same shape, so the same
+// code can serve a call through Connect too.
+export interface BidiSink<O> {
+  // False once the call is over.
+  push(resp: O): boolean;
+  // Ends the call: OK, or the error's status (a ConnectError keeps its code
+  // and metadata).
+  close(error?: unknown): void;
+  readonly isClosed: boolean;
+}
+
+// What the method does with one call.
+export interface BidiCall<I> {
+  message(req: I): void;
+  // The client half-closed.
+  end(): void;
+  // The call is gone (reset, connection lost, or ended by close()).
+  gone(): void;
+}
+
+export interface FastRoute {
+  readonly path: string;
+  // False: not for this route (another protocol or an option it does not
+  // support); the request goes to Connect.
+  serve(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): boolean;
+}
+
+// A frame may be at most this big (Connect's default readMaxBytes is far
+// higher; announce messages are a few hundred bytes).
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const CONTENT_TYPE = /^application\/grpc(\+proto)?$/i;
+
+// Plain gRPC (binary protobuf, uncompressed, no deadline) served straight
+// on node:http2, for the scheduler's hot methods. Connect's generic pipeline
+// (async-iterable chains, abort signals and a DOMException per call, an
+// envelope copy per message) cost the scheduler more CPU than its own work;
+// anything else, e.g. the Connect protocol, gRPC-web, compression or a
+// deadline, is left to Connect.
+function isPlainGrpc(req: http2.Http2ServerRequest): boolean {
+  const h = req.headers;
+  const enc = h["grpc-encoding"];
+  return req.method === "POST" && CONTENT_TYPE.test(String(h["content-type"] ?? "")) && (enc === undefined || enc === "identity") && h["grpc-timeout"] === undefined;
+}
+
+// One bidirectional-streaming method.
+export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
+  path: string,
+  input: I,
+  output: O,
+  open: (sink: BidiSink<MessageShape<O>>) => BidiCall<MessageShape<I>>,
+): FastRoute {
+  return {
+    path,
+    serve(req, res) {
+      if (!isPlainGrpc(req)) return false;
+      serveCall(req, res, input, output, open);
+      return true;
+    },
+  };
+}
+
+// One unary method: the call's single message in, one response or an error
+// out.
+export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(path: string, input: I, output: O, impl: (req: MessageShape<I>) => MessageShape<O> | Promise<MessageShape<O>>): FastRoute {
+  return {
+    path,
+    serve(req, res) {
+      if (!isPlainGrpc(req)) return false;
+      let got: MessageShape<I> | undefined;
+      serveCall(req, res, input, output, (sink) => ({
+        message(m) {
+          if (got !== undefined) return sink.close(new ConnectError("unary call with more than one message", Code.Unimplemented));
+          got = m;
+        },
+        end() {
+          if (got === undefined) return sink.close(new ConnectError("unary call without a message", Code.Unimplemented));
+          const m = got;
+          // A thrown error and a rejected promise end the call alike.
+          void (async () => impl(m))().then(
+            (resp) => {
+              sink.push(resp);
+              sink.close();
+            },
+            (err: unknown) => sink.close(err),
+          );
+        },
+        gone() {},
+      }));
+      return true;
+    },
+  };
+}
+
+function serveCall<I extends DescMessage, O extends DescMessage>(
+  req: http2.Http2ServerRequest,
+  res: http2.Http2ServerResponse,
+  input: I,
+  output: O,
+  open: (sink: BidiSink<MessageShape<O>>) => BidiCall<MessageShape<I>>,
+): void {
+  let headersSent = false;
+  let closed = false;
+  let goneCalled = false;
+  const sendHeaders = () => {
+    if (headersSent) return;
+    headersSent = true;
+    res.writeHead(200, { "content-type": "application/grpc+proto" });
+  };
+  const sink: BidiSink<MessageShape<O>> = {
+    push(resp) {
+      if (closed || res.destroyed) return false;
+      sendHeaders();
+      const bytes = toBinary(output, resp);
+      const frame = Buffer.allocUnsafe(5 + bytes.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(bytes.length, 1);
+      frame.set(bytes, 5);
+      res.write(frame);
+      return true;
+    },
+    close(error) {
+      if (closed) return;
+      closed = true;
+      const status = setTrailerStatus(new Headers(), error === undefined ? undefined : error instanceof ConnectError ? error : toConnectError(error));
+      const fields: Record<string, string> = {};
+      status.forEach((v, k) => (fields[k] = v));
+      if (!res.destroyed) {
+        if (headersSent) {
+          res.addTrailers(fields);
+          res.end();
+        } else {
+          // Trailers-only: the status rides in the headers.
+          headersSent = true;
+          res.writeHead(200, { "content-type": "application/grpc+proto", ...fields });
+          res.end();
+        }
+      }
+      gone();
+    },
+    get isClosed() {
+      return closed;
+    },
+  };
+  const call = open(sink);
+  function gone(): void {
+    if (goneCalled) return;
+    goneCalled = true;
+    call.gone();
+  }
+
+  let buf: Buffer | undefined;
+  req.on("data", (chunk: Buffer) => {
+    if (closed) return;
+    let b = buf ? Buffer.concat([buf, chunk]) : chunk;
+    while (b.length >= 5 && !closed) {
+      const len = b.readUInt32BE(1);
+      if (len > MAX_MESSAGE_BYTES) return sink.close(new ConnectError(`message of ${len} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`, Code.ResourceExhausted));
+      if (b.length < 5 + len) break;
+      if ((b[0]! & 1) !== 0) return sink.close(new ConnectError("compressed message without grpc-encoding", Code.Internal));
+      let msg: MessageShape<I>;
+      try {
+        msg = fromBinary(input, b.subarray(5, 5 + len));
+      } catch (e) {
+        return sink.close(new ConnectError(`cannot parse the request: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument));
+      }
+      b = b.subarray(5 + len);
+      call.message(msg);
+    }
+    buf = b.length > 0 ? b : undefined;
+  });
+  req.on("end", () => {
+    if (closed) return;
+    if (buf) return sink.close(new ConnectError("request ended inside a message", Code.InvalidArgument));
+    call.end();
+  });
+  // Reset by the client, or the connection is gone: nothing more to write.
+  res.on("close", () => {
+    closed = true;
+    gone();
+  });
+  req.on("error", () => undefined);
+  res.on("error", () => undefined);
+}
