@@ -257,7 +257,10 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       const expected = req.digest ? parseDigest(req.digest) : undefined;
       const report = await download(client, request(daemonv1.Delivery.STORE_PATH), progress, undefined, ac.signal);
       finished = report;
-      await placeOutput(req.outputPath, expected, async (tmp) => {
+      // The daemon hashed the task while it downloaded and it matched: the
+      // output is its store file (linked or copied), so it is not hashed again.
+      const checked = expected !== undefined && report.digest === formatDigest(expected);
+      await placeOutput(req.outputPath, checked ? undefined : expected, async (tmp) => {
         if (await linkOrCopy(report.storePath, tmp)) return;
         // The daemon's store is out of reach (another host, another user's
         // files): have the finished task streamed instead.

@@ -67,7 +67,7 @@ export const daemonSchema = {
   uploadSlots: field("int", 0, "children the scheduler may give this host at once (0: the scheduler's default, 200, or 2000 for a seed)"),
   uploadConcurrency: field("int", 0, "piece uploads streamed at once; more requests wait in line (0: 4, or 8 in seed mode)"),
   piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive }),
-  piecesPerParent: field("int", 3, "pieces requested concurrently from one parent", { check: positive }),
+  piecesPerParent: field("int", 4, "most pieces requested at once from one parent (with many parents, fewer: piecesInFlight spread over them)", { check: positive }),
   pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere"),
   scheduleTimeout: field("duration", 10_000, "with no usable parent for this long, ask the scheduler again"),
   sourceTimeout: field("duration", 30_000, "origin connect and header timeout"),

@@ -85,3 +85,18 @@ test("a parent at its limit is skipped; the fastest parent with room wins", () =
   assert.equal(pick.parent, fast);
   assert.equal(sel.next(new Map([["busy", busy]]), new Map()), undefined);
 });
+
+test("one pass picks several pieces, filling each parent only up to its limit and spreading over parents", () => {
+  const sel = new PieceSelector(fakeTask(40), 2, seeded(6));
+  const a = parent(all(40), 5);
+  const b = parent(all(40), 5);
+  const c = parent([1, 2, 3], 5);
+  const picks = sel.pick(new Map([["a", a], ["b", b], ["c", c]]), new Map(), 10);
+  // 3 parents x 2 each: 6 picks, not 10; no piece twice; c only gets pieces it has.
+  assert.equal(picks.length, 6);
+  assert.equal(new Set(picks.map((p) => p.piece)).size, 6);
+  for (const who of [a, b, c]) assert.equal(picks.filter((p) => p.parent === who).length, 2);
+  for (const p of picks.filter((x) => x.parent === c)) assert.ok([1, 2, 3].includes(p.piece));
+  sel.perParent = 1;
+  assert.equal(sel.pick(new Map([["a", a], ["b", b]]), new Map(), 10).length, 2);
+});

@@ -109,6 +109,8 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         if (!done) yield progress();
       }
       storePath = await work;
+      // Hashed while it downloaded: tell the client, which then need not.
+      if (expected && task.meta.contentDigest === formatDigest(expected)) digest = task.meta.contentDigest;
     } else {
       const hasher = expected ? new Digester(expected.algorithm) : undefined;
       let offset = 0;

@@ -2,7 +2,7 @@ import { Pool, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
-import { PieceWriter } from "./piece-writer.js";
+import { PieceWriter, type PieceSink } from "./piece-writer.js";
 
 // Unwritten bytes per piece in flight from a parent (16 in flight: 32 MiB).
 const PARENT_WRITE_WINDOW = 2 * 1024 * 1024;
@@ -124,7 +124,7 @@ export class ParentConn {
   // Driven by undici's dispatch callbacks rather than a body stream: on slow
   // links a piece arrives in thousands of small reads, and a stream plus an
   // async iterator per read cost more CPU than moving the bytes.
-  fetchPiece(task: LocalTask, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
+  fetchPiece(task: PieceSink, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
     const ad = this.pieces.get(n);
     if (!ad) return Promise.reject(new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `parent ${this.id} does not have piece ${n}`));
     const started = process.hrtime.bigint();

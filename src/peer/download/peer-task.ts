@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
-import { parseDigest } from "../../common/digest.js";
+import { formatDigest, parseDigest } from "../../common/digest.js";
 import { DigestVerifier } from "./digest-verifier.js";
 import type { Logger } from "../../common/logger.js";
 import { HostType, schedulerv1, fromErrorDetail, toErrorDetail, type Download } from "../../protocol/index.js";
@@ -11,6 +11,7 @@ import type { SchedulerLink, AnnounceSession } from "./scheduler-link.js";
 import { ParentConn, type ParentAddress } from "./parent-conn.js";
 import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
 import { PieceSelector } from "./piece-selector.js";
+import { MemorySink } from "./piece-writer.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
@@ -22,6 +23,14 @@ const SLOW_PARENT_WINDOW_MS = 5_000;
 // With fewer parents than this left after dropping one, ask the scheduler for
 // more (each ask counts toward its reschedule limit).
 const MIN_PARENTS = 2;
+// With this few pieces missing, all of them in flight and room for more,
+// the slowest in-flight pieces are also asked of a second parent (endgame):
+// the first copy to arrive wins. The duplicate lands in memory and reaches
+// the file only once the original request is stopped and its writes drained.
+const ENDGAME_PIECES = 4;
+// ...and only pieces in flight this long (a duplicate that loses wastes a
+// parent's upload).
+const ENDGAME_MIN_AGE_MS = 1_000;
 
 export interface PeerTaskOptions {
   task: LocalTask;
@@ -44,6 +53,8 @@ export interface PeerTaskStats {
   schedulerUnavailable: boolean;
   // Piece requests a parent answered "busy".
   busyAnswers: number;
+  // Pieces an endgame duplicate delivered first.
+  endgameWins: number;
 }
 
 // Conducts one task download on this daemon: talks to the scheduler over one
@@ -51,10 +62,14 @@ export interface PeerTaskStats {
 // which pieces it holds), pulls pieces from several parents at once, and goes
 // to the origin only when the scheduler says so or cannot be reached.
 export class PeerTask {
-  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0 };
+  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0, endgameWins: 0 };
   private readonly parents = new Map<string, ParentConn>();
   private readonly blocklist = new Set<string>();
   private readonly inFlight = new Map<number, string>();
+  // Requests in flight from the first parent asked, stoppable by an endgame
+  // duplicate, and the duplicates themselves.
+  private readonly fetches = new Map<number, { ctrl: AbortController; done: Promise<void>; at: number }>();
+  private readonly dups = new Map<number, AbortController>();
   private readonly selector: PieceSelector<ParentConn>;
   private session: AnnounceSession | undefined;
   private readonly abort = new AbortController();
@@ -66,6 +81,7 @@ export class PeerTask {
   private ended = false;
   private completing = false;
   private verifier: DigestVerifier | undefined;
+  private advisory: DigestVerifier | undefined;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   // Wakes pump() when a busy parent may take requests again.
@@ -101,6 +117,13 @@ export class PeerTask {
     await this.o.task.prepareForWrites();
     const d = this.o.download;
     if (d.digestTaskId && d.digest && !this.o.task.meta.digestVerified) this.verifier = new DigestVerifier(this.o.task, parseDigest(d.digest));
+    else if (!d.digestTaskId && d.digest && this.resumedPieces === 0) {
+      // A URL task whose requester named a digest: hash it while it arrives
+      // (off the critical path) instead of after the last byte. The verdict
+      // is the requester's business, not the task's: others may ask for the
+      // same URL with another digest or none.
+      this.advisory = new DigestVerifier(this.o.task, parseDigest(d.digest));
+    }
     this.watchdog = setInterval(() => this.checkStall(), 1_000);
     this.watchdog.unref();
     if (this.o.task.isComplete()) {
@@ -250,7 +273,12 @@ export class PeerTask {
       this.complete().catch((e) => this.fail(DamselflyError.from(e)));
       return;
     }
-    for (const pick of this.selector.pick(this.parents, this.inFlight, this.o.piecesInFlight - this.inFlight.size)) this.fetchPiece(pick.piece, pick.parent);
+    // Spread the requests: with many parents, one at a time from each keeps
+    // every parent's line full without piling on the favourite.
+    this.selector.perParent = Math.max(1, Math.min(this.o.piecesPerParent, Math.floor(this.o.piecesInFlight / Math.max(1, this.parents.size))));
+    const picks = this.selector.pick(this.parents, this.inFlight, this.o.piecesInFlight - this.inFlight.size - this.dups.size);
+    for (const pick of picks) this.fetchPiece(pick.piece, pick.parent);
+    if (picks.length === 0) this.endgame();
     if (this.inFlight.size < this.o.piecesInFlight) this.retryWhenNotBusy();
     if (this.inFlight.size === 0) this.dropDeadEnds();
   }
@@ -304,15 +332,18 @@ export class PeerTask {
     parent.inFlight++;
     const offset = n * this.o.task.meta.pieceLength;
     const started = process.hrtime.bigint();
-    parent
-      .fetchPiece(this.o.task, n, offset, this.abort.signal)
+    const ctrl = new AbortController();
+    const done = parent
+      .fetchPiece(this.o.task, n, offset, AbortSignal.any([this.abort.signal, ctrl.signal]))
       .then(async ({ crc, length }) => {
+        this.dups.get(n)?.abort();
         if (this.o.task.pieces.has(n)) return;
         this.stats.bytesFromPeers += length;
         await this.o.task.markPiece({ number: n, crc, length });
         this.lastProgress = Date.now();
         parent.failures = 0;
         parent.piecesServed++;
+        if (this.log.isLevelEnabled("debug")) this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number((process.hrtime.bigint() - started) / 1_000_000n) }, "piece from parent");
         this.dropIfSlow(parent);
         this.send({
           case: "pieceFinished",
@@ -320,7 +351,8 @@ export class PeerTask {
         });
       })
       .catch((err) => {
-        if (this.ended) return;
+        // Stopped because an endgame duplicate got here first.
+        if (this.ended || ctrl.signal.aborted) return;
         const e = DamselflyError.from(err, "DF_ERR_PARENT_FAILED");
         // Busy is the parent's normal flow control, not a failure to report.
         if (e.code === "DF_ERR_UPLOAD_BUSY") {
@@ -340,9 +372,72 @@ export class PeerTask {
         }
       })
       .finally(() => {
+        this.fetches.delete(n);
         this.inFlight.delete(n);
         parent.inFlight--;
         if (this.inFlight.size === 0) this.idleWaiter?.();
+        this.schedulePump();
+      });
+    this.fetches.set(n, { ctrl, done, at: Date.now() });
+  }
+
+  // Asks a second parent for the oldest pieces in flight when only a few are
+  // missing (see ENDGAME_PIECES).
+  private endgame(): void {
+    const t = this.o.task;
+    if (!t.infoKnown || this.inFlight.size === 0 || t.totalPieces - t.pieces.size > ENDGAME_PIECES) return;
+    const now = Date.now();
+    for (const [n, from] of this.inFlight) {
+      if (this.inFlight.size + this.dups.size >= this.o.piecesInFlight) return;
+      const f = this.fetches.get(n);
+      if (this.dups.has(n) || !f || now - f.at < ENDGAME_MIN_AGE_MS) continue;
+      let best: ParentConn | undefined;
+      for (const p of this.parents.values()) {
+        if (p.id === from || !p.pieces.has(n) || p.inFlight >= this.selector.perParent || p.busyUntil > now) continue;
+        if (!best || p.throughput > best.throughput) best = p;
+      }
+      if (best) this.fetchDuplicate(n, best);
+    }
+  }
+
+  private fetchDuplicate(n: number, parent: ParentConn): void {
+    const t = this.o.task;
+    const { offset, length: size } = t.pieceRange(n);
+    const ctrl = new AbortController();
+    const sink = new MemorySink(offset, size);
+    this.dups.set(n, ctrl);
+    parent.inFlight++;
+    const started = process.hrtime.bigint();
+    parent
+      .fetchPiece(sink, n, offset, AbortSignal.any([this.abort.signal, ctrl.signal]))
+      .then(async ({ crc, length }) => {
+        const orig = this.fetches.get(n);
+        if (this.ended || t.pieces.has(n) || !orig) return;
+        // Stop the original and let its writes land before ours.
+        orig.ctrl.abort();
+        await orig.done;
+        if (this.ended || t.pieces.has(n) || this.inFlight.has(n)) return;
+        this.inFlight.set(n, parent.id);
+        try {
+          await t.writev(offset, [sink.buf]);
+          this.stats.bytesFromPeers += length;
+          this.stats.endgameWins++;
+          await t.markPiece({ number: n, crc, length });
+        } finally {
+          this.inFlight.delete(n);
+        }
+        this.lastProgress = Date.now();
+        parent.piecesServed++;
+        this.send({
+          case: "pieceFinished",
+          value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: (process.hrtime.bigint() - started) / 1000n }),
+        });
+      })
+      // A duplicate that fails or loses changes nothing: the original goes on.
+      .catch(() => undefined)
+      .finally(() => {
+        this.dups.delete(n);
+        parent.inFlight--;
         this.schedulePump();
       });
   }
@@ -387,7 +482,10 @@ export class PeerTask {
         this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, costMicros: BigInt(Math.round(costMicros)) }) });
       },
       isDone: (n) => task.pieces.has(n) || this.inFlight.has(n),
-      onBytes: (offset, chunk) => this.verifier?.feed(offset, chunk),
+      onBytes: (offset, chunk) => {
+        this.verifier?.feed(offset, chunk);
+        this.advisory?.feed(offset, chunk);
+      },
     };
     fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
       .then(async () => {
@@ -439,15 +537,22 @@ export class PeerTask {
         return;
       }
     }
+    let contentDigest: string | undefined;
+    if (this.advisory && this.o.download.digest) {
+      contentDigest = await this.advisory.result.then(
+        () => formatDigest(parseDigest(this.o.download.digest)),
+        () => undefined,
+      );
+    }
     if (this.ended) return;
     this.ended = true;
     // Pieces resumed from an earlier run were not checked by this process.
-    await t.markDone(this.resumedPieces === 0, this.verifier ? true : undefined);
+    await t.markDone(this.resumedPieces === 0, this.verifier ? true : undefined, contentDigest);
     const info = { contentLength: BigInt(t.meta.contentLength), pieceLength: BigInt(t.meta.pieceLength), totalPieces: t.totalPieces };
     if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
     else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
     this.log.info(
-      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, parents: this.parents.size + this.blocklist.size, contentLength: t.meta.contentLength },
+      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, endgameWins: this.stats.endgameWins, parents: this.parents.size + this.blocklist.size, contentLength: t.meta.contentLength },
       "task downloaded",
     );
     this.cleanup();
@@ -473,6 +578,7 @@ export class PeerTask {
 
   private cleanup(): void {
     this.verifier?.close();
+    this.advisory?.close();
     this.idleWaiter?.();
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.busyRetry) clearTimeout(this.busyRetry);

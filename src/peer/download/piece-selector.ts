@@ -35,7 +35,8 @@ export class PieceSelector<P extends SelectableParent> {
 
   constructor(
     private readonly task: LocalTask,
-    private readonly perParent: number,
+    // Requests per parent at once; the download lowers it when it has many parents.
+    public perParent: number,
     private readonly random: () => number = Math.random,
   ) {}
 

@@ -1,5 +1,29 @@
 import { crc32Update } from "../../common/pieces.js";
-import type { LocalTask } from "../storage/local-task.js";
+// Where a piece's bytes go: the task file, or memory (an endgame duplicate).
+export interface PieceSink {
+  writev(offset: number, chunks: Uint8Array[]): Promise<void>;
+}
+
+// A piece held in memory until it is known to be wanted.
+export class MemorySink implements PieceSink {
+  readonly buf: Buffer;
+
+  constructor(
+    private readonly base: number,
+    length: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(length);
+  }
+
+  writev(offset: number, chunks: Uint8Array[]): Promise<void> {
+    let at = offset - this.base;
+    for (const c of chunks) {
+      this.buf.set(c, at);
+      at += c.length;
+    }
+    return Promise.resolve();
+  }
+}
 
 const FLUSH_AT = 1024 * 1024;
 // Default cap on bytes handed to the file system but not yet written: network
@@ -21,7 +45,7 @@ export class PieceWriter {
   private error: unknown;
 
   constructor(
-    private readonly task: LocalTask,
+    private readonly task: PieceSink,
     readonly offset: number,
     readonly expectedLength: number,
     // Many pieces stream in at once from parents: each gets a small window.

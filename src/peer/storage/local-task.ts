@@ -18,6 +18,9 @@ export interface TaskMeta {
   digestTaskId?: string;
   // The whole content was hashed and matched digestTaskId.
   digestVerified?: boolean;
+  // A URL task whose requester named a digest: what the content hashed to
+  // while it downloaded ("sha256:<hex>"), so `get` need not hash it again.
+  contentDigest?: string;
   // -1 while unknown (chunked origin response still in progress).
   contentLength: number;
   pieceLength: number;
@@ -251,9 +254,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // `verified`: every piece was checked on receipt in this process.
   // `digestVerified`: the whole content matched digestTaskId.
-  async markDone(verified: boolean, digestVerified = this.meta.digestVerified): Promise<void> {
+  async markDone(verified: boolean, digestVerified = this.meta.digestVerified, contentDigest?: string): Promise<void> {
     this.verified = verified;
-    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}) };
+    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}), ...(contentDigest ? { contentDigest } : {}) };
     await this.saveMeta();
     await this.closeLog();
     this.emit("done");
