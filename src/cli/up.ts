@@ -61,9 +61,9 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
   try {
     const schedulerConfig = loadConfig(schedulerSchema, {
       envPrefix: "SCHEDULER",
-      // One peer and one seed: the seed fetches and the peer takes it from the
-      // seed, so the demo shows bytes crossing between peers.
-      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, coldStart: "seed" },
+      // One peer and one seed: the seed fetches (the default cold start) and
+      // the peer takes it from the seed, so the demo shows bytes crossing.
+      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel },
     });
     const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }) });
     await scheduler.start();
