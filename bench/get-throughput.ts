@@ -1,6 +1,6 @@
 // Throughput of one `get` on loopback through a seed peer and a peer daemon,
 // against curl fetching the same file from the same origin.
-//   node dist/bench/get-throughput.js [--size 1GiB] [--rounds 3]
+//   node dist/bench/get-throughput.js [--size 1GiB] [--rounds 3] [--daemon-args '--pieces-per-parent 8']
 // Cold: a task the swarm has never seen (a new --tag each round), so the
 // bytes go origin -> seed -> peer -> output. Warm: the same task again, served
 // from the local peer's store.
@@ -29,9 +29,11 @@ try {
   const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", "info"], "scheduler ready");
   procs.push(sched);
   const saddr = String((await sched.ready)["listen"]);
+  // Extra daemon flags, for experiments.
+  const extra = opt("--daemon-args", "").split(/\s+/).filter(Boolean);
   const daemon = (name: string, seed: boolean) =>
     spawnDamselfly(
-      ["daemon", ...(seed ? ["--seed"] : []), "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info"],
+      ["daemon", ...(seed ? ["--seed"] : []), "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info", ...extra],
       "daemon ready",
     );
   const seed = daemon("seed", true);
