@@ -338,17 +338,9 @@ export class PeerTask {
       .then(async ({ crc, length }) => {
         this.dups.get(n)?.abort();
         if (this.o.task.pieces.has(n)) return;
-        this.stats.bytesFromPeers += length;
-        await this.o.task.markPiece({ number: n, crc, length });
-        this.lastProgress = Date.now();
+        await this.storedFromParent(n, crc, length, parent, started);
         parent.failures = 0;
-        parent.piecesServed++;
-        if (this.log.isLevelEnabled("debug")) this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number((process.hrtime.bigint() - started) / 1_000_000n) }, "piece from parent");
         this.dropIfSlow(parent);
-        this.send({
-          case: "pieceFinished",
-          value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: (process.hrtime.bigint() - started) / 1000n }),
-        });
       })
       .catch((err) => {
         // Stopped because an endgame duplicate got here first.
@@ -379,6 +371,17 @@ export class PeerTask {
         this.schedulePump();
       });
     this.fetches.set(n, { ctrl, done, at: Date.now() });
+  }
+
+  // A piece from `parent` is in the file and checked: record and report it.
+  private async storedFromParent(n: number, crc: number, length: number, parent: ParentConn, started: bigint): Promise<void> {
+    this.stats.bytesFromPeers += length;
+    await this.o.task.markPiece({ number: n, crc, length });
+    this.lastProgress = Date.now();
+    parent.piecesServed++;
+    const micros = (process.hrtime.bigint() - started) / 1000n;
+    if (this.log.isLevelEnabled("debug")) this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number(micros / 1000n) }, "piece from parent");
+    this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: micros }) });
   }
 
   // Asks a second parent for the oldest pieces in flight when only a few are
@@ -420,18 +423,11 @@ export class PeerTask {
         this.inFlight.set(n, parent.id);
         try {
           await t.writev(offset, [sink.buf]);
-          this.stats.bytesFromPeers += length;
           this.stats.endgameWins++;
-          await t.markPiece({ number: n, crc, length });
+          await this.storedFromParent(n, crc, length, parent, started);
         } finally {
           this.inFlight.delete(n);
         }
-        this.lastProgress = Date.now();
-        parent.piecesServed++;
-        this.send({
-          case: "pieceFinished",
-          value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: (process.hrtime.bigint() - started) / 1000n }),
-        });
       })
       // A duplicate that fails or loses changes nothing: the original goes on.
       .catch(() => undefined)
