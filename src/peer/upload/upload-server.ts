@@ -54,7 +54,7 @@ export class UploadServer {
   readonly stats: UploadStats = { active: 0, busy: 0, pieces: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
   private readonly pool = new BufferPool(CHUNK, 16);
-  private readonly waiters: Array<{ give: () => void; res: http.ServerResponse }> = [];
+  private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
@@ -133,10 +133,11 @@ export class UploadServer {
   private slotFreed(res: http.ServerResponse): Promise<boolean> {
     if (this.waiters.length >= this.opts.uploadConcurrency * SLOT_QUEUE_PER_SLOT) return Promise.resolve(false);
     return new Promise((resolve) => {
+      // give(true): the slot is this request's; give(false): it left the line.
       const w = {
-        give: (): void => {
+        give: (slot: boolean): void => {
           clearTimeout(timer);
-          resolve(true);
+          resolve(slot);
         },
         res,
       };
@@ -152,9 +153,12 @@ export class UploadServer {
   private handOver(): void {
     while (this.waiters.length > 0 && this.stats.active < this.opts.uploadConcurrency) {
       const w = this.waiters.shift()!;
-      if (w.res.destroyed) continue;
+      if (w.res.destroyed) {
+        w.give(false);
+        continue;
+      }
       this.stats.active++;
-      w.give();
+      w.give(true);
       return;
     }
   }
