@@ -5,7 +5,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Argument, Command, CommanderError, Option } from "commander";
-import { stringify as toYaml } from "yaml";
 import { formatHostPort } from "../common/address.js";
 import { envName, loadConfig, type Schema } from "../common/config.js";
 import { DamselflyError } from "../common/errors.js";
@@ -258,6 +257,7 @@ export function buildProgram(): Command {
         const out: Record<string, unknown> = {};
         for (const [k, f] of Object.entries(schema)) out[k] = yamlValue(f.type, cfg[k]);
         const header = `# effective ${component} configuration (defaults < ${opts.config ?? "no config file"} < DAMSELFLY_${envPrefix}_* env)\n`;
+        const { stringify: toYaml } = await import("yaml");
         process.stdout.write(header + toYaml(out));
       }),
     );
