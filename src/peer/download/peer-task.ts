@@ -233,21 +233,13 @@ export class PeerTask {
     this.pump();
   }
 
-  // Every missing piece is held by some parent (or the size is unknown yet).
+  // Every missing piece is held by some parent, or some parent is still
+  // downloading and may yet get it (or the size is unknown yet).
   private parentsCoverMissing(): boolean {
-    if (!this.o.task.infoKnown) return this.parents.size > 0;
-    for (const n of this.o.task.missingPieces()) {
-      let held = false;
-      for (const p of this.parents.values()) {
-        if (p.pieces.has(n) || !p.done) {
-          // A parent still downloading may yet get it.
-          held = true;
-          break;
-        }
-      }
-      if (!held) return false;
-    }
-    return true;
+    const parents = [...this.parents.values()];
+    if (!this.o.task.infoKnown) return parents.length > 0;
+    if (parents.some((p) => !p.done)) return true;
+    return this.o.task.missingPieces().every((n) => parents.some((p) => p.pieces.has(n)));
   }
 
   private async setInfo(contentLength: number, pieceLength: number): Promise<void> {

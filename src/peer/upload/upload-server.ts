@@ -256,7 +256,6 @@ export class UploadServer {
       return;
     }
     const headers: Record<string, string> = { "content-type": "application/json", "x-damselfly-error": err.code };
-    if (err.code === "DF_ERR_UPLOAD_BUSY") headers["retry-after"] = "1";
     res.writeHead(err.httpStatus, headers).end(JSON.stringify({ code: err.code, message: err.message }) + "\n");
   }
 }
