@@ -1,7 +1,8 @@
-import { Pool, type Dispatcher } from "undici";
+import { Pool } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
+import { PieceClient } from "./piece-client.js";
 import { PieceWriter, type PieceSink } from "./piece-writer.js";
 
 // Unwritten bytes per piece in flight from a parent (16 in flight: 32 MiB).
@@ -20,11 +21,16 @@ export interface PieceAd {
   length: number;
 }
 
-// Reads smaller than this mean a slow link: wait READ_GATHER_MS before the
-// next one (at 1 MB/s that gathers ~16 KiB; the kernel's receive buffer holds
-// far more, so the link never idles for it).
-const SMALL_READ = 16 * 1024;
-const READ_GATHER_MS = 15;
+// Each read costs tens of microseconds of JS and system time whatever its
+// size, and a child streaming from many parents at once sees each connection
+// at a fraction of its link: reads of one or two packets, tens of thousands
+// per piece set. After a read smaller than GATHER_BYTES the connection stops
+// reading for about as long as it takes this connection to gather that much
+// at its measured rate (between the bounds), so the next read is one big
+// one. The kernel's receive buffer holds it; the sender never idles for it.
+const GATHER_BYTES = 32 * 1024;
+const GATHER_MIN_MS = 2;
+const GATHER_MAX_MS = 60;
 
 // Busy is routine flow control (many times a second in a big swarm): one
 // shared error, no stack trace captured per answer.
@@ -33,6 +39,9 @@ const BUSY = new DamselflyError("DF_ERR_UPLOAD_BUSY", "parent's upload slots are
 export interface ParentConnOptions {
   piecesPerParent: number;
   pieceTimeoutMs: number;
+  // Counts network reads of piece bodies: the CPU cost of moving data is
+  // mostly per read, so this is the figure to watch.
+  reads?: { pieceReads: number };
 }
 
 // One parent as seen by a child: its advertised pieces (from its sync stream),
@@ -55,16 +64,26 @@ export class ParentConn {
   busyUntil = 0;
   private busyStreak = 0;
   private readonly pool: Pool;
+  private readonly pieceClient: PieceClient;
   private readonly syncAbort = new AbortController();
 
+  private readonly reads: { pieceReads: number } | undefined;
+
   constructor(readonly addr: ParentAddress, private readonly taskId: string, opts: ParentConnOptions) {
+    this.reads = opts.reads;
     const host = addr.ip.includes(":") ? `[${addr.ip}]` : addr.ip;
+    // The sync stream is one long-lived request; pieces go over their own
+    // lean client.
     this.pool = new Pool(`http://${host}:${addr.port}`, {
-      connections: opts.piecesPerParent + 1,
+      connections: 1,
       headersTimeout: opts.pieceTimeoutMs,
-      bodyTimeout: opts.pieceTimeoutMs,
       connectTimeout: Math.min(opts.pieceTimeoutMs, 5_000),
       keepAliveTimeout: 30_000,
+    });
+    this.pieceClient = new PieceClient(addr.ip, addr.port, {
+      maxConnections: opts.piecesPerParent,
+      connectTimeoutMs: Math.min(opts.pieceTimeoutMs, 5_000),
+      idleTimeoutMs: opts.pieceTimeoutMs,
     });
   }
 
@@ -132,8 +151,9 @@ export class ParentConn {
       let status = 0;
       let writer: PieceWriter | undefined;
       let settled = false;
-      let ctrl: Dispatcher.DispatchController | undefined;
-      const onAbort = (): void => ctrl?.abort(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+      let abortReq: ((reason: Error) => void) | undefined;
+      let bodyAt = 0;
+      const onAbort = (): void => abortReq?.(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
       const settle = (err: unknown, value?: { crc: number; length: number }): void => {
         if (settled) return;
         settled = true;
@@ -171,52 +191,51 @@ export class ParentConn {
       };
       if (signal?.aborted) return settle(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.pool.dispatch(
-        { path: `/v1/tasks/${this.taskId}/pieces/${n}`, method: "GET" },
-        {
-          onRequestStart: (c) => {
-            ctrl = c;
-          },
-          onResponseStart: (_c, statusCode) => {
-            status = statusCode;
-            if (status === 200) writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
-          },
-          onResponseData: (c, chunk) => {
-            if (!writer || settled) return;
-            if (writer.accept(chunk) < chunk.length) {
-              c.abort(new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`));
-              return;
-            }
-            if (c.paused) return;
-            if (writer.overWindow) {
-              c.pause();
-              writer.written().then(
-                () => c.resume(),
-                () => c.resume(),
-              );
-            } else if (chunk.length < SMALL_READ && !writer.complete) {
-              // A slow link delivers a piece a packet or two per read, and
-              // each read costs far more CPU here than in the kernel: stop
-              // reading for a moment so the kernel gathers bigger reads.
-              c.pause();
-              setTimeout(() => c.resume(), READ_GATHER_MS);
-            }
-          },
-          onResponseEnd: () => {
-            finish().then(
-              (v) => settle(undefined, v),
-              (e: unknown) => settle(e),
-            );
-          },
-          onResponseError: (_c, err) => {
-            // Let writes in flight finish before the caller reuses the region.
-            const w = writer;
-            const fail = (): void => settle(broke(err));
-            if (w) w.written().then(fail, fail);
-            else fail();
-          },
+      const req = this.pieceClient.get(`/v1/tasks/${this.taskId}/pieces/${n}`, {
+        onStart: (statusCode) => {
+          status = statusCode;
+          if (status === 200) {
+            writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
+            bodyAt = performance.now();
+          }
         },
-      );
+        onData: (chunk) => {
+          if (!writer || settled) return;
+          if (this.reads) this.reads.pieceReads++;
+          if (writer.accept(chunk) < chunk.length) {
+            req.abort(new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`));
+            return;
+          }
+          if (req.paused || writer.complete) return;
+          if (writer.overWindow) {
+            req.pause();
+            writer.written().then(
+              () => req.resume(),
+              () => req.resume(),
+            );
+          } else if (chunk.length < GATHER_BYTES) {
+            const elapsed = performance.now() - bodyAt;
+            const perMs = elapsed > 1 ? writer.received / elapsed : 0;
+            const wait = perMs > 0 ? Math.min(GATHER_MAX_MS, Math.max(GATHER_MIN_MS, (GATHER_BYTES - chunk.length) / perMs)) : GATHER_MIN_MS;
+            req.pause();
+            setTimeout(() => req.resume(), wait);
+          }
+        },
+        onEnd: () => {
+          finish().then(
+            (v) => settle(undefined, v),
+            (e: unknown) => settle(e),
+          );
+        },
+        onError: (err) => {
+          // Let writes in flight finish before the caller reuses the region.
+          const w = writer;
+          const fail = (): void => settle(broke(err));
+          if (w) w.written().then(fail, fail);
+          else fail();
+        },
+      });
+      abortReq = (reason) => req.abort(reason);
     });
   }
 
@@ -225,5 +244,6 @@ export class ParentConn {
     this.closed = true;
     this.syncAbort.abort();
     this.pool.destroy().catch(() => undefined);
+    this.pieceClient.close();
   }
 }

@@ -55,6 +55,7 @@ export interface PeerTaskStats {
   busyAnswers: number;
   // Pieces an endgame duplicate delivered first.
   endgameWins: number;
+  pieceReads: number;
 }
 
 // Conducts one task download on this daemon: talks to the scheduler over one
@@ -62,7 +63,7 @@ export interface PeerTaskStats {
 // which pieces it holds), pulls pieces from several parents at once, and goes
 // to the origin only when the scheduler says so or cannot be reached.
 export class PeerTask {
-  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0, endgameWins: 0 };
+  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0, endgameWins: 0, pieceReads: 0 };
   private readonly parents = new Map<string, ParentConn>();
   private readonly blocklist = new Set<string>();
   private readonly inFlight = new Map<number, string>();
@@ -191,7 +192,7 @@ export class PeerTask {
 
   private addParent(addr: ParentAddress): void {
     if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
-    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs });
+    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats });
     this.parents.set(addr.peerId, conn);
     this.log.debug({ parent: addr.peerId, remote: `${addr.ip}:${addr.port}` }, "parent added");
     conn
@@ -540,7 +541,7 @@ export class PeerTask {
     if (this.stats.backToSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
     else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
     this.log.info(
-      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, endgameWins: this.stats.endgameWins, parents: this.parents.size + this.blocklist.size, contentLength: t.meta.contentLength },
+      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, endgameWins: this.stats.endgameWins, pieceReads: this.stats.pieceReads, parents: this.parents.size + this.blocklist.size, contentLength: t.meta.contentLength },
       "task downloaded",
     );
     this.cleanup();

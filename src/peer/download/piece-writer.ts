@@ -31,14 +31,15 @@ const FLUSH_AT = 1024 * 1024;
 const MAX_UNWRITTEN = 4 * 1024 * 1024;
 
 // Streams one piece's bytes into the task file at the piece's offset,
-// coalescing network chunks into ~1 MiB vectored writes and computing the CRC
-// on the way. The piece becomes visible only when the caller marks it after
+// copying network chunks into 1 MiB staging buffers written one call each,
+// and computing the CRC on the way. The piece becomes visible only when the caller marks it after
 // checking length and CRC; until then its region may hold anything.
 export class PieceWriter {
   crc = 0;
   received = 0;
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
+  // Bytes wait here (a copy) until FLUSH_AT of them make one write.
+  private stage: Buffer | undefined;
+  private staged = 0;
   private flushedTo: number;
   private writing: Promise<void> = Promise.resolve();
   private unwritten = 0;
@@ -63,18 +64,24 @@ export class PieceWriter {
     return took;
   }
 
-  // push() for callback-driven sources: never waits. While overWindow holds,
-  // the caller pauses its source until written() settles.
+  // push() for callback-driven sources: never waits, and copies what it
+  // takes (the piece client hands out views of a buffer it reuses). While
+  // overWindow holds, the caller pauses its source until written() settles.
   accept(chunk: Uint8Array): number {
     const room = this.expectedLength - this.received;
-    const take = chunk.length <= room ? chunk : chunk.subarray(0, room);
+    let take = chunk.length <= room ? chunk : chunk.subarray(0, room);
     if (take.length === 0) return 0;
     this.crc = crc32Update(take, this.crc);
     this.received += take.length;
-    this.pending.push(take);
-    this.pendingBytes += take.length;
-    if (this.pendingBytes >= FLUSH_AT) this.startWrite();
-    return take.length;
+    while (take.length > 0) {
+      if (!this.stage) this.stage = Buffer.allocUnsafe(Math.min(FLUSH_AT, this.expectedLength - this.staged - this.flushedTo + this.offset));
+      const n = Math.min(take.length, this.stage.length - this.staged);
+      this.stage.set(n === take.length ? take : take.subarray(0, n), this.staged);
+      this.staged += n;
+      take = take.subarray(n);
+      if (this.staged === this.stage.length) this.startWrite();
+    }
+    return chunk.length <= room ? chunk.length : room;
   }
 
   get overWindow(): boolean {
@@ -98,12 +105,12 @@ export class PieceWriter {
   }
 
   private startWrite(): void {
-    if (this.pendingBytes === 0) return;
-    const chunks = this.pending;
-    const bytes = this.pendingBytes;
+    if (!this.stage || this.staged === 0) return;
+    const chunks = [this.staged === this.stage.length ? this.stage : this.stage.subarray(0, this.staged)];
+    const bytes = this.staged;
     const at = this.flushedTo;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.stage = undefined;
+    this.staged = 0;
     this.flushedTo += bytes;
     this.unwritten += bytes;
     this.writing = this.writing.then(async () => {

@@ -255,7 +255,9 @@ export class UploadServer {
       res.destroy();
       return;
     }
-    const headers: Record<string, string> = { "content-type": "application/json", "x-damselfly-error": err.code };
-    res.writeHead(err.httpStatus, headers).end(JSON.stringify({ code: err.code, message: err.message }) + "\n");
+    const body = JSON.stringify({ code: err.code, message: err.message }) + "\n";
+    // A length, not chunked: the child's piece client keeps the connection.
+    const headers: Record<string, string> = { "content-type": "application/json", "x-damselfly-error": err.code, "content-length": String(Buffer.byteLength(body)) };
+    res.writeHead(err.httpStatus, headers).end(body);
   }
 }
