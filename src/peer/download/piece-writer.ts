@@ -1,6 +1,7 @@
 import { crc32Update } from "../../common/pieces.js";
 // Where a piece's bytes go: the task file, or memory (an endgame duplicate).
 export interface PieceSink {
+  // The chunks may be reused once the returned promise settles.
   writev(offset: number, chunks: Uint8Array[]): Promise<void>;
 }
 
@@ -26,6 +27,23 @@ export class MemorySink implements PieceSink {
 }
 
 const FLUSH_AT = 1024 * 1024;
+// Staging buffers go back here once written: a fresh 1 MiB buffer per MiB
+// received kept the garbage collector busy (external memory counts toward
+// its triggers). Bounded: beyond this many, spares are left to the GC.
+const SPARE_STAGES: Buffer[] = [];
+const MAX_SPARE_STAGES = 32;
+
+function takeStage(length: number): Buffer {
+  if (length === FLUSH_AT) {
+    const spare = SPARE_STAGES.pop();
+    if (spare) return spare;
+  }
+  return Buffer.allocUnsafe(length);
+}
+
+function giveBackStage(buf: Buffer): void {
+  if (buf.length === FLUSH_AT && SPARE_STAGES.length < MAX_SPARE_STAGES) SPARE_STAGES.push(buf);
+}
 // Default cap on bytes handed to the file system but not yet written: network
 // reads go on while earlier bytes are written, without unbounded memory.
 const MAX_UNWRITTEN = 4 * 1024 * 1024;
@@ -74,7 +92,7 @@ export class PieceWriter {
     this.crc = crc32Update(take, this.crc);
     this.received += take.length;
     while (take.length > 0) {
-      if (!this.stage) this.stage = Buffer.allocUnsafe(Math.min(FLUSH_AT, this.expectedLength - this.staged - this.flushedTo + this.offset));
+      if (!this.stage) this.stage = takeStage(Math.min(FLUSH_AT, this.expectedLength - this.flushedTo + this.offset));
       const n = Math.min(take.length, this.stage.length - this.staged);
       this.stage.set(n === take.length ? take : take.subarray(0, n), this.staged);
       this.staged += n;
@@ -106,7 +124,8 @@ export class PieceWriter {
 
   private startWrite(): void {
     if (!this.stage || this.staged === 0) return;
-    const chunks = [this.staged === this.stage.length ? this.stage : this.stage.subarray(0, this.staged)];
+    const stage = this.stage;
+    const chunks = [this.staged === stage.length ? stage : stage.subarray(0, this.staged)];
     const bytes = this.staged;
     const at = this.flushedTo;
     this.stage = undefined;
@@ -114,13 +133,13 @@ export class PieceWriter {
     this.flushedTo += bytes;
     this.unwritten += bytes;
     this.writing = this.writing.then(async () => {
-      if (this.error !== undefined) return;
       try {
-        await this.task.writev(at, chunks);
+        if (this.error === undefined) await this.task.writev(at, chunks);
       } catch (err) {
         this.error = err;
       } finally {
         this.unwritten -= bytes;
+        giveBackStage(stage);
       }
     });
   }
