@@ -3,6 +3,8 @@
 // share an event loop with what is measured.
 //   node dist/bench/origin-server.js FILE [HOST:PORT]
 // Prints "listening http://HOST:PORT/<name>" and, on SIGUSR2, "sent <bytes>".
+// `/<name>?prefix=N` is another resource: the file's first N bytes (the
+// testbed's warm-up downloads).
 import http from "node:http";
 import { createReadStream, statSync } from "node:fs";
 import { basename } from "node:path";
@@ -13,14 +15,17 @@ if (!file) {
   process.exit(2);
 }
 const [host, port] = (process.argv[3] ?? "127.0.0.1:0").split(":");
-const size = statSync(file).size;
+const fileSize = statSync(file).size;
 let sent = 0;
 
 const server = http.createServer((req, res) => {
-  if (req.url !== `/${basename(file)}`) {
+  const url = new URL(req.url ?? "/", "http://origin");
+  const prefix = url.searchParams.get("prefix");
+  if (url.pathname !== `/${basename(file)}` || (prefix !== null && !/^\d{1,15}$/.test(prefix)) || [...url.searchParams.keys()].some((k) => k !== "prefix")) {
     res.writeHead(404).end();
     return;
   }
+  const size = prefix === null ? fileSize : Math.min(Number(prefix), fileSize);
   let start = 0;
   let end = size - 1;
   const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");

@@ -93,6 +93,8 @@ export interface DamselflyOptions {
   schedulerArgs?: string[];
   // Node flags for the daemons (profiling).
   daemonNodeArgs?: string[];
+  // Bytes of a warm-up task every peer downloads before the clock (0: none).
+  warmUpBytes?: number;
 }
 
 export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefined, opts: DamselflyOptions = {}): Mode {
@@ -101,6 +103,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
     create(ctx: ModeContext): ModeRun {
       const o = ctx.tb.origin;
       let origin: OriginServer | undefined;
+      let warmUpSent = 0;
       let scheduler: Service | undefined;
       let seed: Service | undefined;
       const daemons: Service[] = [];
@@ -145,6 +148,15 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           const isMsg = (m: string) => (l: string) => jsonLine(l)?.["msg"] === m;
           await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("daemon ready"), 60_000, '"daemon ready"')));
           await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("scheduler reachable"), 30_000, '"scheduler reachable"')));
+          if (opts.warmUpBytes) {
+            const url = `${origin.url}?prefix=${opts.warmUpBytes}`;
+            // Bounded: start-up plus the bytes at 100 kB/s.
+            const deadline = performance.now() + 60_000 + opts.warmUpBytes / 100;
+            const results = await Promise.all(ctx.peers.map((p) => runClient(p.ns, [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress"], deadline)));
+            const bad = results.findIndex((r) => r.code !== 0);
+            if (bad >= 0) throw new Error(`warm-up download on ${ctx.peers[bad]!.id} failed: ${results[bad]!.stderr.trim().slice(-400)}`);
+            warmUpSent = await origin.sent();
+          }
         },
         agents: () => [
           ...(seed ? [{ name: "seed daemon", pid: seed.pid, role: "agent" as const }] : []),
@@ -163,7 +175,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
             }),
           );
         },
-        originSent: () => origin!.sent(),
+        originSent: async () => (await origin!.sent()) - warmUpSent,
         async analyze(peers) {
           const notes: string[] = [];
           const perDaemon = daemons.map(daemonStats);
@@ -196,7 +208,8 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           if (Object.keys(events).length) notes.push(`peer daemon events: ${Object.entries(events).map(([k, v]) => `${k} x${v}`).join(", ")}`);
           const dec = (sched as { decisions?: Record<string, number> }).decisions;
           if (dec && Object.keys(dec).length) notes.push(`scheduler: ${Object.entries(dec).map(([k, v]) => `${k} x${v}`).join(", ")}`);
-          return { extra: { coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
+          if (opts.warmUpBytes) notes.push(`daemons warmed up first: every peer downloaded a ${MiB(opts.warmUpBytes)} task through the swarm before the clock (not counted; scheduler counts include it)`);
+          return { extra: { warmUpBytes: opts.warmUpBytes ?? 0, coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
         },
         async teardown() {
           await Promise.all(daemons.map((d) => d.stop()));
