@@ -93,6 +93,8 @@ export interface DamselflyOptions {
   schedulerArgs?: string[];
   // Node flags for the daemons (profiling).
   daemonNodeArgs?: string[];
+  // Extra flags for every `damselfly get`.
+  getArgs?: string[];
   // Bytes of a warm-up task every peer downloads before the clock (0: none).
   warmUpBytes?: number;
 }
@@ -152,7 +154,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
             const url = `${origin.url}?prefix=${opts.warmUpBytes}`;
             // Bounded: start-up plus the bytes at 100 kB/s.
             const deadline = performance.now() + 60_000 + opts.warmUpBytes / 100;
-            const results = await Promise.all(ctx.peers.map((p) => runClient(p.ns, [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress"], deadline)));
+            const results = await Promise.all(ctx.peers.map((p) => runClient(p.ns, [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress", ...(opts.getArgs ?? [])], deadline)));
             const bad = results.findIndex((r) => r.code !== 0);
             if (bad >= 0) throw new Error(`warm-up download on ${ctx.peers[bad]!.id} failed: ${results[bad]!.stderr.trim().slice(-400)}`);
             warmUpSent = await origin.sent();
@@ -169,7 +171,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           return Promise.all(
             ctx.peers.map(async (p): Promise<PeerResult> => {
               const output = join(ctx.workDir, p.id, "out.bin");
-              const r = await runClient(p.ns, [process.execPath, BIN, "get", url, "-O", output, "--digest", `sha256:${ctx.digest}`, "--no-progress"], deadlineMs);
+              const r = await runClient(p.ns, [process.execPath, BIN, "get", url, "-O", output, "--digest", `sha256:${ctx.digest}`, "--no-progress", ...(opts.getArgs ?? [])], deadlineMs);
               const summary = SUMMARY_RE.exec(r.stderr)?.[0];
               return peerResult(p.id, r, t0, output, () => r.stderr.trim().slice(-800), summary ? { summary } : {});
             }),
@@ -209,7 +211,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           const dec = (sched as { decisions?: Record<string, number> }).decisions;
           if (dec && Object.keys(dec).length) notes.push(`scheduler: ${Object.entries(dec).map(([k, v]) => `${k} x${v}`).join(", ")}`);
           if (opts.warmUpBytes) notes.push(`daemons warmed up first: every peer downloaded a ${MiB(opts.warmUpBytes)} task through the swarm before the clock (not counted; scheduler counts include it)`);
-          return { extra: { warmUpBytes: opts.warmUpBytes ?? 0, coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
+          return { extra: { getArgs: opts.getArgs, warmUpBytes: opts.warmUpBytes ?? 0, coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
         },
         async teardown() {
           await Promise.all(daemons.map((d) => d.stop()));

@@ -17,6 +17,7 @@
 // cluster example does (the scheduler then cannot trigger it).
 // --daemon-args, --seed-args and --scheduler-args add flags (space-separated)
 // to every peer daemon, the seed daemon and the scheduler, for experiments;
+// --get-args adds flags to every `damselfly get`;
 // --daemon-node-args adds Node flags to the daemons (e.g. '--cpu-prof
 // --cpu-prof-dir=/tmp/prof').
 // --warm-up SIZE (Damselfly modes): before the clock, every peer downloads
@@ -58,14 +59,14 @@ function usage(msg?: string): never {
   process.stderr.write(
     "usage: node dist/bench/testbed/run.js [--peers 16|4,8,16] [--size 128MiB] [--peer-rate 25mbit] [--origin-rate 50mbit]\n" +
       "         [--modes native,bittorrent,damselfly[,damselfly-peer]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
-      "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB]\n",
+      "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB] [--get-args '...']\n",
   );
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Record<string, string | true> {
   const o: Record<string, string | true> = {};
-  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args", "--warm-up"]);
+  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args", "--warm-up", "--get-args"]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -126,6 +127,7 @@ const dfOpts = {
   seedArgs: words("--seed-args"),
   schedulerArgs: words("--scheduler-args"),
   daemonNodeArgs: words("--daemon-node-args"),
+  getArgs: words("--get-args"),
   warmUpBytes: 0,
 };
 try {
