@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../common/errors.js";
-import { hostname as osHostname, networkInterfaces } from "node:os";
+import { hostname as osHostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import { advertisedIp, formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
@@ -141,16 +141,6 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
-}
-
-// The address peers should dial: the upload listen address unless it is a
-// wildcard, then the first non-internal IPv4.
-function advertisedIp(listenHost: string): string {
-  if (listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "") return listenHost;
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return "127.0.0.1";
 }
 
 async function readPem(path: string, what: string): Promise<string> {

@@ -9,6 +9,7 @@ import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
+import type { Preheater } from "./preheat.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
 
 export interface ServiceDeps {
@@ -17,6 +18,7 @@ export interface ServiceDeps {
   store: ResourceStore;
   engine: SchedulingEngine;
   events: PeerEvents;
+  preheater: Preheater;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -100,6 +102,8 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
       }),
 
     announcePeer,
+
+    preheatTask: (req) => guard(() => deps.preheater.preheat(req)),
 
     statTask: (req) =>
       guard(() => {
