@@ -9,7 +9,7 @@ import { formatHostPort } from "../common/address.js";
 import { envName, loadConfig, type Schema } from "../common/config.js";
 import { DamselflyError } from "../common/errors.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
-import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, schedulerSchema } from "../common/schemas.js";
+import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
 import { formatDuration } from "./format.js";
 import { makeInitCommand } from "./init.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
@@ -23,6 +23,7 @@ const COMPONENTS = {
   scheduler: { schema: schedulerSchema as Schema, envPrefix: "SCHEDULER" },
   daemon: { schema: daemonSchema as Schema, envPrefix: "DAEMON" },
   get: { schema: getSchema as Schema, envPrefix: "GET" },
+  manager: { schema: managerSchema as Schema, envPrefix: "MANAGER" },
 } as const;
 
 
@@ -195,6 +196,38 @@ export function buildProgram(): Command {
       const { Daemon } = await import("../peer/index.js");
       // The daemon logs its own "daemon ready" line once listening.
       await serve("damselfly", logger, new Daemon({ config, logger }));
+    }),
+  );
+
+  // manager
+  const manager = program.command("manager").description("run the manager (control plane: REST API, console, preheat jobs)");
+  addSchemaOptions(manager, managerSchema, { placeholders: { database: "url", dataDir: "dir" } });
+  addConfigFileOption(manager);
+  manager.addHelpText("after", envHelp(managerSchema, "MANAGER", true) + "\n\nDAMSELFLY_ADMIN_PASSWORD sets the root user's password on first start (else one is generated and printed once).");
+  manager.action(
+    withErrors("damselfly", async (_opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, managerSchema, "MANAGER");
+      const logger = createLogger(config.logLevel as LogLevel);
+      const { Manager } = await import("../manager/index.js");
+      const adminPassword = process.env.DAMSELFLY_ADMIN_PASSWORD;
+      // Not passed on to anything this process starts.
+      delete process.env.DAMSELFLY_ADMIN_PASSWORD;
+      await serve("damselfly", logger, new Manager({ config, logger, ...(adminPassword !== undefined ? { adminPassword } : {}) }));
+    }),
+  );
+
+  // preheat
+  const preheat = program.command("preheat").description("preheat an image or a file URL into the seed peers through the manager").argument("<image-or-url>", "image reference (registry/repo:tag) or http(s) URL");
+  addSchemaOptions(preheat, preheatSchema, { keepCommas: ["header"], placeholders: { manager: "url", header: "header", clusterId: "id" } });
+  addConfigFileOption(preheat);
+  preheat.addHelpText("after", envHelp(preheatSchema, "PREHEAT", true) + "\n\nExample:\n  DAMSELFLY_PREHEAT_TOKEN=dfp_... damselfly preheat registry.example.com/app:1.2 --scope all_seed_peers");
+  preheat.action(
+    withErrors("damselfly preheat", async (target: string, _opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, preheatSchema, "PREHEAT");
+      const { runPreheat } = await import("./preheat.js");
+      await runPreheat(target, config, { stdout: process.stdout, stderr: process.stderr });
+      await flushStdio();
+      process.exit(0);
     }),
   );
 

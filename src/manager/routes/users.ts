@@ -1,0 +1,116 @@
+import { Type, type Static } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { DamselflyError } from "../../common/errors.js";
+import { guard } from "../auth/authenticate.js";
+import { DUMMY_PASSWORD_HASH, hashPassword, hashToken, newToken, SESSION_PREFIX, verifyPassword } from "../auth/secrets.js";
+import { badRequest, conflict, isUniqueViolation, notFound } from "../http/errors.js";
+import { now, type RouteContext } from "./context.js";
+import { errorResponses, IdParams, Name, Password, UserBody } from "./schemas.js";
+
+const SigninBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false });
+const CreateUserBody = Type.Object({ name: Name, password: Password, role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) }, { additionalProperties: false });
+const UpdateUserBody = Type.Object({ password: Type.Optional(Password), role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) }, { additionalProperties: false });
+
+export function userRoutes(ctx: RouteContext) {
+  const { database } = ctx;
+  const { db } = database;
+
+  const userView = (id: number) =>
+    db
+      .selectFrom("users")
+      .innerJoin("roles", "roles.id", "users.role_id")
+      .select(["users.id as id", "users.name as name", "roles.name as role", "users.created_at as created_at", "users.updated_at as updated_at"])
+      .where("users.id", "=", id)
+      .executeTakeFirst();
+
+  const roleId = async (name: string) => {
+    const r = await db.selectFrom("roles").select("id").where("name", "=", name).executeTakeFirst();
+    if (!r) throw badRequest(`role ${JSON.stringify(name)} does not exist`);
+    return r.id;
+  };
+
+  return async (app: FastifyInstance) => {
+    app.post<{ Body: Static<typeof SigninBody> }>(
+      "/api/v1/users/signin",
+      { schema: { tags: ["users"], summary: "sign in: returns a session token", body: SigninBody, response: { 200: Type.Object({ token: Type.String(), expires_at: Type.String(), user: UserBody }), ...errorResponses } } },
+      async (req) => {
+        const u = await db.selectFrom("users").select(["id", "name", "password_hash"]).where("name", "=", req.body.name).executeTakeFirst();
+        const ok = await verifyPassword(req.body.password, u?.password_hash ?? DUMMY_PASSWORD_HASH);
+        if (!u || !ok) throw new DamselflyError("DF_ERR_UNAUTHENTICATED", "wrong user name or password");
+        const token = newToken(SESSION_PREFIX);
+        const expires = new Date(Date.now() + ctx.config.sessionTtl).toISOString();
+        await db.insertInto("sessions").values({ token_hash: hashToken(token), user_id: u.id, expires_at: expires, created_at: now() }).execute();
+        // Expired sessions are dropped as new ones are made.
+        await db.deleteFrom("sessions").where("expires_at", "<=", now()).execute();
+        const view = (await userView(u.id))!;
+        req.principal = { userId: u.id, userName: u.name, roleName: view.role, permissions: [] };
+        return { token, expires_at: expires, user: view };
+      },
+    );
+
+    app.post("/api/v1/users/signout", { schema: { tags: ["users"], summary: "end this session" }, preHandler: guard(database) }, async (req, reply) => {
+      const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1] ?? "";
+      await db.deleteFrom("sessions").where("token_hash", "=", hashToken(token)).execute();
+      return reply.status(204).send();
+    });
+
+    app.get("/api/v1/users/me", { schema: { tags: ["users"], summary: "the signed-in user", response: { 200: Type.Intersect([UserBody, Type.Object({ permissions: Type.Array(Type.String()) })]) } }, preHandler: guard(database) }, async (req) => {
+      const view = await userView(req.principal!.userId);
+      if (!view) throw notFound("user");
+      return { ...view, permissions: req.principal!.permissions };
+    });
+
+    app.get("/api/v1/users", { schema: { tags: ["users"], summary: "list users", response: { 200: Type.Array(UserBody) } }, preHandler: guard(database, "user", "read") }, async () =>
+      db
+        .selectFrom("users")
+        .innerJoin("roles", "roles.id", "users.role_id")
+        .select(["users.id as id", "users.name as name", "roles.name as role", "users.created_at as created_at", "users.updated_at as updated_at"])
+        .orderBy("users.id")
+        .execute(),
+    );
+
+    app.post<{ Body: Static<typeof CreateUserBody> }>(
+      "/api/v1/users",
+      { schema: { tags: ["users"], summary: "create a user (role default: guest)", body: CreateUserBody, response: { 201: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
+      async (req, reply) => {
+        const rid = await roleId(req.body.role ?? "guest");
+        const t = now();
+        try {
+          const r = await db.insertInto("users").values({ name: req.body.name, password_hash: await hashPassword(req.body.password), role_id: rid, created_at: t, updated_at: t }).returning("id").executeTakeFirstOrThrow();
+          return reply.status(201).send(await userView(r.id));
+        } catch (err) {
+          if (isUniqueViolation(err)) throw conflict(`user ${req.body.name}`);
+          throw err;
+        }
+      },
+    );
+
+    app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof UpdateUserBody> }>(
+      "/api/v1/users/:id",
+      { schema: { tags: ["users"], summary: "change a user's role or password", params: IdParams, body: UpdateUserBody, response: { 200: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
+      async (req) => {
+        if (!(await userView(req.params.id))) throw notFound(`user ${req.params.id}`);
+        const set: { updated_at: string; role_id?: number; password_hash?: string } = { updated_at: now() };
+        if (req.body.role !== undefined) set.role_id = await roleId(req.body.role);
+        if (req.body.password !== undefined) set.password_hash = await hashPassword(req.body.password);
+        await db.updateTable("users").set(set).where("id", "=", req.params.id).execute();
+        // A changed password or role ends the user's sessions.
+        await db.deleteFrom("sessions").where("user_id", "=", req.params.id).execute();
+        return userView(req.params.id);
+      },
+    );
+
+    app.delete<{ Params: Static<typeof IdParams> }>(
+      "/api/v1/users/:id",
+      { schema: { tags: ["users"], summary: "delete a user", params: IdParams }, preHandler: guard(database, "user", "write") },
+      async (req, reply) => {
+        if (req.params.id === req.principal!.userId) throw badRequest("you cannot delete yourself");
+        await db.deleteFrom("personal_access_tokens").where("user_id", "=", req.params.id).execute();
+        await db.deleteFrom("sessions").where("user_id", "=", req.params.id).execute();
+        const r = await db.deleteFrom("users").where("id", "=", req.params.id).executeTakeFirst();
+        if (Number(r.numDeletedRows) === 0) throw notFound(`user ${req.params.id}`);
+        return reply.status(204).send();
+      },
+    );
+  };
+}
