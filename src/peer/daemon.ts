@@ -11,6 +11,7 @@ import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from
 import { Storage } from "./storage/storage.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
+import { schedulersFromManager } from "./manager-schedulers.js";
 import { TaskManager } from "./task-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
@@ -77,9 +78,10 @@ export class Daemon {
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.uploadSlots,
     });
-    this.link = c.scheduler.length > 0
+    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log) : undefined) ?? c.scheduler;
+    this.link = schedulers.length > 0
       ? new SchedulerLink({
-          addresses: c.scheduler,
+          addresses: schedulers,
           host,
           logger: this.log,
           connectTimeoutMs: c.schedulerConnectTimeout,
@@ -125,7 +127,7 @@ export class Daemon {
         proxy: formatHostPort(this.endpoints.proxy),
         ...(ca ? { proxyCa: ca.certFile } : {}),
         advertiseIp: ip,
-        scheduler: c.scheduler,
+        scheduler: schedulers,
         dataDir: c.dataDir,
       },
       "daemon ready",
