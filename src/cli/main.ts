@@ -238,15 +238,23 @@ export function buildProgram(): Command {
   // up
   const up = program
     .command("up")
-    .description("run a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
+    .description("run a manager, a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
     .option("--data-dir <dir>", "base directory for the seed and peer data (default: ~/.damselfly/up)")
     .option("--scheduler-port <port>", `scheduler port (default: ${DEFAULT_SCHEDULER_PORT})`)
     .option("--demo-port <port>", "port of the built-in demo origin serving /demo.bin (default: 65080)")
     .option("--no-demo", "do not start the demo origin")
+    .option("--manager-port <port>", "manager (console, API) port (default: 8080)")
+    .option("--no-manager", "do not start the manager")
     .addOption(new Option("--log-level <level>", "log level (default: warn)").choices([...LOG_LEVELS]));
   up.action(
-    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; demoPort?: string; demo: boolean; logLevel?: string }) => {
-      const { startUp, readyBanner, defaultUpDataDir, DEFAULT_DEMO_PORT } = await import("./up.js");
+    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; demoPort?: string; demo: boolean; managerPort?: string; manager: boolean; logLevel?: string }) => {
+      const { startUp, readyBanner, defaultUpDataDir, DEFAULT_DEMO_PORT, DEFAULT_MANAGER_PORT } = await import("./up.js");
+      const managerPort = opts.managerPort === undefined ? DEFAULT_MANAGER_PORT : Number(opts.managerPort);
+      if (!Number.isInteger(managerPort) || managerPort < 0 || managerPort > 65535) {
+        throw new DamselflyError("DF_ERR_USAGE", `invalid --manager-port ${JSON.stringify(opts.managerPort)}: expected 0..65535`);
+      }
+      const adminPassword = process.env.DAMSELFLY_ADMIN_PASSWORD;
+      delete process.env.DAMSELFLY_ADMIN_PASSWORD;
       const demoPort = opts.demoPort === undefined ? DEFAULT_DEMO_PORT : Number(opts.demoPort);
       if (!Number.isInteger(demoPort) || demoPort < 0 || demoPort > 65535) {
         throw new DamselflyError("DF_ERR_USAGE", `invalid --demo-port ${JSON.stringify(opts.demoPort)}: expected 0..65535`);
@@ -264,7 +272,10 @@ export function buildProgram(): Command {
         logger,
         {
           start: async () => {
-            handle = await startUp({ dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}) }, logger);
+            handle = await startUp(
+              { dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}), ...(opts.manager ? { managerPort } : {}), ...(adminPassword ? { adminPassword } : {}) },
+              logger,
+            );
           },
           close: async () => {
             process.stdout.write("damselfly up: stopping\n");
