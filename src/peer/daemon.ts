@@ -87,6 +87,7 @@ export class Daemon {
           connectTimeoutMs: c.schedulerConnectTimeout,
           intervalMs: c.announceInterval,
           cachedTasks: () => this.tasks?.cachedTasks() ?? [],
+          uploadStats: () => ({ concurrentUploads: this.upload?.stats.active ?? 0, uploadBytesTotal: this.upload?.stats.bytesTotal ?? 0 }),
         })
       : undefined;
     tasks.scheduler = this.link;

@@ -24,6 +24,9 @@ export interface SchedulerLinkOptions {
   // Finished tasks this daemon can serve, re-announced when a scheduler meets
   // us for the first time (its restart lost them).
   cachedTasks: () => schedulerv1.CachedTask[];
+  // Upload counters sent with every keep-alive (load for parent choice,
+  // traffic for the manager's console).
+  uploadStats?: () => { concurrentUploads: number; uploadBytesTotal: number };
   // Piece-report coalescing (default PIECE_BATCH_DEFAULTS); false sends one
   // message per piece.
   pieceBatch?: PieceBatchOptions | false;
@@ -71,6 +74,11 @@ export class SchedulerLink {
 
   private async announce(e: Endpoint): Promise<boolean> {
     try {
+      const stats = this.o.uploadStats?.();
+      if (stats) {
+        this.o.host.concurrentUploads = stats.concurrentUploads;
+        this.o.host.uploadBytesTotal = BigInt(stats.uploadBytesTotal);
+      }
       const res = await e.client.announceHost(
         { host: this.o.host, intervalSeconds: Math.ceil(this.o.intervalMs / 1000) },
         { signal: AbortSignal.timeout(this.o.connectTimeoutMs) },
