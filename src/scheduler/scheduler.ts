@@ -10,6 +10,7 @@ import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 import { ManagerLink, type DynamicConfig } from "./manager-link.js";
 import { Preheater } from "./preheat.js";
+import { TaskJobs } from "./task-jobs.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -30,6 +31,7 @@ export class Scheduler {
   private readonly events: PeerEvents;
   private readonly seedClient = new SeedTriggerClient();
   private readonly preheater: Preheater;
+  private readonly taskJobs: TaskJobs;
   private managerLink: ManagerLink | undefined;
   private server: RpcServer | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -41,6 +43,7 @@ export class Scheduler {
     this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
     this.events = new PeerEvents(this.engine);
     this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, now: () => this.engine.now() });
+    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, now: () => this.engine.now() });
   }
 
   // The cluster's dynamic settings from the manager over the static ones;
@@ -62,7 +65,7 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater };
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs };
     const service = createSchedulerService(deps);
     this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));

@@ -10,6 +10,7 @@ import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import type { Preheater } from "./preheat.js";
+import type { TaskJobs } from "./task-jobs.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
 
 export interface ServiceDeps {
@@ -19,6 +20,7 @@ export interface ServiceDeps {
   engine: SchedulingEngine;
   events: PeerEvents;
   preheater: Preheater;
+  taskJobs: TaskJobs;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -104,6 +106,8 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
     announcePeer,
 
     preheatTask: (req) => guard(() => deps.preheater.preheat(req)),
+    listTaskPeers: (req) => guard(() => deps.taskJobs.listPeers(req)),
+    deleteTask: (req) => guard(() => deps.taskJobs.delete(req)),
 
     statTask: (req) =>
       guard(() => {

@@ -120,6 +120,35 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     assert.ok(origin.bytesSent(path) <= data.length * 1.1, `origin sent ${origin.bytesSent(path)} bytes`);
   });
 
+  test("get_task lists the hosts holding a task; delete_task removes it from all of them", async () => {
+    const path = "/preheat/cli-8m.bin";
+    const url = origin.url(path);
+    const id = taskId({ url });
+    const get = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "get_task", args: { url } } });
+    assert.equal(get.status, 200, JSON.stringify(get.body));
+    const listed = await waitForJob(manager, pat, get.body.id);
+    assert.equal(listed.state, "SUCCESS", JSON.stringify(listed.result));
+    const peers = listed.result.job_states[0].results[0].peers as { hostname: string; state: string; type: string }[];
+    assert.equal(listed.result.job_states[0].results[0].task_id, id);
+    assert.deepEqual(peers.map((p) => `${p.hostname}:${p.state}`).sort(), cluster.daemons.map((d) => `${d.name}:succeeded`).sort());
+
+    const del = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "delete_task", args: { task_id: id } } });
+    const deleted = await waitForJob(manager, pat, del.body.id);
+    assert.equal(deleted.state, "SUCCESS", JSON.stringify(deleted.result));
+    assert.equal(deleted.result.job_states[0].results[0].success_tasks.length, cluster.daemons.length);
+    for (const d of cluster.daemons) assert.equal(storedMeta(d.dataDir, id), undefined, `${d.name} still holds the task`);
+    const again = await waitForJob(manager, pat, (await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "get_task", args: { task_id: id } } })).body.id);
+    assert.deepEqual(again.result.job_states[0].results[0].peers, []);
+    // Gone for real: the next get goes back to the origin.
+    const before = origin.bytesSent(path);
+    const r = await cluster.peers[0]!.get([url, "-O", join(outDir, "after-delete.bin"), "--no-progress"], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(origin.bytesSent(path) > before, "the deleted task was fetched from the origin again");
+    // Bad task jobs are refused up front.
+    assert.equal((await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "delete_task", args: {} } })).status, 400);
+    assert.equal((await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "get_task", args: { task_id: "xyz" } } })).status, 400);
+  });
+
   test("preheat failures: an origin 404 is a FAILURE with the reason; a token without the job scope is refused (exit 9)", async () => {
     const url = origin.url("/missing.bin");
     const created = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url } } });

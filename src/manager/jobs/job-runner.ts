@@ -1,43 +1,13 @@
-import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
-import { blobDownload, createRpcTransport, DownloadSchema, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
+import { blobDownload, createRpcTransport, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
 import { resolveImage } from "./image-resolver.js";
-
-export interface PreheatArgs {
-  type: "image" | "file";
-  url: string;
-  tag?: string;
-  application?: string;
-  filtered_query_params?: string;
-  headers?: Record<string, string>;
-  scope?: "single_seed_peer" | "all_seed_peers" | "all_peers";
-  platform?: string;
-  concurrent_count?: number;
-  // Nanoseconds, as Harbor sends it; 0 means the manager's default.
-  timeout?: number;
-}
-
-interface TaskOk {
-  url: string;
-  hostname: string;
-  ip: string;
-}
-interface TaskFailed extends TaskOk {
-  description: string;
-}
-interface ClusterResult {
-  scheduler_cluster_id: number;
-  success_tasks: TaskOk[];
-  failure_tasks: TaskFailed[];
-}
-export interface JobResult {
-  job_states: { error: string; results: ClusterResult[] }[];
-}
+import { fileDownload, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
+import { runTaskJob } from "./task-job.js";
 
 const SCOPES = {
   single_seed_peer: schedulerv1.PreheatScope.SINGLE_SEED_PEER,
@@ -63,13 +33,13 @@ export class JobRunner {
     private readonly defaultTimeoutMs: number,
   ) {}
 
-  async create(userId: number, args: PreheatArgs, clusterIds: number[]): Promise<Job> {
+  async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
     const { headers, ...stored } = args;
     const t = new Date().toISOString();
     const job = await this.database.db
       .insertInto("jobs")
       .values({
-        type: "preheat",
+        type,
         state: "PENDING",
         // Whether credentials came with it: a job resumed after a restart
         // without them would fail in a confusing way.
@@ -83,7 +53,7 @@ export class JobRunner {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
-    this.start(job.id, args, clusterIds);
+    this.start(job.id, type, args, clusterIds);
     return job;
   }
 
@@ -91,13 +61,13 @@ export class JobRunner {
   async resume(): Promise<void> {
     const jobs = await this.database.db.selectFrom("jobs").selectAll().where("state", "=", "PENDING").execute();
     for (const j of jobs) {
-      const args = JSON.parse(j.args) as PreheatArgs & { has_headers?: boolean };
+      const args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
       if (args.has_headers) {
         await this.finish(j.id, "FAILURE", { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] }, "manager restarted");
         continue;
       }
-      this.logger.info({ jobId: j.id }, "resuming preheat job");
-      this.start(j.id, args, JSON.parse(j.scheduler_cluster_ids) as number[]);
+      this.logger.info({ jobId: j.id, type: j.type }, "resuming job");
+      this.start(j.id, j.type as JobType, args, JSON.parse(j.scheduler_cluster_ids) as number[]);
     }
   }
 
@@ -106,11 +76,20 @@ export class JobRunner {
     await Promise.allSettled([...this.done]);
   }
 
-  private start(id: number, args: PreheatArgs, clusterIds: number[]): void {
+  private start(id: number, type: JobType, args: JobArgs, clusterIds: number[]): void {
     const ac = new AbortController();
     this.running.set(id, ac);
-    const p = this.run(id, args, clusterIds, ac.signal)
-      .catch((err: unknown) => this.logger.error({ jobId: id, err: (err as Error).message }, "preheat job crashed"))
+    const work =
+      type === "preheat"
+        ? this.run(id, args, clusterIds, ac.signal)
+        : runTaskJob(type, args, {
+            clusters: () => this.targetClusters(clusterIds),
+            client: (s) => this.client(s),
+            signal: ac.signal,
+            timeoutMs: this.defaultTimeoutMs,
+          }).then(({ state, result, error }) => this.finish(id, state, result, error));
+    const p = work
+      .catch((err: unknown) => this.logger.error({ jobId: id, type, err: (err as Error).message }, "job crashed"))
       .finally(() => {
         this.running.delete(id);
         this.done.delete(p);
@@ -118,7 +97,7 @@ export class JobRunner {
     this.done.add(p);
   }
 
-  private async run(id: number, args: PreheatArgs, clusterIds: number[], signal: AbortSignal): Promise<void> {
+  private async run(id: number, args: JobArgs, clusterIds: number[], signal: AbortSignal): Promise<void> {
     const started = Date.now();
     const timeoutMs = args.timeout && args.timeout > 0 ? Math.max(1, Math.round(args.timeout / 1e6)) : this.defaultTimeoutMs;
     const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
@@ -144,13 +123,11 @@ export class JobRunner {
     this.logger.info({ jobId: id, tasks: downloads.length, clusters: clusters.length, failed, ms: Date.now() - started }, "preheat job finished");
   }
 
-  private async downloads(args: PreheatArgs, signal: AbortSignal): Promise<{ url: string; download: Download }[]> {
+  private async downloads(args: JobArgs, signal: AbortSignal): Promise<{ url: string; download: Download }[]> {
     const headers = args.headers ?? {};
-    if (args.type === "file") {
-      const filtered = (args.filtered_query_params ?? "").split("&").flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
-      return [{ url: args.url, download: create(DownloadSchema, { url: args.url, headers, tag: args.tag ?? "", application: args.application ?? "", filteredQueryParams: filtered }) }];
-    }
-    const image = await resolveImage(args.url, headers, args.platform || "linux/amd64", signal);
+    const url = args.url ?? "";
+    if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
+    const image = await resolveImage(url, headers, args.platform || "linux/amd64", signal);
     // The registry mirror describes blobs the same way: same task IDs.
     return image.blobs.map((b) => ({ url: b.url, download: blobDownload({ url: b.url, headers: image.headers, digest: b.digest }) }));
   }
@@ -205,7 +182,7 @@ export class JobRunner {
     return { error: last };
   }
 
-  private client(s: { ip: string; port: number }): Client<typeof schedulerv1.SchedulerService> {
+  private client(s: SchedulerAddr): Client<typeof schedulerv1.SchedulerService> {
     const base = `http://${s.ip.includes(":") ? `[${s.ip}]` : s.ip}:${s.port}`;
     let c = this.clients.get(base);
     if (!c) {

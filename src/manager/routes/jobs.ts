@@ -6,7 +6,7 @@ import { guard } from "../auth/authenticate.js";
 import type { Job } from "../db/tables.js";
 import { badRequest, notFound } from "../http/errors.js";
 import { parseManifestUrl, parsePlatform } from "../jobs/image-resolver.js";
-import type { PreheatArgs } from "../jobs/job-runner.js";
+import type { JobArgs } from "../jobs/job-types.js";
 import type { RouteContext } from "./context.js";
 import { errorResponses, IdParams } from "./schemas.js";
 
@@ -14,8 +14,11 @@ import { errorResponses, IdParams } from "./schemas.js";
 // SUCCESS or FAILURE); extra fields Harbor or Dragonfly clients add are
 // accepted and ignored.
 const Args = Type.Object({
-  type: Type.Union([Type.Literal("image"), Type.Literal("file")]),
-  url: Type.String({ minLength: 1, maxLength: 4096 }),
+  // preheat: what to preheat (required).
+  type: Type.Optional(Type.Union([Type.Literal("image"), Type.Literal("file")])),
+  // preheat: required; get_task/delete_task: the URL whose task it is (or task_id).
+  url: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  task_id: Type.Optional(Type.String({ pattern: "^[0-9a-f]{64}$" })),
   tag: Type.Optional(Type.String({ maxLength: 256 })),
   application: Type.Optional(Type.String({ maxLength: 256 })),
   filtered_query_params: Type.Optional(Type.String({ maxLength: 1024 })),
@@ -27,7 +30,7 @@ const Args = Type.Object({
   timeout: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 const CreateJobBody = Type.Object({
-  type: Type.Literal("preheat"),
+  type: Type.Union([Type.Literal("preheat"), Type.Literal("get_task"), Type.Literal("delete_task")]),
   args: Args,
   scheduler_cluster_ids: Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { maxItems: 256 })),
 });
@@ -69,11 +72,25 @@ export function jobRoutes(ctx: RouteContext) {
       const tags = [prefix === "/oapi/v1" ? "open API (personal access tokens)" : "jobs"];
       app.post<{ Body: Static<typeof CreateJobBody> }>(
         `${prefix}/jobs`,
-        { schema: { tags, summary: "create a preheat job (Harbor's Dragonfly provider shape)", body: CreateJobBody, response: { 200: JobBody, ...errorResponses } }, preHandler: guard(database, "job", "write") },
+        {
+          schema: {
+            tags,
+            summary: "create a job: preheat (Harbor's Dragonfly provider shape), get_task (which hosts hold a task) or delete_task (remove it from every host)",
+            body: CreateJobBody,
+            response: { 200: JobBody, ...errorResponses },
+          },
+          preHandler: guard(database, "job", "write"),
+        },
         async (req) => {
           const a = req.body.args;
-          if (a.type === "file") parseSourceUrl(a.url);
-          else parseManifestUrl(a.url);
+          if (req.body.type === "preheat") {
+            if (a.type === undefined || a.url === undefined) throw badRequest("a preheat job needs args.type (image or file) and args.url");
+            if (a.type === "file") parseSourceUrl(a.url);
+            else parseManifestUrl(a.url);
+          } else if (a.task_id === undefined) {
+            if (a.url === undefined) throw badRequest(`a ${req.body.type} job needs args.task_id or args.url`);
+            parseSourceUrl(a.url);
+          }
           if (a.platform) parsePlatform(a.platform);
           for (const [k, v] of Object.entries(a.headers ?? {})) {
             if (!isHeaderName(k) || !isHeaderValue(v)) throw badRequest(`invalid header ${JSON.stringify(k)}`);
@@ -84,8 +101,7 @@ export function jobRoutes(ctx: RouteContext) {
             const missing = ids.filter((id) => !found.some((f) => f.id === id));
             if (missing.length > 0) throw badRequest(`scheduler cluster(s) ${missing.join(", ")} do not exist`);
           }
-          const args: PreheatArgs = { ...a, url: a.url };
-          const job = await jobs.create(req.principal!.userId, args, ids);
+          const job = await jobs.create(req.principal!.userId, req.body.type, a as JobArgs, ids);
           return jobView(job);
         },
       );

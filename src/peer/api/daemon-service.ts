@@ -2,7 +2,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import { digestMismatch, parseDigest, Digester, formatDigest } from "../../common/digest.js";
-import { parseSourceUrl } from "../../common/task-id.js";
+import { isTaskId, parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
@@ -47,6 +47,20 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         const h = await tasks.ensure(d, id);
         logger.info({ taskId: id, running: h.run !== undefined }, "task triggered by the scheduler");
         return { taskId: id };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async deleteTask(req) {
+      try {
+        if (!isTaskId(req.taskId)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task_id must be 64 hex characters");
+        const held = deps.storage.get(req.taskId) !== undefined || tasks.isActive(req.taskId);
+        if (held) {
+          await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted by the manager"));
+          logger.info({ taskId: req.taskId }, "task deleted by the scheduler");
+        }
+        return { deleted: held };
       } catch (err) {
         throw toConnectError(err);
       }

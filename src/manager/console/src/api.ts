@@ -79,9 +79,15 @@ export interface Host {
 }
 export interface Job {
   id: number;
+  type: string;
   state: string;
-  args: { type: string; url: string; scope?: string };
-  result: { job_states?: { error: string; results: { scheduler_cluster_id: number; success_tasks: { url: string; hostname: string }[]; failure_tasks: { url: string; hostname: string; description: string }[] }[] }[] };
+  args: { type?: string; url?: string; task_id?: string; scope?: string };
+  result: {
+    job_states?: {
+      error: string;
+      results: { scheduler_cluster_id: number; success_tasks?: { url: string; hostname: string }[]; failure_tasks?: { url: string; hostname: string; description: string }[]; peers?: { hostname: string; state: string }[] }[];
+    }[];
+  };
   error: string;
   created_at: string;
   updated_at: string;

@@ -4,17 +4,20 @@ import { ErrorNote } from "../components/ErrorNote";
 
 function JobRow({ job }: { job: Job }) {
   const results = job.result.job_states?.[0]?.results ?? [];
-  const ok = results.reduce((n, r) => n + r.success_tasks.length, 0);
-  const failed = results.flatMap((r) => r.failure_tasks);
+  const ok = results.reduce((n, r) => n + (r.success_tasks?.length ?? 0), 0);
+  const failed = results.flatMap((r) => r.failure_tasks ?? []);
+  const peers = results.flatMap((r) => r.peers ?? []);
+  const summary =
+    job.type === "get_task" ? `${peers.length} host(s): ${peers.map((p) => `${p.hostname} (${p.state})`).join(", ") || "none"}` : job.type === "delete_task" ? `deleted on ${ok}, ${failed.length} failed` : `${ok} preheated, ${failed.length} failed`;
   return (
     <tr data-job={job.id}>
       <td>#{job.id}</td>
-      <td>{job.args.type}</td>
-      <td className="url" title={job.args.url}>{job.args.url}</td>
+      <td>{job.type === "preheat" ? `preheat ${job.args.type ?? ""}` : job.type}</td>
+      <td className="url" title={job.args.url ?? job.args.task_id}>{job.args.url ?? job.args.task_id}</td>
       <td>{job.args.scope ?? "single_seed_peer"}</td>
       <td><span className={`badge ${job.state.toLowerCase()}`}>{job.state}</span></td>
       <td>
-        {job.state === "PENDING" ? "running…" : `${ok} preheated, ${failed.length} failed`}
+        {job.state === "PENDING" ? "running…" : summary}
         {job.result.job_states?.[0]?.error && <div className="error">{job.result.job_states[0].error}</div>}
         {failed.slice(0, 5).map((f, i) => (
           <div key={i} className="error small">{f.hostname || "-"}: {f.description}</div>
