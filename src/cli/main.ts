@@ -68,6 +68,13 @@ function withErrors<A extends unknown[]>(prefix: string, fn: (...args: A) => Pro
   };
 }
 
+// The shared secret of the component RPCs (protocol/cluster-token.ts), from
+// the environment only: never a flag (visible in ps) or a config file key.
+function clusterToken(): { clusterToken?: string } {
+  const t = process.env.DAMSELFLY_CLUSTER_TOKEN;
+  return t ? { clusterToken: t } : {};
+}
+
 interface Service {
   start(): Promise<void>;
   close(): Promise<void>;
@@ -179,7 +186,7 @@ export function buildProgram(): Command {
       const config = loadCommandConfig(self, schedulerSchema, "SCHEDULER");
       const logger = createLogger(config.logLevel as LogLevel);
       const { Scheduler } = await import("../scheduler/index.js");
-      const s = new Scheduler({ config, logger });
+      const s = new Scheduler({ config, logger, ...clusterToken() });
       await serve("damselfly", logger, s, () => logger.info({ listen: formatHostPort(s.address) }, "scheduler ready"));
     }),
   );
@@ -195,7 +202,7 @@ export function buildProgram(): Command {
       const logger = createLogger(config.logLevel as LogLevel);
       const { Daemon } = await import("../peer/index.js");
       // The daemon logs its own "daemon ready" line once listening.
-      await serve("damselfly", logger, new Daemon({ config, logger }));
+      await serve("damselfly", logger, new Daemon({ config, logger, ...clusterToken() }));
     }),
   );
 
@@ -212,7 +219,7 @@ export function buildProgram(): Command {
       const adminPassword = process.env.DAMSELFLY_ADMIN_PASSWORD;
       // Not passed on to anything this process starts.
       delete process.env.DAMSELFLY_ADMIN_PASSWORD;
-      await serve("damselfly", logger, new Manager({ config, logger, ...(adminPassword !== undefined ? { adminPassword } : {}) }));
+      await serve("damselfly", logger, new Manager({ config, logger, ...clusterToken(), ...(adminPassword !== undefined ? { adminPassword } : {}) }));
     }),
   );
 
@@ -273,7 +280,7 @@ export function buildProgram(): Command {
         {
           start: async () => {
             handle = await startUp(
-              { dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}), ...(opts.manager ? { managerPort } : {}), ...(adminPassword ? { adminPassword } : {}) },
+              { dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}), ...(opts.manager ? { managerPort } : {}), ...(adminPassword ? { adminPassword } : {}), ...clusterToken() },
               logger,
             );
           },

@@ -30,6 +30,7 @@ export interface UpOptions {
   managerPort?: number;
   // DAMSELFLY_ADMIN_PASSWORD: the root password on the manager's first start.
   adminPassword?: string;
+  clusterToken?: string;
 }
 
 interface Closable {
@@ -76,6 +77,7 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
         config,
         logger: logger.child({ role: "manager" }),
         ...(opts.adminPassword ? { adminPassword: opts.adminPassword } : {}),
+        ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}),
         announce: (line) => {
           generated = /password (\S+)/.exec(line)?.[1];
         },
@@ -90,7 +92,7 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
       // the peer takes it from the seed, so the demo shows bytes crossing.
       flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { manager: manager.url } : {}) },
     });
-    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }) });
+    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await scheduler.start();
     started.push(scheduler);
     const schedulerAddr = formatHostPort({ host: "127.0.0.1", port: scheduler.address.port });
@@ -103,10 +105,10 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
         flags: { seed, scheduler: [schedulerAddr], dataDir, ...ep, hostname: `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
       });
 
-    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
+    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await seed.start();
     started.push(seed);
-    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }) });
+    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await peer.start();
     started.push(peer);
 

@@ -14,6 +14,8 @@ export interface ManagerOptions {
   logger: Logger;
   // DAMSELFLY_ADMIN_PASSWORD: the root user's password on first start.
   adminPassword?: string;
+  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
+  clusterToken?: string;
   // Where the one-time generated root password is shown (stdout).
   announce?: (line: string) => void;
 }
@@ -48,8 +50,8 @@ export class Manager {
       (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(`damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`);
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.schedulerTimeout);
-    this.jobs = new JobRunner(database, registry, this.log, config.preheatTimeout);
-    this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs });
+    this.jobs = new JobRunner(database, registry, this.log, config.preheatTimeout, this.opts.clusterToken);
+    this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken });
     const { host, port } = parseHostPort(config.listen);
     await this.app.listen({ host, port });
     const addr = this.app.server.address();

@@ -21,6 +21,8 @@ import type { CertificateAuthority } from "./proxy/ca.js";
 export interface DaemonOptions {
   config: DaemonConfig;
   logger: Logger;
+  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
+  clusterToken?: string;
 }
 
 export interface DaemonEndpoints {
@@ -66,7 +68,7 @@ export class Daemon {
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
     this.api = await createRpcServer(c.listen, (router) => {
-      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log }));
+      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
     });
     // The scheduler learns our API port, known only once bound (it may be 0).
     const host = create(schedulerv1.HostSchema, {
@@ -78,7 +80,7 @@ export class Daemon {
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.uploadSlots,
     });
-    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log) : undefined) ?? c.scheduler;
+    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken) : undefined) ?? c.scheduler;
     this.link = schedulers.length > 0
       ? new SchedulerLink({
           addresses: schedulers,

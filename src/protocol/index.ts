@@ -10,3 +10,4 @@ export { createRpcTransport } from "./transport.js";
 export { blobDownload, downloadTaskId } from "./downloads.js";
 export * as managerv1 from "./gen/damselfly/manager/v1/manager_pb.js";
 export { createManagerTransport } from "./transport.js";
+export { checkClusterToken, CLUSTER_TOKEN_ENV, CLUSTER_TOKEN_HEADER, clusterTokenHeaders } from "./cluster-token.js";

@@ -4,7 +4,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { advertisedIp, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
+import { clusterTokenHeaders, createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 
 export type DynamicConfig = { -readonly [K in "candidateParentLimit" | "filterParentLimit" | "backToSourceLimit" | "retryLimit"]?: SchedulerConfig[K] };
@@ -16,6 +16,7 @@ export interface ManagerLinkOptions {
   address: HostPort;
   // Called with the cluster's dynamic config whenever it changes.
   apply(dynamic: DynamicConfig): void;
+  clusterToken?: string | undefined;
 }
 
 // Registers the scheduler with the manager and keeps it alive. Each answer
@@ -70,7 +71,7 @@ export class ManagerLink {
           intervalSeconds: Math.max(1, Math.ceil(config.managerInterval / 1000)),
           hosts,
         },
-        { timeoutMs: 10_000 },
+        { timeoutMs: 10_000, headers: clusterTokenHeaders(this.opts.clusterToken) },
       );
       if (this.failing) log.info("manager reachable again");
       this.failing = false;

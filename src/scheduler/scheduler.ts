@@ -19,6 +19,8 @@ export interface SchedulerOptions {
   logger: Logger;
   // Replaces the TriggerTask RPC to seed daemons (tests).
   trigger?: TriggerFn;
+  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
+  clusterToken?: string;
 }
 
 // The scheduler process: in-memory state, the Connect service, and two coarse
@@ -32,6 +34,7 @@ export class Scheduler {
   private readonly seedClient = new SeedTriggerClient();
   private readonly preheater: Preheater;
   private readonly taskJobs: TaskJobs;
+  private readonly clusterToken: string | undefined;
   private managerLink: ManagerLink | undefined;
   private server: RpcServer | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -42,8 +45,9 @@ export class Scheduler {
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
     this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
     this.events = new PeerEvents(this.engine);
+    this.clusterToken = opts.clusterToken;
     this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, now: () => this.engine.now() });
-    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, now: () => this.engine.now() });
+    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, now: () => this.engine.now(), clusterToken: opts.clusterToken });
   }
 
   // The cluster's dynamic settings from the manager over the static ones;
@@ -65,7 +69,7 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs };
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken };
     const service = createSchedulerService(deps);
     this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
@@ -74,7 +78,7 @@ export class Scheduler {
     for (const t of this.timers) t.unref();
     this.log.info({ listen: this.server.address }, "scheduler listening");
     if (this.config.manager) {
-      this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d) });
+      this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d), clusterToken: this.clusterToken });
       this.managerLink.start();
     }
   }

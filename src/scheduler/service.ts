@@ -4,7 +4,7 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { checkClusterToken, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
@@ -21,6 +21,7 @@ export interface ServiceDeps {
   events: PeerEvents;
   preheater: Preheater;
   taskJobs: TaskJobs;
+  clusterToken?: string | undefined;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -105,9 +106,10 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
 
     announcePeer,
 
-    preheatTask: (req) => guard(() => deps.preheater.preheat(req)),
-    listTaskPeers: (req) => guard(() => deps.taskJobs.listPeers(req)),
-    deleteTask: (req) => guard(() => deps.taskJobs.delete(req)),
+    // The manager's jobs: only with the cluster token, when one is set.
+    preheatTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.preheater.preheat(req))),
+    listTaskPeers: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.listPeers(req))),
+    deleteTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.delete(req))),
 
     statTask: (req) =>
       guard(() => {

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { createRpcTransport, daemonv1, fromConnectError, schedulerv1 } from "../protocol/index.js";
+import { clusterTokenHeaders, createRpcTransport, daemonv1, fromConnectError, schedulerv1 } from "../protocol/index.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -14,6 +14,7 @@ export interface TaskJobsDeps {
   store: ResourceStore;
   events: PeerEvents;
   now: () => number;
+  clusterToken?: string | undefined;
 }
 
 // The manager's get-task and delete-task jobs, answered from the scheduler's
@@ -50,7 +51,7 @@ export class TaskJobs {
         }
         const base = { hostId: h.id, hostname: h.hostname, ip: h.ip };
         try {
-          await this.client(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000 });
+          await this.client(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
           events.removePeer(p);
           return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
         } catch (err) {

@@ -21,7 +21,7 @@ const require = createRequire(import.meta.url);
 // One HTTP/1.1 port: the components' Connect RPC (ManagerService) goes to
 // Connect, everything else (REST, open API, docs, console) to Fastify.
 export async function buildApp(ctx: RouteContext): Promise<FastifyInstance> {
-  const connect = connectNodeAdapter({ routes: (router) => router.service(managerv1.ManagerService, managerService(ctx.registry)) });
+  const connect = connectNodeAdapter({ routes: (router) => router.service(managerv1.ManagerService, managerService(ctx.registry, ctx.clusterToken)) });
   const rpcPrefix = `/${managerv1.ManagerService.typeName}/`;
   const app = Fastify({
     logger: false,

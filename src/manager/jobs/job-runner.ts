@@ -1,7 +1,7 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
-import { blobDownload, createRpcTransport, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
+import { blobDownload, clusterTokenHeaders, createRpcTransport, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
@@ -31,6 +31,7 @@ export class JobRunner {
     private readonly registry: ClusterRegistry,
     private readonly logger: Logger,
     private readonly defaultTimeoutMs: number,
+    private readonly clusterToken?: string,
   ) {}
 
   async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
@@ -85,6 +86,7 @@ export class JobRunner {
         : runTaskJob(type, args, {
             clusters: () => this.targetClusters(clusterIds),
             client: (s) => this.client(s),
+            headers: clusterTokenHeaders(this.clusterToken),
             signal: ac.signal,
             timeoutMs: this.defaultTimeoutMs,
           }).then(({ state, result, error }) => this.finish(id, state, result, error));
@@ -172,7 +174,7 @@ export class JobRunner {
     let last = "no scheduler";
     for (const s of schedulers) {
       try {
-        return await this.client(s).preheatTask({ download, scope, timeoutMs: BigInt(timeoutMs) }, { signal, timeoutMs: timeoutMs + 10_000 });
+        return await this.client(s).preheatTask({ download, scope, timeoutMs: BigInt(timeoutMs) }, { signal, timeoutMs: timeoutMs + 10_000, headers: clusterTokenHeaders(this.clusterToken) });
       } catch (err) {
         const e = fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE");
         last = `${e.code}: ${e.message}`;

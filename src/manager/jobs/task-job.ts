@@ -8,6 +8,7 @@ export interface TaskJobDeps {
   client(s: SchedulerAddr): Client<typeof schedulerv1.SchedulerService>;
   signal: AbortSignal;
   timeoutMs: number;
+  headers: Record<string, string>;
 }
 
 type Outcome = { state: "SUCCESS" | "FAILURE"; result: JobResult; error: string };
@@ -30,7 +31,7 @@ export async function runTaskJob(type: "get_task" | "delete_task", args: JobArgs
     let last = "no scheduler";
     for (const s of c.schedulers) {
       try {
-        const opts = { signal: deps.signal, timeoutMs: Math.min(deps.timeoutMs, 60_000) };
+        const opts = { signal: deps.signal, timeoutMs: Math.min(deps.timeoutMs, 60_000), headers: deps.headers };
         if (type === "get_task") {
           const r = await deps.client(s).listTaskPeers({ taskId }, opts);
           results.push({

@@ -11,6 +11,7 @@ export interface RouteContext {
   logger: Logger;
   registry: ClusterRegistry;
   jobs: JobRunner;
+  clusterToken: string | undefined;
 }
 
 export const now = (): string => new Date().toISOString();

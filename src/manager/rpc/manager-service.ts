@@ -1,20 +1,22 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { managerv1, toConnectError } from "../../protocol/index.js";
+import { checkClusterToken, managerv1, toConnectError } from "../../protocol/index.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
 
 // The components' side of the manager (see manager.proto).
-export function managerService(registry: ClusterRegistry): ServiceImpl<typeof managerv1.ManagerService> {
+export function managerService(registry: ClusterRegistry, clusterToken: string | undefined): ServiceImpl<typeof managerv1.ManagerService> {
   return {
-    async keepAliveScheduler(req) {
+    async keepAliveScheduler(req, ctx) {
       try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
         return await registry.keepAlive(req);
       } catch (err) {
         throw toConnectError(err);
       }
     },
-    async listSchedulers(req) {
+    async listSchedulers(req, ctx) {
       try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
         const cluster = Number(req.clusterId);
         const rows = await registry.activeSchedulers(cluster > 0 ? [cluster] : undefined);
         return create(managerv1.ListSchedulersResponseSchema, {

@@ -5,7 +5,7 @@ import { digestMismatch, parseDigest, Digester, formatDigest } from "../../commo
 import { isTaskId, parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
-import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
+import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
 import { verifiedStorePath } from "./store-delivery.js";
@@ -28,7 +28,7 @@ function validateDownload(d: Download | undefined): Download {
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   return {
     async *downloadTask(req, ctx) {
@@ -52,8 +52,9 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
       }
     },
 
-    async deleteTask(req) {
+    async deleteTask(req, ctx) {
       try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
         if (!isTaskId(req.taskId)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task_id must be 64 hex characters");
         const held = deps.storage.get(req.taskId) !== undefined || tasks.isActive(req.taskId);
         if (held) {
