@@ -118,6 +118,26 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
       assert.equal((await m.api("DELETE", `/api/v1/scheduler-clusters/${c.body.id}`, { token: op })).status, 204);
     });
 
+    test("only root makes root: a user manager cannot grant or take root; the last root stays root", async () => {
+      assert.equal((await m.api("POST", "/api/v1/roles", { token: root, body: { name: "usermgr", permissions: ["user:write"] } })).status, 201);
+      const um = await m.api("POST", "/api/v1/users", { token: root, body: { name: "uma", password: "usermgr-pass-1", role: "usermgr" } });
+      const uma = await m.signin("uma", "usermgr-pass-1");
+      const escalate = await m.api("PATCH", `/api/v1/users/${um.body.id}`, { token: uma, body: { role: "root" } });
+      assert.equal(escalate.status, 403);
+      assert.equal(escalate.body.code, "DF_ERR_PERMISSION_DENIED");
+      assert.equal((await m.api("POST", "/api/v1/users", { token: uma, body: { name: "newroot", password: "newroot-pass-1", role: "root" } })).status, 403);
+      assert.equal((await m.api("PATCH", "/api/v1/users/1", { token: uma, body: { password: "hijacked-pass-1" } })).status, 403);
+      assert.equal((await m.api("DELETE", "/api/v1/users/1", { token: uma })).status, 403);
+      // What a user manager may do: make a guest.
+      assert.equal((await m.api("POST", "/api/v1/users", { token: uma, body: { name: "gus", password: "guest-pass-22" } })).status, 201);
+      const last = await m.api("PATCH", "/api/v1/users/1", { token: root, body: { role: "guest" } });
+      assert.equal(last.status, 400);
+      assert.match(last.body.message, /last root/);
+      const users = (await m.api("GET", "/api/v1/users", { token: root })).body.map((u: { name: string; role: string }) => `${u.name}:${u.role}`);
+      assert.ok(users.includes("root:root") && users.includes("uma:usermgr") && !users.includes("newroot:root"), users.join(" "));
+      assert.equal((await m.api("GET", "/api/v1/users/me", { token: root })).status, 200, "root's session survived the refused changes");
+    });
+
     test("personal access tokens: shown once, scopes and expiry enforced, only hashes at rest", async () => {
       const jobOnly = await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "harbor", scopes: ["job"], expired_at: future(3_600_000) } });
       assert.equal(jobOnly.status, 201, JSON.stringify(jobOnly.body));

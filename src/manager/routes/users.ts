@@ -1,7 +1,8 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { DamselflyError } from "../../common/errors.js";
-import { guard } from "../auth/authenticate.js";
+import { guard, type Principal } from "../auth/authenticate.js";
+import { ROOT_ROLE } from "../auth/permissions.js";
 import { DUMMY_PASSWORD_HASH, hashPassword, hashToken, newToken, SESSION_PREFIX, verifyPassword } from "../auth/secrets.js";
 import { badRequest, conflict, isUniqueViolation, notFound } from "../http/errors.js";
 import { now, type RouteContext } from "./context.js";
@@ -28,6 +29,14 @@ export function userRoutes(ctx: RouteContext) {
     if (!r) throw badRequest(`role ${JSON.stringify(name)} does not exist`);
     return r.id;
   };
+
+  // user:write lets a role manage users, but only root makes or changes a
+  // root user: otherwise any user manager could make itself root.
+  const requireRootFor = (p: Principal, what: string) => {
+    if (!p.permissions.includes("*")) throw new DamselflyError("DF_ERR_PERMISSION_DENIED", `only root may ${what}`);
+  };
+  const rootCount = async () =>
+    Number((await db.selectFrom("users").innerJoin("roles", "roles.id", "users.role_id").select((eb) => eb.fn.countAll().as("n")).where("roles.name", "=", ROOT_ROLE).executeTakeFirstOrThrow()).n);
 
   return async (app: FastifyInstance) => {
     app.post<{ Body: Static<typeof SigninBody> }>(
@@ -73,6 +82,7 @@ export function userRoutes(ctx: RouteContext) {
       "/api/v1/users",
       { schema: { tags: ["users"], summary: "create a user (role default: guest)", body: CreateUserBody, response: { 201: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
       async (req, reply) => {
+        if (req.body.role === ROOT_ROLE) requireRootFor(req.principal!, "create root users");
         const rid = await roleId(req.body.role ?? "guest");
         const t = now();
         try {
@@ -89,7 +99,12 @@ export function userRoutes(ctx: RouteContext) {
       "/api/v1/users/:id",
       { schema: { tags: ["users"], summary: "change a user's role or password", params: IdParams, body: UpdateUserBody, response: { 200: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
       async (req) => {
-        if (!(await userView(req.params.id))) throw notFound(`user ${req.params.id}`);
+        const target = await userView(req.params.id);
+        if (!target) throw notFound(`user ${req.params.id}`);
+        if (target.role === ROOT_ROLE || req.body.role === ROOT_ROLE) requireRootFor(req.principal!, "change root users or grant root");
+        if (target.role === ROOT_ROLE && req.body.role !== undefined && req.body.role !== ROOT_ROLE && (await rootCount()) <= 1) {
+          throw badRequest("this is the last root user: make another root first");
+        }
         const set: { updated_at: string; role_id?: number; password_hash?: string } = { updated_at: now() };
         if (req.body.role !== undefined) set.role_id = await roleId(req.body.role);
         if (req.body.password !== undefined) set.password_hash = await hashPassword(req.body.password);
@@ -105,6 +120,7 @@ export function userRoutes(ctx: RouteContext) {
       { schema: { tags: ["users"], summary: "delete a user", params: IdParams }, preHandler: guard(database, "user", "write") },
       async (req, reply) => {
         if (req.params.id === req.principal!.userId) throw badRequest("you cannot delete yourself");
+        if ((await userView(req.params.id))?.role === ROOT_ROLE) requireRootFor(req.principal!, "delete root users");
         await db.deleteFrom("personal_access_tokens").where("user_id", "=", req.params.id).execute();
         await db.deleteFrom("sessions").where("user_id", "=", req.params.id).execute();
         const r = await db.deleteFrom("users").where("id", "=", req.params.id).executeTakeFirst();
