@@ -1,7 +1,8 @@
 // The console in a real browser (playwright-core driving Debian's chromium)
 // against a manager with a live cluster: sign in (a wrong password first),
 // see the scheduler, the seed peer and the peer, create a preheat job and see
-// it succeed — and the origin served the file once, to the seed peer.
+// it succeed — and the origin served the file once, to the seed peer — find
+// the task's hosts, and make a token that is shown once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -51,6 +52,12 @@ test("console: sign in, see the cluster and its peers, preheat a file and see it
   await row.locator(".badge.success").waitFor({ timeout: 60_000 });
   assert.match(await row.innerText(), /1 preheated, 0 failed/);
   assert.equal(origin.bytesSent("/console/file.bin"), data.length, "the seed peer fetched the file once");
+
+  // The Tasks page finds the hosts holding it.
+  await page.click("a[href='#tasks']");
+  await page.fill("input[name=task]", origin.url("/console/file.bin"));
+  await page.click("button:has-text('Find hosts')");
+  await page.locator("tr", { hasText: "seed peer" }).filter({ hasText: "succeeded" }).waitFor();
 
   // A token is shown once, then listed without its value.
   await page.click("a[href='#access']");

@@ -5,9 +5,10 @@ import { Access } from "./pages/Access";
 import { Clusters } from "./pages/Clusters";
 import { Jobs } from "./pages/Jobs";
 import { SignIn } from "./pages/SignIn";
+import { Tasks } from "./pages/Tasks";
 import "./styles.css";
 
-const PAGES = { clusters: "Clusters", jobs: "Jobs", access: "Users and access" } as const;
+const PAGES = { clusters: "Clusters", tasks: "Tasks", jobs: "Jobs", access: "Users and access" } as const;
 type Page = keyof typeof PAGES;
 
 const can = (u: User, perm: string) => (u.permissions ?? []).includes("*") || (u.permissions ?? []).includes(perm);
@@ -58,6 +59,7 @@ function App() {
       </header>
       <main>
         {page === "clusters" && <Clusters canWrite={can(user, "cluster:write")} />}
+        {page === "tasks" && <Tasks canWrite={can(user, "job:write")} />}
         {page === "jobs" && <Jobs canWrite={can(user, "job:write")} />}
         {page === "access" && <Access canManageUsers={can(user, "user:write")} />}
       </main>
