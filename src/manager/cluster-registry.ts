@@ -77,6 +77,13 @@ export class ClusterRegistry {
     return create(managerv1.KeepAliveSchedulerResponseSchema, { schedulerId: BigInt(id), config: cfg });
   }
 
+  async leave(ip: string, port: number): Promise<void> {
+    const row = await this.database.db.selectFrom("schedulers").select("id").where("ip", "=", ip).where("port", "=", port).executeTakeFirst();
+    if (!row) return;
+    await this.database.db.updateTable("schedulers").set({ last_seen_at: new Date(0).toISOString(), updated_at: new Date().toISOString() }).where("id", "=", row.id).execute();
+    this.hostsByScheduler.delete(row.id);
+  }
+
   isActive(row: Pick<SchedulerRow, "last_seen_at">): boolean {
     return Date.now() - Date.parse(row.last_seen_at) < this.schedulerTimeoutMs;
   }

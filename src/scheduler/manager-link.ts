@@ -45,6 +45,10 @@ export class ManagerLink {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.inFlight;
+    const { config, address } = this.opts;
+    await this.client
+      .leaveScheduler({ ip: config.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
+      .catch(() => undefined);
   }
 
   private async keepAlive(): Promise<void> {

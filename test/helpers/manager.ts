@@ -26,6 +26,8 @@ export interface ManagerOptions {
   args?: readonly string[];
   env?: Record<string, string | undefined>;
   adminPassword?: string | null;
+  // Default 127.0.0.1:0.
+  listen?: string;
 }
 
 export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHandle> {
@@ -34,7 +36,7 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
   const database = opts.database ?? `sqlite:${join(dataDir, "manager.db")}`;
   const env: Record<string, string | undefined> = { ...opts.env };
   if (opts.adminPassword !== null) env.DAMSELFLY_ADMIN_PASSWORD = opts.adminPassword ?? ADMIN_PASSWORD;
-  const proc = spawnDamselfly(["manager", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--database", database, ...(opts.args ?? [])], { name: "manager", env });
+  const proc = spawnDamselfly(["manager", "--listen", opts.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--database", database, ...(opts.args ?? [])], { name: "manager", env });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;

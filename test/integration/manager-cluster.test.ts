@@ -198,20 +198,40 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     } finally {
       await small.stop();
     }
+    // A scheduler that shuts down says so: inactive at once, no jobs go there.
+    const left = (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.filter((x: { cluster_id: number }) => x.cluster_id === c2.body.id);
+    assert.deepEqual(left.map((x: { state: string }) => x.state), ["inactive"]);
   });
 
-  test("jobs and the cluster outlive a manager restart", async () => {
+  test("jobs outlive a manager restart; a job cut short by it runs again, unless it carried credentials", async () => {
     const before = (await manager.api("GET", "/api/v1/jobs", { token: root })).body as { id: number; state: string; result: unknown }[];
     assert.ok(before.length >= 3);
-    const dataDir = manager.dataDir;
+    // Two preheats still running when the manager stops: the origin is slow.
+    origin.addRandomFile("/slow/a.bin", 4 * MiB, "slow-a");
+    origin.addRandomFile("/slow/b.bin", 4 * MiB, "slow-b");
+    origin.setThrottle(1 * MiB);
+    const plain = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url: origin.url("/slow/a.bin") } } });
+    const secret = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url: origin.url("/slow/b.bin"), headers: { Authorization: "Bearer origin-secret-xyz" } } } });
+    const deadline = Date.now() + 10_000;
+    while ((origin.requestCount("/slow/a.bin") === 0 || origin.requestCount("/slow/b.bin") === 0) && Date.now() < deadline) await sleep(50);
+    const listen = new URL(manager.url).host;
     await manager.proc.stop("SIGTERM", 5_000);
-    const again = await startManager({ dataDir, database: manager.database, adminPassword: "ignored-after-first-start" });
+    origin.setThrottle(undefined);
+    const again = await startManager({ dataDir: manager.dataDir, database: manager.database, listen, adminPassword: "ignored-after-first-start" });
     try {
       const token = await again.signin("root", "test-admin-password-1");
       const after = (await again.api("GET", "/api/v1/jobs", { token })).body as { id: number; state: string; result: unknown }[];
-      assert.deepEqual(after, before);
-      // The scheduler keeps alive against the new process (same port is not
-      // guaranteed, so only the persisted rows are checked here).
+      assert.deepEqual(after.filter((j) => before.some((b) => b.id === j.id)), before, "finished jobs are unchanged");
+      const resumed = await waitForJob(again, pat, plain.body.id);
+      assert.equal(resumed.state, "SUCCESS", JSON.stringify(resumed.result));
+      const refused = await waitForJob(again, pat, secret.body.id);
+      assert.equal(refused.state, "FAILURE");
+      assert.match(refused.result.job_states[0].error, /credentials are never stored/);
+      // The credentials never reached the database.
+      const { readFileSync, readdirSync } = await import("node:fs");
+      for (const f of readdirSync(manager.dataDir).filter((n) => n.startsWith("manager.db"))) {
+        assert.ok(!readFileSync(join(manager.dataDir, f)).toString("latin1").includes("origin-secret-xyz"), `${f} holds the job's credentials`);
+      }
       const schedulers = (await again.api("GET", "/api/v1/schedulers", { token })).body;
       assert.equal(schedulers.length, 2);
     } finally {

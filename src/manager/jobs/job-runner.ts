@@ -25,6 +25,7 @@ export class JobRunner {
   private readonly running = new Map<number, AbortController>();
   private readonly clients = new Map<string, Client<typeof schedulerv1.SchedulerService>>();
   private readonly done = new Set<Promise<void>>();
+  private closing = false;
 
   constructor(
     private readonly database: Database,
@@ -72,7 +73,9 @@ export class JobRunner {
     }
   }
 
+  // Jobs stopped by a shutdown stay PENDING: the next start runs them again.
   async close(): Promise<void> {
+    this.closing = true;
     for (const ac of this.running.values()) ac.abort();
     await Promise.allSettled([...this.done]);
   }
@@ -195,6 +198,7 @@ export class JobRunner {
   }
 
   private async finish(id: number, state: "SUCCESS" | "FAILURE", result: JobResult, error: string): Promise<void> {
+    if (this.closing) return;
     await this.database.db.updateTable("jobs").set({ state, result: JSON.stringify(result), error, updated_at: new Date().toISOString() }).where("id", "=", id).execute();
   }
 }

@@ -14,6 +14,15 @@ export function managerService(registry: ClusterRegistry, clusterToken: string |
         throw toConnectError(err);
       }
     },
+    async leaveScheduler(req, ctx) {
+      try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
+        await registry.leave(req.ip, req.port);
+        return create(managerv1.LeaveSchedulerResponseSchema, {});
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
     async listSchedulers(req, ctx) {
       try {
         checkClusterToken(clusterToken, ctx.requestHeader);

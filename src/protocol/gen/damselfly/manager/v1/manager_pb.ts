@@ -10,7 +10,42 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/manager/v1/manager.proto.
  */
 export const file_damselfly_manager_v1_manager: GenFile = /*@__PURE__*/
-  fileDesc("CiJkYW1zZWxmbHkvbWFuYWdlci92MS9tYW5hZ2VyLnByb3RvEhRkYW1zZWxmbHkubWFuYWdlci52MSKkAQoLQ2x1c3Rlckhvc3QSCgoCaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSCgoCaXAYAyABKAkSDAoEc2VlZBgEIAEoCBITCgt1cGxvYWRfcG9ydBgFIAEoDRIQCghhcGlfcG9ydBgGIAEoDRIaChJ1cGxvYWRfYnl0ZXNfdG90YWwYByABKAQSGgoSY29uY3VycmVudF91cGxvYWRzGAggASgNIqcBChlLZWVwQWxpdmVTY2hlZHVsZXJSZXF1ZXN0EhIKCmNsdXN0ZXJfaWQYASABKAQSEAoIaG9zdG5hbWUYAiABKAkSCgoCaXAYAyABKAkSDAoEcG9ydBgEIAEoDRIYChBpbnRlcnZhbF9zZWNvbmRzGAUgASgNEjAKBWhvc3RzGAYgAygLMiEuZGFtc2VsZmx5Lm1hbmFnZXIudjEuQ2x1c3Rlckhvc3Qi+AEKFlNjaGVkdWxlckNsdXN0ZXJDb25maWcSIwoWY2FuZGlkYXRlX3BhcmVudF9saW1pdBgBIAEoDUgAiAEBEiAKE2ZpbHRlcl9wYXJlbnRfbGltaXQYAiABKA1IAYgBARIhChRiYWNrX3RvX3NvdXJjZV9saW1pdBgDIAEoDUgCiAEBEhgKC3JldHJ5X2xpbWl0GAQgASgNSAOIAQFCGQoXX2NhbmRpZGF0ZV9wYXJlbnRfbGltaXRCFgoUX2ZpbHRlcl9wYXJlbnRfbGltaXRCFwoVX2JhY2tfdG9fc291cmNlX2xpbWl0Qg4KDF9yZXRyeV9saW1pdCJwChpLZWVwQWxpdmVTY2hlZHVsZXJSZXNwb25zZRIUCgxzY2hlZHVsZXJfaWQYASABKAQSPAoGY29uZmlnGAIgASgLMiwuZGFtc2VsZmx5Lm1hbmFnZXIudjEuU2NoZWR1bGVyQ2x1c3RlckNvbmZpZyIrChVMaXN0U2NoZWR1bGVyc1JlcXVlc3QSEgoKY2x1c3Rlcl9pZBgBIAEoBCJSChBTY2hlZHVsZXJBZGRyZXNzEhIKCmNsdXN0ZXJfaWQYASABKAQSEAoIaG9zdG5hbWUYAiABKAkSCgoCaXAYAyABKAkSDAoEcG9ydBgEIAEoDSJUChZMaXN0U2NoZWR1bGVyc1Jlc3BvbnNlEjoKCnNjaGVkdWxlcnMYASADKAsyJi5kYW1zZWxmbHkubWFuYWdlci52MS5TY2hlZHVsZXJBZGRyZXNzMvYBCg5NYW5hZ2VyU2VydmljZRJ3ChJLZWVwQWxpdmVTY2hlZHVsZXISLy5kYW1zZWxmbHkubWFuYWdlci52MS5LZWVwQWxpdmVTY2hlZHVsZXJSZXF1ZXN0GjAuZGFtc2VsZmx5Lm1hbmFnZXIudjEuS2VlcEFsaXZlU2NoZWR1bGVyUmVzcG9uc2USawoOTGlzdFNjaGVkdWxlcnMSKy5kYW1zZWxmbHkubWFuYWdlci52MS5MaXN0U2NoZWR1bGVyc1JlcXVlc3QaLC5kYW1zZWxmbHkubWFuYWdlci52MS5MaXN0U2NoZWR1bGVyc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CiJkYW1zZWxmbHkvbWFuYWdlci92MS9tYW5hZ2VyLnByb3RvEhRkYW1zZWxmbHkubWFuYWdlci52MSIxChVMZWF2ZVNjaGVkdWxlclJlcXVlc3QSCgoCaXAYASABKAkSDAoEcG9ydBgCIAEoDSIYChZMZWF2ZVNjaGVkdWxlclJlc3BvbnNlIqQBCgtDbHVzdGVySG9zdBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRIMCgRzZWVkGAQgASgIEhMKC3VwbG9hZF9wb3J0GAUgASgNEhAKCGFwaV9wb3J0GAYgASgNEhoKEnVwbG9hZF9ieXRlc190b3RhbBgHIAEoBBIaChJjb25jdXJyZW50X3VwbG9hZHMYCCABKA0ipwEKGUtlZXBBbGl2ZVNjaGVkdWxlclJlcXVlc3QSEgoKY2x1c3Rlcl9pZBgBIAEoBBIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRIMCgRwb3J0GAQgASgNEhgKEGludGVydmFsX3NlY29uZHMYBSABKA0SMAoFaG9zdHMYBiADKAsyIS5kYW1zZWxmbHkubWFuYWdlci52MS5DbHVzdGVySG9zdCL4AQoWU2NoZWR1bGVyQ2x1c3RlckNvbmZpZxIjChZjYW5kaWRhdGVfcGFyZW50X2xpbWl0GAEgASgNSACIAQESIAoTZmlsdGVyX3BhcmVudF9saW1pdBgCIAEoDUgBiAEBEiEKFGJhY2tfdG9fc291cmNlX2xpbWl0GAMgASgNSAKIAQESGAoLcmV0cnlfbGltaXQYBCABKA1IA4gBAUIZChdfY2FuZGlkYXRlX3BhcmVudF9saW1pdEIWChRfZmlsdGVyX3BhcmVudF9saW1pdEIXChVfYmFja190b19zb3VyY2VfbGltaXRCDgoMX3JldHJ5X2xpbWl0InAKGktlZXBBbGl2ZVNjaGVkdWxlclJlc3BvbnNlEhQKDHNjaGVkdWxlcl9pZBgBIAEoBBI8CgZjb25maWcYAiABKAsyLC5kYW1zZWxmbHkubWFuYWdlci52MS5TY2hlZHVsZXJDbHVzdGVyQ29uZmlnIisKFUxpc3RTY2hlZHVsZXJzUmVxdWVzdBISCgpjbHVzdGVyX2lkGAEgASgEIlIKEFNjaGVkdWxlckFkZHJlc3MSEgoKY2x1c3Rlcl9pZBgBIAEoBBIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRIMCgRwb3J0GAQgASgNIlQKFkxpc3RTY2hlZHVsZXJzUmVzcG9uc2USOgoKc2NoZWR1bGVycxgBIAMoCzImLmRhbXNlbGZseS5tYW5hZ2VyLnYxLlNjaGVkdWxlckFkZHJlc3My4wIKDk1hbmFnZXJTZXJ2aWNlEncKEktlZXBBbGl2ZVNjaGVkdWxlchIvLmRhbXNlbGZseS5tYW5hZ2VyLnYxLktlZXBBbGl2ZVNjaGVkdWxlclJlcXVlc3QaMC5kYW1zZWxmbHkubWFuYWdlci52MS5LZWVwQWxpdmVTY2hlZHVsZXJSZXNwb25zZRJrCg5MaXN0U2NoZWR1bGVycxIrLmRhbXNlbGZseS5tYW5hZ2VyLnYxLkxpc3RTY2hlZHVsZXJzUmVxdWVzdBosLmRhbXNlbGZseS5tYW5hZ2VyLnYxLkxpc3RTY2hlZHVsZXJzUmVzcG9uc2USawoOTGVhdmVTY2hlZHVsZXISKy5kYW1zZWxmbHkubWFuYWdlci52MS5MZWF2ZVNjaGVkdWxlclJlcXVlc3QaLC5kYW1zZWxmbHkubWFuYWdlci52MS5MZWF2ZVNjaGVkdWxlclJlc3BvbnNlYgZwcm90bzM");
+
+/**
+ * @generated from message damselfly.manager.v1.LeaveSchedulerRequest
+ */
+export type LeaveSchedulerRequest = Message<"damselfly.manager.v1.LeaveSchedulerRequest"> & {
+  /**
+   * @generated from field: string ip = 1;
+   */
+  ip: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message damselfly.manager.v1.LeaveSchedulerRequest.
+ * Use `create(LeaveSchedulerRequestSchema)` to create a new message.
+ */
+export const LeaveSchedulerRequestSchema: GenMessage<LeaveSchedulerRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_manager_v1_manager, 0);
+
+/**
+ * @generated from message damselfly.manager.v1.LeaveSchedulerResponse
+ */
+export type LeaveSchedulerResponse = Message<"damselfly.manager.v1.LeaveSchedulerResponse"> & {
+};
+
+/**
+ * Describes the message damselfly.manager.v1.LeaveSchedulerResponse.
+ * Use `create(LeaveSchedulerResponseSchema)` to create a new message.
+ */
+export const LeaveSchedulerResponseSchema: GenMessage<LeaveSchedulerResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_manager_v1_manager, 1);
 
 /**
  * What a scheduler knows of a host of its cluster (shown in the console).
@@ -64,7 +99,7 @@ export type ClusterHost = Message<"damselfly.manager.v1.ClusterHost"> & {
  * Use `create(ClusterHostSchema)` to create a new message.
  */
 export const ClusterHostSchema: GenMessage<ClusterHost> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 0);
+  messageDesc(file_damselfly_manager_v1_manager, 2);
 
 /**
  * @generated from message damselfly.manager.v1.KeepAliveSchedulerRequest
@@ -113,7 +148,7 @@ export type KeepAliveSchedulerRequest = Message<"damselfly.manager.v1.KeepAliveS
  * Use `create(KeepAliveSchedulerRequestSchema)` to create a new message.
  */
 export const KeepAliveSchedulerRequestSchema: GenMessage<KeepAliveSchedulerRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 1);
+  messageDesc(file_damselfly_manager_v1_manager, 3);
 
 /**
  * Per-cluster settings a running scheduler applies without a restart. An
@@ -148,7 +183,7 @@ export type SchedulerClusterConfig = Message<"damselfly.manager.v1.SchedulerClus
  * Use `create(SchedulerClusterConfigSchema)` to create a new message.
  */
 export const SchedulerClusterConfigSchema: GenMessage<SchedulerClusterConfig> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 2);
+  messageDesc(file_damselfly_manager_v1_manager, 4);
 
 /**
  * @generated from message damselfly.manager.v1.KeepAliveSchedulerResponse
@@ -170,7 +205,7 @@ export type KeepAliveSchedulerResponse = Message<"damselfly.manager.v1.KeepAlive
  * Use `create(KeepAliveSchedulerResponseSchema)` to create a new message.
  */
 export const KeepAliveSchedulerResponseSchema: GenMessage<KeepAliveSchedulerResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 3);
+  messageDesc(file_damselfly_manager_v1_manager, 5);
 
 /**
  * @generated from message damselfly.manager.v1.ListSchedulersRequest
@@ -189,7 +224,7 @@ export type ListSchedulersRequest = Message<"damselfly.manager.v1.ListSchedulers
  * Use `create(ListSchedulersRequestSchema)` to create a new message.
  */
 export const ListSchedulersRequestSchema: GenMessage<ListSchedulersRequest> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 4);
+  messageDesc(file_damselfly_manager_v1_manager, 6);
 
 /**
  * @generated from message damselfly.manager.v1.SchedulerAddress
@@ -221,7 +256,7 @@ export type SchedulerAddress = Message<"damselfly.manager.v1.SchedulerAddress"> 
  * Use `create(SchedulerAddressSchema)` to create a new message.
  */
 export const SchedulerAddressSchema: GenMessage<SchedulerAddress> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 5);
+  messageDesc(file_damselfly_manager_v1_manager, 7);
 
 /**
  * @generated from message damselfly.manager.v1.ListSchedulersResponse
@@ -238,7 +273,7 @@ export type ListSchedulersResponse = Message<"damselfly.manager.v1.ListScheduler
  * Use `create(ListSchedulersResponseSchema)` to create a new message.
  */
 export const ListSchedulersResponseSchema: GenMessage<ListSchedulersResponse> = /*@__PURE__*/
-  messageDesc(file_damselfly_manager_v1_manager, 6);
+  messageDesc(file_damselfly_manager_v1_manager, 8);
 
 /**
  * ManagerService is the control plane's side of the components: schedulers
@@ -265,6 +300,17 @@ export const ManagerService: GenService<{
     methodKind: "unary";
     input: typeof ListSchedulersRequestSchema;
     output: typeof ListSchedulersResponseSchema;
+  },
+  /**
+   * A scheduler shutting down: at once inactive, so jobs and daemons stop
+   * being sent to it.
+   *
+   * @generated from rpc damselfly.manager.v1.ManagerService.LeaveScheduler
+   */
+  leaveScheduler: {
+    methodKind: "unary";
+    input: typeof LeaveSchedulerRequestSchema;
+    output: typeof LeaveSchedulerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_damselfly_manager_v1_manager, 0);
