@@ -66,6 +66,7 @@ export const daemonSchema = {
   seed: field("bool", false, "run as a seed peer (fetches from the origin when the swarm is cold)"),
   manager: field("string", "", "manager URL: take the scheduler addresses from it at start (the --scheduler list is the fallback)", { check: optionalHttpUrl }),
   clusterId: field("int", 0, "with --manager: use this scheduler cluster's schedulers (0: any cluster)"),
+  managerRefresh: field("duration", 30_000, "with --manager: how often the scheduler list is asked for again", { check: positive }),
   scheduler: field("list", [`127.0.0.1:${DEFAULT_SCHEDULER_PORT}`] as string[], "scheduler addresses (HOST:PORT, comma-separated)"),
   dataDir: field("string", defaultDataDir(), "where task data and metadata live"),
   listen: field("address", `127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API listen address (what `get` talks to)"),

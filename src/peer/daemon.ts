@@ -39,6 +39,7 @@ export class Daemon {
   private storage: Storage | undefined;
   private source: HttpSource | undefined;
   private link: SchedulerLink | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
   private tasks: TaskManager | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
@@ -120,6 +121,7 @@ export class Daemon {
     });
     await this.proxy.start();
     await this.link?.start();
+    if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
     this.log.info(
       {
@@ -137,7 +139,28 @@ export class Daemon {
     );
   }
 
+  // Asks the manager for the scheduler list again now and then: schedulers
+  // that join or leave the cluster are picked up without a restart. A manager
+  // that does not answer leaves the list as it is.
+  private refreshSchedulers(manager: string, clusterId: number, everyMs: number, link: SchedulerLink): void {
+    let busy = false;
+    this.refreshTimer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true)
+        .then(async (list) => {
+          if (list && list.join(",") !== link.addresses.join(",")) {
+            this.log.info({ schedulers: list }, "scheduler list changed");
+            await link.setAddresses(list);
+          }
+        })
+        .finally(() => (busy = false));
+    }, everyMs);
+    this.refreshTimer.unref();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.refreshTimer);
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);

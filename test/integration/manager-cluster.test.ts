@@ -203,6 +203,21 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     assert.deepEqual(left.map((x: { state: string }) => x.state), ["inactive"]);
   });
 
+  test("a daemon picks up schedulers that join its cluster later, without a restart", async () => {
+    const c = await manager.api("POST", "/api/v1/scheduler-clusters", { token: root, body: { name: "late" } });
+    const d = await cluster.addDaemon({ name: "early", args: ["--manager", manager.url, "--cluster-id", String(c.body.id), "--scheduler", "127.0.0.1:1", "--manager-refresh", "300ms"] });
+    await d.proc.waitForLog("the manager lists no active scheduler: using the static scheduler list", 10_000);
+    const late = await startCluster({ peers: 0, seed: false, schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms", "--cluster-id", String(c.body.id)] });
+    try {
+      const changed = await d.proc.waitForLog("scheduler list changed", 15_000);
+      assert.deepEqual(changed.schedulers, [late.scheduler.address]);
+      await late.scheduler.proc.waitForLog("host announced", 10_000, (l) => l.hostname === "early");
+    } finally {
+      await late.stop();
+      await cluster.stopDaemon(d);
+    }
+  });
+
   test("jobs outlive a manager restart; a job cut short by it runs again, unless it carried credentials", async () => {
     const before = (await manager.api("GET", "/api/v1/jobs", { token: root })).body as { id: number; state: string; result: unknown }[];
     assert.ok(before.length >= 3);
@@ -233,7 +248,7 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
         assert.ok(!readFileSync(join(manager.dataDir, f)).toString("latin1").includes("origin-secret-xyz"), `${f} holds the job's credentials`);
       }
       const schedulers = (await again.api("GET", "/api/v1/schedulers", { token })).body;
-      assert.equal(schedulers.length, 2);
+      assert.equal(schedulers.length, 3);
     } finally {
       await again.stop();
     }
