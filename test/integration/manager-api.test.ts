@@ -6,7 +6,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { startManager, type ManagerHandle } from "../helpers/manager.js";
+import { createClient } from "@connectrpc/connect";
+import { createManagerTransport, managerv1 } from "../../src/protocol/index.js";
+import { startManager, waitForJob, type ManagerHandle } from "../helpers/manager.js";
 import { postgresBinDir, startPostgres, type Postgres } from "../helpers/postgres.js";
 
 const future = (ms: number) => new Date(Date.now() + ms).toISOString();
@@ -185,6 +187,28 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
           assert.ok(!bytes.includes(root), `${f} holds a session token`);
         }
       }
+    });
+
+    test("component RPC and jobs on this database: a scheduler keeps alive with hosts, a job without a live scheduler fails clearly", async () => {
+      const rpc = createClient(managerv1.ManagerService, createManagerTransport(m.url));
+      const hosts = [{ id: "h-1", hostname: "seed-a", ip: "10.1.0.1", seed: true, uploadPort: 65002, apiPort: 65000, uploadBytesTotal: 5n * 1024n ** 3n, concurrentUploads: 3 }];
+      const first = await rpc.keepAliveScheduler({ clusterId: 1n, hostname: "sched-a", ip: "10.1.0.9", port: 8002, intervalSeconds: 3, hosts });
+      const again = await rpc.keepAliveScheduler({ clusterId: 1n, hostname: "sched-a", ip: "10.1.0.9", port: 8002, intervalSeconds: 3, hosts });
+      assert.equal(again.schedulerId, first.schedulerId, "the same scheduler keeps its row");
+      await assert.rejects(rpc.keepAliveScheduler({ clusterId: 99n, hostname: "x", ip: "10.1.0.8", port: 8002 }), /scheduler cluster 99 does not exist/);
+      const listed = (await m.api("GET", "/api/v1/scheduler-clusters/1/hosts", { token: root })).body;
+      assert.deepEqual(listed.map((h: { hostname: string; type: string; upload_bytes_total: number }) => [h.hostname, h.type, h.upload_bytes_total]), [["seed-a", "seed", 5 * 1024 ** 3]]);
+      assert.equal((await rpc.listSchedulers({ clusterId: 1n })).schedulers[0]?.ip, "10.1.0.9");
+      await rpc.leaveScheduler({ ip: "10.1.0.9", port: 8002 });
+      assert.equal((await rpc.listSchedulers({})).schedulers.length, 0);
+
+      const created = await m.api("POST", "/api/v1/jobs", { token: root, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/nothing.bin" } } });
+      assert.equal(created.status, 200);
+      const job = await waitForJob(m, root, created.body.id, 10_000, "/api/v1");
+      assert.equal(job.state, "FAILURE");
+      assert.match(job.result.job_states[0].error, /no active scheduler/);
+      const listedJobs = (await m.api("GET", "/api/v1/jobs", { token: root })).body;
+      assert.deepEqual(listedJobs.map((j: { id: number }) => j.id), [created.body.id]);
     });
 
     test("the audit log records who changed what, failed sign-ins included, never bodies", async () => {
