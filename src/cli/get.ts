@@ -10,7 +10,7 @@ import { DamselflyError } from "../common/errors.js";
 import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
 import { parseSourceUrl } from "../common/task-id.js";
-import { isHeaderName, isHeaderValue } from "../common/http-headers.js";
+import { parseHeaders } from "../common/http-headers.js";
 import { createRpcTransport, daemonv1, fromConnectError } from "../protocol/index.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
 import { linkOrCopy, placeOutput } from "./output-file.js";
@@ -34,27 +34,7 @@ export interface GetRequest {
   daemonUrl: string;
 }
 
-// "Name: value" lines into a map; repeated names are joined with ", " as HTTP
-// allows, matched case-insensitively.
-export function parseHeaders(lines: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  const byLower = new Map<string, string>();
-  for (const line of lines) {
-    const i = line.indexOf(":");
-    const name = i < 0 ? "" : line.slice(0, i).trim();
-    if (i < 0 || !isHeaderName(name) || !isHeaderValue(line)) {
-      throw new DamselflyError("DF_ERR_USAGE", `invalid header ${JSON.stringify(line)}: expected "Name: value"`);
-    }
-    const value = line.slice(i + 1).trim();
-    const existing = byLower.get(name.toLowerCase());
-    if (existing !== undefined) out[existing] = out[existing] === "" ? value : `${out[existing]}, ${value}`;
-    else {
-      byLower.set(name.toLowerCase(), name);
-      out[name] = value;
-    }
-  }
-  return out;
-}
+export { parseHeaders } from "../common/http-headers.js";
 
 export function normalizeDaemonUrl(raw: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;

@@ -9,7 +9,7 @@ import { formatHostPort } from "../common/address.js";
 import { envName, loadConfig, type Schema } from "../common/config.js";
 import { DamselflyError } from "../common/errors.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
-import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, schedulerSchema } from "../common/schemas.js";
+import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
 import { formatDuration } from "./format.js";
 import { makeInitCommand } from "./init.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
@@ -23,6 +23,7 @@ const COMPONENTS = {
   scheduler: { schema: schedulerSchema as Schema, envPrefix: "SCHEDULER" },
   daemon: { schema: daemonSchema as Schema, envPrefix: "DAEMON" },
   get: { schema: getSchema as Schema, envPrefix: "GET" },
+  manager: { schema: managerSchema as Schema, envPrefix: "MANAGER" },
 } as const;
 
 
@@ -65,6 +66,13 @@ function withErrors<A extends unknown[]>(prefix: string, fn: (...args: A) => Pro
       await fail(prefix, err);
     }
   };
+}
+
+// The shared secret of the component RPCs (protocol/cluster-token.ts), from
+// the environment only: never a flag (visible in ps) or a config file key.
+function clusterToken(): { clusterToken?: string } {
+  const t = process.env.DAMSELFLY_CLUSTER_TOKEN;
+  return t ? { clusterToken: t } : {};
 }
 
 interface Service {
@@ -178,7 +186,7 @@ export function buildProgram(): Command {
       const config = loadCommandConfig(self, schedulerSchema, "SCHEDULER");
       const logger = createLogger(config.logLevel as LogLevel);
       const { Scheduler } = await import("../scheduler/index.js");
-      const s = new Scheduler({ config, logger });
+      const s = new Scheduler({ config, logger, ...clusterToken() });
       await serve("damselfly", logger, s, () => logger.info({ listen: formatHostPort(s.address) }, "scheduler ready"));
     }),
   );
@@ -194,7 +202,39 @@ export function buildProgram(): Command {
       const logger = createLogger(config.logLevel as LogLevel);
       const { Daemon } = await import("../peer/index.js");
       // The daemon logs its own "daemon ready" line once listening.
-      await serve("damselfly", logger, new Daemon({ config, logger }));
+      await serve("damselfly", logger, new Daemon({ config, logger, ...clusterToken() }));
+    }),
+  );
+
+  // manager
+  const manager = program.command("manager").description("run the manager (control plane: REST API, console, preheat jobs)");
+  addSchemaOptions(manager, managerSchema, { placeholders: { database: "url", dataDir: "dir" } });
+  addConfigFileOption(manager);
+  manager.addHelpText("after", envHelp(managerSchema, "MANAGER", true) + "\n\nDAMSELFLY_ADMIN_PASSWORD sets the root user's password on first start (else one is generated and printed once).");
+  manager.action(
+    withErrors("damselfly", async (_opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, managerSchema, "MANAGER");
+      const logger = createLogger(config.logLevel as LogLevel);
+      const { Manager } = await import("../manager/index.js");
+      const adminPassword = process.env.DAMSELFLY_ADMIN_PASSWORD;
+      // Not passed on to anything this process starts.
+      delete process.env.DAMSELFLY_ADMIN_PASSWORD;
+      await serve("damselfly", logger, new Manager({ config, logger, ...clusterToken(), ...(adminPassword !== undefined ? { adminPassword } : {}) }));
+    }),
+  );
+
+  // preheat
+  const preheat = program.command("preheat").description("preheat an image or a file URL into the seed peers through the manager").argument("<image-or-url>", "image reference (registry/repo:tag) or http(s) URL");
+  addSchemaOptions(preheat, preheatSchema, { keepCommas: ["header"], placeholders: { manager: "url", header: "header", clusterId: "id" } });
+  addConfigFileOption(preheat);
+  preheat.addHelpText("after", envHelp(preheatSchema, "PREHEAT", true) + "\n\nExample:\n  DAMSELFLY_PREHEAT_TOKEN=dfp_... damselfly preheat registry.example.com/app:1.2 --scope all_seed_peers");
+  preheat.action(
+    withErrors("damselfly preheat", async (target: string, _opts: unknown, self: Command) => {
+      const config = loadCommandConfig(self, preheatSchema, "PREHEAT");
+      const { runPreheat } = await import("./preheat.js");
+      await runPreheat(target, config, { stdout: process.stdout, stderr: process.stderr });
+      await flushStdio();
+      process.exit(0);
     }),
   );
 
@@ -205,15 +245,23 @@ export function buildProgram(): Command {
   // up
   const up = program
     .command("up")
-    .description("run a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
+    .description("run a manager, a scheduler, a seed peer and a peer daemon in one process, on fixed local ports")
     .option("--data-dir <dir>", "base directory for the seed and peer data (default: ~/.damselfly/up)")
     .option("--scheduler-port <port>", `scheduler port (default: ${DEFAULT_SCHEDULER_PORT})`)
     .option("--demo-port <port>", "port of the built-in demo origin serving /demo.bin (default: 65080)")
     .option("--no-demo", "do not start the demo origin")
+    .option("--manager-port <port>", "manager (console, API) port (default: 8080)")
+    .option("--no-manager", "do not start the manager")
     .addOption(new Option("--log-level <level>", "log level (default: warn)").choices([...LOG_LEVELS]));
   up.action(
-    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; demoPort?: string; demo: boolean; logLevel?: string }) => {
-      const { startUp, readyBanner, defaultUpDataDir, DEFAULT_DEMO_PORT } = await import("./up.js");
+    withErrors("damselfly", async (opts: { dataDir?: string; schedulerPort?: string; demoPort?: string; demo: boolean; managerPort?: string; manager: boolean; logLevel?: string }) => {
+      const { startUp, readyBanner, defaultUpDataDir, DEFAULT_DEMO_PORT, DEFAULT_MANAGER_PORT } = await import("./up.js");
+      const managerPort = opts.managerPort === undefined ? DEFAULT_MANAGER_PORT : Number(opts.managerPort);
+      if (!Number.isInteger(managerPort) || managerPort < 0 || managerPort > 65535) {
+        throw new DamselflyError("DF_ERR_USAGE", `invalid --manager-port ${JSON.stringify(opts.managerPort)}: expected 0..65535`);
+      }
+      const adminPassword = process.env.DAMSELFLY_ADMIN_PASSWORD;
+      delete process.env.DAMSELFLY_ADMIN_PASSWORD;
       const demoPort = opts.demoPort === undefined ? DEFAULT_DEMO_PORT : Number(opts.demoPort);
       if (!Number.isInteger(demoPort) || demoPort < 0 || demoPort > 65535) {
         throw new DamselflyError("DF_ERR_USAGE", `invalid --demo-port ${JSON.stringify(opts.demoPort)}: expected 0..65535`);
@@ -231,7 +279,10 @@ export function buildProgram(): Command {
         logger,
         {
           start: async () => {
-            handle = await startUp({ dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}) }, logger);
+            handle = await startUp(
+              { dataDir, schedulerPort: port, logLevel, ...(opts.demo ? { demoPort } : {}), ...(opts.manager ? { managerPort } : {}), ...(adminPassword ? { adminPassword } : {}), ...clusterToken() },
+              logger,
+            );
           },
           close: async () => {
             process.stdout.write("damselfly up: stopping\n");

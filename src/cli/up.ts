@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { formatHostPort, httpUrl, type HostPort } from "../common/address.js";
 import { loadConfig } from "../common/config.js";
 import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
-import { daemonSchema, DEFAULT_SCHEDULER_PORT, schedulerSchema } from "../common/schemas.js";
+import { daemonSchema, DEFAULT_MANAGER_PORT, DEFAULT_SCHEDULER_PORT, managerSchema, schedulerSchema } from "../common/schemas.js";
 import { DEMO_PATH, DEMO_SIZE, demoDigest, startDemoOrigin } from "./demo-origin.js";
 
 export const UP_ENDPOINTS = {
@@ -26,6 +26,11 @@ export interface UpOptions {
   logLevel: LogLevel;
   // Port of the built-in demo origin; undefined: no demo origin.
   demoPort?: number;
+  // Port of the manager (console, API); undefined: no manager.
+  managerPort?: number;
+  // DAMSELFLY_ADMIN_PASSWORD: the root password on the manager's first start.
+  adminPassword?: string;
+  clusterToken?: string;
 }
 
 interface Closable {
@@ -37,6 +42,8 @@ export interface UpHandle {
   seed: { api: HostPort; upload: HostPort; proxy: HostPort };
   peer: { api: HostPort; upload: HostPort; proxy: HostPort };
   demo?: { url: string; digest: string };
+  // password: only on the manager's first start, when it was generated.
+  manager?: { url: string; user: string; password?: string; passwordFromEnv: boolean; database: string };
   close(): Promise<void>;
 }
 
@@ -59,13 +66,33 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
   };
 
   try {
+    // The manager first, so the scheduler registers with it at once.
+    let manager: UpHandle["manager"];
+    if (opts.managerPort !== undefined) {
+      const { Manager } = await import("../manager/index.js");
+      const managerDir = join(base, "manager");
+      const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { listen: `127.0.0.1:${opts.managerPort}`, dataDir: managerDir, logLevel: opts.logLevel } });
+      let generated: string | undefined;
+      const m = new Manager({
+        config,
+        logger: logger.child({ role: "manager" }),
+        ...(opts.adminPassword ? { adminPassword: opts.adminPassword } : {}),
+        ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}),
+        announce: (line) => {
+          generated = /password (\S+)/.exec(line)?.[1];
+        },
+      });
+      await m.start();
+      started.push(m);
+      manager = { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(generated ? { password: generated } : {}) };
+    }
     const schedulerConfig = loadConfig(schedulerSchema, {
       envPrefix: "SCHEDULER",
       // One peer and one seed: the seed fetches (the default cold start) and
       // the peer takes it from the seed, so the demo shows bytes crossing.
-      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel },
+      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { manager: manager.url } : {}) },
     });
-    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }) });
+    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await scheduler.start();
     started.push(scheduler);
     const schedulerAddr = formatHostPort({ host: "127.0.0.1", port: scheduler.address.port });
@@ -78,10 +105,10 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
         flags: { seed, scheduler: [schedulerAddr], dataDir, ...ep, hostname: `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
       });
 
-    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
+    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await seed.start();
     started.push(seed);
-    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }) });
+    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
     await peer.start();
     started.push(peer);
 
@@ -96,6 +123,7 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
       seed: { ...seed.endpoints },
       peer: { ...peer.endpoints },
       ...(demo ? { demo } : {}),
+      ...(manager ? { manager } : {}),
       close: closeAll,
     };
   } catch (err) {
@@ -115,6 +143,14 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
     `  seed peer   api ${httpUrl(up.seed.api)}   upload ${hp(up.seed.upload)}`,
     `  peer        api ${peerApi}   upload ${hp(up.peer.upload)}   proxy ${httpUrl(up.peer.proxy)}`,
     `  data        ${resolve(dataDir)}`,
+    ...(up.manager
+      ? [
+          `  manager     console ${up.manager.url}/   API docs ${up.manager.url}/docs   database ${up.manager.database}`,
+          up.manager.password
+            ? `  sign in     user ${up.manager.user}   password ${up.manager.password}   (generated on first start and shown only now)`
+            : `  sign in     user ${up.manager.user}   password ${up.manager.passwordFromEnv ? "from DAMSELFLY_ADMIN_PASSWORD" : "as printed on the first start (a new --data-dir starts afresh)"}`,
+        ]
+      : []),
     "",
     "Download a file through the swarm:",
     "",
@@ -137,4 +173,4 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
   ].join("\n");
 }
 
-export { DEFAULT_SCHEDULER_PORT };
+export { DEFAULT_MANAGER_PORT, DEFAULT_SCHEDULER_PORT };

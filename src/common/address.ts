@@ -1,3 +1,4 @@
+import { networkInterfaces } from "node:os";
 import { DamselflyError } from "./errors.js";
 
 export interface HostPort {
@@ -22,4 +23,14 @@ export function formatHostPort({ host, port }: HostPort): string {
 export function httpUrl(hp: HostPort): string {
   const host = hp.host === "0.0.0.0" ? "127.0.0.1" : hp.host === "::" ? "::1" : hp.host;
   return `http://${formatHostPort({ host, port: hp.port })}`;
+}
+
+// The address others should dial: the listen address unless it is a
+// wildcard, then the first non-internal IPv4.
+export function advertisedIp(listenHost: string): string {
+  if (listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "") return listenHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return "127.0.0.1";
 }

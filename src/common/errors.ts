@@ -12,6 +12,7 @@ export const ExitCode = {
   INTEGRITY: 6,
   TIMEOUT: 7,
   STORAGE: 8,
+  AUTH: 9,
 } as const;
 
 // Subset of gRPC status codes we use; the numeric values match gRPC/Connect.
@@ -29,6 +30,7 @@ export const RpcCode = {
   Internal: 13,
   Unavailable: 14,
   DataLoss: 15,
+  Unauthenticated: 16,
 } as const;
 
 interface ErrorSpec {
@@ -64,6 +66,14 @@ export const ERROR_CODES = {
   DF_ERR_OUTPUT: { message: "cannot write output", exitCode: ExitCode.STORAGE, httpStatus: 500, rpcCode: RpcCode.FailedPrecondition },
   DF_ERR_TASK_NOT_FOUND: { message: "task not found", exitCode: ExitCode.ORIGIN_STATUS, httpStatus: 404, rpcCode: RpcCode.NotFound },
   DF_ERR_PIECE_NOT_FOUND: { message: "piece not available", exitCode: ExitCode.ORIGIN_STATUS, httpStatus: 404, rpcCode: RpcCode.NotFound },
+  // Manager (control plane).
+  DF_ERR_UNAUTHENTICATED: { message: "authentication required", exitCode: ExitCode.AUTH, httpStatus: 401, rpcCode: RpcCode.Unauthenticated },
+  DF_ERR_PERMISSION_DENIED: { message: "permission denied", exitCode: ExitCode.AUTH, httpStatus: 403, rpcCode: RpcCode.PermissionDenied },
+  DF_ERR_NOT_FOUND: { message: "not found", exitCode: ExitCode.ORIGIN_STATUS, httpStatus: 404, rpcCode: RpcCode.NotFound },
+  DF_ERR_CONFLICT: { message: "already exists", exitCode: ExitCode.USAGE, httpStatus: 409, rpcCode: RpcCode.AlreadyExists },
+  DF_ERR_DATABASE: { message: "database error", exitCode: ExitCode.GENERIC, httpStatus: 500, rpcCode: RpcCode.Internal },
+  DF_ERR_MANAGER_UNAVAILABLE: { message: "manager unreachable", exitCode: ExitCode.UNAVAILABLE, httpStatus: 503, rpcCode: RpcCode.Unavailable },
+  DF_ERR_JOB_FAILED: { message: "job failed", exitCode: ExitCode.UNAVAILABLE, httpStatus: 502, rpcCode: RpcCode.Aborted },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -10,6 +10,7 @@ export const DEFAULT_SCHEDULER_PORT = 8002;
 export const DEFAULT_DAEMON_API_PORT = 65000;
 export const DEFAULT_PROXY_PORT = 65001;
 export const DEFAULT_UPLOAD_PORT = 65002;
+export const DEFAULT_MANAGER_PORT = 8080;
 export const DEFAULT_REGISTRY = "https://index.docker.io";
 // OCI/Docker blob URLs: content-addressed, so safe to share between clients.
 export const DEFAULT_PROXY_RULE = "/v2/.+/blobs/sha256:[0-9a-f]{64}$";
@@ -33,6 +34,8 @@ const regexList = (v: string[]) => {
   return undefined;
 };
 
+const optionalHttpUrl = (v: string) => (v === "" ? undefined : httpUrl(v));
+
 export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? "/var/lib/damselfly" : join(homedir(), ".local", "share", "damselfly");
 }
@@ -51,12 +54,19 @@ export const schedulerSchema = {
   hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers"),
   normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive }),
   seedUploadSlots: field("int", 2000, "default upload slots of a seed peer", { check: positive }),
+  manager: field("string", "", "manager URL (http://HOST:PORT): register with it, keep alive and take the cluster's dynamic config from it (empty: no manager)", { check: optionalHttpUrl }),
+  clusterId: field("int", 1, "scheduler cluster this scheduler serves (with --manager)", { check: positive }),
+  advertiseIp: field("string", "", "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)"),
+  managerInterval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", { check: positive }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
 };
 export type SchedulerConfig = ConfigOf<typeof schedulerSchema>;
 
 export const daemonSchema = {
   seed: field("bool", false, "run as a seed peer (fetches from the origin when the swarm is cold)"),
+  manager: field("string", "", "manager URL: take the scheduler addresses from it at start (the --scheduler list is the fallback)", { check: optionalHttpUrl }),
+  clusterId: field("int", 0, "with --manager: use this scheduler cluster's schedulers (0: any cluster)"),
+  managerRefresh: field("duration", 30_000, "with --manager: how often the scheduler list is asked for again", { check: positive }),
   scheduler: field("list", [`127.0.0.1:${DEFAULT_SCHEDULER_PORT}`] as string[], "scheduler addresses (HOST:PORT, comma-separated)"),
   dataDir: field("string", defaultDataDir(), "where task data and metadata live"),
   listen: field("address", `127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API listen address (what `get` talks to)"),
@@ -103,3 +113,33 @@ export const getSchema = {
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
 };
 export type GetConfig = ConfigOf<typeof getSchema>;
+
+export const managerSchema = {
+  listen: field("address", `127.0.0.1:${DEFAULT_MANAGER_PORT}`, "REST API, open API, console and component RPC listen address"),
+  database: field("string", "", "sqlite:PATH (embedded, the default: sqlite:<dataDir>/manager.db) or postgres://USER:PASS@HOST:PORT/DB", {
+    check: (v) => (v === "" || v.startsWith("sqlite:") || /^postgres(ql)?:\/\//.test(v) ? undefined : "must be sqlite:PATH or postgres://..."),
+  }),
+  dataDir: field("string", join(defaultDataDir(), "manager"), "where the embedded database lives"),
+  sessionTtl: field("duration", 24 * 3_600_000, "how long a sign-in session token stays valid", { check: positive }),
+  schedulerTimeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", { check: positive }),
+  preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive }),
+  logLevel: field("string", "info", "log level", { check: logLevel }),
+};
+export type ManagerConfig = ConfigOf<typeof managerSchema>;
+
+export const preheatSchema = {
+  manager: field("string", `http://127.0.0.1:${DEFAULT_MANAGER_PORT}`, "manager URL", { check: httpUrl }),
+  token: field("string", "", "personal access token with the job scope (better in DAMSELFLY_PREHEAT_TOKEN than on the command line)"),
+  type: field("string", "", "file or image (default: image when the argument is not an http(s) URL or is a /v2/.../manifests/... URL)", {
+    check: (v) => (v === "" || v === "file" || v === "image" ? undefined : "must be file or image"),
+  }),
+  scope: field("string", "single_seed_peer", "single_seed_peer, all_seed_peers or all_peers", {
+    check: (v) => (["single_seed_peer", "all_seed_peers", "all_peers"].includes(v) ? undefined : "must be single_seed_peer, all_seed_peers or all_peers"),
+  }),
+  platform: field("string", "linux/amd64", "image platform picked from an image index (os/arch[/variant])"),
+  header: field("list", [] as string[], "header sent to the origin or registry, 'Name: value' (repeatable)", { short: "-H" }),
+  clusterId: field("list", [] as string[], "scheduler cluster IDs (default: every cluster)"),
+  timeout: field("duration", 30 * 60_000, "give up waiting after this long"),
+  wait: field("bool", true, "wait until the job ends (--no-wait: print its id and return)"),
+};
+export type PreheatConfig = ConfigOf<typeof preheatSchema>;

@@ -2,15 +2,16 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../common/errors.js";
-import { hostname as osHostname, networkInterfaces } from "node:os";
+import { hostname as osHostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import { advertisedIp, formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
+import { schedulersFromManager } from "./manager-schedulers.js";
 import { TaskManager } from "./task-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
@@ -20,6 +21,8 @@ import type { CertificateAuthority } from "./proxy/ca.js";
 export interface DaemonOptions {
   config: DaemonConfig;
   logger: Logger;
+  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
+  clusterToken?: string;
 }
 
 export interface DaemonEndpoints {
@@ -36,6 +39,7 @@ export class Daemon {
   private storage: Storage | undefined;
   private source: HttpSource | undefined;
   private link: SchedulerLink | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
   private tasks: TaskManager | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
@@ -65,7 +69,7 @@ export class Daemon {
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
     this.api = await createRpcServer(c.listen, (router) => {
-      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log }));
+      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
     });
     // The scheduler learns our API port, known only once bound (it may be 0).
     const host = create(schedulerv1.HostSchema, {
@@ -77,14 +81,16 @@ export class Daemon {
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.uploadSlots,
     });
-    this.link = c.scheduler.length > 0
+    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken) : undefined) ?? c.scheduler;
+    this.link = schedulers.length > 0
       ? new SchedulerLink({
-          addresses: c.scheduler,
+          addresses: schedulers,
           host,
           logger: this.log,
           connectTimeoutMs: c.schedulerConnectTimeout,
           intervalMs: c.announceInterval,
           cachedTasks: () => this.tasks?.cachedTasks() ?? [],
+          uploadStats: () => ({ concurrentUploads: this.upload?.stats.active ?? 0, uploadBytesTotal: this.upload?.stats.bytesTotal ?? 0 }),
         })
       : undefined;
     tasks.scheduler = this.link;
@@ -115,6 +121,7 @@ export class Daemon {
     });
     await this.proxy.start();
     await this.link?.start();
+    if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
     this.log.info(
       {
@@ -125,14 +132,35 @@ export class Daemon {
         proxy: formatHostPort(this.endpoints.proxy),
         ...(ca ? { proxyCa: ca.certFile } : {}),
         advertiseIp: ip,
-        scheduler: c.scheduler,
+        scheduler: schedulers,
         dataDir: c.dataDir,
       },
       "daemon ready",
     );
   }
 
+  // Asks the manager for the scheduler list again now and then: schedulers
+  // that join or leave the cluster are picked up without a restart. A manager
+  // that does not answer leaves the list as it is.
+  private refreshSchedulers(manager: string, clusterId: number, everyMs: number, link: SchedulerLink): void {
+    let busy = false;
+    this.refreshTimer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true)
+        .then(async (list) => {
+          if (list && list.join(",") !== link.addresses.join(",")) {
+            this.log.info({ schedulers: list }, "scheduler list changed");
+            await link.setAddresses(list);
+          }
+        })
+        .finally(() => (busy = false));
+    }, everyMs);
+    this.refreshTimer.unref();
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.refreshTimer);
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
@@ -141,16 +169,6 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
-}
-
-// The address peers should dial: the upload listen address unless it is a
-// wildcard, then the first non-internal IPv4.
-function advertisedIp(listenHost: string): string {
-  if (listenHost !== "0.0.0.0" && listenHost !== "::" && listenHost !== "") return listenHost;
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return "127.0.0.1";
 }
 
 async function readPem(path: string, what: string): Promise<string> {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../common/errors.js";
-import { filterUrl, taskId as computeTaskId } from "../common/task-id.js";
+import { filterUrl } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { DownloadSchema, schedulerv1, type Download } from "../protocol/index.js";
+import { DownloadSchema, downloadTaskId, schedulerv1, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask } from "./storage/local-task.js";
 import type { HttpSource } from "./source/http-source.js";
@@ -36,7 +36,7 @@ export class TaskManager {
   ) {}
 
   taskIdOf(d: Download): string {
-    return computeTaskId({ url: d.url, tag: d.tag, application: d.application, filteredQueryParams: d.filteredQueryParams, pieceLength: Number(d.pieceLength), digest: d.digestTaskId ? d.digest : undefined });
+    return downloadTaskId(d);
   }
 
   // Peer IDs are stable per (host, task) so a resumed or re-announced task

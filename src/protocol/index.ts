@@ -7,3 +7,7 @@ export { toConnectError, fromConnectError, toErrorDetail, fromErrorDetail } from
 export { createRpcServer, type RpcServer } from "./server.js";
 export { grpcBidiRoute, grpcUnaryRoute, type BidiCall, type BidiSink, type FastRoute } from "./grpc-fast.js";
 export { createRpcTransport } from "./transport.js";
+export { blobDownload, downloadTaskId } from "./downloads.js";
+export * as managerv1 from "./gen/damselfly/manager/v1/manager_pb.js";
+export { createManagerTransport } from "./transport.js";
+export { checkClusterToken, CLUSTER_TOKEN_ENV, CLUSTER_TOKEN_HEADER, clusterTokenHeaders } from "./cluster-token.js";

@@ -8,6 +8,9 @@ import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
 import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
+import { ManagerLink, type DynamicConfig } from "./manager-link.js";
+import { Preheater } from "./preheat.js";
+import { TaskJobs } from "./task-jobs.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
 
@@ -16,6 +19,8 @@ export interface SchedulerOptions {
   logger: Logger;
   // Replaces the TriggerTask RPC to seed daemons (tests).
   trigger?: TriggerFn;
+  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
+  clusterToken?: string;
 }
 
 // The scheduler process: in-memory state, the Connect service, and two coarse
@@ -27,6 +32,10 @@ export class Scheduler {
   private readonly engine: SchedulingEngine;
   private readonly events: PeerEvents;
   private readonly seedClient = new SeedTriggerClient();
+  private readonly preheater: Preheater;
+  private readonly taskJobs: TaskJobs;
+  private readonly clusterToken: string | undefined;
+  private managerLink: ManagerLink | undefined;
   private server: RpcServer | undefined;
   private timers: NodeJS.Timeout[] = [];
 
@@ -36,6 +45,21 @@ export class Scheduler {
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
     this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
     this.events = new PeerEvents(this.engine);
+    this.clusterToken = opts.clusterToken;
+    this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, now: () => this.engine.now() });
+    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, now: () => this.engine.now(), clusterToken: opts.clusterToken });
+  }
+
+  // The cluster's dynamic settings from the manager over the static ones;
+  // keys the manager leaves unset fall back to this scheduler's own config.
+  applyDynamicConfig(dynamic: DynamicConfig): void {
+    const next = Object.freeze({ ...this.config, ...dynamic });
+    this.engine.config = next;
+    this.store.tasks.candidateLimit = next.candidateParentLimit;
+  }
+
+  get effectiveConfig(): SchedulerConfig {
+    return this.engine.config;
   }
 
   get address(): HostPort {
@@ -45,7 +69,7 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events };
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken };
     const service = createSchedulerService(deps);
     this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
@@ -53,9 +77,15 @@ export class Scheduler {
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];
     for (const t of this.timers) t.unref();
     this.log.info({ listen: this.server.address }, "scheduler listening");
+    if (this.config.manager) {
+      this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d), clusterToken: this.clusterToken });
+      this.managerLink.start();
+    }
   }
 
   async close(): Promise<void> {
+    await this.managerLink?.close();
+    this.managerLink = undefined;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.engine.close();

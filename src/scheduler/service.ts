@@ -4,11 +4,13 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { checkClusterToken, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
+import type { Preheater } from "./preheat.js";
+import type { TaskJobs } from "./task-jobs.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
 
 export interface ServiceDeps {
@@ -17,6 +19,9 @@ export interface ServiceDeps {
   store: ResourceStore;
   engine: SchedulingEngine;
   events: PeerEvents;
+  preheater: Preheater;
+  taskJobs: TaskJobs;
+  clusterToken?: string | undefined;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -100,6 +105,11 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
       }),
 
     announcePeer,
+
+    // The manager's jobs: only with the cluster token, when one is set.
+    preheatTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.preheater.preheat(req))),
+    listTaskPeers: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.listPeers(req))),
+    deleteTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.delete(req))),
 
     statTask: (req) =>
       guard(() => {

@@ -2,10 +2,10 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl, HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import { digestMismatch, parseDigest, Digester, formatDigest } from "../../common/digest.js";
-import { parseSourceUrl } from "../../common/task-id.js";
+import { isTaskId, parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
-import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
+import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
 import { verifiedStorePath } from "./store-delivery.js";
@@ -28,7 +28,7 @@ function validateDownload(d: Download | undefined): Download {
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   return {
     async *downloadTask(req, ctx) {
@@ -47,6 +47,21 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         const h = await tasks.ensure(d, id);
         logger.info({ taskId: id, running: h.run !== undefined }, "task triggered by the scheduler");
         return { taskId: id };
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+
+    async deleteTask(req, ctx) {
+      try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        if (!isTaskId(req.taskId)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task_id must be 64 hex characters");
+        const held = deps.storage.get(req.taskId) !== undefined || tasks.isActive(req.taskId);
+        if (held) {
+          await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted by the manager"));
+          logger.info({ taskId: req.taskId }, "task deleted by the scheduler");
+        }
+        return { deleted: held };
       } catch (err) {
         throw toConnectError(err);
       }

@@ -24,6 +24,9 @@ export interface SchedulerLinkOptions {
   // Finished tasks this daemon can serve, re-announced when a scheduler meets
   // us for the first time (its restart lost them).
   cachedTasks: () => schedulerv1.CachedTask[];
+  // Upload counters sent with every keep-alive (load for parent choice,
+  // traffic for the manager's console).
+  uploadStats?: () => { concurrentUploads: number; uploadBytesTotal: number };
   // Piece-report coalescing (default PIECE_BATCH_DEFAULTS); false sends one
   // message per piece.
   pieceBatch?: PieceBatchOptions | false;
@@ -44,19 +47,31 @@ interface Endpoint {
 // one scheduler chosen by rendezvous hashing of its ID, so every peer of a
 // task meets the same scheduler.
 export class SchedulerLink {
-  private readonly endpoints: Endpoint[];
+  private endpoints: Endpoint[];
   private timer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
 
   constructor(private readonly o: SchedulerLinkOptions) {
     this.log = o.logger.child({ component: "scheduler-link" });
-    this.endpoints = o.addresses.map((address) => ({
-      address,
-      client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)),
-      healthy: false,
-      warned: false,
-      batching: false,
-    }));
+    this.endpoints = o.addresses.map((address) => this.endpoint(address));
+  }
+
+  private endpoint(address: string): Endpoint {
+    return { address, client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)), healthy: false, warned: false, batching: false };
+  }
+
+  get addresses(): string[] {
+    return this.endpoints.map((e) => e.address);
+  }
+
+  // A new scheduler list (from the manager): schedulers that stay keep their
+  // connection and state; new ones are announced to at once. Streams already
+  // open stay on their scheduler until they end.
+  async setAddresses(addresses: readonly string[]): Promise<void> {
+    if (addresses.length === 0) return;
+    const old = new Map(this.endpoints.map((e) => [e.address, e]));
+    this.endpoints = addresses.map((a) => old.get(a) ?? this.endpoint(a));
+    await Promise.all(this.endpoints.filter((e) => !e.healthy).map((e) => this.announce(e)));
   }
 
   async start(): Promise<void> {
@@ -71,6 +86,11 @@ export class SchedulerLink {
 
   private async announce(e: Endpoint): Promise<boolean> {
     try {
+      const stats = this.o.uploadStats?.();
+      if (stats) {
+        this.o.host.concurrentUploads = stats.concurrentUploads;
+        this.o.host.uploadBytesTotal = BigInt(stats.uploadBytesTotal);
+      }
       const res = await e.client.announceHost(
         { host: this.o.host, intervalSeconds: Math.ceil(this.o.intervalMs / 1000) },
         { signal: AbortSignal.timeout(this.o.connectTimeoutMs) },

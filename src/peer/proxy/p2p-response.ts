@@ -1,9 +1,8 @@
 import type { ServerResponse } from "node:http";
-import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../../common/errors.js";
 import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
-import { DownloadSchema, type Download } from "../../protocol/index.js";
+import { blobDownload, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
@@ -42,9 +41,8 @@ export interface ServeResult {
 
 const TRAILERS = ["x-damselfly-bytes-from-peers", "x-damselfly-bytes-from-origin", "x-damselfly-bytes-fallback"] as const;
 
-export function downloadOf(obj: Pick<P2PObject, "url" | "headers" | "digest">): Download {
-  return create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
-}
+// The mirror's blobs and the manager's preheat jobs describe a blob alike.
+export const downloadOf = (obj: Pick<P2PObject, "url" | "headers" | "digest">): Download => blobDownload(obj);
 
 // Serves an object from the local store / swarm, as a 200 or a 206. If P2P
 // fails or stalls after the headers went out, the rest comes straight from

@@ -117,7 +117,8 @@ export class TaskManager {
   private readonly tasks = new Map<string, Task>();
 
   // candidateLimit: the scheduler's candidateParentLimit (see Task.shortOfParents).
-  constructor(private readonly candidateLimit = Number.POSITIVE_INFINITY) {}
+  // Changes (dynamic cluster config) apply to tasks created afterwards.
+  constructor(public candidateLimit = Number.POSITIVE_INFINITY) {}
 
   get(id: string): Task | undefined {
     return this.tasks.get(id);

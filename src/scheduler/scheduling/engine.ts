@@ -25,7 +25,8 @@ export interface EngineOptions {
 // Scheduling decisions: which parents a peer gets, when it goes to the origin,
 // when a seed is triggered, and the re-evaluation of waiting peers.
 export class SchedulingEngine {
-  readonly config: SchedulerConfig;
+  // Replaced whole when the manager sends new cluster settings.
+  config: SchedulerConfig;
   readonly log: Logger;
   readonly store: ResourceStore;
   readonly now: () => number;

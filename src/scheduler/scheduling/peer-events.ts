@@ -172,6 +172,18 @@ export class PeerEvents {
     this.engine.wake(task);
   }
 
+  // A peer whose host no longer holds the task (deleted there): it leaves
+  // the task and its children get other parents.
+  removePeer(peer: Peer): void {
+    const queue = peer.queue;
+    peer.queue = undefined;
+    queue?.close();
+    const task = this.taskOf(peer);
+    if (!this.store.detachPeer(peer) || !task) return;
+    this.engine.rescheduleChildren(task, [peer.id]);
+    this.engine.wake(task);
+  }
+
   // Removes a host and its peers; their children get rescheduled.
   removeHost(host: Host, closeWith?: unknown): Peer[] {
     const removed = this.store.removeHost(host);

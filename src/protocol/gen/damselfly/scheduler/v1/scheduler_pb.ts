@@ -2,8 +2,8 @@
 // @generated from file damselfly/scheduler/v1/scheduler.proto (package damselfly.scheduler.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Download, ErrorDetail, HostType } from "../../common/v1/common_pb.js";
 import { file_damselfly_common_v1_common } from "../../common/v1/common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/scheduler/v1/scheduler.proto.
  */
 export const file_damselfly_scheduler_v1_scheduler: GenFile = /*@__PURE__*/
-  fileDesc("CiZkYW1zZWxmbHkvc2NoZWR1bGVyL3YxL3NjaGVkdWxlci5wcm90bxIWZGFtc2VsZmx5LnNjaGVkdWxlci52MSLxAQoESG9zdBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRITCgt1cGxvYWRfcG9ydBgEIAEoDRIQCghhcGlfcG9ydBgFIAEoDRIrCgR0eXBlGAYgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIUCgx1cGxvYWRfc2xvdHMYByABKA0SGgoSY29uY3VycmVudF91cGxvYWRzGAggASgNEhoKEnVwbG9hZF9ieXRlc190b3RhbBgJIAEoBBILCgNpZGMYCiABKAkSEAoIbG9jYXRpb24YCyABKAkiWwoTQW5ub3VuY2VIb3N0UmVxdWVzdBIqCgRob3N0GAEgASgLMhwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Ib3N0EhgKEGludGVydmFsX3NlY29uZHMYAiABKA0iRwoUQW5ub3VuY2VIb3N0UmVzcG9uc2USEAoIbmV3X2hvc3QYASABKAgSHQoVYmF0Y2hlZF9waWVjZV9yZXBvcnRzGAIgASgIIiMKEExlYXZlSG9zdFJlcXVlc3QSDwoHaG9zdF9pZBgBIAEoCSITChFMZWF2ZUhvc3RSZXNwb25zZSJyCgpDYWNoZWRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHcGVlcl9pZBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIUCgxwaWVjZV9sZW5ndGgYBCABKAQSFAoMdG90YWxfcGllY2VzGAUgASgNImAKGkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSMQoFdGFza3MYAiADKAsyIi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkNhY2hlZFRhc2siHQobQW5ub3VuY2VDYWNoZWRUYXNrc1Jlc3BvbnNlIl8KE1JlZ2lzdGVyUGVlclJlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEhcKD2ZpbmlzaGVkX3BpZWNlcxgCIAEoDSIcChpEb3dubG9hZFBlZXJTdGFydGVkUmVxdWVzdCJoChpCYWNrVG9Tb3VyY2VTdGFydGVkUmVxdWVzdBIWCg5jb250ZW50X2xlbmd0aBgBIAEoBBIUCgxwaWVjZV9sZW5ndGgYAiABKAQSHAoUY29udGVudF9sZW5ndGhfa25vd24YAyABKAgiYQobQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iTAoZQmFja1RvU291cmNlRmFpbGVkUmVxdWVzdBIvCgVlcnJvchgBIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuRXJyb3JEZXRhaWwibQoUUGllY2VGaW5pc2hlZFJlcXVlc3QSDgoGbnVtYmVyGAEgASgNEg4KBmxlbmd0aBgCIAEoBBINCgVjcmMzMhgDIAEoDRIRCglwYXJlbnRfaWQYBCABKAkSEwoLY29zdF9taWNyb3MYBSABKAQiVQoVUGllY2VzRmluaXNoZWRSZXF1ZXN0EjwKBnBpZWNlcxgBIAMoCzIsLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGllY2VGaW5pc2hlZFJlcXVlc3QiWgoSUGllY2VGYWlsZWRSZXF1ZXN0Eg4KBm51bWJlchgBIAEoDRIRCglwYXJlbnRfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXRlbXBvcmFyeRgEIAEoCCJGChFSZXNjaGVkdWxlUmVxdWVzdBIcChRibG9ja2xpc3RfcGFyZW50X2lkcxgBIAMoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJZChNQZWVyRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iRAoRUGVlckZhaWxlZFJlcXVlc3QSLwoFZXJyb3IYASABKAsyIC5kYW1zZWxmbHkuY29tbW9uLnYxLkVycm9yRGV0YWlsIo8HChNBbm5vdW5jZVBlZXJSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdwZWVyX2lkGAMgASgJEkQKDXJlZ2lzdGVyX3BlZXIYCiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyUGVlclJlcXVlc3RIABJTChVkb3dubG9hZF9wZWVyX3N0YXJ0ZWQYCyABKAsyMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkRvd25sb2FkUGVlclN0YXJ0ZWRSZXF1ZXN0SAASVAoWYmFja190b19zb3VyY2Vfc3RhcnRlZBgMIAEoCzIyLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlU3RhcnRlZFJlcXVlc3RIABJWChdiYWNrX3RvX3NvdXJjZV9maW5pc2hlZBgNIAEoCzIzLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0SAASUgoVYmFja190b19zb3VyY2VfZmFpbGVkGA4gASgLMjEuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5CYWNrVG9Tb3VyY2VGYWlsZWRSZXF1ZXN0SAASRgoOcGllY2VfZmluaXNoZWQYDyABKAsyLC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlRmluaXNoZWRSZXF1ZXN0SAASQgoMcGllY2VfZmFpbGVkGBAgASgLMiouZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QaWVjZUZhaWxlZFJlcXVlc3RIABI/CgpyZXNjaGVkdWxlGBEgASgLMikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5SZXNjaGVkdWxlUmVxdWVzdEgAEkQKDXBlZXJfZmluaXNoZWQYEiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBlZXJGaW5pc2hlZFJlcXVlc3RIABJACgtwZWVyX2ZhaWxlZBgTIAEoCzIpLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGVlckZhaWxlZFJlcXVlc3RIABJICg9waWVjZXNfZmluaXNoZWQYFCABKAsyLS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlc0ZpbmlzaGVkUmVxdWVzdEgAQgkKB3JlcXVlc3QisQEKD0NhbmRpZGF0ZVBhcmVudBIPCgdwZWVyX2lkGAEgASgJEg8KB2hvc3RfaWQYAiABKAkSCgoCaXAYAyABKAkSEwoLdXBsb2FkX3BvcnQYBCABKA0SMAoJaG9zdF90eXBlGAUgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIXCg9maW5pc2hlZF9waWVjZXMYBiABKA0SEAoIZmluaXNoZWQYByABKAgibAoIVGFza0luZm8SFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDRIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCCKIAQoSTm9ybWFsVGFza1Jlc3BvbnNlEkIKEWNhbmRpZGF0ZV9wYXJlbnRzGAEgAygLMicuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5DYW5kaWRhdGVQYXJlbnQSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iLwoYTmVlZEJhY2tUb1NvdXJjZVJlc3BvbnNlEhMKC2Rlc2NyaXB0aW9uGAEgASgJIhMKEUVtcHR5VGFza1Jlc3BvbnNlIkIKEExvY2FsSGl0UmVzcG9uc2USLgoEdGFzaxgBIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iRQoSVGFza0ZhaWxlZFJlc3BvbnNlEi8KBWVycm9yGAEgASgLMiAuZGFtc2VsZmx5LmNvbW1vbi52MS5FcnJvckRldGFpbCL5AgoUQW5ub3VuY2VQZWVyUmVzcG9uc2USQQoLbm9ybWFsX3Rhc2sYASABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5vcm1hbFRhc2tSZXNwb25zZUgAEk8KE25lZWRfYmFja190b19zb3VyY2UYAiABKAsyMC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5lZWRCYWNrVG9Tb3VyY2VSZXNwb25zZUgAEj8KCmVtcHR5X3Rhc2sYAyABKAsyKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkVtcHR5VGFza1Jlc3BvbnNlSAASQQoLdGFza19mYWlsZWQYBCABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlRhc2tGYWlsZWRSZXNwb25zZUgAEj0KCWxvY2FsX2hpdBgFIAEoCzIoLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTG9jYWxIaXRSZXNwb25zZUgAQgoKCHJlc3BvbnNlIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIrYBChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8SEgoKcGVlcl9jb3VudBgDIAEoDRIbChNmaW5pc2hlZF9wZWVyX2NvdW50GAQgASgNEiEKGWJhY2tfdG9fc291cmNlX3BlZXJfY291bnQYBSABKA0SDQoFc3RhdGUYBiABKAkyrQQKEFNjaGVkdWxlclNlcnZpY2USaQoMQW5ub3VuY2VIb3N0EisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUhvc3RSZXNwb25zZRJgCglMZWF2ZUhvc3QSKC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlcXVlc3QaKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxlYXZlSG9zdFJlc3BvbnNlEn4KE0Fubm91bmNlQ2FjaGVkVGFza3MSMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0GjMuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZUNhY2hlZFRhc2tzUmVzcG9uc2USbQoMQW5ub3VuY2VQZWVyEisuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXF1ZXN0GiwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Bbm5vdW5jZVBlZXJSZXNwb25zZSgBMAESXQoIU3RhdFRhc2sSJy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlN0YXRUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuU3RhdFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_damselfly_common_v1_common]);
+  fileDesc("CiZkYW1zZWxmbHkvc2NoZWR1bGVyL3YxL3NjaGVkdWxlci5wcm90bxIWZGFtc2VsZmx5LnNjaGVkdWxlci52MSLxAQoESG9zdBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIKCgJpcBgDIAEoCRITCgt1cGxvYWRfcG9ydBgEIAEoDRIQCghhcGlfcG9ydBgFIAEoDRIrCgR0eXBlGAYgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIUCgx1cGxvYWRfc2xvdHMYByABKA0SGgoSY29uY3VycmVudF91cGxvYWRzGAggASgNEhoKEnVwbG9hZF9ieXRlc190b3RhbBgJIAEoBBILCgNpZGMYCiABKAkSEAoIbG9jYXRpb24YCyABKAkiWwoTQW5ub3VuY2VIb3N0UmVxdWVzdBIqCgRob3N0GAEgASgLMhwuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5Ib3N0EhgKEGludGVydmFsX3NlY29uZHMYAiABKA0iRwoUQW5ub3VuY2VIb3N0UmVzcG9uc2USEAoIbmV3X2hvc3QYASABKAgSHQoVYmF0Y2hlZF9waWVjZV9yZXBvcnRzGAIgASgIIiMKEExlYXZlSG9zdFJlcXVlc3QSDwoHaG9zdF9pZBgBIAEoCSITChFMZWF2ZUhvc3RSZXNwb25zZSJyCgpDYWNoZWRUYXNrEg8KB3Rhc2tfaWQYASABKAkSDwoHcGVlcl9pZBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIUCgxwaWVjZV9sZW5ndGgYBCABKAQSFAoMdG90YWxfcGllY2VzGAUgASgNImAKGkFubm91bmNlQ2FjaGVkVGFza3NSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSMQoFdGFza3MYAiADKAsyIi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkNhY2hlZFRhc2siHQobQW5ub3VuY2VDYWNoZWRUYXNrc1Jlc3BvbnNlIl8KE1JlZ2lzdGVyUGVlclJlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEhcKD2ZpbmlzaGVkX3BpZWNlcxgCIAEoDSIcChpEb3dubG9hZFBlZXJTdGFydGVkUmVxdWVzdCJoChpCYWNrVG9Tb3VyY2VTdGFydGVkUmVxdWVzdBIWCg5jb250ZW50X2xlbmd0aBgBIAEoBBIUCgxwaWVjZV9sZW5ndGgYAiABKAQSHAoUY29udGVudF9sZW5ndGhfa25vd24YAyABKAgiYQobQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iTAoZQmFja1RvU291cmNlRmFpbGVkUmVxdWVzdBIvCgVlcnJvchgBIAEoCzIgLmRhbXNlbGZseS5jb21tb24udjEuRXJyb3JEZXRhaWwibQoUUGllY2VGaW5pc2hlZFJlcXVlc3QSDgoGbnVtYmVyGAEgASgNEg4KBmxlbmd0aBgCIAEoBBINCgVjcmMzMhgDIAEoDRIRCglwYXJlbnRfaWQYBCABKAkSEwoLY29zdF9taWNyb3MYBSABKAQiVQoVUGllY2VzRmluaXNoZWRSZXF1ZXN0EjwKBnBpZWNlcxgBIAMoCzIsLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGllY2VGaW5pc2hlZFJlcXVlc3QiWgoSUGllY2VGYWlsZWRSZXF1ZXN0Eg4KBm51bWJlchgBIAEoDRIRCglwYXJlbnRfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEhEKCXRlbXBvcmFyeRgEIAEoCCJGChFSZXNjaGVkdWxlUmVxdWVzdBIcChRibG9ja2xpc3RfcGFyZW50X2lkcxgBIAMoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJZChNQZWVyRmluaXNoZWRSZXF1ZXN0EhYKDmNvbnRlbnRfbGVuZ3RoGAEgASgEEhQKDHBpZWNlX2xlbmd0aBgCIAEoBBIUCgx0b3RhbF9waWVjZXMYAyABKA0iRAoRUGVlckZhaWxlZFJlcXVlc3QSLwoFZXJyb3IYASABKAsyIC5kYW1zZWxmbHkuY29tbW9uLnYxLkVycm9yRGV0YWlsIo8HChNBbm5vdW5jZVBlZXJSZXF1ZXN0Eg8KB2hvc3RfaWQYASABKAkSDwoHdGFza19pZBgCIAEoCRIPCgdwZWVyX2lkGAMgASgJEkQKDXJlZ2lzdGVyX3BlZXIYCiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlJlZ2lzdGVyUGVlclJlcXVlc3RIABJTChVkb3dubG9hZF9wZWVyX3N0YXJ0ZWQYCyABKAsyMi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkRvd25sb2FkUGVlclN0YXJ0ZWRSZXF1ZXN0SAASVAoWYmFja190b19zb3VyY2Vfc3RhcnRlZBgMIAEoCzIyLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlU3RhcnRlZFJlcXVlc3RIABJWChdiYWNrX3RvX3NvdXJjZV9maW5pc2hlZBgNIAEoCzIzLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQmFja1RvU291cmNlRmluaXNoZWRSZXF1ZXN0SAASUgoVYmFja190b19zb3VyY2VfZmFpbGVkGA4gASgLMjEuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5CYWNrVG9Tb3VyY2VGYWlsZWRSZXF1ZXN0SAASRgoOcGllY2VfZmluaXNoZWQYDyABKAsyLC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlRmluaXNoZWRSZXF1ZXN0SAASQgoMcGllY2VfZmFpbGVkGBAgASgLMiouZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QaWVjZUZhaWxlZFJlcXVlc3RIABI/CgpyZXNjaGVkdWxlGBEgASgLMikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5SZXNjaGVkdWxlUmVxdWVzdEgAEkQKDXBlZXJfZmluaXNoZWQYEiABKAsyKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBlZXJGaW5pc2hlZFJlcXVlc3RIABJACgtwZWVyX2ZhaWxlZBgTIAEoCzIpLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUGVlckZhaWxlZFJlcXVlc3RIABJICg9waWVjZXNfZmluaXNoZWQYFCABKAsyLS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlBpZWNlc0ZpbmlzaGVkUmVxdWVzdEgAQgkKB3JlcXVlc3QisQEKD0NhbmRpZGF0ZVBhcmVudBIPCgdwZWVyX2lkGAEgASgJEg8KB2hvc3RfaWQYAiABKAkSCgoCaXAYAyABKAkSEwoLdXBsb2FkX3BvcnQYBCABKA0SMAoJaG9zdF90eXBlGAUgASgOMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Ib3N0VHlwZRIXCg9maW5pc2hlZF9waWVjZXMYBiABKA0SEAoIZmluaXNoZWQYByABKAgibAoIVGFza0luZm8SFgoOY29udGVudF9sZW5ndGgYASABKAQSFAoMcGllY2VfbGVuZ3RoGAIgASgEEhQKDHRvdGFsX3BpZWNlcxgDIAEoDRIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCCKIAQoSTm9ybWFsVGFza1Jlc3BvbnNlEkIKEWNhbmRpZGF0ZV9wYXJlbnRzGAEgAygLMicuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5DYW5kaWRhdGVQYXJlbnQSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iLwoYTmVlZEJhY2tUb1NvdXJjZVJlc3BvbnNlEhMKC2Rlc2NyaXB0aW9uGAEgASgJIhMKEUVtcHR5VGFza1Jlc3BvbnNlIkIKEExvY2FsSGl0UmVzcG9uc2USLgoEdGFzaxgBIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8iRQoSVGFza0ZhaWxlZFJlc3BvbnNlEi8KBWVycm9yGAEgASgLMiAuZGFtc2VsZmx5LmNvbW1vbi52MS5FcnJvckRldGFpbCL5AgoUQW5ub3VuY2VQZWVyUmVzcG9uc2USQQoLbm9ybWFsX3Rhc2sYASABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5vcm1hbFRhc2tSZXNwb25zZUgAEk8KE25lZWRfYmFja190b19zb3VyY2UYAiABKAsyMC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLk5lZWRCYWNrVG9Tb3VyY2VSZXNwb25zZUgAEj8KCmVtcHR5X3Rhc2sYAyABKAsyKS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkVtcHR5VGFza1Jlc3BvbnNlSAASQQoLdGFza19mYWlsZWQYBCABKAsyKi5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlRhc2tGYWlsZWRSZXNwb25zZUgAEj0KCWxvY2FsX2hpdBgFIAEoCzIoLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTG9jYWxIaXRSZXNwb25zZUgAQgoKCHJlc3BvbnNlIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIrYBChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSLgoEdGFzaxgCIAEoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza0luZm8SEgoKcGVlcl9jb3VudBgDIAEoDRIbChNmaW5pc2hlZF9wZWVyX2NvdW50GAQgASgNEiEKGWJhY2tfdG9fc291cmNlX3BlZXJfY291bnQYBSABKA0SDQoFc3RhdGUYBiABKAkijgEKElByZWhlYXRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSMwoFc2NvcGUYAiABKA4yJC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlByZWhlYXRTY29wZRISCgp0aW1lb3V0X21zGAMgASgEImgKEVByZWhlYXRIb3N0UmVzdWx0Eg8KB2hvc3RfaWQYASABKAkSEAoIaG9zdG5hbWUYAiABKAkSCgoCaXAYAyABKAkSDwoHc3VjY2VzcxgEIAEoCBITCgtkZXNjcmlwdGlvbhgFIAEoCSJiChNQcmVoZWF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSOgoHcmVzdWx0cxgCIAMoCzIpLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuUHJlaGVhdEhvc3RSZXN1bHQiJwoUTGlzdFRhc2tQZWVyc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKWAQoIVGFza1BlZXISDwoHcGVlcl9pZBgBIAEoCRIPCgdob3N0X2lkGAIgASgJEhAKCGhvc3RuYW1lGAMgASgJEgoKAmlwGAQgASgJEgwKBHNlZWQYBSABKAgSDQoFc3RhdGUYBiABKAkSFwoPZmluaXNoZWRfcGllY2VzGAcgASgNEhQKDHRvdGFsX3BpZWNlcxgIIAEoDSJZChVMaXN0VGFza1BlZXJzUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIvCgVwZWVycxgCIAMoCzIgLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuVGFza1BlZXIiJAoRRGVsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSJhChJEZWxldGVUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRI6CgdyZXN1bHRzGAIgAygLMikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QcmVoZWF0SG9zdFJlc3VsdCqQAQoMUHJlaGVhdFNjb3BlEh0KGVBSRUhFQVRfU0NPUEVfVU5TUEVDSUZJRUQQABIiCh5QUkVIRUFUX1NDT1BFX1NJTkdMRV9TRUVEX1BFRVIQARIgChxQUkVIRUFUX1NDT1BFX0FMTF9TRUVEX1BFRVJTEAISGwoXUFJFSEVBVF9TQ09QRV9BTExfUEVFUlMQAzLoBgoQU2NoZWR1bGVyU2VydmljZRJpCgxBbm5vdW5jZUhvc3QSKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlSG9zdFJlcXVlc3QaLC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlSG9zdFJlc3BvbnNlEmAKCUxlYXZlSG9zdBIoLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTGVhdmVIb3N0UmVxdWVzdBopLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTGVhdmVIb3N0UmVzcG9uc2USfgoTQW5ub3VuY2VDYWNoZWRUYXNrcxIyLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuQW5ub3VuY2VDYWNoZWRUYXNrc1JlcXVlc3QaMy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlQ2FjaGVkVGFza3NSZXNwb25zZRJtCgxBbm5vdW5jZVBlZXISKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlUGVlclJlcXVlc3QaLC5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkFubm91bmNlUGVlclJlc3BvbnNlKAEwARJdCghTdGF0VGFzaxInLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuU3RhdFRhc2tSZXF1ZXN0GiguZGFtc2VsZmx5LnNjaGVkdWxlci52MS5TdGF0VGFza1Jlc3BvbnNlEmYKC1ByZWhlYXRUYXNrEiouZGFtc2VsZmx5LnNjaGVkdWxlci52MS5QcmVoZWF0VGFza1JlcXVlc3QaKy5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLlByZWhlYXRUYXNrUmVzcG9uc2USbAoNTGlzdFRhc2tQZWVycxIsLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuTGlzdFRhc2tQZWVyc1JlcXVlc3QaLS5kYW1zZWxmbHkuc2NoZWR1bGVyLnYxLkxpc3RUYXNrUGVlcnNSZXNwb25zZRJjCgpEZWxldGVUYXNrEikuZGFtc2VsZmx5LnNjaGVkdWxlci52MS5EZWxldGVUYXNrUmVxdWVzdBoqLmRhbXNlbGZseS5zY2hlZHVsZXIudjEuRGVsZXRlVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.scheduler.v1.Host
@@ -891,6 +891,265 @@ export const StatTaskResponseSchema: GenMessage<StatTaskResponse> = /*@__PURE__*
   messageDesc(file_damselfly_scheduler_v1_scheduler, 29);
 
 /**
+ * @generated from message damselfly.scheduler.v1.PreheatTaskRequest
+ */
+export type PreheatTaskRequest = Message<"damselfly.scheduler.v1.PreheatTaskRequest"> & {
+  /**
+   * @generated from field: damselfly.common.v1.Download download = 1;
+   */
+  download?: Download | undefined;
+
+  /**
+   * @generated from field: damselfly.scheduler.v1.PreheatScope scope = 2;
+   */
+  scope: PreheatScope;
+
+  /**
+   * Per host; zero means the scheduler's default (30 minutes).
+   *
+   * @generated from field: uint64 timeout_ms = 3;
+   */
+  timeoutMs: bigint;
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.PreheatTaskRequest.
+ * Use `create(PreheatTaskRequestSchema)` to create a new message.
+ */
+export const PreheatTaskRequestSchema: GenMessage<PreheatTaskRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 30);
+
+/**
+ * @generated from message damselfly.scheduler.v1.PreheatHostResult
+ */
+export type PreheatHostResult = Message<"damselfly.scheduler.v1.PreheatHostResult"> & {
+  /**
+   * @generated from field: string host_id = 1;
+   */
+  hostId: string;
+
+  /**
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: string ip = 3;
+   */
+  ip: string;
+
+  /**
+   * @generated from field: bool success = 4;
+   */
+  success: boolean;
+
+  /**
+   * Why the host failed (stable error code and message).
+   *
+   * @generated from field: string description = 5;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.PreheatHostResult.
+ * Use `create(PreheatHostResultSchema)` to create a new message.
+ */
+export const PreheatHostResultSchema: GenMessage<PreheatHostResult> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 31);
+
+/**
+ * @generated from message damselfly.scheduler.v1.PreheatTaskResponse
+ */
+export type PreheatTaskResponse = Message<"damselfly.scheduler.v1.PreheatTaskResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: repeated damselfly.scheduler.v1.PreheatHostResult results = 2;
+   */
+  results: PreheatHostResult[];
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.PreheatTaskResponse.
+ * Use `create(PreheatTaskResponseSchema)` to create a new message.
+ */
+export const PreheatTaskResponseSchema: GenMessage<PreheatTaskResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 32);
+
+/**
+ * @generated from message damselfly.scheduler.v1.ListTaskPeersRequest
+ */
+export type ListTaskPeersRequest = Message<"damselfly.scheduler.v1.ListTaskPeersRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.ListTaskPeersRequest.
+ * Use `create(ListTaskPeersRequestSchema)` to create a new message.
+ */
+export const ListTaskPeersRequestSchema: GenMessage<ListTaskPeersRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 33);
+
+/**
+ * @generated from message damselfly.scheduler.v1.TaskPeer
+ */
+export type TaskPeer = Message<"damselfly.scheduler.v1.TaskPeer"> & {
+  /**
+   * @generated from field: string peer_id = 1;
+   */
+  peerId: string;
+
+  /**
+   * @generated from field: string host_id = 2;
+   */
+  hostId: string;
+
+  /**
+   * @generated from field: string hostname = 3;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: string ip = 4;
+   */
+  ip: string;
+
+  /**
+   * @generated from field: bool seed = 5;
+   */
+  seed: boolean;
+
+  /**
+   * pending, running, backToSource, succeeded, failed
+   *
+   * @generated from field: string state = 6;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint32 finished_pieces = 7;
+   */
+  finishedPieces: number;
+
+  /**
+   * @generated from field: uint32 total_pieces = 8;
+   */
+  totalPieces: number;
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.TaskPeer.
+ * Use `create(TaskPeerSchema)` to create a new message.
+ */
+export const TaskPeerSchema: GenMessage<TaskPeer> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 34);
+
+/**
+ * @generated from message damselfly.scheduler.v1.ListTaskPeersResponse
+ */
+export type ListTaskPeersResponse = Message<"damselfly.scheduler.v1.ListTaskPeersResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: repeated damselfly.scheduler.v1.TaskPeer peers = 2;
+   */
+  peers: TaskPeer[];
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.ListTaskPeersResponse.
+ * Use `create(ListTaskPeersResponseSchema)` to create a new message.
+ */
+export const ListTaskPeersResponseSchema: GenMessage<ListTaskPeersResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 35);
+
+/**
+ * @generated from message damselfly.scheduler.v1.DeleteTaskRequest
+ */
+export type DeleteTaskRequest = Message<"damselfly.scheduler.v1.DeleteTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.DeleteTaskRequest.
+ * Use `create(DeleteTaskRequestSchema)` to create a new message.
+ */
+export const DeleteTaskRequestSchema: GenMessage<DeleteTaskRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 36);
+
+/**
+ * @generated from message damselfly.scheduler.v1.DeleteTaskResponse
+ */
+export type DeleteTaskResponse = Message<"damselfly.scheduler.v1.DeleteTaskResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * One per host that held the task (success: its daemon deleted it).
+   *
+   * @generated from field: repeated damselfly.scheduler.v1.PreheatHostResult results = 2;
+   */
+  results: PreheatHostResult[];
+};
+
+/**
+ * Describes the message damselfly.scheduler.v1.DeleteTaskResponse.
+ * Use `create(DeleteTaskResponseSchema)` to create a new message.
+ */
+export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_scheduler_v1_scheduler, 37);
+
+/**
+ * @generated from enum damselfly.scheduler.v1.PreheatScope
+ */
+export enum PreheatScope {
+  /**
+   * @generated from enum value: PREHEAT_SCOPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The seed peer the task hashes to (the one cold downloads would use).
+   *
+   * @generated from enum value: PREHEAT_SCOPE_SINGLE_SEED_PEER = 1;
+   */
+  SINGLE_SEED_PEER = 1,
+
+  /**
+   * @generated from enum value: PREHEAT_SCOPE_ALL_SEED_PEERS = 2;
+   */
+  ALL_SEED_PEERS = 2,
+
+  /**
+   * Every live host whose daemon API the scheduler can reach.
+   *
+   * @generated from enum value: PREHEAT_SCOPE_ALL_PEERS = 3;
+   */
+  ALL_PEERS = 3,
+}
+
+/**
+ * Describes the enum damselfly.scheduler.v1.PreheatScope.
+ */
+export const PreheatScopeSchema: GenEnum<PreheatScope> = /*@__PURE__*/
+  enumDesc(file_damselfly_scheduler_v1_scheduler, 0);
+
+/**
  * Scheduler is the brain of a cluster. Each peer download is one
  * bidirectional AnnouncePeer stream; hosts announce themselves (and keep
  * alive) with AnnounceHost.
@@ -940,6 +1199,37 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof StatTaskRequestSchema;
     output: typeof StatTaskResponseSchema;
+  },
+  /**
+   * The manager's preheat jobs: seed peers (or every peer) of this cluster
+   * download a task now, so later downloads find it in the swarm. Answers
+   * once every chosen host finished or failed.
+   *
+   * @generated from rpc damselfly.scheduler.v1.SchedulerService.PreheatTask
+   */
+  preheatTask: {
+    methodKind: "unary";
+    input: typeof PreheatTaskRequestSchema;
+    output: typeof PreheatTaskResponseSchema;
+  },
+  /**
+   * The manager's task jobs: which hosts hold (or fetch) a task, and removing
+   * a task from every host of this cluster that holds it.
+   *
+   * @generated from rpc damselfly.scheduler.v1.SchedulerService.ListTaskPeers
+   */
+  listTaskPeers: {
+    methodKind: "unary";
+    input: typeof ListTaskPeersRequestSchema;
+    output: typeof ListTaskPeersResponseSchema;
+  },
+  /**
+   * @generated from rpc damselfly.scheduler.v1.SchedulerService.DeleteTask
+   */
+  deleteTask: {
+    methodKind: "unary";
+    input: typeof DeleteTaskRequestSchema;
+    output: typeof DeleteTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_damselfly_scheduler_v1_scheduler, 0);

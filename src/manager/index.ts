@@ -1,0 +1,1 @@
+export { Manager, type ManagerOptions } from "./manager.js";

@@ -1,0 +1,204 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { DamselflyError } from "../../common/errors.js";
+import type { Logger } from "../../common/logger.js";
+import { blobDownload, clusterTokenHeaders, createRpcTransport, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
+import type { ClusterRegistry } from "../cluster-registry.js";
+import type { Database } from "../db/database.js";
+import type { Job } from "../db/tables.js";
+import { resolveImage } from "./image-resolver.js";
+import { fileDownload, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
+import { runTaskJob } from "./task-job.js";
+
+const SCOPES = {
+  single_seed_peer: schedulerv1.PreheatScope.SINGLE_SEED_PEER,
+  all_seed_peers: schedulerv1.PreheatScope.ALL_SEED_PEERS,
+  all_peers: schedulerv1.PreheatScope.ALL_PEERS,
+} as const;
+
+// Runs preheat jobs: the job's row is written first (PENDING) and updated
+// when it ends (SUCCESS or FAILURE, Harbor's states), so jobs outlive the
+// request and a restart. Each job asks one active scheduler per cluster to
+// preheat each task (manager -> scheduler PreheatTask -> daemon API of the
+// seed peers). Request headers may hold registry credentials: they live in
+// this process only and never reach the database or the log.
+export class JobRunner {
+  private readonly running = new Map<number, AbortController>();
+  private readonly clients = new Map<string, Client<typeof schedulerv1.SchedulerService>>();
+  private readonly done = new Set<Promise<void>>();
+  private closing = false;
+
+  constructor(
+    private readonly database: Database,
+    private readonly registry: ClusterRegistry,
+    private readonly logger: Logger,
+    private readonly defaultTimeoutMs: number,
+    private readonly clusterToken?: string,
+  ) {}
+
+  async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
+    const { headers, ...stored } = args;
+    const t = new Date().toISOString();
+    const job = await this.database.db
+      .insertInto("jobs")
+      .values({
+        type,
+        state: "PENDING",
+        // Whether credentials came with it: a job resumed after a restart
+        // without them would fail in a confusing way.
+        args: JSON.stringify({ ...stored, has_headers: headers !== undefined && Object.keys(headers).length > 0 }),
+        scheduler_cluster_ids: JSON.stringify(clusterIds),
+        result: "{}",
+        error: "",
+        user_id: userId,
+        created_at: t,
+        updated_at: t,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    this.start(job.id, type, args, clusterIds);
+    return job;
+  }
+
+  // Jobs a previous manager process left PENDING.
+  async resume(): Promise<void> {
+    const jobs = await this.database.db.selectFrom("jobs").selectAll().where("state", "=", "PENDING").execute();
+    for (const j of jobs) {
+      const args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
+      if (args.has_headers) {
+        await this.finish(j.id, "FAILURE", { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] }, "manager restarted");
+        continue;
+      }
+      this.logger.info({ jobId: j.id, type: j.type }, "resuming job");
+      this.start(j.id, j.type as JobType, args, JSON.parse(j.scheduler_cluster_ids) as number[]);
+    }
+  }
+
+  // Jobs stopped by a shutdown stay PENDING: the next start runs them again.
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const ac of this.running.values()) ac.abort();
+    await Promise.allSettled([...this.done]);
+  }
+
+  private start(id: number, type: JobType, args: JobArgs, clusterIds: number[]): void {
+    const ac = new AbortController();
+    this.running.set(id, ac);
+    const work =
+      type === "preheat"
+        ? this.run(id, args, clusterIds, ac.signal)
+        : runTaskJob(type, args, {
+            clusters: () => this.targetClusters(clusterIds),
+            client: (s) => this.client(s),
+            headers: clusterTokenHeaders(this.clusterToken),
+            signal: ac.signal,
+            timeoutMs: this.defaultTimeoutMs,
+          }).then(({ state, result, error }) => this.finish(id, state, result, error));
+    const p = work
+      .catch((err: unknown) => this.logger.error({ jobId: id, type, err: (err as Error).message }, "job crashed"))
+      .finally(() => {
+        this.running.delete(id);
+        this.done.delete(p);
+      });
+    this.done.add(p);
+  }
+
+  private async run(id: number, args: JobArgs, clusterIds: number[], signal: AbortSignal): Promise<void> {
+    const started = Date.now();
+    const timeoutMs = args.timeout && args.timeout > 0 ? Math.max(1, Math.round(args.timeout / 1e6)) : this.defaultTimeoutMs;
+    const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+    let downloads: { url: string; download: Download }[];
+    try {
+      downloads = await this.downloads(args, jobSignal);
+    } catch (err) {
+      const e = DamselflyError.from(err);
+      await this.finish(id, "FAILURE", { job_states: [{ error: `${e.code}: ${e.message}`, results: [] }] }, `${e.code}: ${e.message}`);
+      return;
+    }
+    const clusters = await this.targetClusters(clusterIds);
+    if (clusters.length === 0) {
+      const why = "no active scheduler in the job's clusters";
+      await this.finish(id, "FAILURE", { job_states: [{ error: why, results: [] }] }, why);
+      return;
+    }
+    const scope = SCOPES[args.scope ?? "single_seed_peer"];
+    const results = await Promise.all(clusters.map((c) => this.preheatCluster(c, downloads, scope, args.concurrent_count || 4, timeoutMs, jobSignal)));
+    const failed = results.reduce((n, r) => n + r.failure_tasks.length, 0);
+    const error = failed > 0 ? `${failed} task(s) failed` : "";
+    await this.finish(id, failed > 0 ? "FAILURE" : "SUCCESS", { job_states: [{ error, results }] }, error);
+    this.logger.info({ jobId: id, tasks: downloads.length, clusters: clusters.length, failed, ms: Date.now() - started }, "preheat job finished");
+  }
+
+  private async downloads(args: JobArgs, signal: AbortSignal): Promise<{ url: string; download: Download }[]> {
+    const headers = args.headers ?? {};
+    const url = args.url ?? "";
+    if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
+    const image = await resolveImage(url, headers, args.platform || "linux/amd64", signal);
+    // The registry mirror describes blobs the same way: same task IDs.
+    return image.blobs.map((b) => ({ url: b.url, download: blobDownload({ url: b.url, headers: image.headers, digest: b.digest }) }));
+  }
+
+  private async targetClusters(ids: number[]): Promise<{ id: number; schedulers: { ip: string; port: number }[] }[]> {
+    const active = await this.registry.activeSchedulers(ids.length > 0 ? ids : undefined);
+    const by = new Map<number, { ip: string; port: number }[]>();
+    for (const s of active) by.set(s.cluster_id, [...(by.get(s.cluster_id) ?? []), { ip: s.ip, port: s.port }]);
+    return [...by.entries()].map(([id, schedulers]) => ({ id, schedulers }));
+  }
+
+  private async preheatCluster(
+    cluster: { id: number; schedulers: { ip: string; port: number }[] },
+    downloads: { url: string; download: Download }[],
+    scope: schedulerv1.PreheatScope,
+    concurrency: number,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<ClusterResult> {
+    const out: ClusterResult = { scheduler_cluster_id: cluster.id, success_tasks: [], failure_tasks: [] };
+    let next = 0;
+    const worker = async () => {
+      while (next < downloads.length) {
+        const d = downloads[next++]!;
+        const res = await this.preheatOne(cluster.schedulers, d.download, scope, timeoutMs, signal);
+        if ("error" in res) {
+          out.failure_tasks.push({ url: d.url, hostname: "", ip: "", description: res.error });
+          continue;
+        }
+        for (const h of res.results) {
+          if (h.success) out.success_tasks.push({ url: d.url, hostname: h.hostname, ip: h.ip });
+          else out.failure_tasks.push({ url: d.url, hostname: h.hostname, ip: h.ip, description: h.description });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(Math.max(1, concurrency), 16, downloads.length) }, worker));
+    return out;
+  }
+
+  // Tries the cluster's schedulers in turn until one answers.
+  private async preheatOne(schedulers: { ip: string; port: number }[], download: Download, scope: schedulerv1.PreheatScope, timeoutMs: number, signal: AbortSignal): Promise<schedulerv1.PreheatTaskResponse | { error: string }> {
+    let last = "no scheduler";
+    for (const s of schedulers) {
+      try {
+        return await this.client(s).preheatTask({ download, scope, timeoutMs: BigInt(timeoutMs) }, { signal, timeoutMs: timeoutMs + 10_000, headers: clusterTokenHeaders(this.clusterToken) });
+      } catch (err) {
+        const e = fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE");
+        last = `${e.code}: ${e.message}`;
+        if (signal.aborted || e.code !== "DF_ERR_SCHEDULER_UNAVAILABLE") break;
+      }
+    }
+    return { error: last };
+  }
+
+  private client(s: SchedulerAddr): Client<typeof schedulerv1.SchedulerService> {
+    const base = `http://${s.ip.includes(":") ? `[${s.ip}]` : s.ip}:${s.port}`;
+    let c = this.clients.get(base);
+    if (!c) {
+      c = createClient(schedulerv1.SchedulerService, createRpcTransport(base));
+      this.clients.set(base, c);
+    }
+    return c;
+  }
+
+  private async finish(id: number, state: "SUCCESS" | "FAILURE", result: JobResult, error: string): Promise<void> {
+    if (this.closing) return;
+    await this.database.db.updateTable("jobs").set({ state, result: JSON.stringify(result), error, updated_at: new Date().toISOString() }).where("id", "=", id).execute();
+  }
+}

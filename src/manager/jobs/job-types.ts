@@ -1,0 +1,50 @@
+import { create } from "@bufbuild/protobuf";
+import { DownloadSchema, type Download } from "../../protocol/index.js";
+
+// Job arguments and results, in the shapes Harbor and Dragonfly clients use.
+
+export type JobType = "preheat" | "get_task" | "delete_task";
+
+export interface JobArgs {
+  // preheat only.
+  type?: "image" | "file";
+  url?: string;
+  // get_task / delete_task: the task, or the URL (with tag, application and
+  // filtered_query_params) it is computed from.
+  task_id?: string;
+  tag?: string;
+  application?: string;
+  filtered_query_params?: string;
+  headers?: Record<string, string>;
+  scope?: "single_seed_peer" | "all_seed_peers" | "all_peers";
+  platform?: string;
+  concurrent_count?: number;
+  // Nanoseconds, as Harbor sends it; 0 means the manager's default.
+  timeout?: number;
+}
+
+export interface TaskOk {
+  url: string;
+  hostname: string;
+  ip: string;
+}
+export interface TaskFailed extends TaskOk {
+  description: string;
+}
+export interface ClusterResult {
+  scheduler_cluster_id: number;
+  success_tasks: TaskOk[];
+  failure_tasks: TaskFailed[];
+}
+export interface JobResult {
+  job_states: { error: string; results: (ClusterResult | Record<string, unknown>)[] }[];
+}
+
+export type SchedulerAddr = { ip: string; port: number };
+
+// A file download as `get` describes it: same task ID.
+export function fileDownload(args: JobArgs, headers: Record<string, string> = {}): Download {
+  const filtered = (args.filtered_query_params ?? "").split("&").flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
+  return create(DownloadSchema, { url: args.url ?? "", headers, tag: args.tag ?? "", application: args.application ?? "", filteredQueryParams: filtered });
+}
+

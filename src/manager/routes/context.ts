@@ -1,0 +1,17 @@
+import type { Logger } from "../../common/logger.js";
+import type { ManagerConfig } from "../../common/schemas.js";
+import type { Database } from "../db/database.js";
+import type { ClusterRegistry } from "../cluster-registry.js";
+import type { JobRunner } from "../jobs/job-runner.js";
+
+// What route plugins need; the manager builds it once.
+export interface RouteContext {
+  config: ManagerConfig;
+  database: Database;
+  logger: Logger;
+  registry: ClusterRegistry;
+  jobs: JobRunner;
+  clusterToken: string | undefined;
+}
+
+export const now = (): string => new Date().toISOString();

@@ -1,0 +1,39 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { checkClusterToken, managerv1, toConnectError } from "../../protocol/index.js";
+import type { ClusterRegistry } from "../cluster-registry.js";
+
+// The components' side of the manager (see manager.proto).
+export function managerService(registry: ClusterRegistry, clusterToken: string | undefined): ServiceImpl<typeof managerv1.ManagerService> {
+  return {
+    async keepAliveScheduler(req, ctx) {
+      try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
+        return await registry.keepAlive(req);
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async leaveScheduler(req, ctx) {
+      try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
+        await registry.leave(req.ip, req.port);
+        return create(managerv1.LeaveSchedulerResponseSchema, {});
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    async listSchedulers(req, ctx) {
+      try {
+        checkClusterToken(clusterToken, ctx.requestHeader);
+        const cluster = Number(req.clusterId);
+        const rows = await registry.activeSchedulers(cluster > 0 ? [cluster] : undefined);
+        return create(managerv1.ListSchedulersResponseSchema, {
+          schedulers: rows.map((r) => ({ clusterId: BigInt(r.cluster_id), hostname: r.hostname, ip: r.ip, port: r.port })),
+        });
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+  };
+}

@@ -1,0 +1,25 @@
+import { createClient } from "@connectrpc/connect";
+import type { Logger } from "../common/logger.js";
+import { clusterTokenHeaders, createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
+
+// The schedulers the manager lists as active for our cluster, as HOST:PORT.
+// Undefined when the manager cannot say (unreachable, or no active
+// scheduler): the daemon then keeps its static --scheduler list, so a manager
+// outage never stops downloads.
+export async function schedulersFromManager(managerUrl: string, clusterId: number, log: Logger, clusterToken?: string, quiet = false): Promise<string[] | undefined> {
+  const client = createClient(managerv1.ManagerService, createManagerTransport(managerUrl));
+  try {
+    const res = await client.listSchedulers({ clusterId: BigInt(clusterId) }, { timeoutMs: 5_000, headers: clusterTokenHeaders(clusterToken) });
+    const list = res.schedulers.map((s) => `${s.ip.includes(":") ? `[${s.ip}]` : s.ip}:${s.port}`);
+    if (list.length === 0) {
+      if (!quiet) log.warn({ manager: managerUrl, clusterId }, "the manager lists no active scheduler: using the static scheduler list");
+      return undefined;
+    }
+    if (!quiet) log.info({ manager: managerUrl, clusterId, schedulers: list }, "schedulers from the manager");
+    return list;
+  } catch (err) {
+    const e = fromConnectError(err, "DF_ERR_MANAGER_UNAVAILABLE");
+    if (!quiet) log.warn({ manager: managerUrl, code: e.code, err: e.message }, "manager unreachable: using the static scheduler list");
+    return undefined;
+  }
+}

@@ -1,0 +1,86 @@
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { DamselflyError } from "../common/errors.js";
+import type { Logger } from "../common/logger.js";
+import type { SchedulerConfig } from "../common/schemas.js";
+import { createRpcTransport, daemonv1, downloadTaskId, fromConnectError, schedulerv1, type Download } from "../protocol/index.js";
+import type { Host } from "./resources/host-manager.js";
+import type { ResourceStore } from "./resources/resource-store.js";
+import { pickSeedHost } from "./scheduling/seed-trigger.js";
+
+const DEFAULT_TIMEOUT_MS = 30 * 60_000;
+
+export interface PreheatDeps {
+  config: SchedulerConfig;
+  logger: Logger;
+  store: ResourceStore;
+  now: () => number;
+}
+
+// A preheat asks each chosen host's daemon API for the task with store-path
+// delivery: the daemon downloads it through the swarm like any other
+// download (a seed peer from the origin when cold) and answers when the task
+// is complete and verified, without sending its bytes back.
+export class Preheater {
+  private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
+
+  constructor(private readonly deps: PreheatDeps) {}
+
+  targets(taskId: string, scope: schedulerv1.PreheatScope): Host[] {
+    const { store, config } = this.deps;
+    const now = this.deps.now();
+    const seeds = store.hosts.liveSeeds(now, config.hostTimeout);
+    switch (scope) {
+      case schedulerv1.PreheatScope.ALL_SEED_PEERS:
+        return seeds;
+      case schedulerv1.PreheatScope.ALL_PEERS:
+        return [...store.hosts.values()].filter((h) => h.apiPort > 0 && !store.hosts.isExpired(h, now, config.hostTimeout));
+      default: {
+        const seed = pickSeedHost(taskId, seeds);
+        return seed ? [seed] : [];
+      }
+    }
+  }
+
+  async preheat(req: schedulerv1.PreheatTaskRequest): Promise<schedulerv1.PreheatTaskResponse> {
+    const download = req.download;
+    if (!download) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "download is required");
+    const taskId = downloadTaskId(download);
+    const hosts = this.targets(taskId, req.scope);
+    if (hosts.length === 0) {
+      const what = req.scope === schedulerv1.PreheatScope.ALL_PEERS ? "live host" : "live seed peer";
+      throw new DamselflyError("DF_ERR_NO_PARENT", `no ${what} in this cluster to preheat into`);
+    }
+    const timeoutMs = req.timeoutMs > 0n ? Number(req.timeoutMs) : DEFAULT_TIMEOUT_MS;
+    const started = Date.now();
+    const results = await Promise.all(hosts.map((h) => this.one(h, download, timeoutMs)));
+    this.deps.logger.info({ taskId, hosts: hosts.length, failed: results.filter((r) => !r.success).length, ms: Date.now() - started }, "preheat done");
+    return create(schedulerv1.PreheatTaskResponseSchema, { taskId, results });
+  }
+
+  private async one(host: Host, download: Download, timeoutMs: number): Promise<schedulerv1.PreheatHostResult> {
+    const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
+    try {
+      const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs) });
+      let finished = false;
+      for await (const ev of this.client(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
+        if (ev.event.case === "finished") finished = true;
+      }
+      if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
+      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
+    } catch (err) {
+      const e = fromConnectError(err);
+      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
+    }
+  }
+
+  private client(host: Host): Client<typeof daemonv1.DaemonService> {
+    const base = `http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`;
+    let c = this.clients.get(base);
+    if (!c) {
+      c = createClient(daemonv1.DaemonService, createRpcTransport(base));
+      this.clients.set(base, c);
+    }
+    return c;
+  }
+}

@@ -1,0 +1,82 @@
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import type { Logger } from "../common/logger.js";
+import type { SchedulerConfig } from "../common/schemas.js";
+import { clusterTokenHeaders, createRpcTransport, daemonv1, fromConnectError, schedulerv1 } from "../protocol/index.js";
+import type { Host } from "./resources/host-manager.js";
+import type { ResourceStore } from "./resources/resource-store.js";
+import type { PeerEvents } from "./scheduling/peer-events.js";
+import { checkTaskId } from "./validate.js";
+
+export interface TaskJobsDeps {
+  config: SchedulerConfig;
+  logger: Logger;
+  store: ResourceStore;
+  events: PeerEvents;
+  now: () => number;
+  clusterToken?: string | undefined;
+}
+
+// The manager's get-task and delete-task jobs, answered from the scheduler's
+// view of the task (its peers and their hosts).
+export class TaskJobs {
+  private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
+
+  constructor(private readonly deps: TaskJobsDeps) {}
+
+  listPeers(req: schedulerv1.ListTaskPeersRequest): schedulerv1.ListTaskPeersResponse {
+    checkTaskId(req.taskId);
+    const { store } = this.deps;
+    const task = store.tasks.get(req.taskId);
+    const peers = task
+      ? store.taskPeers(task).flatMap((p) => {
+          const h = this.liveHost(p.hostId);
+          return h ? [create(schedulerv1.TaskPeerSchema, { peerId: p.id, hostId: h.id, hostname: h.hostname, ip: h.ip, seed: h.isSeed, state: p.state, finishedPieces: p.finishedPieces, totalPieces: Math.max(0, task.totalPieces) })] : [];
+        })
+      : [];
+    return create(schedulerv1.ListTaskPeersResponseSchema, { taskId: req.taskId, peers });
+  }
+
+  async delete(req: schedulerv1.DeleteTaskRequest): Promise<schedulerv1.DeleteTaskResponse> {
+    checkTaskId(req.taskId);
+    const { store, events, logger } = this.deps;
+    const task = store.tasks.get(req.taskId);
+    const peers = task ? store.taskPeers(task) : [];
+    const results = await Promise.all(
+      peers.map(async (p) => {
+        const h = this.liveHost(p.hostId);
+        if (!h || h.apiPort === 0) {
+          events.removePeer(p);
+          return undefined;
+        }
+        const base = { hostId: h.id, hostname: h.hostname, ip: h.ip };
+        try {
+          await this.client(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
+          events.removePeer(p);
+          return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
+        } catch (err) {
+          const e = fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
+          return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
+        }
+      }),
+    );
+    const out = results.filter((r): r is schedulerv1.PreheatHostResult => r !== undefined);
+    logger.info({ taskId: req.taskId, hosts: out.length, failed: out.filter((r) => !r.success).length }, "task deleted");
+    return create(schedulerv1.DeleteTaskResponseSchema, { taskId: req.taskId, results: out });
+  }
+
+  private liveHost(id: string): Host | undefined {
+    const h = this.deps.store.hosts.get(id);
+    return h && !this.deps.store.hosts.isExpired(h, this.deps.now(), this.deps.config.hostTimeout) ? h : undefined;
+  }
+
+  private client(host: Host): Client<typeof daemonv1.DaemonService> {
+    const base = `http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`;
+    let c = this.clients.get(base);
+    if (!c) {
+      c = createClient(daemonv1.DaemonService, createRpcTransport(base));
+      this.clients.set(base, c);
+    }
+    return c;
+  }
+}

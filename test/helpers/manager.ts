@@ -1,0 +1,83 @@
+// A real `damselfly manager` process on 127.0.0.1 and a small JSON client for
+// its API.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { spawnDamselfly, type Cleanup, type DamselflyProc } from "./procs.js";
+
+export const ADMIN_PASSWORD = "test-admin-password-1";
+
+export interface ManagerHandle {
+  proc: DamselflyProc;
+  url: string;
+  dataDir: string;
+  database: string;
+  api<T = any>(method: string, path: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: T }>;
+  signin(name?: string, password?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface ManagerOptions {
+  t?: Cleanup;
+  // Default: sqlite in a new temp dir.
+  database?: string;
+  dataDir?: string;
+  args?: readonly string[];
+  env?: Record<string, string | undefined>;
+  adminPassword?: string | null;
+  // Default 127.0.0.1:0.
+  listen?: string;
+}
+
+export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHandle> {
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "damselfly-manager-"));
+  const database = opts.database ?? `sqlite:${join(dataDir, "manager.db")}`;
+  const env: Record<string, string | undefined> = { ...opts.env };
+  if (opts.adminPassword !== null) env.DAMSELFLY_ADMIN_PASSWORD = opts.adminPassword ?? ADMIN_PASSWORD;
+  const proc = spawnDamselfly(["manager", "--listen", opts.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--database", database, ...(opts.args ?? [])], { name: "manager", env });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await proc.stop("SIGTERM", 5_000);
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+  };
+  opts.t?.after(stop);
+  const ready = await proc.waitForLog("manager ready", 20_000);
+  const url = `http://${String(ready.listen)}`;
+  const api: ManagerHandle["api"] = async (method, path, o = {}) => {
+    const res = await request(url + path, {
+      method: method as "GET",
+      headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined ? { "content-type": "application/json" } : {}), ...o.headers },
+      ...(o.body !== undefined ? { body: typeof o.body === "string" ? o.body : JSON.stringify(o.body) } : {}),
+    });
+    const text = await res.body.text();
+    let body: any = text;
+    try {
+      body = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.statusCode, body };
+  };
+  const signin = async (name = "root", password = opts.adminPassword ?? ADMIN_PASSWORD) => {
+    const r = await api("POST", "/api/v1/users/signin", { body: { name, password } });
+    if (r.status !== 200) throw new Error(`sign-in as ${name} failed: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.token as string;
+  };
+  return { proc, url, dataDir, database, api, signin, stop };
+}
+
+// Polls a job until it ends.
+export async function waitForJob(m: ManagerHandle, token: string, id: number, timeoutMs = 60_000, prefix = "/oapi/v1"): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await m.api("GET", `${prefix}/jobs/${id}`, { token });
+    if (r.status !== 200) throw new Error(`job ${id}: ${r.status} ${JSON.stringify(r.body)}`);
+    if (r.body.state === "SUCCESS" || r.body.state === "FAILURE") return r.body;
+    if (Date.now() > deadline) throw new Error(`job ${id} still ${r.body.state} after ${timeoutMs} ms`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
