@@ -3,15 +3,14 @@
 import { once } from "node:events";
 import { open, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { create } from "@bufbuild/protobuf";
-import { ConnectError, createClient } from "@connectrpc/connect";
 import { SingleBar } from "cli-progress";
 import { DamselflyError } from "../common/errors.js";
 import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
 import { parseSourceUrl } from "../common/task-id.js";
 import { parseHeaders } from "../common/http-headers.js";
-import { createRpcTransport, daemonv1, fromConnectError } from "../protocol/index.js";
+import type { daemonv1 } from "../protocol/index.js";
+import { downloadTaskLean, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
 import { linkOrCopy, placeOutput } from "./output-file.js";
 
@@ -136,21 +135,35 @@ async function writeOut(out: NodeJS.WritableStream, data: Uint8Array, signal: Ab
   await once(out, "drain", { signal });
 }
 
-type Client = ReturnType<typeof createClient<typeof daemonv1.DaemonService>>;
+// Store-path delivery (a few small events) goes over the lean client; streamed
+// content over the binary Connect client, loaded only then.
+const DELIVERY_STREAM = 1;
+const DELIVERY_STORE_PATH = 2;
+
+async function* downloadTaskStreamed(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
+  const [{ fromJson }, { createClient, ConnectError }, protocol] = await Promise.all([import("@bufbuild/protobuf"), import("@connectrpc/connect"), import("../protocol/index.js")]);
+  const client = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemonUrl));
+  try {
+    for await (const res of client.downloadTask(fromJson(protocol.daemonv1.DownloadTaskRequestSchema, request as never), { signal })) yield res.event;
+  } catch (err) {
+    if (err instanceof DamselflyError) throw err;
+    const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
+    if (e.code !== "DF_ERR_DAEMON_UNAVAILABLE") throw e;
+    const detail = err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
+    throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${detail}`, { cause: err });
+  }
+}
 
 // One DownloadTask call: progress to the bar, chunks (stream delivery) to
 // `sink` in order; resolves with the daemon's final report.
 async function download(
-  client: Client,
-  request: daemonv1.DownloadTaskRequest,
+  events: AsyncIterable<DownloadEvent>,
   progress: Progress,
   sink: ((data: Uint8Array) => Promise<void>) | undefined,
-  signal: AbortSignal,
 ): Promise<daemonv1.DownloadFinished> {
   let finished: daemonv1.DownloadFinished | undefined;
   let written = 0n;
-  for await (const res of client.downloadTask(request, { signal })) {
-    const ev = res.event;
+  for await (const ev of events) {
     switch (ev.case) {
       case "started":
         progress.update(0, Number(ev.value.contentLength));
@@ -211,31 +224,30 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   if (toStdout) io.stdout.on("error", onStdoutError);
 
   const progress = new Progress(io.stderr, config.progress);
-  const client = createClient(daemonv1.DaemonService, createRpcTransport(req.daemonUrl));
-  const request = (delivery: daemonv1.Delivery) =>
-    create(daemonv1.DownloadTaskRequestSchema, {
-      download: {
-        url: req.url,
-        headers: req.headers,
-        tag: config.tag,
-        application: config.application,
-        filteredQueryParams: [...config.filter],
-        priority: config.priority,
-        pieceLength: BigInt(config.pieceLength),
-        disableBackToSource: config.disableBackToSource,
-        digest: req.digest,
-      },
-      delivery,
-      timeoutMs: BigInt(config.timeout),
-    });
+  const request = (delivery: number): DownloadTaskJson => ({
+    download: {
+      url: req.url,
+      headers: req.headers,
+      tag: config.tag,
+      application: config.application,
+      filteredQueryParams: [...config.filter],
+      priority: config.priority,
+      pieceLength: config.pieceLength,
+      disableBackToSource: config.disableBackToSource,
+      digest: req.digest,
+    },
+    delivery,
+    timeoutMs: config.timeout,
+  });
+  const streamed = () => downloadTaskStreamed(req.daemonUrl, request(DELIVERY_STREAM), ac.signal);
 
   let finished: daemonv1.DownloadFinished;
   try {
     if (toStdout) {
-      finished = await download(client, request(daemonv1.Delivery.STREAM), progress, (data) => writeOut(io.stdout, data, ac.signal), ac.signal);
+      finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
       const expected = req.digest ? parseDigest(req.digest) : undefined;
-      const report = await download(client, request(daemonv1.Delivery.STORE_PATH), progress, undefined, ac.signal);
+      const report = await download(downloadTaskLean(req.daemonUrl, request(DELIVERY_STORE_PATH), ac.signal), progress, undefined);
       finished = report;
       // The daemon hashed the task while it downloaded and it matched: the
       // output is its store file (linked or copied), so it is not hashed again.
@@ -246,7 +258,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
         // files): have the finished task streamed instead.
         const fh = await open(tmp, "wx", 0o644);
         try {
-          finished = await download(client, request(daemonv1.Delivery.STREAM), progress, (data) => fh.write(data).then(() => undefined), ac.signal);
+          finished = await download(streamed(), progress, (data) => fh.write(data).then(() => undefined));
         } finally {
           await fh.close();
         }
@@ -279,12 +291,7 @@ function classify(err: unknown, c: FailureContext): DamselflyError {
   if (c.timedOut) return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
   if (c.interrupted) return new DamselflyError("DF_ERR_CANCELLED", "interrupted", { cause: err });
   if (c.outputError) return c.outputError;
-  if (err instanceof DamselflyError) return err;
-  const e = fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
-  if (e.code === "DF_ERR_DAEMON_UNAVAILABLE") {
-    const detail = err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
-    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${c.daemonUrl}: ${detail}`, { cause: err });
-  }
+  const e = DamselflyError.from(err);
   // The daemon enforces the same limit; report it in the same words.
   if (e.code === "DF_ERR_TIMEOUT" && c.timeoutMs > 0 && Date.now() - c.startedAt >= c.timeoutMs - 100) {
     return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
