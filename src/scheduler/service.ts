@@ -6,6 +6,7 @@ import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
+import type { PeerCounters } from "./peer-counters.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -17,6 +18,7 @@ export interface ServiceDeps {
   store: ResourceStore;
   engine: SchedulingEngine;
   events: PeerEvents;
+  counters: PeerCounters;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
