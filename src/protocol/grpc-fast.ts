@@ -9,6 +9,10 @@ import { toConnectError } from "./errors.js";
 export interface BidiSink<O> {
   // False once the call is over.
   push(resp: O): boolean;
+  // The same for a response already encoded (a hand-written encoder on a hot
+  // path). Absent where messages must stay objects (Connect's path): the
+  // caller then builds the message and uses push().
+  pushEncoded?(bytes: Uint8Array): boolean;
   // Ends the call: OK, or the error's status (a ConnectError keeps its code
   // and metadata).
   close(error?: unknown): void;
@@ -114,9 +118,11 @@ function serveCall<I extends DescMessage, O extends DescMessage>(
   };
   const sink: BidiSink<MessageShape<O>> = {
     push(resp) {
+      return sink.pushEncoded!(toBinary(output, resp));
+    },
+    pushEncoded(bytes) {
       if (closed || res.destroyed) return false;
       sendHeaders();
-      const bytes = toBinary(output, resp);
       const frame = Buffer.allocUnsafe(5 + bytes.length);
       frame[0] = 0;
       frame.writeUInt32BE(bytes.length, 1);
