@@ -7,7 +7,7 @@
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
 //       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
 //       [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
-//       '--max-semi-space-size=64'] [--keep DIR]
+//       '--max-semi-space-size=64'] [--client-node-args '--cpu-prof --cpu-prof-dir DIR'] [--keep DIR]
 //
 // The scheduler is `bin/damselfly scheduler --listen 127.0.0.1:PORT` in its own
 // process, preloaded with bench/scheduler-probe.js (loop utilisation/delay
@@ -988,6 +988,7 @@ async function main(): Promise<void> {
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
   const extra = opt("--scheduler-args", "").split(/\s+/).filter(Boolean);
   const nodeArgs = opt("--scheduler-node-args", "").split(/\s+/).filter(Boolean);
+  const clientNodeArgs = opt("--client-node-args", "").split(/\s+/).filter(Boolean);
   const keep = opt("--keep", "");
   const timeline = process.argv.includes("--timeline");
 
@@ -1037,7 +1038,7 @@ async function main(): Promise<void> {
     };
     const hostsT0 = Date.now();
     for (let k = 0; k < opts.workers; k++) {
-      const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
+      const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: clientNodeArgs });
       inbox.push([]);
       w.on("message", (m: FromWorker) => inbox[k]!.push(m));
       workers.push(w);

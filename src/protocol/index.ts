@@ -5,5 +5,6 @@ export * as schedulerv1 from "./gen/damselfly/scheduler/v1/scheduler_pb.js";
 export * as daemonv1 from "./gen/damselfly/daemon/v1/daemon_pb.js";
 export { toConnectError, fromConnectError, toErrorDetail, fromErrorDetail } from "./errors.js";
 export { createRpcServer, type RpcServer } from "./server.js";
-export { grpcBidiRoute, grpcUnaryRoute, type BidiCall, type BidiSink, type FastRoute } from "./grpc-fast.js";
+export { grpcBidiRoute, grpcUnaryRoute, type BidiCall, type BidiSink, type FastDecoder, type FastRoute } from "./grpc-fast.js";
+export { decodeAnnouncePeerRequest } from "./announce-peer-decoder.js";
 export { createRpcTransport } from "./transport.js";

@@ -4,7 +4,7 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { decodeAnnouncePeerRequest, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
 import type { PeerCounters } from "./peer-counters.js";
 import type { ResourceStore } from "./resources/resource-store.js";
@@ -130,7 +130,7 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
   const peer = svc.method.announcePeer;
   const host = svc.method.announceHost;
   return [
-    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink)),
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink), decodeAnnouncePeerRequest),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
   ];
 }
