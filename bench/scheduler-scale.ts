@@ -53,11 +53,12 @@ import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
+import { answerOf, decodeAnswer, requestFrame, requestHead, selfCheck, type Answer } from "./announce-wire.js";
 import { BIN, ROOT, cpuSeconds, opt } from "./lib.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -91,7 +92,6 @@ interface Opts {
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 type Req = schedulerv1.AnnouncePeerRequest["request"];
-type RespCase = NonNullable<schedulerv1.AnnouncePeerResponse["response"]["case"]>;
 
 // What a worker reports at the end.
 interface WorkerResult {
@@ -155,18 +155,24 @@ function bumpSec(a: number[], sec: number): void {
 // the daemon uses), and a lean one that speaks the same gRPC wire format over
 // node:http2 directly, so the client spends less of the shared CPU.
 interface PeerStream {
-  send(req: schedulerv1.AnnouncePeerRequest): void;
+  send(request: Req): void;
   // Half-close: no more requests.
   end(): void;
   abort(): void;
 }
-type OnResponse = (r: schedulerv1.AnnouncePeerResponse) => void;
+type OnResponse = (a: Answer) => void;
+// The fields every request of a stream carries.
+interface StreamHead {
+  hostId: string;
+  taskId: string;
+  peerId: string;
+}
 // err undefined: the scheduler ended the stream with status OK.
 type OnEnd = (err: string | undefined) => void;
 
 interface Link {
   announceHost(req: schedulerv1.AnnounceHostRequest): Promise<void>;
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream;
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream;
   close(): void;
 }
 
@@ -181,7 +187,7 @@ class ConnectLink implements Link {
     await this.client.announceHost(req);
   }
 
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream {
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream {
     const reqs = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
     const ctrl = new AbortController();
     // Connect clients need a request iterable with throw(): an async generator.
@@ -191,14 +197,14 @@ class ConnectLink implements Link {
     const responses = this.client.announcePeer(source, { signal: ctrl.signal });
     void (async () => {
       try {
-        for await (const r of responses) onResponse(r);
+        for await (const r of responses) onResponse(answerOf(r));
         onEnd(undefined);
       } catch (err) {
         onEnd(ctrl.signal.aborted ? "aborted" : (err as Error).message);
       }
     })();
     return {
-      send: (r) => reqs.push(r),
+      send: (request) => reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { ...head, request })),
       end: () => reqs.close(),
       abort: () => {
         reqs.close();
@@ -227,7 +233,7 @@ function grpcFrame(bytes: Uint8Array): Buffer {
 class FrameReader {
   private buf: Buffer | undefined;
 
-  push(chunk: Buffer, onMessage: (bytes: Uint8Array) => void): void {
+  push(chunk: Buffer, onMessage: (bytes: Buffer) => void): void {
     let b = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
     while (b.length >= 5) {
       const len = b.readUInt32BE(1);
@@ -278,19 +284,20 @@ class H2Link implements Link {
     });
   }
 
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream {
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream {
     const st = this.request("AnnouncePeer", false);
+    const headBytes = requestHead(head.hostId, head.taskId, head.peerId);
     const reader = new FrameReader();
     let status: string | undefined;
     let aborted = false;
     st.on("response", (h) => (status = grpcStatus(h) ?? status));
     st.on("trailers", (h) => (status = grpcStatus(h) ?? status));
-    st.on("data", (chunk: Buffer) => reader.push(chunk, (bytes) => onResponse(fromBinary(schedulerv1.AnnouncePeerResponseSchema, bytes))));
+    st.on("data", (chunk: Buffer) => reader.push(chunk, (bytes) => onResponse(decodeAnswer(bytes))));
     st.on("error", () => undefined);
     st.on("close", () => onEnd(aborted ? "aborted" : status === "" ? undefined : (status ?? `stream closed (rst ${st.rstCode})`)));
     return {
-      send: (r) => {
-        if (!st.writableEnded && !st.destroyed) st.write(grpcFrame(toBinary(schedulerv1.AnnouncePeerRequestSchema, r)));
+      send: (request) => {
+        if (!st.writableEnded && !st.destroyed) st.write(requestFrame(headBytes, request));
       },
       end: () => {
         if (!st.writableEnded && !st.destroyed) st.end();
@@ -508,7 +515,7 @@ class SimPeer {
 
   // One message on the wire.
   private put(request: Req): void {
-    this.stream!.send(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
+    this.stream!.send(request);
     bump(this.w.stats.requests, request.case ?? "none");
     bumpSec(this.w.stats.secReqs, this.w.sec());
   }
@@ -525,7 +532,8 @@ class SimPeer {
     w.awaitingFirst++;
     this.state = "waiting";
     this.stream = w.hostLink.get(this.host)!.openPeer(
-      (r) => this.onResponse(r),
+      this,
+      (a) => this.onResponse(a),
       (err) => this.onEnd(err),
     );
     if (w.opts.batch) this.batcher = new PieceReportBatcher((r) => this.put(r), w.opts.batch);
@@ -568,10 +576,9 @@ class SimPeer {
     this.stream!.abort();
   }
 
-  private onResponse(r: schedulerv1.AnnouncePeerResponse): void {
+  private onResponse(r: Answer): void {
     const w = this.w;
-    const c = (r.response.case ?? "none") as RespCase | "none";
-    bump(w.stats.responses, c);
+    bump(w.stats.responses, r.case);
     w.stats.respAt.push(w.now() - w.t0Perf);
     bumpSec(w.stats.secResps, w.sec());
     if (this.awaiting) {
@@ -587,10 +594,10 @@ class SimPeer {
       this.awaiting = undefined;
     }
     if (this.state === "closing" || this.state === "done") return;
-    switch (r.response.case) {
+    switch (r.case) {
       case "normalTask": {
-        for (const p of r.response.value.candidateParents) {
-          if (!this.blocklist.has(p.peerId) && !this.candidates.includes(p.peerId)) this.candidates.push(p.peerId);
+        for (const id of r.parents) {
+          if (!this.blocklist.has(id) && !this.candidates.includes(id)) this.candidates.push(id);
         }
         this.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
         if (this.state === "waiting") {
@@ -705,6 +712,7 @@ function workerMain(): void {
   const send = (m: FromWorker) => process.send!(m);
   process.on("message", (m: ToWorker) => {
     if (m.type === "init") {
+      selfCheck();
       w = new Worker(m.opts, m.addr, m.index);
       w.announceAll().then(
         () => send({ type: "hosts" }),
