@@ -109,6 +109,13 @@ export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(pat
   };
 }
 
+function statusFields(error: unknown): Record<string, string> {
+  const status = setTrailerStatus(new Headers(), error instanceof ConnectError ? error : toConnectError(error));
+  const fields: Record<string, string> = {};
+  status.forEach((v, k) => (fields[k] = v));
+  return fields;
+}
+
 function serveCall<I extends DescMessage, O extends DescMessage>(
   stream: http2.ServerHttp2Stream,
   input: I,
@@ -132,7 +139,9 @@ function serveCall<I extends DescMessage, O extends DescMessage>(
       return sink.pushEncoded!(toBinary(output, resp));
     },
     pushEncoded(bytes) {
-      if (closed || stream.destroyed) return false;
+      // A stream reset by the client is closed before it is destroyed:
+      // respond() and write() would throw or fail.
+      if (closed || stream.destroyed || stream.closed) return false;
       sendHeaders();
       const frame = Buffer.allocUnsafe(5 + bytes.length);
       frame[0] = 0;
@@ -144,10 +153,10 @@ function serveCall<I extends DescMessage, O extends DescMessage>(
     close(error) {
       if (closed) return;
       closed = true;
-      const status = setTrailerStatus(new Headers(), error === undefined ? undefined : error instanceof ConnectError ? error : toConnectError(error));
-      const fields: Record<string, string> = {};
-      status.forEach((v, k) => (fields[k] = v));
-      if (!stream.destroyed) {
+      // OK is what setTrailerStatus writes for no error, without a Headers
+      // object per call.
+      const fields: Record<string, string> = error === undefined ? { "grpc-status": "0" } : statusFields(error);
+      if (!stream.destroyed && !stream.closed) {
         if (headersSent) {
           trailers = fields;
           stream.end();
