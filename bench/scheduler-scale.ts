@@ -15,7 +15,9 @@
 // The simulated daemons live in --workers client processes (forks of this
 // script); each simulated host has its own HTTP/2 session, as a real daemon
 // does (--sessions N spreads the hosts over N sessions instead). --client h2
-// (default) speaks gRPC over node:http2 directly, about a third of the CPU of
+// (default) speaks gRPC over node:http2 directly and encodes its requests and
+// reads the answers by hand (bench/announce-wire.ts: the same bytes as
+// protobuf-es, checked before each run), well under a third of the CPU of
 // --client connect (Connect's gRPC transport, what the daemon uses): the
 // client shares the machine's cores with the scheduler.
 //
