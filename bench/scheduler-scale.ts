@@ -6,7 +6,7 @@
 //       [--rate 5000] [--piece-ms 300] [--duration 60] [--fail-rate 0.02] [--reschedule 0.05]
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
 //       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
-//       [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
+//       [--warmup 0] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
 //       '--max-semi-space-size=64'] [--client-node-args '--cpu-prof --cpu-prof-dir DIR'] [--keep DIR]
 //
 // The scheduler is `bin/damselfly scheduler --listen 127.0.0.1:PORT` in its own
@@ -39,6 +39,11 @@
 // (--reports per-piece). Finished peers stay
 // in the scheduler as parents, so the memory after the run is what 10,000
 // held peers cost.
+//
+// --warmup N first runs N peers of other tasks (peer ids "w-p<i>") through
+// the same scheduler at the same rate, unmeasured, so the load phase meets a
+// warm scheduler (JIT-compiled hot paths) as a long-running one is; the
+// memory baseline is then taken after the warm-up. Off by default.
 //
 // Latency is measured by the client (register -> first response; reschedule
 // -> next response), so it includes the client's own event-loop delay: the
@@ -90,6 +95,8 @@ interface Opts {
   // Piece reports: false = one message per piece.
   batch: PieceBatchOptions | false;
   runTag: string;
+  // Peers of the unmeasured warm-up phase (0: none).
+  warmup: number;
 }
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
@@ -107,6 +114,8 @@ interface WorkerResult {
   // When each response arrived (ms since t0).
   respAt: number[];
   regLat: number[];
+  // The second (since t0) each regLat entry's registration was sent in.
+  regSentSec: number[];
   reschedLat: number[];
   reschedSent: number;
   responses: Record<string, number>;
@@ -124,8 +133,8 @@ interface WorkerResult {
   hostAnnounces: number;
 }
 
-type ToWorker = { type: "init"; opts: Opts; addr: string; index: number } | { type: "go"; t0: number } | { type: "exit" };
-type FromWorker = { type: "hosts" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
+type ToWorker = { type: "init"; opts: Opts; addr: string; index: number } | { type: "warmup"; t0: number } | { type: "go"; t0: number } | { type: "exit" };
+type FromWorker = { type: "hosts" } | { type: "warm" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
 
 const taskIdOf = (opts: Opts, t: number) => createHash("sha256").update(`scheduler-scale-${opts.runTag}-${t}`).digest("hex");
 const hostOf = (opts: Opts, i: number) => {
@@ -328,6 +337,7 @@ class Worker {
     lastRegAnsweredAt: 0,
     respAt: [],
     regLat: [],
+    regSentSec: [],
     reschedLat: [],
     reschedSent: 0,
     responses: {},
@@ -361,6 +371,7 @@ class Worker {
     readonly opts: Opts,
     addr: string,
     readonly index: number,
+    readonly idPrefix = "",
   ) {
     for (let h = 0; h < opts.hosts; h++) if (h % opts.workers === index) this.hosts.push(h);
     const n = opts.sessions > 0 ? Math.max(1, Math.ceil(opts.sessions / opts.workers)) : this.hosts.length;
@@ -505,7 +516,7 @@ class SimPeer {
     readonly host: number,
     readonly taskId: string,
   ) {
-    this.peerId = `p${i}`;
+    this.peerId = `${w.idPrefix}p${i}`;
     this.hostId = `h${host}`;
     this.rescheduleAt = Math.random() < w.opts.reschedule ? Math.max(1, Math.floor(w.opts.pieces / 2)) : -1;
   }
@@ -587,6 +598,7 @@ class SimPeer {
       const ms = w.now() - this.awaitAt;
       if (this.awaiting === "register") {
         w.stats.regLat.push(ms);
+        w.stats.regSentSec.push(Math.max(0, Math.floor((this.awaitAt - w.t0Perf) / 1000)));
         w.stats.regAnswered++;
         w.stats.lastRegAnsweredAt = Math.max(w.stats.lastRegAnsweredAt, w.now() - w.t0Perf);
         w.awaitingFirst--;
@@ -711,9 +723,21 @@ class SimPeer {
 
 function workerMain(): void {
   let w: Worker | undefined;
+  let init: Extract<ToWorker, { type: "init" }> | undefined;
   const send = (m: FromWorker) => process.send!(m);
   process.on("message", (m: ToWorker) => {
-    if (m.type === "init") {
+    if (m.type === "warmup") {
+      const o = init!.opts;
+      const warm = new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
+      warm.run(m.t0).then(
+        () => {
+          for (const l of warm.links) l.close();
+          send({ type: "warm" });
+        },
+        (e: unknown) => send({ type: "error", message: (e as Error).stack ?? String(e) }),
+      );
+    } else if (m.type === "init") {
+      init = m;
       selfCheck();
       w = new Worker(m.opts, m.addr, m.index);
       w.announceAll().then(
@@ -988,6 +1012,7 @@ async function main(): Promise<void> {
         ? false
         : { windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))), maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))) },
     runTag: `${process.pid}-${Date.now()}`,
+    warmup: Number(opt("--warmup", "0")),
   };
   for (const [k, v] of Object.entries(opts)) if (typeof v === "number" && !(v >= 0)) throw new Error(`bad --${k}: ${v}`);
   if (opts.workers < 1 || opts.tasks < 1 || opts.hosts < 1 || opts.pieces < 1) throw new Error("--workers, --tasks, --hosts and --pieces must be >= 1");
@@ -1058,6 +1083,14 @@ async function main(): Promise<void> {
     // Hosts announced more than the host timeout before their first
     // keep-alive in the load phase would be dropped: worth seeing.
     const hostsS = (Date.now() - hostsT0) / 1000;
+    let warmS = 0;
+    if (opts.warmup > 0) {
+      const w0 = Date.now();
+      for (const w of workers) w.send({ type: "warmup", t0: w0 + 200 } satisfies ToWorker);
+      await waitAll("warm", (Math.min(opts.durationS, 30) + 30) * 1000);
+      warmS = (Date.now() - w0) / 1000;
+      await sleep(1000);
+    }
     await sleep(300);
     const rssHosts = procStatus(pid, "VmRSS");
     const probeHosts = await sched.probe();
@@ -1220,6 +1253,7 @@ async function main(): Promise<void> {
     console.log(
       `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,
     );
+    if (opts.warmup > 0) console.log(`  warm-up               ${opts.warmup} peers of ${opts.tasks} other tasks at the same rate first, unmeasured (${warmS.toFixed(1)} s); memory baseline taken after it`);
     console.log(`  load phase            ${loadS.toFixed(1)} s${loadS >= opts.durationS ? " (hit --duration: the rest was aborted)" : " (every peer done)"}; peer outcomes: ${fmtMap(merge((r) => r.outcomes))}`);
     console.log(
       `  registrations         ${regSent} sent in ${regWindowS.toFixed(2)} s = ${(regSent / regWindowS).toFixed(0)}/s; ${regAnswered} answered, the last ${(lastAnswer / 1000).toFixed(2)} s after the first was sent = ${(regAnswered / backlogS).toFixed(0)}/s`,
@@ -1254,10 +1288,17 @@ async function main(): Promise<void> {
     if (Object.keys(errors).length) console.log(`  client errors         ${fmtMap(errors)}`);
     console.log(`  scheduler log         ${logSummary(sched.logFile)}`);
     if (timeline) {
-      console.log("  timeline    t   reg/s  resp/s   req/s  sched%  main%  runq%  ELU%  timers-late  client%  others%  RSS MiB");
+      // Decision latency of the registrations sent in each second.
+      const latBySec: number[][] = [];
+      for (const r of results) r.regLat.forEach((ms, j) => (latBySec[r.regSentSec[j]!] ??= []).push(ms));
+      const latCol = (k: number) => {
+        const xs = (latBySec[k] ?? []).sort((a, b) => a - b);
+        return xs.length === 0 ? "-" : `${percentile(xs, 0.5).toFixed(0)}/${percentile(xs, 0.99).toFixed(0)}`;
+      };
+      console.log("  timeline    t   reg/s  resp/s   req/s  sched%  main%  runq%  ELU%  timers-late  client%  others%  RSS MiB  reg p50/p99 ms");
       perSec.forEach((s, k) => {
         console.log(
-          `           ${s.t.toFixed(0).padStart(3)} ${String(secRegs[k] ?? 0).padStart(7)} ${String(secResps[k] ?? 0).padStart(7)} ${String(secReqs[k] ?? 0).padStart(7)} ${(100 * s.sched).toFixed(0).padStart(7)} ${(100 * s.main).toFixed(0).padStart(6)} ${(100 * s.wait).toFixed(0).padStart(6)} ${(s.tick ? s.tick.eluPct.toFixed(0) : "-").padStart(5)} ${(s.tick ? s.tick.lateMs.toFixed(0) : "no tick").padStart(10)} ${(100 * s.client).toFixed(0).padStart(8)} ${(100 * s.machine.others).toFixed(0).padStart(8)} ${mib(s.rss).padStart(8)}`,
+          `           ${s.t.toFixed(0).padStart(3)} ${String(secRegs[k] ?? 0).padStart(7)} ${String(secResps[k] ?? 0).padStart(7)} ${String(secReqs[k] ?? 0).padStart(7)} ${(100 * s.sched).toFixed(0).padStart(7)} ${(100 * s.main).toFixed(0).padStart(6)} ${(100 * s.wait).toFixed(0).padStart(6)} ${(s.tick ? s.tick.eluPct.toFixed(0) : "-").padStart(5)} ${(s.tick ? s.tick.lateMs.toFixed(0) : "no tick").padStart(10)} ${(100 * s.client).toFixed(0).padStart(8)} ${(100 * s.machine.others).toFixed(0).padStart(8)} ${mib(s.rss).padStart(8)}  ${latCol(k).padStart(14)}`,
         );
       });
     }
