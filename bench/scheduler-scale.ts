@@ -6,8 +6,8 @@
 //       [--rate 5000] [--piece-ms 300] [--duration 60] [--fail-rate 0.02] [--reschedule 0.05]
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
 //       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
-//       [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
-//       '--max-semi-space-size=64'] [--keep DIR]
+//       [--warmup 0] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
+//       '--max-semi-space-size=64'] [--client-node-args '--cpu-prof --cpu-prof-dir DIR'] [--keep DIR]
 //
 // The scheduler is `bin/damselfly scheduler --listen 127.0.0.1:PORT` in its own
 // process, preloaded with bench/scheduler-probe.js (loop utilisation/delay
@@ -15,7 +15,9 @@
 // The simulated daemons live in --workers client processes (forks of this
 // script); each simulated host has its own HTTP/2 session, as a real daemon
 // does (--sessions N spreads the hosts over N sessions instead). --client h2
-// (default) speaks gRPC over node:http2 directly, about a third of the CPU of
+// (default) speaks gRPC over node:http2 directly and encodes its requests and
+// reads the answers by hand (bench/announce-wire.ts: the same bytes as
+// protobuf-es, checked before each run), well under a third of the CPU of
 // --client connect (Connect's gRPC transport, what the daemon uses): the
 // client shares the machine's cores with the scheduler.
 //
@@ -38,6 +40,11 @@
 // in the scheduler as parents, so the memory after the run is what 10,000
 // held peers cost.
 //
+// --warmup N first runs N peers of other tasks (peer ids "w-p<i>") through
+// the same scheduler at the same rate, unmeasured, so the load phase meets a
+// warm scheduler (JIT-compiled hot paths) as a long-running one is; the
+// memory baseline is then taken after the warm-up. Off by default.
+//
 // Latency is measured by the client (register -> first response; reschedule
 // -> next response), so it includes the client's own event-loop delay: the
 // client's CPU and loop delay are printed alongside, and so is the CPU that
@@ -53,11 +60,12 @@ import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
+import { answerOf, decodeAnswer, requestFrame, requestHead, selfCheck, type Answer } from "./announce-wire.js";
 import { BIN, ROOT, cpuSeconds, opt } from "./lib.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -87,11 +95,12 @@ interface Opts {
   // Piece reports: false = one message per piece.
   batch: PieceBatchOptions | false;
   runTag: string;
+  // Peers of the unmeasured warm-up phase (0: none).
+  warmup: number;
 }
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 type Req = schedulerv1.AnnouncePeerRequest["request"];
-type RespCase = NonNullable<schedulerv1.AnnouncePeerResponse["response"]["case"]>;
 
 // What a worker reports at the end.
 interface WorkerResult {
@@ -105,6 +114,8 @@ interface WorkerResult {
   // When each response arrived (ms since t0).
   respAt: number[];
   regLat: number[];
+  // The second (since t0) each regLat entry's registration was sent in.
+  regSentSec: number[];
   reschedLat: number[];
   reschedSent: number;
   responses: Record<string, number>;
@@ -122,8 +133,8 @@ interface WorkerResult {
   hostAnnounces: number;
 }
 
-type ToWorker = { type: "init"; opts: Opts; addr: string; index: number } | { type: "go"; t0: number } | { type: "exit" };
-type FromWorker = { type: "hosts" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
+type ToWorker = { type: "init"; opts: Opts; addr: string; index: number } | { type: "warmup"; t0: number } | { type: "go"; t0: number } | { type: "exit" };
+type FromWorker = { type: "hosts" } | { type: "warm" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
 
 const taskIdOf = (opts: Opts, t: number) => createHash("sha256").update(`scheduler-scale-${opts.runTag}-${t}`).digest("hex");
 const hostOf = (opts: Opts, i: number) => {
@@ -155,18 +166,24 @@ function bumpSec(a: number[], sec: number): void {
 // the daemon uses), and a lean one that speaks the same gRPC wire format over
 // node:http2 directly, so the client spends less of the shared CPU.
 interface PeerStream {
-  send(req: schedulerv1.AnnouncePeerRequest): void;
+  send(request: Req): void;
   // Half-close: no more requests.
   end(): void;
   abort(): void;
 }
-type OnResponse = (r: schedulerv1.AnnouncePeerResponse) => void;
+type OnResponse = (a: Answer) => void;
+// The fields every request of a stream carries.
+interface StreamHead {
+  hostId: string;
+  taskId: string;
+  peerId: string;
+}
 // err undefined: the scheduler ended the stream with status OK.
 type OnEnd = (err: string | undefined) => void;
 
 interface Link {
   announceHost(req: schedulerv1.AnnounceHostRequest): Promise<void>;
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream;
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream;
   close(): void;
 }
 
@@ -181,7 +198,7 @@ class ConnectLink implements Link {
     await this.client.announceHost(req);
   }
 
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream {
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream {
     const reqs = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
     const ctrl = new AbortController();
     // Connect clients need a request iterable with throw(): an async generator.
@@ -191,14 +208,14 @@ class ConnectLink implements Link {
     const responses = this.client.announcePeer(source, { signal: ctrl.signal });
     void (async () => {
       try {
-        for await (const r of responses) onResponse(r);
+        for await (const r of responses) onResponse(answerOf(r));
         onEnd(undefined);
       } catch (err) {
         onEnd(ctrl.signal.aborted ? "aborted" : (err as Error).message);
       }
     })();
     return {
-      send: (r) => reqs.push(r),
+      send: (request) => reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { ...head, request })),
       end: () => reqs.close(),
       abort: () => {
         reqs.close();
@@ -227,7 +244,7 @@ function grpcFrame(bytes: Uint8Array): Buffer {
 class FrameReader {
   private buf: Buffer | undefined;
 
-  push(chunk: Buffer, onMessage: (bytes: Uint8Array) => void): void {
+  push(chunk: Buffer, onMessage: (bytes: Buffer) => void): void {
     let b = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
     while (b.length >= 5) {
       const len = b.readUInt32BE(1);
@@ -278,19 +295,20 @@ class H2Link implements Link {
     });
   }
 
-  openPeer(onResponse: OnResponse, onEnd: OnEnd): PeerStream {
+  openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream {
     const st = this.request("AnnouncePeer", false);
+    const headBytes = requestHead(head.hostId, head.taskId, head.peerId);
     const reader = new FrameReader();
     let status: string | undefined;
     let aborted = false;
     st.on("response", (h) => (status = grpcStatus(h) ?? status));
     st.on("trailers", (h) => (status = grpcStatus(h) ?? status));
-    st.on("data", (chunk: Buffer) => reader.push(chunk, (bytes) => onResponse(fromBinary(schedulerv1.AnnouncePeerResponseSchema, bytes))));
+    st.on("data", (chunk: Buffer) => reader.push(chunk, (bytes) => onResponse(decodeAnswer(bytes))));
     st.on("error", () => undefined);
     st.on("close", () => onEnd(aborted ? "aborted" : status === "" ? undefined : (status ?? `stream closed (rst ${st.rstCode})`)));
     return {
-      send: (r) => {
-        if (!st.writableEnded && !st.destroyed) st.write(grpcFrame(toBinary(schedulerv1.AnnouncePeerRequestSchema, r)));
+      send: (request) => {
+        if (!st.writableEnded && !st.destroyed) st.write(requestFrame(headBytes, request));
       },
       end: () => {
         if (!st.writableEnded && !st.destroyed) st.end();
@@ -319,6 +337,7 @@ class Worker {
     lastRegAnsweredAt: 0,
     respAt: [],
     regLat: [],
+    regSentSec: [],
     reschedLat: [],
     reschedSent: 0,
     responses: {},
@@ -352,6 +371,7 @@ class Worker {
     readonly opts: Opts,
     addr: string,
     readonly index: number,
+    readonly idPrefix = "",
   ) {
     for (let h = 0; h < opts.hosts; h++) if (h % opts.workers === index) this.hosts.push(h);
     const n = opts.sessions > 0 ? Math.max(1, Math.ceil(opts.sessions / opts.workers)) : this.hosts.length;
@@ -496,7 +516,7 @@ class SimPeer {
     readonly host: number,
     readonly taskId: string,
   ) {
-    this.peerId = `p${i}`;
+    this.peerId = `${w.idPrefix}p${i}`;
     this.hostId = `h${host}`;
     this.rescheduleAt = Math.random() < w.opts.reschedule ? Math.max(1, Math.floor(w.opts.pieces / 2)) : -1;
   }
@@ -508,7 +528,7 @@ class SimPeer {
 
   // One message on the wire.
   private put(request: Req): void {
-    this.stream!.send(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
+    this.stream!.send(request);
     bump(this.w.stats.requests, request.case ?? "none");
     bumpSec(this.w.stats.secReqs, this.w.sec());
   }
@@ -525,7 +545,8 @@ class SimPeer {
     w.awaitingFirst++;
     this.state = "waiting";
     this.stream = w.hostLink.get(this.host)!.openPeer(
-      (r) => this.onResponse(r),
+      this,
+      (a) => this.onResponse(a),
       (err) => this.onEnd(err),
     );
     if (w.opts.batch) this.batcher = new PieceReportBatcher((r) => this.put(r), w.opts.batch);
@@ -568,16 +589,16 @@ class SimPeer {
     this.stream!.abort();
   }
 
-  private onResponse(r: schedulerv1.AnnouncePeerResponse): void {
+  private onResponse(r: Answer): void {
     const w = this.w;
-    const c = (r.response.case ?? "none") as RespCase | "none";
-    bump(w.stats.responses, c);
+    bump(w.stats.responses, r.case);
     w.stats.respAt.push(w.now() - w.t0Perf);
     bumpSec(w.stats.secResps, w.sec());
     if (this.awaiting) {
       const ms = w.now() - this.awaitAt;
       if (this.awaiting === "register") {
         w.stats.regLat.push(ms);
+        w.stats.regSentSec.push(Math.max(0, Math.floor((this.awaitAt - w.t0Perf) / 1000)));
         w.stats.regAnswered++;
         w.stats.lastRegAnsweredAt = Math.max(w.stats.lastRegAnsweredAt, w.now() - w.t0Perf);
         w.awaitingFirst--;
@@ -587,10 +608,10 @@ class SimPeer {
       this.awaiting = undefined;
     }
     if (this.state === "closing" || this.state === "done") return;
-    switch (r.response.case) {
+    switch (r.case) {
       case "normalTask": {
-        for (const p of r.response.value.candidateParents) {
-          if (!this.blocklist.has(p.peerId) && !this.candidates.includes(p.peerId)) this.candidates.push(p.peerId);
+        for (const id of r.parents) {
+          if (!this.blocklist.has(id) && !this.candidates.includes(id)) this.candidates.push(id);
         }
         this.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
         if (this.state === "waiting") {
@@ -702,9 +723,22 @@ class SimPeer {
 
 function workerMain(): void {
   let w: Worker | undefined;
+  let init: Extract<ToWorker, { type: "init" }> | undefined;
   const send = (m: FromWorker) => process.send!(m);
   process.on("message", (m: ToWorker) => {
-    if (m.type === "init") {
+    if (m.type === "warmup") {
+      const o = init!.opts;
+      const warm = new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
+      warm.run(m.t0).then(
+        () => {
+          for (const l of warm.links) l.close();
+          send({ type: "warm" });
+        },
+        (e: unknown) => send({ type: "error", message: (e as Error).stack ?? String(e) }),
+      );
+    } else if (m.type === "init") {
+      init = m;
+      selfCheck();
       w = new Worker(m.opts, m.addr, m.index);
       w.announceAll().then(
         () => send({ type: "hosts" }),
@@ -978,6 +1012,7 @@ async function main(): Promise<void> {
         ? false
         : { windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))), maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))) },
     runTag: `${process.pid}-${Date.now()}`,
+    warmup: Number(opt("--warmup", "0")),
   };
   for (const [k, v] of Object.entries(opts)) if (typeof v === "number" && !(v >= 0)) throw new Error(`bad --${k}: ${v}`);
   if (opts.workers < 1 || opts.tasks < 1 || opts.hosts < 1 || opts.pieces < 1) throw new Error("--workers, --tasks, --hosts and --pieces must be >= 1");
@@ -988,6 +1023,7 @@ async function main(): Promise<void> {
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
   const extra = opt("--scheduler-args", "").split(/\s+/).filter(Boolean);
   const nodeArgs = opt("--scheduler-node-args", "").split(/\s+/).filter(Boolean);
+  const clientNodeArgs = opt("--client-node-args", "").split(/\s+/).filter(Boolean);
   const keep = opt("--keep", "");
   const timeline = process.argv.includes("--timeline");
 
@@ -1037,7 +1073,7 @@ async function main(): Promise<void> {
     };
     const hostsT0 = Date.now();
     for (let k = 0; k < opts.workers; k++) {
-      const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [] });
+      const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: clientNodeArgs });
       inbox.push([]);
       w.on("message", (m: FromWorker) => inbox[k]!.push(m));
       workers.push(w);
@@ -1047,6 +1083,14 @@ async function main(): Promise<void> {
     // Hosts announced more than the host timeout before their first
     // keep-alive in the load phase would be dropped: worth seeing.
     const hostsS = (Date.now() - hostsT0) / 1000;
+    let warmS = 0;
+    if (opts.warmup > 0) {
+      const w0 = Date.now();
+      for (const w of workers) w.send({ type: "warmup", t0: w0 + 200 } satisfies ToWorker);
+      await waitAll("warm", (Math.min(opts.durationS, 30) + 30) * 1000);
+      warmS = (Date.now() - w0) / 1000;
+      await sleep(1000);
+    }
     await sleep(300);
     const rssHosts = procStatus(pid, "VmRSS");
     const probeHosts = await sched.probe();
@@ -1209,6 +1253,7 @@ async function main(): Promise<void> {
     console.log(
       `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,
     );
+    if (opts.warmup > 0) console.log(`  warm-up               ${opts.warmup} peers of ${opts.tasks} other tasks at the same rate first, unmeasured (${warmS.toFixed(1)} s); memory baseline taken after it`);
     console.log(`  load phase            ${loadS.toFixed(1)} s${loadS >= opts.durationS ? " (hit --duration: the rest was aborted)" : " (every peer done)"}; peer outcomes: ${fmtMap(merge((r) => r.outcomes))}`);
     console.log(
       `  registrations         ${regSent} sent in ${regWindowS.toFixed(2)} s = ${(regSent / regWindowS).toFixed(0)}/s; ${regAnswered} answered, the last ${(lastAnswer / 1000).toFixed(2)} s after the first was sent = ${(regAnswered / backlogS).toFixed(0)}/s`,
@@ -1243,10 +1288,17 @@ async function main(): Promise<void> {
     if (Object.keys(errors).length) console.log(`  client errors         ${fmtMap(errors)}`);
     console.log(`  scheduler log         ${logSummary(sched.logFile)}`);
     if (timeline) {
-      console.log("  timeline    t   reg/s  resp/s   req/s  sched%  main%  runq%  ELU%  timers-late  client%  others%  RSS MiB");
+      // Decision latency of the registrations sent in each second.
+      const latBySec: number[][] = [];
+      for (const r of results) r.regLat.forEach((ms, j) => (latBySec[r.regSentSec[j]!] ??= []).push(ms));
+      const latCol = (k: number) => {
+        const xs = (latBySec[k] ?? []).sort((a, b) => a - b);
+        return xs.length === 0 ? "-" : `${percentile(xs, 0.5).toFixed(0)}/${percentile(xs, 0.99).toFixed(0)}`;
+      };
+      console.log("  timeline    t   reg/s  resp/s   req/s  sched%  main%  runq%  ELU%  timers-late  client%  others%  RSS MiB  reg p50/p99 ms");
       perSec.forEach((s, k) => {
         console.log(
-          `           ${s.t.toFixed(0).padStart(3)} ${String(secRegs[k] ?? 0).padStart(7)} ${String(secResps[k] ?? 0).padStart(7)} ${String(secReqs[k] ?? 0).padStart(7)} ${(100 * s.sched).toFixed(0).padStart(7)} ${(100 * s.main).toFixed(0).padStart(6)} ${(100 * s.wait).toFixed(0).padStart(6)} ${(s.tick ? s.tick.eluPct.toFixed(0) : "-").padStart(5)} ${(s.tick ? s.tick.lateMs.toFixed(0) : "no tick").padStart(10)} ${(100 * s.client).toFixed(0).padStart(8)} ${(100 * s.machine.others).toFixed(0).padStart(8)} ${mib(s.rss).padStart(8)}`,
+          `           ${s.t.toFixed(0).padStart(3)} ${String(secRegs[k] ?? 0).padStart(7)} ${String(secResps[k] ?? 0).padStart(7)} ${String(secReqs[k] ?? 0).padStart(7)} ${(100 * s.sched).toFixed(0).padStart(7)} ${(100 * s.main).toFixed(0).padStart(6)} ${(100 * s.wait).toFixed(0).padStart(6)} ${(s.tick ? s.tick.eluPct.toFixed(0) : "-").padStart(5)} ${(s.tick ? s.tick.lateMs.toFixed(0) : "no tick").padStart(10)} ${(100 * s.client).toFixed(0).padStart(8)} ${(100 * s.machine.others).toFixed(0).padStart(8)} ${mib(s.rss).padStart(8)}  ${latCol(k).padStart(14)}`,
         );
       });
     }

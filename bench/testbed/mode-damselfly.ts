@@ -60,23 +60,25 @@ function daemonStats(svc: Service): DaemonStats {
   return s;
 }
 
+// Decisions and finishes come from the scheduler's cumulative "peer summary"
+// line (the last one: the scheduler logs it at shutdown too); the per-peer
+// lines are debug-level.
 function schedulerStats(svc: Service): Record<string, unknown> {
   const msgs: Record<string, number> = {};
-  const decisions: Record<string, number> = {};
-  const finishedVia: Record<string, number> = {};
+  let summary: Record<string, unknown> | undefined;
   for (const line of svc.lines) {
     const j = jsonLine(line);
     if (!j) continue;
     const msg = String(j["msg"]);
     msgs[msg] = (msgs[msg] ?? 0) + 1;
-    if (msg === "peer registered" || msg === "peer rescheduled") {
-      const d = j["decision"];
-      const key = `${msg}: ${typeof d === "object" && d !== null ? String((d as Record<string, unknown>)["case"] ?? JSON.stringify(d)) : String(d)}`;
-      decisions[key] = (decisions[key] ?? 0) + 1;
-    }
-    if (msg === "peer finished") finishedVia[String(j["via"])] = (finishedVia[String(j["via"])] ?? 0) + 1;
+    if (msg === "peer summary") summary = j;
   }
-  return { messages: msgs, decisions, finishedVia };
+  const counts = (k: string) => (summary?.[k] && typeof summary[k] === "object" ? (summary[k] as Record<string, number>) : {});
+  const decisions: Record<string, number> = {};
+  for (const [kind, msg] of [["registered", "peer registered"], ["rescheduled", "peer rescheduled"]] as const) {
+    for (const [d, n] of Object.entries(counts(kind))) decisions[`${msg}: ${d}`] = n;
+  }
+  return { messages: msgs, decisions, finishedVia: counts("finished") };
 }
 
 const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -189,6 +191,8 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
             }
           }
           const seedStats = seed ? daemonStats(seed) : undefined;
+          // Stopped first, so its last "peer summary" line (logged at shutdown) is in.
+          await scheduler?.stop();
           const sched = scheduler ? schedulerStats(scheduler) : {};
           const wentToOrigin = perDaemon.filter((d) => d.backToSource.length > 0);
           const fromOrigin = perDaemon.reduce((a, d) => a + (d.fromSource ?? 0), 0);

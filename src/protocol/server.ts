@@ -17,11 +17,32 @@ export async function createRpcServer(listen: string, routes: (router: ConnectRo
   const { host, port } = parseHostPort(listen);
   const connect = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
   const byPath = new Map(fast.map((r) => [r.path, r]));
-  const server = http2.createServer((req, res) => {
-    const r = byPath.get(req.url);
-    if (r && r.serve(req, res)) return;
-    connect(req, res);
-  });
+  // Without fast routes, node's own request/response handling; with them,
+  // each stream goes to its fast route if it takes it, and to Connect through
+  // the compatibility objects otherwise, as node's own handler would.
+  const server = byPath.size === 0 ? http2.createServer((req, res) => connect(req, res)) : http2.createServer();
+  if (byPath.size > 0) {
+    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      const r = byPath.get(String(headers[":path"]));
+      if (r && r.serve(stream, headers)) return;
+      const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+      const res = new http2.Http2ServerResponse(stream);
+      if (headers[":method"] === "CONNECT") {
+        res.statusCode = http2.constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
+        res.end();
+        return;
+      }
+      if (headers.expect !== undefined) {
+        if (headers.expect !== "100-continue") {
+          res.statusCode = http2.constants.HTTP_STATUS_EXPECTATION_FAILED;
+          res.end();
+          return;
+        }
+        res.writeContinue();
+      }
+      connect(req, res);
+    });
+  }
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);

@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import { toConnectError, type BidiSink, type schedulerv1 } from "../protocol/index.js";
+import type { PeerCounters } from "./peer-counters.js";
 import { PeerSession } from "./peer-session.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
@@ -11,6 +12,7 @@ export interface AnnounceDeps {
   store: ResourceStore;
   engine: SchedulingEngine;
   events: PeerEvents;
+  counters: PeerCounters;
 }
 
 export interface AnnounceCall {
@@ -24,8 +26,8 @@ export interface AnnounceCall {
 // path or Connect): requests go to a PeerSession, responses to the sink, and
 // a request the stream cannot survive ends it with that error.
 export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>): AnnounceCall {
-  const { logger: log, store, engine, events } = deps;
-  const session = new PeerSession(store, events, sink, log, engine.now);
+  const { logger: log, store, engine, events, counters } = deps;
+  const session = new PeerSession(store, events, sink, log, engine.now, counters);
   let rejected = false;
   return {
     message(req) {

@@ -1,5 +1,6 @@
 import type { Logger } from "../common/logger.js";
 import type { BidiSink, schedulerv1 } from "../protocol/index.js";
+import type { PeerCounters } from "./peer-counters.js";
 import type { Peer } from "./resources/peer-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -16,6 +17,7 @@ export class PeerSession {
     private readonly queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly counters: PeerCounters,
   ) {}
 
   // Throws (DamselflyError or ConnectError) on a request the stream cannot survive.
@@ -34,7 +36,8 @@ export class PeerSession {
       if (!download || download.url === "") throw invalid("register_peer without a download URL");
       const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue);
       this.peer = peer;
-      this.log.info({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
+      this.counters.registeredWith(decision);
+      this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
       return;
     }
     const peer = this.peer;
@@ -58,7 +61,8 @@ export class PeerSession {
       case "backToSourceFinished":
       case "peerFinished":
         this.events.finished(peer, r.value.contentLength, r.value.pieceLength, r.value.totalPieces);
-        this.log.info({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, via: r.case }, "peer finished");
+        this.counters.finishedVia(r.case);
+        this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, via: r.case }, "peer finished");
         return;
       case "backToSourceFailed":
       case "peerFailed":
@@ -75,7 +79,8 @@ export class PeerSession {
         return;
       case "reschedule": {
         const decision = this.events.reschedule(peer, r.value);
-        this.log.info({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
+        this.counters.rescheduledWith(decision);
+        this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
         return;
       }
       case undefined:

@@ -2,6 +2,7 @@ import type { HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { createRpcServer, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { PeerCounters } from "./peer-counters.js";
 import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
@@ -13,6 +14,8 @@ import { Preheater } from "./preheat.js";
 import { TaskJobs } from "./task-jobs.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
+// How often the cumulative "peer summary" line is logged (when anything changed).
+const SUMMARY_EVERY_MS = 10_000;
 
 export interface SchedulerOptions {
   config: SchedulerConfig;
@@ -23,8 +26,8 @@ export interface SchedulerOptions {
   clusterToken?: string;
 }
 
-// The scheduler process: in-memory state, the Connect service, and two coarse
-// timers (host GC and waiting-peer re-evaluation).
+// The scheduler process: in-memory state, the Connect service, and coarse
+// timers (host GC, waiting-peer re-evaluation, the peer summary line).
 export class Scheduler {
   private readonly config: SchedulerConfig;
   private readonly log: Logger;
@@ -36,6 +39,7 @@ export class Scheduler {
   private readonly taskJobs: TaskJobs;
   private readonly clusterToken: string | undefined;
   private managerLink: ManagerLink | undefined;
+  private readonly counters = new PeerCounters();
   private server: RpcServer | undefined;
   private timers: NodeJS.Timeout[] = [];
 
@@ -69,12 +73,12 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken };
+    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken, counters: this.counters };
     const service = createSchedulerService(deps);
     this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
-    this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery)];
+    this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery), setInterval(() => this.counters.log(this.log), SUMMARY_EVERY_MS)];
     for (const t of this.timers) t.unref();
     this.log.info({ listen: this.server.address }, "scheduler listening");
     if (this.config.manager) {
@@ -86,6 +90,7 @@ export class Scheduler {
   async close(): Promise<void> {
     await this.managerLink?.close();
     this.managerLink = undefined;
+    if (this.timers.length > 0) this.counters.log(this.log, true);
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.engine.close();

@@ -4,8 +4,9 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { checkClusterToken, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
+import { checkClusterToken, decodeAnnouncePeerRequest, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
+import type { PeerCounters } from "./peer-counters.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -22,6 +23,7 @@ export interface ServiceDeps {
   preheater: Preheater;
   taskJobs: TaskJobs;
   clusterToken?: string | undefined;
+  counters: PeerCounters;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -138,7 +140,7 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
   const peer = svc.method.announcePeer;
   const host = svc.method.announceHost;
   return [
-    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink)),
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink), decodeAnnouncePeerRequest),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
   ];
 }

@@ -176,7 +176,7 @@ test("parent selection by random draws picks the parents a full scan picks", () 
       peers.push(p);
     }
     const child = peers[0]!;
-    for (const p of peers) if (rnd() < 0.1) child.blocklist.add(p.id);
+    for (const p of peers) if (rnd() < 0.1) child.block(p.id);
     const host = (id: string) => hosts.get(id);
     const eligible = peers.filter((p) => isEligibleParent(child, p, host(p.hostId)));
     const filterLimit = 15;

@@ -41,7 +41,7 @@ test("excludes itself, same host, blocklisted, failed and unknown-host peers", (
   const orphan = mkPeer("orphan", "gone", "succeeded", 10);
   const good = mkPeer("good", "h3", "running", 3);
   const idle = mkPeer("idle", "h4", "pending", 0);
-  child.blocklist.add("blocked");
+  child.block("blocked");
   const out = selectParents({ child, peers: [child, sameHost, blocked, failed, orphan, good, idle], host: world(hosts), ...limits });
   assert.deepEqual(out.map((p) => p.id), ["good"]);
 });
@@ -85,7 +85,7 @@ test("prefers seeds and finished peers over partial ones; penalises failing pare
   ];
   const out = selectParents({ child, peers, host: world(hosts), ...limits });
   assert.deepEqual(out.map((p) => p.id), ["seedp", "done", "half", "partial"]);
-  child.parentFailures.set("seedp", 1);
+  child.countParentFailure("seedp");
   const again = selectParents({ child, peers, host: world(hosts), ...limits });
   assert.equal(again[0]!.id, "done");
 });

@@ -12,6 +12,14 @@ export interface ParentCost {
   micros: number;
 }
 
+// What a peer without any reads: its collections are created on first write
+// and dropped when emptied. Ten thousand finished peers held as parents
+// carried four empty hash tables each, about half of a peer's heap.
+const NO_IDS: ReadonlySet<string> = new Set();
+const NO_COUNTS: ReadonlyMap<string, number> = new Map();
+const NO_COSTS: ReadonlyMap<string, ParentCost> = new Map();
+const NO_CANDIDATES: ReadonlyMap<string, string> = new Map();
+
 // One download of one task on one host, as seen by the scheduler.
 export class Peer {
   readonly id: string;
@@ -25,12 +33,11 @@ export class Peer {
   // Open while the peer's AnnouncePeer stream is; undefined for cached peers
   // and for succeeded peers whose stream closed.
   queue: BidiSink<schedulerv1.AnnouncePeerResponse> | undefined;
-  readonly blocklist = new Set<string>();
+  private blocked: Set<string> | undefined;
   rescheduleCount = 0;
-  readonly parentFailures = new Map<string, number>();
-  readonly parentCost = new Map<string, ParentCost>();
-  // Current candidate parents: peer id -> host id.
-  readonly candidates = new Map<string, string>();
+  private failures: Map<string, number> | undefined;
+  private costs: Map<string, ParentCost> | undefined;
+  private cands: Map<string, string> | undefined;
   disableBackToSource = false;
   // Set while the peer waits for a parent (time it started waiting).
   waitingSince: number | undefined;
@@ -42,6 +49,41 @@ export class Peer {
     this.taskId = taskId;
     this.hostId = hostId;
     this.registeredAt = registeredAt;
+  }
+
+  get blocklist(): ReadonlySet<string> {
+    return this.blocked ?? NO_IDS;
+  }
+
+  block(parentId: string): void {
+    (this.blocked ??= new Set()).add(parentId);
+  }
+
+  get parentFailures(): ReadonlyMap<string, number> {
+    return this.failures ?? NO_COUNTS;
+  }
+
+  get parentCost(): ReadonlyMap<string, ParentCost> {
+    return this.costs ?? NO_COSTS;
+  }
+
+  // Current candidate parents: peer id -> host id. Changed through
+  // ResourceStore only (it keeps the hosts' children index with it).
+  get candidates(): ReadonlyMap<string, string> {
+    return this.cands ?? NO_CANDIDATES;
+  }
+
+  setCandidate(parentId: string, hostId: string): void {
+    (this.cands ??= new Map()).set(parentId, hostId);
+  }
+
+  deleteCandidate(parentId: string): void {
+    if (!this.cands?.delete(parentId) || this.cands.size > 0) return;
+    this.cands = undefined;
+  }
+
+  clearCandidateList(): void {
+    this.cands = undefined;
   }
 
   get state(): PeerState {
@@ -71,12 +113,12 @@ export class Peer {
   }
 
   recordParentCost(parentId: string, bytes: number, micros: number): void {
-    const c = this.parentCost.get(parentId);
+    const c = this.costs?.get(parentId);
     if (c) {
       c.bytes += bytes;
       c.micros += micros;
     } else {
-      this.parentCost.set(parentId, { bytes, micros });
+      (this.costs ??= new Map()).set(parentId, { bytes, micros });
     }
   }
 
@@ -84,15 +126,15 @@ export class Peer {
   // long as its host serves the task: what it learnt about its own parents
   // is dead weight then.
   forgetParents(): void {
-    this.blocklist.clear();
-    this.parentFailures.clear();
-    this.parentCost.clear();
+    this.blocked = undefined;
+    this.failures = undefined;
+    this.costs = undefined;
   }
 
   // Counts a non-temporary failure against a parent; returns the new count.
   countParentFailure(parentId: string): number {
-    const n = (this.parentFailures.get(parentId) ?? 0) + 1;
-    this.parentFailures.set(parentId, n);
+    const n = (this.failures?.get(parentId) ?? 0) + 1;
+    (this.failures ??= new Map()).set(parentId, n);
     return n;
   }
 }

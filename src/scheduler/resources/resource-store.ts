@@ -80,7 +80,7 @@ export class ResourceStore {
   // Adds parents to the child's current candidates (the peer merges lists).
   addCandidates(child: Peer, parents: readonly Peer[]): void {
     for (const p of parents) {
-      child.candidates.set(p.id, p.hostId);
+      child.setCandidate(p.id, p.hostId);
       this.hosts.get(p.hostId)?.children.add(child.id);
     }
     child.index?.peerChanged(child);
@@ -89,7 +89,7 @@ export class ResourceStore {
   dropCandidate(child: Peer, parentId: string): void {
     const hostId = child.candidates.get(parentId);
     if (hostId === undefined) return;
-    child.candidates.delete(parentId);
+    child.deleteCandidate(parentId);
     child.index?.peerChanged(child);
     for (const h of child.candidates.values()) if (h === hostId) return;
     this.hosts.get(hostId)?.children.delete(child.id);
@@ -98,7 +98,7 @@ export class ResourceStore {
   clearCandidates(child: Peer): void {
     if (child.candidates.size === 0) return;
     for (const hostId of child.candidates.values()) this.hosts.get(hostId)?.children.delete(child.id);
-    child.candidates.clear();
+    child.clearCandidateList();
     child.index?.peerChanged(child);
   }
 

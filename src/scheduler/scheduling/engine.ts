@@ -6,6 +6,7 @@ import type { Peer } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { selectParents } from "./parent-selector.js";
+import { encodeNormalTask } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
 
@@ -236,7 +237,9 @@ export class SchedulingEngine {
       const host = this.store.hosts.get(p.hostId);
       return host ? [{ peer: p, host }] : [];
     });
-    peer.send(normalTask(task, withHosts));
+    const q = peer.queue;
+    if (q?.pushEncoded) q.pushEncoded(encodeNormalTask(task, withHosts));
+    else peer.send(normalTask(task, withHosts));
   }
 
   backToSource(peer: Peer, task: Task, description: string): void {

@@ -128,7 +128,7 @@ export class PeerEvents {
   pieceFailed(peer: Peer, req: schedulerv1.PieceFailedRequest): void {
     if (req.temporary || req.parentId === "" || peer.blocklist.has(req.parentId)) return;
     if (peer.countParentFailure(req.parentId) < PARENT_FAILURE_LIMIT) return;
-    peer.blocklist.add(req.parentId);
+    peer.block(req.parentId);
     this.store.dropCandidate(peer, req.parentId);
     const task = this.taskOf(peer);
     if (!task || !peer.isActive) return;
@@ -141,7 +141,7 @@ export class PeerEvents {
     if (!task) return "gone";
     for (const id of req.blocklistParentIds) {
       if (id === "") continue;
-      peer.blocklist.add(id);
+      peer.block(id);
       this.store.dropCandidate(peer, id);
     }
     peer.rescheduleCount++;
