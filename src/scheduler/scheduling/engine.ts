@@ -5,10 +5,13 @@ import type { Host } from "../resources/host-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
-import { selectParents } from "./parent-selector.js";
+import { isEligibleParent, selectParents } from "./parent-selector.js";
 import { encodeNormalTask } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
+
+// How far past candidateParentLimit offerParent may grow a child's list.
+const OFFER_SLACK = 4;
 
 // An origin failure is replayed to peers that register this soon after it.
 export const FAILURE_WINDOW_MS = 10_000;
@@ -294,6 +297,32 @@ export class SchedulingEngine {
       if (p.state !== "running" || p.isWaiting || !p.hasStream || p.candidates.size >= this.config.candidateParentLimit) continue;
       const parents = this.select(p, task);
       if (parents.some((x) => !p.candidates.has(x.id))) this.sendNormal(p, task, parents, true);
+    }
+  }
+
+  // A peer that just stored its first piece can serve. Children's lists fill
+  // up with whoever had pieces first, so a peer that joined last would
+  // otherwise stay in nobody's list and its uplink idle (at N=16 with 15
+  // candidates each, one peer served 0 pieces). Running peers that do not
+  // know it hear of it, fewest candidates first, until it has
+  // candidateParentLimit children; a list may grow a little past the limit
+  // for this (OFFER_SLACK).
+  offerParent(task: Task, parent: Peer): void {
+    const host = this.liveHost(parent.hostId);
+    if (!host || !parent.isActive) return;
+    let want = this.config.candidateParentLimit - host.children.size;
+    if (want <= 0) return;
+    const cap = this.config.candidateParentLimit + OFFER_SLACK;
+    const takers: Peer[] = [];
+    for (const p of task.peers) {
+      if (p.state !== "running" || !p.hasStream || p.isWaiting || p.candidates.size >= cap || p.candidates.has(parent.id)) continue;
+      if (!isEligibleParent(p, parent, host)) continue;
+      takers.push(p);
+    }
+    takers.sort((a, b) => a.candidates.size - b.candidates.size);
+    for (const p of takers) {
+      if (want-- <= 0) break;
+      this.sendNormal(p, task, [parent], true);
     }
   }
 

@@ -121,7 +121,10 @@ export class PeerEvents {
     }
     if (peer.finishedPieces === 1) {
       const task = this.taskOf(peer);
-      if (task) this.engine.wake(task);
+      if (task) {
+        this.engine.wake(task);
+        this.engine.offerParent(task, peer);
+      }
     }
   }
 
