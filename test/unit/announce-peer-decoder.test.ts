@@ -2,20 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { decodeAnnouncePeerRequest, schedulerv1 } from "../../src/protocol/index.js";
+import { prng } from "../helpers/prng.js";
 
 // The hand-written decoder either gives exactly what fromBinary gives or
 // declines (undefined); it never gives a different answer.
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 const S = schedulerv1;

@@ -7,20 +7,11 @@ import { Peer, type PeerState } from "../../src/scheduler/resources/peer-manager
 import { Task } from "../../src/scheduler/resources/task-manager.js";
 import { encodeNormalTask } from "../../src/scheduler/scheduling/normal-task-encoder.js";
 import { normalTask } from "../../src/scheduler/scheduling/responses.js";
+import { prng } from "../helpers/prng.js";
 
 // The hand-written encoder must give exactly the bytes protobuf-es gives for
 // the same answer: daemons cannot tell which path answered them.
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Empty, ASCII, 2-, 3- and 4-byte characters, a lone surrogate, and one long
 // enough for a two-byte length prefix.

@@ -16,18 +16,7 @@ import { SchedulingEngine } from "../../src/scheduler/scheduling/engine.js";
 import { isEligibleParent, scoreParent, selectParents } from "../../src/scheduler/scheduling/parent-selector.js";
 import { PeerEvents } from "../../src/scheduler/scheduling/peer-events.js";
 import { errorDetail } from "../../src/scheduler/scheduling/responses.js";
-
-// Small deterministic PRNG (mulberry32): failures replay.
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../helpers/prng.js";
 
 const taskIdOf = (k: number) => createHash("sha256").update(`index-test-${k}`).digest("hex");
 
