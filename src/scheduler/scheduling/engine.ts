@@ -318,6 +318,8 @@ export class SchedulingEngine {
       if (p.state !== "running" || !p.hasStream || p.isWaiting || p.candidates.size >= cap || p.candidates.has(parent.id)) continue;
       if (!isEligibleParent(p, parent, host)) continue;
       takers.push(p);
+      // Enough to choose from: a huge task is not walked whole per new parent.
+      if (takers.length >= 4 * want) break;
     }
     takers.sort((a, b) => a.candidates.size - b.candidates.size);
     for (const p of takers) {
