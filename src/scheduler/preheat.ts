@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { createRpcTransport, daemonv1, downloadTaskId, fromConnectError, schedulerv1, type Download } from "../protocol/index.js";
+import { daemonv1, downloadTaskId, fromConnectError, schedulerv1, type Download } from "../protocol/index.js";
+import { DaemonClients } from "./daemon-clients.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import { pickSeedHost } from "./scheduling/seed-trigger.js";
@@ -22,7 +22,7 @@ export interface PreheatDeps {
 // download (a seed peer from the origin when cold) and answers when the task
 // is complete and verified, without sending its bytes back.
 export class Preheater {
-  private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
+  private readonly clients = new DaemonClients();
 
   constructor(private readonly deps: PreheatDeps) {}
 
@@ -63,7 +63,7 @@ export class Preheater {
     try {
       const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs) });
       let finished = false;
-      for await (const ev of this.client(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
+      for await (const ev of this.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
         if (ev.event.case === "finished") finished = true;
       }
       if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
@@ -72,15 +72,5 @@ export class Preheater {
       const e = fromConnectError(err);
       return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
     }
-  }
-
-  private client(host: Host): Client<typeof daemonv1.DaemonService> {
-    const base = `http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`;
-    let c = this.clients.get(base);
-    if (!c) {
-      c = createClient(daemonv1.DaemonService, createRpcTransport(base));
-      this.clients.set(base, c);
-    }
-    return c;
   }
 }

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
-import { clusterTokenHeaders, createRpcTransport, daemonv1, fromConnectError, schedulerv1 } from "../protocol/index.js";
+import { clusterTokenHeaders, fromConnectError, schedulerv1 } from "../protocol/index.js";
+import { DaemonClients } from "./daemon-clients.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -20,7 +20,7 @@ export interface TaskJobsDeps {
 // The manager's get-task and delete-task jobs, answered from the scheduler's
 // view of the task (its peers and their hosts).
 export class TaskJobs {
-  private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
+  private readonly clients = new DaemonClients();
 
   constructor(private readonly deps: TaskJobsDeps) {}
 
@@ -51,7 +51,7 @@ export class TaskJobs {
         }
         const base = { hostId: h.id, hostname: h.hostname, ip: h.ip };
         try {
-          await this.client(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
+          await this.clients.get(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
           events.removePeer(p);
           return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
         } catch (err) {
@@ -68,15 +68,5 @@ export class TaskJobs {
   private liveHost(id: string): Host | undefined {
     const h = this.deps.store.hosts.get(id);
     return h && !this.deps.store.hosts.isExpired(h, this.deps.now(), this.deps.config.hostTimeout) ? h : undefined;
-  }
-
-  private client(host: Host): Client<typeof daemonv1.DaemonService> {
-    const base = `http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`;
-    let c = this.clients.get(base);
-    if (!c) {
-      c = createClient(daemonv1.DaemonService, createRpcTransport(base));
-      this.clients.set(base, c);
-    }
-    return c;
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
-import { createRpcTransport, daemonv1, type Download } from "../../protocol/index.js";
+import { daemonv1, type Download } from "../../protocol/index.js";
+import { DaemonClients } from "../daemon-clients.js";
 import type { Host } from "../resources/host-manager.js";
 
 // Rendezvous (highest random weight) hashing: every scheduler picks the same
@@ -23,21 +23,15 @@ export type TriggerFn = (host: Host, download: Download, taskId: string) => Prom
 
 // Calls TriggerTask on a seed daemon's API. One client per daemon address.
 export class SeedTriggerClient {
-  private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
+  private readonly clients = new DaemonClients();
 
   constructor(private readonly timeoutMs = 10_000) {}
 
   readonly trigger: TriggerFn = async (host, download, taskId) => {
-    const base = `http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`;
-    let client = this.clients.get(base);
-    if (!client) {
-      client = createClient(daemonv1.DaemonService, createRpcTransport(base));
-      this.clients.set(base, client);
-    }
-    await client.triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs });
+    await this.clients.get(host).triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs });
   };
 
   forget(host: Host): void {
-    this.clients.delete(`http://${host.ip.includes(":") ? `[${host.ip}]` : host.ip}:${host.apiPort}`);
+    this.clients.forget(host);
   }
 }
