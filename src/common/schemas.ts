@@ -2,6 +2,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { field, type ConfigOf } from "./config.js";
 import { LOG_LEVELS } from "./logger.js";
+import { parseHostPort } from "./address.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -35,6 +36,16 @@ const regexList = (v: string[]) => {
 };
 
 const optionalHttpUrl = (v: string) => (v === "" ? undefined : httpUrl(v));
+const optionalAddress = (v: string) => {
+  if (v === "") return undefined;
+  try {
+    parseHostPort(v);
+    return undefined;
+  } catch {
+    return "must be HOST:PORT (or empty: off)";
+  }
+};
+const METRICS_LISTEN_HELP = "Prometheus /metrics plus /healthz and /readyz on this address (HOST:PORT; empty: off)";
 
 export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? "/var/lib/damselfly" : join(homedir(), ".local", "share", "damselfly");
@@ -59,6 +70,7 @@ export const schedulerSchema = {
   advertiseIp: field("string", "", "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)"),
   managerInterval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", { check: positive }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
+  metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
 };
 export type SchedulerConfig = ConfigOf<typeof schedulerSchema>;
 
@@ -95,6 +107,7 @@ export const daemonSchema = {
   proxyPrefetch: field("bool", false, "a range request for an object not on this node also starts downloading the whole object in the background"),
   proxyStallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
+  metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 
@@ -124,6 +137,7 @@ export const managerSchema = {
   schedulerTimeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", { check: positive }),
   preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
+  metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
 };
 export type ManagerConfig = ConfigOf<typeof managerSchema>;
 

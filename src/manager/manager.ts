@@ -8,6 +8,15 @@ import { ClusterRegistry } from "./cluster-registry.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
+import { sql } from "kysely";
+import { formatHostPort } from "../common/address.js";
+import { cachedCheck, Health } from "../common/health.js";
+import { MetricsServer } from "../common/metrics-server.js";
+import { ManagerMetrics } from "./metrics.js";
+
+// A database that does not answer a trivial query this fast is not there.
+const DB_PROBE_TIMEOUT_MS = 2_000;
+const DB_PROBE_TTL_MS = 1_000;
 
 export interface ManagerOptions {
   config: ManagerConfig;
@@ -27,6 +36,9 @@ export class Manager {
   private app: FastifyInstance | undefined;
   private jobs: JobRunner | undefined;
   private bound: HostPort | undefined;
+  readonly metrics = new ManagerMetrics();
+  readonly health = new Health();
+  private metricsServer: MetricsServer | undefined;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "manager" });
@@ -45,26 +57,48 @@ export class Manager {
     const { config } = this.opts;
     const database = await openDatabase(this.databaseUrl);
     this.database = database;
+    this.health.addCheck("database", cachedCheck(() => pingDatabase(database), DB_PROBE_TTL_MS));
     const boot = await bootstrap(database, this.opts.adminPassword);
     if (boot.generatedPassword) {
       (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(`damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`);
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.schedulerTimeout);
     this.jobs = new JobRunner(database, registry, this.log, config.preheatTimeout, this.opts.clusterToken);
-    this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken });
+    this.jobs.onState = (type, state) => this.metrics.job(type, state);
+    this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken }, { metrics: this.metrics, health: this.health });
+    if (config.metricsListen) {
+      this.metricsServer = new MetricsServer({ listen: config.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      await this.metricsServer.start();
+    }
     const { host, port } = parseHostPort(config.listen);
     await this.app.listen({ host, port });
     const addr = this.app.server.address();
     this.bound = { host, port: typeof addr === "object" && addr ? addr.port : port };
     await this.jobs.resume();
-    this.log.info({ listen: `${host.includes(":") ? `[${host}]` : host}:${this.bound.port}`, database: database.dialect }, "manager ready");
+    this.log.info({ listen: `${host.includes(":") ? `[${host}]` : host}:${this.bound.port}`, database: database.dialect, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) }, "manager ready");
   }
 
   async close(): Promise<void> {
     await this.jobs?.close();
     await this.app?.close();
+    await this.metricsServer?.close();
+    this.metricsServer = undefined;
     await this.database?.close();
     this.app = undefined;
     this.database = undefined;
+  }
+}
+
+async function pingDatabase(database: Database): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const slow = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`database did not answer within ${DB_PROBE_TIMEOUT_MS} ms`), DB_PROBE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([sql`select 1`.execute(database.db).then(() => undefined), slow]);
+  } catch (err) {
+    return `database unreachable: ${(err as Error).message}`;
+  } finally {
+    clearTimeout(timer);
   }
 }

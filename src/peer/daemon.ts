@@ -17,6 +17,13 @@ import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
 import type { CertificateAuthority } from "./proxy/ca.js";
+import { cachedCheck, Health } from "../common/health.js";
+import { MetricsServer } from "../common/metrics-server.js";
+import { DaemonMetrics } from "./metrics.js";
+import { probeWritable } from "./storage/storage-probe.js";
+
+// A readiness probe writes to the store at most this often.
+const STORAGE_PROBE_TTL_MS = 2_000;
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -29,6 +36,8 @@ export interface DaemonEndpoints {
   api: HostPort;
   upload: HostPort;
   proxy: HostPort;
+  // With --metrics-listen.
+  metrics?: HostPort;
 }
 
 // The peer daemon (or seed peer with config.seed). This is the one place that
@@ -44,6 +53,10 @@ export class Daemon {
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
   private proxy: ProxyServer | undefined;
+  readonly metrics = new DaemonMetrics();
+  readonly health = new Health();
+  private metricsServer: MetricsServer | undefined;
+  private phase: "starting" | "serving" | "stopping" = "starting";
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
@@ -51,8 +64,17 @@ export class Daemon {
 
   async start(): Promise<void> {
     const c = this.o.config;
+    this.health.addCheck("daemon", () => (this.phase === "serving" ? undefined : this.phase));
+    // Up before the store loads (a big store takes a while): probes see the
+    // process alive but not ready.
+    if (c.metricsListen) {
+      this.metricsServer = new MetricsServer({ listen: c.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      await this.metricsServer.start();
+    }
     this.storage = new Storage(c.dataDir, this.log);
     await this.storage.load();
+    const tasksDir = this.storage.tasksDir;
+    this.health.addCheck("storage", cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS));
     this.source = new HttpSource({ timeoutMs: c.sourceTimeout, extraCaPem: c.sourceCa ? await readPem(c.sourceCa, "source CA") : undefined });
     this.upload = new UploadServer({
       listen: c.uploadListen,
@@ -60,17 +82,25 @@ export class Daemon {
       logger: this.log,
       uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
       onCorruptPiece: (task) => this.tasks?.repair(task),
+      health: this.health,
     });
     await this.upload.start();
+    const upload = this.upload;
+    this.metrics.bindUpload(() => upload.stats);
 
     const apiListen = parseHostPort(c.listen, "listen address");
     const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
-    this.api = await createRpcServer(c.listen, (router) => {
-      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
-    });
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics }));
+    this.api = await createRpcServer(
+      c.listen,
+      (router) => {
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics }));
+      },
+      [],
+      { health: this.health },
+    );
     // The scheduler learns our API port, known only once bound (it may be 0).
     const host = create(schedulerv1.HostSchema, {
       id: hostId,
@@ -94,6 +124,8 @@ export class Daemon {
         })
       : undefined;
     tasks.scheduler = this.link;
+    const link = this.link;
+    if (link) this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
     // The X.509 library loads only when interception is configured.
     const ca: CertificateAuthority | undefined = c.proxyIntercept.length > 0
       ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
@@ -118,11 +150,14 @@ export class Daemon {
       stallTimeoutMs: c.proxyStallTimeout,
       sourceTimeoutMs: c.sourceTimeout,
       prefetch: c.proxyPrefetch,
+      metrics: this.metrics,
+      health: this.health,
     });
     await this.proxy.start();
     await this.link?.start();
     if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
-    this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
+    this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
+    this.phase = "serving";
     this.log.info(
       {
         hostId,
@@ -130,6 +165,7 @@ export class Daemon {
         api: formatHostPort(this.endpoints.api),
         upload: formatHostPort(this.endpoints.upload),
         proxy: formatHostPort(this.endpoints.proxy),
+        ...(this.endpoints.metrics ? { metrics: formatHostPort(this.endpoints.metrics) } : {}),
         ...(ca ? { proxyCa: ca.certFile } : {}),
         advertiseIp: ip,
         scheduler: schedulers,
@@ -160,12 +196,14 @@ export class Daemon {
   }
 
   async close(): Promise<void> {
+    this.phase = "stopping";
     clearInterval(this.refreshTimer);
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
     await this.source?.close();
     await this.storage?.close();
+    await this.metricsServer?.close();
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }

@@ -10,6 +10,7 @@ import type { LocalTask } from "./storage/local-task.js";
 import type { HttpSource } from "./source/http-source.js";
 import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
+import type { DaemonMetrics } from "./metrics.js";
 
 export interface TaskHandle {
   task: LocalTask;
@@ -32,6 +33,7 @@ export class TaskManager {
       storage: Storage;
       source: HttpSource;
       logger: Logger;
+      metrics?: DaemonMetrics;
     },
   ) {}
 
@@ -71,6 +73,7 @@ export class TaskManager {
       piecesPerParent: c.piecesPerParent,
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
+      metrics: this.deps.metrics,
     });
     this.running.set(id, run);
     run

@@ -3,6 +3,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { parseHostPort, type HostPort } from "../common/address.js";
 import type { FastRoute } from "./grpc-fast.js";
+import { isHealthPath, type Health } from "../common/health.js";
 
 export interface RpcServer {
   readonly address: HostPort;
@@ -12,10 +13,23 @@ export interface RpcServer {
 // Connect/gRPC/gRPC-web over cleartext HTTP/2 on exactly the address given, so
 // stock gRPC clients can talk to us as well as our own Connect clients.
 // `fast` routes serve their path before Connect sees it (see grpc-fast.ts),
-// falling back to Connect for what they do not handle.
-export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void, fast: readonly FastRoute[] = []): Promise<RpcServer> {
+// falling back to Connect for what they do not handle. With `health`, plain
+// GET /healthz and /readyz are answered too (HTTP/2 only, like everything on
+// this port: `curl --http2-prior-knowledge`).
+export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void, fast: readonly FastRoute[] = [], opts: { health?: Health } = {}): Promise<RpcServer> {
   const { host, port } = parseHostPort(listen);
-  const connect = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
+  const rpc = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
+  const health = opts.health;
+  const connect: typeof rpc = health
+    ? (req, res) => {
+        const path = req.url ?? "";
+        if (isHealthPath(path)) {
+          health.answer(path, req.method, res).catch(() => res.destroy());
+          return;
+        }
+        rpc(req, res);
+      }
+    : rpc;
   const byPath = new Map(fast.map((r) => [r.path, r]));
   // Without fast routes, node's own request/response handling; with them,
   // each stream goes to its fast route if it takes it, and to Connect through

@@ -1,5 +1,6 @@
 import type { Logger } from "../common/logger.js";
 import type { Decision } from "./scheduling/engine.js";
+import type { SchedulerMetrics } from "./metrics.js";
 
 // Per-peer events (registered, rescheduled, finished) are counted here and
 // logged at info as one cumulative "peer summary" line per interval and at
@@ -12,20 +13,29 @@ export class PeerCounters {
   private readonly finished: Record<string, number> = {};
   private changed = false;
 
-  registeredWith(decision: Decision): void {
+  // The same events also feed the Prometheus metrics, when given.
+  constructor(private readonly metrics?: SchedulerMetrics) {}
+
+  // seconds: how long the decision took to make.
+  registeredWith(decision: Decision, seconds = 0): void {
     this.registered[decision] = (this.registered[decision] ?? 0) + 1;
     this.changed = true;
+    this.metrics?.registered();
+    this.metrics?.decided(decision, seconds);
   }
 
-  rescheduledWith(decision: Decision): void {
+  rescheduledWith(decision: Decision, seconds = 0): void {
     this.rescheduled[decision] = (this.rescheduled[decision] ?? 0) + 1;
     this.changed = true;
+    this.metrics?.rescheduled();
+    this.metrics?.decided(decision, seconds);
   }
 
   // via: the message that said so (peerFinished or backToSourceFinished).
   finishedVia(via: string): void {
     this.finished[via] = (this.finished[via] ?? 0) + 1;
     this.changed = true;
+    this.metrics?.peerFinished(via === "peerFinished" ? "peer" : "back_to_source");
   }
 
   // Totals since the start; nothing when nothing happened since the last line

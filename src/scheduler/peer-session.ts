@@ -34,9 +34,10 @@ export class PeerSession {
       host.lastSeen = this.now();
       const download = r.value.download;
       if (!download || download.url === "") throw invalid("register_peer without a download URL");
+      const t0 = performance.now();
       const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue);
       this.peer = peer;
-      this.counters.registeredWith(decision);
+      this.counters.registeredWith(decision, (performance.now() - t0) / 1000);
       this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
       return;
     }
@@ -78,8 +79,9 @@ export class PeerSession {
         this.events.pieceFailed(peer, r.value);
         return;
       case "reschedule": {
+        const t0 = performance.now();
         const decision = this.events.reschedule(peer, r.value);
-        this.counters.rescheduledWith(decision);
+        this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
         this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
         return;
       }

@@ -1,4 +1,4 @@
-import type { HostPort } from "../common/address.js";
+import { formatHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { createRpcServer, schedulerv1, type RpcServer } from "../protocol/index.js";
@@ -12,6 +12,9 @@ import { hostNotAnnounced } from "./validate.js";
 import { ManagerLink, type DynamicConfig } from "./manager-link.js";
 import { Preheater } from "./preheat.js";
 import { TaskJobs } from "./task-jobs.js";
+import { Health } from "../common/health.js";
+import { MetricsServer } from "../common/metrics-server.js";
+import { SchedulerMetrics } from "./metrics.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
 // How often the cumulative "peer summary" line is logged (when anything changed).
@@ -39,15 +42,21 @@ export class Scheduler {
   private readonly taskJobs: TaskJobs;
   private readonly clusterToken: string | undefined;
   private managerLink: ManagerLink | undefined;
-  private readonly counters = new PeerCounters();
+  readonly metrics: SchedulerMetrics;
+  readonly health = new Health();
+  private readonly counters: PeerCounters;
   private server: RpcServer | undefined;
+  private metricsServer: MetricsServer | undefined;
   private timers: NodeJS.Timeout[] = [];
 
   constructor(opts: SchedulerOptions) {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
-    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger });
+    this.metrics = new SchedulerMetrics(this.store);
+    this.counters = new PeerCounters(this.metrics);
+    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger, metrics: this.metrics });
+    this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
     this.events = new PeerEvents(this.engine);
     this.clusterToken = opts.clusterToken;
     this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, now: () => this.engine.now() });
@@ -71,16 +80,25 @@ export class Scheduler {
     return this.server.address;
   }
 
+  // With --metrics-listen.
+  get metricsAddress(): HostPort | undefined {
+    return this.metricsServer?.address;
+  }
+
   async start(): Promise<void> {
     if (this.server) return;
     const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken, counters: this.counters };
     const service = createSchedulerService(deps);
-    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps));
+    if (this.config.metricsListen) {
+      this.metricsServer = new MetricsServer({ listen: this.config.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      await this.metricsServer.start();
+    }
+    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), { health: this.health });
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery), setInterval(() => this.counters.log(this.log), SUMMARY_EVERY_MS)];
     for (const t of this.timers) t.unref();
-    this.log.info({ listen: this.server.address }, "scheduler listening");
+    this.log.info({ listen: this.server.address, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) }, "scheduler listening");
     if (this.config.manager) {
       this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d), clusterToken: this.clusterToken });
       this.managerLink.start();
@@ -100,6 +118,8 @@ export class Scheduler {
     }
     const server = this.server;
     this.server = undefined;
+    await this.metricsServer?.close();
+    this.metricsServer = undefined;
     if (!server) return;
     // A client that never reads its responses keeps its HTTP/2 session open;
     // do not let it hold close() forever.

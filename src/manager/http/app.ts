@@ -15,24 +15,54 @@ import { managerService } from "../rpc/manager-service.js";
 import { installAudit } from "./audit.js";
 import { installErrorHandlers } from "./errors.js";
 import { consoleRoutes } from "./console.js";
+import { isHealthPath, type Health } from "../../common/health.js";
+import type { ManagerMetrics } from "../metrics.js";
+
+export interface Observability {
+  metrics?: ManagerMetrics;
+  // Answers /healthz and /readyz before Fastify (no auth, no audit).
+  health?: Health;
+}
 
 const require = createRequire(import.meta.url);
 
 // One HTTP/1.1 port: the components' Connect RPC (ManagerService) goes to
 // Connect, everything else (REST, open API, docs, console) to Fastify.
-export async function buildApp(ctx: RouteContext): Promise<FastifyInstance> {
+export async function buildApp(ctx: RouteContext, obs: Observability = {}): Promise<FastifyInstance> {
   const connect = connectNodeAdapter({ routes: (router) => router.service(managerv1.ManagerService, managerService(ctx.registry, ctx.clusterToken)) });
   const rpcPrefix = `/${managerv1.ManagerService.typeName}/`;
+  const rpcRoutes = new Set(managerv1.ManagerService.methods.map((m) => rpcPrefix + m.name));
+  const { metrics, health } = obs;
   const app = Fastify({
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: false } },
     serverFactory: (handler) =>
       createServer((req: IncomingMessage, res: ServerResponse) => {
-        if (req.url?.startsWith(rpcPrefix)) connect(req, res);
-        else handler(req, res);
+        const url = req.url ?? "";
+        if (url.startsWith(rpcPrefix)) {
+          if (metrics) {
+            const started = performance.now();
+            const route = rpcRoutes.has(url) ? url : "unmatched";
+            res.once("finish", () => metrics.request(route, req.method ?? "", res.statusCode, (performance.now() - started) / 1000));
+          }
+          connect(req, res);
+          return;
+        }
+        const q = url.indexOf("?");
+        const path = q < 0 ? url : url.slice(0, q);
+        if (health && isHealthPath(path)) {
+          health.answer(path, req.method, res).catch(() => res.destroy());
+          return;
+        }
+        handler(req, res);
       }),
   });
+  if (metrics) {
+    app.addHook("onResponse", async (req, reply) => {
+      metrics.request(req.routeOptions.url ?? "unmatched", req.method, reply.statusCode, reply.elapsedTime / 1000);
+    });
+  }
   installErrorHandlers(app, ctx.logger);
   installAudit(app, ctx.database, ctx.logger);
 

@@ -26,6 +26,9 @@ export class JobRunner {
   private readonly clients = new Map<string, Client<typeof schedulerv1.SchedulerService>>();
   private readonly done = new Set<Promise<void>>();
   private closing = false;
+  private readonly types = new Map<number, JobType>();
+  // Told of every job created (PENDING) and finished (SUCCESS, FAILURE).
+  onState: ((type: JobType, state: "PENDING" | "SUCCESS" | "FAILURE") => void) | undefined;
 
   constructor(
     private readonly database: Database,
@@ -55,6 +58,7 @@ export class JobRunner {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+    this.onState?.(type, "PENDING");
     this.start(job.id, type, args, clusterIds);
     return job;
   }
@@ -64,6 +68,7 @@ export class JobRunner {
     const jobs = await this.database.db.selectFrom("jobs").selectAll().where("state", "=", "PENDING").execute();
     for (const j of jobs) {
       const args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
+      this.types.set(j.id, j.type as JobType);
       if (args.has_headers) {
         await this.finish(j.id, "FAILURE", { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] }, "manager restarted");
         continue;
@@ -83,6 +88,7 @@ export class JobRunner {
   private start(id: number, type: JobType, args: JobArgs, clusterIds: number[]): void {
     const ac = new AbortController();
     this.running.set(id, ac);
+    this.types.set(id, type);
     const work =
       type === "preheat"
         ? this.run(id, args, clusterIds, ac.signal)
@@ -97,6 +103,7 @@ export class JobRunner {
       .catch((err: unknown) => this.logger.error({ jobId: id, type, err: (err as Error).message }, "job crashed"))
       .finally(() => {
         this.running.delete(id);
+        this.types.delete(id);
         this.done.delete(p);
       });
     this.done.add(p);
@@ -200,5 +207,8 @@ export class JobRunner {
   private async finish(id: number, state: "SUCCESS" | "FAILURE", result: JobResult, error: string): Promise<void> {
     if (this.closing) return;
     await this.database.db.updateTable("jobs").set({ state, result: JSON.stringify(result), error, updated_at: new Date().toISOString() }).where("id", "=", id).execute();
+    const type = this.types.get(id);
+    this.types.delete(id);
+    if (type) this.onState?.(type, state);
   }
 }

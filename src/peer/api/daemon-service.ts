@@ -10,6 +10,7 @@ import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
 import { verifiedStorePath } from "./store-delivery.js";
 import { readTaskRange } from "./task-reader.js";
+import type { DaemonMetrics } from "../metrics.js";
 
 const PROGRESS_MS = 250;
 const CHUNK = 1024 * 1024;
@@ -28,7 +29,7 @@ function validateDownload(d: Download | undefined): Download {
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; metrics?: DaemonMetrics }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   return {
     async *downloadTask(req, ctx) {
@@ -150,6 +151,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     }
     yield progress();
     const stats = handle.run?.stats;
+    if (localHit) deps.metrics?.localBytes(task.meta.contentLength);
     logger.info({ taskId: task.id, ms: Date.now() - started, localHit, delivery: storePath ? "store-path" : "stream" }, "download served");
     yield ev({
       case: "finished",

@@ -12,6 +12,7 @@ import { ParentConn, type ParentAddress } from "./parent-conn.js";
 import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
 import { PieceSelector } from "./piece-selector.js";
 import { MemorySink } from "./piece-writer.js";
+import type { DaemonMetrics } from "../metrics.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
@@ -44,6 +45,7 @@ export interface PeerTaskOptions {
   piecesPerParent: number;
   pieceTimeoutMs: number;
   scheduleTimeoutMs: number;
+  metrics?: DaemonMetrics | undefined;
 }
 
 export interface PeerTaskStats {
@@ -104,6 +106,7 @@ export class PeerTask {
   // Resolves when every piece is stored and verified; rejects with the reason
   // the download failed (every failure also reaches the task's readers).
   async run(): Promise<void> {
+    this.o.metrics?.downloadStarted();
     try {
       await this.start();
     } catch (err) {
@@ -373,6 +376,7 @@ export class PeerTask {
     this.lastProgress = Date.now();
     parent.piecesServed++;
     const micros = (process.hrtime.bigint() - started) / 1000n;
+    this.o.metrics?.piece("peer", length, Number(micros) / 1e6);
     if (this.log.isLevelEnabled("debug")) this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number(micros / 1000n) }, "piece from parent");
     this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, parentId: parent.id, costMicros: micros }) });
   }
@@ -453,6 +457,7 @@ export class PeerTask {
   private startBackToSource(reason: string): void {
     if (this.sourceRunning || this.ended) return;
     this.sourceRunning = true;
+    if (!this.stats.backToSource) this.o.metrics?.backToSourceStarted();
     this.stats.backToSource = true;
     this.log.info({ reason }, "fetching from the origin");
     const d = this.o.download;
@@ -466,6 +471,7 @@ export class PeerTask {
       onPiece: async (n, crc, length, costMicros) => {
         if (task.pieces.has(n)) return;
         this.stats.bytesFromSource += length;
+        this.o.metrics?.piece("origin", length, costMicros / 1e6);
         await task.markPiece({ number: n, crc, length });
         this.lastProgress = Date.now();
         this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32: crc, costMicros: BigInt(Math.round(costMicros)) }) });
@@ -545,6 +551,7 @@ export class PeerTask {
       "task downloaded",
     );
     this.cleanup();
+    this.o.metrics?.downloadSucceeded();
     this.settle.resolve();
   }
 
@@ -556,6 +563,7 @@ export class PeerTask {
     else this.send({ case: "peerFailed", value: create(schedulerv1.PeerFailedRequestSchema, detail) });
     this.log.warn({ code: err.code, err: err.message }, "task download failed");
     this.o.task.fail(err);
+    this.o.metrics?.downloadFailed(err.code);
     this.cleanup();
     this.settle.reject(err);
   }

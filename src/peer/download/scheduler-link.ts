@@ -64,6 +64,11 @@ export class SchedulerLink {
     return this.endpoints.map((e) => e.address);
   }
 
+  // Some scheduler answered its last keep-alive (readiness).
+  get reachable(): boolean {
+    return this.endpoints.some((e) => e.healthy);
+  }
+
   // A new scheduler list (from the manager): schedulers that stay keep their
   // connection and state; new ones are announced to at once. Streams already
   // open stay on their scheduler until they end.

@@ -15,6 +15,8 @@ export interface ConnectOptions {
   logger: Logger;
   // Requests decrypted from an intercepted tunnel; origin is https://host[:port].
   onRequest(req: IncomingMessage, res: ServerResponse, origin: string): void;
+  // Counts each CONNECT: tunnel or intercept, and whether it came up.
+  onConnect?(kind: "tunnel" | "intercept", established: boolean): void;
 }
 
 // CONNECT: hosts matching an intercept rule get TLS terminated with a leaf
@@ -42,6 +44,7 @@ export class ConnectHandler {
     const m = TARGET.exec(req.url ?? "");
     const port = m ? Number(m[3]) : 0;
     if (!m || port < 1 || port > 65535) {
+      this.o.onConnect?.("tunnel", false);
       socket.end("HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_INVALID_REQUEST\r\n\r\nCONNECT needs host:port\n");
       return;
     }
@@ -49,13 +52,17 @@ export class ConnectHandler {
     const hostPort = `${m[1] ? `[${host}]` : host}:${port}`;
     if (this.o.intercept.some((r) => r.test(hostPort))) {
       const state = { established: false };
-      this.intercept(socket, head, host, hostPort, state).catch((err) => {
-        const e = DamselflyError.from(err);
-        this.o.logger.warn({ target: hostPort, code: e.code, err: e.message }, "proxy: TLS interception failed");
-        // Before "200 Connection Established" the client still reads HTTP.
-        if (!state.established) rejectConnect(socket, e);
-        else socket.destroy();
-      });
+      this.intercept(socket, head, host, hostPort, state).then(
+        () => this.o.onConnect?.("intercept", true),
+        (err: unknown) => {
+          this.o.onConnect?.("intercept", false);
+          const e = DamselflyError.from(err);
+          this.o.logger.warn({ target: hostPort, code: e.code, err: e.message }, "proxy: TLS interception failed");
+          // Before "200 Connection Established" the client still reads HTTP.
+          if (!state.established) rejectConnect(socket, e);
+          else socket.destroy();
+        },
+      );
     } else this.tunnel(socket, head, host, port, hostPort);
   }
 
@@ -89,6 +96,7 @@ export class ConnectHandler {
     let connected = false;
     upstream.once("connect", () => {
       connected = true;
+      this.o.onConnect?.("tunnel", true);
       socket.write(ESTABLISHED);
       if (head.length > 0) upstream.write(head);
       upstream.pipe(socket);
@@ -96,6 +104,7 @@ export class ConnectHandler {
     });
     upstream.once("error", (err) => {
       if (!connected) {
+        this.o.onConnect?.("tunnel", false);
         this.o.logger.warn({ target: hostPort, err: (err as NodeJS.ErrnoException).code ?? err.message }, "proxy: CONNECT target unreachable");
         socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_SOURCE_UNREACHABLE\r\n\r\n");
       } else socket.destroy();

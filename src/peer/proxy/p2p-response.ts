@@ -37,6 +37,10 @@ export interface P2PDeps {
 export interface ServeResult {
   // P2P could not start: nothing was sent, the caller forwards instead.
   declined?: DamselflyError;
+  // A response sent whole: whether the task was complete here when asked,
+  // and the bytes sent.
+  cache?: "hit" | "partial" | "miss";
+  bytes?: number;
 }
 
 const TRAILERS = ["x-damselfly-bytes-from-peers", "x-damselfly-bytes-from-origin", "x-damselfly-bytes-fallback"] as const;
@@ -209,7 +213,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
       },
       "proxy: served from P2P",
     );
-    return {};
+    return { cache, bytes: end - start };
 
     async function digestFailed(e: DamselflyError): Promise<ServeResult> {
       // Cut the connection before the last byte so the client retries, and

@@ -16,6 +16,17 @@ import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-rout
 import { sendError } from "./respond.js";
 import { badRequest, ConnectHandler } from "./connect-handler.js";
 import type { CertificateAuthority } from "./ca.js";
+import type { Health } from "../../common/health.js";
+import { isHealthPath } from "../../common/health.js";
+import type { DaemonMetrics, ProxyKind, ProxyOutcome } from "../metrics.js";
+
+// How one request was classified and served, for damselfly_proxy_requests_total.
+interface ProxyRecord {
+  kind: ProxyKind;
+  outcome: ProxyOutcome;
+}
+
+const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
 
 export interface ProxyOptions {
   listen: string;
@@ -33,6 +44,9 @@ export interface ProxyOptions {
   stallTimeoutMs: number;
   sourceTimeoutMs: number;
   prefetch: boolean;
+  metrics?: DaemonMetrics;
+  // /healthz and /readyz on the proxy port too.
+  health?: Health;
 }
 
 // The daemon's registry mirror and HTTP(S) proxy, on one port:
@@ -58,12 +72,20 @@ export class ProxyServer {
       intercept: o.intercept.map((r) => new RegExp(r)),
       ca: o.ca,
       logger: this.log,
-      onRequest: (req, res, origin) => this.dispatch(req, res, () => this.viaProxy(req, res, new URL(req.url ?? "/", origin))),
+      onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.viaProxy(req, res, new URL(req.url ?? "/", origin), rec)),
+      onConnect: (kind, established) => o.metrics?.proxyRequest(kind, established ? "established" : "error"),
     });
   }
 
   async start(): Promise<void> {
-    const server = http.createServer((req, res) => this.dispatch(req, res, () => this.route(req, res)));
+    const server = http.createServer((req, res) => {
+      const health = this.o.health;
+      if (health && isHealthPath(req.url ?? "")) {
+        health.answer(req.url!, req.method, res).catch((err) => sendError(res, err));
+        return;
+      }
+      this.dispatch(req, res, (rec) => this.route(req, res, rec));
+    });
     server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.connect.handle(req, socket, head));
     server.on("clientError", (_err, socket) => badRequest(socket));
     this.address = await listenOn(server, this.o.listen, "proxy listen address");
@@ -77,15 +99,19 @@ export class ProxyServer {
     if (s) await closeServer(s);
   }
 
-  private dispatch(req: IncomingMessage, res: ServerResponse, work: () => Promise<void>): void {
-    work().catch((err) => {
+  private dispatch(req: IncomingMessage, res: ServerResponse, work: (rec: ProxyRecord) => Promise<void>): void {
+    const rec: ProxyRecord = { kind: "other", outcome: "forwarded" };
+    const metrics = this.o.metrics;
+    if (metrics) res.once("close", () => metrics.proxyRequest(rec.kind, rec.outcome === "error" || res.writableFinished ? rec.outcome : "aborted"));
+    work(rec).catch((err) => {
+      rec.outcome = "error";
       const e = DamselflyError.from(err);
       this.log.warn({ method: req.method, code: e.code, err: e.message }, "proxy: request failed");
       sendError(res, e);
     });
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async route(req: IncomingMessage, res: ServerResponse, rec: ProxyRecord): Promise<void> {
     const raw = req.url ?? "/";
     if (raw === "/healthy") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
@@ -98,33 +124,39 @@ export class ProxyServer {
       } catch {
         throw new DamselflyError("DF_ERR_INVALID_REQUEST", "malformed proxy request URL");
       }
-      return this.viaProxy(req, res, target);
+      return this.viaProxy(req, res, target, rec);
     }
-    if (raw === "/v2" || raw.startsWith("/v2/") || raw.startsWith("/v2?")) return this.viaMirror(req, res);
+    if (raw === "/v2" || raw.startsWith("/v2/") || raw.startsWith("/v2?")) return this.viaMirror(req, res, rec);
     throw new DamselflyError("DF_ERR_INVALID_REQUEST", `not a registry API path (/v2/...) or a proxy request: ${JSON.stringify(raw.slice(0, 100))}`);
   }
 
-  private async viaMirror(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async viaMirror(req: IncomingMessage, res: ServerResponse, rec: ProxyRecord): Promise<void> {
     const route = routeMirrorRequest(req.url ?? "/", req.headers[REGISTRY_HEADER], {
       defaultRegistry: this.o.defaultRegistry,
       plainHttpRegistries: this.o.plainHttpRegistries,
     });
     const target = new URL(route.pathAndQuery, route.origin);
-    if (route.blob && req.method === "GET") return this.viaP2P(req, res, target, route.blob.digest);
+    if (route.blob && req.method === "GET") {
+      rec.kind = "blob";
+      return this.viaP2P(req, res, target, route.blob.digest, rec);
+    }
+    if (MANIFEST_PATH.test(target.pathname)) rec.kind = "manifest";
     return forward(req, res, target.href, this.o.dispatcher);
   }
 
-  private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL): Promise<void> {
+  private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL, rec: ProxyRecord): Promise<void> {
     if (target.protocol !== "http:" && target.protocol !== "https:") throw new DamselflyError("DF_ERR_INVALID_REQUEST", "only http and https URLs can be proxied");
     if (req.method === "GET" && this.rules.some((r) => r.test(target.href))) {
-      return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest);
+      rec.kind = "blob";
+      return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest, rec);
     }
+    if (MANIFEST_PATH.test(target.pathname)) rec.kind = "manifest";
     return forward(req, res, target.href, this.o.dispatcher);
   }
 
   // Blobs (and any URL whose request carries credentials) are served from
   // the swarm only after the upstream confirmed that this client may read them.
-  private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined): Promise<void> {
+  private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rec: ProxyRecord): Promise<void> {
     const range = parseRange(req.headers["range"]);
     if (!range.ok) return forward(req, res, target.href, this.o.dispatcher);
     const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
@@ -169,5 +201,7 @@ export class ProxyServer {
       this.log.warn({ url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message }, "proxy: P2P unavailable, forwarding to the origin");
       return forward(req, res, target.href, this.o.dispatcher);
     }
+    rec.outcome = "p2p";
+    if (result.cache === "hit") this.o.metrics?.localBytes(result.bytes ?? 0);
   }
 }

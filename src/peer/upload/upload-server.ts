@@ -11,6 +11,7 @@ import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
 import { BufferPool } from "./buffer-pool.js";
+import { isHealthPath, type Health } from "../../common/health.js";
 
 const CHUNK = 512 * 1024;
 const PING_MS = 15_000;
@@ -32,6 +33,8 @@ export interface UploadServerOptions {
   uploadConcurrency: number;
   // A stored piece failed its check and was dropped: fetch it again.
   onCorruptPiece?: (task: LocalTask) => void;
+  // /healthz and /readyz on the data plane port too.
+  health?: Health;
 }
 
 export interface UploadStats {
@@ -46,7 +49,7 @@ export interface UploadStats {
 // The piece data plane (plain HTTP/1.1, keep-alive):
 //   GET /v1/tasks/{taskId}/pieces/{n}   one verified piece
 //   GET /v1/tasks/{taskId}/sync         NDJSON stream of pieces as they finish
-//   GET /healthy
+//   GET /healthy, /healthz, /readyz
 // Only pieces recorded as verified are served, and each is re-checked against
 // its CRC while it streams: a piece that fails is cut off before its last byte
 // and dropped from the store.
@@ -77,6 +80,7 @@ export class UploadServer {
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? "").split("?")[0]!;
+    if (this.opts.health && isHealthPath(path)) return this.opts.health.answer(path, req.method, res);
     if (req.method !== "GET" && req.method !== "HEAD") {
       throw new DamselflyError("DF_ERR_INVALID_REQUEST", `method ${req.method} not allowed`);
     }

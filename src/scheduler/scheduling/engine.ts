@@ -9,6 +9,7 @@ import { isEligibleParent, selectParents } from "./parent-selector.js";
 import { encodeNormalTask } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
+import type { SchedulerMetrics } from "../metrics.js";
 
 // How far past candidateParentLimit offerParent may grow a child's list.
 const OFFER_SLACK = 4;
@@ -24,6 +25,7 @@ export interface EngineOptions {
   store: ResourceStore;
   trigger: TriggerFn;
   now?: () => number;
+  metrics?: SchedulerMetrics;
 }
 
 // Scheduling decisions: which parents a peer gets, when it goes to the origin,
@@ -35,6 +37,7 @@ export class SchedulingEngine {
   readonly store: ResourceStore;
   readonly now: () => number;
   private readonly trigger: TriggerFn;
+  private readonly metrics: SchedulerMetrics | undefined;
   private readonly dirty = new Set<string>();
   private flushPending = false;
   private closed = false;
@@ -45,6 +48,7 @@ export class SchedulingEngine {
     this.store = opts.store;
     this.trigger = opts.trigger;
     this.now = opts.now ?? Date.now;
+    this.metrics = opts.metrics;
   }
 
   close(): void {
@@ -251,6 +255,7 @@ export class SchedulingEngine {
     peer.state = "backToSource";
     task.backToSourcePeers.add(peer.id);
     peer.send(needBackToSource(description));
+    this.metrics?.sentToSource();
   }
 
   fail(peer: Peer, task: Task, detail: ErrorDetail): void {
@@ -291,7 +296,10 @@ export class SchedulingEngine {
     for (const id of [...task.waiting]) {
       const p = this.store.peers.get(id);
       if (!p) task.waiting.delete(id);
-      else this.logDecision(p, this.evaluateWaiter(p, task, now), "wake");
+      else {
+        const since = p.waitingSince ?? now;
+        this.logDecision(p, this.evaluateWaiter(p, task, now), "wake", now - since);
+      }
     }
     for (const p of [...task.shortOfParents]) {
       if (p.state !== "running" || p.isWaiting || !p.hasStream || p.candidates.size >= this.config.candidateParentLimit) continue;
@@ -336,7 +344,10 @@ export class SchedulingEngine {
       for (const id of [...task.waiting]) {
         const p = this.store.peers.get(id);
         if (!p) task.waiting.delete(id);
-        else this.logDecision(p, this.evaluateWaiter(p, task, now), "timer");
+        else {
+          const since = p.waitingSince ?? now;
+          this.logDecision(p, this.evaluateWaiter(p, task, now), "timer", now - since);
+        }
       }
     }
   }
@@ -357,8 +368,11 @@ export class SchedulingEngine {
     }
   }
 
-  logDecision(peer: Peer, decision: Decision, why: string): void {
+  // waitedMs: since the peer started waiting (read before the decision
+  // cleared it).
+  logDecision(peer: Peer, decision: Decision, why: string, waitedMs: number): void {
     if (decision === "wait" || decision === "wait_seed") return;
+    this.metrics?.decided(decision, waitedMs / 1000);
     this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, decision, why }, "rescheduled waiting peer");
   }
 }

@@ -1,0 +1,145 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ErrorCode } from "../common/errors.js";
+
+// Where a downloaded byte came from: another peer, the origin, or the local
+// store (a request answered by a task that was already complete here).
+export type ByteSource = "peer" | "origin" | "local";
+// Proxy traffic: blob = a GET through P2P (mirror blob or a URL matching
+// --proxy-rules), manifest = a registry manifest, other = anything else
+// forwarded, tunnel / intercept = CONNECT spliced / TLS-terminated.
+export type ProxyKind = "blob" | "manifest" | "other" | "tunnel" | "intercept";
+// p2p = served from the store / swarm, forwarded = streamed from the
+// upstream, error = answered with our own error, aborted = the response did
+// not complete (client went away, cut off), established = CONNECT tunnel up.
+export type ProxyOutcome = "p2p" | "forwarded" | "error" | "aborted" | "established";
+
+// What the upload server already counts for itself (UploadStats).
+export interface UploadCounts {
+  active: number;
+  busy: number;
+  pieces: number;
+  bytesTotal: number;
+  corruptDetected: number;
+}
+
+const PIECE_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+// Label objects built once: the per-piece calls allocate nothing.
+const SOURCE = { peer: { source: "peer" }, origin: { source: "origin" }, local: { source: "local" } } as const;
+
+// Every metric of one daemon (or seed peer), in its own registry: `up` runs
+// two daemons in one process. Names and meanings are listed in the README.
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private readonly started: Counter;
+  private readonly succeeded: Counter;
+  private readonly failed: Counter<"reason">;
+  private readonly bytes: Counter<"source">;
+  private readonly pieceSeconds: Histogram<"source">;
+  private readonly backToSource: Counter;
+  private readonly proxyRequests: Counter<"kind" | "outcome">;
+  private readonly gcEvictions: Counter<"reason">;
+  private readonly gcFreedBytes: Counter;
+  private upload: (() => UploadCounts) | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    this.started = new Counter({ name: "damselfly_downloads_started_total", help: "Task downloads started by this daemon (one per task run, however many clients asked)", registers });
+    this.succeeded = new Counter({ name: "damselfly_downloads_succeeded_total", help: "Task downloads that completed and verified", registers });
+    this.failed = new Counter({ name: "damselfly_downloads_failed_total", help: "Task downloads that failed, by stable error code (DF_ERR_...)", labelNames: ["reason"], registers });
+    this.bytes = new Counter({ name: "damselfly_download_bytes_total", help: "Bytes downloaded, by where they came from: peer, origin, or local (requests answered from a task already complete in the store)", labelNames: ["source"], registers });
+    this.pieceSeconds = new Histogram({ name: "damselfly_piece_download_duration_seconds", help: "Time to fetch one piece, by source (peer or origin)", labelNames: ["source"], buckets: PIECE_SECONDS, registers });
+    this.backToSource = new Counter({ name: "damselfly_back_to_source_total", help: "Task downloads that fetched from the origin themselves", registers });
+    this.proxyRequests = new Counter({ name: "damselfly_proxy_requests_total", help: "Registry mirror / HTTP proxy requests by kind (blob, manifest, other, tunnel, intercept) and outcome (p2p, forwarded, error, aborted, established)", labelNames: ["kind", "outcome"], registers });
+    this.gcEvictions = new Counter({ name: "damselfly_gc_evictions_total", help: "Tasks removed from the store by garbage collection, by reason", labelNames: ["reason"], registers });
+    this.gcFreedBytes = new Counter({ name: "damselfly_gc_freed_bytes_total", help: "Bytes freed in the store by garbage collection", registers });
+    for (const l of Object.values(SOURCE)) this.bytes.inc(l, 0);
+    // The upload server keeps its own counters on the data plane; they are
+    // read when scraped, so serving a piece costs nothing more.
+    const upload = () => this.upload?.();
+    new Counter({
+      name: "damselfly_upload_bytes_total",
+      help: "Piece bytes sent to other peers",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(upload()?.bytesTotal ?? 0);
+      },
+    });
+    new Counter({
+      name: "damselfly_upload_pieces_total",
+      help: "Piece requests served (streaming started)",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(upload()?.pieces ?? 0);
+      },
+    });
+    new Counter({
+      name: "damselfly_upload_busy_total",
+      help: "Piece requests answered 503 busy (every upload slot taken)",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(upload()?.busy ?? 0);
+      },
+    });
+    new Counter({
+      name: "damselfly_upload_corrupt_pieces_total",
+      help: "Stored pieces that failed their CRC-32 check while being uploaded (dropped, fetched again)",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(upload()?.corruptDetected ?? 0);
+      },
+    });
+    new Gauge({
+      name: "damselfly_uploads_active",
+      help: "Piece uploads streaming right now",
+      registers,
+      collect() {
+        this.set(upload()?.active ?? 0);
+      },
+    });
+  }
+
+  bindUpload(counts: () => UploadCounts): void {
+    this.upload = counts;
+  }
+
+  downloadStarted(): void {
+    this.started.inc();
+  }
+
+  downloadSucceeded(): void {
+    this.succeeded.inc();
+  }
+
+  downloadFailed(code: ErrorCode): void {
+    this.failed.inc({ reason: code });
+  }
+
+  // One piece stored: its bytes and how long it took.
+  piece(source: "peer" | "origin", bytes: number, seconds: number): void {
+    const labels = SOURCE[source];
+    this.bytes.inc(labels, bytes);
+    this.pieceSeconds.observe(labels, seconds);
+  }
+
+  localBytes(bytes: number): void {
+    if (bytes > 0) this.bytes.inc(SOURCE.local, bytes);
+  }
+
+  backToSourceStarted(): void {
+    this.backToSource.inc();
+  }
+
+  proxyRequest(kind: ProxyKind, outcome: ProxyOutcome): void {
+    this.proxyRequests.inc({ kind, outcome });
+  }
+
+  // The hook for the store's garbage collector: one call per evicted task.
+  gcEvicted(bytes: number, reason: string): void {
+    this.gcEvictions.inc({ reason });
+    if (bytes > 0) this.gcFreedBytes.inc(bytes);
+  }
+}
