@@ -20,6 +20,11 @@ export interface HealthResponse {
   end(body: string): unknown;
 }
 
+// A check that has not answered by then (a hung disk, a database that
+// accepts connections but never replies) counts as failed, so /readyz
+// answers before a prober gives up on it.
+const CHECK_TIMEOUT_MS = 5_000;
+
 const OK_HEADERS = { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" };
 
 export class Health {
@@ -33,15 +38,20 @@ export class Health {
 
   async readiness(): Promise<Readiness> {
     const names = [...this.checks.keys()];
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`no answer within ${CHECK_TIMEOUT_MS} ms`), CHECK_TIMEOUT_MS);
+    });
     const results = await Promise.all(
       [...this.checks.values()].map(async (c) => {
         try {
-          return await c();
+          return await Promise.race([c(), late]);
         } catch (err) {
           return err instanceof Error ? err.message : String(err);
         }
       }),
     );
+    clearTimeout(timer);
     const checks: Record<string, string> = {};
     let ready = true;
     names.forEach((n, i) => {
