@@ -125,6 +125,7 @@ describe("metrics and health on a seed and three peers", { timeout: 120_000 }, (
     // Every byte a child stored from a peer was uploaded by a parent. A
     // parent may also send bytes no child keeps (an endgame duplicate that
     // lost, a piece cut off by a child that gave up): at most a few pieces.
+    t.diagnostic(`uploaded ${uploadedAll}, received from peers ${fromPeersAll} (difference ${uploadedAll - fromPeersAll})`);
     assert.ok(uploadedAll >= fromPeersAll, `uploaded ${uploadedAll} < received from peers ${fromPeersAll}`);
     assert.ok(uploadedAll - fromPeersAll <= 8 * MiB, `uploaded ${uploadedAll} is far more than received from peers ${fromPeersAll}`);
 
