@@ -95,6 +95,7 @@ export const daemonSchema = {
   proxyPrefetch: field("bool", false, "a range request for an object not on this node also starts downloading the whole object in the background"),
   proxyStallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
+  shutdownTimeout: field("duration", 30_000, "on SIGTERM/SIGINT: how long piece uploads in flight may take to finish before the daemon exits (new work is refused at once)"),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 

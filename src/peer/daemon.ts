@@ -44,6 +44,8 @@ export class Daemon {
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
   private proxy: ProxyServer | undefined;
+  // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
+  private shuttingDown = false;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
@@ -69,7 +71,7 @@ export class Daemon {
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
     this.api = await createRpcServer(c.listen, (router) => {
-      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
+      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken, shuttingDown: () => this.shuttingDown }));
     });
     // The scheduler learns our API port, known only once bound (it may be 0).
     const host = create(schedulerv1.HostSchema, {
@@ -118,6 +120,7 @@ export class Daemon {
       stallTimeoutMs: c.proxyStallTimeout,
       sourceTimeoutMs: c.sourceTimeout,
       prefetch: c.proxyPrefetch,
+      shuttingDown: () => this.shuttingDown,
     });
     await this.proxy.start();
     await this.link?.start();
@@ -159,8 +162,23 @@ export class Daemon {
     this.refreshTimer.unref();
   }
 
+  // Graceful exit: refuse new work (API downloads get DF_ERR_SHUTTING_DOWN,
+  // proxied blobs go straight to the origin, piece requests are told busy),
+  // tell the schedulers this host leaves so they move its children
+  // elsewhere, let uploads in flight finish for up to shutdownTimeout, then
+  // stop everything.
   async close(): Promise<void> {
+    this.shuttingDown = true;
     clearInterval(this.refreshTimer);
+    const started = Date.now();
+    const timeoutMs = this.o.config.shutdownTimeout;
+    if (this.upload) {
+      this.log.info({ activeUploads: this.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
+      await this.link?.leave();
+      const drained = await this.upload.drain(Math.max(0, timeoutMs - (Date.now() - started)));
+      if (drained) this.log.info({ ms: Date.now() - started }, "uploads in flight finished");
+      else this.log.warn({ ms: Date.now() - started, activeUploads: this.upload.stats.active }, "shutdown timeout: cutting the uploads still in flight");
+    }
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
