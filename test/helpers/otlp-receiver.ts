@@ -99,7 +99,7 @@ function keyValue(b: Buffer): [string, AttrValue] {
   return [key, value];
 }
 
-function decodeProto(body: Buffer): ReceivedSpan[] {
+export function decodeProto(body: Buffer): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
   for (const [f, , rs] of new Reader(body).fields()) {
     if (f !== 1) continue;
@@ -147,7 +147,7 @@ function jsonValue(v: Json): AttrValue {
 
 const jsonAttrs = (list: Json[] | undefined) => Object.fromEntries((list ?? []).map((kv) => [kv.key as string, jsonValue(kv.value as Json)]));
 
-function decodeJson(body: Buffer): ReceivedSpan[] {
+export function decodeJson(body: Buffer): ReceivedSpan[] {
   const req = JSON.parse(body.toString("utf8")) as Json;
   const out: ReceivedSpan[] = [];
   for (const rs of (req.resourceSpans ?? []) as Json[]) {
