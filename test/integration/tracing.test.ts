@@ -4,10 +4,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
-import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
+import { randomBytesSeeded, startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlp-receiver.js";
 import { REPO_ROOT } from "../helpers/procs.js";
 import { sha256File, tempDir } from "../helpers/store.js";
@@ -108,6 +109,37 @@ describe("tracing", { timeout: 90_000 }, () => {
     assert.ok(pids.size >= 4, "spans come from four processes");
     const all = JSON.stringify(receiver.spans, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
     assert.ok(!all.includes(SECRET), "a secret reached a span");
+  });
+
+  test("a proxied blob continues the client's trace: proxy blob -> peer download -> scheduler", async () => {
+    const data = randomBytesSeeded(3 * MiB, "proxied");
+    const digest = sha256Hex(data);
+    const path = `/v2/lib/app/blobs/sha256:${digest}`;
+    origin.addFile(path, data);
+    const clientTrace = "0af7651916cd43dd8448eb211c80319c";
+    const clientSpan = "b7ad6b7169203331";
+    const peer = cluster.peers[0]!;
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const req = http.get(`${peer.proxyUrl}${path}`, { headers: { "x-damselfly-registry": `127.0.0.1:${origin.port}`, traceparent: `00-${clientTrace}-${clientSpan}-01` } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}`))));
+      });
+      req.on("error", reject);
+    });
+    assert.equal(sha256Hex(body), digest);
+    const spans = await receiver.waitFor((all) => {
+      const mine = all.filter((x) => x.traceId === clientTrace);
+      return ["proxy blob", "peer download"].every((n) => mine.some((x) => x.service === "damselfly-daemon" && x.name === n)) && mine.some((x) => x.service === "damselfly-scheduler");
+    });
+    const mine = spans.filter((x) => x.traceId === clientTrace);
+    const proxy = mine.find((x) => x.name === "proxy blob")!;
+    assert.equal(proxy.parentSpanId, clientSpan, "the proxy span continues the client's span");
+    assert.equal(proxy.attributes["damselfly.served_by"], "p2p");
+    assert.equal(proxy.attributes["url.full"], origin.url(path));
+    const dl = mine.find((x) => x.service === "damselfly-daemon" && x.name === "peer download")!;
+    assert.equal(dl.parentSpanId, proxy.spanId);
+    assert.ok(mine.some((x) => x.service === "damselfly-scheduler" && x.name === "RegisterPeer" && x.parentSpanId === dl.spanId));
   });
 
   test("tracing off: no span sent, no tracing module loaded, in the get and in the daemon", async (t) => {
