@@ -1,15 +1,17 @@
 // SIGTERM on a parent daemon in the middle of serving three children: the
 // children finish with the right bytes and no error, the parent refuses new
 // downloads with a clear code, finishes its uploads in flight, tells the
-// scheduler it is leaving and exits 0 within its shutdown timeout.
+// scheduler it is leaving and exits 0 within its shutdown timeout; its proxy
+// serves blobs straight from the origin meanwhile.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { taskId } from "../../src/common/task-id.js";
 import { createRpcTransport, schedulerv1 } from "../../src/protocol/index.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
-import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
+import { randomBytesSeeded, startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { sha256File, tempDir } from "../helpers/store.js";
 import { startThrottle, type Throttle } from "../helpers/throttle.js";
 
@@ -20,6 +22,18 @@ const SIZE = 48 * MiB;
 // throttle holds them.
 const PIECE = ["--piece-length", "16MiB"];
 const SHUTDOWN_TIMEOUT_MS = 20_000;
+
+function httpGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+      .on("error", reject);
+  });
+}
 
 async function until(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -72,6 +86,15 @@ describe("graceful shutdown", { timeout: 90_000 }, () => {
     const refused = await parent.get([url, "-O", join(dir, "late.bin"), "--no-progress", ...PIECE]);
     assert.equal(refused.code, 5, refused.stderr);
     assert.match(refused.stderr, /DF_ERR_SHUTTING_DOWN/);
+
+    // A proxied blob is still served, straight from the registry (no task).
+    const blob = randomBytesSeeded(2 * MiB, "blob");
+    const blobPath = `/v2/lib/app/blobs/sha256:${sha256Hex(blob)}`;
+    origin.addFile(blobPath, blob);
+    const proxied = await httpGet(`${parent.proxyUrl}${blobPath}`, { "x-damselfly-registry": `127.0.0.1:${origin.port}` });
+    assert.equal(proxied.status, 200);
+    assert.equal(sha256Hex(proxied.body), sha256Hex(blob));
+    assert.equal(proxied.headers["x-damselfly-task-id"], undefined, "served from the origin, not through a new P2P task");
 
     throttle.setRate(64 * MiB);
     const code = await parent.proc.exited;
