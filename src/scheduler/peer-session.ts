@@ -43,13 +43,16 @@ export class PeerSession {
       host.lastSeen = this.now();
       const download = r.value.download;
       if (!download || download.url === "") throw invalid("register_peer without a download URL");
-      const span = startSpan("RegisterPeer", {
-        kind: SpanKind.SERVER,
-        parent: this.trace,
-        attributes: { "damselfly.task_id": req.taskId, "damselfly.peer_id": req.peerId, "damselfly.host_id": req.hostId, "damselfly.seed": host.isSeed, "damselfly.finished_pieces": r.value.finishedPieces },
-      });
+      // Attributes only when recording: registrations are the scheduler's
+      // hottest path and tracing is usually off.
+      const span = startSpan("RegisterPeer", { kind: SpanKind.SERVER, parent: this.trace });
+      if (span.recording) {
+        span.setAttribute("damselfly.task_id", req.taskId).setAttribute("damselfly.peer_id", req.peerId).setAttribute("damselfly.host_id", req.hostId);
+        span.setAttribute("damselfly.seed", host.isSeed).setAttribute("damselfly.finished_pieces", r.value.finishedPieces);
+      }
       const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context);
-      span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size).end();
+      if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+      span.end();
       this.peer = peer;
       this.counters.registeredWith(decision);
       this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
@@ -93,9 +96,11 @@ export class PeerSession {
         this.events.pieceFailed(peer, r.value);
         return;
       case "reschedule": {
-        const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace, attributes: { "damselfly.task_id": peer.taskId, "damselfly.peer_id": peer.id, "damselfly.blocklist": r.value.blocklistParentIds.length } });
+        const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
+        if (span.recording) span.setAttribute("damselfly.task_id", peer.taskId).setAttribute("damselfly.peer_id", peer.id).setAttribute("damselfly.blocklist", r.value.blocklistParentIds.length);
         const decision = this.events.reschedule(peer, r.value);
-        span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size).end();
+        if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+        span.end();
         this.counters.rescheduledWith(decision);
         this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
         return;
