@@ -125,7 +125,8 @@ function endStreamError(msg: Json, daemonUrl: string): DamselflyError | undefine
 
 // Yields the daemon's events in order; throws a DamselflyError for a failed
 // download, an unreachable daemon or a broken answer.
-export async function* downloadTaskLean(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
+// `headers` carries the W3C trace context (traceparent) when tracing is on.
+export async function* downloadTaskLean(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string> = {}): AsyncGenerator<DownloadEvent> {
   // A refused connection fails the pending stream too, with the socket's
   // error as its cause: report the cause.
   const unreachable = (e: Error) => {
@@ -147,7 +148,7 @@ export async function* downloadTaskLean(daemonUrl: string, request: DownloadTask
     const body = Buffer.from(JSON.stringify(request));
     const head = Buffer.alloc(5);
     head.writeUInt32BE(body.length, 1);
-    const stream = session.request({ ":method": "POST", ":path": PATH, "content-type": "application/connect+json", "connect-protocol-version": "1" });
+    const stream = session.request({ ...headers, ":method": "POST", ":path": PATH, "content-type": "application/connect+json", "connect-protocol-version": "1" });
     stream.on("response", (h) => {
       const status = Number(h[":status"]);
       if (status !== 200) push(new DamselflyError("DF_ERR_INTERNAL", `daemon answered DownloadTask with HTTP ${status}`));

@@ -9,6 +9,7 @@ import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
 import { parseSourceUrl } from "../common/task-id.js";
 import { parseHeaders } from "../common/http-headers.js";
+import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common/trace.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { downloadTaskLean, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
@@ -140,11 +141,11 @@ async function writeOut(out: NodeJS.WritableStream, data: Uint8Array, signal: Ab
 const DELIVERY_STREAM = 1;
 const DELIVERY_STORE_PATH = 2;
 
-async function* downloadTaskStreamed(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal): AsyncGenerator<DownloadEvent> {
+async function* downloadTaskStreamed(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string>): AsyncGenerator<DownloadEvent> {
   const [{ fromJson }, { createClient, ConnectError }, protocol] = await Promise.all([import("@bufbuild/protobuf"), import("@connectrpc/connect"), import("../protocol/index.js")]);
   const client = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemonUrl));
   try {
-    for await (const res of client.downloadTask(fromJson(protocol.daemonv1.DownloadTaskRequestSchema, request as never), { signal })) yield res.event;
+    for await (const res of client.downloadTask(fromJson(protocol.daemonv1.DownloadTaskRequestSchema, request as never), { signal, headers })) yield res.event;
   } catch (err) {
     if (err instanceof DamselflyError) throw err;
     const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
@@ -224,6 +225,9 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   if (toStdout) io.stdout.on("error", onStdoutError);
 
   const progress = new Progress(io.stderr, config.progress);
+  // The root of the download's trace: the daemon's spans hang below it.
+  const span: Span = startSpan("get", { kind: SpanKind.CLIENT, attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" } });
+  const trace = traceHeaders(span);
   const request = (delivery: number): DownloadTaskJson => ({
     download: {
       url: req.url,
@@ -239,7 +243,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     delivery,
     timeoutMs: config.timeout,
   });
-  const streamed = () => downloadTaskStreamed(req.daemonUrl, request(DELIVERY_STREAM), ac.signal);
+  const streamed = () => downloadTaskStreamed(req.daemonUrl, request(DELIVERY_STREAM), ac.signal, trace);
 
   let finished: daemonv1.DownloadFinished;
   try {
@@ -247,7 +251,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
       const expected = req.digest ? parseDigest(req.digest) : undefined;
-      const report = await download(downloadTaskLean(req.daemonUrl, request(DELIVERY_STORE_PATH), ac.signal), progress, undefined);
+      const report = await download(downloadTaskLean(req.daemonUrl, request(DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
       finished = report;
       // The daemon hashed the task while it downloaded and it matched: the
       // output is its store file (linked or copied), so it is not hashed again.
@@ -265,13 +269,24 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       });
     }
   } catch (err) {
-    throw classify(err, { timedOut, interrupted, outputError, daemonUrl: req.daemonUrl, timeoutMs: config.timeout, timeoutText, startedAt: started });
+    const e = classify(err, { timedOut, interrupted, outputError, daemonUrl: req.daemonUrl, timeoutMs: config.timeout, timeoutText, startedAt: started });
+    span.setError(e).end();
+    throw e;
   } finally {
     if (timer) clearTimeout(timer);
     io.signal?.removeEventListener("abort", onInterrupt);
     progress.stop();
   }
   if (toStdout) io.stdout.off("error", onStdoutError);
+  if (span.recording) {
+    span
+      .setAttribute("damselfly.task_id", finished.taskId)
+      .setAttribute("damselfly.content_length", Number(finished.contentLength))
+      .setAttribute("damselfly.bytes_from_peers", Number(finished.bytesFromPeers))
+      .setAttribute("damselfly.bytes_from_origin", Number(finished.bytesFromSource))
+      .setAttribute("damselfly.bytes_local", Number(finished.bytesLocal));
+  }
+  span.end();
   io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started, toStdout ? "stdout" : req.outputPath) + "\n");
   return finished;
 }

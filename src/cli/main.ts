@@ -10,6 +10,7 @@ import { envName, loadConfig, type Schema } from "../common/config.js";
 import { DamselflyError } from "../common/errors.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
 import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
+import { initTracing, shutdownTracing, type TracingLog } from "../common/trace.js";
 import { formatDuration } from "./format.js";
 import { makeInitCommand } from "./init.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
@@ -44,6 +45,8 @@ async function flushStdio(): Promise<void> {
 async function fail(prefix: string, err: unknown): Promise<never> {
   const e = DamselflyError.from(err);
   process.stderr.write(`${prefix}: ${e.code}: ${e.message}\n`);
+  // The failed get's spans are worth the most: send them (no-op when off).
+  await shutdownTracing(2_000);
   await flushStdio();
   process.exit(e.exitCode);
 }
@@ -81,8 +84,9 @@ interface Service {
 }
 
 // Starts a long-running service and stops it cleanly on SIGINT/SIGTERM:
-// close() then exit 0. A second signal exits at once.
-async function serve(prefix: string, logger: Logger, service: Service, onReady?: () => void): Promise<void> {
+// close() then exit 0. A second signal exits at once; a close() that takes
+// longer than forceAfterMs (a drain deadline plus slack) too.
+async function serve(prefix: string, logger: Logger, service: Service, onReady?: () => void, forceAfterMs = 15_000): Promise<void> {
   let stopping = false;
   let startDone: Promise<unknown> = Promise.resolve();
   const stop = (signal: NodeJS.Signals) => {
@@ -93,13 +97,14 @@ async function serve(prefix: string, logger: Logger, service: Service, onReady?:
     stopping = true;
     logger.info({ signal }, "shutting down");
     const force = setTimeout(() => {
-      logger.error("shutdown took longer than 15s: exiting");
+      logger.error({ ms: forceAfterMs }, "shutdown took too long: exiting");
       process.exit(1);
-    }, 15_000);
+    }, forceAfterMs);
     force.unref();
     void startDone
       .catch(() => undefined)
       .then(() => service.close())
+      .then(() => shutdownTracing(3_000))
       .then(
         () => process.exit(0),
         (err: unknown) => fail(prefix, err),
@@ -118,6 +123,14 @@ async function serve(prefix: string, logger: Logger, service: Service, onReady?:
   startDone = service.start();
   await startDone;
   if (!stopping) onReady?.();
+}
+
+// `get` has no structured log: tracing problems are one stderr line each.
+function getTracingLog(prefix: string): TracingLog {
+  return {
+    warn: (obj, msg) => void process.stderr.write(`${prefix}: ${msg} ${JSON.stringify(obj)}\n`),
+    info: () => undefined,
+  };
 }
 
 function timeoutText(cmd: Command): string | undefined {
@@ -147,6 +160,7 @@ function makeGetCommand(name: string, prefix: string): Command {
       const interrupt = () => ac.abort();
       process.once("SIGINT", interrupt);
       process.once("SIGTERM", interrupt);
+      await initTracing("damselfly-get", getTracingLog(prefix));
       const { runGet } = await import("./get.js");
       const text = timeoutText(self);
       await runGet(url, config, {
@@ -156,6 +170,7 @@ function makeGetCommand(name: string, prefix: string): Command {
         signal: ac.signal,
         ...(text !== undefined ? { timeoutText: text } : {}),
       });
+      await shutdownTracing(2_000);
       await flushStdio();
       process.exit(0);
     }),
@@ -185,6 +200,7 @@ export function buildProgram(): Command {
     withErrors("damselfly", async (_opts: unknown, self: Command) => {
       const config = loadCommandConfig(self, schedulerSchema, "SCHEDULER");
       const logger = createLogger(config.logLevel as LogLevel);
+      await initTracing("damselfly-scheduler", logger);
       const { Scheduler } = await import("../scheduler/index.js");
       const s = new Scheduler({ config, logger, ...clusterToken() });
       await serve("damselfly", logger, s, () => logger.info({ listen: formatHostPort(s.address) }, "scheduler ready"));
@@ -200,9 +216,11 @@ export function buildProgram(): Command {
     withErrors("damselfly", async (_opts: unknown, self: Command) => {
       const config = loadCommandConfig(self, daemonSchema, "DAEMON");
       const logger = createLogger(config.logLevel as LogLevel);
+      await initTracing(config.seed ? "damselfly-seed-peer" : "damselfly-daemon", logger);
       const { Daemon } = await import("../peer/index.js");
-      // The daemon logs its own "daemon ready" line once listening.
-      await serve("damselfly", logger, new Daemon({ config, logger, ...clusterToken() }));
+      // The daemon logs its own "daemon ready" line once listening; close()
+      // drains uploads for up to shutdownTimeout.
+      await serve("damselfly", logger, new Daemon({ config, logger, ...clusterToken() }), undefined, config.shutdownTimeout + 15_000);
     }),
   );
 

@@ -108,6 +108,7 @@ export const daemonSchema = {
   proxyStallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
   metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
+  shutdownTimeout: field("duration", 30_000, "on SIGTERM/SIGINT: how long piece uploads in flight may take to finish before the daemon exits (new work is refused at once)"),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 

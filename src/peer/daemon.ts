@@ -57,6 +57,8 @@ export class Daemon {
   readonly health = new Health();
   private metricsServer: MetricsServer | undefined;
   private phase: "starting" | "serving" | "stopping" = "starting";
+  // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
+  private shuttingDown = false;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
@@ -96,7 +98,7 @@ export class Daemon {
     this.api = await createRpcServer(
       c.listen,
       (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics }));
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
       },
       [],
       { health: this.health },
@@ -152,6 +154,7 @@ export class Daemon {
       prefetch: c.proxyPrefetch,
       metrics: this.metrics,
       health: this.health,
+      shuttingDown: () => this.shuttingDown,
     });
     await this.proxy.start();
     await this.link?.start();
@@ -195,9 +198,24 @@ export class Daemon {
     this.refreshTimer.unref();
   }
 
+  // Graceful exit: refuse new work (API downloads get DF_ERR_SHUTTING_DOWN,
+  // proxied blobs go straight to the origin, piece requests are told busy),
+  // tell the schedulers this host leaves so they move its children
+  // elsewhere, let uploads in flight finish for up to shutdownTimeout, then
+  // stop everything.
   async close(): Promise<void> {
     this.phase = "stopping";
+    this.shuttingDown = true;
     clearInterval(this.refreshTimer);
+    const started = Date.now();
+    const timeoutMs = this.o.config.shutdownTimeout;
+    if (this.upload) {
+      this.log.info({ activeUploads: this.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
+      await this.link?.leave();
+      const drained = await this.upload.drain(Math.max(0, timeoutMs - (Date.now() - started)));
+      if (drained) this.log.info({ ms: Date.now() - started }, "uploads in flight finished");
+      else this.log.warn({ ms: Date.now() - started, activeUploads: this.upload.stats.active }, "shutdown timeout: cutting the uploads still in flight");
+    }
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../common/errors.js";
 import { filterUrl } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
+import type { ParentLike } from "../common/trace.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { DownloadSchema, downloadTaskId, schedulerv1, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
@@ -47,7 +48,9 @@ export class TaskManager {
     return createHash("sha256").update(this.deps.hostId).update(taskId).digest("hex").slice(0, 32);
   }
 
-  async ensure(download: Download, id = this.taskIdOf(download)): Promise<TaskHandle> {
+  // `trace`: the request that may start the download; the download's spans
+  // join its trace (a request that joins a running download does not).
+  async ensure(download: Download, id = this.taskIdOf(download), trace?: ParentLike): Promise<TaskHandle> {
     const task = await this.deps.storage.getOrCreate(id, {
       url: filterUrl(download.url, download.filteredQueryParams),
       tag: download.tag,
@@ -74,6 +77,7 @@ export class TaskManager {
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
       metrics: this.deps.metrics,
+      ...(trace ? { trace } : {}),
     });
     this.running.set(id, run);
     run

@@ -64,14 +64,15 @@ export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
   path: string,
   input: I,
   output: O,
-  open: (sink: BidiSink<MessageShape<O>>) => BidiCall<MessageShape<I>>,
+  // headers: the call's request headers (trace context).
+  open: (sink: BidiSink<MessageShape<O>>, headers: http2.IncomingHttpHeaders) => BidiCall<MessageShape<I>>,
   decode?: FastDecoder<I>,
 ): FastRoute {
   return {
     path,
     serve(stream, headers) {
       if (!isPlainGrpc(headers)) return false;
-      serveCall(stream, input, output, open, decode);
+      serveCall(stream, input, output, (sink) => open(sink, headers), decode);
       return true;
     },
   };

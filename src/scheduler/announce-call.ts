@@ -2,7 +2,7 @@ import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import { toConnectError, type BidiSink, type schedulerv1 } from "../protocol/index.js";
 import type { PeerCounters } from "./peer-counters.js";
-import { PeerSession } from "./peer-session.js";
+import { PeerSession, type IncomingTrace } from "./peer-session.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -25,9 +25,10 @@ export interface AnnounceCall {
 // One AnnouncePeer call, whichever server path carries it (the gRPC fast
 // path or Connect): requests go to a PeerSession, responses to the sink, and
 // a request the stream cannot survive ends it with that error.
-export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>): AnnounceCall {
+// `trace`: the W3C trace context the daemon sent with the call.
+export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>, trace?: IncomingTrace): AnnounceCall {
   const { logger: log, store, engine, events, counters } = deps;
-  const session = new PeerSession(store, events, sink, log, engine.now, counters);
+  const session = new PeerSession(store, events, sink, log, engine.now, counters, trace?.traceparent ? trace : undefined);
   let rejected = false;
   return {
     message(req) {

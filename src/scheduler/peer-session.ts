@@ -1,10 +1,16 @@
 import type { Logger } from "../common/logger.js";
+import { SpanKind, startSpan } from "../common/trace.js";
 import type { BidiSink, schedulerv1 } from "../protocol/index.js";
 import type { PeerCounters } from "./peer-counters.js";
 import type { Peer } from "./resources/peer-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
+
+export interface IncomingTrace {
+  traceparent: string | undefined;
+  tracestate?: string | undefined;
+}
 
 // One AnnouncePeer stream: validates each message and routes it to PeerEvents.
 export class PeerSession {
@@ -18,6 +24,9 @@ export class PeerSession {
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly counters: PeerCounters,
+    // The daemon's download span: registrations and reschedules are its
+    // children (one span per decision, never per piece).
+    private readonly trace?: IncomingTrace,
   ) {}
 
   // Throws (DamselflyError or ConnectError) on a request the stream cannot survive.
@@ -34,8 +43,17 @@ export class PeerSession {
       host.lastSeen = this.now();
       const download = r.value.download;
       if (!download || download.url === "") throw invalid("register_peer without a download URL");
+      // Attributes only when recording: registrations are the scheduler's
+      // hottest path and tracing is usually off.
+      const span = startSpan("RegisterPeer", { kind: SpanKind.SERVER, parent: this.trace });
+      if (span.recording) {
+        span.setAttribute("damselfly.task_id", req.taskId).setAttribute("damselfly.peer_id", req.peerId).setAttribute("damselfly.host_id", req.hostId);
+        span.setAttribute("damselfly.seed", host.isSeed).setAttribute("damselfly.finished_pieces", r.value.finishedPieces);
+      }
       const t0 = performance.now();
-      const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue);
+      const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context);
+      if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+      span.end();
       this.peer = peer;
       this.counters.registeredWith(decision, (performance.now() - t0) / 1000);
       this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
@@ -80,7 +98,11 @@ export class PeerSession {
         return;
       case "reschedule": {
         const t0 = performance.now();
+        const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
+        if (span.recording) span.setAttribute("damselfly.task_id", peer.taskId).setAttribute("damselfly.peer_id", peer.id).setAttribute("damselfly.blocklist", r.value.blocklistParentIds.length);
         const decision = this.events.reschedule(peer, r.value);
+        if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+        span.end();
         this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
         this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
         return;

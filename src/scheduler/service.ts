@@ -57,7 +57,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   // deadline); plain gRPC calls take the fast path (fastRoutes).
   async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
-    const call = openAnnounceCall(deps, queue);
+    const call = openAnnounceCall(deps, queue, { traceparent: ctx.requestHeader.get("traceparent") ?? undefined, tracestate: ctx.requestHeader.get("tracestate") ?? undefined });
     const onAbort = () => call.gone();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
@@ -133,6 +133,9 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   };
 }
 
+const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+const traceOf = (h: Record<string, string | string[] | undefined>) => ({ traceparent: one(h["traceparent"]), tracestate: one(h["tracestate"]) });
+
 // AnnouncePeer and AnnounceHost, nearly all of the scheduler's traffic, in
 // plain gRPC (what daemons send) without Connect's pipeline.
 export function fastRoutes(deps: ServiceDeps): FastRoute[] {
@@ -140,7 +143,7 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
   const peer = svc.method.announcePeer;
   const host = svc.method.announceHost;
   return [
-    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink) => openAnnounceCall(deps, sink), decodeAnnouncePeerRequest),
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink, h) => openAnnounceCall(deps, sink, traceOf(h)), decodeAnnouncePeerRequest),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
   ];
 }

@@ -13,7 +13,10 @@ export interface Throttle {
 // A TCP forwarder on 127.0.0.1 that limits the bytes flowing back to clients
 // (all connections together), to make an origin slow enough that a test can
 // act in the middle of a transfer.
-export async function startThrottle(target: { host: string; port: number }, bytesPerSecond: number): Promise<Throttle> {
+// `listen` puts it elsewhere on loopback (default 127.0.0.1, any port): a
+// daemon advertising 127.0.0.2 with the throttle on 127.0.0.2:<its upload
+// port> is reached by its children only through the throttle.
+export async function startThrottle(target: { host: string; port: number }, bytesPerSecond: number, listen: { host: string; port: number } = { host: "127.0.0.1", port: 0 }): Promise<Throttle> {
   let rate = bytesPerSecond;
   let sent = 0;
   let windowStart = Date.now();
@@ -49,11 +52,11 @@ export async function startThrottle(target: { host: string; port: number }, byte
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   });
-  server.listen(0, "127.0.0.1");
+  server.listen(listen.port, listen.host);
   await once(server, "listening");
   const port = (server.address() as net.AddressInfo).port;
   return {
-    hostPort: `127.0.0.1:${port}`,
+    hostPort: `${listen.host}:${port}`,
     sent: () => sent,
     setRate: (r) => (rate = r),
     stop: async () => {

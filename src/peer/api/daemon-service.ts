@@ -5,6 +5,7 @@ import { digestMismatch, parseDigest, Digester, formatDigest } from "../../commo
 import { isTaskId, parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
+import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
@@ -27,29 +28,49 @@ function validateDownload(d: Download | undefined): Download {
   return d;
 }
 
+// The W3C trace context a caller sent (get, a scheduler), if any.
+const incomingTrace = (ctx: HandlerContext) => ({ traceparent: ctx.requestHeader.get("traceparent") ?? undefined, tracestate: ctx.requestHeader.get("tracestate") ?? undefined });
+
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; metrics?: DaemonMetrics }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
+  // A daemon draining for exit takes no new downloads: the caller should
+  // use another daemon (or retry once this one is back).
+  const refuseWhenShuttingDown = () => {
+    if (deps.shuttingDown?.()) throw new DamselflyError("DF_ERR_SHUTTING_DOWN", "the daemon is shutting down and takes no new downloads");
+  };
   return {
     async *downloadTask(req, ctx) {
+      const span = startSpan("DownloadTask", { kind: SpanKind.SERVER, parent: incomingTrace(ctx), attributes: { "url.full": spanUrl(req.download?.url ?? "") } });
       try {
-        yield* download(req, ctx);
+        refuseWhenShuttingDown();
+        yield* download(req, ctx, span);
+        span.setAttribute("damselfly.result", "ok");
       } catch (err) {
+        span.setError(err).setAttribute("damselfly.result", DamselflyError.from(err).code);
         throw toConnectError(err);
+      } finally {
+        span.end();
       }
     },
 
-    async triggerTask(req) {
+    async triggerTask(req, ctx) {
+      const span = startSpan("TriggerTask", { kind: SpanKind.SERVER, parent: incomingTrace(ctx), attributes: { "damselfly.task_id": req.taskId } });
       try {
+        refuseWhenShuttingDown();
         const d = validateDownload(req.download);
         const id = tasks.taskIdOf(d);
         if (req.taskId && req.taskId !== id) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `task id ${req.taskId} does not match the download (${id})`);
-        const h = await tasks.ensure(d, id);
+        const h = await tasks.ensure(d, id, span);
+        span.setAttribute("damselfly.running", h.run !== undefined);
         logger.info({ taskId: id, running: h.run !== undefined }, "task triggered by the scheduler");
         return { taskId: id };
       } catch (err) {
+        span.setError(err);
         throw toConnectError(err);
+      } finally {
+        span.end();
       }
     },
 
@@ -82,16 +103,17 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     },
   };
 
-  async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext): AsyncGenerator<daemonv1.DownloadTaskResponse> {
+  async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, span: Span): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const started = Date.now();
     const d = validateDownload(req.download);
     const expected = d.digest ? parseDigest(d.digest) : undefined;
     const signals = [ctx.signal];
     if (req.timeoutMs > 0n) signals.push(AbortSignal.timeout(Number(req.timeoutMs)));
     const signal = AbortSignal.any(signals);
-    let handle: TaskHandle = await tasks.ensure(d);
+    let handle: TaskHandle = await tasks.ensure(d, undefined, span);
     const task = handle.task;
     const localHit = task.done;
+    span.setAttribute("damselfly.task_id", task.id).setAttribute("damselfly.local_hit", localHit);
     const bytesLocal = task.finishedBytes;
     const restart = async () => {
       handle = await tasks.ensure(d, task.id);
@@ -152,6 +174,14 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     yield progress();
     const stats = handle.run?.stats;
     if (localHit) deps.metrics?.localBytes(task.meta.contentLength);
+    if (span.recording) {
+      span
+        .setAttribute("damselfly.content_length", task.meta.contentLength)
+        .setAttribute("damselfly.bytes_from_peers", stats?.bytesFromPeers ?? 0)
+        .setAttribute("damselfly.bytes_from_origin", stats?.bytesFromSource ?? 0)
+        .setAttribute("damselfly.bytes_local", bytesLocal)
+        .setAttribute("damselfly.back_to_source", stats?.backToSource ?? false);
+    }
     logger.info({ taskId: task.id, ms: Date.now() - started, localHit, delivery: storePath ? "store-path" : "stream" }, "download served");
     yield ev({
       case: "finished",

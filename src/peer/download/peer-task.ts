@@ -4,6 +4,7 @@ import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
 import { formatDigest, parseDigest } from "../../common/digest.js";
 import { DigestVerifier } from "./digest-verifier.js";
 import type { Logger } from "../../common/logger.js";
+import { SpanKind, spanUrl, startSpan, traceHeaders, type ParentLike, type Span } from "../../common/trace.js";
 import { HostType, schedulerv1, fromErrorDetail, toErrorDetail, type Download } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
@@ -46,6 +47,8 @@ export interface PeerTaskOptions {
   pieceTimeoutMs: number;
   scheduleTimeoutMs: number;
   metrics?: DaemonMetrics | undefined;
+  // The request that started this download (its span is the parent).
+  trace?: ParentLike;
 }
 
 export interface PeerTaskStats {
@@ -91,12 +94,21 @@ export class PeerTask {
   private busyRetry: NodeJS.Timeout | undefined;
   private pumpQueued = false;
   private readonly log: Logger;
+  // One span for the download, one per back-to-source run and one per parent
+  // (its pieces summed up): never one per piece.
+  private readonly span: Span;
+  private sourceSpan: Span | undefined;
+  private readonly parentSpans = new Map<string, Span>();
 
   constructor(private readonly o: PeerTaskOptions) {
     this.log = o.logger.child({ taskId: o.task.id, peerId: o.peerId });
     this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => undefined);
     this.selector = new PieceSelector(o.task, o.piecesPerParent);
+    this.span = startSpan("peer download", {
+      parent: o.trace,
+      attributes: { "damselfly.task_id": o.task.id, "damselfly.peer_id": o.peerId, "damselfly.host_id": o.hostId, "url.full": spanUrl(o.download.url) },
+    });
   }
 
   get task(): LocalTask {
@@ -134,7 +146,7 @@ export class PeerTask {
       await this.complete();
       return;
     }
-    const session = this.o.scheduler ? await this.o.scheduler.open(this.o.task.id, this.o.peerId, (r) => this.onResponse(r), (e) => this.onSchedulerLost(e)) : undefined;
+    const session = this.o.scheduler ? await this.o.scheduler.open(this.o.task.id, this.o.peerId, (r) => this.onResponse(r), (e) => this.onSchedulerLost(e), traceHeaders(this.span)) : undefined;
     if (!session) {
       if (this.o.download.disableBackToSource) {
         this.fail(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "scheduler unreachable and back-to-source is disabled"));
@@ -197,6 +209,13 @@ export class PeerTask {
     if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
     const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats });
     this.parents.set(addr.peerId, conn);
+    if (this.span.recording) {
+      this.parentSpans.set(addr.peerId, startSpan("pieces from parent", {
+        kind: SpanKind.CLIENT,
+        parent: this.span,
+        attributes: { "damselfly.parent_peer_id": addr.peerId, "damselfly.parent_host_id": addr.hostId, "server.address": addr.ip, "server.port": addr.port, "damselfly.seed": addr.isSeed },
+      }));
+    }
     this.log.debug({ parent: addr.peerId, remote: `${addr.ip}:${addr.port}` }, "parent added");
     conn
       .sync((msg) => {
@@ -225,6 +244,7 @@ export class PeerTask {
     this.parents.delete(conn.id);
     this.blocklist.add(conn.id);
     conn.close();
+    this.endParentSpan(conn, reason);
     this.log.info({ parent: conn.id, reason }, "parent dropped");
     if (this.ended || this.sourceRunning) return;
     // The scheduler decides whether the remaining parents can still feed us;
@@ -235,6 +255,14 @@ export class PeerTask {
       }
     } else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
     this.pump();
+  }
+
+  private endParentSpan(conn: ParentConn, dropped?: string): void {
+    const s = this.parentSpans.get(conn.id);
+    if (!s) return;
+    this.parentSpans.delete(conn.id);
+    s.setAttribute("damselfly.pieces", conn.piecesServed).setAttribute("damselfly.failures", conn.failures).setAttribute("damselfly.dropped", dropped);
+    s.end();
   }
 
   // Every missing piece is held by some parent, or some parent is still
@@ -461,6 +489,8 @@ export class PeerTask {
     this.stats.backToSource = true;
     this.log.info({ reason }, "fetching from the origin");
     const d = this.o.download;
+    this.sourceSpan?.end();
+    const sourceSpan = (this.sourceSpan = startSpan("back-to-source", { kind: SpanKind.CLIENT, parent: this.span, attributes: { "url.full": spanUrl(d.url), "damselfly.reason": reason } }));
     const task = this.o.task;
     if (task.infoKnown) this.announceBackToSource(task.meta.contentLength, task.meta.pieceLength, true);
     const hooks: SourceFetchHooks = {
@@ -484,6 +514,7 @@ export class PeerTask {
     };
     fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
       .then(async () => {
+        sourceSpan.setAttribute("damselfly.bytes_from_origin", this.stats.bytesFromSource).end();
         // Pieces that were in flight from parents when we started finish on
         // their own; wait for them rather than refetching.
         await this.noneInFlight();
@@ -493,7 +524,11 @@ export class PeerTask {
           this.startBackToSource("pieces still missing after the origin fetch");
         }
       })
-      .catch((err) => this.fail(DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE")));
+      .catch((err) => {
+        const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+        sourceSpan.setError(e).end();
+        this.fail(e);
+      });
   }
 
   private announceBackToSource(contentLength: number, pieceLength: number, known: boolean): void {
@@ -552,6 +587,7 @@ export class PeerTask {
     );
     this.cleanup();
     this.o.metrics?.downloadSucceeded();
+    this.endSpan();
     this.settle.resolve();
   }
 
@@ -565,12 +601,29 @@ export class PeerTask {
     this.o.task.fail(err);
     this.o.metrics?.downloadFailed(err.code);
     this.cleanup();
+    this.span.setError(err);
+    this.endSpan();
     this.settle.reject(err);
   }
 
   // Stops everything (daemon shutdown or the last reader went away).
   cancel(reason: DamselflyError): void {
     this.fail(reason);
+  }
+
+  private endSpan(): void {
+    if (this.span.recording) {
+      this.sourceSpan?.end();
+      this.span
+        .setAttribute("damselfly.content_length", this.o.task.meta.contentLength)
+        .setAttribute("damselfly.bytes_from_peers", this.stats.bytesFromPeers)
+        .setAttribute("damselfly.bytes_from_origin", this.stats.bytesFromSource)
+        .setAttribute("damselfly.back_to_source", this.stats.backToSource)
+        .setAttribute("damselfly.scheduler_unavailable", this.stats.schedulerUnavailable)
+        .setAttribute("damselfly.parents", this.parents.size + this.blocklist.size)
+        .setAttribute("damselfly.busy_answers", this.stats.busyAnswers);
+    }
+    this.span.end();
   }
 
   private cleanup(): void {
@@ -580,7 +633,10 @@ export class PeerTask {
     if (this.watchdog) clearInterval(this.watchdog);
     if (this.busyRetry) clearTimeout(this.busyRetry);
     this.abort.abort();
-    for (const p of this.parents.values()) p.close();
+    for (const p of this.parents.values()) {
+      p.close();
+      this.endParentSpan(p);
+    }
     this.parents.clear();
     this.session?.close();
     this.session = undefined;

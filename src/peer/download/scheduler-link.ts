@@ -49,6 +49,7 @@ interface Endpoint {
 export class SchedulerLink {
   private endpoints: Endpoint[];
   private timer: NodeJS.Timeout | undefined;
+  private left = false;
   private readonly log: Logger;
 
   constructor(private readonly o: SchedulerLinkOptions) {
@@ -86,6 +87,7 @@ export class SchedulerLink {
   }
 
   private async announceAll(): Promise<void> {
+    if (this.left) return;
     await Promise.all(this.endpoints.map((e) => this.announce(e)));
   }
 
@@ -135,21 +137,22 @@ export class SchedulerLink {
 
   // Opens the announce stream for one task, or returns undefined when no
   // scheduler can be reached (the caller then goes to the origin).
-  async open(taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): Promise<AnnounceSession | undefined> {
+  // `headers`: the W3C trace context of the download (tracing on).
+  async open(taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void, headers: Record<string, string> = {}): Promise<AnnounceSession | undefined> {
     for (const e of this.ordered(taskId)) {
       if (!e.healthy && !(await this.announce(e))) continue;
-      return this.stream(e, taskId, peerId, onResponse, onLost);
+      return this.stream(e, taskId, peerId, onResponse, onLost, headers);
     }
     return undefined;
   }
 
-  private stream(e: Endpoint, taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): AnnounceSession {
+  private stream(e: Endpoint, taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void, headers: Record<string, string>): AnnounceSession {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
     const abort = new AbortController();
     let closed = false;
     (async () => {
       try {
-        for await (const res of e.client.announcePeer(queue, { signal: abort.signal })) onResponse(res);
+        for await (const res of e.client.announcePeer(queue, { signal: abort.signal, headers })) onResponse(res);
         if (!closed) onLost(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", `scheduler ${e.address} ended the announce stream`));
       } catch (err) {
         if (!closed) onLost(fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE"));
@@ -177,10 +180,24 @@ export class SchedulerLink {
     };
   }
 
-  async close(): Promise<void> {
+  // Tells every scheduler this host is going (LeaveHost): they stop offering
+  // it as a parent and give its children other parents. No keep-alive
+  // follows (it would announce the host again). Idempotent.
+  async leave(): Promise<void> {
+    if (this.left) return;
+    this.left = true;
     if (this.timer) clearInterval(this.timer);
     await Promise.all(
-      this.endpoints.filter((e) => e.healthy).map((e) => e.client.leaveHost({ hostId: this.o.host.id }, { signal: AbortSignal.timeout(1_000) }).catch(() => undefined)),
+      this.endpoints.filter((e) => e.healthy).map((e) =>
+        e.client.leaveHost({ hostId: this.o.host.id }, { signal: AbortSignal.timeout(2_000) }).then(
+          () => this.log.info({ scheduler: e.address }, "left the scheduler"),
+          (err: unknown) => this.log.warn({ scheduler: e.address, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message }, "could not tell the scheduler this host is leaving"),
+        ),
+      ),
     );
+  }
+
+  async close(): Promise<void> {
+    await this.leave();
   }
 }

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import { DamselflyError } from "../../common/errors.js";
 import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
+import type { Span } from "../../common/trace.js";
 import { blobDownload, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
@@ -32,6 +33,8 @@ export interface P2PDeps {
   source: HttpSource;
   logger: Logger;
   stallTimeoutMs: number;
+  // The proxied request's span: a download it starts joins its trace.
+  span?: Span;
 }
 
 export interface ServeResult {
@@ -64,7 +67,8 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     let handle: TaskHandle;
     let size = obj.size;
     try {
-      handle = await deps.tasks.ensure(download);
+      handle = await deps.tasks.ensure(download, undefined, deps.span);
+      deps.span?.setAttribute("damselfly.task_id", handle.task.id);
       if (size < 0 || !handle.task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
         if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));

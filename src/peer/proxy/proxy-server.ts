@@ -5,13 +5,14 @@ import type { HostPort } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
+import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import type { TaskManager } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { BlobAccess } from "./blob-access.js";
 import { forward } from "./forward.js";
 import { NOT_SHARED_WITH_ORIGIN, upstreamRequestHeaders } from "./headers.js";
 import { downloadOf, serveFromP2P } from "./p2p-response.js";
-import { parseRange } from "./range.js";
+import { parseRange, type ByteRangeSpec } from "./range.js";
 import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
 import { sendError } from "./respond.js";
 import { badRequest, ConnectHandler } from "./connect-handler.js";
@@ -47,6 +48,9 @@ export interface ProxyOptions {
   metrics?: DaemonMetrics;
   // /healthz and /readyz on the proxy port too.
   health?: Health;
+  // True while the daemon drains for exit: blobs are fetched straight from
+  // the origin instead of starting P2P downloads that would be cut off.
+  shuttingDown?: () => boolean;
 }
 
 // The daemon's registry mirror and HTTP(S) proxy, on one port:
@@ -158,7 +162,25 @@ export class ProxyServer {
   // the swarm only after the upstream confirmed that this client may read them.
   private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rec: ProxyRecord): Promise<void> {
     const range = parseRange(req.headers["range"]);
-    if (!range.ok) return forward(req, res, target.href, this.o.dispatcher);
+    if (!range.ok || this.o.shuttingDown?.()) return forward(req, res, target.href, this.o.dispatcher);
+    // A proxied blob is a trace of its own, or joins the client's.
+    const span = startSpan("proxy blob", {
+      kind: SpanKind.SERVER,
+      parent: { traceparent: one(req.headers["traceparent"]), tracestate: one(req.headers["tracestate"]) },
+      attributes: { "url.full": spanUrl(target.href), "http.request.method": "GET", "damselfly.range": range.spec !== undefined },
+    });
+    try {
+      await this.viaP2PTraced(req, res, target, digest, range.spec, span, rec);
+    } catch (err) {
+      span.setError(err);
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async viaP2PTraced(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rangeSpec: ByteRangeSpec | undefined, span: Span, rec: ProxyRecord): Promise<void> {
+    const range = { spec: rangeSpec };
     const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
     let size = -1;
     if (digest || headers["authorization"] || headers["cookie"]) {
@@ -174,9 +196,15 @@ export class ProxyServer {
       } finally {
         res.off("close", onClose);
       }
-      if (!answer.allowed) return forward(req, res, target.href, this.o.dispatcher);
+      if (!answer.allowed) {
+        span.setAttribute("damselfly.served_by", "origin (access check)");
+        return forward(req, res, target.href, this.o.dispatcher);
+      }
       size = answer.size;
-      if (size >= 0 && size < this.o.minP2pSize) return forward(req, res, target.href, this.o.dispatcher);
+      if (size >= 0 && size < this.o.minP2pSize) {
+        span.setAttribute("damselfly.served_by", "origin (small)");
+        return forward(req, res, target.href, this.o.dispatcher);
+      }
     }
     const trailers = /(^|,)\s*trailers\s*(;|,|$)/i.test(String(req.headers["te"] ?? ""));
     const obj = { url: target.href, headers, digest, size, range: range.spec, trailers };
@@ -196,7 +224,9 @@ export class ProxyServer {
       source: this.o.source,
       logger: this.log,
       stallTimeoutMs: this.o.stallTimeoutMs,
+      span,
     });
+    span.setAttribute("damselfly.served_by", result.declined ? "origin (P2P declined)" : "p2p");
     if (result.declined) {
       this.log.warn({ url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message }, "proxy: P2P unavailable, forwarding to the origin");
       return forward(req, res, target.href, this.o.dispatcher);
@@ -205,3 +235,5 @@ export class ProxyServer {
     if (result.cache === "hit") this.o.metrics?.localBytes(result.bytes ?? 0);
   }
 }
+
+const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);

@@ -58,6 +58,9 @@ export class UploadServer {
   private server: http.Server | undefined;
   private readonly pool = new BufferPool(CHUNK, 16);
   private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
+  // Set by drain(): the daemon is leaving, new piece requests are told busy.
+  private draining = false;
+  private idleWaiter: (() => void) | undefined;
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
@@ -69,6 +72,23 @@ export class UploadServer {
     server.on("connection", (s: Socket) => s.setNoDelay(true));
     this.address = await listenOn(server, this.opts.listen, "upload listen address");
     this.server = server;
+  }
+
+  // Graceful exit: new piece and sync requests are answered busy (children
+  // take the piece elsewhere), those waiting for a slot too; uploads already
+  // streaming go on. Resolves once none is left, or after timeoutMs (false).
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.draining = true;
+    for (const w of this.waiters.splice(0)) w.give(false);
+    if (this.stats.active === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const idle = await Promise.race([
+      new Promise<boolean>((resolve) => (this.idleWaiter = () => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    this.idleWaiter = undefined;
+    return idle;
   }
 
   async close(): Promise<void> {
@@ -94,6 +114,11 @@ export class UploadServer {
     if (!isTaskId(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task id must be 64 lowercase hex digits");
     const task = this.opts.storage.get(id);
     if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not on this peer`);
+    if (this.draining) {
+      this.stats.busy++;
+      res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
+      return;
+    }
     if (m[2] === "sync") return this.sync(task, req, res);
     return this.piece(task, Number(m[3]), req, res);
   }
@@ -124,6 +149,7 @@ export class UploadServer {
     } finally {
       this.stats.active--;
       this.handOver();
+      if (this.stats.active === 0) this.idleWaiter?.();
     }
   }
 

@@ -1,3 +1,4 @@
+import type { SpanContext } from "../../common/trace.js";
 import { create } from "@bufbuild/protobuf";
 import { schedulerv1, type Download, type ErrorDetail } from "../../protocol/index.js";
 import type { Peer, PeerIndex } from "./peer-manager.js";
@@ -40,6 +41,8 @@ export class Task implements PeerIndex {
   // The last Download request: needed to trigger a seed. Memory only; its
   // headers may carry credentials and must never be logged.
   download: Download | undefined;
+  // The trace of the first traced registration: a seed trigger joins it.
+  trace: SpanContext | undefined;
   failure: TaskFailure | undefined;
 
   constructor(

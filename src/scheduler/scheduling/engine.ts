@@ -1,4 +1,5 @@
 import type { Logger } from "../../common/logger.js";
+import { SpanKind, startSpan, traceHeaders } from "../../common/trace.js";
 import type { SchedulerConfig } from "../../common/schemas.js";
 import type { ErrorDetail } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
@@ -222,9 +223,14 @@ export class SchedulingEngine {
     const state = { hostId: seed.id, at: now, failed: false };
     task.seedTrigger = state;
     this.log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
-    this.trigger(seed, task.download, task.id).then(
-      () => this.log.debug({ taskId: task.id, seedHostId: seed.id }, "seed peer triggered"),
+    const span = startSpan("TriggerSeed", { kind: SpanKind.CLIENT, parent: task.trace, attributes: { "damselfly.task_id": task.id, "damselfly.seed_host_id": seed.id } });
+    this.trigger(seed, task.download, task.id, traceHeaders(span)).then(
+      () => {
+        span.end();
+        this.log.debug({ taskId: task.id, seedHostId: seed.id }, "seed peer triggered");
+      },
       (err: unknown) => {
+        span.setError(err).end();
         state.failed = true;
         this.log.warn({ taskId: task.id, seedHostId: seed.id, err: err instanceof Error ? err.message : String(err) }, "seed trigger failed");
         this.wake(task);

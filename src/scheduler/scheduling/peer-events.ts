@@ -1,3 +1,4 @@
+import type { SpanContext } from "../../common/trace.js";
 import type { BidiSink, Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
@@ -22,10 +23,12 @@ export class PeerEvents {
     peerId: string,
     reg: schedulerv1.RegisterPeerRequest & { download: Download },
     queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
+    trace?: SpanContext,
   ): { peer: Peer; decision: Decision } {
     const now = this.engine.now();
     const task = this.store.tasks.getOrCreate(taskId, now);
     task.download = reg.download;
+    if (trace && !task.trace) task.trace = trace;
     const { peer, replaced } = this.store.addPeer(task, host, peerId, now);
     if (replaced) {
       replaced.queue?.close();

@@ -19,7 +19,8 @@ export function pickSeedHost(taskId: string, seeds: readonly Host[]): Host | und
   return best;
 }
 
-export type TriggerFn = (host: Host, download: Download, taskId: string) => Promise<void>;
+// headers: the W3C trace context of the registration that caused it.
+export type TriggerFn = (host: Host, download: Download, taskId: string, headers?: Record<string, string>) => Promise<void>;
 
 // Calls TriggerTask on a seed daemon's API. One client per daemon address.
 export class SeedTriggerClient {
@@ -27,8 +28,8 @@ export class SeedTriggerClient {
 
   constructor(private readonly timeoutMs = 10_000) {}
 
-  readonly trigger: TriggerFn = async (host, download, taskId) => {
-    await this.clients.get(host).triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs });
+  readonly trigger: TriggerFn = async (host, download, taskId, headers) => {
+    await this.clients.get(host).triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs, ...(headers ? { headers } : {}) });
   };
 
   forget(host: Host): void {
