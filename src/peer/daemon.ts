@@ -17,6 +17,7 @@ import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
 import type { CertificateAuthority } from "./proxy/ca.js";
+import { RateLimits } from "./rate-limits.js";
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -44,9 +45,12 @@ export class Daemon {
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
   private proxy: ProxyServer | undefined;
+  // Host-wide and per-task byte rates; changeable while running.
+  readonly rateLimits: RateLimits;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
+    this.rateLimits = new RateLimits(o.config);
   }
 
   async start(): Promise<void> {
@@ -60,6 +64,7 @@ export class Daemon {
       logger: this.log,
       uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
       onCorruptPiece: (task) => this.tasks?.repair(task),
+      throttle: this.rateLimits.uploads,
     });
     await this.upload.start();
 
@@ -67,7 +72,7 @@ export class Daemon {
     const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, rateLimits: this.rateLimits }));
     this.api = await createRpcServer(c.listen, (router) => {
       router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
     });
@@ -134,6 +139,7 @@ export class Daemon {
         advertiseIp: ip,
         scheduler: schedulers,
         dataDir: c.dataDir,
+        ...limitsForLog(this.rateLimits.current),
       },
       "daemon ready",
     );
@@ -169,6 +175,11 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
+}
+
+// Only the limits that are set: most daemons have none.
+function limitsForLog(l: object): Record<string, number> {
+  return Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number" && v > 0));
 }
 
 async function readPem(path: string, what: string): Promise<string> {

@@ -10,6 +10,7 @@ import type { LocalTask } from "./storage/local-task.js";
 import type { HttpSource } from "./source/http-source.js";
 import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
+import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
 
 export interface TaskHandle {
   task: LocalTask;
@@ -22,6 +23,7 @@ export interface TaskHandle {
 // or a stored piece that failed its check).
 export class TaskManager {
   private readonly running = new Map<string, PeerTask>();
+  private readonly limits = new Map<string, TaskLimits>();
   // Set once the daemon's API port is bound (the scheduler needs it).
   scheduler: SchedulerLink | undefined;
 
@@ -32,6 +34,7 @@ export class TaskManager {
       storage: Storage;
       source: HttpSource;
       logger: Logger;
+      rateLimits: RateLimits;
     },
   ) {}
 
@@ -45,7 +48,9 @@ export class TaskManager {
     return createHash("sha256").update(this.deps.hostId).update(taskId).digest("hex").slice(0, 32);
   }
 
-  async ensure(download: Download, id = this.taskIdOf(download)): Promise<TaskHandle> {
+  // `req` is what this request asks of the download (rate limit, priority);
+  // a request joining a running download adjusts it (see TaskLimits.join).
+  async ensure(download: Download, id = this.taskIdOf(download), req: RequestLimits = {}): Promise<TaskHandle> {
     const task = await this.deps.storage.getOrCreate(id, {
       url: filterUrl(download.url, download.filteredQueryParams),
       tag: download.tag,
@@ -57,8 +62,12 @@ export class TaskManager {
     task.touch();
     if (task.done) return { task, run: undefined };
     const existing = this.running.get(id);
-    if (existing) return { task, run: existing };
+    if (existing) {
+      this.limits.get(id)?.join(req);
+      return { task, run: existing };
+    }
     const c = this.deps.config;
+    const limits = this.deps.rateLimits.forTask(req);
     const run = new PeerTask({
       task,
       download,
@@ -71,8 +80,10 @@ export class TaskManager {
       piecesPerParent: c.piecesPerParent,
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
+      limits,
     });
     this.running.set(id, run);
+    this.limits.set(id, limits);
     run
       .run()
       .then(
@@ -95,6 +106,8 @@ export class TaskManager {
       )
       .catch(() => undefined)
       .finally(() => {
+        limits.close();
+        if (this.limits.get(id) === limits) this.limits.delete(id);
         if (this.running.get(id) === run) this.running.delete(id);
       });
     return { task, run };
@@ -108,7 +121,7 @@ export class TaskManager {
     const m = t.meta;
     const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength), digest: m.digestTaskId ?? "", digestTaskId: !!m.digestTaskId });
     this.deps.logger.info({ taskId: t.id, missing: t.totalPieces - t.pieces.size }, "repairing task");
-    this.ensure(download, t.id).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
+    this.ensure(download, t.id, { background: true }).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
   }
 
   // True when the task is stored complete or downloading right now: a range

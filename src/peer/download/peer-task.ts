@@ -12,6 +12,7 @@ import { ParentConn, type ParentAddress } from "./parent-conn.js";
 import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
 import { PieceSelector } from "./piece-selector.js";
 import { MemorySink } from "./piece-writer.js";
+import type { TaskLimits } from "../rate-limits.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
@@ -44,6 +45,8 @@ export interface PeerTaskOptions {
   piecesPerParent: number;
   pieceTimeoutMs: number;
   scheduleTimeoutMs: number;
+  // Rate limits of this download (task and host buckets); none: unlimited.
+  limits?: TaskLimits;
 }
 
 export interface PeerTaskStats {
@@ -192,7 +195,7 @@ export class PeerTask {
 
   private addParent(addr: ParentAddress): void {
     if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
-    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats });
+    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats, throttle: this.o.limits?.fromParents });
     this.parents.set(addr.peerId, conn);
     this.log.debug({ parent: addr.peerId, remote: `${addr.ip}:${addr.port}` }, "parent added");
     conn
@@ -476,7 +479,7 @@ export class PeerTask {
         this.advisory?.feed(offset, chunk);
       },
     };
-    fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
+    fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal, throttle: this.o.limits?.fromSource })
       .then(async () => {
         // Pieces that were in flight from parents when we started finish on
         // their own; wait for them rather than refetching.

@@ -25,6 +25,8 @@ export interface P2PObject {
   // The client sent "TE: trailers": the response is chunked and ends with
   // trailers counting where the bytes came from (known only at the end).
   trailers?: boolean;
+  // X-Damselfly-Rate-Limit: bytes per second for this task's download.
+  rateLimit?: number;
 }
 
 export interface P2PDeps {
@@ -60,7 +62,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     let handle: TaskHandle;
     let size = obj.size;
     try {
-      handle = await deps.tasks.ensure(download);
+      handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0 });
       if (size < 0 || !handle.task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
         if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
@@ -153,7 +155,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     if (end > start) {
       const stall = new Stall(deps.stallTimeoutMs);
       const restart = async () => {
-        handle = await deps.tasks.ensure(download, task.id);
+        handle = await deps.tasks.ensure(download, task.id, { rateLimit: obj.rateLimit ?? 0 });
       };
       try {
         for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end, piecePool)) {

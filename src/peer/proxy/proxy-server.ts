@@ -4,6 +4,7 @@ import type { Dispatcher } from "undici";
 import type { HostPort } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
+import { parseBytes } from "../../common/config.js";
 import type { Logger } from "../../common/logger.js";
 import type { TaskManager } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
@@ -125,6 +126,7 @@ export class ProxyServer {
   // Blobs (and any URL whose request carries credentials) are served from
   // the swarm only after the upstream confirmed that this client may read them.
   private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined): Promise<void> {
+    const rateLimit = rateLimitOf(req.headers[RATE_LIMIT_HEADER]);
     const range = parseRange(req.headers["range"]);
     if (!range.ok) return forward(req, res, target.href, this.o.dispatcher);
     const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
@@ -147,7 +149,7 @@ export class ProxyServer {
       if (size >= 0 && size < this.o.minP2pSize) return forward(req, res, target.href, this.o.dispatcher);
     }
     const trailers = /(^|,)\s*trailers\s*(;|,|$)/i.test(String(req.headers["te"] ?? ""));
-    const obj = { url: target.href, headers, digest, size, range: range.spec, trailers };
+    const obj = { url: target.href, headers, digest, size, range: range.spec, trailers, rateLimit };
     if (range.spec) {
       // A range of an object this node neither holds nor is fetching: only
       // those bytes are fetched (lazy-loading snapshotters read small ranges
@@ -155,7 +157,7 @@ export class ProxyServer {
       // background so later ranges come from the store.
       const download = downloadOf(obj);
       if (!this.o.tasks.isActive(this.o.tasks.taskIdOf(download))) {
-        if (this.o.prefetch) this.o.tasks.ensure(download).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
+        if (this.o.prefetch) this.o.tasks.ensure(download, undefined, { background: true }).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
         return forward(req, res, target.href, this.o.dispatcher);
       }
     }
@@ -169,5 +171,19 @@ export class ProxyServer {
       this.log.warn({ url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message }, "proxy: P2P unavailable, forwarding to the origin");
       return forward(req, res, target.href, this.o.dispatcher);
     }
+  }
+}
+
+// A client's own cap on the task its request downloads, e.g. "50MiB" (bytes
+// per second). Never sent upstream (x-damselfly-* headers are dropped).
+export const RATE_LIMIT_HEADER = "x-damselfly-rate-limit";
+
+function rateLimitOf(v: string | string[] | undefined): number {
+  if (v === undefined) return 0;
+  try {
+    if (Array.isArray(v)) throw new Error("given more than once");
+    return parseBytes(v);
+  } catch (err) {
+    throw new DamselflyError("DF_ERR_INVALID_REQUEST", `${RATE_LIMIT_HEADER}: ${(err as Error).message}`);
   }
 }

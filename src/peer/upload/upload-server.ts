@@ -11,6 +11,7 @@ import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
 import { BufferPool } from "./buffer-pool.js";
+import type { Throttle } from "../../common/token-bucket.js";
 
 const CHUNK = 512 * 1024;
 const PING_MS = 15_000;
@@ -32,6 +33,9 @@ export interface UploadServerOptions {
   uploadConcurrency: number;
   // A stored piece failed its check and was dropped: fetch it again.
   onCorruptPiece?: (task: LocalTask) => void;
+  // The host's upload limit: piece bytes count against it before they are
+  // written, and a piece waits for tokens between chunks.
+  throttle?: Throttle;
 }
 
 export interface UploadStats {
@@ -185,6 +189,14 @@ export class UploadServer {
         res.destroy();
         this.opts.onCorruptPiece?.(task);
         return;
+      }
+      const throttle = this.opts.throttle;
+      if (throttle && !throttle.take(len)) {
+        await throttle.waitAsync();
+        if (res.destroyed) {
+          this.pool.put(buf);
+          return;
+        }
       }
       sent += len;
       this.stats.bytesTotal += len;
