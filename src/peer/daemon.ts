@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { advertisedIp, formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { createRpcServer, daemonv1, HostType, managerv1, schedulerv1, type RpcServer } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
@@ -17,7 +17,7 @@ import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
 import type { CertificateAuthority } from "./proxy/ca.js";
-import { RateLimits } from "./rate-limits.js";
+import { RateLimits, type HostRateLimits } from "./rate-limits.js";
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -86,7 +86,8 @@ export class Daemon {
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.uploadSlots,
     });
-    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken) : undefined) ?? c.scheduler;
+    const onConfig = (dc: managerv1.DaemonClusterConfig) => this.applyClusterConfig(dc);
+    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken, false, onConfig) : undefined) ?? c.scheduler;
     this.link = schedulers.length > 0
       ? new SchedulerLink({
           addresses: schedulers,
@@ -153,7 +154,7 @@ export class Daemon {
     this.refreshTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true)
+      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true, (dc) => this.applyClusterConfig(dc))
         .then(async (list) => {
           if (list && list.join(",") !== link.addresses.join(",")) {
             this.log.info({ schedulers: list }, "scheduler list changed");
@@ -163,6 +164,23 @@ export class Daemon {
         .finally(() => (busy = false));
     }, everyMs);
     this.refreshTimer.unref();
+  }
+
+  // The cluster's dynamic rate limits from the manager; a key it does not set
+  // keeps this daemon's own value. Running downloads and uploads follow at once.
+  private applyClusterConfig(dc: managerv1.DaemonClusterConfig): void {
+    const c = this.o.config;
+    const pick = (v: bigint | undefined, own: number) => (v === undefined ? own : Number(v));
+    const next: HostRateLimits = {
+      totalDownloadRateLimit: pick(dc.totalDownloadRateLimit, c.totalDownloadRateLimit),
+      totalUploadRateLimit: pick(dc.totalUploadRateLimit, c.totalUploadRateLimit),
+      backToSourceRateLimit: pick(dc.backToSourceRateLimit, c.backToSourceRateLimit),
+      perTaskRateLimit: pick(dc.perTaskRateLimit, c.perTaskRateLimit),
+    };
+    const now = this.rateLimits.current;
+    if ((Object.keys(next) as Array<keyof HostRateLimits>).every((k) => next[k] === now[k])) return;
+    this.rateLimits.set(next);
+    this.log.info({ ...next }, "rate limits applied");
   }
 
   async close(): Promise<void> {
