@@ -170,7 +170,17 @@ export class Throttle {
     resume();
   }
 
-  waitAsync(): Promise<void> {
-    return new Promise((resolve) => this.wait(resolve));
+  // Rejects with the signal's reason when it aborts first (a cancelled
+  // download does not sit out a long debt).
+  waitAsync(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.wait(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
   }
 }

@@ -82,6 +82,14 @@ export class TaskLimits {
     return this.fromParents.background;
   }
 
+  // The tightest limit this task's downloads are under (bytes per second,
+  // 0: none).
+  get rate(): number {
+    const task = this.bucket.limit;
+    const host = this.host.download.limit;
+    return task === 0 ? host : host === 0 ? task : Math.min(task, host);
+  }
+
   // Another request for the same task: a real-time one makes the whole task
   // real-time.
   join(req: RequestLimits): void {

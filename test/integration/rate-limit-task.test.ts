@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { explained, getSummary, sha256File } from "../helpers/store.js";
+import { explained, getSummary, sha256File, sleep, storedPieces } from "../helpers/store.js";
+import { taskId } from "../../src/common/task-id.js";
 import type { LogLine } from "../helpers/procs.js";
 
 const MiB = 1024 * 1024;
@@ -60,6 +61,29 @@ describe("per-task rate limits", { timeout: 90_000 }, () => {
     const ms = servedMs(peer, mark);
     t.diagnostic(`${getSummary(r.stderr)?.line}; daemon: ${ms} ms`);
     assertSeconds(ms, 4, "64 MiB at 16 MiB/s");
+  });
+
+  test("a low limit fetches pieces one after another, not all at once", { timeout: 40_000 }, async (t) => {
+    origin.addRandomFile("/rl/low.bin", 1 * MiB, "rl-low");
+    const url = origin.url("/rl/low.bin");
+    const peer = cluster.peers[0]!;
+    const mark = peer.proc.logs.length;
+    const started = Date.now();
+    let firstPieceAt = 0;
+    const get = peer.get([url, "-O", join(dir, "low.bin"), "--rate-limit", "256KiB", "--no-progress"], { timeoutMs: 30_000 });
+    let done = false;
+    void get.finally(() => (done = true));
+    while (!done && firstPieceAt === 0) {
+      if (storedPieces(peer.dataDir, taskId({ url })).size > 0) firstPieceAt = Date.now() - started;
+      await sleep(20);
+    }
+    const r = await get;
+    assert.equal(r.code, 0, r.stderr);
+    const ms = servedMs(peer, mark);
+    t.diagnostic(`1 MiB at 256 KiB/s: first 512 KiB piece stored after ${firstPieceAt} ms, all in ${ms} ms`);
+    assertSeconds(ms, 4, "1 MiB at 256 KiB/s", 0.2);
+    // Both pieces at once would share the limit and land together at ~4 s.
+    assert.ok(firstPieceAt > 0 && firstPieceAt < 3_000, `the first piece took ${firstPieceAt} ms`);
   });
 
   test("the daemon's perTaskRateLimit (YAML) caps a get; a request's own limit replaces it", { timeout: 40_000 }, async (t) => {

@@ -217,7 +217,7 @@ export class ParentConn {
           const limited = this.throttle !== undefined && !this.throttle.take(chunk.length);
           if (req.paused || writer.complete) return;
           if (limited) {
-            req.pause();
+            req.pause(true);
             this.throttle!.wait(() => req.resume());
           } else if (writer.overWindow) {
             req.pause();

@@ -78,14 +78,14 @@ async function fetchRun({ source, task, url, headers, hooks, signal, throttle }:
   const res = await source.fetch(url, headers, full ? undefined : { start, end }, signal);
   if (!full && !res.ranged) {
     // The origin ignores ranges: read from the start, skipping what we have.
-    await consume(res.body, task, 0, first, last, hooks, task.meta.pieceLength, throttle);
+    await consume(res.body, task, 0, first, last, hooks, task.meta.pieceLength, throttle, signal);
     return;
   }
   if (res.totalLength >= 0 && res.totalLength !== task.meta.contentLength) {
     res.body.destroy();
     throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin object changed size (${task.meta.contentLength} -> ${res.totalLength})`);
   }
-  await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength, throttle);
+  await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength, throttle, signal);
 }
 
 async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, signal, throttle }: SourceJob): Promise<void> {
@@ -98,7 +98,7 @@ async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, 
     return;
   }
   const lastPiece = known ? Math.ceil(res.contentLength / pieceLength) - 1 : Number.MAX_SAFE_INTEGER;
-  const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength, throttle);
+  const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength, throttle, signal);
   if (!known) await hooks.onInfo(total, pieceLength, true);
   else if (total !== res.contentLength) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended after ${total} of ${res.contentLength} bytes`, { temporary: true });
 }
@@ -114,6 +114,7 @@ async function consume(
   hooks: SourceFetchHooks,
   pieceLength: number,
   throttle?: Throttle,
+  signal?: AbortSignal,
 ): Promise<number> {
   let pos = bodyStart;
   let n = Math.floor(pos / pieceLength);
@@ -141,7 +142,7 @@ async function consume(
   };
   try {
     for await (const chunk of body) {
-      if (throttle && !throttle.take(chunk.length)) await throttle.waitAsync();
+      if (throttle && !throttle.take(chunk.length)) await throttle.waitAsync(signal);
       let off = 0;
       while (off < chunk.length) {
         const boundary = pieceEnd(n);
