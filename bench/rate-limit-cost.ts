@@ -73,10 +73,13 @@ async function endToEnd(): Promise<void> {
     const apis = await Promise.all(peers.map(async (p) => `http://${String((await p.proc.ready)["api"])}`));
     const perGiB: number[][] = peers.map(() => []);
     const ms: number[][] = peers.map(() => []);
-    // Rounds interleave the variants: the machine's load drifts (other
-    // processes share its cores), and each variant should see the same drift.
+    // Rounds interleave the variants, each round starting at the next one:
+    // the machine's load drifts (other processes share its cores), and where
+    // a get falls in a round matters too; every variant should see the same.
     for (let r = 0; r < rounds; r++) {
-      for (const [i, p] of peers.entries()) {
+      for (let k = 0; k < peers.length; k++) {
+        const i = (r + k) % peers.length;
+        const p = peers[i]!;
         const out = join(dir, "out");
         const pid = p.proc.child.pid!;
         const cpu0 = cpuSeconds(pid);
