@@ -1,5 +1,5 @@
 // What rate limiting costs in CPU.
-//   node dist/bench/rate-limit-cost.js [--size 512MiB] [--rounds 3] [--dir /dev/shm] [--binding 200MiB]
+//   node dist/bench/rate-limit-cost.js [--size 512MiB] [--rounds 3] [--dir /dev/shm] [--binding 120MiB]
 // 1. take() on its own: calls per second for an unlimited bucket, a limited
 //    one with tokens to spare, and a task + host chain (what each piece read
 //    costs on a limited daemon).
@@ -42,7 +42,7 @@ function microbench(): void {
 async function endToEnd(): Promise<void> {
   const size = parseBytes(opt("--size", "512MiB"));
   const rounds = Number(opt("--rounds", "3"));
-  const binding = opt("--binding", "200MiB");
+  const binding = opt("--binding", "120MiB");
   const dir = mkdtempSync(join(opt("--dir", tmpdir()), "df-bench-rl-"));
   const procs: Array<{ stop(): Promise<void> | void }> = [];
   try {
