@@ -27,6 +27,8 @@ export interface DownloadTaskJson {
   // daemonv1.Delivery: proto3 JSON takes the enum's number.
   delivery: number;
   timeoutMs: number;
+  // Bytes per second for this task (absent: the daemon's default).
+  rateLimit?: number;
 }
 
 const PATH = "/damselfly.daemon.v1.DaemonService/DownloadTask";

@@ -242,6 +242,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     },
     delivery,
     timeoutMs: config.timeout,
+    ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),
   });
   const streamed = () => downloadTaskStreamed(req.daemonUrl, request(DELIVERY_STREAM), ac.signal, trace);
 

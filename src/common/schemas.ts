@@ -109,6 +109,10 @@ export const daemonSchema = {
   logLevel: field("string", "info", "log level", { check: logLevel }),
   metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
   shutdownTimeout: field("duration", 30_000, "on SIGTERM/SIGINT: how long piece uploads in flight may take to finish before the daemon exits (new work is refused at once)"),
+  totalDownloadRateLimit: field("bytes", 0, "bytes per second this host downloads in all (from peers and origins; e.g. 100MiB; 0: unlimited); real-time pulls go first, preheats and prefetches get what is left"),
+  totalUploadRateLimit: field("bytes", 0, "bytes per second this host uploads to other peers in all (0: unlimited)"),
+  backToSourceRateLimit: field("bytes", 0, "bytes per second this host fetches from origins in all (0: unlimited)"),
+  perTaskRateLimit: field("bytes", 0, "default bytes per second of one task's download (0: unlimited); a request's own limit (get --rate-limit, X-Damselfly-Rate-Limit) replaces it"),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 
@@ -125,6 +129,7 @@ export const getSchema = {
   disableBackToSource: field("bool", false, "never fetch from the origin: fail if no peer can serve"),
   daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API URL"),
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
+  rateLimit: field("bytes", 0, "download this task at most this many bytes per second (e.g. 50MiB; 0: the daemon's perTaskRateLimit)"),
 };
 export type GetConfig = ConfigOf<typeof getSchema>;
 

@@ -10,7 +10,14 @@ export interface ClusterConfig {
   filterParentLimit?: number;
   backToSourceLimit?: number;
   retryLimit?: number;
+  // Daemons' host rate limits, bytes per second (see DaemonClusterConfig).
+  totalDownloadRateLimit?: number;
+  totalUploadRateLimit?: number;
+  backToSourceRateLimit?: number;
+  perTaskRateLimit?: number;
 }
+
+const DAEMON_KEYS = ["totalDownloadRateLimit", "totalUploadRateLimit", "backToSourceRateLimit", "perTaskRateLimit"] as const;
 
 export const CLUSTER_CONFIG_KEYS = ["candidateParentLimit", "filterParentLimit", "backToSourceLimit", "retryLimit"] as const;
 
@@ -74,7 +81,8 @@ export class ClusterRegistry {
       })),
     });
     const cfg = JSON.parse(cluster.config) as ClusterConfig;
-    return create(managerv1.KeepAliveSchedulerResponseSchema, { schedulerId: BigInt(id), config: cfg });
+    const schedulerConfig = { candidateParentLimit: cfg.candidateParentLimit, filterParentLimit: cfg.filterParentLimit, backToSourceLimit: cfg.backToSourceLimit, retryLimit: cfg.retryLimit };
+    return create(managerv1.KeepAliveSchedulerResponseSchema, { schedulerId: BigInt(id), config: schedulerConfig });
   }
 
   async leave(ip: string, port: number): Promise<void> {
@@ -89,6 +97,17 @@ export class ClusterRegistry {
   }
 
   // Active schedulers, of the given clusters or of all.
+  // The daemon settings of a cluster's dynamic config; undefined for an
+  // unknown cluster.
+  async daemonConfig(clusterId: number): Promise<managerv1.DaemonClusterConfig | undefined> {
+    const cluster = await this.database.db.selectFrom("scheduler_clusters").select(["config"]).where("id", "=", clusterId).executeTakeFirst();
+    if (!cluster) return undefined;
+    const cfg = JSON.parse(cluster.config) as ClusterConfig;
+    const out = create(managerv1.DaemonClusterConfigSchema);
+    for (const k of DAEMON_KEYS) if (typeof cfg[k] === "number") out[k] = BigInt(cfg[k]);
+    return out;
+  }
+
   async activeSchedulers(clusterIds?: readonly number[]): Promise<SchedulerRow[]> {
     let q = this.database.db.selectFrom("schedulers").selectAll().where("last_seen_at", ">", new Date(Date.now() - this.schedulerTimeoutMs).toISOString());
     if (clusterIds && clusterIds.length > 0) q = q.where("cluster_id", "in", [...clusterIds]);

@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { advertisedIp, formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { createRpcServer, daemonv1, HostType, managerv1, schedulerv1, type RpcServer } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
@@ -24,6 +24,7 @@ import { probeWritable } from "./storage/storage-probe.js";
 
 // A readiness probe writes to the store at most this often.
 const STORAGE_PROBE_TTL_MS = 2_000;
+import { RateLimits, type HostRateLimits } from "./rate-limits.js";
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -59,9 +60,12 @@ export class Daemon {
   private phase: "starting" | "serving" | "stopping" = "starting";
   // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
   private shuttingDown = false;
+  // Host-wide and per-task byte rates; changeable while running.
+  readonly rateLimits: RateLimits;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
+    this.rateLimits = new RateLimits(o.config);
   }
 
   async start(): Promise<void> {
@@ -85,6 +89,7 @@ export class Daemon {
       uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
       onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
+      throttle: this.rateLimits.uploads,
     });
     await this.upload.start();
     const upload = this.upload;
@@ -94,7 +99,7 @@ export class Daemon {
     const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics }));
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
     this.api = await createRpcServer(
       c.listen,
       (router) => {
@@ -113,7 +118,8 @@ export class Daemon {
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.uploadSlots,
     });
-    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken) : undefined) ?? c.scheduler;
+    const onConfig = (dc: managerv1.DaemonClusterConfig) => this.applyClusterConfig(dc);
+    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken, false, onConfig) : undefined) ?? c.scheduler;
     this.link = schedulers.length > 0
       ? new SchedulerLink({
           addresses: schedulers,
@@ -173,6 +179,7 @@ export class Daemon {
         advertiseIp: ip,
         scheduler: schedulers,
         dataDir: c.dataDir,
+        ...limitsForLog(this.rateLimits.current),
       },
       "daemon ready",
     );
@@ -186,7 +193,7 @@ export class Daemon {
     this.refreshTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true)
+      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true, (dc) => this.applyClusterConfig(dc))
         .then(async (list) => {
           if (list && list.join(",") !== link.addresses.join(",")) {
             this.log.info({ schedulers: list }, "scheduler list changed");
@@ -196,6 +203,23 @@ export class Daemon {
         .finally(() => (busy = false));
     }, everyMs);
     this.refreshTimer.unref();
+  }
+
+  // The cluster's dynamic rate limits from the manager; a key it does not set
+  // keeps this daemon's own value. Running downloads and uploads follow at once.
+  private applyClusterConfig(dc: managerv1.DaemonClusterConfig): void {
+    const c = this.o.config;
+    const pick = (v: bigint | undefined, own: number) => (v === undefined ? own : Number(v));
+    const next: HostRateLimits = {
+      totalDownloadRateLimit: pick(dc.totalDownloadRateLimit, c.totalDownloadRateLimit),
+      totalUploadRateLimit: pick(dc.totalUploadRateLimit, c.totalUploadRateLimit),
+      backToSourceRateLimit: pick(dc.backToSourceRateLimit, c.backToSourceRateLimit),
+      perTaskRateLimit: pick(dc.perTaskRateLimit, c.perTaskRateLimit),
+    };
+    const now = this.rateLimits.current;
+    if ((Object.keys(next) as Array<keyof HostRateLimits>).every((k) => next[k] === now[k])) return;
+    this.rateLimits.set(next);
+    this.log.info({ ...next }, "rate limits applied");
   }
 
   // Graceful exit: refuse new work (API downloads get DF_ERR_SHUTTING_DOWN,
@@ -225,6 +249,11 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
+}
+
+// Only the limits that are set: most daemons have none.
+function limitsForLog(l: object): Record<string, number> {
+  return Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number" && v > 0));
 }
 
 async function readPem(path: string, what: string): Promise<string> {

@@ -12,6 +12,7 @@ import type { HttpSource } from "./source/http-source.js";
 import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
 import type { DaemonMetrics } from "./metrics.js";
+import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
 
 export interface TaskHandle {
   task: LocalTask;
@@ -24,6 +25,7 @@ export interface TaskHandle {
 // or a stored piece that failed its check).
 export class TaskManager {
   private readonly running = new Map<string, PeerTask>();
+  private readonly limits = new Map<string, TaskLimits>();
   // Set once the daemon's API port is bound (the scheduler needs it).
   scheduler: SchedulerLink | undefined;
 
@@ -35,6 +37,7 @@ export class TaskManager {
       source: HttpSource;
       logger: Logger;
       metrics?: DaemonMetrics;
+      rateLimits: RateLimits;
     },
   ) {}
 
@@ -48,9 +51,11 @@ export class TaskManager {
     return createHash("sha256").update(this.deps.hostId).update(taskId).digest("hex").slice(0, 32);
   }
 
-  // `trace`: the request that may start the download; the download's spans
-  // join its trace (a request that joins a running download does not).
-  async ensure(download: Download, id = this.taskIdOf(download), trace?: ParentLike): Promise<TaskHandle> {
+  // `req` is what this request asks of the download (rate limit, priority);
+  // a request joining a running download adjusts it (see TaskLimits.join).
+  // `req.trace`: the request that may start the download; the download's
+  // spans join its trace (a request that joins a running download does not).
+  async ensure(download: Download, id = this.taskIdOf(download), req: RequestLimits & { trace?: ParentLike | undefined } = {}): Promise<TaskHandle> {
     const task = await this.deps.storage.getOrCreate(id, {
       url: filterUrl(download.url, download.filteredQueryParams),
       tag: download.tag,
@@ -62,8 +67,12 @@ export class TaskManager {
     task.touch();
     if (task.done) return { task, run: undefined };
     const existing = this.running.get(id);
-    if (existing) return { task, run: existing };
+    if (existing) {
+      this.limits.get(id)?.join(req);
+      return { task, run: existing };
+    }
     const c = this.deps.config;
+    const limits = this.deps.rateLimits.forTask(req);
     const run = new PeerTask({
       task,
       download,
@@ -77,9 +86,11 @@ export class TaskManager {
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
       metrics: this.deps.metrics,
-      ...(trace ? { trace } : {}),
+      ...(req.trace ? { trace: req.trace } : {}),
+      limits,
     });
     this.running.set(id, run);
+    this.limits.set(id, limits);
     run
       .run()
       .then(
@@ -102,6 +113,8 @@ export class TaskManager {
       )
       .catch(() => undefined)
       .finally(() => {
+        limits.close();
+        if (this.limits.get(id) === limits) this.limits.delete(id);
         if (this.running.get(id) === run) this.running.delete(id);
       });
     return { task, run };
@@ -115,7 +128,7 @@ export class TaskManager {
     const m = t.meta;
     const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength), digest: m.digestTaskId ?? "", digestTaskId: !!m.digestTaskId });
     this.deps.logger.info({ taskId: t.id, missing: t.totalPieces - t.pieces.size }, "repairing task");
-    this.ensure(download, t.id).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
+    this.ensure(download, t.id, { background: true }).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
   }
 
   // True when the task is stored complete or downloading right now: a range

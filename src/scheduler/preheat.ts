@@ -20,7 +20,8 @@ export interface PreheatDeps {
 // A preheat asks each chosen host's daemon API for the task with store-path
 // delivery: the daemon downloads it through the swarm like any other
 // download (a seed peer from the origin when cold) and answers when the task
-// is complete and verified, without sending its bytes back.
+// is complete and verified, without sending its bytes back. Marked
+// background: under a download limit the daemon's real-time pulls go first.
 export class Preheater {
   private readonly clients = new DaemonClients();
 
@@ -61,7 +62,7 @@ export class Preheater {
   private async one(host: Host, download: Download, timeoutMs: number): Promise<schedulerv1.PreheatHostResult> {
     const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
     try {
-      const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs) });
+      const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs), background: true });
       let finished = false;
       for await (const ev of this.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
         if (ev.event.case === "finished") finished = true;

@@ -157,3 +157,36 @@ test("a closed client fails queued and new requests at once", async () => {
   assert.match((await pending).error?.message ?? "", /closed/);
   assert.match((await fetch(client, "/p")).error?.message ?? "", /closed/);
 });
+
+test("a request paused by a rate limit (untimed) outlives the idle timeout; a timed pause does not", async (t) => {
+  const data = Buffer.alloc(4 * 1024 * 1024, 7);
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-length": String(data.length) }).end(data);
+  });
+  const port = await listen(server);
+  t.after(() => server.close());
+  // Holds the request for twice the idle timeout after its first read.
+  const run = (untimed: boolean) => {
+    const client = new PieceClient("127.0.0.1", port, { maxConnections: 1, connectTimeoutMs: 2_000, idleTimeoutMs: 150 });
+    t.after(() => client.close());
+    return new Promise<{ body: Buffer; error?: Error }>((resolve) => {
+      const parts: Buffer[] = [];
+      const req: PieceRequest = client.get("/p", {
+        onStart: () => undefined,
+        onData: (c) => {
+          parts.push(Buffer.from(c));
+          if (parts.length > 1) return;
+          req.pause(untimed);
+          setTimeout(() => req.resume(), 300);
+        },
+        onEnd: () => resolve({ body: Buffer.concat(parts) }),
+        onError: (error) => resolve({ body: Buffer.concat(parts), error }),
+      });
+    });
+  };
+  const held = await run(true);
+  assert.equal(held.error, undefined, `untimed pause: ${held.error?.message}`);
+  assert.equal(sha(held.body), sha(data));
+  const timed = await run(false);
+  assert.ok(timed.error, "a timed pause longer than the idle timeout fails the request");
+});

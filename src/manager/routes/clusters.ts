@@ -7,14 +7,20 @@ import { now, type RouteContext } from "./context.js";
 import { errorResponses, IdParams, Name } from "./schemas.js";
 
 const Limit = (min: number) => Type.Integer({ minimum: min, maximum: 100_000 });
+// Bytes per second, 0: unlimited (up to 1 PiB/s).
+const Rate = Type.Integer({ minimum: 0, maximum: 2 ** 50 });
 const ConfigBody = Type.Object(
   {
     candidateParentLimit: Type.Optional(Limit(1)),
     filterParentLimit: Type.Optional(Limit(1)),
     backToSourceLimit: Type.Optional(Limit(0)),
     retryLimit: Type.Optional(Limit(1)),
+    totalDownloadRateLimit: Type.Optional(Rate),
+    totalUploadRateLimit: Type.Optional(Rate),
+    backToSourceRateLimit: Type.Optional(Rate),
+    perTaskRateLimit: Type.Optional(Rate),
   },
-  { additionalProperties: false, description: "dynamic scheduler settings; an absent key leaves each scheduler's own value" },
+  { additionalProperties: false, description: "dynamic settings of the cluster's schedulers and of daemons started with --manager and --cluster-id (rate limits in bytes per second, 0: unlimited); an absent key leaves each component's own value" },
 );
 const ClusterBody = Type.Object({ id: Type.Integer(), name: Type.String(), description: Type.String(), config: ConfigBody, created_at: Type.String(), updated_at: Type.String() });
 const CreateClusterBody = Type.Object({ name: Name, description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) }, { additionalProperties: false });

@@ -28,8 +28,11 @@ export function managerService(registry: ClusterRegistry, clusterToken: string |
         checkClusterToken(clusterToken, ctx.requestHeader);
         const cluster = Number(req.clusterId);
         const rows = await registry.activeSchedulers(cluster > 0 ? [cluster] : undefined);
+        // One cluster named: its daemons also take their dynamic settings.
+        const daemonConfig = cluster > 0 && Number.isSafeInteger(cluster) ? await registry.daemonConfig(cluster) : undefined;
         return create(managerv1.ListSchedulersResponseSchema, {
           schedulers: rows.map((r) => ({ clusterId: BigInt(r.cluster_id), hostname: r.hostname, ip: r.ip, port: r.port })),
+          ...(daemonConfig ? { daemonConfig } : {}),
         });
       } catch (err) {
         throw toConnectError(err);

@@ -62,7 +62,9 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         const d = validateDownload(req.download);
         const id = tasks.taskIdOf(d);
         if (req.taskId && req.taskId !== id) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `task id ${req.taskId} does not match the download (${id})`);
-        const h = await tasks.ensure(d, id, span);
+        // Seed triggers fill the swarm ahead of demand on this host: they
+        // yield to this host's own real-time pulls.
+        const h = await tasks.ensure(d, id, { background: true, trace: span });
         span.setAttribute("damselfly.running", h.run !== undefined);
         logger.info({ taskId: id, running: h.run !== undefined }, "task triggered by the scheduler");
         return { taskId: id };
@@ -110,13 +112,14 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     const signals = [ctx.signal];
     if (req.timeoutMs > 0n) signals.push(AbortSignal.timeout(Number(req.timeoutMs)));
     const signal = AbortSignal.any(signals);
-    let handle: TaskHandle = await tasks.ensure(d, undefined, span);
+    const limits = { rateLimit: Number(req.rateLimit), background: req.background };
+    let handle: TaskHandle = await tasks.ensure(d, undefined, { ...limits, trace: span });
     const task = handle.task;
     const localHit = task.done;
     span.setAttribute("damselfly.task_id", task.id).setAttribute("damselfly.local_hit", localHit);
     const bytesLocal = task.finishedBytes;
     const restart = async () => {
-      handle = await tasks.ensure(d, task.id);
+      handle = await tasks.ensure(d, task.id, limits);
     };
     const ev = (event: Event) => create(daemonv1.DownloadTaskResponseSchema, { event });
     yield ev({

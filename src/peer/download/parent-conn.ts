@@ -4,6 +4,7 @@ import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { PieceClient } from "./piece-client.js";
 import { PieceWriter, type PieceSink } from "./piece-writer.js";
+import type { Throttle } from "../../common/token-bucket.js";
 
 // Unwritten bytes per piece in flight from a parent (16 in flight: 32 MiB).
 const PARENT_WRITE_WINDOW = 2 * 1024 * 1024;
@@ -42,6 +43,8 @@ export interface ParentConnOptions {
   // Counts network reads of piece bodies: the CPU cost of moving data is
   // mostly per read, so this is the figure to watch.
   reads?: { pieceReads: number };
+  // Rate limits every piece read counts against (the task's and the host's).
+  throttle?: Throttle | undefined;
 }
 
 // One parent as seen by a child: its advertised pieces (from its sync stream),
@@ -68,9 +71,11 @@ export class ParentConn {
   private readonly syncAbort = new AbortController();
 
   private readonly reads: { pieceReads: number } | undefined;
+  private readonly throttle: Throttle | undefined;
 
   constructor(readonly addr: ParentAddress, private readonly taskId: string, opts: ParentConnOptions) {
     this.reads = opts.reads;
+    this.throttle = opts.throttle;
     const host = addr.ip.includes(":") ? `[${addr.ip}]` : addr.ip;
     // The sync stream is one long-lived request; pieces go over their own
     // lean client.
@@ -206,8 +211,15 @@ export class ParentConn {
             req.abort(new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`));
             return;
           }
+          // Bytes are counted once read; over the limit, this connection stops
+          // reading until the bucket has tokens again (the parent's TCP
+          // window closes meanwhile).
+          const limited = this.throttle !== undefined && !this.throttle.take(chunk.length);
           if (req.paused || writer.complete) return;
-          if (writer.overWindow) {
+          if (limited) {
+            req.pause(true);
+            this.throttle!.wait(() => req.resume());
+          } else if (writer.overWindow) {
             req.pause();
             writer.written().then(
               () => req.resume(),

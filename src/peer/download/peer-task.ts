@@ -14,6 +14,7 @@ import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
 import { PieceSelector } from "./piece-selector.js";
 import { MemorySink } from "./piece-writer.js";
 import type { DaemonMetrics } from "../metrics.js";
+import type { TaskLimits } from "../rate-limits.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
@@ -33,6 +34,8 @@ const ENDGAME_PIECES = 4;
 // ...and only pieces in flight this long (a duplicate that loses wastes a
 // parent's upload).
 const ENDGAME_MIN_AGE_MS = 1_000;
+// See maxInFlight().
+const PIECE_TARGET_MS = 2_000;
 
 export interface PeerTaskOptions {
   task: LocalTask;
@@ -49,6 +52,8 @@ export interface PeerTaskOptions {
   metrics?: DaemonMetrics | undefined;
   // The request that started this download (its span is the parent).
   trace?: ParentLike;
+  // Rate limits of this download (task and host buckets); none: unlimited.
+  limits?: TaskLimits;
 }
 
 export interface PeerTaskStats {
@@ -207,7 +212,7 @@ export class PeerTask {
 
   private addParent(addr: ParentAddress): void {
     if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
-    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats });
+    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats, throttle: this.o.limits?.fromParents });
     this.parents.set(addr.peerId, conn);
     if (this.span.recording) {
       this.parentSpans.set(addr.peerId, startSpan("pieces from parent", {
@@ -299,12 +304,24 @@ export class PeerTask {
     }
     // Spread the requests: with many parents, one at a time from each keeps
     // every parent's line full without piling on the favourite.
-    this.selector.perParent = Math.max(1, Math.min(this.o.piecesPerParent, Math.floor(this.o.piecesInFlight / Math.max(1, this.parents.size))));
-    const picks = this.selector.pick(this.parents, this.inFlight, this.o.piecesInFlight - this.inFlight.size - this.dups.size);
+    const maxInFlight = this.maxInFlight();
+    this.selector.perParent = Math.max(1, Math.min(this.o.piecesPerParent, Math.floor(maxInFlight / Math.max(1, this.parents.size))));
+    const picks = this.selector.pick(this.parents, this.inFlight, maxInFlight - this.inFlight.size - this.dups.size);
     for (const pick of picks) this.fetchPiece(pick.piece, pick.parent);
     if (picks.length === 0) this.endgame();
-    if (this.inFlight.size < this.o.piecesInFlight) this.retryWhenNotBusy();
+    if (this.inFlight.size < maxInFlight) this.retryWhenNotBusy();
     if (this.inFlight.size === 0) this.dropDeadEnds();
+  }
+
+  // Under a rate limit, only as many pieces at once as arrive within about
+  // PIECE_TARGET_MS: the limit is shared by every piece in flight, and 16
+  // pieces crawling in together would each take minutes at a low limit (no
+  // piece to pass on, and a proxied pull would think P2P stalled).
+  private maxInFlight(): number {
+    const rate = this.o.limits?.rate ?? 0;
+    const pieceLength = this.o.task.meta.pieceLength;
+    if (rate <= 0 || pieceLength <= 0) return this.o.piecesInFlight;
+    return Math.max(1, Math.min(this.o.piecesInFlight, Math.ceil((rate * PIECE_TARGET_MS) / 1000 / pieceLength)));
   }
 
   // Some parent said busy and is why we fetch less than we could: try again
@@ -416,7 +433,7 @@ export class PeerTask {
     if (!t.infoKnown || this.inFlight.size === 0 || t.totalPieces - t.pieces.size > ENDGAME_PIECES) return;
     const now = Date.now();
     for (const [n, from] of this.inFlight) {
-      if (this.inFlight.size + this.dups.size >= this.o.piecesInFlight) return;
+      if (this.inFlight.size + this.dups.size >= this.maxInFlight()) return;
       const f = this.fetches.get(n);
       if (this.dups.has(n) || !f || now - f.at < ENDGAME_MIN_AGE_MS) continue;
       let best: ParentConn | undefined;
@@ -512,7 +529,7 @@ export class PeerTask {
         this.advisory?.feed(offset, chunk);
       },
     };
-    fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal })
+    fetchFromSource({ source: this.o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks, signal: this.abort.signal, throttle: this.o.limits?.fromSource })
       .then(async () => {
         sourceSpan.setAttribute("damselfly.bytes_from_origin", this.stats.bytesFromSource).end();
         // Pieces that were in flight from parents when we started finish on

@@ -29,7 +29,9 @@ export interface PieceResponseHandler {
 // The caller's handle on a request in flight.
 export interface PieceRequest {
   readonly paused: boolean;
-  pause(): void;
+  // untimed: a pause of our own choosing (a rate limit), not the parent
+  // going quiet: the idle timeout does not run until resume().
+  pause(untimed?: boolean): void;
   resume(): void;
   abort(reason: Error): void;
 }
@@ -69,13 +71,15 @@ class Exchange implements PieceRequest {
     return this.wantPause;
   }
 
-  pause(): void {
+  pause(untimed = false): void {
     this.wantPause = true;
     this.conn?.socket.pause();
+    if (untimed) this.conn?.suspendTimeout();
   }
 
   resume(): void {
     this.wantPause = false;
+    this.conn?.restoreTimeout();
     if (!this.done) this.conn?.socket.resume();
   }
 
@@ -103,6 +107,7 @@ class Connection {
   ex: Exchange | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   closed = false;
+  private timeoutOff = false;
   // Requests this connection carried: a failure before any answer on a
   // reused connection is the parent closing an idle one, not a broken parent.
   uses = 0;
@@ -133,6 +138,7 @@ class Connection {
 
   send(ex: Exchange): void {
     this.clearIdle();
+    this.restoreTimeout();
     this.ex = ex;
     ex.conn = this;
     this.uses++;
@@ -141,6 +147,18 @@ class Connection {
     if (ex.paused) this.socket.pause();
     else this.socket.resume();
     this.socket.write(`GET ${ex.path} HTTP/1.1\r\nhost: ${this.client.hostHeader}\r\n\r\n`);
+  }
+
+  suspendTimeout(): void {
+    if (this.timeoutOff || !this.connected) return;
+    this.timeoutOff = true;
+    this.socket.setTimeout(0);
+  }
+
+  restoreTimeout(): void {
+    if (!this.timeoutOff || this.closed) return;
+    this.timeoutOff = false;
+    this.socket.setTimeout(this.opts.idleTimeoutMs);
   }
 
   // Ends the connection and, if a request is on it, that request: with a

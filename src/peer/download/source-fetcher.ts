@@ -3,6 +3,7 @@ import { MIN_PIECE_LENGTH, pieceLengthFor } from "../../common/pieces.js";
 import type { LocalTask } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
 import { PieceWriter } from "./piece-writer.js";
+import type { Throttle } from "../../common/token-bucket.js";
 
 export interface SourceFetchHooks {
   // Called once the origin told us the size (or that it will not).
@@ -27,6 +28,9 @@ export interface SourceJob {
   userPieceLength: number;
   hooks: SourceFetchHooks;
   signal: AbortSignal;
+  // Rate limits the origin's bytes count against; over them, the body is not
+  // read on (the origin's TCP window closes).
+  throttle?: Throttle | undefined;
 }
 
 // Back-to-source: pulls the missing pieces from the origin in as few requests
@@ -67,24 +71,24 @@ function missingRuns(task: LocalTask, hooks: SourceFetchHooks): Array<[number, n
   return runs;
 }
 
-async function fetchRun({ source, task, url, headers, hooks, signal }: SourceJob, first: number, last: number): Promise<void> {
+async function fetchRun({ source, task, url, headers, hooks, signal, throttle }: SourceJob, first: number, last: number): Promise<void> {
   const start = task.pieceRange(first).offset;
   const end = task.pieceRange(last).offset + task.pieceRange(last).length - 1;
   const full = start === 0 && end === task.meta.contentLength - 1;
   const res = await source.fetch(url, headers, full ? undefined : { start, end }, signal);
   if (!full && !res.ranged) {
     // The origin ignores ranges: read from the start, skipping what we have.
-    await consume(res.body, task, 0, first, last, hooks, task.meta.pieceLength);
+    await consume(res.body, task, 0, first, last, hooks, task.meta.pieceLength, throttle, signal);
     return;
   }
   if (res.totalLength >= 0 && res.totalLength !== task.meta.contentLength) {
     res.body.destroy();
     throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin object changed size (${task.meta.contentLength} -> ${res.totalLength})`);
   }
-  await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength);
+  await consume(res.body, task, start, first, last, hooks, task.meta.pieceLength, throttle, signal);
 }
 
-async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, signal }: SourceJob): Promise<void> {
+async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, signal, throttle }: SourceJob): Promise<void> {
   const res = await source.fetch(url, headers, undefined, signal);
   const known = res.contentLength >= 0;
   const pieceLength = userPieceLength || (known ? pieceLengthFor(res.contentLength) : MIN_PIECE_LENGTH);
@@ -94,7 +98,7 @@ async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, 
     return;
   }
   const lastPiece = known ? Math.ceil(res.contentLength / pieceLength) - 1 : Number.MAX_SAFE_INTEGER;
-  const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength);
+  const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength, throttle, signal);
   if (!known) await hooks.onInfo(total, pieceLength, true);
   else if (total !== res.contentLength) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended after ${total} of ${res.contentLength} bytes`, { temporary: true });
 }
@@ -109,6 +113,8 @@ async function consume(
   last: number,
   hooks: SourceFetchHooks,
   pieceLength: number,
+  throttle?: Throttle,
+  signal?: AbortSignal,
 ): Promise<number> {
   let pos = bodyStart;
   let n = Math.floor(pos / pieceLength);
@@ -136,6 +142,7 @@ async function consume(
   };
   try {
     for await (const chunk of body) {
+      if (throttle && !throttle.take(chunk.length)) await throttle.waitAsync(signal);
       let off = 0;
       while (off < chunk.length) {
         const boundary = pieceEnd(n);

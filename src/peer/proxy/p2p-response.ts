@@ -26,6 +26,8 @@ export interface P2PObject {
   // The client sent "TE: trailers": the response is chunked and ends with
   // trailers counting where the bytes came from (known only at the end).
   trailers?: boolean;
+  // X-Damselfly-Rate-Limit: bytes per second for this task's download.
+  rateLimit?: number;
 }
 
 export interface P2PDeps {
@@ -67,7 +69,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     let handle: TaskHandle;
     let size = obj.size;
     try {
-      handle = await deps.tasks.ensure(download, undefined, deps.span);
+      handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span });
       deps.span?.setAttribute("damselfly.task_id", handle.task.id);
       if (size < 0 || !handle.task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
@@ -161,7 +163,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     if (end > start) {
       const stall = new Stall(deps.stallTimeoutMs);
       const restart = async () => {
-        handle = await deps.tasks.ensure(download, task.id);
+        handle = await deps.tasks.ensure(download, task.id, { rateLimit: obj.rateLimit ?? 0 });
       };
       try {
         for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end, piecePool)) {

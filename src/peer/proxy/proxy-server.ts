@@ -4,6 +4,7 @@ import type { Dispatcher } from "undici";
 import type { HostPort } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
+import { parseBytes } from "../../common/config.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import type { TaskManager } from "../task-manager.js";
@@ -180,6 +181,7 @@ export class ProxyServer {
   }
 
   private async viaP2PTraced(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rangeSpec: ByteRangeSpec | undefined, span: Span, rec: ProxyRecord): Promise<void> {
+    const rateLimit = rateLimitOf(req.headers[RATE_LIMIT_HEADER]);
     const range = { spec: rangeSpec };
     const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
     let size = -1;
@@ -207,7 +209,7 @@ export class ProxyServer {
       }
     }
     const trailers = /(^|,)\s*trailers\s*(;|,|$)/i.test(String(req.headers["te"] ?? ""));
-    const obj = { url: target.href, headers, digest, size, range: range.spec, trailers };
+    const obj = { url: target.href, headers, digest, size, range: range.spec, trailers, rateLimit };
     if (range.spec) {
       // A range of an object this node neither holds nor is fetching: only
       // those bytes are fetched (lazy-loading snapshotters read small ranges
@@ -215,7 +217,7 @@ export class ProxyServer {
       // background so later ranges come from the store.
       const download = downloadOf(obj);
       if (!this.o.tasks.isActive(this.o.tasks.taskIdOf(download))) {
-        if (this.o.prefetch) this.o.tasks.ensure(download).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
+        if (this.o.prefetch) this.o.tasks.ensure(download, undefined, { background: true }).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
         return forward(req, res, target.href, this.o.dispatcher);
       }
     }
@@ -237,3 +239,17 @@ export class ProxyServer {
 }
 
 const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+
+// A client's own cap on the task its request downloads, e.g. "50MiB" (bytes
+// per second). Never sent upstream (x-damselfly-* headers are dropped).
+export const RATE_LIMIT_HEADER = "x-damselfly-rate-limit";
+
+function rateLimitOf(v: string | string[] | undefined): number {
+  if (v === undefined) return 0;
+  try {
+    if (Array.isArray(v)) throw new Error("given more than once");
+    return parseBytes(v);
+  } catch (err) {
+    throw new DamselflyError("DF_ERR_INVALID_REQUEST", `${RATE_LIMIT_HEADER}: ${(err as Error).message}`);
+  }
+}

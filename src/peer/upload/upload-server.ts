@@ -12,6 +12,7 @@ import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
 import { BufferPool } from "./buffer-pool.js";
 import { isHealthPath, type Health } from "../../common/health.js";
+import type { Throttle } from "../../common/token-bucket.js";
 
 const CHUNK = 512 * 1024;
 const PING_MS = 15_000;
@@ -35,6 +36,9 @@ export interface UploadServerOptions {
   onCorruptPiece?: (task: LocalTask) => void;
   // /healthz and /readyz on the data plane port too.
   health?: Health;
+  // The host's upload limit: piece bytes count against it before they are
+  // written, and a piece waits for tokens between chunks.
+  throttle?: Throttle;
 }
 
 export interface UploadStats {
@@ -215,6 +219,14 @@ export class UploadServer {
         res.destroy();
         this.opts.onCorruptPiece?.(task);
         return;
+      }
+      const throttle = this.opts.throttle;
+      if (throttle && !throttle.take(len)) {
+        await throttle.waitAsync();
+        if (res.destroyed) {
+          this.pool.put(buf);
+          return;
+        }
       }
       sent += len;
       this.stats.bytesTotal += len;

@@ -8,7 +8,13 @@ const KEYS = [
   ["filterParentLimit", "Peers sampled when choosing parents"],
   ["backToSourceLimit", "Peers of a task at the origin at once"],
   ["retryLimit", "Reschedules before back-to-source"],
+  ["totalDownloadRateLimit", "Daemon download limit per host (bytes/s, 0: none)"],
+  ["totalUploadRateLimit", "Daemon upload limit per host (bytes/s, 0: none)"],
+  ["backToSourceRateLimit", "Daemon origin limit per host (bytes/s, 0: none)"],
+  ["perTaskRateLimit", "Default limit per task (bytes/s, 0: none)"],
 ] as const;
+// Keys where 0 is allowed (0 peers at the origin, or no rate limit).
+const ZERO_OK = new Set<string>(["backToSourceLimit", "totalDownloadRateLimit", "totalUploadRateLimit", "backToSourceRateLimit", "perTaskRateLimit"]);
 const REFRESH_MS = 2000;
 
 function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved: (c: Cluster) => void; canWrite: boolean }) {
@@ -32,11 +38,11 @@ function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved:
   return (
     <form onSubmit={save} className="config">
       <h3>Dynamic config</h3>
-      <p className="muted">Schedulers apply changes at their next keep-alive (a few seconds), without a restart. Empty: each scheduler's own value.</p>
+      <p className="muted">Schedulers apply changes at their next keep-alive (a few seconds), daemons started with --manager and --cluster-id at their next refresh, without a restart. Empty: each scheduler's own value.</p>
       {KEYS.map(([k, label]) => (
         <label key={k}>
           {label}
-          <input name={k} type="number" min={k === "backToSourceLimit" ? 0 : 1} value={values[k] ?? ""} disabled={!canWrite} onChange={(e) => setValues({ ...values, [k]: e.target.value })} />
+          <input name={k} type="number" min={ZERO_OK.has(k) ? 0 : 1} value={values[k] ?? ""} disabled={!canWrite} onChange={(e) => setValues({ ...values, [k]: e.target.value })} />
         </label>
       ))}
       {canWrite && <button type="submit">Save config</button>}
