@@ -9,6 +9,8 @@ import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { createRpcServer, daemonv1, HostType, schedulerv1, type RpcServer } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
+import { DiskGc } from "./storage/gc.js";
+import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
@@ -41,6 +43,7 @@ export class Daemon {
   private link: SchedulerLink | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private tasks: TaskManager | undefined;
+  private gc: DiskGc | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
   private proxy: ProxyServer | undefined;
@@ -68,8 +71,18 @@ export class Daemon {
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log }));
+    const gc = (this.gc = new DiskGc({
+      storage: this.storage,
+      logger: this.log,
+      taskTtlMs: c.taskTtl,
+      intervalMs: c.gcInterval,
+      high: parseWatermark(c.diskGcHighWatermark),
+      low: parseWatermark(c.diskGcLowWatermark),
+      remove: (victims) => tasks.removeIdle(victims),
+    }));
+    this.storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
     this.api = await createRpcServer(c.listen, (router) => {
-      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken }));
+      router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: this.o.clusterToken }));
     });
     // The scheduler learns our API port, known only once bound (it may be 0).
     const host = create(schedulerv1.HostSchema, {
@@ -121,6 +134,7 @@ export class Daemon {
     });
     await this.proxy.start();
     await this.link?.start();
+    gc.start();
     if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address };
     this.log.info(
@@ -161,6 +175,7 @@ export class Daemon {
 
   async close(): Promise<void> {
     clearInterval(this.refreshTimer);
+    this.gc?.stop();
     await this.tasks?.close();
     await this.link?.close();
     await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);

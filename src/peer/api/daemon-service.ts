@@ -8,11 +8,17 @@ import type { Logger } from "../../common/logger.js";
 import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { Storage } from "../storage/storage.js";
+import type { DiskGc } from "../storage/gc.js";
 import { verifiedStorePath } from "./store-delivery.js";
+import { cacheHandlers } from "./cache-service.js";
 import { readTaskRange } from "./task-reader.js";
 
 const PROGRESS_MS = 250;
 const CHUNK = 1024 * 1024;
+// A client given the store path links or copies the data file right after
+// the stream ends (milliseconds): the task is kept that long past it. One
+// that comes later and finds the file gone has the task streamed instead.
+const STORE_PATH_GRACE_MS = 2_000;
 
 type Event = MessageInitShape<typeof daemonv1.DownloadTaskResponseSchema>["event"];
 
@@ -28,9 +34,11 @@ function validateDownload(d: Download | undefined): Download {
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; gc: DiskGc; logger: Logger; clusterToken?: string | undefined }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   return {
+    ...cacheHandlers(deps),
+
     async *downloadTask(req, ctx) {
       try {
         yield* download(req, ctx);
@@ -57,11 +65,21 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         checkClusterToken(deps.clusterToken, ctx.requestHeader);
         if (!isTaskId(req.taskId)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task_id must be 64 hex characters");
         const held = deps.storage.get(req.taskId) !== undefined || tasks.isActive(req.taskId);
-        if (held) {
-          await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted by the manager"));
-          logger.info({ taskId: req.taskId }, "task deleted by the scheduler");
+        if (!held) return { deleted: false };
+        if (req.refuseInUse) {
+          // `cache rm`: only a task nothing holds, checked and removed in one go.
+          const t = deps.storage.get(req.taskId);
+          if (!t) return { deleted: false };
+          const users = t.inUse;
+          if (users > 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is being downloaded, read or uploaded (${users} holder(s)); retry later or use --force`);
+          const { removed, freed } = await tasks.removeIdle([t]);
+          if (removed.length === 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is in use; retry later or use --force`);
+          logger.info({ taskId: req.taskId, bytesFreed: freed }, "task removed from the cache");
+          return { deleted: true, freedBytes: BigInt(freed) };
         }
-        return { deleted: held };
+        const freed = await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted"));
+        logger.info({ taskId: req.taskId, bytesFreed: freed }, "task deleted");
+        return { deleted: true, freedBytes: BigInt(freed) };
       } catch (err) {
         throw toConnectError(err);
       }
@@ -81,14 +99,24 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     },
   };
 
+  // The task is held (never evicted) for the whole call.
   async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const started = Date.now();
     const d = validateDownload(req.download);
+    const handle = await tasks.ensure(d, undefined, true);
+    try {
+      yield* serve(req, ctx, d, handle, started);
+    } finally {
+      handle.task.release();
+    }
+  }
+
+  async function* serve(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, d: Download, first: TaskHandle, started: number): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const expected = d.digest ? parseDigest(d.digest) : undefined;
     const signals = [ctx.signal];
     if (req.timeoutMs > 0n) signals.push(AbortSignal.timeout(Number(req.timeoutMs)));
     const signal = AbortSignal.any(signals);
-    let handle: TaskHandle = await tasks.ensure(d);
+    let handle: TaskHandle = first;
     const task = handle.task;
     const localHit = task.done;
     const bytesLocal = task.finishedBytes;
@@ -124,6 +152,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         if (!done) yield progress();
       }
       storePath = await work;
+      task.holdFor(STORE_PATH_GRACE_MS);
       // Hashed while it downloaded: tell the client, which then need not.
       if (expected && task.meta.contentDigest === formatDigest(expected)) digest = task.meta.contentDigest;
     } else {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/daemon/v1/daemon.proto.
  */
 export const file_damselfly_daemon_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKLAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQikgEKD0Rvd25sb2FkU3RhcnRlZBIPCgd0YXNrX2lkGAEgASgJEg8KB3BlZXJfaWQYAiABKAkSFgoOY29udGVudF9sZW5ndGgYAyABKAQSFAoMcGllY2VfbGVuZ3RoGAQgASgEEhwKFGNvbnRlbnRfbGVuZ3RoX2tub3duGAUgASgIEhEKCWxvY2FsX2hpdBgGIAEoCCJ4ChBEb3dubG9hZFByb2dyZXNzEhcKD2NvbXBsZXRlZF9ieXRlcxgBIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAIgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAMgASgEEhYKDmNvbnRlbnRfbGVuZ3RoGAQgASgEIi0KDURvd25sb2FkQ2h1bmsSDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwi9AEKEERvd25sb2FkRmluaXNoZWQSDwoHdGFza19pZBgBIAEoCRIWCg5jb250ZW50X2xlbmd0aBgCIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAMgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAQgASgEEhMKC2J5dGVzX2xvY2FsGAUgASgEEg4KBmRpZ2VzdBgGIAEoCRISCgpzdG9yZV9wYXRoGAcgASgJEhIKCmVsYXBzZWRfbXMYCCABKAQSFgoOYmFja190b19zb3VyY2UYCSABKAgSHQoVc2NoZWR1bGVyX3VuYXZhaWxhYmxlGAogASgIIoMCChREb3dubG9hZFRhc2tSZXNwb25zZRI3CgdzdGFydGVkGAEgASgLMiQuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFN0YXJ0ZWRIABI5Cghwcm9ncmVzcxgCIAEoCzIlLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRQcm9ncmVzc0gAEjMKBWNodW5rGAMgASgLMiIuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZENodW5rSAASOQoIZmluaXNoZWQYBCABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkRmluaXNoZWRIAEIHCgVldmVudCJWChJUcmlnZ2VyVGFza1JlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEg8KB3Rhc2tfaWQYAiABKAkiJgoTVHJpZ2dlclRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIo4BChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSFAoMcGllY2VfbGVuZ3RoGAMgASgEEhQKDHRvdGFsX3BpZWNlcxgEIAEoDRIXCg9maW5pc2hlZF9waWVjZXMYBSABKA0SDAoEZG9uZRgGIAEoCCIkChFEZWxldGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIiUKEkRlbGV0ZVRhc2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIKlIKCERlbGl2ZXJ5EhgKFERFTElWRVJZX1VOU1BFQ0lGSUVEEAASEwoPREVMSVZFUllfU1RSRUFNEAESFwoTREVMSVZFUllfU1RPUkVfUEFUSBACMpADCg1EYWVtb25TZXJ2aWNlEmUKDERvd25sb2FkVGFzaxIoLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVxdWVzdBopLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVzcG9uc2UwARJgCgtUcmlnZ2VyVGFzaxInLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXF1ZXN0GiguZGFtc2VsZmx5LmRhZW1vbi52MS5UcmlnZ2VyVGFza1Jlc3BvbnNlElcKCFN0YXRUYXNrEiQuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1JlcXVlc3QaJS5kYW1zZWxmbHkuZGFlbW9uLnYxLlN0YXRUYXNrUmVzcG9uc2USXQoKRGVsZXRlVGFzaxImLmRhbXNlbGZseS5kYWVtb24udjEuRGVsZXRlVGFza1JlcXVlc3QaJy5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGV0ZVRhc2tSZXNwb25zZWIGcHJvdG8z", [file_damselfly_common_v1_common]);
+  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKLAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQikgEKD0Rvd25sb2FkU3RhcnRlZBIPCgd0YXNrX2lkGAEgASgJEg8KB3BlZXJfaWQYAiABKAkSFgoOY29udGVudF9sZW5ndGgYAyABKAQSFAoMcGllY2VfbGVuZ3RoGAQgASgEEhwKFGNvbnRlbnRfbGVuZ3RoX2tub3duGAUgASgIEhEKCWxvY2FsX2hpdBgGIAEoCCJ4ChBEb3dubG9hZFByb2dyZXNzEhcKD2NvbXBsZXRlZF9ieXRlcxgBIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAIgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAMgASgEEhYKDmNvbnRlbnRfbGVuZ3RoGAQgASgEIi0KDURvd25sb2FkQ2h1bmsSDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwi9AEKEERvd25sb2FkRmluaXNoZWQSDwoHdGFza19pZBgBIAEoCRIWCg5jb250ZW50X2xlbmd0aBgCIAEoBBIYChBieXRlc19mcm9tX3BlZXJzGAMgASgEEhkKEWJ5dGVzX2Zyb21fc291cmNlGAQgASgEEhMKC2J5dGVzX2xvY2FsGAUgASgEEg4KBmRpZ2VzdBgGIAEoCRISCgpzdG9yZV9wYXRoGAcgASgJEhIKCmVsYXBzZWRfbXMYCCABKAQSFgoOYmFja190b19zb3VyY2UYCSABKAgSHQoVc2NoZWR1bGVyX3VuYXZhaWxhYmxlGAogASgIIoMCChREb3dubG9hZFRhc2tSZXNwb25zZRI3CgdzdGFydGVkGAEgASgLMiQuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFN0YXJ0ZWRIABI5Cghwcm9ncmVzcxgCIAEoCzIlLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRQcm9ncmVzc0gAEjMKBWNodW5rGAMgASgLMiIuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZENodW5rSAASOQoIZmluaXNoZWQYBCABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkRmluaXNoZWRIAEIHCgVldmVudCJWChJUcmlnZ2VyVGFza1JlcXVlc3QSLwoIZG93bmxvYWQYASABKAsyHS5kYW1zZWxmbHkuY29tbW9uLnYxLkRvd25sb2FkEg8KB3Rhc2tfaWQYAiABKAkiJgoTVHJpZ2dlclRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJIiIKD1N0YXRUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIo4BChBTdGF0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSFAoMcGllY2VfbGVuZ3RoGAMgASgEEhQKDHRvdGFsX3BpZWNlcxgEIAEoDRIXCg9maW5pc2hlZF9waWVjZXMYBSABKA0SDAoEZG9uZRgGIAEoCCI7ChFEZWxldGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhUKDXJlZnVzZV9pbl91c2UYAiABKAgiOgoSRGVsZXRlVGFza1Jlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgSEwoLZnJlZWRfYnl0ZXMYAiABKAQiEgoQTGlzdFRhc2tzUmVxdWVzdCKGAgoJQ2FjaGVUYXNrEg8KB3Rhc2tfaWQYASABKAkSCwoDdXJsGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhwKFGNvbnRlbnRfbGVuZ3RoX2tub3duGAQgASgIEhQKDHBpZWNlX2xlbmd0aBgFIAEoBBIUCgx0b3RhbF9waWVjZXMYBiABKA0SFwoPZmluaXNoZWRfcGllY2VzGAcgASgNEg0KBXN0YXRlGAggASgJEhUKDWNyZWF0ZWRfYXRfbXMYCSABKAQSFgoObGFzdF9hY2Nlc3NfbXMYCiABKAQSDgoGaW5fdXNlGAsgASgNEhIKCmRpc2tfYnl0ZXMYDCABKAQicwoMRGlza0djUG9saWN5EhMKC3Rhc2tfdHRsX21zGAEgASgEEhwKFGhpZ2hfd2F0ZXJtYXJrX2J5dGVzGAIgASgEEhsKE2xvd193YXRlcm1hcmtfYnl0ZXMYAyABKAQSEwoLaW50ZXJ2YWxfbXMYBCABKAQiiQEKEUxpc3RUYXNrc1Jlc3BvbnNlEi0KBXRhc2tzGAEgAygLMh4uZGFtc2VsZmx5LmRhZW1vbi52MS5DYWNoZVRhc2sSEgoKZGlza19ieXRlcxgCIAEoBBIxCgZwb2xpY3kYAyABKAsyIS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRpc2tHY1BvbGljeSJbChFQcnVuZVRhc2tzUmVxdWVzdBILCgNhbGwYASABKAgSFQoNb2xkZXJfdGhhbl9tcxgCIAEoBBIVCgh0b19ieXRlcxgDIAEoBEgAiAEBQgsKCV90b19ieXRlcyJvChJQcnVuZVRhc2tzUmVzcG9uc2USGAoQZXZpY3RlZF90YXNrX2lkcxgBIAMoCRITCgtmcmVlZF9ieXRlcxgCIAEoBBIWCg5za2lwcGVkX2luX3VzZRgDIAEoDRISCgpkaXNrX2J5dGVzGAQgASgEKlIKCERlbGl2ZXJ5EhgKFERFTElWRVJZX1VOU1BFQ0lGSUVEEAASEwoPREVMSVZFUllfU1RSRUFNEAESFwoTREVMSVZFUllfU1RPUkVfUEFUSBACMssECg1EYWVtb25TZXJ2aWNlEmUKDERvd25sb2FkVGFzaxIoLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVxdWVzdBopLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRUYXNrUmVzcG9uc2UwARJgCgtUcmlnZ2VyVGFzaxInLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXF1ZXN0GiguZGFtc2VsZmx5LmRhZW1vbi52MS5UcmlnZ2VyVGFza1Jlc3BvbnNlElcKCFN0YXRUYXNrEiQuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1JlcXVlc3QaJS5kYW1zZWxmbHkuZGFlbW9uLnYxLlN0YXRUYXNrUmVzcG9uc2USXQoKRGVsZXRlVGFzaxImLmRhbXNlbGZseS5kYWVtb24udjEuRGVsZXRlVGFza1JlcXVlc3QaJy5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGV0ZVRhc2tSZXNwb25zZRJaCglMaXN0VGFza3MSJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkxpc3RUYXNrc1JlcXVlc3QaJi5kYW1zZWxmbHkuZGFlbW9uLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEl0KClBydW5lVGFza3MSJi5kYW1zZWxmbHkuZGFlbW9uLnYxLlBydW5lVGFza3NSZXF1ZXN0GicuZGFtc2VsZmx5LmRhZW1vbi52MS5QcnVuZVRhc2tzUmVzcG9uc2ViBnByb3RvMw", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.daemon.v1.DownloadTaskRequest
@@ -359,6 +359,14 @@ export type DeleteTaskRequest = Message<"damselfly.daemon.v1.DeleteTaskRequest">
    * @generated from field: string task_id = 1;
    */
   taskId: string;
+
+  /**
+   * Fail with DF_ERR_TASK_IN_USE instead of stopping a download, a reader or
+   * an upload of the task (`damselfly cache rm` without --force).
+   *
+   * @generated from field: bool refuse_in_use = 2;
+   */
+  refuseInUse: boolean;
 };
 
 /**
@@ -378,6 +386,13 @@ export type DeleteTaskResponse = Message<"damselfly.daemon.v1.DeleteTaskResponse
    * @generated from field: bool deleted = 1;
    */
   deleted: boolean;
+
+  /**
+   * Bytes of the task's files given back.
+   *
+   * @generated from field: uint64 freed_bytes = 2;
+   */
+  freedBytes: bigint;
 };
 
 /**
@@ -386,6 +401,234 @@ export type DeleteTaskResponse = Message<"damselfly.daemon.v1.DeleteTaskResponse
  */
 export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
   messageDesc(file_damselfly_daemon_v1_daemon, 11);
+
+/**
+ * @generated from message damselfly.daemon.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"damselfly.daemon.v1.ListTasksRequest"> & {
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 12);
+
+/**
+ * @generated from message damselfly.daemon.v1.CacheTask
+ */
+export type CacheTask = Message<"damselfly.daemon.v1.CacheTask"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Signature query parameters removed.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Zero while unknown (content_length_known false).
+   *
+   * @generated from field: uint64 content_length = 3;
+   */
+  contentLength: bigint;
+
+  /**
+   * @generated from field: bool content_length_known = 4;
+   */
+  contentLengthKnown: boolean;
+
+  /**
+   * @generated from field: uint64 piece_length = 5;
+   */
+  pieceLength: bigint;
+
+  /**
+   * @generated from field: uint32 total_pieces = 6;
+   */
+  totalPieces: number;
+
+  /**
+   * @generated from field: uint32 finished_pieces = 7;
+   */
+  finishedPieces: number;
+
+  /**
+   * done, downloading, partial (an unfinished download nobody runs)
+   *
+   * @generated from field: string state = 8;
+   */
+  state: string;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: uint64 created_at_ms = 9;
+   */
+  createdAtMs: bigint;
+
+  /**
+   * @generated from field: uint64 last_access_ms = 10;
+   */
+  lastAccessMs: bigint;
+
+  /**
+   * Downloads, readers and uploads holding the task now (never evicted while > 0).
+   *
+   * @generated from field: uint32 in_use = 11;
+   */
+  inUse: number;
+
+  /**
+   * Space its files take on disk (allocated blocks).
+   *
+   * @generated from field: uint64 disk_bytes = 12;
+   */
+  diskBytes: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.CacheTask.
+ * Use `create(CacheTaskSchema)` to create a new message.
+ */
+export const CacheTaskSchema: GenMessage<CacheTask> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 13);
+
+/**
+ * @generated from message damselfly.daemon.v1.DiskGcPolicy
+ */
+export type DiskGcPolicy = Message<"damselfly.daemon.v1.DiskGcPolicy"> & {
+  /**
+   * Zero: off.
+   *
+   * @generated from field: uint64 task_ttl_ms = 1;
+   */
+  taskTtlMs: bigint;
+
+  /**
+   * @generated from field: uint64 high_watermark_bytes = 2;
+   */
+  highWatermarkBytes: bigint;
+
+  /**
+   * @generated from field: uint64 low_watermark_bytes = 3;
+   */
+  lowWatermarkBytes: bigint;
+
+  /**
+   * @generated from field: uint64 interval_ms = 4;
+   */
+  intervalMs: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.DiskGcPolicy.
+ * Use `create(DiskGcPolicySchema)` to create a new message.
+ */
+export const DiskGcPolicySchema: GenMessage<DiskGcPolicy> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 14);
+
+/**
+ * @generated from message damselfly.daemon.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"damselfly.daemon.v1.ListTasksResponse"> & {
+  /**
+   * @generated from field: repeated damselfly.daemon.v1.CacheTask tasks = 1;
+   */
+  tasks: CacheTask[];
+
+  /**
+   * Damselfly's own usage: the sum of disk_bytes (foreign files not counted).
+   *
+   * @generated from field: uint64 disk_bytes = 2;
+   */
+  diskBytes: bigint;
+
+  /**
+   * @generated from field: damselfly.daemon.v1.DiskGcPolicy policy = 3;
+   */
+  policy?: DiskGcPolicy | undefined;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 15);
+
+/**
+ * @generated from message damselfly.daemon.v1.PruneTasksRequest
+ */
+export type PruneTasksRequest = Message<"damselfly.daemon.v1.PruneTasksRequest"> & {
+  /**
+   * At most one of these; none: one pass of the configured policy (TTL and
+   * watermarks).
+   *
+   * @generated from field: bool all = 1;
+   */
+  all: boolean;
+
+  /**
+   * Tasks not accessed for this long.
+   *
+   * @generated from field: uint64 older_than_ms = 2;
+   */
+  olderThanMs: bigint;
+
+  /**
+   * Least recently used first until Damselfly's usage is at most this.
+   *
+   * @generated from field: optional uint64 to_bytes = 3;
+   */
+  toBytes?: bigint | undefined;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.PruneTasksRequest.
+ * Use `create(PruneTasksRequestSchema)` to create a new message.
+ */
+export const PruneTasksRequestSchema: GenMessage<PruneTasksRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 16);
+
+/**
+ * @generated from message damselfly.daemon.v1.PruneTasksResponse
+ */
+export type PruneTasksResponse = Message<"damselfly.daemon.v1.PruneTasksResponse"> & {
+  /**
+   * @generated from field: repeated string evicted_task_ids = 1;
+   */
+  evictedTaskIds: string[];
+
+  /**
+   * @generated from field: uint64 freed_bytes = 2;
+   */
+  freedBytes: bigint;
+
+  /**
+   * Tasks that qualified but were in use, so kept.
+   *
+   * @generated from field: uint32 skipped_in_use = 3;
+   */
+  skippedInUse: number;
+
+  /**
+   * @generated from field: uint64 disk_bytes = 4;
+   */
+  diskBytes: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.PruneTasksResponse.
+ * Use `create(PruneTasksResponseSchema)` to create a new message.
+ */
+export const PruneTasksResponseSchema: GenMessage<PruneTasksResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 17);
 
 /**
  * How a download's bytes reach the client.
@@ -464,6 +707,24 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof DeleteTaskRequestSchema;
     output: typeof DeleteTaskResponseSchema;
+  },
+  /**
+   * `damselfly cache`: the tasks this daemon stores, and a disk GC pass now.
+   *
+   * @generated from rpc damselfly.daemon.v1.DaemonService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * @generated from rpc damselfly.daemon.v1.DaemonService.PruneTasks
+   */
+  pruneTasks: {
+    methodKind: "unary";
+    input: typeof PruneTasksRequestSchema;
+    output: typeof PruneTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_damselfly_daemon_v1_daemon, 0);
