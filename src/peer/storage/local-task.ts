@@ -159,6 +159,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private async handle(): Promise<FileHandle> {
     this.onOpenUse?.(this);
     if (this.fh) return this.fh;
+    // Deleted: a late write must not bring the data file back.
+    if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
     // Read-write, created if missing, never truncated (positional writes).
     this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, 0o644).then((h) => (this.fh = h));
     return this.opening;
@@ -340,6 +342,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private appendLog(line: string): Promise<void> {
     this.logQueue = this.logQueue.then(async () => {
       this.onOpenUse?.(this);
+      if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
       this.logFh ??= await open(join(this.dir, "pieces.log"), "a");
       await this.logFh.write(line);
     });
