@@ -244,7 +244,7 @@ describe("disk GC", { timeout: 150_000 }, () => {
   });
 
   test("a task not accessed for taskTtl is removed by the periodic pass, and the scheduler forgets it", async () => {
-    const d = await cluster.addDaemon({ name: "ttl", args: gcArgs("0", "0", "2s", "500ms") });
+    const d = await cluster.addDaemon({ name: "ttl", args: gcArgs("0", "0", "3s", "500ms") });
     const data = origin.addRandomFile("/ttl/f.bin", 1 * MiB, "ttl");
     const id = taskId({ url: origin.url("/ttl/f.bin") });
     await fetch(d, origin, "/ttl/f.bin", join(out, "ttl.bin"));
