@@ -1,7 +1,8 @@
 // The daemon's disk GC and `damselfly cache`, against real daemons and a real
 // scheduler: least recently used tasks go first once Damselfly's own files pass
 // the high watermark (and the order survives a restart), tasks being
-// downloaded or uploaded are never evicted, files that are not Damselfly's are
+// downloaded, read or uploaded are never evicted (and are released when
+// their client goes away), files that are not Damselfly's are
 // neither counted nor touched, expired tasks go by themselves, and the
 // scheduler stops offering an evicted task's host as a parent.
 import { after, before, describe, test } from "node:test";
@@ -15,7 +16,8 @@ import { taskId } from "../../src/common/task-id.js";
 import { createRpcTransport, daemonv1, fromConnectError, schedulerv1 } from "../../src/protocol/index.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { runDamselfly, type RunResult } from "../helpers/procs.js";
+import { spawn } from "node:child_process";
+import { BIN_DAMSELFLY, childEnv, runDamselfly, type RunResult } from "../helpers/procs.js";
 import { sha256File, sleep, taskDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
@@ -153,7 +155,7 @@ describe("disk GC", { timeout: 150_000 }, () => {
     assert.equal(await sha256File(join(out, "lru2.bin")), sha256Hex(files[1]!));
   });
 
-  test("a task being downloaded or uploaded is not evicted, even over the watermark or with prune --all", async () => {
+  test("a task being downloaded, read or uploaded is not evicted, even over the watermark or with prune --all", async () => {
     const d = await cluster.addDaemon({ name: "busy", args: gcArgs("4MiB", "2MiB") });
     // 16 MiB in one piece: a child that stops reading holds the upload.
     origin.addRandomFile("/busy/up.bin", 16 * MiB, "up");
@@ -167,6 +169,14 @@ describe("disk GC", { timeout: 150_000 }, () => {
     sock.pause();
     let l = await list(d);
     assert.equal(l.tasks.find((t) => t.taskId === up)?.inUse, 1, "the upload holds the task");
+    // And a `get -O -` whose reader stopped reading.
+    const reader = spawn(process.execPath, [BIN_DAMSELFLY, "get", origin.url("/busy/up.bin"), "--piece-length", "16MiB", "-O", "-", "--no-progress", "--daemon", d.apiUrl], { env: childEnv(), stdio: ["ignore", "pipe", "ignore"] });
+    const readerGone = new Promise((r) => reader.once("close", r));
+    reader.stdout.once("data", () => reader.stdout.pause());
+    for (let i = 0; (await list(d)).tasks.find((t) => t.taskId === up)?.inUse !== 2; i++) {
+      assert.ok(i < 300, "the streaming get should hold the task");
+      await sleep(50);
+    }
 
     const idleIds: string[] = [];
     for (const n of [1, 2]) {
@@ -197,12 +207,15 @@ describe("disk GC", { timeout: 150_000 }, () => {
     l = await list(d);
     assert.deepEqual(l.tasks.map((t) => t.taskId).sort(), [up, slowId].sort());
     assert.equal(l.tasks.find((t) => t.taskId === slowId)?.state, "downloading", "still downloading: the checks above raced nothing");
+    assert.equal(l.tasks.find((t) => t.taskId === up)?.inUse, 2);
     const rm = await cache(d, "rm", up);
     assert.equal(rm.code, 5, rm.stderr);
     assert.match(rm.stderr, /^damselfly cache: DF_ERR_TASK_IN_USE: /m);
 
-    // Released: the child goes away, the download finishes.
+    // Released: the child and the reader go away, the download finishes.
     sock.destroy();
+    reader.kill("SIGKILL");
+    await readerGone;
     const r = await slowGet;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(join(out, "slow.bin")), sha256Hex(slow));

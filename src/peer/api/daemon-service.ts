@@ -99,15 +99,25 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; gc: 
     },
   };
 
-  // The task is held (never evicted) for the whole call.
+  // The task is held (never evicted) for the whole call, and no longer once
+  // the client is gone: a generator suspended on a write to a closed stream
+  // may never reach its finally.
   async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const started = Date.now();
     const d = validateDownload(req.download);
     const handle = await tasks.ensure(d, undefined, true);
+    let held = true;
+    const release = (): void => {
+      if (held) handle.task.release();
+      held = false;
+      ctx.signal.removeEventListener("abort", release);
+    };
+    if (ctx.signal.aborted) release();
+    else ctx.signal.addEventListener("abort", release, { once: true });
     try {
       yield* serve(req, ctx, d, handle, started);
     } finally {
-      handle.task.release();
+      release();
     }
   }
 
