@@ -9,7 +9,7 @@ import { formatHostPort } from "../common/address.js";
 import { envName, loadConfig, type Schema } from "../common/config.js";
 import { DamselflyError } from "../common/errors.js";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/logger.js";
-import { daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
+import { cacheSchema, daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
 import { initTracing, shutdownTracing, type TracingLog } from "../common/trace.js";
 import { formatDuration } from "./format.js";
 import { makeInitCommand } from "./init.js";
@@ -178,6 +178,55 @@ function makeGetCommand(name: string, prefix: string): Command {
   return cmd;
 }
 
+// `damselfly cache list|rm|prune`: the local daemon's stored tasks.
+function makeCacheCommand(): Command {
+  const prefix = "damselfly cache";
+  const cache = new Command("cache").description("list, remove or prune the tasks the local daemon stores (its disk GC, now)").configureOutput(usageOutput(prefix)).exitOverride();
+  const sub = (name: string, description: string): Command => {
+    const c = cache.command(name).description(description).configureOutput(usageOutput(prefix)).exitOverride();
+    addSchemaOptions(c, cacheSchema, { placeholders: { daemon: "url" } });
+    addConfigFileOption(c);
+    return c;
+  };
+  const io = { stdout: process.stdout };
+  const done = async () => {
+    await flushStdio();
+    process.exit(0);
+  };
+  sub("list", "stored tasks: id, state, size, pieces, disk use, last access, holders, URL; and Damselfly's total")
+    .option("--json", "machine-readable output")
+    .action(
+      withErrors(prefix, async (opts: { json?: boolean }, self: Command) => {
+        const { cacheList } = await import("./cache.js");
+        await cacheList(loadCommandConfig(self, cacheSchema, "CACHE"), opts.json === true, io);
+        await done();
+      }),
+    );
+  sub("rm", "remove tasks; refuses (DF_ERR_TASK_IN_USE, exit 5) a task being downloaded, read or uploaded unless --force")
+    .argument("<task-id...>", "task IDs as `cache list` shows them")
+    .option("--force", "also remove a task in use (stops its download and readers)")
+    .action(
+      withErrors(prefix, async (ids: string[], opts: { force?: boolean }, self: Command) => {
+        const { cacheRemove } = await import("./cache.js");
+        await cacheRemove(loadCommandConfig(self, cacheSchema, "CACHE"), ids, opts.force === true, io);
+        await done();
+      }),
+    );
+  sub("prune", "run the disk GC now: the configured TTL and watermarks, or --all / --older-than / --to (tasks in use are kept)")
+    .option("--all", "every task not in use")
+    .option("--older-than <duration>", "tasks not accessed for this long (e.g. 30m, 2h)")
+    .option("--to <size>", "least recently used first until Damselfly's files take at most this (e.g. 10GiB)")
+    .action(
+      withErrors(prefix, async (opts: { all?: boolean; olderThan?: string; to?: string }, self: Command) => {
+        const { cachePrune } = await import("./cache.js");
+        await cachePrune(loadCommandConfig(self, cacheSchema, "CACHE"), opts, io);
+        await done();
+      }),
+    );
+  cache.addHelpText("after", envHelp(cacheSchema, "CACHE", true));
+  return cache;
+}
+
 function yamlValue(type: string, v: unknown): unknown {
   return type === "duration" ? formatDuration(v as number) : v;
 }
@@ -332,6 +381,7 @@ export function buildProgram(): Command {
     );
 
   program.addCommand(makeInitCommand());
+  program.addCommand(makeCacheCommand());
 
   return program;
 }

@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   DF_ERR_TASK_NOT_FOUND: { message: "task not found", exitCode: ExitCode.ORIGIN_STATUS, httpStatus: 404, rpcCode: RpcCode.NotFound },
   DF_ERR_PIECE_NOT_FOUND: { message: "piece not available", exitCode: ExitCode.ORIGIN_STATUS, httpStatus: 404, rpcCode: RpcCode.NotFound },
   DF_ERR_SHUTTING_DOWN: { message: "the daemon is shutting down", exitCode: ExitCode.UNAVAILABLE, httpStatus: 503, rpcCode: RpcCode.Unavailable },
+  DF_ERR_TASK_IN_USE: { message: "task is in use", exitCode: ExitCode.UNAVAILABLE, httpStatus: 409, rpcCode: RpcCode.FailedPrecondition },
   // Manager (control plane).
   DF_ERR_UNAUTHENTICATED: { message: "authentication required", exitCode: ExitCode.AUTH, httpStatus: 401, rpcCode: RpcCode.Unauthenticated },
   DF_ERR_PERMISSION_DENIED: { message: "permission denied", exitCode: ExitCode.AUTH, httpStatus: 403, rpcCode: RpcCode.PermissionDenied },

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { field, type ConfigOf } from "./config.js";
 import { LOG_LEVELS } from "./logger.js";
 import { parseHostPort } from "./address.js";
+import { watermarkCheck } from "./watermark.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -113,6 +114,10 @@ export const daemonSchema = {
   totalUploadRateLimit: field("bytes", 0, "bytes per second this host uploads to other peers in all (0: unlimited)"),
   backToSourceRateLimit: field("bytes", 0, "bytes per second this host fetches from origins in all (0: unlimited)"),
   perTaskRateLimit: field("bytes", 0, "default bytes per second of one task's download (0: unlimited); a request's own limit (get --rate-limit, X-Damselfly-Rate-Limit) replaces it"),
+  taskTtl: field("duration", 6 * 3_600_000, "disk GC: a stored task not read, uploaded or downloaded for this long is removed (0: never)"),
+  gcInterval: field("duration", 60_000, "disk GC: how often TTL and watermarks are checked (0: only on demand, `damselfly cache prune`)"),
+  diskGcHighWatermark: field("string", "80%", "disk GC: when Damselfly's own task files take more than this (a size like 20GiB, or a percentage of the data dir's filesystem size; 0: off), least recently used idle tasks are removed", { check: watermarkCheck }),
+  diskGcLowWatermark: field("string", "60%", "disk GC: ...until they take at most this (size or percentage; 0: every idle task)", { check: watermarkCheck }),
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 
@@ -163,3 +168,9 @@ export const preheatSchema = {
   wait: field("bool", true, "wait until the job ends (--no-wait: print its id and return)"),
 };
 export type PreheatConfig = ConfigOf<typeof preheatSchema>;
+
+// `damselfly cache list|rm|prune`: the local daemon's store.
+export const cacheSchema = {
+  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API URL", { check: httpUrl }),
+};
+export type CacheConfig = ConfigOf<typeof cacheSchema>;

@@ -9,6 +9,8 @@ import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { createRpcServer, daemonv1, HostType, managerv1, schedulerv1, type RpcServer } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
+import { DiskGc } from "./storage/gc.js";
+import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
@@ -51,6 +53,7 @@ export class Daemon {
   private link: SchedulerLink | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private tasks: TaskManager | undefined;
+  private gc: DiskGc | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
   private proxy: ProxyServer | undefined;
@@ -100,10 +103,24 @@ export class Daemon {
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const gc = (this.gc = new DiskGc({
+      storage: this.storage,
+      logger: this.log,
+      taskTtlMs: c.taskTtl,
+      intervalMs: c.gcInterval,
+      high: parseWatermark(c.diskGcHighWatermark),
+      low: parseWatermark(c.diskGcLowWatermark),
+      remove: async (victims, reason) => {
+        const r = await tasks.removeIdle(victims);
+        this.metrics.gcEvicted(r.removed.length, r.freed, reason);
+        return r;
+      },
+    }));
+    this.storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
     this.api = await createRpcServer(
       c.listen,
       (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
       },
       [],
       { health: this.health },
@@ -164,6 +181,7 @@ export class Daemon {
     });
     await this.proxy.start();
     await this.link?.start();
+    gc.start();
     if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
     this.phase = "serving";
@@ -231,6 +249,7 @@ export class Daemon {
     this.phase = "stopping";
     this.shuttingDown = true;
     clearInterval(this.refreshTimer);
+    this.gc?.stop();
     const started = Date.now();
     const timeoutMs = this.o.config.shutdownTimeout;
     if (this.upload) {

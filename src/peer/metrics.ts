@@ -137,9 +137,10 @@ export class DaemonMetrics {
     this.proxyRequests.inc({ kind, outcome });
   }
 
-  // The hook for the store's garbage collector: one call per evicted task.
-  gcEvicted(bytes: number, reason: string): void {
-    this.gcEvictions.inc({ reason });
+  // The hook for the store's garbage collector: one call per eviction pass
+  // (interval, watermark, make-room, prune...) that removed `tasks` tasks.
+  gcEvicted(tasks: number, bytes: number, reason: string): void {
+    if (tasks > 0) this.gcEvictions.inc({ reason }, tasks);
     if (bytes > 0) this.gcFreedBytes.inc(bytes);
   }
 }

@@ -55,16 +55,24 @@ export class TaskManager {
   // a request joining a running download adjusts it (see TaskLimits.join).
   // `req.trace`: the request that may start the download; the download's
   // spans join its trace (a request that joins a running download does not).
-  async ensure(download: Download, id = this.taskIdOf(download), req: RequestLimits & { trace?: ParentLike | undefined } = {}): Promise<TaskHandle> {
-    const task = await this.deps.storage.getOrCreate(id, {
+  // With `req.hold`, the task is retained (LocalTask.retain) before this
+  // returns, so the disk GC cannot evict it between lookup and use: the
+  // caller releases it when done.
+  async ensure(download: Download, id = this.taskIdOf(download), req: RequestLimits & { trace?: ParentLike | undefined; hold?: boolean } = {}): Promise<TaskHandle> {
+    const origin = {
       url: filterUrl(download.url, download.filteredQueryParams),
       tag: download.tag,
       application: download.application,
       filteredQueryParams: [...download.filteredQueryParams],
       pieceLength: Number(download.pieceLength),
       digestTaskId: download.digestTaskId ? download.digest : "",
-    });
+    };
+    let task = await this.deps.storage.getOrCreate(id, origin);
+    // Evicted while we looked it up: the store makes a fresh one.
+    for (let i = 0; task.removed && i < 3; i++) task = await this.deps.storage.getOrCreate(id, origin);
+    if (task.removed) throw new DamselflyError("DF_ERR_STORAGE_IO", `task ${id} was removed while it was opened`);
     task.touch();
+    if (req.hold) task.retain();
     if (task.done) return { task, run: undefined };
     const existing = this.running.get(id);
     if (existing) {
@@ -91,6 +99,13 @@ export class TaskManager {
     });
     this.running.set(id, run);
     this.limits.set(id, limits);
+    // The download holds the task: the disk GC never evicts it mid-download.
+    task.retain();
+    let held = true;
+    const releaseRun = (): void => {
+      if (held) task.release();
+      held = false;
+    };
     run
       .run()
       .then(
@@ -100,13 +115,15 @@ export class TaskManager {
           // daemon from storing anything else: give its space back.
           if (err.code === "DF_ERR_STORAGE_FULL" && this.running.get(id) === run) {
             this.running.delete(id);
-            await this.deps.storage.remove(id);
+            releaseRun();
+            await this.forget(task);
             this.deps.logger.warn({ taskId: id }, "disk full: removed the unfinished task");
           }
           // Content that is not what its digest says is never kept or served.
           if (err.code === "DF_ERR_DIGEST_MISMATCH" && this.running.get(id) === run) {
             this.running.delete(id);
-            await this.deps.storage.remove(id);
+            releaseRun();
+            await this.forget(task);
             this.deps.logger.error({ taskId: id, err: err.message }, "content does not match its digest: removed the task");
           }
         },
@@ -116,6 +133,7 @@ export class TaskManager {
         limits.close();
         if (this.limits.get(id) === limits) this.limits.delete(id);
         if (this.running.get(id) === run) this.running.delete(id);
+        releaseRun();
       });
     return { task, run };
   }
@@ -139,11 +157,32 @@ export class TaskManager {
 
   // Drops a task whose content proved wrong (whole-object digest mismatch):
   // the next request fetches it afresh instead of serving the bad copy again.
-  async discard(id: string, reason: DamselflyError): Promise<void> {
+  async discard(id: string, reason: DamselflyError): Promise<number> {
     const run = this.running.get(id);
     this.running.delete(id);
     run?.cancel(reason);
-    await this.deps.storage.remove(id);
+    const task = this.deps.storage.get(id);
+    return task ? (await this.deps.storage.evict([task], (gone) => this.leave(gone))).freed : 0;
+  }
+
+  // Removes tasks that nothing holds right now (the disk GC, `cache rm`);
+  // the schedulers hear of it before the files go.
+  removeIdle(tasks: LocalTask[]): Promise<{ removed: LocalTask[]; freed: number }> {
+    return this.deps.storage.evict(tasks, (gone) => this.leave(gone), true);
+  }
+
+  isRunning(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  private async forget(task: LocalTask): Promise<void> {
+    await this.deps.storage.evict([task], (gone) => this.leave(gone));
+  }
+
+  // Tells the schedulers this host no longer serves the tasks, so no child
+  // is sent here for them.
+  private async leave(tasks: LocalTask[]): Promise<void> {
+    await this.scheduler?.leaveTasks(tasks.map((t) => ({ taskId: t.id, peerId: this.peerIdOf(t.id) })));
   }
 
   cachedEntry(t: LocalTask): schedulerv1.CachedTask {

@@ -26,6 +26,8 @@ export interface ServiceDeps {
   counters: PeerCounters;
 }
 
+const MAX_LEFT_TASKS = 10_000;
+
 // Any failure leaves a handler as a ConnectError carrying our stable code.
 async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
   try {
@@ -104,6 +106,28 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         events.cachedTasks(host, req.tasks);
         log.info({ hostId: host.id, tasks: req.tasks.length }, "cached tasks announced");
         return create(schedulerv1.AnnounceCachedTasksResponseSchema, {});
+      }),
+
+    // A daemon evicted or deleted tasks: its peers of them are no parents
+    // any more. A peer still downloading (its stream open) is left alone: the
+    // same peer ID may already be fetching the task again.
+    leaveTasks: (req) =>
+      guard(() => {
+        checkId("host_id", req.hostId);
+        if (req.tasks.length > MAX_LEFT_TASKS) throw invalid(`at most ${MAX_LEFT_TASKS} tasks per call`);
+        for (const t of req.tasks) {
+          checkTaskId(t.taskId);
+          checkId("peer_id", t.peerId);
+        }
+        let removed = 0;
+        for (const t of req.tasks) {
+          const peer = store.peers.get(t.peerId);
+          if (!peer || peer.hostId !== req.hostId || peer.taskId !== t.taskId || peer.queue) continue;
+          events.removePeer(peer);
+          removed++;
+        }
+        if (removed > 0) log.info({ hostId: req.hostId, peers: removed }, "host left tasks");
+        return create(schedulerv1.LeaveTasksResponseSchema, { removed });
       }),
 
     announcePeer,

@@ -8,13 +8,20 @@ import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { RequestLimits } from "../rate-limits.js";
 import type { Storage } from "../storage/storage.js";
+import type { DiskGc } from "../storage/gc.js";
 import { verifiedStorePath } from "./store-delivery.js";
+import { cacheHandlers } from "./cache-service.js";
 import { readTaskRange } from "./task-reader.js";
 import type { DaemonMetrics } from "../metrics.js";
 
 const PROGRESS_MS = 250;
 const CHUNK = 1024 * 1024;
+// A client given the store path links or copies the data file right after
+// the stream ends (milliseconds): the task is kept that long past it. One
+// that comes later and finds the file gone has the task streamed instead.
+const STORE_PATH_GRACE_MS = 2_000;
 
 type Event = MessageInitShape<typeof daemonv1.DownloadTaskResponseSchema>["event"];
 
@@ -33,7 +40,7 @@ const incomingTrace = (ctx: HandlerContext) => ({ traceparent: ctx.requestHeader
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; gc: DiskGc; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   // A daemon draining for exit takes no new downloads: the caller should
   // use another daemon (or retry once this one is back).
@@ -41,6 +48,8 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     if (deps.shuttingDown?.()) throw new DamselflyError("DF_ERR_SHUTTING_DOWN", "the daemon is shutting down and takes no new downloads");
   };
   return {
+    ...cacheHandlers(deps),
+
     async *downloadTask(req, ctx) {
       const span = startSpan("DownloadTask", { kind: SpanKind.SERVER, parent: incomingTrace(ctx), attributes: { "url.full": spanUrl(req.download?.url ?? "") } });
       try {
@@ -81,11 +90,21 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         checkClusterToken(deps.clusterToken, ctx.requestHeader);
         if (!isTaskId(req.taskId)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task_id must be 64 hex characters");
         const held = deps.storage.get(req.taskId) !== undefined || tasks.isActive(req.taskId);
-        if (held) {
-          await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted by the manager"));
-          logger.info({ taskId: req.taskId }, "task deleted by the scheduler");
+        if (!held) return { deleted: false };
+        if (req.refuseInUse) {
+          // `cache rm`: only a task nothing holds, checked and removed in one go.
+          const t = deps.storage.get(req.taskId);
+          if (!t) return { deleted: false };
+          const users = t.inUse;
+          if (users > 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is being downloaded, read or uploaded (${users} holder(s)); retry later or use --force`);
+          const { removed, freed } = await tasks.removeIdle([t]);
+          if (removed.length === 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is in use; retry later or use --force`);
+          logger.info({ taskId: req.taskId, bytesFreed: freed }, "task removed from the cache");
+          return { deleted: true, freedBytes: BigInt(freed) };
         }
-        return { deleted: held };
+        const freed = await tasks.discard(req.taskId, new DamselflyError("DF_ERR_CANCELLED", "task deleted"));
+        logger.info({ taskId: req.taskId, bytesFreed: freed }, "task deleted");
+        return { deleted: true, freedBytes: BigInt(freed) };
       } catch (err) {
         throw toConnectError(err);
       }
@@ -105,15 +124,35 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     },
   };
 
+  // The task is held (never evicted) for the whole call, and no longer once
+  // the client is gone: a generator suspended on a write to a closed stream
+  // may never reach its finally.
   async function* download(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, span: Span): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const started = Date.now();
     const d = validateDownload(req.download);
+    const limits = { rateLimit: Number(req.rateLimit), background: req.background };
+    const handle = await tasks.ensure(d, undefined, { ...limits, trace: span, hold: true });
+    let held = true;
+    const release = (): void => {
+      if (held) handle.task.release();
+      held = false;
+      ctx.signal.removeEventListener("abort", release);
+    };
+    if (ctx.signal.aborted) release();
+    else ctx.signal.addEventListener("abort", release, { once: true });
+    try {
+      yield* serve(req, ctx, d, handle, started, span, limits);
+    } finally {
+      release();
+    }
+  }
+
+  async function* serve(req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, d: Download, first: TaskHandle, started: number, span: Span, limits: RequestLimits): AsyncGenerator<daemonv1.DownloadTaskResponse> {
     const expected = d.digest ? parseDigest(d.digest) : undefined;
     const signals = [ctx.signal];
     if (req.timeoutMs > 0n) signals.push(AbortSignal.timeout(Number(req.timeoutMs)));
     const signal = AbortSignal.any(signals);
-    const limits = { rateLimit: Number(req.rateLimit), background: req.background };
-    let handle: TaskHandle = await tasks.ensure(d, undefined, { ...limits, trace: span });
+    let handle: TaskHandle = first;
     const task = handle.task;
     const localHit = task.done;
     span.setAttribute("damselfly.task_id", task.id).setAttribute("damselfly.local_hit", localHit);
@@ -150,6 +189,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
         if (!done) yield progress();
       }
       storePath = await work;
+      task.holdFor(STORE_PATH_GRACE_MS);
       // Hashed while it downloaded: tell the client, which then need not.
       if (expected && task.meta.contentDigest === formatDigest(expected)) digest = task.meta.contentDigest;
     } else {

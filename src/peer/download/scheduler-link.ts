@@ -130,6 +130,24 @@ export class SchedulerLink {
     }
   }
 
+  // Tells every scheduler that this host no longer holds the tasks (they
+  // were evicted or deleted here). Bounded by the connect timeout: a
+  // scheduler that does not answer learns it from its children's failed
+  // piece requests instead.
+  async leaveTasks(tasks: Array<{ taskId: string; peerId: string }>): Promise<void> {
+    if (tasks.length === 0) return;
+    const left = tasks.map((t) => create(schedulerv1.LeftTaskSchema, t));
+    await Promise.all(
+      this.endpoints
+        .filter((e) => e.healthy)
+        .map((e) =>
+          e.client
+            .leaveTasks({ hostId: this.o.host.id, tasks: left }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs) })
+            .catch((err: unknown) => this.log.warn({ scheduler: e.address, tasks: tasks.length, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message }, "cannot tell the scheduler about removed tasks")),
+        ),
+    );
+  }
+
   private ordered(taskId: string): Endpoint[] {
     const score = (e: Endpoint) => createHash("sha256").update(taskId).update(e.address).digest().readUInt32BE(0);
     return [...this.endpoints].sort((a, b) => score(b) - score(a));

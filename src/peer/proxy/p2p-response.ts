@@ -64,13 +64,16 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     if (!res.writableFinished) clientGone.abort(new DamselflyError("DF_ERR_CANCELLED", "client went away"));
   };
   res.on("close", onClose);
+  // Held for the whole response: the disk GC never evicts a task being served.
+  let held: { release(): void } | undefined;
   try {
     const download = downloadOf(obj);
     let handle: TaskHandle;
     let size = obj.size;
     try {
-      handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span });
+      handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span, hold: true });
       deps.span?.setAttribute("damselfly.task_id", handle.task.id);
+      held = handle.task;
       if (size < 0 || !handle.task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
         if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
@@ -257,6 +260,7 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     }
   } finally {
     res.off("close", onClose);
+    held?.release();
   }
 }
 

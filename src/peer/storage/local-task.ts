@@ -64,10 +64,46 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
   // how many readers wait for each: the download fetches these first.
   private readonly wants = new Map<number, number>();
+  // Downloads, readers and uploads using the task now: the disk GC never
+  // evicts a task while this is above zero. A counter, not a closure per
+  // holder: uploads take it per piece.
+  private leases = 0;
+  // Evicted or deleted: holders that still have the object must not use it.
+  removed = false;
+  // lastAccessAt as last written to task.json (touches are batched, see
+  // Storage.flushAccessTimes).
+  private savedAccessAt: number;
+  private metaChain: Promise<void> = Promise.resolve();
+  // Told before the data file grows to its full length (the store frees
+  // space first if the filesystem cannot hold it).
+  beforeAllocate: ((t: LocalTask, bytes: number) => Promise<void>) | undefined;
 
   constructor(readonly dir: string, public meta: TaskMeta) {
     super();
     this.setMaxListeners(0);
+    this.savedAccessAt = meta.lastAccessAt;
+  }
+
+  retain(): void {
+    this.leases++;
+  }
+
+  release(): void {
+    if (this.leases > 0) this.leases--;
+  }
+
+  get inUse(): number {
+    return this.leases;
+  }
+
+  // Keeps the task for `ms` more (a client is about to link its data file).
+  holdFor(ms: number): void {
+    this.retain();
+    setTimeout(() => this.release(), ms).unref();
+  }
+
+  get accessDirty(): boolean {
+    return this.meta.lastAccessAt !== this.savedAccessAt;
   }
 
   get id(): string {
@@ -123,6 +159,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private async handle(): Promise<FileHandle> {
     this.onOpenUse?.(this);
     if (this.fh) return this.fh;
+    // Deleted: a late write must not bring the data file back.
+    if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
     // Read-write, created if missing, never truncated (positional writes).
     this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, 0o644).then((h) => (this.fh = h));
     return this.opening;
@@ -172,6 +210,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     if (this.infoKnown && this.meta.contentLength !== contentLength) {
       throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
     }
+    if (contentLength > 0 && !this.infoKnown) await this.beforeAllocate?.(this, contentLength);
     this.meta = { ...this.meta, contentLength, pieceLength };
     if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
     await this.saveMeta();
@@ -282,10 +321,19 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.meta.lastAccessAt = Date.now();
   }
 
-  async saveMeta(): Promise<void> {
-    const tmp = join(this.dir, `task.json.${process.pid}.tmp`);
-    await writeFile(tmp, JSON.stringify(this.meta));
-    await rename(tmp, join(this.dir, "task.json"));
+  // Serialised: two saves at once would share the temporary name.
+  saveMeta(): Promise<void> {
+    const next = this.metaChain.then(async () => {
+      // An evicted task's directory is being deleted: writing would bring it back.
+      if (this.removed) return;
+      const meta = this.meta;
+      const tmp = join(this.dir, `task.json.${process.pid}.tmp`);
+      await writeFile(tmp, JSON.stringify(meta));
+      await rename(tmp, join(this.dir, "task.json"));
+      this.savedAccessAt = meta.lastAccessAt;
+    });
+    this.metaChain = next.catch(() => undefined);
+    return next;
   }
 
   // Serialised so lines never interleave. The log stays open while pieces
@@ -294,6 +342,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   private appendLog(line: string): Promise<void> {
     this.logQueue = this.logQueue.then(async () => {
       this.onOpenUse?.(this);
+      if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
       this.logFh ??= await open(join(this.dir, "pieces.log"), "a");
       await this.logFh.write(line);
     });

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rmdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
@@ -12,11 +12,24 @@ import { LocalTask, type TaskMeta } from "./local-task.js";
 // recently used idle ones are closed (thousands of cached layers must not
 // exhaust descriptors).
 const MAX_OPEN_FILES = 128;
+// The files a task directory may hold that are ours (task.json, its
+// temporary while saved, the piece log, the data file and its copy while it
+// is given a new inode). Anything else in there is someone else's: never
+// counted, never deleted.
+const OWN_FILE = /^(?:data|task\.json|pieces\.log|task\.json\.\d+\.tmp|data\.\d+\.unshare)$/;
 
 export class Storage {
   private readonly tasks = new Map<string, LocalTask>();
   // Tasks with an open data file, least recently used first.
   private readonly openFiles = new Map<string, LocalTask>();
+  // Tasks being deleted: a new task of the same ID waits until the old
+  // files are gone (the directory is the same).
+  private readonly removing = new Map<string, Promise<unknown>>();
+  // Allocated bytes of finished tasks (they no longer change).
+  private readonly doneBytes = new Map<string, number>();
+  // Set by the daemon: frees space before a task's data file grows.
+  beforeAllocate: ((t: LocalTask, bytes: number) => Promise<void>) | undefined;
+  private readonly onBeforeAllocate = (t: LocalTask, bytes: number): Promise<void> => this.beforeAllocate?.(t, bytes) ?? Promise.resolve();
   private readonly onOpenUse = (t: LocalTask): void => {
     this.openFiles.delete(t.id);
     this.openFiles.set(t.id, t);
@@ -54,6 +67,7 @@ export class Storage {
           if (meta.id !== id) throw new Error("id mismatch");
           const task = new LocalTask(dir, meta);
           task.onOpenUse = this.onOpenUse;
+          task.beforeAllocate = this.onBeforeAllocate;
           const log = await readFile(join(dir, "pieces.log"), "utf8").catch(() => "");
           for (const [n, p] of LocalTask.parseLog(log)) task.pieces.set(n, p);
           if (task.meta.done && !task.isComplete()) task.meta = { ...task.meta, done: false };
@@ -74,11 +88,15 @@ export class Storage {
   async getOrCreate(id: string, origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength" | "digestTaskId">): Promise<LocalTask> {
     const existing = this.tasks.get(id);
     if (existing) return existing;
+    for (let pending = this.removing.get(id); pending; pending = this.removing.get(id)) await pending.catch(() => undefined);
+    const again = this.tasks.get(id);
+    if (again) return again;
     const dir = this.taskDir(id);
     await mkdir(dir, { recursive: true });
     const now = Date.now();
     const task = new LocalTask(dir, { id, ...origin, contentLength: -1, done: false, createdAt: now, lastAccessAt: now });
     task.onOpenUse = this.onOpenUse;
+    task.beforeAllocate = this.onBeforeAllocate;
     // A concurrent caller may have created it while we awaited.
     const raced = this.tasks.get(id);
     if (raced) return raced;
@@ -90,11 +108,82 @@ export class Storage {
   // Forgets a task and deletes its files.
   async remove(id: string): Promise<void> {
     const task = this.tasks.get(id);
-    if (!task) return;
-    this.tasks.delete(id);
-    this.openFiles.delete(id);
-    await task.close();
-    await rm(task.dir, { recursive: true, force: true });
+    if (task) await this.evict([task]);
+  }
+
+  // Forgets the tasks at once (nobody can find them from here on), runs
+  // `beforeDelete` (tell the schedulers), then deletes their files. With
+  // onlyIdle, tasks someone holds right now are left alone: the check and the
+  // removal from the table happen in one go, so no new holder slips between.
+  async evict(tasks: readonly LocalTask[], beforeDelete?: (tasks: LocalTask[]) => Promise<void>, onlyIdle = false): Promise<{ removed: LocalTask[]; freed: number }> {
+    const gone = tasks.filter((t) => this.tasks.get(t.id) === t && (!onlyIdle || t.inUse === 0));
+    for (const t of gone) {
+      this.tasks.delete(t.id);
+      this.openFiles.delete(t.id);
+      t.removed = true;
+    }
+    if (gone.length === 0) return { removed: [], freed: 0 };
+    const work = (async () => {
+      await beforeDelete?.(gone).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "telling the schedulers about removed tasks failed"));
+      let freed = 0;
+      for (const t of gone) freed += await this.deleteFiles(t);
+      return freed;
+    })();
+    for (const t of gone) this.removing.set(t.id, work);
+    try {
+      return { removed: gone, freed: await work };
+    } finally {
+      for (const t of gone) if (this.removing.get(t.id) === work) this.removing.delete(t.id);
+    }
+  }
+
+  private async deleteFiles(t: LocalTask): Promise<number> {
+    await t.close();
+    this.doneBytes.delete(t.id);
+    let freed = 0;
+    for (const name of await readdir(t.dir).catch(() => [] as string[])) {
+      if (!OWN_FILE.test(name)) continue;
+      const path = join(t.dir, name);
+      const st = await stat(path).catch(() => undefined);
+      await unlink(path).then(
+        () => (freed += st ? allocated(st) : 0),
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") this.logger.warn({ taskId: t.id, file: name, err: err.message }, "cannot delete task file");
+        },
+      );
+    }
+    // Left in place if someone else put files in it.
+    await rmdir(t.dir).catch(() => undefined);
+    return freed;
+  }
+
+  // Space the task's own files take on disk (allocated blocks: a sparse data
+  // file of a task still downloading counts only what was written).
+  async diskBytes(t: LocalTask): Promise<number> {
+    const cached = t.done ? this.doneBytes.get(t.id) : undefined;
+    if (cached !== undefined) return cached;
+    if (!t.done) this.doneBytes.delete(t.id);
+    let n = 0;
+    for (const name of await readdir(t.dir).catch(() => [] as string[])) {
+      if (!OWN_FILE.test(name)) continue;
+      const st = await stat(join(t.dir, name)).catch(() => undefined);
+      if (st?.isFile()) n += allocated(st);
+    }
+    if (t.done && !t.removed) this.doneBytes.set(t.id, n);
+    return n;
+  }
+
+  all(): LocalTask[] {
+    return [...this.tasks.values()];
+  }
+
+  // Touches are kept in memory (an upload touches its task per piece) and
+  // written to task.json here, so a restart keeps the LRU order.
+  async flushAccessTimes(): Promise<void> {
+    for (const t of this.tasks.values()) {
+      if (!t.accessDirty) continue;
+      await t.saveMeta().catch((err: unknown) => this.logger.warn({ taskId: t.id, err: (err as Error).message }, "cannot save task metadata"));
+    }
   }
 
   finishedTasks(): LocalTask[] {
@@ -102,6 +191,11 @@ export class Storage {
   }
 
   async close(): Promise<void> {
+    await this.flushAccessTimes();
     await Promise.all([...this.tasks.values()].map((t) => t.close()));
   }
+}
+
+function allocated(st: { blocks: number }): number {
+  return st.blocks * 512;
 }

@@ -130,8 +130,12 @@ export class UploadServer {
   private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const info = task.pieces.get(n);
     if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
+    // Held from here (waiting for a slot included): the disk GC never evicts
+    // a task while a child is fetching from it.
+    task.retain();
     if (this.stats.active < this.opts.uploadConcurrency) this.stats.active++;
     else if (!(await this.slotFreed(res))) {
+      task.release();
       // Routine flow control: answered without building an error.
       this.stats.busy++;
       res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
@@ -151,6 +155,7 @@ export class UploadServer {
       }
       await this.streamPiece(task, info, res);
     } finally {
+      task.release();
       this.stats.active--;
       this.handOver();
       if (this.stats.active === 0) this.idleWaiter?.();
@@ -275,7 +280,12 @@ export class UploadServer {
       res.end();
     };
     const ping = setInterval(() => send({ type: "ping" }), PING_MS);
+    // A child following the task's progress is using it.
+    task.retain();
+    let held = true;
     const cleanup = (): void => {
+      if (held) task.release();
+      held = false;
       clearInterval(ping);
       if (batchTimer) clearTimeout(batchTimer);
       task.off("piece", onPiece);

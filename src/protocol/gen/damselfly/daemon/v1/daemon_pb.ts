@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/daemon/v1/daemon.proto.
  */
 export const file_damselfly_daemon_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKzAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQSEgoKcmF0ZV9saW1pdBgEIAEoBBISCgpiYWNrZ3JvdW5kGAUgASgIIpIBCg9Eb3dubG9hZFN0YXJ0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgFIAEoCBIRCglsb2NhbF9oaXQYBiABKAgieAoQRG93bmxvYWRQcm9ncmVzcxIXCg9jb21wbGV0ZWRfYnl0ZXMYASABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgCIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgDIAEoBBIWCg5jb250ZW50X2xlbmd0aBgEIAEoBCItCg1Eb3dubG9hZENodW5rEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIvQBChBEb3dubG9hZEZpbmlzaGVkEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgDIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgEIAEoBBITCgtieXRlc19sb2NhbBgFIAEoBBIOCgZkaWdlc3QYBiABKAkSEgoKc3RvcmVfcGF0aBgHIAEoCRISCgplbGFwc2VkX21zGAggASgEEhYKDmJhY2tfdG9fc291cmNlGAkgASgIEh0KFXNjaGVkdWxlcl91bmF2YWlsYWJsZRgKIAEoCCKDAgoURG93bmxvYWRUYXNrUmVzcG9uc2USNwoHc3RhcnRlZBgBIAEoCzIkLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRTdGFydGVkSAASOQoIcHJvZ3Jlc3MYAiABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkUHJvZ3Jlc3NIABIzCgVjaHVuaxgDIAEoCzIiLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRDaHVua0gAEjkKCGZpbmlzaGVkGAQgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZEZpbmlzaGVkSABCBwoFZXZlbnQiVgoSVHJpZ2dlclRhc2tSZXF1ZXN0Ei8KCGRvd25sb2FkGAEgASgLMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Eb3dubG9hZBIPCgd0YXNrX2lkGAIgASgJIiYKE1RyaWdnZXJUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCSIiCg9TdGF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKOAQoQU3RhdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAIgASgEEhQKDHBpZWNlX2xlbmd0aBgDIAEoBBIUCgx0b3RhbF9waWVjZXMYBCABKA0SFwoPZmluaXNoZWRfcGllY2VzGAUgASgNEgwKBGRvbmUYBiABKAgiJAoRRGVsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIlChJEZWxldGVUYXNrUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCpSCghEZWxpdmVyeRIYChRERUxJVkVSWV9VTlNQRUNJRklFRBAAEhMKD0RFTElWRVJZX1NUUkVBTRABEhcKE0RFTElWRVJZX1NUT1JFX1BBVEgQAjKQAwoNRGFlbW9uU2VydmljZRJlCgxEb3dubG9hZFRhc2sSKC5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1JlcXVlc3QaKS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1Jlc3BvbnNlMAESYAoLVHJpZ2dlclRhc2sSJy5kYW1zZWxmbHkuZGFlbW9uLnYxLlRyaWdnZXJUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXNwb25zZRJXCghTdGF0VGFzaxIkLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdFRhc2tSZXF1ZXN0GiUuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1Jlc3BvbnNlEl0KCkRlbGV0ZVRhc2sSJi5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GicuZGFtc2VsZmx5LmRhZW1vbi52MS5EZWxldGVUYXNrUmVzcG9uc2ViBnByb3RvMw", [file_damselfly_common_v1_common]);
+  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKzAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQSEgoKcmF0ZV9saW1pdBgEIAEoBBISCgpiYWNrZ3JvdW5kGAUgASgIIpIBCg9Eb3dubG9hZFN0YXJ0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgFIAEoCBIRCglsb2NhbF9oaXQYBiABKAgieAoQRG93bmxvYWRQcm9ncmVzcxIXCg9jb21wbGV0ZWRfYnl0ZXMYASABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgCIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgDIAEoBBIWCg5jb250ZW50X2xlbmd0aBgEIAEoBCItCg1Eb3dubG9hZENodW5rEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIvQBChBEb3dubG9hZEZpbmlzaGVkEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgDIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgEIAEoBBITCgtieXRlc19sb2NhbBgFIAEoBBIOCgZkaWdlc3QYBiABKAkSEgoKc3RvcmVfcGF0aBgHIAEoCRISCgplbGFwc2VkX21zGAggASgEEhYKDmJhY2tfdG9fc291cmNlGAkgASgIEh0KFXNjaGVkdWxlcl91bmF2YWlsYWJsZRgKIAEoCCKDAgoURG93bmxvYWRUYXNrUmVzcG9uc2USNwoHc3RhcnRlZBgBIAEoCzIkLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRTdGFydGVkSAASOQoIcHJvZ3Jlc3MYAiABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkUHJvZ3Jlc3NIABIzCgVjaHVuaxgDIAEoCzIiLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRDaHVua0gAEjkKCGZpbmlzaGVkGAQgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZEZpbmlzaGVkSABCBwoFZXZlbnQiVgoSVHJpZ2dlclRhc2tSZXF1ZXN0Ei8KCGRvd25sb2FkGAEgASgLMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Eb3dubG9hZBIPCgd0YXNrX2lkGAIgASgJIiYKE1RyaWdnZXJUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCSIiCg9TdGF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKOAQoQU3RhdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAIgASgEEhQKDHBpZWNlX2xlbmd0aBgDIAEoBBIUCgx0b3RhbF9waWVjZXMYBCABKA0SFwoPZmluaXNoZWRfcGllY2VzGAUgASgNEgwKBGRvbmUYBiABKAgiOwoRRGVsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1yZWZ1c2VfaW5fdXNlGAIgASgIIjoKEkRlbGV0ZVRhc2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIEhMKC2ZyZWVkX2J5dGVzGAIgASgEIhIKEExpc3RUYXNrc1JlcXVlc3QihgIKCUNhY2hlVGFzaxIPCgd0YXNrX2lkGAEgASgJEgsKA3VybBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCBIUCgxwaWVjZV9sZW5ndGgYBSABKAQSFAoMdG90YWxfcGllY2VzGAYgASgNEhcKD2ZpbmlzaGVkX3BpZWNlcxgHIAEoDRINCgVzdGF0ZRgIIAEoCRIVCg1jcmVhdGVkX2F0X21zGAkgASgEEhYKDmxhc3RfYWNjZXNzX21zGAogASgEEg4KBmluX3VzZRgLIAEoDRISCgpkaXNrX2J5dGVzGAwgASgEInMKDERpc2tHY1BvbGljeRITCgt0YXNrX3R0bF9tcxgBIAEoBBIcChRoaWdoX3dhdGVybWFya19ieXRlcxgCIAEoBBIbChNsb3dfd2F0ZXJtYXJrX2J5dGVzGAMgASgEEhMKC2ludGVydmFsX21zGAQgASgEIokBChFMaXN0VGFza3NSZXNwb25zZRItCgV0YXNrcxgBIAMoCzIeLmRhbXNlbGZseS5kYWVtb24udjEuQ2FjaGVUYXNrEhIKCmRpc2tfYnl0ZXMYAiABKAQSMQoGcG9saWN5GAMgASgLMiEuZGFtc2VsZmx5LmRhZW1vbi52MS5EaXNrR2NQb2xpY3kiWwoRUHJ1bmVUYXNrc1JlcXVlc3QSCwoDYWxsGAEgASgIEhUKDW9sZGVyX3RoYW5fbXMYAiABKAQSFQoIdG9fYnl0ZXMYAyABKARIAIgBAUILCglfdG9fYnl0ZXMibwoSUHJ1bmVUYXNrc1Jlc3BvbnNlEhgKEGV2aWN0ZWRfdGFza19pZHMYASADKAkSEwoLZnJlZWRfYnl0ZXMYAiABKAQSFgoOc2tpcHBlZF9pbl91c2UYAyABKA0SEgoKZGlza19ieXRlcxgEIAEoBCpSCghEZWxpdmVyeRIYChRERUxJVkVSWV9VTlNQRUNJRklFRBAAEhMKD0RFTElWRVJZX1NUUkVBTRABEhcKE0RFTElWRVJZX1NUT1JFX1BBVEgQAjLLBAoNRGFlbW9uU2VydmljZRJlCgxEb3dubG9hZFRhc2sSKC5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1JlcXVlc3QaKS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1Jlc3BvbnNlMAESYAoLVHJpZ2dlclRhc2sSJy5kYW1zZWxmbHkuZGFlbW9uLnYxLlRyaWdnZXJUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXNwb25zZRJXCghTdGF0VGFzaxIkLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdFRhc2tSZXF1ZXN0GiUuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1Jlc3BvbnNlEl0KCkRlbGV0ZVRhc2sSJi5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GicuZGFtc2VsZmx5LmRhZW1vbi52MS5EZWxldGVUYXNrUmVzcG9uc2USWgoJTGlzdFRhc2tzEiUuZGFtc2VsZmx5LmRhZW1vbi52MS5MaXN0VGFza3NSZXF1ZXN0GiYuZGFtc2VsZmx5LmRhZW1vbi52MS5MaXN0VGFza3NSZXNwb25zZRJdCgpQcnVuZVRhc2tzEiYuZGFtc2VsZmx5LmRhZW1vbi52MS5QcnVuZVRhc2tzUmVxdWVzdBonLmRhbXNlbGZseS5kYWVtb24udjEuUHJ1bmVUYXNrc1Jlc3BvbnNlYgZwcm90bzM", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.daemon.v1.DownloadTaskRequest
@@ -375,6 +375,14 @@ export type DeleteTaskRequest = Message<"damselfly.daemon.v1.DeleteTaskRequest">
    * @generated from field: string task_id = 1;
    */
   taskId: string;
+
+  /**
+   * Fail with DF_ERR_TASK_IN_USE instead of stopping a download, a reader or
+   * an upload of the task (`damselfly cache rm` without --force).
+   *
+   * @generated from field: bool refuse_in_use = 2;
+   */
+  refuseInUse: boolean;
 };
 
 /**
@@ -394,6 +402,13 @@ export type DeleteTaskResponse = Message<"damselfly.daemon.v1.DeleteTaskResponse
    * @generated from field: bool deleted = 1;
    */
   deleted: boolean;
+
+  /**
+   * Bytes of the task's files given back.
+   *
+   * @generated from field: uint64 freed_bytes = 2;
+   */
+  freedBytes: bigint;
 };
 
 /**
@@ -402,6 +417,234 @@ export type DeleteTaskResponse = Message<"damselfly.daemon.v1.DeleteTaskResponse
  */
 export const DeleteTaskResponseSchema: GenMessage<DeleteTaskResponse> = /*@__PURE__*/
   messageDesc(file_damselfly_daemon_v1_daemon, 11);
+
+/**
+ * @generated from message damselfly.daemon.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"damselfly.daemon.v1.ListTasksRequest"> & {
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 12);
+
+/**
+ * @generated from message damselfly.daemon.v1.CacheTask
+ */
+export type CacheTask = Message<"damselfly.daemon.v1.CacheTask"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Signature query parameters removed.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Zero while unknown (content_length_known false).
+   *
+   * @generated from field: uint64 content_length = 3;
+   */
+  contentLength: bigint;
+
+  /**
+   * @generated from field: bool content_length_known = 4;
+   */
+  contentLengthKnown: boolean;
+
+  /**
+   * @generated from field: uint64 piece_length = 5;
+   */
+  pieceLength: bigint;
+
+  /**
+   * @generated from field: uint32 total_pieces = 6;
+   */
+  totalPieces: number;
+
+  /**
+   * @generated from field: uint32 finished_pieces = 7;
+   */
+  finishedPieces: number;
+
+  /**
+   * done, downloading, partial (an unfinished download nobody runs)
+   *
+   * @generated from field: string state = 8;
+   */
+  state: string;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: uint64 created_at_ms = 9;
+   */
+  createdAtMs: bigint;
+
+  /**
+   * @generated from field: uint64 last_access_ms = 10;
+   */
+  lastAccessMs: bigint;
+
+  /**
+   * Downloads, readers and uploads holding the task now (never evicted while > 0).
+   *
+   * @generated from field: uint32 in_use = 11;
+   */
+  inUse: number;
+
+  /**
+   * Space its files take on disk (allocated blocks).
+   *
+   * @generated from field: uint64 disk_bytes = 12;
+   */
+  diskBytes: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.CacheTask.
+ * Use `create(CacheTaskSchema)` to create a new message.
+ */
+export const CacheTaskSchema: GenMessage<CacheTask> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 13);
+
+/**
+ * @generated from message damselfly.daemon.v1.DiskGcPolicy
+ */
+export type DiskGcPolicy = Message<"damselfly.daemon.v1.DiskGcPolicy"> & {
+  /**
+   * Zero: off.
+   *
+   * @generated from field: uint64 task_ttl_ms = 1;
+   */
+  taskTtlMs: bigint;
+
+  /**
+   * @generated from field: uint64 high_watermark_bytes = 2;
+   */
+  highWatermarkBytes: bigint;
+
+  /**
+   * @generated from field: uint64 low_watermark_bytes = 3;
+   */
+  lowWatermarkBytes: bigint;
+
+  /**
+   * @generated from field: uint64 interval_ms = 4;
+   */
+  intervalMs: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.DiskGcPolicy.
+ * Use `create(DiskGcPolicySchema)` to create a new message.
+ */
+export const DiskGcPolicySchema: GenMessage<DiskGcPolicy> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 14);
+
+/**
+ * @generated from message damselfly.daemon.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"damselfly.daemon.v1.ListTasksResponse"> & {
+  /**
+   * @generated from field: repeated damselfly.daemon.v1.CacheTask tasks = 1;
+   */
+  tasks: CacheTask[];
+
+  /**
+   * Damselfly's own usage: the sum of disk_bytes (foreign files not counted).
+   *
+   * @generated from field: uint64 disk_bytes = 2;
+   */
+  diskBytes: bigint;
+
+  /**
+   * @generated from field: damselfly.daemon.v1.DiskGcPolicy policy = 3;
+   */
+  policy?: DiskGcPolicy | undefined;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 15);
+
+/**
+ * @generated from message damselfly.daemon.v1.PruneTasksRequest
+ */
+export type PruneTasksRequest = Message<"damselfly.daemon.v1.PruneTasksRequest"> & {
+  /**
+   * At most one of these; none: one pass of the configured policy (TTL and
+   * watermarks).
+   *
+   * @generated from field: bool all = 1;
+   */
+  all: boolean;
+
+  /**
+   * Tasks not accessed for this long.
+   *
+   * @generated from field: uint64 older_than_ms = 2;
+   */
+  olderThanMs: bigint;
+
+  /**
+   * Least recently used first until Damselfly's usage is at most this.
+   *
+   * @generated from field: optional uint64 to_bytes = 3;
+   */
+  toBytes?: bigint | undefined;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.PruneTasksRequest.
+ * Use `create(PruneTasksRequestSchema)` to create a new message.
+ */
+export const PruneTasksRequestSchema: GenMessage<PruneTasksRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 16);
+
+/**
+ * @generated from message damselfly.daemon.v1.PruneTasksResponse
+ */
+export type PruneTasksResponse = Message<"damselfly.daemon.v1.PruneTasksResponse"> & {
+  /**
+   * @generated from field: repeated string evicted_task_ids = 1;
+   */
+  evictedTaskIds: string[];
+
+  /**
+   * @generated from field: uint64 freed_bytes = 2;
+   */
+  freedBytes: bigint;
+
+  /**
+   * Tasks that qualified but were in use, so kept.
+   *
+   * @generated from field: uint32 skipped_in_use = 3;
+   */
+  skippedInUse: number;
+
+  /**
+   * @generated from field: uint64 disk_bytes = 4;
+   */
+  diskBytes: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.PruneTasksResponse.
+ * Use `create(PruneTasksResponseSchema)` to create a new message.
+ */
+export const PruneTasksResponseSchema: GenMessage<PruneTasksResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 17);
 
 /**
  * How a download's bytes reach the client.
@@ -480,6 +723,24 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof DeleteTaskRequestSchema;
     output: typeof DeleteTaskResponseSchema;
+  },
+  /**
+   * `damselfly cache`: the tasks this daemon stores, and a disk GC pass now.
+   *
+   * @generated from rpc damselfly.daemon.v1.DaemonService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * @generated from rpc damselfly.daemon.v1.DaemonService.PruneTasks
+   */
+  pruneTasks: {
+    methodKind: "unary";
+    input: typeof PruneTasksRequestSchema;
+    output: typeof PruneTasksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_damselfly_daemon_v1_daemon, 0);
