@@ -8,8 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseBytes } from "../src/common/config.js";
-import { BIN, opt, median, mibps, run, spawnDamselfly, startOrigin } from "./lib.js";
-import { makeFile } from "./make-file.js";
+import { BIN, loopbackCluster, opt, median, mibps, run } from "./lib.js";
 
 const size = parseBytes(opt("--size", "1GiB"));
 const rounds = Number(opt("--rounds", "3"));
@@ -20,25 +19,11 @@ const rounds = Number(opt("--rounds", "3"));
 const dir = mkdtempSync(join(opt("--dir", tmpdir()), "df-bench-"));
 const procs: Array<{ stop(): Promise<void> | void }> = [];
 try {
-  const file = join(dir, "blob.bin");
-  await makeFile(file, size);
-  const origin = startOrigin(file);
-  procs.push(origin);
-  const url = await origin.url;
-
-  const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", "info"], "scheduler ready");
-  procs.push(sched);
-  const saddr = String((await sched.ready)["listen"]);
   // Extra daemon flags, for experiments.
   const extra = opt("--daemon-args", "").split(/\s+/).filter(Boolean);
-  const daemon = (name: string, seed: boolean) =>
-    spawnDamselfly(
-      ["daemon", ...(seed ? ["--seed"] : []), "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info", ...extra],
-      "daemon ready",
-    );
-  const seed = daemon("seed", true);
-  const peer = daemon("peer", false);
-  procs.push(seed, peer);
+  const { url, daemon } = await loopbackCluster(dir, size, procs);
+  const seed = daemon("seed", ["--seed", ...extra]);
+  const peer = daemon("peer", extra);
   const seedApi = `http://${String((await seed.ready)["api"])}`;
   const api = `http://${String((await peer.ready)["api"])}`;
 

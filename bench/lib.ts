@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { makeFile } from "./make-file.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = join(ROOT, "bin", "damselfly");
@@ -55,6 +56,34 @@ export function spawnDamselfly(args: string[], readyMsg: string, extraEnv: Recor
         setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
       }),
   };
+}
+
+// A loopback cluster for a benchmark: an origin serving a fresh SIZE-byte
+// file, a scheduler, and a factory of daemons (`--seed` among `args` for a
+// seed peer) whose stores live under `dir`. Every process is added to `procs`
+// so the caller's cleanup stops it.
+export async function loopbackCluster(
+  dir: string,
+  size: number,
+  procs: Array<{ stop(): Promise<void> | void }>,
+): Promise<{ url: string; origin: ReturnType<typeof startOrigin>; daemon(name: string, args: string[]): Proc }> {
+  const file = join(dir, "blob.bin");
+  await makeFile(file, size);
+  const origin = startOrigin(file);
+  procs.push(origin);
+  const url = await origin.url;
+  const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", "info"], "scheduler ready");
+  procs.push(sched);
+  const saddr = String((await sched.ready)["listen"]);
+  const daemon = (name: string, args: string[]): Proc => {
+    const p = spawnDamselfly(
+      ["daemon", "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info", ...args],
+      "daemon ready",
+    );
+    procs.push(p);
+    return p;
+  };
+  return { url, origin, daemon };
 }
 
 export function startOrigin(file: string): { url: Promise<string>; sent(): Promise<number>; stop(): void } {

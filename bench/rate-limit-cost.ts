@@ -12,8 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseBytes } from "../src/common/config.js";
 import { Throttle, TokenBucket } from "../src/common/token-bucket.js";
-import { BIN, cpuSeconds, median, mibps, opt, run, spawnDamselfly, startOrigin } from "./lib.js";
-import { makeFile } from "./make-file.js";
+import { BIN, cpuSeconds, loopbackCluster, median, mibps, opt, run } from "./lib.js";
 
 const GiB = 1024 ** 3;
 
@@ -46,22 +45,7 @@ async function endToEnd(): Promise<void> {
   const dir = mkdtempSync(join(opt("--dir", tmpdir()), "df-bench-rl-"));
   const procs: Array<{ stop(): Promise<void> | void }> = [];
   try {
-    const file = join(dir, "blob.bin");
-    await makeFile(file, size);
-    const origin = startOrigin(file);
-    procs.push(origin);
-    const url = await origin.url;
-    const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", "info"], "scheduler ready");
-    procs.push(sched);
-    const saddr = String((await sched.ready)["listen"]);
-    const daemon = (name: string, extra: string[]) => {
-      const p = spawnDamselfly(
-        ["daemon", "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info", ...extra],
-        "daemon ready",
-      );
-      procs.push(p);
-      return p;
-    };
+    const { url, daemon } = await loopbackCluster(dir, size, procs);
     const seed = daemon("seed", ["--seed"]);
     await seed.ready;
     const variants: Array<[string, string[]]> = [

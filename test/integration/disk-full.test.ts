@@ -4,7 +4,7 @@
 // a parent; once space is freed the same download succeeds; and when its own
 // idle tasks are what fills the disk, the daemon evicts them to make room.
 // The stores are tmpfs mounts this test makes (root only).
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
@@ -19,7 +19,7 @@ import { getSummary, sha256File, taskDir } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 
-function tryMount(dir: string, size = "16m"): boolean {
+function tryMount(dir: string, size: string): boolean {
   try {
     execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
     return true;
@@ -28,14 +28,16 @@ function tryMount(dir: string, size = "16m"): boolean {
   }
 }
 
-test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; smaller files still work", { timeout: 90_000 }, async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "damselfly-full-"));
+// A fresh directory with a tmpfs of `size` at root/store, unmounted and
+// removed when the test ends; undefined (test skipped) without root or mounts.
+function tmpfsStore(t: TestContext, prefix: string, size: string): { root: string; store: string } | undefined {
+  const root = mkdtempSync(join(tmpdir(), prefix));
   const store = join(root, "store");
   mkdirSync(store);
-  if (process.getuid?.() !== 0 || !tryMount(store)) {
+  if (process.getuid?.() !== 0 || !tryMount(store, size)) {
     rmSync(root, { recursive: true, force: true });
     t.skip("needs root and tmpfs mounts");
-    return;
+    return undefined;
   }
   t.after(() => {
     try {
@@ -45,6 +47,13 @@ test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; sma
     }
     rmSync(root, { recursive: true, force: true });
   });
+  return { root, store };
+}
+
+test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; smaller files still work", { timeout: 90_000 }, async (t) => {
+  const mounted = tmpfsStore(t, "damselfly-full-", "16m");
+  if (!mounted) return;
+  const { root, store } = mounted;
   const origin = await startOrigin();
   t.after(() => origin.close());
   origin.addRandomFile("/full/big.bin", 40 * MiB, "big");
@@ -66,22 +75,9 @@ test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; sma
 });
 
 test("after a full disk: no partial task is kept or offered, freeing space lets the same download succeed, and idle tasks are evicted to make room", { timeout: 120_000 }, async (t) => {
-  const root = mkdtempSync(join(tmpdir(), "damselfly-full2-"));
-  const store = join(root, "store");
-  mkdirSync(store);
-  if (process.getuid?.() !== 0 || !tryMount(store, "48m")) {
-    rmSync(root, { recursive: true, force: true });
-    t.skip("needs root and tmpfs mounts");
-    return;
-  }
-  t.after(() => {
-    try {
-      execFileSync("umount", ["-l", store], { stdio: "ignore" });
-    } catch {
-      // already gone
-    }
-    rmSync(root, { recursive: true, force: true });
-  });
+  const mounted = tmpfsStore(t, "damselfly-full2-", "48m");
+  if (!mounted) return;
+  const { root, store } = mounted;
   const origin = await startOrigin();
   t.after(() => origin.close());
   const bigData = origin.addRandomFile("/full2/big.bin", 24 * MiB, "big2");
