@@ -3,7 +3,8 @@
 import { once } from "node:events";
 import { open, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { SingleBar } from "cli-progress";
+import { createRequire } from "node:module";
+import type { SingleBar } from "cli-progress";
 import { DamselflyError } from "../common/errors.js";
 import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
@@ -78,7 +79,9 @@ class Progress {
 
   constructor(private readonly stream: GetIo["stderr"], enabled: boolean) {
     if (!enabled || !stream.isTTY) return;
-    this.bar = new SingleBar({
+    // Loaded only for a bar on a terminal (scripts and rollouts run without one).
+    const { SingleBar: Bar } = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
+    this.bar = new Bar({
       stream: stream as NodeJS.WritableStream,
       format: (_options, params, payload: { done?: string; total?: string; speed?: string }) => {
         const pct = params.total > 0 ? `${Math.floor(params.progress * 100)}%`.padStart(4) : "";

@@ -1,4 +1,5 @@
-import { pino, type Logger } from "pino";
+import { createRequire } from "node:module";
+import type { Logger, pino as Pino } from "pino";
 
 export type { Logger };
 
@@ -7,7 +8,10 @@ export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" |
 // One root logger per process; components take a child with fixed fields
 // (component, hostId, taskId, peerId) so lines can be joined across processes.
 // Header values are redacted wherever they appear: they may carry credentials.
+// pino loads on first use (~12 ms): `get`, the process a rollout starts on
+// every node at once, never logs through it.
 export function createLogger(level: LogLevel = "info", destination: number | string = 2): Logger {
+  const pino = createRequire(import.meta.url)("pino") as typeof Pino;
   return pino(
     {
       level,
