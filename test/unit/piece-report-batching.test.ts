@@ -36,20 +36,23 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-test("batcher: pieces coalesced within the window, in order", async () => {
+test("batcher: the first piece at once, then pieces coalesced within the window, in order", async () => {
   const out: string[] = [];
   const b = new PieceReportBatcher((r) => out.push(describe(r)), { windowMs: 30, maxPieces: 64 });
   b.send(piece(0));
+  // The first piece makes the peer a parent: it does not wait for the window.
+  assert.deepEqual(out, ["piece 0"]);
   b.send(piece(1));
   b.send(piece(2));
   b.send(piece(3));
-  assert.deepEqual(out, []);
-  await sleep(80);
-  assert.deepEqual(out, ["pieces 0,1,2,3"]);
   b.send(piece(4));
+  assert.deepEqual(out, ["piece 0"]);
+  await sleep(80);
+  assert.deepEqual(out, ["piece 0", "pieces 1,2,3,4"]);
+  b.send(piece(5));
   await sleep(80);
   // A lone piece goes as a plain piece_finished.
-  assert.deepEqual(out, ["pieces 0,1,2,3", "piece 4"]);
+  assert.deepEqual(out, ["piece 0", "pieces 1,2,3,4", "piece 5"]);
   b.close();
 });
 
@@ -66,7 +69,7 @@ test("batcher: any other message flushes the pieces first; maxPieces flushes at 
   b.send(piece(6));
   b.send(piece(7));
   b.send(finished);
-  assert.deepEqual(out, ["pieces 0,1,2", "pieceFailed", "pieces 3,4,5", "pieces 6,7", "peerFinished"]);
+  assert.deepEqual(out, ["piece 0", "pieces 1,2", "pieceFailed", "pieces 3,4,5", "pieces 6,7", "peerFinished"]);
   b.close();
 });
 
@@ -79,7 +82,7 @@ test("batcher: close flushes what is held and drops later sends", () => {
   b.close();
   b.send(piece(3));
   b.send(finished);
-  assert.deepEqual(out, ["pieces 0,1,2"]);
+  assert.deepEqual(out, ["piece 0", "pieces 1,2"]);
 });
 
 // A scheduler that records what arrives on announce streams.
@@ -144,8 +147,8 @@ test("scheduler link: batches pieces on the wire, peer_finished after the last p
   s.close();
   s2.close();
   await allEnded(ended, 2);
-  assert.deepEqual(streams[0], ["registerPeer", "downloadPeerStarted", "pieces 0,1,2,3,4", "pieceFailed", "pieces 5,6,7,8,9", "peerFinished"]);
-  assert.deepEqual(streams[1], ["registerPeer", "pieces 0,1,2,3"]);
+  assert.deepEqual(streams[0], ["registerPeer", "downloadPeerStarted", "piece 0", "pieces 1,2,3,4", "pieceFailed", "pieces 5,6,7,8,9", "peerFinished"]);
+  assert.deepEqual(streams[1], ["registerPeer", "piece 0", "pieces 1,2,3"]);
 });
 
 test("scheduler link: one message per piece to a scheduler without batched reports", { timeout: 10_000 }, async () => {

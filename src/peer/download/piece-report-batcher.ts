@@ -18,11 +18,14 @@ export const PIECE_BATCH_DEFAULTS: PieceBatchOptions = { windowMs: 500, maxPiece
 // Coalesces consecutive piece_finished reports of one announce stream into
 // pieces_finished messages. Any other message first flushes the pieces held,
 // so the scheduler sees everything in the order it was sent (peer_finished
-// after the last piece).
+// after the last piece). The stream's first piece goes out at once: it is
+// what makes this peer a parent the scheduler offers to the others, and in a
+// cold swarm every window it waits is a window the swarm's uplinks idle.
 export class PieceReportBatcher {
   private pending: schedulerv1.PieceFinishedRequest[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private first = true;
 
   constructor(
     private readonly emit: (req: Req) => void,
@@ -37,7 +40,10 @@ export class PieceReportBatcher {
       return;
     }
     this.pending.push(req.value);
-    if (this.pending.length >= this.opts.maxPieces) this.flush();
+    if (this.first || this.pending.length >= this.opts.maxPieces) {
+      this.first = false;
+      this.flush();
+    }
     else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), this.opts.windowMs);
       // Close flushes: a pending report must not keep the process alive.
