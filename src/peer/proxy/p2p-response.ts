@@ -70,10 +70,14 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
     const download = downloadOf(obj);
     let handle: TaskHandle;
     let size = obj.size;
+    // What this node held when the request came: pieces that arrive while
+    // the response waits for the object's length do not make it a hit.
+    let cache: "hit" | "partial" | "miss";
     try {
       handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span, hold: true });
       deps.span?.setAttribute("damselfly.task_id", handle.task.id);
       held = handle.task;
+      cache = handle.task.done ? "hit" : handle.task.pieces.size > 0 ? "partial" : "miss";
       if (size < 0 || !handle.task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
         if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
@@ -85,7 +89,6 @@ export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2
       return { declined: DamselflyError.from(err) };
     }
     const task = handle.task;
-    const cache = task.done ? "hit" : task.pieces.size > 0 ? "partial" : "miss";
     let start = 0;
     let end = size;
     const headers: Record<string, string | number> = {
