@@ -4,6 +4,7 @@ import { AsyncQueue } from "../common/async-queue.js";
 import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
+import { traceOfHeaders } from "../common/trace.js";
 import { checkClusterToken, decodeAnnouncePeerRequest, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
 import { openAnnounceCall } from "./announce-call.js";
 import type { PeerCounters } from "./peer-counters.js";
@@ -59,7 +60,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   // deadline); plain gRPC calls take the fast path (fastRoutes).
   async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
-    const call = openAnnounceCall(deps, queue, { traceparent: ctx.requestHeader.get("traceparent") ?? undefined, tracestate: ctx.requestHeader.get("tracestate") ?? undefined });
+    const call = openAnnounceCall(deps, queue, traceOfHeaders(ctx.requestHeader));
     const onAbort = () => call.gone();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
@@ -157,8 +158,6 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
   };
 }
 
-const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
-const traceOf = (h: Record<string, string | string[] | undefined>) => ({ traceparent: one(h["traceparent"]), tracestate: one(h["tracestate"]) });
 
 // AnnouncePeer and AnnounceHost, nearly all of the scheduler's traffic, in
 // plain gRPC (what daemons send) without Connect's pipeline.
@@ -167,7 +166,7 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
   const peer = svc.method.announcePeer;
   const host = svc.method.announceHost;
   return [
-    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink, h) => openAnnounceCall(deps, sink, traceOf(h)), decodeAnnouncePeerRequest),
+    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink, h) => openAnnounceCall(deps, sink, traceOfHeaders(h)), decodeAnnouncePeerRequest),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
   ];
 }

@@ -5,7 +5,7 @@ import { digestMismatch, parseDigest, Digester, formatDigest } from "../../commo
 import { isTaskId, parseSourceUrl } from "../../common/task-id.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
-import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
+import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
 import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
 import type { TaskManager, TaskHandle } from "../task-manager.js";
 import type { RequestLimits } from "../rate-limits.js";
@@ -35,9 +35,6 @@ function validateDownload(d: Download | undefined): Download {
   return d;
 }
 
-// The W3C trace context a caller sent (get, a scheduler), if any.
-const incomingTrace = (ctx: HandlerContext) => ({ traceparent: ctx.requestHeader.get("traceparent") ?? undefined, tracestate: ctx.requestHeader.get("tracestate") ?? undefined });
-
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
 export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; gc: DiskGc; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
@@ -51,7 +48,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     ...cacheHandlers(deps),
 
     async *downloadTask(req, ctx) {
-      const span = startSpan("DownloadTask", { kind: SpanKind.SERVER, parent: incomingTrace(ctx), attributes: { "url.full": spanUrl(req.download?.url ?? "") } });
+      const span = startSpan("DownloadTask", { kind: SpanKind.SERVER, parent: traceOfHeaders(ctx.requestHeader), attributes: { "url.full": spanUrl(req.download?.url ?? "") } });
       try {
         refuseWhenShuttingDown();
         yield* download(req, ctx, span);
@@ -65,7 +62,7 @@ export function daemonService(deps: { tasks: TaskManager; storage: Storage; logg
     },
 
     async triggerTask(req, ctx) {
-      const span = startSpan("TriggerTask", { kind: SpanKind.SERVER, parent: incomingTrace(ctx), attributes: { "damselfly.task_id": req.taskId } });
+      const span = startSpan("TriggerTask", { kind: SpanKind.SERVER, parent: traceOfHeaders(ctx.requestHeader), attributes: { "damselfly.task_id": req.taskId } });
       try {
         refuseWhenShuttingDown();
         const d = validateDownload(req.download);

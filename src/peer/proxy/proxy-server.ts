@@ -6,7 +6,7 @@ import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import { parseBytes } from "../../common/config.js";
 import type { Logger } from "../../common/logger.js";
-import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
+import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
 import type { TaskManager } from "../task-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { BlobAccess } from "./blob-access.js";
@@ -167,7 +167,7 @@ export class ProxyServer {
     // A proxied blob is a trace of its own, or joins the client's.
     const span = startSpan("proxy blob", {
       kind: SpanKind.SERVER,
-      parent: { traceparent: one(req.headers["traceparent"]), tracestate: one(req.headers["tracestate"]) },
+      parent: traceOfHeaders(req.headers),
       attributes: { "url.full": spanUrl(target.href), "http.request.method": "GET", "damselfly.range": range.spec !== undefined },
     });
     try {
@@ -238,7 +238,6 @@ export class ProxyServer {
   }
 }
 
-const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 
 // A client's own cap on the task its request downloads, e.g. "50MiB" (bytes
 // per second). Never sent upstream (x-damselfly-* headers are dropped).
