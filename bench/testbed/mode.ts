@@ -6,7 +6,7 @@ import type { ClientResult } from "./proc.js";
 import { createReadStream } from "node:fs";
 import { createHash } from "node:crypto";
 import { cpus } from "node:os";
-import { cpuSampler, processCpuS, sleep, type CpuAccount, type CpuShare } from "./proc.js";
+import { cpuSampler, processCpu, sleep, type CpuAccount, type CpuShare } from "./proc.js";
 import type { Host, LinkBytes, Testbed } from "./topology.js";
 
 export interface ModeContext {
@@ -32,6 +32,7 @@ export interface PeerResult {
   exit: number | string | null;
   // CPU seconds of the client process (and what it waited for).
   cpuS: number | null;
+  userS?: number | null;
   // Where the client wrote the file (checked against the digest afterwards).
   output?: string;
   // Damselfly: where the bytes came from (daemon log) and get's summary line.
@@ -96,6 +97,11 @@ export interface RunMeasurement {
   originHttpBytes: number | null;
   // Bytes sent by all hosts (origin and peers): the swarm's upload volume.
   uploadedBytes: number;
+  // Packets sent by all hosts: data segments, ACKs and control traffic.
+  sentPackets: number;
+  // TCP segments all hosts handed to their network stacks (each resend
+  // counted again) and retransmitted, over the run.
+  tcp: { congestionControl: string; outSegs: number; retransSegs: number };
   peersUploadedBytes: number;
   // Bytes each host sent and received during the run (interface counters).
   hosts: Record<string, LinkBytes>;
@@ -114,7 +120,11 @@ export interface RunMeasurement {
   infraCpuS: number;
   clientCpuS: number;
   agentCpuSPerGiB: number;
-  processes: Array<{ name: string; role: string; cpuS: number | null }>;
+  // The user-mode part of agentCpuS: free of the shaping's softirq work that
+  // the kernel charges to whichever process it interrupts.
+  agentUserS: number;
+  agentUserSPerGiB: number;
+  processes: Array<{ name: string; role: string; cpuS: number | null; userS: number | null }>;
   peers: PeerResult[];
   extra: Record<string, unknown>;
   notes: string[];
@@ -136,7 +146,7 @@ async function sha256File(path: string): Promise<string> {
 function delta(a: Map<string, LinkBytes>, b: Map<string, LinkBytes>, id: string): LinkBytes {
   const x = a.get(id)!;
   const y = b.get(id)!;
-  return { tx: y.tx - x.tx, rx: y.rx - x.rx };
+  return { tx: y.tx - x.tx, rx: y.rx - x.rx, txPackets: (y.txPackets ?? 0) - (x.txPackets ?? 0), rxPackets: (y.rxPackets ?? 0) - (x.rxPackets ?? 0) };
 }
 
 export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number): Promise<RunMeasurement> {
@@ -149,9 +159,10 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
     const idle = cpuSampler();
     await sleep(1_000);
     const backgroundBusy = idle.stop().mean;
+    const tcp0 = await ctx.tb.tcpCounters();
     const before = ctx.tb.counters();
-    const cpu0 = new Map<number, number>();
-    for (const a of run.agents()) cpu0.set(a.pid, processCpuS(a.pid) ?? 0);
+    const cpu0 = new Map<number, { userS: number; systemS: number }>();
+    for (const a of run.agents()) cpu0.set(a.pid, processCpu(a.pid) ?? { userS: 0, systemS: 0 });
     const sampler = cpuSampler();
     const acct0 = ctx.account?.usageS();
     const t0 = performance.now();
@@ -175,10 +186,25 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
     const cpu = sampler.stop();
     const acct1 = ctx.account?.usageS();
     const processes = run.agents().map((a) => {
-      const now = processCpuS(a.pid);
-      return { name: a.name, role: a.role, cpuS: now === undefined ? null : now - (cpu0.get(a.pid) ?? 0) };
+      const now = processCpu(a.pid);
+      const was = cpu0.get(a.pid) ?? { userS: 0, systemS: 0 };
+      return {
+        name: a.name,
+        role: a.role,
+        cpuS: now === undefined ? null : now.userS + now.systemS - was.userS - was.systemS,
+        userS: now === undefined ? null : now.userS - was.userS,
+      };
     });
     const after = ctx.tb.counters();
+    const tcp1 = await ctx.tb.tcpCounters();
+    let outSegs = 0;
+    let retransSegs = 0;
+    for (const [id, c] of tcp1) {
+      const c0 = tcp0.get(id);
+      if (!c0) continue;
+      outSegs += c.outSegs - c0.outSegs;
+      retransSegs += c.retransSegs - c0.retransSegs;
+    }
     const originHttpBytes = run.originSent ? await run.originSent().catch(() => null) : null;
     const { extra, notes } = await run.analyze(peers);
 
@@ -200,9 +226,11 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       peersUp += hosts[p.id]!.tx;
     }
     const uploadedBytes = origin.tx + peersUp;
+    const sentPackets = Object.values(hosts).reduce((a, h) => a + (h.txPackets ?? 0), 0);
     const sum = (xs: Array<number | null | undefined>) => xs.reduce<number>((a, x) => a + (x ?? 0), 0);
     const clientCpuS = sum(peers.map((p) => p.cpuS));
     const agentCpuS = sum(processes.filter((p) => p.role === "agent").map((p) => p.cpuS)) + (run.clientsAreAgents ? clientCpuS : 0);
+    const agentUserS = sum(processes.filter((p) => p.role === "agent").map((p) => p.userS)) + (run.clientsAreAgents ? sum(peers.map((p) => p.userS)) : 0);
     const infraCpuS = sum(processes.filter((p) => p.role === "infra").map((p) => p.cpuS));
     return {
       mode: mode.name,
@@ -216,6 +244,8 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       originEgressBytes: origin.tx,
       originHttpBytes,
       uploadedBytes,
+      sentPackets,
+      tcp: { congestionControl: ctx.tb.congestionControl, outSegs, retransSegs },
       peersUploadedBytes: peersUp,
       hosts,
       cpu,
@@ -227,6 +257,8 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       infraCpuS,
       clientCpuS: run.clientsAreAgents ? 0 : clientCpuS,
       agentCpuSPerGiB: uploadedBytes > 0 ? agentCpuS / (uploadedBytes / 2 ** 30) : 0,
+      agentUserS,
+      agentUserSPerGiB: uploadedBytes > 0 ? agentUserS / (uploadedBytes / 2 ** 30) : 0,
       processes,
       peers,
       timeline,
@@ -247,6 +279,7 @@ export function peerResult(peer: string, r: ClientResult, t0: number, output: st
     seconds: ok ? (r.endMs - t0) / 1000 : null,
     exit: r.timedOut ? "timeout" : (r.code ?? r.signal),
     cpuS: r.cpuS ?? null,
+    userS: r.userS ?? null,
     output,
     ...extra,
     ...(ok ? {} : { error: errorText() }),

@@ -158,6 +158,9 @@ export interface ClientResult {
   // CPU seconds (user + system) of the command and everything it waited for,
   // from its bash wrapper's cutime/cstime; undefined if it was killed.
   cpuS: number | undefined;
+  // The user-mode part of cpuS: system time also holds the kernel's network
+  // work (softirq) that happened to run while the process was on a CPU.
+  userS: number | undefined;
   stdout: string;
   stderr: string;
   timedOut: boolean;
@@ -193,13 +196,15 @@ export function runClient(ns: string, argv: readonly string[], deadlineMs: numbe
       clearTimeout(timer);
       const endMs = performance.now();
       let cpuS: number | undefined;
+      let userS: number | undefined;
       const m = /\n@@tbcpu (.*)\n?$/.exec(err);
       if (m) {
         const f = m[1]!.split(") ")[1]!.split(" ");
         cpuS = (Number(f[13]) + Number(f[14])) / HZ;
+        userS = Number(f[13]) / HZ;
         err = err.slice(0, m.index);
       }
-      resolve({ code, signal, endMs, cpuS, stdout: out, stderr: err, timedOut });
+      resolve({ code, signal, endMs, cpuS, userS, stdout: out, stderr: err, timedOut });
     };
     child.once("error", (e) => {
       err += `[spawn error] ${e.message}`;
@@ -214,9 +219,18 @@ export function runClient(ns: string, argv: readonly string[], deadlineMs: numbe
 // CPU seconds (user + system, all threads) a live process has used so far;
 // undefined once it is gone.
 export function processCpuS(pid: number): number | undefined {
+  const c = processCpu(pid);
+  return c && c.userS + c.systemS;
+}
+
+// The same, split into user and system time. The kernel charges softirq work
+// (here mostly the testbed's own tbf shaping and veth forwarding) to whatever
+// process it interrupts, so system time grows with how long a process is on a
+// CPU, not only with what it asks of the kernel.
+export function processCpu(pid: number): { userS: number; systemS: number } | undefined {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) / HZ;
+    return { userS: Number(f[11]) / HZ, systemS: Number(f[12]) / HZ };
   } catch {
     return undefined;
   }

@@ -26,6 +26,11 @@
 // deployed daemons have (V8 has compiled the hot paths). The origin's bytes
 // for it are not counted.
 //
+// --tcp-cc NAME|inherit: TCP congestion control inside the hosts (default
+// cubic, Linux's default; the machine's own default may differ, and bbr
+// against the shapers' short queues makes TCP resend far more, so results
+// depended on the machine).
+//
 // Every run is bounded (10 T* + 60 s, or twice the client-server time + 60 s
 // when longer); the testbed (namespaces dftb-*, veths dftbv-*, bridge dftb0,
 // addresses 10.214.0.0/16) is removed at the end, on failure, on Ctrl-C, and
@@ -59,14 +64,14 @@ function usage(msg?: string): never {
   process.stderr.write(
     "usage: node dist/bench/testbed/run.js [--peers 16|4,8,16] [--size 128MiB] [--peer-rate 25mbit] [--origin-rate 50mbit]\n" +
       "         [--modes native,bittorrent,damselfly[,damselfly-peer]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
-      "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB] [--get-args '...']\n",
+      "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB] [--get-args '...'] [--tcp-cc cubic|inherit]\n",
   );
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Record<string, string | true> {
   const o: Record<string, string | true> = {};
-  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args", "--warm-up", "--get-args"]);
+  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args", "--warm-up", "--get-args", "--tcp-cc"]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -203,7 +208,7 @@ let aborted = false;
 async function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     killAll();
-    await cleanupLeftovers().catch((e: Error) => process.stderr.write(`testbed: cleanup: ${e.message}\n`));
+    await (tb ? tb.teardown() : cleanupLeftovers()).catch((e: Error) => process.stderr.write(`testbed: cleanup: ${e.message}\n`));
     if (!keep) rmSync(work, { recursive: true, force: true });
     account?.release();
   })();
@@ -235,8 +240,9 @@ try {
   process.stdout.write(`testbed: writing ${size} random bytes to ${file}\n`);
   const digest = await makeFile(file, size, `testbed-${Date.now()}`);
   const maxN = ns[ns.length - 1]!;
-  tb = await createTestbed(maxN, peerRate, originRate);
-  process.stdout.write(`testbed: bridge dftb0, origin 10.214.0.1 (${mbit(originRate)} up/down), ${maxN} peers 10.214.0.10.. (${mbit(peerRate)} up/down)\n`);
+  tb = await createTestbed(maxN, peerRate, originRate, { congestionControl: str("--tcp-cc", "cubic") });
+  results.config["tcpCongestionControl"] = tb.congestionControl;
+  process.stdout.write(`testbed: bridge dftb0, origin 10.214.0.1 (${mbit(originRate)} up/down), ${maxN} peers 10.214.0.10.. (${mbit(peerRate)} up/down), TCP ${tb.congestionControl}\n`);
   if (args["--no-shaping-check"] !== true) {
     const checkDir = join(work, "shaping");
     mkdirSync(checkDir);
@@ -287,7 +293,8 @@ try {
     "  T*: Kumar-Ross bound; last/median: completion since the clock started; origin egress: bytes the origin host sent (interface, headers incl.);\n" +
       "  HTTP origin: file bytes its HTTP server sent (incl. to a seed on the same host); CPU busy: whole machine from /proc/stat (mean, max 1 s);\n" +
       "  agent CPU: the processes moving the file (curl + origin server | aria2c seeder + leechers | damselfly seed + peer daemons);\n" +
-      "  CPU s/GiB up: agent CPU per GiB sent by all testbed hosts together (swarm up).\n",
+      "  CPU s/GiB up: agent CPU per GiB sent by all testbed hosts together (swarm up); user s/GiB: its user-mode part\n" +
+      "  (system time also holds the shaping's softirq work, which the kernel charges to whatever process it interrupts).\n",
   );
   {
     const title = `${(size / 2 ** 20).toFixed(0)} MiB to N peers: origin ${mbit(originRate)}, peers ${mbit(peerRate)}`;

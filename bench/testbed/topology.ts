@@ -40,6 +40,27 @@ export interface LinkBytes {
   // Ethernet, IP and TCP headers included.
   tx: number;
   rx: number;
+  // Packets, the same way: the kernel's network work (and its softirq CPU)
+  // goes by packets more than by bytes.
+  txPackets?: number;
+  rxPackets?: number;
+}
+
+export interface TcpCounters {
+  // Segments handed to the host's own network stack, retransmissions
+  // included (a segment dropped by the host's own shaper and sent again
+  // counts each time).
+  outSegs: number;
+  retransSegs: number;
+}
+
+export interface TestbedOptions {
+  // TCP congestion control inside the hosts. The machine's own default varies
+  // (bbr on some, cubic on most) and changes how TCP behaves against the
+  // shaper's queue, and with it the kernel's CPU cost: results should not
+  // depend on it. Default cubic, Linux's default; "inherit" keeps the
+  // machine's.
+  congestionControl?: string;
 }
 
 export interface Testbed {
@@ -48,6 +69,10 @@ export interface Testbed {
   readonly peerRateBps: number;
   readonly originRateBps: number;
   counters(): Map<string, LinkBytes>;
+  // TCP congestion control the hosts use (see TestbedOptions).
+  readonly congestionControl: string;
+  // Every host's TCP segment counters (from its namespace's /proc/net/snmp).
+  tcpCounters(): Promise<Map<string, TcpCounters>>;
   // tc statistics of every shaped interface (drops, overlimits), as text.
   qdiscStats(): Promise<string>;
   teardown(): Promise<void>;
@@ -121,9 +146,43 @@ function disableIpv6(ifName: string): void {
   }
 }
 
-export async function createTestbed(peerCount: number, peerRateBps: number, originRateBps: number): Promise<Testbed> {
+const ALLOWED_CC = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+const HOST_CC = "/proc/sys/net/ipv4/tcp_congestion_control";
+
+// A namespace may only pick an algorithm the machine allows: adds `cc` to the
+// allowed list if needed (the machine's default is untouched) and returns
+// the list to restore afterwards, or undefined if nothing changed.
+function allowCongestionControl(cc: string): string | undefined {
+  const allowed = readFileSync(ALLOWED_CC, "utf8").trim();
+  if (allowed.split(/\s+/).includes(cc)) return undefined;
+  writeFileSync(ALLOWED_CC, `${allowed} ${cc}`);
+  return allowed;
+}
+
+function parseTcpSnmp(text: string): TcpCounters | undefined {
+  const lines = text.split("\n").filter((l) => l.startsWith("Tcp:"));
+  if (lines.length < 2) return undefined;
+  const names = lines[0]!.split(/\s+/);
+  const values = lines[1]!.split(/\s+/);
+  const get = (n: string) => Number(values[names.indexOf(n)] ?? NaN);
+  return { outSegs: get("OutSegs"), retransSegs: get("RetransSegs") };
+}
+
+export async function createTestbed(peerCount: number, peerRateBps: number, originRateBps: number, opts: TestbedOptions = {}): Promise<Testbed> {
   if (!Number.isInteger(peerCount) || peerCount < 1 || peerCount > MAX_PEERS) throw new Error(`peers: 1..${MAX_PEERS}`);
   await cleanupLeftovers();
+  const wantCc = opts.congestionControl ?? "cubic";
+  let restoreAllowed: string | undefined;
+  let ccSysctl: string[] = [];
+  if (wantCc !== "inherit") {
+    try {
+      restoreAllowed = allowCongestionControl(wantCc);
+      ccSysctl = [`net.ipv4.tcp_congestion_control=${wantCc}`];
+    } catch (e) {
+      process.stderr.write(`testbed: cannot allow TCP congestion control ${wantCc} (${(e as Error).message}); hosts keep the machine's default\n`);
+    }
+  }
+  let congestionControl = readFileSync(HOST_CC, "utf8").trim();
   // Refuse if anything else on this machine already uses the testbed's range.
   const addrs = await runCommand("ip", ["-o", "-4", "addr", "show"], T);
   for (const line of addrs.stdout.split("\n")) {
@@ -143,7 +202,7 @@ export async function createTestbed(peerCount: number, peerRateBps: number, orig
       for (const h of all) {
         const rd = (what: string) => Number(readFileSync(`/sys/class/net/${h.brIf}/statistics/${what}`, "utf8"));
         // The bridge-side end receives what the host transmits.
-        m.set(h.id, { tx: rd("rx_bytes"), rx: rd("tx_bytes") });
+        m.set(h.id, { tx: rd("rx_bytes"), rx: rd("tx_bytes"), txPackets: rd("rx_packets"), rxPackets: rd("tx_packets") });
       }
       return m;
     },
@@ -156,7 +215,25 @@ export async function createTestbed(peerCount: number, peerRateBps: number, orig
       }
       return out.join("\n");
     },
-    teardown: cleanupLeftovers,
+    get congestionControl() {
+      return congestionControl;
+    },
+    async tcpCounters() {
+      const m = new Map<string, TcpCounters>();
+      await Promise.all(
+        all.map(async (h) => {
+          const r = await runCommand("ip", ["netns", "exec", h.ns, "cat", "/proc/net/snmp"], T);
+          const c = r.code === 0 ? parseTcpSnmp(r.stdout) : undefined;
+          if (c) m.set(h.id, c);
+        }),
+      );
+      return m;
+    },
+    async teardown() {
+      await cleanupLeftovers();
+      if (restoreAllowed !== undefined) writeFileSync(ALLOWED_CC, restoreAllowed);
+      restoreAllowed = undefined;
+    },
   };
   try {
     await mustRun("ip", ["link", "add", BRIDGE, "type", "bridge", "stp_state", "0", "forward_delay", "0"], T);
@@ -166,6 +243,13 @@ export async function createTestbed(peerCount: number, peerRateBps: number, orig
       const rate = h === origin ? originRateBps : peerRateBps;
       await mustRun("ip", ["netns", "add", h.ns], T);
       await mustRun("ip", ["netns", "exec", h.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"], T);
+      if (ccSysctl.length > 0) {
+        const r = await runCommand("ip", ["netns", "exec", h.ns, "sysctl", "-qw", ...ccSysctl], T);
+        if (r.code !== 0) {
+          process.stderr.write(`testbed: cannot set TCP congestion control ${wantCc} in ${h.ns} (${r.stderr.trim()}); hosts keep the machine's default\n`);
+          ccSysctl = [];
+        }
+      }
       await mustRun("ip", ["link", "add", h.brIf, "type", "veth", "peer", "name", "eth0", "netns", h.ns], T);
       disableIpv6(h.brIf);
       await mustRun("ip", ["link", "set", h.brIf, "master", BRIDGE, "up"], T);
@@ -176,6 +260,7 @@ export async function createTestbed(peerCount: number, peerRateBps: number, orig
       await mustRun("tc", ["qdisc", "add", "dev", h.brIf, ...tbf(rate)], T);
       await mustRun("tc", ["-n", h.ns, "qdisc", "add", "dev", "eth0", ...tbf(rate)], T);
     }
+    if (ccSysctl.length > 0) congestionControl = wantCc;
     // Bounded wait for every link to come up.
     for (let i = 0; i < 100; i++) {
       const r = await runCommand("ip", ["-o", "link", "show", "master", BRIDGE], T);
@@ -185,7 +270,7 @@ export async function createTestbed(peerCount: number, peerRateBps: number, orig
       await sleep(50);
     }
   } catch (e) {
-    await cleanupLeftovers().catch(() => undefined);
+    await tb.teardown().catch(() => undefined);
     throw e;
   }
   return tb;

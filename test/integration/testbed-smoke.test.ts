@@ -59,6 +59,8 @@ test(`testbed smoke: ${PEERS} peers, 32 MiB, native vs Damselfly${has("aria2c") 
   const out = mkdtempSync(join(tmpdir(), "damselfly-testbed-smoke-"));
   t.after(() => rmSync(out, { recursive: true, force: true }));
   const modes = ["native", ...(bittorrent ? ["bittorrent"] : []), "damselfly"];
+  const allowedCc = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+  const allowedBefore = readFileSync(allowedCc, "utf8");
   const r = await runCommand(
     process.execPath,
     [join(REPO_ROOT, "dist/bench/testbed/run.js"), "--peers", String(PEERS), "--size", "32MiB", "--modes", modes.join(","), "--out", out, "--idle-wait", "10"],
@@ -66,8 +68,14 @@ test(`testbed smoke: ${PEERS} peers, 32 MiB, native vs Damselfly${has("aria2c") 
   );
   assert.equal(r.code, 0, `testbed failed (exit ${r.code}):\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
 
-  const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { runs: Run[]; shaping: unknown[] };
+  const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as { runs: Run[]; shaping: unknown[]; config: { tcpCongestionControl?: string } };
   assert.ok(results.shaping.length > 0, "the shaped links were checked");
+  // The hosts run cubic whatever the machine's default, and the machine's
+  // list of allowed algorithms is as it was.
+  if (readFileSync("/proc/sys/net/ipv4/tcp_available_congestion_control", "utf8").split(/\s+/).includes("cubic")) {
+    assert.equal(results.config.tcpCongestionControl, "cubic");
+  }
+  assert.equal(readFileSync(allowedCc, "utf8"), allowedBefore, "the testbed restored the allowed congestion controls");
   const byMode = new Map(results.runs.map((x) => [x.mode, x]));
   for (const m of modes) {
     const run = byMode.get(m);

@@ -27,22 +27,30 @@ export class MemorySink implements PieceSink {
 }
 
 const FLUSH_AT = 1024 * 1024;
-// Staging buffers go back here once written: a fresh 1 MiB buffer per MiB
-// received kept the garbage collector busy (external memory counts toward
-// its triggers). Bounded: beyond this many, spares are left to the GC.
-const SPARE_STAGES: Buffer[] = [];
-const MAX_SPARE_STAGES = 32;
+// Staging buffers go back here once written, by length (a piece's length,
+// or FLUSH_AT for pieces larger than that): a fresh buffer per piece costs a
+// page fault per 4 KiB on first touch, an munmap when it is collected, and
+// garbage-collector work (external memory counts toward its triggers).
+// Bounded in bytes: beyond that, spares are left to the GC.
+const SPARE_STAGES = new Map<number, Buffer[]>();
+const MAX_SPARE_BYTES = 32 * 1024 * 1024;
+let spareBytes = 0;
 
 function takeStage(length: number): Buffer {
-  if (length === FLUSH_AT) {
-    const spare = SPARE_STAGES.pop();
-    if (spare) return spare;
+  const spare = SPARE_STAGES.get(length)?.pop();
+  if (spare) {
+    spareBytes -= length;
+    return spare;
   }
-  return Buffer.allocUnsafe(length);
+  return Buffer.allocUnsafeSlow(length);
 }
 
 function giveBackStage(buf: Buffer): void {
-  if (buf.length === FLUSH_AT && SPARE_STAGES.length < MAX_SPARE_STAGES) SPARE_STAGES.push(buf);
+  if (spareBytes + buf.length > MAX_SPARE_BYTES) return;
+  let list = SPARE_STAGES.get(buf.length);
+  if (!list) SPARE_STAGES.set(buf.length, (list = []));
+  list.push(buf);
+  spareBytes += buf.length;
 }
 // Default cap on bytes handed to the file system but not yet written: network
 // reads go on while earlier bytes are written, without unbounded memory.
