@@ -54,7 +54,7 @@ export function defaultDataDir(): string {
 
 export const schedulerSchema = {
   listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address"),
-  candidateParentLimit: field("int", 15, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive }),
+  candidateParentLimit: field("int", 8, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive }),
   filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive }),
   backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once"),
   retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive }),
