@@ -216,14 +216,8 @@ export function runClient(ns: string, argv: readonly string[], deadlineMs: numbe
 
 // ------------------------------------------------------------------- CPU
 
-// CPU seconds (user + system, all threads) a live process has used so far;
-// undefined once it is gone.
-export function processCpuS(pid: number): number | undefined {
-  const c = processCpu(pid);
-  return c && c.userS + c.systemS;
-}
-
-// The same, split into user and system time. The kernel charges softirq work
+// CPU seconds (all threads) a live process has used so far, split into user
+// and system time; undefined once it is gone. The kernel charges softirq work
 // (here mostly the testbed's own tbf shaping and veth forwarding) to whatever
 // process it interrupts, so system time grows with how long a process is on a
 // CPU, not only with what it asks of the kernel.
