@@ -146,7 +146,7 @@ async function sha256File(path: string): Promise<string> {
 function delta(a: Map<string, LinkBytes>, b: Map<string, LinkBytes>, id: string): LinkBytes {
   const x = a.get(id)!;
   const y = b.get(id)!;
-  return { tx: y.tx - x.tx, rx: y.rx - x.rx, txPackets: (y.txPackets ?? 0) - (x.txPackets ?? 0), rxPackets: (y.rxPackets ?? 0) - (x.rxPackets ?? 0) };
+  return { tx: y.tx - x.tx, rx: y.rx - x.rx, txPackets: y.txPackets - x.txPackets, rxPackets: y.rxPackets - x.rxPackets };
 }
 
 export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number): Promise<RunMeasurement> {
@@ -226,7 +226,7 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       peersUp += hosts[p.id]!.tx;
     }
     const uploadedBytes = origin.tx + peersUp;
-    const sentPackets = Object.values(hosts).reduce((a, h) => a + (h.txPackets ?? 0), 0);
+    const sentPackets = Object.values(hosts).reduce((a, h) => a + h.txPackets, 0);
     const sum = (xs: Array<number | null | undefined>) => xs.reduce<number>((a, x) => a + (x ?? 0), 0);
     const clientCpuS = sum(peers.map((p) => p.cpuS));
     const agentCpuS = sum(processes.filter((p) => p.role === "agent").map((p) => p.cpuS)) + (run.clientsAreAgents ? clientCpuS : 0);

@@ -56,7 +56,7 @@ export function resultsTable(rows: ResultRow[]): string {
     pct(run.cpu.max1s),
     `${run.agentCpuS.toFixed(1)}s`,
     run.agentCpuSPerGiB.toFixed(2),
-    run.agentUserSPerGiB === undefined ? "-" : run.agentUserSPerGiB.toFixed(2),
+    run.agentUserSPerGiB.toFixed(2),
     gib(run.uploadedBytes),
   ]);
   return table(head, body);
@@ -98,13 +98,13 @@ export function linkUseLine(run: RunMeasurement, peerRateBps: number): string | 
 export function detailLines(run: RunMeasurement): string[] {
   const out: string[] = [];
   const procs = run.processes.filter((p) => p.cpuS !== null).map((p) => `${p.name} ${p.cpuS!.toFixed(1)}s`);
-  out.push(`  [${run.mode} N=${run.n}] CPU over ${run.cpu.seconds.toFixed(1)} s: agents ${run.agentCpuS.toFixed(1)} s (user ${(run.agentUserS ?? 0).toFixed(1)} s), infra ${run.infraCpuS.toFixed(1)} s` +
+  out.push(`  [${run.mode} N=${run.n}] CPU over ${run.cpu.seconds.toFixed(1)} s: agents ${run.agentCpuS.toFixed(1)} s (user ${run.agentUserS.toFixed(1)} s), infra ${run.infraCpuS.toFixed(1)} s` +
     (run.clientCpuS ? `, clients ${run.clientCpuS.toFixed(1)} s` : "") + `; peers uploaded ${gib(run.peersUploadedBytes)}, origin ${gib(run.originEgressBytes)}`);
   if (run.sentPackets) {
     out.push(`    packets sent by all hosts: ${(run.sentPackets / 1e6).toFixed(2)} M, ${Math.round(run.sentPackets / (run.uploadedBytes / 2 ** 20))} per MiB sent (mean ${Math.round(run.uploadedBytes / run.sentPackets)} B)`);
   }
-  if (run.tcp && run.tcp.outSegs > 0) {
-    // What the file needs at 1448 payload bytes a segment, against what TCP sent.
+  if (run.tcp.outSegs > 0) {
+    // uploadedBytes counts frames: 1514 bytes each when full (1448 of payload).
     const needed = run.uploadedBytes / 1514;
     out.push(`    TCP (${run.tcp.congestionControl}): ${(run.tcp.outSegs / 1e6).toFixed(2)} M segments sent, ${(run.tcp.outSegs / needed).toFixed(2)}x the full-size frames that crossed the links (pure ACKs count as segments too); ${(run.tcp.retransSegs / 1e3).toFixed(1)} k retransmitted`);
   }

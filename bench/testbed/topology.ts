@@ -42,8 +42,8 @@ export interface LinkBytes {
   rx: number;
   // Packets, the same way: the kernel's network work (and its softirq CPU)
   // goes by packets more than by bytes.
-  txPackets?: number;
-  rxPackets?: number;
+  txPackets: number;
+  rxPackets: number;
 }
 
 export interface TcpCounters {
