@@ -100,3 +100,13 @@ test("one pass picks several pieces, filling each parent only up to its limit an
   sel.perParent = 1;
   assert.equal(sel.pick(new Map([["a", a], ["b", b]]), new Map(), 10).length, 2);
 });
+
+test("parents holding a few of many missing pieces: exactly those are picked, rarest first, none twice", () => {
+  const a = parent([70, 71, 72], 1);
+  const b = parent([71, 72, 90], 1);
+  const sel = new PieceSelector(fakeTask(1000, [0, 1, 2]), 4, seeded(9));
+  const picks = sel.pick(new Map([["a", a], ["b", b]]), new Map([[90, "b"]]), 8);
+  const got = picks.map((p) => p.piece);
+  assert.deepEqual(got.slice(0, 1), [70], "held by one parent only: first");
+  assert.deepEqual([...got].sort((x, y) => x - y), [70, 71, 72], "in-flight piece 90 is not asked again");
+});

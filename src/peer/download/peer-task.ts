@@ -362,9 +362,12 @@ export class PeerTask {
   private dropDeadEnds(): void {
     const t = this.o.task;
     if (!t.infoKnown || this.parents.size === 0) return;
-    const missing = t.missingPieces();
+    // Runs on every idle pump: the list of missing pieces only when needed.
+    let missing: number[] | undefined;
     for (const p of [...this.parents.values()]) {
-      if (p.done && missing.some((n) => !p.pieces.has(n))) this.dropParent(p, "finished parent lacks pieces we miss");
+      if (!p.done || p.pieces.size >= t.totalPieces) continue;
+      missing ??= t.missingPieces();
+      if (missing.some((n) => !p.pieces.has(n))) this.dropParent(p, "finished parent lacks pieces we miss");
     }
   }
 
