@@ -80,6 +80,9 @@ export interface LinkSample {
   peersRx: number;
   peersTx: number;
   originTx: number;
+  // CPU the agents (the processes moving the file) took in that second, in
+  // cores; with the machine's busy share it shows what a slow start waits on.
+  agentCores: number;
 }
 
 export interface RunMeasurement {
@@ -170,7 +173,23 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
     // at the start, in the middle and at the end.
     const timeline: LinkSample[] = [];
     let last = before;
+    let lastAt = t0;
+    const agentCpu = (): number => {
+      let sum = 0;
+      for (const a of run.agents()) {
+        if (a.role !== "agent") continue;
+        const c = processCpu(a.pid);
+        if (c) sum += c.userS + c.systemS;
+      }
+      return sum;
+    };
+    let lastAgentCpu = agentCpu();
     const tick = setInterval(() => {
+      const at = performance.now();
+      const cpuNow = agentCpu();
+      const agentCores = Math.round(((cpuNow - lastAgentCpu) / ((at - lastAt) / 1000)) * 100) / 100;
+      lastAgentCpu = cpuNow;
+      lastAt = at;
       const now = ctx.tb.counters();
       let rx = 0;
       let tx = 0;
@@ -179,7 +198,7 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
         rx += d.rx;
         tx += d.tx;
       }
-      timeline.push({ t: Math.round(performance.now() - t0) / 1000, peersRx: rx, peersTx: tx, originTx: delta(last, now, ctx.tb.origin.id).tx });
+      timeline.push({ t: Math.round(at - t0) / 1000, peersRx: rx, peersTx: tx, originTx: delta(last, now, ctx.tb.origin.id).tx, agentCores });
       last = now;
     }, 1_000);
     const peers = await run.run(t0, t0 + timeoutS * 1000).finally(() => clearInterval(tick));

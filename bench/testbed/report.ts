@@ -95,6 +95,20 @@ export function linkUseLine(run: RunMeasurement, peerRateBps: number): string | 
   return `peers' download links used, per tenth of the run: ${parts.join(" ")} (mean ${pct(total / (run.lastCompletedS * cap))})`;
 }
 
+// The first seconds one by one: how full the peers' download links were,
+// how busy the machine was and how much of it the agents took. A start that
+// waits on the CPU (processes booting, cold code) shows as a busy machine
+// with empty links.
+export function startLine(run: RunMeasurement, peerRateBps: number, seconds = 8): string | undefined {
+  const tl = run.timeline.slice(0, seconds);
+  if (tl.length < 2) return undefined;
+  const cap = (run.n * peerRateBps) / 8;
+  const links = tl.map((s) => pct(s.peersRx / cap)).join(" ");
+  const busy = run.cpu.perSecond.slice(0, tl.length).map((x) => pct(x)).join(" ");
+  const agents = tl.map((s) => s.agentCores.toFixed(1)).join(" ");
+  return `first ${tl.length} s, second by second: links used ${links}; machine busy ${busy}; agents' CPU, clients not counted (cores) ${agents}`;
+}
+
 export function detailLines(run: RunMeasurement): string[] {
   const out: string[] = [];
   const procs = run.processes.filter((p) => p.cpuS !== null).map((p) => `${p.name} ${p.cpuS!.toFixed(1)}s`);

@@ -48,7 +48,7 @@ import { nativeMode } from "./mode-native.js";
 import { measureMode, type Mode, type RunMeasurement } from "./mode.js";
 import { renderPlot } from "./plot.js";
 import { cpuAccount, cpuSampler, killAll, removeStaleCgroups, sleep } from "./proc.js";
-import { boundLine, detailLines, linkUseLine, mbit, resultsTable, shapingLines, type ResultRow } from "./report.js";
+import { boundLine, detailLines, linkUseLine, mbit, resultsTable, shapingLines, startLine, type ResultRow } from "./report.js";
 import { checkShaping, type ShapingCheck } from "./shaping.js";
 import { cleanupLeftovers, createTestbed, MAX_PEERS, type Testbed } from "./topology.js";
 
@@ -281,8 +281,8 @@ try {
       rows.push({ run, bound });
       results.runs.push({ ...run, bound, logDir });
       save();
-      const use = linkUseLine(run, peerRate);
-      process.stdout.write(`${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n${use ? `    ${use}\n` : ""}`);
+      const use = [linkUseLine(run, peerRate), startLine(run, peerRate)].filter((x) => x !== undefined);
+      process.stdout.write(`${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n${use.map((l) => `    ${l}\n`).join("")}`);
       if (run.completed < n) exitCode = 1;
       if (!keep) rmSync(workDir, { recursive: true, force: true });
       await sleep(1_000);
