@@ -89,6 +89,7 @@ export const daemonSchema = {
   hostname: field("string", "", "host name reported to the scheduler (default: os.hostname())"),
   uploadSlots: field("int", 0, "children the scheduler may give this host at once (0: the scheduler's default, 200, or 2000 for a seed)"),
   uploadConcurrency: field("int", 0, "piece uploads streamed at once; more requests wait in line (0: 4, or 8 in seed mode)"),
+  superSeeding: field("bool", true, "in seed mode: until every piece has been offered once, suggest to each child pieces no other child was offered, so the seed's uplink sends new pieces rather than copies"),
   piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive }),
   piecesPerParent: field("int", 4, "most pieces requested at once from one parent (with many parents, fewer: piecesInFlight spread over them)", { check: positive }),
   pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere"),

@@ -90,6 +90,7 @@ export class Daemon {
       storage: this.storage,
       logger: this.log,
       uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
+      superSeeding: c.seed && c.superSeeding,
       onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
       throttle: this.rateLimits.uploads,

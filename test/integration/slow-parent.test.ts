@@ -28,14 +28,16 @@ function slowParent(data: Buffer, id: string, bytesPerSecond: number): http.Serv
     pieces.push([n, crc32Update(chunk), chunk.length]);
   }
   return http.createServer((req, res) => {
-    if (req.url === `/v1/tasks/${id}/sync`) {
+    // Children add ?peer=ID (for a seed's suggestions); a plain parent ignores it.
+    const path = (req.url ?? "").split("?")[0];
+    if (path === `/v1/tasks/${id}/sync`) {
       res.writeHead(200, { "content-type": "application/x-ndjson" });
       res.write(JSON.stringify({ type: "info", contentLength: data.length, pieceLength: pl }) + "\n");
       res.write(JSON.stringify({ type: "pieces", pieces }) + "\n");
       res.end(JSON.stringify({ type: "done" }) + "\n");
       return;
     }
-    const m = new RegExp(`^/v1/tasks/${id}/pieces/(\\d+)$`).exec(req.url ?? "");
+    const m = new RegExp(`^/v1/tasks/${id}/pieces/(\\d+)$`).exec(path ?? "");
     if (!m) {
       res.writeHead(404).end();
       return;

@@ -101,6 +101,19 @@ test("one pass picks several pieces, filling each parent only up to its limit an
   assert.equal(sel.pick(new Map([["a", a], ["b", b]]), new Map(), 10).length, 2);
 });
 
+test("a seed that suggests pieces is asked only for those, except for the piece a local reader is blocked on", () => {
+  const seed = { ...parent(all(32), 10), suggested: new Set([20, 21]) };
+  const sel = new PieceSelector(fakeTask(32), 4, seeded(3));
+  const picks = sel.pick(new Map([["seed", seed]]), new Map(), 8).map((p) => p.piece).sort((a, b) => a - b);
+  assert.deepEqual(picks, [20, 21]);
+  const reading = new PieceSelector(fakeTask(32, [], 5), 4, seeded(3));
+  const withReader = reading.pick(new Map([["seed", seed]]), new Map(), 8).map((p) => p.piece);
+  assert.deepEqual(withReader.slice(0, 4), [5, 6, 7, 8], "the reader's window comes from the seed all the same");
+  // Once suggestions end every piece is fair game again.
+  const free = { ...seed, suggested: undefined };
+  assert.equal(new PieceSelector(fakeTask(32), 4, seeded(3)).pick(new Map([["seed", free]]), new Map(), 4).length, 4);
+});
+
 test("parents holding a few of many missing pieces: exactly those are picked, rarest first, none twice", () => {
   const a = parent([70, 71, 72], 1);
   const b = parent([71, 72, 90], 1);

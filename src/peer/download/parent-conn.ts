@@ -45,6 +45,9 @@ export interface ParentConnOptions {
   reads?: { pieceReads: number };
   // Rate limits every piece read counts against (the task's and the host's).
   throttle?: Throttle | undefined;
+  // This download's peer ID, sent with every request (`?peer=`): a seed peer
+  // in initial seeding matches requests to the pieces it suggested.
+  childId?: string | undefined;
 }
 
 // One parent as seen by a child: its advertised pieces (from its sync stream),
@@ -65,6 +68,11 @@ export class ParentConn {
   done = false;
   // Told "busy" (all upload slots taken): not asked again before this time.
   busyUntil = 0;
+  // A seed in initial seeding: the pieces it asked us to take from it; no
+  // others are asked of it (unless a local reader waits) until it says the
+  // suggestions are over (undefined again).
+  suggested: Set<number> | undefined;
+  private readonly query: string;
   private busyStreak = 0;
   private readonly pool: Pool;
   private readonly pieceClient: PieceClient;
@@ -76,6 +84,7 @@ export class ParentConn {
   constructor(readonly addr: ParentAddress, private readonly taskId: string, opts: ParentConnOptions) {
     this.reads = opts.reads;
     this.throttle = opts.throttle;
+    this.query = opts.childId ? `?peer=${encodeURIComponent(opts.childId)}` : "";
     const host = addr.ip.includes(":") ? `[${addr.ip}]` : addr.ip;
     // The sync stream is one long-lived request; pieces go over their own
     // lean client.
@@ -121,7 +130,7 @@ export class ParentConn {
   // the parent finished sending (done) and rejects when the stream breaks.
   async sync(onMessage: (msg: SyncMessage) => void): Promise<void> {
     const res = await this.pool.request({
-      path: `/v1/tasks/${this.taskId}/sync`,
+      path: `/v1/tasks/${this.taskId}/sync${this.query}`,
       method: "GET",
       signal: this.syncAbort.signal,
       // Parents ping every 15 s; a silent parent is a dead parent.
@@ -133,6 +142,12 @@ export class ParentConn {
     }
     for await (const msg of decodeSyncStream(res.body)) {
       if (msg.type === "pieces") for (const [n, crc, length] of msg.pieces) this.pieces.set(n, { crc, length });
+      else if (msg.type === "suggest") {
+        // An empty list too: suggestions are on, ask only for what is named.
+        const set = (this.suggested ??= new Set());
+        for (const n of msg.pieces) set.add(n);
+      }
+      else if (msg.type === "suggest-end") this.suggested = undefined;
       onMessage(msg);
       if (msg.type === "done" || msg.type === "failed") {
         this.done = msg.type === "done";
@@ -196,7 +211,7 @@ export class ParentConn {
       };
       if (signal?.aborted) return settle(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
       signal?.addEventListener("abort", onAbort, { once: true });
-      const req = this.pieceClient.get(`/v1/tasks/${this.taskId}/pieces/${n}`, {
+      const req = this.pieceClient.get(`/v1/tasks/${this.taskId}/pieces/${n}${this.query}`, {
         onStart: (statusCode) => {
           status = statusCode;
           if (status === 200) {

@@ -212,7 +212,7 @@ export class PeerTask {
 
   private addParent(addr: ParentAddress): void {
     if (this.parents.has(addr.peerId) || this.blocklist.has(addr.peerId) || addr.peerId === this.o.peerId) return;
-    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats, throttle: this.o.limits?.fromParents });
+    const conn = new ParentConn(addr, this.o.task.id, { piecesPerParent: this.o.piecesPerParent, pieceTimeoutMs: this.o.pieceTimeoutMs, reads: this.stats, throttle: this.o.limits?.fromParents, childId: this.o.peerId });
     this.parents.set(addr.peerId, conn);
     if (this.span.recording) {
       this.parentSpans.set(addr.peerId, startSpan("pieces from parent", {

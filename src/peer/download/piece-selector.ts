@@ -12,6 +12,14 @@ export interface SelectableParent {
   readonly throughput: number;
   // Said "all upload slots busy" recently: not asked again before this time (ms).
   readonly busyUntil: number;
+  // A seed in initial seeding: only these are asked of it (see PieceOffers).
+  readonly suggested?: ReadonlySet<number> | undefined;
+}
+
+// `inWindow`: a local reader waits for the piece, so a seed's suggestions do
+// not hold it back.
+function mayAsk(p: SelectableParent, n: number, inWindow: boolean): boolean {
+  return p.pieces.has(n) && (inWindow || p.suggested === undefined || p.suggested.has(n));
 }
 
 // Pieces from the one a local reader is blocked on go in order, this many, so
@@ -65,16 +73,16 @@ export class PieceSelector<P extends SelectableParent> {
     const rank = total >= 0 ? this.ranks(total) : undefined;
     const usable = [...room.keys()];
     // Reader's window first (in order), then the rest by rarity, then rank.
-    const inOrder: number[] = [];
+    const inOrder: Array<{ n: number; inWindow: boolean }> = [];
     const rest: Array<{ n: number; avail: number; rank: number }> = [];
-    const held = (n: number): boolean => {
-      for (const p of usable) if (p.pieces.has(n)) return true;
+    const held = (n: number, inWindow: boolean): boolean => {
+      for (const p of usable) if (mayAsk(p, n, inWindow)) return true;
       return false;
     };
     if (!rank) {
       // Size unknown yet: whatever the parents advertise, in order.
       for (const n of advertised(parents)) {
-        if (!pieces.has(n) && !inFlight.has(n) && held(n)) inOrder.push(n);
+        if (!pieces.has(n) && !inFlight.has(n) && held(n, false)) inOrder.push({ n, inWindow: false });
       }
     } else {
       let windowEnd = windowFrom;
@@ -83,11 +91,11 @@ export class PieceSelector<P extends SelectableParent> {
         for (; windowEnd < total && seen < STREAM_WINDOW; windowEnd++) {
           if (pieces.has(windowEnd)) continue;
           seen++;
-          if (!inFlight.has(windowEnd) && held(windowEnd)) inOrder.push(windowEnd);
+          if (!inFlight.has(windowEnd) && held(windowEnd, true)) inOrder.push({ n: windowEnd, inWindow: true });
         }
       }
       const consider = (n: number): void => {
-        if (pieces.has(n) || inFlight.has(n) || (n >= windowFrom && n < windowEnd) || !held(n)) return;
+        if (pieces.has(n) || inFlight.has(n) || (n >= windowFrom && n < windowEnd) || !held(n, false)) return;
         let avail = 0;
         for (const p of parents.values()) if (p.pieces.has(n)) avail++;
         rest.push({ n, avail, rank: rank[n]! });
@@ -98,12 +106,12 @@ export class PieceSelector<P extends SelectableParent> {
       // little can be fetched was the daemons' top cost in a 16-peer swarm's
       // first 3 s (selection and pumps: 18 % of their CPU, 4 % after this).
       let offered = 0;
-      for (const p of usable) offered += p.pieces.size;
+      for (const p of usable) offered += p.suggested ? p.suggested.size : p.pieces.size;
       if (offered < total - pieces.size) {
         const mark = this.marks(total);
         const gen = ++this.gen;
         for (const p of usable) {
-          for (const n of p.pieces.keys()) {
+          for (const n of p.suggested ?? p.pieces.keys()) {
             if (n >= total || mark[n] === gen) continue;
             mark[n] = gen;
             consider(n);
@@ -116,11 +124,11 @@ export class PieceSelector<P extends SelectableParent> {
     rest.sort((a, b) => a.avail - b.avail || a.rank - b.rank);
     const picks: PiecePick<P>[] = [];
     const assigned = new Map<P, number>();
-    const take = (n: number): void => {
+    const take = (n: number, inWindow: boolean): void => {
       let parent: P | undefined;
       let score = -1;
       for (const [p, left] of room) {
-        if (left <= 0 || !p.pieces.has(n)) continue;
+        if (left <= 0 || !mayAsk(p, n, inWindow)) continue;
         const s = p.throughput / (1 + p.inFlight + (assigned.get(p) ?? 0));
         if (s > score) {
           parent = p;
@@ -132,13 +140,13 @@ export class PieceSelector<P extends SelectableParent> {
       assigned.set(parent, (assigned.get(parent) ?? 0) + 1);
       picks.push({ piece: n, parent });
     };
-    for (const n of inOrder) {
+    for (const c of inOrder) {
       if (picks.length >= max) return picks;
-      take(n);
+      take(c.n, c.inWindow);
     }
     for (const c of rest) {
       if (picks.length >= max) break;
-      take(c.n);
+      take(c.n, false);
     }
     return picks;
   }

@@ -6,6 +6,10 @@ export type SyncMessage =
   // [number, crc32, length] triples.
   | { type: "pieces"; pieces: Array<[number, number, number]> }
   | { type: "done" }
+  // From a seed peer in initial seeding: ask me for these pieces (and, until
+  // "suggest-end", for no others unless a local reader is blocked on one).
+  | { type: "suggest"; pieces: number[] }
+  | { type: "suggest-end" }
   | { type: "failed"; code: string; message: string; sourceStatus?: number }
   | { type: "ping" };
 
@@ -40,6 +44,8 @@ function parseSyncLine(line: string): SyncMessage {
     for (const p of msg.pieces) {
       if (!Array.isArray(p) || p.length !== 3 || !p.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new Error("malformed piece entry");
     }
+  } else if (msg.type === "suggest") {
+    if (!Array.isArray(msg.pieces) || !msg.pieces.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new Error("malformed suggest message");
   } else if (msg.type === "info") {
     if (!Number.isSafeInteger(msg.contentLength) || !Number.isSafeInteger(msg.pieceLength)) throw new Error("malformed info message");
   }

@@ -11,6 +11,7 @@ import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
 import { BufferPool } from "./buffer-pool.js";
+import { PieceOffers } from "./piece-offers.js";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { Throttle } from "../../common/token-bucket.js";
 
@@ -39,6 +40,9 @@ export interface UploadServerOptions {
   // The host's upload limit: piece bytes count against it before they are
   // written, and a piece waits for tokens between chunks.
   throttle?: Throttle;
+  // A seed peer suggests distinct pieces to its children until every piece
+  // has been offered once (see PieceOffers).
+  superSeeding?: boolean;
 }
 
 export interface UploadStats {
@@ -53,6 +57,9 @@ export interface UploadStats {
 // The piece data plane (plain HTTP/1.1, keep-alive):
 //   GET /v1/tasks/{taskId}/pieces/{n}   one verified piece
 //   GET /v1/tasks/{taskId}/sync         NDJSON stream of pieces as they finish
+//                                       (a seed in initial seeding also
+//                                       suggests pieces; see PieceOffers)
+//   ?peer={peerId} on both: the child, for a seed's suggestions
 //   GET /healthy, /healthz, /readyz
 // Only pieces recorded as verified are served, and each is re-checked against
 // its CRC while it streams: a piece that fails is cut off before its last byte
@@ -62,6 +69,7 @@ export class UploadServer {
   private server: http.Server | undefined;
   private readonly pool = new BufferPool(CHUNK, 16);
   private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
+  private readonly offers = new WeakMap<LocalTask, PieceOffers>();
   // Set by drain(): the daemon is leaving, new piece requests are told busy.
   private draining = false;
   private idleWaiter: (() => void) | undefined;
@@ -103,7 +111,9 @@ export class UploadServer {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? "").split("?")[0]!;
+    const url = req.url ?? "";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
     if (this.opts.health && isHealthPath(path)) return this.opts.health.answer(path, req.method, res);
     if (req.method !== "GET" && req.method !== "HEAD") {
       throw new DamselflyError("DF_ERR_INVALID_REQUEST", `method ${req.method} not allowed`);
@@ -123,13 +133,23 @@ export class UploadServer {
       res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
       return;
     }
-    if (m[2] === "sync") return this.sync(task, req, res);
-    return this.piece(task, Number(m[3]), req, res);
+    const child = q < 0 ? undefined : childId(url.slice(q + 1));
+    if (m[2] === "sync") return this.sync(task, req, res, child);
+    return this.piece(task, Number(m[3]), req, res, child);
   }
 
-  private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  // Initial seeding state of a task, while it lasts.
+  private offersFor(task: LocalTask): PieceOffers | undefined {
+    if (!this.opts.superSeeding) return undefined;
+    let o = this.offers.get(task);
+    if (!o) this.offers.set(task, (o = new PieceOffers(task)));
+    return o.active ? o : undefined;
+  }
+
+  private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): Promise<void> {
     const info = task.pieces.get(n);
     if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
+    if (child !== undefined) this.offers.get(task)?.requested(child, n);
     // Held from here (waiting for a slot included): the disk GC never evicts
     // a task while a child is fetching from it.
     task.retain();
@@ -242,13 +262,17 @@ export class UploadServer {
 
   // Streams piece availability: what the task already has, then each new piece
   // as it is verified, then "done" (or "failed").
-  private sync(task: LocalTask, req: http.IncomingMessage, res: http.ServerResponse): void {
+  private sync(task: LocalTask, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): void {
     res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
     const send = (msg: SyncMessage): void => {
       if (!res.destroyed) res.write(encodeSyncLine(msg));
     };
     const sendInfo = (): void => send({ type: "info", contentLength: task.meta.contentLength, pieceLength: task.meta.pieceLength });
     if (task.meta.pieceLength > 0) sendInfo();
+    const offers = child === undefined ? undefined : this.offersFor(task);
+    // Before any piece list: a child that hears of pieces before it knows
+    // suggestions are on would ask for them freely.
+    if (offers) send({ type: "suggest", pieces: [] });
     const existing = [...task.pieces.values()];
     if (existing.length > 0) send({ type: "pieces", pieces: existing.map((p) => [p.number, p.crc, p.length]) });
     // New pieces go out in one line per SYNC_BATCH_MS: every child of every
@@ -266,9 +290,17 @@ export class UploadServer {
       batch.push([p.number, p.crc, p.length]);
       batchTimer ??= setTimeout(flushBatch, SYNC_BATCH_MS);
     };
+    // While this seed suggests pieces to the child the stream stays open past
+    // the task's end: "done" would close it, and with it the suggestions.
+    let suggesting = false;
+    let doneWaiting = false;
     const onDone = (): void => {
       if (batchTimer) clearTimeout(batchTimer);
       flushBatch();
+      if (suggesting) {
+        doneWaiting = true;
+        return;
+      }
       sendInfo();
       send({ type: "done" });
       cleanup();
@@ -283,7 +315,10 @@ export class UploadServer {
     // A child following the task's progress is using it.
     task.retain();
     let held = true;
+    let leave: (() => void) | undefined;
     const cleanup = (): void => {
+      leave?.();
+      leave = undefined;
       if (held) task.release();
       held = false;
       clearInterval(ping);
@@ -293,8 +328,30 @@ export class UploadServer {
       task.off("done", onDone);
       task.off("failed", onFailed);
     };
-    if (task.done) return onDone();
     if (task.failure) return onFailed(task.failure);
+    if (offers) {
+      suggesting = true;
+      // Suggestions go out at once (not batched with the piece list): the
+      // seed's few fresh pieces are what the child should ask for next.
+      const left = offers.join(child!, {
+        suggest: (pieces) => {
+          if (batchTimer) clearTimeout(batchTimer);
+          flushBatch();
+          send({ type: "suggest", pieces });
+        },
+        end: () => {
+          if (!suggesting) return;
+          suggesting = false;
+          leave = undefined;
+          send({ type: "suggest-end" });
+          if (doneWaiting) onDone();
+        },
+      });
+      // (Suggestions may have ended inside join: the last piece was offered.)
+      if (suggesting && left) leave = left;
+      else suggesting = false;
+    }
+    if (task.done) return onDone();
     task.on("piece", onPiece);
     task.on("info", sendInfo);
     task.on("done", onDone);
@@ -312,4 +369,13 @@ export class UploadServer {
     const headers: Record<string, string> = { "content-type": "application/json", "x-damselfly-error": err.code, "content-length": String(Buffer.byteLength(body)) };
     res.writeHead(err.httpStatus, headers).end(body);
   }
+}
+
+// `peer=ID` in a piece or sync request's query: the child, so a seed can
+// match piece requests to what it suggested on that child's sync stream.
+function childId(query: string): string | undefined {
+  const id = new URLSearchParams(query).get("peer");
+  if (id === null) return undefined;
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "peer must be 1-128 letters, digits, '.', '_' or '-'");
+  return id;
 }
