@@ -146,8 +146,7 @@ export class ParentConn {
         // An empty list too: suggestions are on, ask only for what is named.
         const set = (this.suggested ??= new Set());
         for (const n of msg.pieces) set.add(n);
-      }
-      else if (msg.type === "suggest-end") this.suggested = undefined;
+      } else if (msg.type === "suggest-end") this.suggested = undefined;
       onMessage(msg);
       if (msg.type === "done" || msg.type === "failed") {
         this.done = msg.type === "done";
