@@ -2,6 +2,8 @@
 // `get` outputs: temp dirs with cleanup, file hashes, pieces.log parsing,
 // polling, and the `get` summary line.
 import { LocalTask } from "../../src/peer/storage/local-task.js";
+import { Storage } from "../../src/peer/storage/storage.js";
+import { createLogger } from "../../src/common/logger.js";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +15,17 @@ export function tempDir(t: Cleanup, prefix = "damselfly-test-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+// A real task store in a temp dir with one task of known size (no pieces
+// yet), closed and removed at the end of the test.
+export async function storedTask(t: Cleanup, id: string, contentLength: number, pieceLength: number, prefix?: string): Promise<{ storage: Storage; task: LocalTask }> {
+  const storage = new Storage(tempDir(t, prefix), createLogger("silent"));
+  await storage.load();
+  t.after(() => storage.close());
+  const task = await storage.getOrCreate(id, { url: "http://o/x", tag: "", application: "", filteredQueryParams: [], pieceLength: 0 });
+  await task.setInfo(contentLength, pieceLength);
+  return { storage, task };
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -2,28 +2,15 @@
 // seed, on a real stored task (pieces marked as they "arrive" from the origin).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { pino } from "pino";
-import { Storage } from "../../src/peer/storage/storage.js";
 import type { LocalTask } from "../../src/peer/storage/local-task.js";
+import type { Cleanup } from "../helpers/procs.js";
+import { storedTask } from "../helpers/store.js";
 import { OFFER_TTL_MS, OFFERS_AHEAD, PieceOffers, type OfferSink } from "../../src/peer/upload/piece-offers.js";
 
-const log = pino({ level: "silent" });
 const PIECE = 16 * 1024;
 
-async function seedTask(t: { after: (fn: () => unknown) => void }, total: number): Promise<LocalTask> {
-  const dir = mkdtempSync(join(tmpdir(), "damselfly-offers-"));
-  const storage = new Storage(dir, log);
-  await storage.load();
-  t.after(async () => {
-    await storage.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const task = await storage.getOrCreate("c".repeat(64), { url: "http://o/x", tag: "", application: "", filteredQueryParams: [], pieceLength: 0 });
-  await task.setInfo(PIECE * total, PIECE);
-  return task;
+async function seedTask(t: Cleanup, total: number): Promise<LocalTask> {
+  return (await storedTask(t, "c".repeat(64), PIECE * total, PIECE, "damselfly-offers-")).task;
 }
 const store = (task: LocalTask, n: number) => task.markPiece({ number: n, crc: n, length: PIECE });
 

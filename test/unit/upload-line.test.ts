@@ -3,14 +3,11 @@
 // only a line longer than 4 per slot gets 503 DF_ERR_UPLOAD_BUSY.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { pino } from "pino";
 import { request } from "undici";
 import { crc32Update } from "../../src/common/pieces.js";
-import { Storage } from "../../src/peer/storage/storage.js";
 import { UploadServer } from "../../src/peer/upload/upload-server.js";
+import { storedTask } from "../helpers/store.js";
 
 const log = pino({ level: "silent" });
 const ID = "b".repeat(64);
@@ -19,12 +16,7 @@ const ID = "b".repeat(64);
 const PIECE = 16 * 1024 * 1024;
 
 test("with 1 upload slot, 5 parallel piece requests are all served (4 waited in line); a 6th gets 503 busy", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "damselfly-upload-line-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const storage = new Storage(dir, log);
-  await storage.load();
-  const task = await storage.getOrCreate(ID, { url: "http://o/x", tag: "", application: "", filteredQueryParams: [], pieceLength: 0 });
-  await task.setInfo(PIECE * 6, PIECE);
+  const { storage, task } = await storedTask(t, ID, PIECE * 6, PIECE, "damselfly-upload-line-");
   for (let n = 0; n < 6; n++) {
     const data = Buffer.alloc(PIECE, n);
     await task.writev(n * PIECE, [data]);
@@ -32,10 +24,7 @@ test("with 1 upload slot, 5 parallel piece requests are all served (4 waited in 
   }
   const server = new UploadServer({ listen: "127.0.0.1:0", storage, logger: log, uploadConcurrency: 1 });
   await server.start();
-  t.after(async () => {
-    await server.close();
-    await storage.close();
-  });
+  t.after(() => server.close());
   const base = `http://127.0.0.1:${server.address.port}/v1/tasks/${ID}/pieces/`;
   const fetchPiece = async (n: number) => {
     const res = await request(base + n);

@@ -4,16 +4,13 @@
 // a finished task stays open until the suggestions end, and a bad name is 400.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { pino } from "pino";
 import { request } from "undici";
 import { crc32Update } from "../../src/common/pieces.js";
-import { Storage } from "../../src/peer/storage/storage.js";
 import { UploadServer } from "../../src/peer/upload/upload-server.js";
 import { decodeSyncStream, type SyncMessage } from "../../src/peer/upload/sync-messages.js";
 import { OFFERS_AHEAD } from "../../src/peer/upload/piece-offers.js";
+import { storedTask } from "../helpers/store.js";
 
 const log = pino({ level: "silent" });
 const ID = "d".repeat(64);
@@ -56,12 +53,7 @@ function follow(body: AsyncIterable<Uint8Array>) {
 }
 
 test("initial seeding over HTTP: disjoint suggestions per child, one more per request, done only after suggest-end", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "damselfly-suggest-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const storage = new Storage(dir, log);
-  await storage.load();
-  const task = await storage.getOrCreate(ID, { url: "http://o/x", tag: "", application: "", filteredQueryParams: [], pieceLength: 0 });
-  await task.setInfo(PIECE * TOTAL, PIECE);
+  const { storage, task } = await storedTask(t, ID, PIECE * TOTAL, PIECE, "damselfly-suggest-");
   const put = async (n: number) => {
     const data = Buffer.alloc(PIECE, n);
     await task.writev(n * PIECE, [data]);
@@ -70,10 +62,7 @@ test("initial seeding over HTTP: disjoint suggestions per child, one more per re
   for (let n = 0; n < 10; n++) await put(n);
   const server = new UploadServer({ listen: "127.0.0.1:0", storage, logger: log, uploadConcurrency: 4, superSeeding: true });
   await server.start();
-  t.after(async () => {
-    await server.close();
-    await storage.close();
-  });
+  t.after(() => server.close());
   const base = `http://127.0.0.1:${server.address.port}/v1/tasks/${ID}`;
 
   const bad = await request(`${base}/sync?peer=${encodeURIComponent("../etc")}`);
