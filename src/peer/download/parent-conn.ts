@@ -1,8 +1,8 @@
-import { Pool } from "undici";
 import { DamselflyError } from "../../common/errors.js";
-import { decodeSyncStream, type SyncMessage } from "../upload/sync-messages.js";
+import type { SyncMessage } from "../upload/sync-messages.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { PieceClient } from "./piece-client.js";
+import { readSyncStream } from "./sync-client.js";
 import { PieceWriter, type PieceSink } from "./piece-writer.js";
 import type { Throttle } from "../../common/token-bucket.js";
 
@@ -74,7 +74,7 @@ export class ParentConn {
   suggested: Set<number> | undefined;
   private readonly query: string;
   private busyStreak = 0;
-  private readonly pool: Pool;
+  private readonly timeouts: { connectMs: number; headMs: number };
   private readonly pieceClient: PieceClient;
   private readonly syncAbort = new AbortController();
 
@@ -86,14 +86,7 @@ export class ParentConn {
     this.throttle = opts.throttle;
     this.query = opts.childId ? `?peer=${encodeURIComponent(opts.childId)}` : "";
     const host = addr.ip.includes(":") ? `[${addr.ip}]` : addr.ip;
-    // The sync stream is one long-lived request; pieces go over their own
-    // lean client.
-    this.pool = new Pool(`http://${host}:${addr.port}`, {
-      connections: 1,
-      headersTimeout: opts.pieceTimeoutMs,
-      connectTimeout: Math.min(opts.pieceTimeoutMs, 5_000),
-      keepAliveTimeout: 30_000,
-    });
+    this.timeouts = { connectMs: Math.min(opts.pieceTimeoutMs, 5_000), headMs: opts.pieceTimeoutMs };
     this.pieceClient = new PieceClient(addr.ip, addr.port, {
       maxConnections: opts.piecesPerParent,
       connectTimeoutMs: Math.min(opts.pieceTimeoutMs, 5_000),
@@ -129,32 +122,35 @@ export class ParentConn {
   // Runs the sync stream, calling onMessage for each message; resolves when
   // the parent finished sending (done) and rejects when the stream breaks.
   async sync(onMessage: (msg: SyncMessage) => void): Promise<void> {
-    const res = await this.pool.request({
-      path: `/v1/tasks/${this.taskId}/sync${this.query}`,
-      method: "GET",
-      signal: this.syncAbort.signal,
-      // Parents ping every 15 s; a silent parent is a dead parent.
-      bodyTimeout: 60_000,
-    });
-    if (res.statusCode !== 200) {
-      res.body.resume();
-      throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} answered sync with HTTP ${res.statusCode}`, { temporary: res.statusCode === 404 });
-    }
-    for await (const msg of decodeSyncStream(res.body)) {
-      if (msg.type === "pieces") for (const [n, crc, length] of msg.pieces) this.pieces.set(n, { crc, length });
-      else if (msg.type === "suggest") {
-        // An empty list too: suggestions are on, ask only for what is named.
-        const set = (this.suggested ??= new Set());
-        for (const n of msg.pieces) set.add(n);
-      } else if (msg.type === "suggest-end") this.suggested = undefined;
-      onMessage(msg);
-      if (msg.type === "done" || msg.type === "failed") {
-        this.done = msg.type === "done";
-        res.body.destroy();
-        return;
-      }
-    }
-    if (!this.done) throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} closed its sync stream early`);
+    let ended = false;
+    await readSyncStream(
+      {
+        host: this.addr.ip,
+        port: this.addr.port,
+        path: `/v1/tasks/${this.taskId}/sync${this.query}`,
+        connectTimeoutMs: this.timeouts.connectMs,
+        headTimeoutMs: this.timeouts.headMs,
+        // Parents ping every 15 s; a silent parent is a dead parent.
+        idleTimeoutMs: 60_000,
+        signal: this.syncAbort.signal,
+        label: this.id,
+      },
+      (msg) => {
+        if (msg.type === "pieces") for (const [n, crc, length] of msg.pieces) this.pieces.set(n, { crc, length });
+        else if (msg.type === "suggest") {
+          // An empty list too: suggestions are on, ask only for what is named.
+          const set = (this.suggested ??= new Set());
+          for (const n of msg.pieces) set.add(n);
+        } else if (msg.type === "suggest-end") this.suggested = undefined;
+        onMessage(msg);
+        if (msg.type === "done" || msg.type === "failed") {
+          this.done = msg.type === "done";
+          ended = true;
+        }
+        return ended;
+      },
+    );
+    if (!ended) throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} closed its sync stream early`);
   }
 
   // Downloads one piece straight into the task file; resolves with the
@@ -269,7 +265,6 @@ export class ParentConn {
     if (this.closed) return;
     this.closed = true;
     this.syncAbort.abort();
-    this.pool.destroy().catch(() => undefined);
     this.pieceClient.close();
   }
 }

@@ -1,5 +1,6 @@
 import net from "node:net";
 import { DamselflyError } from "../../common/errors.js";
+import { HEAD_END, MAX_HEAD, parseResponseHead } from "./http1-head.js";
 
 // The piece data plane's client: plain HTTP/1.1 GETs of whole pieces from one
 // parent over a few keep-alive connections, nothing else. A child streams
@@ -13,8 +14,6 @@ import { DamselflyError } from "../../common/errors.js";
 // Reads land here and are valid only during the onData call: every socket of
 // the process shares it (callbacks run one at a time).
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
-const MAX_HEAD = 16 * 1024;
-const HEAD_END = Buffer.from("\r\n\r\n");
 
 export interface PieceResponseHandler {
   // The response head: a status, and the body length the parent announced.
@@ -220,7 +219,7 @@ class Connection {
       else this.head = Buffer.from(all);
       return undefined;
     }
-    const parsed = parseHead(all.toString("latin1", 0, end));
+    const parsed = parseResponseHead(all.toString("latin1", 0, end));
     this.head = undefined;
     if (!parsed) {
       this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", "parent sent a malformed HTTP response"));
@@ -268,40 +267,6 @@ class Connection {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
   }
-}
-
-interface Head {
-  status: number;
-  contentLength: number;
-  keepAlive: boolean;
-}
-
-function parseHead(text: string): Head | undefined {
-  const lines = text.split("\r\n");
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? "");
-  if (!m) return undefined;
-  let contentLength = -1;
-  let keepAlive = m[1] === "1";
-  let chunked = false;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(":");
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === "content-length") {
-      if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && Number(value) !== contentLength)) return undefined;
-      contentLength = Number(value);
-    } else if (name === "connection") {
-      const v = value.toLowerCase();
-      if (v.includes("close")) keepAlive = false;
-      else if (v.includes("keep-alive")) keepAlive = true;
-    } else if (name === "transfer-encoding") {
-      chunked = true;
-    }
-  }
-  if (chunked) contentLength = -1;
-  return { status: Number(m[2]), contentLength, keepAlive };
 }
 
 export class PieceClient {

@@ -18,21 +18,53 @@ export function encodeSyncLine(msg: SyncMessage): string {
 }
 
 const MAX_LINE = 1024 * 1024;
+const NL = 0x0a;
+
+// Cuts bytes into lines and parses each as it completes. Lines are decoded
+// only once whole, so a multi-byte character split between reads is safe;
+// pushed buffers may be reused by the caller once push() returns (a partial
+// line is copied). Throws on a malformed line or one over MAX_LINE bytes.
+export class SyncLineSplitter {
+  private partial: Buffer | undefined;
+
+  constructor(private readonly onMessage: (msg: SyncMessage) => void) {}
+
+  push(chunk: Uint8Array): void {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let at = 0;
+    if (this.partial) {
+      const nl = buf.indexOf(NL);
+      if (nl < 0) {
+        this.keep(Buffer.concat([this.partial, buf]));
+        return;
+      }
+      const line = Buffer.concat([this.partial, buf.subarray(0, nl)]);
+      this.partial = undefined;
+      if (line.length > 0) this.onMessage(parseSyncLine(line.toString("utf8")));
+      at = nl + 1;
+    }
+    let nl: number;
+    while ((nl = buf.indexOf(NL, at)) >= 0) {
+      if (nl > at) this.onMessage(parseSyncLine(buf.toString("utf8", at, nl)));
+      at = nl + 1;
+    }
+    if (at < buf.length) this.keep(Buffer.from(buf.subarray(at)));
+  }
+
+  private keep(rest: Buffer): void {
+    if (rest.length > MAX_LINE) throw new Error("sync line too long");
+    this.partial = rest;
+  }
+}
 
 // Splits a byte stream into parsed messages; rejects malformed input rather
 // than guessing (a parent that sends garbage is dropped by the caller).
 export async function* decodeSyncStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<SyncMessage> {
-  const decoder = new TextDecoder();
-  let buf = "";
+  const out: SyncMessage[] = [];
+  const splitter = new SyncLineSplitter((m) => out.push(m));
   for await (const chunk of body) {
-    buf += decoder.decode(chunk, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.length > 0) yield parseSyncLine(line);
-    }
-    if (buf.length > MAX_LINE) throw new Error("sync line too long");
+    splitter.push(chunk);
+    while (out.length > 0) yield out.shift()!;
   }
 }
 
