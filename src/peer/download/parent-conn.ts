@@ -27,11 +27,14 @@ export interface PieceAd {
 // at a fraction of its link: reads of one or two packets, tens of thousands
 // per piece set. After a read smaller than GATHER_BYTES the connection stops
 // reading for about as long as it takes this connection to gather that much
-// at its measured rate (between the bounds), so the next read is one big
-// one. The kernel's receive buffer holds it; the sender never idles for it.
-const GATHER_BYTES = 32 * 1024;
+// (or the rest of the piece, if less) at its measured rate, between the
+// bounds (none at all when that is under GATHER_MIN_MS), so the next read is
+// one big one. The kernel's receive buffer holds it; the sender never idles
+// for it, and a piece's last bytes are read as soon as they should be there. Testbed, N=16 at 25 Mbit/s: 32 KiB / 60 ms →
+// 26 CPU-s per GiB sent; 256 KiB / 250 ms with the tail rule → 21, same times.
+const GATHER_BYTES = 256 * 1024;
 const GATHER_MIN_MS = 2;
-const GATHER_MAX_MS = 60;
+const GATHER_MAX_MS = 250;
 
 // Busy is routine flow control (many times a second in a big swarm): one
 // shared error, no stack trace captured per answer.
@@ -238,9 +241,13 @@ export class ParentConn {
           } else if (chunk.length < GATHER_BYTES) {
             const elapsed = performance.now() - bodyAt;
             const perMs = elapsed > 1 ? writer.received / elapsed : 0;
-            const wait = perMs > 0 ? Math.min(GATHER_MAX_MS, Math.max(GATHER_MIN_MS, (GATHER_BYTES - chunk.length) / perMs)) : GATHER_MIN_MS;
-            req.pause();
-            setTimeout(() => req.resume(), wait);
+            const want = Math.min(GATHER_BYTES, ad.length - writer.received);
+            const wait = perMs > 0 ? Math.min(GATHER_MAX_MS, want / perMs) : GATHER_MIN_MS;
+            // A fast connection gathers plenty between reads anyway.
+            if (wait >= GATHER_MIN_MS) {
+              req.pause();
+              setTimeout(() => req.resume(), wait);
+            }
           }
         },
         onEnd: () => {
