@@ -6,7 +6,7 @@
 //       [--rate 5000] [--piece-ms 300] [--duration 60] [--fail-rate 0.02] [--reschedule 0.05]
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
 //       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
-//       [--warmup 0] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
+//       [--warmup 0] [--probe-rate 0] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
 //       '--max-semi-space-size=64'] [--client-node-args '--cpu-prof --cpu-prof-dir DIR'] [--keep DIR]
 //
 // The scheduler is `bin/damselfly scheduler --listen 127.0.0.1:PORT` in its own
@@ -48,14 +48,18 @@
 // Latency is measured by the client (register -> first response; reschedule
 // -> next response), so it includes the client's own event-loop delay: the
 // client's CPU and loop delay are printed alongside, and so is the CPU that
-// other processes on the machine took. Everything is bounded by --duration;
+// other processes on the machine took. --probe-rate R adds a latency probe:
+// one more client process registering R peers/s of its own tasks on its own
+// hosts over the registration window, its loop nearly idle, so its figures
+// are the scheduler's answer time as a daemon elsewhere would see it (its
+// peers count in no throughput figure). Everything is bounded by --duration;
 // the scheduler and workers are stopped at the end (--keep DIR keeps the
 // scheduler's log, stdout and probe readings).
 import { fork, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism, setPriority, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -97,6 +101,8 @@ interface Opts {
   runTag: string;
   // Peers of the unmeasured warm-up phase (0: none).
   warmup: number;
+  // Registrations/s of the latency probe (0: no probe).
+  probeRate: number;
 }
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
@@ -133,7 +139,7 @@ interface WorkerResult {
   hostAnnounces: number;
 }
 
-type ToWorker = { type: "init"; opts: Opts; addr: string; index: number } | { type: "warmup"; t0: number } | { type: "go"; t0: number } | { type: "exit" };
+type ToWorker = { type: "init"; opts: Opts; addr: string; index: number; probe?: boolean } | { type: "warmup"; t0: number } | { type: "go"; t0: number } | { type: "exit" };
 type FromWorker = { type: "hosts" } | { type: "warm" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
 
 const taskIdOf = (opts: Opts, t: number) => createHash("sha256").update(`scheduler-scale-${opts.runTag}-${t}`).digest("hex");
@@ -143,6 +149,8 @@ const hostOf = (opts: Opts, i: number) => {
   const stride = Math.max(1, Math.floor(opts.hosts / opts.tasks));
   return (j + t * stride) % opts.hosts;
 };
+
+const ipOf = (h: number) => `10.${(h >> 16) & 255}.${(h >> 8) & 255}.${h & 255}`;
 
 function percentile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
@@ -372,6 +380,8 @@ class Worker {
     addr: string,
     readonly index: number,
     readonly idPrefix = "",
+    // Added to host numbers in ids and addresses: the probe's hosts are its own.
+    readonly hostOffset = 0,
   ) {
     for (let h = 0; h < opts.hosts; h++) if (h % opts.workers === index) this.hosts.push(h);
     const n = opts.sessions > 0 ? Math.max(1, Math.ceil(opts.sessions / opts.workers)) : this.hosts.length;
@@ -397,7 +407,7 @@ class Worker {
     this.stats.hostAnnounces++;
     return this.hostLink.get(h)!.announceHost(
       create(schedulerv1.AnnounceHostRequestSchema, {
-        host: { id: `h${h}`, hostname: `bench-host-${h}`, ip: `10.${(h >> 16) & 255}.${(h >> 8) & 255}.${h & 255}`, uploadPort: 65002, apiPort: 0, type: HostType.NORMAL, uploadSlots: 0 },
+        host: { id: `h${h + this.hostOffset}`, hostname: `bench-host-${h + this.hostOffset}`, ip: ipOf(h + this.hostOffset), uploadPort: 65002, apiPort: 0, type: HostType.NORMAL, uploadSlots: 0 },
         intervalSeconds: ANNOUNCE_INTERVAL_S,
       }),
     );
@@ -517,7 +527,7 @@ class SimPeer {
     readonly taskId: string,
   ) {
     this.peerId = `${w.idPrefix}p${i}`;
-    this.hostId = `h${host}`;
+    this.hostId = `h${host + w.hostOffset}`;
     this.rescheduleAt = Math.random() < w.opts.reschedule ? Math.max(1, Math.floor(w.opts.pieces / 2)) : -1;
   }
 
@@ -721,12 +731,35 @@ class SimPeer {
   }
 }
 
+// The latency probe: one more client process, registering peers of its own
+// tasks on its own hosts at a low rate while the load runs, over the whole
+// registration window. Its event loop is nearly idle, so what it measures is
+// the scheduler's answer time as a daemon on another machine would see it,
+// not the load client's own queueing.
+const PROBE_TASKS = 10;
+const PROBE_HOSTS = 100;
+function probeOpts(o: Opts): Opts {
+  const windowS = o.rate > 0 ? o.peers / o.rate : 10;
+  return {
+    ...o,
+    peers: Math.max(1, Math.round(o.probeRate * windowS)),
+    rate: o.probeRate,
+    tasks: PROBE_TASKS,
+    hosts: PROBE_HOSTS,
+    workers: 1,
+    sessions: 0,
+    runTag: `${o.runTag}-probe`,
+  };
+}
+
 function workerMain(): void {
   let w: Worker | undefined;
   let init: Extract<ToWorker, { type: "init" }> | undefined;
   const send = (m: FromWorker) => process.send!(m);
   process.on("message", (m: ToWorker) => {
     if (m.type === "warmup") {
+      // The probe measures; it does not warm anything up.
+      if (init!.probe) return send({ type: "warm" });
       const o = init!.opts;
       const warm = new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
       warm.run(m.t0).then(
@@ -739,7 +772,7 @@ function workerMain(): void {
     } else if (m.type === "init") {
       init = m;
       selfCheck();
-      w = new Worker(m.opts, m.addr, m.index);
+      w = m.probe ? new Worker(probeOpts(m.opts), m.addr, 0, "probe-", m.opts.hosts) : new Worker(m.opts, m.addr, m.index);
       w.announceAll().then(
         () => send({ type: "hosts" }),
         (e: unknown) => send({ type: "error", message: `announceHost: ${(e as Error).message}` }),
@@ -1013,6 +1046,7 @@ async function main(): Promise<void> {
         : { windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))), maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))) },
     runTag: `${process.pid}-${Date.now()}`,
     warmup: Number(opt("--warmup", "0")),
+    probeRate: Number(opt("--probe-rate", "0")),
   };
   for (const [k, v] of Object.entries(opts)) if (typeof v === "number" && !(v >= 0)) throw new Error(`bad --${k}: ${v}`);
   if (opts.workers < 1 || opts.tasks < 1 || opts.hosts < 1 || opts.pieces < 1) throw new Error("--workers, --tasks, --hosts and --pieces must be >= 1");
@@ -1026,6 +1060,9 @@ async function main(): Promise<void> {
   const clientNodeArgs = opt("--client-node-args", "").split(/\s+/).filter(Boolean);
   const keep = opt("--keep", "");
   const timeline = process.argv.includes("--timeline");
+  // Load clients at this nice level: on a 2-core machine they otherwise take
+  // the scheduler's CPU in its bursts, which on a cluster they would not.
+  const niceLoad = Number(opt("--nice-load", "0"));
 
   const dir = mkdtempSync(join(tmpdir(), "df-bench-sched-"));
   // A free port, so readiness can be seen without the info-level log line.
@@ -1076,12 +1113,15 @@ async function main(): Promise<void> {
       }
     };
     const hostsT0 = Date.now();
-    for (let k = 0; k < opts.workers; k++) {
+    // The probe, if any, is the last worker.
+    const probing = opts.probeRate > 0;
+    for (let k = 0; k < opts.workers + (probing ? 1 : 0); k++) {
       const w = fork(SELF, ["--worker"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: clientNodeArgs });
       inbox.push([]);
       w.on("message", (m: FromWorker) => inbox[k]!.push(m));
       workers.push(w);
-      w.send({ type: "init", opts, addr, index: k } satisfies ToWorker);
+      if (niceLoad > 0 && k < opts.workers && w.pid) setPriority(w.pid, niceLoad);
+      w.send({ type: "init", opts, addr, index: k, probe: k === opts.workers } satisfies ToWorker);
     }
     await waitAll("hosts", 60_000);
     // Hosts announced more than the host timeout before their first
@@ -1114,6 +1154,7 @@ async function main(): Promise<void> {
     sample();
     const probeLoad = await sched.probe();
     const results = done.map((d) => d.result);
+    const probeResult = probing ? results.pop() : undefined;
     const loadS = Math.max(...results.map((r) => r.doneAt)) / 1000;
     const first = samples[0]!;
     const last = samples[samples.length - 1]!;
@@ -1268,7 +1309,14 @@ async function main(): Promise<void> {
     );
     console.log(`      by kind           ${fmtMap(responses)}`);
     console.log(`  requests to sched     ${reqTotal} on AnnouncePeer streams = ${(reqTotal / loadS).toFixed(0)}/s, busiest second ${Math.max(0, ...secReqs)}: ${fmtMap(requests)}; plus ${sum((r) => r.hostAnnounces)} AnnounceHost calls`);
-    console.log(`  register -> decision  ${lat(regLat)}  (target p99 < 10 ms: ${p99 < 10 ? "met" : "MISSED"})`);
+    if (probeResult) {
+      const pl = [...probeResult.regLat].sort((a, b) => a - b);
+      const pp99 = pl.length ? percentile(pl, 0.99) : Infinity;
+      console.log(`  register -> decision  ${lat(regLat)}  (load client: includes its own queueing)`);
+      console.log(
+        `  probe                 ${lat(pl)}  (target p99 < 10 ms: ${pp99 < 10 ? "met" : "MISSED"}; ${opts.probeRate}/s from a separate client process on ${PROBE_HOSTS} hosts of its own, ${pl.length} registrations over the load; its event-loop delay p99 ${probeResult.loopDelayP99Ms.toFixed(1)} ms, CPU ${probeResult.cpuS.toFixed(1)} s)`,
+      );
+    } else console.log(`  register -> decision  ${lat(regLat)}  (target p99 < 10 ms: ${p99 < 10 ? "met" : "MISSED"})`);
     if (inSched)
       console.log(
         `  in-scheduler decision p50 <= ${fmtLe(inSched.le(0.5))}  p99 <= ${fmtLe(inSched.le(0.99))}  (n=${inSched.count}; ${(100 * inSched.share(0.001)).toFixed(1)}% within 1 ms, ${(100 * inSched.share(0.01)).toFixed(2)}% within 10 ms: request decoded -> answer queued, from the scheduler's damselfly_scheduler_decision_duration_seconds histogram; the rest of register -> decision is waiting in line and on the wire)`,
