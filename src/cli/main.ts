@@ -12,7 +12,6 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../common/
 import { cacheSchema, daemonSchema, DEFAULT_SCHEDULER_PORT, getSchema, managerSchema, preheatSchema, schedulerSchema } from "../common/schemas.js";
 import { initTracing, shutdownTracing, type TracingLog } from "../common/trace.js";
 import { formatDuration } from "./format.js";
-import { makeInitCommand } from "./init.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "./options.js";
 
 export interface RunOptions {
@@ -231,14 +230,25 @@ function yamlValue(type: string, v: unknown): unknown {
   return type === "duration" ? formatDuration(v as number) : v;
 }
 
-export function buildProgram(): Command {
-  const program = new Command("damselfly")
+function rootCommand(): Command {
+  return new Command("damselfly")
     .description("P2P file distribution: scheduler, seed peer, peer daemon and a dfget-style client")
     .version(version(), "-V, --version")
     .configureOutput(usageOutput("damselfly"))
     .exitOverride()
     .showSuggestionAfterError(true)
     .enablePositionalOptions();
+}
+
+// `damselfly get`: only the command it runs. Many gets start at once on a
+// node (every container of a job), and building every other command's
+// options took a third of a get's start-up CPU.
+function getProgram(): Command {
+  return rootCommand().addCommand(makeGetCommand("get", "damselfly get"));
+}
+
+export async function buildProgram(): Promise<Command> {
+  const program = rootCommand();
 
   // scheduler
   const scheduler = program.command("scheduler").description("run the scheduler (assigns parents to peers)");
@@ -380,6 +390,7 @@ export function buildProgram(): Command {
       }),
     );
 
+  const { makeInitCommand } = await import("./init.js");
   program.addCommand(makeInitCommand());
   program.addCommand(makeCacheCommand());
 
@@ -393,7 +404,7 @@ export async function run(argv: string[] = process.argv.slice(2), opts: RunOptio
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code === "EPIPE" && process.stdout.listenerCount("error") === 1) process.exit(0);
   });
-  const program = dfget ? makeGetCommand("dfget", "dfget").version(version(), "-V, --version") : buildProgram();
+  const program = dfget ? makeGetCommand("dfget", "dfget").version(version(), "-V, --version") : argv[0] === "get" ? getProgram() : await buildProgram();
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (err) {
