@@ -12,6 +12,7 @@ import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
 import { BufferPool } from "./buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
+import { SyncFanout } from "./sync-fanout.js";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { Throttle } from "../../common/token-bucket.js";
 
@@ -70,6 +71,7 @@ export class UploadServer {
   private readonly pool = new BufferPool(CHUNK, 16);
   private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
   private readonly offers = new WeakMap<LocalTask, PieceOffers>();
+  private readonly fanouts = new WeakMap<LocalTask, SyncFanout>();
   // Set by drain(): the daemon is leaving, new piece requests are told busy.
   private draining = false;
   private idleWaiter: (() => void) | undefined;
@@ -278,25 +280,17 @@ export class UploadServer {
     // New pieces go out in one line per SYNC_BATCH_MS: every child of every
     // parent hears of every piece, so a line per piece is the bulk of the
     // control traffic in a big swarm.
-    let batch: Array<[number, number, number]> = [];
-    let batchTimer: NodeJS.Timeout | undefined;
-    const flushBatch = (): void => {
-      batchTimer = undefined;
-      if (batch.length === 0) return;
-      send({ type: "pieces", pieces: batch });
-      batch = [];
-    };
-    const onPiece = (p: PieceInfo): void => {
-      batch.push([p.number, p.crc, p.length]);
-      batchTimer ??= setTimeout(flushBatch, SYNC_BATCH_MS);
-    };
+    let fanout = this.fanouts.get(task);
+    if (!fanout) this.fanouts.set(task, (fanout = new SyncFanout(task, SYNC_BATCH_MS)));
+    const member = fanout.join((line) => {
+      if (!res.destroyed) res.write(line);
+    });
     // While this seed suggests pieces to the child the stream stays open past
     // the task's end: "done" would close it, and with it the suggestions.
     let suggesting = false;
     let doneWaiting = false;
     const onDone = (): void => {
-      if (batchTimer) clearTimeout(batchTimer);
-      flushBatch();
+      fanout.catchUp(member);
       if (suggesting) {
         doneWaiting = true;
         return;
@@ -322,8 +316,7 @@ export class UploadServer {
       if (held) task.release();
       held = false;
       clearInterval(ping);
-      if (batchTimer) clearTimeout(batchTimer);
-      task.off("piece", onPiece);
+      fanout.leave(member);
       task.off("info", sendInfo);
       task.off("done", onDone);
       task.off("failed", onFailed);
@@ -335,8 +328,7 @@ export class UploadServer {
       // seed's few fresh pieces are what the child should ask for next.
       const left = offers.join(child!, {
         suggest: (pieces) => {
-          if (batchTimer) clearTimeout(batchTimer);
-          flushBatch();
+          fanout.catchUp(member);
           send({ type: "suggest", pieces });
         },
         end: () => {
@@ -352,7 +344,6 @@ export class UploadServer {
       else suggesting = false;
     }
     if (task.done) return onDone();
-    task.on("piece", onPiece);
     task.on("info", sendInfo);
     task.on("done", onDone);
     task.on("failed", onFailed);
