@@ -30,8 +30,9 @@ export interface PieceAd {
 // (or the rest of the piece, if less) at its measured rate, between the
 // bounds (none at all when that is under GATHER_MIN_MS), so the next read is
 // one big one. The kernel's receive buffer holds it; the sender never idles
-// for it, and a piece's last bytes are read as soon as they should be there. Testbed, N=16 at 25 Mbit/s: 32 KiB / 60 ms →
-// 26 CPU-s per GiB sent; 256 KiB / 250 ms with the tail rule → 21, same times.
+// for it, and a piece's last bytes are read as soon as they should be there.
+// Testbed, N=16 at 25 Mbit/s: 32 KiB / 60 ms → 26 CPU-s per GiB sent;
+// 256 KiB / 250 ms with the tail rule → 21, same times.
 const GATHER_BYTES = 256 * 1024;
 const GATHER_MIN_MS = 2;
 const GATHER_MAX_MS = 250;
@@ -88,11 +89,10 @@ export class ParentConn {
     this.reads = opts.reads;
     this.throttle = opts.throttle;
     this.query = opts.childId ? `?peer=${encodeURIComponent(opts.childId)}` : "";
-    const host = addr.ip.includes(":") ? `[${addr.ip}]` : addr.ip;
     this.timeouts = { connectMs: Math.min(opts.pieceTimeoutMs, 5_000), headMs: opts.pieceTimeoutMs };
     this.pieceClient = new PieceClient(addr.ip, addr.port, {
       maxConnections: opts.piecesPerParent,
-      connectTimeoutMs: Math.min(opts.pieceTimeoutMs, 5_000),
+      connectTimeoutMs: this.timeouts.connectMs,
       idleTimeoutMs: opts.pieceTimeoutMs,
     });
   }
