@@ -8,8 +8,8 @@ export interface ResponseHead {
   keepAlive: boolean;
 }
 
-export const HEAD_END = Buffer.from("\r\n\r\n");
-export const MAX_HEAD = 16 * 1024;
+const HEAD_END = Buffer.from("\r\n\r\n");
+const MAX_HEAD = 16 * 1024;
 
 // Parses the text before the blank line; undefined if it is not a well-formed
 // response head (the caller drops the parent: it is out of step or hostile).
@@ -41,4 +41,30 @@ export function parseResponseHead(text: string): ResponseHead | undefined {
   }
   if (chunked) contentLength = -1;
   return { status: Number(m[2]), contentLength, chunked, keepAlive };
+}
+
+export type HeadResult = { head: ResponseHead; rest: Buffer } | "partial" | "too-long" | "malformed";
+
+// Gathers a response head across reads: the head and the body bytes that came
+// with it once the blank line is in, "partial" until then.
+export class HeadReader {
+  private pending: Buffer | undefined;
+
+  take(chunk: Buffer): HeadResult {
+    const all = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    const end = all.indexOf(HEAD_END);
+    if (end < 0) {
+      if (all.length > MAX_HEAD) return "too-long";
+      // Reads land in a buffer the next read reuses: keep a copy.
+      this.pending = Buffer.from(all);
+      return "partial";
+    }
+    this.pending = undefined;
+    const head = parseResponseHead(all.toString("latin1", 0, end));
+    return head ? { head, rest: all.subarray(end + HEAD_END.length) } : "malformed";
+  }
+
+  reset(): void {
+    this.pending = undefined;
+  }
 }

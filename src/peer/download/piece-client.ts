@@ -1,6 +1,6 @@
 import net from "node:net";
 import { DamselflyError } from "../../common/errors.js";
-import { HEAD_END, MAX_HEAD, parseResponseHead } from "./http1-head.js";
+import { HeadReader } from "./http1-head.js";
 
 // The piece data plane's client: plain HTTP/1.1 GETs of whole pieces from one
 // parent over a few keep-alive connections, nothing else. A child streams
@@ -99,7 +99,7 @@ class Exchange implements PieceRequest {
 class Connection {
   readonly socket: net.Socket;
   private phase = Phase.Idle;
-  private head: Buffer | undefined;
+  private readonly headReader = new HeadReader();
   private remaining = 0;
   private keepAlive = true;
   private connected = false;
@@ -142,7 +142,7 @@ class Connection {
     ex.conn = this;
     this.uses++;
     this.phase = Phase.Head;
-    this.head = undefined;
+    this.headReader.reset();
     if (ex.paused) this.socket.pause();
     else this.socket.resume();
     this.socket.write(`GET ${ex.path} HTTP/1.1\r\nhost: ${this.client.hostHeader}\r\n\r\n`);
@@ -211,20 +211,13 @@ class Connection {
   // Gathers the response head; returns the body bytes that came with it, or
   // undefined while the head is incomplete (or the connection failed).
   private takeHead(chunk: Buffer, ex: Exchange): Buffer | undefined {
-    const all = this.head ? Buffer.concat([this.head, chunk]) : chunk;
-    const end = all.indexOf(HEAD_END);
-    if (end < 0) {
-      if (all.length > MAX_HEAD) this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", "parent's response head is too long"));
-      // The static buffer is reused by the next read: keep a copy.
-      else this.head = Buffer.from(all);
+    const got = this.headReader.take(chunk);
+    if (got === "partial") return undefined;
+    if (got === "too-long" || got === "malformed") {
+      this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", got === "too-long" ? "parent's response head is too long" : "parent sent a malformed HTTP response"));
       return undefined;
     }
-    const parsed = parseResponseHead(all.toString("latin1", 0, end));
-    this.head = undefined;
-    if (!parsed) {
-      this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", "parent sent a malformed HTTP response"));
-      return undefined;
-    }
+    const parsed = got.head;
     this.keepAlive = parsed.keepAlive;
     if (parsed.contentLength < 0) {
       // Only error answers come without a length: the status is all we need,
@@ -243,7 +236,7 @@ class Connection {
     this.phase = Phase.Body;
     ex.handler.onStart(parsed.status, parsed.contentLength);
     if (ex.done) return undefined;
-    return all.subarray(end + HEAD_END.length);
+    return got.rest;
   }
 
   private complete(ex: Exchange): void {

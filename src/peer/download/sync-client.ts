@@ -1,7 +1,7 @@
 import net from "node:net";
 import { DamselflyError } from "../../common/errors.js";
 import { SyncLineSplitter, type SyncMessage } from "../upload/sync-messages.js";
-import { HEAD_END, MAX_HEAD, parseResponseHead } from "./http1-head.js";
+import { HeadReader } from "./http1-head.js";
 
 // A child's side of a parent's sync stream (piece availability, as
 // newline-delimited JSON): one GET on its own socket, read for as long as the
@@ -49,7 +49,7 @@ const MAX_SIZE_LINE = 1024;
 export function readSyncStream(opts: SyncStreamOptions, onMessage: (msg: SyncMessage) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let state = Body.Head;
-    let head: Buffer | undefined;
+    const heads = new HeadReader();
     let remaining = 0;
     let sizeLine = "";
     let chunkEndSeen = 0;
@@ -87,16 +87,11 @@ export function readSyncStream(opts: SyncStreamOptions, onMessage: (msg: SyncMes
       let data = buf.subarray(0, n);
       try {
         if (state === Body.Head) {
-          const all = head ? Buffer.concat([head, data]) : data;
-          const end = all.indexOf(HEAD_END);
-          if (end < 0) {
-            if (all.length > MAX_HEAD) throw broken("response head is too long");
-            head = Buffer.from(all);
-            return true;
-          }
-          head = undefined;
-          const parsed = parseResponseHead(all.toString("latin1", 0, end));
-          if (!parsed) throw broken("malformed HTTP response");
+          const got = heads.take(data);
+          if (got === "partial") return true;
+          if (got === "too-long") throw broken("response head is too long");
+          if (got === "malformed") throw broken("malformed HTTP response");
+          const parsed = got.head;
           if (parsed.status !== 200) {
             throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${opts.label} answered sync with HTTP ${parsed.status}`, { temporary: parsed.status === 404 });
           }
@@ -106,7 +101,7 @@ export function readSyncStream(opts: SyncStreamOptions, onMessage: (msg: SyncMes
             state = Body.Plain;
             remaining = parsed.contentLength;
           }
-          data = all.subarray(end + HEAD_END.length);
+          data = got.rest;
         }
         let at = 0;
         while (at < data.length && !settled) {
