@@ -26,7 +26,7 @@ import { makeOciImage, pushImage } from "../test/helpers/oci-image.js";
 import { runDamselfly, type LogLine } from "../test/helpers/procs.js";
 import { startRegistry, type AccessEntry, type Registry } from "../test/helpers/registry.js";
 import { startThrottle, type Throttle } from "../test/helpers/throttle.js";
-import { median, mibps, opt, peakRss, run } from "./lib.js";
+import { median, mibps, opt, peakRss, run, workerPid } from "./lib.js";
 
 const size = parseBytes(opt("--size", "500MiB"));
 const layerCount = Number(opt("--layers", "5"));
@@ -299,7 +299,7 @@ try {
     live();
     const [p1, p2] = cluster.peers as [DaemonHandle, DaemonHandle];
     const seed = cluster.seed!;
-    watched = [["seed", seed.proc.pid], ["peer 1", p1.proc.pid], ["peer 2", p2.proc.pid], ["scheduler", cluster.scheduler.proc.pid]];
+    watched = [["seed", seed.proc.pid], ["peer 1", p1.proc.pid], ["peer 2", p2.proc.pid], ["scheduler", workerPid(cluster.scheduler.proc.pid!)]];
     const hostsFor = async (p: DaemonHandle, name: string) => {
       live();
       const d = join(dir, `hosts-${name}-${r}`);

@@ -6,15 +6,16 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { schedulerPoolSize, usableCores } from "../src/cli/v8-pool.js";
 import { makeFile } from "./make-file.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const BIN = join(ROOT, "bin", "damselfly");
 
-// `--name value` from the command line, or the default.
+// `--name value` from the command line (the last one wins), or the default.
 export function opt(name: string, def: string): string {
   const args = process.argv.slice(2);
-  const i = args.indexOf(name);
+  const i = args.lastIndexOf(name);
   return i >= 0 && i + 1 < args.length ? args[i + 1]! : def;
 }
 
@@ -27,7 +28,8 @@ export interface Proc {
 // Spawns `bin/damselfly args…` and resolves `ready` with the first JSON log
 // line whose msg is `readyMsg`.
 export function spawnDamselfly(args: string[], readyMsg: string, extraEnv: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...extraEnv } });
+  const node = args[0] === "scheduler" ? schedulerV8PoolArgs() : [];
+  const child = spawn(process.execPath, [...node, BIN, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...extraEnv } });
   const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
     const rl = createInterface({ input: child.stderr! });
     const timer = setTimeout(() => reject(new Error(`${args[0]}: no "${readyMsg}" within 20s`)), 20_000);
@@ -136,4 +138,24 @@ export function median(xs: number[]): number {
 export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+// The node flag `damselfly scheduler` restarts itself with on this machine
+// (src/cli/v8-pool.ts), if any: a bench that starts the scheduler with it
+// measures the scheduler's own process, not the one that restarted it.
+export function schedulerV8PoolArgs(): string[] {
+  const n = schedulerPoolSize([], {}, usableCores());
+  return n ? [`--v8-pool-size=${n}`] : [];
+}
+
+// The process doing a service's work: `pid` itself, or the scheduler that
+// `damselfly scheduler` (pid) restarted with its V8 pool.
+export function workerPid(pid: number): number {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    if (kids.length === 1 && readFileSync(`/proc/${kids[0]}/cmdline`, "utf8").includes("--v8-pool-size")) return Number(kids[0]);
+  } catch {
+    // Gone, or no such file: the pid is what we have.
+  }
+  return pid;
 }

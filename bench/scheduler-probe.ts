@@ -7,10 +7,13 @@
 // loop's cumulative active/idle time and the last interval's loop delay to
 // $DAMSELFLY_BENCH_PROBE.ticks. It touches nothing else in the scheduler.
 import { appendFileSync } from "node:fs";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 
 const out = process.env["DAMSELFLY_BENCH_PROBE"];
 if (out) {
+  // Wall clock against the monotonic clock that CPU profiles (--cpu-prof)
+  // stamp their samples with, to place profile samples in wall time.
+  appendFileSync(`${out}.epoch`, JSON.stringify({ wallMs: Date.now(), monoUs: Number(process.hrtime.bigint() / 1000n) }) + "\n");
   const delay = monitorEventLoopDelay({ resolution: 5 });
   delay.enable();
   let elu = performance.eventLoopUtilization();
@@ -23,6 +26,18 @@ if (out) {
     appendFileSync(`${out}.ticks`, JSON.stringify({ at: Date.now(), activeMs: u.active, idleMs: u.idle, delayP99Ms: second.percentile(99) / 1e6, delayMaxMs: second.max / 1e6 }) + "\n");
     second.reset();
   }, 1000).unref();
+  // Every GC pause on the main thread (wall clock start, duration, kind),
+  // to line up with the latency probe's slow answers.
+  const gcLines: string[] = [];
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gcLines.push(JSON.stringify({ at: performance.timeOrigin + e.startTime, ms: e.duration, kind: ((e as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind }));
+    }
+    if (gcLines.length >= 64) appendFileSync(`${out}.gc`, gcLines.splice(0).join("\n") + "\n");
+  }).observe({ entryTypes: ["gc"] });
+  process.on("exit", () => {
+    if (gcLines.length) appendFileSync(`${out}.gc`, gcLines.splice(0).join("\n") + "\n");
+  });
   process.on("SIGUSR2", () => {
     const u = performance.eventLoopUtilization(elu);
     elu = performance.eventLoopUtilization();

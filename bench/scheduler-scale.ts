@@ -6,7 +6,7 @@
 //       [--rate 5000] [--piece-ms 300] [--duration 60] [--fail-rate 0.02] [--reschedule 0.05]
 //       [--client h2|connect] [--workers 1] [--sessions 0] [--inflight 256] [--log-level info]
 //       [--reports batched|per-piece] [--batch-ms 500] [--batch-max 64]
-//       [--warmup 0] [--probe-rate 0] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
+//       [--warmup 0] [--probe-rate 0] [--nice-load 0] [--load-cpus LIST] [--timeline] [--cpu-prof DIR] [--scheduler-args '--retry-limit 4'] [--scheduler-node-args
 //       '--max-semi-space-size=64'] [--client-node-args '--cpu-prof --cpu-prof-dir DIR'] [--keep DIR]
 //
 // The scheduler is `bin/damselfly scheduler --listen 127.0.0.1:PORT` in its own
@@ -55,17 +55,18 @@
 // peers count in no throughput figure). Everything is bounded by --duration;
 // the scheduler and workers are stopped at the end (--keep DIR keeps the
 // scheduler's log, stdout and probe readings).
-import { fork, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { availableParallelism, setPriority, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
+import { schedulerPoolSize, usableCores } from "../src/cli/v8-pool.js";
 import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
@@ -122,6 +123,11 @@ interface WorkerResult {
   regLat: number[];
   // The second (since t0) each regLat entry's registration was sent in.
   regSentSec: number[];
+  // When each regLat entry's registration was sent (ms since t0), for
+  // lining slow answers up with the scheduler's GC events (--keep).
+  regSentMs: number[];
+  // This client's own GC pauses (wall clock start, ms), for the same.
+  gcPauses: { at: number; ms: number }[];
   reschedLat: number[];
   reschedSent: number;
   responses: Record<string, number>;
@@ -346,6 +352,8 @@ class Worker {
     respAt: [],
     regLat: [],
     regSentSec: [],
+    regSentMs: [],
+    gcPauses: [],
     reschedLat: [],
     reschedSent: 0,
     responses: {},
@@ -439,6 +447,10 @@ class Worker {
     const cpu0 = process.cpuUsage();
     const loop = monitorEventLoopDelay({ resolution: 5 });
     loop.enable();
+    const gcObs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.stats.gcPauses.push({ at: performance.timeOrigin + e.startTime, ms: e.duration });
+    });
+    gcObs.observe({ entryTypes: ["gc"] });
     const deadline = this.t0Perf + o.durationS * 1000;
     // Keep-alive: every host re-announces once per interval, spread evenly
     // over it (a burst of them would stall the scheduler's loop for a while
@@ -493,6 +505,7 @@ class Worker {
     for (const p of this.peers) p.abort();
     await new Promise((r) => setTimeout(r, 200));
     loop.disable();
+    gcObs.disconnect();
     const cpu = process.cpuUsage(cpu0);
     this.stats.cpuS = (cpu.user + cpu.system) / 1e6;
     this.stats.loopDelayP99Ms = loop.percentile(99) / 1e6;
@@ -609,6 +622,7 @@ class SimPeer {
       if (this.awaiting === "register") {
         w.stats.regLat.push(ms);
         w.stats.regSentSec.push(Math.max(0, Math.floor((this.awaitAt - w.t0Perf) / 1000)));
+        w.stats.regSentMs.push(this.awaitAt - w.t0Perf);
         w.stats.regAnswered++;
         w.stats.lastRegAnsweredAt = Math.max(w.stats.lastRegAnsweredAt, w.now() - w.t0Perf);
         w.awaitingFirst--;
@@ -758,10 +772,13 @@ function workerMain(): void {
   const send = (m: FromWorker) => process.send!(m);
   process.on("message", (m: ToWorker) => {
     if (m.type === "warmup") {
-      // The probe measures; it does not warm anything up.
-      if (init!.probe) return send({ type: "warm" });
       const o = init!.opts;
-      const warm = new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
+      // The probe warms only its own code (one second of its registrations,
+      // on tasks of their own, a few pieces each), so its first answers in
+      // the load time the scheduler, not the probe's cold JIT and sessions.
+      const warm = init!.probe
+        ? new Worker({ ...probeOpts(o), peers: Math.max(20, o.probeRate), pieces: 3, runTag: `${o.runTag}-probe-warmup`, durationS: 10 }, init!.addr, 0, "pw-", o.hosts)
+        : new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
       warm.run(m.t0).then(
         () => {
           for (const l of warm.links) l.close();
@@ -854,6 +871,8 @@ class SchedulerProc {
   readonly logFile: string;
   readonly probeFile: string;
   readonly outFile: string;
+  // The V8 pool size the bench chose (the scheduler's default here), if any.
+  readonly poolSize: number | undefined;
   private probes = 0;
 
   constructor(
@@ -867,7 +886,12 @@ class SchedulerProc {
     this.logFile = join(dir, "scheduler.log");
     this.probeFile = join(dir, "probe.jsonl");
     const probe = pathToFileURL(join(ROOT, "dist", "bench", "scheduler-probe.js")).href;
-    const nodeFlags = ["--expose-gc", "--import", probe, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...nodeArgs];
+    // `damselfly scheduler` would start itself again with the V8 thread pool
+    // it wants on this machine (src/cli/v8-pool.ts); started with that pool
+    // here, the process measured is the scheduler itself.
+    const pool = nodeArgs.some((a) => a.startsWith("--v8-pool-size")) ? undefined : schedulerPoolSize([], {}, usableCores());
+    this.poolSize = pool;
+    const nodeFlags = ["--expose-gc", "--import", probe, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(pool ? [`--v8-pool-size=${pool}`] : []), ...nodeArgs];
     const fd = openSync(this.logFile, "w");
     this.outFile = join(dir, "scheduler.out");
     const out = openSync(this.outFile, "w");
@@ -1063,6 +1087,7 @@ async function main(): Promise<void> {
   // Load clients at this nice level: on a 2-core machine they otherwise take
   // the scheduler's CPU in its bursts, which on a cluster they would not.
   const niceLoad = Number(opt("--nice-load", "0"));
+  const loadCpus = opt("--load-cpus", "");
 
   const dir = mkdtempSync(join(tmpdir(), "df-bench-sched-"));
   // A free port, so readiness can be seen without the info-level log line.
@@ -1100,10 +1125,10 @@ async function main(): Promise<void> {
 
     // Client workers: announce their hosts, then wait for "go".
     const inbox: FromWorker[][] = [];
-    const waitAll = async (type: FromWorker["type"], ms: number): Promise<FromWorker[]> => {
+    const waitAll = async (type: FromWorker["type"], ms: number, from: ChildProcess[] = workers): Promise<FromWorker[]> => {
       const end = Date.now() + ms;
       for (;;) {
-        const got = inbox.map((q) => q.find((m) => m.type === type || m.type === "error"));
+        const got = inbox.filter((_, k) => from.includes(workers[k]!)).map((q) => q.find((m) => m.type === type || m.type === "error"));
         const err = got.find((m) => m?.type === "error");
         if (err && err.type === "error") throw new Error(`worker: ${err.message}`);
         if (got.every((m) => m !== undefined)) return got as FromWorker[];
@@ -1121,6 +1146,8 @@ async function main(): Promise<void> {
       w.on("message", (m: FromWorker) => inbox[k]!.push(m));
       workers.push(w);
       if (niceLoad > 0 && k < opts.workers && w.pid) setPriority(w.pid, niceLoad);
+      // Every thread of the load client (its V8 helpers too) on these CPUs.
+      if (loadCpus && k < opts.workers && w.pid) execFileSync("taskset", ["-a", "-p", "-c", loadCpus, String(w.pid)], { stdio: "ignore" });
       w.send({ type: "init", opts, addr, index: k, probe: k === opts.workers } satisfies ToWorker);
     }
     await waitAll("hosts", 60_000);
@@ -1128,10 +1155,12 @@ async function main(): Promise<void> {
     // keep-alive in the load phase would be dropped: worth seeing.
     const hostsS = (Date.now() - hostsT0) / 1000;
     let warmS = 0;
-    if (opts.warmup > 0) {
+    if (opts.warmup > 0 || probing) {
       const w0 = Date.now();
-      for (const w of workers) w.send({ type: "warmup", t0: w0 + 200 } satisfies ToWorker);
-      await waitAll("warm", (Math.min(opts.durationS, 30) + 30) * 1000);
+      // Without --warmup only the probe warms up (itself).
+      const warming = opts.warmup > 0 ? workers : workers.slice(opts.workers);
+      for (const w of warming) w.send({ type: "warmup", t0: w0 + 200 } satisfies ToWorker);
+      await waitAll("warm", (Math.min(opts.durationS, 30) + 30) * 1000, warming);
       warmS = (Date.now() - w0) / 1000;
       await sleep(1000);
     }
@@ -1155,6 +1184,12 @@ async function main(): Promise<void> {
     const probeLoad = await sched.probe();
     const results = done.map((d) => d.result);
     const probeResult = probing ? results.pop() : undefined;
+    // Each probe answer with its send time (wall clock), beside the
+    // scheduler's GC events (probe.jsonl.gc), for --keep.
+    if (keep && probeResult) {
+      writeFileSync(join(dir, "probe-samples.jsonl"), probeResult.regLat.map((ms, j) => JSON.stringify({ at: t0 + probeResult.regSentMs[j]!, ms })).join("\n") + "\n");
+      writeFileSync(join(dir, "probe-client-gc.jsonl"), probeResult.gcPauses.map((g) => JSON.stringify(g)).join("\n") + "\n");
+    }
     const loadS = Math.max(...results.map((r) => r.doneAt)) / 1000;
     const first = samples[0]!;
     const last = samples[samples.length - 1]!;
@@ -1294,7 +1329,7 @@ async function main(): Promise<void> {
     const peakPerPeer = (peakRss - rssHosts) / Math.max(1, regSent);
 
     console.log(
-      `scheduler-scale: ${regSent} peers (${opts.tasks} tasks, ${opts.hosts} hosts, ${opts.pieces} pieces/peer every ~${opts.pieceMs} ms) against one scheduler process (pid ${pid}, --log-level ${logLevel}${extra.length ? ` ${extra.join(" ")}` : ""})`,
+      `scheduler-scale: ${regSent} peers (${opts.tasks} tasks, ${opts.hosts} hosts, ${opts.pieces} pieces/peer every ~${opts.pieceMs} ms) against one scheduler process (pid ${pid}, --log-level ${logLevel}${extra.length ? ` ${extra.join(" ")}` : ""}${sched.poolSize ? `, V8 pool ${sched.poolSize} as the scheduler picks on ${usableCores()} cores` : ""}${nodeArgs.length ? `, node ${nodeArgs.join(" ")}` : ""})`,
     );
     console.log(
       `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,

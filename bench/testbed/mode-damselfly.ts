@@ -12,7 +12,7 @@
 // peer: the first requester fetches it from the origin itself).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { BIN } from "../lib.js";
+import { BIN, schedulerV8PoolArgs } from "../lib.js";
 import { peerResult, type Mode, type ModeContext, type ModeRun, type PeerResult } from "./mode.js";
 import { startOriginServer, type OriginServer } from "./origin.js";
 import { jsonLine, runClient, startService, type Service } from "./proc.js";
@@ -138,7 +138,9 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           scheduler = startService(
             o.ns,
             "scheduler",
-            [process.execPath, BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart ? ["--cold-start", coldStart] : []), ...(opts.schedulerArgs ?? [])],
+            // With the V8 pool `damselfly scheduler` would restart itself
+            // with (src/cli/v8-pool.ts), so the pid measured is the scheduler.
+            [process.execPath, ...schedulerV8PoolArgs(), BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart ? ["--cold-start", coldStart] : []), ...(opts.schedulerArgs ?? [])],
             join(ctx.logDir, "scheduler.log"),
           );
           await scheduler.waitForLine((l) => jsonLine(l)?.["msg"] === "scheduler ready", 30_000, '"scheduler ready"');

@@ -117,6 +117,28 @@ function statusFields(error: unknown): Record<string, string> {
   return fields;
 }
 
+// The stream's listeners are shared functions that find their call here:
+// per-call closures (eight of them, with their contexts) were a good part of
+// what every open AnnouncePeer stream kept on the scheduler's heap, and all
+// of it survives young-generation GCs for as long as the stream is open.
+const kCall = Symbol("damselfly.grpcCall");
+type CallStream = http2.ServerHttp2Stream & { [kCall]?: ServerCall<DescMessage, DescMessage> };
+
+function onData(this: CallStream, chunk: Buffer): void {
+  this[kCall]?.data(chunk);
+}
+function onEnd(this: CallStream): void {
+  this[kCall]?.ended();
+}
+// Reset by the client, or the connection is gone: nothing more to write.
+function onClose(this: CallStream): void {
+  this[kCall]?.streamClosed();
+}
+function onWantTrailers(this: CallStream): void {
+  this.sendTrailers(this[kCall]?.trailers ?? {});
+}
+function ignore(): void {}
+
 function serveCall<I extends DescMessage, O extends DescMessage>(
   stream: http2.ServerHttp2Stream,
   input: I,
@@ -124,92 +146,112 @@ function serveCall<I extends DescMessage, O extends DescMessage>(
   open: (sink: BidiSink<MessageShape<O>>) => BidiCall<MessageShape<I>>,
   decode?: FastDecoder<I>,
 ): void {
-  let headersSent = false;
-  let closed = false;
-  let goneCalled = false;
+  const c = new ServerCall(stream, input, output, decode);
+  c.call = open(c);
+  (stream as CallStream)[kCall] = c as unknown as ServerCall<DescMessage, DescMessage>;
+  stream.on("wantTrailers", onWantTrailers);
+  stream.on("data", onData);
+  stream.on("end", onEnd);
+  stream.on("close", onClose);
+  stream.on("error", ignore);
+}
+
+class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSink<MessageShape<O>> {
+  call: BidiCall<MessageShape<I>> | undefined;
   // The status, once close() has it: sent as trailers when the stream asks.
-  let trailers: Record<string, string> | undefined;
-  const sendHeaders = () => {
-    if (headersSent) return;
-    headersSent = true;
-    stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
-  };
-  stream.on("wantTrailers", () => stream.sendTrailers(trailers ?? {}));
-  const sink: BidiSink<MessageShape<O>> = {
-    push(resp) {
-      return sink.pushEncoded!(toBinary(output, resp));
-    },
-    pushEncoded(bytes) {
-      // A stream reset by the client is closed before it is destroyed:
-      // respond() and write() would throw or fail.
-      if (closed || stream.destroyed || stream.closed) return false;
-      sendHeaders();
-      const frame = Buffer.allocUnsafe(5 + bytes.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(bytes.length, 1);
-      frame.set(bytes, 5);
-      stream.write(frame);
-      return true;
-    },
-    close(error) {
-      if (closed) return;
-      closed = true;
-      // OK is what setTrailerStatus writes for no error, without a Headers
-      // object per call.
-      const fields: Record<string, string> = error === undefined ? { "grpc-status": "0" } : statusFields(error);
-      if (!stream.destroyed && !stream.closed) {
-        if (headersSent) {
-          trailers = fields;
-          stream.end();
-        } else {
-          // Trailers-only: the status rides in the headers.
-          headersSent = true;
-          stream.respond({ ":status": 200, "content-type": "application/grpc+proto", ...fields }, { endStream: true });
-        }
-      }
-      gone();
-    },
-    get isClosed() {
-      return closed;
-    },
-  };
-  const call = open(sink);
-  function gone(): void {
-    if (goneCalled) return;
-    goneCalled = true;
-    call.gone();
+  trailers: Record<string, string> | undefined;
+  private headersSent = false;
+  private closed = false;
+  private goneCalled = false;
+  private buf: Buffer | undefined;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    private readonly input: I,
+    private readonly output: O,
+    private readonly decode: FastDecoder<I> | undefined,
+  ) {}
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
-  let buf: Buffer | undefined;
-  stream.on("data", (chunk: Buffer) => {
-    if (closed) return;
-    let b = buf ? Buffer.concat([buf, chunk]) : chunk;
-    while (b.length >= 5 && !closed) {
+  push(resp: MessageShape<O>): boolean {
+    return this.pushEncoded(toBinary(this.output, resp));
+  }
+
+  pushEncoded(bytes: Uint8Array): boolean {
+    const stream = this.stream;
+    // A stream reset by the client is closed before it is destroyed:
+    // respond() and write() would throw or fail.
+    if (this.closed || stream.destroyed || stream.closed) return false;
+    if (!this.headersSent) {
+      this.headersSent = true;
+      stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
+    }
+    const frame = Buffer.allocUnsafe(5 + bytes.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(bytes.length, 1);
+    frame.set(bytes, 5);
+    stream.write(frame);
+    return true;
+  }
+
+  close(error?: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    const stream = this.stream;
+    // OK is what setTrailerStatus writes for no error, without a Headers
+    // object per call.
+    const fields: Record<string, string> = error === undefined ? { "grpc-status": "0" } : statusFields(error);
+    if (!stream.destroyed && !stream.closed) {
+      if (this.headersSent) {
+        this.trailers = fields;
+        stream.end();
+      } else {
+        // Trailers-only: the status rides in the headers.
+        this.headersSent = true;
+        stream.respond({ ":status": 200, "content-type": "application/grpc+proto", ...fields }, { endStream: true });
+      }
+    }
+    this.gone();
+  }
+
+  data(chunk: Buffer): void {
+    if (this.closed) return;
+    let b = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
+    while (b.length >= 5 && !this.closed) {
       const len = b.readUInt32BE(1);
-      if (len > MAX_MESSAGE_BYTES) return sink.close(new ConnectError(`message of ${len} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`, Code.ResourceExhausted));
+      if (len > MAX_MESSAGE_BYTES) return this.close(new ConnectError(`message of ${len} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`, Code.ResourceExhausted));
       if (b.length < 5 + len) break;
-      if ((b[0]! & 1) !== 0) return sink.close(new ConnectError("compressed message without grpc-encoding", Code.Internal));
+      if ((b[0]! & 1) !== 0) return this.close(new ConnectError("compressed message without grpc-encoding", Code.Internal));
       let msg: MessageShape<I>;
       try {
         const bytes = b.subarray(5, 5 + len);
-        msg = decode?.(bytes) ?? fromBinary(input, bytes);
+        msg = this.decode?.(bytes) ?? fromBinary(this.input, bytes);
       } catch (e) {
-        return sink.close(new ConnectError(`cannot parse the request: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument));
+        return this.close(new ConnectError(`cannot parse the request: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument));
       }
       b = b.subarray(5 + len);
-      call.message(msg);
+      this.call!.message(msg);
     }
-    buf = b.length > 0 ? b : undefined;
-  });
-  stream.on("end", () => {
-    if (closed) return;
-    if (buf) return sink.close(new ConnectError("request ended inside a message", Code.InvalidArgument));
-    call.end();
-  });
-  // Reset by the client, or the connection is gone: nothing more to write.
-  stream.on("close", () => {
-    closed = true;
-    gone();
-  });
-  stream.on("error", () => undefined);
+    this.buf = b.length > 0 ? b : undefined;
+  }
+
+  ended(): void {
+    if (this.closed) return;
+    if (this.buf) return this.close(new ConnectError("request ended inside a message", Code.InvalidArgument));
+    this.call!.end();
+  }
+
+  streamClosed(): void {
+    this.closed = true;
+    this.gone();
+  }
+
+  private gone(): void {
+    if (this.goneCalled) return;
+    this.goneCalled = true;
+    this.call!.gone();
+  }
 }

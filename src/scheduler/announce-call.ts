@@ -27,30 +27,42 @@ export interface AnnounceCall {
 // a request the stream cannot survive ends it with that error.
 // `trace`: the W3C trace context the daemon sent with the call.
 export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>, trace?: IncomingTrace): AnnounceCall {
-  const { logger: log, store, engine, events, counters } = deps;
-  const session = new PeerSession(store, events, sink, log, engine.now, counters, trace?.traceparent ? trace : undefined);
-  let rejected = false;
-  return {
-    message(req) {
-      if (rejected) return false;
-      try {
-        session.handle(req);
-        return true;
-      } catch (err) {
-        rejected = true;
-        const ce = err instanceof ConnectError ? err : toConnectError(err);
-        log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
-        sink.close(ce);
-        session.end();
-        return false;
-      }
-    },
-    end() {
-      sink.close();
-      session.end();
-    },
-    gone() {
-      session.end();
-    },
-  };
+  const { logger, store, engine, events, counters } = deps;
+  return new AnnounceStream(new PeerSession(store, events, sink, logger, engine.now, counters, trace?.traceparent ? trace : undefined), sink, logger);
+}
+
+// A class, not an object of closures: one of these lives for every open
+// stream, so what it holds stays on the heap through every young GC.
+class AnnounceStream implements AnnounceCall {
+  private rejected = false;
+
+  constructor(
+    private readonly session: PeerSession,
+    private readonly sink: BidiSink<schedulerv1.AnnouncePeerResponse>,
+    private readonly log: Logger,
+  ) {}
+
+  message(req: schedulerv1.AnnouncePeerRequest): boolean {
+    if (this.rejected) return false;
+    try {
+      this.session.handle(req);
+      return true;
+    } catch (err) {
+      this.rejected = true;
+      const ce = err instanceof ConnectError ? err : toConnectError(err);
+      this.log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
+      this.sink.close(ce);
+      this.session.end();
+      return false;
+    }
+  }
+
+  end(): void {
+    this.sink.close();
+    this.session.end();
+  }
+
+  gone(): void {
+    this.session.end();
+  }
 }

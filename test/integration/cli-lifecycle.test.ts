@@ -2,7 +2,7 @@
 // usage errors, `config print`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -25,6 +25,25 @@ test("scheduler and daemon log ready lines and exit 0 on SIGTERM/SIGINT", async 
 
   assert.equal(await daemon.stop("SIGTERM"), 0, daemon.stderr());
   assert.equal(await sched.stop("SIGINT"), 0, sched.stderr());
+});
+
+test("the scheduler restarts itself with its V8 pool, and follows its parent out", async (t) => {
+  const sched = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0"], { t, env: { DAMSELFLY_V8_POOL_SIZE: "2" } });
+  const ready = await sched.waitForLog("scheduler ready");
+  const pid = Number(ready.pid);
+  assert.notEqual(pid, sched.pid, "the scheduler runs in a process of its own");
+  assert.match(readFileSync(`/proc/${pid}/cmdline`, "utf8"), /--v8-pool-size=2\0/);
+  // Killed without a chance to pass anything on: the scheduler notices.
+  sched.kill("SIGKILL");
+  await sched.exited;
+  const deadline = Date.now() + 10_000;
+  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(existsSync(`/proc/${pid}`), false, "the restarted scheduler exits once its parent is gone");
+  assert.match(sched.stderr(), /"signal":"SIGTERM","msg":"shutting down"/);
+
+  const bad = await runDamselfly(["scheduler", "--listen", "127.0.0.1:0"], { env: { DAMSELFLY_V8_POOL_SIZE: "lots" } });
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^damselfly: DAMSELFLY_V8_POOL_SIZE="lots": expected an integer 0\.\.64$/m);
 });
 
 test("a server that cannot start reports a code and a non-zero exit", async () => {
