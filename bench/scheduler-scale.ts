@@ -66,12 +66,12 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { schedulerPoolSize, usableCores } from "../src/cli/v8-pool.js";
+import { usableCores } from "../src/cli/v8-pool.js";
 import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
 import { answerOf, decodeAnswer, requestFrame, requestHead, selfCheck, type Answer } from "./announce-wire.js";
-import { BIN, ROOT, cpuSeconds, opt } from "./lib.js";
+import { BIN, ROOT, cpuSeconds, opt, schedulerV8PoolArgs } from "./lib.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const PIECE_LENGTH = 4 * 1024 * 1024;
@@ -871,8 +871,8 @@ class SchedulerProc {
   readonly logFile: string;
   readonly probeFile: string;
   readonly outFile: string;
-  // The V8 pool size the bench chose (the scheduler's default here), if any.
-  readonly poolSize: number | undefined;
+  // The V8 pool flag the bench added (the scheduler's default here), if any.
+  readonly poolFlag: string | undefined;
   private probes = 0;
 
   constructor(
@@ -889,9 +889,9 @@ class SchedulerProc {
     // `damselfly scheduler` would start itself again with the V8 thread pool
     // it wants on this machine (src/cli/v8-pool.ts); started with that pool
     // here, the process measured is the scheduler itself.
-    const pool = nodeArgs.some((a) => a.startsWith("--v8-pool-size")) ? undefined : schedulerPoolSize([], {}, usableCores());
-    this.poolSize = pool;
-    const nodeFlags = ["--expose-gc", "--import", probe, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...(pool ? [`--v8-pool-size=${pool}`] : []), ...nodeArgs];
+    const pool = nodeArgs.some((a) => a.startsWith("--v8-pool-size")) ? [] : schedulerV8PoolArgs();
+    this.poolFlag = pool[0];
+    const nodeFlags = ["--expose-gc", "--import", probe, ...(cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", cpuProfDir] : []), ...pool, ...nodeArgs];
     const fd = openSync(this.logFile, "w");
     this.outFile = join(dir, "scheduler.out");
     const out = openSync(this.outFile, "w");
@@ -1329,7 +1329,7 @@ async function main(): Promise<void> {
     const peakPerPeer = (peakRss - rssHosts) / Math.max(1, regSent);
 
     console.log(
-      `scheduler-scale: ${regSent} peers (${opts.tasks} tasks, ${opts.hosts} hosts, ${opts.pieces} pieces/peer every ~${opts.pieceMs} ms) against one scheduler process (pid ${pid}, --log-level ${logLevel}${extra.length ? ` ${extra.join(" ")}` : ""}${sched.poolSize ? `, V8 pool ${sched.poolSize} as the scheduler picks on ${usableCores()} cores` : ""}${nodeArgs.length ? `, node ${nodeArgs.join(" ")}` : ""})`,
+      `scheduler-scale: ${regSent} peers (${opts.tasks} tasks, ${opts.hosts} hosts, ${opts.pieces} pieces/peer every ~${opts.pieceMs} ms) against one scheduler process (pid ${pid}, --log-level ${logLevel}${extra.length ? ` ${extra.join(" ")}` : ""}${sched.poolFlag ? `, ${sched.poolFlag} as the scheduler picks on ${usableCores()} CPUs` : ""}${nodeArgs.length ? `, node ${nodeArgs.join(" ")}` : ""})`,
     );
     console.log(
       `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,
