@@ -47,7 +47,7 @@ export class SyncFanout {
   // message that must follow it, such as a suggestion or "done").
   catchUp(m: FanoutMember): void {
     if (m.sentUpTo >= this.batch.length) return;
-    m.write(encodeSyncLine({ type: "pieces", pieces: m.sentUpTo === 0 ? this.batch : this.batch.slice(m.sentUpTo) }));
+    m.write(piecesLine(this.batch, m.sentUpTo));
     m.sentUpTo = this.batch.length;
   }
 
@@ -58,9 +58,14 @@ export class SyncFanout {
     if (batch.length === 0) return;
     let line: string | undefined;
     for (const m of this.members) {
-      if (m.sentUpTo === 0) m.write((line ??= encodeSyncLine({ type: "pieces", pieces: batch })));
-      else if (m.sentUpTo < batch.length) m.write(encodeSyncLine({ type: "pieces", pieces: batch.slice(m.sentUpTo) }));
+      if (m.sentUpTo === 0) m.write((line ??= piecesLine(batch, 0)));
+      else if (m.sentUpTo < batch.length) m.write(piecesLine(batch, m.sentUpTo));
       m.sentUpTo = 0;
     }
   }
+}
+
+// The line announcing the batch's pieces from index `from` on.
+function piecesLine(batch: Array<[number, number, number]>, from: number): string {
+  return encodeSyncLine({ type: "pieces", pieces: from === 0 ? batch : batch.slice(from) });
 }
