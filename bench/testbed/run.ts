@@ -8,7 +8,9 @@
 //
 // --peers takes a list (4,8,16: one testbed with the most peers, each N runs
 // on the first N); an SVG plot of completion time vs N is written too.
-// --modes may also name damselfly-peer (the scheduler with --cold-start peer).
+// --modes may also name damselfly-peer (the scheduler with --cold-start peer)
+// and damselfly-proxy (curl through each daemon's HTTP proxy instead of
+// `damselfly get`).
 // --dir is where the file and the downloads go (default the system temp dir),
 // --keep keeps them, --no-shaping-check skips the link checks. Before each
 // run it waits up to --idle-wait seconds (60) for the machine to be idle
@@ -63,7 +65,7 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`testbed: ${msg}\n`);
   process.stderr.write(
     "usage: node dist/bench/testbed/run.js [--peers 16|4,8,16] [--size 128MiB] [--peer-rate 25mbit] [--origin-rate 50mbit]\n" +
-      "         [--modes native,bittorrent,damselfly[,damselfly-peer]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
+      "         [--modes native,bittorrent,damselfly[,damselfly-peer,damselfly-proxy]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
       "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB] [--get-args '...'] [--tcp-cc cubic|inherit]\n",
   );
   process.exit(2);
@@ -145,6 +147,7 @@ const MODES: Record<string, Mode> = {
   bittorrent: bittorrentMode,
   damselfly: damselflyMode("damselfly", undefined, dfOpts),
   "damselfly-peer": damselflyMode("damselfly-peer", "peer", dfOpts),
+  "damselfly-proxy": damselflyMode("damselfly-proxy", undefined, { ...dfOpts, client: "proxy" }),
 };
 const modeNames = str("--modes", "native,bittorrent,damselfly")
   .split(",")

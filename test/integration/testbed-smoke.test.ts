@@ -58,7 +58,7 @@ test(`testbed smoke: ${PEERS} peers, 32 MiB, native vs Damselfly${has("aria2c") 
   if (!bittorrent) t.diagnostic("aria2c/mktorrent/opentracker missing: the bittorrent mode is skipped");
   const out = mkdtempSync(join(tmpdir(), "damselfly-testbed-smoke-"));
   t.after(() => rmSync(out, { recursive: true, force: true }));
-  const modes = ["native", ...(bittorrent ? ["bittorrent"] : []), "damselfly"];
+  const modes = ["native", ...(bittorrent ? ["bittorrent"] : []), "damselfly", "damselfly-proxy"];
   const allowedCc = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
   const allowedBefore = readFileSync(allowedCc, "utf8");
   const r = await runCommand(
@@ -90,6 +90,10 @@ test(`testbed smoke: ${PEERS} peers, 32 MiB, native vs Damselfly${has("aria2c") 
   const df = byMode.get("damselfly")!.originHttpBytes!;
   assert.ok(native >= PEERS * SIZE, `native: the origin sent ${native} bytes, less than ${PEERS} copies`);
   assert.ok(df >= SIZE && df <= SIZE * 1.05, `damselfly: the origin sent ${df} bytes, more than 1.05x the file`);
+  // curl through each daemon's proxy: the proxy rule sent it through P2P,
+  // not on to the origin.
+  const viaProxy = byMode.get("damselfly-proxy")!.originHttpBytes!;
+  assert.ok(viaProxy >= SIZE && viaProxy <= SIZE * 1.05, `damselfly-proxy: the origin sent ${viaProxy} bytes, more than 1.05x the file`);
 
   assert.ok(existsSync(join(out, "plot.svg")), "the plot was written");
   assert.match(readFileSync(join(out, "plot.svg"), "utf8"), /<svg[\s\S]*damselfly/);

@@ -1,11 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PieceSelector, STREAM_WINDOW, type SelectableParent } from "../../src/peer/download/piece-selector.js";
+import { PieceSelector, READER_PATIENCE_MS, STREAM_WINDOW, type SelectableParent } from "../../src/peer/download/piece-selector.js";
 import type { LocalTask } from "../../src/peer/storage/local-task.js";
 
 // `wanted`: the piece a local reader is blocked on.
-function fakeTask(total: number, stored: number[] = [], wanted?: number): LocalTask {
-  return { pieces: new Map(stored.map((n) => [n, {}])), totalPieces: total, firstWanted: () => wanted } as unknown as LocalTask;
+// `since`: when the reader began waiting (Date.now() time).
+function fakeTask(total: number, stored: number[] = [], wanted?: number, since = 0): LocalTask {
+  return { pieces: new Map(stored.map((n) => [n, {}])), totalPieces: total, firstWanted: () => wanted, wantedSince: () => (wanted === undefined ? undefined : since) } as unknown as LocalTask;
 }
 function parent(holds: number[], throughput = 1, inFlight = 0, busyUntil = 0): SelectableParent & { inFlight: number; busyUntil: number } {
   return { pieces: new Map(holds.map((n) => [n, {}])), inFlight, throughput, busyUntil };
@@ -101,14 +102,23 @@ test("one pass picks several pieces, filling each parent only up to its limit an
   assert.equal(sel.pick(new Map([["a", a], ["b", b]]), new Map(), 10).length, 2);
 });
 
-test("a seed that suggests pieces is asked only for those, except for the piece a local reader is blocked on", () => {
+test("a seed that suggests pieces is asked only for those, and for a local reader's window only once it has waited", () => {
   const seed = { ...parent(all(32), 10), suggested: new Set([20, 21]) };
   const sel = new PieceSelector(fakeTask(32), 4, seeded(3));
   const picks = sel.pick(new Map([["seed", seed]]), new Map(), 8).map((p) => p.piece).sort((a, b) => a - b);
   assert.deepEqual(picks, [20, 21]);
-  const reading = new PieceSelector(fakeTask(32, [], 5), 4, seeded(3));
-  const withReader = reading.pick(new Map([["seed", seed]]), new Map(), 8).map((p) => p.piece);
-  assert.deepEqual(withReader.slice(0, 4), [5, 6, 7, 8], "the reader's window comes from the seed all the same");
+  const now = 100_000;
+  // Just blocked: the window waits for peers, the seed sends its suggestions.
+  const fresh = new PieceSelector(fakeTask(32, [], 5, now - READER_PATIENCE_MS + 1), 4, seeded(3));
+  assert.deepEqual(fresh.pick(new Map([["seed", seed]]), new Map(), 8, now).map((p) => p.piece).sort((a, b) => a - b), [20, 21]);
+  // ...while a peer that holds the window serves it first, in order.
+  const peer = parent([6, 7], 1);
+  const viaPeer = fresh.pick(new Map([["seed", seed], ["peer", peer]]), new Map(), 8, now);
+  assert.deepEqual(viaPeer.slice(0, 2).map((p) => [p.piece, p.parent]), [[6, peer], [7, peer]]);
+  // Waited long enough: the seed is asked for the window regardless.
+  const reading = new PieceSelector(fakeTask(32, [], 5, now - READER_PATIENCE_MS), 4, seeded(3));
+  const withReader = reading.pick(new Map([["seed", seed]]), new Map(), 8, now).map((p) => p.piece);
+  assert.deepEqual(withReader.slice(0, 4), [5, 6, 7, 8], "after the patience the reader's window comes from the seed");
   // Once suggestions end every piece is fair game again.
   const free = { ...seed, suggested: undefined };
   assert.equal(new PieceSelector(fakeTask(32), 4, seeded(3)).pick(new Map([["seed", free]]), new Map(), 4).length, 4);

@@ -560,6 +560,9 @@ export class PeerTask {
 
   private checkStall(): void {
     if (this.ended || this.sourceRunning) return;
+    // A reader's patience with a seed's suggestions runs out on the clock,
+    // not on an event (piece-selector.ts): look again.
+    if (this.o.task.firstWanted() !== undefined) this.pump();
     if (this.inFlight.size > 0) return;
     if (Date.now() - this.lastProgress < this.o.scheduleTimeoutMs) return;
     this.lastProgress = Date.now();

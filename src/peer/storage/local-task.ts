@@ -64,6 +64,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
   // how many readers wait for each: the download fetches these first.
   private readonly wants = new Map<number, number>();
+  // Piece -> when a reader began waiting for it.
+  private readonly wantedAt = new Map<number, number>();
   // Downloads, readers and uploads using the task now: the disk GC never
   // evicts a task while this is above zero. A counter, not a closure per
   // holder: uploads take it per piece.
@@ -112,15 +114,25 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // A reader waits for piece n until the returned function is called.
   want(n: number): () => void {
-    this.wants.set(n, (this.wants.get(n) ?? 0) + 1);
+    const count = this.wants.get(n) ?? 0;
+    this.wants.set(n, count + 1);
+    if (count === 0) this.wantedAt.set(n, Date.now());
     let released = false;
     return () => {
       if (released) return;
       released = true;
       const left = (this.wants.get(n) ?? 1) - 1;
       if (left > 0) this.wants.set(n, left);
-      else this.wants.delete(n);
+      else {
+        this.wants.delete(n);
+        this.wantedAt.delete(n);
+      }
     };
+  }
+
+  // Since when (Date.now()) a reader has been waiting for piece n.
+  wantedSince(n: number): number | undefined {
+    return this.wantedAt.get(n);
   }
 
   // The lowest piece a local reader is blocked on, if any.

@@ -7,7 +7,7 @@ import type { Peer } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
-import { encodeNormalTask } from "./normal-task-encoder.js";
+import { encodeNormalTask, type ParentWithHost } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
@@ -61,12 +61,15 @@ export class SchedulingEngine {
     return selectParents({
       child: peer,
       peers: onlyFinished ? task.succeeded.items : task.peers.items,
-      host: (id) => this.liveHost(id),
+      host: this.liveHostOf,
       totalPieces: task.totalPieces,
       filterParentLimit: this.config.filterParentLimit,
       candidateParentLimit: this.config.candidateParentLimit,
     });
   }
+
+  // One function for every selection, not a closure per call.
+  private readonly liveHostOf = (id: string): Host | undefined => this.liveHost(id);
 
   private liveHost(id: string): Host | undefined {
     const h = this.store.hosts.get(id);
@@ -246,10 +249,11 @@ export class SchedulingEngine {
       peer.state = "running";
       task.backToSourcePeers.delete(peer.id);
     }
-    const withHosts = parents.flatMap((p) => {
+    const withHosts: ParentWithHost[] = [];
+    for (const p of parents) {
       const host = this.store.hosts.get(p.hostId);
-      return host ? [{ peer: p, host }] : [];
-    });
+      if (host) withHosts.push({ peer: p, host });
+    }
     const q = peer.queue;
     if (q?.pushEncoded) q.pushEncoded(encodeNormalTask(task, withHosts));
     else peer.send(normalTask(task, withHosts));

@@ -76,28 +76,71 @@ export function scoreParent(child: Peer, parent: Peer, host: Host, totalPieces: 
   );
 }
 
+// Scratch for selectParents' partial shuffle, reused across calls (the
+// scheduler selects on one thread, thousands of times a second): position j
+// holds slot[j] when stamp[j] is the current generation, else j itself. A Map
+// per call was a sixth of the scheduler's allocations under load, and every
+// allocation brings the next scavenge closer.
+let slot = new Int32Array(256);
+let stamp = new Uint32Array(256);
+let generation = 0;
+const bestScores: number[] = [];
+
+function nextGeneration(n: number): number {
+  if (slot.length < n) {
+    const size = 2 ** Math.ceil(Math.log2(n));
+    slot = new Int32Array(size);
+    stamp = new Uint32Array(size);
+    generation = 0;
+  }
+  generation = (generation + 1) >>> 0;
+  if (generation === 0) {
+    stamp.fill(0);
+    generation = 1;
+  }
+  return generation;
+}
+
 // Candidate parents for `child`, best first, at most candidateParentLimit.
 // At most filterParentLimit eligible peers are sampled (uniformly) and scored.
 // Peers are drawn in random order and checked as drawn, so a task of
 // thousands of peers costs about filterParentLimit checks, not thousands:
 // the eligible peers found first in a random order are a uniform sample of
-// all eligible ones, as if all had been checked and then sampled.
+// all eligible ones, as if all had been checked and then sampled. Equal
+// scores keep the order they were drawn in.
 export function selectParents(input: SelectionInput): Peer[] {
-  const { child, totalPieces, peers } = input;
+  const { child, totalPieces, peers, filterParentLimit, candidateParentLimit } = input;
   const random = input.random ?? Math.random;
   const n = peers.length;
-  const sampled: Peer[] = [];
-  // Partial Fisher-Yates over positions without copying the list: `moved`
-  // holds the positions swapped so far.
-  const moved = new Map<number, number>();
-  for (let i = 0; i < n && sampled.length < input.filterParentLimit; i++) {
+  const gen = nextGeneration(n);
+  const best: Peer[] = [];
+  const scores = bestScores;
+  scores.length = 0;
+  let sampled = 0;
+  for (let i = 0; i < n && sampled < filterParentLimit; i++) {
+    // Partial Fisher-Yates over positions without copying the list.
     const j = i + Math.floor(random() * (n - i));
-    const at = moved.get(j) ?? j;
-    moved.set(j, moved.get(i) ?? i);
+    const at = stamp[j] === gen ? slot[j]! : j;
+    slot[j] = stamp[i] === gen ? slot[i]! : i;
+    stamp[j] = gen;
     const p = peers[at]!;
-    if (isEligibleParent(child, p, input.host(p.hostId))) sampled.push(p);
+    const host = input.host(p.hostId);
+    if (!isEligibleParent(child, p, host)) continue;
+    sampled++;
+    const s = scoreParent(child, p, host!, totalPieces);
+    // Insertion into the best few, in place (splice allocates).
+    let k = best.length;
+    if (k === candidateParentLimit) {
+      if (!(s > scores[k - 1]!)) continue;
+      k--;
+    }
+    while (k > 0 && scores[k - 1]! < s) {
+      best[k] = best[k - 1]!;
+      scores[k] = scores[k - 1]!;
+      k--;
+    }
+    best[k] = p;
+    scores[k] = s;
   }
-  const scored = sampled.map((p) => ({ p, s: scoreParent(child, p, input.host(p.hostId)!, totalPieces) }));
-  scored.sort((a, b) => b.s - a.s);
-  return scored.slice(0, input.candidateParentLimit).map((x) => x.p);
+  return best;
 }
