@@ -62,10 +62,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   onOpenUse: ((t: LocalTask) => void) | undefined;
   private writeChain: Promise<void> = Promise.resolve();
   // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
-  // how many readers wait for each: the download fetches these first.
-  private readonly wants = new Map<number, number>();
-  // Piece -> when a reader began waiting for it.
-  private readonly wantedAt = new Map<number, number>();
+  // how many readers wait for each and since when (Date.now()): the download
+  // fetches these first.
+  private readonly wants = new Map<number, { readers: number; since: number }>();
   // Downloads, readers and uploads using the task now: the disk GC never
   // evicts a task while this is above zero. A counter, not a closure per
   // holder: uploads take it per piece.
@@ -114,25 +113,21 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // A reader waits for piece n until the returned function is called.
   want(n: number): () => void {
-    const count = this.wants.get(n) ?? 0;
-    this.wants.set(n, count + 1);
-    if (count === 0) this.wantedAt.set(n, Date.now());
+    const w = this.wants.get(n);
+    if (w) w.readers++;
+    else this.wants.set(n, { readers: 1, since: Date.now() });
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.wants.get(n) ?? 1) - 1;
-      if (left > 0) this.wants.set(n, left);
-      else {
-        this.wants.delete(n);
-        this.wantedAt.delete(n);
-      }
+      const left = this.wants.get(n);
+      if (left && --left.readers === 0) this.wants.delete(n);
     };
   }
 
   // Since when (Date.now()) a reader has been waiting for piece n.
   wantedSince(n: number): number | undefined {
-    return this.wantedAt.get(n);
+    return this.wants.get(n)?.since;
   }
 
   // The lowest piece a local reader is blocked on, if any.
