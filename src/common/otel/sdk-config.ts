@@ -3,7 +3,8 @@
 // resource attributes. The exporter reads its endpoint, headers, compression,
 // timeout and TLS files (OTEL_EXPORTER_OTLP_*) from process.env on its own.
 import { hostname } from "node:os";
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, type BatchSpanProcessorOptions, type Sampler } from "@opentelemetry/sdk-trace";
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace";
+import type { BatchSpanProcessorOptions, Sampler } from "@opentelemetry/sdk-trace";
 import { defaultResource, detectResources, envDetector, resourceFromAttributes, type Resource } from "@opentelemetry/resources";
 import type { TracingLog } from "../trace.js";
 import { version } from "../version.js";

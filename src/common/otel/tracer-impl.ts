@@ -2,7 +2,8 @@
 // (trace.ts imports this file with import()). Spans are the SDK's; this file
 // maps our small facade onto them: parents passed explicitly (no context
 // manager, no global provider), our span kinds, setError's shape.
-import { diag, DiagLogLevel, ROOT_CONTEXT, SpanStatusCode, trace, type Context, type Span as ApiSpan, type SpanContext as ApiSpanContext, type Tracer as ApiTracer } from "@opentelemetry/api";
+import { diag, DiagLogLevel, ROOT_CONTEXT, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Context, Span as ApiSpan, SpanContext as ApiSpanContext, Tracer as ApiTracer } from "@opentelemetry/api";
 import { parseTraceParent, setGlobalErrorHandler, TraceState } from "@opentelemetry/core";
 import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { DamselflyError } from "../errors.js";
@@ -30,7 +31,8 @@ export function parseTraceparent(tp: string | undefined, tracestate?: string): S
 }
 
 function toApi(c: SpanContext, isRemote: boolean): ApiSpanContext {
-  return { traceId: c.traceId, spanId: c.spanId, traceFlags: c.sampled ? SAMPLED : 0, isRemote, ...(c.traceState ? { traceState: new TraceState(c.traceState) } : {}) };
+  const traceState = c.traceState ? { traceState: new TraceState(c.traceState) } : {};
+  return { traceId: c.traceId, spanId: c.spanId, traceFlags: c.sampled ? SAMPLED : 0, isRemote, ...traceState };
 }
 
 function fromApi(c: ApiSpanContext): SpanContext {
@@ -138,7 +140,8 @@ export async function createTracer(serviceName: string, log?: TracingLog): Promi
   const env = process.env;
   routeSdkLogs(log);
   const protocol = protocolFromEnv(env, log);
-  const { OTLPTraceExporter } = protocol === "http/json" ? await import("@opentelemetry/exporter-trace-otlp-http") : await import("@opentelemetry/exporter-trace-otlp-proto");
+  const { OTLPTraceExporter } =
+    protocol === "http/json" ? await import("@opentelemetry/exporter-trace-otlp-http") : await import("@opentelemetry/exporter-trace-otlp-proto");
   const resource = resourceFor(serviceName);
   const provider = new TracerProvider({
     resource,
