@@ -34,7 +34,7 @@ export class Preheater {
       case schedulerv1.PreheatScope.ALL_SEED_PEERS:
         return seeds;
       case schedulerv1.PreheatScope.ALL_PEERS:
-        return [...store.hosts.values()].filter((h) => h.apiPort > 0 && !store.hosts.isExpired(h, now, config.hostTimeout));
+        return store.hosts.liveDaemons(now, config.hostTimeout);
       default: {
         const seed = pickSeedHost(taskId, seeds);
         return seed ? [seed] : [];

@@ -140,11 +140,19 @@ export class HostManager {
     return out;
   }
 
+  // Live seed hosts the scheduler can call (they gave an API port).
   liveSeeds(now: number, timeout: number): Host[] {
+    return this.callable(this.seeds, now, timeout);
+  }
+
+  // Every live host the scheduler can call.
+  liveDaemons(now: number, timeout: number): Host[] {
+    return this.callable(this.hosts.values(), now, timeout);
+  }
+
+  private callable(hosts: Iterable<Host>, now: number, timeout: number): Host[] {
     const out: Host[] = [];
-    for (const h of this.seeds) {
-      if (h.isSeed && h.apiPort > 0 && !this.isExpired(h, now, timeout)) out.push(h);
-    }
+    for (const h of hosts) if (h.apiPort > 0 && !this.isExpired(h, now, timeout)) out.push(h);
     return out;
   }
 }
