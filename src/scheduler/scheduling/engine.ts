@@ -276,8 +276,8 @@ export class SchedulingEngine {
 
   // A peer that just stored its first piece can serve. Children's lists fill
   // up with whoever had pieces first, so a peer that joined last would
-  // otherwise stay in nobody's list and its uplink idle (at N=16 with 15
-  // candidates each, one peer served 0 pieces). Running peers that do not
+  // otherwise stay in nobody's list and its uplink idle
+  // (docs/decisions/scheduler-measurements.md). Running peers that do not
   // know it hear of it, fewest candidates first, until it has
   // candidateParentLimit children; a list may grow a little past the limit
   // for this (OFFER_SLACK).
