@@ -155,17 +155,12 @@ export class PeerEvents {
   // The peer's stream ended. A finished peer stays as a parent (its host
   // still serves the data); any other peer leaves the task.
   streamClosed(peer: Peer): void {
+    if (peer.state !== "succeeded") return this.removePeer(peer);
     const queue = peer.queue;
     peer.queue = undefined;
     queue?.close();
     const task = this.taskOf(peer);
-    if (peer.state === "succeeded") {
-      if (task) this.engine.stopWaiting(peer, task);
-      return;
-    }
-    if (!this.store.detachPeer(peer) || !task) return;
-    this.engine.rescheduleChildren(task, [peer.id]);
-    this.engine.wake(task);
+    if (task) this.engine.stopWaiting(peer, task);
   }
 
   // A peer whose host no longer holds the task (deleted there): it leaves
