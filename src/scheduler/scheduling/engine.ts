@@ -1,13 +1,12 @@
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, startSpan, traceHeaders } from "../../common/trace.js";
 import type { SchedulerConfig } from "../../common/schemas.js";
-import type { ErrorDetail } from "../../protocol/index.js";
+import { encodeNormalTask, type ErrorDetail } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
-import { encodeNormalTask, type ParentWithHost } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
@@ -249,7 +248,7 @@ export class SchedulingEngine {
       peer.state = "running";
       task.backToSourcePeers.delete(peer.id);
     }
-    const withHosts: ParentWithHost[] = [];
+    const withHosts: { peer: Peer; host: Host }[] = [];
     for (const p of parents) {
       const host = this.store.hosts.get(p.hostId);
       if (host) withHosts.push({ peer: p, host });
