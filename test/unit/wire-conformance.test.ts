@@ -10,6 +10,7 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import { schedulerv1 as S } from "../../src/protocol/index.js";
 import { DECODED_FIELDS } from "../../src/protocol/fast/announce-peer-decoder.js";
 import { ENCODED_FIELDS } from "../../src/protocol/fast/normal-task-encoder.js";
+import { ENCODED_FIELDS as CLIENT_ENCODED_FIELDS } from "../../src/protocol/fast/announce-peer-client.js";
 import { fieldTag } from "../../src/protocol/fast/wire.js";
 
 const bySchema = new Map<string, DescMessage>();
@@ -33,6 +34,10 @@ test("the AnnouncePeerRequest decoder reads every field of the messages it decod
 
 test("the normal_task encoder writes every field of the messages it encodes", () => {
   assertCovers("encoder", ENCODED_FIELDS);
+});
+
+test("the daemon-side AnnouncePeerRequest encoder writes every field of the messages it encodes", () => {
+  assertCovers("client encoder", CLIENT_ENCODED_FIELDS);
 });
 
 test("fieldTag derives tags from the descriptors and refuses a type the codec does not expect", () => {
