@@ -6,38 +6,31 @@
 // toBinary/fromBinary is tested beside each codec.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { DescMessage } from "@bufbuild/protobuf";
+import { ScalarType } from "@bufbuild/protobuf";
 import { schedulerv1 as S } from "../../src/protocol/index.js";
-import { DECODED_FIELDS } from "../../src/protocol/fast/announce-peer-decoder.js";
-import { ENCODED_FIELDS } from "../../src/protocol/fast/normal-task-encoder.js";
-import { ENCODED_FIELDS as CLIENT_ENCODED_FIELDS } from "../../src/protocol/fast/announce-peer-client.js";
+import { ANNOUNCE_PEER_REQUEST, ANNOUNCE_PEER_RESPONSE, WHOLE } from "../../src/protocol/fast/scheduler-tags.js";
 import { fieldTag } from "../../src/protocol/fast/wire.js";
 
-const bySchema = new Map<string, DescMessage>();
-for (const v of Object.values(S) as unknown[]) {
-  const d = v as DescMessage;
-  if (typeof v === "object" && v !== null && d.kind === "message") bySchema.set(d.typeName, d);
-}
-
-function assertCovers(what: string, fields: Record<string, readonly string[]>): void {
-  for (const [typeName, names] of Object.entries(fields)) {
-    const desc = bySchema.get(typeName);
-    assert.ok(desc, `${what}: ${typeName} is not a generated message`);
-    const byNumber = [...desc.fields].sort((a, b) => a.number - b.number).map((f) => f.localName);
-    assert.deepEqual(names, byNumber, `${what}: ${typeName}'s fields, in field number order`);
+test("the hand codecs handle every field of the messages they handle whole, in field number order", () => {
+  for (const m of WHOLE) {
+    const byNumber = [...m.desc.fields].sort((a, b) => a.number - b.number).map((f) => f.localName);
+    assert.deepEqual(m.fields, byNumber, m.desc.typeName);
   }
-}
-
-test("the AnnouncePeerRequest decoder reads every field of the messages it decodes", () => {
-  assertCovers("decoder", DECODED_FIELDS);
 });
 
-test("the normal_task encoder writes every field of the messages it encodes", () => {
-  assertCovers("encoder", ENCODED_FIELDS);
+test("AnnouncePeerResponse: the codecs know every answer kind", () => {
+  const oneof = ANNOUNCE_PEER_RESPONSE.desc.oneofs.find((o) => o.localName === "response")!;
+  assert.deepEqual([...ANNOUNCE_PEER_RESPONSE.fields].sort(), oneof.fields.map((f) => f.localName).sort());
 });
 
-test("the daemon-side AnnouncePeerRequest encoder writes every field of the messages it encodes", () => {
-  assertCovers("client encoder", CLIENT_ENCODED_FIELDS);
+test("tags are the descriptors' field numbers and wire types", () => {
+  for (const m of [...WHOLE, ANNOUNCE_PEER_REQUEST, ANNOUNCE_PEER_RESPONSE]) {
+    for (const k of m.fields) {
+      const f = m.desc.field[k]!;
+      const len = f.fieldKind === "message" || f.fieldKind === "list" || (f.fieldKind === "scalar" && f.scalar === ScalarType.STRING);
+      assert.equal((m.tag as Record<string, number>)[k], (f.number << 3) | (len ? 2 : 0), `${m.desc.typeName}.${k}`);
+    }
+  }
 });
 
 test("fieldTag derives tags from the descriptors and refuses a type the codec does not expect", () => {

@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as S from "../gen/damselfly/scheduler/v1/scheduler_pb.js";
-import { fieldTag, LEN, u64, varintLength, VARINT, Writer } from "./wire.js";
+import { ANNOUNCE_PEER_REQUEST, ANNOUNCE_PEER_RESPONSE, CANDIDATE_PARENT, NORMAL_TASK, PIECE_FINISHED, PIECES_FINISHED } from "./scheduler-tags.js";
+import { LEN, u64, varintLength, VARINT, Writer } from "./wire.js";
 
 // The daemon side of AnnouncePeer by hand, for a client that simulates
 // thousands of daemons on the machine it measures (bench/scheduler-scale.ts):
@@ -13,25 +14,9 @@ import { fieldTag, LEN, u64, varintLength, VARINT, Writer } from "./wire.js";
 type Req = S.AnnouncePeerRequest["request"];
 type Piece = S.PieceFinishedRequest;
 
-const R = S.AnnouncePeerRequestSchema.field;
-const DOWNLOAD_PEER_STARTED = fieldTag(R.downloadPeerStarted, "message");
-const PIECE_FINISHED = fieldTag(R.pieceFinished, "message");
-const PIECES_FINISHED = fieldTag(R.piecesFinished, "message");
-const PIECES = fieldTag(S.PiecesFinishedRequestSchema.field.pieces, "repeated message");
-const PF = S.PieceFinishedRequestSchema.field;
-const PF_NUMBER = fieldTag(PF.number, "uint32");
-const PF_LENGTH = fieldTag(PF.length, "uint64");
-const PF_CRC32 = fieldTag(PF.crc32, "uint32");
-const PF_PARENT_ID = fieldTag(PF.parentId, "string");
-const PF_COST_MICROS = fieldTag(PF.costMicros, "uint64");
-
-// The fields written by hand, by message, in the order written (checked
-// against the descriptors by test/unit/wire-conformance.test.ts).
-export const ENCODED_FIELDS: Record<string, readonly string[]> = {
-  [S.PieceFinishedRequestSchema.typeName]: ["number", "length", "crc32", "parentId", "costMicros"],
-  [S.PiecesFinishedRequestSchema.typeName]: ["pieces"],
-  [S.DownloadPeerStartedRequestSchema.typeName]: [],
-};
+const R = ANNOUNCE_PEER_REQUEST.tag;
+const PF = PIECE_FINISHED.tag;
+const PIECES = PIECES_FINISHED.tag.pieces;
 
 const isAscii = (s: string): boolean => {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
@@ -43,30 +28,30 @@ const pieceOk = (p: Piece): boolean => p.number >= 0 && p.crc32 >= 0 && typeof u
 
 function pieceLength(p: Piece): number {
   let n = 0;
-  if (p.number !== 0) n += varintLength(PF_NUMBER) + varintLength(p.number);
-  if (p.length !== 0n) n += varintLength(PF_LENGTH) + varintLength(Number(p.length));
-  if (p.crc32 !== 0) n += varintLength(PF_CRC32) + varintLength(p.crc32);
-  if (p.parentId !== "") n += varintLength(PF_PARENT_ID) + varintLength(p.parentId.length) + p.parentId.length;
-  if (p.costMicros !== 0n) n += varintLength(PF_COST_MICROS) + varintLength(Number(p.costMicros));
+  if (p.number !== 0) n += varintLength(PF.number) + varintLength(p.number);
+  if (p.length !== 0n) n += varintLength(PF.length) + varintLength(Number(p.length));
+  if (p.crc32 !== 0) n += varintLength(PF.crc32) + varintLength(p.crc32);
+  if (p.parentId !== "") n += varintLength(PF.parentId) + varintLength(p.parentId.length) + p.parentId.length;
+  if (p.costMicros !== 0n) n += varintLength(PF.costMicros) + varintLength(Number(p.costMicros));
   return n;
 }
 
 function writePiece(w: Writer, p: Piece): void {
   if (p.number !== 0) {
-    w.varint(PF_NUMBER);
+    w.varint(PF.number);
     w.varint(p.number);
   }
   if (p.length !== 0n) {
-    w.varint(PF_LENGTH);
+    w.varint(PF.length);
     w.varint(Number(p.length));
   }
   if (p.crc32 !== 0) {
-    w.varint(PF_CRC32);
+    w.varint(PF.crc32);
     w.varint(p.crc32);
   }
-  if (p.parentId !== "") w.string(PF_PARENT_ID, p.parentId, p.parentId.length);
+  if (p.parentId !== "") w.string(PF.parentId, p.parentId, p.parentId.length);
   if (p.costMicros !== 0n) {
-    w.varint(PF_COST_MICROS);
+    w.varint(PF.costMicros);
     w.varint(Number(p.costMicros));
   }
 }
@@ -83,16 +68,16 @@ export function encodeAnnouncePeerRequest(head: Buffer, request: Req): Buffer {
   let tag = 0;
   let body = 0;
   if (request.case === "piecesFinished" && request.value.pieces.every(pieceOk)) {
-    tag = PIECES_FINISHED;
+    tag = R.piecesFinished;
     for (const p of request.value.pieces) {
       const n = pieceLength(p);
       body += varintLength(PIECES) + varintLength(n) + n;
     }
   } else if (request.case === "pieceFinished" && pieceOk(request.value)) {
-    tag = PIECE_FINISHED;
+    tag = R.pieceFinished;
     body = pieceLength(request.value);
   } else if (request.case === "downloadPeerStarted") {
-    tag = DOWNLOAD_PEER_STARTED;
+    tag = R.downloadPeerStarted;
   } else {
     const tail = toBinary(S.AnnouncePeerRequestSchema, create(S.AnnouncePeerRequestSchema, { request }));
     return Buffer.concat([head, tail]);
@@ -124,12 +109,10 @@ export interface Answer {
 }
 
 // The answer's oneof members by tag.
-const ANSWER_CASES = new Map<number, AnswerCase>(
-  S.AnnouncePeerResponseSchema.oneofs[0]!.fields.map((f) => [fieldTag(f, "message"), f.localName as AnswerCase]),
-);
-const NORMAL_TASK = fieldTag(S.AnnouncePeerResponseSchema.field.normalTask, "message");
-const CANDIDATES = fieldTag(S.NormalTaskResponseSchema.field.candidateParents, "repeated message");
-const CANDIDATE_PEER_ID = fieldTag(S.CandidateParentSchema.field.peerId, "string");
+const ANSWER_CASES = new Map<number, AnswerCase>(ANNOUNCE_PEER_RESPONSE.fields.map((k) => [ANNOUNCE_PEER_RESPONSE.tag[k], k]));
+const NORMAL = ANNOUNCE_PEER_RESPONSE.tag.normalTask;
+const CANDIDATES = NORMAL_TASK.tag.candidateParents;
+const CANDIDATE_PEER_ID = CANDIDATE_PARENT.tag.peerId;
 
 export function answerOf(r: S.AnnouncePeerResponse): Answer {
   const parents = r.response.case === "normalTask" ? r.response.value.candidateParents.map((c) => c.peerId) : [];
@@ -160,7 +143,7 @@ export function peekAnnouncePeerResponse(b: Buffer): Answer {
       const end = varint() + pos;
       if (end > b.length) throw new Error("truncated");
       answer = { case: kind, parents: [] };
-      if (tag === NORMAL_TASK) {
+      if (tag === NORMAL) {
         while (pos < end) {
           const t = varint();
           const e = varint() + pos;

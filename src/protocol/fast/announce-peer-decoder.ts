@@ -1,5 +1,6 @@
 import * as S from "../gen/damselfly/scheduler/v1/scheduler_pb.js";
-import { BAIL, fieldTag, Reader } from "./wire.js";
+import { ANNOUNCE_PEER_REQUEST, PEER_FINISHED, PIECE_FAILED, PIECE_FINISHED, PIECES_FINISHED } from "./scheduler-tags.js";
+import { BAIL, Reader } from "./wire.js";
 
 // AnnouncePeerRequest from bytes without protobuf-es's reflection, for the
 // messages a download sends by the hundred (piece reports, started,
@@ -17,62 +18,27 @@ import { BAIL, fieldTag, Reader } from "./wire.js";
 type Req = S.AnnouncePeerRequest;
 type Piece = S.PieceFinishedRequest;
 
-const R = S.AnnouncePeerRequestSchema.field;
-const HOST_ID = fieldTag(R.hostId, "string");
-const TASK_ID = fieldTag(R.taskId, "string");
-const PEER_ID = fieldTag(R.peerId, "string");
-const DOWNLOAD_PEER_STARTED = fieldTag(R.downloadPeerStarted, "message");
-const PIECE_FINISHED = fieldTag(R.pieceFinished, "message");
-const PIECE_FAILED = fieldTag(R.pieceFailed, "message");
-const PEER_FINISHED = fieldTag(R.peerFinished, "message");
-const PIECES_FINISHED = fieldTag(R.piecesFinished, "message");
-
-const PF = S.PieceFinishedRequestSchema.field;
-const PF_NUMBER = fieldTag(PF.number, "uint32");
-const PF_LENGTH = fieldTag(PF.length, "uint64");
-const PF_CRC32 = fieldTag(PF.crc32, "uint32");
-const PF_PARENT_ID = fieldTag(PF.parentId, "string");
-const PF_COST_MICROS = fieldTag(PF.costMicros, "uint64");
-
-const PIECES = fieldTag(S.PiecesFinishedRequestSchema.field.pieces, "repeated message");
-
-const PX = S.PieceFailedRequestSchema.field;
-const PX_NUMBER = fieldTag(PX.number, "uint32");
-const PX_PARENT_ID = fieldTag(PX.parentId, "string");
-const PX_REASON = fieldTag(PX.reason, "string");
-const PX_TEMPORARY = fieldTag(PX.temporary, "bool");
-
-const PE = S.PeerFinishedRequestSchema.field;
-const PE_CONTENT_LENGTH = fieldTag(PE.contentLength, "uint64");
-const PE_PIECE_LENGTH = fieldTag(PE.pieceLength, "uint64");
-const PE_TOTAL_PIECES = fieldTag(PE.totalPieces, "uint32");
-
-// Every field this decoder reads, by message: the conformance test checks
-// that it is every field of those messages (a new one would make the fast
-// path decline every message that carries it).
-export const DECODED_FIELDS: Record<string, readonly string[]> = {
-  [S.PieceFinishedRequestSchema.typeName]: ["number", "length", "crc32", "parentId", "costMicros"],
-  [S.PiecesFinishedRequestSchema.typeName]: ["pieces"],
-  [S.PieceFailedRequestSchema.typeName]: ["number", "parentId", "reason", "temporary"],
-  [S.PeerFinishedRequestSchema.typeName]: ["contentLength", "pieceLength", "totalPieces"],
-  [S.DownloadPeerStartedRequestSchema.typeName]: [],
-};
+const R = ANNOUNCE_PEER_REQUEST.tag;
+const PF = PIECE_FINISHED.tag;
+const PIECES = PIECES_FINISHED.tag.pieces;
+const PX = PIECE_FAILED.tag;
+const PE = PEER_FINISHED.tag;
 
 function pieceFinished(r: Reader, end: number): Piece | undefined {
   const p: Piece = { $typeName: S.PieceFinishedRequestSchema.typeName, number: 0, length: 0n, crc32: 0, parentId: "", costMicros: 0n };
   while (r.pos < end) {
     const tag = r.u28(end);
-    if (tag === PF_NUMBER || tag === PF_CRC32) {
+    if (tag === PF.number || tag === PF.crc32) {
       const v = r.u28(end);
       if (v === BAIL) return undefined;
-      if (tag === PF_NUMBER) p.number = v;
+      if (tag === PF.number) p.number = v;
       else p.crc32 = v;
-    } else if (tag === PF_LENGTH || tag === PF_COST_MICROS) {
+    } else if (tag === PF.length || tag === PF.costMicros) {
       const v = r.u49(end);
       if (v === undefined) return undefined;
-      if (tag === PF_LENGTH) p.length = v;
+      if (tag === PF.length) p.length = v;
       else p.costMicros = v;
-    } else if (tag === PF_PARENT_ID) {
+    } else if (tag === PF.parentId) {
       const v = r.ascii(end);
       if (v === undefined) return undefined;
       p.parentId = v;
@@ -98,16 +64,16 @@ function pieceFailed(r: Reader, end: number): S.PieceFailedRequest | undefined {
   const p: S.PieceFailedRequest = { $typeName: S.PieceFailedRequestSchema.typeName, number: 0, parentId: "", reason: "", temporary: false };
   while (r.pos < end) {
     const tag = r.u28(end);
-    if (tag === PX_NUMBER) {
+    if (tag === PX.number) {
       const v = r.u28(end);
       if (v === BAIL) return undefined;
       p.number = v;
-    } else if (tag === PX_PARENT_ID || tag === PX_REASON) {
+    } else if (tag === PX.parentId || tag === PX.reason) {
       const v = r.ascii(end);
       if (v === undefined) return undefined;
-      if (tag === PX_PARENT_ID) p.parentId = v;
+      if (tag === PX.parentId) p.parentId = v;
       else p.reason = v;
-    } else if (tag === PX_TEMPORARY) {
+    } else if (tag === PX.temporary) {
       const v = r.u28(end);
       if (v !== 0 && v !== 1) return undefined;
       p.temporary = v === 1;
@@ -120,12 +86,12 @@ function peerFinished(r: Reader, end: number): S.PeerFinishedRequest | undefined
   const p: S.PeerFinishedRequest = { $typeName: S.PeerFinishedRequestSchema.typeName, contentLength: 0n, pieceLength: 0n, totalPieces: 0 };
   while (r.pos < end) {
     const tag = r.u28(end);
-    if (tag === PE_CONTENT_LENGTH || tag === PE_PIECE_LENGTH) {
+    if (tag === PE.contentLength || tag === PE.pieceLength) {
       const v = r.u49(end);
       if (v === undefined) return undefined;
-      if (tag === PE_CONTENT_LENGTH) p.contentLength = v;
+      if (tag === PE.contentLength) p.contentLength = v;
       else p.pieceLength = v;
-    } else if (tag === PE_TOTAL_PIECES) {
+    } else if (tag === PE.totalPieces) {
       const v = r.u28(end);
       if (v === BAIL) return undefined;
       p.totalPieces = v;
@@ -138,16 +104,16 @@ function peerFinished(r: Reader, end: number): S.PeerFinishedRequest | undefined
 function request(tag: number, r: Reader, end: number): Req["request"] | undefined {
   let v;
   switch (tag) {
-    case PIECES_FINISHED:
+    case R.piecesFinished:
       return (v = piecesFinished(r, end)) && { case: "piecesFinished", value: v };
-    case PIECE_FINISHED:
+    case R.pieceFinished:
       return (v = pieceFinished(r, end)) && { case: "pieceFinished", value: v };
-    case DOWNLOAD_PEER_STARTED:
+    case R.downloadPeerStarted:
       if (end !== r.pos) return undefined;
       return { case: "downloadPeerStarted", value: { $typeName: S.DownloadPeerStartedRequestSchema.typeName } };
-    case PIECE_FAILED:
+    case R.pieceFailed:
       return (v = pieceFailed(r, end)) && { case: "pieceFailed", value: v };
-    case PEER_FINISHED:
+    case R.peerFinished:
       return (v = peerFinished(r, end)) && { case: "peerFinished", value: v };
     default:
       return undefined;
@@ -162,11 +128,11 @@ export function decodeAnnouncePeerRequest(bytes: Uint8Array): Req | undefined {
   let haveRequest = false;
   while (r.pos < end) {
     const tag = r.u28(end);
-    if (tag === HOST_ID || tag === TASK_ID || tag === PEER_ID) {
+    if (tag === R.hostId || tag === R.taskId || tag === R.peerId) {
       const s = r.ascii(end);
       if (s === undefined) return undefined;
-      if (tag === HOST_ID) m.hostId = s;
-      else if (tag === TASK_ID) m.taskId = s;
+      if (tag === R.hostId) m.hostId = s;
+      else if (tag === R.taskId) m.taskId = s;
       else m.peerId = s;
       continue;
     }

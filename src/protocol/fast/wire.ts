@@ -1,4 +1,4 @@
-import { ScalarType, type DescField } from "@bufbuild/protobuf";
+import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 
 // The protobuf wire primitives the hand codecs in this folder share, and the
 // tags they use, taken from the generated descriptors: a field renumbered or
@@ -35,6 +35,27 @@ export function fieldTag(f: DescField, want: FieldType): number {
   const got = typeOf(f);
   if (got !== want) throw new Error(`hand codec: ${f.parent.typeName}.${f.name} is ${got ?? f.fieldKind}, the codec expects ${want}`);
   return (f.number << 3) | (want === "string" || want === "message" || want === "repeated message" ? LEN : VARINT);
+}
+
+// The tags a codec uses of one message, by field name. `fields` lists them
+// in the order given, which for a codec that handles every field of the
+// message must be field number order (the order toBinary writes);
+// test/unit/wire-conformance.test.ts checks that against the descriptor.
+export interface MessageTags<K extends string> {
+  readonly desc: DescMessage;
+  readonly fields: readonly K[];
+  readonly tag: Readonly<Record<K, number>>;
+}
+
+export function tagsOf<K extends string>(desc: DescMessage, types: Record<K, FieldType>): MessageTags<K> {
+  const fields = Object.keys(types) as K[];
+  const tag = {} as Record<K, number>;
+  for (const k of fields) {
+    const f = desc.field[k];
+    if (!f) throw new Error(`hand codec: ${desc.typeName} has no field ${k}`);
+    tag[k] = fieldTag(f, types[k]);
+  }
+  return { desc, fields, tag: Object.freeze(tag) };
 }
 
 // Read position over one message's bytes.
