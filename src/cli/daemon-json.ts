@@ -1,5 +1,6 @@
 import { DamselflyError } from "../common/errors.js";
 import type { daemonv1 } from "../protocol/index.js";
+import { ERROR_HEADER, SOURCE_STATUS_HEADER } from "../protocol/headers.js";
 
 // DownloadTask's messages in proto3 JSON for `get`'s store-path delivery,
 // without the protobuf runtime (src/cli/daemon-client.ts says why). The
@@ -109,9 +110,9 @@ export function endStreamError(message: Buffer, daemonUrl: string): DamselflyErr
   const meta = isObject(msg["metadata"]) ? msg["metadata"] : {};
   const first = (k: string): string | undefined => (Array.isArray(meta[k]) && typeof meta[k][0] === "string" ? (meta[k][0] as string) : undefined);
   const text = typeof e["message"] === "string" ? e["message"] : "";
-  const code = first("x-damselfly-error");
+  const code = first(ERROR_HEADER);
   if (code && DamselflyError.isCode(code)) {
-    const status = first("x-damselfly-source-status");
+    const status = first(SOURCE_STATUS_HEADER);
     return new DamselflyError(code, text || undefined, status ? { sourceStatus: Number(status) } : {});
   }
   const rpcCode = typeof e["code"] === "string" ? e["code"] : "";

@@ -13,10 +13,10 @@
 // DF_ERR_UPLOAD_BUSY.
 
 import { DamselflyError } from "../common/errors.js";
+export { ERROR_HEADER } from "./headers.js";
 
 export const SYNC_CONTENT_TYPE = "application/x-ndjson";
 export const PIECE_CRC32_HEADER = "x-damselfly-piece-crc32";
-export const ERROR_HEADER = "x-damselfly-error";
 
 // A child's peer ID in the query: letters, digits, '.', '_' or '-'.
 const PEER_ID = /^[A-Za-z0-9._-]{1,128}$/;

@@ -9,6 +9,8 @@ export { grpcBidiRoute, grpcUnaryRoute, type BidiCall, type BidiSink, type FastD
 export { decodeAnnouncePeerRequest } from "./fast/announce-peer-decoder.js";
 export { encodeNormalTask, type CandidateSource, type TaskInfoSource } from "./fast/normal-task-encoder.js";
 export { createRpcTransport } from "./transport.js";
+export * from "./data-plane.js";
+export { encodeEnvelope, EnvelopeReader, EnvelopeTooLargeError, type EnvelopeSink } from "./envelope.js";
 export { blobDownload, downloadTaskId } from "./downloads.js";
 export * as managerv1 from "./gen/damselfly/manager/v1/manager_pb.js";
 export { createManagerTransport } from "./transport.js";

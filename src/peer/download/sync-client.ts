@@ -1,6 +1,6 @@
 import net from "node:net";
 import { DamselflyError } from "../../common/errors.js";
-import { SYNC_CONTENT_TYPE, SyncLineSplitter, type SyncMessage } from "../../protocol/data-plane.js";
+import { SYNC_CONTENT_TYPE, SyncLineSplitter, type SyncMessage } from "../../protocol/index.js";
 import { HeadReader } from "./http1-head.js";
 
 // A child's side of a parent's sync stream (piece availability, as

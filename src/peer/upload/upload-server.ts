@@ -9,7 +9,7 @@ import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
-import { childOf, encodeSyncLine, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/data-plane.js";
+import { childOf, encodeSyncLine, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/index.js";
 import { BufferPool } from "./buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
