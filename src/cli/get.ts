@@ -178,6 +178,24 @@ async function download(
   return finished;
 }
 
+function taskRequest(req: GetRequest, config: GetConfig, delivery: number): DownloadTaskJson {
+  return {
+    download: {
+      url: req.url,
+      headers: req.headers,
+      tag: config.tag,
+      application: config.application,
+      filteredQueryParams: [...config.filter],
+      priority: config.priority,
+      pieceLength: config.pieceLength,
+      disableBackToSource: config.disableBackToSource,
+      digest: req.digest,
+    },
+    delivery,
+    ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),
+  };
+}
+
 // Runs one download; throws a DamselflyError on failure.
 export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<daemonv1.DownloadFinished> {
   const req = await validateGet(rawUrl, config);
@@ -214,22 +232,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   // The root of the download's trace: the daemon's spans hang below it.
   const span: Span = startSpan("get", { kind: SpanKind.CLIENT, attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" } });
   const trace = traceHeaders(span);
-  const request = (delivery: number): DownloadTaskJson => ({
-    download: {
-      url: req.url,
-      headers: req.headers,
-      tag: config.tag,
-      application: config.application,
-      filteredQueryParams: [...config.filter],
-      priority: config.priority,
-      pieceLength: config.pieceLength,
-      disableBackToSource: config.disableBackToSource,
-      digest: req.digest,
-    },
-    delivery,
-    ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),
-  });
-  const streamed = () => downloadTask(req.daemonUrl, request(DELIVERY_STREAM), ac.signal, trace);
+  const streamed = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STREAM), ac.signal, trace);
 
   let finished: daemonv1.DownloadFinished;
   try {
@@ -237,7 +240,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
       const expected = req.digest ? parseDigest(req.digest) : undefined;
-      const report = await download(downloadTask(req.daemonUrl, request(DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
+      const report = await download(downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
       finished = report;
       // The daemon hashed the task while it downloaded and it matched: the
       // output is its store file (linked or copied), so it is not hashed again.
