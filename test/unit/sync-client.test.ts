@@ -10,7 +10,7 @@ import net from "node:net";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { readSyncStream, type SyncStreamOptions } from "../../src/peer/download/sync-client.js";
-import { SyncLineSplitter, encodeSyncLine, type SyncMessage } from "../../src/peer/upload/sync-messages.js";
+import { SyncLineSplitter, encodeSyncLine, type SyncMessage } from "../../src/protocol/data-plane.js";
 import { DamselflyError } from "../../src/common/errors.js";
 
 async function listen(server: net.Server): Promise<number> {

@@ -1,12 +1,11 @@
 import type { Logger } from "../../common/logger.js";
 import type { SchedulerConfig } from "../../common/schemas.js";
-import type { ErrorDetail } from "../../protocol/index.js";
+import { encodeNormalTask, type ErrorDetail } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Peer, PeerEvent } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
-import { encodeNormalTask, type ParentWithHost } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
 import { SeedTriggers, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
@@ -219,7 +218,7 @@ export class SchedulingEngine {
     else this.store.setCandidates(peer, parents);
     if (peer.state === "pending" || peer.state === "backToSource") task.backToSourcePeers.delete(peer.id);
     this.transition(peer, "parents");
-    const withHosts: ParentWithHost[] = [];
+    const withHosts: { peer: Peer; host: Host }[] = [];
     for (const p of parents) {
       const host = this.store.hosts.get(p.hostId);
       if (host) withHosts.push({ peer: p, host });
