@@ -272,6 +272,8 @@ export interface RunOptions {
   // Run as this user/group (the test runner must be root).
   uid?: number;
   gid?: number;
+  // A command that runs node in its place (e.g. setpriv with its options).
+  prefix?: readonly string[];
 }
 
 // Runs a damselfly command to completion.
@@ -280,7 +282,8 @@ export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Pr
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN_DAMSELFLY, ...args], {
+    const [cmd, ...argv] = [...(opts.prefix ?? []), process.execPath, BIN_DAMSELFLY, ...args];
+    const child = spawn(cmd!, argv, {
       cwd: REPO_ROOT,
       env: childEnv(opts.env),
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
