@@ -48,6 +48,13 @@ export interface SpawnOptions {
   name?: string;
   // Echo the child's stderr to this process's stderr (debugging).
   echo?: boolean;
+  // Node flags before the script (e.g. the scheduler's V8 pool size).
+  nodeArgs?: readonly string[];
+  // Keep the DAMSELFLY_* variables of this process's environment (the
+  // benchmarks run as their caller configured them).
+  inheritEnv?: boolean;
+  // Working directory (default: the repository root).
+  cwd?: string;
 }
 
 export interface DamselflyProc {
@@ -119,9 +126,9 @@ export function tail(s: string, n = 4000): string {
 export function spawnDamselfly(args: readonly string[], opts: SpawnOptions = {}): DamselflyProc {
   installExitHook();
   const name = opts.name ?? args[0] ?? "damselfly";
-  const child = spawn(process.execPath, [BIN_DAMSELFLY, ...args], {
-    cwd: REPO_ROOT,
-    env: childEnv(opts.env),
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN_DAMSELFLY, ...args], {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: opts.inheritEnv ? commandEnv(opts.env) : childEnv(opts.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
