@@ -92,6 +92,8 @@ export interface Origin {
   bytesSent(path?: string): number;
   // Number of requests (any method, any status) for a path, or in total.
   requestCount(path?: string): number;
+  // Responses under way (not yet sent in full nor cut off by the client).
+  inFlight(): number;
   // Every request received, in order.
   readonly requests: readonly OriginRequest[];
   // Clears the counters and the request log.
@@ -159,6 +161,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   const timers = new Set<NodeJS.Timeout>();
   let totalSent = 0;
   let totalRequests = 0;
+  let inFlight = 0;
   let defaultThrottle = opts.throttle;
   let defaultHeaderDelay = opts.headerDelayMs;
   let closed = false;
@@ -305,6 +308,8 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   };
 
   const server = http.createServer((req, res) => {
+    inFlight++;
+    res.once("close", () => inFlight--);
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500);
       res.destroy(err instanceof Error ? err : new Error(String(err)));
@@ -358,6 +363,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     requestCount(path) {
       return path === undefined ? totalRequests : (countByPath.get(normalizePath(path)) ?? 0);
     },
+    inFlight: () => inFlight,
     requests,
     resetStats() {
       sentByPath.clear();

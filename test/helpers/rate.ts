@@ -33,5 +33,8 @@ export function assertHeldTo(bytes: number, ms: number, rate: number, what: stri
 // proof that a tighter limit no longer applied.
 export function assertBeyond(bytes: number, ms: number, rate: number, what: string, slack = MiB): void {
   const min = minSeconds(bytes, rate, slack);
-  assert.ok(ms / 1000 < min, `${what}: ${mib(bytes)} in ${(ms / 1000).toFixed(2)} s, no more than ${mib(rate)}/s would grant (${min.toFixed(2)} s): still held to it`);
+  assert.ok(
+    ms / 1000 < min,
+    `${what}: ${mib(bytes)} in ${(ms / 1000).toFixed(2)} s, no more than ${mib(rate)}/s would grant (${min.toFixed(2)} s): still held to it`,
+  );
 }

@@ -69,7 +69,13 @@ describe("host rate limits", { timeout: 120_000 }, () => {
     const origin = await startOrigin();
     t.after(() => origin.close());
     const CAP = 16 * MiB;
-    const cluster = await startCluster({ peers: 1, seed: false, t, schedulerArgs: ["--cold-start", "peer"], daemonArgs: ["--total-download-rate-limit", "16MiB"] });
+    const cluster = await startCluster({
+      peers: 1,
+      seed: false,
+      t,
+      schedulerArgs: ["--cold-start", "peer"],
+      daemonArgs: ["--total-download-rate-limit", "16MiB"],
+    });
     const peer = cluster.peers[0]!;
     origin.addRandomFile("/pre/background.bin", 64 * MiB, "pre-bg");
     const rtData = origin.addRandomFile("/pre/realtime.bin", 32 * MiB, "pre-rt");
@@ -78,7 +84,10 @@ describe("host rate limits", { timeout: 120_000 }, () => {
 
     const sched = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${cluster.scheduler.address}`));
     const preheatStarted = Date.now();
-    const preheat = sched.preheatTask({ download: create(DownloadSchema, { url: bgUrl }), scope: schedulerv1.PreheatScope.ALL_PEERS, timeoutMs: 60_000n }, { timeoutMs: 60_000 });
+    const preheat = sched.preheatTask(
+      { download: create(DownloadSchema, { url: bgUrl }), scope: schedulerv1.PreheatScope.ALL_PEERS, timeoutMs: 60_000n },
+      { timeoutMs: 60_000 },
+    );
     preheat.catch(() => undefined);
     // Alone, the preheat has the whole cap.
     const deadline = Date.now() + 10_000;
@@ -104,14 +113,19 @@ describe("host rate limits", { timeout: 120_000 }, () => {
     const piecesAt = (at: number) => samples.filter(([when]) => when <= at).pop()?.[1] ?? 0;
     // Pieces are 512 KiB.
     const bgDuring = (piecesAt(e) - piecesAt(s)) * 512 * 1024;
-    t.diagnostic(`real-time: 32 MiB in ${seconds.toFixed(2)} s (${(32 / seconds).toFixed(2)} MiB/s of a 16 MiB/s cap); preheat meanwhile: ${(bgDuring / MiB).toFixed(1)} MiB`);
+    t.diagnostic(
+      `real-time: 32 MiB in ${seconds.toFixed(2)} s (${(32 / seconds).toFixed(2)} MiB/s of a 16 MiB/s cap); preheat meanwhile: ${(bgDuring / MiB).toFixed(1)} MiB`,
+    );
     // The get is held to the host's cap; the preheat gets only what the get
     // leaves: a small share of the bytes, whatever the pace.
     assertHeldTo(32 * MiB, e - s, CAP, "the get under --total-download-rate-limit 16MiB");
     assert.ok(bgDuring <= 0.15 * 32 * MiB + MiB, `the preheat took ${(bgDuring / MiB).toFixed(1)} MiB while the real-time get moved 32 MiB`);
 
     const res = await preheat;
-    assert.ok(res.results.every((x) => x.success), JSON.stringify(res.results));
+    assert.ok(
+      res.results.every((x) => x.success),
+      JSON.stringify(res.results),
+    );
     const total = Date.now() - preheatStarted;
     t.diagnostic(`preheat of 64 MiB done after ${(total / 1000).toFixed(2)} s (96 MiB through a 16 MiB/s cap: >= ${minSeconds(96 * MiB, CAP).toFixed(2)} s)`);
     assertHeldTo(96 * MiB, total, CAP, "the preheat and the get under --total-download-rate-limit 16MiB");

@@ -24,7 +24,12 @@ test("the manager's cluster config sets a daemon's rate limits, live", { timeout
   assert.equal((await patch({ perTaskRateLimit: -1 })).status, 400, "a negative rate is refused");
   assert.equal((await patch({ perTaskRateLimit: 8 * MiB })).status, 200);
 
-  const cluster = await startCluster({ peers: 0, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms", "--cold-start", "peer"] });
+  const cluster = await startCluster({
+    peers: 0,
+    seed: false,
+    t,
+    schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms", "--cold-start", "peer"],
+  });
   await cluster.scheduler.proc.waitForLog("cluster config applied", 10_000);
   const peer = await cluster.addDaemon({ name: "peer", args: ["--manager", manager.url, "--cluster-id", "1", "--manager-refresh", "300ms"] });
   const first = await peer.proc.waitForLog("rate limits applied", 10_000);
@@ -54,7 +59,9 @@ test("the manager's cluster config sets a daemon's rate limits, live", { timeout
   const served = [...peer.proc.logs].reverse().find((l: LogLine) => l.msg === "download served");
   assert.ok(served, 'no "download served"');
   const end = Date.parse(String(served.time));
-  t.diagnostic(`6 MiB at 8 MiB/s in ${(slowPhase / 1000).toFixed(2)} s; the last ${(left / MiB).toFixed(1)} MiB in ${((end - changed) / 1000).toFixed(2)} s after the change`);
+  t.diagnostic(
+    `6 MiB at 8 MiB/s in ${(slowPhase / 1000).toFixed(2)} s; the last ${(left / MiB).toFixed(1)} MiB in ${((end - changed) / 1000).toFixed(2)} s after the change`,
+  );
   // Pieces in flight at the change may have been read before it: up to a
   // few MiB of slack.
   assertBeyond(left, end - changed, 8 * MiB, "the running download follows perTaskRateLimit 32MiB", 4 * MiB);

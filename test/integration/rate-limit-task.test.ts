@@ -51,7 +51,11 @@ describe("per-task rate limits", { timeout: 90_000 }, () => {
     const peer = cluster.peers[0]!;
     const mark = peer.proc.logs.length;
     const out = join(dir, "a.bin");
-    const r = await explained(peer.get([origin.url("/rl/a.bin"), "-O", out, "--rate-limit", "16MiB", "--no-progress"], { timeoutMs: 30_000 }), peer, cluster.seed!);
+    const r = await explained(
+      peer.get([origin.url("/rl/a.bin"), "-O", out, "--rate-limit", "16MiB", "--no-progress"], { timeoutMs: 30_000 }),
+      peer,
+      cluster.seed!,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(out), sha256Hex(data));
     const ms = servedMs(peer, mark);
@@ -100,7 +104,10 @@ describe("per-task rate limits", { timeout: 90_000 }, () => {
 
     origin.addRandomFile("/rl/c.bin", 32 * MiB, "rl-c");
     mark = capped.proc.logs.length;
-    const fast = await explained(capped.get([origin.url("/rl/c.bin"), "-O", join(dir, "c.bin"), "--rate-limit", "64MiB", "--no-progress"], { timeoutMs: 30_000 }), capped);
+    const fast = await explained(
+      capped.get([origin.url("/rl/c.bin"), "-O", join(dir, "c.bin"), "--rate-limit", "64MiB", "--no-progress"], { timeoutMs: 30_000 }),
+      capped,
+    );
     assert.equal(fast.code, 0, fast.stderr);
     const fastMs = servedMs(capped, mark);
     t.diagnostic(`--rate-limit 64MiB: 32 MiB in ${fastMs} ms`);

@@ -121,7 +121,10 @@ test("background flows get only what real-time flows leave", () => {
   const host = new TokenBucket(32 * MiB, clock);
   const [realtime, background] = run(clock, [new Throttle([host]), new Throttle([host], true)], 1_000);
   const total = realtime!.moved + background!.moved;
-  assert.ok(realtime!.moved / total > 0.85, `real-time got ${((100 * realtime!.moved) / total).toFixed(0)}% (${mib(realtime!.moved)}), background ${mib(background!.moved)}`);
+  assert.ok(
+    realtime!.moved / total > 0.85,
+    `real-time got ${((100 * realtime!.moved) / total).toFixed(0)}% (${mib(realtime!.moved)}), background ${mib(background!.moved)}`,
+  );
   assert.ok(total <= 32 * MiB * 1.1 + 2 * READ, `together ${mib(total)} in 1 s under a 32 MiB/s cap`);
 
   // A real-time flow held to 8 MiB/s by its own task bucket leaves the rest
@@ -177,7 +180,10 @@ test("a task's path through the host's buckets: every byte counts against each, 
   assert.ok(peers!.moved <= 16 * MiB * 1.1 + READ && peers!.moved >= 16 * MiB * 0.98, `from parents under a 16 MiB/s host limit: ${mib(peers!.moved)} in 1 s`);
   clock.advance(1_000);
   const [origin] = run(clock, [task.fromSource], 1_000);
-  assert.ok(origin!.moved <= 4 * MiB * 1.1 + READ && origin!.moved >= 4 * MiB * 0.98, `from the origin under a 4 MiB/s back-to-source limit: ${mib(origin!.moved)} in 1 s`);
+  assert.ok(
+    origin!.moved <= 4 * MiB * 1.1 + READ && origin!.moved >= 4 * MiB * 0.98,
+    `from the origin under a 4 MiB/s back-to-source limit: ${mib(origin!.moved)} in 1 s`,
+  );
   assert.equal(limits.download.bytes, peers!.moved + origin!.moved);
   assert.equal(limits.backToSource.bytes, origin!.moved);
   task.close();
