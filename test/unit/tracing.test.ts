@@ -116,8 +116,7 @@ test("exporter: a full queue drops spans, and shutdown never waits past its dead
   for (let i = 0; i < 20; i++) ex.add(span);
   const t0 = Date.now();
   await ex.shutdown(300);
-  // Its deadline (0.3 s), not the export's 60 s timeout, ended it.
-  assert.ok(Date.now() - t0 < 30_000, `shutdown took ${Date.now() - t0} ms`);
+  assert.ok(Date.now() - t0 < 2_000, `shutdown took ${Date.now() - t0} ms`);
   assert.ok(warnings.includes("tracing: spans dropped (queue full)"), warnings.join("; "));
   for (const s of sockets) s.destroy();
   hang.close();
