@@ -39,6 +39,9 @@ export class Manager {
   readonly metrics = new ManagerMetrics();
   readonly health = new Health();
   private metricsServer: MetricsServer | undefined;
+  // The root password generated on the first start (for `up` to show), once
+  // start() returned; undefined when it came from DAMSELFLY_ADMIN_PASSWORD.
+  generatedPassword: string | undefined;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "manager" });
@@ -60,6 +63,7 @@ export class Manager {
     this.health.addCheck("database", cachedCheck(() => pingDatabase(database), DB_PROBE_TTL_MS));
     const boot = await bootstrap(database, this.opts.adminPassword);
     if (boot.generatedPassword) {
+      this.generatedPassword = boot.generatedPassword;
       (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(`damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`);
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.schedulerTimeout);

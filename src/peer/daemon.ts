@@ -27,12 +27,13 @@ import { probeWritable } from "./storage/storage-probe.js";
 // A readiness probe writes to the store at most this often.
 const STORAGE_PROBE_TTL_MS = 2_000;
 import { RateLimits, type HostRateLimits } from "./rate-limits.js";
+import { CLUSTER_CONFIG, DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
+import { valueAt } from "../common/config.js";
 
 export interface DaemonOptions {
+  // The cluster token is config.security.clusterToken (env only).
   config: DaemonConfig;
   logger: Logger;
-  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
-  clusterToken?: string;
 }
 
 export interface DaemonEndpoints {
@@ -68,7 +69,7 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
-    this.rateLimits = new RateLimits(o.config);
+    this.rateLimits = new RateLimits(hostRateLimits(o.config));
   }
 
   async start(): Promise<void> {
@@ -76,21 +77,21 @@ export class Daemon {
     this.health.addCheck("daemon", () => (this.phase === "serving" ? undefined : this.phase));
     // Up before the store loads (a big store takes a while): probes see the
     // process alive but not ready.
-    if (c.metricsListen) {
-      this.metricsServer = new MetricsServer({ listen: c.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+    if (c.metrics.listen) {
+      this.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
     this.storage = new Storage(c.dataDir, this.log);
     await this.storage.load();
     const tasksDir = this.storage.tasksDir;
     this.health.addCheck("storage", cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS));
-    this.source = new HttpSource({ timeoutMs: c.sourceTimeout, extraCaPem: c.sourceCa ? await readPem(c.sourceCa, "source CA") : undefined });
+    this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined });
     this.upload = new UploadServer({
-      listen: c.uploadListen,
+      listen: c.upload.listen,
       storage: this.storage,
       logger: this.log,
-      uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
-      superSeeding: c.seed && c.superSeeding,
+      uploadConcurrency: c.upload.concurrency || (c.seed ? 8 : 4),
+      superSeeding: c.seed && c.upload.superSeeding,
       onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
       throttle: this.rateLimits.uploads,
@@ -99,18 +100,18 @@ export class Daemon {
     const upload = this.upload;
     this.metrics.bindUpload(() => upload.stats);
 
-    const apiListen = parseHostPort(c.listen, "listen address");
-    const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
-    const name = c.hostname || osHostname();
+    const apiListen = parseHostPort(c.server.listen, "listen address");
+    const ip = c.host.advertiseIp || advertisedIp(this.upload.address.host);
+    const name = c.host.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
     const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
     const gc = (this.gc = new DiskGc({
       storage: this.storage,
       logger: this.log,
-      taskTtlMs: c.taskTtl,
-      intervalMs: c.gcInterval,
-      high: parseWatermark(c.diskGcHighWatermark),
-      low: parseWatermark(c.diskGcLowWatermark),
+      taskTtlMs: c.gc.taskTtl,
+      intervalMs: c.gc.interval,
+      high: parseWatermark(c.gc.highWatermark),
+      low: parseWatermark(c.gc.lowWatermark),
       remove: async (victims, reason) => {
         const r = await tasks.removeIdle(victims);
         this.metrics.gcEvicted(r.removed.length, r.freed, reason);
@@ -119,9 +120,9 @@ export class Daemon {
     }));
     this.storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
     this.api = await createRpcServer(
-      c.listen,
+      c.server.listen,
       (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: c.security.clusterToken || undefined, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
       },
       [],
       { health: this.health },
@@ -134,17 +135,17 @@ export class Daemon {
       uploadPort: this.upload.address.port,
       apiPort: this.api.address.port,
       type: c.seed ? HostType.SEED : HostType.NORMAL,
-      uploadSlots: c.uploadSlots,
+      uploadSlots: c.upload.slots,
     });
     const onConfig = (dc: managerv1.DaemonClusterConfig) => this.applyClusterConfig(dc);
-    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken, false, onConfig) : undefined) ?? c.scheduler;
+    const schedulers = (c.manager.url ? await schedulersFromManager(c.manager.url, c.manager.clusterId, this.log, c.security.clusterToken || undefined, false, onConfig) : undefined) ?? c.scheduler.addresses;
     this.link = schedulers.length > 0
       ? new SchedulerLink({
           addresses: schedulers,
           host,
           logger: this.log,
-          connectTimeoutMs: c.schedulerConnectTimeout,
-          intervalMs: c.announceInterval,
+          connectTimeoutMs: c.scheduler.connectTimeout,
+          intervalMs: c.scheduler.announceInterval,
           cachedTasks: () => this.tasks?.cachedTasks() ?? [],
           uploadStats: () => ({ concurrentUploads: this.upload?.stats.active ?? 0, uploadBytesTotal: this.upload?.stats.bytesTotal ?? 0 }),
         })
@@ -153,29 +154,29 @@ export class Daemon {
     const link = this.link;
     if (link) this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
     // The X.509 library loads only when interception is configured.
-    const ca: CertificateAuthority | undefined = c.proxyIntercept.length > 0
+    const ca: CertificateAuthority | undefined = c.proxy.intercept.length > 0
       ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
-          certFile: c.proxyCaCert || join(c.dataDir, "proxy-ca", "ca.crt"),
-          keyFile: c.proxyCaKey || join(c.dataDir, "proxy-ca", "ca.key"),
+          certFile: c.proxy.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
+          keyFile: c.proxy.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
           logger: this.log,
         })
       : undefined;
     this.proxy = new ProxyServer({
-      listen: c.proxyListen,
+      listen: c.proxy.listen,
       logger: this.log,
       tasks,
       source: this.source,
       dispatcher: this.source.dispatcher,
-      defaultRegistry: c.registryMirror,
-      plainHttpRegistries: c.plainHttpRegistries,
-      rules: c.proxyRules,
-      intercept: c.proxyIntercept,
+      defaultRegistry: c.proxy.registryMirror,
+      plainHttpRegistries: c.proxy.plainHttpRegistries,
+      rules: c.proxy.rules,
+      intercept: c.proxy.intercept,
       ca,
-      authTtlMs: c.proxyAuthTtl,
-      minP2pSize: c.proxyMinP2pSize,
-      stallTimeoutMs: c.proxyStallTimeout,
-      sourceTimeoutMs: c.sourceTimeout,
-      prefetch: c.proxyPrefetch,
+      authTtlMs: c.proxy.authTtl,
+      minP2pSize: c.proxy.minP2pSize,
+      stallTimeoutMs: c.proxy.stallTimeout,
+      sourceTimeoutMs: c.source.timeout,
+      prefetch: c.proxy.prefetch,
       metrics: this.metrics,
       health: this.health,
       shuttingDown: () => this.shuttingDown,
@@ -183,7 +184,7 @@ export class Daemon {
     await this.proxy.start();
     await this.link?.start();
     gc.start();
-    if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
+    if (c.manager.url && this.link) this.refreshSchedulers(c.manager.url, c.manager.clusterId, c.manager.refresh, this.link);
     this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
     this.phase = "serving";
     this.log.info(
@@ -212,7 +213,7 @@ export class Daemon {
     this.refreshTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true, (dc) => this.applyClusterConfig(dc))
+      void schedulersFromManager(manager, clusterId, this.log, this.o.config.security.clusterToken || undefined, true, (dc) => this.applyClusterConfig(dc))
         .then(async (list) => {
           if (list && list.join(",") !== link.addresses.join(",")) {
             this.log.info({ schedulers: list }, "scheduler list changed");
@@ -227,16 +228,9 @@ export class Daemon {
   // The cluster's dynamic rate limits from the manager; a key it does not set
   // keeps this daemon's own value. Running downloads and uploads follow at once.
   private applyClusterConfig(dc: managerv1.DaemonClusterConfig): void {
-    const c = this.o.config;
-    const pick = (v: bigint | undefined, own: number) => (v === undefined ? own : Number(v));
-    const next: HostRateLimits = {
-      totalDownloadRateLimit: pick(dc.totalDownloadRateLimit, c.totalDownloadRateLimit),
-      totalUploadRateLimit: pick(dc.totalUploadRateLimit, c.totalUploadRateLimit),
-      backToSourceRateLimit: pick(dc.backToSourceRateLimit, c.backToSourceRateLimit),
-      perTaskRateLimit: pick(dc.perTaskRateLimit, c.perTaskRateLimit),
-    };
+    const next = hostRateLimits(this.o.config, dc);
     const now = this.rateLimits.current;
-    if ((Object.keys(next) as Array<keyof HostRateLimits>).every((k) => next[k] === now[k])) return;
+    if (DAEMON_CLUSTER_KEYS.every((k) => next[k] === now[k])) return;
     this.rateLimits.set(next);
     this.log.info({ ...next }, "rate limits applied");
   }
@@ -252,7 +246,7 @@ export class Daemon {
     clearInterval(this.refreshTimer);
     this.gc?.stop();
     const started = Date.now();
-    const timeoutMs = this.o.config.shutdownTimeout;
+    const timeoutMs = this.o.config.server.shutdownTimeout;
     if (this.upload) {
       this.log.info({ activeUploads: this.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
       await this.link?.leave();
@@ -269,6 +263,18 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
+}
+
+// The host rate limits: the cluster's dynamic value of each key where the
+// manager sets one, else this daemon's own (common/cluster-config.ts).
+export function hostRateLimits(config: DaemonConfig, cluster?: managerv1.DaemonClusterConfig): HostRateLimits {
+  const out = {} as HostRateLimits;
+  for (const k of CLUSTER_CONFIG) {
+    if (k.component !== "daemon") continue;
+    const dynamic = cluster?.[k.key];
+    out[k.key] = dynamic === undefined ? (valueAt(config, k.configKey) as number) : Number(dynamic);
+  }
+  return out;
 }
 
 // Only the limits that are set: most daemons have none.

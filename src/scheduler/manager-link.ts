@@ -4,10 +4,12 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { advertisedIp, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
+import { pickSet, SCHEDULER_CLUSTER_KEYS, type SchedulerClusterKey } from "../common/cluster-config.js";
 import { clusterTokenHeaders, createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 
-export type DynamicConfig = { -readonly [K in "candidateParentLimit" | "filterParentLimit" | "backToSourceLimit" | "retryLimit"]?: SchedulerConfig[K] };
+// The cluster's dynamic settings for schedulers (common/cluster-config.ts).
+export type DynamicConfig = { -readonly [K in SchedulerClusterKey]?: SchedulerConfig[K] };
 
 export interface ManagerLinkOptions {
   config: SchedulerConfig;
@@ -80,11 +82,7 @@ export class ManagerLink {
       if (this.failing) log.info("manager reachable again");
       this.failing = false;
       const c = res.config;
-      const dynamic: DynamicConfig = {};
-      if (c?.candidateParentLimit !== undefined) dynamic.candidateParentLimit = c.candidateParentLimit;
-      if (c?.filterParentLimit !== undefined) dynamic.filterParentLimit = c.filterParentLimit;
-      if (c?.backToSourceLimit !== undefined) dynamic.backToSourceLimit = c.backToSourceLimit;
-      if (c?.retryLimit !== undefined) dynamic.retryLimit = c.retryLimit;
+      const dynamic: DynamicConfig = c ? pickSet(c, SCHEDULER_CLUSTER_KEYS) : {};
       const key = JSON.stringify(dynamic);
       if (key !== this.last) {
         this.last = key;

@@ -1,4 +1,5 @@
-import { Type, type Static } from "@sinclair/typebox";
+import { Type, type Static, type TInteger, type TOptional } from "@sinclair/typebox";
+import { CLUSTER_CONFIG, CLUSTER_CONFIG_DESCRIPTION, type ClusterConfigName } from "../../common/cluster-config.js";
 import type { FastifyInstance } from "fastify";
 import { guard } from "../auth/authenticate.js";
 import type { SchedulerCluster } from "../db/tables.js";
@@ -6,21 +7,10 @@ import { badRequest, conflict, isUniqueViolation, notFound } from "../http/error
 import { now, type RouteContext } from "./context.js";
 import { errorResponses, IdParams, Name } from "./schemas.js";
 
-const Limit = (min: number) => Type.Integer({ minimum: min, maximum: 100_000 });
-// Bytes per second, 0: unlimited (up to 1 PiB/s).
-const Rate = Type.Integer({ minimum: 0, maximum: 2 ** 50 });
+// One optional integer per dynamic key, bounds from the table.
 const ConfigBody = Type.Object(
-  {
-    candidateParentLimit: Type.Optional(Limit(1)),
-    filterParentLimit: Type.Optional(Limit(1)),
-    backToSourceLimit: Type.Optional(Limit(0)),
-    retryLimit: Type.Optional(Limit(1)),
-    totalDownloadRateLimit: Type.Optional(Rate),
-    totalUploadRateLimit: Type.Optional(Rate),
-    backToSourceRateLimit: Type.Optional(Rate),
-    perTaskRateLimit: Type.Optional(Rate),
-  },
-  { additionalProperties: false, description: "dynamic settings of the cluster's schedulers and of daemons started with --manager and --cluster-id (rate limits in bytes per second, 0: unlimited); an absent key leaves each component's own value" },
+  Object.fromEntries(CLUSTER_CONFIG.map((k) => [k.key, Type.Optional(Type.Integer({ minimum: k.min, maximum: k.max }))])) as Record<ClusterConfigName, TOptional<TInteger>>,
+  { additionalProperties: false, description: CLUSTER_CONFIG_DESCRIPTION },
 );
 const ClusterBody = Type.Object({ id: Type.Integer(), name: Type.String(), description: Type.String(), config: ConfigBody, created_at: Type.String(), updated_at: Type.String() });
 const CreateClusterBody = Type.Object({ name: Name, description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) }, { additionalProperties: false });
