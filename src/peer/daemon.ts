@@ -61,6 +61,7 @@ export class Daemon {
   readonly metrics = new DaemonMetrics();
   readonly health = new Health();
   private metricsServer: MetricsServer | undefined;
+  private proxyCa: string | undefined;
   private phase: "starting" | "serving" | "stopping" = "starting";
   // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
   private shuttingDown = false;
@@ -72,6 +73,10 @@ export class Daemon {
     this.rateLimits = new RateLimits(hostRateLimits(o.config));
   }
 
+  // The parts are built in dependency order, each with what it needs; a
+  // part that needs a bound port (the host ID needs the upload port, the
+  // scheduler the API port) is built once that listener is up. Three
+  // back-references remain where the graph has a cycle (see the notes).
   async start(): Promise<void> {
     const c = this.o.config;
     this.health.addCheck("daemon", () => (this.phase === "serving" ? undefined : this.phase));
@@ -81,139 +86,176 @@ export class Daemon {
       this.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    this.storage = new Storage(c.dataDir, this.log);
-    await this.storage.load();
-    const tasksDir = this.storage.tasksDir;
+    const storage = (this.storage = new Storage(c.dataDir, this.log));
+    await storage.load();
+    const tasksDir = storage.tasksDir;
     this.health.addCheck("storage", cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS));
-    this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined });
-    this.upload = new UploadServer({
+    const source = (this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined }));
+    const upload = await this.startUpload(storage);
+    const identity = hostIdentity(c, upload.address);
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId: identity.hostId, storage, source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const gc = (this.gc = this.diskGc(storage, tasks));
+    // Cycle: the store asks the GC for room, the GC evicts from the store.
+    storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
+    const api = (this.api = await createRpcServer(
+      c.server.listen,
+      (router) => {
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage, gc, logger: this.log, clusterToken: this.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
+      },
+      [],
+      { health: this.health },
+    ));
+    const schedulers = (c.manager.url ? await this.schedulersFromManager(false) : undefined) ?? c.scheduler.addresses;
+    // The scheduler learns our API port, known only once bound (it may be 0).
+    const link = (this.link = this.schedulerLink(schedulers, identity, upload, api.address.port, tasks));
+    // Cycle: downloads talk to the scheduler, which is told what they hold.
+    tasks.scheduler = link;
+    const proxy = (this.proxy = await this.buildProxy(tasks, source));
+    await proxy.start();
+    await link?.start();
+    gc.start();
+    if (c.manager.url && link) this.refreshSchedulers(c.manager.refresh, link);
+    const apiListen = parseHostPort(c.server.listen, "listen address");
+    this.endpoints = { api: { host: apiListen.host, port: api.address.port }, upload: upload.address, proxy: proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
+    this.phase = "serving";
+    this.logReady(identity, schedulers);
+  }
+
+  private get clusterToken(): string | undefined {
+    return this.o.config.security.clusterToken || undefined;
+  }
+
+  private async startUpload(storage: Storage): Promise<UploadServer> {
+    const c = this.o.config;
+    const upload = (this.upload = new UploadServer({
       listen: c.upload.listen,
-      storage: this.storage,
+      storage,
       logger: this.log,
       uploadConcurrency: c.upload.concurrency || (c.seed ? 8 : 4),
       superSeeding: c.seed && c.upload.superSeeding,
+      // Cycle: the task manager needs the host ID, which needs this server's
+      // bound port; a corrupt piece found here is repaired by a download.
       onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
       throttle: this.rateLimits.uploads,
-    });
-    await this.upload.start();
-    const upload = this.upload;
+    }));
+    await upload.start();
     this.metrics.bindUpload(() => upload.stats);
+    return upload;
+  }
 
-    const apiListen = parseHostPort(c.server.listen, "listen address");
-    const ip = c.host.advertiseIp || advertisedIp(this.upload.address.host);
-    const name = c.host.hostname || osHostname();
-    const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
-    const gc = (this.gc = new DiskGc({
-      storage: this.storage,
+  private diskGc(storage: Storage, tasks: TaskManager): DiskGc {
+    const g = this.o.config.gc;
+    return new DiskGc({
+      storage,
       logger: this.log,
-      taskTtlMs: c.gc.taskTtl,
-      intervalMs: c.gc.interval,
-      high: parseWatermark(c.gc.highWatermark),
-      low: parseWatermark(c.gc.lowWatermark),
+      taskTtlMs: g.taskTtl,
+      intervalMs: g.interval,
+      high: parseWatermark(g.highWatermark),
+      low: parseWatermark(g.lowWatermark),
       remove: async (victims, reason) => {
         const r = await tasks.removeIdle(victims);
         this.metrics.gcEvicted(r.removed.length, r.freed, reason);
         return r;
       },
-    }));
-    this.storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
-    this.api = await createRpcServer(
-      c.server.listen,
-      (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: c.security.clusterToken || undefined, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
-      },
-      [],
-      { health: this.health },
-    );
-    // The scheduler learns our API port, known only once bound (it may be 0).
+    });
+  }
+
+  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, apiPort: number, tasks: TaskManager): SchedulerLink | undefined {
+    if (schedulers.length === 0) return undefined;
+    const c = this.o.config;
     const host = create(schedulerv1.HostSchema, {
-      id: hostId,
-      hostname: name,
-      ip,
-      uploadPort: this.upload.address.port,
-      apiPort: this.api.address.port,
+      id: id.hostId,
+      hostname: id.name,
+      ip: id.ip,
+      uploadPort: upload.address.port,
+      apiPort,
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.upload.slots,
     });
-    const onConfig = (dc: managerv1.DaemonClusterConfig) => this.applyClusterConfig(dc);
-    const schedulers = (c.manager.url ? await schedulersFromManager(c.manager.url, c.manager.clusterId, this.log, c.security.clusterToken || undefined, false, onConfig) : undefined) ?? c.scheduler.addresses;
-    this.link = schedulers.length > 0
-      ? new SchedulerLink({
-          addresses: schedulers,
-          host,
-          logger: this.log,
-          connectTimeoutMs: c.scheduler.connectTimeout,
-          intervalMs: c.scheduler.announceInterval,
-          cachedTasks: () => this.tasks?.cachedTasks() ?? [],
-          uploadStats: () => ({ concurrentUploads: this.upload?.stats.active ?? 0, uploadBytesTotal: this.upload?.stats.bytesTotal ?? 0 }),
-        })
-      : undefined;
-    tasks.scheduler = this.link;
-    const link = this.link;
-    if (link) this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
+    const link = new SchedulerLink({
+      addresses: schedulers,
+      host,
+      logger: this.log,
+      connectTimeoutMs: c.scheduler.connectTimeout,
+      intervalMs: c.scheduler.announceInterval,
+      cachedTasks: () => tasks.cachedTasks(),
+      uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
+    });
+    this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
+    return link;
+  }
+
+  private async buildProxy(tasks: TaskManager, source: HttpSource): Promise<ProxyServer> {
+    const c = this.o.config;
+    const p = c.proxy;
     // The X.509 library loads only when interception is configured.
-    const ca: CertificateAuthority | undefined = c.proxy.intercept.length > 0
+    const ca: CertificateAuthority | undefined = p.intercept.length > 0
       ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
-          certFile: c.proxy.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
-          keyFile: c.proxy.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
+          certFile: p.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
+          keyFile: p.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
           logger: this.log,
         })
       : undefined;
-    this.proxy = new ProxyServer({
-      listen: c.proxy.listen,
+    this.proxyCa = ca?.certFile;
+    return new ProxyServer({
+      listen: p.listen,
       logger: this.log,
       tasks,
-      source: this.source,
-      dispatcher: this.source.dispatcher,
-      defaultRegistry: c.proxy.registryMirror,
-      plainHttpRegistries: c.proxy.plainHttpRegistries,
-      rules: c.proxy.rules,
-      intercept: c.proxy.intercept,
+      source,
+      dispatcher: source.dispatcher,
+      defaultRegistry: p.registryMirror,
+      plainHttpRegistries: p.plainHttpRegistries,
+      rules: p.rules,
+      intercept: p.intercept,
       ca,
-      authTtlMs: c.proxy.authTtl,
-      minP2pSize: c.proxy.minP2pSize,
-      stallTimeoutMs: c.proxy.stallTimeout,
+      authTtlMs: p.authTtl,
+      minP2pSize: p.minP2pSize,
+      stallTimeoutMs: p.stallTimeout,
       sourceTimeoutMs: c.source.timeout,
-      prefetch: c.proxy.prefetch,
+      prefetch: p.prefetch,
       metrics: this.metrics,
       health: this.health,
       shuttingDown: () => this.shuttingDown,
     });
-    await this.proxy.start();
-    await this.link?.start();
-    gc.start();
-    if (c.manager.url && this.link) this.refreshSchedulers(c.manager.url, c.manager.clusterId, c.manager.refresh, this.link);
-    this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
-    this.phase = "serving";
+  }
+
+  private logReady(id: HostIdentity, schedulers: readonly string[]): void {
+    const e = this.endpoints;
     this.log.info(
       {
-        hostId,
-        seed: c.seed,
-        api: formatHostPort(this.endpoints.api),
-        upload: formatHostPort(this.endpoints.upload),
-        proxy: formatHostPort(this.endpoints.proxy),
-        ...(this.endpoints.metrics ? { metrics: formatHostPort(this.endpoints.metrics) } : {}),
-        ...(ca ? { proxyCa: ca.certFile } : {}),
-        advertiseIp: ip,
+        hostId: id.hostId,
+        seed: this.o.config.seed,
+        api: formatHostPort(e.api),
+        upload: formatHostPort(e.upload),
+        proxy: formatHostPort(e.proxy),
+        ...(e.metrics ? { metrics: formatHostPort(e.metrics) } : {}),
+        ...(this.proxyCa ? { proxyCa: this.proxyCa } : {}),
+        advertiseIp: id.ip,
         scheduler: schedulers,
-        dataDir: c.dataDir,
+        dataDir: this.o.config.dataDir,
         ...limitsForLog(this.rateLimits.current),
       },
       "daemon ready",
     );
   }
 
+  // The manager's scheduler list for our cluster; its answer also carries
+  // the cluster's dynamic settings, applied here.
+  private schedulersFromManager(quiet: boolean): Promise<string[] | undefined> {
+    const m = this.o.config.manager;
+    return schedulersFromManager(m.url, m.clusterId, this.log, this.clusterToken, quiet, (dc) => this.applyClusterConfig(dc));
+  }
+
   // Asks the manager for the scheduler list again now and then: schedulers
   // that join or leave the cluster are picked up without a restart. A manager
   // that does not answer leaves the list as it is.
-  private refreshSchedulers(manager: string, clusterId: number, everyMs: number, link: SchedulerLink): void {
+  private refreshSchedulers(everyMs: number, link: SchedulerLink): void {
     let busy = false;
     this.refreshTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void schedulersFromManager(manager, clusterId, this.log, this.o.config.security.clusterToken || undefined, true, (dc) => this.applyClusterConfig(dc))
+      void this.schedulersFromManager(true)
         .then(async (list) => {
           if (list && list.join(",") !== link.addresses.join(",")) {
             this.log.info({ schedulers: list }, "scheduler list changed");
@@ -275,6 +317,21 @@ export function hostRateLimits(config: DaemonConfig, cluster?: managerv1.DaemonC
     out[k.key] = dynamic === undefined ? (valueAt(config, k.configKey) as number) : Number(dynamic);
   }
   return out;
+}
+
+interface HostIdentity {
+  hostId: string;
+  name: string;
+  ip: string;
+}
+
+// Who this host is to the scheduler: stable across restarts for the same
+// name, address, upload port and role.
+function hostIdentity(c: DaemonConfig, upload: HostPort): HostIdentity {
+  const ip = c.host.advertiseIp || advertisedIp(upload.host);
+  const name = c.host.hostname || osHostname();
+  const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${upload.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
+  return { hostId, name, ip };
 }
 
 // Only the limits that are set: most daemons have none.
