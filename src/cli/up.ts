@@ -55,7 +55,7 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
       envPrefix: "SCHEDULER",
       // One peer and one seed: the seed fetches (the default cold start) and
       // the peer takes it from the seed, so the demo shows bytes crossing.
-      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { manager: manager.view.url } : {}) },
+      flags: { "server.listen": `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { "manager.url": manager.view.url } : {}) },
     });
     const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...clusterToken });
     await scheduler.start();

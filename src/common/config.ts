@@ -222,7 +222,7 @@ export function loadConfig<S extends Schema>(schema: S, sources: LoadSources): C
     const e = byPath.get(k) ?? byLegacy.get(k);
     if (!e) throw new DamselflyError("DF_ERR_CONFIG", `flag ${flagName(k)}: unknown key ${JSON.stringify(k)}`);
     refuseSecret(`flag ${flagName(k)}`, e);
-    if (!byPath.has(k) && k !== visibleFlag(e)) warn(`flag ${flagName(k)} is deprecated: set ${e.path} in the --config file or env ${envName(sources.envPrefix, e.path)}`);
+    if (!k.includes(".") && k !== visibleFlag(e)) warn(`flag ${flagName(k)} is deprecated: set ${e.path} in the --config file or env ${envName(sources.envPrefix, e.path)}`);
     apply(`flag ${flagName(k)}`, e, v);
   }
 

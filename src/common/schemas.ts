@@ -56,27 +56,40 @@ export function defaultDataDir(): string {
   return process.getuid?.() === 0 ? "/var/lib/damselfly" : join(homedir(), ".local", "share", "damselfly");
 }
 
+// The scheduler's scheduling knobs stay top-level YAML keys (the engine reads
+// them, and the manager's dynamic config replaces some of them by name);
+// they are hidden flags. server, manager and metrics are groups.
 export const schedulerSchema = {
-  listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address"),
-  candidateParentLimit: field("int", 8, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive }),
-  filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive }),
-  backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once"),
-  retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive }),
+  candidateParentLimit: field("int", 8, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive, flag: false, legacy: "candidateParentLimit" }),
+  filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive, flag: false, legacy: "filterParentLimit" }),
+  backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once", { flag: false, legacy: "backToSourceLimit" }),
+  retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive, flag: false, legacy: "retryLimit" }),
   coldStart: field("string", "seed", "who fetches a task nobody has yet: seed (a seed peer fetches it and every requester takes it from there: best when many nodes start at once) or peer (the first requester fetches it itself, one hop less; a seed peer copies it from that peer)", {
     check: (v) => (v === "peer" || v === "seed" ? undefined : "must be peer or seed"),
+    flag: false,
+    legacy: "coldStart",
   }),
-  seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it"),
-  seedWait: field("duration", 15_000, "how long a peer waits for a triggered seed peer before going to the origin"),
-  hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers"),
-  normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive }),
-  seedUploadSlots: field("int", 2000, "default upload slots of a seed peer", { check: positive }),
-  manager: field("string", "", "manager URL (http://HOST:PORT): register with it, keep alive and take the cluster's dynamic config from it (empty: no manager)", { check: optionalHttpUrl }),
-  clusterId: field("int", 1, "scheduler cluster this scheduler serves (with --manager)", { check: positive }),
-  advertiseIp: field("string", "", "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)"),
-  managerInterval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", { check: positive }),
+  seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it", { flag: false, legacy: "seedCopyDelay" }),
+  seedWait: field("duration", 15_000, "how long a peer waits for a triggered seed peer before going to the origin", { flag: false, legacy: "seedWait" }),
+  hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers", { flag: false, legacy: "hostTimeout" }),
+  normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive, flag: false, legacy: "normalUploadSlots" }),
+  seedUploadSlots: field("int", 2000, "default upload slots of a seed peer", { check: positive, flag: false, legacy: "seedUploadSlots" }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
-  metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
-  clusterToken: clusterTokenField(),
+  server: {
+    listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address", { flag: true, legacy: "listen" }),
+    advertiseIp: field("string", "", "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)", { flag: true, legacy: "advertiseIp" }),
+  },
+  manager: {
+    url: field("string", "", "manager URL (http://HOST:PORT): register with it, keep alive and take the cluster's dynamic config from it (empty: no manager)", { check: optionalHttpUrl, flag: true, legacy: "manager" }),
+    clusterId: field("int", 1, "scheduler cluster this scheduler serves (with --manager)", { check: positive, flag: true, legacy: "clusterId" }),
+    interval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", { check: positive, legacy: "managerInterval" }),
+  },
+  metrics: {
+    listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
+  },
+  security: {
+    clusterToken: clusterTokenField(),
+  },
 };
 export type SchedulerConfig = ConfigOf<typeof schedulerSchema>;
 

@@ -33,14 +33,14 @@ export class ManagerLink {
   private inFlight: Promise<void> | undefined;
 
   constructor(private readonly opts: ManagerLinkOptions) {
-    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager));
+    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager.url));
   }
 
   start(): void {
     this.inFlight = this.keepAlive();
     this.timer = setInterval(() => {
       if (!this.inFlight) this.inFlight = this.keepAlive();
-    }, this.opts.config.managerInterval);
+    }, this.opts.config.manager.interval);
     this.timer.unref();
   }
 
@@ -49,7 +49,7 @@ export class ManagerLink {
     await this.inFlight;
     const { config, address } = this.opts;
     await this.client
-      .leaveScheduler({ ip: config.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
+      .leaveScheduler({ ip: config.server.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
       .catch(() => undefined);
   }
 
@@ -70,11 +70,11 @@ export class ManagerLink {
       );
       const res = await this.client.keepAliveScheduler(
         {
-          clusterId: BigInt(config.clusterId),
+          clusterId: BigInt(config.manager.clusterId),
           hostname: osHostname(),
-          ip: config.advertiseIp || advertisedIp(address.host),
+          ip: config.server.advertiseIp || advertisedIp(address.host),
           port: address.port,
-          intervalSeconds: Math.max(1, Math.ceil(config.managerInterval / 1000)),
+          intervalSeconds: Math.max(1, Math.ceil(config.manager.interval / 1000)),
           hosts,
         },
         { timeoutMs: 10_000, headers: clusterTokenHeaders(this.opts.clusterToken) },
@@ -87,11 +87,11 @@ export class ManagerLink {
       if (key !== this.last) {
         this.last = key;
         this.opts.apply(dynamic);
-        log.info({ schedulerId: Number(res.schedulerId), clusterId: config.clusterId, dynamic }, "cluster config applied");
+        log.info({ schedulerId: Number(res.schedulerId), clusterId: config.manager.clusterId, dynamic }, "cluster config applied");
       }
     } catch (err) {
       const e = fromConnectError(err, "DF_ERR_MANAGER_UNAVAILABLE");
-      if (!this.failing) log.warn({ code: e.code, err: e.message, manager: config.manager }, "manager keep-alive failed: keeping the current config");
+      if (!this.failing) log.warn({ code: e.code, err: e.message, manager: config.manager.url }, "manager keep-alive failed: keeping the current config");
       this.failing = true;
     } finally {
       this.inFlight = undefined;

@@ -10,7 +10,7 @@ import { loadWithNotices, serve, withErrors, withSchema } from "./kit.js";
 const secret = <K extends string>(key: K, v: string): Partial<Record<K, string>> => (v ? ({ [key]: v } as Record<K, string>) : {});
 
 export function schedulerCommand(): Command {
-  const cmd = withSchema(new Command("scheduler").description("run the scheduler (assigns parents to peers)"), schedulerSchema, "SCHEDULER");
+  const cmd = withSchema(new Command("scheduler").description("run the scheduler (assigns parents to peers)"), schedulerSchema, "SCHEDULER", { placeholders: { manager: "url" } });
   return cmd.action(
     withErrors("damselfly", async (_opts: unknown, self: Command) => {
       const { config, logNotices } = loadWithNotices(self, schedulerSchema, "SCHEDULER");
@@ -18,7 +18,7 @@ export function schedulerCommand(): Command {
       logNotices(logger);
       await initTracing("damselfly-scheduler", logger);
       const { Scheduler } = await import("../../scheduler/index.js");
-      const s = new Scheduler({ config, logger, ...secret("clusterToken", config.clusterToken) });
+      const s = new Scheduler({ config, logger, ...secret("clusterToken", config.security.clusterToken) });
       await serve("damselfly", logger, s, () => logger.info({ listen: formatHostPort(s.address) }, "scheduler ready"));
     }),
   );
