@@ -43,6 +43,63 @@ function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved:
   );
 }
 
+function SchedulerTable({ schedulers, clusterId }: { schedulers: Scheduler[]; clusterId: number | null }) {
+  return (
+    <>
+      <h3>Schedulers</h3>
+      {schedulers.length === 0 ? (
+        <p className="empty">
+          No scheduler has registered in this cluster. Start one with <code>damselfly scheduler --manager {location.origin} --cluster-id {clusterId}</code>.
+        </p>
+      ) : (
+        <table>
+          <thead>
+            <tr><th>Host</th><th>Address</th><th>State</th><th>Last seen</th></tr>
+          </thead>
+          <tbody>
+            {schedulers.map((s) => (
+              <tr key={s.id}>
+                <td>{s.hostname}</td>
+                <td>{s.ip}:{s.port}</td>
+                <td><span className={`badge ${s.state}`}>{s.state}</span></td>
+                <td>{new Date(s.last_seen_at).toLocaleTimeString()}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+function HostTable({ hosts }: { hosts: Host[] }) {
+  return (
+    <>
+      <h3>Seed peers and peers</h3>
+      {hosts.length === 0 ? (
+        <p className="empty">No daemon is announced to this cluster's schedulers.</p>
+      ) : (
+        <table className="hosts">
+          <thead>
+            <tr><th>Host</th><th>Type</th><th>Address</th><th>Uploading now</th><th>Uploaded</th></tr>
+          </thead>
+          <tbody>
+            {hosts.map((h) => (
+              <tr key={h.id}>
+                <td>{h.hostname}</td>
+                <td>{h.type === "seed" ? "seed peer" : "peer"}</td>
+                <td>{h.ip}:{h.upload_port}</td>
+                <td>{h.concurrent_uploads}</td>
+                <td>{(h.upload_bytes_total / 1024 ** 2).toFixed(1)} MiB</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
 export function Clusters({ canWrite }: { canWrite: boolean }) {
   const [clusters, setClusters] = useState<Cluster[] | null>(null);
   const [selected, setSelected] = useState<number | null>(null);
@@ -98,49 +155,8 @@ export function Clusters({ canWrite }: { canWrite: boolean }) {
         ))}
       </nav>
       <ErrorNote error={error} />
-      <h3>Schedulers</h3>
-      {schedulers.length === 0 ? (
-        <p className="empty">
-          No scheduler has registered in this cluster. Start one with <code>damselfly scheduler --manager {location.origin} --cluster-id {selected}</code>.
-        </p>
-      ) : (
-        <table>
-          <thead>
-            <tr><th>Host</th><th>Address</th><th>State</th><th>Last seen</th></tr>
-          </thead>
-          <tbody>
-            {schedulers.map((s) => (
-              <tr key={s.id}>
-                <td>{s.hostname}</td>
-                <td>{s.ip}:{s.port}</td>
-                <td><span className={`badge ${s.state}`}>{s.state}</span></td>
-                <td>{new Date(s.last_seen_at).toLocaleTimeString()}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-      <h3>Seed peers and peers</h3>
-      {hosts.length === 0 ? (
-        <p className="empty">No daemon is announced to this cluster's schedulers.</p>
-      ) : (
-        <table className="hosts">
-          <thead>
-            <tr><th>Host</th><th>Type</th><th>Address</th><th>Uploading now</th><th>Uploaded</th></tr>
-          </thead>
-          <tbody>
-            {hosts.map((h) => (
-              <tr key={h.id}>
-                <td>{h.hostname}</td>
-                <td>{h.type === "seed" ? "seed peer" : "peer"}</td>
-                <td>{h.ip}:{h.upload_port}</td>
-                <td>{h.concurrent_uploads}</td>
-                <td>{(h.upload_bytes_total / 1024 ** 2).toFixed(1)} MiB</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <SchedulerTable schedulers={schedulers} clusterId={selected} />
+      <HostTable hosts={hosts} />
       <h3>Upload traffic</h3>
       <TrafficChart samples={samples.current} />
       {cluster && <ConfigForm cluster={cluster} canWrite={canWrite} onSaved={(c) => setClusters(clusters.map((x) => (x.id === c.id ? c : x)))} />}
