@@ -23,8 +23,8 @@ function rootCommand(): Command {
 }
 
 // `damselfly get`: only the command it runs. Many gets start at once on a
-// node (every container of a job), and building every other command's
-// options is a share of a get's start-up worth saving.
+// node (every container of a job): building every other command's options
+// is a share of its start-up (docs/decisions/cli-startup.md).
 function getProgram(): Command {
   return rootCommand().addCommand(makeGetCommand("get", "damselfly get"));
 }

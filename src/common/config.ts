@@ -146,8 +146,8 @@ function coerce(f: Field<unknown>, raw: unknown): unknown {
   }
 }
 
-// The YAML parser takes ~40 ms to load, paid by every process start (each
-// `get`, 32 at once in a rollout) though only --config needs it.
+// The YAML parser loads only when a --config file is given: every process
+// start would pay for it (docs/decisions/cli-startup.md).
 function parseYaml(text: string): unknown {
   const yaml = createRequire(import.meta.url)("yaml") as typeof import("yaml");
   return yaml.parse(text);
