@@ -173,11 +173,14 @@ export function loadConfig<S extends Schema>(schema: S, sources: LoadSources): C
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const byLegacy = new Map(entries.filter((e) => e.field.legacy).map((e) => [e.field.legacy!, e]));
   const values = new Map<string, unknown>(entries.map((e) => [e.path, e.field.default]));
+  // Where each value that is not a default came from, for check errors.
+  const origins = new Map<string, string>();
   const warn = sources.warn ?? (() => undefined);
 
   const apply = (origin: string, e: FieldEntry, raw: unknown): void => {
     try {
       values.set(e.path, coerce(e.field, raw));
+      origins.set(e.path, origin);
     } catch (err) {
       throw new DamselflyError("DF_ERR_CONFIG", `${origin}: ${e.path}: ${(err as Error).message}`);
     }
@@ -228,7 +231,8 @@ export function loadConfig<S extends Schema>(schema: S, sources: LoadSources): C
 
   for (const e of entries) {
     const msg = e.field.check?.(values.get(e.path));
-    if (msg) throw new DamselflyError("DF_ERR_CONFIG", `${e.path}: ${msg}`);
+    const origin = origins.get(e.path);
+    if (msg) throw new DamselflyError("DF_ERR_CONFIG", `${origin ? `${origin}: ` : ""}${e.path}: ${msg}`);
   }
   return build(schema, values, "") as ConfigOf<S>;
 }
