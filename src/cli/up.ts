@@ -102,7 +102,7 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
 // Manager (not its one-time stdout line, which `up` replaces by its banner).
 async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Promise<{ closable: Closable; view: NonNullable<UpHandle["manager"]> }> {
   const { Manager } = await import("../manager/index.js");
-  const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { listen: `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel } });
+  const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel } });
   const m = new Manager({
     config,
     logger: logger.child({ role: "manager" }),

@@ -184,18 +184,32 @@ export const getSchema = {
 export type GetConfig = ConfigOf<typeof getSchema>;
 
 export const managerSchema = {
-  listen: field("address", `127.0.0.1:${DEFAULT_MANAGER_PORT}`, "REST API, open API, console and component RPC listen address"),
-  database: field("string", "", "sqlite:PATH (embedded, the default: sqlite:<dataDir>/manager.db) or postgres://USER:PASS@HOST:PORT/DB", {
-    check: (v) => (v === "" || v.startsWith("sqlite:") || /^postgres(ql)?:\/\//.test(v) ? undefined : "must be sqlite:PATH or postgres://..."),
-  }),
   dataDir: field("string", join(defaultDataDir(), "manager"), "where the embedded database lives"),
-  sessionTtl: field("duration", 24 * 3_600_000, "how long a sign-in session token stays valid", { check: positive }),
-  schedulerTimeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", { check: positive }),
-  preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
-  metricsListen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress }),
-  clusterToken: clusterTokenField(),
-  adminPassword: secretEnv(ADMIN_PASSWORD_ENV, "the root user's password on the manager's first start (else one is generated and shown once; env DAMSELFLY_ADMIN_PASSWORD only)"),
+  server: {
+    listen: field("address", `127.0.0.1:${DEFAULT_MANAGER_PORT}`, "REST API, open API, console and component RPC listen address", { flag: true, legacy: "listen" }),
+    sessionTtl: field("duration", 24 * 3_600_000, "how long a sign-in session token stays valid", { check: positive, legacy: "sessionTtl" }),
+  },
+  database: {
+    url: field("string", "", "sqlite:PATH (embedded, the default: sqlite:<dataDir>/manager.db) or postgres://USER:PASS@HOST:PORT/DB", {
+      check: (v) => (v === "" || v.startsWith("sqlite:") || /^postgres(ql)?:\/\//.test(v) ? undefined : "must be sqlite:PATH or postgres://..."),
+      flag: true,
+      legacy: "database",
+    }),
+  },
+  scheduler: {
+    timeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", { check: positive, legacy: "schedulerTimeout" }),
+  },
+  jobs: {
+    preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
+  },
+  metrics: {
+    listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
+  },
+  security: {
+    clusterToken: clusterTokenField(),
+    adminPassword: secretEnv(ADMIN_PASSWORD_ENV, "the root user's password on the manager's first start (else one is generated and shown once; env DAMSELFLY_ADMIN_PASSWORD only)"),
+  },
 };
 export type ManagerConfig = ConfigOf<typeof managerSchema>;
 

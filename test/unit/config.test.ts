@@ -153,7 +153,7 @@ test("secrets: env only, printed as (set)", () => {
     rmSync(dir, { recursive: true, force: true });
   }
   const m = loadConfig(managerSchema, { envPrefix: "MANAGER", env: { DAMSELFLY_ADMIN_PASSWORD: "pw", DAMSELFLY_MANAGER_ADMIN_PASSWORD: "no" } });
-  assert.equal(m.adminPassword, "pw");
+  assert.equal(m.security.adminPassword, "pw");
   assert.equal(JSON.stringify(printable(managerSchema, m)).includes("pw"), false);
 });
 

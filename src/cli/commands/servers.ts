@@ -56,7 +56,7 @@ export function managerCommand(): Command {
       const logger = createLogger(config.logLevel as LogLevel);
       logNotices(logger);
       const { Manager } = await import("../../manager/index.js");
-      await serve("damselfly", logger, new Manager({ config, logger, ...secret("clusterToken", config.clusterToken), ...secret("adminPassword", config.adminPassword) }));
+      await serve("damselfly", logger, new Manager({ config, logger, ...secret("clusterToken", config.security.clusterToken), ...secret("adminPassword", config.security.adminPassword) }));
     }),
   );
 }
