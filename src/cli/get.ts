@@ -239,23 +239,8 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     if (toStdout) {
       finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
-      const expected = req.digest ? parseDigest(req.digest) : undefined;
-      const report = await download(downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
-      finished = report;
-      // The daemon hashed the task while it downloaded and it matched: the
-      // output is its store file (linked or copied), so it is not hashed again.
-      const checked = expected !== undefined && report.digest === formatDigest(expected);
-      await placeOutput(req.outputPath, checked ? undefined : expected, async (tmp) => {
-        if (await linkOrCopy(report.storePath, tmp)) return;
-        // The daemon's store is out of reach (another host, another user's
-        // files): have the finished task streamed instead.
-        const fh = await open(tmp, "wx", 0o644);
-        try {
-          finished = await download(streamed(), progress, (data) => fh.write(data).then(() => undefined));
-        } finally {
-          await fh.close();
-        }
-      });
+      const stored = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace);
+      finished = await downloadToFile(req, progress, stored, streamed);
     }
   } catch (err) {
     const e = classify(err, { timedOut, interrupted, outputError, timeoutText });
@@ -267,6 +252,38 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     progress.stop();
   }
   if (toStdout) io.stdout.off("error", onStdoutError);
+  endSpan(span, finished);
+  io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started, toStdout ? "stdout" : req.outputPath) + "\n");
+  return finished;
+}
+
+type Events = ReturnType<typeof downloadTask>;
+
+// -O FILE: the daemon keeps the task in its store and the output is a link to
+// or copy of the store file, or, when that file is out of reach, the task
+// streamed again.
+async function downloadToFile(req: GetRequest, progress: Progress, stored: () => Events, streamed: () => Events): Promise<daemonv1.DownloadFinished> {
+  const expected = req.digest ? parseDigest(req.digest) : undefined;
+  const report = await download(stored(), progress, undefined);
+  let finished = report;
+  // The daemon hashed the task while it downloaded and it matched: the
+  // output is its store file (linked or copied), so it is not hashed again.
+  const checked = expected !== undefined && report.digest === formatDigest(expected);
+  await placeOutput(req.outputPath, checked ? undefined : expected, async (tmp) => {
+    if (await linkOrCopy(report.storePath, tmp)) return;
+    // The daemon's store is out of reach (another host, another user's
+    // files): have the finished task streamed instead.
+    const fh = await open(tmp, "wx", 0o644);
+    try {
+      finished = await download(streamed(), progress, (data) => fh.write(data).then(() => undefined));
+    } finally {
+      await fh.close();
+    }
+  });
+  return finished;
+}
+
+function endSpan(span: Span, finished: daemonv1.DownloadFinished): void {
   if (span.recording) {
     span
       .setAttribute("damselfly.task_id", finished.taskId)
@@ -276,8 +293,6 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       .setAttribute("damselfly.bytes_local", Number(finished.bytesLocal));
   }
   span.end();
-  io.stderr.write(summaryLine(io.prefix, finished, Date.now() - started, toStdout ? "stdout" : req.outputPath) + "\n");
-  return finished;
 }
 
 interface FailureContext {

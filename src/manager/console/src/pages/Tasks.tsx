@@ -75,20 +75,7 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
           {peers.length === 0 ? (
             <p className="empty">No host of any active cluster holds or fetches this task.</p>
           ) : (
-            <table>
-              <thead><tr><th>Cluster</th><th>Host</th><th>Type</th><th>State</th><th>Pieces</th></tr></thead>
-              <tbody>
-                {peers.map((p, i) => (
-                  <tr key={i}>
-                    <td>#{p.cluster}</td>
-                    <td>{p.hostname} <span className="muted">{p.ip}</span></td>
-                    <td>{p.type === "seed" ? "seed peer" : "peer"}</td>
-                    <td>{p.state}</td>
-                    <td>{p.finished_pieces}/{p.total_pieces}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+            <PeerTable peers={peers} />
           )}
           {canWrite && peers.length > 0 && (
             <button onClick={remove} disabled={busy}>
@@ -98,5 +85,24 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
         </>
       )}
     </section>
+  );
+}
+
+function PeerTable({ peers }: { peers: (Peer & { cluster: number })[] }) {
+  return (
+    <table>
+      <thead><tr><th>Cluster</th><th>Host</th><th>Type</th><th>State</th><th>Pieces</th></tr></thead>
+      <tbody>
+        {peers.map((p, i) => (
+          <tr key={i}>
+            <td>#{p.cluster}</td>
+            <td>{p.hostname} <span className="muted">{p.ip}</span></td>
+            <td>{p.type === "seed" ? "seed peer" : "peer"}</td>
+            <td>{p.state}</td>
+            <td>{p.finished_pieces}/{p.total_pieces}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
