@@ -28,10 +28,20 @@ function keysOf(schema: Record<string, unknown>, prefix: string[] = []): Key[] {
 // Replaced after the machine's own paths are (generate.ts).
 export const DATA_DIR_NOTE = "<!-- data dir note -->";
 
+// 1048576 -> "1MiB", as a user would write it; sizes that are no whole
+// number of a unit stay in bytes.
+function exactBytes(n: number): string {
+  for (const [unit, size] of [["TiB", 1024 ** 4], ["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
+    if (n > 0 && n % size === 0) return `${n / size}${unit}`;
+  }
+  return String(n);
+}
+
 export function formatValue(f: Field<unknown>): string {
   const d = f.default;
   if (f.type === "duration") return formatDuration(d as number);
   if (f.type === "list") return (d as string[]).join(",");
+  if (f.type === "bytes") return exactBytes(d as number);
   return String(d);
 }
 

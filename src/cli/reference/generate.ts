@@ -16,7 +16,9 @@ export const REFERENCE_DIR = "docs/reference";
 // names, so the files are the same whoever generates them.
 function machineIndependent(text: string): string {
   const note = "`DEFAULT_DATA_DIR` is `~/.local/share/damselfly`, or `/var/lib/damselfly` when run as root.";
-  return text.split(defaultDataDir()).join("DEFAULT_DATA_DIR").split(homedir()).join("~").replace(DATA_DIR_NOTE, note);
+  const home = homedir();
+  const out = text.split(defaultDataDir()).join("DEFAULT_DATA_DIR");
+  return (home.length > 1 ? out.split(home).join("~") : out).replace(DATA_DIR_NOTE, note);
 }
 
 // File name (in docs/reference/) -> content.
