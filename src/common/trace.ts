@@ -1,8 +1,8 @@
 // The tracing facade every component calls. It is all that loads when tracing
 // is off (the default): startSpan() then hands back one shared no-op span, so
 // instrumented code costs a function call and nothing is allocated, sent or
-// imported. initTracing() loads the recorder and the OTLP/HTTP exporter
-// (./otel/) only when the standard OTEL_* variables ask for traces.
+// imported. initTracing() loads the OpenTelemetry SDK (./otel/) only when the
+// standard OTEL_* variables ask for traces.
 
 // OTLP span kinds.
 export const SpanKind = { INTERNAL: 1, SERVER: 2, CLIENT: 3 } as const;
@@ -118,12 +118,13 @@ export interface TracingLog {
   info(obj: object, msg: string): void;
 }
 
-// Turns tracing on for this process when the environment asks for it.
-// serviceName is the default of OTEL_SERVICE_NAME (damselfly-daemon, ...).
+// Turns tracing on for this process when env asks for it; the SDK then reads
+// its settings from process.env. serviceName is the default of
+// OTEL_SERVICE_NAME (damselfly-daemon, ...).
 export async function initTracing(serviceName: string, log?: TracingLog, env: NodeJS.ProcessEnv = process.env): Promise<Tracer> {
   if (current.enabled || !tracingWanted(env)) return current;
   const { createTracer } = await import("./otel/tracer-impl.js");
-  current = createTracer(serviceName, env, log);
+  current = await createTracer(serviceName, log);
   return current;
 }
 

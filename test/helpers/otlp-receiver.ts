@@ -1,5 +1,7 @@
 // An OTLP/HTTP trace receiver on 127.0.0.1 for tests: POST /v1/traces in
-// protobuf (decoded here, only the fields a test looks at) or JSON.
+// protobuf (decoded here, only the fields a test looks at) or JSON. The
+// decoder is its own, from the OTLP .proto field numbers: it does not share
+// code with the SDK that encodes what it checks.
 import http from "node:http";
 import { once } from "node:events";
 import { gunzipSync } from "node:zlib";

@@ -1,32 +1,46 @@
-// The tracing facade, the W3C trace context, samplers, both OTLP encodings and
-// the exporter's limits.
+// The tracing facade, the W3C trace context, samplers, what the SDK sends
+// (both OTLP/HTTP encodings, read by the test receiver's own decoder) and the
+// exporter's limits.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { once } from "node:events";
 import { randomBytes } from "node:crypto";
-import { initTracing, spanUrl, startSpan, traceHeaders, tracer, tracingWanted } from "../../src/common/trace.js";
-// The recorder is imported only after the first test (it marks itself loaded).
-import type { FinishedSpan } from "../../src/common/otel/tracer-impl.js";
-const impl = () => import("../../src/common/otel/tracer-impl.js");
-import { encodeTraceRequestJson, encodeTraceRequestProto } from "../../src/common/otel/otlp-encode.js";
-import { OtlpExporter } from "../../src/common/otel/otlp-exporter.js";
-import { samplerFromEnv } from "../../src/common/otel/sampler.js";
-import { decodeJson, decodeProto, startOtlpReceiver } from "../helpers/otlp-receiver.js";
+import { initTracing, SpanKind, spanUrl, startSpan, traceHeaders, tracer, tracingWanted, type Tracer, type TracingLog } from "../../src/common/trace.js";
+import { startOtlpReceiver } from "../helpers/otlp-receiver.js";
 import { closedPort } from "../helpers/procs.js";
+import { otelPackagesLoaded, tracingLoaded } from "../helpers/tracing-probe.js";
 
-const loaded = () => (globalThis as Record<symbol, unknown>)[Symbol.for("damselfly.tracing.loaded")] === true;
+// The SDK is imported only after the first test.
+const impl = () => import("../../src/common/otel/tracer-impl.js");
 
-test("off by default: a no-op span, no context sent, the recorder never loaded", async () => {
-  // First in this file: nothing has imported the recorder yet.
+// A tracer made with these OTEL_* variables (the SDK reads process.env while
+// it is built), the others unset.
+async function tracerWith(vars: Record<string, string>, log?: TracingLog): Promise<Tracer> {
+  const saved = { ...process.env };
+  for (const k of Object.keys(process.env)) if (k.startsWith("OTEL_")) delete process.env[k];
+  Object.assign(process.env, vars);
+  try {
+    return await (await impl()).createTracer("unit", log);
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+}
+
+test("off by default: a no-op span, no context sent, no tracing module loaded", async () => {
+  // First in this file: nothing has imported the SDK yet.
   const t = await initTracing("x", undefined, {});
   assert.equal(t.enabled, false);
-  assert.equal(loaded(), false);
+  assert.equal(tracingLoaded(), undefined);
   const s = startSpan("a", { attributes: { k: "v" } });
   assert.equal(s.recording, false);
   assert.equal(s, startSpan("b"), "one shared no-op span");
   assert.deepEqual(traceHeaders(s), {});
   assert.equal(tracer().enabled, false);
+  // The probe sees the SDK once something loads it.
+  await impl();
+  assert.ok(otelPackagesLoaded().includes("@opentelemetry/sdk-trace"), otelPackagesLoaded().join(", "));
 });
 
 test("which environments turn tracing on", () => {
@@ -52,18 +66,25 @@ test("traceparent: valid, invalid, all-zero, future versions", async () => {
   assert.equal(parseTraceparent("garbage"), undefined);
 });
 
-test("samplers: parent-based follows the caller, ratio decides by trace id", () => {
-  const parent = { traceId: "a".repeat(32), spanId: "b".repeat(16), sampled: false };
-  assert.equal(samplerFromEnv({})("c".repeat(32), parent), false);
-  assert.equal(samplerFromEnv({})("c".repeat(32), undefined), true);
-  assert.equal(samplerFromEnv({ OTEL_TRACES_SAMPLER: "always_on" })("c".repeat(32), parent), true);
-  assert.equal(samplerFromEnv({ OTEL_TRACES_SAMPLER: "always_off" })("c".repeat(32), undefined), false);
-  const half = samplerFromEnv({ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.5" });
-  assert.equal(half("0".repeat(32), undefined), true);
-  assert.equal(half("f".repeat(32), undefined), false);
+test("samplers: parent-based follows the caller, ratio decides by trace id", async () => {
+  const { samplerFromEnv } = await import("../../src/common/otel/sdk-config.js");
+  const { ROOT_CONTEXT, trace } = await import("@opentelemetry/api");
+  const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: "a".repeat(32), spanId: "b".repeat(16), traceFlags: 0, isRemote: true });
+  const sampled = (env: NodeJS.ProcessEnv, traceId: string, ctx = ROOT_CONTEXT) =>
+    samplerFromEnv(env).shouldSample(ctx, traceId, "n", 0, {}, []).decision === 2;
+  assert.equal(sampled({}, "c".repeat(32), parent), false);
+  assert.equal(sampled({}, "c".repeat(32)), true);
+  assert.equal(sampled({ OTEL_TRACES_SAMPLER: "always_on" }, "c".repeat(32), parent), true);
+  assert.equal(sampled({ OTEL_TRACES_SAMPLER: "always_off" }, "c".repeat(32)), false);
+  const half = { OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.5" };
+  assert.equal(sampled(half, "0".repeat(31) + "1"), true);
+  assert.equal(sampled(half, "f".repeat(8) + "0".repeat(24)), false);
   let n = 0;
-  for (let i = 0; i < 2000; i++) if (half(randomBytes(16).toString("hex"), undefined)) n++;
+  for (let i = 0; i < 2000; i++) if (sampled(half, randomBytes(16).toString("hex"))) n++;
   assert.ok(n > 800 && n < 1200, `ratio 0.5 sampled ${n} of 2000`);
+  const warnings: string[] = [];
+  samplerFromEnv({ OTEL_TRACES_SAMPLER: "nope", OTEL_TRACES_SAMPLER_ARG: "2" }, { warn: (_o, m) => warnings.push(m), info: () => undefined });
+  assert.equal(warnings.length, 2, warnings.join("; "));
 });
 
 test("span urls lose their query string and user info", () => {
@@ -71,60 +92,79 @@ test("span urls lose their query string and user info", () => {
   assert.equal(spanUrl("not a url"), "");
 });
 
-const span: FinishedSpan = {
-  name: "n",
-  kind: 2,
-  traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
-  spanId: "00f067aa0ba902b7",
-  parentSpanId: "1111111111111111",
-  traceState: "",
-  startNs: 1_700_000_000_000_000_001n,
-  endNs: 1_700_000_000_500_000_000n,
-  attributes: { s: "text", i: 42, neg: -7, big: 2 ** 40, d: 0.25, b: true, f: false },
-  status: 2,
-  statusMessage: "boom",
-};
-
-test("protobuf and JSON encodings carry the same span", () => {
-  const resource = { "service.name": "svc", "process.pid": 12 };
-  for (const decoded of [decodeProto(encodeTraceRequestProto(resource, { name: "d", version: "1" }, [span])), decodeJson(Buffer.from(JSON.stringify(encodeTraceRequestJson(resource, { name: "d", version: "1" }, [span]))))]) {
-    assert.equal(decoded.length, 1);
-    const s = decoded[0]!;
-    assert.equal(s.service, "svc");
-    assert.equal(s.resource["process.pid"], 12);
-    assert.equal(s.traceId, span.traceId);
-    assert.equal(s.spanId, span.spanId);
-    assert.equal(s.parentSpanId, span.parentSpanId);
-    assert.equal(s.kind, 2);
-    assert.equal(s.startNs, span.startNs);
-    assert.equal(s.endNs, span.endNs);
-    assert.deepEqual(s.attributes, span.attributes);
-    assert.equal(s.statusCode, 2);
+test("protobuf and JSON carry the same span: kinds, parents, every attribute type, errors", async () => {
+  for (const protocol of ["http/protobuf", "http/json"]) {
+    const r = await startOtlpReceiver();
+    const t = await tracerWith({
+      OTEL_EXPORTER_OTLP_ENDPOINT: r.endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+      OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=test",
+    });
+    const before = BigInt(Date.now()) * 1_000_000n;
+    const attributes = { s: "text", i: 42, neg: -7, big: 2 ** 40, d: 0.25, b: true, f: false };
+    const root = t.startSpan("root", { kind: SpanKind.SERVER, attributes: { ...attributes, gone: undefined } });
+    const child = t.startSpan("child", { kind: SpanKind.CLIENT, parent: root });
+    child.setAttribute("long", "x".repeat(5000)).setError(new Error("boom"));
+    child.end();
+    root.end();
+    await t.shutdown(3_000);
+    assert.deepEqual(r.contentTypes, [protocol === "http/json" ? "application/json" : "application/x-protobuf"]);
+    const got = (n: string) => r.spans.find((s) => s.name === n)!;
+    assert.equal(got("root").kind, 2);
+    assert.equal(got("child").kind, 3);
+    assert.deepEqual(got("root").attributes, attributes);
+    assert.equal(got("root").traceId, root.context!.traceId);
+    assert.equal(got("root").spanId, root.context!.spanId);
+    assert.equal(got("root").parentSpanId, "");
+    assert.equal(got("child").parentSpanId, root.context!.spanId);
+    assert.equal(got("child").statusCode, 2);
+    assert.equal(got("child").attributes["error.type"], "DF_ERR_INTERNAL");
+    assert.equal(String(got("child").attributes["long"]).length, 1024);
+    assert.ok(got("root").startNs >= before - 50_000_000n, `${got("root").startNs} ${before}`);
+    assert.ok(got("root").endNs >= got("root").startNs);
+    assert.equal(got("root").resource["service.name"], "unit");
+    assert.equal(got("root").resource["deployment.environment"], "test");
+    assert.equal(got("root").resource["process.pid"], process.pid);
+    await r.close();
   }
 });
 
-test("exporter: a full queue drops spans, and shutdown never waits past its deadline", async () => {
+test("exporter: shutdown never waits past its deadline; a receiver that is gone is a warning, no exception", async () => {
   // A receiver that never answers.
   const sockets = new Set<import("node:net").Socket>();
   const hang = http.createServer(() => undefined);
   hang.on("connection", (s) => sockets.add(s));
   hang.listen(0, "127.0.0.1");
   await once(hang, "listening");
-  const url = `http://127.0.0.1:${(hang.address() as { port: number }).port}/v1/traces`;
-  const warnings: string[] = [];
-  const ex = new OtlpExporter({ url, protocol: "http/protobuf", headers: {}, gzip: false, timeoutMs: 60_000, scheduleDelayMs: 10, maxQueue: 5, maxBatch: 2, resource: {}, log: { warn: (_o, m) => warnings.push(m), info: () => undefined } });
-  for (let i = 0; i < 20; i++) ex.add(span);
+  const slow = await tracerWith({
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(hang.address() as { port: number }).port}`,
+    OTEL_EXPORTER_OTLP_TIMEOUT: "500",
+    OTEL_BSP_SCHEDULE_DELAY: "10",
+    OTEL_BSP_MAX_QUEUE_SIZE: "5",
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "2",
+  });
+  for (let i = 0; i < 20; i++) slow.startSpan("s").end();
   const t0 = Date.now();
-  await ex.shutdown(300);
+  await slow.shutdown(300);
   assert.ok(Date.now() - t0 < 2_000, `shutdown took ${Date.now() - t0} ms`);
-  assert.ok(warnings.includes("tracing: spans dropped (queue full)"), warnings.join("; "));
   for (const s of sockets) s.destroy();
   hang.close();
 
-  // An endpoint where nothing listens: a warning, no exception.
-  const gone = new OtlpExporter({ url: `http://127.0.0.1:${await closedPort()}/v1/traces`, protocol: "http/json", headers: {}, gzip: true, timeoutMs: 1_000, scheduleDelayMs: 10, maxQueue: 10, maxBatch: 10, resource: {} });
-  gone.add(span);
+  // An endpoint where nothing listens.
+  const warnings: string[] = [];
+  const log: TracingLog = { warn: (_o, m) => warnings.push(m), info: () => undefined };
+  const gone = await tracerWith(
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await closedPort()}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
+      OTEL_EXPORTER_OTLP_TIMEOUT: "300",
+    },
+    log,
+  );
+  gone.startSpan("s").end();
   await gone.shutdown(2_000);
+  assert.ok(warnings.some((w) => w.startsWith("tracing: ")), warnings.join("; "));
 });
 
 test("a recording tracer: headers and gzip reach the receiver; sampled-out spans propagate without recording", async () => {
@@ -136,27 +176,27 @@ test("a recording tracer: headers and gzip reach the receiver; sampled-out spans
   });
   probe.listen(0, "127.0.0.1");
   await once(probe, "listening");
-  const { createTracer } = await impl();
-  const t = createTracer("unit", {
+  const t = await tracerWith({
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${(probe.address() as { port: number }).port}/v1/traces`,
     OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=abc%20def,bad",
     OTEL_EXPORTER_OTLP_COMPRESSION: "gzip",
-    OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=test",
   });
   const root = t.startSpan("root", { kind: 2 });
   const child = t.startSpan("child", { parent: root });
   assert.equal(child.context!.traceId, root.context!.traceId);
   child.end();
   root.end();
+  const remote = t.startSpan("remote", { parent: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate: "k=v" } });
+  assert.deepEqual(traceHeaders(remote), { traceparent: `00-4bf92f3577b34da6a3ce929d0e0e4736-${remote.context!.spanId}-01`, tracestate: "k=v" });
+  remote.end();
   const off = t.startSpan("remote-unsampled", { parent: { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00" } });
   assert.equal(off.recording, false);
   assert.equal(traceHeaders(off).traceparent?.endsWith("-00"), true, "the unsampled decision travels on");
   off.end();
   await t.shutdown(3_000);
-  assert.deepEqual(r.spans.map((s) => s.name).sort(), ["child", "root"]);
+  assert.deepEqual(r.spans.map((s) => s.name).sort(), ["child", "remote", "root"]);
   assert.equal(r.spans.find((s) => s.name === "child")!.parentSpanId, r.spans.find((s) => s.name === "root")!.spanId);
-  assert.equal(r.spans[0]!.resource["service.name"], "unit");
-  assert.equal(r.spans[0]!.resource["deployment.environment"], "test");
+  assert.equal(r.spans.find((s) => s.name === "remote")!.parentSpanId, "00f067aa0ba902b7");
   assert.equal(seen[0]!["x-api-key"], "abc def");
   assert.equal(seen[0]!["content-encoding"], "gzip");
   probe.close();

@@ -1,197 +1,155 @@
-// The span recorder behind common/trace.ts, loaded only when tracing is on.
-// Spans are plain objects; a finished sampled span goes to the exporter's
-// queue and nothing else happens on the caller's path.
-import { randomFillSync } from "node:crypto";
-import { hostname } from "node:os";
+// common/trace.ts on the OpenTelemetry SDK, loaded only when tracing is on
+// (trace.ts imports this file with import()). Spans are the SDK's; this file
+// maps our small facade onto them: parents passed explicitly (no context
+// manager, no global provider), our span kinds, setError's shape.
+import { diag, DiagLogLevel, ROOT_CONTEXT, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Context, Span as ApiSpan, SpanContext as ApiSpanContext, Tracer as ApiTracer } from "@opentelemetry/api";
+import { parseTraceParent, setGlobalErrorHandler, TraceState } from "@opentelemetry/core";
+import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { DamselflyError } from "../errors.js";
 import { version } from "../version.js";
-import type { AttrValue, ParentLike, Span, SpanContext, SpanKindValue, SpanOptions, Tracer, TracingLog } from "../trace.js";
-import { OtlpExporter, exporterOptionsFromEnv } from "./otlp-exporter.js";
-import { samplerFromEnv, type Sampler } from "./sampler.js";
+import type { AttrValue, ParentLike, Span, SpanContext, SpanOptions, Tracer, TracingLog } from "../trace.js";
+import { batchOptionsFromEnv, protocolFromEnv, resourceFor, samplerFromEnv } from "./sdk-config.js";
 
-// Marks that tracing code is in this process (the tracing-off test checks it).
+// Marks that tracing code is in this process (the tracing-off tests check it).
 (globalThis as Record<symbol, unknown>)[Symbol.for("damselfly.tracing.loaded")] = true;
 
-export interface FinishedSpan {
-  name: string;
-  kind: SpanKindValue;
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  traceState: string;
-  startNs: bigint;
-  endNs: bigint;
-  attributes: Record<string, AttrValue>;
-  // OTLP status code: 0 unset, 1 ok, 2 error.
-  status: 0 | 1 | 2;
-  statusMessage: string;
-}
-
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-const ZERO_TRACE = "0".repeat(32);
-const ZERO_SPAN = "0".repeat(16);
 // Attribute values are cut here: a span is metadata, not a payload.
 const MAX_ATTR_CHARS = 1024;
+// A failing receiver is reported at most this often.
+const WARN_EVERY_MS = 60_000;
+const SAMPLED = 1;
 
-// W3C Trace Context level 1: version 00 exactly, any later version read
-// leniently; all-zero ids are invalid.
+// W3C Trace Context level 1 (the SDK's parser: version ff and all-zero ids
+// are invalid, later versions read leniently); a tracestate over 512
+// characters is dropped.
 export function parseTraceparent(tp: string | undefined, tracestate?: string): SpanContext | undefined {
-  if (!tp) return undefined;
-  const m = TRACEPARENT.exec(tp.trim().toLowerCase());
-  if (!m || m[1] === "ff" || (m[1] === "00" && m[5] !== undefined)) return undefined;
-  if (m[2] === ZERO_TRACE || m[3] === ZERO_SPAN) return undefined;
+  const c = tp ? parseTraceParent(tp.trim().toLowerCase()) : null;
+  if (!c) return undefined;
   const ts = tracestate?.trim();
-  return { traceId: m[2]!, spanId: m[3]!, sampled: (parseInt(m[4]!, 16) & 1) === 1, ...(ts && ts.length <= 512 ? { traceState: ts } : {}) };
+  return { traceId: c.traceId, spanId: c.spanId, sampled: (c.traceFlags & SAMPLED) === SAMPLED, ...(ts && ts.length <= 512 ? { traceState: ts } : {}) };
 }
 
-function parentContext(p: ParentLike): SpanContext | undefined {
-  if (!p) return undefined;
-  if ("recording" in p) return p.context;
-  if ("traceparent" in p) return parseTraceparent(p.traceparent, p.tracestate);
-  return p;
+function toApi(c: SpanContext, isRemote: boolean): ApiSpanContext {
+  const traceState = c.traceState ? { traceState: new TraceState(c.traceState) } : {};
+  return { traceId: c.traceId, spanId: c.spanId, traceFlags: c.sampled ? SAMPLED : 0, isRemote, ...traceState };
 }
 
-const idBuf = Buffer.alloc(24);
-function newIds(): { trace: string; span: string } {
-  randomFillSync(idBuf);
-  return { trace: idBuf.toString("hex", 0, 16), span: idBuf.toString("hex", 16, 24) };
-}
-function newSpanId(): string {
-  randomFillSync(idBuf, 0, 8);
-  return idBuf.toString("hex", 0, 8);
+function fromApi(c: ApiSpanContext): SpanContext {
+  const ts = c.traceState?.serialize();
+  return { traceId: c.traceId, spanId: c.spanId, sampled: (c.traceFlags & SAMPLED) === SAMPLED, ...(ts ? { traceState: ts } : {}) };
 }
 
-// Wall-clock nanoseconds with a monotonic clock's resolution.
-const originNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-const nowNs = () => originNs + process.hrtime.bigint();
-
-class RecordingSpan implements Span {
-  readonly recording = true;
-  private readonly attrs: Record<string, AttrValue> = {};
-  private status: 0 | 1 | 2 = 0;
-  private statusMessage = "";
-  private readonly startNs = nowNs();
+class SdkSpan implements Span {
+  private ctx: SpanContext | undefined;
   private ended = false;
 
-  constructor(
-    private readonly owner: TracerImpl,
-    private readonly name: string,
-    private readonly kind: SpanKindValue,
-    readonly context: SpanContext,
-    private readonly parentSpanId: string,
-  ) {}
+  constructor(readonly inner: ApiSpan) {}
+
+  get recording(): boolean {
+    return this.inner.isRecording();
+  }
+
+  get context(): SpanContext {
+    return (this.ctx ??= fromApi(this.inner.spanContext()));
+  }
 
   setAttribute(key: string, value: AttrValue | undefined): this {
-    if (value === undefined || this.ended) return this;
-    this.attrs[key] = typeof value === "string" && value.length > MAX_ATTR_CHARS ? value.slice(0, MAX_ATTR_CHARS) : value;
+    if (value !== undefined && !this.ended) this.inner.setAttribute(key, value);
     return this;
   }
 
+  // The error's code and message, never its cause chain (request details).
   setError(err: unknown): this {
+    if (this.ended || !this.inner.isRecording()) return this;
     const e = DamselflyError.from(err);
-    this.status = 2;
-    this.statusMessage = e.message.slice(0, MAX_ATTR_CHARS);
-    this.attrs["error.type"] = e.code;
+    this.inner.setStatus({ code: SpanStatusCode.ERROR, message: e.message.slice(0, MAX_ATTR_CHARS) });
+    this.inner.setAttribute("error.type", e.code);
     return this;
   }
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    this.owner.finished({
-      name: this.name,
-      kind: this.kind,
-      traceId: this.context.traceId,
-      spanId: this.context.spanId,
-      parentSpanId: this.parentSpanId,
-      traceState: this.context.traceState ?? "",
-      startNs: this.startNs,
-      endNs: nowNs(),
-      attributes: this.attrs,
-      status: this.status,
-      statusMessage: this.statusMessage,
-    });
+    this.inner.end();
   }
 }
 
-// A span the sampler left out: it carries the context on (so downstream
-// processes make the same choice) and records nothing.
-class NonRecordingSpan implements Span {
-  readonly recording = false;
-  constructor(readonly context: SpanContext) {}
-  setAttribute(): this {
-    return this;
-  }
-  setError(): this {
-    return this;
-  }
-  end(): void {}
+function parentContext(p: ParentLike): Context {
+  if (!p) return ROOT_CONTEXT;
+  if (p instanceof SdkSpan) return trace.setSpan(ROOT_CONTEXT, p.inner);
+  const c = "recording" in p ? p.context : "traceparent" in p ? parseTraceparent(p.traceparent, p.tracestate) : p;
+  return c ? trace.setSpanContext(ROOT_CONTEXT, toApi(c, "traceparent" in p)) : ROOT_CONTEXT;
 }
 
-export class TracerImpl implements Tracer {
+function definedAttrs(a: Record<string, AttrValue | undefined> | undefined): Record<string, AttrValue> | undefined {
+  if (!a) return undefined;
+  const out: Record<string, AttrValue> = {};
+  for (const [k, v] of Object.entries(a)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+class SdkTracer implements Tracer {
   readonly enabled = true;
 
   constructor(
-    private readonly sampler: Sampler,
-    private readonly exporter: OtlpExporter,
+    private readonly provider: TracerProvider,
+    private readonly tracer: ApiTracer,
+    private readonly log?: TracingLog,
   ) {}
 
   startSpan(name: string, opts: SpanOptions = {}): Span {
-    const parent = parentContext(opts.parent);
-    let traceId: string;
-    let spanId: string;
-    if (parent) {
-      traceId = parent.traceId;
-      spanId = newSpanId();
-    } else {
-      const ids = newIds();
-      traceId = ids.trace;
-      spanId = ids.span;
-    }
-    const sampled = this.sampler(traceId, parent);
-    const context: SpanContext = { traceId, spanId, sampled, ...(parent?.traceState ? { traceState: parent.traceState } : {}) };
-    if (!sampled) return new NonRecordingSpan(context);
-    const span = new RecordingSpan(this, name, opts.kind ?? 1, context, parent?.spanId ?? "");
-    if (opts.attributes) for (const [k, v] of Object.entries(opts.attributes)) span.setAttribute(k, v);
-    return span;
+    const attributes = definedAttrs(opts.attributes);
+    // Our kinds are OTLP's numbers (1 internal, 2 server, 3 client); the API's start at 0.
+    const span = this.tracer.startSpan(name, { kind: (opts.kind ?? 1) - 1, ...(attributes ? { attributes } : {}) }, parentContext(opts.parent));
+    return new SdkSpan(span);
   }
 
-  finished(s: FinishedSpan): void {
-    this.exporter.add(s);
-  }
-
-  shutdown(timeoutMs: number): Promise<void> {
-    return this.exporter.shutdown(timeoutMs);
+  // Exports what is queued; gives up (dropping the rest) at the deadline.
+  async shutdown(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+    });
+    const done = this.provider.shutdown().catch((err: unknown) => this.log?.warn({ err: String(err) }, "tracing: spans not sent at shutdown"));
+    await Promise.race([done, deadline]);
+    clearTimeout(timer);
   }
 }
 
-// OTEL_RESOURCE_ATTRIBUTES: key=value,key=value (values percent-encoded).
-function resourceFromEnv(serviceName: string, env: NodeJS.ProcessEnv): Record<string, AttrValue> {
-  const attrs: Record<string, AttrValue> = {};
-  for (const pair of (env.OTEL_RESOURCE_ATTRIBUTES ?? "").split(",")) {
-    const i = pair.indexOf("=");
-    if (i <= 0) continue;
-    try {
-      attrs[decodeURIComponent(pair.slice(0, i).trim())] = decodeURIComponent(pair.slice(i + 1).trim());
-    } catch {
-      // A malformed pair is skipped, as the spec asks.
-    }
-  }
-  return {
-    ...attrs,
-    "service.name": env.OTEL_SERVICE_NAME?.trim() || (typeof attrs["service.name"] === "string" ? attrs["service.name"] : serviceName),
-    "service.version": version(),
-    "host.name": hostname(),
-    "process.pid": process.pid,
-    "telemetry.sdk.name": "damselfly",
-    "telemetry.sdk.language": "nodejs",
+// The SDK reports through the API's diag logger and its global error handler:
+// both go to our log, at most once a minute, so a receiver that is down does
+// not flood it.
+function routeSdkLogs(log: TracingLog | undefined): void {
+  let last = -Infinity;
+  const warn = (msg: string, ...args: unknown[]) => {
+    const now = Date.now();
+    if (!log || now - last < WARN_EVERY_MS) return;
+    last = now;
+    log.warn({ detail: args.map(String).join(" ") || undefined }, `tracing: ${msg}`);
   };
+  const ignore = () => undefined;
+  diag.setLogger({ error: warn, warn, info: ignore, debug: ignore, verbose: ignore }, { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true });
+  setGlobalErrorHandler((err) => warn("cannot send spans to the OTLP receiver", err instanceof Error ? err.message : err));
 }
 
-export function createTracer(serviceName: string, env: NodeJS.ProcessEnv, log?: TracingLog): Tracer {
-  const resource = resourceFromEnv(serviceName, env);
-  const opts = exporterOptionsFromEnv(env, log);
-  const exporter = new OtlpExporter({ ...opts, resource, ...(log ? { log } : {}) });
-  log?.info({ endpoint: opts.url, protocol: opts.protocol, serviceName: resource["service.name"] }, "tracing: exporting spans over OTLP/HTTP");
-  return new TracerImpl(samplerFromEnv(env, log), exporter);
+// A tracer configured by the standard OTEL_* variables of process.env (the
+// SDK's exporter reads its own from there).
+export async function createTracer(serviceName: string, log?: TracingLog): Promise<Tracer> {
+  const env = process.env;
+  routeSdkLogs(log);
+  const protocol = protocolFromEnv(env, log);
+  const { OTLPTraceExporter } =
+    protocol === "http/json" ? await import("@opentelemetry/exporter-trace-otlp-http") : await import("@opentelemetry/exporter-trace-otlp-proto");
+  const resource = resourceFor(serviceName);
+  const provider = new TracerProvider({
+    resource,
+    sampler: samplerFromEnv(env, log),
+    spanLimits: { attributeValueLengthLimit: MAX_ATTR_CHARS },
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter(), ...batchOptionsFromEnv(env) })],
+  });
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || "http://localhost:4318";
+  log?.info({ endpoint, protocol, serviceName: resource.attributes["service.name"] }, "tracing: exporting spans over OTLP/HTTP");
+  return new SdkTracer(provider, provider.getTracer("damselfly", version()), log);
 }
