@@ -56,15 +56,50 @@ function optionsOf(cmd: Command | undefined): Map<string, Option> {
   return out;
 }
 
+// What a field may declare besides its type (nested schemas: src/common/config.ts).
+interface FieldExtras {
+  // Has a visible flag (a key in a group only when true).
+  flag?: boolean;
+  // The flat key it had before it moved into a group: hidden flag, YAML, env.
+  legacy?: string;
+  secret?: boolean;
+  // Read from this environment variable only.
+  envOnly?: string;
+}
+
+const camel = (path: readonly string[]): string => path.map((p, i) => (i === 0 ? p : p[0]!.toUpperCase() + p.slice(1))).join("");
+
+// The visible flag that sets a key: a top-level key's own name, a grouped
+// key's legacy name when it is declared a flag; confirmed in the program.
 function flagFor(options: Map<string, Option>, key: Key): string {
-  const camel = key.path.map((p, i) => (i === 0 ? p : p[0]!.toUpperCase() + p.slice(1))).join("");
-  for (const long of new Set([flagName(camel), flagName(key.path.at(-1)!)])) {
-    const o = options.get(long);
-    if (!o || o.hidden) continue;
-    const neg = key.field.type === "bool" && key.field.default === true && options.has(`--no-${long.slice(2)}`) ? ` / --no-${long.slice(2)}` : "";
-    return code((o.short ? `${o.short}, ` : "") + long + neg);
-  }
-  return "";
+  const f = key.field as Field<unknown> & FieldExtras;
+  if (f.flag === false || f.envOnly) return "";
+  const name = key.path.length === 1 ? key.path[0] : f.flag ? f.legacy : undefined;
+  if (name === undefined) return "";
+  const long = flagName(name);
+  const o = options.get(long);
+  if (!o || o.hidden) return "";
+  const neg = f.type === "bool" && f.default === true && options.has(`--no-${long.slice(2)}`) ? ` / --no-${long.slice(2)}` : "";
+  return code((o.short ? `${o.short}, ` : "") + long + neg);
+}
+
+function envFor(prefix: string, key: Key): string {
+  const f = key.field as Field<unknown> & FieldExtras;
+  return f.envOnly ?? envName(prefix, camel(key.path));
+}
+
+// Deprecated names of a key that moved into a group: its old flag (hidden,
+// unless it is still the key's visible flag), top-level YAML key and env var.
+function legacyOf(prefix: string, key: Key): string {
+  const f = key.field as Field<unknown> & FieldExtras;
+  if (!f.legacy || key.path.length === 1 || f.envOnly) return "";
+  const names = [f.legacy, envName(prefix, f.legacy)];
+  return (f.flag ? names : [flagName(f.legacy), ...names]).map(code).join(", ");
+}
+
+function describeField(f: Field<unknown> & FieldExtras): string {
+  if (f.envOnly) return `${f.description} (secret: environment only, never printed)`;
+  return f.secret ? `${f.description} (secret: never printed)` : f.description;
 }
 
 export function configPage(program: Command): string {
@@ -75,7 +110,8 @@ export function configPage(program: Command): string {
     "the YAML file (`--config FILE`, keys as below) < the environment variable < the flag. Unknown keys are errors;",
     "`damselfly config print <component>` prints the effective configuration. Types: `duration` is `500ms`, `30s`,",
     "`5m`, `6h` or a number of milliseconds; `bytes` is `4MiB`, `100M`, `1GB` or a number; `list` is a YAML list,",
-    "or comma-separated in env and flags. A key without a flag is set in YAML or the environment only.",
+    "or comma-separated in env and flags. A key without a flag is set in YAML or the environment only; a dotted key",
+    "is a nested mapping in YAML (`upload: {slots: 8}`).",
     DATA_DIR_NOTE,
     "",
   ];
@@ -83,11 +119,14 @@ export function configPage(program: Command): string {
     const command = name.slice(0, -"Schema".length);
     const prefix = command.toUpperCase();
     const options = optionsOf(program.commands.find((c) => c.name() === command));
-    const rows = keysOf(schema).map((k) => {
-      const camel = k.path.map((p, i) => (i === 0 ? p : p[0]!.toUpperCase() + p.slice(1))).join("");
-      return [code(k.path.join(".")), k.field.type, code(formatValue(k.field)), code(envName(prefix, camel)), flagFor(options, k), k.field.description];
+    const keys = keysOf(schema);
+    const withLegacy = keys.some((k) => legacyOf(prefix, k) !== "");
+    const headers = ["key", "type", "default", "env", "flag", ...(withLegacy ? ["deprecated flag, YAML key, env"] : []), "description"];
+    const rows = keys.map((k) => {
+      const legacy = withLegacy ? [legacyOf(prefix, k)] : [];
+      return [code(k.path.join(".")), k.field.type, code(formatValue(k.field)), code(envFor(prefix, k)), flagFor(options, k), ...legacy, describeField(k.field)];
     });
-    parts.push(`## ${command}`, "", `\`${name}\`; \`damselfly ${command} --help\`.`, "", table(["key", "type", "default", "env", "flag", "description"], rows), "");
+    parts.push(`## ${command}`, "", `\`${name}\`; \`damselfly ${command} --help\`.`, "", table(headers, rows), "");
   }
   return parts.join("\n");
 }
