@@ -4,13 +4,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { schedulerPoolSize, usableCores } from "../src/cli/v8-pool.js";
+import { BIN_DAMSELFLY, REPO_ROOT, spawnDamselfly as spawnProc } from "../test/helpers/procs.js";
 import { makeFile } from "./make-file.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const BIN = join(ROOT, "bin", "damselfly");
+export const ROOT = REPO_ROOT;
+export const BIN = BIN_DAMSELFLY;
 
 // `--name value` from the command line (the last one wins), or the default.
 export function opt(name: string, def: string): string {
@@ -25,39 +25,14 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-// Spawns `bin/damselfly args…` and resolves `ready` with the first JSON log
-// line whose msg is `readyMsg`.
+// Spawns `bin/damselfly args…` (the tests' spawnDamselfly) and resolves
+// `ready` with the first JSON log line whose msg is `readyMsg`.
 export function spawnDamselfly(args: string[], readyMsg: string, extraEnv: Record<string, string> = {}): Proc {
-  const node = args[0] === "scheduler" ? schedulerV8PoolArgs() : [];
-  const child = spawn(process.execPath, [...node, BIN, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...extraEnv } });
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    const rl = createInterface({ input: child.stderr! });
-    const timer = setTimeout(() => reject(new Error(`${args[0]}: no "${readyMsg}" within 20s`)), 20_000);
-    rl.on("line", (line) => {
-      try {
-        const j = JSON.parse(line) as Record<string, unknown>;
-        if (j["msg"] === readyMsg) {
-          clearTimeout(timer);
-          resolve(j);
-        }
-      } catch {
-        /* not a log line */
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`${args[0]} exited with ${code} before ready`)));
-  });
+  const nodeArgs = args[0] === "scheduler" ? schedulerV8PoolArgs() : [];
+  const p = spawnProc(args, { nodeArgs, env: extraEnv, inheritEnv: true, cwd: process.cwd() });
+  const ready: Promise<Record<string, unknown>> = p.waitForLog(readyMsg, 20_000);
   ready.catch(() => undefined);
-  return {
-    child,
-    ready,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-        setTimeout(() => child.kill("SIGKILL"), 5_000).unref();
-      }),
-  };
+  return { child: p.child, ready, stop: () => p.stop("SIGTERM", 5_000).then(() => undefined) };
 }
 
 // A loopback cluster for a benchmark: an origin serving a fresh SIZE-byte

@@ -16,8 +16,8 @@
 // script); each simulated host has its own HTTP/2 session, as a real daemon
 // does (--sessions N spreads the hosts over N sessions instead). --client h2
 // (default) speaks gRPC over node:http2 directly and encodes its requests and
-// reads the answers by hand (bench/announce-wire.ts: the same bytes as
-// protobuf-es, checked before each run), well under a third of the CPU of
+// reads the answers by hand (src/protocol/fast/announce-peer-client.ts: the
+// same bytes as protobuf-es, checked by its unit test), well under a third of the CPU of
 // --client connect (Connect's gRPC transport, what the daemon uses): the
 // client shares the machine's cores with the scheduler.
 //
@@ -70,7 +70,8 @@ import { usableCores } from "../src/cli/v8-pool.js";
 import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
-import { answerOf, decodeAnswer, requestFrame, requestHead, selfCheck, type Answer } from "./announce-wire.js";
+import { encodeEnvelope, EnvelopeReader } from "../src/protocol/envelope.js";
+import { answerOf, encodeAnnouncePeerHead, encodeAnnouncePeerRequest, peekAnnouncePeerResponse, type Answer } from "../src/protocol/fast/announce-peer-client.js";
 import { BIN, ROOT, cpuSeconds, opt, schedulerV8PoolArgs } from "./lib.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -244,31 +245,8 @@ class ConnectLink implements Link {
 }
 
 const SERVICE_PATH = "/damselfly.scheduler.v1.SchedulerService";
-
-// gRPC length-prefixed message: flag byte 0 (uncompressed), u32 length.
-function grpcFrame(bytes: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(5 + bytes.length);
-  b[0] = 0;
-  b.writeUInt32BE(bytes.length, 1);
-  b.set(bytes, 5);
-  return b;
-}
-
-// Splits a gRPC response body into messages as chunks arrive.
-class FrameReader {
-  private buf: Buffer | undefined;
-
-  push(chunk: Buffer, onMessage: (bytes: Buffer) => void): void {
-    let b = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
-    while (b.length >= 5) {
-      const len = b.readUInt32BE(1);
-      if (b.length < 5 + len) break;
-      onMessage(b.subarray(5, 5 + len));
-      b = b.subarray(5 + len);
-    }
-    this.buf = b.length > 0 ? b : undefined;
-  }
-}
+// Answers are a few hundred bytes; the scheduler's own limit.
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 function grpcStatus(headers: http2.IncomingHttpHeaders): string | undefined {
   const st = headers["grpc-status"];
@@ -305,24 +283,25 @@ class H2Link implements Link {
       st.on("data", () => undefined);
       st.on("error", (e) => reject(e));
       st.on("close", () => (status === "" ? resolveCall() : reject(new Error(status ?? `stream closed (rst ${st.rstCode})`))));
-      st.end(grpcFrame(toBinary(schedulerv1.AnnounceHostRequestSchema, req)));
+      st.end(encodeEnvelope(toBinary(schedulerv1.AnnounceHostRequestSchema, req)));
     });
   }
 
   openPeer(head: StreamHead, onResponse: OnResponse, onEnd: OnEnd): PeerStream {
     const st = this.request("AnnouncePeer", false);
-    const headBytes = requestHead(head.hostId, head.taskId, head.peerId);
-    const reader = new FrameReader();
+    const headBytes = encodeAnnouncePeerHead(head.hostId, head.taskId, head.peerId);
+    const reader = new EnvelopeReader(MAX_ANSWER_BYTES);
+    const answers = { envelope: (_flags: number, bytes: Buffer) => onResponse(peekAnnouncePeerResponse(bytes)) };
     let status: string | undefined;
     let aborted = false;
     st.on("response", (h) => (status = grpcStatus(h) ?? status));
     st.on("trailers", (h) => (status = grpcStatus(h) ?? status));
-    st.on("data", (chunk: Buffer) => reader.push(chunk, (bytes) => onResponse(decodeAnswer(bytes))));
+    st.on("data", (chunk: Buffer) => reader.push(chunk, answers));
     st.on("error", () => undefined);
     st.on("close", () => onEnd(aborted ? "aborted" : status === "" ? undefined : (status ?? `stream closed (rst ${st.rstCode})`)));
     return {
       send: (request) => {
-        if (!st.writableEnded && !st.destroyed) st.write(requestFrame(headBytes, request));
+        if (!st.writableEnded && !st.destroyed) st.write(encodeEnvelope(encodeAnnouncePeerRequest(headBytes, request)));
       },
       end: () => {
         if (!st.writableEnded && !st.destroyed) st.end();
@@ -788,7 +767,6 @@ function workerMain(): void {
       );
     } else if (m.type === "init") {
       init = m;
-      selfCheck();
       w = m.probe ? new Worker(probeOpts(m.opts), m.addr, 0, "probe-", m.opts.hosts) : new Worker(m.opts, m.addr, m.index);
       w.announceAll().then(
         () => send({ type: "hosts" }),

@@ -1,134 +1,97 @@
 import http2 from "node:http2";
 import { DamselflyError } from "../common/errors.js";
-import type { daemonv1 } from "../protocol/index.js";
+import { encodeEnvelope, EnvelopeReader, EnvelopeTooLargeError, FLAG_END_STREAM, type EnvelopeSink } from "../protocol/envelope.js";
+import { endStreamError, JSON_CODEC, type DownloadEvent, type DownloadTaskJson, type EventCodec } from "./daemon-json.js";
 
-// DaemonService.DownloadTask for `get`, spoken as the Connect protocol with
-// JSON messages over HTTP/2 cleartext, on node:http2 alone. `get` is a
+// `get`'s one client of DaemonService.DownloadTask: the Connect streaming
+// protocol over HTTP/2 cleartext, on node:http2 alone. `get` is a
 // short-lived process, often started on many nodes at once, and loading the
-// Connect and protobuf runtimes cost it about half of its CPU (~125 of ~270
-// ms per start). Only the store-path delivery comes this way (its messages
-// are a few small events); streamed content stays on the binary Connect
-// client, where bytes are not base64.
+// Connect and protobuf runtimes would be a large part of its CPU
+// (docs/decisions/get-client.md). Store-path delivery (a few small events)
+// speaks JSON and loads no runtime; stream delivery carries the content, so
+// it speaks binary protobuf, with the generated codec loaded only then.
+// https://connectrpc.com/docs/protocol/#streaming-rpcs
 
-export type DownloadEvent = daemonv1.DownloadTaskResponse["event"];
+export { type DownloadEvent, type DownloadTaskJson } from "./daemon-json.js";
 
-export interface DownloadTaskJson {
-  download: {
-    url: string;
-    headers: Record<string, string>;
-    tag: string;
-    application: string;
-    filteredQueryParams: string[];
-    priority: number;
-    pieceLength: number;
-    disableBackToSource: boolean;
-    digest: string;
-  };
-  // daemonv1.Delivery: proto3 JSON takes the enum's number.
-  delivery: number;
-  timeoutMs: number;
-  // Bytes per second for this task (absent: the daemon's default).
-  rateLimit?: number;
-}
+export const DELIVERY_STREAM = 1;
+export const DELIVERY_STORE_PATH = 2;
 
 const PATH = "/damselfly.daemon.v1.DaemonService/DownloadTask";
-const END_STREAM = 0x02;
-// Events are a few hundred bytes; anything near this is not our daemon.
-const MAX_MESSAGE = 1024 * 1024;
+// Content comes in 1 MiB chunks; anything near this is not our daemon.
+const MAX_MESSAGE = 16 * 1024 * 1024;
+// Messages read ahead of the consumer before the stream is paused (HTTP/2
+// flow control then holds the daemon back).
+const READ_AHEAD = 8;
 
-type Json = Record<string, unknown>;
-
-const str = (o: Json, k: string): string => (typeof o[k] === "string" ? (o[k] as string) : "");
-const bool = (o: Json, k: string): boolean => o[k] === true;
-// proto3 JSON writes 64-bit integers as strings and leaves out zeros.
-function u64(o: Json, k: string): bigint {
-  const v = o[k];
-  if (v === undefined) return 0n;
-  if ((typeof v === "string" && /^\d{1,20}$/.test(v)) || (typeof v === "number" && Number.isSafeInteger(v) && v >= 0)) return BigInt(v);
-  throw new DamselflyError("DF_ERR_INTERNAL", `daemon sent a malformed ${k}: ${JSON.stringify(v)}`);
+async function binaryCodec(): Promise<EventCodec> {
+  const [{ fromBinary, fromJson, toBinary }, d] = await Promise.all([import("@bufbuild/protobuf"), import("../protocol/gen/damselfly/daemon/v1/daemon_pb.js")]);
+  return {
+    contentType: "application/connect+proto",
+    encode: (req) => toBinary(d.DownloadTaskRequestSchema, fromJson(d.DownloadTaskRequestSchema, req as never)),
+    decode: (bytes) => fromBinary(d.DownloadTaskResponseSchema, bytes).event,
+  };
 }
 
-function toEvent(msg: Json): DownloadEvent {
-  const obj = (k: string): Json | undefined => (typeof msg[k] === "object" && msg[k] !== null ? (msg[k] as Json) : undefined);
-  let v: Json | undefined;
-  if ((v = obj("started"))) {
-    return {
-      case: "started",
-      value: {
-        $typeName: "damselfly.daemon.v1.DownloadStarted",
-        taskId: str(v, "taskId"),
-        peerId: str(v, "peerId"),
-        contentLength: u64(v, "contentLength"),
-        pieceLength: u64(v, "pieceLength"),
-        contentLengthKnown: bool(v, "contentLengthKnown"),
-        localHit: bool(v, "localHit"),
-      },
-    };
-  }
-  if ((v = obj("progress"))) {
-    return {
-      case: "progress",
-      value: {
-        $typeName: "damselfly.daemon.v1.DownloadProgress",
-        completedBytes: u64(v, "completedBytes"),
-        bytesFromPeers: u64(v, "bytesFromPeers"),
-        bytesFromSource: u64(v, "bytesFromSource"),
-        contentLength: u64(v, "contentLength"),
-      },
-    };
-  }
-  if ((v = obj("finished"))) {
-    return {
-      case: "finished",
-      value: {
-        $typeName: "damselfly.daemon.v1.DownloadFinished",
-        taskId: str(v, "taskId"),
-        contentLength: u64(v, "contentLength"),
-        bytesFromPeers: u64(v, "bytesFromPeers"),
-        bytesFromSource: u64(v, "bytesFromSource"),
-        bytesLocal: u64(v, "bytesLocal"),
-        digest: str(v, "digest"),
-        storePath: str(v, "storePath"),
-        elapsedMs: u64(v, "elapsedMs"),
-        backToSource: bool(v, "backToSource"),
-        schedulerUnavailable: bool(v, "schedulerUnavailable"),
-      },
-    };
-  }
-  // Chunks never come with store-path delivery; unknown events are skipped
-  // like protobuf skips unknown fields.
-  return { case: undefined, value: undefined };
-}
+type Item = { event: DownloadEvent } | Error | null;
 
-// The Connect end-of-stream error, with our stable code from its metadata.
-function endStreamError(msg: Json, daemonUrl: string): DamselflyError | undefined {
-  const err = msg["error"];
-  if (typeof err !== "object" || err === null) return undefined;
-  const e = err as Json;
-  const meta = (typeof msg["metadata"] === "object" && msg["metadata"] !== null ? msg["metadata"] : {}) as Record<string, unknown>;
-  const first = (k: string): string | undefined => (Array.isArray(meta[k]) && typeof (meta[k] as unknown[])[0] === "string" ? ((meta[k] as string[])[0] as string) : undefined);
-  const message = str(e, "message");
-  const code = first("x-damselfly-error");
-  if (code && DamselflyError.isCode(code)) {
-    const status = first("x-damselfly-source-status");
-    return new DamselflyError(code, message || undefined, status ? { sourceStatus: Number(status) } : {});
+// What the stream's listeners hand to the generator: events in order, an
+// error, or null for the end of the stream.
+class EventQueue implements EnvelopeSink {
+  private readonly items: Item[] = [];
+  private wake: (() => void) | undefined;
+  private readonly reader = new EnvelopeReader(MAX_MESSAGE);
+  ended = false;
+
+  constructor(
+    private readonly codec: EventCodec,
+    private readonly daemonUrl: string,
+  ) {}
+
+  get length(): number {
+    return this.items.length;
   }
-  switch (str(e, "code")) {
-    case "unavailable":
-      return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${message}`);
-    case "deadline_exceeded":
-      return new DamselflyError("DF_ERR_TIMEOUT", message || undefined);
-    case "canceled":
-      return new DamselflyError("DF_ERR_CANCELLED", message || undefined);
-    default:
-      return new DamselflyError("DF_ERR_INTERNAL", message || `daemon failed the download (${str(e, "code") || "unknown"})`);
+
+  push(x: Item): void {
+    this.items.push(x);
+    this.wake?.();
+  }
+
+  data(chunk: Buffer): void {
+    try {
+      this.reader.push(chunk, this);
+    } catch (e) {
+      this.push(e instanceof EnvelopeTooLargeError ? new DamselflyError("DF_ERR_INTERNAL", `daemon sent a ${e.bytes}-byte message`) : (e as Error));
+    }
+  }
+
+  envelope(flags: number, message: Buffer): boolean {
+    if (flags & FLAG_END_STREAM) {
+      const err = endStreamError(message, this.daemonUrl);
+      if (err) this.push(err);
+      else this.ended = true;
+      return true;
+    }
+    try {
+      this.push({ event: this.codec.decode(message) });
+    } catch (e) {
+      this.push(e instanceof DamselflyError ? e : new DamselflyError("DF_ERR_INTERNAL", "daemon sent a malformed message", { cause: e }));
+      return false;
+    }
+    return true;
+  }
+
+  async next(): Promise<Item> {
+    while (this.items.length === 0) await new Promise<void>((r) => (this.wake = r));
+    this.wake = undefined;
+    return this.items.shift()!;
   }
 }
 
 // Yields the daemon's events in order; throws a DamselflyError for a failed
 // download, an unreachable daemon or a broken answer.
 // `headers` carries the W3C trace context (traceparent) when tracing is on.
-export async function* downloadTaskLean(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string> = {}): AsyncGenerator<DownloadEvent> {
+export async function* downloadTask(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string> = {}): AsyncGenerator<DownloadEvent> {
   // A refused connection fails the pending stream too, with the socket's
   // error as its cause: report the cause.
   const unreachable = (e: Error) => {
@@ -136,64 +99,33 @@ export async function* downloadTaskLean(daemonUrl: string, request: DownloadTask
     return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${root.message}`, { cause: e });
   };
   if (signal.aborted) throw signal.reason;
+  const codec = request.delivery === DELIVERY_STORE_PATH ? JSON_CODEC : await binaryCodec();
   const session = http2.connect(daemonUrl);
-  const queue: Array<Buffer | Error | null> = [];
-  let wake: (() => void) | undefined;
-  const push = (x: Buffer | Error | null) => {
-    queue.push(x);
-    wake?.();
-  };
-  session.on("error", (e) => push(unreachable(e)));
-  const onAbort = () => push(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
+  const queue = new EventQueue(codec, daemonUrl);
+  session.on("error", (e) => queue.push(unreachable(e)));
+  const onAbort = () => queue.push(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
   signal.addEventListener("abort", onAbort, { once: true });
   try {
-    const body = Buffer.from(JSON.stringify(request));
-    const head = Buffer.alloc(5);
-    head.writeUInt32BE(body.length, 1);
-    const stream = session.request({ ...headers, ":method": "POST", ":path": PATH, "content-type": "application/connect+json", "connect-protocol-version": "1" });
+    const stream = session.request({ ...headers, ":method": "POST", ":path": PATH, "content-type": codec.contentType, "connect-protocol-version": "1" });
     stream.on("response", (h) => {
       const status = Number(h[":status"]);
-      if (status !== 200) push(new DamselflyError("DF_ERR_INTERNAL", `daemon answered DownloadTask with HTTP ${status}`));
+      if (status !== 200) queue.push(new DamselflyError("DF_ERR_INTERNAL", `daemon answered DownloadTask with HTTP ${status}`));
     });
-    stream.on("data", (d: Buffer) => push(d));
-    stream.on("end", () => push(null));
-    stream.on("error", (e) => push(unreachable(e)));
-    stream.end(Buffer.concat([head, body]));
-
-    let buf: Buffer = Buffer.alloc(0);
-    let ended = false;
+    stream.on("data", (d: Buffer) => {
+      queue.data(d);
+      if (queue.length >= READ_AHEAD) stream.pause();
+    });
+    stream.on("end", () => queue.push(null));
+    stream.on("error", (e) => queue.push(unreachable(e)));
+    stream.end(encodeEnvelope(codec.encode(request)));
     for (;;) {
-      const next = queue.shift();
-      if (next === undefined) {
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-        continue;
-      }
+      const next = await queue.next();
+      if (queue.length < READ_AHEAD / 2 && stream.isPaused()) stream.resume();
       if (next instanceof Error) throw next;
       if (next === null) break;
-      buf = buf.length === 0 ? next : Buffer.concat([buf, next]);
-      while (buf.length >= 5) {
-        const flags = buf[0]!;
-        const len = buf.readUInt32BE(1);
-        if (len > MAX_MESSAGE) throw new DamselflyError("DF_ERR_INTERNAL", `daemon sent a ${len}-byte message`);
-        if (buf.length < 5 + len) break;
-        let msg: Json;
-        try {
-          msg = JSON.parse(buf.toString("utf8", 5, 5 + len)) as Json;
-        } catch {
-          throw new DamselflyError("DF_ERR_INTERNAL", "daemon sent a malformed message");
-        }
-        buf = buf.subarray(5 + len);
-        if (flags & END_STREAM) {
-          const err = endStreamError(msg, daemonUrl);
-          if (err) throw err;
-          ended = true;
-          continue;
-        }
-        yield toEvent(msg);
-      }
+      yield next.event;
     }
-    if (!ended) throw new DamselflyError("DF_ERR_INTERNAL", "daemon closed the download stream early");
+    if (!queue.ended) throw new DamselflyError("DF_ERR_INTERNAL", "daemon closed the download stream early");
   } finally {
     signal.removeEventListener("abort", onAbort);
     session.destroy();

@@ -12,7 +12,7 @@ import { parseSourceUrl } from "../common/task-id.js";
 import { parseHeaders } from "../common/http-headers.js";
 import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common/trace.js";
 import type { daemonv1 } from "../protocol/index.js";
-import { downloadTaskLean, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
+import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
 import { linkOrCopy, placeOutput } from "./output-file.js";
 
@@ -139,25 +139,6 @@ async function writeOut(out: NodeJS.WritableStream, data: Uint8Array, signal: Ab
   await once(out, "drain", { signal });
 }
 
-// Store-path delivery (a few small events) goes over the lean client; streamed
-// content over the binary Connect client, loaded only then.
-const DELIVERY_STREAM = 1;
-const DELIVERY_STORE_PATH = 2;
-
-async function* downloadTaskStreamed(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string>): AsyncGenerator<DownloadEvent> {
-  const [{ fromJson }, { createClient, ConnectError }, protocol] = await Promise.all([import("@bufbuild/protobuf"), import("@connectrpc/connect"), import("../protocol/index.js")]);
-  const client = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemonUrl));
-  try {
-    for await (const res of client.downloadTask(fromJson(protocol.daemonv1.DownloadTaskRequestSchema, request as never), { signal, headers })) yield res.event;
-  } catch (err) {
-    if (err instanceof DamselflyError) throw err;
-    const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
-    if (e.code !== "DF_ERR_DAEMON_UNAVAILABLE") throw e;
-    const detail = err instanceof ConnectError ? err.rawMessage : err instanceof Error ? err.message : String(err);
-    throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${detail}`, { cause: err });
-  }
-}
-
 // One DownloadTask call: progress to the bar, chunks (stream delivery) to
 // `sink` in order; resolves with the daemon's final report.
 async function download(
@@ -197,6 +178,24 @@ async function download(
   return finished;
 }
 
+function taskRequest(req: GetRequest, config: GetConfig, delivery: number): DownloadTaskJson {
+  return {
+    download: {
+      url: req.url,
+      headers: req.headers,
+      tag: config.tag,
+      application: config.application,
+      filteredQueryParams: [...config.filter],
+      priority: config.priority,
+      pieceLength: config.pieceLength,
+      disableBackToSource: config.disableBackToSource,
+      digest: req.digest,
+    },
+    delivery,
+    ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),
+  };
+}
+
 // Runs one download; throws a DamselflyError on failure.
 export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<daemonv1.DownloadFinished> {
   const req = await validateGet(rawUrl, config);
@@ -205,6 +204,8 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   let timedOut = false;
   let interrupted = false;
   const timeoutText = io.timeoutText ?? formatDuration(config.timeout);
+  // The one timer for --timeout: the daemon is not given the limit, its side
+  // of the call ends when this one is aborted.
   const timer =
     config.timeout > 0
       ? setTimeout(() => {
@@ -231,23 +232,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   // The root of the download's trace: the daemon's spans hang below it.
   const span: Span = startSpan("get", { kind: SpanKind.CLIENT, attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" } });
   const trace = traceHeaders(span);
-  const request = (delivery: number): DownloadTaskJson => ({
-    download: {
-      url: req.url,
-      headers: req.headers,
-      tag: config.tag,
-      application: config.application,
-      filteredQueryParams: [...config.filter],
-      priority: config.priority,
-      pieceLength: config.pieceLength,
-      disableBackToSource: config.disableBackToSource,
-      digest: req.digest,
-    },
-    delivery,
-    timeoutMs: config.timeout,
-    ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),
-  });
-  const streamed = () => downloadTaskStreamed(req.daemonUrl, request(DELIVERY_STREAM), ac.signal, trace);
+  const streamed = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STREAM), ac.signal, trace);
 
   let finished: daemonv1.DownloadFinished;
   try {
@@ -255,7 +240,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
       const expected = req.digest ? parseDigest(req.digest) : undefined;
-      const report = await download(downloadTaskLean(req.daemonUrl, request(DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
+      const report = await download(downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace), progress, undefined);
       finished = report;
       // The daemon hashed the task while it downloaded and it matched: the
       // output is its store file (linked or copied), so it is not hashed again.
@@ -273,7 +258,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
       });
     }
   } catch (err) {
-    const e = classify(err, { timedOut, interrupted, outputError, daemonUrl: req.daemonUrl, timeoutMs: config.timeout, timeoutText, startedAt: started });
+    const e = classify(err, { timedOut, interrupted, outputError, timeoutText });
     span.setError(e).end();
     throw e;
   } finally {
@@ -299,21 +284,12 @@ interface FailureContext {
   timedOut: boolean;
   interrupted: boolean;
   outputError: DamselflyError | undefined;
-  daemonUrl: string;
-  timeoutMs: number;
   timeoutText: string;
-  startedAt: number;
 }
 
 function classify(err: unknown, c: FailureContext): DamselflyError {
-  const timeoutMsg = `download timed out after ${c.timeoutText}`;
-  if (c.timedOut) return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
+  if (c.timedOut) return new DamselflyError("DF_ERR_TIMEOUT", `download timed out after ${c.timeoutText}`, { cause: err });
   if (c.interrupted) return new DamselflyError("DF_ERR_CANCELLED", "interrupted", { cause: err });
   if (c.outputError) return c.outputError;
-  const e = DamselflyError.from(err);
-  // The daemon enforces the same limit; report it in the same words.
-  if (e.code === "DF_ERR_TIMEOUT" && c.timeoutMs > 0 && Date.now() - c.startedAt >= c.timeoutMs - 100) {
-    return new DamselflyError("DF_ERR_TIMEOUT", timeoutMsg, { cause: err });
-  }
-  return e;
+  return DamselflyError.from(err);
 }

@@ -18,6 +18,22 @@ const REALTIME_GRACE_MS = 50;
 
 type Waiter = () => void;
 
+// Where a bucket reads the time and sets its one timer: the real monotonic
+// clock and timers by default; tests pass a fake one to drive a bucket
+// through seconds of traffic without waiting (test/unit/token-bucket.test.ts).
+export interface Clock {
+  // Milliseconds, monotonic.
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 // A rate in bytes per second (0: unlimited) with two classes of flows:
 // real-time flows are woken first, background flows only get what real-time
 // flows leave (see take()). One timer per bucket, set only while a flow waits.
@@ -25,16 +41,19 @@ export class TokenBucket {
   private rate = 0;
   private burst = 0;
   private tokens = 0;
-  // performance.now() of the last refill.
+  // clock.now() of the last refill.
   private last = 0;
   private realtimeBlockedAt = -Infinity;
   private readonly realtime: Waiter[] = [];
   private readonly background: Waiter[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
   // Bytes counted through this bucket (limited or not).
   bytes = 0;
 
-  constructor(rate = 0) {
+  constructor(
+    rate = 0,
+    private readonly clock: Clock = realClock,
+  ) {
     this.setRate(rate);
   }
 
@@ -51,11 +70,11 @@ export class TokenBucket {
   // released, when the limit is lifted).
   setRate(rate: number): void {
     if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rate must be a finite number >= 0, got ${rate}`);
-    const now = performance.now();
+    const now = this.clock.now();
     if (this.rate > 0) this.refill(now);
     const wasUnlimited = this.rate === 0;
     this.rate = rate;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     if (rate === 0) {
       this.tokens = 0;
@@ -79,7 +98,7 @@ export class TokenBucket {
   take(n: number, background = false): boolean {
     this.bytes += n;
     if (this.rate === 0) return true;
-    const now = performance.now();
+    const now = this.clock.now();
     this.refill(now);
     this.tokens -= n;
     if (background) return this.tokens >= 0 && this.realtimeFree(now);
@@ -91,7 +110,7 @@ export class TokenBucket {
   // Whether a flow of this class may move bytes now.
   ready(background = false): boolean {
     if (this.rate === 0) return true;
-    const now = performance.now();
+    const now = this.clock.now();
     this.refill(now);
     return this.tokens >= 0 && (!background || this.realtimeFree(now));
   }
@@ -100,8 +119,8 @@ export class TokenBucket {
   wait(resume: Waiter, background = false): void {
     if (this.ready(background)) return resume();
     (background ? this.background : this.realtime).push(resume);
-    if (!background) this.realtimeBlockedAt = performance.now();
-    this.schedule(performance.now());
+    if (!background) this.realtimeBlockedAt = this.clock.now();
+    this.schedule(this.clock.now());
   }
 
   private realtimeFree(now: number): boolean {
@@ -118,15 +137,15 @@ export class TokenBucket {
   }
 
   private schedule(now: number): void {
-    if (this.timer || this.rate === 0 || (this.realtime.length === 0 && this.background.length === 0)) return;
+    if (this.timer !== undefined || this.rate === 0 || (this.realtime.length === 0 && this.background.length === 0)) return;
     let ms = this.tokens < 0 ? (-this.tokens / this.rate) * 1000 : 0;
     if (this.realtime.length === 0) ms = Math.max(ms, this.realtimeBlockedAt + REALTIME_GRACE_MS - now);
-    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(ms)));
+    this.timer = this.clock.setTimeout(this.onTimer, Math.max(1, Math.ceil(ms)));
   }
 
   private readonly onTimer = (): void => {
     this.timer = undefined;
-    const now = performance.now();
+    const now = this.clock.now();
     this.refill(now);
     if (this.tokens >= 0) {
       if (this.realtime.length > 0) {
@@ -136,7 +155,7 @@ export class TokenBucket {
         this.wake(this.realtime);
       } else if (this.realtimeFree(now)) this.wake(this.background);
     }
-    this.schedule(performance.now());
+    this.schedule(this.clock.now());
   };
 
   private wake(list: Waiter[]): void {

@@ -1,4 +1,4 @@
-import { Throttle, TokenBucket } from "../common/token-bucket.js";
+import { type Clock, realClock, Throttle, TokenBucket } from "../common/token-bucket.js";
 
 // Bytes per second; 0 is unlimited.
 export interface HostRateLimits {
@@ -20,15 +20,23 @@ export interface RequestLimits {
 // The daemon's buckets: one per host-wide limit, one per running task. Every
 // rate can be changed while bytes flow (set()).
 export class RateLimits {
-  readonly download = new TokenBucket();
-  readonly upload = new TokenBucket();
-  readonly backToSource = new TokenBucket();
+  readonly download: TokenBucket;
+  readonly upload: TokenBucket;
+  readonly backToSource: TokenBucket;
   // Uploads are one class: every piece served counts the same.
-  readonly uploads = new Throttle([this.upload]);
+  readonly uploads: Throttle;
   private perTask = 0;
   private readonly tasks = new Set<TaskLimits>();
 
-  constructor(limits: HostRateLimits) {
+  // clock: the real one except in tests (see TokenBucket).
+  constructor(
+    limits: HostRateLimits,
+    readonly clock: Clock = realClock,
+  ) {
+    this.download = new TokenBucket(0, clock);
+    this.upload = new TokenBucket(0, clock);
+    this.backToSource = new TokenBucket(0, clock);
+    this.uploads = new Throttle([this.upload]);
     this.set(limits);
   }
 
@@ -60,7 +68,7 @@ export class RateLimits {
 // task and the host's download limit; bytes from the origin also against the
 // back-to-source limit.
 export class TaskLimits {
-  readonly bucket = new TokenBucket();
+  readonly bucket: TokenBucket;
   readonly fromParents: Throttle;
   readonly fromSource: Throttle;
   // The task runs as fast as the most generous of the requests that joined
@@ -73,6 +81,7 @@ export class TaskLimits {
     private readonly perTask: () => number,
     req: RequestLimits,
   ) {
+    this.bucket = new TokenBucket(0, host.clock);
     this.fromParents = new Throttle([this.bucket, host.download], req.background === true);
     this.fromSource = new Throttle([this.bucket, host.backToSource, host.download], req.background === true);
     this.join(req);

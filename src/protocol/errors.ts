@@ -2,9 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError, ERROR_CODES } from "../common/errors.js";
 import { ErrorDetailSchema, type ErrorDetail } from "./gen/damselfly/common/v1/common_pb.js";
-
-const CODE_HEADER = "x-damselfly-error";
-const STATUS_HEADER = "x-damselfly-source-status";
+import { ERROR_HEADER as CODE_HEADER, SOURCE_STATUS_HEADER as STATUS_HEADER } from "./headers.js";
 
 // Errors cross RPC boundaries as ConnectErrors whose metadata keep our stable
 // code, so the far side can rebuild the same DamselflyError.

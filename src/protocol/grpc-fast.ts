@@ -3,6 +3,7 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { toConnectError } from "./errors.js";
+import { encodeEnvelope, EnvelopeReader, EnvelopeTooLargeError, FLAG_COMPRESSED, type EnvelopeSink } from "./envelope.js";
 
 // Where responses of one call go. AsyncQueue has the same shape, so the same
 // code can serve a call through Connect too.
@@ -156,14 +157,14 @@ function serveCall<I extends DescMessage, O extends DescMessage>(
   stream.on("error", ignore);
 }
 
-class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSink<MessageShape<O>> {
+class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSink<MessageShape<O>>, EnvelopeSink {
   call: BidiCall<MessageShape<I>> | undefined;
   // The status, once close() has it: sent as trailers when the stream asks.
   trailers: Record<string, string> | undefined;
   private headersSent = false;
   private closed = false;
   private goneCalled = false;
-  private buf: Buffer | undefined;
+  private readonly reader = new EnvelopeReader(MAX_MESSAGE_BYTES);
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
@@ -189,11 +190,7 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
       this.headersSent = true;
       stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
     }
-    const frame = Buffer.allocUnsafe(5 + bytes.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(bytes.length, 1);
-    frame.set(bytes, 5);
-    stream.write(frame);
+    stream.write(encodeEnvelope(bytes));
     return true;
   }
 
@@ -219,28 +216,34 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
 
   data(chunk: Buffer): void {
     if (this.closed) return;
-    let b = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
-    while (b.length >= 5 && !this.closed) {
-      const len = b.readUInt32BE(1);
-      if (len > MAX_MESSAGE_BYTES) return this.close(new ConnectError(`message of ${len} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`, Code.ResourceExhausted));
-      if (b.length < 5 + len) break;
-      if ((b[0]! & 1) !== 0) return this.close(new ConnectError("compressed message without grpc-encoding", Code.Internal));
-      let msg: MessageShape<I>;
-      try {
-        const bytes = b.subarray(5, 5 + len);
-        msg = this.decode?.(bytes) ?? fromBinary(this.input, bytes);
-      } catch (e) {
-        return this.close(new ConnectError(`cannot parse the request: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument));
-      }
-      b = b.subarray(5 + len);
-      this.call!.message(msg);
+    try {
+      this.reader.push(chunk, this);
+    } catch (e) {
+      if (!(e instanceof EnvelopeTooLargeError)) throw e;
+      this.close(new ConnectError(e.message, Code.ResourceExhausted));
     }
-    this.buf = b.length > 0 ? b : undefined;
+  }
+
+  // One message of the call (EnvelopeSink).
+  envelope(flags: number, bytes: Buffer): boolean {
+    if ((flags & FLAG_COMPRESSED) !== 0) {
+      this.close(new ConnectError("compressed message without grpc-encoding", Code.Internal));
+      return false;
+    }
+    let msg: MessageShape<I>;
+    try {
+      msg = this.decode?.(bytes) ?? fromBinary(this.input, bytes);
+    } catch (e) {
+      this.close(new ConnectError(`cannot parse the request: ${e instanceof Error ? e.message : String(e)}`, Code.InvalidArgument));
+      return false;
+    }
+    this.call!.message(msg);
+    return !this.closed;
   }
 
   ended(): void {
     if (this.closed) return;
-    if (this.buf) return this.close(new ConnectError("request ended inside a message", Code.InvalidArgument));
+    if (this.reader.partial) return this.close(new ConnectError("request ended inside a message", Code.InvalidArgument));
     this.call!.end();
   }
 

@@ -3,7 +3,9 @@ import { createRpcTransport, daemonv1 } from "../protocol/index.js";
 import type { Host } from "./resources/host-manager.js";
 
 // One DaemonService client (one HTTP/2 session) per daemon API address, for
-// the scheduler's calls to daemons: seed triggers, preheats, task jobs.
+// all of the scheduler's calls to daemons: seed triggers, preheats, task
+// jobs. One pool per scheduler; a host's client is dropped when the host
+// leaves or times out (Scheduler hooks forget into HostManager removals).
 export class DaemonClients {
   private readonly clients = new Map<string, Client<typeof daemonv1.DaemonService>>();
 
@@ -19,6 +21,10 @@ export class DaemonClients {
 
   forget(host: Host): void {
     this.clients.delete(apiBase(host));
+  }
+
+  get size(): number {
+    return this.clients.size;
   }
 }
 

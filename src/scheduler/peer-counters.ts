@@ -5,8 +5,9 @@ import type { SchedulerMetrics } from "./metrics.js";
 // Per-peer events (registered, rescheduled, finished) are counted here and
 // logged at info as one cumulative "peer summary" line per interval and at
 // shutdown; the per-peer lines are debug. At thousands of downloads a second
-// one info line per event cost the scheduler ~7% of its CPU (serialising and
-// writing the line), which is not worth what it tells an operator.
+// one info line per event costs the scheduler a measurable share of its CPU
+// (serialising and writing the line), which is not worth what it tells an
+// operator (docs/decisions/scheduler-measurements.md).
 export class PeerCounters {
   private readonly registered: Record<string, number> = {};
   private readonly rescheduled: Record<string, number> = {};

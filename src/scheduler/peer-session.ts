@@ -1,9 +1,11 @@
+import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import { SpanKind, startSpan } from "../common/trace.js";
-import type { BidiSink, schedulerv1 } from "../protocol/index.js";
+import { toConnectError, type BidiSink, type schedulerv1 } from "../protocol/index.js";
 import type { PeerCounters } from "./peer-counters.js";
 import type { Peer } from "./resources/peer-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
+import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
 
@@ -12,10 +14,39 @@ export interface IncomingTrace {
   tracestate?: string | undefined;
 }
 
-// One AnnouncePeer stream: validates each message and routes it to PeerEvents.
-export class PeerSession {
+export interface AnnounceDeps {
+  logger: Logger;
+  store: ResourceStore;
+  engine: SchedulingEngine;
+  events: PeerEvents;
+  counters: PeerCounters;
+}
+
+export interface AnnounceCall {
+  // False once the call was rejected: stop reading requests.
+  message(req: schedulerv1.AnnouncePeerRequest): boolean;
+  // The client half-closed the stream: close ours too.
+  end(): void;
+  // The call is over (aborted or broken). Idempotent.
+  gone(): void;
+}
+
+// One AnnouncePeer call, whichever server path carries it (the gRPC fast
+// path or Connect): requests go to the call's PeerSession, responses to the
+// sink. `trace`: the W3C trace context the daemon sent with the call.
+export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>, trace?: IncomingTrace): AnnounceCall {
+  const { logger, store, engine, events, counters } = deps;
+  return new PeerSession(store, events, sink, logger, engine.now, counters, trace?.traceparent ? trace : undefined);
+}
+
+// One AnnouncePeer stream: validates each message and routes it to
+// PeerEvents; a request the stream cannot survive ends it with that error.
+// A class, not an object of closures: one of these lives for every open
+// stream, so what it holds stays on the heap through every young GC.
+export class PeerSession implements AnnounceCall {
   private peer: Peer | undefined;
   private ended = false;
+  private rejected = false;
 
   constructor(
     private readonly store: ResourceStore,
@@ -29,43 +60,69 @@ export class PeerSession {
     private readonly trace?: IncomingTrace,
   ) {}
 
-  // Throws (DamselflyError or ConnectError) on a request the stream cannot survive.
-  handle(req: schedulerv1.AnnouncePeerRequest): void {
-    if (this.ended) return;
-    const r = req.request;
-    if (!this.peer) {
-      checkId("host_id", req.hostId);
-      checkId("peer_id", req.peerId);
-      checkTaskId(req.taskId);
-      if (r.case !== "registerPeer") throw invalid(`first message must be register_peer, got ${r.case ?? "nothing"}`);
-      const host = this.store.hosts.get(req.hostId);
-      if (!host) throw hostNotAnnounced(req.hostId);
-      host.lastSeen = this.now();
-      const download = r.value.download;
-      if (!download || download.url === "") throw invalid("register_peer without a download URL");
-      // Attributes only when recording: registrations are the scheduler's
-      // hottest path and tracing is usually off.
-      const span = startSpan("RegisterPeer", { kind: SpanKind.SERVER, parent: this.trace });
-      if (span.recording) {
-        span.setAttribute("damselfly.task_id", req.taskId).setAttribute("damselfly.peer_id", req.peerId).setAttribute("damselfly.host_id", req.hostId);
-        span.setAttribute("damselfly.seed", host.isSeed).setAttribute("damselfly.finished_pieces", r.value.finishedPieces);
-      }
-      const t0 = performance.now();
-      const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context);
-      if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
-      span.end();
-      this.peer = peer;
-      this.counters.registeredWith(decision, (performance.now() - t0) / 1000);
-      this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
-      return;
+  message(req: schedulerv1.AnnouncePeerRequest): boolean {
+    if (this.rejected) return false;
+    try {
+      this.handle(req);
+      return true;
+    } catch (err) {
+      this.rejected = true;
+      const ce = err instanceof ConnectError ? err : toConnectError(err);
+      this.log.warn({ hostId: req.hostId, taskId: req.taskId, peerId: req.peerId, code: ce.code, err: ce.rawMessage }, "announce stream rejected");
+      this.queue.close(ce);
+      this.gone();
+      return false;
     }
-    const peer = this.peer;
+  }
+
+  end(): void {
+    this.queue.close();
+    this.gone();
+  }
+
+  // Throws (DamselflyError or ConnectError) on a request the stream cannot survive.
+  private handle(req: schedulerv1.AnnouncePeerRequest): void {
+    if (this.ended) return;
+    if (this.peer) this.onMessage(this.peer, req);
+    else this.register(req);
+  }
+
+  // The stream's first message.
+  private register(req: schedulerv1.AnnouncePeerRequest): void {
+    const r = req.request;
+    checkId("host_id", req.hostId);
+    checkId("peer_id", req.peerId);
+    checkTaskId(req.taskId);
+    if (r.case !== "registerPeer") throw invalid(`first message must be register_peer, got ${r.case ?? "nothing"}`);
+    const host = this.store.hosts.get(req.hostId);
+    if (!host) throw hostNotAnnounced(req.hostId);
+    this.store.hosts.touch(host, this.now());
+    const download = r.value.download;
+    if (!download || download.url === "") throw invalid("register_peer without a download URL");
+    // Attributes only when recording: registrations are the scheduler's
+    // hottest path and tracing is usually off.
+    const span = startSpan("RegisterPeer", { kind: SpanKind.SERVER, parent: this.trace });
+    if (span.recording) {
+      span.setAttribute("damselfly.task_id", req.taskId).setAttribute("damselfly.peer_id", req.peerId).setAttribute("damselfly.host_id", req.hostId);
+      span.setAttribute("damselfly.seed", host.isSeed).setAttribute("damselfly.finished_pieces", r.value.finishedPieces);
+    }
+    const t0 = performance.now();
+    const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context);
+    if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+    span.end();
+    this.peer = peer;
+    this.counters.registeredWith(decision, (performance.now() - t0) / 1000);
+    this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
+  }
+
+  private onMessage(peer: Peer, req: schedulerv1.AnnouncePeerRequest): void {
+    const r = req.request;
     if (req.hostId !== peer.hostId || req.taskId !== peer.taskId || req.peerId !== peer.id) {
       throw invalid("host_id, task_id and peer_id must not change within a stream");
     }
     const host = this.store.hosts.get(peer.hostId);
     if (!host) throw hostNotAnnounced(peer.hostId);
-    host.lastSeen = this.now();
+    this.store.hosts.touch(host, this.now());
     // Replaced by a newer stream of the same peer id, or removed: ignore.
     if (this.store.peers.get(peer.id) !== peer) return;
     switch (r.case) {
@@ -96,24 +153,27 @@ export class PeerSession {
       case "pieceFailed":
         this.events.pieceFailed(peer, r.value);
         return;
-      case "reschedule": {
-        const t0 = performance.now();
-        const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
-        if (span.recording) span.setAttribute("damselfly.task_id", peer.taskId).setAttribute("damselfly.peer_id", peer.id).setAttribute("damselfly.blocklist", r.value.blocklistParentIds.length);
-        const decision = this.events.reschedule(peer, r.value);
-        if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
-        span.end();
-        this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
-        this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: r.value.blocklistParentIds, description: r.value.description, decision }, "peer rescheduled");
+      case "reschedule":
+        this.reschedule(peer, r.value);
         return;
-      }
       case undefined:
         throw invalid("empty announce message");
     }
   }
 
+  private reschedule(peer: Peer, req: schedulerv1.RescheduleRequest): void {
+    const t0 = performance.now();
+    const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
+    if (span.recording) span.setAttribute("damselfly.task_id", peer.taskId).setAttribute("damselfly.peer_id", peer.id).setAttribute("damselfly.blocklist", req.blocklistParentIds.length);
+    const decision = this.events.reschedule(peer, req);
+    if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
+    span.end();
+    this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
+    this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: req.blocklistParentIds, description: req.description, decision }, "peer rescheduled");
+  }
+
   // The stream is over (ended, failed or aborted). Idempotent.
-  end(): void {
+  gone(): void {
     if (this.ended) return;
     this.ended = true;
     const peer = this.peer;

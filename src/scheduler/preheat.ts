@@ -3,7 +3,7 @@ import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { daemonv1, downloadTaskId, fromConnectError, schedulerv1, type Download } from "../protocol/index.js";
-import { DaemonClients } from "./daemon-clients.js";
+import type { DaemonClients } from "./daemon-clients.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import { pickSeedHost } from "./scheduling/seed-trigger.js";
@@ -14,6 +14,7 @@ export interface PreheatDeps {
   config: SchedulerConfig;
   logger: Logger;
   store: ResourceStore;
+  clients: DaemonClients;
   now: () => number;
 }
 
@@ -23,8 +24,6 @@ export interface PreheatDeps {
 // is complete and verified, without sending its bytes back. Marked
 // background: under a download limit the daemon's real-time pulls go first.
 export class Preheater {
-  private readonly clients = new DaemonClients();
-
   constructor(private readonly deps: PreheatDeps) {}
 
   targets(taskId: string, scope: schedulerv1.PreheatScope): Host[] {
@@ -35,7 +34,7 @@ export class Preheater {
       case schedulerv1.PreheatScope.ALL_SEED_PEERS:
         return seeds;
       case schedulerv1.PreheatScope.ALL_PEERS:
-        return [...store.hosts.values()].filter((h) => h.apiPort > 0 && !store.hosts.isExpired(h, now, config.hostTimeout));
+        return store.hosts.liveDaemons(now, config.hostTimeout);
       default: {
         const seed = pickSeedHost(taskId, seeds);
         return seed ? [seed] : [];
@@ -64,7 +63,7 @@ export class Preheater {
     try {
       const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs), background: true });
       let finished = false;
-      for await (const ev of this.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
+      for await (const ev of this.deps.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
         if (ev.event.case === "finished") finished = true;
       }
       if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");

@@ -7,6 +7,7 @@ import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
+import { DaemonClients } from "./daemon-clients.js";
 import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 import { ManagerLink, type DynamicConfig } from "./manager-link.js";
@@ -37,7 +38,8 @@ export class Scheduler {
   private readonly store: ResourceStore;
   private readonly engine: SchedulingEngine;
   private readonly events: PeerEvents;
-  private readonly seedClient = new SeedTriggerClient();
+  // The one pool of clients to daemon APIs (seed triggers, preheats, task jobs).
+  private readonly daemonClients = new DaemonClients();
   private readonly preheater: Preheater;
   private readonly taskJobs: TaskJobs;
   private readonly clusterToken: string | undefined;
@@ -53,14 +55,15 @@ export class Scheduler {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
+    this.store.hosts.onRemove((host) => this.daemonClients.forget(host));
     this.metrics = new SchedulerMetrics(this.store);
     this.counters = new PeerCounters(this.metrics);
-    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? this.seedClient.trigger, metrics: this.metrics });
+    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger, metrics: this.metrics });
     this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
     this.events = new PeerEvents(this.engine);
     this.clusterToken = opts.clusterToken;
-    this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, now: () => this.engine.now() });
-    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, now: () => this.engine.now(), clusterToken: opts.clusterToken });
+    this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, clients: this.daemonClients, now: () => this.engine.now() });
+    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, clients: this.daemonClients, now: () => this.engine.now(), clusterToken: opts.clusterToken });
   }
 
   // The cluster's dynamic settings from the manager over the static ones;
@@ -138,7 +141,6 @@ export class Scheduler {
     const now = this.engine.now();
     for (const host of this.store.hosts.expired(now, this.config.hostTimeout)) {
       const removed = this.events.removeHost(host, hostNotAnnounced(host.id));
-      this.seedClient.forget(host);
       this.log.warn({ hostId: host.id, peers: removed.length }, "host timed out");
     }
     for (const task of this.store.tasks.values()) {

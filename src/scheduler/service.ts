@@ -6,7 +6,7 @@ import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { traceOfHeaders } from "../common/trace.js";
 import { checkClusterToken, decodeAnnouncePeerRequest, grpcBidiRoute, grpcUnaryRoute, schedulerv1, toConnectError, type FastRoute } from "../protocol/index.js";
-import { openAnnounceCall } from "./announce-call.js";
+import { openAnnounceCall } from "./peer-session.js";
 import type { PeerCounters } from "./peer-counters.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
@@ -50,6 +50,52 @@ function announceHostHandler(deps: ServiceDeps): (req: schedulerv1.AnnounceHostR
       const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
       if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
       return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
+    });
+}
+
+// A daemon evicted or deleted tasks: its peers of them are no parents
+// any more. A peer still downloading (its stream open) is left alone: the
+// same peer ID may already be fetching the task again.
+function leaveTasksHandler(deps: ServiceDeps): (req: schedulerv1.LeaveTasksRequest) => Promise<schedulerv1.LeaveTasksResponse> {
+  const { logger: log, store, events } = deps;
+  return (req) =>
+    guard(() => {
+      checkId("host_id", req.hostId);
+      if (req.tasks.length > MAX_LEFT_TASKS) throw invalid(`at most ${MAX_LEFT_TASKS} tasks per call`);
+      for (const t of req.tasks) {
+        checkTaskId(t.taskId);
+        checkId("peer_id", t.peerId);
+      }
+      let removed = 0;
+      for (const t of req.tasks) {
+        const peer = store.peers.get(t.peerId);
+        if (!peer || peer.hostId !== req.hostId || peer.taskId !== t.taskId || peer.queue) continue;
+        events.removePeer(peer);
+        removed++;
+      }
+      if (removed > 0) log.info({ hostId: req.hostId, peers: removed }, "host left tasks");
+      return create(schedulerv1.LeaveTasksResponseSchema, { removed });
+    });
+}
+
+function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest) => Promise<schedulerv1.StatTaskResponse> {
+  const { store, engine } = deps;
+  return (req) =>
+    guard(() => {
+      checkTaskId(req.taskId);
+      const task = store.tasks.get(req.taskId);
+      if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
+      const finished = task.succeeded.size;
+      const now = engine.now();
+      const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : [...task.peers].some((p) => p.isActive) ? "running" : "pending";
+      return create(schedulerv1.StatTaskResponseSchema, {
+        taskId: task.id,
+        task: task.toInfo(),
+        peerCount: task.peers.size,
+        finishedPeerCount: finished,
+        backToSourcePeerCount: task.backToSourcePeers.size,
+        state,
+      });
     });
 }
 
@@ -103,58 +149,21 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
           checkTaskId(t.taskId);
           checkId("peer_id", t.peerId);
         }
-        host.lastSeen = engine.now();
+        store.hosts.touch(host, engine.now());
         events.cachedTasks(host, req.tasks);
         log.info({ hostId: host.id, tasks: req.tasks.length }, "cached tasks announced");
         return create(schedulerv1.AnnounceCachedTasksResponseSchema, {});
       }),
 
-    // A daemon evicted or deleted tasks: its peers of them are no parents
-    // any more. A peer still downloading (its stream open) is left alone: the
-    // same peer ID may already be fetching the task again.
-    leaveTasks: (req) =>
-      guard(() => {
-        checkId("host_id", req.hostId);
-        if (req.tasks.length > MAX_LEFT_TASKS) throw invalid(`at most ${MAX_LEFT_TASKS} tasks per call`);
-        for (const t of req.tasks) {
-          checkTaskId(t.taskId);
-          checkId("peer_id", t.peerId);
-        }
-        let removed = 0;
-        for (const t of req.tasks) {
-          const peer = store.peers.get(t.peerId);
-          if (!peer || peer.hostId !== req.hostId || peer.taskId !== t.taskId || peer.queue) continue;
-          events.removePeer(peer);
-          removed++;
-        }
-        if (removed > 0) log.info({ hostId: req.hostId, peers: removed }, "host left tasks");
-        return create(schedulerv1.LeaveTasksResponseSchema, { removed });
-      }),
-
+    leaveTasks: leaveTasksHandler(deps),
     announcePeer,
 
     // The manager's jobs: only with the cluster token, when one is set.
     preheatTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.preheater.preheat(req))),
     listTaskPeers: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.listPeers(req))),
     deleteTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.delete(req))),
+    statTask: statTaskHandler(deps),
 
-    statTask: (req) =>
-      guard(() => {
-        checkTaskId(req.taskId);
-        const task = store.tasks.get(req.taskId);
-        if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
-        const finished = task.succeeded.size;
-        const now = engine.now();
-        const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : [...task.peers].some((p) => p.isActive) ? "running" : "pending";
-        return create(schedulerv1.StatTaskResponseSchema, {
-          taskId: task.id,
-          task: task.toInfo(),
-          peerCount: task.peers.size,
-          finishedPeerCount: finished,
-          backToSourcePeerCount: task.backToSourcePeers.size,
-          state,
-        });
-      }),
   };
 }
 

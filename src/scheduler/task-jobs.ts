@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { clusterTokenHeaders, fromConnectError, schedulerv1 } from "../protocol/index.js";
-import { DaemonClients } from "./daemon-clients.js";
+import type { DaemonClients } from "./daemon-clients.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
@@ -13,6 +13,7 @@ export interface TaskJobsDeps {
   logger: Logger;
   store: ResourceStore;
   events: PeerEvents;
+  clients: DaemonClients;
   now: () => number;
   clusterToken?: string | undefined;
 }
@@ -20,8 +21,6 @@ export interface TaskJobsDeps {
 // The manager's get-task and delete-task jobs, answered from the scheduler's
 // view of the task (its peers and their hosts).
 export class TaskJobs {
-  private readonly clients = new DaemonClients();
-
   constructor(private readonly deps: TaskJobsDeps) {}
 
   listPeers(req: schedulerv1.ListTaskPeersRequest): schedulerv1.ListTaskPeersResponse {
@@ -51,7 +50,7 @@ export class TaskJobs {
         }
         const base = { hostId: h.id, hostname: h.hostname, ip: h.ip };
         try {
-          await this.clients.get(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
+          await this.deps.clients.get(h).deleteTask({ taskId: req.taskId }, { timeoutMs: 10_000, headers: clusterTokenHeaders(this.deps.clusterToken) });
           events.removePeer(p);
           return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
         } catch (err) {
@@ -66,7 +65,6 @@ export class TaskJobs {
   }
 
   private liveHost(id: string): Host | undefined {
-    const h = this.deps.store.hosts.get(id);
-    return h && !this.deps.store.hosts.isExpired(h, this.deps.now(), this.deps.config.hostTimeout) ? h : undefined;
+    return this.deps.store.hosts.live(id, this.deps.now(), this.deps.config.hostTimeout);
   }
 }

@@ -9,8 +9,8 @@
 //
 // Also here: runCommand, the run-to-completion helper the registry, image and
 // containerd helpers share, and trackChild (kill on exit).
-import { spawn, type ChildProcess } from "node:child_process";
-import { commandEnv, tail, type Cleanup } from "./procs.js";
+import type { ChildProcess } from "node:child_process";
+import { commandEnv, runProcess, tail, trackChild, type Cleanup } from "./procs.js";
 
 // ---------------------------------------------------------------- processes
 
@@ -31,29 +31,7 @@ export interface CommandOptions {
   cwd?: string;
 }
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-// Kills the child (SIGKILL) if this process exits while it still runs.
-export function trackChild(child: ChildProcess): void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.on("exit", () => {
-      for (const c of live) {
-        try {
-          c.kill("SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    });
-  }
-  live.add(child);
-  child.once("close", () => live.delete(child));
-  child.once("error", () => live.delete(child));
-}
-
-export { commandEnv };
+export { commandEnv, trackChild };
 
 // Watches a long-running child: whether it still runs and how it ended.
 export interface ExitWatch {
@@ -91,43 +69,12 @@ export function watchExit(child: ChildProcess): ExitWatch {
   return w;
 }
 
-// Runs a command to completion; resolves whatever its exit code (rejects only
-// when it cannot start or outlives timeoutMs).
-export function runCommand(cmd: string, args: readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  const started = Date.now();
-  return new Promise<CommandResult>((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      env: commandEnv(opts.env),
-      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      ...(opts.cwd ? { cwd: opts.cwd } : {}),
-    });
-    trackChild(child);
-    let out = "";
-    let err = "";
-    child.stdout!.setEncoding("utf8");
-    child.stderr!.setEncoding("utf8");
-    child.stdout!.on("data", (s: string) => (out += s));
-    child.stderr!.on("data", (s: string) => (err += s));
-    if (opts.input !== undefined) child.stdin!.end(opts.input);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.once("error", (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
-    });
-    child.once("close", (code, signal) => {
-      clearTimeout(timer);
-      if (timedOut) {
-        reject(new Error(`${cmd} ${args.join(" ")} did not finish within ${timeoutMs}ms\n--- stderr ---\n${tail(err)}\n--- stdout ---\n${tail(out)}`));
-        return;
-      }
-      resolve({ code, signal, stdout: out, stderr: err, elapsedMs: Date.now() - started });
-    });
-  });
+// Runs a command to completion (procs.ts's runProcess, stdout as text);
+// resolves whatever its exit code (rejects only when it cannot start or
+// outlives timeoutMs).
+export async function runCommand(cmd: string, args: readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
+  const r = await runProcess(cmd, args, { ...opts, env: commandEnv(opts.env) });
+  return { ...r, stdout: r.stdout.toString("utf8") };
 }
 
 // Like runCommand, but rejects unless the exit code is 0.

@@ -1,9 +1,13 @@
 // A test origin: a node:http server on 127.0.0.1:<random port> serving
 // in-memory files with Range/HEAD support, byte and request accounting,
-// /status/<code> routes, and optional throttling or header delays.
+// /status/<code> routes, and optional throttling or header delays. The
+// benchmarks' origin (bench/origin-server.ts) is this server too, serving a
+// file from disk.
 import { createCipheriv, createHash } from "node:crypto";
+import { createReadStream, statSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { pipeline } from "node:stream/promises";
 
 // Deterministic pseudo-random bytes: AES-128-CTR keystream keyed by the seed.
 export function randomBytesSeeded(size: number, seed: number | string = 0): Buffer {
@@ -42,6 +46,18 @@ export interface OriginOptions {
   throttle?: number;
   // Default delay before response headers, in ms.
   headerDelayMs?: number;
+  // Where to listen (default 127.0.0.1, a random port).
+  host?: string;
+  port?: number;
+  // Keep every request in `requests` (default true; a long benchmark keeps
+  // only the counters).
+  recordRequests?: boolean;
+}
+
+export interface DiskFileOptions {
+  // `?prefix=N` is a resource of its own: the file's first N bytes (the
+  // testbed's warm-up downloads). Any other query string is a 404.
+  prefixQuery?: boolean;
 }
 
 export interface OriginRequest {
@@ -66,6 +82,9 @@ export interface Origin {
   addFile(path: string, data: Buffer, options?: FileOptions): string;
   // Registers deterministic random content of the given size; returns it.
   addRandomFile(path: string, size: number, seed?: number | string, options?: FileOptions): Buffer;
+  // Serves a file from disk as it is (no ETag or Last-Modified, no
+  // throttle); returns its URL.
+  addDiskFile(path: string, file: string, options?: DiskFileOptions): string;
   removeFile(path: string): void;
   // URL of a path on this origin (the path need not be registered).
   url(path: string): string;
@@ -73,6 +92,8 @@ export interface Origin {
   bytesSent(path?: string): number;
   // Number of requests (any method, any status) for a path, or in total.
   requestCount(path?: string): number;
+  // Responses under way (not yet sent in full nor cut off by the client).
+  inFlight(): number;
   // Every request received, in order.
   readonly requests: readonly OriginRequest[];
   // Clears the counters and the request log.
@@ -84,10 +105,22 @@ export interface Origin {
 }
 
 interface Entry {
-  data: Buffer;
+  // In memory, or a file on disk of `size` bytes.
+  data?: Buffer;
+  file?: { path: string; size: number; prefixQuery: boolean };
   options: FileOptions;
-  etag: string;
-  lastModified: string;
+  etag?: string;
+  lastModified?: string;
+}
+
+// The size a disk file's URL stands for (a `?prefix=N` cuts it short), or
+// undefined for a query string it does not serve.
+function diskSize(file: NonNullable<Entry["file"]>, rawUrl: string): number | undefined {
+  const q = new URL(rawUrl, "http://origin").searchParams;
+  if (!file.prefixQuery) return q.size === 0 ? file.size : undefined;
+  const prefix = q.get("prefix");
+  if ((prefix !== null && !/^\d{1,15}$/.test(prefix)) || [...q.keys()].some((k) => k !== "prefix")) return undefined;
+  return prefix === null ? file.size : Math.min(Number(prefix), file.size);
 }
 
 function normalizePath(p: string): string {
@@ -128,9 +161,11 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   const timers = new Set<NodeJS.Timeout>();
   let totalSent = 0;
   let totalRequests = 0;
+  let inFlight = 0;
   let defaultThrottle = opts.throttle;
   let defaultHeaderDelay = opts.headerDelayMs;
   let closed = false;
+  const recordRequests = opts.recordRequests ?? true;
 
   const sleep = (ms: number, res: http.ServerResponse) =>
     new Promise<boolean>((resolve) => {
@@ -191,6 +226,13 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     res.end();
   };
 
+  // Streams a disk file's bytes start..end (inclusive).
+  const sendFile = async (res: http.ServerResponse, rec: OriginRequest, path: string, start: number, end: number) => {
+    const s = createReadStream(path, { start, end, highWaterMark: 1024 * 1024 });
+    s.on("data", (c) => account(rec, c.length));
+    await pipeline(s, res).catch(() => undefined);
+  };
+
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const rawUrl = req.url ?? "/";
     const path = normalizePath(rawUrl);
@@ -204,7 +246,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       bytesSent: 0,
       at: Date.now(),
     };
-    requests.push(rec);
+    if (recordRequests) requests.push(rec);
     totalRequests++;
     countByPath.set(path, (countByPath.get(path) ?? 0) + 1);
     const isHead = req.method === "HEAD";
@@ -222,7 +264,9 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       return;
     }
 
-    const entry = files.get(path);
+    const found = files.get(path);
+    const size = found?.file ? diskSize(found.file, rawUrl) : found?.data?.length;
+    const entry = size === undefined ? undefined : found;
     if (req.method !== "GET" && req.method !== "HEAD") {
       rec.status = 405;
       res.writeHead(405, { allow: "GET, HEAD", "content-length": 0 });
@@ -240,35 +284,32 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
 
     const o = entry.options;
     if (!(await sleep(o.headerDelayMs ?? defaultHeaderDelay ?? 0, res))) return;
-    const size = entry.data.length;
     const headers: Record<string, string | number> = {
       "content-type": "application/octet-stream",
-      etag: entry.etag,
-      "last-modified": entry.lastModified,
+      ...(entry.etag ? { etag: entry.etag } : {}),
+      ...(entry.lastModified ? { "last-modified": entry.lastModified } : {}),
       ...(o.noRanges ? {} : { "accept-ranges": "bytes" }),
       ...o.headers,
     };
-    const range = o.noRanges ? ({ kind: "full" } as const) : parseRange(req.headers.range, size);
-    let body: Buffer;
+    const range = o.noRanges ? ({ kind: "full" } as const) : parseRange(req.headers.range, size!);
     if (range.kind === "unsatisfiable") {
       rec.status = 416;
       res.writeHead(416, { ...headers, "content-range": `bytes */${size}`, "content-length": 0 });
       return void res.end();
-    } else if (range.kind === "partial") {
-      rec.status = 206;
-      body = entry.data.subarray(range.start, range.end + 1);
-      headers["content-range"] = `bytes ${range.start}-${range.end}/${size}`;
-    } else {
-      rec.status = 200;
-      body = entry.data;
     }
-    if (!o.noContentLength) headers["content-length"] = body.length;
+    const [start, end] = range.kind === "partial" ? [range.start, range.end] : [0, size! - 1];
+    rec.status = range.kind === "partial" ? 206 : 200;
+    if (range.kind === "partial") headers["content-range"] = `bytes ${start}-${end}/${size}`;
+    if (!o.noContentLength) headers["content-length"] = end - start + 1;
     res.writeHead(rec.status, headers);
     if (isHead) return void res.end();
-    await sendBody(res, rec, body, o.throttle ?? defaultThrottle);
+    if (entry.file) await sendFile(res, rec, entry.file.path, start, end);
+    else await sendBody(res, rec, entry.data!.subarray(start, end + 1), o.throttle ?? defaultThrottle);
   };
 
   const server = http.createServer((req, res) => {
+    inFlight++;
+    res.once("close", () => inFlight--);
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) res.writeHead(500);
       res.destroy(err instanceof Error ? err : new Error(String(err)));
@@ -281,13 +322,13 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(opts.port ?? 0, opts.host ?? "127.0.0.1", () => {
       server.off("error", reject);
       resolve();
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const baseUrl = `http://127.0.0.1:${port}`;
+  const baseUrl = `http://${opts.host ?? "127.0.0.1"}:${port}`;
   const url = (p: string) => `${baseUrl}${p.startsWith("/") ? p : `/${p}`}`;
 
   const origin: Origin = {
@@ -308,6 +349,10 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
       origin.addFile(path, data, options);
       return data;
     },
+    addDiskFile(path, file, options = {}) {
+      files.set(normalizePath(path), { file: { path: file, size: statSync(file).size, prefixQuery: options.prefixQuery ?? false }, options: {} });
+      return url(path);
+    },
     removeFile(path) {
       files.delete(normalizePath(path));
     },
@@ -318,6 +363,7 @@ export async function startOrigin(opts: OriginOptions = {}): Promise<Origin> {
     requestCount(path) {
       return path === undefined ? totalRequests : (countByPath.get(normalizePath(path)) ?? 0);
     },
+    inFlight: () => inFlight,
     requests,
     resetStats() {
       sentByPath.clear();

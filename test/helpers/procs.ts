@@ -48,6 +48,13 @@ export interface SpawnOptions {
   name?: string;
   // Echo the child's stderr to this process's stderr (debugging).
   echo?: boolean;
+  // Node flags before the script (e.g. the scheduler's V8 pool size).
+  nodeArgs?: readonly string[];
+  // Keep the DAMSELFLY_* variables of this process's environment (the
+  // benchmarks run as their caller configured them).
+  inheritEnv?: boolean;
+  // Working directory (default: the repository root).
+  cwd?: string;
 }
 
 export interface DamselflyProc {
@@ -77,18 +84,24 @@ export interface DamselflyProc {
 // Children still running, killed if this process exits without cleanup.
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const c of live) {
-      try {
-        c.kill("SIGKILL");
-      } catch {
-        // already gone
+
+// Kills the child (SIGKILL) if this process exits while it still runs.
+export function trackChild(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      for (const c of live) {
+        try {
+          c.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
       }
-    }
-  });
+    });
+  }
+  live.add(child);
+  child.once("close", () => live.delete(child));
+  child.once("error", () => live.delete(child));
 }
 
 // The environment for a child: `base` without node:test's marker (a child
@@ -117,14 +130,13 @@ export function tail(s: string, n = 4000): string {
 }
 
 export function spawnDamselfly(args: readonly string[], opts: SpawnOptions = {}): DamselflyProc {
-  installExitHook();
   const name = opts.name ?? args[0] ?? "damselfly";
-  const child = spawn(process.execPath, [BIN_DAMSELFLY, ...args], {
-    cwd: REPO_ROOT,
-    env: childEnv(opts.env),
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN_DAMSELFLY, ...args], {
+    cwd: opts.cwd ?? REPO_ROOT,
+    env: opts.inheritEnv ? commandEnv(opts.env) : childEnv(opts.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
-  live.add(child);
+  trackChild(child);
   let out = "";
   let err = "";
   let partial = "";
@@ -166,7 +178,6 @@ export function spawnDamselfly(args: readonly string[], opts: SpawnOptions = {})
     child.once("error", (e) => {
       err += `\n[spawn error] ${e.message}\n`;
       running = false;
-      live.delete(child);
       notify();
       resolve(null);
     });
@@ -175,7 +186,6 @@ export function spawnDamselfly(args: readonly string[], opts: SpawnOptions = {})
       exitCode = code;
       signalCode = signal;
       running = false;
-      live.delete(child);
       notify();
       resolve(code);
     });
@@ -272,22 +282,34 @@ export interface RunOptions {
   // Run as this user/group (the test runner must be root).
   uid?: number;
   gid?: number;
+  // A command that runs node in its place (e.g. setpriv with its options).
+  prefix?: readonly string[];
 }
 
-// Runs a damselfly command to completion.
-export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  installExitHook();
+export interface ProcessOptions {
+  env: NodeJS.ProcessEnv;
+  // SIGKILL and reject after this long (default 60s).
+  timeoutMs?: number;
+  input?: string | Buffer;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+}
+
+// Runs a command to completion; resolves whatever its exit code (rejects only
+// when it cannot start or outlives timeoutMs).
+export function runProcess(cmd: string, args: readonly string[], opts: ProcessOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const started = Date.now();
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN_DAMSELFLY, ...args], {
-      cwd: REPO_ROOT,
-      env: childEnv(opts.env),
+    const child = spawn(cmd, args, {
+      env: opts.env,
       stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
       ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
       ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
     });
-    live.add(child);
+    trackChild(child);
     const out: Buffer[] = [];
     let err = "";
     child.stdout!.on("data", (b: Buffer) => out.push(b));
@@ -301,19 +323,24 @@ export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Pr
     }, timeoutMs);
     child.once("error", (e) => {
       clearTimeout(timer);
-      live.delete(child);
-      reject(e);
+      reject(new Error(`cannot run ${cmd}: ${e.message}`));
     });
     child.once("close", (code, signal) => {
       clearTimeout(timer);
-      live.delete(child);
+      const stdout = Buffer.concat(out);
       if (timedOut) {
-        reject(new Error(`damselfly ${args.join(" ")} did not finish within ${timeoutMs}ms\n--- stderr ---\n${tail(err)}`));
+        reject(new Error(`${cmd} ${args.join(" ")} did not finish within ${timeoutMs}ms\n--- stderr ---\n${tail(err)}\n--- stdout ---\n${tail(stdout.toString("utf8"))}`));
         return;
       }
-      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err, elapsedMs: Date.now() - started });
+      resolve({ code, signal, stdout, stderr: err, elapsedMs: Date.now() - started });
     });
   });
+}
+
+// Runs a damselfly command to completion.
+export function runDamselfly(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [cmd, ...argv] = [...(opts.prefix ?? []), process.execPath, BIN_DAMSELFLY, ...args];
+  return runProcess(cmd!, argv, { ...opts, env: childEnv(opts.env), cwd: REPO_ROOT });
 }
 
 // Runs `node bin/damselfly get <args>` to completion.

@@ -161,9 +161,12 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
       assert.equal((await m.api("POST", "/api/v1/personal-access-tokens", { token: pat, body: { name: "more", scopes: ["job"], expired_at: future(60_000) } })).status, 400);
       // Expiry in the past is refused; a short-lived token stops working.
       assert.equal((await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "old", scopes: ["job"], expired_at: future(-1000) } })).status, 400);
-      const short = await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "short", scopes: ["job"], expired_at: future(1500) } });
+      // Lives 5 s: long enough to be used first on a busy machine; then the
+      // test waits past its expiry (the manager's clock is this machine's).
+      const expiresAt = Date.now() + 5_000;
+      const short = await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "short", scopes: ["job"], expired_at: new Date(expiresAt).toISOString() } });
       assert.equal((await m.api("GET", "/oapi/v1/jobs", { token: short.body.token })).status, 200);
-      await new Promise((r) => setTimeout(r, 1800));
+      await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 300));
       const expired = await m.api("GET", "/oapi/v1/jobs", { token: short.body.token });
       assert.equal(expired.status, 401);
       assert.equal(expired.body.code, "DF_ERR_UNAUTHENTICATED");

@@ -16,7 +16,9 @@ test("readiness: every check runs; a throwing check is a reason, not a crash", a
   assert.deepEqual(await h.readiness(), { ready: true, checks: { a: "ok", b: "ok", c: "ok" } });
 });
 
-test("cachedCheck probes at most once per ttl and shares a probe under way", async () => {
+test("cachedCheck probes at most once per ttl and shares a probe under way", async (t) => {
+  // The ttl runs on a mocked Date: no stall of a busy machine ages the cache.
+  t.mock.timers.enable({ apis: ["Date"], now: 1_000_000 });
   let probes = 0;
   let answer: string | undefined = "not yet";
   const check = cachedCheck(async () => {
@@ -29,8 +31,9 @@ test("cachedCheck probes at most once per ttl and shares a probe under way", asy
   assert.equal(y, "not yet");
   assert.equal(probes, 1);
   answer = undefined;
+  t.mock.timers.tick(199);
   assert.equal(await check(), "not yet", "still cached");
-  await new Promise((r) => setTimeout(r, 220));
+  t.mock.timers.tick(1);
   assert.equal(await check(), undefined);
   assert.equal(probes, 2);
 });

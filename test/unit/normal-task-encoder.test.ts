@@ -5,7 +5,7 @@ import { HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { Host } from "../../src/scheduler/resources/host-manager.js";
 import { Peer, type PeerState } from "../../src/scheduler/resources/peer-manager.js";
 import { Task } from "../../src/scheduler/resources/task-manager.js";
-import { encodeNormalTask } from "../../src/scheduler/scheduling/normal-task-encoder.js";
+import { encodeNormalTask } from "../../src/protocol/fast/normal-task-encoder.js";
 import { normalTask } from "../../src/scheduler/scheduling/responses.js";
 import { prng } from "../helpers/prng.js";
 

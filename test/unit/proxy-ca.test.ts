@@ -1,6 +1,7 @@
 // The proxy CA: files it creates and reloads, leaves that real TLS clients and
 // openssl accept, one issuance per host under concurrency, and the errors a
-// broken or half-present CA, or a bad host name, produce.
+// broken or half-present CA, or a bad host name, produce. (The leaf cache's
+// bound, 1000 issuances, is in test/integration/proxy-ca-cache.test.ts.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -177,17 +178,6 @@ test("concurrent requests for one host share one issuance; spellings of a host s
   assert.ok(new X509Certificate(await ca.leafPem("bücher.example")).checkHost("xn--bcher-kva.example"));
 });
 
-test("the leaf cache keeps the 1000 most recently used hosts", async (t) => {
-  const ca = await CertificateAuthority.loadOrCreate({ ...files(tempDir(t)), logger: log });
-  const first = await ca.secureContextFor("h0.example");
-  const second = await ca.secureContextFor("h1.example");
-  for (let i = 2; i < 1000; i++) await ca.secureContextFor(`h${i}.example`);
-  assert.equal(await ca.secureContextFor("h0.example"), first, "touching h0 makes h1 the oldest");
-  await ca.secureContextFor("h1000.example");
-  assert.equal(await ca.secureContextFor("h0.example"), first);
-  assert.notEqual(await ca.secureContextFor("h1.example"), second, "h1 was evicted and issued afresh");
-});
-
 test("a broken or half-present CA is a configuration error that names the file", async (t) => {
   const dir = tempDir(t);
   const paths = files(dir);
@@ -250,6 +240,8 @@ test("leaf issuance time, first and cached", async (t) => {
   const cached: number[] = [];
   for (let i = 0; i < 50; i++) cached.push(await time(`fresh${i}.example`));
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  // Figures only: what a cached host costs is checked by identity (the same
+  // context), never by the clock.
   t.diagnostic(`first leaf (incl. leaf key) ${firstEver.toFixed(2)} ms; new host median ${median(fresh).toFixed(2)} ms; cached median ${median(cached).toFixed(4)} ms`);
-  assert.ok(median(cached) < median(fresh));
+  assert.equal(await ca.secureContextFor("fresh0.example"), await ca.secureContextFor("fresh0.example"));
 });

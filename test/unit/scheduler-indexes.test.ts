@@ -124,7 +124,7 @@ test("task indexes match a walk over all peers through random peer and host even
       assert.deepEqual(new Set(task.succeeded), ref.succeeded, `${where}: succeeded`);
       assert.deepEqual(new Set(task.shortOfParents), ref.short, `${where}: short of parents`);
       assert.deepEqual(task.backToSourcePeers, ref.backToSource, `${where}: back-to-source`);
-      assert.equal(engine.seedActive(task, Number.POSITIVE_INFINITY), ref.seedPresent, `${where}: seed peer present`);
+      assert.equal(engine.seeds.active(task, Number.POSITIVE_INFINITY), ref.seedPresent, `${where}: seed peer present`);
       for (const child of [...task.peers].slice(0, 5)) assert.equal(engine.hasFeed(task, child), ref.hasFeed(child), `${where}: hasFeed(${child.id})`);
       assert.equal(new Set([...task.peers].map((x) => x.id)).size, ref.allIds.size);
       for (const x of task.peers) assert.equal(store.peers.get(x.id), x, `${where}: ${x.id} attached but not in the peer table`);

@@ -1,50 +1,82 @@
-// The data plane's rate limiter on its own: measured rates over about a
-// second, bursts, live rate changes, and background flows yielding to
-// real-time ones.
+// The data plane's rate limiter on its own, on a fake clock: rates over
+// simulated seconds, bursts, live rate changes, and background flows
+// yielding to real-time ones. Time is simulated, so every figure is exact
+// and no assertion depends on the machine's load.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Throttle, TokenBucket } from "../../src/common/token-bucket.js";
 import { RateLimits } from "../../src/peer/rate-limits.js";
+import { FakeClock } from "../helpers/fake-clock.js";
 
 const MiB = 1024 * 1024;
 const READ = 64 * 1024;
+// A simulated socket delivers one READ per READ_MS while its flow is not
+// paused: 1.25 GiB/s, far above every rate tested.
+const READ_MS = 0.05;
 
-const tick = () => new Promise<void>((r) => setImmediate(r));
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-// A greedy flow: moves READ bytes per turn of the event loop (as a socket
-// would), pausing whenever the throttle says so. Returns bytes moved.
-async function flow(t: Throttle, ms: number, onBytes?: (at: number, n: number) => void): Promise<number> {
-  const until = performance.now() + ms;
-  let moved = 0;
-  while (performance.now() < until) {
-    const ok = t.take(READ);
-    moved += READ;
-    onBytes?.(performance.now(), READ);
-    if (!ok) await t.waitAsync();
-    else await tick();
-  }
-  return moved;
+interface Flow {
+  throttle: Throttle;
+  moved: number;
+  // [simulated ms, bytes] of each read.
+  events: Array<[number, number]>;
+  nextReadAt: number;
+  paused: boolean;
 }
 
-test("a greedy flow gets the rate, within 10% over a second", async () => {
+// Greedy flows through their throttles for `ms` of simulated time, as
+// sockets would: each reads READ bytes per READ_MS, counts them (take) and,
+// when told to stop, waits until the throttle resumes it.
+function run(clock: FakeClock, throttles: Throttle[], ms: number): Flow[] {
+  const until = clock.now() + ms;
+  const flows: Flow[] = throttles.map((throttle) => ({ throttle, moved: 0, events: [], nextReadAt: clock.now(), paused: false }));
+  for (;;) {
+    const ready = flows.filter((f) => !f.paused);
+    const nextRead = Math.min(...ready.map((f) => f.nextReadAt));
+    const next = Math.min(nextRead, clock.nextTimerAt());
+    if (next >= until) break;
+    if (next < nextRead) {
+      clock.advanceTo(next); // a bucket's timer: may resume paused flows
+      continue;
+    }
+    clock.advanceTo(next);
+    const f = ready.find((x) => x.nextReadAt === next)!;
+    f.moved += READ;
+    f.events.push([clock.now(), READ]);
+    f.nextReadAt = clock.now() + READ_MS;
+    if (!f.throttle.take(READ)) {
+      f.paused = true;
+      f.throttle.wait(() => {
+        f.paused = false;
+        f.nextReadAt = clock.now();
+      });
+    }
+  }
+  clock.advanceTo(until);
+  return flows;
+}
+
+const mib = (n: number) => `${(n / MiB).toFixed(2)} MiB`;
+
+test("a greedy flow gets the rate plus the saved-up burst, no more", () => {
+  const clock = new FakeClock();
   const rate = 32 * MiB;
-  const b = new TokenBucket(rate);
-  const ms = 1_000;
-  const moved = await flow(new Throttle([b]), ms);
+  const b = new TokenBucket(rate, clock);
+  const [f] = run(clock, [new Throttle([b])], 1_000);
   // The first tenth of a second comes from the saved-up burst.
-  const expected = rate * (ms / 1000) + rate * 0.1;
-  assert.ok(Math.abs(moved - expected) / expected < 0.1, `moved ${(moved / MiB).toFixed(2)} MiB in ${ms} ms at ${rate / MiB} MiB/s (expected ~${(expected / MiB).toFixed(2)})`);
+  const expected = rate + rate * 0.1;
+  assert.ok(f!.moved <= expected + READ, `moved ${mib(f!.moved)} in 1 s at 32 MiB/s (expected ${mib(expected)})`);
+  assert.ok(f!.moved >= expected * 0.98, `moved only ${mib(f!.moved)} in 1 s at 32 MiB/s (expected ${mib(expected)})`);
 });
 
-test("no window sees more than rate x time + burst + one read", async () => {
+test("no window sees more than rate x time + burst + one read", () => {
+  const clock = new FakeClock();
   const rate = 16 * MiB;
-  const b = new TokenBucket(rate);
-  await sleep(300); // idle: the bucket fills up to its burst, no further
-  const events: Array<[number, number]> = [];
-  await flow(new Throttle([b]), 800, (at, n) => events.push([at, n]));
+  const b = new TokenBucket(rate, clock);
+  clock.advance(300); // idle: the bucket fills up to its burst, no further
+  const [f] = run(clock, [new Throttle([b])], 800);
+  const events = f!.events;
   const burst = rate * 0.1;
-  let worst = 0;
+  let worst = -Infinity;
   for (let i = 0; i < events.length; i++) {
     let sum = 0;
     for (let j = i; j < events.length; j++) {
@@ -54,44 +86,67 @@ test("no window sees more than rate x time + burst + one read", async () => {
     }
   }
   assert.ok(worst <= 0, `a window went ${(worst / 1024).toFixed(0)} KiB over rate x time + burst + one read`);
+  // And the limit binds: the whole run is within one read of it.
+  assert.ok(f!.moved >= rate * 0.8 + burst - READ, `moved only ${mib(f!.moved)} in 0.8 s`);
 });
 
-test("setRate takes effect while a flow runs; 0 releases waiters at once", async () => {
-  const b = new TokenBucket(8 * MiB);
+test("setRate takes effect while a flow runs; 0 releases waiters at once", () => {
+  const clock = new FakeClock();
+  const b = new TokenBucket(8 * MiB, clock);
   const t = new Throttle([b]);
-  const slow = await flow(t, 500);
+  const [slow] = run(clock, [t], 500);
   b.setRate(32 * MiB);
-  const fast = await flow(t, 500);
-  const slowRate = slow / 0.5;
-  const fastRate = fast / 0.5;
-  assert.ok(slowRate < 8 * MiB * 1.3, `before: ${(slowRate / MiB).toFixed(1)} MiB/s`);
-  assert.ok(fastRate > 32 * MiB * 0.85 && fastRate < 32 * MiB * 1.2, `after setRate(32 MiB/s): ${(fastRate / MiB).toFixed(1)} MiB/s`);
+  const [fast] = run(clock, [t], 500);
+  // The first half second includes the 0.8 MiB burst; a rate change keeps
+  // the tokens (capped at the new burst) but saves up none.
+  assert.ok(slow!.moved <= 4 * MiB + 0.8 * MiB + READ, `before: ${mib(slow!.moved)} in 0.5 s at 8 MiB/s`);
+  assert.ok(slow!.moved >= 4 * MiB, `before: ${mib(slow!.moved)} in 0.5 s at 8 MiB/s`);
+  assert.ok(fast!.moved <= 16 * MiB + 3.2 * MiB + READ, `after setRate(32 MiB/s): ${mib(fast!.moved)} in 0.5 s`);
+  assert.ok(fast!.moved >= 16 * MiB * 0.98, `after setRate(32 MiB/s): ${mib(fast!.moved)} in 0.5 s`);
 
   b.setRate(1024); // 1 KiB/s: a 1 MiB debt takes ~17 minutes to pay
   b.take(MiB);
   let released = false;
   t.wait(() => (released = true));
   assert.equal(released, false);
+  clock.advance(60_000);
+  assert.equal(released, false, "a minute pays back 60 KiB of the 1 MiB debt");
   b.setRate(0);
   assert.equal(released, true, "lifting the limit releases the waiting flow");
   assert.equal(b.take(100 * MiB), true, "unlimited: every take succeeds");
 });
 
-test("background flows get only what real-time flows leave", async () => {
-  const host = new TokenBucket(32 * MiB);
-  const rt = await Promise.all([flow(new Throttle([host]), 1_000), flow(new Throttle([host], true), 1_000)]);
-  const [realtime, background] = rt;
-  const total = realtime + background;
-  assert.ok(realtime / total > 0.85, `real-time got ${((100 * realtime) / total).toFixed(0)}% (${(realtime / MiB).toFixed(1)} MiB), background ${(background / MiB).toFixed(1)} MiB`);
-  assert.ok(total < 32 * MiB * 1.25, `together ${(total / MiB).toFixed(1)} MiB in 1 s under a 32 MiB/s cap`);
+test("background flows get only what real-time flows leave", () => {
+  const clock = new FakeClock();
+  const host = new TokenBucket(32 * MiB, clock);
+  const [realtime, background] = run(clock, [new Throttle([host]), new Throttle([host], true)], 1_000);
+  const total = realtime!.moved + background!.moved;
+  assert.ok(
+    realtime!.moved / total > 0.85,
+    `real-time got ${((100 * realtime!.moved) / total).toFixed(0)}% (${mib(realtime!.moved)}), background ${mib(background!.moved)}`,
+  );
+  assert.ok(total <= 32 * MiB * 1.1 + 2 * READ, `together ${mib(total)} in 1 s under a 32 MiB/s cap`);
 
   // A real-time flow held to 8 MiB/s by its own task bucket leaves the rest
   // of the host's 32 MiB/s to background work.
-  const task = new TokenBucket(8 * MiB);
-  const [capped, rest] = await Promise.all([flow(new Throttle([task, host]), 1_000), flow(new Throttle([host], true), 1_000)]);
-  assert.ok(capped > 8 * MiB * 0.8 && capped < 8 * MiB * 1.3, `capped real-time flow: ${(capped / MiB).toFixed(1)} MiB/s`);
-  assert.ok(rest > 32 * MiB * 0.5, `background got ${(rest / MiB).toFixed(1)} MiB/s of the ~24 MiB/s left`);
-  assert.ok(capped + rest < 32 * MiB * 1.25, `together ${((capped + rest) / MiB).toFixed(1)} MiB/s`);
+  const task = new TokenBucket(8 * MiB, clock);
+  const [capped, rest] = run(clock, [new Throttle([task, host]), new Throttle([host], true)], 1_000);
+  assert.ok(capped!.moved >= 8 * MiB * 0.98 && capped!.moved <= 8 * MiB * 1.1 + READ, `capped real-time flow: ${mib(capped!.moved)} in 1 s`);
+  assert.ok(rest!.moved > 32 * MiB * 0.5, `background got ${mib(rest!.moved)} of the ~24 MiB left`);
+  assert.ok(capped!.moved + rest!.moved <= 32 * MiB * 1.1 + 2 * READ, `together ${mib(capped!.moved + rest!.moved)} in 1 s`);
+});
+
+test("with the real clock, a flow in debt is resumed by the bucket's timer", async () => {
+  const b = new TokenBucket(64 * MiB);
+  const t = new Throttle([b]);
+  assert.equal(t.take(8 * MiB), false, "8 MiB at once puts a 6.4 MiB burst in debt");
+  await t.waitAsync();
+  assert.equal(b.ready(), true);
+  const aborted = new AbortController();
+  t.take(64 * MiB);
+  const waiting = t.waitAsync(aborted.signal);
+  aborted.abort(new Error("cancelled"));
+  await assert.rejects(waiting, /cancelled/);
 });
 
 test("task limits: a request's own limit, the default, joins and live host changes", () => {
@@ -115,4 +170,21 @@ test("task limits: a request's own limit, the default, joins and live host chang
   assert.equal(b.bucket.limit, 0, "a finished task is not updated");
   assert.equal(a.bucket.limit, 16 * MiB);
   assert.throws(() => new TokenBucket(-1), RangeError);
+});
+
+test("a task's path through the host's buckets: every byte counts against each, on the host's clock", () => {
+  const clock = new FakeClock();
+  const limits = new RateLimits({ totalDownloadRateLimit: 16 * MiB, totalUploadRateLimit: 0, backToSourceRateLimit: 4 * MiB, perTaskRateLimit: 0 }, clock);
+  const task = limits.forTask({});
+  const [peers] = run(clock, [task.fromParents], 1_000);
+  assert.ok(peers!.moved <= 16 * MiB * 1.1 + READ && peers!.moved >= 16 * MiB * 0.98, `from parents under a 16 MiB/s host limit: ${mib(peers!.moved)} in 1 s`);
+  clock.advance(1_000);
+  const [origin] = run(clock, [task.fromSource], 1_000);
+  assert.ok(
+    origin!.moved <= 4 * MiB * 1.1 + READ && origin!.moved >= 4 * MiB * 0.98,
+    `from the origin under a 4 MiB/s back-to-source limit: ${mib(origin!.moved)} in 1 s`,
+  );
+  assert.equal(limits.download.bytes, peers!.moved + origin!.moved);
+  assert.equal(limits.backToSource.bytes, origin!.moved);
+  task.close();
 });

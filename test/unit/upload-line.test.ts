@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { crc32Update } from "../../src/common/pieces.js";
 import { UploadServer } from "../../src/peer/upload/upload-server.js";
-import { storedTask } from "../helpers/store.js";
+import { pollUntil, storedTask } from "../helpers/store.js";
 
 const log = pino({ level: "silent" });
 const ID = "b".repeat(64);
@@ -35,7 +35,8 @@ test("with 1 upload slot, 5 parallel piece requests are all served (4 waited in 
   const first = await request(base + 0);
   // The slot is now held by piece 0's response until its body is read.
   const waiting = [1, 2, 3, 4].map((n) => fetchPiece(n));
-  await new Promise((r) => setTimeout(r, 200));
+  // Each request holds the task from its arrival, waiting in line included.
+  await pollUntil(() => task.inUse >= 5, "4 requests waiting in line", 10_000, 10);
   const bounced = await fetchPiece(5);
   assert.equal(bounced.status, 503, "the line is full (4 per slot): the 6th is told busy");
   assert.equal(bounced.error, "DF_ERR_UPLOAD_BUSY");

@@ -8,7 +8,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { crc32Update } from "../../src/common/pieces.js";
 import { UploadServer } from "../../src/peer/upload/upload-server.js";
-import { decodeSyncStream, type SyncMessage } from "../../src/peer/upload/sync-messages.js";
+import { decodeSyncStream, type SyncMessage } from "../../src/protocol/data-plane.js";
 import { OFFERS_AHEAD } from "../../src/peer/upload/piece-offers.js";
 import { storedTask } from "../helpers/store.js";
 

@@ -1,5 +1,5 @@
 import { DamselflyError } from "../../common/errors.js";
-import type { SyncMessage } from "../upload/sync-messages.js";
+import { piecePath, syncPath, type SyncMessage } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { PieceClient } from "./piece-client.js";
 import { readSyncStream } from "./sync-client.js";
@@ -76,7 +76,7 @@ export class ParentConn {
   // others are asked of it (unless a local reader waits) until it says the
   // suggestions are over (undefined again).
   suggested: Set<number> | undefined;
-  private readonly query: string;
+  private readonly childId: string | undefined;
   private busyStreak = 0;
   private readonly timeouts: { connectMs: number; headMs: number };
   private readonly pieceClient: PieceClient;
@@ -88,7 +88,7 @@ export class ParentConn {
   constructor(readonly addr: ParentAddress, private readonly taskId: string, opts: ParentConnOptions) {
     this.reads = opts.reads;
     this.throttle = opts.throttle;
-    this.query = opts.childId ? `?peer=${encodeURIComponent(opts.childId)}` : "";
+    this.childId = opts.childId;
     this.timeouts = { connectMs: Math.min(opts.pieceTimeoutMs, 5_000), headMs: opts.pieceTimeoutMs };
     this.pieceClient = new PieceClient(addr.ip, addr.port, {
       maxConnections: opts.piecesPerParent,
@@ -130,7 +130,7 @@ export class ParentConn {
       {
         host: this.addr.ip,
         port: this.addr.port,
-        path: `/v1/tasks/${this.taskId}/sync${this.query}`,
+        path: syncPath(this.taskId, this.childId),
         connectTimeoutMs: this.timeouts.connectMs,
         headTimeoutMs: this.timeouts.headMs,
         // Parents ping every 15 s; a silent parent is a dead parent.
@@ -209,7 +209,7 @@ export class ParentConn {
       };
       if (signal?.aborted) return settle(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
       signal?.addEventListener("abort", onAbort, { once: true });
-      const req = this.pieceClient.get(`/v1/tasks/${this.taskId}/pieces/${n}${this.query}`, {
+      const req = this.pieceClient.get(piecePath(this.taskId, n, this.childId), {
         onStart: (statusCode) => {
           status = statusCode;
           if (status === 200) {

@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { AsyncQueue } from "../../common/async-queue.js";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
+import { rendezvousOrder } from "../../common/rendezvous.js";
 import { createRpcTransport, fromConnectError, schedulerv1 } from "../../protocol/index.js";
 import { PieceReportBatcher, type PieceBatchOptions } from "./piece-report-batcher.js";
 
@@ -149,8 +149,7 @@ export class SchedulerLink {
   }
 
   private ordered(taskId: string): Endpoint[] {
-    const score = (e: Endpoint) => createHash("sha256").update(taskId).update(e.address).digest().readUInt32BE(0);
-    return [...this.endpoints].sort((a, b) => score(b) - score(a));
+    return rendezvousOrder(taskId, this.endpoints, (e) => e.address, { rankBytes: 4 });
   }
 
   // Opens the announce stream for one task, or returns undefined when no

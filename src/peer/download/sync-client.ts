@@ -1,6 +1,6 @@
 import net from "node:net";
 import { DamselflyError } from "../../common/errors.js";
-import { SyncLineSplitter, type SyncMessage } from "../upload/sync-messages.js";
+import { SYNC_CONTENT_TYPE, SyncLineSplitter, type SyncMessage } from "../../protocol/index.js";
 import { HeadReader } from "./http1-head.js";
 
 // A child's side of a parent's sync stream (piece availability, as
@@ -182,6 +182,6 @@ export function readSyncStream(opts: SyncStreamOptions, onMessage: (msg: SyncMes
     socket.on("end", () => (state === Body.Plain && remaining < 0 ? finish() : fail(broken("closed early"))));
     socket.on("close", () => fail(broken("closed early")));
     const host = opts.host.includes(":") ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-    socket.write(`GET ${opts.path} HTTP/1.1\r\nhost: ${host}\r\naccept: application/x-ndjson\r\n\r\n`);
+    socket.write(`GET ${opts.path} HTTP/1.1\r\nhost: ${host}\r\naccept: ${SYNC_CONTENT_TYPE}\r\n\r\n`);
   });
 }

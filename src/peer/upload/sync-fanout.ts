@@ -1,5 +1,5 @@
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
-import { encodeSyncLine } from "./sync-messages.js";
+import { encodeSyncLine } from "../../protocol/index.js";
 
 // One child's place in a task's fan-out: how much of the pending batch it
 // was already sent (it joined, or was caught up, mid-batch).

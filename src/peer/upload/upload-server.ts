@@ -9,7 +9,7 @@ import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
-import { encodeSyncLine, type SyncMessage } from "./sync-messages.js";
+import { childOf, encodeSyncLine, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/index.js";
 import { BufferPool } from "./buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
@@ -24,7 +24,7 @@ const SLOT_WAIT_MS = 5_000;
 const SYNC_BATCH_MS = 25;
 const SLOT_QUEUE_PER_SLOT = 4;
 const BUSY_BODY = JSON.stringify({ code: "DF_ERR_UPLOAD_BUSY", message: "all upload slots are busy" }) + "\n";
-const BUSY_HEADERS = { "content-type": "application/json", "x-damselfly-error": "DF_ERR_UPLOAD_BUSY", "retry-after": "1", "content-length": String(BUSY_BODY.length) };
+const BUSY_HEADERS = { "content-type": "application/json", [ERROR_HEADER]: "DF_ERR_UPLOAD_BUSY", "retry-after": "1", "content-length": String(BUSY_BODY.length) };
 
 export interface UploadServerOptions {
   listen: string;
@@ -55,12 +55,8 @@ export interface UploadStats {
   corruptDetected: number;
 }
 
-// The piece data plane (plain HTTP/1.1, keep-alive):
-//   GET /v1/tasks/{taskId}/pieces/{n}   one verified piece
-//   GET /v1/tasks/{taskId}/sync         NDJSON stream of pieces as they finish
-//                                       (a seed in initial seeding also
-//                                       suggests pieces; see PieceOffers)
-//   ?peer={peerId} on both: the child, for a seed's suggestions
+// The serving side of the piece data plane (its format: protocol/data-plane.ts;
+// a seed in initial seeding also suggests pieces, see PieceOffers), and
 //   GET /healthy, /healthz, /readyz
 // Only pieces recorded as verified are served, and each is re-checked against
 // its CRC while it streams: a piece that fails is cut off before its last byte
@@ -124,9 +120,9 @@ export class UploadServer {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       return;
     }
-    const m = /^\/v1\/tasks\/([^/]+)\/(sync|pieces\/(\d{1,9}))$/.exec(path);
-    if (!m) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `unknown path ${JSON.stringify(path.slice(0, 200))}`);
-    const id = m[1]!;
+    const r = parseDataPlaneUrl(url);
+    if (!r) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `unknown path ${JSON.stringify(path.slice(0, 200))}`);
+    const id = r.taskId;
     if (!isTaskId(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task id must be 64 lowercase hex digits");
     const task = this.opts.storage.get(id);
     if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not on this peer`);
@@ -135,9 +131,9 @@ export class UploadServer {
       res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
       return;
     }
-    const child = q < 0 ? undefined : childId(url.slice(q + 1));
-    if (m[2] === "sync") return this.sync(task, req, res, child);
-    return this.piece(task, Number(m[3]), req, res, child);
+    const child = childOf(r.query);
+    if (r.kind === "sync") return this.sync(task, req, res, child);
+    return this.piece(task, r.number, req, res, child);
   }
 
   // Initial seeding state of a task, while it lasts.
@@ -169,7 +165,7 @@ export class UploadServer {
       res.writeHead(200, {
         "content-type": "application/octet-stream",
         "content-length": String(info.length),
-        "x-damselfly-piece-crc32": String(info.crc),
+        [PIECE_CRC32_HEADER]: String(info.crc),
       });
       if (req.method === "HEAD") {
         res.end();
@@ -265,7 +261,7 @@ export class UploadServer {
   // Streams piece availability: what the task already has, then each new piece
   // as it is verified, then "done" (or "failed").
   private sync(task: LocalTask, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): void {
-    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    res.writeHead(200, { "content-type": SYNC_CONTENT_TYPE, "cache-control": "no-store" });
     const send = (msg: SyncMessage): void => {
       if (!res.destroyed) res.write(encodeSyncLine(msg));
     };
@@ -357,16 +353,7 @@ export class UploadServer {
     }
     const body = JSON.stringify({ code: err.code, message: err.message }) + "\n";
     // A length, not chunked: the child's piece client keeps the connection.
-    const headers: Record<string, string> = { "content-type": "application/json", "x-damselfly-error": err.code, "content-length": String(Buffer.byteLength(body)) };
+    const headers: Record<string, string> = { "content-type": "application/json", [ERROR_HEADER]: err.code, "content-length": String(Buffer.byteLength(body)) };
     res.writeHead(err.httpStatus, headers).end(body);
   }
-}
-
-// `peer=ID` in a piece or sync request's query: the child, so a seed can
-// match piece requests to what it suggested on that child's sync stream.
-function childId(query: string): string | undefined {
-  const id = new URLSearchParams(query).get("peer");
-  if (id === null) return undefined;
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "peer must be 1-128 letters, digits, '.', '_' or '-'");
-  return id;
 }

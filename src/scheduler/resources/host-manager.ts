@@ -62,6 +62,9 @@ export class HostManager {
   private readonly hosts = new Map<string, Host>();
   // A handful in a cluster of thousands of hosts: seed lookups walk these only.
   private readonly seeds = new Set<Host>();
+  // Told of every host removed (it left or timed out): what other parts keep
+  // per host (daemon clients) goes with it.
+  private readonly removalHooks: Array<(host: Host) => void> = [];
 
   get(id: string): Host | undefined {
     return this.hosts.get(id);
@@ -96,14 +99,27 @@ export class HostManager {
     host.idc = msg.idc;
     host.location = msg.location;
     host.intervalMs = intervalSeconds * 1000;
-    host.lastSeen = now;
+    this.touch(host, now);
     return { host, created };
   }
 
   delete(id: string): boolean {
     const host = this.hosts.get(id);
-    if (host) this.seeds.delete(host);
-    return this.hosts.delete(id);
+    if (!host) return false;
+    this.seeds.delete(host);
+    this.hosts.delete(id);
+    for (const hook of this.removalHooks) hook(host);
+    return true;
+  }
+
+  onRemove(hook: (host: Host) => void): void {
+    this.removalHooks.push(hook);
+  }
+
+  // The host heard from now: an announce, a cached-task list or any message
+  // on one of its peers' streams keeps it alive.
+  touch(host: Host, now: number): void {
+    host.lastSeen = now;
   }
 
   // A host is dropped after `timeout` ms of silence, or after three missed
@@ -112,17 +128,31 @@ export class HostManager {
     return now - host.lastSeen > Math.max(timeout, host.intervalMs * 3);
   }
 
+  // The host by id, unless unknown or expired.
+  live(id: string, now: number, timeout: number): Host | undefined {
+    const h = this.hosts.get(id);
+    return h && !this.isExpired(h, now, timeout) ? h : undefined;
+  }
+
   expired(now: number, timeout: number): Host[] {
     const out: Host[] = [];
     for (const h of this.hosts.values()) if (this.isExpired(h, now, timeout)) out.push(h);
     return out;
   }
 
+  // Live seed hosts the scheduler can call (they gave an API port).
   liveSeeds(now: number, timeout: number): Host[] {
+    return this.callable(this.seeds, now, timeout);
+  }
+
+  // Every live host the scheduler can call.
+  liveDaemons(now: number, timeout: number): Host[] {
+    return this.callable(this.hosts.values(), now, timeout);
+  }
+
+  private callable(hosts: Iterable<Host>, now: number, timeout: number): Host[] {
     const out: Host[] = [];
-    for (const h of this.seeds) {
-      if (h.isSeed && h.apiPort > 0 && !this.isExpired(h, now, timeout)) out.push(h);
-    }
+    for (const h of hosts) if (h.apiPort > 0 && !this.isExpired(h, now, timeout)) out.push(h);
     return out;
   }
 }

@@ -1,6 +1,7 @@
 import type { BidiSink, schedulerv1 } from "../../protocol/index.js";
+import { eventTo, isActiveState, peerTransition, type PeerEvent, type PeerState } from "./peer-state.js";
 
-export type PeerState = "pending" | "running" | "backToSource" | "succeeded" | "failed";
+export type { PeerEvent, PeerState } from "./peer-state.js";
 
 // Keeps views of a task's peers (by state, by candidate count) current.
 export interface PeerIndex {
@@ -13,8 +14,9 @@ export interface ParentCost {
 }
 
 // What a peer without any reads: its collections are created on first write
-// and dropped when emptied. Ten thousand finished peers held as parents
-// carried four empty hash tables each, about half of a peer's heap.
+// and dropped when emptied: finished peers held as parents are most of the
+// scheduler's peers, and empty hash tables were a large part of their heap
+// (docs/decisions/scheduler-measurements.md).
 const NO_IDS: ReadonlySet<string> = new Set();
 const NO_COUNTS: ReadonlyMap<string, number> = new Map();
 const NO_COSTS: ReadonlyMap<string, ParentCost> = new Map();
@@ -90,14 +92,28 @@ export class Peer {
     return this.current;
   }
 
+  // Changes the state as the transition table says (resources/peer-state.ts);
+  // false when it rejects the event (the state stays). The scheduler goes
+  // through SchedulingEngine.transition, which counts and logs rejections.
+  apply(event: PeerEvent): boolean {
+    const to = peerTransition(this.current, event);
+    if (to === null) return false;
+    if (to !== this.current) {
+      this.current = to;
+      this.index?.peerChanged(this);
+    }
+    return true;
+  }
+
+  // For fixtures: the state reached by the event that leads there (ignored
+  // when none does).
   set state(s: PeerState) {
-    if (s === this.current) return;
-    this.current = s;
-    this.index?.peerChanged(this);
+    const e = eventTo(this.current, s);
+    if (e) this.apply(e);
   }
 
   get isActive(): boolean {
-    return this.state === "pending" || this.state === "running" || this.state === "backToSource";
+    return isActiveState(this.current);
   }
 
   get isWaiting(): boolean {

@@ -1,15 +1,13 @@
 import type { Logger } from "../../common/logger.js";
-import { SpanKind, startSpan, traceHeaders } from "../../common/trace.js";
 import type { SchedulerConfig } from "../../common/schemas.js";
-import type { ErrorDetail } from "../../protocol/index.js";
+import { encodeNormalTask, type ErrorDetail } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
-import type { Peer } from "../resources/peer-manager.js";
+import type { Peer, PeerEvent } from "../resources/peer-manager.js";
 import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
-import { encodeNormalTask, type ParentWithHost } from "./normal-task-encoder.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
-import { pickSeedHost, type TriggerFn } from "./seed-trigger.js";
+import { SeedTriggers, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
 
 // How far past candidateParentLimit offerParent may grow a child's list.
@@ -37,19 +35,25 @@ export class SchedulingEngine {
   readonly log: Logger;
   readonly store: ResourceStore;
   readonly now: () => number;
-  private readonly trigger: TriggerFn;
+  readonly seeds: SeedTriggers;
   private readonly metrics: SchedulerMetrics | undefined;
   private readonly dirty = new Set<string>();
   private flushPending = false;
   private closed = false;
+  // State changes the transition table rejected (resources/peer-state.ts).
+  rejectedTransitions = 0;
 
   constructor(opts: EngineOptions) {
     this.config = opts.config;
     this.log = opts.logger;
     this.store = opts.store;
-    this.trigger = opts.trigger;
+    this.seeds = new SeedTriggers(this, opts.trigger);
     this.now = opts.now ?? Date.now;
     this.metrics = opts.metrics;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   close(): void {
@@ -71,9 +75,32 @@ export class SchedulingEngine {
   // One function for every selection, not a closure per call.
   private readonly liveHostOf = (id: string): Host | undefined => this.liveHost(id);
 
-  private liveHost(id: string): Host | undefined {
-    const h = this.store.hosts.get(id);
-    return h && !this.store.hosts.isExpired(h, this.now(), this.config.hostTimeout) ? h : undefined;
+  liveHost(id: string): Host | undefined {
+    return this.store.hosts.live(id, this.now(), this.config.hostTimeout);
+  }
+
+  // Every state change of a peer goes through the transition table; one it
+  // rejects leaves the state as it was and is counted, never thrown.
+  transition(peer: Peer, event: PeerEvent): void {
+    if (peer.apply(event)) return;
+    this.rejectedTransitions++;
+    this.log.debug({ taskId: peer.taskId, peerId: peer.id, state: peer.state, event }, "peer state change rejected");
+  }
+
+  // The peer stops waiting, drops its candidates and goes to the origin or
+  // to an end state: the one path for each of these (whoever said so).
+  settle(peer: Peer, task: Task, event: "source" | "finished" | "failed"): void {
+    this.stopWaiting(peer, task);
+    this.store.clearCandidates(peer);
+    if (event === "source") task.backToSourcePeers.add(peer.id);
+    else task.backToSourcePeers.delete(peer.id);
+    this.transition(peer, event);
+  }
+
+  // The peer holds the whole task (it said so, or its host has it cached).
+  succeed(peer: Peer, task: Task): void {
+    this.settle(peer, task, "finished");
+    peer.finishedPieces = task.totalPieces;
   }
 
   // First decision for a peer (register or reschedule).
@@ -117,10 +144,10 @@ export class SchedulingEngine {
         this.sendNormal(peer, task, parents);
         // Several peers want a task that is still arriving: a seed peer joins
         // now and spreads it with its bigger uplink.
-        if (peerFirst && !this.hasSucceeded(task)) this.maybeTriggerSeed(task, now);
+        if (peerFirst && !this.hasSucceeded(task)) this.seeds.maybeTrigger(task, now);
         return "normal_task";
       }
-      if (peerFirst && !this.hasFeed(task, peer) && !this.seedActive(task, now) && this.canBackToSource(peer, task)) {
+      if (peerFirst && !this.hasFeed(task, peer) && !this.seeds.active(task, now) && this.canBackToSource(peer, task)) {
         // Nobody holds or fetches any of it: the first requester goes to the
         // origin itself instead of waiting for a seed peer (one hop less); the
         // seed copies it from this peer once it is done.
@@ -133,7 +160,7 @@ export class SchedulingEngine {
       peer.waitingSince = now;
       task.waiting.add(peer.id);
     }
-    this.maybeTriggerSeed(task, now);
+    this.seeds.maybeTrigger(task, now);
     return this.evaluateWaiter(peer, task, now);
   }
 
@@ -146,9 +173,9 @@ export class SchedulingEngine {
     }
     const waited = now - (peer.waitingSince ?? now);
     const seedWait = this.config.seedWait;
-    if (waited < seedWait && this.seedActive(task, now)) return "wait_seed";
+    if (waited < seedWait && this.seeds.active(task, now)) return "wait_seed";
     if (this.canBackToSource(peer, task)) {
-      this.backToSource(peer, task, this.seedActive(task, now) ? "seed peer too slow" : "no peer has the task");
+      this.backToSource(peer, task, this.seeds.active(task, now) ? "seed peer too slow" : "no peer has the task");
       return "need_back_to_source";
     }
     if (waited >= seedWait && peer.disableBackToSource) {
@@ -181,75 +208,17 @@ export class SchedulingEngine {
     return false;
   }
 
-  // A peer finished a task: with peer-first cold starts, the seed peer now
-  // keeps a copy (nodes come and go; the seed is the lasting cache).
-  // The copy waits `seedCopyDelay`, so it does not compete with the node
-  // that is still unpacking what it just pulled.
-  onPeerFinished(task: Task): void {
-    if (this.config.coldStart !== "peer" || task.seedTrigger) return;
-    const timer = setTimeout(() => {
-      if (!this.closed && this.store.tasks.get(task.id) === task) this.maybeTriggerSeed(task, this.now());
-    }, this.config.seedCopyDelay);
-    timer.unref();
-  }
-
   canBackToSource(peer: Peer, task: Task): boolean {
     return !peer.disableBackToSource && task.backToSourcePeers.size < this.config.backToSourceLimit;
-  }
-
-  // A seed peer is on its way (recent trigger) or already working on the task.
-  seedActive(task: Task, now: number): boolean {
-    const t = task.seedTrigger;
-    if (t && !t.failed && this.liveHost(t.hostId) && now - t.at < 2 * this.config.seedWait) return true;
-    return this.seedPeerPresent(task);
-  }
-
-  private seedPeerPresent(task: Task): boolean {
-    for (const p of task.seedPeers) {
-      if ((p.isActive || p.state === "succeeded") && this.liveHost(p.hostId)?.isSeed) return true;
-    }
-    return false;
-  }
-
-  // One trigger per task; again only once the last one is stale (2 x seedWait)
-  // with no seed peer to show for it, or its seed host is gone.
-  private shouldTriggerSeed(task: Task, now: number): boolean {
-    if (!task.download || this.seedPeerPresent(task)) return false;
-    const t = task.seedTrigger;
-    return !t || !this.liveHost(t.hostId) || now - t.at >= 2 * this.config.seedWait;
-  }
-
-  private maybeTriggerSeed(task: Task, now: number): void {
-    if (!task.download || !this.shouldTriggerSeed(task, now)) return;
-    const seed = pickSeedHost(task.id, this.store.hosts.liveSeeds(now, this.config.hostTimeout));
-    if (!seed) return;
-    const state = { hostId: seed.id, at: now, failed: false };
-    task.seedTrigger = state;
-    this.log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
-    const span = startSpan("TriggerSeed", { kind: SpanKind.CLIENT, parent: task.trace, attributes: { "damselfly.task_id": task.id, "damselfly.seed_host_id": seed.id } });
-    this.trigger(seed, task.download, task.id, traceHeaders(span)).then(
-      () => {
-        span.end();
-        this.log.debug({ taskId: task.id, seedHostId: seed.id }, "seed peer triggered");
-      },
-      (err: unknown) => {
-        span.setError(err).end();
-        state.failed = true;
-        this.log.warn({ taskId: task.id, seedHostId: seed.id, err: err instanceof Error ? err.message : String(err) }, "seed trigger failed");
-        this.wake(task);
-      },
-    );
   }
 
   sendNormal(peer: Peer, task: Task, parents: readonly Peer[], merge = false): void {
     this.stopWaiting(peer, task);
     if (merge) this.store.addCandidates(peer, parents);
     else this.store.setCandidates(peer, parents);
-    if (peer.state === "pending" || peer.state === "backToSource") {
-      peer.state = "running";
-      task.backToSourcePeers.delete(peer.id);
-    }
-    const withHosts: ParentWithHost[] = [];
+    if (peer.state === "pending" || peer.state === "backToSource") task.backToSourcePeers.delete(peer.id);
+    this.transition(peer, "parents");
+    const withHosts: { peer: Peer; host: Host }[] = [];
     for (const p of parents) {
       const host = this.store.hosts.get(p.hostId);
       if (host) withHosts.push({ peer: p, host });
@@ -260,19 +229,13 @@ export class SchedulingEngine {
   }
 
   backToSource(peer: Peer, task: Task, description: string): void {
-    this.stopWaiting(peer, task);
-    this.store.clearCandidates(peer);
-    peer.state = "backToSource";
-    task.backToSourcePeers.add(peer.id);
+    this.settle(peer, task, "source");
     peer.send(needBackToSource(description));
     this.metrics?.sentToSource();
   }
 
   fail(peer: Peer, task: Task, detail: ErrorDetail): void {
-    this.stopWaiting(peer, task);
-    this.store.clearCandidates(peer);
-    task.backToSourcePeers.delete(peer.id);
-    peer.state = "failed";
+    this.settle(peer, task, "failed");
     peer.send(taskFailed(detail));
     this.log.warn({ taskId: task.id, peerId: peer.id, hostId: peer.hostId, code: detail.code }, "task failed for peer");
   }
@@ -302,15 +265,7 @@ export class SchedulingEngine {
   // Waiting peers get parents (or the origin); running peers short of
   // candidates get the new full list.
   reevaluate(task: Task): void {
-    const now = this.now();
-    for (const id of [...task.waiting]) {
-      const p = this.store.peers.get(id);
-      if (!p) task.waiting.delete(id);
-      else {
-        const since = p.waitingSince ?? now;
-        this.logDecision(p, this.evaluateWaiter(p, task, now), "wake", now - since);
-      }
-    }
+    this.evaluateWaiting(task, this.now(), "wake");
     for (const p of [...task.shortOfParents]) {
       if (p.state !== "running" || p.isWaiting || !p.hasStream || p.candidates.size >= this.config.candidateParentLimit) continue;
       const parents = this.select(p, task);
@@ -320,8 +275,8 @@ export class SchedulingEngine {
 
   // A peer that just stored its first piece can serve. Children's lists fill
   // up with whoever had pieces first, so a peer that joined last would
-  // otherwise stay in nobody's list and its uplink idle (at N=16 with 15
-  // candidates each, one peer served 0 pieces). Running peers that do not
+  // otherwise stay in nobody's list and its uplink idle
+  // (docs/decisions/scheduler-measurements.md). Running peers that do not
   // know it hear of it, fewest candidates first, until it has
   // candidateParentLimit children; a list may grow a little past the limit
   // for this (OFFER_SLACK).
@@ -350,14 +305,17 @@ export class SchedulingEngine {
   tick(): void {
     const now = this.now();
     for (const task of this.store.tasks.values()) {
-      if (task.waiting.size === 0) continue;
-      for (const id of [...task.waiting]) {
-        const p = this.store.peers.get(id);
-        if (!p) task.waiting.delete(id);
-        else {
-          const since = p.waitingSince ?? now;
-          this.logDecision(p, this.evaluateWaiter(p, task, now), "timer", now - since);
-        }
+      if (task.waiting.size > 0) this.evaluateWaiting(task, now, "timer");
+    }
+  }
+
+  private evaluateWaiting(task: Task, now: number, why: string): void {
+    for (const id of [...task.waiting]) {
+      const p = this.store.peers.get(id);
+      if (!p) task.waiting.delete(id);
+      else {
+        const since = p.waitingSince ?? now;
+        this.logDecision(p, this.evaluateWaiter(p, task, now), why, now - since);
       }
     }
   }

@@ -47,18 +47,15 @@ export class PeerEvents {
   }
 
   downloadStarted(peer: Peer): void {
-    if (peer.state === "pending") peer.state = "running";
+    this.engine.transition(peer, "started");
   }
 
   backToSourceStarted(peer: Peer, req: schedulerv1.BackToSourceStartedRequest): void {
     const task = this.taskOf(peer);
     if (!task) return;
     task.recordStarted(req.contentLength, req.pieceLength, req.contentLengthKnown);
-    this.engine.stopWaiting(peer, task);
-    this.store.clearCandidates(peer);
-    peer.state = "backToSource";
+    this.engine.settle(peer, task, "source");
     peer.sourceStarted = true;
-    task.backToSourcePeers.add(peer.id);
     this.engine.wake(task);
   }
 
@@ -67,13 +64,9 @@ export class PeerEvents {
     if (!task) return;
     task.recordFinished(contentLength, pieceLength, totalPieces);
     task.failure = undefined;
-    this.engine.stopWaiting(peer, task);
-    this.store.clearCandidates(peer);
-    task.backToSourcePeers.delete(peer.id);
-    peer.state = "succeeded";
-    peer.finishedPieces = task.totalPieces;
+    this.engine.succeed(peer, task);
     peer.forgetParents();
-    this.engine.onPeerFinished(task);
+    this.engine.seeds.onPeerFinished(task);
     this.engine.wake(task);
   }
 
@@ -82,10 +75,7 @@ export class PeerEvents {
     if (!task) return;
     const detail = error ?? errorDetail("DF_ERR_INTERNAL", "peer failed without a reason");
     const wasSource = peer.state === "backToSource" || task.backToSourcePeers.has(peer.id);
-    this.engine.stopWaiting(peer, task);
-    this.store.clearCandidates(peer);
-    task.backToSourcePeers.delete(peer.id);
-    peer.state = "failed";
+    this.engine.settle(peer, task, "failed");
     const log = { taskId: task.id, peerId: peer.id, hostId: peer.hostId, code: detail.code, status: detail.source?.statusCode };
     if (task.seedTrigger && task.seedTrigger.hostId === peer.hostId) task.seedTrigger.failed = true;
     if (wasSource && isOriginFailure(detail)) {
@@ -165,17 +155,12 @@ export class PeerEvents {
   // The peer's stream ended. A finished peer stays as a parent (its host
   // still serves the data); any other peer leaves the task.
   streamClosed(peer: Peer): void {
+    if (peer.state !== "succeeded") return this.removePeer(peer);
     const queue = peer.queue;
     peer.queue = undefined;
     queue?.close();
     const task = this.taskOf(peer);
-    if (peer.state === "succeeded") {
-      if (task) this.engine.stopWaiting(peer, task);
-      return;
-    }
-    if (!this.store.detachPeer(peer) || !task) return;
-    this.engine.rescheduleChildren(task, [peer.id]);
-    this.engine.wake(task);
+    if (task) this.engine.stopWaiting(peer, task);
   }
 
   // A peer whose host no longer holds the task (deleted there): it leaves
@@ -222,11 +207,7 @@ export class PeerEvents {
         if (peer) this.streamClosedSilently(peer);
         peer = this.store.addPeer(task, host, c.peerId, now).peer;
       }
-      this.engine.stopWaiting(peer, task);
-      this.store.clearCandidates(peer);
-      task.backToSourcePeers.delete(peer.id);
-      peer.state = "succeeded";
-      peer.finishedPieces = task.totalPieces;
+      this.engine.succeed(peer, task);
       woken.add(task);
     }
     for (const t of woken) this.engine.wake(t);

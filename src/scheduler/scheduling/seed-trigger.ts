@@ -1,38 +1,101 @@
-import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import { rendezvousPick } from "../../common/rendezvous.js";
+import { SpanKind, startSpan, traceHeaders } from "../../common/trace.js";
 import { daemonv1, type Download } from "../../protocol/index.js";
-import { DaemonClients } from "../daemon-clients.js";
+import type { DaemonClients } from "../daemon-clients.js";
 import type { Host } from "../resources/host-manager.js";
+import type { Task } from "../resources/task-manager.js";
+import type { SchedulingEngine } from "./engine.js";
 
-// Rendezvous (highest random weight) hashing: every scheduler picks the same
+const SEED_HASH = { separator: "\0" } as const;
+const hostName = (h: Host): string => h.id;
+
+// Rendezvous hashing (common/rendezvous.ts): every scheduler picks the same
 // seed for a task, and only tasks of a departed seed move elsewhere.
 export function pickSeedHost(taskId: string, seeds: readonly Host[]): Host | undefined {
-  let best: Host | undefined;
-  let bestWeight = "";
-  for (const h of seeds) {
-    const w = createHash("sha256").update(taskId).update("\0").update(h.id).digest("hex");
-    if (best === undefined || w > bestWeight) {
-      best = h;
-      bestWeight = w;
-    }
-  }
-  return best;
+  return rendezvousPick(taskId, seeds, hostName, SEED_HASH);
 }
 
 // headers: the W3C trace context of the registration that caused it.
 export type TriggerFn = (host: Host, download: Download, taskId: string, headers?: Record<string, string>) => Promise<void>;
 
-// Calls TriggerTask on a seed daemon's API. One client per daemon address.
+// Calls TriggerTask on a seed daemon's API, through the scheduler's pool of
+// daemon clients.
 export class SeedTriggerClient {
-  private readonly clients = new DaemonClients();
-
-  constructor(private readonly timeoutMs = 10_000) {}
+  constructor(
+    private readonly clients: DaemonClients,
+    private readonly timeoutMs = 10_000,
+  ) {}
 
   readonly trigger: TriggerFn = async (host, download, taskId, headers) => {
     await this.clients.get(host).triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs, ...(headers ? { headers } : {}) });
   };
+}
 
-  forget(host: Host): void {
-    this.clients.forget(host);
+// When a task gets a seed peer: the trigger (which seed host, when again)
+// and whether one is on its way or at work. Part of the engine's decisions;
+// reads the engine's current config (the manager may replace it).
+export class SeedTriggers {
+  constructor(
+    private readonly engine: SchedulingEngine,
+    private readonly trigger: TriggerFn,
+  ) {}
+
+  // A peer finished a task: with peer-first cold starts, the seed peer now
+  // keeps a copy (nodes come and go; the seed is the lasting cache).
+  // The copy waits `seedCopyDelay`, so it does not compete with the node
+  // that is still unpacking what it just pulled.
+  onPeerFinished(task: Task): void {
+    const { config, store } = this.engine;
+    if (config.coldStart !== "peer" || task.seedTrigger) return;
+    const timer = setTimeout(() => {
+      if (!this.engine.isClosed && store.tasks.get(task.id) === task) this.maybeTrigger(task, this.engine.now());
+    }, config.seedCopyDelay);
+    timer.unref();
+  }
+
+  // A seed peer is on its way (recent trigger) or already working on the task.
+  active(task: Task, now: number): boolean {
+    const t = task.seedTrigger;
+    if (t && !t.failed && this.engine.liveHost(t.hostId) && now - t.at < 2 * this.engine.config.seedWait) return true;
+    return this.present(task);
+  }
+
+  private present(task: Task): boolean {
+    for (const p of task.seedPeers) {
+      if ((p.isActive || p.state === "succeeded") && this.engine.liveHost(p.hostId)?.isSeed) return true;
+    }
+    return false;
+  }
+
+  // One trigger per task; again only once the last one is stale (2 x seedWait)
+  // with no seed peer to show for it, or its seed host is gone.
+  private due(task: Task, now: number): boolean {
+    if (!task.download || this.present(task)) return false;
+    const t = task.seedTrigger;
+    return !t || !this.engine.liveHost(t.hostId) || now - t.at >= 2 * this.engine.config.seedWait;
+  }
+
+  maybeTrigger(task: Task, now: number): void {
+    if (!task.download || !this.due(task, now)) return;
+    const { store, config, log } = this.engine;
+    const seed = pickSeedHost(task.id, store.hosts.liveSeeds(now, config.hostTimeout));
+    if (!seed) return;
+    const state = { hostId: seed.id, at: now, failed: false };
+    task.seedTrigger = state;
+    log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
+    const span = startSpan("TriggerSeed", { kind: SpanKind.CLIENT, parent: task.trace, attributes: { "damselfly.task_id": task.id, "damselfly.seed_host_id": seed.id } });
+    this.trigger(seed, task.download, task.id, traceHeaders(span)).then(
+      () => {
+        span.end();
+        log.debug({ taskId: task.id, seedHostId: seed.id }, "seed peer triggered");
+      },
+      (err: unknown) => {
+        span.setError(err).end();
+        state.failed = true;
+        log.warn({ taskId: task.id, seedHostId: seed.id, err: err instanceof Error ? err.message : String(err) }, "seed trigger failed");
+        this.engine.wake(task);
+      },
+    );
   }
 }

@@ -1,5 +1,60 @@
-// The piece-availability stream between peers: newline-delimited JSON, one
-// message per line. Parents push; children never poll per piece.
+// The peer data plane's wire format, spoken by the upload server
+// (peer/upload) and read by the downloader (peer/download): plain HTTP/1.1
+// with keep-alive.
+//   GET /v1/tasks/{taskId}/pieces/{n}   one verified piece; its CRC-32 in
+//                                       PIECE_CRC32_HEADER
+//   GET /v1/tasks/{taskId}/sync         the piece-availability stream:
+//                                       newline-delimited JSON, one
+//                                       SyncMessage per line. Parents push;
+//                                       children never poll per piece.
+//   ?peer={peerId} on both: the child, for a seed's suggestions
+// Errors are JSON {code, message} with our stable code in ERROR_HEADER; a
+// parent whose upload slots are all taken answers 503 with
+// DF_ERR_UPLOAD_BUSY.
+
+import { DamselflyError } from "../common/errors.js";
+export { ERROR_HEADER } from "./headers.js";
+
+export const SYNC_CONTENT_TYPE = "application/x-ndjson";
+export const PIECE_CRC32_HEADER = "x-damselfly-piece-crc32";
+
+// A child's peer ID in the query: letters, digits, '.', '_' or '-'.
+const PEER_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const PATH = /^\/v1\/tasks\/([^/]+)\/(sync|pieces\/(\d{1,9}))$/;
+
+const query = (childId: string | undefined): string => (childId ? `?peer=${encodeURIComponent(childId)}` : "");
+
+export function piecePath(taskId: string, n: number, childId?: string): string {
+  return `/v1/tasks/${taskId}/pieces/${n}${query(childId)}`;
+}
+
+export function syncPath(taskId: string, childId?: string): string {
+  return `/v1/tasks/${taskId}/sync${query(childId)}`;
+}
+
+// `query`: what follows "?", for childOf (checked only once the task is
+// known, so an unknown task is reported as such first).
+export type DataPlaneRequest = { taskId: string; query: string | undefined } & ({ kind: "sync" } | { kind: "piece"; number: number });
+
+// A request target as the upload server reads it: undefined for a path that
+// is not the data plane's.
+export function parseDataPlaneUrl(url: string): DataPlaneRequest | undefined {
+  const q = url.indexOf("?");
+  const m = PATH.exec(q < 0 ? url : url.slice(0, q));
+  if (!m) return undefined;
+  const query = q < 0 ? undefined : url.slice(q + 1);
+  return m[2] === "sync" ? { kind: "sync", taskId: m[1]!, query } : { kind: "piece", taskId: m[1]!, query, number: Number(m[3]) };
+}
+
+// The child's peer ID in a request's query (`peer=ID`), so a seed can match
+// piece requests to what it suggested on that child's sync stream.
+export function childOf(query: string | undefined): string | undefined {
+  if (query === undefined) return undefined;
+  const id = new URLSearchParams(query).get("peer");
+  if (id === null) return undefined;
+  if (!PEER_ID.test(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "peer must be 1-128 letters, digits, '.', '_' or '-'");
+  return id;
+}
 
 export type SyncMessage =
   | { type: "info"; contentLength: number; pieceLength: number }
