@@ -1,7 +1,8 @@
 // The reference under docs/reference/, generated from the code: config keys,
-// CLI commands, error codes and metrics. Side-effect free, so the unit test
-// (test/unit/docs-reference.test.ts) can compare it with the files on disk;
-// write.ts (`npm run docs:reference`) writes it.
+// CLI commands, error codes, metrics and the scheduler's peer states.
+// Side-effect free, so the unit test (test/unit/docs-reference.test.ts) can
+// compare it with the files on disk; write.ts (`npm run docs:reference`)
+// writes it.
 import { homedir } from "node:os";
 import { defaultDataDir } from "../../common/schemas.js";
 import { buildProgram } from "../main.js";
@@ -9,6 +10,7 @@ import { cliPage } from "./cli-page.js";
 import { configPage, DATA_DIR_NOTE } from "./config-page.js";
 import { errorsPage } from "./errors-page.js";
 import { metricsPage } from "./metrics-page.js";
+import { peerStatesPage } from "./peer-states-page.js";
 
 export const REFERENCE_DIR = "docs/reference";
 
@@ -29,6 +31,7 @@ export async function generateReference(): Promise<Map<string, string>> {
     ["cli.md", cliPage(program)],
     ["errors.md", errorsPage()],
     ["metrics.md", await metricsPage()],
+    ["peer-states.md", peerStatesPage()],
   ]);
   for (const [name, text] of pages) pages.set(name, machineIndependent(text));
   return pages;
