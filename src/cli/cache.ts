@@ -20,11 +20,11 @@ type DaemonClient = {
 
 const TIMEOUT_MS = 30_000;
 
-async function client(daemonUrl: string): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>) => Promise<T> }> {
+async function client(daemonUrl: string, clusterToken: string): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>) => Promise<T> }> {
   const [{ createClient }, protocol] = await Promise.all([import("@connectrpc/connect"), import("../protocol/index.js")]);
   const c = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemonUrl)) as unknown as DaemonClient;
   // Evicting and listing need the cluster token when the daemon has one.
-  const headers = protocol.clusterTokenHeaders(process.env[protocol.CLUSTER_TOKEN_ENV]);
+  const headers = protocol.clusterTokenHeaders(clusterToken);
   const call = async <T>(fn: (opts: object) => Promise<T>): Promise<T> => {
     try {
       return await fn({ headers, timeoutMs: TIMEOUT_MS });
@@ -47,7 +47,7 @@ function age(ms: number, now: number): string {
 }
 
 export async function cacheList(config: CacheConfig, json: boolean, io: CacheIo): Promise<void> {
-  const { c, call } = await client(config.daemon);
+  const { c, call } = await client(config.daemon, config.clusterToken);
   const res = await call((o) => c.listTasks({}, o));
   if (json) {
     const out = {
@@ -97,7 +97,7 @@ export async function cacheList(config: CacheConfig, json: boolean, io: CacheIo)
 
 export async function cacheRemove(config: CacheConfig, ids: string[], force: boolean, io: CacheIo): Promise<void> {
   for (const id of ids) if (!isTaskId(id)) throw new DamselflyError("DF_ERR_USAGE", `${JSON.stringify(id)} is not a task ID (64 lowercase hex digits, as \`damselfly cache list\` shows)`);
-  const { c, call } = await client(config.daemon);
+  const { c, call } = await client(config.daemon, config.clusterToken);
   let missing: string | undefined;
   for (const id of ids) {
     const res = await call((o) => c.deleteTask({ taskId: id, refuseInUse: !force }, o));
@@ -131,7 +131,7 @@ export async function cachePrune(config: CacheConfig, o: PruneOptions, io: Cache
   } catch (err) {
     throw new DamselflyError("DF_ERR_USAGE", (err as Error).message);
   }
-  const { c, call } = await client(config.daemon);
+  const { c, call } = await client(config.daemon, config.clusterToken);
   const res = await call((opts) => c.pruneTasks(req, opts));
   for (const id of res.evictedTaskIds) io.stdout.write(`removed ${id}\n`);
   io.stdout.write(

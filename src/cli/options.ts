@@ -7,7 +7,7 @@
 // No commander defaults are set: an option's value is defined only when it was
 // given on the command line, which is what lets env and YAML values survive.
 import { Option, type Command } from "commander";
-import { envName, flagName, loadConfig, type ConfigOf, type Field, type Schema } from "../common/config.js";
+import { envName, fieldsOf, flagName, loadConfig, visibleFlag, type ConfigOf, type Field, type Schema } from "../common/config.js";
 import { formatDuration } from "./format.js";
 
 export interface SchemaOptionsSettings {
@@ -52,49 +52,60 @@ function describe(f: Field<unknown>): string {
   return def === undefined || /\bdefault\b/.test(f.description) ? f.description : `${f.description} (default: ${def})`;
 }
 
-// Adds one option per schema key to cmd.
+// Adds the schema's flags to cmd: the visible ones, and the legacy flat
+// names of keys that moved into a group, hidden from --help.
 export function addSchemaOptions(cmd: Command, schema: Schema, settings: SchemaOptionsSettings = {}): Command {
   const keep = new Set(settings.keepCommas ?? []);
   const exclude = new Set(settings.exclude ?? []);
-  for (const [key, f] of Object.entries(schema)) {
-    if (exclude.has(key)) continue;
-    const long = flagName(key);
-    const short = f.short ? `${f.short}, ` : "";
-    if (f.type === "bool") {
-      if (f.default === true) {
-        // Both forms, so a YAML/env "false" can be flipped back on the
-        // command line; no implied default because both are declared.
-        cmd.addOption(new Option(`${short}${long}`, `${f.description} (default: on)`));
-        cmd.addOption(new Option(`--no-${long.slice(2)}`, `turn off ${long}`));
-      } else {
-        cmd.addOption(new Option(`${short}${long}`, f.description));
-      }
-      continue;
-    }
-    const placeholder = settings.placeholders?.[key] ?? PLACEHOLDER[f.type];
-    const opt = new Option(`${short}${long} <${placeholder}>`, describe(f));
-    if (f.type === "list") {
-      const split = !keep.has(key);
-      opt.argParser((value: string, prev: string[] | undefined) => {
-        const items = split ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [value];
-        return [...(prev ?? []), ...items];
-      });
-    }
-    cmd.addOption(opt);
+  for (const e of fieldsOf(schema)) {
+    if (exclude.has(e.path)) continue;
+    const visible = visibleFlag(e);
+    if (visible !== undefined) addFlag(cmd, visible, e.field, false, !keep.has(visible), settings.placeholders?.[visible]);
+    const legacy = e.field.envOnly ? undefined : e.field.legacy;
+    if (legacy !== undefined && legacy !== visible) addFlag(cmd, legacy, e.field, true, !keep.has(legacy), settings.placeholders?.[legacy]);
   }
   return cmd;
 }
 
-// The schema keys the user passed on the command line, with their raw values
+function addFlag(cmd: Command, key: string, f: Field<unknown>, hidden: boolean, split: boolean, placeholder?: string): void {
+  const long = flagName(key);
+  const short = f.short ? `${f.short}, ` : "";
+  const add = (o: Option) => cmd.addOption(hidden ? o.hideHelp() : o);
+  if (f.type === "bool") {
+    if (f.default === true) {
+      // Both forms, so a YAML/env "false" can be flipped back on the
+      // command line; no implied default because both are declared.
+      add(new Option(`${short}${long}`, `${f.description} (default: on)`));
+      add(new Option(`--no-${long.slice(2)}`, `turn off ${long}`));
+    } else {
+      add(new Option(`${short}${long}`, f.description));
+    }
+    return;
+  }
+  const opt = new Option(`${short}${long} <${placeholder ?? PLACEHOLDER[f.type]}>`, describe(f));
+  if (f.type === "list") {
+    opt.argParser((value: string, prev: string[] | undefined) => {
+      const items = split ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [value];
+      return [...(prev ?? []), ...items];
+    });
+  }
+  add(opt);
+}
+
+// The flags the user passed on the command line, by flag name (camelCase;
+// loadConfig maps legacy names to their key), with their raw values
 // (strings for most types: loadConfig parses and validates them, so a bad
 // value is reported as "flag --x: x: ..." like a bad YAML or env value).
 export function collectFlags(cmd: Command, schema: Schema): Record<string, unknown> {
   const values = cmd.opts<Record<string, unknown>>();
   const flags: Record<string, unknown> = {};
-  for (const key of Object.keys(schema)) {
-    const source = cmd.getOptionValueSource(key);
-    const v = values[key];
-    if (v !== undefined && (source === undefined || source === "cli")) flags[key] = v;
+  for (const e of fieldsOf(schema)) {
+    for (const name of new Set([visibleFlag(e), e.field.envOnly ? undefined : e.field.legacy])) {
+      if (name === undefined) continue;
+      const source = cmd.getOptionValueSource(name);
+      const v = values[name];
+      if (v !== undefined && (source === undefined || source === "cli")) flags[name] = v;
+    }
   }
   return flags;
 }
@@ -107,6 +118,8 @@ export interface LoadCommandConfigOptions {
   // YAML file; defaults to the command's --config value, if it has one.
   file?: string;
   env?: NodeJS.ProcessEnv;
+  // Deprecation notices, to log once a logger exists.
+  warn?: (message: string) => void;
 }
 
 // loadConfig with the command's flags, its --config file and process.env.
@@ -117,15 +130,19 @@ export function loadCommandConfig<S extends Schema>(cmd: Command, schema: S, env
     env: options.env ?? process.env,
     envPrefix,
     flags: collectFlags(cmd, schema),
+    ...(options.warn ? { warn: options.warn } : {}),
   });
 }
 
-// Help footer naming the env vars and the precedence.
+// Help footer naming the env vars, the YAML groups and the precedence.
 export function envHelp(schema: Schema, envPrefix: string, withFile: boolean): string {
-  const first = Object.keys(schema)[0] ?? "key";
+  const fields = fieldsOf(schema);
+  const first = fields.find((e) => visibleFlag(e) !== undefined);
+  const nested = fields.find((e) => e.path.includes(".") && visibleFlag(e) === undefined && !e.field.envOnly);
   const sources = withFile ? "its default < the --config YAML file < env < flag" : "its default < env < flag";
-  return (
-    `\nEvery option can also be set as an environment variable, e.g. ${envName(envPrefix, first)}` +
-    ` for ${flagName(first)}.\nPrecedence: ${sources}.`
-  );
+  const flagged = first ? `\nEvery option can also be set as an environment variable, e.g. ${envName(envPrefix, first.path)} for ${flagName(visibleFlag(first)!)}.` : "";
+  const groups = nested
+    ? `\nThe other settings are keys of the --config YAML file (see \`damselfly config print\`), or env vars, e.g. ${nested.path} or ${envName(envPrefix, nested.path)}.`
+    : "";
+  return `${flagged}${groups}\nPrecedence: ${sources}.`;
 }

@@ -1,37 +1,18 @@
 // `damselfly up`: a whole local swarm in one process (scheduler, seed peer and
 // one peer daemon) for trying Damselfly out.
 import { mkdir } from "node:fs/promises";
-import { homedir, hostname } from "node:os";
+import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { formatHostPort, httpUrl, type HostPort } from "../common/address.js";
 import { loadConfig } from "../common/config.js";
 import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
-import { daemonSchema, DEFAULT_MANAGER_PORT, DEFAULT_SCHEDULER_PORT, managerSchema, schedulerSchema } from "../common/schemas.js";
+import { daemonSchema, managerSchema, schedulerSchema, type UpConfig } from "../common/schemas.js";
 import { DEMO_PATH, DEMO_SIZE, demoDigest, startDemoOrigin } from "./demo-origin.js";
 
 export const UP_ENDPOINTS = {
   seed: { listen: "127.0.0.1:65100", uploadListen: "127.0.0.1:65102", proxyListen: "127.0.0.1:65101" },
   peer: { listen: "127.0.0.1:65000", uploadListen: "127.0.0.1:65002", proxyListen: "127.0.0.1:65001" },
 } as const;
-
-export function defaultUpDataDir(): string {
-  return join(homedir(), ".damselfly", "up");
-}
-
-export const DEFAULT_DEMO_PORT = 65080;
-
-export interface UpOptions {
-  dataDir: string;
-  schedulerPort: number;
-  logLevel: LogLevel;
-  // Port of the built-in demo origin; undefined: no demo origin.
-  demoPort?: number;
-  // Port of the manager (console, API); undefined: no manager.
-  managerPort?: number;
-  // DAMSELFLY_ADMIN_PASSWORD: the root password on the manager's first start.
-  adminPassword?: string;
-  clusterToken?: string;
-}
 
 interface Closable {
   close(): Promise<void>;
@@ -47,8 +28,8 @@ export interface UpHandle {
   close(): Promise<void>;
 }
 
-// Starts the three components; on a failure part way, stops what started.
-export async function startUp(opts: UpOptions, logger: Logger = createLogger(opts.logLevel)): Promise<UpHandle> {
+// Starts the components; on a failure part way, stops what started.
+export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts.logLevel as LogLevel)): Promise<UpHandle> {
   const base = resolve(opts.dataDir);
   const seedDir = join(base, "seed");
   const peerDir = join(base, "peer");
@@ -67,32 +48,16 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
 
   try {
     // The manager first, so the scheduler registers with it at once.
-    let manager: UpHandle["manager"];
-    if (opts.managerPort !== undefined) {
-      const { Manager } = await import("../manager/index.js");
-      const managerDir = join(base, "manager");
-      const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { listen: `127.0.0.1:${opts.managerPort}`, dataDir: managerDir, logLevel: opts.logLevel } });
-      let generated: string | undefined;
-      const m = new Manager({
-        config,
-        logger: logger.child({ role: "manager" }),
-        ...(opts.adminPassword ? { adminPassword: opts.adminPassword } : {}),
-        ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}),
-        announce: (line) => {
-          generated = /password (\S+)/.exec(line)?.[1];
-        },
-      });
-      await m.start();
-      started.push(m);
-      manager = { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(generated ? { password: generated } : {}) };
-    }
+    const manager = opts.manager ? await startManager(opts, join(base, "manager"), logger) : undefined;
+    if (manager) started.push(manager.closable);
+    const clusterToken = opts.clusterToken ? { clusterToken: opts.clusterToken } : {};
     const schedulerConfig = loadConfig(schedulerSchema, {
       envPrefix: "SCHEDULER",
       // One peer and one seed: the seed fetches (the default cold start) and
       // the peer takes it from the seed, so the demo shows bytes crossing.
-      flags: { listen: `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { manager: manager.url } : {}) },
+      flags: { "server.listen": `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { "manager.url": manager.view.url } : {}) },
     });
-    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
+    const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...clusterToken });
     await scheduler.start();
     started.push(scheduler);
     const schedulerAddr = formatHostPort({ host: "127.0.0.1", port: scheduler.address.port });
@@ -102,18 +67,19 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
     const daemonConfig = (seed: boolean, dataDir: string, ep: (typeof UP_ENDPOINTS)["seed" | "peer"]) =>
       loadConfig(daemonSchema, {
         envPrefix: "DAEMON",
-        flags: { seed, scheduler: [schedulerAddr], dataDir, ...ep, hostname: `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
+        env: clusterToken.clusterToken ? { DAMSELFLY_CLUSTER_TOKEN: clusterToken.clusterToken } : {},
+        flags: { seed, "scheduler.addresses": [schedulerAddr], dataDir, "server.listen": ep.listen, "upload.listen": ep.uploadListen, "proxy.listen": ep.proxyListen, "host.hostname": `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
       });
 
-    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
+    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
     await seed.start();
     started.push(seed);
-    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }), ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}) });
+    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }) });
     await peer.start();
     started.push(peer);
 
     let demo: UpHandle["demo"];
-    if (opts.demoPort !== undefined) {
+    if (opts.demo) {
       const origin = await startDemoOrigin("127.0.0.1", opts.demoPort);
       started.push(origin);
       demo = { url: `http://${formatHostPort(origin.address)}${DEMO_PATH}`, digest: demoDigest() };
@@ -123,13 +89,30 @@ export async function startUp(opts: UpOptions, logger: Logger = createLogger(opt
       seed: { ...seed.endpoints },
       peer: { ...peer.endpoints },
       ...(demo ? { demo } : {}),
-      ...(manager ? { manager } : {}),
+      ...(manager ? { manager: manager.view } : {}),
       close: closeAll,
     };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+// The manager of `up`: its generated root password comes straight from the
+// Manager (not its one-time stdout line, which `up` replaces by its banner).
+async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Promise<{ closable: Closable; view: NonNullable<UpHandle["manager"]> }> {
+  const { Manager } = await import("../manager/index.js");
+  const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel } });
+  const m = new Manager({
+    config,
+    logger: logger.child({ role: "manager" }),
+    ...(opts.adminPassword ? { adminPassword: opts.adminPassword } : {}),
+    ...(opts.clusterToken ? { clusterToken: opts.clusterToken } : {}),
+    announce: () => undefined,
+  });
+  await m.start();
+  const password = m.generatedPassword;
+  return { closable: m, view: { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(password ? { password } : {}) } };
 }
 
 export function readyBanner(up: UpHandle, dataDir: string): string {
@@ -172,5 +155,3 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
     "",
   ].join("\n");
 }
-
-export { DEFAULT_MANAGER_PORT, DEFAULT_SCHEDULER_PORT };

@@ -1,25 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../common/errors.js";
 import { managerv1 } from "../protocol/index.js";
+import { DAEMON_CLUSTER_KEYS, pickSet, SCHEDULER_CLUSTER_KEYS, type ClusterConfig } from "../common/cluster-config.js";
 import type { Database } from "./db/database.js";
 import type { SchedulerRow } from "./db/tables.js";
 
-// Per-cluster settings running schedulers apply without a restart.
-export interface ClusterConfig {
-  candidateParentLimit?: number;
-  filterParentLimit?: number;
-  backToSourceLimit?: number;
-  retryLimit?: number;
-  // Daemons' host rate limits, bytes per second (see DaemonClusterConfig).
-  totalDownloadRateLimit?: number;
-  totalUploadRateLimit?: number;
-  backToSourceRateLimit?: number;
-  perTaskRateLimit?: number;
-}
-
-const DAEMON_KEYS = ["totalDownloadRateLimit", "totalUploadRateLimit", "backToSourceRateLimit", "perTaskRateLimit"] as const;
-
-export const CLUSTER_CONFIG_KEYS = ["candidateParentLimit", "filterParentLimit", "backToSourceLimit", "retryLimit"] as const;
+export type { ClusterConfig };
 
 export interface LiveHost {
   id: string;
@@ -81,8 +67,7 @@ export class ClusterRegistry {
       })),
     });
     const cfg = JSON.parse(cluster.config) as ClusterConfig;
-    const schedulerConfig = { candidateParentLimit: cfg.candidateParentLimit, filterParentLimit: cfg.filterParentLimit, backToSourceLimit: cfg.backToSourceLimit, retryLimit: cfg.retryLimit };
-    return create(managerv1.KeepAliveSchedulerResponseSchema, { schedulerId: BigInt(id), config: schedulerConfig });
+    return create(managerv1.KeepAliveSchedulerResponseSchema, { schedulerId: BigInt(id), config: pickSet(cfg, SCHEDULER_CLUSTER_KEYS) });
   }
 
   async leave(ip: string, port: number): Promise<void> {
@@ -104,7 +89,7 @@ export class ClusterRegistry {
     if (!cluster) return undefined;
     const cfg = JSON.parse(cluster.config) as ClusterConfig;
     const out = create(managerv1.DaemonClusterConfigSchema);
-    for (const k of DAEMON_KEYS) if (typeof cfg[k] === "number") out[k] = BigInt(cfg[k]);
+    for (const k of DAEMON_CLUSTER_KEYS) if (typeof cfg[k] === "number") out[k] = BigInt(cfg[k]);
     return out;
   }
 

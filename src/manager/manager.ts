@@ -39,6 +39,9 @@ export class Manager {
   readonly metrics = new ManagerMetrics();
   readonly health = new Health();
   private metricsServer: MetricsServer | undefined;
+  // The root password generated on the first start (for `up` to show), once
+  // start() returned; undefined when it came from DAMSELFLY_ADMIN_PASSWORD.
+  generatedPassword: string | undefined;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "manager" });
@@ -50,7 +53,7 @@ export class Manager {
   }
 
   get databaseUrl(): string {
-    return this.opts.config.database || `sqlite:${join(this.opts.config.dataDir, "manager.db")}`;
+    return this.opts.config.database.url || `sqlite:${join(this.opts.config.dataDir, "manager.db")}`;
   }
 
   async start(): Promise<void> {
@@ -60,17 +63,18 @@ export class Manager {
     this.health.addCheck("database", cachedCheck(() => pingDatabase(database), DB_PROBE_TTL_MS));
     const boot = await bootstrap(database, this.opts.adminPassword);
     if (boot.generatedPassword) {
+      this.generatedPassword = boot.generatedPassword;
       (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(`damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`);
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
-    const registry = new ClusterRegistry(database, config.schedulerTimeout);
-    this.jobs = new JobRunner(database, registry, this.log, config.preheatTimeout, this.opts.clusterToken);
+    const registry = new ClusterRegistry(database, config.scheduler.timeout);
+    this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken);
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
     this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken }, { metrics: this.metrics, health: this.health });
-    if (config.metricsListen) {
-      this.metricsServer = new MetricsServer({ listen: config.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+    if (config.metrics.listen) {
+      this.metricsServer = new MetricsServer({ listen: config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    const { host, port } = parseHostPort(config.listen);
+    const { host, port } = parseHostPort(config.server.listen);
     await this.app.listen({ host, port });
     const addr = this.app.server.address();
     this.bound = { host, port: typeof addr === "object" && addr ? addr.port : port };

@@ -27,12 +27,13 @@ import { probeWritable } from "./storage/storage-probe.js";
 // A readiness probe writes to the store at most this often.
 const STORAGE_PROBE_TTL_MS = 2_000;
 import { RateLimits, type HostRateLimits } from "./rate-limits.js";
+import { CLUSTER_CONFIG, DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
+import { valueAt } from "../common/config.js";
 
 export interface DaemonOptions {
+  // The cluster token is config.security.clusterToken (env only).
   config: DaemonConfig;
   logger: Logger;
-  // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
-  clusterToken?: string;
 }
 
 export interface DaemonEndpoints {
@@ -60,6 +61,7 @@ export class Daemon {
   readonly metrics = new DaemonMetrics();
   readonly health = new Health();
   private metricsServer: MetricsServer | undefined;
+  private proxyCa: string | undefined;
   private phase: "starting" | "serving" | "stopping" = "starting";
   // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
   private shuttingDown = false;
@@ -68,151 +70,192 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
-    this.rateLimits = new RateLimits(o.config);
+    this.rateLimits = new RateLimits(hostRateLimits(o.config));
   }
 
+  // The parts are built in dependency order, each with what it needs; a
+  // part that needs a bound port (the host ID needs the upload port, the
+  // scheduler the API port) is built once that listener is up. Three
+  // back-references remain where the graph has a cycle (see the notes).
   async start(): Promise<void> {
     const c = this.o.config;
     this.health.addCheck("daemon", () => (this.phase === "serving" ? undefined : this.phase));
     // Up before the store loads (a big store takes a while): probes see the
     // process alive but not ready.
-    if (c.metricsListen) {
-      this.metricsServer = new MetricsServer({ listen: c.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+    if (c.metrics.listen) {
+      this.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    this.storage = new Storage(c.dataDir, this.log);
-    await this.storage.load();
-    const tasksDir = this.storage.tasksDir;
+    const storage = (this.storage = new Storage(c.dataDir, this.log));
+    await storage.load();
+    const tasksDir = storage.tasksDir;
     this.health.addCheck("storage", cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS));
-    this.source = new HttpSource({ timeoutMs: c.sourceTimeout, extraCaPem: c.sourceCa ? await readPem(c.sourceCa, "source CA") : undefined });
-    this.upload = new UploadServer({
-      listen: c.uploadListen,
-      storage: this.storage,
+    const source = (this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined }));
+    const upload = await this.startUpload(storage);
+    const identity = hostIdentity(c, upload.address);
+    const tasks = (this.tasks = new TaskManager({ config: c, hostId: identity.hostId, storage, source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const gc = (this.gc = this.diskGc(storage, tasks));
+    // Cycle: the store asks the GC for room, the GC evicts from the store.
+    storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
+    const api = (this.api = await createRpcServer(
+      c.server.listen,
+      (router) => {
+        router.service(daemonv1.DaemonService, daemonService({ tasks, storage, gc, logger: this.log, clusterToken: this.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
+      },
+      [],
+      { health: this.health },
+    ));
+    const schedulers = (c.manager.url ? await this.schedulersFromManager(false) : undefined) ?? c.scheduler.addresses;
+    // The scheduler learns our API port, known only once bound (it may be 0).
+    const link = (this.link = this.schedulerLink(schedulers, identity, upload, api.address.port, tasks));
+    // Cycle: downloads talk to the scheduler, which is told what they hold.
+    tasks.scheduler = link;
+    const proxy = (this.proxy = await this.buildProxy(tasks, source));
+    await proxy.start();
+    await link?.start();
+    gc.start();
+    if (c.manager.url && link) this.refreshSchedulers(c.manager.refresh, link);
+    const apiListen = parseHostPort(c.server.listen, "listen address");
+    this.endpoints = { api: { host: apiListen.host, port: api.address.port }, upload: upload.address, proxy: proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
+    this.phase = "serving";
+    this.logReady(identity, schedulers);
+  }
+
+  private get clusterToken(): string | undefined {
+    return this.o.config.security.clusterToken || undefined;
+  }
+
+  private async startUpload(storage: Storage): Promise<UploadServer> {
+    const c = this.o.config;
+    const upload = (this.upload = new UploadServer({
+      listen: c.upload.listen,
+      storage,
       logger: this.log,
-      uploadConcurrency: c.uploadConcurrency || (c.seed ? 8 : 4),
-      superSeeding: c.seed && c.superSeeding,
+      uploadConcurrency: c.upload.concurrency || (c.seed ? 8 : 4),
+      superSeeding: c.seed && c.upload.superSeeding,
+      // Cycle: the task manager needs the host ID, which needs this server's
+      // bound port; a corrupt piece found here is repaired by a download.
       onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
       throttle: this.rateLimits.uploads,
-    });
-    await this.upload.start();
-    const upload = this.upload;
+    }));
+    await upload.start();
     this.metrics.bindUpload(() => upload.stats);
+    return upload;
+  }
 
-    const apiListen = parseHostPort(c.listen, "listen address");
-    const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
-    const name = c.hostname || osHostname();
-    const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
-    const gc = (this.gc = new DiskGc({
-      storage: this.storage,
+  private diskGc(storage: Storage, tasks: TaskManager): DiskGc {
+    const g = this.o.config.gc;
+    return new DiskGc({
+      storage,
       logger: this.log,
-      taskTtlMs: c.taskTtl,
-      intervalMs: c.gcInterval,
-      high: parseWatermark(c.diskGcHighWatermark),
-      low: parseWatermark(c.diskGcLowWatermark),
+      taskTtlMs: g.taskTtl,
+      intervalMs: g.interval,
+      high: parseWatermark(g.highWatermark),
+      low: parseWatermark(g.lowWatermark),
       remove: async (victims, reason) => {
         const r = await tasks.removeIdle(victims);
         this.metrics.gcEvicted(r.removed.length, r.freed, reason);
         return r;
       },
-    }));
-    this.storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
-    this.api = await createRpcServer(
-      c.listen,
-      (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage: this.storage!, gc, logger: this.log, clusterToken: this.o.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
-      },
-      [],
-      { health: this.health },
-    );
-    // The scheduler learns our API port, known only once bound (it may be 0).
-    const host = create(schedulerv1.HostSchema, {
-      id: hostId,
-      hostname: name,
-      ip,
-      uploadPort: this.upload.address.port,
-      apiPort: this.api.address.port,
-      type: c.seed ? HostType.SEED : HostType.NORMAL,
-      uploadSlots: c.uploadSlots,
     });
-    const onConfig = (dc: managerv1.DaemonClusterConfig) => this.applyClusterConfig(dc);
-    const schedulers = (c.manager ? await schedulersFromManager(c.manager, c.clusterId, this.log, this.o.clusterToken, false, onConfig) : undefined) ?? c.scheduler;
-    this.link = schedulers.length > 0
-      ? new SchedulerLink({
-          addresses: schedulers,
-          host,
-          logger: this.log,
-          connectTimeoutMs: c.schedulerConnectTimeout,
-          intervalMs: c.announceInterval,
-          cachedTasks: () => this.tasks?.cachedTasks() ?? [],
-          uploadStats: () => ({ concurrentUploads: this.upload?.stats.active ?? 0, uploadBytesTotal: this.upload?.stats.bytesTotal ?? 0 }),
-        })
-      : undefined;
-    tasks.scheduler = this.link;
-    const link = this.link;
-    if (link) this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
+  }
+
+  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, apiPort: number, tasks: TaskManager): SchedulerLink | undefined {
+    if (schedulers.length === 0) return undefined;
+    const c = this.o.config;
+    const host = create(schedulerv1.HostSchema, {
+      id: id.hostId,
+      hostname: id.name,
+      ip: id.ip,
+      uploadPort: upload.address.port,
+      apiPort,
+      type: c.seed ? HostType.SEED : HostType.NORMAL,
+      uploadSlots: c.upload.slots,
+    });
+    const link = new SchedulerLink({
+      addresses: schedulers,
+      host,
+      logger: this.log,
+      connectTimeoutMs: c.scheduler.connectTimeout,
+      intervalMs: c.scheduler.announceInterval,
+      cachedTasks: () => tasks.cachedTasks(),
+      uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
+    });
+    this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
+    return link;
+  }
+
+  private async buildProxy(tasks: TaskManager, source: HttpSource): Promise<ProxyServer> {
+    const c = this.o.config;
+    const p = c.proxy;
     // The X.509 library loads only when interception is configured.
-    const ca: CertificateAuthority | undefined = c.proxyIntercept.length > 0
+    const ca: CertificateAuthority | undefined = p.intercept.length > 0
       ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
-          certFile: c.proxyCaCert || join(c.dataDir, "proxy-ca", "ca.crt"),
-          keyFile: c.proxyCaKey || join(c.dataDir, "proxy-ca", "ca.key"),
+          certFile: p.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
+          keyFile: p.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
           logger: this.log,
         })
       : undefined;
-    this.proxy = new ProxyServer({
-      listen: c.proxyListen,
+    this.proxyCa = ca?.certFile;
+    return new ProxyServer({
+      listen: p.listen,
       logger: this.log,
       tasks,
-      source: this.source,
-      dispatcher: this.source.dispatcher,
-      defaultRegistry: c.registryMirror,
-      plainHttpRegistries: c.plainHttpRegistries,
-      rules: c.proxyRules,
-      intercept: c.proxyIntercept,
+      source,
+      dispatcher: source.dispatcher,
+      defaultRegistry: p.registryMirror,
+      plainHttpRegistries: p.plainHttpRegistries,
+      rules: p.rules,
+      intercept: p.intercept,
       ca,
-      authTtlMs: c.proxyAuthTtl,
-      minP2pSize: c.proxyMinP2pSize,
-      stallTimeoutMs: c.proxyStallTimeout,
-      sourceTimeoutMs: c.sourceTimeout,
-      prefetch: c.proxyPrefetch,
+      authTtlMs: p.authTtl,
+      minP2pSize: p.minP2pSize,
+      stallTimeoutMs: p.stallTimeout,
+      sourceTimeoutMs: c.source.timeout,
+      prefetch: p.prefetch,
       metrics: this.metrics,
       health: this.health,
       shuttingDown: () => this.shuttingDown,
     });
-    await this.proxy.start();
-    await this.link?.start();
-    gc.start();
-    if (c.manager && this.link) this.refreshSchedulers(c.manager, c.clusterId, c.managerRefresh, this.link);
-    this.endpoints = { api: { host: apiListen.host, port: this.api.address.port }, upload: this.upload.address, proxy: this.proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
-    this.phase = "serving";
+  }
+
+  private logReady(id: HostIdentity, schedulers: readonly string[]): void {
+    const e = this.endpoints;
     this.log.info(
       {
-        hostId,
-        seed: c.seed,
-        api: formatHostPort(this.endpoints.api),
-        upload: formatHostPort(this.endpoints.upload),
-        proxy: formatHostPort(this.endpoints.proxy),
-        ...(this.endpoints.metrics ? { metrics: formatHostPort(this.endpoints.metrics) } : {}),
-        ...(ca ? { proxyCa: ca.certFile } : {}),
-        advertiseIp: ip,
+        hostId: id.hostId,
+        seed: this.o.config.seed,
+        api: formatHostPort(e.api),
+        upload: formatHostPort(e.upload),
+        proxy: formatHostPort(e.proxy),
+        ...(e.metrics ? { metrics: formatHostPort(e.metrics) } : {}),
+        ...(this.proxyCa ? { proxyCa: this.proxyCa } : {}),
+        advertiseIp: id.ip,
         scheduler: schedulers,
-        dataDir: c.dataDir,
+        dataDir: this.o.config.dataDir,
         ...limitsForLog(this.rateLimits.current),
       },
       "daemon ready",
     );
   }
 
+  // The manager's scheduler list for our cluster; its answer also carries
+  // the cluster's dynamic settings, applied here.
+  private schedulersFromManager(quiet: boolean): Promise<string[] | undefined> {
+    const m = this.o.config.manager;
+    return schedulersFromManager(m.url, m.clusterId, this.log, this.clusterToken, quiet, (dc) => this.applyClusterConfig(dc));
+  }
+
   // Asks the manager for the scheduler list again now and then: schedulers
   // that join or leave the cluster are picked up without a restart. A manager
   // that does not answer leaves the list as it is.
-  private refreshSchedulers(manager: string, clusterId: number, everyMs: number, link: SchedulerLink): void {
+  private refreshSchedulers(everyMs: number, link: SchedulerLink): void {
     let busy = false;
     this.refreshTimer = setInterval(() => {
       if (busy) return;
       busy = true;
-      void schedulersFromManager(manager, clusterId, this.log, this.o.clusterToken, true, (dc) => this.applyClusterConfig(dc))
+      void this.schedulersFromManager(true)
         .then(async (list) => {
           if (list && list.join(",") !== link.addresses.join(",")) {
             this.log.info({ schedulers: list }, "scheduler list changed");
@@ -227,16 +270,9 @@ export class Daemon {
   // The cluster's dynamic rate limits from the manager; a key it does not set
   // keeps this daemon's own value. Running downloads and uploads follow at once.
   private applyClusterConfig(dc: managerv1.DaemonClusterConfig): void {
-    const c = this.o.config;
-    const pick = (v: bigint | undefined, own: number) => (v === undefined ? own : Number(v));
-    const next: HostRateLimits = {
-      totalDownloadRateLimit: pick(dc.totalDownloadRateLimit, c.totalDownloadRateLimit),
-      totalUploadRateLimit: pick(dc.totalUploadRateLimit, c.totalUploadRateLimit),
-      backToSourceRateLimit: pick(dc.backToSourceRateLimit, c.backToSourceRateLimit),
-      perTaskRateLimit: pick(dc.perTaskRateLimit, c.perTaskRateLimit),
-    };
+    const next = hostRateLimits(this.o.config, dc);
     const now = this.rateLimits.current;
-    if ((Object.keys(next) as Array<keyof HostRateLimits>).every((k) => next[k] === now[k])) return;
+    if (DAEMON_CLUSTER_KEYS.every((k) => next[k] === now[k])) return;
     this.rateLimits.set(next);
     this.log.info({ ...next }, "rate limits applied");
   }
@@ -252,7 +288,7 @@ export class Daemon {
     clearInterval(this.refreshTimer);
     this.gc?.stop();
     const started = Date.now();
-    const timeoutMs = this.o.config.shutdownTimeout;
+    const timeoutMs = this.o.config.server.shutdownTimeout;
     if (this.upload) {
       this.log.info({ activeUploads: this.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
       await this.link?.leave();
@@ -269,6 +305,33 @@ export class Daemon {
     const up = this.upload?.stats;
     this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
   }
+}
+
+// The host rate limits: the cluster's dynamic value of each key where the
+// manager sets one, else this daemon's own (common/cluster-config.ts).
+export function hostRateLimits(config: DaemonConfig, cluster?: managerv1.DaemonClusterConfig): HostRateLimits {
+  const out = {} as HostRateLimits;
+  for (const k of CLUSTER_CONFIG) {
+    if (k.component !== "daemon") continue;
+    const dynamic = cluster?.[k.key];
+    out[k.key] = dynamic === undefined ? (valueAt(config, k.configKey) as number) : Number(dynamic);
+  }
+  return out;
+}
+
+interface HostIdentity {
+  hostId: string;
+  name: string;
+  ip: string;
+}
+
+// Who this host is to the scheduler: stable across restarts for the same
+// name, address, upload port and role.
+function hostIdentity(c: DaemonConfig, upload: HostPort): HostIdentity {
+  const ip = c.host.advertiseIp || advertisedIp(upload.host);
+  const name = c.host.hostname || osHostname();
+  const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${upload.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
+  return { hostId, name, ip };
 }
 
 // Only the limits that are set: most daemons have none.

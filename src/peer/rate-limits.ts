@@ -1,12 +1,9 @@
+import type { DaemonClusterKey } from "../common/cluster-config.js";
 import { type Clock, realClock, Throttle, TokenBucket } from "../common/token-bucket.js";
 
-// Bytes per second; 0 is unlimited.
-export interface HostRateLimits {
-  totalDownloadRateLimit: number;
-  totalUploadRateLimit: number;
-  backToSourceRateLimit: number;
-  perTaskRateLimit: number;
-}
+// Bytes per second; 0 is unlimited. The keys are the daemon's dynamic
+// cluster settings (common/cluster-config.ts).
+export type HostRateLimits = { [K in DaemonClusterKey]: number };
 
 // What one request asks of a task's download.
 export interface RequestLimits {

@@ -4,10 +4,12 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { advertisedIp, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
+import { pickSet, SCHEDULER_CLUSTER_KEYS, type SchedulerClusterKey } from "../common/cluster-config.js";
 import { clusterTokenHeaders, createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 
-export type DynamicConfig = { -readonly [K in "candidateParentLimit" | "filterParentLimit" | "backToSourceLimit" | "retryLimit"]?: SchedulerConfig[K] };
+// The cluster's dynamic settings for schedulers (common/cluster-config.ts).
+export type DynamicConfig = { -readonly [K in SchedulerClusterKey]?: SchedulerConfig[K] };
 
 export interface ManagerLinkOptions {
   config: SchedulerConfig;
@@ -31,14 +33,14 @@ export class ManagerLink {
   private inFlight: Promise<void> | undefined;
 
   constructor(private readonly opts: ManagerLinkOptions) {
-    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager));
+    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager.url));
   }
 
   start(): void {
     this.inFlight = this.keepAlive();
     this.timer = setInterval(() => {
       if (!this.inFlight) this.inFlight = this.keepAlive();
-    }, this.opts.config.managerInterval);
+    }, this.opts.config.manager.interval);
     this.timer.unref();
   }
 
@@ -47,7 +49,7 @@ export class ManagerLink {
     await this.inFlight;
     const { config, address } = this.opts;
     await this.client
-      .leaveScheduler({ ip: config.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
+      .leaveScheduler({ ip: config.server.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
       .catch(() => undefined);
   }
 
@@ -68,11 +70,11 @@ export class ManagerLink {
       );
       const res = await this.client.keepAliveScheduler(
         {
-          clusterId: BigInt(config.clusterId),
+          clusterId: BigInt(config.manager.clusterId),
           hostname: osHostname(),
-          ip: config.advertiseIp || advertisedIp(address.host),
+          ip: config.server.advertiseIp || advertisedIp(address.host),
           port: address.port,
-          intervalSeconds: Math.max(1, Math.ceil(config.managerInterval / 1000)),
+          intervalSeconds: Math.max(1, Math.ceil(config.manager.interval / 1000)),
           hosts,
         },
         { timeoutMs: 10_000, headers: clusterTokenHeaders(this.opts.clusterToken) },
@@ -80,20 +82,16 @@ export class ManagerLink {
       if (this.failing) log.info("manager reachable again");
       this.failing = false;
       const c = res.config;
-      const dynamic: DynamicConfig = {};
-      if (c?.candidateParentLimit !== undefined) dynamic.candidateParentLimit = c.candidateParentLimit;
-      if (c?.filterParentLimit !== undefined) dynamic.filterParentLimit = c.filterParentLimit;
-      if (c?.backToSourceLimit !== undefined) dynamic.backToSourceLimit = c.backToSourceLimit;
-      if (c?.retryLimit !== undefined) dynamic.retryLimit = c.retryLimit;
+      const dynamic: DynamicConfig = c ? pickSet(c, SCHEDULER_CLUSTER_KEYS) : {};
       const key = JSON.stringify(dynamic);
       if (key !== this.last) {
         this.last = key;
         this.opts.apply(dynamic);
-        log.info({ schedulerId: Number(res.schedulerId), clusterId: config.clusterId, dynamic }, "cluster config applied");
+        log.info({ schedulerId: Number(res.schedulerId), clusterId: config.manager.clusterId, dynamic }, "cluster config applied");
       }
     } catch (err) {
       const e = fromConnectError(err, "DF_ERR_MANAGER_UNAVAILABLE");
-      if (!this.failing) log.warn({ code: e.code, err: e.message, manager: config.manager }, "manager keep-alive failed: keeping the current config");
+      if (!this.failing) log.warn({ code: e.code, err: e.message, manager: config.manager.url }, "manager keep-alive failed: keeping the current config");
       this.failing = true;
     } finally {
       this.inFlight = undefined;

@@ -92,17 +92,17 @@ export class Scheduler {
     if (this.server) return;
     const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken, counters: this.counters };
     const service = createSchedulerService(deps);
-    if (this.config.metricsListen) {
-      this.metricsServer = new MetricsServer({ listen: this.config.metricsListen, registry: this.metrics.registry, health: this.health, logger: this.log });
+    if (this.config.metrics.listen) {
+      this.metricsServer = new MetricsServer({ listen: this.config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    this.server = await createRpcServer(this.config.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), { health: this.health });
+    this.server = await createRpcServer(this.config.server.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), { health: this.health });
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
     this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery), setInterval(() => this.counters.log(this.log), SUMMARY_EVERY_MS)];
     for (const t of this.timers) t.unref();
     this.log.info({ listen: this.server.address, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) }, "scheduler listening");
-    if (this.config.manager) {
+    if (this.config.manager.url) {
       this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d), clusterToken: this.clusterToken });
       this.managerLink.start();
     }

@@ -69,10 +69,19 @@ test("config print merges defaults, the YAML file and env", async (t) => {
   writeFileSync(file, "piecesInFlight: 3\nlisten: 127.0.0.1:7000\n");
   const r = await runDamselfly(["config", "print", "daemon", "--config", file], { env: { DAMSELFLY_DAEMON_LISTEN: "127.0.0.1:7001" } });
   assert.equal(r.code, 0, r.stderr);
-  const cfg = parseYaml(r.stdout.toString()) as Record<string, unknown>;
-  assert.equal(cfg.piecesInFlight, 3);
-  assert.equal(cfg.listen, "127.0.0.1:7001");
-  assert.equal(cfg.pieceTimeout, "30s");
+  // Flat keys of before still work (deprecated); the output is nested.
+  const cfg = parseYaml(r.stdout.toString()) as { download: Record<string, unknown>; server: Record<string, unknown>; security: Record<string, unknown> };
+  assert.equal(cfg.download.piecesInFlight, 3);
+  assert.equal(cfg.server.listen, "127.0.0.1:7001");
+  assert.equal(cfg.download.pieceTimeout, "30s");
+  assert.match(r.stderr, /"piecesInFlight" is deprecated: use download\.piecesInFlight/);
+
+  writeFileSync(file, "download:\n  piecesInFlight: 5\n");
+  const nested = await runDamselfly(["config", "print", "daemon", "--config", file], { env: { DAMSELFLY_CLUSTER_TOKEN: "s3cret" } });
+  assert.equal(nested.code, 0, nested.stderr);
+  const n = parseYaml(nested.stdout.toString()) as typeof cfg;
+  assert.equal(n.download.piecesInFlight, 5);
+  assert.equal(n.security.clusterToken, "(set)", "a secret is never printed");
 
   writeFileSync(file, "noSuchKey: 1\n");
   const bad = await runDamselfly(["config", "print", "daemon", "--config", file]);

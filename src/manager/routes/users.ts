@@ -47,7 +47,7 @@ export function userRoutes(ctx: RouteContext) {
         const ok = await verifyPassword(req.body.password, u?.password_hash ?? DUMMY_PASSWORD_HASH);
         if (!u || !ok) throw new DamselflyError("DF_ERR_UNAUTHENTICATED", "wrong user name or password");
         const token = newToken(SESSION_PREFIX);
-        const expires = new Date(Date.now() + ctx.config.sessionTtl).toISOString();
+        const expires = new Date(Date.now() + ctx.config.server.sessionTtl).toISOString();
         await db.insertInto("sessions").values({ token_hash: hashToken(token), user_id: u.id, expires_at: expires, created_at: now() }).execute();
         // Expired sessions are dropped as new ones are made.
         await db.deleteFrom("sessions").where("expires_at", "<=", now()).execute();

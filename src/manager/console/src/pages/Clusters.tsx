@@ -1,33 +1,24 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, type Cluster, type Host, type Scheduler } from "../api";
+import { CLUSTER_CONFIG } from "../../../../common/cluster-config";
 import { ErrorNote } from "../components/ErrorNote";
 import { TrafficChart, type Sample } from "../components/TrafficChart";
 
-const KEYS = [
-  ["candidateParentLimit", "Candidate parents per decision"],
-  ["filterParentLimit", "Peers sampled when choosing parents"],
-  ["backToSourceLimit", "Peers of a task at the origin at once"],
-  ["retryLimit", "Reschedules before back-to-source"],
-  ["totalDownloadRateLimit", "Daemon download limit per host (bytes/s, 0: none)"],
-  ["totalUploadRateLimit", "Daemon upload limit per host (bytes/s, 0: none)"],
-  ["backToSourceRateLimit", "Daemon origin limit per host (bytes/s, 0: none)"],
-  ["perTaskRateLimit", "Default limit per task (bytes/s, 0: none)"],
-] as const;
-// Keys where 0 is allowed (0 peers at the origin, or no rate limit).
-const ZERO_OK = new Set<string>(["backToSourceLimit", "totalDownloadRateLimit", "totalUploadRateLimit", "backToSourceRateLimit", "perTaskRateLimit"]);
+// The dynamic keys and their bounds: the one table the manager validates with.
+const KEYS = CLUSTER_CONFIG;
 const REFRESH_MS = 2000;
 
 function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved: (c: Cluster) => void; canWrite: boolean }) {
   const [values, setValues] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState(false);
-  useEffect(() => setValues(Object.fromEntries(KEYS.map(([k]) => [k, cluster.config[k] === undefined ? "" : String(cluster.config[k])]))), [cluster]);
+  useEffect(() => setValues(Object.fromEntries(KEYS.map(({ key: k }) => [k, cluster.config[k] === undefined ? "" : String(cluster.config[k])]))), [cluster]);
   const save = async (e: FormEvent) => {
     e.preventDefault();
     setError(null);
     setSaved(false);
     const config: Record<string, number> = {};
-    for (const [k] of KEYS) if (values[k] !== "" && values[k] !== undefined) config[k] = Number(values[k]);
+    for (const { key: k } of KEYS) if (values[k] !== "" && values[k] !== undefined) config[k] = Number(values[k]);
     try {
       onSaved(await api<Cluster>("PATCH", `/api/v1/scheduler-clusters/${cluster.id}`, { config }));
       setSaved(true);
@@ -39,16 +30,73 @@ function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved:
     <form onSubmit={save} className="config">
       <h3>Dynamic config</h3>
       <p className="muted">Schedulers apply changes at their next keep-alive (a few seconds), daemons started with --manager and --cluster-id at their next refresh, without a restart. Empty: each scheduler's own value.</p>
-      {KEYS.map(([k, label]) => (
+      {KEYS.map(({ key: k, label, min }) => (
         <label key={k}>
           {label}
-          <input name={k} type="number" min={ZERO_OK.has(k) ? 0 : 1} value={values[k] ?? ""} disabled={!canWrite} onChange={(e) => setValues({ ...values, [k]: e.target.value })} />
+          <input name={k} type="number" min={min} value={values[k] ?? ""} disabled={!canWrite} onChange={(e) => setValues({ ...values, [k]: e.target.value })} />
         </label>
       ))}
       {canWrite && <button type="submit">Save config</button>}
       {saved && <span className="ok"> Saved.</span>}
       <ErrorNote error={error} />
     </form>
+  );
+}
+
+function SchedulerTable({ schedulers, clusterId }: { schedulers: Scheduler[]; clusterId: number | null }) {
+  return (
+    <>
+      <h3>Schedulers</h3>
+      {schedulers.length === 0 ? (
+        <p className="empty">
+          No scheduler has registered in this cluster. Start one with <code>damselfly scheduler --manager {location.origin} --cluster-id {clusterId}</code>.
+        </p>
+      ) : (
+        <table>
+          <thead>
+            <tr><th>Host</th><th>Address</th><th>State</th><th>Last seen</th></tr>
+          </thead>
+          <tbody>
+            {schedulers.map((s) => (
+              <tr key={s.id}>
+                <td>{s.hostname}</td>
+                <td>{s.ip}:{s.port}</td>
+                <td><span className={`badge ${s.state}`}>{s.state}</span></td>
+                <td>{new Date(s.last_seen_at).toLocaleTimeString()}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+function HostTable({ hosts }: { hosts: Host[] }) {
+  return (
+    <>
+      <h3>Seed peers and peers</h3>
+      {hosts.length === 0 ? (
+        <p className="empty">No daemon is announced to this cluster's schedulers.</p>
+      ) : (
+        <table className="hosts">
+          <thead>
+            <tr><th>Host</th><th>Type</th><th>Address</th><th>Uploading now</th><th>Uploaded</th></tr>
+          </thead>
+          <tbody>
+            {hosts.map((h) => (
+              <tr key={h.id}>
+                <td>{h.hostname}</td>
+                <td>{h.type === "seed" ? "seed peer" : "peer"}</td>
+                <td>{h.ip}:{h.upload_port}</td>
+                <td>{h.concurrent_uploads}</td>
+                <td>{(h.upload_bytes_total / 1024 ** 2).toFixed(1)} MiB</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
   );
 }
 
@@ -107,49 +155,8 @@ export function Clusters({ canWrite }: { canWrite: boolean }) {
         ))}
       </nav>
       <ErrorNote error={error} />
-      <h3>Schedulers</h3>
-      {schedulers.length === 0 ? (
-        <p className="empty">
-          No scheduler has registered in this cluster. Start one with <code>damselfly scheduler --manager {location.origin} --cluster-id {selected}</code>.
-        </p>
-      ) : (
-        <table>
-          <thead>
-            <tr><th>Host</th><th>Address</th><th>State</th><th>Last seen</th></tr>
-          </thead>
-          <tbody>
-            {schedulers.map((s) => (
-              <tr key={s.id}>
-                <td>{s.hostname}</td>
-                <td>{s.ip}:{s.port}</td>
-                <td><span className={`badge ${s.state}`}>{s.state}</span></td>
-                <td>{new Date(s.last_seen_at).toLocaleTimeString()}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-      <h3>Seed peers and peers</h3>
-      {hosts.length === 0 ? (
-        <p className="empty">No daemon is announced to this cluster's schedulers.</p>
-      ) : (
-        <table className="hosts">
-          <thead>
-            <tr><th>Host</th><th>Type</th><th>Address</th><th>Uploading now</th><th>Uploaded</th></tr>
-          </thead>
-          <tbody>
-            {hosts.map((h) => (
-              <tr key={h.id}>
-                <td>{h.hostname}</td>
-                <td>{h.type === "seed" ? "seed peer" : "peer"}</td>
-                <td>{h.ip}:{h.upload_port}</td>
-                <td>{h.concurrent_uploads}</td>
-                <td>{(h.upload_bytes_total / 1024 ** 2).toFixed(1)} MiB</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <SchedulerTable schedulers={schedulers} clusterId={selected} />
+      <HostTable hosts={hosts} />
       <h3>Upload traffic</h3>
       <TrafficChart samples={samples.current} />
       {cluster && <ConfigForm cluster={cluster} canWrite={canWrite} onSaved={(c) => setClusters(clusters.map((x) => (x.id === c.id ? c : x)))} />}
