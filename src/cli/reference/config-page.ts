@@ -88,13 +88,19 @@ function envFor(prefix: string, key: Key): string {
   return f.envOnly ?? envName(prefix, camel(key.path));
 }
 
-// Deprecated names of a key that moved into a group: its old flag (hidden,
-// unless it is still the key's visible flag), top-level YAML key and env var.
-function legacyOf(prefix: string, key: Key): string {
+// Older names of a key that are still accepted: a hidden flag (one the
+// program has and --help does not show), the flat YAML key and env var of a
+// key that moved into a group.
+function legacyOf(options: Map<string, Option>, prefix: string, key: Key): string {
   const f = key.field as Field<unknown> & FieldExtras;
-  if (!f.legacy || key.path.length === 1 || f.envOnly) return "";
-  const names = [f.legacy, envName(prefix, f.legacy)];
-  return (f.flag ? names : [flagName(f.legacy), ...names]).map(code).join(", ");
+  if (!f.legacy || f.envOnly) return "";
+  const names: string[] = [];
+  const flag = options.get(flagName(f.legacy));
+  if (flag?.hidden) names.push(flagName(f.legacy));
+  if (key.path.length > 1) names.push(f.legacy);
+  const env = envName(prefix, f.legacy);
+  if (env !== envFor(prefix, key)) names.push(env);
+  return names.map(code).join(", ");
 }
 
 function describeField(f: Field<unknown> & FieldExtras): string {
@@ -120,10 +126,10 @@ export function configPage(program: Command): string {
     const prefix = command.toUpperCase();
     const options = optionsOf(program.commands.find((c) => c.name() === command));
     const keys = keysOf(schema);
-    const withLegacy = keys.some((k) => legacyOf(prefix, k) !== "");
-    const headers = ["key", "type", "default", "env", "flag", ...(withLegacy ? ["deprecated flag, YAML key, env"] : []), "description"];
+    const withLegacy = keys.some((k) => legacyOf(options, prefix, k) !== "");
+    const headers = ["key", "type", "default", "env", "flag", ...(withLegacy ? ["deprecated names (hidden flag, YAML key, env)"] : []), "description"];
     const rows = keys.map((k) => {
-      const legacy = withLegacy ? [legacyOf(prefix, k)] : [];
+      const legacy = withLegacy ? [legacyOf(options, prefix, k)] : [];
       return [code(k.path.join(".")), k.field.type, code(formatValue(k.field)), code(envFor(prefix, k)), flagFor(options, k), ...legacy, describeField(k.field)];
     });
     parts.push(`## ${command}`, "", `\`${name}\`; \`damselfly ${command} --help\`.`, "", table(headers, rows), "");
