@@ -3,10 +3,8 @@
 // that Node sizes at four whatever the machine. On a machine with fewer than
 // five cores the helpers outnumber the cores: in a pause the main thread
 // waits for helpers that another thread (often one of its own helpers)
-// pushed off a core. Measured on 2 cores (bench/scheduler-scale.ts, 1,000
-// registrations/s): with a pool of one the latency probe's p99 was 7.3-16.1
-// ms over 15 runs (median ~8.7), against 10.6-20.5 ms (median ~13) over 12
-// runs with Node's default. Node sizes the pool only at start
+// pushed off a core, and the scheduler's latency tail is those pauses
+// (docs/decisions/scheduler-v8-pool.md). Node sizes the pool only at start
 // (--v8-pool-size), so `damselfly scheduler` starts itself once more with a
 // pool that leaves the main thread a core.
 import { spawn } from "node:child_process";

@@ -8,8 +8,8 @@ export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal" |
 // One root logger per process; components take a child with fixed fields
 // (component, hostId, taskId, peerId) so lines can be joined across processes.
 // Header values are redacted wherever they appear: they may carry credentials.
-// pino loads on first use (~12 ms): `get`, the process a rollout starts on
-// every node at once, never logs through it.
+// pino loads on first use: `get`, the process a rollout starts on every node
+// at once, never logs through it (docs/decisions/cli-startup.md).
 export function createLogger(level: LogLevel = "info", destination: number | string = 2): Logger {
   const pino = createRequire(import.meta.url)("pino") as typeof Pino;
   return pino(

@@ -8,9 +8,8 @@ const TARGET_PIECE_COUNT = 500;
 // Piece length = next power of two of (content length / 500), clamped to
 // 512 KiB..64 MiB. A peer can pass a piece on only once it holds all of it,
 // so on slow links big pieces leave uplinks idle while the first copies crawl
-// in (4 MiB takes 1.3 s at 25 Mbit/s): files up to 250 MiB get 512 KiB pieces
-// (testbed, 128 MiB to 16 peers: 58.6 s with 1 MiB pieces, 53.4 s with 512
-// KiB, for ~25% more CPU per byte). Huge files keep the piece count (and
+// in: small pieces finish sooner for a little more CPU per byte
+// (docs/decisions/piece-length.md). Huge files keep the piece count (and
 // per-piece overhead) bounded.
 export function pieceLengthFor(contentLength: number): number {
   const raw = Math.ceil(contentLength / TARGET_PIECE_COUNT);

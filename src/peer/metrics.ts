@@ -27,7 +27,8 @@ const PIECE_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 const SOURCE = { peer: { source: "peer" }, origin: { source: "origin" }, local: { source: "local" } } as const;
 
 // Every metric of one daemon (or seed peer), in its own registry: `up` runs
-// two daemons in one process. Names and meanings are listed in the README.
+// two daemons in one process. Names and meanings: docs/reference/metrics.md
+// (generated from these definitions).
 export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly started: Counter;

@@ -25,8 +25,8 @@ interface Child {
 // Initial seeding for a seed peer (BitTorrent's super-seeding, simplified).
 // A cold swarm's children all ask the seed for pieces at once, and while the
 // seed is still fetching from the origin it holds only a handful: its first
-// uploads went to the same few pieces (on the 16-peer testbed, 4 distinct
-// pieces in its first ~25 uploads), which left the peers nothing to trade. So
+// uploads went to the same few pieces, which left the peers nothing to trade
+// (docs/decisions/initial-seeding.md). So
 // until every piece has been offered once, the seed suggests to each child
 // pieces nobody else was offered, and children ask the seed only for those
 // (and for what a local reader is blocked on); they get the rest from each
