@@ -7,13 +7,13 @@ function nameOf(values: Record<string, number>, n: number): string {
 }
 
 export function errorsPage(): string {
-  const entries = Object.entries(ERROR_CODES) as [string, { message: string; exitCode: number; httpStatus: number; rpcCode: number }][];
+  const entries = Object.entries(ERROR_CODES) as [string, { message: string; when: string; exitCode: number; httpStatus: number; rpcCode: number }][];
   const exits = Object.entries(ExitCode).map(([name, n]) => [
     String(n),
     name.toLowerCase().replace(/_/g, " "),
     entries.filter(([, s]) => s.exitCode === n).map(([c]) => code(c)).join(", "),
   ]);
-  const codes = entries.map(([c, s]) => [code(c), String(s.exitCode), String(s.httpStatus), `${s.rpcCode} ${nameOf(RpcCode, s.rpcCode)}`, s.message]);
+  const codes = entries.map(([c, s]) => [code(c), String(s.exitCode), String(s.httpStatus), `${s.rpcCode} ${nameOf(RpcCode, s.rpcCode)}`, s.when]);
   return [
     generatedHeader("Error codes and exit codes", ["src/common/errors.ts"]),
     "Every error carries a stable code, used in logs, RPC metadata (`x-damselfly-error`), HTTP error bodies",
