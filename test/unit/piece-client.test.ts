@@ -110,8 +110,11 @@ test("a parent that closed an idle connection costs nothing: the request goes ag
     client.close();
     server.close();
   });
+  // The parent's side of the idle connection closed (keepAliveTimeout): the
+  // next request must not fail on it.
+  const idleClosed = new Promise<void>((resolve) => server.once("connection", (sock) => sock.once("close", () => resolve())));
   assert.equal((await fetch(client, "/p")).body.toString(), "hello");
-  await new Promise((r) => setTimeout(r, 300));
+  await idleClosed;
   const r = await fetch(client, "/p");
   assert.equal(r.error, undefined);
   assert.equal(r.body.toString(), "hello");
