@@ -6,7 +6,8 @@ import { PeerCounters } from "./peer-counters.js";
 import { ResourceStore } from "./resources/resource-store.js";
 import { FAILURE_WINDOW_MS, SchedulingEngine } from "./scheduling/engine.js";
 import { PeerEvents } from "./scheduling/peer-events.js";
-import { SeedTriggerClient, type TriggerFn } from "./scheduling/seed-trigger.js";
+import { SeedTriggerClient, type DelayFn, type TriggerFn } from "./scheduling/seed-trigger.js";
+import type { PeerState } from "./resources/peer-state.js";
 import { DaemonClients } from "./daemon-clients.js";
 import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
@@ -26,8 +27,18 @@ export interface SchedulerOptions {
   logger: Logger;
   // Replaces the TriggerTask RPC to seed daemons (tests).
   trigger?: TriggerFn;
+  // Replaces the timer of the seed's copy after seedCopyDelay (tests).
+  delay?: DelayFn;
   // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
   clusterToken?: string;
+}
+
+export interface PeerSnapshot {
+  state: PeerState;
+  // It said back_to_source_started (a parent from its first byte).
+  sourceStarted: boolean;
+  finishedPieces: number;
+  streamOpen: boolean;
 }
 
 // The scheduler process: in-memory state, the Connect service, and coarse
@@ -58,7 +69,7 @@ export class Scheduler {
     this.store.hosts.onRemove((host) => this.daemonClients.forget(host));
     this.metrics = new SchedulerMetrics(this.store);
     this.counters = new PeerCounters(this.metrics);
-    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger, metrics: this.metrics });
+    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger, delay: opts.delay, metrics: this.metrics });
     this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
     this.events = new PeerEvents(this.engine);
     this.clusterToken = opts.clusterToken;
@@ -72,6 +83,13 @@ export class Scheduler {
     const next = Object.freeze({ ...this.config, ...dynamic });
     this.engine.config = next;
     this.store.tasks.candidateLimit = next.candidateParentLimit;
+  }
+
+  // A peer as the scheduler holds it, undefined once it is gone: lets a test
+  // await the effect of a message instead of sleeping on it.
+  peerSnapshot(peerId: string): PeerSnapshot | undefined {
+    const p = this.store.peers.get(peerId);
+    return p && { state: p.state, sourceStarted: p.sourceStarted, finishedPieces: p.finishedPieces, streamOpen: p.queue !== undefined };
   }
 
   get effectiveConfig(): SchedulerConfig {

@@ -17,7 +17,7 @@ interface Result {
   error?: Error;
 }
 
-function fetch(client: PieceClient, path: string, onReq?: (r: PieceRequest) => void): Promise<Result> {
+function fetch(client: PieceClient, path: string, onReq?: (r: PieceRequest) => void, onChunk?: () => void): Promise<Result> {
   return new Promise((resolve) => {
     const parts: Buffer[] = [];
     let status = 0;
@@ -28,7 +28,10 @@ function fetch(client: PieceClient, path: string, onReq?: (r: PieceRequest) => v
         length = l;
       },
       // The chunk is a view into a reused buffer: copy it.
-      onData: (c) => parts.push(Buffer.from(c)),
+      onData: (c) => {
+        parts.push(Buffer.from(c));
+        onChunk?.();
+      },
       onEnd: () => resolve({ status, length, body: Buffer.concat(parts) }),
       onError: (error) => resolve({ status, length, body: Buffer.concat(parts), error }),
     });
@@ -110,8 +113,11 @@ test("a parent that closed an idle connection costs nothing: the request goes ag
     client.close();
     server.close();
   });
+  // The parent's side of the idle connection closed (keepAliveTimeout): the
+  // next request must not fail on it.
+  const idleClosed = new Promise<void>((resolve) => server.once("connection", (sock) => sock.once("close", () => resolve())));
   assert.equal((await fetch(client, "/p")).body.toString(), "hello");
-  await new Promise((r) => setTimeout(r, 300));
+  await idleClosed;
   const r = await fetch(client, "/p");
   assert.equal(r.error, undefined);
   assert.equal(r.body.toString(), "hello");
@@ -147,7 +153,9 @@ test("broken parents: too many bytes, a cut-off body, garbage, silence, and an a
   const started = Date.now();
   assert.match((await fetch(client, "/silent")).error?.message ?? "", /sent nothing in time/);
   assert.ok(Date.now() - started < 30_000, "the idle timeout, not the 60 s connect timeout, ended it");
-  const aborted = await fetch(client, "/slow", (r) => setTimeout(() => r.abort(new Error("endgame: not needed")), 50));
+  // Aborted once the first bytes arrived (not after a sleep they might outlast).
+  let slow: PieceRequest | undefined;
+  const aborted = await fetch(client, "/slow", (r) => (slow = r), () => setImmediate(() => slow?.abort(new Error("endgame: not needed"))));
   assert.equal(aborted.error?.message, "endgame: not needed");
   assert.equal(aborted.body.toString(), "ab");
 });

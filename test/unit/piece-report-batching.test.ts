@@ -36,7 +36,9 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-test("batcher: the first piece at once, then pieces coalesced within the window, in order", async () => {
+test("batcher: the first piece at once, then pieces coalesced within the window, in order", (t) => {
+  // The window runs on mocked timers: the test moves time, no sleep races it.
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   const out: string[] = [];
   const b = new PieceReportBatcher((r) => out.push(describe(r)), { windowMs: 30, maxPieces: 64 });
   b.send(piece(0));
@@ -46,11 +48,12 @@ test("batcher: the first piece at once, then pieces coalesced within the window,
   b.send(piece(2));
   b.send(piece(3));
   b.send(piece(4));
+  t.mock.timers.tick(29);
   assert.deepEqual(out, ["piece 0"]);
-  await sleep(80);
+  t.mock.timers.tick(1);
   assert.deepEqual(out, ["piece 0", "pieces 1,2,3,4"]);
   b.send(piece(5));
-  await sleep(80);
+  t.mock.timers.tick(30);
   // A lone piece goes as a plain piece_finished.
   assert.deepEqual(out, ["piece 0", "pieces 1,2,3,4", "piece 5"]);
   b.close();

@@ -39,18 +39,21 @@ const transports: Record<string, (baseUrl: string) => Transport> = {
   "Connect protocol (Connect)": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" }),
 };
 
-// Sends `reqs`, half-closes, and collects every response and how it ended.
-async function call(client: SchedClient, hostId: string, taskId: string, peerId: string, reqs: Req[], keepOpenMs = 0): Promise<{ responses: schedulerv1.AnnouncePeerResponse[]; error: ConnectError | undefined }> {
+// Sends `reqs`, half-closes (at once, or once the first response came), and
+// collects every response and how it ended.
+async function call(client: SchedClient, hostId: string, taskId: string, peerId: string, reqs: Req[], closeOnResponse = false): Promise<{ responses: schedulerv1.AnnouncePeerResponse[]; error: ConnectError | undefined }> {
   const q = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
   for (const request of reqs) q.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId, taskId, peerId, request }));
-  if (keepOpenMs > 0) setTimeout(() => q.close(), keepOpenMs);
-  else q.close();
+  if (!closeOnResponse) q.close();
   const source = (async function* () {
     yield* q;
   })();
   const responses: schedulerv1.AnnouncePeerResponse[] = [];
   try {
-    for await (const r of client.announcePeer(source)) responses.push(r);
+    for await (const r of client.announcePeer(source)) {
+      responses.push(r);
+      if (closeOnResponse) q.close();
+    }
     return { responses, error: undefined };
   } catch (e) {
     return { responses, error: ConnectError.from(e) };
@@ -95,7 +98,7 @@ for (const [name, mk] of Object.entries(transports)) {
     assert.equal(stat.task?.totalPieces, 4);
 
     // Second peer: the finished one is its parent, with every piece.
-    const second = await call(client, "h2", task, "p2", [register()], 300);
+    const second = await call(client, "h2", task, "p2", [register()], true);
     assert.equal(second.error, undefined);
     assert.equal(second.responses[0]?.response.case, "normalTask");
     const parents = second.responses[0]!.response.value as schedulerv1.NormalTaskResponse;

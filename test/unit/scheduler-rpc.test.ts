@@ -9,6 +9,7 @@ import { createLogger } from "../../src/common/logger.js";
 import { schedulerSchema } from "../../src/common/schemas.js";
 import { createRpcServer, createRpcTransport, daemonv1, HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { Scheduler } from "../../src/scheduler/index.js";
+import type { DelayFn } from "../../src/scheduler/scheduling/seed-trigger.js";
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 type Req = schedulerv1.AnnouncePeerRequest["request"];
@@ -23,9 +24,9 @@ after(async () => {
 let taskSeq = 0;
 const newTaskId = () => createHash("sha256").update(`task-${process.pid}-${taskSeq++}`).digest("hex");
 
-async function startScheduler(flags: Record<string, unknown> = {}): Promise<{ sched: Scheduler; client: SchedClient }> {
+async function startScheduler(flags: Record<string, unknown> = {}, delay?: DelayFn): Promise<{ sched: Scheduler; client: SchedClient }> {
   const config = loadConfig(schedulerSchema, { envPrefix: "SCHEDULER", flags: { listen: "127.0.0.1:0", seedWait: 5000, ...flags } });
-  const sched = new Scheduler({ config, logger: createLogger("silent") });
+  const sched = new Scheduler({ config, logger: createLogger("silent"), ...(delay ? { delay } : {}) });
   await sched.start();
   cleanups.push(() => sched.close());
   const client = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://127.0.0.1:${sched.address.port}`));
@@ -131,11 +132,23 @@ class TestPeer {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+// Polls a condition (the scheduler's state, a fake daemon's calls): the test
+// goes on when the scheduler has acted, however long that takes under load.
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// A peer's message has been handled (each stream's messages are handled in
+// order, but streams race one another).
+const sourceStarted = (sched: Scheduler, peerId: string) => until(() => sched.peerSnapshot(peerId)?.sourceStarted === true);
 const ids = (n: schedulerv1.NormalTaskResponse) => n.candidateParents.map((c) => c.peerId).sort();
 
 test("no seed: first peer goes to the origin, a later peer gets it as parent", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler();
+  const { sched, client } = await startScheduler();
   await announce(client, "ha");
   await announce(client, "hb");
   const task = newTaskId();
@@ -143,7 +156,7 @@ test("no seed: first peer goes to the origin, a later peer gets it as parent", {
   a.register();
   await a.expect("needBackToSource");
   a.startSource();
-  await new Promise((r) => setTimeout(r, 50));
+  await sourceStarted(sched, "pa");
   const b = new TestPeer(client, "hb", task, "pb");
   b.register();
   const n = await b.expect("normalTask");
@@ -192,14 +205,6 @@ async function fakeSeedDaemon() {
   );
   cleanups.push(() => server.close());
   return { calls, port: server.address.port };
-}
-
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 test("seed-first cold start: the seed is triggered, fetches from the origin and becomes the parent", { timeout: 15_000 }, async () => {
@@ -262,7 +267,9 @@ test("peer-first cold start: the first peer fetches from the origin; a second pe
 });
 
 test("peer-first cold start: the seed copies a task seedCopyDelay after its first peer finishes", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler({ seedCopyDelay: 300, coldStart: "peer" });
+  // The delayed copy's timer is the test's: it fires when the test says so.
+  const delayed: { fn: () => void; ms: number }[] = [];
+  const { sched, client } = await startScheduler({ seedCopyDelay: 300, coldStart: "peer" }, (fn, ms) => delayed.push({ fn, ms }));
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
@@ -272,8 +279,10 @@ test("peer-first cold start: the seed copies a task seedCopyDelay after its firs
   await n.expect("needBackToSource");
   n.startSource();
   n.finish();
-  await sleep(150);
+  await until(() => sched.peerSnapshot("pn")?.state === "succeeded");
+  assert.deepEqual(delayed.map((d) => d.ms), [300], "the copy waits seedCopyDelay");
   assert.equal(seed.calls.length, 0, "the seed must not copy before seedCopyDelay");
+  delayed[0]!.fn();
   await until(() => seed.calls.length === 1);
   const s = new TestPeer(client, "seed", task, "ps");
   s.register();
@@ -306,14 +315,14 @@ test("origin failure at the seed fails waiting peers with the origin status", { 
 });
 
 test("a peer whose stream closes before finishing disappears from candidates; a finished one stays", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler();
+  const { sched, client } = await startScheduler();
   for (const h of ["ha", "hb", "hc", "hd", "he"]) await announce(client, h);
   const task = newTaskId();
   const a = new TestPeer(client, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource");
   a.startSource();
-  await new Promise((r) => setTimeout(r, 50));
+  await sourceStarted(sched, "pa");
   const b = new TestPeer(client, "hb", task, "pb");
   b.register();
   assert.deepEqual(ids(await b.expect("normalTask")), ["pa"]);
@@ -330,9 +339,10 @@ test("a peer whose stream closes before finishing disappears from candidates; a 
   assert.deepEqual(ids(await d.expect("normalTask")), ["pa", "pc"]);
 
   a.finish();
-  await new Promise((r) => setTimeout(r, 50));
   a.close();
-  await new Promise((r) => setTimeout(r, 100));
+  // Handled in order: finished, then the closed stream, after which pa stays.
+  await until(() => sched.peerSnapshot("pa")?.streamOpen === false);
+  assert.equal(sched.peerSnapshot("pa")?.state, "succeeded");
   const e = new TestPeer(client, "he", task, "pe");
   e.register();
   const got = await e.expect("normalTask");
@@ -428,7 +438,7 @@ test("a failed seed trigger sends the waiting peer to the origin at once, withou
 });
 
 test("parents that keep failing are dropped; reschedules end at the origin", { timeout: 15_000 }, async () => {
-  const { client } = await startScheduler({ retryLimit: 1 });
+  const { sched, client } = await startScheduler({ retryLimit: 1 });
   for (const h of ["ha", "hb", "hc"]) await announce(client, h);
   const task = newTaskId();
   const a = new TestPeer(client, "ha", task, "pa");
@@ -436,13 +446,13 @@ test("parents that keep failing are dropped; reschedules end at the origin", { t
   await a.expect("needBackToSource");
   a.startSource();
   const c = new TestPeer(client, "hc", task, "pc");
-  await new Promise((r) => setTimeout(r, 50));
+  await sourceStarted(sched, "pa");
   c.register();
   assert.deepEqual(ids(await c.expect("normalTask")), ["pa"]);
   c.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: ["pa"], description: "slow" }) });
   await c.expect("needBackToSource");
   c.startSource();
-  await new Promise((r) => setTimeout(r, 50));
+  await sourceStarted(sched, "pc");
 
   const b = new TestPeer(client, "hb", task, "pb");
   b.register();

@@ -4,14 +4,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { setTimeout as sleep } from "node:timers/promises";
 import { SyncFanout } from "../../src/peer/upload/sync-fanout.js";
 import type { LocalTask } from "../../src/peer/storage/local-task.js";
 
 const piece = (n: number) => ({ number: n, crc: 1000 + n, length: 512 });
 const heard = (lines: string[]) => lines.flatMap((l) => (JSON.parse(l) as { pieces: number[][] }).pieces.map((p) => p[0]));
 
-test("each child hears of each new piece once, batched, whenever it joined or was caught up", async () => {
+test("each child hears of each new piece once, batched, whenever it joined or was caught up", (t) => {
+  // The batch window runs on mocked timers: the test moves time, no sleep races it.
+  t.mock.timers.enable({ apis: ["setTimeout"] });
   // Only on/off/emit of "piece" are used: an emitter stands in for the task.
   const task = new EventEmitter();
   const fanout = new SyncFanout(task as unknown as LocalTask, 20);
@@ -29,14 +30,16 @@ test("each child hears of each new piece once, batched, whenever it joined or wa
   task.emit("piece", piece(4));
   fanout.catchUp(mc);
   assert.deepEqual(heard(c), [4]);
-  await sleep(40);
+  t.mock.timers.tick(19);
+  assert.equal(a.length, 0, "nothing before the window ends");
+  t.mock.timers.tick(1);
   assert.deepEqual(heard(a), [1, 2, 3, 4]);
   assert.equal(a.length, 1, "one line for the whole batch");
   assert.deepEqual(heard(b), [3, 4]);
   assert.deepEqual(heard(c), [4], "nothing twice");
   // The next batch: one line, the same for everyone.
   task.emit("piece", piece(5));
-  await sleep(40);
+  t.mock.timers.tick(20);
   assert.equal(a.at(-1), b.at(-1));
   assert.equal(a.at(-1), c.at(-1));
   assert.deepEqual(heard(a.slice(1)), [5]);
@@ -47,6 +50,6 @@ test("each child hears of each new piece once, batched, whenever it joined or wa
   assert.equal(task.listenerCount("piece"), 1);
   fanout.leave(mc);
   assert.equal(task.listenerCount("piece"), 0);
-  await sleep(40);
+  t.mock.timers.tick(20);
   assert.deepEqual([a, b, c].map((x) => heard(x).includes(6)), [false, false, false]);
 });

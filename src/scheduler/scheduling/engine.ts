@@ -7,7 +7,7 @@ import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
-import { SeedTriggers, type TriggerFn } from "./seed-trigger.js";
+import { SeedTriggers, type DelayFn, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
 
 // How far past candidateParentLimit offerParent may grow a child's list.
@@ -24,6 +24,8 @@ export interface EngineOptions {
   store: ResourceStore;
   trigger: TriggerFn;
   now?: () => number;
+  // The timer of the seed's delayed copy (tests fire it by hand).
+  delay?: DelayFn;
   metrics?: SchedulerMetrics;
 }
 
@@ -47,7 +49,7 @@ export class SchedulingEngine {
     this.config = opts.config;
     this.log = opts.logger;
     this.store = opts.store;
-    this.seeds = new SeedTriggers(this, opts.trigger);
+    this.seeds = new SeedTriggers(this, opts.trigger, opts.delay);
     this.now = opts.now ?? Date.now;
     this.metrics = opts.metrics;
   }

@@ -19,6 +19,13 @@ export function pickSeedHost(taskId: string, seeds: readonly Host[]): Host | und
 // headers: the W3C trace context of the registration that caused it.
 export type TriggerFn = (host: Host, download: Download, taskId: string, headers?: Record<string, string>) => Promise<void>;
 
+// Runs `fn` after `ms` without keeping the process alive. Injected so a test
+// fires the delayed seed copy itself instead of racing a wall-clock sleep.
+export type DelayFn = (fn: () => void, ms: number) => void;
+const unrefDelay: DelayFn = (fn, ms) => {
+  setTimeout(fn, ms).unref();
+};
+
 // Calls TriggerTask on a seed daemon's API, through the scheduler's pool of
 // daemon clients.
 export class SeedTriggerClient {
@@ -39,6 +46,7 @@ export class SeedTriggers {
   constructor(
     private readonly engine: SchedulingEngine,
     private readonly trigger: TriggerFn,
+    private readonly delay: DelayFn = unrefDelay,
   ) {}
 
   // A peer finished a task: with peer-first cold starts, the seed peer now
@@ -48,10 +56,9 @@ export class SeedTriggers {
   onPeerFinished(task: Task): void {
     const { config, store } = this.engine;
     if (config.coldStart !== "peer" || task.seedTrigger) return;
-    const timer = setTimeout(() => {
+    this.delay(() => {
       if (!this.engine.isClosed && store.tasks.get(task.id) === task) this.maybeTrigger(task, this.engine.now());
     }, config.seedCopyDelay);
-    timer.unref();
   }
 
   // A seed peer is on its way (recent trigger) or already working on the task.
