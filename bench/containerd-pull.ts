@@ -86,7 +86,8 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => void a
 // Blob bytes the registry sent (200/206 GETs of any /v2/<name>/blobs/<digest>).
 function blobBytes(entries: readonly AccessEntry[]): number {
   let n = 0;
-  for (const e of entries) if (e.method === "GET" && (e.status === 200 || e.status === 206) && /^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/.test(e.path)) n += e.bytes;
+  for (const e of entries)
+    if (e.method === "GET" && (e.status === 200 || e.status === 206) && /^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/.test(e.path)) n += e.bytes;
   return n;
 }
 
@@ -126,7 +127,7 @@ function profPreload(outDir: string): string {
 
 // A Go time.Duration string ("1m2.5s", "850.1ms", "2.05s") in seconds.
 function goDuration(d: string): number {
-  const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, "µs": 1e-6, us: 1e-6, ns: 1e-9 };
+  const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, µs: 1e-6, us: 1e-6, ns: 1e-9 };
   let t = 0;
   for (const m of d.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|µs|us|ns)/g)) t += Number(m[1]) * unit[m[2]!]!;
   return t;
@@ -138,8 +139,7 @@ function ctrPhases(stdout: string): { fetchS: number; unpackS: number } {
   return { fetchS: elapsed ? Number(elapsed[1]) : NaN, unpackS: done ? goDuration(done[1]!) : NaN };
 }
 
-const logsAfter = (d: DaemonHandle, msg: string, since: number): LogLine[] =>
-  d.proc.logs.filter((l) => l.msg === msg && Date.parse(String(l.time)) >= since);
+const logsAfter = (d: DaemonHandle, msg: string, since: number): LogLine[] => d.proc.logs.filter((l) => l.msg === msg && Date.parse(String(l.time)) >= since);
 const at = (l: LogLine) => Date.parse(String(l.time));
 
 interface PullFigures {
@@ -260,7 +260,8 @@ try {
     const end = start + r.elapsedMs;
     const cpu1 = cpuNow(c);
     const cpu = Object.fromEntries(Object.keys(cpu1).map((k) => [k, [cpu1[k]![0] - cpu0[k]![0], cpu1[k]![1] - cpu0[k]![1]] as [number, number]]));
-    if (r.code !== 0 || !r.unpacked) throw new Error(`${what} pull: ctr exited ${r.code} (unpacked ${r.unpacked}, check "${r.check}")\n${r.stderr}${r.stdout.slice(-2000)}`);
+    if (r.code !== 0 || !r.unpacked)
+      throw new Error(`${what} pull: ctr exited ${r.code} (unpacked ${r.unpacked}, check "${r.check}")\n${r.stderr}${r.stdout.slice(-2000)}`);
     const entries = await reg.accessLog();
     const figures = { ms: r.elapsedMs, ...ctrPhases(r.stdout), cpu, registryBlobBytes: blobBytes(entries), registryRequests: entries.length, start, end };
     await c.removeImage(ref);
@@ -295,11 +296,17 @@ try {
       dataRoot: root,
       ...(cpuProf ? { env: { NODE_OPTIONS: `--import=${pathToFileURL(profPreload(join(cpuProf, `round${r + 1}`))).href}` } } : {}),
     });
-    if (cpuProf) console.log(`cpu profiles: ${cluster.daemons.map((h) => `${h.name} pid ${h.proc.pid}`).join(", ")}, scheduler pid ${cluster.scheduler.proc.pid}`);
+    if (cpuProf)
+      console.log(`cpu profiles: ${cluster.daemons.map((h) => `${h.name} pid ${h.proc.pid}`).join(", ")}, scheduler pid ${cluster.scheduler.proc.pid}`);
     live();
     const [p1, p2] = cluster.peers as [DaemonHandle, DaemonHandle];
     const seed = cluster.seed!;
-    watched = [["seed", seed.proc.pid], ["peer 1", p1.proc.pid], ["peer 2", p2.proc.pid], ["scheduler", workerPid(cluster.scheduler.proc.pid!)]];
+    watched = [
+      ["seed", seed.proc.pid],
+      ["peer 1", p1.proc.pid],
+      ["peer 2", p2.proc.pid],
+      ["scheduler", workerPid(cluster.scheduler.proc.pid!)],
+    ];
     const hostsFor = async (p: DaemonHandle, name: string) => {
       live();
       const d = join(dir, `hosts-${name}-${r}`);
@@ -326,7 +333,12 @@ try {
     console.log(`           ${describe(timeline(p1, seed, c.start, c.end))}`);
     console.log(line("warm", w, d.ms));
     console.log(`           ${describe(timeline(p2, seed, w.start, w.end))}`);
-    for (const [name, h] of [["seed", seed], ["peer 1", p1], ["peer 2", p2]] as const) rss[name]!.push(peakRss(h.proc.pid));
+    for (const [name, h] of [
+      ["seed", seed],
+      ["peer 1", p1],
+      ["peer 2", p2],
+    ] as const)
+      rss[name]!.push(peakRss(h.proc.pid));
     for (const h of cluster.daemons) {
       const warns = h.proc.logs.filter((l) => l.level >= 40);
       if (warns.length) console.log(`           ${h.name}: ${warns.length} warnings, first: ${JSON.stringify(warns[0])}`);
@@ -343,10 +355,20 @@ try {
   const mb = (fs: PullFigures[]) => median(fs.map((f) => f.registryBlobBytes));
   console.log(`medians over ${rounds} rounds, ${fmtMiB(imageBytes)} image, ctr images pull wall time (fetch + unpack, ${snapshotter}):`);
   console.log(`  direct ${md.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, md).padStart(9)}  registry sent ${(mb(direct) / imageBytes).toFixed(2)}x image`);
-  console.log(`  dir. B ${mdb.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mdb).padStart(9)}  registry sent ${(mb(directB) / imageBytes).toFixed(2)}x image  (containerd B, which pulls warm)`);
-  console.log(`  cold   ${mc.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mc).padStart(9)}  registry sent ${(mb(cold) / imageBytes).toFixed(2)}x image  = ${(mc / md).toFixed(2)}x direct (target <= 1.1x)`);
-  console.log(`  warm   ${mw.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mw).padStart(9)}  registry sent ${(mb(warm) / imageBytes).toFixed(2)}x image  = ${(mw / md).toFixed(2)}x direct, ${(mw / mdb).toFixed(2)}x direct B (target < 1x)`);
-  console.log(`  peak RSS (max over rounds): ${Object.entries(rss).map(([n, v]) => `${n} ${(Math.max(...v) / MiB).toFixed(0)} MiB`).join(", ")}`);
+  console.log(
+    `  dir. B ${mdb.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mdb).padStart(9)}  registry sent ${(mb(directB) / imageBytes).toFixed(2)}x image  (containerd B, which pulls warm)`,
+  );
+  console.log(
+    `  cold   ${mc.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mc).padStart(9)}  registry sent ${(mb(cold) / imageBytes).toFixed(2)}x image  = ${(mc / md).toFixed(2)}x direct (target <= 1.1x)`,
+  );
+  console.log(
+    `  warm   ${mw.toFixed(0).padStart(7)} ms  ${mibps(imageBytes, mw).padStart(9)}  registry sent ${(mb(warm) / imageBytes).toFixed(2)}x image  = ${(mw / md).toFixed(2)}x direct, ${(mw / mdb).toFixed(2)}x direct B (target < 1x)`,
+  );
+  console.log(
+    `  peak RSS (max over rounds): ${Object.entries(rss)
+      .map(([n, v]) => `${n} ${(Math.max(...v) / MiB).toFixed(0)} MiB`)
+      .join(", ")}`,
+  );
 } finally {
   clearTimeout(watchdog);
   await cleanup();

@@ -84,7 +84,9 @@ try {
   console.log(`file ${(size / 1024 / 1024).toFixed(0)} MiB in ${dir}, ${rounds} rounds (medians, whole-process wall time)`);
   console.log(`  curl from origin           ${c.toFixed(0).padStart(6)} ms  ${mibps(size, c)}`);
   console.log(`  get cold (origin>peer)      ${g.toFixed(0).padStart(5)} ms  ${mibps(size, g)}  = ${(c / g).toFixed(2)}x curl throughput (target >= 0.8x)`);
-  console.log(`  2 curls at once (2 writes)  ${cp.toFixed(0).padStart(5)} ms  = ${(cp / g).toFixed(2)}x of that by get cold (the floor for seed-first cold starts)`);
+  console.log(
+    `  2 curls at once (2 writes)  ${cp.toFixed(0).padStart(5)} ms  = ${(cp / g).toFixed(2)}x of that by get cold (the floor for seed-first cold starts)`,
+  );
   console.log(`  get one hop (origin>seed)   ${h.toFixed(0).padStart(5)} ms  ${mibps(size, h)}  = ${(c / h).toFixed(2)}x curl throughput`);
   console.log(`  get warm (local peer)      ${w.toFixed(0).padStart(6)} ms  ${mibps(size, w)}  (target >= 1 GB/s = ${mibps(1e9, 1000)})`);
 } finally {

@@ -54,7 +54,22 @@ export async function loopbackCluster(
   const saddr = String((await sched.ready)["listen"]);
   const daemon = (name: string, args: string[]): Proc => {
     const p = spawnDamselfly(
-      ["daemon", "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", "--log-level", "info", ...args],
+      [
+        "daemon",
+        "--scheduler",
+        saddr,
+        "--data-dir",
+        join(dir, name),
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "info",
+        ...args,
+      ],
       "daemon ready",
     );
     procs.push(p);
@@ -101,7 +116,7 @@ export function run(cmd: string, args: string[]): Promise<{ code: number; ms: nu
 }
 
 export function mibps(bytes: number, ms: number): string {
-  return ((bytes / 1024 / 1024) / (ms / 1000)).toFixed(0) + " MiB/s";
+  return (bytes / 1024 / 1024 / (ms / 1000)).toFixed(0) + " MiB/s";
 }
 
 export function median(xs: number[]): number {

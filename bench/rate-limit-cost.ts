@@ -74,7 +74,10 @@ async function endToEnd(): Promise<void> {
         rmSync(out, { force: true });
       }
     }
-    const rows = peers.map((p, i) => `  ${p.name.padEnd(24)} ${median(perGiB[i]!).toFixed(2).padStart(5)} CPU-s/GiB  ${median(ms[i]!).toFixed(0).padStart(6)} ms  ${mibps(size, median(ms[i]!))}`);
+    const rows = peers.map(
+      (p, i) =>
+        `  ${p.name.padEnd(24)} ${median(perGiB[i]!).toFixed(2).padStart(5)} CPU-s/GiB  ${median(ms[i]!).toFixed(0).padStart(6)} ms  ${mibps(size, median(ms[i]!))}`,
+    );
     console.log(`cold get of ${(size / 1024 / 1024).toFixed(0)} MiB via a seed, ${rounds} rounds (medians; the peer daemon's CPU):`);
     for (const r of rows) console.log(r);
   } finally {

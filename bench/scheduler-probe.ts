@@ -23,7 +23,10 @@ if (out) {
   second.enable();
   setInterval(() => {
     const u = performance.eventLoopUtilization();
-    appendFileSync(`${out}.ticks`, JSON.stringify({ at: Date.now(), activeMs: u.active, idleMs: u.idle, delayP99Ms: second.percentile(99) / 1e6, delayMaxMs: second.max / 1e6 }) + "\n");
+    appendFileSync(
+      `${out}.ticks`,
+      JSON.stringify({ at: Date.now(), activeMs: u.active, idleMs: u.idle, delayP99Ms: second.percentile(99) / 1e6, delayMaxMs: second.max / 1e6 }) + "\n",
+    );
     second.reset();
   }, 1000).unref();
   // Every GC pause on the main thread (wall clock start, duration, kind),
@@ -31,7 +34,13 @@ if (out) {
   const gcLines: string[] = [];
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      gcLines.push(JSON.stringify({ at: performance.timeOrigin + e.startTime, ms: e.duration, kind: ((e as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind }));
+      gcLines.push(
+        JSON.stringify({
+          at: performance.timeOrigin + e.startTime,
+          ms: e.duration,
+          kind: ((e as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind,
+        }),
+      );
     }
     if (gcLines.length >= 64) appendFileSync(`${out}.gc`, gcLines.splice(0).join("\n") + "\n");
   }).observe({ entryTypes: ["gc"] });
@@ -41,7 +50,13 @@ if (out) {
   process.on("SIGUSR2", () => {
     const u = performance.eventLoopUtilization(elu);
     elu = performance.eventLoopUtilization();
-    const loop = { eluPct: 100 * u.utilization, activeMs: u.active, delayP50Ms: delay.percentile(50) / 1e6, delayP99Ms: delay.percentile(99) / 1e6, delayMaxMs: delay.max / 1e6 };
+    const loop = {
+      eluPct: 100 * u.utilization,
+      activeMs: u.active,
+      delayP50Ms: delay.percentile(50) / 1e6,
+      delayP99Ms: delay.percentile(99) / 1e6,
+      delayMaxMs: delay.max / 1e6,
+    };
     delay.reset();
     const pre = process.memoryUsage();
     const gc = (globalThis as { gc?: () => void }).gc;
@@ -49,7 +64,17 @@ if (out) {
     const m = process.memoryUsage();
     appendFileSync(
       out,
-      JSON.stringify({ at: Date.now(), gc: gc !== undefined, ...loop, rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, heapUsedBeforeGc: pre.heapUsed }) + "\n",
+      JSON.stringify({
+        at: Date.now(),
+        gc: gc !== undefined,
+        ...loop,
+        rss: m.rss,
+        heapUsed: m.heapUsed,
+        heapTotal: m.heapTotal,
+        external: m.external,
+        arrayBuffers: m.arrayBuffers,
+        heapUsedBeforeGc: pre.heapUsed,
+      }) + "\n",
     );
   });
 }

@@ -71,7 +71,13 @@ import { AsyncQueue } from "../src/common/async-queue.js";
 import { PIECE_BATCH_DEFAULTS, PieceReportBatcher, type PieceBatchOptions } from "../src/peer/download/piece-report-batcher.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../src/protocol/index.js";
 import { encodeEnvelope, EnvelopeReader } from "../src/protocol/envelope.js";
-import { answerOf, encodeAnnouncePeerHead, encodeAnnouncePeerRequest, peekAnnouncePeerResponse, type Answer } from "../src/protocol/fast/announce-peer-client.js";
+import {
+  answerOf,
+  encodeAnnouncePeerHead,
+  encodeAnnouncePeerRequest,
+  peekAnnouncePeerResponse,
+  type Answer,
+} from "../src/protocol/fast/announce-peer-client.js";
 import { BIN, ROOT, cpuSeconds, opt, schedulerV8PoolArgs } from "./lib.js";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -146,7 +152,11 @@ interface WorkerResult {
   hostAnnounces: number;
 }
 
-type ToWorker = { type: "init"; opts: Opts; addr: string; index: number; probe?: boolean } | { type: "warmup"; t0: number } | { type: "go"; t0: number } | { type: "exit" };
+type ToWorker =
+  | { type: "init"; opts: Opts; addr: string; index: number; probe?: boolean }
+  | { type: "warmup"; t0: number }
+  | { type: "go"; t0: number }
+  | { type: "exit" };
 type FromWorker = { type: "hosts" } | { type: "warm" } | { type: "done"; result: WorkerResult } | { type: "error"; message: string };
 
 const taskIdOf = (opts: Opts, t: number) => createHash("sha256").update(`scheduler-scale-${opts.runTag}-${t}`).digest("hex");
@@ -394,7 +404,15 @@ class Worker {
     this.stats.hostAnnounces++;
     return this.hostLink.get(h)!.announceHost(
       create(schedulerv1.AnnounceHostRequestSchema, {
-        host: { id: `h${h + this.hostOffset}`, hostname: `bench-host-${h + this.hostOffset}`, ip: ipOf(h + this.hostOffset), uploadPort: 65002, apiPort: 0, type: HostType.NORMAL, uploadSlots: 0 },
+        host: {
+          id: `h${h + this.hostOffset}`,
+          hostname: `bench-host-${h + this.hostOffset}`,
+          ip: ipOf(h + this.hostOffset),
+          uploadPort: 65002,
+          apiPort: 0,
+          type: HostType.NORMAL,
+          uploadSlots: 0,
+        },
         intervalSeconds: ANNOUNCE_INTERVAL_S,
       }),
     );
@@ -628,7 +646,11 @@ class SimPeer {
         this.state = "source";
         this.send({
           case: "backToSourceStarted",
-          value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: BigInt(w.opts.pieces * PIECE_LENGTH), pieceLength: BigInt(PIECE_LENGTH), contentLengthKnown: true }),
+          value: create(schedulerv1.BackToSourceStartedRequestSchema, {
+            contentLength: BigInt(w.opts.pieces * PIECE_LENGTH),
+            pieceLength: BigInt(PIECE_LENGTH),
+            contentLengthKnown: true,
+          }),
         });
         this.next();
         break;
@@ -656,7 +678,10 @@ class SimPeer {
     const w = this.w;
     const o = w.opts;
     if (this.state === "source") {
-      this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: this.piece, length: BigInt(PIECE_LENGTH), crc32: 1, costMicros: 40_000n }) });
+      this.send({
+        case: "pieceFinished",
+        value: create(schedulerv1.PieceFinishedRequestSchema, { number: this.piece, length: BigInt(PIECE_LENGTH), crc32: 1, costMicros: 40_000n }),
+      });
       this.piece++;
       if (this.piece >= o.pieces) this.finish();
       else this.next();
@@ -685,7 +710,10 @@ class SimPeer {
     }
     const parent = this.candidates[this.turn++ % this.candidates.length]!;
     if (Math.random() < o.failRate) {
-      this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: this.piece, parentId: parent, reason: "connection reset", temporary: false }) });
+      this.send({
+        case: "pieceFailed",
+        value: create(schedulerv1.PieceFailedRequestSchema, { number: this.piece, parentId: parent, reason: "connection reset", temporary: false }),
+      });
       const n = (this.failures.get(parent) ?? 0) + 1;
       this.failures.set(parent, n);
       // The scheduler blocklists a parent at its second failure: so do we.
@@ -698,7 +726,13 @@ class SimPeer {
     }
     this.send({
       case: "pieceFinished",
-      value: create(schedulerv1.PieceFinishedRequestSchema, { number: this.piece, length: BigInt(PIECE_LENGTH), crc32: 1, parentId: parent, costMicros: BigInt(20_000 + Math.floor(Math.random() * 40_000)) }),
+      value: create(schedulerv1.PieceFinishedRequestSchema, {
+        number: this.piece,
+        length: BigInt(PIECE_LENGTH),
+        crc32: 1,
+        parentId: parent,
+        costMicros: BigInt(20_000 + Math.floor(Math.random() * 40_000)),
+      }),
     });
     this.piece++;
     if (this.piece >= o.pieces) this.finish();
@@ -756,7 +790,13 @@ function workerMain(): void {
       // on tasks of their own, a few pieces each), so its first answers in
       // the load time the scheduler, not the probe's cold JIT and sessions.
       const warm = init!.probe
-        ? new Worker({ ...probeOpts(o), peers: Math.max(20, o.probeRate), pieces: 3, runTag: `${o.runTag}-probe-warmup`, durationS: 10 }, init!.addr, 0, "pw-", o.hosts)
+        ? new Worker(
+            { ...probeOpts(o), peers: Math.max(20, o.probeRate), pieces: 3, runTag: `${o.runTag}-probe-warmup`, durationS: 10 },
+            init!.addr,
+            0,
+            "pw-",
+            o.hosts,
+          )
         : new Worker({ ...o, peers: o.warmup, runTag: `${o.runTag}-warmup`, durationS: Math.min(o.durationS, 30) }, init!.addr, init!.index, "w-");
       warm.run(m.t0).then(
         () => {
@@ -904,7 +944,7 @@ class SchedulerProc {
       if (open) return addr;
       await sleep(50);
     }
-    throw new Error("scheduler: no \"scheduler ready\" within 20s");
+    throw new Error('scheduler: no "scheduler ready" within 20s');
   }
 
   // Full GC in the scheduler, then its memory figures.
@@ -945,8 +985,13 @@ function summarizeProfile(file: string, top: number): string[] {
   const parent = new Map<number, number>();
   for (const n of prof.nodes) byId.set(n.id, n);
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const short = (url: string) => url.replace(/^file:\/\//, "").replace(`${ROOT}/`, "").replace(/^node_modules\//, "");
-  const fnKey = (n: Node) => `${n.callFrame.functionName || "(anonymous)"}  ${short(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ""}`;
+  const short = (url: string) =>
+    url
+      .replace(/^file:\/\//, "")
+      .replace(`${ROOT}/`, "")
+      .replace(/^node_modules\//, "");
+  const fnKey = (n: Node) =>
+    `${n.callFrame.functionName || "(anonymous)"}  ${short(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ""}`;
   const bucket = (n: Node): string => {
     const u = n.callFrame.url;
     const f = n.callFrame.functionName;
@@ -989,7 +1034,9 @@ function summarizeProfile(file: string, top: number): string[] {
   const pct = (v: number) => `${((100 * v) / busy).toFixed(1).padStart(5)}%`;
   const ms = (v: number) => `${(v / 1000).toFixed(0).padStart(6)} ms`;
   const out: string[] = [];
-  out.push(`profile ${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy (${((100 * busy) / total).toFixed(0)}%), shares below are of busy time`);
+  out.push(
+    `profile ${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy (${((100 * busy) / total).toFixed(0)}%), shares below are of busy time`,
+  );
   out.push("  by where the code lives (self time):");
   let smallNative = 0;
   for (const [k, v] of [...buckets].sort((a, b) => b[1] - a[1])) {
@@ -1045,7 +1092,10 @@ async function main(): Promise<void> {
     batch:
       opt("--reports", "batched") === "per-piece"
         ? false
-        : { windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))), maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))) },
+        : {
+            windowMs: Number(opt("--batch-ms", String(PIECE_BATCH_DEFAULTS.windowMs))),
+            maxPieces: Number(opt("--batch-max", String(PIECE_BATCH_DEFAULTS.maxPieces))),
+          },
     runTag: `${process.pid}-${Date.now()}`,
     warmup: Number(opt("--warmup", "0")),
     probeRate: Number(opt("--probe-rate", "0")),
@@ -1086,13 +1136,16 @@ async function main(): Promise<void> {
   let sampler: NodeJS.Timeout | undefined;
   // The load phase is bounded by --duration; this bounds the setup and the
   // readings around it, so a hung scheduler or worker cannot outlive the run.
-  const watchdog = setTimeout(() => {
-    console.error(`scheduler-scale: still running ${WATCHDOG_SLACK_S} s past --duration: killing the scheduler and the workers`);
-    for (const w of workers) w.kill("SIGKILL");
-    sched.child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
-    process.exit(2);
-  }, (opts.durationS + WATCHDOG_SLACK_S) * 1000);
+  const watchdog = setTimeout(
+    () => {
+      console.error(`scheduler-scale: still running ${WATCHDOG_SLACK_S} s past --duration: killing the scheduler and the workers`);
+      for (const w of workers) w.kill("SIGKILL");
+      sched.child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(2);
+    },
+    (opts.durationS + WATCHDOG_SLACK_S) * 1000,
+  );
   watchdog.unref();
   try {
     const addr = await sched.ready();
@@ -1152,7 +1205,19 @@ async function main(): Promise<void> {
     await sleep(t0 - Date.now());
     const samples: Sample[] = [];
     const clientCpu = () => workers.reduce((s, w) => s + (w.pid && w.exitCode === null ? cpuSeconds(w.pid) : 0), 0);
-    const sample = () => samples.push({ t: Date.now() - t0, at: Date.now(), mainWait: threadSched(pid, pid).wait, machine: machineCpu(), schedCpu: cpuSeconds(pid), schedSys: sysSeconds(pid), schedMain: threadCpuSeconds(pid, pid), rss: procStatus(pid, "VmRSS"), clientCpu: clientCpu(), selfCpu: cpuSeconds(process.pid) });
+    const sample = () =>
+      samples.push({
+        t: Date.now() - t0,
+        at: Date.now(),
+        mainWait: threadSched(pid, pid).wait,
+        machine: machineCpu(),
+        schedCpu: cpuSeconds(pid),
+        schedSys: sysSeconds(pid),
+        schedMain: threadCpuSeconds(pid, pid),
+        rss: procStatus(pid, "VmRSS"),
+        clientCpu: clientCpu(),
+        selfCpu: cpuSeconds(process.pid),
+      });
     sample();
     sampler = setInterval(sample, 1000);
     const done = (await waitAll("done", (opts.durationS + 30) * 1000)) as Extract<FromWorker, { type: "done" }>[];
@@ -1165,7 +1230,10 @@ async function main(): Promise<void> {
     // Each probe answer with its send time (wall clock), beside the
     // scheduler's GC events (probe.jsonl.gc), for --keep.
     if (keep && probeResult) {
-      writeFileSync(join(dir, "probe-samples.jsonl"), probeResult.regLat.map((ms, j) => JSON.stringify({ at: t0 + probeResult.regSentMs[j]!, ms })).join("\n") + "\n");
+      writeFileSync(
+        join(dir, "probe-samples.jsonl"),
+        probeResult.regLat.map((ms, j) => JSON.stringify({ at: t0 + probeResult.regSentMs[j]!, ms })).join("\n") + "\n",
+      );
       writeFileSync(join(dir, "probe-client-gc.jsonl"), probeResult.gcPauses.map((g) => JSON.stringify(g)).join("\n") + "\n");
     }
     const loadS = Math.max(...results.map((r) => r.doneAt)) / 1000;
@@ -1181,7 +1249,8 @@ async function main(): Promise<void> {
     const cores = availableParallelism();
     // CPU used by processes other than the scheduler, the workers and this one
     // (another build or test on the machine skews every figure here).
-    const othersCores = machineBusy * cores - (last.schedCpu - first.schedCpu + last.clientCpu - first.clientCpu + last.selfCpu - first.selfCpu) / ((last.t - first.t) / 1000);
+    const othersCores =
+      machineBusy * cores - (last.schedCpu - first.schedCpu + last.clientCpu - first.clientCpu + last.selfCpu - first.selfCpu) / ((last.t - first.t) / 1000);
     const peakRss = procStatus(pid, "VmHWM");
 
     // Memory with every peer held (finished peers stay as parents), streams closed.
@@ -1220,13 +1289,18 @@ async function main(): Promise<void> {
     };
     const mergeSec = (f: (r: WorkerResult) => number[]) => {
       const a: number[] = [];
-      for (const r of results) f(r).forEach((v, s) => {
-        while (a.length <= s) a.push(0);
-        a[s]! += v;
-      });
+      for (const r of results)
+        f(r).forEach((v, s) => {
+          while (a.length <= s) a.push(0);
+          a[s]! += v;
+        });
       return a;
     };
-    const fmtMap = (m: Record<string, number>) => Object.entries(m).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ");
+    const fmtMap = (m: Record<string, number>) =>
+      Object.entries(m)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
     const regLat = results.flatMap((r) => r.regLat).sort((a, b) => a - b);
     const reschedLat = results.flatMap((r) => r.reschedLat).sort((a, b) => a - b);
     const regSent = sum((r) => r.regSent);
@@ -1248,10 +1322,15 @@ async function main(): Promise<void> {
     const secReqs = mergeSec((r) => r.secReqs);
     const clientCpuS = sum((r) => r.cpuS);
     const lat = (xs: number[]) =>
-      xs.length === 0 ? "none" : `p50 ${percentile(xs, 0.5).toFixed(2)} ms  p99 ${percentile(xs, 0.99).toFixed(2)} ms  max ${xs[xs.length - 1]!.toFixed(1)} ms  (n=${xs.length})`;
+      xs.length === 0
+        ? "none"
+        : `p50 ${percentile(xs, 0.5).toFixed(2)} ms  p99 ${percentile(xs, 0.99).toFixed(2)} ms  max ${xs[xs.length - 1]!.toFixed(1)} ms  (n=${xs.length})`;
     const busiestResp = Math.max(0, ...secResps);
     const ticks = existsSync(`${sched.probeFile}.ticks`)
-      ? readFileSync(`${sched.probeFile}.ticks`, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { at: number; activeMs: number; idleMs: number; delayP99Ms: number; delayMaxMs: number })
+      ? readFileSync(`${sched.probeFile}.ticks`, "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as { at: number; activeMs: number; idleMs: number; delayP99Ms: number; delayMaxMs: number })
       : [];
     // Loop utilisation between the last ticks at or before a and b (a
     // saturated loop runs the 1 s tick timer late, so spans stretch), and
@@ -1312,8 +1391,13 @@ async function main(): Promise<void> {
     console.log(
       `  client: ${opts.workers} worker process(es), ${opts.sessions > 0 ? opts.sessions : opts.hosts} HTTP/2 sessions (${opts.sessions > 0 ? "shared" : "one per host"}), ${opts.client === "connect" ? "Connect gRPC transport" : "gRPC over node:http2 (lean client)"}; arrivals ${opts.rate > 0 ? `open-loop at ${opts.rate}/s` : `closed-loop, ${opts.inflight} awaiting a decision`}; ${opts.hosts} hosts announced in ${hostsS.toFixed(1)} s; piece reports ${opts.batch ? `batched (window ${opts.batch.windowMs} ms, at most ${opts.batch.maxPieces})` : "one message per piece"}`,
     );
-    if (opts.warmup > 0) console.log(`  warm-up               ${opts.warmup} peers of ${opts.tasks} other tasks at the same rate first, unmeasured (${warmS.toFixed(1)} s); memory baseline taken after it`);
-    console.log(`  load phase            ${loadS.toFixed(1)} s${loadS >= opts.durationS ? " (hit --duration: the rest was aborted)" : " (every peer done)"}; peer outcomes: ${fmtMap(merge((r) => r.outcomes))}`);
+    if (opts.warmup > 0)
+      console.log(
+        `  warm-up               ${opts.warmup} peers of ${opts.tasks} other tasks at the same rate first, unmeasured (${warmS.toFixed(1)} s); memory baseline taken after it`,
+      );
+    console.log(
+      `  load phase            ${loadS.toFixed(1)} s${loadS >= opts.durationS ? " (hit --duration: the rest was aborted)" : " (every peer done)"}; peer outcomes: ${fmtMap(merge((r) => r.outcomes))}`,
+    );
     console.log(
       `  registrations         ${regSent} sent in ${regWindowS.toFixed(2)} s = ${(regSent / regWindowS).toFixed(0)}/s; ${regAnswered} answered, the last ${(lastAnswer / 1000).toFixed(2)} s after the first was sent = ${(regAnswered / backlogS).toFixed(0)}/s`,
     );
@@ -1321,7 +1405,9 @@ async function main(): Promise<void> {
       `  decisions (responses) ${respTotal} = ${decisionsPerS.toFixed(0)}/s over the load phase; ${(backlogResps / backlogS).toFixed(0)}/s from the first registration to the last one answered; busiest second ${busiestResp}  (target >= 5,000/s: ${backlogResps / backlogS >= 5000 ? "met" : "MISSED"})`,
     );
     console.log(`      by kind           ${fmtMap(responses)}`);
-    console.log(`  requests to sched     ${reqTotal} on AnnouncePeer streams = ${(reqTotal / loadS).toFixed(0)}/s, busiest second ${Math.max(0, ...secReqs)}: ${fmtMap(requests)}; plus ${sum((r) => r.hostAnnounces)} AnnounceHost calls`);
+    console.log(
+      `  requests to sched     ${reqTotal} on AnnouncePeer streams = ${(reqTotal / loadS).toFixed(0)}/s, busiest second ${Math.max(0, ...secReqs)}: ${fmtMap(requests)}; plus ${sum((r) => r.hostAnnounces)} AnnounceHost calls`,
+    );
     if (probeResult) {
       const pl = [...probeResult.regLat].sort((a, b) => a - b);
       const pp99 = pl.length ? percentile(pl, 0.99) : Infinity;
@@ -1341,7 +1427,9 @@ async function main(): Promise<void> {
     console.log(
       `  memory per peer       ${(rssPerPeer / 1024).toFixed(1)} KiB RSS held ((after - with hosts) / ${held} held peers), ${(peakPerPeer / 1024).toFixed(1)} KiB at peak (per peer registered), ${(heapPerPeer / 1024).toFixed(2)} KiB JS heap after full GC (heap used ${mib(probeHosts.heapUsed)} -> ${mib(probeAfter.heapUsed)} MiB of ${mib(probeAfter.heapTotal)} MiB, external ${mib(probeHosts.external)} -> ${mib(probeAfter.external)} MiB)`,
     );
-    console.log(`  scheduler state       ${held} peers held across ${opts.tasks} tasks after the run (${finishedHeld} finished, ${bts} back-to-source); heap after clients left ${mib(probeGone.heapUsed)} MiB`);
+    console.log(
+      `  scheduler state       ${held} peers held across ${opts.tasks} tasks after the run (${finishedHeld} finished, ${bts} back-to-source); heap after clients left ${mib(probeGone.heapUsed)} MiB`,
+    );
     console.log(
       `  scheduler CPU         ${schedCpuS.toFixed(1)} s over ${loadS.toFixed(1)} s = ${((100 * schedCpuS) / loadS).toFixed(0)}% of a core (${schedSysS.toFixed(1)} s in the kernel; main thread ${schedMainS.toFixed(1)} s on a CPU, ${mainWaitS.toFixed(1)} s runnable but waiting for one); busiest second main thread ${(100 * mainMax).toFixed(0)}% (${mainHot}/${full.length} s at >= 90%); ${totalCpu.toFixed(1)} s in all, exit ${code}`,
     );
@@ -1404,7 +1492,8 @@ async function decisionHistogram(port: number): Promise<{ count: number; le(q: n
     return undefined;
   }
   const buckets: Array<[number, number]> = [];
-  for (const m of text.matchAll(/^damselfly_scheduler_decision_duration_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)) buckets.push([m[1] === "+Inf" ? Infinity : Number(m[1]), Number(m[2])]);
+  for (const m of text.matchAll(/^damselfly_scheduler_decision_duration_seconds_bucket\{le="([^"]+)"\} (\d+)/gm))
+    buckets.push([m[1] === "+Inf" ? Infinity : Number(m[1]), Number(m[2])]);
   const count = buckets.length > 0 ? buckets[buckets.length - 1]![1] : 0;
   if (count === 0) return undefined;
   return {

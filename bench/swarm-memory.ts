@@ -25,7 +25,22 @@ try {
   const saddr = String((await sched.ready)["listen"]);
   const daemon = (name: string, seed: boolean) =>
     spawnDamselfly(
-      ["daemon", ...(seed ? ["--seed"] : []), "--hostname", name, "--scheduler", saddr, "--data-dir", join(dir, name), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"],
+      [
+        "daemon",
+        ...(seed ? ["--seed"] : []),
+        "--hostname",
+        name,
+        "--scheduler",
+        saddr,
+        "--data-dir",
+        join(dir, name),
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+      ],
       "daemon ready",
     );
   const seed = daemon("seed", true);
@@ -36,12 +51,16 @@ try {
 
   const t0 = performance.now();
   const results = await Promise.all(
-    apis.map((api, i) => run(process.execPath, [BIN, "get", url, "-O", join(dir, `out${i}`), "--digest", `sha256:${digest}`, "--daemon", api, "--no-progress"])),
+    apis.map((api, i) =>
+      run(process.execPath, [BIN, "get", url, "-O", join(dir, `out${i}`), "--digest", `sha256:${digest}`, "--daemon", api, "--no-progress"]),
+    ),
   );
   const ms = performance.now() - t0;
   for (const r of results) if (r.code !== 0) throw new Error(`get failed: ${r.stderr}`);
   const sent = await origin.sent();
-  console.log(`${(size / 2 ** 30).toFixed(2)} GiB to ${peerCount} peers in ${(ms / 1000).toFixed(1)} s (${mibps(size * peerCount, ms)} delivered), all digests verified; data in ${dir}`);
+  console.log(
+    `${(size / 2 ** 30).toFixed(2)} GiB to ${peerCount} peers in ${(ms / 1000).toFixed(1)} s (${mibps(size * peerCount, ms)} delivered), all digests verified; data in ${dir}`,
+  );
   console.log(`  origin egress: ${(sent / size).toFixed(3)} x the file`);
   for (const [name, p] of [["seed", seed], ...peers.map((p, i) => [`peer${i}`, p] as const)] as const) {
     const pid = p.child.pid!;

@@ -115,7 +115,14 @@ export const bittorrentMode: Mode = {
       ],
       async run(t0, deadlineMs) {
         const fail = (e: unknown): PeerResult[] =>
-          ctx.peers.map((p) => ({ peer: p.id, ok: false, seconds: null, exit: null, cpuS: null, error: `not started: ${e instanceof Error ? e.message : String(e)}` }));
+          ctx.peers.map((p) => ({
+            peer: p.id,
+            ok: false,
+            seconds: null,
+            exit: null,
+            cpuS: null,
+            error: `not started: ${e instanceof Error ? e.message : String(e)}`,
+          }));
         try {
           const announce = `http://${origin.ip}:${TRACKER_PORT}/announce`;
           const mk = await runClient(origin.ns, ["mktorrent", "-p", "-a", announce, "-o", torrent, ctx.file], deadlineMs);
@@ -138,7 +145,13 @@ export const bittorrentMode: Mode = {
           seeder = startService(
             origin.ns,
             "aria2c seeder",
-            [...aria2Args(join(ctx.logDir, "aria2c-origin.log"), maxPeers), `--dir=${dirname(ctx.file)}`, "--seed-ratio=0.0", "--bt-seed-unverified=true", torrent],
+            [
+              ...aria2Args(join(ctx.logDir, "aria2c-origin.log"), maxPeers),
+              `--dir=${dirname(ctx.file)}`,
+              "--seed-ratio=0.0",
+              "--bt-seed-unverified=true",
+              torrent,
+            ],
             join(ctx.logDir, "aria2c-origin.out"),
           );
           await waitListening(origin, BT_PORT, 10_000);
@@ -150,7 +163,11 @@ export const bittorrentMode: Mode = {
           ctx.peers.map(async (p): Promise<PeerResult> => {
             const dir = join(ctx.workDir, p.id);
             mkdirSync(dir, { recursive: true });
-            const r = await runClient(p.ns, [...aria2Args(join(ctx.logDir, `aria2c-${p.id}.log`), maxPeers), `--dir=${dir}`, "--seed-time=0", torrent], deadlineMs);
+            const r = await runClient(
+              p.ns,
+              [...aria2Args(join(ctx.logDir, `aria2c-${p.id}.log`), maxPeers), `--dir=${dir}`, "--seed-time=0", torrent],
+              deadlineMs,
+            );
             return peerResult(p.id, r, t0, join(dir, basename(ctx.file)), () => (r.stderr + r.stdout).trim().slice(-500));
           }),
         );

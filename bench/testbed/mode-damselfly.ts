@@ -79,7 +79,10 @@ function schedulerStats(svc: Service): Record<string, unknown> {
   }
   const counts = (k: string) => (summary?.[k] && typeof summary[k] === "object" ? (summary[k] as Record<string, number>) : {});
   const decisions: Record<string, number> = {};
-  for (const [kind, msg] of [["registered", "peer registered"], ["rescheduled", "peer rescheduled"]] as const) {
+  for (const [kind, msg] of [
+    ["registered", "peer registered"],
+    ["rescheduled", "peer rescheduled"],
+  ] as const) {
     for (const [d, n] of Object.entries(counts(kind))) decisions[`${msg}: ${d}`] = n;
   }
   return { messages: msgs, decisions, finishedVia: counts("finished") };
@@ -155,11 +158,25 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
             "scheduler",
             // With the V8 pool `damselfly scheduler` would restart itself
             // with (src/cli/v8-pool.ts), so the pid measured is the scheduler.
-            [process.execPath, ...schedulerV8PoolArgs(), BIN, "scheduler", "--listen", `${ORIGIN_IP}:${SCHEDULER_PORT}`, ...(coldStart ? ["--cold-start", coldStart] : []), ...(opts.schedulerArgs ?? [])],
+            [
+              process.execPath,
+              ...schedulerV8PoolArgs(),
+              BIN,
+              "scheduler",
+              "--listen",
+              `${ORIGIN_IP}:${SCHEDULER_PORT}`,
+              ...(coldStart ? ["--cold-start", coldStart] : []),
+              ...(opts.schedulerArgs ?? []),
+            ],
             join(ctx.logDir, "scheduler.log"),
           );
           await scheduler.waitForLine((l) => jsonLine(l)?.["msg"] === "scheduler ready", 30_000, '"scheduler ready"');
-          seed = startService(o.ns, "seed", daemonArgs("origin-seed", o.ip, join(ctx.workDir, "seed"), true, opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`), join(ctx.logDir, "daemon-seed.log"));
+          seed = startService(
+            o.ns,
+            "seed",
+            daemonArgs("origin-seed", o.ip, join(ctx.workDir, "seed"), true, opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`),
+            join(ctx.logDir, "daemon-seed.log"),
+          );
           for (const p of ctx.peers) {
             mkdirSync(join(ctx.workDir, p.id), { recursive: true });
             daemons.push(startService(p.ns, p.id, daemonArgs(p.id, p.ip, join(ctx.workDir, p.id, "data"), false), join(ctx.logDir, `daemon-${p.id}.log`)));
@@ -173,7 +190,15 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
             const url = `${origin.url}?prefix=${opts.warmUpBytes}`;
             // Bounded: start-up plus the bytes at 100 kB/s.
             const deadline = performance.now() + 60_000 + opts.warmUpBytes / 100;
-            const results = await Promise.all(ctx.peers.map((p) => runClient(p.ns, [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress", ...(opts.getArgs ?? [])], deadline)));
+            const results = await Promise.all(
+              ctx.peers.map((p) =>
+                runClient(
+                  p.ns,
+                  [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress", ...(opts.getArgs ?? [])],
+                  deadline,
+                ),
+              ),
+            );
             const bad = results.findIndex((r) => r.code !== 0);
             if (bad >= 0) throw new Error(`warm-up download on ${ctx.peers[bad]!.id} failed: ${results[bad]!.stderr.trim().slice(-400)}`);
             warmUpSent = await origin.sent();
@@ -222,7 +247,9 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           const fromPeers = perDaemon.reduce((a, d) => a + (d.fromPeers ?? 0), 0);
           notes.push(
             `${wentToOrigin.length} of ${perDaemon.length} peers fetched from the origin` +
-              (wentToOrigin.length ? ` (${wentToOrigin.map((d) => `${d.name}: ${MiB(d.fromSource ?? 0)}, reason "${d.backToSource.join('", "')}"`).join("; ")})` : ""),
+              (wentToOrigin.length
+                ? ` (${wentToOrigin.map((d) => `${d.name}: ${MiB(d.fromSource ?? 0)}, reason "${d.backToSource.join('", "')}"`).join("; ")})`
+                : ""),
           );
           notes.push(`peers got ${MiB(fromPeers)} from peers and ${MiB(fromOrigin)} from the origin in total (daemon "task downloaded" lines)`);
           if (seedStats) {
@@ -234,11 +261,39 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           }
           const events: Record<string, number> = {};
           for (const d of perDaemon) for (const [k, v] of Object.entries(d.events)) events[k] = (events[k] ?? 0) + v;
-          if (Object.keys(events).length) notes.push(`peer daemon events: ${Object.entries(events).map(([k, v]) => `${k} x${v}`).join(", ")}`);
+          if (Object.keys(events).length)
+            notes.push(
+              `peer daemon events: ${Object.entries(events)
+                .map(([k, v]) => `${k} x${v}`)
+                .join(", ")}`,
+            );
           const dec = (sched as { decisions?: Record<string, number> }).decisions;
-          if (dec && Object.keys(dec).length) notes.push(`scheduler: ${Object.entries(dec).map(([k, v]) => `${k} x${v}`).join(", ")}`);
-          if (opts.warmUpBytes) notes.push(`daemons warmed up first: every peer downloaded a ${MiB(opts.warmUpBytes)} task through the swarm before the clock (not counted; scheduler counts include it)`);
-          return { extra: { client: opts.client ?? "get", getArgs: opts.getArgs, warmUpBytes: opts.warmUpBytes ?? 0, coldStart: coldStart ?? "default", daemonArgs: opts.daemonArgs, seedArgs: opts.seedArgs, schedulerArgs: opts.schedulerArgs, seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`, perDaemon, seed: seedStats, scheduler: sched }, notes };
+          if (dec && Object.keys(dec).length)
+            notes.push(
+              `scheduler: ${Object.entries(dec)
+                .map(([k, v]) => `${k} x${v}`)
+                .join(", ")}`,
+            );
+          if (opts.warmUpBytes)
+            notes.push(
+              `daemons warmed up first: every peer downloaded a ${MiB(opts.warmUpBytes)} task through the swarm before the clock (not counted; scheduler counts include it)`,
+            );
+          return {
+            extra: {
+              client: opts.client ?? "get",
+              getArgs: opts.getArgs,
+              warmUpBytes: opts.warmUpBytes ?? 0,
+              coldStart: coldStart ?? "default",
+              daemonArgs: opts.daemonArgs,
+              seedArgs: opts.seedArgs,
+              schedulerArgs: opts.schedulerArgs,
+              seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`,
+              perDaemon,
+              seed: seedStats,
+              scheduler: sched,
+            },
+            notes,
+          };
         },
         async teardown() {
           await Promise.all(daemons.map((d) => d.stop()));
@@ -250,4 +305,3 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
     },
   };
 }
-

@@ -270,7 +270,8 @@ export async function measureMode(mode: Mode, ctx: ModeContext, timeoutS: number
       cpu,
       backgroundBusy,
       testbedProcShare:
-        (acct0 !== undefined && acct1 !== undefined ? acct1 - acct0 : agentCpuS + infraCpuS + (run.clientsAreAgents ? 0 : clientCpuS)) / (cpu.seconds * cpus().length),
+        (acct0 !== undefined && acct1 !== undefined ? acct1 - acct0 : agentCpuS + infraCpuS + (run.clientsAreAgents ? 0 : clientCpuS)) /
+        (cpu.seconds * cpus().length),
       testbedShareSource: acct0 !== undefined ? "cgroup" : "processes",
       agentCpuS,
       infraCpuS,

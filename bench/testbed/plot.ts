@@ -63,7 +63,8 @@ export function renderPlot(title: string, points: PlotPoint[], bound: Array<{ n:
     out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dash ? ` stroke-dasharray="${dash}"` : ""}/>`);
     for (const [n, v] of pts) {
       if (marker === "circle") out.push(`<circle cx="${x(n).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${color}"/>`);
-      if (marker === "square") out.push(`<rect x="${(x(n) - 3).toFixed(1)}" y="${(y(v) - 3).toFixed(1)}" width="6" height="6" fill="white" stroke="${color}"/>`);
+      if (marker === "square")
+        out.push(`<rect x="${(x(n) - 3).toFixed(1)}" y="${(y(v) - 3).toFixed(1)}" width="6" height="6" fill="white" stroke="${color}"/>`);
     }
   };
   const legend: Array<{ label: string; color: string; dash: string }> = [];
@@ -71,15 +72,32 @@ export function renderPlot(title: string, points: PlotPoint[], bound: Array<{ n:
   modes.forEach((m, i) => {
     const color = COLORS[m] ?? FALLBACK[i % FALLBACK.length]!;
     const pts = points.filter((p) => p.mode === m).sort((a, b) => a.n - b.n);
-    series(pts.filter((p) => p.lastS !== null).map((p) => [p.n, p.lastS!]), color, "", "circle");
-    series(pts.filter((p) => p.medianS !== null).map((p) => [p.n, p.medianS!]), color, "6 4", "square");
+    series(
+      pts.filter((p) => p.lastS !== null).map((p) => [p.n, p.lastS!]),
+      color,
+      "",
+      "circle",
+    );
+    series(
+      pts.filter((p) => p.medianS !== null).map((p) => [p.n, p.medianS!]),
+      color,
+      "6 4",
+      "square",
+    );
     legend.push({ label: `${m} last`, color, dash: "" }, { label: `${m} median`, color, dash: "6 4" });
   });
-  series([...bound].sort((a, b) => a.n - b.n).map((b) => [b.n, b.tStarS]), "black", "2 3", "none");
+  series(
+    [...bound].sort((a, b) => a.n - b.n).map((b) => [b.n, b.tStarS]),
+    "black",
+    "2 3",
+    "none",
+  );
   legend.push({ label: "Kumar-Ross T*", color: "black", dash: "2 3" });
   legend.forEach((e, i) => {
     const ly = Tm + 10 + i * 20;
-    out.push(`<line x1="${W - R + 15}" y1="${ly}" x2="${W - R + 45}" y2="${ly}" stroke="${e.color}" stroke-width="2"${e.dash ? ` stroke-dasharray="${e.dash}"` : ""}/>`);
+    out.push(
+      `<line x1="${W - R + 15}" y1="${ly}" x2="${W - R + 45}" y2="${ly}" stroke="${e.color}" stroke-width="2"${e.dash ? ` stroke-dasharray="${e.dash}"` : ""}/>`,
+    );
     out.push(`<text x="${W - R + 52}" y="${ly + 4}">${esc(e.label)}</text>`);
   });
   out.push(`</svg>`);

@@ -188,10 +188,13 @@ export function runClient(ns: string, argv: readonly string[], deadlineMs: numbe
     child.stdout!.on("data", (s: string) => (out = (out + s).slice(-KEEP)));
     child.stderr!.on("data", (s: string) => (err = (err + s).slice(-KEEP)));
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child, "SIGKILL");
-    }, Math.max(0, deadlineMs - performance.now()));
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        killGroup(child, "SIGKILL");
+      },
+      Math.max(0, deadlineMs - performance.now()),
+    );
     const finish = (code: number | null, signal: NodeJS.Signals | null) => {
       clearTimeout(timer);
       const endMs = performance.now();

@@ -104,7 +104,10 @@ export function startLine(run: RunMeasurement, peerRateBps: number, seconds = 8)
   if (tl.length < 2) return undefined;
   const cap = (run.n * peerRateBps) / 8;
   const links = tl.map((s) => pct(s.peersRx / cap)).join(" ");
-  const busy = run.cpu.perSecond.slice(0, tl.length).map((x) => pct(x)).join(" ");
+  const busy = run.cpu.perSecond
+    .slice(0, tl.length)
+    .map((x) => pct(x))
+    .join(" ");
   const agents = tl.map((s) => s.agentCores.toFixed(1)).join(" ");
   return `first ${tl.length} s, second by second: links used ${links}; machine busy ${busy}; agents' CPU, clients not counted (cores) ${agents}`;
 }
@@ -112,15 +115,22 @@ export function startLine(run: RunMeasurement, peerRateBps: number, seconds = 8)
 export function detailLines(run: RunMeasurement): string[] {
   const out: string[] = [];
   const procs = run.processes.filter((p) => p.cpuS !== null).map((p) => `${p.name} ${p.cpuS!.toFixed(1)}s`);
-  out.push(`  [${run.mode} N=${run.n}] CPU over ${run.cpu.seconds.toFixed(1)} s: agents ${run.agentCpuS.toFixed(1)} s (user ${run.agentUserS.toFixed(1)} s), infra ${run.infraCpuS.toFixed(1)} s` +
-    (run.clientCpuS ? `, clients ${run.clientCpuS.toFixed(1)} s` : "") + `; peers uploaded ${gib(run.peersUploadedBytes)}, origin ${gib(run.originEgressBytes)}`);
+  out.push(
+    `  [${run.mode} N=${run.n}] CPU over ${run.cpu.seconds.toFixed(1)} s: agents ${run.agentCpuS.toFixed(1)} s (user ${run.agentUserS.toFixed(1)} s), infra ${run.infraCpuS.toFixed(1)} s` +
+      (run.clientCpuS ? `, clients ${run.clientCpuS.toFixed(1)} s` : "") +
+      `; peers uploaded ${gib(run.peersUploadedBytes)}, origin ${gib(run.originEgressBytes)}`,
+  );
   if (run.sentPackets) {
-    out.push(`    packets sent by all hosts: ${(run.sentPackets / 1e6).toFixed(2)} M, ${Math.round(run.sentPackets / (run.uploadedBytes / 2 ** 20))} per MiB sent (mean ${Math.round(run.uploadedBytes / run.sentPackets)} B)`);
+    out.push(
+      `    packets sent by all hosts: ${(run.sentPackets / 1e6).toFixed(2)} M, ${Math.round(run.sentPackets / (run.uploadedBytes / 2 ** 20))} per MiB sent (mean ${Math.round(run.uploadedBytes / run.sentPackets)} B)`,
+    );
   }
   if (run.tcp.outSegs > 0) {
     // uploadedBytes counts frames: 1514 bytes each when full (1448 of payload).
     const needed = run.uploadedBytes / 1514;
-    out.push(`    TCP (${run.tcp.congestionControl}): ${(run.tcp.outSegs / 1e6).toFixed(2)} M segments sent, ${(run.tcp.outSegs / needed).toFixed(2)}x the full-size frames that crossed the links (pure ACKs count as segments too); ${(run.tcp.retransSegs / 1e3).toFixed(1)} k retransmitted`);
+    out.push(
+      `    TCP (${run.tcp.congestionControl}): ${(run.tcp.outSegs / 1e6).toFixed(2)} M segments sent, ${(run.tcp.outSegs / needed).toFixed(2)}x the full-size frames that crossed the links (pure ACKs count as segments too); ${(run.tcp.retransSegs / 1e3).toFixed(1)} k retransmitted`,
+    );
   }
   const b = run.cpu.breakdown;
   out.push(
@@ -135,12 +145,18 @@ export function detailLines(run: RunMeasurement): string[] {
   else {
     const daemons = run.processes.filter((p) => p.name.startsWith("daemon ") && p.cpuS !== null).map((p) => p.cpuS!);
     const other = run.processes.filter((p) => !p.name.startsWith("daemon ") && p.cpuS !== null).map((p) => `${p.name} ${p.cpuS!.toFixed(1)}s`);
-    if (daemons.length) out.push(`    peer daemons: ${daemons.length} x, ${Math.min(...daemons).toFixed(1)}-${Math.max(...daemons).toFixed(1)} s each, ${daemons.reduce((a, b) => a + b, 0).toFixed(1)} s total; ${other.join(", ")}`);
+    if (daemons.length)
+      out.push(
+        `    peer daemons: ${daemons.length} x, ${Math.min(...daemons).toFixed(1)}-${Math.max(...daemons).toFixed(1)} s each, ${daemons.reduce((a, b) => a + b, 0).toFixed(1)} s total; ${other.join(", ")}`,
+      );
   }
   const times = run.peers.map((p) => `${p.peer} ${p.ok ? p.seconds!.toFixed(1) : `FAIL(${p.exit})`}`).join(" ");
   out.push(`    per peer (s): ${times}`);
   const clientCpu = run.peers.map((p) => p.cpuS).filter((x): x is number => x !== null);
-  if (clientCpu.length) out.push(`    client CPU: ${Math.min(...clientCpu).toFixed(2)}-${Math.max(...clientCpu).toFixed(2)} s each, ${clientCpu.reduce((a, b) => a + b, 0).toFixed(1)} s total`);
+  if (clientCpu.length)
+    out.push(
+      `    client CPU: ${Math.min(...clientCpu).toFixed(2)}-${Math.max(...clientCpu).toFixed(2)} s each, ${clientCpu.reduce((a, b) => a + b, 0).toFixed(1)} s total`,
+    );
   for (const p of run.peers) {
     if (!p.ok && p.error) out.push(`    ${p.peer} failed: ${p.error.replace(/\s+/g, " ").slice(0, 400)}`);
   }
@@ -154,10 +170,15 @@ export function detailLines(run: RunMeasurement): string[] {
     out.push(`    peer uploads (x file): ${top.join(", ")}` + (rest.length ? `; others ${Math.min(...rest).toFixed(2)}-${Math.max(...rest).toFixed(2)}` : ""));
   }
   const split = run.peers.filter((p) => p.fromPeersBytes !== undefined);
-  if (split.length) out.push(`    from peers / from origin (MiB): ${split.map((p) => `${p.peer} ${(p.fromPeersBytes! / 2 ** 20).toFixed(0)}/${(p.fromOriginBytes! / 2 ** 20).toFixed(0)}`).join(" ")}`);
+  if (split.length)
+    out.push(
+      `    from peers / from origin (MiB): ${split.map((p) => `${p.peer} ${(p.fromPeersBytes! / 2 ** 20).toFixed(0)}/${(p.fromOriginBytes! / 2 ** 20).toFixed(0)}`).join(" ")}`,
+    );
   for (const n of run.notes) out.push(`    ${n}`);
   if (run.cpu.mean > 0.85 || run.cpu.saturatedShare > 0.25) {
-    out.push(`    NOTE: the machine's CPU was near saturation (mean ${pct(run.cpu.mean)}, ${pct(run.cpu.saturatedShare)} of seconds >= 95% busy): times may be CPU-bound, not link-bound`);
+    out.push(
+      `    NOTE: the machine's CPU was near saturation (mean ${pct(run.cpu.mean)}, ${pct(run.cpu.saturatedShare)} of seconds >= 95% busy): times may be CPU-bound, not link-bound`,
+    );
   }
   return out;
 }

@@ -54,7 +54,6 @@ import { boundLine, detailLines, linkUseLine, mbit, resultsTable, shapingLines, 
 import { checkShaping, type ShapingCheck } from "./shaping.js";
 import { cleanupLeftovers, createTestbed, MAX_PEERS, type Testbed } from "./topology.js";
 
-
 // Binary -> Debian package, per mode.
 const TOOLS: Record<string, Record<string, string>> = {
   common: { ip: "iproute2", tc: "iproute2", ss: "iproute2", sysctl: "procps", bash: "bash", curl: "curl" },
@@ -73,7 +72,23 @@ function usage(msg?: string): never {
 
 function parseArgs(argv: string[]): Record<string, string | true> {
   const o: Record<string, string | true> = {};
-  const valued = new Set(["--peers", "--size", "--peer-rate", "--origin-rate", "--modes", "--out", "--dir", "--idle-wait", "--daemon-args", "--seed-args", "--scheduler-args", "--daemon-node-args", "--warm-up", "--get-args", "--tcp-cc"]);
+  const valued = new Set([
+    "--peers",
+    "--size",
+    "--peer-rate",
+    "--origin-rate",
+    "--modes",
+    "--out",
+    "--dir",
+    "--idle-wait",
+    "--daemon-args",
+    "--seed-args",
+    "--scheduler-args",
+    "--daemon-node-args",
+    "--warm-up",
+    "--get-args",
+    "--tcp-cc",
+  ]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -228,7 +243,17 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 const results: { startedAt: string; command: string; config: Record<string, unknown>; shaping: ShapingCheck[]; runs: Array<Record<string, unknown>> } = {
   startedAt: new Date().toISOString(),
   command: process.argv.slice(1).join(" "),
-  config: { peers: ns, ...dfOpts, sizeBytes: size, peerRateBps: peerRate, originRateBps: originRate, modes: modeNames, cpus: cpus().length, kernel: release(), workDir: work },
+  config: {
+    peers: ns,
+    ...dfOpts,
+    sizeBytes: size,
+    peerRateBps: peerRate,
+    originRateBps: originRate,
+    modes: modeNames,
+    cpus: cpus().length,
+    kernel: release(),
+    workDir: work,
+  },
   shaping: [],
   runs: [],
 };
@@ -245,7 +270,9 @@ try {
   const maxN = ns[ns.length - 1]!;
   tb = await createTestbed(maxN, peerRate, originRate, { congestionControl: str("--tcp-cc", "cubic") });
   results.config["tcpCongestionControl"] = tb.congestionControl;
-  process.stdout.write(`testbed: bridge dftb0, origin 10.214.0.1 (${mbit(originRate)} up/down), ${maxN} peers 10.214.0.10.. (${mbit(peerRate)} up/down), TCP ${tb.congestionControl}\n`);
+  process.stdout.write(
+    `testbed: bridge dftb0, origin 10.214.0.1 (${mbit(originRate)} up/down), ${maxN} peers 10.214.0.10.. (${mbit(peerRate)} up/down), TCP ${tb.congestionControl}\n`,
+  );
   if (args["--no-shaping-check"] !== true) {
     const checkDir = join(work, "shaping");
     mkdirSync(checkDir);
@@ -266,7 +293,9 @@ try {
       rmSync(logDir, { recursive: true, force: true });
       mkdirSync(logDir, { recursive: true });
       const busy = await waitIdle(idleWaitS);
-      process.stdout.write(`[${tag}] running...${busy >= 0.15 ? ` (the machine is ${Math.round(busy * 100)}% busy with something else after waiting ${idleWaitS} s)` : ""}\n`);
+      process.stdout.write(
+        `[${tag}] running...${busy >= 0.15 ? ` (the machine is ${Math.round(busy * 100)}% busy with something else after waiting ${idleWaitS} s)` : ""}\n`,
+      );
       let run: RunMeasurement;
       try {
         run = await measureMode(MODES[m]!, { tb, peers: tb.peers.slice(0, n), file, size, digest, workDir, logDir, ...(account ? { account } : {}) }, timeoutS);
@@ -285,13 +314,17 @@ try {
       results.runs.push({ ...run, bound, logDir });
       save();
       const use = [linkUseLine(run, peerRate), startLine(run, peerRate)].filter((x) => x !== undefined);
-      process.stdout.write(`${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n${use.map((l) => `    ${l}\n`).join("")}`);
+      process.stdout.write(
+        `${resultsTable([{ run, bound }]).split("\n").slice(2).join("\n")}\n${detailLines(run).join("\n")}\n${use.map((l) => `    ${l}\n`).join("")}`,
+      );
       if (run.completed < n) exitCode = 1;
       if (!keep) rmSync(workDir, { recursive: true, force: true });
       await sleep(1_000);
     }
   }
-  process.stdout.write(`\nResults (S=${size} B; rates: origin ${mbit(originRate)}, peers ${mbit(peerRate)} up and down; ${cpus().length} CPUs):\n${resultsTable(rows)}\n`);
+  process.stdout.write(
+    `\nResults (S=${size} B; rates: origin ${mbit(originRate)}, peers ${mbit(peerRate)} up and down; ${cpus().length} CPUs):\n${resultsTable(rows)}\n`,
+  );
   process.stdout.write(
     "  T*: Kumar-Ross bound; last/median: completion since the clock started; origin egress: bytes the origin host sent (interface, headers incl.);\n" +
       "  HTTP origin: file bytes its HTTP server sent (incl. to a seed on the same host); CPU busy: whole machine from /proc/stat (mean, max 1 s);\n" +

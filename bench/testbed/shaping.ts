@@ -23,8 +23,13 @@ export interface ShapingCheck {
 export const GOODPUT_CEILING = 1448 / 1514;
 
 async function curlRate(from: Host, url: string, out: string, deadline: number): Promise<{ bytes: number; seconds: number }> {
-  const r = await runClient(from.ns, ["curl", "-sS", "-f", "--noproxy", "*", "-o", out, "-w", "%{size_download} %{time_total} %{time_starttransfer}", url], deadline);
-  if (r.code !== 0) throw new Error(`shaping check: curl ${url} in ${from.ns} failed (${r.code ?? r.signal}${r.timedOut ? ", timed out" : ""}): ${r.stderr.trim()}`);
+  const r = await runClient(
+    from.ns,
+    ["curl", "-sS", "-f", "--noproxy", "*", "-o", out, "-w", "%{size_download} %{time_total} %{time_starttransfer}", url],
+    deadline,
+  );
+  if (r.code !== 0)
+    throw new Error(`shaping check: curl ${url} in ${from.ns} failed (${r.code ?? r.signal}${r.timedOut ? ", timed out" : ""}): ${r.stderr.trim()}`);
   const [bytes, total] = r.stdout.trim().split(" ").map(Number);
   return { bytes: bytes!, seconds: total! };
 }
@@ -33,7 +38,7 @@ export async function checkShaping(tb: Testbed, dir: string, logDir: string): Pr
   const B = tb.originRateBps;
   const d = tb.peerRateBps;
   // About 3 s at the slowest single-link rate.
-  const size = Math.min(32, Math.max(1, Math.round((Math.min(B, d) / 8) * 3 / 2 ** 20))) * 2 ** 20;
+  const size = Math.min(32, Math.max(1, Math.round(((Math.min(B, d) / 8) * 3) / 2 ** 20))) * 2 ** 20;
   const file = join(dir, "shaping.bin");
   await makeFile(file, size, "shaping");
   const results: ShapingCheck[] = [];
@@ -53,7 +58,16 @@ export async function checkShaping(tb: Testbed, dir: string, logDir: string): Pr
       const t0 = performance.now();
       const rs = await Promise.all(tb.peers.slice(0, k).map((p) => curlRate(p, origin.url, "/dev/null", performance.now() + 120_000)));
       const seconds = (performance.now() - t0) / 1000;
-      add("origin upload", `origin -> ${tb.peers.slice(0, k).map((p) => p.id).join(",")} at once`, Math.min(B, k * d), rs.reduce((a, x) => a + x.bytes, 0), seconds);
+      add(
+        "origin upload",
+        `origin -> ${tb.peers
+          .slice(0, k)
+          .map((p) => p.id)
+          .join(",")} at once`,
+        Math.min(B, k * d),
+        rs.reduce((a, x) => a + x.bytes, 0),
+        seconds,
+      );
     }
   } finally {
     await origin.stop();

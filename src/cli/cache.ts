@@ -30,7 +30,8 @@ async function client(daemonUrl: string, clusterToken: string): Promise<{ c: Dae
       return await fn({ headers, timeoutMs: TIMEOUT_MS });
     } catch (err) {
       const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
-      if (e.code === "DF_ERR_DAEMON_UNAVAILABLE") throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${e.message}`, { cause: err });
+      if (e.code === "DF_ERR_DAEMON_UNAVAILABLE")
+        throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${e.message}`, { cause: err });
       throw e;
     }
   };
@@ -52,7 +53,14 @@ export async function cacheList(config: CacheConfig, json: boolean, io: CacheIo)
   if (json) {
     const out = {
       diskBytes: Number(res.diskBytes),
-      policy: res.policy ? { taskTtlMs: Number(res.policy.taskTtlMs), highWatermarkBytes: Number(res.policy.highWatermarkBytes), lowWatermarkBytes: Number(res.policy.lowWatermarkBytes), intervalMs: Number(res.policy.intervalMs) } : undefined,
+      policy: res.policy
+        ? {
+            taskTtlMs: Number(res.policy.taskTtlMs),
+            highWatermarkBytes: Number(res.policy.highWatermarkBytes),
+            lowWatermarkBytes: Number(res.policy.lowWatermarkBytes),
+            intervalMs: Number(res.policy.intervalMs),
+          }
+        : undefined,
       tasks: res.tasks.map((t) => ({
         taskId: t.taskId,
         url: t.url,
@@ -90,13 +98,17 @@ export async function cacheList(config: CacheConfig, json: boolean, io: CacheIo)
   const mark = (b: bigint | undefined) => (b && b > 0n ? formatBytes(b) : "off");
   io.stdout.write(
     `${res.tasks.length} task(s), ${formatBytes(res.diskBytes)} on disk` +
-      (p ? `; GC: high watermark ${mark(p.highWatermarkBytes)}, low ${mark(p.lowWatermarkBytes)}, task TTL ${p.taskTtlMs > 0n ? formatDuration(Number(p.taskTtlMs)) : "off"}` : "") +
+      (p
+        ? `; GC: high watermark ${mark(p.highWatermarkBytes)}, low ${mark(p.lowWatermarkBytes)}, task TTL ${p.taskTtlMs > 0n ? formatDuration(Number(p.taskTtlMs)) : "off"}`
+        : "") +
       "\n",
   );
 }
 
 export async function cacheRemove(config: CacheConfig, ids: string[], force: boolean, io: CacheIo): Promise<void> {
-  for (const id of ids) if (!isTaskId(id)) throw new DamselflyError("DF_ERR_USAGE", `${JSON.stringify(id)} is not a task ID (64 lowercase hex digits, as \`damselfly cache list\` shows)`);
+  for (const id of ids)
+    if (!isTaskId(id))
+      throw new DamselflyError("DF_ERR_USAGE", `${JSON.stringify(id)} is not a task ID (64 lowercase hex digits, as \`damselfly cache list\` shows)`);
   const { c, call } = await client(config.daemon, config.clusterToken);
   let missing: string | undefined;
   for (const id of ids) {

@@ -91,7 +91,12 @@ class EventQueue implements EnvelopeSink {
 // Yields the daemon's events in order; throws a DamselflyError for a failed
 // download, an unreachable daemon or a broken answer.
 // `headers` carries the W3C trace context (traceparent) when tracing is on.
-export async function* downloadTask(daemonUrl: string, request: DownloadTaskJson, signal: AbortSignal, headers: Record<string, string> = {}): AsyncGenerator<DownloadEvent> {
+export async function* downloadTask(
+  daemonUrl: string,
+  request: DownloadTaskJson,
+  signal: AbortSignal,
+  headers: Record<string, string> = {},
+): AsyncGenerator<DownloadEvent> {
   // A refused connection fails the pending stream too, with the socket's
   // error as its cause: report the cause.
   const unreachable = (e: Error) => {

@@ -46,8 +46,18 @@ export interface EventShape {
 
 // The events store-path delivery gets (never a chunk), by oneof case.
 export const EVENT_SHAPES: Record<"started" | "progress" | "finished", EventShape> = {
-  started: { typeName: "damselfly.daemon.v1.DownloadStarted", string: ["taskId", "peerId"], uint64: ["contentLength", "pieceLength"], bool: ["contentLengthKnown", "localHit"] },
-  progress: { typeName: "damselfly.daemon.v1.DownloadProgress", string: [], uint64: ["completedBytes", "bytesFromPeers", "bytesFromSource", "contentLength"], bool: [] },
+  started: {
+    typeName: "damselfly.daemon.v1.DownloadStarted",
+    string: ["taskId", "peerId"],
+    uint64: ["contentLength", "pieceLength"],
+    bool: ["contentLengthKnown", "localHit"],
+  },
+  progress: {
+    typeName: "damselfly.daemon.v1.DownloadProgress",
+    string: [],
+    uint64: ["completedBytes", "bytesFromPeers", "bytesFromSource", "contentLength"],
+    bool: [],
+  },
   finished: {
     typeName: "damselfly.daemon.v1.DownloadFinished",
     string: ["taskId", "digest", "storePath"],

@@ -77,7 +77,10 @@ class Progress {
   private bar: SingleBar | undefined;
   private readonly started = Date.now();
 
-  constructor(private readonly stream: GetIo["stderr"], enabled: boolean) {
+  constructor(
+    private readonly stream: GetIo["stderr"],
+    enabled: boolean,
+  ) {
     if (!enabled || !stream.isTTY) return;
     // Loaded only for a bar on a terminal (scripts and rollouts run without one).
     const { SingleBar: Bar } = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
@@ -230,7 +233,10 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
 
   const progress = new Progress(io.stderr, config.progress);
   // The root of the download's trace: the daemon's spans hang below it.
-  const span: Span = startSpan("get", { kind: SpanKind.CLIENT, attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" } });
+  const span: Span = startSpan("get", {
+    kind: SpanKind.CLIENT,
+    attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" },
+  });
   const trace = traceHeaders(span);
   const streamed = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STREAM), ac.signal, trace);
 

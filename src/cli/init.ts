@@ -51,7 +51,11 @@ export function makeInitCommand(out: Output = process.stdout): Command {
       .command("containerd")
       .description("write containerd hosts.toml files (certs.d) naming the daemon as pull/resolve host")
       .option("--config-path <dir>", "containerd registry config_path directory", DEFAULT_CONTAINERD_CONFIG_PATH)
-      .option("--registry <registry>", `${REGISTRY_HELP}: HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT] (how the real registry is reached; default https). Without it: only _default/hosts.toml, for every registry`, collectList),
+      .option(
+        "--registry <registry>",
+        `${REGISTRY_HELP}: HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT] (how the real registry is reached; default https). Without it: only _default/hosts.toml, for every registry`,
+        collectList,
+      ),
   );
   containerd.action(async (opts: CommonOptions & { configPath: string; registry?: string[] }) => {
     const proxy = parseProxyUrl(opts.proxy);

@@ -85,7 +85,12 @@ function addFlag(cmd: Command, key: string, f: Field<unknown>, hidden: boolean, 
   const opt = new Option(`${short}${long} <${placeholder ?? PLACEHOLDER[f.type]}>`, describe(f));
   if (f.type === "list") {
     opt.argParser((value: string, prev: string[] | undefined) => {
-      const items = split ? value.split(",").map((s) => s.trim()).filter((s) => s !== "") : [value];
+      const items = split
+        ? value
+            .split(",")
+            .map((s) => s.trim())
+            .filter((s) => s !== "")
+        : [value];
       return [...(prev ?? []), ...items];
     });
   }
@@ -140,7 +145,9 @@ export function envHelp(schema: Schema, envPrefix: string, withFile: boolean): s
   const first = fields.find((e) => visibleFlag(e) !== undefined);
   const nested = fields.find((e) => e.path.includes(".") && visibleFlag(e) === undefined && !e.field.envOnly);
   const sources = withFile ? "its default < the --config YAML file < env < flag" : "its default < env < flag";
-  const flagged = first ? `\nEvery option can also be set as an environment variable, e.g. ${envName(envPrefix, first.path)} for ${flagName(visibleFlag(first)!)}.` : "";
+  const flagged = first
+    ? `\nEvery option can also be set as an environment variable, e.g. ${envName(envPrefix, first.path)} for ${flagName(visibleFlag(first)!)}.`
+    : "";
   const groups = nested
     ? `\nThe other settings are keys of the --config YAML file (see \`damselfly config print\`), or env vars, e.g. ${nested.path} or ${envName(envPrefix, nested.path)}.`
     : "";

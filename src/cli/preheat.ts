@@ -94,7 +94,14 @@ export async function runPreheat(target: string, config: PreheatConfig, io: Preh
     last = await call("GET", `${base}/oapi/v1/jobs/${id}`, config.token);
     state = String(last.state);
   }
-  const results = ((last.result as { job_states?: { error: string; results: { scheduler_cluster_id: number; success_tasks: unknown[]; failure_tasks: { url: string; hostname: string; description: string }[] }[] }[] }).job_states ?? [])[0];
+  const results = ((
+    last.result as {
+      job_states?: {
+        error: string;
+        results: { scheduler_cluster_id: number; success_tasks: unknown[]; failure_tasks: { url: string; hostname: string; description: string }[] }[];
+      }[];
+    }
+  ).job_states ?? [])[0];
   for (const r of results?.results ?? []) {
     io.stdout.write(`cluster ${r.scheduler_cluster_id}: ${r.success_tasks.length} task(s) preheated, ${r.failure_tasks.length} failed\n`);
     for (const f of r.failure_tasks) io.stdout.write(`  failed: ${f.url.replace(/\?.*$/, "")} on ${f.hostname || "-"}: ${f.description}\n`);

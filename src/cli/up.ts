@@ -68,7 +68,16 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
       loadConfig(daemonSchema, {
         envPrefix: "DAEMON",
         env: clusterToken.clusterToken ? { DAMSELFLY_CLUSTER_TOKEN: clusterToken.clusterToken } : {},
-        flags: { seed, "scheduler.addresses": [schedulerAddr], dataDir, "server.listen": ep.listen, "upload.listen": ep.uploadListen, "proxy.listen": ep.proxyListen, "host.hostname": `${hostname()}-${seed ? "seed" : "peer"}`, logLevel: opts.logLevel },
+        flags: {
+          seed,
+          "scheduler.addresses": [schedulerAddr],
+          dataDir,
+          "server.listen": ep.listen,
+          "upload.listen": ep.uploadListen,
+          "proxy.listen": ep.proxyListen,
+          "host.hostname": `${hostname()}-${seed ? "seed" : "peer"}`,
+          logLevel: opts.logLevel,
+        },
       });
 
     const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
@@ -102,7 +111,10 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
 // Manager (not its one-time stdout line, which `up` replaces by its banner).
 async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Promise<{ closable: Closable; view: NonNullable<UpHandle["manager"]> }> {
   const { Manager } = await import("../manager/index.js");
-  const config = loadConfig(managerSchema, { envPrefix: "MANAGER", flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel } });
+  const config = loadConfig(managerSchema, {
+    envPrefix: "MANAGER",
+    flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel },
+  });
   const m = new Manager({
     config,
     logger: logger.child({ role: "manager" }),
@@ -112,7 +124,10 @@ async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Pr
   });
   await m.start();
   const password = m.generatedPassword;
-  return { closable: m, view: { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(password ? { password } : {}) } };
+  return {
+    closable: m,
+    view: { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(password ? { password } : {}) },
+  };
 }
 
 export function readyBanner(up: UpHandle, dataDir: string): string {

@@ -29,9 +29,21 @@ export const CLUSTER_CONFIG = [
   { key: "filterParentLimit", component: "scheduler", configKey: "filterParentLimit", min: 1, max: 100_000, label: "Peers sampled when choosing parents" },
   { key: "backToSourceLimit", component: "scheduler", configKey: "backToSourceLimit", min: 0, max: 100_000, label: "Peers of a task at the origin at once" },
   { key: "retryLimit", component: "scheduler", configKey: "retryLimit", min: 1, max: 100_000, label: "Reschedules before back-to-source" },
-  { key: "totalDownloadRateLimit", component: "daemon", configKey: "download.totalRateLimit", ...RATE, label: "Daemon download limit per host (bytes/s, 0: none)" },
+  {
+    key: "totalDownloadRateLimit",
+    component: "daemon",
+    configKey: "download.totalRateLimit",
+    ...RATE,
+    label: "Daemon download limit per host (bytes/s, 0: none)",
+  },
   { key: "totalUploadRateLimit", component: "daemon", configKey: "upload.totalRateLimit", ...RATE, label: "Daemon upload limit per host (bytes/s, 0: none)" },
-  { key: "backToSourceRateLimit", component: "daemon", configKey: "download.backToSourceRateLimit", ...RATE, label: "Daemon origin limit per host (bytes/s, 0: none)" },
+  {
+    key: "backToSourceRateLimit",
+    component: "daemon",
+    configKey: "download.backToSourceRateLimit",
+    ...RATE,
+    label: "Daemon origin limit per host (bytes/s, 0: none)",
+  },
   { key: "perTaskRateLimit", component: "daemon", configKey: "download.perTaskRateLimit", ...RATE, label: "Default limit per task (bytes/s, 0: none)" },
 ] as const satisfies readonly ClusterConfigKey[];
 

@@ -62,7 +62,10 @@ export function flagName(key: string): string {
 
 // envName("DAEMON", "upload.slots") is DAMSELFLY_DAEMON_UPLOAD_SLOTS.
 export function envName(prefix: string, key: string): string {
-  return `DAMSELFLY_${prefix}_${key.replace(/[A-Z]/g, (c) => "_" + c).replace(/\./g, "_").toUpperCase()}`;
+  return `DAMSELFLY_${prefix}_${key
+    .replace(/[A-Z]/g, (c) => "_" + c)
+    .replace(/\./g, "_")
+    .toUpperCase()}`;
 }
 
 export interface FieldEntry {
@@ -94,7 +97,21 @@ export function anyFlag(e: FieldEntry): string | undefined {
   return visibleFlag(e) ?? (e.field.envOnly ? undefined : e.field.legacy);
 }
 
-const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+};
 
 export function parseBytes(s: string | number): number {
   if (typeof s === "number") return s;
@@ -218,14 +235,17 @@ export function loadConfig<S extends Schema>(schema: S, sources: LoadSources): C
   }
   const env = sources.env ?? {};
   for (const e of entries) {
-    const names = e.field.envOnly ? [e.field.envOnly] : [...(e.field.legacy ? [envName(sources.envPrefix, e.field.legacy)] : []), envName(sources.envPrefix, e.path)];
+    const names = e.field.envOnly
+      ? [e.field.envOnly]
+      : [...(e.field.legacy ? [envName(sources.envPrefix, e.field.legacy)] : []), envName(sources.envPrefix, e.path)];
     for (const name of names) if (env[name] !== undefined) apply(`env ${name}`, e, env[name]);
   }
   for (const [k, v] of Object.entries(sources.flags ?? {})) {
     const e = byPath.get(k) ?? byLegacy.get(k);
     if (!e) throw new DamselflyError("DF_ERR_CONFIG", `flag ${flagName(k)}: unknown key ${JSON.stringify(k)}`);
     refuseSecret(`flag ${flagName(k)}`, e);
-    if (!k.includes(".") && k !== visibleFlag(e)) warn(`flag ${flagName(k)} is deprecated: set ${e.path} in the --config file or env ${envName(sources.envPrefix, e.path)}`);
+    if (!k.includes(".") && k !== visibleFlag(e))
+      warn(`flag ${flagName(k)} is deprecated: set ${e.path} in the --config file or env ${envName(sources.envPrefix, e.path)}`);
     apply(`flag ${flagName(k)}`, e, v);
   }
 

@@ -18,7 +18,10 @@ export function parseDigest(s: string): Digest {
   const algorithm = m[1] as DigestAlgorithm;
   const hex = m[2]!.toLowerCase();
   if (hex.length !== HEX_LENGTH[algorithm]) {
-    throw new DamselflyError("DF_ERR_INVALID_DIGEST", `invalid digest ${JSON.stringify(s)}: ${algorithm} needs ${HEX_LENGTH[algorithm]} hex digits, got ${hex.length}`);
+    throw new DamselflyError(
+      "DF_ERR_INVALID_DIGEST",
+      `invalid digest ${JSON.stringify(s)}: ${algorithm} needs ${HEX_LENGTH[algorithm]} hex digits, got ${hex.length}`,
+    );
   }
   return { algorithm, hex };
 }

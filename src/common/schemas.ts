@@ -60,29 +60,58 @@ export function defaultDataDir(): string {
 // them, and the manager's dynamic config replaces some of them by name);
 // they are hidden flags. server, manager and metrics are groups.
 export const schedulerSchema = {
-  candidateParentLimit: field("int", 8, "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)", { check: positive, flag: false, legacy: "candidateParentLimit" }),
+  candidateParentLimit: field(
+    "int",
+    8,
+    "candidate parents handed to a peer per scheduling decision (a peer sees which pieces each holds and spreads its requests over them)",
+    { check: positive, flag: false, legacy: "candidateParentLimit" },
+  ),
   filterParentLimit: field("int", 15, "peers of a task sampled when choosing parents", { check: positive, flag: false, legacy: "filterParentLimit" }),
   backToSourceLimit: field("int", 3, "peers of one task that may fetch from the origin at once", { flag: false, legacy: "backToSourceLimit" }),
   retryLimit: field("int", 4, "reschedules before a peer is sent back to the origin", { check: positive, flag: false, legacy: "retryLimit" }),
-  coldStart: field("string", "seed", "who fetches a task nobody has yet: seed (a seed peer fetches it and every requester takes it from there: best when many nodes start at once) or peer (the first requester fetches it itself, one hop less; a seed peer copies it from that peer)", {
-    check: (v) => (v === "peer" || v === "seed" ? undefined : "must be peer or seed"),
+  coldStart: field(
+    "string",
+    "seed",
+    "who fetches a task nobody has yet: seed (a seed peer fetches it and every requester takes it from there: best when many nodes start at once) or peer (the first requester fetches it itself, one hop less; a seed peer copies it from that peer)",
+    {
+      check: (v) => (v === "peer" || v === "seed" ? undefined : "must be peer or seed"),
+      flag: false,
+      legacy: "coldStart",
+    },
+  ),
+  seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it", {
     flag: false,
-    legacy: "coldStart",
+    legacy: "seedCopyDelay",
   }),
-  seedCopyDelay: field("duration", 30_000, "with coldStart=peer: how long after a task's first peer finishes a seed peer copies it", { flag: false, legacy: "seedCopyDelay" }),
   seedWait: field("duration", 15_000, "how long a peer waits for a triggered seed peer before going to the origin", { flag: false, legacy: "seedWait" }),
   hostTimeout: field("duration", 30_000, "hosts not heard from for this long are removed with their peers", { flag: false, legacy: "hostTimeout" }),
-  normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", { check: positive, flag: false, legacy: "normalUploadSlots" }),
+  normalUploadSlots: field("int", 200, "default upload slots of a normal peer (children at once)", {
+    check: positive,
+    flag: false,
+    legacy: "normalUploadSlots",
+  }),
   seedUploadSlots: field("int", 2000, "default upload slots of a seed peer", { check: positive, flag: false, legacy: "seedUploadSlots" }),
   logLevel: field("string", "info", "log level", { check: logLevel }),
   server: {
     listen: field("address", `0.0.0.0:${DEFAULT_SCHEDULER_PORT}`, "gRPC/Connect listen address", { flag: true, legacy: "listen" }),
-    advertiseIp: field("string", "", "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)", { flag: true, legacy: "advertiseIp" }),
+    advertiseIp: field(
+      "string",
+      "",
+      "address the manager and daemons use to reach this scheduler (default: the listen address, or the first non-loopback IPv4)",
+      { flag: true, legacy: "advertiseIp" },
+    ),
   },
   manager: {
-    url: field("string", "", "manager URL (http://HOST:PORT): register with it, keep alive and take the cluster's dynamic config from it (empty: no manager)", { check: optionalHttpUrl, flag: true, legacy: "manager" }),
+    url: field("string", "", "manager URL (http://HOST:PORT): register with it, keep alive and take the cluster's dynamic config from it (empty: no manager)", {
+      check: optionalHttpUrl,
+      flag: true,
+      legacy: "manager",
+    }),
     clusterId: field("int", 1, "scheduler cluster this scheduler serves (with --manager)", { check: positive, flag: true, legacy: "clusterId" }),
-    interval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", { check: positive, legacy: "managerInterval" }),
+    interval: field("duration", 3_000, "keep-alive interval to the manager (cluster config changes reach the scheduler within it)", {
+      check: positive,
+      legacy: "managerInterval",
+    }),
   },
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
@@ -102,29 +131,57 @@ export const daemonSchema = {
   logLevel: field("string", "info", "log level", { check: logLevel }),
   host: {
     hostname: field("string", "", "host name reported to the scheduler (default: os.hostname())", { flag: true, legacy: "hostname" }),
-    advertiseIp: field("string", "", "address other peers use to reach this daemon (default: the upload listen address, or the first non-loopback IPv4)", { flag: true, legacy: "advertiseIp" }),
+    advertiseIp: field("string", "", "address other peers use to reach this daemon (default: the upload listen address, or the first non-loopback IPv4)", {
+      flag: true,
+      legacy: "advertiseIp",
+    }),
   },
   server: {
     listen: field("address", `127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API listen address (what `get` talks to)", { flag: true, legacy: "listen" }),
-    shutdownTimeout: field("duration", 30_000, "on SIGTERM/SIGINT: how long piece uploads in flight may take to finish before the daemon exits (new work is refused at once)", { legacy: "shutdownTimeout" }),
+    shutdownTimeout: field(
+      "duration",
+      30_000,
+      "on SIGTERM/SIGINT: how long piece uploads in flight may take to finish before the daemon exits (new work is refused at once)",
+      { legacy: "shutdownTimeout" },
+    ),
   },
   manager: {
-    url: field("string", "", "manager URL: take the scheduler addresses from it at start (the --scheduler list is the fallback)", { check: optionalHttpUrl, flag: true, legacy: "manager" }),
+    url: field("string", "", "manager URL: take the scheduler addresses from it at start (the --scheduler list is the fallback)", {
+      check: optionalHttpUrl,
+      flag: true,
+      legacy: "manager",
+    }),
     clusterId: field("int", 0, "with --manager: use this scheduler cluster's schedulers (0: any cluster)", { legacy: "clusterId" }),
     refresh: field("duration", 30_000, "with --manager: how often the scheduler list is asked for again", { check: positive, legacy: "managerRefresh" }),
   },
   scheduler: {
-    addresses: field("list", [`127.0.0.1:${DEFAULT_SCHEDULER_PORT}`] as string[], "scheduler addresses (HOST:PORT, comma-separated)", { flag: true, legacy: "scheduler" }),
+    addresses: field("list", [`127.0.0.1:${DEFAULT_SCHEDULER_PORT}`] as string[], "scheduler addresses (HOST:PORT, comma-separated)", {
+      flag: true,
+      legacy: "scheduler",
+    }),
     connectTimeout: field("duration", 3_000, "give up on the scheduler after this long and go to the origin", { legacy: "schedulerConnectTimeout" }),
     announceInterval: field("duration", 10_000, "host keep-alive interval to the scheduler", { legacy: "announceInterval" }),
     scheduleTimeout: field("duration", 10_000, "with no usable parent for this long, ask the scheduler again", { legacy: "scheduleTimeout" }),
   },
   download: {
     piecesInFlight: field("int", 16, "pieces downloaded concurrently per task", { check: positive, legacy: "piecesInFlight" }),
-    piecesPerParent: field("int", 4, "most pieces requested at once from one parent (with many parents, fewer: piecesInFlight spread over them)", { check: positive, legacy: "piecesPerParent" }),
+    piecesPerParent: field("int", 4, "most pieces requested at once from one parent (with many parents, fewer: piecesInFlight spread over them)", {
+      check: positive,
+      legacy: "piecesPerParent",
+    }),
     pieceTimeout: field("duration", 30_000, "a piece that makes no progress for this long is abandoned and fetched elsewhere", { legacy: "pieceTimeout" }),
-    totalRateLimit: field("bytes", 0, "bytes per second this host downloads in all (from peers and origins; e.g. 100MiB; 0: unlimited); real-time pulls go first, preheats and prefetches get what is left", { legacy: "totalDownloadRateLimit" }),
-    perTaskRateLimit: field("bytes", 0, "default bytes per second of one task's download (0: unlimited); a request's own limit (get --rate-limit, X-Damselfly-Rate-Limit) replaces it", { legacy: "perTaskRateLimit" }),
+    totalRateLimit: field(
+      "bytes",
+      0,
+      "bytes per second this host downloads in all (from peers and origins; e.g. 100MiB; 0: unlimited); real-time pulls go first, preheats and prefetches get what is left",
+      { legacy: "totalDownloadRateLimit" },
+    ),
+    perTaskRateLimit: field(
+      "bytes",
+      0,
+      "default bytes per second of one task's download (0: unlimited); a request's own limit (get --rate-limit, X-Damselfly-Rate-Limit) replaces it",
+      { legacy: "perTaskRateLimit" },
+    ),
     backToSourceRateLimit: field("bytes", 0, "bytes per second this host fetches from origins in all (0: unlimited)", { legacy: "backToSourceRateLimit" }),
   },
   source: {
@@ -133,29 +190,68 @@ export const daemonSchema = {
   },
   upload: {
     listen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address", { flag: true, legacy: "uploadListen" }),
-    slots: field("int", 0, "children the scheduler may give this host at once (0: the scheduler's default, 200, or 2000 for a seed)", { legacy: "uploadSlots" }),
+    slots: field("int", 0, "children the scheduler may give this host at once (0: the scheduler's default, 200, or 2000 for a seed)", {
+      legacy: "uploadSlots",
+    }),
     concurrency: field("int", 0, "piece uploads streamed at once; more requests wait in line (0: 4, or 8 in seed mode)", { legacy: "uploadConcurrency" }),
-    superSeeding: field("bool", true, "in seed mode: until every piece has been offered once, suggest to each child pieces no other child was offered, so the seed's uplink sends new pieces rather than copies", { legacy: "superSeeding" }),
+    superSeeding: field(
+      "bool",
+      true,
+      "in seed mode: until every piece has been offered once, suggest to each child pieces no other child was offered, so the seed's uplink sends new pieces rather than copies",
+      { legacy: "superSeeding" },
+    ),
     totalRateLimit: field("bytes", 0, "bytes per second this host uploads to other peers in all (0: unlimited)", { legacy: "totalUploadRateLimit" }),
   },
   proxy: {
     listen: field("address", `127.0.0.1:${DEFAULT_PROXY_PORT}`, "registry mirror / HTTP proxy listen address", { flag: true, legacy: "proxyListen" }),
-    registryMirror: field("string", DEFAULT_REGISTRY, "upstream for mirror requests that name no registry (no X-Damselfly-Registry header, no ns= parameter)", { check: httpUrl, legacy: "registryMirror" }),
-    plainHttpRegistries: field("list", [] as string[], "registries (host[:port]) reached over plain http when named without a scheme; loopback hosts always are", { legacy: "plainHttpRegistries" }),
-    rules: field("list", [DEFAULT_PROXY_RULE] as string[], "regular expressions: GET URLs through the proxy that match go through P2P (others are forwarded)", { check: regexList, legacy: "proxyRules" }),
-    intercept: field("list", [] as string[], "regular expressions of host:port whose CONNECT tunnels are TLS-terminated with the proxy CA (others are tunnelled untouched)", { check: regexList, legacy: "proxyIntercept" }),
+    registryMirror: field("string", DEFAULT_REGISTRY, "upstream for mirror requests that name no registry (no X-Damselfly-Registry header, no ns= parameter)", {
+      check: httpUrl,
+      legacy: "registryMirror",
+    }),
+    plainHttpRegistries: field(
+      "list",
+      [] as string[],
+      "registries (host[:port]) reached over plain http when named without a scheme; loopback hosts always are",
+      { legacy: "plainHttpRegistries" },
+    ),
+    rules: field("list", [DEFAULT_PROXY_RULE] as string[], "regular expressions: GET URLs through the proxy that match go through P2P (others are forwarded)", {
+      check: regexList,
+      legacy: "proxyRules",
+    }),
+    intercept: field(
+      "list",
+      [] as string[],
+      "regular expressions of host:port whose CONNECT tunnels are TLS-terminated with the proxy CA (others are tunnelled untouched)",
+      { check: regexList, legacy: "proxyIntercept" },
+    ),
     caCert: field("string", "", "proxy CA certificate, PEM (default: <data-dir>/proxy-ca/ca.crt, generated on first start)", { legacy: "proxyCaCert" }),
     caKey: field("string", "", "proxy CA private key, PEM PKCS#8 (default: <data-dir>/proxy-ca/ca.key)", { legacy: "proxyCaKey" }),
     authTtl: field("duration", 60_000, "how long a registry's yes to 'may this client read this blob' is reused", { legacy: "proxyAuthTtl" }),
-    minP2pSize: field("bytes", 1024 * 1024, "objects smaller than this go straight to the origin (P2P costs more than it saves)", { legacy: "proxyMinP2pSize" }),
-    prefetch: field("bool", false, "a range request for an object not on this node also starts downloading the whole object in the background", { legacy: "proxyPrefetch" }),
+    minP2pSize: field("bytes", 1024 * 1024, "objects smaller than this go straight to the origin (P2P costs more than it saves)", {
+      legacy: "proxyMinP2pSize",
+    }),
+    prefetch: field("bool", false, "a range request for an object not on this node also starts downloading the whole object in the background", {
+      legacy: "proxyPrefetch",
+    }),
     stallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin", { legacy: "proxyStallTimeout" }),
   },
   gc: {
-    taskTtl: field("duration", 6 * 3_600_000, "disk GC: a stored task not read, uploaded or downloaded for this long is removed (0: never)", { legacy: "taskTtl" }),
-    interval: field("duration", 60_000, "disk GC: how often TTL and watermarks are checked (0: only on demand, `damselfly cache prune`)", { legacy: "gcInterval" }),
-    highWatermark: field("string", "80%", "disk GC: when Damselfly's own task files take more than this (a size like 20GiB, or a percentage of the data dir's filesystem size; 0: off), least recently used idle tasks are removed", { check: watermarkCheck, legacy: "diskGcHighWatermark" }),
-    lowWatermark: field("string", "60%", "disk GC: ...until they take at most this (size or percentage; 0: every idle task)", { check: watermarkCheck, legacy: "diskGcLowWatermark" }),
+    taskTtl: field("duration", 6 * 3_600_000, "disk GC: a stored task not read, uploaded or downloaded for this long is removed (0: never)", {
+      legacy: "taskTtl",
+    }),
+    interval: field("duration", 60_000, "disk GC: how often TTL and watermarks are checked (0: only on demand, `damselfly cache prune`)", {
+      legacy: "gcInterval",
+    }),
+    highWatermark: field(
+      "string",
+      "80%",
+      "disk GC: when Damselfly's own task files take more than this (a size like 20GiB, or a percentage of the data dir's filesystem size; 0: off), least recently used idle tasks are removed",
+      { check: watermarkCheck, legacy: "diskGcHighWatermark" },
+    ),
+    lowWatermark: field("string", "60%", "disk GC: ...until they take at most this (size or percentage; 0: every idle task)", {
+      check: watermarkCheck,
+      legacy: "diskGcLowWatermark",
+    }),
   },
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
@@ -187,7 +283,10 @@ export const managerSchema = {
   dataDir: field("string", join(defaultDataDir(), "manager"), "where the embedded database lives"),
   logLevel: field("string", "info", "log level", { check: logLevel }),
   server: {
-    listen: field("address", `127.0.0.1:${DEFAULT_MANAGER_PORT}`, "REST API, open API, console and component RPC listen address", { flag: true, legacy: "listen" }),
+    listen: field("address", `127.0.0.1:${DEFAULT_MANAGER_PORT}`, "REST API, open API, console and component RPC listen address", {
+      flag: true,
+      legacy: "listen",
+    }),
     sessionTtl: field("duration", 24 * 3_600_000, "how long a sign-in session token stays valid", { check: positive, legacy: "sessionTtl" }),
   },
   database: {
@@ -198,7 +297,10 @@ export const managerSchema = {
     }),
   },
   scheduler: {
-    timeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", { check: positive, legacy: "schedulerTimeout" }),
+    timeout: field("duration", 30_000, "a scheduler not heard from for this long is shown inactive and gets no jobs", {
+      check: positive,
+      legacy: "schedulerTimeout",
+    }),
   },
   jobs: {
     preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
@@ -208,7 +310,10 @@ export const managerSchema = {
   },
   security: {
     clusterToken: clusterTokenField(),
-    adminPassword: secretEnv(ADMIN_PASSWORD_ENV, "the root user's password on the manager's first start (else one is generated and shown once; env DAMSELFLY_ADMIN_PASSWORD only)"),
+    adminPassword: secretEnv(
+      ADMIN_PASSWORD_ENV,
+      "the root user's password on the manager's first start (else one is generated and shown once; env DAMSELFLY_ADMIN_PASSWORD only)",
+    ),
   },
 };
 export type ManagerConfig = ConfigOf<typeof managerSchema>;

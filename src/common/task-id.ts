@@ -6,16 +6,41 @@ import { DamselflyError } from "./errors.js";
 // input, logs or disk. Compared case-insensitively.
 export const DEFAULT_FILTERED_QUERY_PARAMS: readonly string[] = [
   // AWS S3 (SigV4 and SigV2)
-  "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
-  "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-User-Agent", "AWSAccessKeyId", "Signature", "Expires",
+  "X-Amz-Algorithm",
+  "X-Amz-Credential",
+  "X-Amz-Date",
+  "X-Amz-Expires",
+  "X-Amz-SignedHeaders",
+  "X-Amz-Signature",
+  "X-Amz-Security-Token",
+  "X-Amz-User-Agent",
+  "AWSAccessKeyId",
+  "Signature",
+  "Expires",
   // Google Cloud Storage
-  "X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Date", "X-Goog-Expires", "X-Goog-SignedHeaders",
-  "X-Goog-Signature", "GoogleAccessId",
+  "X-Goog-Algorithm",
+  "X-Goog-Credential",
+  "X-Goog-Date",
+  "X-Goog-Expires",
+  "X-Goog-SignedHeaders",
+  "X-Goog-Signature",
+  "GoogleAccessId",
   // Alibaba OSS
-  "OSSAccessKeyId", "security-token", "x-oss-signature", "x-oss-credential", "x-oss-date", "x-oss-expires",
+  "OSSAccessKeyId",
+  "security-token",
+  "x-oss-signature",
+  "x-oss-credential",
+  "x-oss-date",
+  "x-oss-expires",
   "x-oss-signature-version",
   // Tencent COS
-  "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list", "q-signature",
+  "q-sign-algorithm",
+  "q-ak",
+  "q-sign-time",
+  "q-key-time",
+  "q-header-list",
+  "q-url-param-list",
+  "q-signature",
   "x-cos-security-token",
   // containerd's mirror namespace parameter
   "ns",
@@ -29,7 +54,10 @@ export function parseSourceUrl(raw: string): URL {
     throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: not an absolute URL`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: unsupported scheme ${url.protocol.replace(/:$/, "")} (supported: http, https)`);
+    throw new DamselflyError(
+      "DF_ERR_INVALID_URL",
+      `invalid URL ${JSON.stringify(raw)}: unsupported scheme ${url.protocol.replace(/:$/, "")} (supported: http, https)`,
+    );
   }
   if (url.hostname === "") throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: no host`);
   return url;

@@ -96,7 +96,10 @@ export function traceHeaders(span: Span | SpanContext | undefined): Record<strin
 // The trace context a caller sent: Fetch Headers (Connect handlers) or
 // node:http / node:http2 request headers (a repeated one counts by its first
 // value).
-export function traceOfHeaders(h: Headers | Record<string, string | string[] | undefined>): { traceparent: string | undefined; tracestate: string | undefined } {
+export function traceOfHeaders(h: Headers | Record<string, string | string[] | undefined>): {
+  traceparent: string | undefined;
+  tracestate: string | undefined;
+} {
   if (h instanceof Headers) return { traceparent: h.get("traceparent") ?? undefined, tracestate: h.get("tracestate") ?? undefined };
   const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
   return { traceparent: one(h["traceparent"]), tracestate: one(h["tracestate"]) };

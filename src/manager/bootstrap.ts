@@ -19,15 +19,26 @@ export async function bootstrap(database: Database, adminPassword: string | unde
     [GUEST_ROLE, GUEST_PERMISSIONS, "reads clusters and jobs"],
   ] as const) {
     const has = await db.selectFrom("roles").select("id").where("name", "=", name).executeTakeFirst();
-    if (!has) await db.insertInto("roles").values({ name, description, permissions: JSON.stringify(permissions), builtin: 1, created_at: t }).execute();
+    if (!has)
+      await db
+        .insertInto("roles")
+        .values({ name, description, permissions: JSON.stringify(permissions), builtin: 1, created_at: t })
+        .execute();
   }
   const cluster = await db.selectFrom("scheduler_clusters").select("id").limit(1).executeTakeFirst();
-  if (!cluster) await db.insertInto("scheduler_clusters").values({ name: "default", description: "created on first start", config: "{}", created_at: t, updated_at: t }).execute();
+  if (!cluster)
+    await db
+      .insertInto("scheduler_clusters")
+      .values({ name: "default", description: "created on first start", config: "{}", created_at: t, updated_at: t })
+      .execute();
 
   const anyUser = await db.selectFrom("users").select("id").limit(1).executeTakeFirst();
   if (anyUser) return { createdRoot: false };
   const root = await db.selectFrom("roles").select("id").where("name", "=", ROOT_ROLE).executeTakeFirstOrThrow();
   const password = adminPassword !== undefined && adminPassword !== "" ? adminPassword : newPassword();
-  await db.insertInto("users").values({ name: "root", password_hash: await hashPassword(password), role_id: root.id, created_at: t, updated_at: t }).execute();
+  await db
+    .insertInto("users")
+    .values({ name: "root", password_hash: await hashPassword(password), role_id: root.id, created_at: t, updated_at: t })
+    .execute();
   return password === adminPassword ? { createdRoot: true } : { createdRoot: true, generatedPassword: password };
 }

@@ -73,7 +73,11 @@ export class ClusterRegistry {
   async leave(ip: string, port: number): Promise<void> {
     const row = await this.database.db.selectFrom("schedulers").select("id").where("ip", "=", ip).where("port", "=", port).executeTakeFirst();
     if (!row) return;
-    await this.database.db.updateTable("schedulers").set({ last_seen_at: new Date(0).toISOString(), updated_at: new Date().toISOString() }).where("id", "=", row.id).execute();
+    await this.database.db
+      .updateTable("schedulers")
+      .set({ last_seen_at: new Date(0).toISOString(), updated_at: new Date().toISOString() })
+      .where("id", "=", row.id)
+      .execute();
     this.hostsByScheduler.delete(row.id);
   }
 
@@ -94,7 +98,10 @@ export class ClusterRegistry {
   }
 
   async activeSchedulers(clusterIds?: readonly number[]): Promise<SchedulerRow[]> {
-    let q = this.database.db.selectFrom("schedulers").selectAll().where("last_seen_at", ">", new Date(Date.now() - this.schedulerTimeoutMs).toISOString());
+    let q = this.database.db
+      .selectFrom("schedulers")
+      .selectAll()
+      .where("last_seen_at", ">", new Date(Date.now() - this.schedulerTimeoutMs).toISOString());
     if (clusterIds && clusterIds.length > 0) q = q.where("cluster_id", "in", [...clusterIds]);
     return q.orderBy("id").execute();
   }

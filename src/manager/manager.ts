@@ -60,16 +60,24 @@ export class Manager {
     const { config } = this.opts;
     const database = await openDatabase(this.databaseUrl);
     this.database = database;
-    this.health.addCheck("database", cachedCheck(() => pingDatabase(database), DB_PROBE_TTL_MS));
+    this.health.addCheck(
+      "database",
+      cachedCheck(() => pingDatabase(database), DB_PROBE_TTL_MS),
+    );
     const boot = await bootstrap(database, this.opts.adminPassword);
     if (boot.generatedPassword) {
       this.generatedPassword = boot.generatedPassword;
-      (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(`damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`);
+      (this.opts.announce ?? ((l) => process.stdout.write(l + "\n")))(
+        `damselfly manager: created user root with password ${boot.generatedPassword} (shown once; set DAMSELFLY_ADMIN_PASSWORD on first start to choose it)`,
+      );
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.scheduler.timeout);
     this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken);
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
-    this.app = await buildApp({ config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken }, { metrics: this.metrics, health: this.health });
+    this.app = await buildApp(
+      { config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken },
+      { metrics: this.metrics, health: this.health },
+    );
     if (config.metrics.listen) {
       this.metricsServer = new MetricsServer({ listen: config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
@@ -79,7 +87,14 @@ export class Manager {
     const addr = this.app.server.address();
     this.bound = { host, port: typeof addr === "object" && addr ? addr.port : port };
     await this.jobs.resume();
-    this.log.info({ listen: `${host.includes(":") ? `[${host}]` : host}:${this.bound.port}`, database: database.dialect, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) }, "manager ready");
+    this.log.info(
+      {
+        listen: `${host.includes(":") ? `[${host}]` : host}:${this.bound.port}`,
+        database: database.dialect,
+        ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}),
+      },
+      "manager ready",
+    );
   }
 
   async close(): Promise<void> {

@@ -13,9 +13,25 @@ export class ManagerMetrics {
 
   constructor() {
     const registers = [this.registry];
-    this.requests = new Counter({ name: "damselfly_manager_http_requests_total", help: "HTTP requests answered (REST, open API, console, component RPC) by route template, method and status", labelNames: ["route", "method", "status"], registers });
-    this.requestSeconds = new Histogram({ name: "damselfly_manager_http_request_duration_seconds", help: "Time to answer an HTTP request, by route template", labelNames: ["route"], buckets: REQUEST_SECONDS, registers });
-    this.jobs = new Counter({ name: "damselfly_manager_jobs_total", help: "Jobs by type (preheat, get_task, delete_task) and the state they reached (PENDING when created, SUCCESS, FAILURE)", labelNames: ["type", "state"], registers });
+    this.requests = new Counter({
+      name: "damselfly_manager_http_requests_total",
+      help: "HTTP requests answered (REST, open API, console, component RPC) by route template, method and status",
+      labelNames: ["route", "method", "status"],
+      registers,
+    });
+    this.requestSeconds = new Histogram({
+      name: "damselfly_manager_http_request_duration_seconds",
+      help: "Time to answer an HTTP request, by route template",
+      labelNames: ["route"],
+      buckets: REQUEST_SECONDS,
+      registers,
+    });
+    this.jobs = new Counter({
+      name: "damselfly_manager_jobs_total",
+      help: "Jobs by type (preheat, get_task, delete_task) and the state they reached (PENDING when created, SUCCESS, FAILURE)",
+      labelNames: ["type", "state"],
+      registers,
+    });
   }
 
   request(route: string, method: string, status: number, seconds: number): void {

@@ -7,7 +7,14 @@ import { DownloadSchema, type Download } from "./gen/damselfly/common/v1/common_
 // use these, so a preheated layer is the task the next pull asks for.
 
 export function downloadTaskId(d: Download): string {
-  return computeTaskId({ url: d.url, tag: d.tag, application: d.application, filteredQueryParams: d.filteredQueryParams, pieceLength: Number(d.pieceLength), digest: d.digestTaskId ? d.digest : undefined });
+  return computeTaskId({
+    url: d.url,
+    tag: d.tag,
+    application: d.application,
+    filteredQueryParams: d.filteredQueryParams,
+    pieceLength: Number(d.pieceLength),
+    digest: d.digestTaskId ? d.digest : undefined,
+  });
 }
 
 // A content-addressed object (an OCI blob): its digest is the task ID input,

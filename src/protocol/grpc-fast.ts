@@ -53,7 +53,12 @@ const CONTENT_TYPE = /^application\/grpc(\+proto)?$/i;
 // deadline, is left to Connect.
 function isPlainGrpc(h: http2.IncomingHttpHeaders): boolean {
   const enc = h["grpc-encoding"];
-  return h[":method"] === "POST" && CONTENT_TYPE.test(String(h["content-type"] ?? "")) && (enc === undefined || enc === "identity") && h["grpc-timeout"] === undefined;
+  return (
+    h[":method"] === "POST" &&
+    CONTENT_TYPE.test(String(h["content-type"] ?? "")) &&
+    (enc === undefined || enc === "identity") &&
+    h["grpc-timeout"] === undefined
+  );
 }
 
 // A hand-written decoder for a method's hottest messages: undefined leaves
@@ -81,7 +86,12 @@ export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
 
 // One unary method: the call's single message in, one response or an error
 // out.
-export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(path: string, input: I, output: O, impl: (req: MessageShape<I>) => MessageShape<O> | Promise<MessageShape<O>>): FastRoute {
+export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(
+  path: string,
+  input: I,
+  output: O,
+  impl: (req: MessageShape<I>) => MessageShape<O> | Promise<MessageShape<O>>,
+): FastRoute {
   return {
     path,
     serve(stream, headers) {

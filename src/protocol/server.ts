@@ -16,7 +16,12 @@ export interface RpcServer {
 // falling back to Connect for what they do not handle. With `health`, plain
 // GET /healthz and /readyz are answered too (HTTP/2 only, like everything on
 // this port: `curl --http2-prior-knowledge`).
-export async function createRpcServer(listen: string, routes: (router: ConnectRouter) => void, fast: readonly FastRoute[] = [], opts: { health?: Health } = {}): Promise<RpcServer> {
+export async function createRpcServer(
+  listen: string,
+  routes: (router: ConnectRouter) => void,
+  fast: readonly FastRoute[] = [],
+  opts: { health?: Health } = {},
+): Promise<RpcServer> {
   const { host, port } = parseHostPort(listen);
   const rpc = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
   const health = opts.health;

@@ -49,7 +49,10 @@ export class ManagerLink {
     await this.inFlight;
     const { config, address } = this.opts;
     await this.client
-      .leaveScheduler({ ip: config.server.advertiseIp || advertisedIp(address.host), port: address.port }, { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) })
+      .leaveScheduler(
+        { ip: config.server.advertiseIp || advertisedIp(address.host), port: address.port },
+        { timeoutMs: 2_000, headers: clusterTokenHeaders(this.opts.clusterToken) },
+      )
       .catch(() => undefined);
   }
 

@@ -21,20 +21,68 @@ export class SchedulerMetrics {
 
   constructor(store: ResourceStore) {
     const registers = [this.registry];
-    this.registrations = new Counter({ name: "damselfly_scheduler_registrations_total", help: "Peers registered (one per task download announced by a daemon)", registers });
-    this.reschedules = new Counter({ name: "damselfly_scheduler_reschedules_total", help: "Reschedule requests from peers (parents failed or too slow)", registers });
-    this.decisions = new Counter({ name: "damselfly_scheduler_decisions_total", help: "Scheduling answers sent to peers after a registration, a reschedule or a wait, by result", labelNames: ["result"], registers });
-    this.decisionSeconds = new Histogram({ name: "damselfly_scheduler_decision_duration_seconds", help: "Time from a peer's registration or reschedule request to the scheduler's answer (waits for a seed peer included)", buckets: DECISION_SECONDS, registers });
-    this.backToSource = new Counter({ name: "damselfly_scheduler_back_to_source_total", help: "Times a peer was told to fetch from the origin (any path: registration, reschedule, lost parents)", registers });
-    this.finished = new Counter({ name: "damselfly_scheduler_peers_finished_total", help: "Peers that reported their task complete, by how (peer: from parents, back_to_source: from the origin)", labelNames: ["via"], registers });
+    this.registrations = new Counter({
+      name: "damselfly_scheduler_registrations_total",
+      help: "Peers registered (one per task download announced by a daemon)",
+      registers,
+    });
+    this.reschedules = new Counter({
+      name: "damselfly_scheduler_reschedules_total",
+      help: "Reschedule requests from peers (parents failed or too slow)",
+      registers,
+    });
+    this.decisions = new Counter({
+      name: "damselfly_scheduler_decisions_total",
+      help: "Scheduling answers sent to peers after a registration, a reschedule or a wait, by result",
+      labelNames: ["result"],
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: "damselfly_scheduler_decision_duration_seconds",
+      help: "Time from a peer's registration or reschedule request to the scheduler's answer (waits for a seed peer included)",
+      buckets: DECISION_SECONDS,
+      registers,
+    });
+    this.backToSource = new Counter({
+      name: "damselfly_scheduler_back_to_source_total",
+      help: "Times a peer was told to fetch from the origin (any path: registration, reschedule, lost parents)",
+      registers,
+    });
+    this.finished = new Counter({
+      name: "damselfly_scheduler_peers_finished_total",
+      help: "Peers that reported their task complete, by how (peer: from parents, back_to_source: from the origin)",
+      labelNames: ["via"],
+      registers,
+    });
     for (const r of RESULTS) {
       const l = { result: r };
       this.labels.set(r, l);
       this.decisions.inc(l, 0);
     }
-    new Gauge({ name: "damselfly_scheduler_peers", help: "Peers held (downloading or able to serve)", registers, collect() { this.set(store.peers.size); } });
-    new Gauge({ name: "damselfly_scheduler_tasks", help: "Tasks held", registers, collect() { this.set(store.tasks.size); } });
-    new Gauge({ name: "damselfly_scheduler_hosts", help: "Daemon hosts announced and not timed out", registers, collect() { this.set(store.hosts.size); } });
+    new Gauge({
+      name: "damselfly_scheduler_peers",
+      help: "Peers held (downloading or able to serve)",
+      registers,
+      collect() {
+        this.set(store.peers.size);
+      },
+    });
+    new Gauge({
+      name: "damselfly_scheduler_tasks",
+      help: "Tasks held",
+      registers,
+      collect() {
+        this.set(store.tasks.size);
+      },
+    });
+    new Gauge({
+      name: "damselfly_scheduler_hosts",
+      help: "Daemon hosts announced and not timed out",
+      registers,
+      collect() {
+        this.set(store.hosts.size);
+      },
+    });
   }
 
   registered(): void {

@@ -164,12 +164,19 @@ export class PeerSession implements AnnounceCall {
   private reschedule(peer: Peer, req: schedulerv1.RescheduleRequest): void {
     const t0 = performance.now();
     const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
-    if (span.recording) span.setAttribute("damselfly.task_id", peer.taskId).setAttribute("damselfly.peer_id", peer.id).setAttribute("damselfly.blocklist", req.blocklistParentIds.length);
+    if (span.recording)
+      span
+        .setAttribute("damselfly.task_id", peer.taskId)
+        .setAttribute("damselfly.peer_id", peer.id)
+        .setAttribute("damselfly.blocklist", req.blocklistParentIds.length);
     const decision = this.events.reschedule(peer, req);
     if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
     span.end();
     this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
-    this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: req.blocklistParentIds, description: req.description, decision }, "peer rescheduled");
+    this.log.debug(
+      { taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: req.blocklistParentIds, description: req.description, decision },
+      "peer rescheduled",
+    );
   }
 
   // The stream is over (ended, failed or aborted). Idempotent.

@@ -61,7 +61,12 @@ export class Preheater {
   private async one(host: Host, download: Download, timeoutMs: number): Promise<schedulerv1.PreheatHostResult> {
     const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
     try {
-      const req = create(daemonv1.DownloadTaskRequestSchema, { download, delivery: daemonv1.Delivery.STORE_PATH, timeoutMs: BigInt(timeoutMs), background: true });
+      const req = create(daemonv1.DownloadTaskRequestSchema, {
+        download,
+        delivery: daemonv1.Delivery.STORE_PATH,
+        timeoutMs: BigInt(timeoutMs),
+        background: true,
+      });
       let finished = false;
       for await (const ev of this.deps.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
         if (ev.event.case === "finished") finished = true;

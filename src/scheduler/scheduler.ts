@@ -69,12 +69,27 @@ export class Scheduler {
     this.store.hosts.onRemove((host) => this.daemonClients.forget(host));
     this.metrics = new SchedulerMetrics(this.store);
     this.counters = new PeerCounters(this.metrics);
-    this.engine = new SchedulingEngine({ config: this.config, logger: this.log, store: this.store, trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger, delay: opts.delay, metrics: this.metrics });
+    this.engine = new SchedulingEngine({
+      config: this.config,
+      logger: this.log,
+      store: this.store,
+      trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger,
+      delay: opts.delay,
+      metrics: this.metrics,
+    });
     this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
     this.events = new PeerEvents(this.engine);
     this.clusterToken = opts.clusterToken;
     this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, clients: this.daemonClients, now: () => this.engine.now() });
-    this.taskJobs = new TaskJobs({ config: this.config, logger: this.log, store: this.store, events: this.events, clients: this.daemonClients, now: () => this.engine.now(), clusterToken: opts.clusterToken });
+    this.taskJobs = new TaskJobs({
+      config: this.config,
+      logger: this.log,
+      store: this.store,
+      events: this.events,
+      clients: this.daemonClients,
+      now: () => this.engine.now(),
+      clusterToken: opts.clusterToken,
+    });
   }
 
   // The cluster's dynamic settings from the manager over the static ones;
@@ -108,20 +123,46 @@ export class Scheduler {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const deps = { config: this.config, logger: this.log, store: this.store, engine: this.engine, events: this.events, preheater: this.preheater, taskJobs: this.taskJobs, clusterToken: this.clusterToken, counters: this.counters };
+    const deps = {
+      config: this.config,
+      logger: this.log,
+      store: this.store,
+      engine: this.engine,
+      events: this.events,
+      preheater: this.preheater,
+      taskJobs: this.taskJobs,
+      clusterToken: this.clusterToken,
+      counters: this.counters,
+    };
     const service = createSchedulerService(deps);
     if (this.config.metrics.listen) {
       this.metricsServer = new MetricsServer({ listen: this.config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    this.server = await createRpcServer(this.config.server.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), { health: this.health });
+    this.server = await createRpcServer(this.config.server.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), {
+      health: this.health,
+    });
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
-    this.timers = [setInterval(() => this.gc(), gcEvery), setInterval(() => this.engine.tick(), tickEvery), setInterval(() => this.counters.log(this.log), SUMMARY_EVERY_MS)];
+    this.timers = [
+      setInterval(() => this.gc(), gcEvery),
+      setInterval(() => this.engine.tick(), tickEvery),
+      setInterval(() => this.counters.log(this.log), SUMMARY_EVERY_MS),
+    ];
     for (const t of this.timers) t.unref();
-    this.log.info({ listen: this.server.address, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) }, "scheduler listening");
+    this.log.info(
+      { listen: this.server.address, ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}) },
+      "scheduler listening",
+    );
     if (this.config.manager.url) {
-      this.managerLink = new ManagerLink({ config: this.config, logger: this.log, store: this.store, address: this.server.address, apply: (d) => this.applyDynamicConfig(d), clusterToken: this.clusterToken });
+      this.managerLink = new ManagerLink({
+        config: this.config,
+        logger: this.log,
+        store: this.store,
+        address: this.server.address,
+        apply: (d) => this.applyDynamicConfig(d),
+        clusterToken: this.clusterToken,
+      });
       this.managerLink.start();
     }
   }

@@ -87,7 +87,14 @@ function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest) 
       if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
       const finished = task.succeeded.size;
       const now = engine.now();
-      const state = finished > 0 ? "succeeded" : task.recentFailure(now, Number.POSITIVE_INFINITY) ? "failed" : [...task.peers].some((p) => p.isActive) ? "running" : "pending";
+      const state =
+        finished > 0
+          ? "succeeded"
+          : task.recentFailure(now, Number.POSITIVE_INFINITY)
+            ? "failed"
+            : [...task.peers].some((p) => p.isActive)
+              ? "running"
+              : "pending";
       return create(schedulerv1.StatTaskResponseSchema, {
         taskId: task.id,
         task: task.toInfo(),
@@ -104,7 +111,10 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
 
   // Connect's path (the Connect protocol, gRPC-web, compressed or with a
   // deadline); plain gRPC calls take the fast path (fastRoutes).
-  async function* announcePeer(requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>, ctx: HandlerContext): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
+  async function* announcePeer(
+    requests: AsyncIterable<schedulerv1.AnnouncePeerRequest>,
+    ctx: HandlerContext,
+  ): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
     const call = openAnnounceCall(deps, queue, traceOfHeaders(ctx.requestHeader));
     const onAbort = () => call.gone();
@@ -163,10 +173,8 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
     listTaskPeers: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.listPeers(req))),
     deleteTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.delete(req))),
     statTask: statTaskHandler(deps),
-
   };
 }
-
 
 // AnnouncePeer and AnnounceHost, nearly all of the scheduler's traffic, in
 // plain gRPC (what daemons send) without Connect's pipeline.
@@ -175,7 +183,13 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
   const peer = svc.method.announcePeer;
   const host = svc.method.announceHost;
   return [
-    grpcBidiRoute(`/${svc.typeName}/${peer.name}`, peer.input, peer.output, (sink, h) => openAnnounceCall(deps, sink, traceOfHeaders(h)), decodeAnnouncePeerRequest),
+    grpcBidiRoute(
+      `/${svc.typeName}/${peer.name}`,
+      peer.input,
+      peer.output,
+      (sink, h) => openAnnounceCall(deps, sink, traceOfHeaders(h)),
+      decodeAnnouncePeerRequest,
+    ),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),
   ];
 }

@@ -30,7 +30,20 @@ export class TaskJobs {
     const peers = task
       ? store.taskPeers(task).flatMap((p) => {
           const h = this.liveHost(p.hostId);
-          return h ? [create(schedulerv1.TaskPeerSchema, { peerId: p.id, hostId: h.id, hostname: h.hostname, ip: h.ip, seed: h.isSeed, state: p.state, finishedPieces: p.finishedPieces, totalPieces: Math.max(0, task.totalPieces) })] : [];
+          return h
+            ? [
+                create(schedulerv1.TaskPeerSchema, {
+                  peerId: p.id,
+                  hostId: h.id,
+                  hostname: h.hostname,
+                  ip: h.ip,
+                  seed: h.isSeed,
+                  state: p.state,
+                  finishedPieces: p.finishedPieces,
+                  totalPieces: Math.max(0, task.totalPieces),
+                }),
+              ]
+            : [];
         })
       : [];
     return create(schedulerv1.ListTaskPeersResponseSchema, { taskId: req.taskId, peers });

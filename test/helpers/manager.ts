@@ -36,7 +36,10 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
   const database = opts.database ?? `sqlite:${join(dataDir, "manager.db")}`;
   const env: Record<string, string | undefined> = { ...opts.env };
   if (opts.adminPassword !== null) env.DAMSELFLY_ADMIN_PASSWORD = opts.adminPassword ?? ADMIN_PASSWORD;
-  const proc = spawnDamselfly(["manager", "--listen", opts.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--database", database, ...(opts.args ?? [])], { name: "manager", env });
+  const proc = spawnDamselfly(["manager", "--listen", opts.listen ?? "127.0.0.1:0", "--data-dir", dataDir, "--database", database, ...(opts.args ?? [])], {
+    name: "manager",
+    env,
+  });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -50,7 +53,11 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
   const api: ManagerHandle["api"] = async (method, path, o = {}) => {
     const res = await request(url + path, {
       method: method as "GET",
-      headers: { ...(o.token ? { authorization: `Bearer ${o.token}` } : {}), ...(o.body !== undefined ? { "content-type": "application/json" } : {}), ...o.headers },
+      headers: {
+        ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+        ...(o.body !== undefined ? { "content-type": "application/json" } : {}),
+        ...o.headers,
+      },
       ...(o.body !== undefined ? { body: typeof o.body === "string" ? o.body : JSON.stringify(o.body) } : {}),
     });
     const text = await res.body.text();

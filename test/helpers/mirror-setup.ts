@@ -75,6 +75,9 @@ export async function twoContainerdNodes(t: Cleanup, dir: string, registryUrl: s
 export function assertLayersSentOnce(registry: Registry, image: OciImage, context = ""): void {
   for (const l of image.layers) {
     const sent = registry.blobBytesSent(l.digest);
-    assert.ok(sent >= l.size && sent <= l.size * 1.1, `layer ${l.digest} (${l.size} B): registry sent ${sent} B, expected about once${context ? `\n${context}` : ""}`);
+    assert.ok(
+      sent >= l.size && sent <= l.size * 1.1,
+      `layer ${l.digest} (${l.size} B): registry sent ${sent} B, expected about once${context ? `\n${context}` : ""}`,
+    );
   }
 }

@@ -114,7 +114,19 @@ export function decodeProto(body: Buffer): ReceivedSpan[] {
     for (const ss of scopeSpans) {
       for (const [g, , sp] of new Reader(ss).fields()) {
         if (g !== 2) continue;
-        const s: ReceivedSpan = { service: String(resource["service.name"] ?? ""), resource, traceId: "", spanId: "", parentSpanId: "", name: "", kind: 0, startNs: 0n, endNs: 0n, attributes: {}, statusCode: 0 };
+        const s: ReceivedSpan = {
+          service: String(resource["service.name"] ?? ""),
+          resource,
+          traceId: "",
+          spanId: "",
+          parentSpanId: "",
+          name: "",
+          kind: 0,
+          startNs: 0n,
+          endNs: 0n,
+          attributes: {},
+          statusCode: 0,
+        };
         for (const [h, , v] of new Reader(sp as Buffer).fields()) {
           if (h === 1) s.traceId = (v as Buffer).toString("hex");
           else if (h === 2) s.spanId = (v as Buffer).toString("hex");
@@ -198,7 +210,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         res.writeHead(400, { "content-type": "text/plain" }).end(String(err));
         return;
       }
-      res.writeHead(200, { "content-type": type.startsWith("application/json") ? "application/json" : "application/x-protobuf" }).end(type.startsWith("application/json") ? "{}" : "");
+      res
+        .writeHead(200, { "content-type": type.startsWith("application/json") ? "application/json" : "application/x-protobuf" })
+        .end(type.startsWith("application/json") ? "{}" : "");
     });
   });
   server.listen(0, "127.0.0.1");
@@ -214,7 +228,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     async waitFor(pred, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       while (!pred(spans)) {
-        if (Date.now() > deadline) throw new Error(`OTLP receiver: condition not met within ${timeoutMs} ms; spans: ${spans.map((s) => `${s.service}/${s.name}`).join(", ")}`);
+        if (Date.now() > deadline)
+          throw new Error(`OTLP receiver: condition not met within ${timeoutMs} ms; spans: ${spans.map((s) => `${s.service}/${s.name}`).join(", ")}`);
         await new Promise((r) => setTimeout(r, 100));
       }
       return spans;

@@ -18,7 +18,9 @@ export interface Postgres {
 export function postgresBinDir(): string | undefined {
   const root = "/usr/lib/postgresql";
   if (!existsSync(root)) return undefined;
-  const versions = readdirSync(root).filter((v) => existsSync(join(root, v, "bin", "initdb"))).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(join(root, v, "bin", "initdb")))
+    .sort((a, b) => Number(b) - Number(a));
   return versions[0] ? join(root, versions[0], "bin") : undefined;
 }
 
@@ -33,10 +35,22 @@ export async function startPostgres(): Promise<Postgres> {
     const gid = Number(execFileSync("id", ["-g", "postgres"]).toString().trim());
     chownSync(dir, uid, gid);
   }
-  const run = (cmd: string, args: string[]) => execFileSync(asRoot ? "runuser" : cmd, asRoot ? ["-u", "postgres", "--", cmd, ...args] : args, { stdio: "pipe", cwd: dir });
+  const run = (cmd: string, args: string[]) =>
+    execFileSync(asRoot ? "runuser" : cmd, asRoot ? ["-u", "postgres", "--", cmd, ...args] : args, { stdio: "pipe", cwd: dir });
   const port = await closedPort();
   run(join(bin, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
-  run(join(bin, "pg_ctl"), ["-D", data, "-w", "-t", "30", "-l", join(dir, "log"), "-o", `-p ${port} -h 127.0.0.1 -k ${dir} -c fsync=off -c full_page_writes=off`, "start"]);
+  run(join(bin, "pg_ctl"), [
+    "-D",
+    data,
+    "-w",
+    "-t",
+    "30",
+    "-l",
+    join(dir, "log"),
+    "-o",
+    `-p ${port} -h 127.0.0.1 -k ${dir} -c fsync=off -c full_page_writes=off`,
+    "start",
+  ]);
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   return {
     url,

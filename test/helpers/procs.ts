@@ -227,11 +227,9 @@ export function spawnDamselfly(args: readonly string[], opts: SpawnOptions = {})
       return waitFor(() => logs.find((l) => l.msg === msg && (!predicate || predicate(l))), `log line "${msg}"`, timeoutMs);
     },
     waitForStdout(text, timeoutMs = 15_000) {
-      return waitFor(
-        () => ((typeof text === "string" ? out.includes(text) : text.test(out)) ? true : undefined),
-        `stdout ${String(text)}`,
-        timeoutMs,
-      ).then(() => undefined);
+      return waitFor(() => ((typeof text === "string" ? out.includes(text) : text.test(out)) ? true : undefined), `stdout ${String(text)}`, timeoutMs).then(
+        () => undefined,
+      );
     },
     kill(signal = "SIGTERM") {
       if (running) child.kill(signal);
@@ -329,7 +327,11 @@ export function runProcess(cmd: string, args: readonly string[], opts: ProcessOp
       clearTimeout(timer);
       const stdout = Buffer.concat(out);
       if (timedOut) {
-        reject(new Error(`${cmd} ${args.join(" ")} did not finish within ${timeoutMs}ms\n--- stderr ---\n${tail(err)}\n--- stdout ---\n${tail(stdout.toString("utf8"))}`));
+        reject(
+          new Error(
+            `${cmd} ${args.join(" ")} did not finish within ${timeoutMs}ms\n--- stderr ---\n${tail(err)}\n--- stdout ---\n${tail(stdout.toString("utf8"))}`,
+          ),
+        );
         return;
       }
       resolve({ code, signal, stdout, stderr: err, elapsedMs: Date.now() - started });

@@ -19,7 +19,13 @@ export function tempDir(t: Cleanup, prefix = "damselfly-test-"): string {
 
 // A real task store in a temp dir with one task of known size (no pieces
 // yet), closed and removed at the end of the test.
-export async function storedTask(t: Cleanup, id: string, contentLength: number, pieceLength: number, prefix?: string): Promise<{ storage: Storage; task: LocalTask }> {
+export async function storedTask(
+  t: Cleanup,
+  id: string,
+  contentLength: number,
+  pieceLength: number,
+  prefix?: string,
+): Promise<{ storage: Storage; task: LocalTask }> {
   const storage = new Storage(tempDir(t, prefix), createLogger("silent"));
   await storage.load();
   t.after(() => storage.close());

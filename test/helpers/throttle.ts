@@ -16,7 +16,11 @@ export interface Throttle {
 // `listen` puts it elsewhere on loopback (default 127.0.0.1, any port): a
 // daemon advertising 127.0.0.2 with the throttle on 127.0.0.2:<its upload
 // port> is reached by its children only through the throttle.
-export async function startThrottle(target: { host: string; port: number }, bytesPerSecond: number, listen: { host: string; port: number } = { host: "127.0.0.1", port: 0 }): Promise<Throttle> {
+export async function startThrottle(
+  target: { host: string; port: number },
+  bytesPerSecond: number,
+  listen: { host: string; port: number } = { host: "127.0.0.1", port: 0 },
+): Promise<Throttle> {
   let rate = bytesPerSecond;
   let sent = 0;
   let windowStart = Date.now();

@@ -17,7 +17,19 @@ test("scheduler and daemon log ready lines and exit 0 on SIGTERM/SIGINT", async 
   assert.notEqual(ready.listen, "127.0.0.1:0", "the bound port is logged");
 
   const daemon = spawnDamselfly(
-    ["daemon", "--scheduler", String(ready.listen), "--data-dir", join(dir, "d"), "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"],
+    [
+      "daemon",
+      "--scheduler",
+      String(ready.listen),
+      "--data-dir",
+      join(dir, "d"),
+      "--listen",
+      "127.0.0.1:0",
+      "--upload-listen",
+      "127.0.0.1:0",
+      "--proxy-listen",
+      "127.0.0.1:0",
+    ],
     { t },
   );
   const dready = await daemon.waitForLog("daemon ready");

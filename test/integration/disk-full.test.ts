@@ -74,7 +74,9 @@ test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; sma
   assert.equal(await sha256File(join(outDir, "small.bin")), sha256Hex(small));
 });
 
-test("after a full disk: no partial task is kept or offered, freeing space lets the same download succeed, and idle tasks are evicted to make room", { timeout: 120_000 }, async (t) => {
+test("after a full disk: no partial task is kept or offered, freeing space lets the same download succeed, and idle tasks are evicted to make room", {
+  timeout: 120_000,
+}, async (t) => {
   const mounted = tmpfsStore(t, "damselfly-full2-", "48m");
   if (!mounted) return;
   const { root, store } = mounted;
@@ -103,7 +105,10 @@ test("after a full disk: no partial task is kept or offered, freeing space lets 
   // (the daemon removes it right after the failure reaches the client).
   for (let i = 0; ; i++) {
     const listed = (await api.listTasks({})).tasks;
-    assert.ok(listed.every((x) => x.state !== "done"), "a failed task never looks complete");
+    assert.ok(
+      listed.every((x) => x.state !== "done"),
+      "a failed task never looks complete",
+    );
     if (listed.length === 0 && !existsSync(join(taskDir(store, bigId), "data"))) break;
     assert.ok(i < 100, "the failed task's files should be removed");
     await new Promise((r) => setTimeout(r, 100));
@@ -139,7 +144,10 @@ test("after a full disk: no partial task is kept or offered, freeing space lets 
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(await sha256File(out2), sha256Hex(big2Data));
   const listed = await api.listTasks({});
-  assert.deepEqual(listed.tasks.map((x) => [x.url, x.state]), [[origin.url("/full2/big2.bin"), "done"]]);
+  assert.deepEqual(
+    listed.tasks.map((x) => [x.url, x.state]),
+    [[origin.url("/full2/big2.bin"), "done"]],
+  );
   const line = await tiny.proc.waitForLog("disk gc pass", 5_000, (l) => l.reason === "make-room");
   assert.equal(line.tasks, 1);
   assert.ok(readFileSync(filler2).equals(Buffer.alloc(12 * MiB, 9)), "the foreign file is untouched");

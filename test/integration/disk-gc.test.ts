@@ -99,7 +99,16 @@ async function schedulerHolders(cluster: Cluster, id: string): Promise<string[]>
   return r.peers.map((p) => p.hostname);
 }
 
-const gcArgs = (high: string, low: string, ttl = "0", interval = "0") => ["--disk-gc-high-watermark", high, "--disk-gc-low-watermark", low, "--task-ttl", ttl, "--gc-interval", interval];
+const gcArgs = (high: string, low: string, ttl = "0", interval = "0") => [
+  "--disk-gc-high-watermark",
+  high,
+  "--disk-gc-low-watermark",
+  low,
+  "--task-ttl",
+  ttl,
+  "--gc-interval",
+  interval,
+];
 
 describe("disk GC", { timeout: 150_000 }, () => {
   let cluster: Cluster;
@@ -132,7 +141,11 @@ describe("disk GC", { timeout: 150_000 }, () => {
     const before = await cliList(d);
     assert.equal(before.tasks.length, 4);
     assert.ok(before.diskBytes >= 12 * MiB && before.diskBytes < 12.5 * MiB, `usage ${before.diskBytes}`);
-    assert.deepEqual(before.tasks.map((t) => t.taskId), [ids[1], ids[2], ids[3], ids[0]], "listed least recently used first");
+    assert.deepEqual(
+      before.tasks.map((t) => t.taskId),
+      [ids[1], ids[2], ids[3], ids[0]],
+      "listed least recently used first",
+    );
 
     // A restart keeps the access times (written to task.json).
     await cluster.stopDaemon(d);
@@ -170,7 +183,11 @@ describe("disk GC", { timeout: 150_000 }, () => {
     let l = await list(d);
     assert.equal(l.tasks.find((t) => t.taskId === up)?.inUse, 1, "the upload holds the task");
     // And a `get -O -` whose reader stopped reading.
-    const reader = spawn(process.execPath, [BIN_DAMSELFLY, "get", origin.url("/busy/up.bin"), "--piece-length", "16MiB", "-O", "-", "--no-progress", "--daemon", d.apiUrl], { env: childEnv(), stdio: ["ignore", "pipe", "ignore"] });
+    const reader = spawn(
+      process.execPath,
+      [BIN_DAMSELFLY, "get", origin.url("/busy/up.bin"), "--piece-length", "16MiB", "-O", "-", "--no-progress", "--daemon", d.apiUrl],
+      { env: childEnv(), stdio: ["ignore", "pipe", "ignore"] },
+    );
     const readerGone = new Promise((r) => reader.once("close", r));
     reader.stdout.once("data", () => reader.stdout.pause());
     for (let i = 0; (await list(d)).tasks.find((t) => t.taskId === up)?.inUse !== 2; i++) {
@@ -200,7 +217,9 @@ describe("disk GC", { timeout: 150_000 }, () => {
     const policy = await api(d).pruneTasks({});
     assert.deepEqual(policy.evictedTaskIds, idleIds, "only the idle tasks go; the uploaded (older) one and the downloading one stay");
     assert.equal(policy.skippedInUse, 2);
-    const refused = await api(d).deleteTask({ taskId: slowId, refuseInUse: true }).catch((e: unknown) => fromConnectError(e));
+    const refused = await api(d)
+      .deleteTask({ taskId: slowId, refuseInUse: true })
+      .catch((e: unknown) => fromConnectError(e));
     assert.equal((refused as Error & { code?: string }).code, "DF_ERR_TASK_IN_USE");
     const all = await api(d).pruneTasks({ all: true });
     assert.deepEqual([all.evictedTaskIds.length, all.skippedInUse], [0, 2]);

@@ -25,7 +25,6 @@ async function originFor(t: Cleanup): Promise<Origin> {
   return origin;
 }
 
-
 function assertOk(r: RunResult, ...daemons: DaemonHandle[]): void {
   assert.equal(r.code, 0, `${r.stderr}\n${daemons.map((d) => logTail(d)).join("\n")}`);
 }
@@ -143,7 +142,8 @@ describe("failures: a daemon killed mid-download resumes after a restart", { tim
     const sent = origin.bytesSent(path);
     assert.ok(sent >= missing, `the origin sent ${sent} bytes, less than the ${missing} missing`);
     assert.ok(sent <= missing + PIECE, `the origin sent ${sent} bytes in the second run; only ${missing} (+1 piece of slack) were missing`);
-    for (const req of origin.requests) if (req.method === "GET") assert.ok(req.range, `a full-body GET after resume: ${JSON.stringify({ url: req.url, range: req.range })}`);
+    for (const req of origin.requests)
+      if (req.method === "GET") assert.ok(req.range, `a full-body GET after resume: ${JSON.stringify({ url: req.url, range: req.range })}`);
     const s = getSummary(r2.stderr);
     assert.ok(s, r2.stderr);
     t.diagnostic(`${finished.size}/${PIECES} pieces kept across the restart; origin sent ${sent} bytes; ${s.line}`);
@@ -185,7 +185,9 @@ describe("failures: scheduler unreachable", { timeout: 60_000 }, () => {
 
     origin.addRandomFile("/nosched/b.bin", 1 * MiB, "nosched-b");
     const bytesBefore = origin.bytesSent();
-    const rb = await runGet([origin.url("/nosched/b.bin"), "-O", join(dir, "b.bin"), "--no-progress", "--disable-back-to-source", "--daemon", api], { timeoutMs: 30_000 });
+    const rb = await runGet([origin.url("/nosched/b.bin"), "-O", join(dir, "b.bin"), "--no-progress", "--disable-back-to-source", "--daemon", api], {
+      timeoutMs: 30_000,
+    });
     assert.equal(rb.code, 5, rb.stderr);
     assert.match(rb.stderr, /^damselfly get: DF_ERR_SCHEDULER_UNAVAILABLE: /m);
     assert.equal(origin.bytesSent(), bytesBefore, "nothing fetched from the origin with back-to-source disabled");
@@ -199,13 +201,20 @@ describe("failures: origin 404 through a seed peer", { timeout: 60_000 }, () => 
     // The seed wait is far off: only the seed's report can end the get soon.
     const cluster = await startCluster({ peers: 1, seed: true, t, schedulerArgs: ["--seed-wait", "60s"] });
     const url = origin.url(`/missing/${process.pid}-${Date.now()}.bin`);
-    const r = await explained(cluster.peers[0]!.get([url, "-O", join(dir, "out.bin"), "--no-progress"], { timeoutMs: 40_000 }), cluster.peers[0]!, cluster.seed!);
+    const r = await explained(
+      cluster.peers[0]!.get([url, "-O", join(dir, "out.bin"), "--no-progress"], { timeoutMs: 40_000 }),
+      cluster.peers[0]!,
+      cluster.seed!,
+    );
     assert.equal(r.code, 4, `${r.stderr}\n${logTail(cluster.peers[0]!)}\n${logTail(cluster.seed!)}`);
     assert.match(r.stderr, /^damselfly get: DF_ERR_SOURCE_STATUS: .*\b404\b/m);
     // The seed went to the origin and passed the failure on: the peer did not
     // sit out the scheduler's seed wait (60 s here) or a piece timeout (30 s).
     assert.ok(r.elapsedMs < 25_000, `took ${r.elapsedMs} ms: the failure was not propagated promptly`);
-    assert.ok(origin.requests.some((q) => q.status === 404), "the origin was asked and answered 404");
+    assert.ok(
+      origin.requests.some((q) => q.status === 404),
+      "the origin was asked and answered 404",
+    );
     t.diagnostic(`404 reported after ${r.elapsedMs} ms`);
   });
 });

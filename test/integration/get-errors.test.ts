@@ -16,7 +16,6 @@ function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "damselfly-get-test-"));
 }
 
-
 // The daemon removes its temporary file after reporting the failure (or after
 // noticing the client went away): give it a moment.
 async function assertEmptyDir(dir: string, waitMs = 3_000): Promise<void> {

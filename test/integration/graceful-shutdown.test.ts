@@ -66,7 +66,10 @@ describe("graceful shutdown", { timeout: 90_000 }, () => {
     const url = origin.url("/shared.bin");
     // Children reach the parent only through a throttle: the parent
     // advertises 127.0.0.2, where the throttle listens on its upload port.
-    const parent = await cluster.addDaemon({ name: "parent", args: ["--advertise-ip", "127.0.0.2", "--upload-concurrency", "2", "--shutdown-timeout", `${SHUTDOWN_TIMEOUT_MS}ms`] });
+    const parent = await cluster.addDaemon({
+      name: "parent",
+      args: ["--advertise-ip", "127.0.0.2", "--upload-concurrency", "2", "--shutdown-timeout", `${SHUTDOWN_TIMEOUT_MS}ms`],
+    });
     const first = await parent.get([url, "-O", join(dir, "parent.bin"), "--no-progress", ...PIECE]);
     assert.equal(first.code, 0, first.stderr);
     const uploadPort = Number(parent.upload.split(":").pop());
@@ -102,7 +105,9 @@ describe("graceful shutdown", { timeout: 90_000 }, () => {
     assert.equal(code, 0, parent.proc.stderr().slice(-3000));
     assert.ok(tookMs < SHUTDOWN_TIMEOUT_MS, `the parent took ${tookMs} ms to exit`);
     await parent.proc.waitForLog("uploads in flight finished", 1_000);
-    t.diagnostic(`parent exited ${tookMs} ms after SIGTERM; it had ${String(draining.activeUploads)} uploads in flight; throttle passed ${(throttle.sent() / MiB).toFixed(1)} MiB`);
+    t.diagnostic(
+      `parent exited ${tookMs} ms after SIGTERM; it had ${String(draining.activeUploads)} uploads in flight; throttle passed ${(throttle.sent() / MiB).toFixed(1)} MiB`,
+    );
 
     const results = await Promise.all(gets);
     for (const [i, r] of results.entries()) {

@@ -117,7 +117,12 @@ describe("integrity: a corrupt stored piece on the seed", { timeout: 150_000 }, 
     assert.equal(got.get(BAD_PIECE)!.crc, goodCrc);
     // The seed dropped the rotten piece ("-5" in its log) and repaired itself.
     await seed.proc.waitForLog("repairing task", 5_000, (l) => l.taskId === id);
-    assert.ok(readFileSync(join(taskDir(seed.dataDir, id), "pieces.log"), "utf8").split("\n").includes(`-${BAD_PIECE}`), "the seed must drop the rotten piece");
+    assert.ok(
+      readFileSync(join(taskDir(seed.dataDir, id), "pieces.log"), "utf8")
+        .split("\n")
+        .includes(`-${BAD_PIECE}`),
+      "the seed must drop the rotten piece",
+    );
     await pollUntil(() => storedPieces(seed.dataDir, id).get(BAD_PIECE)?.crc === goodCrc, "the seed to store a good piece 5 again", 10_000);
     t.diagnostic(`two holders: seed served piece ${BAD_PIECE} to the new peer: ${servedByChild}; ${r.stderr.trim().split("\n").pop()}`);
   });

@@ -28,7 +28,10 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
     });
 
     test("sign-in: a wrong password or an unknown user is 401 with a stable code; a good one gives a session", async () => {
-      for (const body of [{ name: "root", password: "wrong-password" }, { name: "nobody", password: "whatever1" }]) {
+      for (const body of [
+        { name: "root", password: "wrong-password" },
+        { name: "nobody", password: "whatever1" },
+      ]) {
         const r = await m.api("POST", "/api/v1/users/signin", { body });
         assert.equal(r.status, 401);
         assert.equal(r.body.code, "DF_ERR_UNAUTHENTICATED");
@@ -70,7 +73,11 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
       assert.equal(job.status, 404);
       assert.equal(job.body.code, "DF_ERR_NOT_FOUND");
       const users = await m.api("GET", "/api/v1/users", { token: root });
-      assert.deepEqual(users.body.map((u: { name: string }) => u.name), ["root"], "no user was created by the bad requests");
+      assert.deepEqual(
+        users.body.map((u: { name: string }) => u.name),
+        ["root"],
+        "no user was created by the bad requests",
+      );
     });
 
     test("a guest reads clusters and jobs but every write is 403 and changes nothing", async () => {
@@ -115,7 +122,10 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
       const p = await m.api("PATCH", `/api/v1/scheduler-clusters/${c.body.id}`, { token: op, body: { config: { backToSourceLimit: 1 } } });
       assert.equal(p.status, 200);
       assert.deepEqual(p.body.config, { backToSourceLimit: 1 });
-      assert.equal((await m.api("POST", "/api/v1/jobs", { token: op, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/x" } } })).status, 403);
+      assert.equal(
+        (await m.api("POST", "/api/v1/jobs", { token: op, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/x" } } })).status,
+        403,
+      );
       assert.equal((await m.api("POST", "/api/v1/users", { token: op, body: { name: "x-user", password: "x-password-1" } })).status, 403);
       assert.equal((await m.api("DELETE", `/api/v1/scheduler-clusters/${c.body.id}`, { token: op })).status, 204);
     });
@@ -141,7 +151,10 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
     });
 
     test("personal access tokens: shown once, scopes and expiry enforced, only hashes at rest", async () => {
-      const jobOnly = await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "harbor", scopes: ["job"], expired_at: future(3_600_000) } });
+      const jobOnly = await m.api("POST", "/api/v1/personal-access-tokens", {
+        token: root,
+        body: { name: "harbor", scopes: ["job"], expired_at: future(3_600_000) },
+      });
       assert.equal(jobOnly.status, 201, JSON.stringify(jobOnly.body));
       const pat = jobOnly.body.token as string;
       assert.match(pat, /^dfp_[A-Za-z0-9_-]{43}$/);
@@ -158,19 +171,31 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
       assert.deepEqual((await m.api("GET", "/api/v1/scheduler-clusters/1", { token: root })).body.config, {});
       assert.equal((await m.api("GET", "/api/v1/users", { token: pat })).status, 403);
       // A token cannot mint tokens.
-      assert.equal((await m.api("POST", "/api/v1/personal-access-tokens", { token: pat, body: { name: "more", scopes: ["job"], expired_at: future(60_000) } })).status, 400);
+      assert.equal(
+        (await m.api("POST", "/api/v1/personal-access-tokens", { token: pat, body: { name: "more", scopes: ["job"], expired_at: future(60_000) } })).status,
+        400,
+      );
       // Expiry in the past is refused; a short-lived token stops working.
-      assert.equal((await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "old", scopes: ["job"], expired_at: future(-1000) } })).status, 400);
+      assert.equal(
+        (await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "old", scopes: ["job"], expired_at: future(-1000) } })).status,
+        400,
+      );
       // Lives 5 s: long enough to be used first on a busy machine; then the
       // test waits past its expiry (the manager's clock is this machine's).
       const expiresAt = Date.now() + 5_000;
-      const short = await m.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "short", scopes: ["job"], expired_at: new Date(expiresAt).toISOString() } });
+      const short = await m.api("POST", "/api/v1/personal-access-tokens", {
+        token: root,
+        body: { name: "short", scopes: ["job"], expired_at: new Date(expiresAt).toISOString() },
+      });
       assert.equal((await m.api("GET", "/oapi/v1/jobs", { token: short.body.token })).status, 200);
       await new Promise((r) => setTimeout(r, expiresAt - Date.now() + 300));
       const expired = await m.api("GET", "/oapi/v1/jobs", { token: short.body.token });
       assert.equal(expired.status, 401);
       assert.equal(expired.body.code, "DF_ERR_UNAUTHENTICATED");
-      const expiredWrite = await m.api("POST", "/oapi/v1/jobs", { token: short.body.token, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/x" } } });
+      const expiredWrite = await m.api("POST", "/oapi/v1/jobs", {
+        token: short.body.token,
+        body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/x" } },
+      });
       assert.equal(expiredWrite.status, 401);
       assert.equal((await m.api("GET", "/api/v1/jobs", { token: root })).body.length, 0, "no job was created");
       // Revoked tokens stop working.
@@ -194,31 +219,54 @@ function apiSuite(name: string, database: () => Promise<string | undefined>) {
 
     test("component RPC and jobs on this database: a scheduler keeps alive with hosts, a job without a live scheduler fails clearly", async () => {
       const rpc = createClient(managerv1.ManagerService, createManagerTransport(m.url));
-      const hosts = [{ id: "h-1", hostname: "seed-a", ip: "10.1.0.1", seed: true, uploadPort: 65002, apiPort: 65000, uploadBytesTotal: 5n * 1024n ** 3n, concurrentUploads: 3 }];
+      const hosts = [
+        {
+          id: "h-1",
+          hostname: "seed-a",
+          ip: "10.1.0.1",
+          seed: true,
+          uploadPort: 65002,
+          apiPort: 65000,
+          uploadBytesTotal: 5n * 1024n ** 3n,
+          concurrentUploads: 3,
+        },
+      ];
       const first = await rpc.keepAliveScheduler({ clusterId: 1n, hostname: "sched-a", ip: "10.1.0.9", port: 8002, intervalSeconds: 3, hosts });
       const again = await rpc.keepAliveScheduler({ clusterId: 1n, hostname: "sched-a", ip: "10.1.0.9", port: 8002, intervalSeconds: 3, hosts });
       assert.equal(again.schedulerId, first.schedulerId, "the same scheduler keeps its row");
       await assert.rejects(rpc.keepAliveScheduler({ clusterId: 99n, hostname: "x", ip: "10.1.0.8", port: 8002 }), /scheduler cluster 99 does not exist/);
       const listed = (await m.api("GET", "/api/v1/scheduler-clusters/1/hosts", { token: root })).body;
-      assert.deepEqual(listed.map((h: { hostname: string; type: string; upload_bytes_total: number }) => [h.hostname, h.type, h.upload_bytes_total]), [["seed-a", "seed", 5 * 1024 ** 3]]);
+      assert.deepEqual(
+        listed.map((h: { hostname: string; type: string; upload_bytes_total: number }) => [h.hostname, h.type, h.upload_bytes_total]),
+        [["seed-a", "seed", 5 * 1024 ** 3]],
+      );
       assert.equal((await rpc.listSchedulers({ clusterId: 1n })).schedulers[0]?.ip, "10.1.0.9");
       await rpc.leaveScheduler({ ip: "10.1.0.9", port: 8002 });
       assert.equal((await rpc.listSchedulers({})).schedulers.length, 0);
 
-      const created = await m.api("POST", "/api/v1/jobs", { token: root, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/nothing.bin" } } });
+      const created = await m.api("POST", "/api/v1/jobs", {
+        token: root,
+        body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/nothing.bin" } },
+      });
       assert.equal(created.status, 200);
       const job = await waitForJob(m, root, created.body.id, 10_000, "/api/v1");
       assert.equal(job.state, "FAILURE");
       assert.match(job.result.job_states[0].error, /no active scheduler/);
       const listedJobs = (await m.api("GET", "/api/v1/jobs", { token: root })).body;
-      assert.deepEqual(listedJobs.map((j: { id: number }) => j.id), [created.body.id]);
+      assert.deepEqual(
+        listedJobs.map((j: { id: number }) => j.id),
+        [created.body.id],
+      );
     });
 
     test("the audit log records who changed what, failed sign-ins included, never bodies", async () => {
       const r = await m.api("GET", "/api/v1/audits?limit=200", { token: root });
       assert.equal(r.status, 200);
       const rows = r.body as { user_name: string; method: string; path: string; status_code: number }[];
-      assert.ok(rows.some((a) => a.path === "/api/v1/users/signin" && a.status_code === 401 && a.user_name === "root"), "a failed sign-in is recorded");
+      assert.ok(
+        rows.some((a) => a.path === "/api/v1/users/signin" && a.status_code === 401 && a.user_name === "root"),
+        "a failed sign-in is recorded",
+      );
       assert.ok(rows.some((a) => a.path === "/api/v1/users" && a.method === "POST" && a.status_code === 201 && a.user_name === "root"));
       assert.ok(rows.some((a) => a.path === "/api/v1/scheduler-clusters/:id" && a.method === "PATCH" && a.status_code === 403 && a.user_name === "gina"));
       assert.ok(!JSON.stringify(rows).includes("guest-password-1"));

@@ -29,13 +29,24 @@ test("the cluster token guards registration, scheduler lists, preheat/delete RPC
   const root = await manager.signin();
 
   // Wrong token: the scheduler runs, but the manager refuses it.
-  const wrong = await startCluster({ peers: 0, seed: false, t, env: { DAMSELFLY_CLUSTER_TOKEN: "wrong" }, schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms"] });
+  const wrong = await startCluster({
+    peers: 0,
+    seed: false,
+    t,
+    env: { DAMSELFLY_CLUSTER_TOKEN: "wrong" },
+    schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms"],
+  });
   const refused = await wrong.scheduler.proc.waitForLog("manager keep-alive failed: keeping the current config", 10_000);
   assert.equal(refused.code, "DF_ERR_UNAUTHENTICATED");
   assert.deepEqual((await manager.api("GET", "/api/v1/schedulers", { token: root })).body, []);
   await wrong.stop();
 
-  const cluster = await startCluster({ peers: 1, t, env: { DAMSELFLY_CLUSTER_TOKEN: TOKEN }, schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms"] });
+  const cluster = await startCluster({
+    peers: 1,
+    t,
+    env: { DAMSELFLY_CLUSTER_TOKEN: TOKEN },
+    schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms"],
+  });
   await cluster.scheduler.proc.waitForLog("cluster config applied", 10_000);
 
   const mgr = createClient(managerv1.ManagerService, createManagerTransport(manager.url));
@@ -53,7 +64,12 @@ test("the cluster token guards registration, scheduler lists, preheat/delete RPC
   assert.equal(await code(daemon.deleteTask({ taskId: "a".repeat(64) })), "DF_ERR_UNAUTHENTICATED");
 
   // The manager, holding the token, preheats through the scheduler.
-  const pat = (await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "t", scopes: ["job"], expired_at: new Date(Date.now() + 600_000).toISOString() } })).body.token;
+  const pat = (
+    await manager.api("POST", "/api/v1/personal-access-tokens", {
+      token: root,
+      body: { name: "t", scopes: ["job"], expired_at: new Date(Date.now() + 600_000).toISOString() },
+    })
+  ).body.token;
   const job = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url: origin.url("/tok.bin") } } });
   const done = await waitForJob(manager, pat, job.body.id);
   assert.equal(done.state, "SUCCESS", JSON.stringify(done.result));

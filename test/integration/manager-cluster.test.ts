@@ -37,7 +37,10 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
       schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms", "--seed-wait", "1s"],
       daemonArgs: ["--announce-interval", "1s"],
     });
-    const t = await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "ci", scopes: ["job"], expired_at: new Date(Date.now() + 3_600_000).toISOString() } });
+    const t = await manager.api("POST", "/api/v1/personal-access-tokens", {
+      token: root,
+      body: { name: "ci", scopes: ["job"], expired_at: new Date(Date.now() + 3_600_000).toISOString() },
+    });
     assert.equal(t.status, 201);
     pat = t.body.token;
   });
@@ -83,7 +86,11 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     const url = origin.url(path);
     const created = await manager.api("POST", "/oapi/v1/jobs", {
       token: pat,
-      body: { type: "preheat", args: { type: "file", url, tag: "", filtered_query_params: "", headers: { "X-Test": "1" }, scope: "single_seed_peer", concurrent_count: 0, timeout: 0 }, scheduler_cluster_ids: [1] },
+      body: {
+        type: "preheat",
+        args: { type: "file", url, tag: "", filtered_query_params: "", headers: { "X-Test": "1" }, scope: "single_seed_peer", concurrent_count: 0, timeout: 0 },
+        scheduler_cluster_ids: [1],
+      },
     });
     assert.equal(created.status, 200, JSON.stringify(created.body));
     assert.equal(typeof created.body.id, "number");
@@ -93,7 +100,10 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     assert.equal(job.state, "SUCCESS", JSON.stringify(job));
     const result = job.result.job_states[0].results[0];
     assert.equal(result.scheduler_cluster_id, 1);
-    assert.deepEqual(result.success_tasks.map((s: { hostname: string; url: string }) => [s.hostname, s.url]), [["seed", url]]);
+    assert.deepEqual(
+      result.success_tasks.map((s: { hostname: string; url: string }) => [s.hostname, s.url]),
+      [["seed", url]],
+    );
     assert.deepEqual(result.failure_tasks, []);
     assert.equal(origin.bytesSent(path), data.length, "the seed peer fetched the file once");
     assert.equal(origin.requests.find((r) => r.path === path && r.method === "GET")?.headers["x-test"], "1", "the job's headers reached the origin");
@@ -110,7 +120,10 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     const path = "/preheat/cli-8m.bin";
     const data = origin.addRandomFile(path, 8 * MiB, "cli");
     const url = origin.url(path);
-    const r = await runDamselfly(["preheat", url, "--manager", manager.url, "--scope", "all_peers"], { env: { DAMSELFLY_PREHEAT_TOKEN: pat }, timeoutMs: 60_000 });
+    const r = await runDamselfly(["preheat", url, "--manager", manager.url, "--scope", "all_peers"], {
+      env: { DAMSELFLY_PREHEAT_TOKEN: pat },
+      timeoutMs: 60_000,
+    });
     const out = r.stdout.toString();
     assert.equal(r.code, 0, r.stderr + out);
     assert.match(out, /SUCCESS/);
@@ -137,7 +150,11 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     assert.equal(deleted.state, "SUCCESS", JSON.stringify(deleted.result));
     assert.equal(deleted.result.job_states[0].results[0].success_tasks.length, cluster.daemons.length);
     for (const d of cluster.daemons) assert.equal(storedMeta(d.dataDir, id), undefined, `${d.name} still holds the task`);
-    const again = await waitForJob(manager, pat, (await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "get_task", args: { task_id: id } } })).body.id);
+    const again = await waitForJob(
+      manager,
+      pat,
+      (await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "get_task", args: { task_id: id } } })).body.id,
+    );
     assert.deepEqual(again.result.job_states[0].results[0].peers, []);
     // Gone for real: the next get goes back to the origin.
     const before = origin.bytesSent(path);
@@ -159,9 +176,15 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     assert.equal(failed[0].hostname, "seed");
     assert.match(failed[0].description, /DF_ERR_SOURCE_STATUS/);
 
-    const narrow = await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "clusters-only", scopes: ["cluster"], expired_at: new Date(Date.now() + 60_000).toISOString() } });
+    const narrow = await manager.api("POST", "/api/v1/personal-access-tokens", {
+      token: root,
+      body: { name: "clusters-only", scopes: ["cluster"], expired_at: new Date(Date.now() + 60_000).toISOString() },
+    });
     const jobsBefore = (await manager.api("GET", "/api/v1/jobs", { token: root })).body.length;
-    const r = await runDamselfly(["preheat", origin.url("/preheat/cli-8m.bin"), "--manager", manager.url], { env: { DAMSELFLY_PREHEAT_TOKEN: narrow.body.token }, timeoutMs: 20_000 });
+    const r = await runDamselfly(["preheat", origin.url("/preheat/cli-8m.bin"), "--manager", manager.url], {
+      env: { DAMSELFLY_PREHEAT_TOKEN: narrow.body.token },
+      timeoutMs: 20_000,
+    });
     assert.equal(r.code, 9, r.stderr);
     assert.match(r.stderr, /DF_ERR_PERMISSION_DENIED/);
     assert.equal((await manager.api("GET", "/api/v1/jobs", { token: root })).body.length, jobsBefore, "no job was created");
@@ -200,14 +223,24 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     }
     // A scheduler that shuts down says so: inactive at once, no jobs go there.
     const left = (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.filter((x: { cluster_id: number }) => x.cluster_id === c2.body.id);
-    assert.deepEqual(left.map((x: { state: string }) => x.state), ["inactive"]);
+    assert.deepEqual(
+      left.map((x: { state: string }) => x.state),
+      ["inactive"],
+    );
   });
 
   test("a daemon picks up schedulers that join its cluster later, without a restart", async () => {
     const c = await manager.api("POST", "/api/v1/scheduler-clusters", { token: root, body: { name: "late" } });
-    const d = await cluster.addDaemon({ name: "early", args: ["--manager", manager.url, "--cluster-id", String(c.body.id), "--scheduler", "127.0.0.1:1", "--manager-refresh", "300ms"] });
+    const d = await cluster.addDaemon({
+      name: "early",
+      args: ["--manager", manager.url, "--cluster-id", String(c.body.id), "--scheduler", "127.0.0.1:1", "--manager-refresh", "300ms"],
+    });
     await d.proc.waitForLog("the manager lists no active scheduler: using the static scheduler list", 10_000);
-    const late = await startCluster({ peers: 0, seed: false, schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms", "--cluster-id", String(c.body.id)] });
+    const late = await startCluster({
+      peers: 0,
+      seed: false,
+      schedulerArgs: ["--manager", manager.url, "--manager-interval", "300ms", "--cluster-id", String(c.body.id)],
+    });
     try {
       const changed = await d.proc.waitForLog("scheduler list changed", 15_000);
       assert.deepEqual(changed.schedulers, [late.scheduler.address]);
@@ -226,7 +259,10 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     origin.addRandomFile("/slow/b.bin", 4 * MiB, "slow-b");
     origin.setThrottle(1 * MiB);
     const plain = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url: origin.url("/slow/a.bin") } } });
-    const secret = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "file", url: origin.url("/slow/b.bin"), headers: { Authorization: "Bearer origin-secret-xyz" } } } });
+    const secret = await manager.api("POST", "/oapi/v1/jobs", {
+      token: pat,
+      body: { type: "preheat", args: { type: "file", url: origin.url("/slow/b.bin"), headers: { Authorization: "Bearer origin-secret-xyz" } } },
+    });
     const deadline = Date.now() + 10_000;
     while ((origin.requestCount("/slow/a.bin") === 0 || origin.requestCount("/slow/b.bin") === 0) && Date.now() < deadline) await sleep(50);
     const listen = new URL(manager.url).host;
@@ -236,7 +272,11 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
     try {
       const token = await again.signin("root", "test-admin-password-1");
       const after = (await again.api("GET", "/api/v1/jobs", { token })).body as { id: number; state: string; result: unknown }[];
-      assert.deepEqual(after.filter((j) => before.some((b) => b.id === j.id)), before, "finished jobs are unchanged");
+      assert.deepEqual(
+        after.filter((j) => before.some((b) => b.id === j.id)),
+        before,
+        "finished jobs are unchanged",
+      );
       const resumed = await waitForJob(again, pat, plain.body.id);
       assert.equal(resumed.state, "SUCCESS", JSON.stringify(resumed.result));
       const refused = await waitForJob(again, pat, secret.body.id);

@@ -13,16 +13,24 @@ import { startOrigin } from "../helpers/origin.js";
 
 const MiB = 1024 * 1024;
 const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-if (!CHROMIUM && process.env.DAMSELFLY_REQUIRE_BROWSER === "1") throw new Error("browser test required but chromium is not installed (apt-get install chromium)");
+if (!CHROMIUM && process.env.DAMSELFLY_REQUIRE_BROWSER === "1")
+  throw new Error("browser test required but chromium is not installed (apt-get install chromium)");
 
-test("console: sign in, see the cluster and its peers, preheat a file and see it succeed", { timeout: 120_000, skip: CHROMIUM ? false : "chromium not installed (apt-get install chromium)" }, async (t) => {
+test("console: sign in, see the cluster and its peers, preheat a file and see it succeed", {
+  timeout: 120_000,
+  skip: CHROMIUM ? false : "chromium not installed (apt-get install chromium)",
+}, async (t) => {
   const origin = await startOrigin();
   t.after(() => origin.close());
   const data = origin.addRandomFile("/console/file.bin", 4 * MiB, "console");
   const manager = await startManager({ t });
   await startCluster({ peers: 1, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"], daemonArgs: ["--announce-interval", "1s"] });
 
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM!, headless: true, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  const browser: Browser = await chromium.launch({
+    executablePath: CHROMIUM!,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   page.setDefaultTimeout(20_000);

@@ -22,7 +22,9 @@ const basic = (u: string, p: string) => "Basic " + Buffer.from(`${u}:${p}`).toSt
 
 describe("image preheat", { timeout: 180_000 }, async () => {
   const have = await haveRegistry();
-  test("index -> linux/amd64 -> layers into the seed peer; a later pull through the mirror costs the registry nothing", { skip: have ? false : "docker-registry not installed" }, async (t) => {
+  test("index -> linux/amd64 -> layers into the seed peer; a later pull through the mirror costs the registry nothing", {
+    skip: have ? false : "docker-registry not installed",
+  }, async (t) => {
     const dir = tempDir(t, "dfm-img-");
     const auth = { user: "harbor", password: "pw-Preheat-Secret-7" };
     const { registry, image } = await registryWithImage(t, dir, { layers: [3 * MiB, 2 * MiB], auth, seed: "preheat" });
@@ -37,7 +39,11 @@ describe("image preheat", { timeout: 180_000 }, async () => {
         { mediaType: MEDIA_TYPE_OCI_MANIFEST, digest: image.manifestDigest, size: manifest.length, platform: { os: "linux", architecture: "amd64" } },
       ],
     });
-    const put = await request(`${registry.url}/v2/test/app/manifests/multi`, { method: "PUT", headers: { "content-type": MEDIA_TYPE_OCI_INDEX, authorization: basic(auth.user, auth.password) }, body: index });
+    const put = await request(`${registry.url}/v2/test/app/manifests/multi`, {
+      method: "PUT",
+      headers: { "content-type": MEDIA_TYPE_OCI_INDEX, authorization: basic(auth.user, auth.password) },
+      body: index,
+    });
     await put.body.dump();
     assert.equal(put.statusCode, 201);
     await registry.accessLog();
@@ -46,16 +52,32 @@ describe("image preheat", { timeout: 180_000 }, async () => {
     const manager = await startManager({ t });
     const root = await manager.signin();
     const cluster = await startCluster({ peers: 1, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
-    const pat = (await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "harbor", scopes: ["job"], expired_at: new Date(Date.now() + 600_000).toISOString() } })).body.token;
+    const pat = (
+      await manager.api("POST", "/api/v1/personal-access-tokens", {
+        token: root,
+        body: { name: "harbor", scopes: ["job"], expired_at: new Date(Date.now() + 600_000).toISOString() },
+      })
+    ).body.token;
     const deadline = Date.now() + 10_000;
-    while ((await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while ((await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
 
     // Harbor's request, field for field.
     const created = await manager.api("POST", "/oapi/v1/jobs", {
       token: pat,
       body: {
         type: "preheat",
-        args: { type: "image", url: `${registry.url}/v2/test/app/manifests/multi`, tag: "", filtered_query_params: "", headers: { Authorization: basic(auth.user, auth.password) }, scope: "single_seed_peer", concurrent_count: 0, timeout: 0, platform: "linux/amd64" },
+        args: {
+          type: "image",
+          url: `${registry.url}/v2/test/app/manifests/multi`,
+          tag: "",
+          filtered_query_params: "",
+          headers: { Authorization: basic(auth.user, auth.password) },
+          scope: "single_seed_peer",
+          concurrent_count: 0,
+          timeout: 0,
+          platform: "linux/amd64",
+        },
         scheduler_cluster_ids: [1],
       },
     });
@@ -73,7 +95,18 @@ describe("image preheat", { timeout: 180_000 }, async () => {
       assert.ok(storedMeta(cluster.seed!.dataDir, id)?.done, `seed holds ${l.digest} as task ${id}`);
     }
     // A wrong platform is a clear failure.
-    const wrong = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args: { type: "image", url: `${registry.url}/v2/test/app/manifests/multi`, headers: { Authorization: basic(auth.user, auth.password) }, platform: "windows/arm64" } } });
+    const wrong = await manager.api("POST", "/oapi/v1/jobs", {
+      token: pat,
+      body: {
+        type: "preheat",
+        args: {
+          type: "image",
+          url: `${registry.url}/v2/test/app/manifests/multi`,
+          headers: { Authorization: basic(auth.user, auth.password) },
+          platform: "windows/arm64",
+        },
+      },
+    });
     const failed = await waitForJob(manager, pat, wrong.body.id);
     assert.equal(failed.state, "FAILURE");
     assert.match(failed.result.job_states[0].error, /no windows\/arm64 manifest/);
@@ -82,7 +115,9 @@ describe("image preheat", { timeout: 180_000 }, async () => {
     registry.resetAccessLog();
     const p = cluster.peers[0]!;
     for (const l of image.layers) {
-      const r = await request(`${p.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`, { headers: { authorization: basic(auth.user, auth.password) } });
+      const r = await request(`${p.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`, {
+        headers: { authorization: basic(auth.user, auth.password) },
+      });
       const body = Buffer.from(await r.body.arrayBuffer());
       assert.equal(r.statusCode, 200);
       assert.equal("sha256:" + createHash("sha256").update(body).digest("hex"), l.digest);

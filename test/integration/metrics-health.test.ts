@@ -71,7 +71,8 @@ describe("metrics and health on a seed and three peers", { timeout: 120_000 }, (
       assert.deepEqual(await httpGet(`http://${m}/healthz`), { status: 200, body: "ok\n" }, d.name);
       assert.deepEqual(await httpGet(`http://${m}/readyz`), { status: 200, body: "ok\n" }, d.name);
       assert.equal((await httpGet(`http://${m}/metrics?x=1`)).status, 200);
-      for (const p of ["/", "/nope", "/metrics/x", "/healthz/", "/%zz", "//metrics"]) assert.equal((await httpGet(`http://${m}${p}`)).status, 404, `${d.name} ${p}`);
+      for (const p of ["/", "/nope", "/metrics/x", "/healthz/", "/%zz", "//metrics"])
+        assert.equal((await httpGet(`http://${m}${p}`)).status, 404, `${d.name} ${p}`);
       assert.equal((await httpGet(`http://${m}/metrics`, "POST")).status, 405);
       assert.equal((await httpGet(`http://${m}/readyz`, "DELETE")).status, 405);
       // The data plane, the proxy and the local API (HTTP/2) too.
@@ -108,7 +109,9 @@ describe("metrics and health on a seed and three peers", { timeout: 120_000 }, (
       const peer = delta(i, "damselfly_download_bytes_total", { source: "peer" });
       const fromOrigin = delta(i, "damselfly_download_bytes_total", { source: "origin" });
       const uploaded = delta(i, "damselfly_upload_bytes_total");
-      t.diagnostic(`${d.name}: from peers ${peer}, from origin ${fromOrigin}, uploaded ${uploaded}, local ${delta(i, "damselfly_download_bytes_total", { source: "local" })}`);
+      t.diagnostic(
+        `${d.name}: from peers ${peer}, from origin ${fromOrigin}, uploaded ${uploaded}, local ${delta(i, "damselfly_download_bytes_total", { source: "local" })}`,
+      );
       assert.equal(peer + fromOrigin, SIZE, `${d.name}: from peers ${peer} + from origin ${fromOrigin} should be the file`);
       assert.equal(delta(i, "damselfly_downloads_started_total"), 1, d.name);
       assert.equal(delta(i, "damselfly_downloads_succeeded_total"), 1, d.name);
@@ -148,8 +151,15 @@ describe("metrics and health on a seed and three peers", { timeout: 120_000 }, (
     const again = await p0.get([url, "-O", join(outDir, "again.bin"), "--no-progress"], { timeoutMs: 30_000 });
     assert.equal(again.code, 0, again.stderr);
     const third = await scrape(metricsOf(p0));
-    assert.equal(metric(third, "damselfly_download_bytes_total", { source: "local" }) - metric(afterS[i0]!, "damselfly_download_bytes_total", { source: "local" }), SIZE);
-    assert.equal(metric(third, "damselfly_downloads_started_total"), metric(afterS[i0]!, "damselfly_downloads_started_total"), "no new download for a cache hit");
+    assert.equal(
+      metric(third, "damselfly_download_bytes_total", { source: "local" }) - metric(afterS[i0]!, "damselfly_download_bytes_total", { source: "local" }),
+      SIZE,
+    );
+    assert.equal(
+      metric(third, "damselfly_downloads_started_total"),
+      metric(afterS[i0]!, "damselfly_downloads_started_total"),
+      "no new download for a cache hit",
+    );
   });
 
   test("a 404 at the origin counts as a failed download with its error code", async () => {
@@ -170,7 +180,8 @@ describe("metrics and health on a seed and three peers", { timeout: 120_000 }, (
     assert.equal(await viaProxy(p.proxy, origin.url("/metrics/plain.txt")), 200);
     assert.equal((await httpGet(`${p.proxyUrl}/not-a-registry-path`)).status, 400);
     const after = await scrape(metricsOf(p));
-    const d = (labels: Record<string, string>) => metric(after, "damselfly_proxy_requests_total", labels) - metric(before, "damselfly_proxy_requests_total", labels);
+    const d = (labels: Record<string, string>) =>
+      metric(after, "damselfly_proxy_requests_total", labels) - metric(before, "damselfly_proxy_requests_total", labels);
     assert.equal(d({ kind: "other", outcome: "forwarded" }), 1);
     assert.equal(d({ kind: "other", outcome: "error" }), 1);
   });
@@ -182,7 +193,22 @@ describe("readiness failures", { timeout: 90_000 }, () => {
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const dead = await closedPort();
     const proc = spawnDamselfly(
-      ["daemon", "--scheduler", `127.0.0.1:${dead}`, "--scheduler-connect-timeout", "500ms", "--data-dir", dir, "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", ...METRICS],
+      [
+        "daemon",
+        "--scheduler",
+        `127.0.0.1:${dead}`,
+        "--scheduler-connect-timeout",
+        "500ms",
+        "--data-dir",
+        dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+        ...METRICS,
+      ],
       { name: "lonely", t },
     );
     const ready = await proc.waitForLog("daemon ready", 20_000);
@@ -263,7 +289,10 @@ test("the manager serves its metrics and health", { timeout: 60_000 }, async (t)
   assert.deepEqual(await httpGet(`http://${addr}/readyz`), { status: 200, body: "ok\n" });
   const root = await m.signin();
   assert.equal((await m.api("GET", "/api/v1/no-such-route", { token: root })).status, 404);
-  const created = await m.api("POST", "/api/v1/jobs", { token: root, body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/nothing.bin" } } });
+  const created = await m.api("POST", "/api/v1/jobs", {
+    token: root,
+    body: { type: "preheat", args: { type: "file", url: "http://127.0.0.1:9/nothing.bin" } },
+  });
   assert.equal(created.status, 200);
   await waitFor("the job to fail", async () => (await m.api("GET", `/api/v1/jobs/${created.body.id}`, { token: root })).body.state === "FAILURE", 15_000);
   const s = await scrape(addr);

@@ -24,7 +24,10 @@ describe("registry mirror fallback", () => {
     await pullOk(c, ref, hosts);
     const log = await registry.accessLog();
     assert.deepEqual(directLayerGets(log, image), [], `containerd had to go around the mirror\n${logTail(p)}`);
-    assert.ok(p.proc.logs.some((l) => l.msg === "fetching from the origin"), logTail(p));
+    assert.ok(
+      p.proc.logs.some((l) => l.msg === "fetching from the origin"),
+      logTail(p),
+    );
   });
 
   test("seed peer killed mid-blob: the pull still succeeds through the mirror", async (t) => {

@@ -11,7 +11,10 @@ import { assertLayersSentOnce, directLayerGets, pullOk, registryWithImage, twoCo
 
 const MiB = 1024 * 1024;
 
-async function fetchBytes(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; trailers: Record<string, unknown>; body: Buffer }> {
+async function fetchBytes(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; trailers: Record<string, unknown>; body: Buffer }> {
   const r = await request(url, { headers });
   const chunks: Buffer[] = [];
   for await (const c of r.body) chunks.push(c as Buffer);
@@ -51,10 +54,17 @@ describe("registry mirror with containerd", () => {
     await Promise.all([pullOk(c1, ref, hosts1), pullOk(n2.containerd, ref, n2.hostsDir)]);
 
     const log = await registry.accessLog();
-    assert.deepEqual(directLayerGets(log, image), [], `containerd fetched layers from the registry itself: the mirror did not serve them\n${logTail(p1, 40)}\n${logTail(p2, 40)}`);
+    assert.deepEqual(
+      directLayerGets(log, image),
+      [],
+      `containerd fetched layers from the registry itself: the mirror did not serve them\n${logTail(p1, 40)}\n${logTail(p2, 40)}`,
+    );
     assertLayersSentOnce(registry, image, logTail(cluster.seed!));
     for (const p of [p1, p2]) {
-      assert.ok(p.proc.logs.some((l) => l.msg === "proxy: served from P2P"), `${p.name} served nothing from P2P\n${logTail(p)}`);
+      assert.ok(
+        p.proc.logs.some((l) => l.msg === "proxy: served from P2P"),
+        `${p.name} served nothing from P2P\n${logTail(p)}`,
+      );
     }
 
     // A second pull on a node whose daemon holds the layers costs the
@@ -64,7 +74,8 @@ describe("registry mirror with containerd", () => {
     registry.resetAccessLog();
     await pullOk(c1, ref, hosts1);
     const again = await registry.accessLog();
-    for (const l of image.layers) assert.equal(registry.blobBytesSent(l.digest), 0, `layer ${l.digest} fetched again: ${JSON.stringify(again.filter((e) => e.path.includes(l.digest)))}`);
+    for (const l of image.layers)
+      assert.equal(registry.blobBytesSent(l.digest), 0, `layer ${l.digest} fetched again: ${JSON.stringify(again.filter((e) => e.path.includes(l.digest)))}`);
   });
 
   test("range requests through the mirror return exactly the registry's bytes, cold (forwarded) and from the store (206 from P2P)", async (t) => {
@@ -154,7 +165,8 @@ describe("registry mirror with containerd", () => {
     // Credentials are never written to disk or logs.
     const secrets = [auth.password, Buffer.from(`${auth.user}:${auth.password}`).toString("base64")];
     assert.deepEqual(grepTree(cluster.dataRoot, secrets), [], "credentials found in a daemon's data dir");
-    for (const d of cluster.daemons) for (const s of secrets) assert.ok(!d.proc.stderr().includes(s) && !d.proc.stdout().includes(s), `${d.name} logged a credential`);
+    for (const d of cluster.daemons)
+      for (const s of secrets) assert.ok(!d.proc.stderr().includes(s) && !d.proc.stdout().includes(s), `${d.name} logged a credential`);
     for (const s of secrets) assert.ok(!cluster.scheduler.proc.stderr().includes(s), "the scheduler logged a credential");
   });
 
@@ -188,7 +200,10 @@ describe("registry mirror with containerd", () => {
     } catch {
       failed = true;
     }
-    assert.ok(failed && received < layer.size, `the client got a complete response (${received} of ${layer.size} B) for content that does not match its digest`);
+    assert.ok(
+      failed && received < layer.size,
+      `the client got a complete response (${received} of ${layer.size} B) for content that does not match its digest`,
+    );
     const id = taskId({ url: "", digest: layer.digest });
     await pollUntil(() => cluster.daemons.every((d) => !existsSync(taskDir(d.dataDir, id))), "every daemon dropping the bad copy", 10_000);
 

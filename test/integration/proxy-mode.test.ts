@@ -206,7 +206,9 @@ describe("proxy mode: plain-http registry behind the HTTP proxy", { timeout: 180
     registry.resetAccessLog();
 
     // Both at once: the swarm, not the registry, must absorb the second pull.
-    const results = await Promise.all(cluster.peers.map((p, i) => skopeoCopy(ref, join(out, `out-${i}`), { proxy: p.proxyUrl, args: ["--src-tls-verify=false"] })));
+    const results = await Promise.all(
+      cluster.peers.map((p, i) => skopeoCopy(ref, join(out, `out-${i}`), { proxy: p.proxyUrl, args: ["--src-tls-verify=false"] })),
+    );
     for (const r of results) assert.equal(r.code, 0, `${describeRun(r)}\n${logs()}`);
     for (const [i, p] of cluster.peers.entries()) await assertLayersCopied(join(out, `out-${i}`), image, p.name);
 
@@ -214,7 +216,10 @@ describe("proxy mode: plain-http registry behind the HTTP proxy", { timeout: 180
     for (const line of showAccess(entries).split("\n")) t.diagnostic(`registry:${line}`);
     assertLayersLeftOnce(registry, entries, image, logs);
     for (const p of cluster.peers) {
-      for (const s of assertServedFromP2P(p, image)) t.diagnostic(`${p.name}: served ${String(s.bytes)} bytes, cache ${String(s.cache)}, from peers ${String(s.bytesFromPeers)}, from source ${String(s.bytesFromSource)}`);
+      for (const s of assertServedFromP2P(p, image))
+        t.diagnostic(
+          `${p.name}: served ${String(s.bytes)} bytes, cache ${String(s.cache)}, from peers ${String(s.bytesFromPeers)}, from source ${String(s.bytesFromSource)}`,
+        );
     }
   });
 });
@@ -254,7 +259,11 @@ describe("proxy mode: HTTPS registry", { timeout: 300_000 }, () => {
     assert.notEqual(untrusting.code, 0, `skopeo without the daemon's CA should fail:\n${describeRun(untrusting)}`);
     assert.match(untrusting.stderr, /x509|certificate/i, `skopeo should fail on the certificate:\n${describeRun(untrusting)}`);
     const before = await registry.accessLog();
-    assert.deepEqual(before.filter((e) => isLayerGet(e, image)), [], `no layer should have been fetched for a refused client:\n${showAccess(before)}`);
+    assert.deepEqual(
+      before.filter((e) => isLayerGet(e, image)),
+      [],
+      `no layer should have been fetched for a refused client:\n${showAccess(before)}`,
+    );
 
     registry.resetAccessLog();
     const results = await Promise.all(
@@ -267,7 +276,10 @@ describe("proxy mode: HTTPS registry", { timeout: 300_000 }, () => {
     for (const line of showAccess(entries).split("\n")) t.diagnostic(`registry:${line}`);
     assertLayersLeftOnce(registry, entries, image, logs);
     for (const p of cluster.peers) {
-      for (const s of assertServedFromP2P(p, image)) t.diagnostic(`${p.name}: served ${String(s.bytes)} bytes, cache ${String(s.cache)}, from peers ${String(s.bytesFromPeers)}, from source ${String(s.bytesFromSource)}`);
+      for (const s of assertServedFromP2P(p, image))
+        t.diagnostic(
+          `${p.name}: served ${String(s.bytes)} bytes, cache ${String(s.cache)}, from peers ${String(s.bytesFromPeers)}, from source ${String(s.bytesFromSource)}`,
+        );
     }
   });
 

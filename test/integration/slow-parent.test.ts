@@ -47,15 +47,18 @@ function slowParent(data: Buffer, id: string, bytesPerSecond: number): http.Serv
     res.writeHead(200, { "content-length": body.length });
     const step = 64 * 1024;
     let off = 0;
-    const timer = setInterval(() => {
-      if (res.destroyed || off >= body.length) {
-        clearInterval(timer);
-        if (!res.destroyed) res.end();
-        return;
-      }
-      res.write(body.subarray(off, off + step));
-      off += step;
-    }, (1000 * step) / bytesPerSecond);
+    const timer = setInterval(
+      () => {
+        if (res.destroyed || off >= body.length) {
+          clearInterval(timer);
+          if (!res.destroyed) res.end();
+          return;
+        }
+        res.write(body.subarray(off, off + step));
+        off += step;
+      },
+      (1000 * step) / bytesPerSecond,
+    );
     res.on("close", () => clearInterval(timer));
   });
 }
@@ -87,7 +90,10 @@ test("a parent far slower than the others is dropped and the download finishes f
   const port = (fake.address() as { port: number }).port;
   const scheduler = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${cluster.scheduler.address}`));
   const hostId = "slow-stand-in";
-  await scheduler.announceHost({ host: { id: hostId, hostname: hostId, ip: "127.0.0.1", uploadPort: port, apiPort: 1, type: HostType.NORMAL, uploadSlots: 100 }, intervalSeconds: 60 });
+  await scheduler.announceHost({
+    host: { id: hostId, hostname: hostId, ip: "127.0.0.1", uploadPort: port, apiPort: 1, type: HostType.NORMAL, uploadSlots: 100 },
+    intervalSeconds: 60,
+  });
   const pl = pieceLengthFor(SIZE);
   await scheduler.announceCachedTasks({
     hostId,

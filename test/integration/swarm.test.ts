@@ -37,9 +37,7 @@ describe("swarm: one seed, three peers, a 64 MiB file", { timeout: 120_000 }, ()
   });
 
   test("three concurrent gets: identical bytes, the origin serves the file about once", { timeout: 60_000 }, async (t) => {
-    const results = await Promise.all(
-      cluster.peers.map((p, i) => p.get([url, "-O", join(outDir, `out-${i}.bin`), "--no-progress"], { timeoutMs: 50_000 })),
-    );
+    const results = await Promise.all(cluster.peers.map((p, i) => p.get([url, "-O", join(outDir, `out-${i}.bin`), "--no-progress"], { timeoutMs: 50_000 })));
     for (const [i, r] of results.entries()) assert.equal(r.code, 0, `peer-${i}: ${r.stderr}`);
     for (let i = 0; i < results.length; i++) {
       assert.equal(await sha256File(join(outDir, `out-${i}.bin`)), expected, `out-${i}.bin differs from the origin's bytes`);

@@ -81,8 +81,13 @@ test(`testbed smoke: ${PEERS} peers, 32 MiB, native vs Damselfly${has("aria2c") 
     const run = byMode.get(m);
     assert.ok(run, `no result for mode ${m}`);
     assert.equal(run.completed, PEERS, `${m}: every peer got the file with the right sha256`);
-    assert.ok(run.lastS !== null && run.lastS >= run.bound.tStarS * 0.9, `${m}: finished in ${run.lastS} s, faster than the bound ${run.bound.tStarS} s allows: the shaping is not working`);
-    t.diagnostic(`${m}: last ${run.lastS?.toFixed(1)} s = ${(run.lastS! / run.bound.tStarS).toFixed(2)}x T* (${run.bound.tStarS.toFixed(1)} s), CPU ${Math.round(run.cpu.mean * 100)}%, ${run.agentCpuSPerGiB.toFixed(1)} CPU-s/GiB up`);
+    assert.ok(
+      run.lastS !== null && run.lastS >= run.bound.tStarS * 0.9,
+      `${m}: finished in ${run.lastS} s, faster than the bound ${run.bound.tStarS} s allows: the shaping is not working`,
+    );
+    t.diagnostic(
+      `${m}: last ${run.lastS?.toFixed(1)} s = ${(run.lastS! / run.bound.tStarS).toFixed(2)}x T* (${run.bound.tStarS.toFixed(1)} s), CPU ${Math.round(run.cpu.mean * 100)}%, ${run.agentCpuSPerGiB.toFixed(1)} CPU-s/GiB up`,
+    );
   }
   // Bytes, not times: natively the origin serves every peer; with Damselfly
   // it serves the seed once and the swarm does the rest.

@@ -42,14 +42,17 @@ describe("tracing", { timeout: 90_000 }, () => {
     const url = `${origin.url("/traced.bin")}?X-Amz-Signature=${SECRET}&X-Amz-Credential=${SECRET}`;
     const out = join(dir, "out.bin");
     // The get speaks JSON, the daemons protobuf: both encodings are exercised.
-    const r = await cluster.peers[0]!.get([url, "-O", out, "--no-progress", "-H", `Authorization: Bearer ${SECRET}`], { env: { ...otel, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" } });
+    const r = await cluster.peers[0]!.get([url, "-O", out, "--no-progress", "-H", `Authorization: Bearer ${SECRET}`], {
+      env: { ...otel, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await sha256File(out), expected);
 
     const root = (await receiver.waitFor((s) => s.some((x) => x.service === "damselfly-get" && x.name === "get"))).find((x) => x.service === "damselfly-get")!;
     const trace = root.traceId;
     const inTrace = () => receiver.spans.filter((s) => s.traceId === trace);
-    const find = (service: string, name: string, pred: (s: ReceivedSpan) => boolean = () => true) => inTrace().find((s) => s.service === service && s.name === name && pred(s));
+    const find = (service: string, name: string, pred: (s: ReceivedSpan) => boolean = () => true) =>
+      inTrace().find((s) => s.service === service && s.name === name && pred(s));
     // Each process sends its spans on its own schedule (200 ms batches).
     const want: Array<[string, string]> = [
       ["damselfly-daemon", "DownloadTask"],
@@ -65,8 +68,12 @@ describe("tracing", { timeout: 90_000 }, () => {
     t.diagnostic(`trace ${trace}: ${spans.length} spans: ${spans.map((s) => `${s.service}/${s.name}`).join(", ")}`);
 
     const services = new Set(spans.map((s) => s.service));
-    for (const svc of ["damselfly-get", "damselfly-daemon", "damselfly-scheduler", "damselfly-seed-peer"]) assert.ok(services.has(svc), `no ${svc} span in the trace`);
-    assert.ok(receiver.contentTypes.includes("application/json") && receiver.contentTypes.includes("application/x-protobuf"), `content types ${receiver.contentTypes.join(", ")}`);
+    for (const svc of ["damselfly-get", "damselfly-daemon", "damselfly-scheduler", "damselfly-seed-peer"])
+      assert.ok(services.has(svc), `no ${svc} span in the trace`);
+    assert.ok(
+      receiver.contentTypes.includes("application/json") && receiver.contentTypes.includes("application/x-protobuf"),
+      `content types ${receiver.contentTypes.join(", ")}`,
+    );
 
     // The chain of parents, process to process.
     const byId = new Map(spans.map((s) => [s.spanId, s]));
@@ -120,17 +127,24 @@ describe("tracing", { timeout: 90_000 }, () => {
     const clientSpan = "b7ad6b7169203331";
     const peer = cluster.peers[0]!;
     const body = await new Promise<Buffer>((resolve, reject) => {
-      const req = http.get(`${peer.proxyUrl}${path}`, { headers: { "x-damselfly-registry": `127.0.0.1:${origin.port}`, traceparent: `00-${clientTrace}-${clientSpan}-01` } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}`))));
-      });
+      const req = http.get(
+        `${peer.proxyUrl}${path}`,
+        { headers: { "x-damselfly-registry": `127.0.0.1:${origin.port}`, traceparent: `00-${clientTrace}-${clientSpan}-01` } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`HTTP ${res.statusCode}`))));
+        },
+      );
       req.on("error", reject);
     });
     assert.equal(sha256Hex(body), digest);
     const spans = await receiver.waitFor((all) => {
       const mine = all.filter((x) => x.traceId === clientTrace);
-      return ["proxy blob", "peer download"].every((n) => mine.some((x) => x.service === "damselfly-daemon" && x.name === n)) && mine.some((x) => x.service === "damselfly-scheduler");
+      return (
+        ["proxy blob", "peer download"].every((n) => mine.some((x) => x.service === "damselfly-daemon" && x.name === n)) &&
+        mine.some((x) => x.service === "damselfly-scheduler")
+      );
     });
     const mine = spans.filter((x) => x.traceId === clientTrace);
     const proxy = mine.find((x) => x.name === "proxy blob")!;
@@ -145,7 +159,12 @@ describe("tracing", { timeout: 90_000 }, () => {
   test("tracing off: no span sent, no tracing module loaded, in the get and in the daemon", async (t) => {
     const dir = tempDir(t);
     const probe = pathToFileURL(join(REPO_ROOT, "dist", "test", "helpers", "tracing-probe.js")).href;
-    const off = { OTEL_EXPORTER_OTLP_ENDPOINT: undefined, OTEL_BSP_SCHEDULE_DELAY: undefined, NODE_OPTIONS: `--import=${probe}`, TRACING_PROBE_OUT: join(dir, "probe") };
+    const off = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: undefined,
+      OTEL_BSP_SCHEDULE_DELAY: undefined,
+      NODE_OPTIONS: `--import=${probe}`,
+      TRACING_PROBE_OUT: join(dir, "probe"),
+    };
     const d = await cluster.addDaemon({ name: "untraced", env: off });
     const expected = sha256Hex(origin.addRandomFile("/untraced.bin", 2 * MiB, "untraced"));
     const before = receiver.spans.length;
@@ -158,7 +177,10 @@ describe("tracing", { timeout: 90_000 }, () => {
     await new Promise((res) => setTimeout(res, 600));
     const pids = new Set([d.proc.pid]);
     const leaked = receiver.spans.slice(before).filter((s) => s.service === "damselfly-get" || pids.has(Number(s.resource["process.pid"])));
-    assert.deepEqual(leaked.map((s) => `${s.service}/${s.name}`), []);
+    assert.deepEqual(
+      leaked.map((s) => `${s.service}/${s.name}`),
+      [],
+    );
     const probes = readdirSync(dir).filter((f) => f.startsWith("probe."));
     assert.equal(probes.length, 2, `one probe file per process (get, daemon): ${probes.join(", ")}`);
     for (const f of probes) assert.equal(readFileSync(join(dir, f), "utf8"), "not-loaded", `${f}: tracing code was loaded`);

@@ -20,7 +20,11 @@ test("up prints a get example that works as pasted; the second run is a local hi
   const consoleUrl = /console (http:\/\/127\.0\.0\.1:\d+)\//.exec(up.stdout())?.[1];
   const password = /user root\s+password (\S+)\s+\(generated/.exec(up.stdout())?.[1];
   assert.ok(consoleUrl && password, `no console URL or password in:\n${up.stdout()}`);
-  const signin = await request(`${consoleUrl}/api/v1/users/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "root", password }) });
+  const signin = await request(`${consoleUrl}/api/v1/users/signin`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "root", password }),
+  });
   const { token } = (await signin.body.json()) as { token: string };
   assert.equal(signin.statusCode, 200);
   let schedulers: { state: string }[] = [];
@@ -29,7 +33,10 @@ test("up prints a get example that works as pasted; the second run is a local hi
     schedulers = (await r.body.json()) as { state: string }[];
     if (schedulers.length === 0) await new Promise((res) => setTimeout(res, 100));
   }
-  assert.deepEqual(schedulers.map((s) => s.state), ["active"]);
+  assert.deepEqual(
+    schedulers.map((s) => s.state),
+    ["active"],
+  );
   const line = up
     .stdout()
     .split("\n")
@@ -37,7 +44,10 @@ test("up prints a get example that works as pasted; the second run is a local hi
     .find((l) => l.startsWith("bin/damselfly get "));
   assert.ok(line, `no get example in:\n${up.stdout()}`);
   const out = join(dir, "demo.bin");
-  const args = line.split(/\s+/).slice(1).map((a) => (a === "/tmp/demo.bin" ? out : a));
+  const args = line
+    .split(/\s+/)
+    .slice(1)
+    .map((a) => (a === "/tmp/demo.bin" ? out : a));
   assert.ok(args.includes("--digest"), "the example verifies the download");
 
   const first = await runDamselfly(args, { timeoutMs: 90_000 });

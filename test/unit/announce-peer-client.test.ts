@@ -15,7 +15,8 @@ const U64 = [0n, 1n, 128n, 4n << 20n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 64n - 1n]
 test("AnnouncePeerRequest encoder: toBinary's bytes, generated decode gives the request back", () => {
   const rnd = prng(21);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-  const piece = () => create(S.PieceFinishedRequestSchema, { number: pick(U32), length: pick(U64), crc32: pick(U32), parentId: pick(STRINGS), costMicros: pick(U64) });
+  const piece = () =>
+    create(S.PieceFinishedRequestSchema, { number: pick(U32), length: pick(U64), crc32: pick(U32), parentId: pick(STRINGS), costMicros: pick(U64) });
   const requests: (() => Req)[] = [
     () => ({ case: "downloadPeerStarted", value: create(S.DownloadPeerStartedRequestSchema) }),
     () => ({ case: "pieceFinished", value: piece() }),
@@ -35,7 +36,17 @@ test("AnnouncePeerRequest encoder: toBinary's bytes, generated decode gives the 
 
 test("AnnouncePeerResponse peek: fromBinary's kind and parents", () => {
   const answers: S.AnnouncePeerResponse["response"][] = [
-    { case: "normalTask", value: create(S.NormalTaskResponseSchema, { candidateParents: [{ peerId: "p1", hostId: "h1", ip: "10.0.0.1", uploadPort: 65002, finishedPieces: 3 }, { peerId: "p2", finished: true }, { peerId: "héte" }], task: { totalPieces: 20 } }) },
+    {
+      case: "normalTask",
+      value: create(S.NormalTaskResponseSchema, {
+        candidateParents: [
+          { peerId: "p1", hostId: "h1", ip: "10.0.0.1", uploadPort: 65002, finishedPieces: 3 },
+          { peerId: "p2", finished: true },
+          { peerId: "héte" },
+        ],
+        task: { totalPieces: 20 },
+      }),
+    },
     { case: "normalTask", value: create(S.NormalTaskResponseSchema) },
     { case: "needBackToSource", value: create(S.NeedBackToSourceResponseSchema, { description: "x" }) },
     { case: "emptyTask", value: create(S.EmptyTaskResponseSchema) },

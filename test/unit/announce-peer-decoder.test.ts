@@ -7,7 +7,6 @@ import { prng } from "../helpers/prng.js";
 // The hand-written decoder either gives exactly what fromBinary gives or
 // declines (undefined); it never gives a different answer.
 
-
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 const S = schedulerv1;
 const STRINGS = ["", "p1", "peer-0123456789abcdef", "h".repeat(200), "héte", "🚀"];
@@ -16,12 +15,16 @@ const U64 = [0n, 1n, 127n, 128n, 4n * 2n ** 20n, 2n ** 49n - 1n, 2n ** 49n, 2n *
 
 function sample(rnd: () => number): schedulerv1.AnnouncePeerRequest {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-  const piece = () => create(S.PieceFinishedRequestSchema, { number: pick(U32), length: pick(U64), crc32: pick(U32), parentId: pick(STRINGS), costMicros: pick(U64) });
+  const piece = () =>
+    create(S.PieceFinishedRequestSchema, { number: pick(U32), length: pick(U64), crc32: pick(U32), parentId: pick(STRINGS), costMicros: pick(U64) });
   const requests: (() => Req)[] = [
     () => ({ case: "pieceFinished", value: piece() }),
     () => ({ case: "piecesFinished", value: create(S.PiecesFinishedRequestSchema, { pieces: Array.from({ length: Math.floor(rnd() * 5) }, piece) }) }),
     () => ({ case: "downloadPeerStarted", value: create(S.DownloadPeerStartedRequestSchema) }),
-    () => ({ case: "pieceFailed", value: create(S.PieceFailedRequestSchema, { number: pick(U32), parentId: pick(STRINGS), reason: pick(STRINGS), temporary: rnd() < 0.5 }) }),
+    () => ({
+      case: "pieceFailed",
+      value: create(S.PieceFailedRequestSchema, { number: pick(U32), parentId: pick(STRINGS), reason: pick(STRINGS), temporary: rnd() < 0.5 }),
+    }),
     () => ({ case: "peerFinished", value: create(S.PeerFinishedRequestSchema, { contentLength: pick(U64), pieceLength: pick(U64), totalPieces: pick(U32) }) }),
     () => ({ case: "registerPeer", value: create(S.RegisterPeerRequestSchema, { download: { url: "http://o/f" }, finishedPieces: pick(U32) }) }),
     () => ({ case: "reschedule", value: create(S.RescheduleRequestSchema, { blocklistParentIds: ["a"], description: "d" }) }),

@@ -122,7 +122,10 @@ test("bad flag values are DF_ERR_CONFIG errors naming the flag", () => {
 });
 
 test("unknown flags are usage errors from commander", () => {
-  assert.throws(() => parse(["--bogus"]), (e: unknown) => (e as { code?: string }).code === "commander.unknownOption");
+  assert.throws(
+    () => parse(["--bogus"]),
+    (e: unknown) => (e as { code?: string }).code === "commander.unknownOption",
+  );
 });
 
 test("every real schema turns into options without clashes", () => {
@@ -135,7 +138,9 @@ test("every real schema turns into options without clashes", () => {
   }
   const get = new Command("get").exitOverride();
   addSchemaOptions(get, getSchema, { keepCommas: ["header"] });
-  get.parse(["-O", "/tmp/x", "-H", "A: 1", "-H", "B: 2, 3", "--timeout", "2s", "--no-progress", "--disable-back-to-source", "--piece-length", "4MiB"], { from: "user" });
+  get.parse(["-O", "/tmp/x", "-H", "A: 1", "-H", "B: 2, 3", "--timeout", "2s", "--no-progress", "--disable-back-to-source", "--piece-length", "4MiB"], {
+    from: "user",
+  });
   assert.deepEqual(collectFlags(get, getSchema), {
     output: "/tmp/x",
     header: ["A: 1", "B: 2, 3"],
@@ -148,7 +153,10 @@ test("every real schema turns into options without clashes", () => {
 
 test("parseHeaders", () => {
   assert.deepEqual(parseHeaders(["Authorization: Bearer x:y", "accept: a", "Accept: b"]), { Authorization: "Bearer x:y", accept: "a, b" });
-  assert.throws(() => parseHeaders(["no colon"]), (e: unknown) => e instanceof DamselflyError && e.exitCode === 2);
+  assert.throws(
+    () => parseHeaders(["no colon"]),
+    (e: unknown) => e instanceof DamselflyError && e.exitCode === 2,
+  );
   assert.throws(() => parseHeaders([": empty name"]), /expected "Name: value"/);
   assert.throws(() => parseHeaders(["Bad Name: v"]), /expected "Name: value"/);
 });

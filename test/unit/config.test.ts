@@ -127,7 +127,12 @@ test("nested YAML and env; defaults < YAML < env < flag; unknown nested keys are
 });
 
 test("no env name sets two different keys", () => {
-  for (const [prefix, schema] of [["DAEMON", daemonSchema], ["SCHEDULER", schedulerSchema], ["MANAGER", managerSchema], ["UP", upSchema]] as const) {
+  for (const [prefix, schema] of [
+    ["DAEMON", daemonSchema],
+    ["SCHEDULER", schedulerSchema],
+    ["MANAGER", managerSchema],
+    ["UP", upSchema],
+  ] as const) {
     const owner = new Map<string, string>();
     for (const { path, field } of fieldsOf(schema as Schema)) {
       const names = field.envOnly ? [field.envOnly] : [envName(prefix, path), ...(field.legacy ? [envName(prefix, field.legacy)] : [])];

@@ -16,7 +16,17 @@ import { daemonv1 } from "../../src/protocol/index.js";
 import { prng } from "../helpers/prng.js";
 
 const REQ: DownloadTaskJson = {
-  download: { url: "http://o/x", headers: {}, tag: "", application: "", filteredQueryParams: [], priority: 0, pieceLength: 0, disableBackToSource: false, digest: "" },
+  download: {
+    url: "http://o/x",
+    headers: {},
+    tag: "",
+    application: "",
+    filteredQueryParams: [],
+    priority: 0,
+    pieceLength: 0,
+    disableBackToSource: false,
+    digest: "",
+  },
   delivery: 2,
 };
 
@@ -95,7 +105,12 @@ test("events arrive typed (64-bit fields as bigints, zeros left out by proto3 JS
 test("an end-of-stream error keeps the daemon's stable code and source status", async (t) => {
   const url = await serve(t, (stream) => {
     stream.respond({ ":status": 200, "content-type": "application/connect+json" });
-    stream.end(frame(2, { error: { code: "not_found", message: "origin answered 404" }, metadata: { "x-damselfly-error": ["DF_ERR_SOURCE_STATUS"], "x-damselfly-source-status": ["404"] } }));
+    stream.end(
+      frame(2, {
+        error: { code: "not_found", message: "origin answered 404" },
+        metadata: { "x-damselfly-error": ["DF_ERR_SOURCE_STATUS"], "x-damselfly-source-status": ["404"] },
+      }),
+    );
   });
   const { error } = await run(url);
   assert.equal(error?.code, "DF_ERR_SOURCE_STATUS");
@@ -128,7 +143,11 @@ test("a daemon that is not there is DF_ERR_DAEMON_UNAVAILABLE naming the socket 
 
 test("the JSON event shapes are the generated messages' fields, by type", () => {
   const oneof = daemonv1.DownloadTaskResponseSchema.oneofs.find((o) => o.localName === "event")!;
-  const names = (m: DescMessage, t: ScalarType) => m.fields.filter((f) => f.fieldKind === "scalar" && f.scalar === t).map((f) => f.localName).sort();
+  const names = (m: DescMessage, t: ScalarType) =>
+    m.fields
+      .filter((f) => f.fieldKind === "scalar" && f.scalar === t)
+      .map((f) => f.localName)
+      .sort();
   for (const f of oneof.fields) {
     if (f.localName === "chunk") continue;
     const shape = EVENT_SHAPES[f.localName as keyof typeof EVENT_SHAPES];
@@ -175,13 +194,21 @@ test("stream delivery speaks binary protobuf: chunks arrive whole, across many r
     };
     stream.write(ev({ case: "started", value: create(daemonv1.DownloadStartedSchema, { taskId: "t1", contentLength: BigInt(data.length) }) }));
     stream.write(ev({ case: "chunk", value: create(daemonv1.DownloadChunkSchema, { offset: 0n, data }) }));
-    stream.end(Buffer.concat([ev({ case: "finished", value: create(daemonv1.DownloadFinishedSchema, { taskId: "t1", contentLength: BigInt(data.length) }) }), frame(2, {})]));
+    stream.end(
+      Buffer.concat([
+        ev({ case: "finished", value: create(daemonv1.DownloadFinishedSchema, { taskId: "t1", contentLength: BigInt(data.length) }) }),
+        frame(2, {}),
+      ]),
+    );
   });
   const { events, error } = await run(url, { ...REQ, delivery: 1 });
   assert.equal(error, undefined);
   assert.equal(got?.delivery, daemonv1.Delivery.STREAM);
   assert.equal(got?.download?.url, REQ.download.url);
-  assert.deepEqual(events.map((e) => e.case), ["started", "chunk", "finished"]);
+  assert.deepEqual(
+    events.map((e) => e.case),
+    ["started", "chunk", "finished"],
+  );
   const chunk = events[1]!;
   assert.ok(chunk.case === "chunk");
   assert.ok(Buffer.from(chunk.value.data).equals(data));

@@ -17,7 +17,11 @@ test("piece and sync paths parse back to what they name, child included", () => 
 });
 
 test("other paths are not the data plane's; a malformed child is an invalid request", () => {
-  for (const url of ["/v1/tasks", `/v1/tasks/${TASK}/pieces/x`, `/v1/tasks/${TASK}/pieces/1234567890`, `/v1/tasks/${TASK}/other`, "/healthy"]) assert.equal(parseDataPlaneUrl(url), undefined, url);
-  assert.throws(() => childOf("peer=a%20b"), (e: unknown) => e instanceof DamselflyError && e.code === "DF_ERR_INVALID_REQUEST");
+  for (const url of ["/v1/tasks", `/v1/tasks/${TASK}/pieces/x`, `/v1/tasks/${TASK}/pieces/1234567890`, `/v1/tasks/${TASK}/other`, "/healthy"])
+    assert.equal(parseDataPlaneUrl(url), undefined, url);
+  assert.throws(
+    () => childOf("peer=a%20b"),
+    (e: unknown) => e instanceof DamselflyError && e.code === "DF_ERR_INVALID_REQUEST",
+  );
   assert.equal(childOf("other=1"), undefined);
 });

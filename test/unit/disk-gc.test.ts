@@ -55,14 +55,25 @@ function gc(s: Storage, o: Partial<{ high: string; low: string; ttl: number }> =
 test("over the high watermark, idle tasks go least recently used first until under the low one", async (t) => {
   const s = await store(t);
   const now = Date.now();
-  const [a, b, c, d] = [await task(s, 1, 256 * KiB, now - 4000), await task(s, 2, 256 * KiB, now - 1000), await task(s, 3, 256 * KiB, now - 3000), await task(s, 4, 256 * KiB, now - 2000)];
+  const [a, b, c, d] = [
+    await task(s, 1, 256 * KiB, now - 4000),
+    await task(s, 2, 256 * KiB, now - 1000),
+    await task(s, 3, 256 * KiB, now - 3000),
+    await task(s, 4, 256 * KiB, now - 2000),
+  ];
   const g = gc(s, { high: "900KiB", low: "600KiB" });
   const { total } = await g.usage();
   assert.ok(total >= 1024 * KiB && total < 1100 * KiB, String(total));
   const r = await g.pass("test");
   assert.deepEqual(r.evicted, [a.id, c.id]);
   assert.ok(r.freedBytes >= 512 * KiB);
-  assert.deepEqual(s.all().map((x) => x.id).sort(), [b.id, d.id].sort());
+  assert.deepEqual(
+    s
+      .all()
+      .map((x) => x.id)
+      .sort(),
+    [b.id, d.id].sort(),
+  );
   assert.equal(a.removed, true);
   // Under the high watermark: nothing more.
   assert.deepEqual((await g.pass("test")).evicted, []);
@@ -105,7 +116,10 @@ test("access times are written at each pass, so a restart keeps the order", asyn
   const again = new Storage(s.dataDir, log);
   t.after(() => again.close());
   await again.load();
-  assert.deepEqual((await gc(again).usage()).tasks.map((x) => x.task.id), ["2".repeat(64), "1".repeat(64)]);
+  assert.deepEqual(
+    (await gc(again).usage()).tasks.map((x) => x.task.id),
+    ["2".repeat(64), "1".repeat(64)],
+  );
 });
 
 test("a file that is not ours inside a task directory is neither counted nor deleted", async (t) => {

@@ -8,9 +8,12 @@ import { formatHostPort } from "../../src/common/address.js";
 import { httpGet, parsePrometheus, metric } from "../helpers/metrics.js";
 
 test("readiness: every check runs; a throwing check is a reason, not a crash", async () => {
-  const h = new Health().addCheck("a", () => undefined).addCheck("b", async () => "b is down").addCheck("c", () => {
-    throw new Error("c exploded");
-  });
+  const h = new Health()
+    .addCheck("a", () => undefined)
+    .addCheck("b", async () => "b is down")
+    .addCheck("c", () => {
+      throw new Error("c exploded");
+    });
   assert.deepEqual(await h.readiness(), { ready: false, checks: { a: "ok", b: "b is down", c: "c exploded" } });
   h.addCheck("b", () => undefined).addCheck("c", () => undefined);
   assert.deepEqual(await h.readiness(), { ready: true, checks: { a: "ok", b: "ok", c: "ok" } });

@@ -38,7 +38,14 @@ test("bearer challenge: the token is fetched with the caller's Basic credentials
     }
     if (url.pathname === `/v2/team/app/manifests/${d("b")}`) {
       return void res.writeHead(200, { "content-type": "application/vnd.docker.distribution.manifest.v2+json" }).end(
-        JSON.stringify({ schemaVersion: 2, config: { digest: d("c"), size: 10 }, layers: [{ digest: d("1"), size: 100 }, { digest: d("2"), size: 200 }] }),
+        JSON.stringify({
+          schemaVersion: 2,
+          config: { digest: d("c"), size: 10 },
+          layers: [
+            { digest: d("1"), size: 100 },
+            { digest: d("2"), size: 200 },
+          ],
+        }),
       );
     }
     res.writeHead(404).end();
@@ -53,7 +60,10 @@ test("bearer challenge: the token is fetched with the caller's Basic credentials
   ]);
   assert.deepEqual(img.headers, { authorization: "Bearer tok-1" }, "the blobs are fetched with the registry token, not the password");
   assert.ok(seen.includes("GET /token Basic dTpw"));
-  await assert.rejects(resolveImage(`${base}/v2/team/app/manifests/v1`, { Authorization: "Basic dTpw" }, "linux/s390x"), /no linux\/s390x manifest \(it has: linux\/arm64\/v8, linux\/amd64\)/);
+  await assert.rejects(
+    resolveImage(`${base}/v2/team/app/manifests/v1`, { Authorization: "Basic dTpw" }, "linux/s390x"),
+    /no linux\/s390x manifest \(it has: linux\/arm64\/v8, linux\/amd64\)/,
+  );
   await assert.rejects(resolveImage(`${base}/v2/team/app/manifests/v1`, { Authorization: "Basic d3Jvbmc=" }, "linux/amd64"), /token endpoint answered 401/);
   await assert.rejects(resolveImage(`${base}/v2/team/app/manifests/v1`, {}, "linux"), /expected os\/arch/);
 });

@@ -91,7 +91,12 @@ test("containerd: --proxy changes the host; a rewrite backs up the old file", as
 test("docker: merge keeps unrelated keys and mirrors, sets proxies, backs up; a second run changes nothing", async (t) => {
   const dir = tmp(t);
   const file = join(dir, "daemon.json");
-  const original = JSON.stringify({ "log-driver": "journald", "registry-mirrors": ["https://mirror.gcr.io"], proxies: { "no-proxy": "*.corp" }, features: { buildkit: true } });
+  const original = JSON.stringify({
+    "log-driver": "journald",
+    "registry-mirrors": ["https://mirror.gcr.io"],
+    proxies: { "no-proxy": "*.corp" },
+    features: { buildkit: true },
+  });
   writeFileSync(file, original);
   const r = await runDamselfly(["init", "docker", "--daemon-json", file]);
   assert.equal(r.code, 0, r.stderr);
@@ -129,7 +134,10 @@ test("docker: a missing file is created (with its directory) with default no-pro
 
 test("docker: an existing mirror entry (trailing slash) is not added twice", () => {
   const proxy = parseProxyUrl("http://127.0.0.1:65001");
-  const out = JSON.parse(mergeDaemonJson("f", JSON.stringify({ "registry-mirrors": ["https://a.example", "http://127.0.0.1:65001/"] }), proxy)) as Record<string, unknown>;
+  const out = JSON.parse(mergeDaemonJson("f", JSON.stringify({ "registry-mirrors": ["https://a.example", "http://127.0.0.1:65001/"] }), proxy)) as Record<
+    string,
+    unknown
+  >;
   assert.deepEqual(out["registry-mirrors"], ["https://a.example", "http://127.0.0.1:65001/"]);
 });
 
@@ -174,7 +182,8 @@ ${BLOCK_END}
 test("podman: the block is appended, the rest kept byte for byte; a second run yields the same file", async (t) => {
   const dir = tmp(t);
   const file = join(dir, "registries.conf");
-  const user = 'unqualified-search-registries = ["docker.io"]\n\n[[registry]]\nprefix = "ghcr.io"\nlocation = "ghcr.io"\n\n[[registry.mirror]]\nlocation = "docker.io"';
+  const user =
+    'unqualified-search-registries = ["docker.io"]\n\n[[registry]]\nprefix = "ghcr.io"\nlocation = "ghcr.io"\n\n[[registry.mirror]]\nlocation = "docker.io"';
   writeFileSync(file, user);
   const args = ["init", "podman", "--registries-conf", file, "--registry", "docker.io,quay.io"];
   const r = await runDamselfly(args);
@@ -225,7 +234,8 @@ test("podman: a [[registry]] for the same prefix outside the block is refused an
   // A broken block is not guessed at.
   assert.throws(refused(`${BLOCK_BEGIN}\n[[registry]]\n`), isConfig);
   // Not duplicates: a longer prefix, a mirror's location, a comment.
-  const fine = '[[registry]]\nprefix = "docker.io/library"\nlocation = "docker.io"\n\n[[registry]]\nprefix = "quay.io"\n[[registry.mirror]]\nlocation = "docker.io"\n# prefix = "docker.io"\n';
+  const fine =
+    '[[registry]]\nprefix = "docker.io/library"\nlocation = "docker.io"\n\n[[registry]]\nprefix = "quay.io"\n[[registry.mirror]]\nlocation = "docker.io"\n# prefix = "docker.io"\n';
   assert.ok(updateRegistriesConf("f", fine, proxy, hub).startsWith(fine));
 });
 
@@ -241,7 +251,10 @@ test("podman: registries with a port, a scheme or no dot are usage errors", asyn
       reg,
     );
   }
-  assert.deepEqual(parsePodmanRegistries(["localhost", "Docker.IO"]).map((r) => r.name), ["localhost", "docker.io"]);
+  assert.deepEqual(
+    parsePodmanRegistries(["localhost", "Docker.IO"]).map((r) => r.name),
+    ["localhost", "docker.io"],
+  );
   const r = await runDamselfly(["init", "podman", "--registries-conf", "/nonexistent/registries.conf", "--registry", "reg.example:5000"]);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, /^damselfly: DF_ERR_USAGE: cannot mirror reg\.example:5000/m);
@@ -252,9 +265,15 @@ test("--dry-run prints every path and full content and writes nothing", async (t
   const daemonJson = join(dir, "daemon.json");
   writeFileSync(daemonJson, '{"debug": true}\n');
   const runs: [string[], string[]][] = [
-    [["containerd", "--config-path", join(dir, "certs.d"), "--registry", "docker.io"], [`==> ${join(dir, "certs.d/docker.io/hosts.toml")} <==\n${DOCKER_HUB_HOSTS}`]],
+    [
+      ["containerd", "--config-path", join(dir, "certs.d"), "--registry", "docker.io"],
+      [`==> ${join(dir, "certs.d/docker.io/hosts.toml")} <==\n${DOCKER_HUB_HOSTS}`],
+    ],
     [["docker", "--daemon-json", daemonJson], [`==> ${daemonJson} <==\n{\n  "debug": true,\n  "registry-mirrors": [`]],
-    [["podman", "--registries-conf", join(dir, "registries.conf")], [`==> ${join(dir, "registries.conf")} <==\n${BLOCK_BEGIN}\n[[registry]]\nprefix = "docker.io"`]],
+    [
+      ["podman", "--registries-conf", join(dir, "registries.conf")],
+      [`==> ${join(dir, "registries.conf")} <==\n${BLOCK_BEGIN}\n[[registry]]\nprefix = "docker.io"`],
+    ],
   ];
   for (const [args, expected] of runs) {
     const r = await runDamselfly(["init", ...args, "--dry-run"]);

@@ -12,7 +12,6 @@ import { prng } from "../helpers/prng.js";
 // The hand-written encoder must give exactly the bytes protobuf-es gives for
 // the same answer: daemons cannot tell which path answered them.
 
-
 // Empty, ASCII, 2-, 3- and 4-byte characters, a lone surrogate, and one long
 // enough for a two-byte length prefix.
 const STRINGS = ["", "p1", "peer-0123456789abcdef", "héte", "节点-7", "🚀node", "bad\ud800pair", "x".repeat(200), "10.0.0.1", "::1"];

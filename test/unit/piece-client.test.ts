@@ -49,7 +49,7 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 test("pieces arrive byte-exact over reused keep-alive connections, written in many small writes", async (t) => {
   const data = Buffer.alloc(3 * 1024 * 1024);
-  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
   let connections = 0;
   const server = http.createServer((req, res) => {
     if (req.url === "/missing") {
@@ -155,7 +155,12 @@ test("broken parents: too many bytes, a cut-off body, garbage, silence, and an a
   assert.ok(Date.now() - started < 30_000, "the idle timeout, not the 60 s connect timeout, ended it");
   // Aborted once the first bytes arrived (not after a sleep they might outlast).
   let slow: PieceRequest | undefined;
-  const aborted = await fetch(client, "/slow", (r) => (slow = r), () => setImmediate(() => slow?.abort(new Error("endgame: not needed"))));
+  const aborted = await fetch(
+    client,
+    "/slow",
+    (r) => (slow = r),
+    () => setImmediate(() => slow?.abort(new Error("endgame: not needed"))),
+  );
   assert.equal(aborted.error?.message, "endgame: not needed");
   assert.equal(aborted.body.toString(), "ab");
 });

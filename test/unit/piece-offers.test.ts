@@ -40,7 +40,11 @@ test("children joining a seed that holds few pieces are each suggested different
   assert.equal(b.got.length, OFFERS_AHEAD);
   assert.equal(c.got.length, OFFERS_AHEAD);
   const all = [...a.got, ...b.got, ...c.got].sort((x, y) => x - y);
-  assert.deepEqual(all, Array.from({ length: 12 }, (_, i) => i), "every stored piece offered exactly once");
+  assert.deepEqual(
+    all,
+    Array.from({ length: 12 }, (_, i) => i),
+    "every stored piece offered exactly once",
+  );
 });
 
 test("a request uses up one suggestion and brings the next; a child that leaves hands its unasked pieces to the next", async (t) => {
@@ -60,7 +64,11 @@ test("a request uses up one suggestion and brings the next; a child that leaves 
   assert.deepEqual(b.got, [4, 5, 6, 7, 9]);
   leaveB!();
   offers.join("c", c);
-  assert.deepEqual(c.got.sort((x, y) => x - y), [5, 6, 7, 9], "b's unasked pieces are offered again before fresh ones");
+  assert.deepEqual(
+    c.got.sort((x, y) => x - y),
+    [5, 6, 7, 9],
+    "b's unasked pieces are offered again before fresh ones",
+  );
 });
 
 test("suggestions end once every piece is held and has been offered: every child is told", async (t) => {

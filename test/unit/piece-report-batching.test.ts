@@ -20,8 +20,14 @@ async function allEnded(ended: Promise<void>[], n: number): Promise<void> {
   }
   await Promise.all(ended);
 }
-const piece = (number: number): Req => ({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number, length: 100n, parentId: "p1", costMicros: 10n }) });
-const finished: Req = { case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }) };
+const piece = (number: number): Req => ({
+  case: "pieceFinished",
+  value: create(schedulerv1.PieceFinishedRequestSchema, { number, length: 100n, parentId: "p1", costMicros: 10n }),
+});
+const finished: Req = {
+  case: "peerFinished",
+  value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }),
+};
 const failedPiece: Req = { case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 9, parentId: "p1", reason: "reset" }) };
 
 // "piece 3", "pieces 4,5", or the message case.
@@ -134,7 +140,12 @@ async function openLink(server: RpcServer): Promise<SchedulerLink> {
 test("scheduler link: batches pieces on the wire, peer_finished after the last piece, flush on close", { timeout: 10_000 }, async () => {
   const { server, streams, ended } = await recordingScheduler(true);
   const link = await openLink(server);
-  const s = await link.open(TASK, "peer-1", () => undefined, () => undefined);
+  const s = await link.open(
+    TASK,
+    "peer-1",
+    () => undefined,
+    () => undefined,
+  );
   assert.ok(s);
   s.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   s.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
@@ -143,7 +154,12 @@ test("scheduler link: batches pieces on the wire, peer_finished after the last p
   for (let n = 5; n < 10; n++) s.send(piece(n));
   s.send(finished);
   // Pieces held in a window when the session closes still go out.
-  const s2 = await link.open(TASK, "peer-2", () => undefined, () => undefined);
+  const s2 = await link.open(
+    TASK,
+    "peer-2",
+    () => undefined,
+    () => undefined,
+  );
   assert.ok(s2);
   s2.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   for (let n = 0; n < 4; n++) s2.send(piece(n));
@@ -157,7 +173,12 @@ test("scheduler link: batches pieces on the wire, peer_finished after the last p
 test("scheduler link: one message per piece to a scheduler without batched reports", { timeout: 10_000 }, async () => {
   const { server, streams, ended } = await recordingScheduler(false);
   const link = await openLink(server);
-  const s = await link.open(TASK, "peer-1", () => undefined, () => undefined);
+  const s = await link.open(
+    TASK,
+    "peer-1",
+    () => undefined,
+    () => undefined,
+  );
   assert.ok(s);
   s.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   for (let n = 0; n < 3; n++) s.send(piece(n));

@@ -42,7 +42,11 @@ async function tlsServer(t: { after(fn: () => Promise<void>): void }, ca: Certif
       const socket = new tls.TLSSocket(raw, {
         isServer: true,
         secureContext,
-        SNICallback: (name, cb) => void ca.secureContextFor(name).then((ctx) => cb(null, ctx), (err: Error) => cb(err)),
+        SNICallback: (name, cb) =>
+          void ca.secureContextFor(name).then(
+            (ctx) => cb(null, ctx),
+            (err: Error) => cb(err),
+          ),
       });
       socket.on("error", () => socket.destroy());
       // A wrapped server socket sees the client's hang-up as "end" (once it
@@ -123,9 +127,18 @@ test("TLS clients trusting the CA accept its leaves for names and IPs; others re
     return true;
   });
   // Trusting the CA does not make a leaf valid for another name.
-  await assert.rejects(connect({ host: "127.0.0.1", port, servername: "registry.example", ca: ca.certPem, checkServerIdentity: (_h, cert) => tls.checkServerIdentity("other.example", cert) }), {
-    code: "ERR_TLS_CERT_ALTNAME_INVALID",
-  });
+  await assert.rejects(
+    connect({
+      host: "127.0.0.1",
+      port,
+      servername: "registry.example",
+      ca: ca.certPem,
+      checkServerIdentity: (_h, cert) => tls.checkServerIdentity("other.example", cert),
+    }),
+    {
+      code: "ERR_TLS_CERT_ALTNAME_INVALID",
+    },
+  );
 });
 
 test("openssl accepts the leaves as server certificates for their host", async (t) => {
@@ -156,11 +169,24 @@ test("openssl accepts the leaves as server certificates for their host", async (
 test("a CA made elsewhere (RSA, by openssl) is loaded and signs leaves", async (t) => {
   const dir = tempDir(t);
   const paths = { certFile: join(dir, "rsa.crt"), keyFile: join(dir, "rsa.key") };
-  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", paths.keyFile, "-out", paths.certFile, "-subj", "/O=Example/CN=Example RSA CA", "-days", "30"], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", paths.keyFile, "-out", paths.certFile, "-subj", "/O=Example/CN=Example RSA CA", "-days", "30"],
+    { stdio: "ignore" },
+  );
   const ca = await CertificateAuthority.loadOrCreate({ ...paths, logger: log });
   const leafFile = join(dir, "leaf.pem");
   writeFileSync(leafFile, await ca.leafPem("registry.example"));
-  const out = execFileSync("openssl", ["verify", "-CAfile", paths.certFile, "-purpose", "sslserver", "-verify_hostname", "registry.example", leafFile]).toString();
+  const out = execFileSync("openssl", [
+    "verify",
+    "-CAfile",
+    paths.certFile,
+    "-purpose",
+    "sslserver",
+    "-verify_hostname",
+    "registry.example",
+    leafFile,
+  ]).toString();
   assert.match(out, /OK/);
   // A leaf never outlives the CA that vouches for it.
   assert.ok(Date.parse(new X509Certificate(readFileSync(leafFile)).validTo) <= Date.parse(new X509Certificate(ca.certPem).validTo));
@@ -204,8 +230,33 @@ test("a broken or half-present CA is a configuration error that names the file",
   await assert.rejects(load(), { code: "DF_ERR_CONFIG", message: /exactly one PEM certificate/ });
 
   const notCa = join(dir, "not-ca");
-  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${notCa}.key`, "-out", `${notCa}.crt`, "-subj", "/CN=not a CA", "-days", "30", "-addext", "basicConstraints=critical,CA:FALSE"], { stdio: "ignore" });
-  await assert.rejects(CertificateAuthority.loadOrCreate({ certFile: `${notCa}.crt`, keyFile: `${notCa}.key`, logger: log }), { code: "DF_ERR_CONFIG", message: /not a CA certificate/ });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      `${notCa}.key`,
+      "-out",
+      `${notCa}.crt`,
+      "-subj",
+      "/CN=not a CA",
+      "-days",
+      "30",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+    ],
+    { stdio: "ignore" },
+  );
+  await assert.rejects(CertificateAuthority.loadOrCreate({ certFile: `${notCa}.crt`, keyFile: `${notCa}.key`, logger: log }), {
+    code: "DF_ERR_CONFIG",
+    message: /not a CA certificate/,
+  });
 
   writeFileSync(paths.certFile, goodCert);
   rmSync(paths.keyFile);
@@ -221,7 +272,26 @@ test("a broken or half-present CA is a configuration error that names the file",
 
 test("host names that are neither DNS names nor IP literals are refused", async (t) => {
   const ca = await CertificateAuthority.loadOrCreate({ ...files(tempDir(t)), logger: log });
-  const bad = ["", "bad host", "a..b", "-x.example", "x-.example", "*.example", "[::1", "[::1]x", "[1.2.3.4]", "host:port", "host:", "999.1.1.1", "10.0.0", "0x7f.1", `${"a".repeat(64)}.example`, `${"a.".repeat(127)}a`, "a/b", "user@host"];
+  const bad = [
+    "",
+    "bad host",
+    "a..b",
+    "-x.example",
+    "x-.example",
+    "*.example",
+    "[::1",
+    "[::1]x",
+    "[1.2.3.4]",
+    "host:port",
+    "host:",
+    "999.1.1.1",
+    "10.0.0",
+    "0x7f.1",
+    `${"a".repeat(64)}.example`,
+    `${"a.".repeat(127)}a`,
+    "a/b",
+    "user@host",
+  ];
   for (const host of bad) {
     await assert.rejects(ca.secureContextFor(host), { code: "DF_ERR_INVALID_REQUEST" }, JSON.stringify(host));
   }
@@ -242,6 +312,8 @@ test("leaf issuance time, first and cached", async (t) => {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   // Figures only: what a cached host costs is checked by identity (the same
   // context), never by the clock.
-  t.diagnostic(`first leaf (incl. leaf key) ${firstEver.toFixed(2)} ms; new host median ${median(fresh).toFixed(2)} ms; cached median ${median(cached).toFixed(4)} ms`);
+  t.diagnostic(
+    `first leaf (incl. leaf key) ${firstEver.toFixed(2)} ms; new host median ${median(fresh).toFixed(2)} ms; cached median ${median(cached).toFixed(4)} ms`,
+  );
   assert.equal(await ca.secureContextFor("fresh0.example"), await ca.secureContextFor("fresh0.example"));
 });

@@ -41,7 +41,14 @@ const transports: Record<string, (baseUrl: string) => Transport> = {
 
 // Sends `reqs`, half-closes (at once, or once the first response came), and
 // collects every response and how it ended.
-async function call(client: SchedClient, hostId: string, taskId: string, peerId: string, reqs: Req[], closeOnResponse = false): Promise<{ responses: schedulerv1.AnnouncePeerResponse[]; error: ConnectError | undefined }> {
+async function call(
+  client: SchedClient,
+  hostId: string,
+  taskId: string,
+  peerId: string,
+  reqs: Req[],
+  closeOnResponse = false,
+): Promise<{ responses: schedulerv1.AnnouncePeerResponse[]; error: ConnectError | undefined }> {
   const q = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
   for (const request of reqs) q.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId, taskId, peerId, request }));
   if (!closeOnResponse) q.close();
@@ -70,7 +77,10 @@ for (const [name, mk] of Object.entries(transports)) {
   test(`announce over ${name}: host keep-alive, decisions, batched pieces, finish, and rejected streams with our error code`, { timeout: 15_000 }, async () => {
     const base = await startScheduler();
     const client = createClient(schedulerv1.SchedulerService, mk(base));
-    const announced = await client.announceHost({ host: { id: "h1", hostname: "h1", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
+    const announced = await client.announceHost({
+      host: { id: "h1", hostname: "h1", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL },
+      intervalSeconds: 0,
+    });
     assert.equal(announced.batchedPieceReports, true);
     await client.announceHost({ host: { id: "h2", hostname: "h2", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
     const again = await client.announceHost({ host: { id: "h2", hostname: "h2", ip: "127.0.0.1", uploadPort: 1, type: HostType.NORMAL }, intervalSeconds: 0 });
@@ -86,13 +96,22 @@ for (const [name, mk] of Object.entries(transports)) {
     // First peer: to the origin; reports its pieces in batches and finishes.
     const first = await call(client, "h1", task, "p1", [
       register(),
-      { case: "backToSourceStarted", value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 400n, pieceLength: 100n, contentLengthKnown: true }) },
+      {
+        case: "backToSourceStarted",
+        value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 400n, pieceLength: 100n, contentLengthKnown: true }),
+      },
       { case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: 0, length: 100n }) },
       pieces(1, 2, 3),
-      { case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, { contentLength: 400n, pieceLength: 100n, totalPieces: 4 }) },
+      {
+        case: "backToSourceFinished",
+        value: create(schedulerv1.BackToSourceFinishedRequestSchema, { contentLength: 400n, pieceLength: 100n, totalPieces: 4 }),
+      },
     ]);
     assert.equal(first.error, undefined);
-    assert.deepEqual(first.responses.map((r) => r.response.case), ["needBackToSource"]);
+    assert.deepEqual(
+      first.responses.map((r) => r.response.case),
+      ["needBackToSource"],
+    );
     const stat = await client.statTask({ taskId: task });
     assert.equal(stat.finishedPeerCount, 1);
     assert.equal(stat.task?.totalPieces, 4);
@@ -102,7 +121,10 @@ for (const [name, mk] of Object.entries(transports)) {
     assert.equal(second.error, undefined);
     assert.equal(second.responses[0]?.response.case, "normalTask");
     const parents = second.responses[0]!.response.value as schedulerv1.NormalTaskResponse;
-    assert.deepEqual(parents.candidateParents.map((c) => [c.peerId, c.finishedPieces, c.finished]), [["p1", 4, true]]);
+    assert.deepEqual(
+      parents.candidateParents.map((c) => [c.peerId, c.finishedPieces, c.finished]),
+      [["p1", 4, true]],
+    );
 
     // A host nobody announced: FailedPrecondition with DF_ERR_INVALID_REQUEST.
     const rejected = await call(client, "nobody", task, "p3", [register()]);

@@ -53,7 +53,8 @@ function reference(store: ResourceStore, task: Task, limit: number, live: (id: s
     backToSource: new Set(all.filter((p) => p.state === "backToSource").map((p) => p.id)),
     seedPresent: all.some((p) => (p.isActive || p.state === "succeeded") && live(p.hostId)?.isSeed === true),
     hasSucceeded: all.some((p) => p.state === "succeeded" && live(p.hostId) !== undefined),
-    hasFeed: (child: Peer) => all.some((p) => p !== child && !child.blocklist.has(p.id) && live(p.hostId) !== undefined && (p.state === "succeeded" || p.state === "backToSource")),
+    hasFeed: (child: Peer) =>
+      all.some((p) => p !== child && !child.blocklist.has(p.id) && live(p.hostId) !== undefined && (p.state === "succeeded" || p.state === "backToSource")),
     allIds: new Set(store.taskPeers(task).map((p) => p.id)),
   };
 }
@@ -68,7 +69,15 @@ test("task indexes match a walk over all peers through random peer and host even
   const rnd = prng(42);
   const pick = <T>(xs: readonly T[]): T | undefined => (xs.length ? xs[Math.floor(rnd() * xs.length)] : undefined);
   const hostMsg = (i: number, seed: boolean) =>
-    create(schedulerv1.HostSchema, { id: `h${i}`, hostname: `h${i}`, ip: "10.0.0.1", uploadPort: 1, apiPort: seed ? 2 : 0, type: seed ? HostType.SEED : HostType.NORMAL, uploadSlots: 3 });
+    create(schedulerv1.HostSchema, {
+      id: `h${i}`,
+      hostname: `h${i}`,
+      ip: "10.0.0.1",
+      uploadPort: 1,
+      apiPort: seed ? 2 : 0,
+      type: seed ? HostType.SEED : HostType.NORMAL,
+      uploadSlots: 3,
+    });
   for (let i = 0; i < 30; i++) store.upsertHost(hostMsg(i, i < 2), 0, clock, config);
   const tasks = [0, 1, 2].map(taskIdOf);
   let seq = 0;
@@ -84,14 +93,26 @@ test("task indexes match a walk over all peers through random peer and host even
     const r = rnd();
     if (r < 0.2 || !p) {
       const host = store.hosts.get(`h${Math.floor(rnd() * 30)}`);
-      if (host) events.register(host, pick(tasks)!, `p${seq++}`, create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://o/f" }, finishedPieces: 0 }) as never, new AsyncQueue());
+      if (host)
+        events.register(
+          host,
+          pick(tasks)!,
+          `p${seq++}`,
+          create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://o/f" }, finishedPieces: 0 }) as never,
+          new AsyncQueue(),
+        );
     } else if (r < 0.3) events.downloadStarted(p);
-    else if (r < 0.4) events.backToSourceStarted(p, create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 1000n, pieceLength: 100n, contentLengthKnown: true }));
+    else if (r < 0.4)
+      events.backToSourceStarted(
+        p,
+        create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 1000n, pieceLength: 100n, contentLengthKnown: true }),
+      );
     else if (r < 0.5) events.pieceFinished(p, piece(pick([...p.candidates.keys()]) ?? ""));
     else if (r < 0.56) {
       const parent = pick([...p.candidates.keys()]);
       if (parent) events.pieceFailed(p, create(schedulerv1.PieceFailedRequestSchema, { parentId: parent }));
-    } else if (r < 0.62) events.reschedule(p, create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: rnd() < 0.5 ? [...p.candidates.keys()].slice(0, 1) : [] }));
+    } else if (r < 0.62)
+      events.reschedule(p, create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: rnd() < 0.5 ? [...p.candidates.keys()].slice(0, 1) : [] }));
     else if (r < 0.72) events.finished(p, 1000n, 100n, 10);
     else if (r < 0.76) events.failed(p, errorDetail("DF_ERR_INTERNAL", "test"));
     else if (r < 0.82) events.streamClosed(p);
@@ -107,7 +128,16 @@ test("task indexes match a walk over all peers through random peer and host even
       store.upsertHost(hostMsg(i, rnd() < 0.3), 0, clock, config);
     } else if (r < 0.9) {
       const host = store.hosts.get(`h${Math.floor(rnd() * 30)}`);
-      if (host) events.cachedTasks(host, [create(schedulerv1.CachedTaskSchema, { taskId: pick(tasks)!, peerId: rnd() < 0.5 && p ? p.id : `c${seq++}`, contentLength: 1000n, pieceLength: 100n, totalPieces: 10 })]);
+      if (host)
+        events.cachedTasks(host, [
+          create(schedulerv1.CachedTaskSchema, {
+            taskId: pick(tasks)!,
+            peerId: rnd() < 0.5 && p ? p.id : `c${seq++}`,
+            contentLength: 1000n,
+            pieceLength: 100n,
+            totalPieces: 10,
+          }),
+        ]);
     } else if (r < 0.92) {
       // Time passes: some hosts stop being live.
       clock += config.hostTimeout / 4;
@@ -135,7 +165,14 @@ test("task indexes match a walk over all peers through random peer and host even
 });
 
 // The selection as it was: check every peer, then sample the eligible ones.
-function selectByScan(child: Peer, peers: Peer[], host: (id: string) => Host | undefined, totalPieces: number, filterLimit: number, candidateLimit: number): Peer[] {
+function selectByScan(
+  child: Peer,
+  peers: Peer[],
+  host: (id: string) => Host | undefined,
+  totalPieces: number,
+  filterLimit: number,
+  candidateLimit: number,
+): Peer[] {
   const eligible = peers.filter((p) => isEligibleParent(child, p, host(p.hostId)));
   assert.ok(eligible.length <= filterLimit, "reference only without sampling");
   return eligible

@@ -41,8 +41,22 @@ test("LeaveTasks removes the host's finished peers of those tasks, and only thos
   const reqs = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
   const ctrl = new AbortController();
   t.after(() => ctrl.abort());
-  const stream = client.announcePeer((async function* () { yield* reqs; })(), { signal: ctrl.signal })[Symbol.asyncIterator]();
-  reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: "h1", taskId: task2, peerId: "p3", request: { case: "registerPeer", value: { download: { url: "http://o/x" } } } }));
+  const stream = client
+    .announcePeer(
+      (async function* () {
+        yield* reqs;
+      })(),
+      { signal: ctrl.signal },
+    )
+    [Symbol.asyncIterator]();
+  reqs.push(
+    create(schedulerv1.AnnouncePeerRequestSchema, {
+      hostId: "h1",
+      taskId: task2,
+      peerId: "p3",
+      request: { case: "registerPeer", value: { download: { url: "http://o/x" } } },
+    }),
+  );
   const first = stream.next();
   first.catch(() => undefined);
   for (let i = 0; (await client.listTaskPeers({ taskId: task2 })).peers.length === 0; i++) {

@@ -25,14 +25,28 @@ test("with 16 peers and 15 candidates each, every peer ends up a parent of other
   const events = new PeerEvents(engine);
   const host = (i: number, seed: boolean) =>
     store.upsertHost(
-      create(schedulerv1.HostSchema, { id: `h${i}`, hostname: `h${i}`, ip: `10.0.0.${i + 1}`, uploadPort: 1, apiPort: seed ? 2 : 0, type: seed ? HostType.SEED : HostType.NORMAL, uploadSlots: 200 }),
+      create(schedulerv1.HostSchema, {
+        id: `h${i}`,
+        hostname: `h${i}`,
+        ip: `10.0.0.${i + 1}`,
+        uploadPort: 1,
+        apiPort: seed ? 2 : 0,
+        type: seed ? HostType.SEED : HostType.NORMAL,
+        uploadSlots: 200,
+      }),
       0,
       clock,
       config,
     );
   const register = (i: number) => {
     const h = store.hosts.get(`h${i}`)!;
-    return events.register(h, TASK, `p${i}`, create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://o/f" }, finishedPieces: 0 }) as never, new AsyncQueue()).peer;
+    return events.register(
+      h,
+      TASK,
+      `p${i}`,
+      create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://o/f" }, finishedPieces: 0 }) as never,
+      new AsyncQueue(),
+    ).peer;
   };
   for (let i = 0; i <= 16; i++) host(i, i === 0);
   // The seed holds the whole task.

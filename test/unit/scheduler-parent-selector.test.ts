@@ -43,7 +43,10 @@ test("excludes itself, same host, blocklisted, failed and unknown-host peers", (
   const idle = mkPeer("idle", "h4", "pending", 0);
   child.block("blocked");
   const out = selectParents({ child, peers: [child, sameHost, blocked, failed, orphan, good, idle], host: world(hosts), ...limits });
-  assert.deepEqual(out.map((p) => p.id), ["good"]);
+  assert.deepEqual(
+    out.map((p) => p.id),
+    ["good"],
+  );
 });
 
 test("back-to-source peers count only once they started; running peers with no pieces are kept", () => {
@@ -71,7 +74,10 @@ test("honours upload slots (children assigned to the host) but not the child's o
     host: world(hosts),
     ...limits,
   });
-  assert.deepEqual(out.map((p) => p.id), ["pr"]);
+  assert.deepEqual(
+    out.map((p) => p.id),
+    ["pr"],
+  );
 });
 
 test("prefers seeds and finished peers over partial ones; penalises failing parents", () => {
@@ -84,7 +90,10 @@ test("prefers seeds and finished peers over partial ones; penalises failing pare
     mkPeer("half", "h3", "running", 5),
   ];
   const out = selectParents({ child, peers, host: world(hosts), ...limits });
-  assert.deepEqual(out.map((p) => p.id), ["seedp", "done", "half", "partial"]);
+  assert.deepEqual(
+    out.map((p) => p.id),
+    ["seedp", "done", "half", "partial"],
+  );
   child.countParentFailure("seedp");
   const again = selectParents({ child, peers, host: world(hosts), ...limits });
   assert.equal(again[0]!.id, "done");
@@ -96,7 +105,10 @@ test("prefers less loaded hosts at equal progress", () => {
   const hosts = [mkHost("hc"), busy, mkHost("idle", { slots: 10 })];
   const child = mkPeer("child", "hc");
   const out = selectParents({ child, peers: [mkPeer("b", "busy", "succeeded"), mkPeer("i", "idle", "succeeded")], host: world(hosts), ...limits });
-  assert.deepEqual(out.map((p) => p.id), ["i", "b"]);
+  assert.deepEqual(
+    out.map((p) => p.id),
+    ["i", "b"],
+  );
 });
 
 test("returns at most candidateParentLimit and samples at most filterParentLimit", () => {
@@ -115,7 +127,10 @@ test("rendezvous hashing picks a stable seed and moves only the departed seed's 
   const seeds = [mkHost("s1", { seed: true }), mkHost("s2", { seed: true }), mkHost("s3", { seed: true })];
   const tasks = Array.from({ length: 60 }, (_, i) => i.toString(16).padStart(64, "0"));
   const before = tasks.map((t) => pickSeedHost(t, seeds)!.id);
-  assert.deepEqual(tasks.map((t) => pickSeedHost(t, [...seeds].reverse())!.id), before);
+  assert.deepEqual(
+    tasks.map((t) => pickSeedHost(t, [...seeds].reverse())!.id),
+    before,
+  );
   assert.ok(new Set(before).size > 1);
   const after = tasks.map((t) => pickSeedHost(t, seeds.slice(0, 2))!.id);
   tasks.forEach((_, i) => {

@@ -10,7 +10,15 @@ import { schedulerSchema } from "../../src/common/schemas.js";
 import { HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { DaemonClients } from "../../src/scheduler/daemon-clients.js";
 import { Peer, type PeerIndex } from "../../src/scheduler/resources/peer-manager.js";
-import { PEER_EVENTS, PEER_STATES, PEER_TRANSITIONS, eventTo, peerTransition, type PeerEvent, type PeerState } from "../../src/scheduler/resources/peer-state.js";
+import {
+  PEER_EVENTS,
+  PEER_STATES,
+  PEER_TRANSITIONS,
+  eventTo,
+  peerTransition,
+  type PeerEvent,
+  type PeerState,
+} from "../../src/scheduler/resources/peer-state.js";
 import { ResourceStore } from "../../src/scheduler/resources/resource-store.js";
 import { SchedulingEngine } from "../../src/scheduler/scheduling/engine.js";
 

@@ -35,7 +35,15 @@ async function startScheduler(flags: Record<string, unknown> = {}, delay?: Delay
 
 async function announce(client: SchedClient, id: string, opts: { seed?: boolean; apiPort?: number; slots?: number } = {}): Promise<boolean> {
   const res = await client.announceHost({
-    host: { id, hostname: id, ip: "127.0.0.1", uploadPort: 4000, apiPort: opts.apiPort ?? 0, type: opts.seed ? HostType.SEED : HostType.NORMAL, uploadSlots: opts.slots ?? 0 },
+    host: {
+      id,
+      hostname: id,
+      ip: "127.0.0.1",
+      uploadPort: 4000,
+      apiPort: opts.apiPort ?? 0,
+      type: opts.seed ? HostType.SEED : HostType.NORMAL,
+      uploadSlots: opts.slots ?? 0,
+    },
     intervalSeconds: 0,
   });
   return res.newHost;
@@ -56,7 +64,12 @@ class TestPeer {
   private pending: Promise<IteratorResult<Resp>> | undefined;
   private readonly ctrl = new AbortController();
 
-  constructor(client: SchedClient, readonly hostId: string, readonly taskId: string, readonly peerId: string) {
+  constructor(
+    client: SchedClient,
+    readonly hostId: string,
+    readonly taskId: string,
+    readonly peerId: string,
+  ) {
     // Connect clients need a request iterable with throw(): an async generator.
     const reqs = this.reqs;
     const source = (async function* () {
@@ -116,7 +129,10 @@ class TestPeer {
   }
 
   startSource(contentLength = 1000n, pieceLength = 100n): void {
-    this.send({ case: "backToSourceStarted", value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength, pieceLength, contentLengthKnown: true }) });
+    this.send({
+      case: "backToSourceStarted",
+      value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength, pieceLength, contentLengthKnown: true }),
+    });
   }
 
   finish(contentLength = 1000n, pieceLength = 100n, totalPieces = 10): void {
@@ -240,7 +256,9 @@ test("seed-first cold start: the seed is triggered, fetches from the origin and 
   assert.equal(seed.calls.length, 1);
 });
 
-test("peer-first cold start: the first peer fetches from the origin; a second peer mid-download brings the seed, which copies from the peers", { timeout: 15_000 }, async () => {
+test("peer-first cold start: the first peer fetches from the origin; a second peer mid-download brings the seed, which copies from the peers", {
+  timeout: 15_000,
+}, async () => {
   const { client } = await startScheduler({ coldStart: "peer" });
   const seed = await fakeSeedDaemon();
   await announce(client, "seed", { seed: true, apiPort: seed.port });
@@ -280,7 +298,11 @@ test("peer-first cold start: the seed copies a task seedCopyDelay after its firs
   n.startSource();
   n.finish();
   await until(() => sched.peerSnapshot("pn")?.state === "succeeded");
-  assert.deepEqual(delayed.map((d) => d.ms), [300], "the copy waits seedCopyDelay");
+  assert.deepEqual(
+    delayed.map((d) => d.ms),
+    [300],
+    "the copy waits seedCopyDelay",
+  );
   assert.equal(seed.calls.length, 0, "the seed must not copy before seedCopyDelay");
   delayed[0]!.fn();
   await until(() => seed.calls.length === 1);
@@ -303,7 +325,9 @@ test("origin failure at the seed fails waiting peers with the origin status", { 
   await s.expect("needBackToSource");
   s.send({
     case: "backToSourceFailed",
-    value: create(schedulerv1.BackToSourceFailedRequestSchema, { error: { code: "DF_ERR_SOURCE_STATUS", message: "origin said 404", source: { statusCode: 404, statusText: "Not Found" } } }),
+    value: create(schedulerv1.BackToSourceFailedRequestSchema, {
+      error: { code: "DF_ERR_SOURCE_STATUS", message: "origin said 404", source: { statusCode: 404, statusText: "Not Found" } },
+    }),
   });
   const f = await n.expect("taskFailed");
   assert.equal(f.error?.code, "DF_ERR_SOURCE_STATUS");
@@ -457,7 +481,8 @@ test("parents that keep failing are dropped; reschedules end at the origin", { t
   const b = new TestPeer(client, "hb", task, "pb");
   b.register();
   assert.deepEqual(ids(await b.expect("normalTask")), ["pa", "pc"]);
-  const fail = () => b.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 1, parentId: "pa", reason: "reset", temporary: false }) });
+  const fail = () =>
+    b.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 1, parentId: "pa", reason: "reset", temporary: false }) });
   b.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 1, parentId: "pa", reason: "busy", temporary: true }) });
   fail();
   await b.expectSilence(150);
@@ -482,5 +507,8 @@ test("a peer that registers holding every piece gets a local hit, one that holds
   const partial = new TestPeer(client, "hn", task, "partial");
   partial.register({ finishedPieces: 4 });
   const normal = await partial.expect("normalTask");
-  assert.deepEqual(normal.candidateParents.map((p) => p.peerId), ["cached"]);
+  assert.deepEqual(
+    normal.candidateParents.map((p) => p.peerId),
+    ["cached"],
+  );
 });

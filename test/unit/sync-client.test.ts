@@ -20,13 +20,25 @@ async function listen(server: net.Server): Promise<number> {
 }
 
 function opts(port: number, extra: Partial<SyncStreamOptions> = {}): SyncStreamOptions {
-  return { host: "127.0.0.1", port, path: "/v1/tasks/t/sync?peer=c1", connectTimeoutMs: 2_000, headTimeoutMs: 2_000, idleTimeoutMs: 2_000, signal: new AbortController().signal, label: "p1", ...extra };
+  return {
+    host: "127.0.0.1",
+    port,
+    path: "/v1/tasks/t/sync?peer=c1",
+    connectTimeoutMs: 2_000,
+    headTimeoutMs: 2_000,
+    idleTimeoutMs: 2_000,
+    signal: new AbortController().signal,
+    label: "p1",
+    ...extra,
+  };
 }
 
-const untilDone = (got: SyncMessage[]) => (m: SyncMessage): boolean => {
-  got.push(m);
-  return m.type === "done" || m.type === "failed";
-};
+const untilDone =
+  (got: SyncMessage[]) =>
+  (m: SyncMessage): boolean => {
+    got.push(m);
+    return m.type === "done" || m.type === "failed";
+  };
 
 test("messages split across chunks and TCP writes arrive whole and in order, and the stream ends at done", async (t) => {
   const messages: SyncMessage[] = [
@@ -83,10 +95,16 @@ test("an HTTP error answer fails the stream; 404 is temporary, the status is in 
   });
   t.after(() => server.close());
   const port = await listen(server);
-  const e404 = await readSyncStream(opts(port, { path: "/v1/tasks/gone/sync" }), () => false).then(() => undefined, (e: unknown) => e);
+  const e404 = await readSyncStream(opts(port, { path: "/v1/tasks/gone/sync" }), () => false).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(e404 instanceof DamselflyError && e404.code === "DF_ERR_PARENT_FAILED" && e404.temporary, String(e404));
   assert.match(e404.message, /HTTP 404/);
-  const e500 = await readSyncStream(opts(port), () => false).then(() => undefined, (e: unknown) => e);
+  const e500 = await readSyncStream(opts(port), () => false).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(e500 instanceof DamselflyError && !e500.temporary && /HTTP 500/.test(e500.message), String(e500));
 });
 
@@ -111,7 +129,10 @@ test("a parent that breaks off, goes quiet, or sends bad framing or bad lines fa
   const port = await listen(server);
   const fails = async (name: string, re: RegExp, extra: Partial<SyncStreamOptions> = {}): Promise<void> => {
     const got: SyncMessage[] = [];
-    const err = await readSyncStream(opts(port, { path: `/sync/${name}`, ...extra }), untilDone(got)).then(() => undefined, (e: unknown) => e);
+    const err = await readSyncStream(opts(port, { path: `/sync/${name}`, ...extra }), untilDone(got)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof Error, `${name}: expected a failure`);
     assert.match(err.message, re, name);
   };
@@ -147,5 +168,8 @@ test("the caller's abort ends the stream at once with its reason", async (t) => 
   const closed = net.createServer();
   const deadPort = await listen(closed);
   closed.close();
-  await assert.rejects(readSyncStream(opts(deadPort), () => false), /ECONNREFUSED/);
+  await assert.rejects(
+    readSyncStream(opts(deadPort), () => false),
+    /ECONNREFUSED/,
+  );
 });

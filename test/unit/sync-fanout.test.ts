@@ -51,5 +51,8 @@ test("each child hears of each new piece once, batched, whenever it joined or wa
   fanout.leave(mc);
   assert.equal(task.listenerCount("piece"), 0);
   t.mock.timers.tick(20);
-  assert.deepEqual([a, b, c].map((x) => heard(x).includes(6)), [false, false, false]);
+  assert.deepEqual(
+    [a, b, c].map((x) => heard(x).includes(6)),
+    [false, false, false],
+  );
 });

@@ -169,7 +169,10 @@ test("exporter: shutdown never waits past its deadline; a receiver that is gone 
   );
   gone.startSpan("s").end();
   await gone.shutdown(2_000);
-  assert.ok(warnings.some((w) => w.startsWith("tracing: ")), warnings.join("; "));
+  assert.ok(
+    warnings.some((w) => w.startsWith("tracing: ")),
+    warnings.join("; "),
+  );
 });
 
 test("a recording tracer: headers and gzip reach the receiver; sampled-out spans propagate without recording", async () => {

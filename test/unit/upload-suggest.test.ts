@@ -113,5 +113,9 @@ test("initial seeding over HTTP: disjoint suggestions per child, one more per re
     assert.ok(types.indexOf("suggest-end") < types.indexOf("done"), `suggest-end before done: ${types.join(",")}`);
   }
   const all = [...a.suggested(), ...b.suggested()].sort((x, y) => x - y);
-  assert.deepEqual(all, Array.from({ length: TOTAL }, (_, i) => i), "each piece suggested exactly once");
+  assert.deepEqual(
+    all,
+    Array.from({ length: TOTAL }, (_, i) => i),
+    "each piece suggested exactly once",
+  );
 });

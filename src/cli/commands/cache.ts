@@ -6,7 +6,10 @@ import { exitOk, usageOutput, withErrors } from "./kit.js";
 
 export function cacheCommand(): Command {
   const prefix = "damselfly cache";
-  const cache = new Command("cache").description("list, remove or prune the tasks the local daemon stores (its disk GC, now)").configureOutput(usageOutput(prefix)).exitOverride();
+  const cache = new Command("cache")
+    .description("list, remove or prune the tasks the local daemon stores (its disk GC, now)")
+    .configureOutput(usageOutput(prefix))
+    .exitOverride();
   const sub = (name: string, description: string): Command => {
     const c = cache.command(name).description(description).configureOutput(usageOutput(prefix)).exitOverride();
     addSchemaOptions(c, cacheSchema, { placeholders: { daemon: "url" } });

@@ -5,7 +5,9 @@ import { loadCommandConfig } from "../options.js";
 import { exitOk, withErrors, withSchema } from "./kit.js";
 
 export function preheatCommand(): Command {
-  const cmd = new Command("preheat").description("preheat an image or a file URL into the seed peers through the manager").argument("<image-or-url>", "image reference (registry/repo:tag) or http(s) URL");
+  const cmd = new Command("preheat")
+    .description("preheat an image or a file URL into the seed peers through the manager")
+    .argument("<image-or-url>", "image reference (registry/repo:tag) or http(s) URL");
   withSchema(
     cmd,
     preheatSchema,

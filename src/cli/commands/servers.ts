@@ -10,7 +10,9 @@ import { loadWithNotices, serve, withErrors, withSchema } from "./kit.js";
 const secret = <K extends string>(key: K, v: string): Partial<Record<K, string>> => (v ? ({ [key]: v } as Record<K, string>) : {});
 
 export function schedulerCommand(): Command {
-  const cmd = withSchema(new Command("scheduler").description("run the scheduler (assigns parents to peers)"), schedulerSchema, "SCHEDULER", { placeholders: { manager: "url" } });
+  const cmd = withSchema(new Command("scheduler").description("run the scheduler (assigns parents to peers)"), schedulerSchema, "SCHEDULER", {
+    placeholders: { manager: "url" },
+  });
   return cmd.action(
     withErrors("damselfly", async (_opts: unknown, self: Command) => {
       const { config, logNotices } = loadWithNotices(self, schedulerSchema, "SCHEDULER");
@@ -25,7 +27,9 @@ export function schedulerCommand(): Command {
 }
 
 export function daemonCommand(): Command {
-  const cmd = withSchema(new Command("daemon").description("run a peer daemon (or a seed peer with --seed)"), daemonSchema, "DAEMON", { placeholders: { scheduler: "host:port", dataDir: "dir", manager: "url" } });
+  const cmd = withSchema(new Command("daemon").description("run a peer daemon (or a seed peer with --seed)"), daemonSchema, "DAEMON", {
+    placeholders: { scheduler: "host:port", dataDir: "dir", manager: "url" },
+  });
   return cmd.action(
     withErrors("damselfly", async (_opts: unknown, self: Command) => {
       const { config, logNotices } = loadWithNotices(self, daemonSchema, "DAEMON");
@@ -56,7 +60,11 @@ export function managerCommand(): Command {
       const logger = createLogger(config.logLevel as LogLevel);
       logNotices(logger);
       const { Manager } = await import("../../manager/index.js");
-      await serve("damselfly", logger, new Manager({ config, logger, ...secret("clusterToken", config.security.clusterToken), ...secret("adminPassword", config.security.adminPassword) }));
+      await serve(
+        "damselfly",
+        logger,
+        new Manager({ config, logger, ...secret("clusterToken", config.security.clusterToken), ...secret("adminPassword", config.security.adminPassword) }),
+      );
     }),
   );
 }

@@ -12,7 +12,8 @@ function flagErrorsAreUsage<T>(load: () => T): T {
   try {
     return load();
   } catch (err) {
-    if (err instanceof DamselflyError && err.code === "DF_ERR_CONFIG" && err.message.startsWith("flag --")) throw new DamselflyError("DF_ERR_USAGE", err.message, { cause: err });
+    if (err instanceof DamselflyError && err.code === "DF_ERR_CONFIG" && err.message.startsWith("flag --"))
+      throw new DamselflyError("DF_ERR_USAGE", err.message, { cause: err });
     throw err;
   }
 }

@@ -59,4 +59,4 @@ export function mergeDaemonJson(file: string, existing: string | undefined, prox
   return JSON.stringify(merged, null, 2) + "\n";
 }
 
-export const DOCKER_HINT = "restart docker: systemctl restart docker\n(the \"proxies\" key needs Docker Engine 23.0 or later)\n";
+export const DOCKER_HINT = 'restart docker: systemctl restart docker\n(the "proxies" key needs Docker Engine 23.0 or later)\n';

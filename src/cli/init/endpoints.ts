@@ -79,5 +79,11 @@ export function parseRegistries(raws: readonly string[]): Registry[] {
 
 // commander argParser for repeatable, comma-separated --registry.
 export function collectList(value: string, prev: string[] | undefined): string[] {
-  return [...(prev ?? []), ...value.split(",").map((s) => s.trim()).filter((s) => s !== "")];
+  return [
+    ...(prev ?? []),
+    ...value
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== ""),
+  ];
 }

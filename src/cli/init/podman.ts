@@ -100,7 +100,10 @@ function checkOutside(file: string, b: Block, registries: readonly Registry[]): 
     if (b.begin !== undefined && b.end !== undefined && i >= b.begin && i <= b.end) return;
     const t = line.trim();
     if (/^\[\s*registries\.(search|insecure|block)\s*\]/.test(t)) {
-      throw invalid(file, `line ${i + 1} uses the v1 format (${t}), which podman cannot mix with the [[registry]] tables damselfly writes; convert the file to the v2 format first`);
+      throw invalid(
+        file,
+        `line ${i + 1} uses the v1 format (${t}), which podman cannot mix with the [[registry]] tables damselfly writes; convert the file to the v2 format first`,
+      );
     }
     if (/^\[\[\s*registry\s*\]\]\s*(#.*)?$/.test(t)) {
       entry = { line: i + 1 };

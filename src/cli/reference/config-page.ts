@@ -13,7 +13,14 @@ function isField(v: unknown): v is Field<unknown> {
 }
 
 function isGroup(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !isField(v) && Object.values(v).length > 0 && Object.values(v).every((x) => isField(x) || isGroup(x));
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !isField(v) &&
+    Object.values(v).length > 0 &&
+    Object.values(v).every((x) => isField(x) || isGroup(x))
+  );
 }
 
 interface Key {
@@ -31,7 +38,12 @@ export const DATA_DIR_NOTE = "<!-- data dir note -->";
 // 1048576 -> "1MiB", as a user would write it; sizes that are no whole
 // number of a unit stay in bytes.
 function exactBytes(n: number): string {
-  for (const [unit, size] of [["TiB", 1024 ** 4], ["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
+  for (const [unit, size] of [
+    ["TiB", 1024 ** 4],
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const) {
     if (n > 0 && n % size === 0) return `${n / size}${unit}`;
   }
   return String(n);
@@ -109,7 +121,10 @@ function describeField(f: Field<unknown> & FieldExtras): string {
 }
 
 export function configPage(program: Command): string {
-  const found = Object.entries(schemas as Record<string, unknown>).filter(([name, v]) => name.endsWith("Schema") && isGroup(v)) as [string, Record<string, unknown>][];
+  const found = Object.entries(schemas as Record<string, unknown>).filter(([name, v]) => name.endsWith("Schema") && isGroup(v)) as [
+    string,
+    Record<string, unknown>,
+  ][];
   const parts = [
     generatedHeader("Configuration", ["src/common/schemas.ts", "src/common/config.ts", "src/cli/main.ts"]),
     "Each command has one typed schema with its defaults. Sources, lowest to highest precedence: the default <",
@@ -130,7 +145,15 @@ export function configPage(program: Command): string {
     const headers = ["key", "type", "default", "env", "flag", ...(withLegacy ? ["deprecated names (hidden flag, YAML key, env)"] : []), "description"];
     const rows = keys.map((k) => {
       const legacy = withLegacy ? [legacyOf(options, prefix, k)] : [];
-      return [code(k.path.join(".")), k.field.type, code(formatValue(k.field)), code(envFor(prefix, k)), flagFor(options, k), ...legacy, describeField(k.field)];
+      return [
+        code(k.path.join(".")),
+        k.field.type,
+        code(formatValue(k.field)),
+        code(envFor(prefix, k)),
+        flagFor(options, k),
+        ...legacy,
+        describeField(k.field),
+      ];
     });
     parts.push(`## ${command}`, "", `\`${name}\`; \`damselfly ${command} --help\`.`, "", table(headers, rows), "");
   }

@@ -11,13 +11,16 @@ export function errorsPage(): string {
   const exits = Object.entries(ExitCode).map(([name, n]) => [
     String(n),
     name.toLowerCase().replace(/_/g, " "),
-    entries.filter(([, s]) => s.exitCode === n).map(([c]) => code(c)).join(", "),
+    entries
+      .filter(([, s]) => s.exitCode === n)
+      .map(([c]) => code(c))
+      .join(", "),
   ]);
   const codes = entries.map(([c, s]) => [code(c), String(s.exitCode), String(s.httpStatus), `${s.rpcCode} ${nameOf(RpcCode, s.rpcCode)}`, s.when]);
   return [
     generatedHeader("Error codes and exit codes", ["src/common/errors.ts"]),
     "Every error carries a stable code, used in logs, RPC metadata (`x-damselfly-error`), HTTP error bodies",
-    "(`{\"code\": \"DF_ERR_…\", \"message\": \"…\"}`) and the CLI's `PREFIX: CODE: message` line; the process exits with",
+    '(`{"code": "DF_ERR_…", "message": "…"}`) and the CLI\'s `PREFIX: CODE: message` line; the process exits with',
     "the code's exit status. Codes are never reused or renamed.",
     "",
     "## Exit codes",

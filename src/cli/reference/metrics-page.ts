@@ -33,7 +33,10 @@ export async function metricsPage(): Promise<string> {
     ["Manager", "src/manager/metrics.ts", new ManagerMetrics().registry],
   ];
   const parts = [
-    generatedHeader("Metrics", components.map(([, file]) => file)),
+    generatedHeader(
+      "Metrics",
+      components.map(([, file]) => file),
+    ),
     "Served on `GET /metrics` of the `--metrics-listen` address (off by default). Each component has its own",
     "registry; where the server runs, Node's process metrics are added with the `damselfly_` prefix",
     "(`damselfly_process_cpu_seconds_total`, `damselfly_process_resident_memory_bytes`,",

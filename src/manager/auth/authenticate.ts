@@ -40,7 +40,11 @@ export async function authenticate(database: Database, req: FastifyRequest): Pro
     if (s.expires_at <= now) throw unauthenticated("session expired: sign in again");
     userId = s.user_id;
   } else if (token.startsWith(PAT_PREFIX)) {
-    const t = await db.selectFrom("personal_access_tokens").select(["id", "user_id", "expires_at", "scopes"]).where("token_hash", "=", hashToken(token)).executeTakeFirst();
+    const t = await db
+      .selectFrom("personal_access_tokens")
+      .select(["id", "user_id", "expires_at", "scopes"])
+      .where("token_hash", "=", hashToken(token))
+      .executeTakeFirst();
     if (!t) throw unauthenticated("unknown personal access token");
     if (t.expires_at <= now) throw unauthenticated("personal access token expired");
     userId = t.user_id;

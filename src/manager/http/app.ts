@@ -68,7 +68,12 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}): Prom
 
   await app.register(require("@fastify/swagger") as typeof import("@fastify/swagger").default, {
     openapi: {
-      info: { title: "Damselfly manager", version: version(), description: "Control plane: clusters, users and access, preheat jobs. Authenticate with `Authorization: Bearer <session token or personal access token>`." },
+      info: {
+        title: "Damselfly manager",
+        version: version(),
+        description:
+          "Control plane: clusters, users and access, preheat jobs. Authenticate with `Authorization: Bearer <session token or personal access token>`.",
+      },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },

@@ -25,7 +25,13 @@ export function consoleRoutes() {
   return async (app: FastifyInstance) => {
     const dir = consoleDir();
     if (dir) {
-      await app.register(require("@fastify/static") as typeof import("@fastify/static").default, { root: dir, prefix: "/", index: ["index.html"], wildcard: false, decorateReply: false });
+      await app.register(require("@fastify/static") as typeof import("@fastify/static").default, {
+        root: dir,
+        prefix: "/",
+        index: ["index.html"],
+        wildcard: false,
+        decorateReply: false,
+      });
       return;
     }
     app.get("/", { schema: { hide: true } }, async (_req, reply) =>

@@ -44,14 +44,18 @@ export function parseManifestUrl(raw: string): { base: string; repo: string; ref
   }
   const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(u.pathname);
   if ((u.protocol !== "http:" && u.protocol !== "https:") || !m) {
-    throw new DamselflyError("DF_ERR_INVALID_URL", `image URL must look like https://REGISTRY/v2/REPOSITORY/manifests/TAG_OR_DIGEST, got ${JSON.stringify(raw)}`);
+    throw new DamselflyError(
+      "DF_ERR_INVALID_URL",
+      `image URL must look like https://REGISTRY/v2/REPOSITORY/manifests/TAG_OR_DIGEST, got ${JSON.stringify(raw)}`,
+    );
   }
   return { base: `${u.protocol}//${u.host}`, repo: m[1]!, reference: decodeURIComponent(m[2]!) };
 }
 
 export function parsePlatform(p: string): { os: string; architecture: string; variant?: string } {
   const parts = p.split("/");
-  if (parts.length < 2 || parts.length > 3 || parts.some((x) => x === "")) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `platform ${JSON.stringify(p)}: expected os/arch[/variant]`);
+  if (parts.length < 2 || parts.length > 3 || parts.some((x) => x === ""))
+    throw new DamselflyError("DF_ERR_INVALID_REQUEST", `platform ${JSON.stringify(p)}: expected os/arch[/variant]`);
   return { os: parts[0]!, architecture: parts[1]!, ...(parts[2] ? { variant: parts[2] } : {}) };
 }
 
@@ -63,7 +67,9 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
 
   const get = async (url: string): Promise<{ mediaType: string; body: Record<string, unknown> }> => {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const res = await request(url, { method: "GET", headers: { ...headers, accept: MANIFEST_TYPES.join(", ") }, maxRedirections: 0, signal } as Parameters<typeof request>[1]).catch((err: unknown) => {
+      const res = await request(url, { method: "GET", headers: { ...headers, accept: MANIFEST_TYPES.join(", ") }, maxRedirections: 0, signal } as Parameters<
+        typeof request
+      >[1]).catch((err: unknown) => {
         throw DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
       });
       if (res.statusCode === 401 && attempt === 0) {
@@ -87,7 +93,9 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
       } catch {
         throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `manifest ${url} is not JSON`);
       }
-      const mediaType = String(res.headers["content-type"] ?? body.mediaType ?? "").split(";")[0]!.trim();
+      const mediaType = String(res.headers["content-type"] ?? body.mediaType ?? "")
+        .split(";")[0]!
+        .trim();
       return { mediaType: typeof body.mediaType === "string" ? body.mediaType : mediaType, body };
     }
     throw new DamselflyError("DF_ERR_SOURCE_STATUS", `registry refused ${url} (401)`, { sourceStatus: 401 });
@@ -96,7 +104,10 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
   let m = await get(`${base}/v2/${repo}/manifests/${encodeURIComponent(reference)}`);
   if (INDEX_TYPES.has(m.mediaType) || Array.isArray(m.body.manifests)) {
     const list = (m.body.manifests ?? []) as Descriptor[];
-    const pick = list.find((d) => d.platform?.os === want.os && d.platform?.architecture === want.architecture && (want.variant === undefined || d.platform?.variant === want.variant));
+    const pick = list.find(
+      (d) =>
+        d.platform?.os === want.os && d.platform?.architecture === want.architecture && (want.variant === undefined || d.platform?.variant === want.variant),
+    );
     if (!pick?.digest) {
       const have = list.map((d) => [d.platform?.os, d.platform?.architecture, d.platform?.variant].filter(Boolean).join("/")).join(", ");
       throw new DamselflyError("DF_ERR_INVALID_REQUEST", `image has no ${platform} manifest (it has: ${have || "none"})`);
@@ -107,7 +118,8 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
   if (!Array.isArray(layers) || layers.length === 0) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `manifest of ${manifestUrl} lists no layers`);
   const blobs: ImageBlob[] = [];
   for (const l of layers) {
-    if (typeof l.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(l.digest)) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", "manifest layer without a sha256 digest");
+    if (typeof l.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(l.digest))
+      throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", "manifest layer without a sha256 digest");
     blobs.push({ url: `${base}/v2/${repo}/blobs/${l.digest}`, digest: l.digest, size: Number(l.size ?? 0) });
   }
   return { headers, blobs };

@@ -70,7 +70,12 @@ export class JobRunner {
       const args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
       this.types.set(j.id, j.type as JobType);
       if (args.has_headers) {
-        await this.finish(j.id, "FAILURE", { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] }, "manager restarted");
+        await this.finish(
+          j.id,
+          "FAILURE",
+          { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] },
+          "manager restarted",
+        );
         continue;
       }
       this.logger.info({ jobId: j.id, type: j.type }, "resuming job");
@@ -180,11 +185,20 @@ export class JobRunner {
   }
 
   // Tries the cluster's schedulers in turn until one answers.
-  private async preheatOne(schedulers: { ip: string; port: number }[], download: Download, scope: schedulerv1.PreheatScope, timeoutMs: number, signal: AbortSignal): Promise<schedulerv1.PreheatTaskResponse | { error: string }> {
+  private async preheatOne(
+    schedulers: { ip: string; port: number }[],
+    download: Download,
+    scope: schedulerv1.PreheatScope,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<schedulerv1.PreheatTaskResponse | { error: string }> {
     let last = "no scheduler";
     for (const s of schedulers) {
       try {
-        return await this.client(s).preheatTask({ download, scope, timeoutMs: BigInt(timeoutMs) }, { signal, timeoutMs: timeoutMs + 10_000, headers: clusterTokenHeaders(this.clusterToken) });
+        return await this.client(s).preheatTask(
+          { download, scope, timeoutMs: BigInt(timeoutMs) },
+          { signal, timeoutMs: timeoutMs + 10_000, headers: clusterTokenHeaders(this.clusterToken) },
+        );
       } catch (err) {
         const e = fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE");
         last = `${e.code}: ${e.message}`;
@@ -206,7 +220,11 @@ export class JobRunner {
 
   private async finish(id: number, state: "SUCCESS" | "FAILURE", result: JobResult, error: string): Promise<void> {
     if (this.closing) return;
-    await this.database.db.updateTable("jobs").set({ state, result: JSON.stringify(result), error, updated_at: new Date().toISOString() }).where("id", "=", id).execute();
+    await this.database.db
+      .updateTable("jobs")
+      .set({ state, result: JSON.stringify(result), error, updated_at: new Date().toISOString() })
+      .where("id", "=", id)
+      .execute();
     const type = this.types.get(id);
     this.types.delete(id);
     if (type) this.onState?.(type, state);

@@ -44,7 +44,10 @@ export type SchedulerAddr = { ip: string; port: number };
 
 // A file download as `get` describes it: same task ID.
 export function fileDownload(args: JobArgs, headers: Record<string, string> = {}): Download {
-  const filtered = (args.filtered_query_params ?? "").split("&").flatMap((s) => s.split(",")).map((s) => s.trim()).filter(Boolean);
+  const filtered = (args.filtered_query_params ?? "")
+    .split("&")
+    .flatMap((s) => s.split(","))
+    .map((s) => s.trim())
+    .filter(Boolean);
   return create(DownloadSchema, { url: args.url ?? "", headers, tag: args.tag ?? "", application: args.application ?? "", filteredQueryParams: filtered });
 }
-

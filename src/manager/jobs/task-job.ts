@@ -37,7 +37,16 @@ export async function runTaskJob(type: "get_task" | "delete_task", args: JobArgs
           results.push({
             scheduler_cluster_id: c.id,
             task_id: taskId,
-            peers: r.peers.map((p) => ({ id: p.peerId, host_id: p.hostId, hostname: p.hostname, ip: p.ip, type: p.seed ? "seed" : "normal", state: p.state, finished_pieces: p.finishedPieces, total_pieces: p.totalPieces })),
+            peers: r.peers.map((p) => ({
+              id: p.peerId,
+              host_id: p.hostId,
+              hostname: p.hostname,
+              ip: p.ip,
+              type: p.seed ? "seed" : "normal",
+              state: p.state,
+              finished_pieces: p.finishedPieces,
+              total_pieces: p.totalPieces,
+            })),
           });
         } else {
           const r = await deps.client(s).deleteTask({ taskId }, opts);

@@ -9,14 +9,48 @@ import { errorResponses, IdParams, Name } from "./schemas.js";
 
 // One optional integer per dynamic key, bounds from the table.
 const ConfigBody = Type.Object(
-  Object.fromEntries(CLUSTER_CONFIG.map((k) => [k.key, Type.Optional(Type.Integer({ minimum: k.min, maximum: k.max }))])) as Record<ClusterConfigName, TOptional<TInteger>>,
+  Object.fromEntries(CLUSTER_CONFIG.map((k) => [k.key, Type.Optional(Type.Integer({ minimum: k.min, maximum: k.max }))])) as Record<
+    ClusterConfigName,
+    TOptional<TInteger>
+  >,
   { additionalProperties: false, description: CLUSTER_CONFIG_DESCRIPTION },
 );
-const ClusterBody = Type.Object({ id: Type.Integer(), name: Type.String(), description: Type.String(), config: ConfigBody, created_at: Type.String(), updated_at: Type.String() });
-const CreateClusterBody = Type.Object({ name: Name, description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) }, { additionalProperties: false });
-const UpdateClusterBody = Type.Object({ name: Type.Optional(Name), description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) }, { additionalProperties: false });
-const SchedulerBody = Type.Object({ id: Type.Integer(), cluster_id: Type.Integer(), hostname: Type.String(), ip: Type.String(), port: Type.Integer(), state: Type.String(), last_seen_at: Type.String() });
-const HostBody = Type.Object({ id: Type.String(), hostname: Type.String(), ip: Type.String(), type: Type.String(), upload_port: Type.Integer(), api_port: Type.Integer(), upload_bytes_total: Type.Number(), concurrent_uploads: Type.Integer(), scheduler_id: Type.Integer() });
+const ClusterBody = Type.Object({
+  id: Type.Integer(),
+  name: Type.String(),
+  description: Type.String(),
+  config: ConfigBody,
+  created_at: Type.String(),
+  updated_at: Type.String(),
+});
+const CreateClusterBody = Type.Object(
+  { name: Name, description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) },
+  { additionalProperties: false },
+);
+const UpdateClusterBody = Type.Object(
+  { name: Type.Optional(Name), description: Type.Optional(Type.String({ maxLength: 512 })), config: Type.Optional(ConfigBody) },
+  { additionalProperties: false },
+);
+const SchedulerBody = Type.Object({
+  id: Type.Integer(),
+  cluster_id: Type.Integer(),
+  hostname: Type.String(),
+  ip: Type.String(),
+  port: Type.Integer(),
+  state: Type.String(),
+  last_seen_at: Type.String(),
+});
+const HostBody = Type.Object({
+  id: Type.String(),
+  hostname: Type.String(),
+  ip: Type.String(),
+  type: Type.String(),
+  upload_port: Type.Integer(),
+  api_port: Type.Integer(),
+  upload_bytes_total: Type.Number(),
+  concurrent_uploads: Type.Integer(),
+  scheduler_id: Type.Integer(),
+});
 
 function clusterLookup(ctx: RouteContext) {
   const { db } = ctx.database;
@@ -32,22 +66,31 @@ function clusterLookup(ctx: RouteContext) {
 export function clusterRoutes(ctx: RouteContext) {
   return async (app: FastifyInstance) => {
     clusterCrudRoutes(app, ctx);
+    clusterChangeRoutes(app, ctx);
     clusterMemberRoutes(app, ctx);
   };
 }
 
-// Clusters themselves: list, create, read, rename or reconfigure, delete.
+// Clusters themselves: list, create, read.
 function clusterCrudRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const { database, registry } = ctx;
+  const { database } = ctx;
   const { db } = database;
   const { view, get } = clusterLookup(ctx);
-  app.get("/api/v1/scheduler-clusters", { schema: { tags: ["clusters"], summary: "list scheduler clusters", response: { 200: Type.Array(ClusterBody) } }, preHandler: guard(database, "cluster", "read") }, async () =>
-    (await db.selectFrom("scheduler_clusters").selectAll().orderBy("id").execute()).map(view),
+  app.get(
+    "/api/v1/scheduler-clusters",
+    {
+      schema: { tags: ["clusters"], summary: "list scheduler clusters", response: { 200: Type.Array(ClusterBody) } },
+      preHandler: guard(database, "cluster", "read"),
+    },
+    async () => (await db.selectFrom("scheduler_clusters").selectAll().orderBy("id").execute()).map(view),
   );
 
   app.post<{ Body: Static<typeof CreateClusterBody> }>(
     "/api/v1/scheduler-clusters",
-    { schema: { tags: ["clusters"], summary: "create a scheduler cluster", body: CreateClusterBody, response: { 201: ClusterBody, ...errorResponses } }, preHandler: guard(database, "cluster", "write") },
+    {
+      schema: { tags: ["clusters"], summary: "create a scheduler cluster", body: CreateClusterBody, response: { 201: ClusterBody, ...errorResponses } },
+      preHandler: guard(database, "cluster", "write"),
+    },
     async (req, reply) => {
       const t = now();
       try {
@@ -66,14 +109,29 @@ function clusterCrudRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.get<{ Params: Static<typeof IdParams> }>(
     "/api/v1/scheduler-clusters/:id",
-    { schema: { tags: ["clusters"], summary: "one scheduler cluster", params: IdParams, response: { 200: ClusterBody, ...errorResponses } }, preHandler: guard(database, "cluster", "read") },
+    {
+      schema: { tags: ["clusters"], summary: "one scheduler cluster", params: IdParams, response: { 200: ClusterBody, ...errorResponses } },
+      preHandler: guard(database, "cluster", "read"),
+    },
     async (req) => view(await get(req.params.id)),
   );
+}
 
+// Rename or reconfigure a cluster, delete it.
+function clusterChangeRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const { database, registry } = ctx;
+  const { db } = database;
+  const { view, get } = clusterLookup(ctx);
   app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof UpdateClusterBody> }>(
     "/api/v1/scheduler-clusters/:id",
     {
-      schema: { tags: ["clusters"], summary: "rename a cluster or replace its dynamic config (schedulers apply it at their next keep-alive)", params: IdParams, body: UpdateClusterBody, response: { 200: ClusterBody, ...errorResponses } },
+      schema: {
+        tags: ["clusters"],
+        summary: "rename a cluster or replace its dynamic config (schedulers apply it at their next keep-alive)",
+        params: IdParams,
+        body: UpdateClusterBody,
+        response: { 200: ClusterBody, ...errorResponses },
+      },
       preHandler: guard(database, "cluster", "write"),
     },
     async (req) => {
@@ -110,21 +168,35 @@ function clusterMemberRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { database, registry } = ctx;
   const { db } = database;
   const { get } = clusterLookup(ctx);
-  app.get("/api/v1/schedulers", { schema: { tags: ["clusters"], summary: "every scheduler that ever registered, with its state", response: { 200: Type.Array(SchedulerBody) } }, preHandler: guard(database, "cluster", "read") }, async () =>
-    (await db.selectFrom("schedulers").selectAll().orderBy("id").execute()).map((s) => ({
-      id: s.id,
-      cluster_id: s.cluster_id,
-      hostname: s.hostname,
-      ip: s.ip,
-      port: s.port,
-      state: registry.isActive(s) ? "active" : "inactive",
-      last_seen_at: s.last_seen_at,
-    })),
+  app.get(
+    "/api/v1/schedulers",
+    {
+      schema: { tags: ["clusters"], summary: "every scheduler that ever registered, with its state", response: { 200: Type.Array(SchedulerBody) } },
+      preHandler: guard(database, "cluster", "read"),
+    },
+    async () =>
+      (await db.selectFrom("schedulers").selectAll().orderBy("id").execute()).map((s) => ({
+        id: s.id,
+        cluster_id: s.cluster_id,
+        hostname: s.hostname,
+        ip: s.ip,
+        port: s.port,
+        state: registry.isActive(s) ? "active" : "inactive",
+        last_seen_at: s.last_seen_at,
+      })),
   );
 
   app.get<{ Params: Static<typeof IdParams> }>(
     "/api/v1/scheduler-clusters/:id/hosts",
-    { schema: { tags: ["clusters"], summary: "seed peers and peers the cluster's schedulers see now", params: IdParams, response: { 200: Type.Array(HostBody), ...errorResponses } }, preHandler: guard(database, "cluster", "read") },
+    {
+      schema: {
+        tags: ["clusters"],
+        summary: "seed peers and peers the cluster's schedulers see now",
+        params: IdParams,
+        response: { 200: Type.Array(HostBody), ...errorResponses },
+      },
+      preHandler: guard(database, "cluster", "read"),
+    },
     async (req) => {
       await get(req.params.id);
       return (await registry.hosts(req.params.id)).map((h) => ({

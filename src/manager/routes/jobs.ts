@@ -108,7 +108,10 @@ export function jobRoutes(ctx: RouteContext) {
 
       app.get<{ Params: Static<typeof IdParams> }>(
         `${prefix}/jobs/:id`,
-        { schema: { tags, summary: "one job: poll until state is SUCCESS or FAILURE", params: IdParams, response: { 200: JobBody, ...errorResponses } }, preHandler: guard(database, "job", "read") },
+        {
+          schema: { tags, summary: "one job: poll until state is SUCCESS or FAILURE", params: IdParams, response: { 200: JobBody, ...errorResponses } },
+          preHandler: guard(database, "job", "read"),
+        },
         async (req) => {
           const j = await db.selectFrom("jobs").selectAll().where("id", "=", req.params.id).executeTakeFirst();
           if (!j) throw notFound(`job ${req.params.id}`);
@@ -118,7 +121,10 @@ export function jobRoutes(ctx: RouteContext) {
 
       app.get<{ Querystring: Static<typeof ListQuery> }>(
         `${prefix}/jobs`,
-        { schema: { tags, summary: "recent jobs, newest first", querystring: ListQuery, response: { 200: Type.Array(JobBody) } }, preHandler: guard(database, "job", "read") },
+        {
+          schema: { tags, summary: "recent jobs, newest first", querystring: ListQuery, response: { 200: Type.Array(JobBody) } },
+          preHandler: guard(database, "job", "read"),
+        },
         async (req) => (await db.selectFrom("jobs").selectAll().orderBy("id", "desc").limit(req.query.limit).execute()).map(jobView),
       );
     }

@@ -5,7 +5,13 @@ import { badRequest, conflict, isUniqueViolation, notFound } from "../http/error
 import { now, type RouteContext } from "./context.js";
 import { errorResponses, IdParams, Name, Permission } from "./schemas.js";
 
-const RoleBody = Type.Object({ id: Type.Integer(), name: Type.String(), description: Type.String(), permissions: Type.Array(Type.String()), builtin: Type.Boolean() });
+const RoleBody = Type.Object({
+  id: Type.Integer(),
+  name: Type.String(),
+  description: Type.String(),
+  permissions: Type.Array(Type.String()),
+  builtin: Type.Boolean(),
+});
 const CreateRoleBody = Type.Object(
   { name: Name, description: Type.Optional(Type.String({ maxLength: 512 })), permissions: Type.Array(Permission, { maxItems: 32, uniqueItems: true }) },
   { additionalProperties: false },
@@ -14,22 +20,37 @@ const CreateRoleBody = Type.Object(
 export function roleRoutes(ctx: RouteContext) {
   const { database } = ctx;
   const { db } = database;
-  const view = (r: { id: number; name: string; description: string; permissions: string; builtin: number }) => ({ ...r, permissions: JSON.parse(r.permissions) as string[], builtin: r.builtin === 1 });
+  const view = (r: { id: number; name: string; description: string; permissions: string; builtin: number }) => ({
+    ...r,
+    permissions: JSON.parse(r.permissions) as string[],
+    builtin: r.builtin === 1,
+  });
 
   return async (app: FastifyInstance) => {
-    app.get("/api/v1/roles", { schema: { tags: ["roles"], summary: "list roles", response: { 200: Type.Array(RoleBody) } }, preHandler: guard(database, "role", "read") }, async () =>
-      (await db.selectFrom("roles").select(["id", "name", "description", "permissions", "builtin"]).orderBy("id").execute()).map(view),
+    app.get(
+      "/api/v1/roles",
+      { schema: { tags: ["roles"], summary: "list roles", response: { 200: Type.Array(RoleBody) } }, preHandler: guard(database, "role", "read") },
+      async () => (await db.selectFrom("roles").select(["id", "name", "description", "permissions", "builtin"]).orderBy("id").execute()).map(view),
     );
 
     app.post<{ Body: Static<typeof CreateRoleBody> }>(
       "/api/v1/roles",
-      { schema: { tags: ["roles"], summary: "create a custom role", body: CreateRoleBody, response: { 201: RoleBody, ...errorResponses } }, preHandler: guard(database, "role", "write") },
+      {
+        schema: { tags: ["roles"], summary: "create a custom role", body: CreateRoleBody, response: { 201: RoleBody, ...errorResponses } },
+        preHandler: guard(database, "role", "write"),
+      },
       async (req, reply) => {
         if (req.body.permissions.includes("*")) throw badRequest("only the built-in root role holds every permission");
         try {
           const r = await db
             .insertInto("roles")
-            .values({ name: req.body.name, description: req.body.description ?? "", permissions: JSON.stringify(req.body.permissions), builtin: 0, created_at: now() })
+            .values({
+              name: req.body.name,
+              description: req.body.description ?? "",
+              permissions: JSON.stringify(req.body.permissions),
+              builtin: 0,
+              created_at: now(),
+            })
             .returning(["id", "name", "description", "permissions", "builtin"])
             .executeTakeFirstOrThrow();
           return reply.status(201).send(view(r));

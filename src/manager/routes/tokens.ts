@@ -9,7 +9,14 @@ import { errorResponses, IdParams } from "./schemas.js";
 
 const MAX_LIFETIME_MS = 5 * 365 * 24 * 3_600_000;
 
-const TokenBody = Type.Object({ id: Type.Integer(), name: Type.String(), scopes: Type.Array(Type.String()), expires_at: Type.String(), created_at: Type.String(), last_used_at: Type.Union([Type.String(), Type.Null()]) });
+const TokenBody = Type.Object({
+  id: Type.Integer(),
+  name: Type.String(),
+  scopes: Type.Array(Type.String()),
+  expires_at: Type.String(),
+  created_at: Type.String(),
+  last_used_at: Type.Union([Type.String(), Type.Null()]),
+});
 const CreateTokenBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 64 }),
@@ -25,18 +32,32 @@ const CreateTokenBody = Type.Object(
 export function tokenRoutes(ctx: RouteContext) {
   const { database } = ctx;
   const { db } = database;
-  const view = (t: { id: number; name: string; scopes: string; expires_at: string; created_at: string; last_used_at: string | null }) => ({ ...t, scopes: JSON.parse(t.scopes) as string[] });
+  const view = (t: { id: number; name: string; scopes: string; expires_at: string; created_at: string; last_used_at: string | null }) => ({
+    ...t,
+    scopes: JSON.parse(t.scopes) as string[],
+  });
   const cols = ["id", "name", "scopes", "expires_at", "created_at", "last_used_at"] as const;
 
   return async (app: FastifyInstance) => {
-    app.get("/api/v1/personal-access-tokens", { schema: { tags: ["personal access tokens"], summary: "your tokens (never their values)", response: { 200: Type.Array(TokenBody) } }, preHandler: guard(database) }, async (req) =>
-      (await db.selectFrom("personal_access_tokens").select(cols).where("user_id", "=", req.principal!.userId).orderBy("id").execute()).map(view),
+    app.get(
+      "/api/v1/personal-access-tokens",
+      {
+        schema: { tags: ["personal access tokens"], summary: "your tokens (never their values)", response: { 200: Type.Array(TokenBody) } },
+        preHandler: guard(database),
+      },
+      async (req) =>
+        (await db.selectFrom("personal_access_tokens").select(cols).where("user_id", "=", req.principal!.userId).orderBy("id").execute()).map(view),
     );
 
     app.post<{ Body: Static<typeof CreateTokenBody> }>(
       "/api/v1/personal-access-tokens",
       {
-        schema: { tags: ["personal access tokens"], summary: "create a token: its value is shown once", body: CreateTokenBody, response: { 201: Type.Intersect([TokenBody, Type.Object({ token: Type.String() })]), ...errorResponses } },
+        schema: {
+          tags: ["personal access tokens"],
+          summary: "create a token: its value is shown once",
+          body: CreateTokenBody,
+          response: { 201: Type.Intersect([TokenBody, Type.Object({ token: Type.String() })]), ...errorResponses },
+        },
         preHandler: guard(database),
       },
       async (req, reply) => {
@@ -49,7 +70,15 @@ export function tokenRoutes(ctx: RouteContext) {
         const token = newToken(PAT_PREFIX);
         const row = await db
           .insertInto("personal_access_tokens")
-          .values({ name: req.body.name, token_hash: hashToken(token), user_id: req.principal!.userId, scopes: JSON.stringify(req.body.scopes), expires_at: new Date(expires).toISOString(), created_at: now(), last_used_at: null })
+          .values({
+            name: req.body.name,
+            token_hash: hashToken(token),
+            user_id: req.principal!.userId,
+            scopes: JSON.stringify(req.body.scopes),
+            expires_at: new Date(expires).toISOString(),
+            created_at: now(),
+            last_used_at: null,
+          })
           .returning(cols)
           .executeTakeFirstOrThrow();
         return reply.status(201).send({ ...view(row), token });

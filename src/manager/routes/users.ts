@@ -8,9 +8,18 @@ import { badRequest, conflict, isUniqueViolation, notFound } from "../http/error
 import { now, type RouteContext } from "./context.js";
 import { errorResponses, IdParams, Name, Password, UserBody } from "./schemas.js";
 
-const SigninBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false });
-const CreateUserBody = Type.Object({ name: Name, password: Password, role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) }, { additionalProperties: false });
-const UpdateUserBody = Type.Object({ password: Type.Optional(Password), role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) }, { additionalProperties: false });
+const SigninBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 256 }) },
+  { additionalProperties: false },
+);
+const CreateUserBody = Type.Object(
+  { name: Name, password: Password, role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
+  { additionalProperties: false },
+);
+const UpdateUserBody = Type.Object(
+  { password: Type.Optional(Password), role: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
+  { additionalProperties: false },
+);
 
 type Db = RouteContext["database"]["db"];
 
@@ -29,7 +38,16 @@ function userQueries(db: Db) {
     return r.id;
   };
   const rootCount = async () =>
-    Number((await db.selectFrom("users").innerJoin("roles", "roles.id", "users.role_id").select((eb) => eb.fn.countAll().as("n")).where("roles.name", "=", ROOT_ROLE).executeTakeFirstOrThrow()).n);
+    Number(
+      (
+        await db
+          .selectFrom("users")
+          .innerJoin("roles", "roles.id", "users.role_id")
+          .select((eb) => eb.fn.countAll().as("n"))
+          .where("roles.name", "=", ROOT_ROLE)
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
   return { view, roleId, rootCount };
 }
 type UserQueries = ReturnType<typeof userQueries>;
@@ -54,14 +72,24 @@ function sessionRoutes(app: FastifyInstance, ctx: RouteContext, q: UserQueries):
   const { db } = database;
   app.post<{ Body: Static<typeof SigninBody> }>(
     "/api/v1/users/signin",
-    { schema: { tags: ["users"], summary: "sign in: returns a session token", body: SigninBody, response: { 200: Type.Object({ token: Type.String(), expires_at: Type.String(), user: UserBody }), ...errorResponses } } },
+    {
+      schema: {
+        tags: ["users"],
+        summary: "sign in: returns a session token",
+        body: SigninBody,
+        response: { 200: Type.Object({ token: Type.String(), expires_at: Type.String(), user: UserBody }), ...errorResponses },
+      },
+    },
     async (req) => {
       const u = await db.selectFrom("users").select(["id", "name", "password_hash"]).where("name", "=", req.body.name).executeTakeFirst();
       const ok = await verifyPassword(req.body.password, u?.password_hash ?? DUMMY_PASSWORD_HASH);
       if (!u || !ok) throw new DamselflyError("DF_ERR_UNAUTHENTICATED", "wrong user name or password");
       const token = newToken(SESSION_PREFIX);
       const expires = new Date(Date.now() + ctx.config.server.sessionTtl).toISOString();
-      await db.insertInto("sessions").values({ token_hash: hashToken(token), user_id: u.id, expires_at: expires, created_at: now() }).execute();
+      await db
+        .insertInto("sessions")
+        .values({ token_hash: hashToken(token), user_id: u.id, expires_at: expires, created_at: now() })
+        .execute();
       // Expired sessions are dropped as new ones are made.
       await db.deleteFrom("sessions").where("expires_at", "<=", now()).execute();
       const view = (await q.view(u.id))!;
@@ -80,19 +108,33 @@ function sessionRoutes(app: FastifyInstance, ctx: RouteContext, q: UserQueries):
 function readRoutes(app: FastifyInstance, ctx: RouteContext, q: UserQueries): void {
   const { database } = ctx;
   const { db } = database;
-  app.get("/api/v1/users/me", { schema: { tags: ["users"], summary: "the signed-in user", response: { 200: Type.Intersect([UserBody, Type.Object({ permissions: Type.Array(Type.String()) })]) } }, preHandler: guard(database) }, async (req) => {
-    const view = await q.view(req.principal!.userId);
-    if (!view) throw notFound("user");
-    return { ...view, permissions: req.principal!.permissions };
-  });
+  app.get(
+    "/api/v1/users/me",
+    {
+      schema: {
+        tags: ["users"],
+        summary: "the signed-in user",
+        response: { 200: Type.Intersect([UserBody, Type.Object({ permissions: Type.Array(Type.String()) })]) },
+      },
+      preHandler: guard(database),
+    },
+    async (req) => {
+      const view = await q.view(req.principal!.userId);
+      if (!view) throw notFound("user");
+      return { ...view, permissions: req.principal!.permissions };
+    },
+  );
 
-  app.get("/api/v1/users", { schema: { tags: ["users"], summary: "list users", response: { 200: Type.Array(UserBody) } }, preHandler: guard(database, "user", "read") }, async () =>
-    db
-      .selectFrom("users")
-      .innerJoin("roles", "roles.id", "users.role_id")
-      .select(["users.id as id", "users.name as name", "roles.name as role", "users.created_at as created_at", "users.updated_at as updated_at"])
-      .orderBy("users.id")
-      .execute(),
+  app.get(
+    "/api/v1/users",
+    { schema: { tags: ["users"], summary: "list users", response: { 200: Type.Array(UserBody) } }, preHandler: guard(database, "user", "read") },
+    async () =>
+      db
+        .selectFrom("users")
+        .innerJoin("roles", "roles.id", "users.role_id")
+        .select(["users.id as id", "users.name as name", "roles.name as role", "users.created_at as created_at", "users.updated_at as updated_at"])
+        .orderBy("users.id")
+        .execute(),
   );
 }
 
@@ -101,13 +143,20 @@ function writeRoutes(app: FastifyInstance, ctx: RouteContext, q: UserQueries): v
   const { db } = database;
   app.post<{ Body: Static<typeof CreateUserBody> }>(
     "/api/v1/users",
-    { schema: { tags: ["users"], summary: "create a user (role default: guest)", body: CreateUserBody, response: { 201: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
+    {
+      schema: { tags: ["users"], summary: "create a user (role default: guest)", body: CreateUserBody, response: { 201: UserBody, ...errorResponses } },
+      preHandler: guard(database, "user", "write"),
+    },
     async (req, reply) => {
       if (req.body.role === ROOT_ROLE) requireRootFor(req.principal!, "create root users");
       const rid = await q.roleId(req.body.role ?? "guest");
       const t = now();
       try {
-        const r = await db.insertInto("users").values({ name: req.body.name, password_hash: await hashPassword(req.body.password), role_id: rid, created_at: t, updated_at: t }).returning("id").executeTakeFirstOrThrow();
+        const r = await db
+          .insertInto("users")
+          .values({ name: req.body.name, password_hash: await hashPassword(req.body.password), role_id: rid, created_at: t, updated_at: t })
+          .returning("id")
+          .executeTakeFirstOrThrow();
         return reply.status(201).send(await q.view(r.id));
       } catch (err) {
         if (isUniqueViolation(err)) throw conflict(`user ${req.body.name}`);
@@ -118,7 +167,16 @@ function writeRoutes(app: FastifyInstance, ctx: RouteContext, q: UserQueries): v
 
   app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof UpdateUserBody> }>(
     "/api/v1/users/:id",
-    { schema: { tags: ["users"], summary: "change a user's role or password", params: IdParams, body: UpdateUserBody, response: { 200: UserBody, ...errorResponses } }, preHandler: guard(database, "user", "write") },
+    {
+      schema: {
+        tags: ["users"],
+        summary: "change a user's role or password",
+        params: IdParams,
+        body: UpdateUserBody,
+        response: { 200: UserBody, ...errorResponses },
+      },
+      preHandler: guard(database, "user", "write"),
+    },
     async (req) => {
       const target = await q.view(req.params.id);
       if (!target) throw notFound(`user ${req.params.id}`);

@@ -24,7 +24,8 @@ const isAscii = (s: string): boolean => {
 };
 
 // Encodable by hand: every uint64 a safe integer, every string ASCII.
-const pieceOk = (p: Piece): boolean => p.number >= 0 && p.crc32 >= 0 && typeof u64(p.length) === "number" && typeof u64(p.costMicros) === "number" && isAscii(p.parentId);
+const pieceOk = (p: Piece): boolean =>
+  p.number >= 0 && p.crc32 >= 0 && typeof u64(p.length) === "number" && typeof u64(p.costMicros) === "number" && isAscii(p.parentId);
 
 function pieceLength(p: Piece): number {
   let n = 0;

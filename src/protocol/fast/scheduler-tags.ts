@@ -26,7 +26,13 @@ export const ANNOUNCE_PEER_RESPONSE = tagsOf(S.AnnouncePeerResponseSchema, {
 
 // Messages handled whole: every field, in field number order.
 export const DOWNLOAD_PEER_STARTED = tagsOf(S.DownloadPeerStartedRequestSchema, {});
-export const PIECE_FINISHED = tagsOf(S.PieceFinishedRequestSchema, { number: "uint32", length: "uint64", crc32: "uint32", parentId: "string", costMicros: "uint64" });
+export const PIECE_FINISHED = tagsOf(S.PieceFinishedRequestSchema, {
+  number: "uint32",
+  length: "uint64",
+  crc32: "uint32",
+  parentId: "string",
+  costMicros: "uint64",
+});
 export const PIECES_FINISHED = tagsOf(S.PiecesFinishedRequestSchema, { pieces: "repeated message" });
 export const PIECE_FAILED = tagsOf(S.PieceFailedRequestSchema, { number: "uint32", parentId: "string", reason: "string", temporary: "bool" });
 export const PEER_FINISHED = tagsOf(S.PeerFinishedRequestSchema, { contentLength: "uint64", pieceLength: "uint64", totalPieces: "uint32" });

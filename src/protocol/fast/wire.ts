@@ -13,7 +13,12 @@ export const BAIL = -1;
 // The protobuf type a codec expects of a field.
 export type FieldType = "string" | "uint32" | "uint64" | "bool" | "enum" | "message" | "repeated message";
 
-const SCALARS: Partial<Record<FieldType, ScalarType>> = { string: ScalarType.STRING, uint32: ScalarType.UINT32, uint64: ScalarType.UINT64, bool: ScalarType.BOOL };
+const SCALARS: Partial<Record<FieldType, ScalarType>> = {
+  string: ScalarType.STRING,
+  uint32: ScalarType.UINT32,
+  uint64: ScalarType.UINT64,
+  bool: ScalarType.BOOL,
+};
 
 function typeOf(f: DescField): FieldType | undefined {
   switch (f.fieldKind) {

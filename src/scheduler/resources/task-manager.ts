@@ -98,7 +98,8 @@ export class Task implements PeerIndex {
   recordFinished(contentLength: bigint, pieceLength: bigint, totalPieces: number): void {
     this.contentLength = contentLength;
     if (pieceLength > 0n) this.pieceLength = pieceLength;
-    this.totalPieces = totalPieces > 0 || contentLength === 0n ? totalPieces : this.pieceLength > 0n ? Number((contentLength + this.pieceLength - 1n) / this.pieceLength) : 0;
+    this.totalPieces =
+      totalPieces > 0 || contentLength === 0n ? totalPieces : this.pieceLength > 0n ? Number((contentLength + this.pieceLength - 1n) / this.pieceLength) : 0;
     this.contentLengthKnown = true;
   }
 

@@ -35,7 +35,9 @@ export class SeedTriggerClient {
   ) {}
 
   readonly trigger: TriggerFn = async (host, download, taskId, headers) => {
-    await this.clients.get(host).triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs, ...(headers ? { headers } : {}) });
+    await this.clients
+      .get(host)
+      .triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs, ...(headers ? { headers } : {}) });
   };
 }
 
@@ -91,7 +93,11 @@ export class SeedTriggers {
     const state = { hostId: seed.id, at: now, failed: false };
     task.seedTrigger = state;
     log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
-    const span = startSpan("TriggerSeed", { kind: SpanKind.CLIENT, parent: task.trace, attributes: { "damselfly.task_id": task.id, "damselfly.seed_host_id": seed.id } });
+    const span = startSpan("TriggerSeed", {
+      kind: SpanKind.CLIENT,
+      parent: task.trace,
+      attributes: { "damselfly.task_id": task.id, "damselfly.seed_host_id": seed.id },
+    });
     this.trigger(seed, task.download, task.id, traceHeaders(span)).then(
       () => {
         span.end();

@@ -85,7 +85,12 @@ export interface Job {
   result: {
     job_states?: {
       error: string;
-      results: { scheduler_cluster_id: number; success_tasks?: { url: string; hostname: string }[]; failure_tasks?: { url: string; hostname: string; description: string }[]; peers?: { hostname: string; state: string }[] }[];
+      results: {
+        scheduler_cluster_id: number;
+        success_tasks?: { url: string; hostname: string }[];
+        failure_tasks?: { url: string; hostname: string; description: string }[];
+        peers?: { hostname: string; state: string }[];
+      }[];
     }[];
   };
   error: string;

@@ -39,7 +39,12 @@ function Tokens() {
         <input name="tokenName" placeholder="name (e.g. harbor)" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} required />
         {RESOURCES.map((r) => (
           <label key={r} className="check">
-            <input type="checkbox" checked={form.scopes.includes(r)} onChange={(e) => setForm({ ...form, scopes: e.target.checked ? [...form.scopes, r] : form.scopes.filter((x) => x !== r) })} /> {r}
+            <input
+              type="checkbox"
+              checked={form.scopes.includes(r)}
+              onChange={(e) => setForm({ ...form, scopes: e.target.checked ? [...form.scopes, r] : form.scopes.filter((x) => x !== r) })}
+            />{" "}
+            {r}
           </label>
         ))}
         <label>
@@ -51,7 +56,15 @@ function Tokens() {
       {tokens && tokens.length === 0 && <p className="empty">No token yet.</p>}
       {tokens && tokens.length > 0 && (
         <table>
-          <thead><tr><th>Name</th><th>Scopes</th><th>Expires</th><th>Last used</th><th></th></tr></thead>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Scopes</th>
+              <th>Expires</th>
+              <th>Last used</th>
+              <th></th>
+            </tr>
+          </thead>
           <tbody>
             {tokens.map((t) => (
               <tr key={t.id}>
@@ -59,7 +72,9 @@ function Tokens() {
                 <td>{t.scopes.join(", ")}</td>
                 <td>{new Date(t.expires_at).toLocaleDateString()}</td>
                 <td>{t.last_used_at ? new Date(t.last_used_at).toLocaleString() : "never"}</td>
-                <td><button onClick={() => revoke(t.id)}>Revoke</button></td>
+                <td>
+                  <button onClick={() => revoke(t.id)}>Revoke</button>
+                </td>
               </tr>
             ))}
           </tbody>
@@ -95,23 +110,40 @@ function Users({ roles }: { roles: Role[] }) {
       <h3>Users</h3>
       <form onSubmit={submit} className="inline">
         <input name="userName" placeholder="name" value={form.name} onChange={(e) => setForm({ ...form, name: e.target.value })} required />
-        <input name="userPassword" type="password" placeholder="password (8+ characters)" value={form.password} onChange={(e) => setForm({ ...form, password: e.target.value })} required minLength={8} />
+        <input
+          name="userPassword"
+          type="password"
+          placeholder="password (8+ characters)"
+          value={form.password}
+          onChange={(e) => setForm({ ...form, password: e.target.value })}
+          required
+          minLength={8}
+        />
         <select value={form.role} onChange={(e) => setForm({ ...form, role: e.target.value })}>
-          {roles.map((r) => <option key={r.id}>{r.name}</option>)}
+          {roles.map((r) => (
+            <option key={r.id}>{r.name}</option>
+          ))}
         </select>
         <button type="submit">Add user</button>
       </form>
       <ErrorNote error={error} />
       {users && (
         <table>
-          <thead><tr><th>Name</th><th>Role</th></tr></thead>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Role</th>
+            </tr>
+          </thead>
           <tbody>
             {users.map((u) => (
               <tr key={u.id}>
                 <td>{u.name}</td>
                 <td>
                   <select value={u.role} onChange={(e) => setRole(u, e.target.value)}>
-                    {roles.map((r) => <option key={r.id}>{r.name}</option>)}
+                    {roles.map((r) => (
+                      <option key={r.id}>{r.name}</option>
+                    ))}
                   </select>
                 </td>
               </tr>
@@ -142,10 +174,21 @@ function Roles({ roles, reload }: { roles: Role[]; reload: () => void }) {
     <div>
       <h3>Roles</h3>
       <table>
-        <thead><tr><th>Role</th><th>Permissions</th></tr></thead>
+        <thead>
+          <tr>
+            <th>Role</th>
+            <th>Permissions</th>
+          </tr>
+        </thead>
         <tbody>
           {roles.map((r) => (
-            <tr key={r.id}><td>{r.name}{r.builtin ? " (built-in)" : ""}</td><td>{r.permissions.join(", ")}</td></tr>
+            <tr key={r.id}>
+              <td>
+                {r.name}
+                {r.builtin ? " (built-in)" : ""}
+              </td>
+              <td>{r.permissions.join(", ")}</td>
+            </tr>
           ))}
         </tbody>
       </table>

@@ -29,11 +29,21 @@ function ConfigForm({ cluster, onSaved, canWrite }: { cluster: Cluster; onSaved:
   return (
     <form onSubmit={save} className="config">
       <h3>Dynamic config</h3>
-      <p className="muted">Schedulers apply changes at their next keep-alive (a few seconds), daemons started with --manager and --cluster-id at their next refresh, without a restart. Empty: each scheduler's own value.</p>
+      <p className="muted">
+        Schedulers apply changes at their next keep-alive (a few seconds), daemons started with --manager and --cluster-id at their next refresh, without a
+        restart. Empty: each scheduler's own value.
+      </p>
       {KEYS.map(({ key: k, label, min }) => (
         <label key={k}>
           {label}
-          <input name={k} type="number" min={min} value={values[k] ?? ""} disabled={!canWrite} onChange={(e) => setValues({ ...values, [k]: e.target.value })} />
+          <input
+            name={k}
+            type="number"
+            min={min}
+            value={values[k] ?? ""}
+            disabled={!canWrite}
+            onChange={(e) => setValues({ ...values, [k]: e.target.value })}
+          />
         </label>
       ))}
       {canWrite && <button type="submit">Save config</button>}
@@ -49,19 +59,32 @@ function SchedulerTable({ schedulers, clusterId }: { schedulers: Scheduler[]; cl
       <h3>Schedulers</h3>
       {schedulers.length === 0 ? (
         <p className="empty">
-          No scheduler has registered in this cluster. Start one with <code>damselfly scheduler --manager {location.origin} --cluster-id {clusterId}</code>.
+          No scheduler has registered in this cluster. Start one with{" "}
+          <code>
+            damselfly scheduler --manager {location.origin} --cluster-id {clusterId}
+          </code>
+          .
         </p>
       ) : (
         <table>
           <thead>
-            <tr><th>Host</th><th>Address</th><th>State</th><th>Last seen</th></tr>
+            <tr>
+              <th>Host</th>
+              <th>Address</th>
+              <th>State</th>
+              <th>Last seen</th>
+            </tr>
           </thead>
           <tbody>
             {schedulers.map((s) => (
               <tr key={s.id}>
                 <td>{s.hostname}</td>
-                <td>{s.ip}:{s.port}</td>
-                <td><span className={`badge ${s.state}`}>{s.state}</span></td>
+                <td>
+                  {s.ip}:{s.port}
+                </td>
+                <td>
+                  <span className={`badge ${s.state}`}>{s.state}</span>
+                </td>
                 <td>{new Date(s.last_seen_at).toLocaleTimeString()}</td>
               </tr>
             ))}
@@ -81,14 +104,22 @@ function HostTable({ hosts }: { hosts: Host[] }) {
       ) : (
         <table className="hosts">
           <thead>
-            <tr><th>Host</th><th>Type</th><th>Address</th><th>Uploading now</th><th>Uploaded</th></tr>
+            <tr>
+              <th>Host</th>
+              <th>Type</th>
+              <th>Address</th>
+              <th>Uploading now</th>
+              <th>Uploaded</th>
+            </tr>
           </thead>
           <tbody>
             {hosts.map((h) => (
               <tr key={h.id}>
                 <td>{h.hostname}</td>
                 <td>{h.type === "seed" ? "seed peer" : "peer"}</td>
-                <td>{h.ip}:{h.upload_port}</td>
+                <td>
+                  {h.ip}:{h.upload_port}
+                </td>
                 <td>{h.concurrent_uploads}</td>
                 <td>{(h.upload_bytes_total / 1024 ** 2).toFixed(1)} MiB</td>
               </tr>

@@ -29,7 +29,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
           User <input name="name" value={name} onChange={(e) => setName(e.target.value)} autoComplete="username" required />
         </label>
         <label>
-          Password <input name="password" type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="current-password" required />
+          Password{" "}
+          <input name="password" type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="current-password" required />
         </label>
         <button type="submit" disabled={busy}>
           Sign in

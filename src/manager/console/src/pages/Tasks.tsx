@@ -31,7 +31,12 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
     setNote("");
     try {
       const job = await runJob("get_task", args());
-      const results = (job.result.job_states?.[0]?.results ?? []) as unknown as { scheduler_cluster_id: number; task_id: string; peers?: Peer[]; error?: string }[];
+      const results = (job.result.job_states?.[0]?.results ?? []) as unknown as {
+        scheduler_cluster_id: number;
+        task_id: string;
+        peers?: Peer[];
+        error?: string;
+      }[];
       setTaskId(results[0]?.task_id ?? "");
       setPeers(results.flatMap((r) => (r.peers ?? []).map((p) => ({ ...p, cluster: r.scheduler_cluster_id }))));
       const errs = results.filter((r) => r.error).map((r) => `cluster ${r.scheduler_cluster_id}: ${r.error}`);
@@ -63,7 +68,9 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
       <h2>Tasks</h2>
       <form onSubmit={find} className="inline">
         <input name="task" placeholder="URL or 64-hex task ID" value={query} onChange={(e) => setQuery(e.target.value)} required size={70} />
-        <button type="submit" disabled={busy}>Find hosts</button>
+        <button type="submit" disabled={busy}>
+          Find hosts
+        </button>
       </form>
       <ErrorNote error={error} />
       {note && <p className="muted">{note}</p>}
@@ -72,11 +79,7 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
           <p>
             Task <code>{taskId}</code>
           </p>
-          {peers.length === 0 ? (
-            <p className="empty">No host of any active cluster holds or fetches this task.</p>
-          ) : (
-            <PeerTable peers={peers} />
-          )}
+          {peers.length === 0 ? <p className="empty">No host of any active cluster holds or fetches this task.</p> : <PeerTable peers={peers} />}
           {canWrite && peers.length > 0 && (
             <button onClick={remove} disabled={busy}>
               Delete from every host
@@ -91,15 +94,27 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
 function PeerTable({ peers }: { peers: (Peer & { cluster: number })[] }) {
   return (
     <table>
-      <thead><tr><th>Cluster</th><th>Host</th><th>Type</th><th>State</th><th>Pieces</th></tr></thead>
+      <thead>
+        <tr>
+          <th>Cluster</th>
+          <th>Host</th>
+          <th>Type</th>
+          <th>State</th>
+          <th>Pieces</th>
+        </tr>
+      </thead>
       <tbody>
         {peers.map((p, i) => (
           <tr key={i}>
             <td>#{p.cluster}</td>
-            <td>{p.hostname} <span className="muted">{p.ip}</span></td>
+            <td>
+              {p.hostname} <span className="muted">{p.ip}</span>
+            </td>
             <td>{p.type === "seed" ? "seed peer" : "peer"}</td>
             <td>{p.state}</td>
-            <td>{p.finished_pieces}/{p.total_pieces}</td>
+            <td>
+              {p.finished_pieces}/{p.total_pieces}
+            </td>
           </tr>
         ))}
       </tbody>
