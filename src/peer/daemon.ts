@@ -14,7 +14,7 @@ import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
-import { TaskManager } from "./task-manager.js";
+import { DownloadManager } from "./download-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
@@ -52,7 +52,7 @@ export class Daemon {
   private source: HttpSource | undefined;
   private link: SchedulerLink | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
-  private tasks: TaskManager | undefined;
+  private tasks: DownloadManager | undefined;
   private gc: DiskGc | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
@@ -103,7 +103,7 @@ export class Daemon {
     const ip = c.advertiseIp || advertisedIp(this.upload.address.host);
     const name = c.hostname || osHostname();
     const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${this.upload.address.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const tasks = (this.tasks = new DownloadManager({ config: c, hostId, storage: this.storage, source: this.source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
     const gc = (this.gc = new DiskGc({
       storage: this.storage,
       logger: this.log,

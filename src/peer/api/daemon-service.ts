@@ -7,7 +7,7 @@ import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
 import { checkClusterToken, daemonv1, toConnectError, type Download } from "../../protocol/index.js";
-import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { RequestLimits } from "../rate-limits.js";
 import type { Storage } from "../storage/storage.js";
 import type { DiskGc } from "../storage/gc.js";
@@ -37,7 +37,7 @@ function validateDownload(d: Download | undefined): Download {
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
 // downloads through it.
-export function daemonService(deps: { tasks: TaskManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; gc: DiskGc; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
+export function daemonService(deps: { tasks: DownloadManager; storage: Storage; logger: Logger; clusterToken?: string | undefined; gc: DiskGc; metrics?: DaemonMetrics; shuttingDown?: () => boolean }): ServiceImpl<typeof daemonv1.DaemonService> {
   const { tasks, logger } = deps;
   // A daemon draining for exit takes no new downloads: the caller should
   // use another daemon (or retry once this one is back).

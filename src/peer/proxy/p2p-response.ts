@@ -4,7 +4,7 @@ import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
 import type { Span } from "../../common/trace.js";
 import { blobDownload, type Download } from "../../protocol/index.js";
-import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
 import { drainOrClose } from "../../common/streams.js";
@@ -31,7 +31,7 @@ export interface P2PObject {
 }
 
 export interface P2PDeps {
-  tasks: TaskManager;
+  tasks: DownloadManager;
   source: HttpSource;
   logger: Logger;
   stallTimeoutMs: number;

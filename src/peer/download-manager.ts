@@ -4,7 +4,6 @@ import { DamselflyError } from "../common/errors.js";
 import { filterUrl } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
 import type { ParentLike } from "../common/trace.js";
-import type { DaemonConfig } from "../common/schemas.js";
 import { DownloadSchema, downloadTaskId, schedulerv1, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask } from "./storage/local-task.js";
@@ -13,6 +12,16 @@ import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
+
+// The download settings a task download runs with (the daemon's config
+// provides them).
+export interface DownloadTuning {
+  piecesInFlight: number;
+  piecesPerParent: number;
+  // Milliseconds.
+  pieceTimeout: number;
+  scheduleTimeout: number;
+}
 
 export interface TaskHandle {
   task: LocalTask;
@@ -23,7 +32,7 @@ export interface TaskHandle {
 // Joins concurrent requests for the same task into one download, and starts a
 // new one when a task is incomplete (first request, resume after a restart,
 // or a stored piece that failed its check).
-export class TaskManager {
+export class DownloadManager {
   private readonly running = new Map<string, PeerTask>();
   private readonly limits = new Map<string, TaskLimits>();
   // Set once the daemon's API port is bound (the scheduler needs it).
@@ -31,7 +40,7 @@ export class TaskManager {
 
   constructor(
     private readonly deps: {
-      config: DaemonConfig;
+      config: DownloadTuning;
       hostId: string;
       storage: Storage;
       source: HttpSource;
