@@ -118,7 +118,7 @@ export class DownloadManager {
     run
       .run()
       .then(
-        () => this.scheduler?.announceCached(this.cachedEntry(task)),
+        () => this.scheduler?.announceCached(this.cachedEntry(task), run.finishReportedTo),
         async (err: DamselflyError) => {
           // A task that filled the disk cannot finish and would keep the
           // daemon from storing anything else: give its space back.
