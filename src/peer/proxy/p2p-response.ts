@@ -9,7 +9,7 @@ import type { HttpSource } from "../source/http-source.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
 import { drainOrClose } from "../../common/streams.js";
-import { BufferPool } from "../upload/buffer-pool.js";
+import { buffers } from "../buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
 
 export interface P2PObject {
@@ -87,10 +87,18 @@ class P2PResponse {
   // rely on the per-piece CRCs (see checkBeforeLast).
   private expected: Digest | undefined;
   private hasher: Digester | undefined;
-  // Piece buffers are reused once the socket is done with them: a response
-  // of gigabytes would otherwise allocate one per piece.
-  private pool: BufferPool | undefined;
-  private readonly piecePool = { get: () => (this.pool ??= new BufferPool(this.task.meta.pieceLength, 4)).get() };
+  // Piece buffers come from the daemon's pool and go back once the socket is
+  // done with them: a response of gigabytes would otherwise allocate one per
+  // piece. While the response lasts, the pool keeps a few of them even when
+  // a piece is larger than its cap.
+  private unreserve: (() => void) | undefined;
+  private readonly piecePool = {
+    get: (): Buffer => {
+      const size = this.task.meta.pieceLength;
+      this.unreserve ??= buffers.reserve(size, 4);
+      return buffers.get(size);
+    },
+  };
 
   constructor(
     private readonly res: ServerResponse,
@@ -115,6 +123,7 @@ class P2PResponse {
     } finally {
       this.res.off("close", this.onClose);
       this.held?.release();
+      this.unreserve?.();
     }
   }
 
@@ -247,7 +256,7 @@ class P2PResponse {
     if (this.draining) await this.draining;
     this.draining = undefined;
     if (this.clientGone.signal.aborted) throw this.clientGone.signal.reason;
-    if (!this.res.write(buf, () => this.pool?.release(buf))) this.draining = drainOrClose(this.res);
+    if (!this.res.write(buf, () => buffers.put(buf))) this.draining = drainOrClose(this.res);
     this.pos += buf.length;
   }
 
