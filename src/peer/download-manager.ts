@@ -108,7 +108,17 @@ export class DownloadManager {
     });
     this.running.set(id, run);
     this.limits.set(id, limits);
-    // The download holds the task: the disk GC never evicts it mid-download.
+    this.follow(run, limits);
+    return { task, run };
+  }
+
+  // Runs a download to its end; the task is held meanwhile (the disk GC
+  // never evicts it mid-download). What the end means for the task: a
+  // finished one is announced, one that filled the disk or proved wrong is
+  // removed.
+  private follow(run: PeerTask, limits: TaskLimits): void {
+    const task = run.task;
+    const id = task.id;
     task.retain();
     let held = true;
     const releaseRun = (): void => {
@@ -118,6 +128,8 @@ export class DownloadManager {
     run
       .run()
       .then(
+        // Each scheduler hears of the finished peer once: the download's own
+        // stream told one of them.
         () => this.scheduler?.announceCached(this.cachedEntry(task), run.finishReportedTo),
         async (err: DamselflyError) => {
           // A task that filled the disk cannot finish and would keep the
@@ -144,7 +156,6 @@ export class DownloadManager {
         if (this.running.get(id) === run) this.running.delete(id);
         releaseRun();
       });
-    return { task, run };
   }
 
   // Fetches a stored task's missing pieces again (a piece failed its check).
