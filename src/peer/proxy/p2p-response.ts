@@ -57,7 +57,7 @@ export const downloadOf = (obj: Pick<P2PObject, "url" | "headers" | "digest">): 
 // Serves an object from the local store / swarm, as a 200 or a 206. If P2P
 // fails or stalls after the headers went out, the rest comes straight from
 // the origin at the byte where it stopped, so the client sees one response.
-export function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2PDeps): Promise<ServeResult> {
+export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2PDeps): Promise<ServeResult> {
   return new P2PResponse(res, obj, deps).serve();
 }
 
