@@ -14,7 +14,7 @@ import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
-import { TaskManager } from "./task-manager.js";
+import { DownloadManager } from "./download-manager.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
@@ -53,7 +53,7 @@ export class Daemon {
   private source: HttpSource | undefined;
   private link: SchedulerLink | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
-  private tasks: TaskManager | undefined;
+  private tasks: DownloadManager | undefined;
   private gc: DiskGc | undefined;
   private upload: UploadServer | undefined;
   private api: RpcServer | undefined;
@@ -93,7 +93,8 @@ export class Daemon {
     const source = (this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined }));
     const upload = await this.startUpload(storage);
     const identity = hostIdentity(c, upload.address);
-    const tasks = (this.tasks = new TaskManager({ config: c, hostId: identity.hostId, storage, source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const tuning = { piecesInFlight: c.download.piecesInFlight, piecesPerParent: c.download.piecesPerParent, pieceTimeout: c.download.pieceTimeout, scheduleTimeout: c.scheduler.scheduleTimeout };
+    const tasks = (this.tasks = new DownloadManager({ config: tuning, hostId: identity.hostId, storage, source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
     const gc = (this.gc = this.diskGc(storage, tasks));
     // Cycle: the store asks the GC for room, the GC evicts from the store.
     storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
@@ -144,7 +145,7 @@ export class Daemon {
     return upload;
   }
 
-  private diskGc(storage: Storage, tasks: TaskManager): DiskGc {
+  private diskGc(storage: Storage, tasks: DownloadManager): DiskGc {
     const g = this.o.config.gc;
     return new DiskGc({
       storage,
@@ -161,7 +162,7 @@ export class Daemon {
     });
   }
 
-  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, apiPort: number, tasks: TaskManager): SchedulerLink | undefined {
+  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, apiPort: number, tasks: DownloadManager): SchedulerLink | undefined {
     if (schedulers.length === 0) return undefined;
     const c = this.o.config;
     const host = create(schedulerv1.HostSchema, {
@@ -186,7 +187,7 @@ export class Daemon {
     return link;
   }
 
-  private async buildProxy(tasks: TaskManager, source: HttpSource): Promise<ProxyServer> {
+  private async buildProxy(tasks: DownloadManager, source: HttpSource): Promise<ProxyServer> {
     const c = this.o.config;
     const p = c.proxy;
     // The X.509 library loads only when interception is configured.

@@ -3,7 +3,7 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { checkClusterToken, daemonv1, toConnectError } from "../../protocol/index.js";
-import type { TaskManager } from "../task-manager.js";
+import type { DownloadManager } from "../download-manager.js";
 import type { DiskGc, PruneRequest } from "../storage/gc.js";
 
 // Caps what a prune request may name (ms, bytes): beyond any real store.
@@ -11,7 +11,7 @@ const MAX_U64_INPUT = BigInt(Number.MAX_SAFE_INTEGER);
 
 // `damselfly cache list|prune` on the daemon's local API. Like task deletion,
 // these need the cluster token when one is set.
-export function cacheHandlers(deps: { tasks: TaskManager; gc: DiskGc; logger: Logger; clusterToken?: string | undefined }) {
+export function cacheHandlers(deps: { tasks: DownloadManager; gc: DiskGc; logger: Logger; clusterToken?: string | undefined }) {
   const { tasks, gc } = deps;
   return {
     async listTasks(_req: daemonv1.ListTasksRequest, ctx: HandlerContext): Promise<daemonv1.ListTasksResponse> {

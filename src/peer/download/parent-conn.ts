@@ -3,11 +3,9 @@ import { piecePath, syncPath, type SyncMessage } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { PieceClient } from "./piece-client.js";
 import { readSyncStream } from "./sync-client.js";
-import { PieceWriter, type PieceSink } from "./piece-writer.js";
+import type { PieceSink } from "./piece-writer.js";
+import { PieceResponse } from "./piece-response.js";
 import type { Throttle } from "../../common/token-bucket.js";
-
-// Unwritten bytes per piece in flight from a parent (16 in flight: 32 MiB).
-const PARENT_WRITE_WINDOW = 2 * 1024 * 1024;
 
 export interface ParentAddress {
   peerId: string;
@@ -21,25 +19,6 @@ export interface PieceAd {
   crc: number;
   length: number;
 }
-
-// Each read costs tens of microseconds of JS and system time whatever its
-// size, and a child streaming from many parents at once sees each connection
-// at a fraction of its link: reads of one or two packets, tens of thousands
-// per piece set. After a read smaller than GATHER_BYTES the connection stops
-// reading for about as long as it takes this connection to gather that much
-// (or the rest of the piece, if less) at its measured rate, between the
-// bounds (none at all when that is under GATHER_MIN_MS), so the next read is
-// one big one. The kernel's receive buffer holds it; the sender never idles
-// for it, and a piece's last bytes are read as soon as they should be there.
-// Testbed, N=16 at 25 Mbit/s: 32 KiB / 60 ms → 26 CPU-s per GiB sent;
-// 256 KiB / 250 ms with the tail rule → 21, same times.
-const GATHER_BYTES = 256 * 1024;
-const GATHER_MIN_MS = 2;
-const GATHER_MAX_MS = 250;
-
-// Busy is routine flow control (many times a second in a big swarm): one
-// shared error, no stack trace captured per answer.
-const BUSY = new DamselflyError("DF_ERR_UPLOAD_BUSY", "parent's upload slots are all busy", { temporary: true });
 
 export interface ParentConnOptions {
   piecesPerParent: number;
@@ -158,113 +137,18 @@ export class ParentConn {
 
   // Downloads one piece straight into the task file; resolves with the
   // verified CRC, rejects on HTTP error, short body or CRC mismatch.
-  // Driven by undici's dispatch callbacks rather than a body stream: on slow
-  // links a piece arrives in thousands of small reads, and a stream plus an
-  // async iterator per read cost more CPU than moving the bytes.
   fetchPiece(task: PieceSink, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
     const ad = this.pieces.get(n);
     if (!ad) return Promise.reject(new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `parent ${this.id} does not have piece ${n}`));
-    const started = process.hrtime.bigint();
+    const target = { parentId: this.id, n, offset, ad, sink: task, reads: this.reads, throttle: this.throttle };
+    const got = (micros: number): void => {
+      this.busyStreak = 0;
+      this.recordRate(ad.length, micros);
+    };
+    const path = piecePath(this.taskId, n, this.childId);
     return new Promise((resolve, reject) => {
-      let status = 0;
-      let writer: PieceWriter | undefined;
-      let settled = false;
-      let abortReq: ((reason: Error) => void) | undefined;
-      let bodyAt = 0;
-      const onAbort = (): void => abortReq?.(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
-      const settle = (err: unknown, value?: { crc: number; length: number }): void => {
-        if (settled) return;
-        settled = true;
-        signal?.removeEventListener("abort", onAbort);
-        if (err === undefined) resolve(value!);
-        else reject(err);
-      };
-      const broke = (err: unknown): unknown => {
-        if (err instanceof DamselflyError) return err;
-        // A full disk is ours, not the parent's fault.
-        const local = DamselflyError.from(err);
-        if (local.code === "DF_ERR_STORAGE_FULL" || local.code === "DF_ERR_STORAGE_IO") return local;
-        return new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} broke off: ${(err as Error).message}`, { cause: err });
-      };
-      const finish = async (): Promise<{ crc: number; length: number }> => {
-        if (status === 503) throw BUSY;
-        if (status !== 200) {
-          if (status === 404) this.pieces.delete(n);
-          throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} answered piece ${n} with HTTP ${status}`, { temporary: status === 404 });
-        }
-        const w = writer!;
-        try {
-          await w.flush();
-        } catch (err) {
-          throw broke(err);
-        }
-        if (!w.complete) throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${n} from parent ${this.id} was cut short (${w.received}/${ad.length} bytes)`);
-        if (w.crc !== ad.crc) {
-          this.pieces.delete(n);
-          throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `piece ${n} from parent ${this.id} failed its CRC-32 check`);
-        }
-        this.busyStreak = 0;
-        this.recordRate(ad.length, Number(process.hrtime.bigint() - started) / 1000);
-        return { crc: w.crc, length: ad.length };
-      };
-      if (signal?.aborted) return settle(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const req = this.pieceClient.get(piecePath(this.taskId, n, this.childId), {
-        onStart: (statusCode) => {
-          status = statusCode;
-          if (status === 200) {
-            writer = new PieceWriter(task, offset, ad.length, PARENT_WRITE_WINDOW);
-            bodyAt = performance.now();
-          }
-        },
-        onData: (chunk) => {
-          if (!writer || settled) return;
-          if (this.reads) this.reads.pieceReads++;
-          if (writer.accept(chunk) < chunk.length) {
-            req.abort(new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} sent more than piece ${n}'s ${ad.length} bytes`));
-            return;
-          }
-          // Bytes are counted once read; over the limit, this connection stops
-          // reading until the bucket has tokens again (the parent's TCP
-          // window closes meanwhile).
-          const limited = this.throttle !== undefined && !this.throttle.take(chunk.length);
-          if (req.paused || writer.complete) return;
-          if (limited) {
-            req.pause(true);
-            this.throttle!.wait(() => req.resume());
-          } else if (writer.overWindow) {
-            req.pause();
-            writer.written().then(
-              () => req.resume(),
-              () => req.resume(),
-            );
-          } else if (chunk.length < GATHER_BYTES) {
-            const elapsed = performance.now() - bodyAt;
-            const perMs = elapsed > 1 ? writer.received / elapsed : 0;
-            const want = Math.min(GATHER_BYTES, ad.length - writer.received);
-            const wait = perMs > 0 ? Math.min(GATHER_MAX_MS, want / perMs) : GATHER_MIN_MS;
-            // A fast connection gathers plenty between reads anyway.
-            if (wait >= GATHER_MIN_MS) {
-              req.pause();
-              setTimeout(() => req.resume(), wait);
-            }
-          }
-        },
-        onEnd: () => {
-          finish().then(
-            (v) => settle(undefined, v),
-            (e: unknown) => settle(e),
-          );
-        },
-        onError: (err) => {
-          // Let writes in flight finish before the caller reuses the region.
-          const w = writer;
-          const fail = (): void => settle(broke(err));
-          if (w) w.written().then(fail, fail);
-          else fail();
-        },
-      });
-      abortReq = (reason) => req.abort(reason);
+      const res = new PieceResponse(target, { got, forget: () => this.pieces.delete(n), resolve, reject }, signal);
+      if (!res.settled) res.send((handler) => this.pieceClient.get(path, handler));
     });
   }
 

@@ -75,6 +75,14 @@ export class PieceSelector<P extends SelectableParent> {
     const room = new Map<P, number>();
     for (const p of parents.values()) if (p.inFlight < this.perParent && p.busyUntil <= now) room.set(p, this.perParent - p.inFlight);
     if (room.size === 0) return [];
+    const { inOrder, rest } = this.candidates(parents, inFlight, [...room.keys()], now);
+    rest.sort((a, b) => a.avail - b.avail || a.rank - b.rank);
+    return assign(room, inOrder, rest, max);
+  }
+
+  // The pieces some usable parent may be asked for now: the reader's window
+  // (in order), and the rest with their rarity and rank.
+  private candidates(parents: ReadonlyMap<string, P>, inFlight: ReadonlyMap<number, string>, usable: P[], now: number): Candidates {
     const pieces = this.task.pieces;
     while (pieces.has(this.cursor)) this.cursor++;
     const total = this.task.totalPieces;
@@ -82,7 +90,6 @@ export class PieceSelector<P extends SelectableParent> {
     const windowFrom = wanted === undefined ? Infinity : Math.max(wanted, this.cursor);
     const overrule = wanted !== undefined && now - (this.task.wantedSince(wanted) ?? now) >= READER_PATIENCE_MS;
     const rank = total >= 0 ? this.ranks(total) : undefined;
-    const usable = [...room.keys()];
     // Reader's window first (in order), then the rest by rarity, then rank.
     const inOrder: Array<{ n: number; overrule: boolean }> = [];
     const rest: Array<{ n: number; avail: number; rank: number }> = [];
@@ -132,34 +139,7 @@ export class PieceSelector<P extends SelectableParent> {
         for (let n = this.cursor; n < total; n++) consider(n);
       }
     }
-    rest.sort((a, b) => a.avail - b.avail || a.rank - b.rank);
-    const picks: PiecePick<P>[] = [];
-    const assigned = new Map<P, number>();
-    const take = (n: number, overrule: boolean): void => {
-      let parent: P | undefined;
-      let score = -1;
-      for (const [p, left] of room) {
-        if (left <= 0 || !mayAsk(p, n, overrule)) continue;
-        const s = p.throughput / (1 + p.inFlight + (assigned.get(p) ?? 0));
-        if (s > score) {
-          parent = p;
-          score = s;
-        }
-      }
-      if (!parent) return;
-      room.set(parent, room.get(parent)! - 1);
-      assigned.set(parent, (assigned.get(parent) ?? 0) + 1);
-      picks.push({ piece: n, parent });
-    };
-    for (const c of inOrder) {
-      if (picks.length >= max) return picks;
-      take(c.n, c.overrule);
-    }
-    for (const c of rest) {
-      if (picks.length >= max) break;
-      take(c.n, false);
-    }
-    return picks;
+    return { inOrder, rest };
   }
 
   private marks(total: number): Uint32Array {
@@ -190,4 +170,42 @@ function advertised(parents: ReadonlyMap<string, SelectableParent>): number[] {
   const set = new Set<number>();
   for (const p of parents.values()) for (const n of p.pieces.keys()) set.add(n);
   return [...set].sort((a, b) => a - b);
+}
+
+interface Candidates {
+  inOrder: Array<{ n: number; overrule: boolean }>;
+  rest: Array<{ n: number; avail: number; rank: number }>;
+}
+
+// Gives each candidate, in order, to the parent with the most spare
+// capacity weighted by throughput, until `max` are picked or no parent has
+// room.
+function assign<P extends SelectableParent>(room: Map<P, number>, inOrder: Candidates["inOrder"], rest: Candidates["rest"], max: number): PiecePick<P>[] {
+  const picks: PiecePick<P>[] = [];
+  const assigned = new Map<P, number>();
+  const take = (n: number, overrule: boolean): void => {
+    let parent: P | undefined;
+    let score = -1;
+    for (const [p, left] of room) {
+      if (left <= 0 || !mayAsk(p, n, overrule)) continue;
+      const s = p.throughput / (1 + p.inFlight + (assigned.get(p) ?? 0));
+      if (s > score) {
+        parent = p;
+        score = s;
+      }
+    }
+    if (!parent) return;
+    room.set(parent, room.get(parent)! - 1);
+    assigned.set(parent, (assigned.get(parent) ?? 0) + 1);
+    picks.push({ piece: n, parent });
+  };
+  for (const c of inOrder) {
+    if (picks.length >= max) return picks;
+    take(c.n, c.overrule);
+  }
+  for (const c of rest) {
+    if (picks.length >= max) break;
+    take(c.n, false);
+  }
+  return picks;
 }

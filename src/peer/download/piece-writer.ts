@@ -1,4 +1,5 @@
 import { crc32Update } from "../../common/pieces.js";
+import { buffers } from "../buffer-pool.js";
 // Where a piece's bytes go: the task file, or memory (an endgame duplicate).
 export interface PieceSink {
   // The chunks may be reused once the returned promise settles.
@@ -27,31 +28,8 @@ export class MemorySink implements PieceSink {
 }
 
 const FLUSH_AT = 1024 * 1024;
-// Staging buffers go back here once written, by length (a piece's length,
-// or FLUSH_AT for pieces larger than that): a fresh buffer per piece costs a
-// page fault per 4 KiB on first touch, an munmap when it is collected, and
-// garbage-collector work (external memory counts toward its triggers).
-// Bounded in bytes: beyond that, spares are left to the GC.
-const SPARE_STAGES = new Map<number, Buffer[]>();
-const MAX_SPARE_BYTES = 32 * 1024 * 1024;
-let spareBytes = 0;
-
-function takeStage(length: number): Buffer {
-  const spare = SPARE_STAGES.get(length)?.pop();
-  if (spare) {
-    spareBytes -= length;
-    return spare;
-  }
-  return Buffer.allocUnsafeSlow(length);
-}
-
-function giveBackStage(buf: Buffer): void {
-  if (spareBytes + buf.length > MAX_SPARE_BYTES) return;
-  let list = SPARE_STAGES.get(buf.length);
-  if (!list) SPARE_STAGES.set(buf.length, (list = []));
-  list.push(buf);
-  spareBytes += buf.length;
-}
+// Staging buffers (FLUSH_AT bytes, or a smaller piece's length) come from
+// the daemon's pool (buffer-pool.ts) and go back once written.
 // Default cap on bytes handed to the file system but not yet written: network
 // reads go on while earlier bytes are written, without unbounded memory.
 const MAX_UNWRITTEN = 4 * 1024 * 1024;
@@ -100,7 +78,7 @@ export class PieceWriter {
     this.crc = crc32Update(take, this.crc);
     this.received += take.length;
     while (take.length > 0) {
-      if (!this.stage) this.stage = takeStage(Math.min(FLUSH_AT, this.expectedLength - this.flushedTo + this.offset));
+      if (!this.stage) this.stage = buffers.get(Math.min(FLUSH_AT, this.expectedLength - this.flushedTo + this.offset));
       const n = Math.min(take.length, this.stage.length - this.staged);
       this.stage.set(n === take.length ? take : take.subarray(0, n), this.staged);
       this.staged += n;
@@ -147,7 +125,7 @@ export class PieceWriter {
         this.error = err;
       } finally {
         this.unwritten -= bytes;
-        giveBackStage(stage);
+        buffers.put(stage);
       }
     });
   }

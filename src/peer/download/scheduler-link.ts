@@ -11,6 +11,8 @@ type Req = schedulerv1.AnnouncePeerRequest["request"];
 type SchedulerClient = Client<typeof schedulerv1.SchedulerService>;
 
 export interface AnnounceSession {
+  // The scheduler's address.
+  readonly scheduler: string;
   send(req: Req): void;
   close(): void;
 }
@@ -122,10 +124,12 @@ export class SchedulerLink {
     }
   }
 
-  // Tells schedulers about one more finished task right away.
-  announceCached(task: schedulerv1.CachedTask): void {
+  // Tells schedulers about one more finished task right away, except the
+  // one the download's own stream already told (`told`): each scheduler
+  // hears of a finished peer once.
+  announceCached(task: schedulerv1.CachedTask, told?: string): void {
     for (const e of this.endpoints) {
-      if (!e.healthy) continue;
+      if (!e.healthy || e.address === told) continue;
       e.client.announceCachedTasks({ hostId: this.o.host.id, tasks: [task] }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs) }).catch(() => undefined);
     }
   }
@@ -181,6 +185,7 @@ export class SchedulerLink {
     };
     const batcher = e.batching && this.o.pieceBatch !== false ? new PieceReportBatcher(push, this.o.pieceBatch) : undefined;
     return {
+      scheduler: e.address,
       send: (request) => {
         if (closed) return;
         if (batcher) batcher.send(request);

@@ -174,12 +174,7 @@ async function consume(
   } catch (err) {
     body.destroy();
     await Promise.allSettled(finishing);
-    if (err instanceof DamselflyError) throw err;
-    // Local trouble (a full disk) keeps its own code; anything else is the
-    // response breaking off, worth resuming.
-    const local = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-    if (local.code !== "DF_ERR_SOURCE_UNREACHABLE" && local.code !== "DF_ERR_TIMEOUT") throw local;
-    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, { cause: err, temporary: true });
+    throw brokeOff(err, pos);
   }
   // Unknown length: the tail piece ends with the body.
   if (!task.infoKnown && writer && writer.received > 0) {
@@ -187,4 +182,14 @@ async function consume(
     await finish(n, writer, len);
   }
   return pos;
+}
+
+// What an error while reading the origin's body at byte `pos` means. Local
+// trouble (a full disk) keeps its own code; anything else is the response
+// breaking off, worth resuming.
+function brokeOff(err: unknown, pos: number): DamselflyError {
+  if (err instanceof DamselflyError) return err;
+  const local = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+  if (local.code !== "DF_ERR_SOURCE_UNREACHABLE" && local.code !== "DF_ERR_TIMEOUT") return local;
+  return new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, { cause: err, temporary: true });
 }

@@ -48,140 +48,169 @@ const MAX_SIZE_LINE = 1024;
 // lines.
 export function readSyncStream(opts: SyncStreamOptions, onMessage: (msg: SyncMessage) => boolean): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    let state = Body.Head;
-    const heads = new HeadReader();
-    let remaining = 0;
-    let sizeLine = "";
-    let chunkEndSeen = 0;
-    let settled = false;
-    let stop = false;
-    const splitter = new SyncLineSplitter((msg) => {
-      if (!stop && onMessage(msg)) stop = true;
+    new SyncStreamReader(opts, onMessage, resolve, reject).start();
+  });
+}
+
+// One sync stream: the socket, the response head, the body's framing.
+class SyncStreamReader {
+  private state = Body.Head;
+  private readonly heads = new HeadReader();
+  // Bytes left in the chunk, or in a content-length body (-1: delimited by
+  // the parent closing).
+  private remaining = 0;
+  private sizeLine = "";
+  private chunkEndSeen = 0;
+  private settled = false;
+  private stop = false;
+  private readonly splitter: SyncLineSplitter;
+  private socket!: net.Socket;
+
+  constructor(
+    private readonly opts: SyncStreamOptions,
+    onMessage: (msg: SyncMessage) => boolean,
+    private readonly resolve: () => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.splitter = new SyncLineSplitter((msg) => {
+      if (!this.stop && onMessage(msg)) this.stop = true;
     });
+  }
 
-    const fail = (err: Error): void => {
-      if (settled) return;
-      settled = true;
-      opts.signal.removeEventListener("abort", onAbort);
-      socket.destroy();
-      reject(err);
-    };
-    const finish = (): void => {
-      if (settled) return;
-      settled = true;
-      opts.signal.removeEventListener("abort", onAbort);
-      socket.destroy();
-      resolve();
-    };
-    const broken = (why: string): DamselflyError => new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${opts.label}'s sync stream: ${why}`);
-    const onAbort = (): void => fail(opts.signal.reason instanceof Error ? opts.signal.reason : new Error("aborted"));
-
-    const body = (chunk: Buffer): void => {
-      splitter.push(chunk);
-      if (stop) finish();
-    };
-
-    // Returns false once the connection is done with.
-    const onRead = (n: number, buf: Buffer): boolean => {
-      if (settled) return false;
-      let data = buf.subarray(0, n);
-      try {
-        if (state === Body.Head) {
-          const got = heads.take(data);
-          if (got === "partial") return true;
-          if (got === "too-long") throw broken("response head is too long");
-          if (got === "malformed") throw broken("malformed HTTP response");
-          const parsed = got.head;
-          if (parsed.status !== 200) {
-            throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${opts.label} answered sync with HTTP ${parsed.status}`, { temporary: parsed.status === 404 });
-          }
-          socket.setTimeout(opts.idleTimeoutMs);
-          if (parsed.chunked) state = Body.ChunkSize;
-          else {
-            state = Body.Plain;
-            remaining = parsed.contentLength;
-          }
-          data = got.rest;
-        }
-        let at = 0;
-        while (at < data.length && !settled) {
-          switch (state) {
-            case Body.Plain: {
-              const take = data.subarray(at);
-              if (remaining >= 0) {
-                if (take.length > remaining) throw broken("more bytes than the response's length");
-                remaining -= take.length;
-              }
-              at = data.length;
-              body(take);
-              if (remaining === 0 && !settled) state = Body.Ended;
-              break;
-            }
-            case Body.ChunkSize: {
-              const nl = data.indexOf(0x0a, at);
-              const part = data.toString("latin1", at, nl < 0 ? data.length : nl);
-              sizeLine += part;
-              if (sizeLine.length > MAX_SIZE_LINE) throw broken("chunk size line is too long");
-              if (nl < 0) {
-                at = data.length;
-                break;
-              }
-              at = nl + 1;
-              const m = /^([0-9a-fA-F]{1,12})(?:;[^\r]*)?\r$/.exec(sizeLine);
-              sizeLine = "";
-              if (!m) throw broken("malformed chunk size");
-              remaining = parseInt(m[1]!, 16);
-              // The last chunk: trailers, if any, do not matter to us.
-              state = remaining === 0 ? Body.Ended : Body.ChunkData;
-              break;
-            }
-            case Body.ChunkData: {
-              const take = Math.min(remaining, data.length - at);
-              const part = data.subarray(at, at + take);
-              at += take;
-              remaining -= take;
-              if (remaining === 0) {
-                state = Body.ChunkEnd;
-                chunkEndSeen = 0;
-              }
-              body(part);
-              break;
-            }
-            case Body.ChunkEnd: {
-              const c = data[at++]!;
-              if (c !== (chunkEndSeen === 0 ? 0x0d : 0x0a)) throw broken("malformed chunk framing");
-              if (++chunkEndSeen === 2) state = Body.ChunkSize;
-              break;
-            }
-            case Body.Ended:
-              at = data.length;
-              break;
-          }
-        }
-        if (state === Body.Ended && !settled) finish();
-      } catch (err) {
-        fail(err instanceof Error ? err : new Error(String(err)));
-        return false;
-      }
-      return !settled;
-    };
-
-    const socket = net.connect({
+  start(): void {
+    const opts = this.opts;
+    const socket = (this.socket = net.connect({
       host: opts.host,
       port: opts.port,
       noDelay: true,
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => onRead(n, buf as Buffer) },
-    });
-    if (opts.signal.aborted) return onAbort();
-    opts.signal.addEventListener("abort", onAbort, { once: true });
-    socket.setTimeout(opts.connectTimeoutMs, () => fail(broken(state === Body.Head ? "no answer in time" : "parent went quiet")));
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) },
+    }));
+    if (opts.signal.aborted) return this.onAbort();
+    opts.signal.addEventListener("abort", this.onAbort, { once: true });
+    socket.setTimeout(opts.connectTimeoutMs, () => this.fail(this.broken(this.state === Body.Head ? "no answer in time" : "parent went quiet")));
     socket.on("connect", () => socket.setTimeout(opts.headTimeoutMs));
-    socket.on("error", (err) => fail(broken(err.message)));
+    socket.on("error", (err) => this.fail(this.broken(err.message)));
     // The parent closing mid-stream: a close-delimited body ends here, any
     // other was cut short (the caller decides whether it had what it needed).
-    socket.on("end", () => (state === Body.Plain && remaining < 0 ? finish() : fail(broken("closed early"))));
-    socket.on("close", () => fail(broken("closed early")));
+    socket.on("end", () => (this.state === Body.Plain && this.remaining < 0 ? this.finish() : this.fail(this.broken("closed early"))));
+    socket.on("close", () => this.fail(this.broken("closed early")));
     const host = opts.host.includes(":") ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     socket.write(`GET ${opts.path} HTTP/1.1\r\nhost: ${host}\r\naccept: ${SYNC_CONTENT_TYPE}\r\n\r\n`);
-  });
+  }
+
+  private readonly onAbort = (): void => this.fail(this.opts.signal.reason instanceof Error ? this.opts.signal.reason : new Error("aborted"));
+
+  private fail(err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.opts.signal.removeEventListener("abort", this.onAbort);
+    this.socket.destroy();
+    this.reject(err);
+  }
+
+  private finish(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.opts.signal.removeEventListener("abort", this.onAbort);
+    this.socket.destroy();
+    this.resolve();
+  }
+
+  private broken(why: string): DamselflyError {
+    return new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.opts.label}'s sync stream: ${why}`);
+  }
+
+  private body(chunk: Buffer): void {
+    this.splitter.push(chunk);
+    if (this.stop) this.finish();
+  }
+
+  // Returns false once the connection is done with.
+  private onRead(n: number, buf: Buffer): boolean {
+    if (this.settled) return false;
+    let data: Buffer | undefined = buf.subarray(0, n);
+    try {
+      if (this.state === Body.Head) data = this.head(data);
+      if (data === undefined) return true;
+      let at = 0;
+      while (at < data.length && !this.settled) at = this.framing(data, at);
+      if (this.state === Body.Ended && !this.settled) this.finish();
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return false;
+    }
+    return !this.settled;
+  }
+
+  // Reads the response head; returns the bytes after it, or undefined while
+  // it is incomplete.
+  private head(data: Buffer): Buffer | undefined {
+    const got = this.heads.take(data);
+    if (got === "partial") return undefined;
+    if (got === "too-long") throw this.broken("response head is too long");
+    if (got === "malformed") throw this.broken("malformed HTTP response");
+    const parsed = got.head;
+    if (parsed.status !== 200) {
+      throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.opts.label} answered sync with HTTP ${parsed.status}`, { temporary: parsed.status === 404 });
+    }
+    this.socket.setTimeout(this.opts.idleTimeoutMs);
+    if (parsed.chunked) this.state = Body.ChunkSize;
+    else {
+      this.state = Body.Plain;
+      this.remaining = parsed.contentLength;
+    }
+    return got.rest;
+  }
+
+  // Takes the body bytes of `data` from `at` on, up to the next framing
+  // boundary; returns where it stopped.
+  private framing(data: Buffer, at: number): number {
+    switch (this.state) {
+      case Body.Plain: {
+        const take = data.subarray(at);
+        if (this.remaining >= 0) {
+          if (take.length > this.remaining) throw this.broken("more bytes than the response's length");
+          this.remaining -= take.length;
+        }
+        this.body(take);
+        if (this.remaining === 0 && !this.settled) this.state = Body.Ended;
+        return data.length;
+      }
+      case Body.ChunkSize:
+        return this.chunkSize(data, at);
+      case Body.ChunkData: {
+        const take = Math.min(this.remaining, data.length - at);
+        const part = data.subarray(at, at + take);
+        this.remaining -= take;
+        if (this.remaining === 0) {
+          this.state = Body.ChunkEnd;
+          this.chunkEndSeen = 0;
+        }
+        this.body(part);
+        return at + take;
+      }
+      case Body.ChunkEnd: {
+        const c = data[at]!;
+        if (c !== (this.chunkEndSeen === 0 ? 0x0d : 0x0a)) throw this.broken("malformed chunk framing");
+        if (++this.chunkEndSeen === 2) this.state = Body.ChunkSize;
+        return at + 1;
+      }
+      default:
+        return data.length;
+    }
+  }
+
+  private chunkSize(data: Buffer, at: number): number {
+    const nl = data.indexOf(0x0a, at);
+    this.sizeLine += data.toString("latin1", at, nl < 0 ? data.length : nl);
+    if (this.sizeLine.length > MAX_SIZE_LINE) throw this.broken("chunk size line is too long");
+    if (nl < 0) return data.length;
+    const m = /^([0-9a-fA-F]{1,12})(?:;[^\r]*)?\r$/.exec(this.sizeLine);
+    this.sizeLine = "";
+    if (!m) throw this.broken("malformed chunk size");
+    this.remaining = parseInt(m[1]!, 16);
+    // The last chunk: trailers, if any, do not matter to us.
+    this.state = this.remaining === 0 ? Body.Ended : Body.ChunkData;
+    return nl + 1;
+  }
 }

@@ -1,14 +1,15 @@
 import type { ServerResponse } from "node:http";
 import { DamselflyError } from "../../common/errors.js";
-import { Digester, parseDigest, formatDigest } from "../../common/digest.js";
+import { Digester, parseDigest, formatDigest, type Digest } from "../../common/digest.js";
 import type { Logger } from "../../common/logger.js";
 import type { Span } from "../../common/trace.js";
 import { blobDownload, type Download } from "../../protocol/index.js";
-import type { TaskManager, TaskHandle } from "../task-manager.js";
+import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { HttpSource } from "../source/http-source.js";
+import type { LocalTask } from "../storage/local-task.js";
 import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
 import { drainOrClose } from "../../common/streams.js";
-import { BufferPool } from "../upload/buffer-pool.js";
+import { buffers } from "../buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
 
 export interface P2PObject {
@@ -31,7 +32,7 @@ export interface P2PObject {
 }
 
 export interface P2PDeps {
-  tasks: TaskManager;
+  tasks: DownloadManager;
   source: HttpSource;
   logger: Logger;
   stallTimeoutMs: number;
@@ -57,213 +58,277 @@ export const downloadOf = (obj: Pick<P2PObject, "url" | "headers" | "digest">): 
 // fails or stalls after the headers went out, the rest comes straight from
 // the origin at the byte where it stopped, so the client sees one response.
 export async function serveFromP2P(res: ServerResponse, obj: P2PObject, deps: P2PDeps): Promise<ServeResult> {
-  const started = Date.now();
-  const log = deps.logger;
-  const clientGone = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) clientGone.abort(new DamselflyError("DF_ERR_CANCELLED", "client went away"));
-  };
-  res.on("close", onClose);
+  return new P2PResponse(res, obj, deps).serve();
+}
+
+type Cache = "hit" | "partial" | "miss";
+
+// One response of serveFromP2P.
+class P2PResponse {
+  private readonly started = Date.now();
+  private readonly log: Logger;
+  private readonly clientGone = new AbortController();
+  private readonly download: Download;
+  private handle!: TaskHandle;
+  // The task as first opened (a restart after a corrupt piece may hand back
+  // a new handle; its stats are what the trailers report).
+  private task!: LocalTask;
   // Held for the whole response: the disk GC never evicts a task being served.
-  let held: { release(): void } | undefined;
-  try {
-    const download = downloadOf(obj);
-    let handle: TaskHandle;
-    let size = obj.size;
-    // What this node held when the request came: pieces that arrive while
-    // the response waits for the object's length do not make it a hit.
-    let cache: "hit" | "partial" | "miss";
+  private held: { release(): void } | undefined;
+  // The bytes [start, end) of the object go out; pos: the next one.
+  private start = 0;
+  private end = 0;
+  private pos = 0;
+  private status = 200;
+  // The next piece is read from the store while the socket drains the
+  // previous one (at most two in flight), not after.
+  private draining: Promise<void> | undefined;
+  // Only a whole-object response can be checked against the digest; ranges
+  // rely on the per-piece CRCs (see checkBeforeLast).
+  private expected: Digest | undefined;
+  private hasher: Digester | undefined;
+  // Piece buffers come from the daemon's pool and go back once the socket is
+  // done with them: a response of gigabytes would otherwise allocate one per
+  // piece. While the response lasts, the pool keeps a few of them even when
+  // a piece is larger than its cap.
+  private unreserve: (() => void) | undefined;
+  private readonly piecePool = {
+    get: (): Buffer => {
+      const size = this.task.meta.pieceLength;
+      this.unreserve ??= buffers.reserve(size, 4);
+      return buffers.get(size);
+    },
+  };
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly obj: P2PObject,
+    private readonly deps: P2PDeps,
+  ) {
+    this.log = deps.logger;
+    this.download = downloadOf(obj);
+  }
+
+  private readonly onClose = (): void => {
+    if (!this.res.writableFinished) this.clientGone.abort(new DamselflyError("DF_ERR_CANCELLED", "client went away"));
+  };
+
+  async serve(): Promise<ServeResult> {
+    this.res.on("close", this.onClose);
     try {
-      handle = await deps.tasks.ensure(download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span, hold: true });
-      deps.span?.setAttribute("damselfly.task_id", handle.task.id);
-      held = handle.task;
-      cache = handle.task.done ? "hit" : handle.task.pieces.size > 0 ? "partial" : "miss";
-      if (size < 0 || !handle.task.infoKnown) {
+      const opened = await this.open();
+      if ("declined" in opened) return opened;
+      if (!this.writeHead(opened.size, opened.cache)) return {};
+      return await this.body(opened.cache);
+    } finally {
+      this.res.off("close", this.onClose);
+      this.held?.release();
+      this.unreserve?.();
+    }
+  }
+
+  // Starts (or joins) the task's download and learns the object's size.
+  private async open(): Promise<{ declined: DamselflyError } | { size: number; cache: Cache }> {
+    const { obj, deps } = this;
+    let size = obj.size;
+    try {
+      this.handle = await deps.tasks.ensure(this.download, undefined, { rateLimit: obj.rateLimit ?? 0, trace: deps.span, hold: true });
+      const task = (this.task = this.handle.task);
+      deps.span?.setAttribute("damselfly.task_id", task.id);
+      this.held = task;
+      // What this node held when the request came: pieces that arrive while
+      // the response waits for the object's length do not make it a hit.
+      const cache = task.done ? "hit" : task.pieces.size > 0 ? "partial" : "miss";
+      if (size < 0 || !task.infoKnown) {
         // The registry did not give a length (redirect): the swarm will.
-        if (size < 0) await waitForInfo(handle.task, AbortSignal.any([clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
-        if (size < 0) size = handle.task.meta.contentLength;
-      } else if (handle.task.meta.contentLength !== size) {
-        return { declined: new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `stored size ${handle.task.meta.contentLength} differs from the registry's ${size}`) };
+        if (size < 0) await waitForInfo(task, AbortSignal.any([this.clientGone.signal, AbortSignal.timeout(deps.stallTimeoutMs)]));
+        if (size < 0) size = task.meta.contentLength;
+      } else if (task.meta.contentLength !== size) {
+        return { declined: new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `stored size ${task.meta.contentLength} differs from the registry's ${size}`) };
       }
+      return { size, cache };
     } catch (err) {
       return { declined: DamselflyError.from(err) };
     }
-    const task = handle.task;
-    let start = 0;
-    let end = size;
+  }
+
+  // Sends the status line and headers; false when the range cannot be
+  // satisfied (a 416 went out instead).
+  private writeHead(size: number, cache: Cache): boolean {
+    const { obj, task, res } = this;
+    this.end = size;
     const headers: Record<string, string | number> = {
       "content-type": "application/octet-stream",
       "accept-ranges": "bytes",
       "x-damselfly-task-id": task.id,
-      "x-damselfly-peer-id": deps.tasks.peerIdOf(task.id),
+      "x-damselfly-peer-id": this.deps.tasks.peerIdOf(task.id),
       "x-damselfly-cache": cache,
     };
     if (obj.digest) {
       headers["docker-content-digest"] = obj.digest;
       headers["etag"] = `"${obj.digest}"`;
     }
-    let status = 200;
     if (obj.range) {
       const r = resolveRange(obj.range, size);
       if (!r) {
         res.writeHead(416, { "content-range": `bytes */${size}`, "x-damselfly-task-id": task.id, "content-length": 0 });
         res.end();
-        return {};
+        return false;
       }
-      ({ start, end } = r);
-      status = 206;
-      headers["content-range"] = `bytes ${start}-${end - 1}/${size}`;
+      ({ start: this.start, end: this.end } = r);
+      this.status = 206;
+      headers["content-range"] = `bytes ${this.start}-${this.end - 1}/${size}`;
     }
     if (obj.trailers) headers["trailer"] = TRAILERS.join(", ");
-    else headers["content-length"] = end - start;
-    res.writeHead(status, headers);
+    else headers["content-length"] = this.end - this.start;
+    res.writeHead(this.status, headers);
+    this.pos = this.start;
+    // The daemon hashes a content-addressed task once, in order, as it
+    // downloads: a response relies on that check and holds its last bytes
+    // until it passes. It hashes by itself only what the task's check does
+    // not cover: a stored task that was never hashed, or a response stitched
+    // together with bytes from the origin.
+    this.expected = obj.digest && this.status === 200 ? parseDigest(obj.digest) : undefined;
+    if (this.expected && task.done && !task.meta.digestVerified) this.hasher = new Digester(this.expected.algorithm);
+    return true;
+  }
 
-    // Only a whole-object response can be checked against the digest; ranges
-    // rely on the per-piece CRCs. The daemon hashes a content-addressed task
-    // once, in order, as it downloads: a response relies on that check and
-    // holds its last bytes until it passes. It hashes by itself only what the
-    // task's check does not cover: a stored task that was never hashed, or a
-    // response stitched together with bytes from the origin.
-    const expected = obj.digest && status === 200 ? parseDigest(obj.digest) : undefined;
-    let hasher = expected && task.done && !task.meta.digestVerified ? new Digester(expected.algorithm) : undefined;
-    const checkBeforeLast = async (): Promise<void> => {
-      if (!expected) return;
-      if (hasher) {
-        const actual = hasher.digest();
-        if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${obj.digest} hashes to ${formatDigest(actual)}`);
-      } else await waitUntil(task, () => task.meta.digestVerified === true, clientGone.signal);
-    };
-    // Piece buffers are reused once the socket is done with them: a response
-    // of gigabytes would otherwise allocate one per piece.
-    let pool: BufferPool | undefined;
-    const piecePool = { get: () => (pool ??= new BufferPool(task.meta.pieceLength, 4)).get() };
-    let pos = start;
-    // The next piece is read from the store while the socket drains the
-    // previous one (at most two in flight), not after.
-    let draining: Promise<void> | undefined;
-    const emit = async (buf: Buffer): Promise<void> => {
-      hasher?.update(buf);
-      // A client must never receive a complete response with wrong content.
-      if (pos + buf.length === end) await checkBeforeLast();
-      if (draining) await draining;
-      draining = undefined;
-      if (clientGone.signal.aborted) throw clientGone.signal.reason;
-      if (!res.write(buf, () => pool?.release(buf))) draining = drainOrClose(res);
-      pos += buf.length;
-    };
-    // Switches to hashing here: the bytes sent so far are re-read from the
-    // store (they came from it), the rest is hashed as it arrives.
-    const hashSentPrefix = async (): Promise<void> => {
-      if (!expected || hasher) return;
-      const h = new Digester(expected.algorithm);
-      const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, pos)));
-      for (let at = 0; at < pos; ) {
-        const n = Math.min(chunk.length, pos - at);
-        h.update(await task.read(at, n, chunk.subarray(0, n)));
-        at += n;
-      }
-      hasher = h;
-    };
-
+  // The bytes from the swarm, the rest from the origin if P2P fails.
+  private async body(cache: Cache): Promise<ServeResult> {
     let p2pError: DamselflyError | undefined;
-    if (end > start) {
-      const stall = new Stall(deps.stallTimeoutMs);
-      const restart = async () => {
-        handle = await deps.tasks.ensure(download, task.id, { rateLimit: obj.rateLimit ?? 0 });
-      };
-      try {
-        for await (const buf of readTaskRange(task, AbortSignal.any([clientGone.signal, stall.signal]), restart, start, end, piecePool)) {
-          stall.reset();
-          await emit(buf);
-        }
-      } catch (err) {
-        const e = DamselflyError.from(err);
-        if (e.code === "DF_ERR_DIGEST_MISMATCH") return await digestFailed(e);
-        if (clientGone.signal.aborted) return {};
-        p2pError = e;
-      } finally {
-        stall.clear();
-      }
-      if (!p2pError && pos < end) p2pError = new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `the swarm's copy ends at byte ${pos} of ${end}`);
-    } else await checkBeforeLast();
-
+    if (this.end > this.start) {
+      const outcome = await this.fromSwarm();
+      if (outcome === "stop") return {};
+      p2pError = outcome;
+    } else await this.checkBeforeLast();
     let fromOriginDirect = 0;
     if (p2pError) {
-      log.warn({ taskId: task.id, at: pos, code: p2pError.code, err: p2pError.message }, "proxy: P2P failed mid-response, continuing from the origin");
+      this.log.warn({ taskId: this.task.id, at: this.pos, code: p2pError.code, err: p2pError.message }, "proxy: P2P failed mid-response, continuing from the origin");
       try {
-        await hashSentPrefix();
-        fromOriginDirect = await continueFromOrigin(pos, end, emit);
+        await this.hashSentPrefix();
+        fromOriginDirect = await this.fromOrigin();
       } catch (err) {
         const e = DamselflyError.from(err);
-        if (e.code === "DF_ERR_DIGEST_MISMATCH") return await digestFailed(e);
-        if (!clientGone.signal.aborted) log.warn({ taskId: task.id, at: pos, code: e.code, err: e.message }, "proxy: origin fallback failed; response cut short");
-        res.destroy();
+        if (e.code === "DF_ERR_DIGEST_MISMATCH") return await this.digestFailed(e);
+        if (!this.clientGone.signal.aborted) this.log.warn({ taskId: this.task.id, at: this.pos, code: e.code, err: e.message }, "proxy: origin fallback failed; response cut short");
+        this.res.destroy();
         return {};
       }
     }
-    if (draining) await draining;
-    if (clientGone.signal.aborted) return {};
-    const stats = handle.run?.stats;
-    if (obj.trailers) {
-      res.addTrailers({
-        [TRAILERS[0]]: String(stats?.bytesFromPeers ?? 0),
-        [TRAILERS[1]]: String(stats?.bytesFromSource ?? 0),
-        [TRAILERS[2]]: String(fromOriginDirect),
-      });
-    }
-    res.end();
-    log.info(
-      {
-        taskId: task.id,
-        status,
-        bytes: end - start,
-        cache,
-        bytesFromPeers: stats?.bytesFromPeers ?? 0,
-        bytesFromSource: stats?.bytesFromSource ?? 0,
-        fallbackBytes: fromOriginDirect,
-        ms: Date.now() - started,
-      },
-      "proxy: served from P2P",
-    );
-    return { cache, bytes: end - start };
+    if (this.draining) await this.draining;
+    if (this.clientGone.signal.aborted) return {};
+    this.finish(cache, fromOriginDirect);
+    return { cache, bytes: this.end - this.start };
+  }
 
-    async function digestFailed(e: DamselflyError): Promise<ServeResult> {
-      // Cut the connection before the last byte so the client retries, and
-      // drop the bad copy so the retry fetches it afresh.
-      log.error({ taskId: task.id, code: e.code, err: e.message }, "proxy: blob content does not match its digest; discarded");
-      res.destroy();
-      await deps.tasks.discard(task.id, e);
-      return {};
-    }
-
-    async function continueFromOrigin(from: number, to: number, write: (b: Buffer) => Promise<void>): Promise<number> {
-      if (from >= to) return 0;
-      const r = await deps.source.fetch(obj.url, obj.headers, { start: from, end: to - 1 }, clientGone.signal);
-      let skip = r.ranged ? 0 : from;
-      let sent = 0;
-      try {
-        for await (const chunk of r.body) {
-          let b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-          if (skip > 0) {
-            const n = Math.min(skip, b.length);
-            skip -= n;
-            b = b.subarray(n);
-          }
-          if (b.length > to - pos) b = b.subarray(0, to - pos);
-          if (b.length === 0) continue;
-          await write(b);
-          sent += b.length;
-          if (pos >= to) break;
-        }
-      } finally {
-        r.body.destroy();
+  // Streams the range from the task; returns why P2P could not finish it
+  // (undefined: it did), or "stop" when the response is over.
+  private async fromSwarm(): Promise<DamselflyError | undefined | "stop"> {
+    const { deps, task } = this;
+    const stall = new Stall(deps.stallTimeoutMs);
+    const restart = async () => {
+      this.handle = await deps.tasks.ensure(this.download, task.id, { rateLimit: this.obj.rateLimit ?? 0 });
+    };
+    try {
+      for await (const buf of readTaskRange(task, AbortSignal.any([this.clientGone.signal, stall.signal]), restart, this.start, this.end, this.piecePool)) {
+        stall.reset();
+        await this.emit(buf);
       }
-      if (pos < to) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin body ended at byte ${pos} of ${to}`);
-      return sent;
+    } catch (err) {
+      const e = DamselflyError.from(err);
+      if (e.code === "DF_ERR_DIGEST_MISMATCH") {
+        await this.digestFailed(e);
+        return "stop";
+      }
+      if (this.clientGone.signal.aborted) return "stop";
+      return e;
+    } finally {
+      stall.clear();
     }
-  } finally {
-    res.off("close", onClose);
-    held?.release();
+    if (this.pos < this.end) return new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `the swarm's copy ends at byte ${this.pos} of ${this.end}`);
+    return undefined;
+  }
+
+  private async emit(buf: Buffer): Promise<void> {
+    this.hasher?.update(buf);
+    // A client must never receive a complete response with wrong content.
+    if (this.pos + buf.length === this.end) await this.checkBeforeLast();
+    if (this.draining) await this.draining;
+    this.draining = undefined;
+    if (this.clientGone.signal.aborted) throw this.clientGone.signal.reason;
+    if (!this.res.write(buf, () => buffers.put(buf))) this.draining = drainOrClose(this.res);
+    this.pos += buf.length;
+  }
+
+  private async checkBeforeLast(): Promise<void> {
+    const { expected, task } = this;
+    if (!expected) return;
+    if (this.hasher) {
+      const actual = this.hasher.digest();
+      if (actual.hex !== expected.hex) throw new DamselflyError("DF_ERR_DIGEST_MISMATCH", `content of ${this.obj.digest} hashes to ${formatDigest(actual)}`);
+    } else await waitUntil(task, () => task.meta.digestVerified === true, this.clientGone.signal);
+  }
+
+  // Switches to hashing here: the bytes sent so far are re-read from the
+  // store (they came from it), the rest is hashed as it arrives.
+  private async hashSentPrefix(): Promise<void> {
+    if (!this.expected || this.hasher) return;
+    const h = new Digester(this.expected.algorithm);
+    const pos = this.pos;
+    const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, pos)));
+    for (let at = 0; at < pos; ) {
+      const n = Math.min(chunk.length, pos - at);
+      h.update(await this.task.read(at, n, chunk.subarray(0, n)));
+      at += n;
+    }
+    this.hasher = h;
+  }
+
+  // Sends [pos, end) from the origin; returns the bytes sent.
+  private async fromOrigin(): Promise<number> {
+    const { pos: from, end: to, obj } = this;
+    if (from >= to) return 0;
+    const r = await this.deps.source.fetch(obj.url, obj.headers, { start: from, end: to - 1 }, this.clientGone.signal);
+    let skip = r.ranged ? 0 : from;
+    let sent = 0;
+    try {
+      for await (const chunk of r.body) {
+        let b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        if (skip > 0) {
+          const n = Math.min(skip, b.length);
+          skip -= n;
+          b = b.subarray(n);
+        }
+        if (b.length > to - this.pos) b = b.subarray(0, to - this.pos);
+        if (b.length === 0) continue;
+        await this.emit(b);
+        sent += b.length;
+        if (this.pos >= to) break;
+      }
+    } finally {
+      r.body.destroy();
+    }
+    if (this.pos < to) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin body ended at byte ${this.pos} of ${to}`);
+    return sent;
+  }
+
+  private finish(cache: Cache, fromOriginDirect: number): void {
+    const stats = this.handle.run?.stats;
+    const bytesFromPeers = stats?.bytesFromPeers ?? 0;
+    const bytesFromSource = stats?.bytesFromSource ?? 0;
+    if (this.obj.trailers) this.res.addTrailers({ [TRAILERS[0]]: String(bytesFromPeers), [TRAILERS[1]]: String(bytesFromSource), [TRAILERS[2]]: String(fromOriginDirect) });
+    this.res.end();
+    const fields = { taskId: this.task.id, status: this.status, bytes: this.end - this.start, cache, bytesFromPeers, bytesFromSource, fallbackBytes: fromOriginDirect, ms: Date.now() - this.started };
+    this.log.info(fields, "proxy: served from P2P");
+  }
+
+  private async digestFailed(e: DamselflyError): Promise<ServeResult> {
+    // Cut the connection before the last byte so the client retries, and
+    // drop the bad copy so the retry fetches it afresh.
+    this.log.error({ taskId: this.task.id, code: e.code, err: e.message }, "proxy: blob content does not match its digest; discarded");
+    this.res.destroy();
+    await this.deps.tasks.discard(this.task.id, e);
+    return {};
   }
 }
 

@@ -7,7 +7,7 @@ import { closeServer, listenOn } from "../../common/http-server.js";
 import { parseBytes } from "../../common/config.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
-import type { TaskManager } from "../task-manager.js";
+import type { DownloadManager } from "../download-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import { BlobAccess } from "./blob-access.js";
 import { forward } from "./forward.js";
@@ -33,7 +33,7 @@ const MANIFEST_PATH = /^\/v2\/.+\/manifests\/[^/]+$/;
 export interface ProxyOptions {
   listen: string;
   logger: Logger;
-  tasks: TaskManager;
+  tasks: DownloadManager;
   source: HttpSource;
   dispatcher: Dispatcher;
   defaultRegistry: string;

@@ -3,6 +3,9 @@ import { constants, copyFile, open, rename, stat, writeFile, type FileHandle } f
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
+import { PieceLog, type PieceInfo } from "./piece-log.js";
+
+export type { PieceInfo };
 
 export interface TaskMeta {
   id: string;
@@ -29,12 +32,6 @@ export interface TaskMeta {
   lastAccessAt: number;
 }
 
-export interface PieceInfo {
-  number: number;
-  crc: number;
-  length: number;
-}
-
 export interface LocalTaskEvents {
   piece: [PieceInfo];
   info: [];
@@ -43,20 +40,19 @@ export interface LocalTaskEvents {
 }
 
 // One task on disk: `data` (pieces at their offsets), `task.json` (metadata)
-// and `pieces.log` (an append-only list of verified pieces, so a crash loses at
-// most the piece being written). Only pieces in `pieces` are ever read back.
+// and `pieces.log` (PieceLog: the verified pieces, so a crash loses at most
+// the piece being written). Only pieces in `pieces` are ever read back.
 export class LocalTask extends EventEmitter<LocalTaskEvents> {
   readonly pieces = new Map<number, PieceInfo>();
   // Pieces verified on receipt by this process.
   private readonly received = new Set<number>();
-  private logFh: FileHandle | undefined;
+  private readonly pieceLog: PieceLog;
   failure: DamselflyError | undefined;
   // Every stored piece was CRC-checked by this process (on receipt, or by a
   // full pass after a restart). Cleared when a piece turns out corrupt.
   verified = false;
   private fh: FileHandle | undefined;
   private opening: Promise<FileHandle> | undefined;
-  private logQueue: Promise<void> = Promise.resolve();
   private ops = 0;
   // Told whenever the data file is used (the store keeps an LRU of open files).
   onOpenUse: ((t: LocalTask) => void) | undefined;
@@ -83,6 +79,10 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     super();
     this.setMaxListeners(0);
     this.savedAccessAt = meta.lastAccessAt;
+    this.pieceLog = new PieceLog(join(dir, "pieces.log"), () => {
+      this.onOpenUse?.(this);
+      if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
+    });
   }
 
   retain(): void {
@@ -184,17 +184,17 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   get hasOpenHandle(): boolean {
-    return this.fh !== undefined || this.opening !== undefined || this.logFh !== undefined;
+    return this.fh !== undefined || this.opening !== undefined || this.pieceLog.isOpen;
   }
 
   // Closes the data file if no operation is using it (the store bounds how
   // many task files stay open); the next operation reopens it.
   async closeIfIdle(): Promise<boolean> {
-    if (this.ops > 0 || (!this.fh && !this.logFh)) return false;
+    if (this.ops > 0 || (!this.fh && !this.pieceLog.isOpen)) return false;
     const fh = this.fh;
     this.fh = undefined;
     this.opening = undefined;
-    await Promise.all([fh?.close().catch(() => undefined), this.closeLog()]);
+    await Promise.all([fh?.close().catch(() => undefined), this.pieceLog.close()]);
     return true;
   }
 
@@ -283,7 +283,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     if (this.pieces.has(p.number)) return;
     this.pieces.set(p.number, p);
     this.received.add(p.number);
-    await this.appendLog(`${p.number} ${p.crc} ${p.length}\n`);
+    await this.pieceLog.added(p);
     this.emit("piece", p);
   }
 
@@ -295,7 +295,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
       this.meta = { ...this.meta, done: false };
       await this.saveMeta();
     }
-    await this.appendLog(`-${n}\n`);
+    await this.pieceLog.dropped(n);
   }
 
   // `verified`: every piece was checked on receipt in this process.
@@ -304,7 +304,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.verified = verified;
     this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}), ...(contentDigest ? { contentDigest } : {}) };
     await this.saveMeta();
-    await this.closeLog();
+    await this.pieceLog.close();
     this.emit("done");
   }
 
@@ -343,52 +343,18 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     return next;
   }
 
-  // Serialised so lines never interleave. The log stays open while pieces
-  // arrive (one open per piece cost more than the write) and is closed when
-  // the task is done.
-  private appendLog(line: string): Promise<void> {
-    this.logQueue = this.logQueue.then(async () => {
-      this.onOpenUse?.(this);
-      if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
-      this.logFh ??= await open(join(this.dir, "pieces.log"), "a");
-      await this.logFh.write(line);
-    });
-    return this.logQueue;
-  }
-
-  private closeLog(): Promise<void> {
-    this.logQueue = this.logQueue
-      .catch(() => undefined)
-      .then(async () => {
-        const fh = this.logFh;
-        this.logFh = undefined;
-        await fh?.close();
-      });
-    return this.logQueue.catch(() => undefined);
-  }
-
   async close(): Promise<void> {
     await this.writeChain;
-    await this.closeLog();
+    await this.pieceLog.close();
     const fh = this.fh;
     this.fh = undefined;
     this.opening = undefined;
     await fh?.close().catch(() => undefined);
   }
 
-  // Parses pieces.log; a line cut short by a crash is ignored.
+  // Parses pieces.log (see PieceLog).
   static parseLog(text: string): Map<number, PieceInfo> {
-    const pieces = new Map<number, PieceInfo>();
-    for (const line of text.split("\n")) {
-      const del = /^-(\d+)$/.exec(line);
-      if (del) {
-        pieces.delete(Number(del[1]));
-        continue;
-      }
-      const m = /^(\d+) (\d+) (\d+)$/.exec(line);
-      if (m) pieces.set(Number(m[1]), { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) });
-    }
-    return pieces;
+    return PieceLog.parse(text);
   }
 }
 

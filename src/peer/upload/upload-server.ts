@@ -10,7 +10,7 @@ import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
 import { childOf, encodeSyncLine, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/index.js";
-import { BufferPool } from "./buffer-pool.js";
+import { buffers } from "../buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
 import { isHealthPath, type Health } from "../../common/health.js";
@@ -64,7 +64,6 @@ export interface UploadStats {
 export class UploadServer {
   readonly stats: UploadStats = { active: 0, busy: 0, pieces: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
-  private readonly pool = new BufferPool(CHUNK, 16);
   private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
   private readonly offers = new WeakMap<LocalTask, PieceOffers>();
   private readonly fanouts = new WeakMap<LocalTask, SyncFanout>();
@@ -230,7 +229,7 @@ export class UploadServer {
     while (sent < info.length) {
       if (res.destroyed) return;
       const len = Math.min(CHUNK, info.length - sent);
-      const buf = await task.read(offset + sent, len, this.pool.get());
+      const buf = await task.read(offset + sent, len, buffers.get(CHUNK));
       if (check) crc = crc32Update(buf, crc);
       const last = sent + len === info.length;
       if (check && last && crc !== info.crc) {
@@ -247,13 +246,13 @@ export class UploadServer {
       if (throttle && !throttle.take(len)) {
         await throttle.waitAsync();
         if (res.destroyed) {
-          this.pool.put(buf);
+          buffers.put(buf);
           return;
         }
       }
       sent += len;
       this.stats.bytesTotal += len;
-      if (!res.write(buf, () => this.pool.put(buf))) await drainOrClose(res);
+      if (!res.write(buf, () => buffers.put(buf))) await drainOrClose(res);
     }
     res.end();
   }

@@ -4,7 +4,6 @@ import { DamselflyError } from "../common/errors.js";
 import { filterUrl } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
 import type { ParentLike } from "../common/trace.js";
-import type { DaemonConfig } from "../common/schemas.js";
 import { DownloadSchema, downloadTaskId, schedulerv1, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask } from "./storage/local-task.js";
@@ -13,6 +12,16 @@ import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
+
+// The download settings a task download runs with (the daemon's config
+// provides them).
+export interface DownloadTuning {
+  piecesInFlight: number;
+  piecesPerParent: number;
+  // Milliseconds.
+  pieceTimeout: number;
+  scheduleTimeout: number;
+}
 
 export interface TaskHandle {
   task: LocalTask;
@@ -23,7 +32,7 @@ export interface TaskHandle {
 // Joins concurrent requests for the same task into one download, and starts a
 // new one when a task is incomplete (first request, resume after a restart,
 // or a stored piece that failed its check).
-export class TaskManager {
+export class DownloadManager {
   private readonly running = new Map<string, PeerTask>();
   private readonly limits = new Map<string, TaskLimits>();
   // Set once the daemon's API port is bound (the scheduler needs it).
@@ -31,7 +40,7 @@ export class TaskManager {
 
   constructor(
     private readonly deps: {
-      config: DaemonConfig;
+      config: DownloadTuning;
       hostId: string;
       storage: Storage;
       source: HttpSource;
@@ -89,17 +98,27 @@ export class TaskManager {
       scheduler: this.scheduler,
       source: this.deps.source,
       logger: this.deps.logger,
-      piecesInFlight: c.download.piecesInFlight,
-      piecesPerParent: c.download.piecesPerParent,
-      pieceTimeoutMs: c.download.pieceTimeout,
-      scheduleTimeoutMs: c.scheduler.scheduleTimeout,
+      piecesInFlight: c.piecesInFlight,
+      piecesPerParent: c.piecesPerParent,
+      pieceTimeoutMs: c.pieceTimeout,
+      scheduleTimeoutMs: c.scheduleTimeout,
       metrics: this.deps.metrics,
       ...(req.trace ? { trace: req.trace } : {}),
       limits,
     });
     this.running.set(id, run);
     this.limits.set(id, limits);
-    // The download holds the task: the disk GC never evicts it mid-download.
+    this.follow(run, limits);
+    return { task, run };
+  }
+
+  // Runs a download to its end; the task is held meanwhile (the disk GC
+  // never evicts it mid-download). What the end means for the task: a
+  // finished one is announced, one that filled the disk or proved wrong is
+  // removed.
+  private follow(run: PeerTask, limits: TaskLimits): void {
+    const task = run.task;
+    const id = task.id;
     task.retain();
     let held = true;
     const releaseRun = (): void => {
@@ -109,7 +128,9 @@ export class TaskManager {
     run
       .run()
       .then(
-        () => this.scheduler?.announceCached(this.cachedEntry(task)),
+        // Each scheduler hears of the finished peer once: the download's own
+        // stream told one of them.
+        () => this.scheduler?.announceCached(this.cachedEntry(task), run.finishReportedTo),
         async (err: DamselflyError) => {
           // A task that filled the disk cannot finish and would keep the
           // daemon from storing anything else: give its space back.
@@ -135,7 +156,6 @@ export class TaskManager {
         if (this.running.get(id) === run) this.running.delete(id);
         releaseRun();
       });
-    return { task, run };
   }
 
   // Fetches a stored task's missing pieces again (a piece failed its check).

@@ -1,0 +1,53 @@
+import type { Logger } from "../../common/logger.js";
+import type { ParentLike } from "../../common/trace.js";
+import type { Download } from "../../protocol/index.js";
+import type { LocalTask } from "../storage/local-task.js";
+import type { HttpSource } from "../source/http-source.js";
+import type { DaemonMetrics } from "../metrics.js";
+import type { TaskLimits } from "../rate-limits.js";
+import type { SchedulerLink } from "./scheduler-link.js";
+
+// See piecesAtOnce().
+const PIECE_TARGET_MS = 2_000;
+
+export interface PeerTaskOptions {
+  task: LocalTask;
+  download: Download;
+  peerId: string;
+  hostId: string;
+  scheduler: SchedulerLink | undefined;
+  source: HttpSource;
+  logger: Logger;
+  piecesInFlight: number;
+  piecesPerParent: number;
+  pieceTimeoutMs: number;
+  scheduleTimeoutMs: number;
+  metrics?: DaemonMetrics | undefined;
+  // The request that started this download (its span is the parent).
+  trace?: ParentLike;
+  // Rate limits of this download (task and host buckets); none: unlimited.
+  limits?: TaskLimits;
+}
+
+export interface PeerTaskStats {
+  bytesFromPeers: number;
+  bytesFromSource: number;
+  backToSource: boolean;
+  schedulerUnavailable: boolean;
+  // Piece requests a parent answered "busy".
+  busyAnswers: number;
+  // Pieces an endgame duplicate delivered first.
+  endgameWins: number;
+  pieceReads: number;
+}
+
+// How many pieces one download has in flight at most. Under a rate limit,
+// only as many as arrive within about PIECE_TARGET_MS: the limit is shared by
+// every piece in flight, and 16 pieces crawling in together would each take
+// minutes at a low limit (no piece to pass on, and a proxied pull would think
+// P2P stalled).
+export function piecesAtOnce(o: Pick<PeerTaskOptions, "piecesInFlight" | "limits">, pieceLength: number): number {
+  const rate = o.limits?.rate ?? 0;
+  if (rate <= 0 || pieceLength <= 0) return o.piecesInFlight;
+  return Math.max(1, Math.min(o.piecesInFlight, Math.ceil((rate * PIECE_TARGET_MS) / 1000 / pieceLength)));
+}

@@ -1,0 +1,96 @@
+import { create } from "@bufbuild/protobuf";
+import type { DamselflyError } from "../../common/errors.js";
+import { traceHeaders, type Span } from "../../common/trace.js";
+import { schedulerv1, toErrorDetail, type Download } from "../../protocol/index.js";
+import type { AnnounceSession, SchedulerLink } from "./scheduler-link.js";
+
+type Req = schedulerv1.AnnouncePeerRequest["request"];
+
+export interface TaskAnnouncerOptions {
+  scheduler: SchedulerLink | undefined;
+  taskId: string;
+  peerId: string;
+  // The download's span: the stream carries its trace context.
+  span: Span;
+}
+
+// One download's side of the conversation with its scheduler: the announce
+// stream and the messages this peer sends on it. With no stream (none could
+// be opened, or it was lost), messages go nowhere.
+export class TaskAnnouncer {
+  private session: AnnounceSession | undefined;
+
+  constructor(private readonly o: TaskAnnouncerOptions) {}
+
+  // The stream is open.
+  get connected(): boolean {
+    return this.session !== undefined;
+  }
+
+  // The address of the scheduler the stream is open to.
+  get scheduler(): string | undefined {
+    return this.session?.scheduler;
+  }
+
+  // Opens the stream; false when no scheduler can be reached.
+  async open(onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): Promise<boolean> {
+    const o = this.o;
+    this.session = o.scheduler ? await o.scheduler.open(o.taskId, o.peerId, onResponse, onLost, traceHeaders(o.span)) : undefined;
+    return this.session !== undefined;
+  }
+
+  // The stream broke: nothing more is sent on it.
+  lost(): void {
+    this.session = undefined;
+  }
+
+  private send(req: Req): void {
+    this.session?.send(req);
+  }
+
+  register(download: Download, finishedPieces: number): void {
+    this.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download, finishedPieces }) });
+  }
+
+  downloadStarted(): void {
+    this.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
+  }
+
+  reschedule(blocklist: ReadonlySet<string>, description: string): void {
+    this.send({ case: "reschedule", value: create(schedulerv1.RescheduleRequestSchema, { blocklistParentIds: [...blocklist], description }) });
+  }
+
+  // `parentId`: empty for a piece from the origin.
+  pieceFinished(n: number, length: number, crc32: number, costMicros: bigint, parentId: string): void {
+    this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32, parentId, costMicros }) });
+  }
+
+  pieceFailed(n: number, parentId: string, e: DamselflyError): void {
+    this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: n, parentId, reason: e.message, temporary: e.temporary }) });
+  }
+
+  backToSourceStarted(contentLength: number, pieceLength: number, known: boolean): void {
+    this.send({
+      case: "backToSourceStarted",
+      value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: BigInt(Math.max(0, contentLength)), pieceLength: BigInt(pieceLength), contentLengthKnown: known }),
+    });
+  }
+
+  // `fromSource`: this peer went to the origin at some point.
+  finished(fromSource: boolean, contentLength: number, pieceLength: number, totalPieces: number): void {
+    const info = { contentLength: BigInt(contentLength), pieceLength: BigInt(pieceLength), totalPieces };
+    if (fromSource) this.send({ case: "backToSourceFinished", value: create(schedulerv1.BackToSourceFinishedRequestSchema, info) });
+    else this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, info) });
+  }
+
+  failed(fromSource: boolean, err: DamselflyError): void {
+    const detail = { error: toErrorDetail(err) };
+    if (fromSource) this.send({ case: "backToSourceFailed", value: create(schedulerv1.BackToSourceFailedRequestSchema, detail) });
+    else this.send({ case: "peerFailed", value: create(schedulerv1.PeerFailedRequestSchema, detail) });
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+}

@@ -1,0 +1,56 @@
+import { formatDigest, parseDigest } from "../../common/digest.js";
+import type { Download } from "../../protocol/index.js";
+import type { LocalTask } from "../storage/local-task.js";
+import { DigestVerifier } from "./digest-verifier.js";
+
+// The whole-content checks of one download, hashed while the pieces arrive
+// (DigestVerifier) rather than after the last byte:
+// - the task's own: a content-addressed task must be exactly its digest
+//   before it is marked done (CRCs only prove the pieces match what the
+//   origin or a parent sent);
+// - a requester's: a URL task whose requester named a digest. The verdict is
+//   the requester's business, not the task's: others may ask for the same
+//   URL with another digest or none.
+export class TaskDigests {
+  private readonly own: DigestVerifier | undefined;
+  private readonly advisory: DigestVerifier | undefined;
+
+  // `resumed`: pieces stored by an earlier run are present (the advisory
+  // check needs every byte to pass through this run).
+  constructor(
+    task: LocalTask,
+    private readonly download: Download,
+    resumed: boolean,
+  ) {
+    const d = download;
+    if (d.digestTaskId && d.digest && !task.meta.digestVerified) this.own = new DigestVerifier(task, parseDigest(d.digest));
+    else if (!d.digestTaskId && d.digest && !resumed) this.advisory = new DigestVerifier(task, parseDigest(d.digest));
+  }
+
+  // The task's own digest is being checked.
+  get checksTask(): boolean {
+    return this.own !== undefined;
+  }
+
+  // Bytes as they arrive from a sequential source (the origin).
+  feed(offset: number, chunk: Uint8Array): void {
+    this.own?.feed(offset, chunk);
+    this.advisory?.feed(offset, chunk);
+  }
+
+  // Once every piece is stored: rejects when the task's own check fails;
+  // resolves with the requester's digest when the content matched it.
+  async result(): Promise<string | undefined> {
+    if (this.own) await this.own.result;
+    if (!this.advisory || !this.download.digest) return undefined;
+    return this.advisory.result.then(
+      () => formatDigest(parseDigest(this.download.digest)),
+      () => undefined,
+    );
+  }
+
+  close(): void {
+    this.own?.close();
+    this.advisory?.close();
+  }
+}
