@@ -89,19 +89,49 @@ export class Daemon {
     const storage = (this.storage = new Storage(c.dataDir, this.log));
     await storage.load();
     const tasksDir = storage.tasksDir;
-    this.health.addCheck("storage", cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS));
-    const source = (this.source = new HttpSource({ timeoutMs: c.source.timeout, extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined }));
+    this.health.addCheck(
+      "storage",
+      cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS),
+    );
+    const source = (this.source = new HttpSource({
+      timeoutMs: c.source.timeout,
+      extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined,
+    }));
     const upload = await this.startUpload(storage);
     const identity = hostIdentity(c, upload.address);
-    const tuning = { piecesInFlight: c.download.piecesInFlight, piecesPerParent: c.download.piecesPerParent, pieceTimeout: c.download.pieceTimeout, scheduleTimeout: c.scheduler.scheduleTimeout };
-    const tasks = (this.tasks = new DownloadManager({ config: tuning, hostId: identity.hostId, storage, source, logger: this.log, metrics: this.metrics, rateLimits: this.rateLimits }));
+    const tuning = {
+      piecesInFlight: c.download.piecesInFlight,
+      piecesPerParent: c.download.piecesPerParent,
+      pieceTimeout: c.download.pieceTimeout,
+      scheduleTimeout: c.scheduler.scheduleTimeout,
+    };
+    const tasks = (this.tasks = new DownloadManager({
+      config: tuning,
+      hostId: identity.hostId,
+      storage,
+      source,
+      logger: this.log,
+      metrics: this.metrics,
+      rateLimits: this.rateLimits,
+    }));
     const gc = (this.gc = this.diskGc(storage, tasks));
     // Cycle: the store asks the GC for room, the GC evicts from the store.
     storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
     const api = (this.api = await createRpcServer(
       c.server.listen,
       (router) => {
-        router.service(daemonv1.DaemonService, daemonService({ tasks, storage, gc, logger: this.log, clusterToken: this.clusterToken, metrics: this.metrics, shuttingDown: () => this.shuttingDown }));
+        router.service(
+          daemonv1.DaemonService,
+          daemonService({
+            tasks,
+            storage,
+            gc,
+            logger: this.log,
+            clusterToken: this.clusterToken,
+            metrics: this.metrics,
+            shuttingDown: () => this.shuttingDown,
+          }),
+        );
       },
       [],
       { health: this.health },
@@ -117,7 +147,12 @@ export class Daemon {
     gc.start();
     if (c.manager.url && link) this.refreshSchedulers(c.manager.refresh, link);
     const apiListen = parseHostPort(c.server.listen, "listen address");
-    this.endpoints = { api: { host: apiListen.host, port: api.address.port }, upload: upload.address, proxy: proxy.address, ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}) };
+    this.endpoints = {
+      api: { host: apiListen.host, port: api.address.port },
+      upload: upload.address,
+      proxy: proxy.address,
+      ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}),
+    };
     this.phase = "serving";
     this.logReady(identity, schedulers);
   }
@@ -162,7 +197,13 @@ export class Daemon {
     });
   }
 
-  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, apiPort: number, tasks: DownloadManager): SchedulerLink | undefined {
+  private schedulerLink(
+    schedulers: readonly string[],
+    id: HostIdentity,
+    upload: UploadServer,
+    apiPort: number,
+    tasks: DownloadManager,
+  ): SchedulerLink | undefined {
     if (schedulers.length === 0) return undefined;
     const c = this.o.config;
     const host = create(schedulerv1.HostSchema, {
@@ -191,13 +232,14 @@ export class Daemon {
     const c = this.o.config;
     const p = c.proxy;
     // The X.509 library loads only when interception is configured.
-    const ca: CertificateAuthority | undefined = p.intercept.length > 0
-      ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
-          certFile: p.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
-          keyFile: p.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
-          logger: this.log,
-        })
-      : undefined;
+    const ca: CertificateAuthority | undefined =
+      p.intercept.length > 0
+        ? await (await import("./proxy/ca.js")).CertificateAuthority.loadOrCreate({
+            certFile: p.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
+            keyFile: p.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
+            logger: this.log,
+          })
+        : undefined;
     this.proxyCa = ca?.certFile;
     return new ProxyServer({
       listen: p.listen,
@@ -304,7 +346,10 @@ export class Daemon {
     await this.storage?.close();
     await this.metricsServer?.close();
     const up = this.upload?.stats;
-    this.log.info(up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {}, "daemon stopped");
+    this.log.info(
+      up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {},
+      "daemon stopped",
+    );
   }
 }
 

@@ -67,7 +67,11 @@ export class DownloadManager {
   // With `req.hold`, the task is retained (LocalTask.retain) before this
   // returns, so the disk GC cannot evict it between lookup and use: the
   // caller releases it when done.
-  async ensure(download: Download, id = this.taskIdOf(download), req: RequestLimits & { trace?: ParentLike | undefined; hold?: boolean } = {}): Promise<TaskHandle> {
+  async ensure(
+    download: Download,
+    id = this.taskIdOf(download),
+    req: RequestLimits & { trace?: ParentLike | undefined; hold?: boolean } = {},
+  ): Promise<TaskHandle> {
     const origin = {
       url: filterUrl(download.url, download.filteredQueryParams),
       tag: download.tag,
@@ -164,7 +168,15 @@ export class DownloadManager {
   repair(t: LocalTask): void {
     if (t.done || this.running.has(t.id)) return;
     const m = t.meta;
-    const download = create(DownloadSchema, { url: m.url, tag: m.tag, application: m.application, filteredQueryParams: m.filteredQueryParams, pieceLength: BigInt(m.pieceLength), digest: m.digestTaskId ?? "", digestTaskId: !!m.digestTaskId });
+    const download = create(DownloadSchema, {
+      url: m.url,
+      tag: m.tag,
+      application: m.application,
+      filteredQueryParams: m.filteredQueryParams,
+      pieceLength: BigInt(m.pieceLength),
+      digest: m.digestTaskId ?? "",
+      digestTaskId: !!m.digestTaskId,
+    });
     this.deps.logger.info({ taskId: t.id, missing: t.totalPieces - t.pieces.size }, "repairing task");
     this.ensure(download, t.id, { background: true }).catch((err) => this.deps.logger.warn({ taskId: t.id, err: (err as Error).message }, "repair failed"));
   }

@@ -44,63 +44,47 @@ export class DaemonMetrics {
 
   constructor() {
     const registers = [this.registry];
-    this.started = new Counter({ name: "damselfly_downloads_started_total", help: "Task downloads started by this daemon (one per task run, however many clients asked)", registers });
+    this.started = new Counter({
+      name: "damselfly_downloads_started_total",
+      help: "Task downloads started by this daemon (one per task run, however many clients asked)",
+      registers,
+    });
     this.succeeded = new Counter({ name: "damselfly_downloads_succeeded_total", help: "Task downloads that completed and verified", registers });
-    this.failed = new Counter({ name: "damselfly_downloads_failed_total", help: "Task downloads that failed, by stable error code (DF_ERR_...)", labelNames: ["reason"], registers });
-    this.bytes = new Counter({ name: "damselfly_download_bytes_total", help: "Bytes downloaded, by where they came from: peer, origin, or local (requests answered from a task already complete in the store)", labelNames: ["source"], registers });
-    this.pieceSeconds = new Histogram({ name: "damselfly_piece_download_duration_seconds", help: "Time to fetch one piece, by source (peer or origin)", labelNames: ["source"], buckets: PIECE_SECONDS, registers });
+    this.failed = new Counter({
+      name: "damselfly_downloads_failed_total",
+      help: "Task downloads that failed, by stable error code (DF_ERR_...)",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: "damselfly_download_bytes_total",
+      help: "Bytes downloaded, by where they came from: peer, origin, or local (requests answered from a task already complete in the store)",
+      labelNames: ["source"],
+      registers,
+    });
+    this.pieceSeconds = new Histogram({
+      name: "damselfly_piece_download_duration_seconds",
+      help: "Time to fetch one piece, by source (peer or origin)",
+      labelNames: ["source"],
+      buckets: PIECE_SECONDS,
+      registers,
+    });
     this.backToSource = new Counter({ name: "damselfly_back_to_source_total", help: "Task downloads that fetched from the origin themselves", registers });
-    this.proxyRequests = new Counter({ name: "damselfly_proxy_requests_total", help: "Registry mirror / HTTP proxy requests by kind (blob, manifest, other, tunnel, intercept) and outcome (p2p, forwarded, error, aborted, established)", labelNames: ["kind", "outcome"], registers });
-    this.gcEvictions = new Counter({ name: "damselfly_gc_evictions_total", help: "Tasks removed from the store by garbage collection, by reason", labelNames: ["reason"], registers });
+    this.proxyRequests = new Counter({
+      name: "damselfly_proxy_requests_total",
+      help: "Registry mirror / HTTP proxy requests by kind (blob, manifest, other, tunnel, intercept) and outcome (p2p, forwarded, error, aborted, established)",
+      labelNames: ["kind", "outcome"],
+      registers,
+    });
+    this.gcEvictions = new Counter({
+      name: "damselfly_gc_evictions_total",
+      help: "Tasks removed from the store by garbage collection, by reason",
+      labelNames: ["reason"],
+      registers,
+    });
     this.gcFreedBytes = new Counter({ name: "damselfly_gc_freed_bytes_total", help: "Bytes freed in the store by garbage collection", registers });
     for (const l of Object.values(SOURCE)) this.bytes.inc(l, 0);
-    // The upload server keeps its own counters on the data plane; they are
-    // read when scraped, so serving a piece costs nothing more.
-    const upload = () => this.upload?.();
-    new Counter({
-      name: "damselfly_upload_bytes_total",
-      help: "Piece bytes sent to other peers",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(upload()?.bytesTotal ?? 0);
-      },
-    });
-    new Counter({
-      name: "damselfly_upload_pieces_total",
-      help: "Piece requests served (streaming started)",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(upload()?.pieces ?? 0);
-      },
-    });
-    new Counter({
-      name: "damselfly_upload_busy_total",
-      help: "Piece requests answered 503 busy (every upload slot taken)",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(upload()?.busy ?? 0);
-      },
-    });
-    new Counter({
-      name: "damselfly_upload_corrupt_pieces_total",
-      help: "Stored pieces that failed their CRC-32 check while being uploaded (dropped, fetched again)",
-      registers,
-      collect() {
-        this.reset();
-        this.inc(upload()?.corruptDetected ?? 0);
-      },
-    });
-    new Gauge({
-      name: "damselfly_uploads_active",
-      help: "Piece uploads streaming right now",
-      registers,
-      collect() {
-        this.set(upload()?.active ?? 0);
-      },
-    });
+    registerUploadMetrics(registers, () => this.upload?.());
   }
 
   bindUpload(counts: () => UploadCounts): void {
@@ -144,4 +128,35 @@ export class DaemonMetrics {
     if (tasks > 0) this.gcEvictions.inc({ reason }, tasks);
     if (bytes > 0) this.gcFreedBytes.inc(bytes);
   }
+}
+
+// The upload server keeps its own counters on the data plane; they are read
+// when scraped, so serving a piece costs nothing more.
+const UPLOAD_COUNTERS: ReadonlyArray<[name: string, help: string, key: Exclude<keyof UploadCounts, "active">]> = [
+  ["damselfly_upload_bytes_total", "Piece bytes sent to other peers", "bytesTotal"],
+  ["damselfly_upload_pieces_total", "Piece requests served (streaming started)", "pieces"],
+  ["damselfly_upload_busy_total", "Piece requests answered 503 busy (every upload slot taken)", "busy"],
+  ["damselfly_upload_corrupt_pieces_total", "Stored pieces that failed their CRC-32 check while being uploaded (dropped, fetched again)", "corruptDetected"],
+];
+
+function registerUploadMetrics(registers: Registry[], upload: () => UploadCounts | undefined): void {
+  for (const [name, help, key] of UPLOAD_COUNTERS) {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(upload()?.[key] ?? 0);
+      },
+    });
+  }
+  new Gauge({
+    name: "damselfly_uploads_active",
+    help: "Piece uploads streaming right now",
+    registers,
+    collect() {
+      this.set(upload()?.active ?? 0);
+    },
+  });
 }

@@ -38,7 +38,12 @@ export class RateLimits {
   }
 
   get current(): HostRateLimits {
-    return { totalDownloadRateLimit: this.download.limit, totalUploadRateLimit: this.upload.limit, backToSourceRateLimit: this.backToSource.limit, perTaskRateLimit: this.perTask };
+    return {
+      totalDownloadRateLimit: this.download.limit,
+      totalUploadRateLimit: this.upload.limit,
+      backToSourceRateLimit: this.backToSource.limit,
+      perTaskRateLimit: this.perTask,
+    };
   }
 
   set(l: HostRateLimits): void {

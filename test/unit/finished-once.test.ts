@@ -54,13 +54,21 @@ test("a finished peer is reported once to each scheduler: on its stream to one, 
   });
   await link.start();
   cleanups.push(() => link.close());
-  const s = await link.open(TASK, "peer-1", () => undefined, () => undefined);
+  const s = await link.open(
+    TASK,
+    "peer-1",
+    () => undefined,
+    () => undefined,
+  );
   assert.ok(s);
   const told = s.scheduler === a.address ? a : b;
   const other = told === a ? b : a;
   s.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength: 10n, pieceLength: 10n, totalPieces: 1 }) });
   s.close();
-  link.announceCached(create(schedulerv1.CachedTaskSchema, { taskId: TASK, peerId: "peer-1", contentLength: 10n, pieceLength: 10n, totalPieces: 1 }), s.scheduler);
+  link.announceCached(
+    create(schedulerv1.CachedTaskSchema, { taskId: TASK, peerId: "peer-1", contentLength: 10n, pieceLength: 10n, totalPieces: 1 }),
+    s.scheduler,
+  );
   for (let i = 0; i < 200 && (told.finished < 1 || other.cached < 1); i++) await sleep(10);
   assert.deepEqual([told.finished, told.cached], [1, 0]);
   assert.deepEqual([other.finished, other.cached], [0, 1]);

@@ -36,7 +36,12 @@ export function cacheHandlers(deps: { tasks: DownloadManager; gc: DiskGc; logger
             }),
           ),
           diskBytes: BigInt(total),
-          policy: { taskTtlMs: BigInt(p.taskTtlMs), highWatermarkBytes: BigInt(p.highBytes), lowWatermarkBytes: BigInt(p.lowBytes), intervalMs: BigInt(p.intervalMs) },
+          policy: {
+            taskTtlMs: BigInt(p.taskTtlMs),
+            highWatermarkBytes: BigInt(p.highBytes),
+            lowWatermarkBytes: BigInt(p.lowBytes),
+            intervalMs: BigInt(p.intervalMs),
+          },
         });
       } catch (err) {
         throw toConnectError(err);
@@ -48,10 +53,22 @@ export function cacheHandlers(deps: { tasks: DownloadManager; gc: DiskGc; logger
         checkClusterToken(deps.clusterToken, ctx.requestHeader);
         const given = [req.all, req.olderThanMs > 0n, req.toBytes !== undefined].filter(Boolean).length;
         if (given > 1) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "name at most one of all, older_than_ms and to_bytes");
-        if (req.olderThanMs > MAX_U64_INPUT || (req.toBytes ?? 0n) > MAX_U64_INPUT) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "older_than_ms / to_bytes out of range");
-        const pr: PruneRequest = req.all ? { all: true } : req.olderThanMs > 0n ? { olderThanMs: Number(req.olderThanMs) } : req.toBytes !== undefined ? { toBytes: Number(req.toBytes) } : {};
+        if (req.olderThanMs > MAX_U64_INPUT || (req.toBytes ?? 0n) > MAX_U64_INPUT)
+          throw new DamselflyError("DF_ERR_INVALID_REQUEST", "older_than_ms / to_bytes out of range");
+        const pr: PruneRequest = req.all
+          ? { all: true }
+          : req.olderThanMs > 0n
+            ? { olderThanMs: Number(req.olderThanMs) }
+            : req.toBytes !== undefined
+              ? { toBytes: Number(req.toBytes) }
+              : {};
         const r = await gc.pass("prune", pr);
-        return create(daemonv1.PruneTasksResponseSchema, { evictedTaskIds: r.evicted, freedBytes: BigInt(r.freedBytes), skippedInUse: r.skippedInUse, diskBytes: BigInt(r.diskBytes) });
+        return create(daemonv1.PruneTasksResponseSchema, {
+          evictedTaskIds: r.evicted,
+          freedBytes: BigInt(r.freedBytes),
+          skippedInUse: r.skippedInUse,
+          diskBytes: BigInt(r.diskBytes),
+        });
       } catch (err) {
         throw toConnectError(err);
       }

@@ -73,7 +73,11 @@ async function deleteTask(deps: DaemonServiceDeps, req: daemonv1.DeleteTaskReque
       const t = deps.storage.get(req.taskId);
       if (!t) return { deleted: false };
       const users = t.inUse;
-      if (users > 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is being downloaded, read or uploaded (${users} holder(s)); retry later or use --force`);
+      if (users > 0)
+        throw new DamselflyError(
+          "DF_ERR_TASK_IN_USE",
+          `task ${req.taskId} is being downloaded, read or uploaded (${users} holder(s)); retry later or use --force`,
+        );
       const { removed, freed } = await tasks.removeIdle([t]);
       if (removed.length === 0) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${req.taskId} is in use; retry later or use --force`);
       logger.info({ taskId: req.taskId, bytesFreed: freed }, "task removed from the cache");

@@ -45,7 +45,11 @@ export function validateDownload(d: Download | undefined): Download {
 // DownloadTask: `get` downloads through it, as a stream of events (started,
 // progress, the bytes or the store path, finished).
 export async function* downloadTask(deps: DownloadTaskDeps, req: daemonv1.DownloadTaskRequest, ctx: HandlerContext): AsyncGenerator<Response> {
-  const span = startSpan("DownloadTask", { kind: SpanKind.SERVER, parent: traceOfHeaders(ctx.requestHeader), attributes: { "url.full": spanUrl(req.download?.url ?? "") } });
+  const span = startSpan("DownloadTask", {
+    kind: SpanKind.SERVER,
+    parent: traceOfHeaders(ctx.requestHeader),
+    attributes: { "url.full": spanUrl(req.download?.url ?? "") },
+  });
   try {
     deps.refuseWhenShuttingDown();
     yield* download(deps, req, ctx, span);
@@ -121,7 +125,14 @@ class DownloadCall {
     this.span.setAttribute("damselfly.task_id", task.id).setAttribute("damselfly.local_hit", localHit);
     yield ev({
       case: "started",
-      value: { taskId: task.id, peerId: this.deps.tasks.peerIdOf(task.id), contentLength: BigInt(Math.max(0, task.meta.contentLength)), pieceLength: BigInt(task.meta.pieceLength), contentLengthKnown: task.infoKnown, localHit },
+      value: {
+        taskId: task.id,
+        peerId: this.deps.tasks.peerIdOf(task.id),
+        contentLength: BigInt(Math.max(0, task.meta.contentLength)),
+        pieceLength: BigInt(task.meta.pieceLength),
+        contentLengthKnown: task.infoKnown,
+        localHit,
+      },
     });
     const delivered = this.req.delivery === daemonv1.Delivery.STORE_PATH ? yield* this.storePath() : { storePath: "", digest: yield* this.stream() };
     yield this.progress();
@@ -147,7 +158,10 @@ class DownloadCall {
     const { task, expected } = this;
     const work = verifiedStorePath(task, this.signal, this.restart);
     let done = false;
-    work.then(() => (done = true), () => (done = true));
+    work.then(
+      () => (done = true),
+      () => (done = true),
+    );
     while (!done) {
       await Promise.race([work.catch(() => undefined), sleep(PROGRESS_MS)]);
       if (!done) yield this.progress();
@@ -196,7 +210,10 @@ class DownloadCall {
         .setAttribute("damselfly.bytes_local", bytesLocal)
         .setAttribute("damselfly.back_to_source", stats?.backToSource ?? false);
     }
-    this.deps.logger.info({ taskId: task.id, ms: Date.now() - this.started, localHit: this.localHit, delivery: storePath ? "store-path" : "stream" }, "download served");
+    this.deps.logger.info(
+      { taskId: task.id, ms: Date.now() - this.started, localHit: this.localHit, delivery: storePath ? "store-path" : "stream" },
+      "download served",
+    );
     return ev({
       case: "finished",
       value: {

@@ -45,11 +45,24 @@ export class BackToSource {
     o.log.info({ reason }, "fetching from the origin");
     const d = o.download;
     this.span?.end();
-    const span = (this.span = startSpan("back-to-source", { kind: SpanKind.CLIENT, parent: o.span, attributes: { "url.full": spanUrl(d.url), "damselfly.reason": reason } }));
+    const span = (this.span = startSpan("back-to-source", {
+      kind: SpanKind.CLIENT,
+      parent: o.span,
+      attributes: { "url.full": spanUrl(d.url), "damselfly.reason": reason },
+    }));
     const task = o.task;
     if (task.infoKnown) o.announcer.backToSourceStarted(task.meta.contentLength, task.meta.pieceLength, true);
     try {
-      await fetchFromSource({ source: o.source, task, url: d.url, headers: { ...d.headers }, userPieceLength: Number(d.pieceLength), hooks: this.hooks(), signal: o.signal, throttle: o.limits?.fromSource });
+      await fetchFromSource({
+        source: o.source,
+        task,
+        url: d.url,
+        headers: { ...d.headers },
+        userPieceLength: Number(d.pieceLength),
+        hooks: this.hooks(),
+        signal: o.signal,
+        throttle: o.limits?.fromSource,
+      });
     } catch (err) {
       const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
       span.setError(e).end();

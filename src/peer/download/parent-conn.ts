@@ -64,7 +64,11 @@ export class ParentConn {
   private readonly reads: { pieceReads: number } | undefined;
   private readonly throttle: Throttle | undefined;
 
-  constructor(readonly addr: ParentAddress, private readonly taskId: string, opts: ParentConnOptions) {
+  constructor(
+    readonly addr: ParentAddress,
+    private readonly taskId: string,
+    opts: ParentConnOptions,
+  ) {
     this.reads = opts.reads;
     this.throttle = opts.throttle;
     this.childId = opts.childId;

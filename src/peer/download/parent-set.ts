@@ -61,11 +61,20 @@ export class ParentSet {
     const conn = new ParentConn(addr, this.o.task.id, this.o.conn);
     this.conns.set(addr.peerId, conn);
     if (this.o.span.recording) {
-      this.spans.set(addr.peerId, startSpan("pieces from parent", {
-        kind: SpanKind.CLIENT,
-        parent: this.o.span,
-        attributes: { "damselfly.parent_peer_id": addr.peerId, "damselfly.parent_host_id": addr.hostId, "server.address": addr.ip, "server.port": addr.port, "damselfly.seed": addr.isSeed },
-      }));
+      this.spans.set(
+        addr.peerId,
+        startSpan("pieces from parent", {
+          kind: SpanKind.CLIENT,
+          parent: this.o.span,
+          attributes: {
+            "damselfly.parent_peer_id": addr.peerId,
+            "damselfly.parent_host_id": addr.hostId,
+            "server.address": addr.ip,
+            "server.port": addr.port,
+            "damselfly.seed": addr.isSeed,
+          },
+        }),
+      );
     }
     this.o.log.debug({ parent: addr.peerId, remote: `${addr.ip}:${addr.port}` }, "parent added");
     const h = this.o.hooks;
@@ -82,7 +91,14 @@ export class ParentSet {
     if (msg.type === "info" && msg.pieceLength > 0 && msg.contentLength >= 0) h.sizeKnown(msg.contentLength, msg.pieceLength);
     else if (msg.type === "info" && msg.pieceLength > 0 && this.o.task.meta.pieceLength === 0) this.o.task.setInfo(-1, msg.pieceLength).catch(() => undefined);
     if (msg.type === "failed") {
-      h.failed(conn, new DamselflyError(DamselflyError.isCode(msg.code) ? msg.code : "DF_ERR_PARENT_FAILED", msg.message, msg.sourceStatus ? { sourceStatus: msg.sourceStatus } : {}));
+      h.failed(
+        conn,
+        new DamselflyError(
+          DamselflyError.isCode(msg.code) ? msg.code : "DF_ERR_PARENT_FAILED",
+          msg.message,
+          msg.sourceStatus ? { sourceStatus: msg.sourceStatus } : {},
+        ),
+      );
       return;
     }
     h.changed();

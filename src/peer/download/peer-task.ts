@@ -7,22 +7,18 @@ import { HostType, fromErrorDetail, type schedulerv1 } from "../../protocol/inde
 import type { LocalTask } from "../storage/local-task.js";
 import { TaskAnnouncer } from "./task-announcer.js";
 import type { ParentConn } from "./parent-conn.js";
-import { PieceSelector } from "./piece-selector.js";
+import { PiecePump } from "./piece-pump.js";
 import { ParentSet } from "./parent-set.js";
 import { PieceFetcher } from "./piece-fetcher.js";
 import { BackToSource } from "./back-to-source.js";
 import { DownloadState } from "./download-state.js";
-import { piecesAtOnce, type PeerTaskOptions, type PeerTaskStats } from "./peer-task-options.js";
+import type { PeerTaskOptions, PeerTaskStats } from "./peer-task-options.js";
 
 export type { PeerTaskOptions, PeerTaskStats };
 
 // With fewer parents than this left after dropping one, ask the scheduler for
 // more (each ask counts toward its reschedule limit).
 const MIN_PARENTS = 2;
-// With this few pieces missing, all of them in flight and room for more,
-// the slowest in-flight pieces are also asked of a second parent (endgame):
-// the first copy to arrive wins (PieceFetcher.duplicate).
-const ENDGAME_PIECES = 4;
 
 // Conducts one task download on this daemon: talks to the scheduler over one
 // announce stream, keeps a set of parents (ParentSet: who holds which
@@ -30,14 +26,22 @@ const ENDGAME_PIECES = 4;
 // goes to the origin (BackToSource) only when the scheduler says so or
 // cannot be reached. Its phase (DownloadState) decides what may happen next.
 export class PeerTask {
-  readonly stats: PeerTaskStats = { bytesFromPeers: 0, bytesFromSource: 0, backToSource: false, schedulerUnavailable: false, busyAnswers: 0, endgameWins: 0, pieceReads: 0 };
+  readonly stats: PeerTaskStats = {
+    bytesFromPeers: 0,
+    bytesFromSource: 0,
+    backToSource: false,
+    schedulerUnavailable: false,
+    busyAnswers: 0,
+    endgameWins: 0,
+    pieceReads: 0,
+  };
   // The scheduler told of the finish on this download's own stream.
   finishReportedTo: string | undefined;
   private readonly state = new DownloadState();
   private readonly parents: ParentSet;
   private readonly fetcher: PieceFetcher;
   private readonly origin: BackToSource;
-  private readonly selector: PieceSelector<ParentConn>;
+  private readonly pieces: PiecePump;
   private readonly announcer: TaskAnnouncer;
   private readonly abort = new AbortController();
   private settle!: { resolve: () => void; reject: (e: DamselflyError) => void };
@@ -46,9 +50,6 @@ export class PeerTask {
   private digests: TaskDigests | undefined;
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
-  // Wakes pump() when a busy parent may take requests again.
-  private busyRetry: NodeJS.Timeout | undefined;
-  private pumpQueued = false;
   private readonly log: Logger;
   // One span for the download, one per back-to-source run and one per parent
   // (its pieces summed up): never one per piece.
@@ -58,12 +59,17 @@ export class PeerTask {
     this.log = o.logger.child({ taskId: o.task.id, peerId: o.peerId });
     this.finished = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     this.finished.catch(() => undefined);
-    this.selector = new PieceSelector(o.task, o.piecesPerParent);
     this.span = startSpan("peer download", {
       parent: o.trace,
       attributes: { "damselfly.task_id": o.task.id, "damselfly.peer_id": o.peerId, "damselfly.host_id": o.hostId, "url.full": spanUrl(o.download.url) },
     });
-    const conn = { piecesPerParent: o.piecesPerParent, pieceTimeoutMs: o.pieceTimeoutMs, reads: this.stats, throttle: o.limits?.fromParents, childId: o.peerId };
+    const conn = {
+      piecesPerParent: o.piecesPerParent,
+      pieceTimeoutMs: o.pieceTimeoutMs,
+      reads: this.stats,
+      throttle: o.limits?.fromParents,
+      childId: o.peerId,
+    };
     this.parents = new ParentSet({
       task: o.task,
       selfId: o.peerId,
@@ -75,7 +81,7 @@ export class PeerTask {
         // An origin failure on the seed is everyone's failure.
         failed: (conn, e) => (e.code === "DF_ERR_SOURCE_STATUS" && conn.addr.isSeed ? this.fail(e) : this.dropParent(conn, e.message)),
         broken: (conn, reason) => this.dropParent(conn, reason),
-        changed: () => this.schedulePump(),
+        changed: () => this.pieces.schedule(),
       },
     });
     this.fetcher = new PieceFetcher({
@@ -89,7 +95,15 @@ export class PeerTask {
         const slow = this.parents.tooSlow(parent);
         if (slow) this.dropParent(parent, slow);
       },
-      settled: () => this.schedulePump(),
+      settled: () => this.pieces.schedule(),
+    });
+    this.pieces = new PiecePump({
+      options: o,
+      state: this.state,
+      parents: this.parents,
+      fetcher: this.fetcher,
+      complete: () => this.complete().catch((e) => this.fail(DamselflyError.from(e))),
+      dropParent: (conn, reason) => this.dropParent(conn, reason),
     });
     this.announcer = new TaskAnnouncer({ scheduler: o.scheduler, taskId: o.task.id, peerId: o.peerId, span: this.span });
     this.origin = new BackToSource({
@@ -132,7 +146,12 @@ export class PeerTask {
       await this.complete();
       return;
     }
-    if (!(await this.announcer.open((r) => this.onResponse(r), (e) => this.onSchedulerLost(e)))) {
+    if (
+      !(await this.announcer.open(
+        (r) => this.onResponse(r),
+        (e) => this.onSchedulerLost(e),
+      ))
+    ) {
       if (this.o.download.disableBackToSource) {
         this.fail(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "scheduler unreachable and back-to-source is disabled"));
         return;
@@ -155,7 +174,8 @@ export class PeerTask {
         if (info?.contentLengthKnown && !this.o.task.infoKnown) {
           this.setInfo(Number(info.contentLength), Number(info.pieceLength)).catch((e) => this.fail(DamselflyError.from(e)));
         }
-        for (const p of r.value.candidateParents) this.parents.add({ peerId: p.peerId, hostId: p.hostId, ip: p.ip, port: p.uploadPort, isSeed: p.hostType === HostType.SEED });
+        for (const p of r.value.candidateParents)
+          this.parents.add({ peerId: p.peerId, hostId: p.hostId, ip: p.ip, port: p.uploadPort, isSeed: p.hostType === HostType.SEED });
         this.announcer.downloadStarted();
         break;
       }
@@ -193,7 +213,7 @@ export class PeerTask {
     if (this.announcer.connected) {
       if (this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
     } else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
-    this.pump();
+    this.pieces.run();
   }
 
   private reschedule(description: string): void {
@@ -202,74 +222,15 @@ export class PeerTask {
 
   private async setInfo(contentLength: number, pieceLength: number): Promise<void> {
     await this.o.task.setInfo(contentLength, pieceLength);
-    this.pump();
-  }
-
-  // Piece announcements arrive from every parent for every piece: one pump per
-  // turn of the event loop covers them all.
-  private schedulePump(): void {
-    if (this.pumpQueued) return;
-    this.pumpQueued = true;
-    setImmediate(() => {
-      this.pumpQueued = false;
-      this.pump();
-    });
-  }
-
-  // Starts as many piece fetches as the limits allow.
-  private pump(): void {
-    if (!this.state.pulling || this.o.task.meta.pieceLength <= 0) return;
-    if (this.o.task.infoKnown && this.o.task.pieces.size === this.o.task.totalPieces) {
-      this.complete().catch((e) => this.fail(DamselflyError.from(e)));
-      return;
-    }
-    // Spread the requests: with many parents, one at a time from each keeps
-    // every parent's line full without piling on the favourite.
-    const maxInFlight = piecesAtOnce(this.o, this.o.task.meta.pieceLength);
-    const inFlight = this.fetcher.inFlight;
-    this.selector.perParent = Math.max(1, Math.min(this.o.piecesPerParent, Math.floor(maxInFlight / Math.max(1, this.parents.size))));
-    const picks = this.selector.pick(this.parents.conns, inFlight, maxInFlight - this.fetcher.active);
-    for (const pick of picks) this.fetcher.fetch(pick.piece, pick.parent);
-    if (picks.length === 0) this.endgame(maxInFlight);
-    if (inFlight.size < maxInFlight) this.retryWhenNotBusy();
-    // Parents that will never help again go now rather than at the stall
-    // timer.
-    if (inFlight.size === 0) for (const p of this.parents.deadEnds()) this.dropParent(p, "finished parent lacks pieces we miss");
-  }
-
-  // Some parent said busy and is why we fetch less than we could: try again
-  // once the first of them may have a free slot.
-  private retryWhenNotBusy(): void {
-    if (this.busyRetry) return;
-    const now = Date.now();
-    const soonest = this.parents.soonestFree(now);
-    if (soonest === Infinity) return;
-    this.busyRetry = setTimeout(() => {
-      this.busyRetry = undefined;
-      this.pump();
-    }, Math.ceil(soonest - now));
-  }
-
-  // Asks a second parent for the oldest pieces in flight when only a few are
-  // missing (see ENDGAME_PIECES).
-  private endgame(maxInFlight: number): void {
-    const t = this.o.task;
-    const inFlight = this.fetcher.inFlight;
-    if (!t.infoKnown || inFlight.size === 0 || t.totalPieces - t.pieces.size > ENDGAME_PIECES) return;
-    const now = Date.now();
-    for (const [n, from] of inFlight) {
-      if (this.fetcher.active >= maxInFlight) return;
-      if (!this.fetcher.duplicable(n, now)) continue;
-      const best = this.parents.fastestWith(n, from, this.selector.perParent, now);
-      if (best) this.fetcher.duplicate(n, best);
-    }
+    this.pieces.run();
   }
 
   // A piece from `parent` is in the file and checked: record and report it.
   private storedFromParent(n: number, crc: number, length: number, parent: ParentConn, micros: bigint): void {
     this.lastProgress = Date.now();
     this.o.metrics?.piece("peer", length, Number(micros) / 1e6);
-    if (this.log.isLevelEnabled("debug")) this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number(micros / 1000n) }, "piece from parent");
+    if (this.log.isLevelEnabled("debug"))
+      this.log.debug({ piece: n, parent: parent.id, seed: parent.addr.isSeed, ms: Number(micros / 1000n) }, "piece from parent");
     this.announcer.pieceFinished(n, length, crc, micros, parent.id);
   }
 
@@ -315,7 +276,7 @@ export class PeerTask {
     if (!this.state.pulling) return;
     // A reader's patience with a seed's suggestions runs out on the clock,
     // not on an event (piece-selector.ts): look again.
-    if (this.o.task.firstWanted() !== undefined) this.pump();
+    if (this.o.task.firstWanted() !== undefined) this.pieces.run();
     if (this.fetcher.inFlight.size > 0) return;
     if (Date.now() - this.lastProgress < this.o.scheduleTimeoutMs) return;
     this.lastProgress = Date.now();
@@ -345,7 +306,15 @@ export class PeerTask {
     this.finishReportedTo = this.announcer.scheduler;
     this.announcer.finished(this.stats.backToSource, t.meta.contentLength, t.meta.pieceLength, t.totalPieces);
     this.log.info(
-      { bytesFromPeers: this.stats.bytesFromPeers, bytesFromSource: this.stats.bytesFromSource, busyAnswers: this.stats.busyAnswers, endgameWins: this.stats.endgameWins, pieceReads: this.stats.pieceReads, parents: this.parents.everHad, contentLength: t.meta.contentLength },
+      {
+        bytesFromPeers: this.stats.bytesFromPeers,
+        bytesFromSource: this.stats.bytesFromSource,
+        busyAnswers: this.stats.busyAnswers,
+        endgameWins: this.stats.endgameWins,
+        pieceReads: this.stats.pieceReads,
+        parents: this.parents.everHad,
+        contentLength: t.meta.contentLength,
+      },
       "task downloaded",
     );
     this.cleanup();
@@ -391,7 +360,7 @@ export class PeerTask {
     this.digests?.close();
     this.fetcher.close();
     if (this.watchdog) clearInterval(this.watchdog);
-    if (this.busyRetry) clearTimeout(this.busyRetry);
+    this.pieces.close();
     this.abort.abort();
     this.parents.closeAll();
     this.announcer.close();

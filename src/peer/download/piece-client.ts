@@ -214,7 +214,9 @@ class Connection {
     const got = this.headReader.take(chunk);
     if (got === "partial") return undefined;
     if (got === "too-long" || got === "malformed") {
-      this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", got === "too-long" ? "parent's response head is too long" : "parent sent a malformed HTTP response"));
+      this.fail(
+        new DamselflyError("DF_ERR_PARENT_FAILED", got === "too-long" ? "parent's response head is too long" : "parent sent a malformed HTTP response"),
+      );
       return undefined;
     }
     const parsed = got.head;

@@ -43,8 +43,7 @@ export class PieceReportBatcher {
     if (this.first || this.pending.length >= this.opts.maxPieces) {
       this.first = false;
       this.flush();
-    }
-    else if (!this.timer) {
+    } else if (!this.timer) {
       this.timer = setTimeout(() => this.flush(), this.opts.windowMs);
       // Close flushes: a pending report must not keep the process alive.
       this.timer.unref();

@@ -162,7 +162,8 @@ export class PieceResponse implements PieceResponseHandler {
     } catch (err) {
       throw this.broke(err);
     }
-    if (!w.complete) throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${t.n} from parent ${t.parentId} was cut short (${w.received}/${t.ad.length} bytes)`);
+    if (!w.complete)
+      throw new DamselflyError("DF_ERR_PARENT_FAILED", `piece ${t.n} from parent ${t.parentId} was cut short (${w.received}/${t.ad.length} bytes)`);
     if (w.crc !== t.ad.crc) {
       this.out.forget();
       throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `piece ${t.n} from parent ${t.parentId} failed its CRC-32 check`);

@@ -60,7 +60,13 @@ export class SchedulerLink {
   }
 
   private endpoint(address: string): Endpoint {
-    return { address, client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)), healthy: false, warned: false, batching: false };
+    return {
+      address,
+      client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)),
+      healthy: false,
+      warned: false,
+      batching: false,
+    };
   }
 
   get addresses(): string[] {
@@ -147,7 +153,12 @@ export class SchedulerLink {
         .map((e) =>
           e.client
             .leaveTasks({ hostId: this.o.host.id, tasks: left }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs) })
-            .catch((err: unknown) => this.log.warn({ scheduler: e.address, tasks: tasks.length, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message }, "cannot tell the scheduler about removed tasks")),
+            .catch((err: unknown) =>
+              this.log.warn(
+                { scheduler: e.address, tasks: tasks.length, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message },
+                "cannot tell the scheduler about removed tasks",
+              ),
+            ),
         ),
     );
   }
@@ -159,7 +170,13 @@ export class SchedulerLink {
   // Opens the announce stream for one task, or returns undefined when no
   // scheduler can be reached (the caller then goes to the origin).
   // `headers`: the W3C trace context of the download (tracing on).
-  async open(taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void, headers: Record<string, string> = {}): Promise<AnnounceSession | undefined> {
+  async open(
+    taskId: string,
+    peerId: string,
+    onResponse: (r: schedulerv1.AnnouncePeerResponse) => void,
+    onLost: (e: DamselflyError) => void,
+    headers: Record<string, string> = {},
+  ): Promise<AnnounceSession | undefined> {
     for (const e of this.ordered(taskId)) {
       if (!e.healthy && !(await this.announce(e))) continue;
       return this.stream(e, taskId, peerId, onResponse, onLost, headers);
@@ -167,7 +184,14 @@ export class SchedulerLink {
     return undefined;
   }
 
-  private stream(e: Endpoint, taskId: string, peerId: string, onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void, headers: Record<string, string>): AnnounceSession {
+  private stream(
+    e: Endpoint,
+    taskId: string,
+    peerId: string,
+    onResponse: (r: schedulerv1.AnnouncePeerResponse) => void,
+    onLost: (e: DamselflyError) => void,
+    headers: Record<string, string>,
+  ): AnnounceSession {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
     const abort = new AbortController();
     let closed = false;
@@ -210,12 +234,18 @@ export class SchedulerLink {
     this.left = true;
     if (this.timer) clearInterval(this.timer);
     await Promise.all(
-      this.endpoints.filter((e) => e.healthy).map((e) =>
-        e.client.leaveHost({ hostId: this.o.host.id }, { signal: AbortSignal.timeout(2_000) }).then(
-          () => this.log.info({ scheduler: e.address }, "left the scheduler"),
-          (err: unknown) => this.log.warn({ scheduler: e.address, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message }, "could not tell the scheduler this host is leaving"),
+      this.endpoints
+        .filter((e) => e.healthy)
+        .map((e) =>
+          e.client.leaveHost({ hostId: this.o.host.id }, { signal: AbortSignal.timeout(2_000) }).then(
+            () => this.log.info({ scheduler: e.address }, "left the scheduler"),
+            (err: unknown) =>
+              this.log.warn(
+                { scheduler: e.address, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message },
+                "could not tell the scheduler this host is leaving",
+              ),
+          ),
         ),
-      ),
     );
   }
 

@@ -100,7 +100,8 @@ async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, 
   const lastPiece = known ? Math.ceil(res.contentLength / pieceLength) - 1 : Number.MAX_SAFE_INTEGER;
   const total = await consume(res.body, task, 0, 0, lastPiece, hooks, pieceLength, throttle, signal);
   if (!known) await hooks.onInfo(total, pieceLength, true);
-  else if (total !== res.contentLength) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended after ${total} of ${res.contentLength} bytes`, { temporary: true });
+  else if (total !== res.contentLength)
+    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended after ${total} of ${res.contentLength} bytes`, { temporary: true });
 }
 
 // Reads a body that starts at byte `bodyStart`, writing pieces first..last.
@@ -191,5 +192,8 @@ function brokeOff(err: unknown, pos: number): DamselflyError {
   if (err instanceof DamselflyError) return err;
   const local = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
   if (local.code !== "DF_ERR_SOURCE_UNREACHABLE" && local.code !== "DF_ERR_TIMEOUT") return local;
-  return new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, { cause: err, temporary: true });
+  return new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response broke off at byte ${pos}: ${(err as Error).message}`, {
+    cause: err,
+    temporary: true,
+  });
 }

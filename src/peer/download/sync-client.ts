@@ -151,7 +151,9 @@ class SyncStreamReader {
     if (got === "malformed") throw this.broken("malformed HTTP response");
     const parsed = got.head;
     if (parsed.status !== 200) {
-      throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.opts.label} answered sync with HTTP ${parsed.status}`, { temporary: parsed.status === 404 });
+      throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.opts.label} answered sync with HTTP ${parsed.status}`, {
+        temporary: parsed.status === 404,
+      });
     }
     this.socket.setTimeout(this.opts.idleTimeoutMs);
     if (parsed.chunked) this.state = Body.ChunkSize;

@@ -62,7 +62,10 @@ export class TaskAnnouncer {
 
   // `parentId`: empty for a piece from the origin.
   pieceFinished(n: number, length: number, crc32: number, costMicros: bigint, parentId: string): void {
-    this.send({ case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32, parentId, costMicros }) });
+    this.send({
+      case: "pieceFinished",
+      value: create(schedulerv1.PieceFinishedRequestSchema, { number: n, length: BigInt(length), crc32, parentId, costMicros }),
+    });
   }
 
   pieceFailed(n: number, parentId: string, e: DamselflyError): void {
@@ -72,7 +75,11 @@ export class TaskAnnouncer {
   backToSourceStarted(contentLength: number, pieceLength: number, known: boolean): void {
     this.send({
       case: "backToSourceStarted",
-      value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: BigInt(Math.max(0, contentLength)), pieceLength: BigInt(pieceLength), contentLengthKnown: known }),
+      value: create(schedulerv1.BackToSourceStartedRequestSchema, {
+        contentLength: BigInt(Math.max(0, contentLength)),
+        pieceLength: BigInt(pieceLength),
+        contentLengthKnown: known,
+      }),
     });
   }
 

@@ -4,8 +4,7 @@ import { USER_AGENT } from "../source/http-source.js";
 
 export type AccessAnswer =
   // size: -1 when the registry redirected (to blob storage) without a length.
-  | { allowed: true; size: number }
-  | { allowed: false; status: number };
+  { allowed: true; size: number } | { allowed: false; status: number };
 
 const MAX_ENTRIES = 10_000;
 

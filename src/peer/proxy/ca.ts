@@ -189,8 +189,7 @@ export class CertificateAuthority {
   }
 
   private static async load(certFile: string, certPem: string, keyFile: string, keyPem: string): Promise<CertificateAuthority> {
-    const bad = (why: string, cause?: unknown): DamselflyError =>
-      new DamselflyError("DF_ERR_CONFIG", `proxy CA: ${why}`, cause === undefined ? {} : { cause });
+    const bad = (why: string, cause?: unknown): DamselflyError => new DamselflyError("DF_ERR_CONFIG", `proxy CA: ${why}`, cause === undefined ? {} : { cause });
     const blocks = certPem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
     if (blocks !== 1) throw bad(`${certFile} must hold exactly one PEM certificate, found ${blocks}`);
     let nodeCert: NodeX509Certificate;

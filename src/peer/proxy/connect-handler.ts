@@ -126,6 +126,8 @@ function rejectConnect(socket: Duplex, e: DamselflyError): void {
 // a connection that already broke is just closed.
 export function badRequest(socket: Duplex): void {
   if (socket.writable && !socket.writableEnded) {
-    socket.end("HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_INVALID_REQUEST\r\nconnection: close\r\n\r\nmalformed HTTP request\n");
+    socket.end(
+      "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_INVALID_REQUEST\r\nconnection: close\r\n\r\nmalformed HTTP request\n",
+    );
   } else socket.destroy();
 }

@@ -8,7 +8,13 @@ import { sendError } from "./respond.js";
 // Streams a request to the upstream and its response back unchanged
 // (status, headers, body; redirects are the client's business). Registry
 // errors (401 with its WWW-Authenticate, 404, 429, 5xx) reach the client as is.
-export async function forward(req: IncomingMessage, res: ServerResponse, url: string, dispatcher: Dispatcher, extra: Record<string, string> = {}): Promise<void> {
+export async function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: string,
+  dispatcher: Dispatcher,
+  extra: Record<string, string> = {},
+): Promise<void> {
   const method = req.method ?? "GET";
   const hasBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
   const abort = new AbortController();
@@ -29,7 +35,13 @@ export async function forward(req: IncomingMessage, res: ServerResponse, url: st
     res.off("close", onClose);
     if (abort.signal.aborted) return;
     const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-    sendError(res, new DamselflyError(e.code === "DF_ERR_TIMEOUT" ? "DF_ERR_TIMEOUT" : "DF_ERR_SOURCE_UNREACHABLE", `upstream ${new URL(url).origin} unreachable: ${e.message}`));
+    sendError(
+      res,
+      new DamselflyError(
+        e.code === "DF_ERR_TIMEOUT" ? "DF_ERR_TIMEOUT" : "DF_ERR_SOURCE_UNREACHABLE",
+        `upstream ${new URL(url).origin} unreachable: ${e.message}`,
+      ),
+    );
     return;
   }
   res.writeHead(upstream.statusCode, clientResponseHeaders(upstream.headers));

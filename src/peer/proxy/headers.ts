@@ -16,7 +16,12 @@ const HOP_BY_HOP = new Set([
 function connectionTokens(h: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
   const c = h["connection"];
   const list = Array.isArray(c) ? c.join(",") : (c ?? "");
-  return new Set(list.split(",").map((t) => t.trim().toLowerCase()).filter(Boolean));
+  return new Set(
+    list
+      .split(",")
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
 }
 
 // End-to-end request headers for the upstream: hop-by-hop ones, Host (the
@@ -34,7 +39,17 @@ export function upstreamRequestHeaders(h: IncomingHttpHeaders, drop: readonly st
 // Headers that decide which bytes or which representation come back (the
 // P2P path answers those itself) or that describe one client (the shared
 // fetch identifies the daemon): not part of what travels with a task.
-export const NOT_SHARED_WITH_ORIGIN = ["range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "accept-encoding", "content-length", "user-agent"];
+export const NOT_SHARED_WITH_ORIGIN = [
+  "range",
+  "if-range",
+  "if-match",
+  "if-none-match",
+  "if-modified-since",
+  "if-unmodified-since",
+  "accept-encoding",
+  "content-length",
+  "user-agent",
+];
 
 // Response headers from the upstream for the client, minus hop-by-hop ones.
 export function clientResponseHeaders(h: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {

@@ -203,14 +203,18 @@ class P2PResponse {
     } else await this.checkBeforeLast();
     let fromOriginDirect = 0;
     if (p2pError) {
-      this.log.warn({ taskId: this.task.id, at: this.pos, code: p2pError.code, err: p2pError.message }, "proxy: P2P failed mid-response, continuing from the origin");
+      this.log.warn(
+        { taskId: this.task.id, at: this.pos, code: p2pError.code, err: p2pError.message },
+        "proxy: P2P failed mid-response, continuing from the origin",
+      );
       try {
         await this.hashSentPrefix();
         fromOriginDirect = await this.fromOrigin();
       } catch (err) {
         const e = DamselflyError.from(err);
         if (e.code === "DF_ERR_DIGEST_MISMATCH") return await this.digestFailed(e);
-        if (!this.clientGone.signal.aborted) this.log.warn({ taskId: this.task.id, at: this.pos, code: e.code, err: e.message }, "proxy: origin fallback failed; response cut short");
+        if (!this.clientGone.signal.aborted)
+          this.log.warn({ taskId: this.task.id, at: this.pos, code: e.code, err: e.message }, "proxy: origin fallback failed; response cut short");
         this.res.destroy();
         return {};
       }
@@ -316,9 +320,19 @@ class P2PResponse {
     const stats = this.handle.run?.stats;
     const bytesFromPeers = stats?.bytesFromPeers ?? 0;
     const bytesFromSource = stats?.bytesFromSource ?? 0;
-    if (this.obj.trailers) this.res.addTrailers({ [TRAILERS[0]]: String(bytesFromPeers), [TRAILERS[1]]: String(bytesFromSource), [TRAILERS[2]]: String(fromOriginDirect) });
+    if (this.obj.trailers)
+      this.res.addTrailers({ [TRAILERS[0]]: String(bytesFromPeers), [TRAILERS[1]]: String(bytesFromSource), [TRAILERS[2]]: String(fromOriginDirect) });
     this.res.end();
-    const fields = { taskId: this.task.id, status: this.status, bytes: this.end - this.start, cache, bytesFromPeers, bytesFromSource, fallbackBytes: fromOriginDirect, ms: Date.now() - this.started };
+    const fields = {
+      taskId: this.task.id,
+      status: this.status,
+      bytes: this.end - this.start,
+      cache,
+      bytesFromPeers,
+      bytesFromSource,
+      fallbackBytes: fromOriginDirect,
+      ms: Date.now() - this.started,
+    };
     this.log.info(fields, "proxy: served from P2P");
   }
 

@@ -150,7 +150,8 @@ export class ProxyServer {
   }
 
   private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL, rec: ProxyRecord): Promise<void> {
-    if (target.protocol !== "http:" && target.protocol !== "https:") throw new DamselflyError("DF_ERR_INVALID_REQUEST", "only http and https URLs can be proxied");
+    if (target.protocol !== "http:" && target.protocol !== "https:")
+      throw new DamselflyError("DF_ERR_INVALID_REQUEST", "only http and https URLs can be proxied");
     if (req.method === "GET" && this.rules.some((r) => r.test(target.href))) {
       rec.kind = "blob";
       return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest, rec);
@@ -180,7 +181,15 @@ export class ProxyServer {
     }
   }
 
-  private async viaP2PTraced(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rangeSpec: ByteRangeSpec | undefined, span: Span, rec: ProxyRecord): Promise<void> {
+  private async viaP2PTraced(
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: URL,
+    digest: string | undefined,
+    rangeSpec: ByteRangeSpec | undefined,
+    span: Span,
+    rec: ProxyRecord,
+  ): Promise<void> {
     const rateLimit = rateLimitOf(req.headers[RATE_LIMIT_HEADER]);
     const range = { spec: rangeSpec };
     const headers = upstreamRequestHeaders(req.headers, NOT_SHARED_WITH_ORIGIN);
@@ -217,7 +226,10 @@ export class ProxyServer {
       // background so later ranges come from the store.
       const download = downloadOf(obj);
       if (!this.o.tasks.isActive(this.o.tasks.taskIdOf(download))) {
-        if (this.o.prefetch) this.o.tasks.ensure(download, undefined, { background: true }).catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
+        if (this.o.prefetch)
+          this.o.tasks
+            .ensure(download, undefined, { background: true })
+            .catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
         return forward(req, res, target.href, this.o.dispatcher);
       }
     }
@@ -230,14 +242,16 @@ export class ProxyServer {
     });
     span.setAttribute("damselfly.served_by", result.declined ? "origin (P2P declined)" : "p2p");
     if (result.declined) {
-      this.log.warn({ url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message }, "proxy: P2P unavailable, forwarding to the origin");
+      this.log.warn(
+        { url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message },
+        "proxy: P2P unavailable, forwarding to the origin",
+      );
       return forward(req, res, target.href, this.o.dispatcher);
     }
     rec.outcome = "p2p";
     if (result.cache === "hit") this.o.metrics?.localBytes(result.bytes ?? 0);
   }
 }
-
 
 // A client's own cap on the task its request downloads, e.g. "50MiB" (bytes
 // per second). Never sent upstream (x-damselfly-* headers are dropped).

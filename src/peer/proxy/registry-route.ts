@@ -44,7 +44,10 @@ export function registryOrigin(raw: string, plainHttp: readonly string[]): strin
     throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid registry ${JSON.stringify(raw.slice(0, 200))}`);
   }
   if (url.username || url.password || (url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) {
-    throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid registry ${JSON.stringify(raw.slice(0, 200))}: expected host[:port] or a scheme://host[:port] URL`);
+    throw new DamselflyError(
+      "DF_ERR_INVALID_REQUEST",
+      `invalid registry ${JSON.stringify(raw.slice(0, 200))}: expected host[:port] or a scheme://host[:port] URL`,
+    );
   }
   const host = ALIASES[url.host] ?? url.host;
   if (!withScheme && (isLoopback(url.hostname) || plainHttp.includes(url.host) || plainHttp.includes(url.hostname))) return `http://${host}`;

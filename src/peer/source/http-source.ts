@@ -64,7 +64,11 @@ export class HttpSource {
       } catch (err) {
         if (signal?.aborted) throw DamselflyError.from(signal.reason ?? err);
         const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-        throw new DamselflyError(e.code === "DF_ERR_TIMEOUT" ? "DF_ERR_TIMEOUT" : "DF_ERR_SOURCE_UNREACHABLE", `origin unreachable for ${redact(url)}: ${describe(err)}`, { cause: err, temporary: true });
+        throw new DamselflyError(
+          e.code === "DF_ERR_TIMEOUT" ? "DF_ERR_TIMEOUT" : "DF_ERR_SOURCE_UNREACHABLE",
+          `origin unreachable for ${redact(url)}: ${describe(err)}`,
+          { cause: err, temporary: true },
+        );
       }
       const status = res.statusCode;
       if (status >= 300 && status < 400 && typeof res.headers["location"] === "string") {
@@ -79,14 +83,20 @@ export class HttpSource {
       }
       if (status >= 400) {
         res.body.resume();
-        throw new DamselflyError("DF_ERR_SOURCE_STATUS", `origin returned HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd() + ` for ${redact(new URL(rawUrl))}`, {
-          sourceStatus: status,
-          temporary: status >= 500 || status === 429,
-        });
+        throw new DamselflyError(
+          "DF_ERR_SOURCE_STATUS",
+          `origin returned HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd() + ` for ${redact(new URL(rawUrl))}`,
+          {
+            sourceStatus: status,
+            temporary: status >= 500 || status === 429,
+          },
+        );
       }
       if (status !== 200 && status !== 206) {
         res.body.resume();
-        throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin returned unexpected HTTP ${status} for ${redact(new URL(rawUrl))}`, { sourceStatus: status });
+        throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin returned unexpected HTTP ${status} for ${redact(new URL(rawUrl))}`, {
+          sourceStatus: status,
+        });
       }
       const encoded = res.headers["content-encoding"] && res.headers["content-encoding"] !== "identity";
       const cl = res.headers["content-length"];

@@ -190,7 +190,10 @@ export class DiskGc {
         can += b;
       }
       if (can < shortfall) {
-        this.log.warn({ taskId: task.id, needBytes: need, freeBytes: free, evictableBytes: can }, "disk gc: not enough space for the task even after evicting every idle task; keeping the cache");
+        this.log.warn(
+          { taskId: task.id, needBytes: need, freeBytes: free, evictableBytes: can },
+          "disk gc: not enough space for the task even after evicting every idle task; keeping the cache",
+        );
         return;
       }
       const { removed, freed } = await this.o.remove(victims, "make-room");

@@ -75,7 +75,10 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // space first if the filesystem cannot hold it).
   beforeAllocate: ((t: LocalTask, bytes: number) => Promise<void>) | undefined;
 
-  constructor(readonly dir: string, public meta: TaskMeta) {
+  constructor(
+    readonly dir: string,
+    public meta: TaskMeta,
+  ) {
     super();
     this.setMaxListeners(0);
     this.savedAccessAt = meta.lastAccessAt;
@@ -302,7 +305,13 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // `digestVerified`: the whole content matched digestTaskId.
   async markDone(verified: boolean, digestVerified = this.meta.digestVerified, contentDigest?: string): Promise<void> {
     this.verified = verified;
-    this.meta = { ...this.meta, done: true, lastAccessAt: Date.now(), ...(digestVerified ? { digestVerified } : {}), ...(contentDigest ? { contentDigest } : {}) };
+    this.meta = {
+      ...this.meta,
+      done: true,
+      lastAccessAt: Date.now(),
+      ...(digestVerified ? { digestVerified } : {}),
+      ...(contentDigest ? { contentDigest } : {}),
+    };
     await this.saveMeta();
     await this.pieceLog.close();
     this.emit("done");

@@ -42,7 +42,10 @@ export class Storage {
     }
   };
 
-  constructor(readonly dataDir: string, private readonly logger: Logger) {}
+  constructor(
+    readonly dataDir: string,
+    private readonly logger: Logger,
+  ) {}
 
   get tasksDir(): string {
     return join(this.dataDir, "tasks");
@@ -85,7 +88,10 @@ export class Storage {
     return this.tasks.get(id);
   }
 
-  async getOrCreate(id: string, origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength" | "digestTaskId">): Promise<LocalTask> {
+  async getOrCreate(
+    id: string,
+    origin: Pick<TaskMeta, "url" | "tag" | "application" | "filteredQueryParams" | "pieceLength" | "digestTaskId">,
+  ): Promise<LocalTask> {
     const existing = this.tasks.get(id);
     if (existing) return existing;
     for (let pending = this.removing.get(id); pending; pending = this.removing.get(id)) await pending.catch(() => undefined);
@@ -115,7 +121,11 @@ export class Storage {
   // `beforeDelete` (tell the schedulers), then deletes their files. With
   // onlyIdle, tasks someone holds right now are left alone: the check and the
   // removal from the table happen in one go, so no new holder slips between.
-  async evict(tasks: readonly LocalTask[], beforeDelete?: (tasks: LocalTask[]) => Promise<void>, onlyIdle = false): Promise<{ removed: LocalTask[]; freed: number }> {
+  async evict(
+    tasks: readonly LocalTask[],
+    beforeDelete?: (tasks: LocalTask[]) => Promise<void>,
+    onlyIdle = false,
+  ): Promise<{ removed: LocalTask[]; freed: number }> {
     const gone = tasks.filter((t) => this.tasks.get(t.id) === t && (!onlyIdle || t.inUse === 0));
     for (const t of gone) {
       this.tasks.delete(t.id);
@@ -124,7 +134,9 @@ export class Storage {
     }
     if (gone.length === 0) return { removed: [], freed: 0 };
     const work = (async () => {
-      await beforeDelete?.(gone).catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "telling the schedulers about removed tasks failed"));
+      await beforeDelete?.(gone).catch((err: unknown) =>
+        this.logger.warn({ err: (err as Error).message }, "telling the schedulers about removed tasks failed"),
+      );
       let freed = 0;
       for (const t of gone) freed += await this.deleteFiles(t);
       return freed;

@@ -9,22 +9,27 @@ import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
-import { childOf, encodeSyncLine, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/index.js";
+import { childOf, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER } from "../../protocol/index.js";
 import { buffers } from "../buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
+import { SyncStream } from "./sync-stream.js";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { Throttle } from "../../common/token-bucket.js";
 
 const CHUNK = 512 * 1024;
-const PING_MS = 15_000;
 // How long a piece request waits for a free upload slot before it is told
 // busy, and how many may wait per slot.
 const SLOT_WAIT_MS = 5_000;
 const SYNC_BATCH_MS = 25;
 const SLOT_QUEUE_PER_SLOT = 4;
 const BUSY_BODY = JSON.stringify({ code: "DF_ERR_UPLOAD_BUSY", message: "all upload slots are busy" }) + "\n";
-const BUSY_HEADERS = { "content-type": "application/json", [ERROR_HEADER]: "DF_ERR_UPLOAD_BUSY", "retry-after": "1", "content-length": String(BUSY_BODY.length) };
+const BUSY_HEADERS = {
+  "content-type": "application/json",
+  [ERROR_HEADER]: "DF_ERR_UPLOAD_BUSY",
+  "retry-after": "1",
+  "content-length": String(BUSY_BODY.length),
+};
 
 export interface UploadServerOptions {
   listen: string;
@@ -257,92 +262,15 @@ export class UploadServer {
     res.end();
   }
 
-  // Streams piece availability: what the task already has, then each new piece
-  // as it is verified, then "done" (or "failed").
+  // Streams piece availability to one child (SyncStream).
   private sync(task: LocalTask, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): void {
-    res.writeHead(200, { "content-type": SYNC_CONTENT_TYPE, "cache-control": "no-store" });
-    const send = (msg: SyncMessage): void => {
-      if (!res.destroyed) res.write(encodeSyncLine(msg));
-    };
-    const sendInfo = (): void => send({ type: "info", contentLength: task.meta.contentLength, pieceLength: task.meta.pieceLength });
-    if (task.meta.pieceLength > 0) sendInfo();
     const offers = child === undefined ? undefined : this.offersFor(task);
-    // Before any piece list: a child that hears of pieces before it knows
-    // suggestions are on would ask for them freely.
-    if (offers) send({ type: "suggest", pieces: [] });
-    const existing = [...task.pieces.values()];
-    if (existing.length > 0) send({ type: "pieces", pieces: existing.map((p) => [p.number, p.crc, p.length]) });
     // New pieces go out in one line per SYNC_BATCH_MS: every child of every
     // parent hears of every piece, so a line per piece is the bulk of the
     // control traffic in a big swarm.
     let fanout = this.fanouts.get(task);
     if (!fanout) this.fanouts.set(task, (fanout = new SyncFanout(task, SYNC_BATCH_MS)));
-    const member = fanout.join((line) => {
-      if (!res.destroyed) res.write(line);
-    });
-    // While this seed suggests pieces to the child the stream stays open past
-    // the task's end: "done" would close it, and with it the suggestions.
-    let suggesting = false;
-    let doneWaiting = false;
-    const onDone = (): void => {
-      fanout.catchUp(member);
-      if (suggesting) {
-        doneWaiting = true;
-        return;
-      }
-      sendInfo();
-      send({ type: "done" });
-      cleanup();
-      res.end();
-    };
-    const onFailed = (err: DamselflyError): void => {
-      send({ type: "failed", code: err.code, message: err.message, ...(err.sourceStatus ? { sourceStatus: err.sourceStatus } : {}) });
-      cleanup();
-      res.end();
-    };
-    const ping = setInterval(() => send({ type: "ping" }), PING_MS);
-    // A child following the task's progress is using it.
-    task.retain();
-    let held = true;
-    let leave: (() => void) | undefined;
-    const cleanup = (): void => {
-      leave?.();
-      leave = undefined;
-      if (held) task.release();
-      held = false;
-      clearInterval(ping);
-      fanout.leave(member);
-      task.off("info", sendInfo);
-      task.off("done", onDone);
-      task.off("failed", onFailed);
-    };
-    if (task.failure) return onFailed(task.failure);
-    if (offers) {
-      suggesting = true;
-      // Suggestions go out at once (not batched with the piece list): the
-      // seed's few fresh pieces are what the child should ask for next.
-      const left = offers.join(child!, {
-        suggest: (pieces) => {
-          fanout.catchUp(member);
-          send({ type: "suggest", pieces });
-        },
-        end: () => {
-          if (!suggesting) return;
-          suggesting = false;
-          leave = undefined;
-          send({ type: "suggest-end" });
-          if (doneWaiting) onDone();
-        },
-      });
-      // (Suggestions may have ended inside join: the last piece was offered.)
-      if (suggesting && left) leave = left;
-      else suggesting = false;
-    }
-    if (task.done) return onDone();
-    task.on("info", sendInfo);
-    task.on("done", onDone);
-    task.on("failed", onFailed);
-    req.on("close", cleanup);
+    new SyncStream(task, res, fanout, offers ? { offers, child: child! } : undefined).start(req);
   }
 
   private fail(res: http.ServerResponse, err: DamselflyError): void {
