@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { schedulerPoolSize, usableCores } from "../src/cli/v8-pool.js";
-import { BIN_DAMSELFLY, REPO_ROOT, spawnDamselfly as spawnProc } from "../test/helpers/procs.js";
+import { BIN_DAMSELFLY, REPO_ROOT, spawnDamselfly as spawnProc, loopbackDaemonArgs } from "../test/helpers/procs.js";
 import { makeFile } from "./make-file.js";
 
 export const ROOT = REPO_ROOT;
@@ -53,25 +53,7 @@ export async function loopbackCluster(
   procs.push(sched);
   const saddr = String((await sched.ready)["listen"]);
   const daemon = (name: string, args: string[]): Proc => {
-    const p = spawnDamselfly(
-      [
-        "daemon",
-        "--scheduler",
-        saddr,
-        "--data-dir",
-        join(dir, name),
-        "--listen",
-        "127.0.0.1:0",
-        "--upload-listen",
-        "127.0.0.1:0",
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--log-level",
-        "info",
-        ...args,
-      ],
-      "daemon ready",
-    );
+    const p = spawnDamselfly(["daemon", ...loopbackDaemonArgs(saddr, join(dir, name)), "--log-level", "info", ...args], "daemon ready");
     procs.push(p);
     return p;
   };

@@ -1,3 +1,4 @@
+import { loopbackDaemonArgs } from "../test/helpers/procs.js";
 // Peak memory of each daemon while a seed distributes one large file to
 // three peers at once (all real processes on loopback).
 //   node dist/bench/swarm-memory.js [--size 2GiB] [--peers 3] [--dir /dev/shm]
@@ -24,25 +25,7 @@ try {
   procs.push(sched);
   const saddr = String((await sched.ready)["listen"]);
   const daemon = (name: string, seed: boolean) =>
-    spawnDamselfly(
-      [
-        "daemon",
-        ...(seed ? ["--seed"] : []),
-        "--hostname",
-        name,
-        "--scheduler",
-        saddr,
-        "--data-dir",
-        join(dir, name),
-        "--listen",
-        "127.0.0.1:0",
-        "--upload-listen",
-        "127.0.0.1:0",
-        "--proxy-listen",
-        "127.0.0.1:0",
-      ],
-      "daemon ready",
-    );
+    spawnDamselfly(["daemon", ...(seed ? ["--seed"] : []), "--hostname", name, ...loopbackDaemonArgs(saddr, join(dir, name))], "daemon ready");
   const seed = daemon("seed", true);
   const peers = Array.from({ length: peerCount }, (_, i) => daemon(`peer${i}`, false));
   procs.push(seed, ...peers);

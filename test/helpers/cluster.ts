@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnDamselfly, type Cleanup, type DamselflyProc, type LogLine, type RunOptions, type RunResult, runGet } from "./procs.js";
+import { spawnDamselfly, type Cleanup, type DamselflyProc, type LogLine, type RunOptions, type RunResult, runGet, loopbackDaemonArgs } from "./procs.js";
 
 export interface SchedulerHandle {
   proc: DamselflyProc;
@@ -113,16 +113,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const args = [
         "daemon",
         ...(seed ? ["--seed"] : []),
-        "--scheduler",
-        scheduler.address,
-        "--data-dir",
-        dataDir,
-        "--listen",
-        "127.0.0.1:0",
-        "--upload-listen",
-        "127.0.0.1:0",
-        "--proxy-listen",
-        "127.0.0.1:0",
+        ...loopbackDaemonArgs(scheduler.address, dataDir),
         "--hostname",
         name,
         "--log-level",

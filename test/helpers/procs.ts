@@ -358,3 +358,9 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
 }
+
+// A daemon on loopback with every port ephemeral: the arguments all tests and
+// benchmarks start one with.
+export function loopbackDaemonArgs(scheduler: string, dataDir: string): string[] {
+  return ["--scheduler", scheduler, "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"];
+}

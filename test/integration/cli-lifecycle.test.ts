@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { runDamselfly, spawnDamselfly } from "../helpers/procs.js";
+import { runDamselfly, spawnDamselfly, loopbackDaemonArgs } from "../helpers/procs.js";
 
 test("scheduler and daemon log ready lines and exit 0 on SIGTERM/SIGINT", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "damselfly-lifecycle-"));
@@ -16,22 +16,7 @@ test("scheduler and daemon log ready lines and exit 0 on SIGTERM/SIGINT", async 
   assert.match(String(ready.listen), /^127\.0\.0\.1:\d+$/);
   assert.notEqual(ready.listen, "127.0.0.1:0", "the bound port is logged");
 
-  const daemon = spawnDamselfly(
-    [
-      "daemon",
-      "--scheduler",
-      String(ready.listen),
-      "--data-dir",
-      join(dir, "d"),
-      "--listen",
-      "127.0.0.1:0",
-      "--upload-listen",
-      "127.0.0.1:0",
-      "--proxy-listen",
-      "127.0.0.1:0",
-    ],
-    { t },
-  );
+  const daemon = spawnDamselfly(["daemon", ...loopbackDaemonArgs(String(ready.listen), join(dir, "d"))], { t });
   const dready = await daemon.waitForLog("daemon ready");
   for (const k of ["api", "upload", "proxy"]) assert.match(String(dready[k]), /^127\.0\.0\.1:[1-9]\d*$/, k);
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { taskId } from "../../src/common/task-id.js";
 import { startCluster, type DaemonHandle } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
-import { runGet, spawnDamselfly, type Cleanup, type RunResult, closedPort } from "../helpers/procs.js";
+import { runGet, spawnDamselfly, type Cleanup, type RunResult, closedPort, loopbackDaemonArgs } from "../helpers/procs.js";
 import { pieceLengthFor } from "../../src/common/pieces.js";
 import { explained, getSummary, logTail, pollUntil, sha256File, storedMeta, storedPieces, tempDir } from "../helpers/store.js";
 
@@ -155,22 +155,7 @@ describe("failures: scheduler unreachable", { timeout: 60_000 }, () => {
     const origin = await originFor(t);
     const dir = mkdtempSync(join(tmpdir(), "damselfly-nosched-"));
     const port = await closedPort();
-    const daemon = spawnDamselfly(
-      [
-        "daemon",
-        "--scheduler",
-        `127.0.0.1:${port}`,
-        "--data-dir",
-        join(dir, "data"),
-        "--listen",
-        "127.0.0.1:0",
-        "--upload-listen",
-        "127.0.0.1:0",
-        "--proxy-listen",
-        "127.0.0.1:0",
-      ],
-      { t, name: "daemon-nosched" },
-    );
+    const daemon = spawnDamselfly(["daemon", ...loopbackDaemonArgs(`127.0.0.1:${port}`, join(dir, "data"))], { t, name: "daemon-nosched" });
     // Registered after the daemon's own cleanup: removed once it is gone.
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const ready = await daemon.waitForLog("daemon ready", 20_000);
