@@ -14,7 +14,8 @@ import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
-import { DownloadManager } from "./download-manager.js";
+import { DownloadManager, removeIdle } from "./download-manager.js";
+import { cachedTask } from "./download/peer-id.js";
 import { UploadServer } from "./upload/upload-server.js";
 import { daemonService } from "./api/daemon-service.js";
 import { ProxyServer } from "./proxy/proxy-server.js";
@@ -23,12 +24,12 @@ import { cachedCheck, Health } from "../common/health.js";
 import { MetricsServer } from "../common/metrics-server.js";
 import { DaemonMetrics } from "./metrics.js";
 import { probeWritable } from "./storage/storage-probe.js";
-
-// A readiness probe writes to the store at most this often.
-const STORAGE_PROBE_TTL_MS = 2_000;
 import { RateLimits, type HostRateLimits } from "./rate-limits.js";
 import { CLUSTER_CONFIG, DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
 import { valueAt } from "../common/config.js";
+
+// A readiness probe writes to the store at most this often.
+const STORAGE_PROBE_TTL_MS = 2_000;
 
 export interface DaemonOptions {
   // The cluster token is config.security.clusterToken (env only).
@@ -44,23 +45,30 @@ export interface DaemonEndpoints {
   metrics?: HostPort;
 }
 
+// The daemon's parts. start() sets each once built, so close() stops
+// whatever a failed start left running.
+interface DaemonParts {
+  metricsServer: MetricsServer;
+  storage: Storage;
+  source: HttpSource;
+  upload: UploadServer;
+  // None without schedulers.
+  link: SchedulerLink | undefined;
+  gc: DiskGc;
+  tasks: DownloadManager;
+  api: RpcServer;
+  proxy: ProxyServer;
+}
+
 // The peer daemon (or seed peer with config.seed). This is the one place that
 // builds and wires its parts.
 export class Daemon {
   endpoints: DaemonEndpoints = { api: { host: "", port: 0 }, upload: { host: "", port: 0 }, proxy: { host: "", port: 0 } };
   private readonly log: Logger;
-  private storage: Storage | undefined;
-  private source: HttpSource | undefined;
-  private link: SchedulerLink | undefined;
+  private readonly parts: Partial<DaemonParts> = {};
   private refreshTimer: NodeJS.Timeout | undefined;
-  private tasks: DownloadManager | undefined;
-  private gc: DiskGc | undefined;
-  private upload: UploadServer | undefined;
-  private api: RpcServer | undefined;
-  private proxy: ProxyServer | undefined;
   readonly metrics = new DaemonMetrics();
   readonly health = new Health();
-  private metricsServer: MetricsServer | undefined;
   private proxyCa: string | undefined;
   private phase: "starting" | "serving" | "stopping" = "starting";
   // Set on SIGTERM/SIGINT: new downloads are refused, uploads drain.
@@ -73,77 +81,50 @@ export class Daemon {
     this.rateLimits = new RateLimits(hostRateLimits(o.config));
   }
 
-  // The parts are built in dependency order, each with what it needs; a
-  // part that needs a bound port (the host ID needs the upload port, the
-  // scheduler the API port) is built once that listener is up. Three
-  // back-references remain where the graph has a cycle (see the notes).
+  // The parts are built in dependency order, each given what it needs, then
+  // the listeners start. The upload listener is bound first (the host ID
+  // needs its port); the scheduler learns the API port when the link starts.
   async start(): Promise<void> {
     const c = this.o.config;
+    const p = this.parts;
     this.health.addCheck("daemon", () => (this.phase === "serving" ? undefined : this.phase));
     // Up before the store loads (a big store takes a while): probes see the
     // process alive but not ready.
     if (c.metrics.listen) {
-      this.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
-      await this.metricsServer.start();
+      p.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      await p.metricsServer.start();
     }
-    const storage = (this.storage = new Storage(c.dataDir, this.log));
-    await storage.load();
-    const tasksDir = storage.tasksDir;
-    this.health.addCheck(
-      "storage",
-      cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS),
-    );
-    const source = (this.source = new HttpSource({
+    const storage = (p.storage = await this.loadStorage());
+    const source = (p.source = new HttpSource({
       timeoutMs: c.source.timeout,
       extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined,
     }));
-    const upload = await this.startUpload(storage);
+    const upload = (p.upload = await this.startUpload(storage));
     const identity = hostIdentity(c, upload.address);
-    const tuning = {
-      piecesInFlight: c.download.piecesInFlight,
-      piecesPerParent: c.download.piecesPerParent,
-      pieceTimeout: c.download.pieceTimeout,
-      scheduleTimeout: c.scheduler.scheduleTimeout,
-    };
-    const tasks = (this.tasks = new DownloadManager({
-      config: tuning,
+    const schedulers = (c.manager.url ? await this.schedulersFromManager(false) : undefined) ?? c.scheduler.addresses;
+    const link = (p.link = this.schedulerLink(schedulers, identity, upload, storage));
+    const gc = (p.gc = this.diskGc(storage, link));
+    const tasks = (p.tasks = new DownloadManager({
+      config: {
+        piecesInFlight: c.download.piecesInFlight,
+        piecesPerParent: c.download.piecesPerParent,
+        pieceTimeout: c.download.pieceTimeout,
+        scheduleTimeout: c.scheduler.scheduleTimeout,
+      },
       hostId: identity.hostId,
       storage,
       source,
+      scheduler: link,
+      makeRoom: (t, bytes) => gc.makeRoom(t, bytes),
       logger: this.log,
       metrics: this.metrics,
       rateLimits: this.rateLimits,
     }));
-    const gc = (this.gc = this.diskGc(storage, tasks));
-    // Cycle: the store asks the GC for room, the GC evicts from the store.
-    storage.beforeAllocate = (t, bytes) => gc.makeRoom(t, bytes);
-    const api = (this.api = await createRpcServer(
-      c.server.listen,
-      (router) => {
-        router.service(
-          daemonv1.DaemonService,
-          daemonService({
-            tasks,
-            storage,
-            gc,
-            logger: this.log,
-            clusterToken: this.clusterToken,
-            metrics: this.metrics,
-            shuttingDown: () => this.shuttingDown,
-          }),
-        );
-      },
-      [],
-      { health: this.health },
-    ));
-    const schedulers = (c.manager.url ? await this.schedulersFromManager(false) : undefined) ?? c.scheduler.addresses;
-    // The scheduler learns our API port, known only once bound (it may be 0).
-    const link = (this.link = this.schedulerLink(schedulers, identity, upload, api.address.port, tasks));
-    // Cycle: downloads talk to the scheduler, which is told what they hold.
-    tasks.scheduler = link;
-    const proxy = (this.proxy = await this.buildProxy(tasks, source));
+    const api = (p.api = await this.startApi(tasks, storage, gc));
+    const proxy = (p.proxy = await this.buildProxy(tasks, source));
     await proxy.start();
-    await link?.start();
+    // The scheduler learns our API port, known only once bound (it may be 0).
+    await link?.start(api.address.port);
     gc.start();
     if (c.manager.url && link) this.refreshSchedulers(c.manager.refresh, link);
     const apiListen = parseHostPort(c.server.listen, "listen address");
@@ -151,10 +132,34 @@ export class Daemon {
       api: { host: apiListen.host, port: api.address.port },
       upload: upload.address,
       proxy: proxy.address,
-      ...(this.metricsServer ? { metrics: this.metricsServer.address } : {}),
+      ...(p.metricsServer ? { metrics: p.metricsServer.address } : {}),
     };
     this.phase = "serving";
     this.logReady(identity, schedulers);
+  }
+
+  private async loadStorage(): Promise<Storage> {
+    const storage = new Storage(this.o.config.dataDir, this.log);
+    await storage.load();
+    const tasksDir = storage.tasksDir;
+    this.health.addCheck(
+      "storage",
+      cachedCheck(() => probeWritable(tasksDir), STORAGE_PROBE_TTL_MS),
+    );
+    return storage;
+  }
+
+  private startApi(tasks: DownloadManager, storage: Storage, gc: DiskGc): Promise<RpcServer> {
+    const service = daemonService({
+      tasks,
+      storage,
+      gc,
+      logger: this.log,
+      clusterToken: this.clusterToken,
+      metrics: this.metrics,
+      shuttingDown: () => this.shuttingDown,
+    });
+    return createRpcServer(this.o.config.server.listen, (router) => router.service(daemonv1.DaemonService, service), [], { health: this.health });
   }
 
   private get clusterToken(): string | undefined {
@@ -163,24 +168,21 @@ export class Daemon {
 
   private async startUpload(storage: Storage): Promise<UploadServer> {
     const c = this.o.config;
-    const upload = (this.upload = new UploadServer({
+    const upload = new UploadServer({
       listen: c.upload.listen,
       storage,
       logger: this.log,
       uploadConcurrency: c.upload.concurrency || (c.seed ? 8 : 4),
       superSeeding: c.seed && c.upload.superSeeding,
-      // Cycle: the task manager needs the host ID, which needs this server's
-      // bound port; a corrupt piece found here is repaired by a download.
-      onCorruptPiece: (task) => this.tasks?.repair(task),
       health: this.health,
       throttle: this.rateLimits.uploads,
-    }));
+    });
     await upload.start();
     this.metrics.bindUpload(() => upload.stats);
     return upload;
   }
 
-  private diskGc(storage: Storage, tasks: DownloadManager): DiskGc {
+  private diskGc(storage: Storage, link: SchedulerLink | undefined): DiskGc {
     const g = this.o.config.gc;
     return new DiskGc({
       storage,
@@ -190,20 +192,14 @@ export class Daemon {
       high: parseWatermark(g.highWatermark),
       low: parseWatermark(g.lowWatermark),
       remove: async (victims, reason) => {
-        const r = await tasks.removeIdle(victims);
+        const r = await removeIdle(storage, link, victims);
         this.metrics.gcEvicted(r.removed.length, r.freed, reason);
         return r;
       },
     });
   }
 
-  private schedulerLink(
-    schedulers: readonly string[],
-    id: HostIdentity,
-    upload: UploadServer,
-    apiPort: number,
-    tasks: DownloadManager,
-  ): SchedulerLink | undefined {
+  private schedulerLink(schedulers: readonly string[], id: HostIdentity, upload: UploadServer, storage: Storage): SchedulerLink | undefined {
     if (schedulers.length === 0) return undefined;
     const c = this.o.config;
     const host = create(schedulerv1.HostSchema, {
@@ -211,7 +207,6 @@ export class Daemon {
       hostname: id.name,
       ip: id.ip,
       uploadPort: upload.address.port,
-      apiPort,
       type: c.seed ? HostType.SEED : HostType.NORMAL,
       uploadSlots: c.upload.slots,
     });
@@ -221,7 +216,7 @@ export class Daemon {
       logger: this.log,
       connectTimeoutMs: c.scheduler.connectTimeout,
       intervalMs: c.scheduler.announceInterval,
-      cachedTasks: () => tasks.cachedTasks(),
+      cachedTasks: () => storage.finishedTasks().map((t) => cachedTask(id.hostId, t)),
       uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
     });
     this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
@@ -329,23 +324,24 @@ export class Daemon {
     this.phase = "stopping";
     this.shuttingDown = true;
     clearInterval(this.refreshTimer);
-    this.gc?.stop();
+    const p = this.parts;
+    p.gc?.stop();
     const started = Date.now();
     const timeoutMs = this.o.config.server.shutdownTimeout;
-    if (this.upload) {
-      this.log.info({ activeUploads: this.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
-      await this.link?.leave();
-      const drained = await this.upload.drain(Math.max(0, timeoutMs - (Date.now() - started)));
+    if (p.upload) {
+      this.log.info({ activeUploads: p.upload.stats.active, timeoutMs }, "shutting down: leaving the schedulers, finishing uploads in flight");
+      await p.link?.leave();
+      const drained = await p.upload.drain(Math.max(0, timeoutMs - (Date.now() - started)));
       if (drained) this.log.info({ ms: Date.now() - started }, "uploads in flight finished");
-      else this.log.warn({ ms: Date.now() - started, activeUploads: this.upload.stats.active }, "shutdown timeout: cutting the uploads still in flight");
+      else this.log.warn({ ms: Date.now() - started, activeUploads: p.upload.stats.active }, "shutdown timeout: cutting the uploads still in flight");
     }
-    await this.tasks?.close();
-    await this.link?.close();
-    await Promise.all([this.api?.close(), this.upload?.close(), this.proxy?.close()]);
-    await this.source?.close();
-    await this.storage?.close();
-    await this.metricsServer?.close();
-    const up = this.upload?.stats;
+    await p.tasks?.close();
+    await p.link?.close();
+    await Promise.all([p.api?.close(), p.upload?.close(), p.proxy?.close()]);
+    await p.source?.close();
+    await p.storage?.close();
+    await p.metricsServer?.close();
+    const up = p.upload?.stats;
     this.log.info(
       up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {},
       "daemon stopped",

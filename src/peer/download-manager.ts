@@ -1,15 +1,15 @@
-import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../common/errors.js";
 import { filterUrl } from "../common/task-id.js";
 import type { Logger } from "../common/logger.js";
 import type { ParentLike } from "../common/trace.js";
-import { DownloadSchema, downloadTaskId, schedulerv1, type Download } from "../protocol/index.js";
+import { DownloadSchema, downloadTaskId, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
-import type { LocalTask } from "./storage/local-task.js";
+import type { LocalTask, MakeRoom } from "./storage/local-task.js";
 import type { HttpSource } from "./source/http-source.js";
 import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
+import { cachedTask, peerIdOf } from "./download/peer-id.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
 
@@ -35,8 +35,6 @@ export interface TaskHandle {
 export class DownloadManager {
   private readonly running = new Map<string, PeerTask>();
   private readonly limits = new Map<string, TaskLimits>();
-  // Set once the daemon's API port is bound (the scheduler needs it).
-  scheduler: SchedulerLink | undefined;
 
   constructor(
     private readonly deps: {
@@ -44,20 +42,25 @@ export class DownloadManager {
       hostId: string;
       storage: Storage;
       source: HttpSource;
+      // None without schedulers (every download goes to the origin).
+      scheduler: SchedulerLink | undefined;
+      // Asked before a task's data file grows (the disk GC).
+      makeRoom?: MakeRoom;
       logger: Logger;
       metrics?: DaemonMetrics;
       rateLimits: RateLimits;
     },
-  ) {}
+  ) {
+    // A piece found corrupt while uploading is fetched again.
+    deps.storage.on("corrupt", (t) => this.repair(t));
+  }
 
   taskIdOf(d: Download): string {
     return downloadTaskId(d);
   }
 
-  // Peer IDs are stable per (host, task) so a resumed or re-announced task
-  // is the same peer to the scheduler.
   peerIdOf(taskId: string): string {
-    return createHash("sha256").update(this.deps.hostId).update(taskId).digest("hex").slice(0, 32);
+    return peerIdOf(this.deps.hostId, taskId);
   }
 
   // `req` is what this request asks of the download (rate limit, priority);
@@ -99,7 +102,8 @@ export class DownloadManager {
       download,
       peerId: this.peerIdOf(id),
       hostId: this.deps.hostId,
-      scheduler: this.scheduler,
+      scheduler: this.deps.scheduler,
+      makeRoom: this.deps.makeRoom,
       source: this.deps.source,
       logger: this.deps.logger,
       piecesInFlight: c.piecesInFlight,
@@ -134,7 +138,7 @@ export class DownloadManager {
       .then(
         // Each scheduler hears of the finished peer once: the download's own
         // stream told one of them.
-        () => this.scheduler?.announceCached(this.cachedEntry(task), run.finishReportedTo),
+        () => this.deps.scheduler?.announceCached(cachedTask(this.deps.hostId, task), run.finishReportedTo),
         async (err: DamselflyError) => {
           // A task that filled the disk cannot finish and would keep the
           // daemon from storing anything else: give its space back.
@@ -197,10 +201,9 @@ export class DownloadManager {
     return task ? (await this.deps.storage.evict([task], (gone) => this.leave(gone))).freed : 0;
   }
 
-  // Removes tasks that nothing holds right now (the disk GC, `cache rm`);
-  // the schedulers hear of it before the files go.
+  // `cache rm`.
   removeIdle(tasks: LocalTask[]): Promise<{ removed: LocalTask[]; freed: number }> {
-    return this.deps.storage.evict(tasks, (gone) => this.leave(gone), true);
+    return removeIdle(this.deps.storage, this.deps.scheduler, tasks);
   }
 
   isRunning(id: string): boolean {
@@ -214,25 +217,17 @@ export class DownloadManager {
   // Tells the schedulers this host no longer serves the tasks, so no child
   // is sent here for them.
   private async leave(tasks: LocalTask[]): Promise<void> {
-    await this.scheduler?.leaveTasks(tasks.map((t) => ({ taskId: t.id, peerId: this.peerIdOf(t.id) })));
-  }
-
-  cachedEntry(t: LocalTask): schedulerv1.CachedTask {
-    return create(schedulerv1.CachedTaskSchema, {
-      taskId: t.id,
-      peerId: this.peerIdOf(t.id),
-      contentLength: BigInt(t.meta.contentLength),
-      pieceLength: BigInt(t.meta.pieceLength),
-      totalPieces: t.totalPieces,
-    });
-  }
-
-  cachedTasks(): schedulerv1.CachedTask[] {
-    return this.deps.storage.finishedTasks().map((t) => this.cachedEntry(t));
+    await this.deps.scheduler?.leaveTasks(tasks.map((t) => t.id));
   }
 
   async close(): Promise<void> {
     for (const run of this.running.values()) run.cancel(new DamselflyError("DF_ERR_CANCELLED", "daemon shutting down"));
     this.running.clear();
   }
+}
+
+// Removes tasks that nothing holds right now (the disk GC, `cache rm`); the
+// schedulers hear of it before the files go.
+export function removeIdle(storage: Storage, scheduler: SchedulerLink | undefined, tasks: LocalTask[]): Promise<{ removed: LocalTask[]; freed: number }> {
+  return storage.evict(tasks, async (gone) => scheduler?.leaveTasks(gone.map((t) => t.id)), true);
 }

@@ -2,7 +2,7 @@ import { DamselflyError } from "../../common/errors.js";
 import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import type { Logger } from "../../common/logger.js";
 import type { Download } from "../../protocol/index.js";
-import type { LocalTask } from "../storage/local-task.js";
+import type { LocalTask, MakeRoom } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
@@ -15,6 +15,8 @@ export interface BackToSourceOptions {
   source: HttpSource;
   limits?: TaskLimits | undefined;
   metrics?: DaemonMetrics | undefined;
+  // Asked before the task's data file grows (the disk GC).
+  makeRoom?: MakeRoom | undefined;
   log: Logger;
   stats: { backToSource: boolean; bytesFromSource: number };
   // Aborted when the download ends.
@@ -76,7 +78,7 @@ export class BackToSource {
     const task = o.task;
     return {
       onInfo: async (contentLength, pieceLength, known) => {
-        await task.setInfo(contentLength, pieceLength);
+        await task.setInfo(contentLength, pieceLength, o.makeRoom);
         o.announcer.backToSourceStarted(contentLength, pieceLength, known);
       },
       onPiece: async (n, crc, length, costMicros) => {

@@ -1,7 +1,7 @@
 import type { Logger } from "../../common/logger.js";
 import type { ParentLike } from "../../common/trace.js";
 import type { Download } from "../../protocol/index.js";
-import type { LocalTask } from "../storage/local-task.js";
+import type { LocalTask, MakeRoom } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
@@ -27,6 +27,8 @@ export interface PeerTaskOptions {
   trace?: ParentLike;
   // Rate limits of this download (task and host buckets); none: unlimited.
   limits?: TaskLimits;
+  // Asked before the task's data file grows (the disk GC).
+  makeRoom?: MakeRoom | undefined;
 }
 
 export interface PeerTaskStats {

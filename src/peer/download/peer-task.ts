@@ -221,7 +221,7 @@ export class PeerTask {
   }
 
   private async setInfo(contentLength: number, pieceLength: number): Promise<void> {
-    await this.o.task.setInfo(contentLength, pieceLength);
+    await this.o.task.setInfo(contentLength, pieceLength, this.o.makeRoom);
     this.pieces.run();
   }
 

@@ -5,6 +5,7 @@ import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { rendezvousOrder } from "../../common/rendezvous.js";
 import { createRpcTransport, fromConnectError, schedulerv1 } from "../../protocol/index.js";
+import { peerIdOf } from "./peer-id.js";
 import { PieceReportBatcher, type PieceBatchOptions } from "./piece-report-batcher.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
@@ -19,6 +20,7 @@ export interface AnnounceSession {
 
 export interface SchedulerLinkOptions {
   addresses: readonly string[];
+  // This host; its API port is set by start().
   host: schedulerv1.Host;
   logger: Logger;
   connectTimeoutMs: number;
@@ -88,7 +90,10 @@ export class SchedulerLink {
     await Promise.all(this.endpoints.filter((e) => !e.healthy).map((e) => this.announce(e)));
   }
 
-  async start(): Promise<void> {
+  // `apiPort`: the daemon's API port, known once that server is bound (the
+  // scheduler triggers seed downloads through it).
+  async start(apiPort?: number): Promise<void> {
+    if (apiPort !== undefined) this.o.host.apiPort = apiPort;
     await this.announceAll();
     this.timer = setInterval(() => void this.announceAll(), this.o.intervalMs);
     this.timer.unref();
@@ -144,9 +149,9 @@ export class SchedulerLink {
   // were evicted or deleted here). Bounded by the connect timeout: a
   // scheduler that does not answer learns it from its children's failed
   // piece requests instead.
-  async leaveTasks(tasks: Array<{ taskId: string; peerId: string }>): Promise<void> {
-    if (tasks.length === 0) return;
-    const left = tasks.map((t) => create(schedulerv1.LeftTaskSchema, t));
+  async leaveTasks(taskIds: readonly string[]): Promise<void> {
+    if (taskIds.length === 0) return;
+    const left = taskIds.map((taskId) => create(schedulerv1.LeftTaskSchema, { taskId, peerId: peerIdOf(this.o.host.id, taskId) }));
     await Promise.all(
       this.endpoints
         .filter((e) => e.healthy)
@@ -155,7 +160,7 @@ export class SchedulerLink {
             .leaveTasks({ hostId: this.o.host.id, tasks: left }, { signal: AbortSignal.timeout(this.o.connectTimeoutMs) })
             .catch((err: unknown) =>
               this.log.warn(
-                { scheduler: e.address, tasks: tasks.length, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message },
+                { scheduler: e.address, tasks: taskIds.length, err: fromConnectError(err, "DF_ERR_SCHEDULER_UNAVAILABLE").message },
                 "cannot tell the scheduler about removed tasks",
               ),
             ),

@@ -32,6 +32,9 @@ export interface TaskMeta {
   lastAccessAt: number;
 }
 
+// Frees disk space before a task's data file grows to `bytes` (the disk GC).
+export type MakeRoom = (task: LocalTask, bytes: number) => Promise<void>;
+
 export interface LocalTaskEvents {
   piece: [PieceInfo];
   info: [];
@@ -71,9 +74,6 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Storage.flushAccessTimes).
   private savedAccessAt: number;
   private metaChain: Promise<void> = Promise.resolve();
-  // Told before the data file grows to its full length (the store frees
-  // space first if the filesystem cannot hold it).
-  beforeAllocate: ((t: LocalTask, bytes: number) => Promise<void>) | undefined;
 
   constructor(
     readonly dir: string,
@@ -214,13 +214,15 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   // Records content length and piece length once the origin (or a parent) told us.
-  async setInfo(contentLength: number, pieceLength: number): Promise<void> {
+  // `makeRoom` is asked before the data file grows to its full length (the
+  // disk GC frees space first if the filesystem cannot hold it).
+  async setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
     const changed = this.meta.contentLength !== contentLength || this.meta.pieceLength !== pieceLength;
     if (!changed) return;
     if (this.infoKnown && this.meta.contentLength !== contentLength) {
       throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
     }
-    if (contentLength > 0 && !this.infoKnown) await this.beforeAllocate?.(this, contentLength);
+    if (contentLength > 0 && !this.infoKnown) await makeRoom?.(this, contentLength);
     this.meta = { ...this.meta, contentLength, pieceLength };
     if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
     await this.saveMeta();

@@ -1,4 +1,5 @@
 import { mkdir, readdir, readFile, rmdir, stat, unlink } from "node:fs/promises";
+import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
@@ -18,7 +19,13 @@ const MAX_OPEN_FILES = 128;
 // counted, never deleted.
 const OWN_FILE = /^(?:data|task\.json|pieces\.log|task\.json\.\d+\.tmp|data\.\d+\.unshare)$/;
 
-export class Storage {
+export interface StorageEvents {
+  // A reader found a stored piece of the task corrupt and dropped it (the
+  // download manager fetches it again).
+  corrupt: [task: LocalTask];
+}
+
+export class Storage extends EventEmitter<StorageEvents> {
   private readonly tasks = new Map<string, LocalTask>();
   // Tasks with an open data file, least recently used first.
   private readonly openFiles = new Map<string, LocalTask>();
@@ -27,9 +34,6 @@ export class Storage {
   private readonly removing = new Map<string, Promise<unknown>>();
   // Allocated bytes of finished tasks (they no longer change).
   private readonly doneBytes = new Map<string, number>();
-  // Set by the daemon: frees space before a task's data file grows.
-  beforeAllocate: ((t: LocalTask, bytes: number) => Promise<void>) | undefined;
-  private readonly onBeforeAllocate = (t: LocalTask, bytes: number): Promise<void> => this.beforeAllocate?.(t, bytes) ?? Promise.resolve();
   private readonly onOpenUse = (t: LocalTask): void => {
     this.openFiles.delete(t.id);
     this.openFiles.set(t.id, t);
@@ -45,7 +49,9 @@ export class Storage {
   constructor(
     readonly dataDir: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   get tasksDir(): string {
     return join(this.dataDir, "tasks");
@@ -70,7 +76,6 @@ export class Storage {
           if (meta.id !== id) throw new Error("id mismatch");
           const task = new LocalTask(dir, meta);
           task.onOpenUse = this.onOpenUse;
-          task.beforeAllocate = this.onBeforeAllocate;
           const log = await readFile(join(dir, "pieces.log"), "utf8").catch(() => "");
           for (const [n, p] of LocalTask.parseLog(log)) task.pieces.set(n, p);
           if (task.meta.done && !task.isComplete()) task.meta = { ...task.meta, done: false };
@@ -102,7 +107,6 @@ export class Storage {
     const now = Date.now();
     const task = new LocalTask(dir, { id, ...origin, contentLength: -1, done: false, createdAt: now, lastAccessAt: now });
     task.onOpenUse = this.onOpenUse;
-    task.beforeAllocate = this.onBeforeAllocate;
     // A concurrent caller may have created it while we awaited.
     const raced = this.tasks.get(id);
     if (raced) return raced;

@@ -39,8 +39,6 @@ export interface UploadServerOptions {
   // can pass a piece on only once it has all of it, so an uplink split 200
   // ways leaves the whole swarm waiting for its first pieces.
   uploadConcurrency: number;
-  // A stored piece failed its check and was dropped: fetch it again.
-  onCorruptPiece?: (task: LocalTask) => void;
   // /healthz and /readyz on the data plane port too.
   health?: Health;
   // The host's upload limit: piece bytes count against it before they are
@@ -244,7 +242,7 @@ export class UploadServer {
         this.opts.logger.warn({ taskId: task.id, piece: info.number }, "stored piece failed CRC-32 check; not served, dropped");
         await task.invalidatePiece(info.number);
         res.destroy();
-        this.opts.onCorruptPiece?.(task);
+        this.opts.storage.emit("corrupt", task);
         return;
       }
       const throttle = this.opts.throttle;
