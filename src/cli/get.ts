@@ -77,10 +77,7 @@ class Progress {
   private bar: SingleBar | undefined;
   private readonly started = Date.now();
 
-  constructor(
-    private readonly stream: GetIo["stderr"],
-    enabled: boolean,
-  ) {
+  constructor(stream: GetIo["stderr"], enabled: boolean) {
     if (!enabled || !stream.isTTY) return;
     // Loaded only for a bar on a terminal (scripts and rollouts run without one).
     const { SingleBar: Bar } = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");

@@ -1,6 +1,5 @@
 import { DamselflyError } from "../../common/errors.js";
 import { piecePath, syncPath, type SyncMessage } from "../../protocol/index.js";
-import type { LocalTask } from "../storage/local-task.js";
 import { PieceClient } from "./piece-client.js";
 import { readSyncStream } from "./sync-client.js";
 import type { PieceSink } from "./piece-writer.js";

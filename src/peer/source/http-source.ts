@@ -40,7 +40,7 @@ export class HttpSource {
   // Shared with the proxy's pass-through requests (same timeouts, same trust).
   readonly dispatcher: Dispatcher;
 
-  constructor(private readonly opts: SourceOptions) {
+  constructor(opts: SourceOptions) {
     this.dispatcher = new Agent({
       connect: opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : undefined,
       connectTimeout: opts.timeoutMs,
