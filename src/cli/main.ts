@@ -31,13 +31,14 @@ function getProgram(): Command {
 
 export async function buildProgram(): Promise<Command> {
   const program = rootCommand();
-  const [servers, { preheatCommand }, { upCommand }, { configCommand }, { makeInitCommand }, { cacheCommand }] = await Promise.all([
+  const [servers, { preheatCommand }, { upCommand }, { configCommand }, { makeInitCommand }, { cacheCommand }, { certsCommand }] = await Promise.all([
     import("./commands/servers.js"),
     import("./commands/preheat.js"),
     import("./commands/up.js"),
     import("./commands/config.js"),
     import("./init.js"),
     import("./commands/cache.js"),
+    import("./commands/certs.js"),
   ]);
   // Commands that take the program's output and exit handling (usage errors
   // as "damselfly: DF_ERR_USAGE: ...", exit 2).
@@ -50,6 +51,7 @@ export async function buildProgram(): Promise<Command> {
   program.addCommand(config);
   program.addCommand(makeInitCommand());
   program.addCommand(cacheCommand());
+  program.addCommand(certsCommand());
   return program;
 }
 

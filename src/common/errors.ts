@@ -145,8 +145,8 @@ export const ERROR_CODES = {
     rpcCode: RpcCode.DataLoss,
   },
   DF_ERR_PIECE_CORRUPT: {
-    when: "a piece failed its CRC-32 check",
-    message: "piece failed its CRC-32 check",
+    when: "a piece failed its integrity check (CRC-32, or SHA-256 against the signed digest with TLS)",
+    message: "piece failed its integrity check",
     exitCode: ExitCode.INTEGRITY,
     httpStatus: 502,
     rpcCode: RpcCode.DataLoss,
@@ -201,6 +201,49 @@ export const ERROR_CODES = {
     exitCode: ExitCode.UNAVAILABLE,
     httpStatus: 409,
     rpcCode: RpcCode.FailedPrecondition,
+  },
+  // Zero trust (docs/operations/security.md).
+  DF_ERR_TRUST_INVALID: {
+    when: "a signed record (back-to-source grant, piece digest, task geometry) or the certificate behind it does not verify against the cluster CA",
+    message: "untrusted or invalid signature",
+    exitCode: ExitCode.INTEGRITY,
+    httpStatus: 502,
+    rpcCode: RpcCode.DataLoss,
+  },
+  DF_ERR_PEER_ROLE: {
+    when: "the caller's certificate is missing, from another CA, or of a role that may not make this call",
+    message: "caller's certificate does not allow this",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 403,
+    rpcCode: RpcCode.PermissionDenied,
+  },
+  DF_ERR_INSECURE_BIND: {
+    when: "a component without --tls-ca/--tls-cert/--tls-key was asked to listen on a non-loopback address (give certificates, or --insecure)",
+    message: "refusing to serve without TLS on a non-loopback address",
+    exitCode: ExitCode.CONFIG,
+    httpStatus: 500,
+    rpcCode: RpcCode.FailedPrecondition,
+  },
+  DF_ERR_EGRESS_DENIED: {
+    when: "the origin (or a redirect hop) resolves to an address the egress policy denies (link-local and cloud metadata by default)",
+    message: "origin address denied by the egress policy",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 403,
+    rpcCode: RpcCode.PermissionDenied,
+  },
+  DF_ERR_GEOMETRY_INVALID: {
+    when: "a task's content or piece length is out of bounds (piece length 512 KiB-64 MiB, content length under the configured maximum) or changed after the task's first answer",
+    message: "invalid task geometry",
+    exitCode: ExitCode.INTEGRITY,
+    httpStatus: 502,
+    rpcCode: RpcCode.InvalidArgument,
+  },
+  DF_ERR_LIMIT_EXCEEDED: {
+    when: "a caller exceeded a server-side cap (hosts, tasks or peers per registrant)",
+    message: "limit exceeded",
+    exitCode: ExitCode.UNAVAILABLE,
+    httpStatus: 429,
+    rpcCode: RpcCode.ResourceExhausted,
   },
   // Manager (control plane).
   DF_ERR_UNAUTHENTICATED: {

@@ -46,6 +46,18 @@ const optionalAddress = (v: string) => {
     return "must be HOST:PORT (or empty: off)";
   }
 };
+// Mutual TLS (docs/operations/security.md): the three together, or none.
+const tlsGroup = () => ({
+  ca: field("string", "", "cluster CA certificate (PEM): only peers with a certificate it issued are served or dialled", { flag: true, legacy: "tlsCa" }),
+  cert: field("string", "", "this component's certificate (PEM, its role in a spiffe://damselfly/ROLE/NAME URI SAN); re-read when it changes", {
+    flag: true,
+    legacy: "tlsCert",
+  }),
+  key: field("string", "", "this component's private key (PEM); re-read when it changes", { flag: true, legacy: "tlsKey" }),
+});
+const insecureField = () =>
+  field("bool", false, "without --tls-*: allow listening on non-loopback addresses in cleartext, unauthenticated (a network you trust only)");
+
 const METRICS_LISTEN_HELP = "Prometheus /metrics plus /healthz and /readyz on this address (HOST:PORT; empty: off)";
 
 export const ADMIN_PASSWORD_ENV = "DAMSELFLY_ADMIN_PASSWORD";
@@ -116,6 +128,8 @@ export const schedulerSchema = {
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },
+  tls: tlsGroup(),
+  insecure: insecureField(),
   security: {
     clusterToken: clusterTokenField(),
   },
@@ -256,6 +270,8 @@ export const daemonSchema = {
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },
+  tls: tlsGroup(),
+  insecure: insecureField(),
   security: {
     clusterToken: clusterTokenField(),
   },
@@ -273,7 +289,10 @@ export const getSchema = {
   pieceLength: field("bytes", 0, "fixed piece length (default: derived from the content length)"),
   timeout: field("duration", 0, "give up after this long (e.g. 30s, 10m; 0: no limit)"),
   disableBackToSource: field("bool", false, "never fetch from the origin: fail if no peer can serve"),
-  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API URL"),
+  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API: unix:PATH, or http(s)://HOST:PORT"),
+  tlsCa: field("string", "", "with an https:// daemon API: the cluster CA (PEM)"),
+  tlsCert: field("string", "", "with an https:// daemon API: a client certificate (role client) (PEM)"),
+  tlsKey: field("string", "", "with an https:// daemon API: its private key (PEM)"),
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
   rateLimit: field("bytes", 0, "download this task at most this many bytes per second (e.g. 50MiB; 0: the daemon's perTaskRateLimit)"),
 };
@@ -308,6 +327,8 @@ export const managerSchema = {
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },
+  tls: tlsGroup(),
+  insecure: insecureField(),
   security: {
     clusterToken: clusterTokenField(),
     adminPassword: secretEnv(

@@ -1,4 +1,5 @@
 import type http2 from "node:http2";
+import type { Caller } from "./caller.js";
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -37,7 +38,8 @@ export interface FastRoute {
   readonly path: string;
   // False: not for this route (another protocol or an option it does not
   // support); the request goes to Connect.
-  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
+  // caller: who is on the other end of the connection (caller.ts).
+  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, caller: Caller): boolean;
 }
 
 // A frame may be at most this big (Connect's default readMaxBytes is far
@@ -71,14 +73,14 @@ export function grpcBidiRoute<I extends DescMessage, O extends DescMessage>(
   input: I,
   output: O,
   // headers: the call's request headers (trace context).
-  open: (sink: BidiSink<MessageShape<O>>, headers: http2.IncomingHttpHeaders) => BidiCall<MessageShape<I>>,
+  open: (sink: BidiSink<MessageShape<O>>, headers: http2.IncomingHttpHeaders, caller: Caller) => BidiCall<MessageShape<I>>,
   decode?: FastDecoder<I>,
 ): FastRoute {
   return {
     path,
-    serve(stream, headers) {
+    serve(stream, headers, caller) {
       if (!isPlainGrpc(headers)) return false;
-      serveCall(stream, input, output, (sink) => open(sink, headers), decode);
+      serveCall(stream, input, output, (sink) => open(sink, headers, caller), decode);
       return true;
     },
   };
@@ -90,11 +92,11 @@ export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(
   path: string,
   input: I,
   output: O,
-  impl: (req: MessageShape<I>) => MessageShape<O> | Promise<MessageShape<O>>,
+  impl: (req: MessageShape<I>, caller: Caller) => MessageShape<O> | Promise<MessageShape<O>>,
 ): FastRoute {
   return {
     path,
-    serve(stream, headers) {
+    serve(stream, headers, caller) {
       if (!isPlainGrpc(headers)) return false;
       let got: MessageShape<I> | undefined;
       serveCall(stream, input, output, (sink) => ({
@@ -106,7 +108,7 @@ export function grpcUnaryRoute<I extends DescMessage, O extends DescMessage>(
           if (got === undefined) return sink.close(new ConnectError("unary call without a message", Code.Unimplemented));
           const m = got;
           // A thrown error and a rejected promise end the call alike.
-          void (async () => impl(m))().then(
+          void (async () => impl(m, caller))().then(
             (resp) => {
               sink.push(resp);
               sink.close();

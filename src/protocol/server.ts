@@ -1,12 +1,30 @@
 import http2 from "node:http2";
+import { chmod, chown, rm } from "node:fs/promises";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { parseHostPort, type HostPort } from "../common/address.js";
 import type { FastRoute } from "./grpc-fast.js";
 import { isHealthPath, type Health } from "../common/health.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
+import { callerOfSocket, contextValuesFor, type ServerTrust } from "./caller.js";
+
+// Largest request message any RPC server reads: Connect's default is ~4 GiB,
+// so one request could otherwise take the process's memory.
+export const RPC_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+export interface RpcServerOptions {
+  health?: Health;
+  // Mutual TLS: only clients with a certificate of our CA get a session.
+  tls?: TlsIdentity;
+  // A Unix socket's mode and group (when `listen` is unix:PATH).
+  socketMode?: number;
+  socketGid?: number;
+}
 
 export interface RpcServer {
+  // For a Unix socket: port 0 and host = the socket path.
   readonly address: HostPort;
+  readonly socketPath?: string;
   close(): Promise<void>;
 }
 
@@ -20,10 +38,17 @@ export async function createRpcServer(
   listen: string,
   routes: (router: ConnectRouter) => void,
   fast: readonly FastRoute[] = [],
-  opts: { health?: Health } = {},
+  opts: RpcServerOptions = {},
 ): Promise<RpcServer> {
-  const { host, port } = parseHostPort(listen);
-  const rpc = connectNodeAdapter({ routes, requireConnectProtocolHeader: false });
+  const socketPath = listen.startsWith("unix:") ? listen.slice("unix:".length) : undefined;
+  const { host, port } = socketPath !== undefined ? { host: socketPath, port: 0 } : parseHostPort(listen);
+  const trust: ServerTrust = socketPath !== undefined ? "local" : opts.tls ? "tls" : "open";
+  const rpc = connectNodeAdapter({
+    routes,
+    requireConnectProtocolHeader: false,
+    readMaxBytes: RPC_READ_MAX_BYTES,
+    contextValues: (req) => contextValuesFor(req.socket, trust),
+  });
   const health = opts.health;
   const connect: typeof rpc = health
     ? (req, res) => {
@@ -39,11 +64,16 @@ export async function createRpcServer(
   // Without fast routes, node's own request/response handling; with them,
   // each stream goes to its fast route if it takes it, and to Connect through
   // the compatibility objects otherwise, as node's own handler would.
-  const server = byPath.size === 0 ? http2.createServer((req, res) => connect(req, res)) : http2.createServer();
+  const handler = byPath.size === 0 ? (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => connect(req, res) : undefined;
+  const server: http2.Http2Server | http2.Http2SecureServer =
+    opts.tls && socketPath === undefined
+      ? http2.createSecureServer({ ...opts.tls.serverOptions(), ALPNProtocols: ["h2"] }, handler)
+      : http2.createServer({}, handler);
+  if (opts.tls && socketPath === undefined) opts.tls.attach(server as http2.Http2SecureServer);
   if (byPath.size > 0) {
     server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       const r = byPath.get(String(headers[":path"]));
-      if (r && r.serve(stream, headers)) return;
+      if (r && r.serve(stream, headers, callerOfSocket(stream.session?.socket, trust))) return;
       const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
       const res = new http2.Http2ServerResponse(stream);
       if (headers[":method"] === "CONNECT") {
@@ -67,17 +97,26 @@ export async function createRpcServer(
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
+  // A socket file left by a daemon that died would make listen fail.
+  if (socketPath !== undefined) await rm(socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    const done = () => {
       server.off("error", reject);
       resolve();
-    });
+    };
+    if (socketPath !== undefined) server.listen(socketPath, done);
+    else server.listen(port, host, done);
   });
+  if (socketPath !== undefined) {
+    await chmod(socketPath, opts.socketMode ?? 0o660);
+    if (opts.socketGid !== undefined) await chown(socketPath, process.getuid?.() ?? 0, opts.socketGid);
+  }
   const addr = server.address();
   const bound = typeof addr === "object" && addr ? addr.port : port;
   return {
     address: { host, port: bound },
+    socketPath,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.close();

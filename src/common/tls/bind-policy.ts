@@ -1,0 +1,38 @@
+import { isIPv4 } from "node:net";
+import { DamselflyError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { TlsIdentity } from "./identity.js";
+
+export interface TlsConfig {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+// All three files, or none (then the component runs without TLS).
+export function loadTlsIdentity(cfg: TlsConfig, logger?: Logger, opts: { pollMs?: number; watch?: boolean } = {}): TlsIdentity | undefined {
+  const given = [cfg.ca, cfg.cert, cfg.key].filter((v) => v !== "").length;
+  if (given === 0) return undefined;
+  if (given !== 3) throw new DamselflyError("DF_ERR_CONFIG", "--tls-ca, --tls-cert and --tls-key go together (give all three, or none)");
+  return TlsIdentity.load(cfg, { logger, ...opts });
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (h === "localhost" || h === "::1") return true;
+  return isIPv4(h) && h.startsWith("127.");
+}
+
+// Without certificates a component serves only loopback, unless the
+// operator says --insecure (and then it says so at start): a newcomer's
+// cluster is never reachable unauthenticated by accident.
+export function checkBind(what: string, host: string, tls: boolean, insecure: boolean, logger?: Logger): void {
+  if (tls || isLoopbackHost(host)) return;
+  if (!insecure) {
+    throw new DamselflyError(
+      "DF_ERR_INSECURE_BIND",
+      `${what} would listen on ${host} without TLS: give --tls-ca/--tls-cert/--tls-key (see damselfly certs), listen on 127.0.0.1, or pass --insecure on a network you trust`,
+    );
+  }
+  logger?.warn({ listener: what, host }, "INSECURE: serving without TLS on a non-loopback address (--insecure): anyone who can reach it is trusted");
+}
