@@ -13,6 +13,8 @@ import { formatHostPort } from "../common/address.js";
 import { cachedCheck, Health } from "../common/health.js";
 import { MetricsServer } from "../common/metrics-server.js";
 import { ManagerMetrics } from "./metrics.js";
+import { loadTlsIdentity } from "../common/tls/bind-policy.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
 
 // A database that does not answer a trivial query this fast is not there.
 const DB_PROBE_TIMEOUT_MS = 2_000;
@@ -42,9 +44,12 @@ export class Manager {
   // The root password generated on the first start (for `up` to show), once
   // start() returned; undefined when it came from DAMSELFLY_ADMIN_PASSWORD.
   generatedPassword: string | undefined;
+  // Mutual TLS on the component RPC and links to schedulers, with --tls-*.
+  readonly tls: TlsIdentity | undefined;
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "manager" });
+    this.tls = loadTlsIdentity(opts.config.tls, this.log);
   }
 
   get address(): HostPort {

@@ -1,10 +1,6 @@
-import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DamselflyError } from "../common/errors.js";
-import { hostname as osHostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import { advertisedIp, formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
 import { createRpcServer, daemonv1, HostType, managerv1, schedulerv1, type RpcServer } from "../protocol/index.js";
@@ -24,9 +20,11 @@ import { cachedCheck, Health } from "../common/health.js";
 import { MetricsServer } from "../common/metrics-server.js";
 import { DaemonMetrics } from "./metrics.js";
 import { probeWritable } from "./storage/storage-probe.js";
-import { RateLimits, type HostRateLimits } from "./rate-limits.js";
-import { CLUSTER_CONFIG, DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
-import { valueAt } from "../common/config.js";
+import { RateLimits } from "./rate-limits.js";
+import { DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
+import { loadTlsIdentity } from "../common/tls/bind-policy.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
+import { hostIdentity, hostRateLimits, limitsForLog, readPem, type HostIdentity } from "./daemon-setup.js";
 
 // A readiness probe writes to the store at most this often.
 const STORAGE_PROBE_TTL_MS = 2_000;
@@ -75,10 +73,13 @@ export class Daemon {
   private shuttingDown = false;
   // Host-wide and per-task byte rates; changeable while running.
   readonly rateLimits: RateLimits;
+  // Mutual TLS on every network listener and link, with --tls-*.
+  readonly tls: TlsIdentity | undefined;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.logger.child({ component: o.config.seed ? "seed-peer" : "daemon" });
     this.rateLimits = new RateLimits(hostRateLimits(o.config));
+    this.tls = loadTlsIdentity(o.config.tls, this.log);
   }
 
   // The parts are built in dependency order, each given what it needs, then
@@ -100,7 +101,7 @@ export class Daemon {
       extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined,
     }));
     const upload = (p.upload = await this.startUpload(storage));
-    const identity = hostIdentity(c, upload.address);
+    const identity = hostIdentity(c, upload.address, this.tls);
     const schedulers = (c.manager.url ? await this.schedulersFromManager(false) : undefined) ?? c.scheduler.addresses;
     const link = (p.link = this.schedulerLink(schedulers, identity, upload, storage));
     const gc = (p.gc = this.diskGc(storage, link));
@@ -341,52 +342,11 @@ export class Daemon {
     await p.source?.close();
     await p.storage?.close();
     await p.metricsServer?.close();
+    this.tls?.close();
     const up = p.upload?.stats;
     this.log.info(
       up ? { piecesServed: up.pieces, bytesServed: up.bytesTotal, busyAnswers: up.busy, corruptDetected: up.corruptDetected } : {},
       "daemon stopped",
     );
-  }
-}
-
-// The host rate limits: the cluster's dynamic value of each key where the
-// manager sets one, else this daemon's own (common/cluster-config.ts).
-export function hostRateLimits(config: DaemonConfig, cluster?: managerv1.DaemonClusterConfig): HostRateLimits {
-  const out = {} as HostRateLimits;
-  for (const k of CLUSTER_CONFIG) {
-    if (k.component !== "daemon") continue;
-    const dynamic = cluster?.[k.key];
-    out[k.key] = dynamic === undefined ? (valueAt(config, k.configKey) as number) : Number(dynamic);
-  }
-  return out;
-}
-
-interface HostIdentity {
-  hostId: string;
-  name: string;
-  ip: string;
-}
-
-// Who this host is to the scheduler: stable across restarts for the same
-// name, address, upload port and role.
-function hostIdentity(c: DaemonConfig, upload: HostPort): HostIdentity {
-  const ip = c.host.advertiseIp || advertisedIp(upload.host);
-  const name = c.host.hostname || osHostname();
-  const hostId = `${name}-${createHash("sha256").update(`${name}|${ip}|${upload.port}|${c.seed}`).digest("hex").slice(0, 12)}`;
-  return { hostId, name, ip };
-}
-
-// Only the limits that are set: most daemons have none.
-function limitsForLog(l: object): Record<string, number> {
-  return Object.fromEntries(Object.entries(l).filter(([, v]) => typeof v === "number" && v > 0));
-}
-
-async function readPem(path: string, what: string): Promise<string> {
-  try {
-    const pem = await readFile(path, "utf8");
-    if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw new Error("no PEM certificate in the file");
-    return pem;
-  } catch (err) {
-    throw new DamselflyError("DF_ERR_CONFIG", `${what} ${path}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -17,6 +17,10 @@ import { TaskJobs } from "./task-jobs.js";
 import { Health } from "../common/health.js";
 import { MetricsServer } from "../common/metrics-server.js";
 import { SchedulerMetrics } from "./metrics.js";
+import { checkBind, defaultedListen, loadTlsIdentity } from "../common/tls/bind-policy.js";
+import { schedulerSchema } from "../common/schemas.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
+import { parseHostPort } from "../common/address.js";
 
 const CLOSE_TIMEOUT_MS = 3_000;
 // How often the cumulative "peer summary" line is logged (when anything changed).
@@ -61,10 +65,13 @@ export class Scheduler {
   private server: RpcServer | undefined;
   private metricsServer: MetricsServer | undefined;
   private timers: NodeJS.Timeout[] = [];
+  // Mutual TLS on the listener and every link, with --tls-*.
+  readonly tls: TlsIdentity | undefined;
 
   constructor(opts: SchedulerOptions) {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
+    this.tls = loadTlsIdentity(this.config.tls, this.log);
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
     this.store.hosts.onRemove((host) => this.daemonClients.forget(host));
     this.metrics = new SchedulerMetrics(this.store);
@@ -135,12 +142,15 @@ export class Scheduler {
       counters: this.counters,
     };
     const service = createSchedulerService(deps);
+    const listen = defaultedListen(this.config.server.listen, schedulerSchema.server.listen.default, this.tls !== undefined, this.config.insecure);
+    checkBind("scheduler", parseHostPort(listen).host, this.tls !== undefined, this.config.insecure, this.log);
     if (this.config.metrics.listen) {
       this.metricsServer = new MetricsServer({ listen: this.config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    this.server = await createRpcServer(this.config.server.listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), {
+    this.server = await createRpcServer(listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), {
       health: this.health,
+      tls: this.tls,
     });
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));
@@ -168,6 +178,7 @@ export class Scheduler {
   }
 
   async close(): Promise<void> {
+    this.tls?.close();
     await this.managerLink?.close();
     this.managerLink = undefined;
     if (this.timers.length > 0) this.counters.log(this.log, true);

@@ -36,3 +36,12 @@ export function checkBind(what: string, host: string, tls: boolean, insecure: bo
   }
   logger?.warn({ listener: what, host }, "INSECURE: serving without TLS on a non-loopback address (--insecure): anyone who can reach it is trusted");
 }
+
+// A listener left at its default wildcard address serves loopback only
+// while there are no certificates (and no --insecure): `damselfly scheduler`
+// and `damselfly daemon` with no flags keep starting, reachable from this
+// machine alone. An explicit non-loopback address is checked by checkBind.
+export function defaultedListen(value: string, schemaDefault: string, tls: boolean, insecure: boolean): string {
+  if (tls || insecure || value !== schemaDefault) return value;
+  return value.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
+}
