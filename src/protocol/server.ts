@@ -60,58 +60,13 @@ export async function createRpcServer(
         rpc(req, res);
       }
     : rpc;
-  const byPath = new Map(fast.map((r) => [r.path, r]));
-  // Without fast routes, node's own request/response handling; with them,
-  // each stream goes to its fast route if it takes it, and to Connect through
-  // the compatibility objects otherwise, as node's own handler would.
-  const handler = byPath.size === 0 ? (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => connect(req, res) : undefined;
-  const server: http2.Http2Server | http2.Http2SecureServer =
-    opts.tls && socketPath === undefined
-      ? http2.createSecureServer({ ...opts.tls.serverOptions(), ALPNProtocols: ["h2"] }, handler)
-      : http2.createServer({}, handler);
-  if (opts.tls && socketPath === undefined) opts.tls.attach(server as http2.Http2SecureServer);
-  if (byPath.size > 0) {
-    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      const r = byPath.get(String(headers[":path"]));
-      if (r && r.serve(stream, headers, callerOfSocket(stream.session?.socket, trust))) return;
-      const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
-      const res = new http2.Http2ServerResponse(stream);
-      if (headers[":method"] === "CONNECT") {
-        res.statusCode = http2.constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
-        res.end();
-        return;
-      }
-      if (headers.expect !== undefined) {
-        if (headers.expect !== "100-continue") {
-          res.statusCode = http2.constants.HTTP_STATUS_EXPECTATION_FAILED;
-          res.end();
-          return;
-        }
-        res.writeContinue();
-      }
-      connect(req, res);
-    });
-  }
+  const server = createHttp2Server(connect, fast, trust, socketPath === undefined ? opts.tls : undefined);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
-  // A socket file left by a daemon that died would make listen fail.
-  if (socketPath !== undefined) await rm(socketPath, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    const done = () => {
-      server.off("error", reject);
-      resolve();
-    };
-    if (socketPath !== undefined) server.listen(socketPath, done);
-    else server.listen(port, host, done);
-  });
-  if (socketPath !== undefined) {
-    await chmod(socketPath, opts.socketMode ?? 0o660);
-    if (opts.socketGid !== undefined) await chown(socketPath, process.getuid?.() ?? 0, opts.socketGid);
-  }
+  await listenOn(server, socketPath, host, port, opts);
   const addr = server.address();
   const bound = typeof addr === "object" && addr ? addr.port : port;
   return {
@@ -132,4 +87,64 @@ export async function createRpcServer(
         }, 500).unref();
       }),
   };
+}
+
+type Connect = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+
+// Without fast routes, node's own request/response handling; with them,
+// each stream goes to its fast route if it takes it, and to Connect through
+// the compatibility objects otherwise, as node's own handler would.
+function createHttp2Server(connect: Connect, fast: readonly FastRoute[], trust: ServerTrust, tls: TlsIdentity | undefined) {
+  const byPath = new Map(fast.map((r) => [r.path, r]));
+  const handler = byPath.size === 0 ? (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => connect(req, res) : undefined;
+  const server: http2.Http2Server | http2.Http2SecureServer = tls
+    ? http2.createSecureServer({ ...tls.serverOptions(), ALPNProtocols: ["h2"] }, handler)
+    : http2.createServer({}, handler);
+  if (tls) tls.attach(server as http2.Http2SecureServer);
+  if (byPath.size === 0) return server;
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    const r = byPath.get(String(headers[":path"]));
+    if (r && r.serve(stream, headers, callerOfSocket(stream.session?.socket, trust))) return;
+    const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+    const res = new http2.Http2ServerResponse(stream);
+    if (headers[":method"] === "CONNECT") {
+      res.statusCode = http2.constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
+      res.end();
+      return;
+    }
+    if (headers.expect !== undefined) {
+      if (headers.expect !== "100-continue") {
+        res.statusCode = http2.constants.HTTP_STATUS_EXPECTATION_FAILED;
+        res.end();
+        return;
+      }
+      res.writeContinue();
+    }
+    connect(req, res);
+  });
+  return server;
+}
+
+async function listenOn(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  socketPath: string | undefined,
+  host: string,
+  port: number,
+  opts: RpcServerOptions,
+) {
+  // A socket file left by a daemon that died would make listen fail.
+  if (socketPath !== undefined) await rm(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    const done = () => {
+      server.off("error", reject);
+      resolve();
+    };
+    if (socketPath !== undefined) server.listen(socketPath, done);
+    else server.listen(port, host, done);
+  });
+  if (socketPath !== undefined) {
+    await chmod(socketPath, opts.socketMode ?? 0o660);
+    if (opts.socketGid !== undefined) await chown(socketPath, process.getuid?.() ?? 0, opts.socketGid);
+  }
 }

@@ -113,7 +113,14 @@ const int = (o: Record<string, unknown>, k: string): number => {
 
 export function decodeGrant(bytes: Uint8Array | string): Grant {
   const o = decodeJson(bytes);
-  return { taskId: str(o, "taskId"), peerId: str(o, "peerId"), fetcher: str(o, "fetcher"), issuedAt: int(o, "issuedAt"), schedulerCert: str(o, "schedulerCert"), sig: str(o, "sig") };
+  return {
+    taskId: str(o, "taskId"),
+    peerId: str(o, "peerId"),
+    fetcher: str(o, "fetcher"),
+    issuedAt: int(o, "issuedAt"),
+    schedulerCert: str(o, "schedulerCert"),
+    sig: str(o, "sig"),
+  };
 }
 
 export function decodeBundle(bytes: Uint8Array | string): TrustBundle {

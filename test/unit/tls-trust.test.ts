@@ -9,7 +9,17 @@ import { createCa, issueCert } from "../../src/common/tls/issue.js";
 import { TlsIdentity } from "../../src/common/tls/identity.js";
 import { identityFromSan } from "../../src/common/tls/roles.js";
 import { checkBind } from "../../src/common/tls/bind-policy.js";
-import { decodeBundle, decodeGrant, encodeRecord, sha256Hex, signBundle, signGrant, signPiece, verifyBundle, verifyPieceDigest } from "../../src/protocol/trust.js";
+import {
+  decodeBundle,
+  decodeGrant,
+  encodeRecord,
+  sha256Hex,
+  signBundle,
+  signGrant,
+  signPiece,
+  verifyBundle,
+  verifyPieceDigest,
+} from "../../src/protocol/trust.js";
 
 const MiB = 1024 * 1024;
 

@@ -175,7 +175,8 @@ export class TlsIdentity extends EventEmitter<{ reload: [TlsMaterial] }> {
       this.verified.set(cert.fingerprint256, identity);
     }
     if (!roles.includes(identity.role)) throw new DamselflyError("DF_ERR_TRUST_INVALID", `certificate of a ${identity.role}, not ${roles.join(" or ")}`);
-    if (at < Date.parse(cert.validFrom) || at > Date.parse(cert.validTo)) throw new DamselflyError("DF_ERR_TRUST_INVALID", "certificate not valid at that time");
+    if (at < Date.parse(cert.validFrom) || at > Date.parse(cert.validTo))
+      throw new DamselflyError("DF_ERR_TRUST_INVALID", "certificate not valid at that time");
     return { identity, cert };
   }
 }

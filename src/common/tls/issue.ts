@@ -98,7 +98,8 @@ export interface IssueOptions {
 export async function issueCert(o: IssueOptions): Promise<{ certFile: string; keyFile: string; caFile: string }> {
   for (const ip of o.ips ?? []) if (isIP(ip) === 0) throw new DamselflyError("DF_ERR_USAGE", `--ip ${ip} is not an IP address`);
   for (const d of o.dns ?? []) if (!DNS_NAME.test(d)) throw new DamselflyError("DF_ERR_USAGE", `--dns ${d} is not a DNS name`);
-  if (o.name === "" || o.name.length > 128 || /[\s/]/.test(o.name)) throw new DamselflyError("DF_ERR_USAGE", "--name must be 1-128 characters, no spaces or '/'");
+  if (o.name === "" || o.name.length > 128 || /[\s/]/.test(o.name))
+    throw new DamselflyError("DF_ERR_USAGE", "--name must be 1-128 characters, no spaces or '/'");
   const days = o.days ?? DEFAULT_CERT_DAYS;
   if (!(days > 0 && days <= CA_VALIDITY_DAYS)) throw new DamselflyError("DF_ERR_USAGE", `--days must be 1..${CA_VALIDITY_DAYS}`);
   let caPem: string;
