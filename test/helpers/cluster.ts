@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makePki, type Pki } from "./pki.js";
 import { spawnDamselfly, type Cleanup, type DamselflyProc, type LogLine, type RunOptions, type RunResult, runGet, loopbackDaemonArgs } from "./procs.js";
 
 export interface SchedulerHandle {
@@ -21,7 +22,7 @@ export interface DaemonHandle {
   api: string;
   upload: string;
   proxy: string;
-  // http://HOST:PORT, for `get --daemon`.
+  // http://HOST:PORT, or unix:PATH with TLS, for `get --daemon`.
   apiUrl: string;
   proxyUrl: string;
   ready: LogLine;
@@ -45,6 +46,10 @@ export interface ClusterOptions {
   t?: Cleanup;
   readyTimeoutMs?: number;
   echo?: boolean;
+  // Mutual TLS: a CA in the data root, a certificate per component (role
+  // scheduler, seed-peer or peer, named after the host); each daemon's local
+  // API on a Unix socket in its data dir.
+  tls?: boolean;
 }
 
 export interface AddDaemonOptions {
@@ -63,6 +68,8 @@ export interface Cluster {
   // Seed (if any) followed by the peers, plus any added later.
   daemons: DaemonHandle[];
   dataRoot: string;
+  // With tls.
+  pki: Pki | undefined;
   addDaemon(opts?: AddDaemonOptions): Promise<DaemonHandle>;
   // Stops one daemon (SIGTERM, then SIGKILL after graceMs); returns its exit code.
   stopDaemon(d: DaemonHandle, signal?: NodeJS.Signals, graceMs?: number): Promise<number | null>;
@@ -96,7 +103,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   opts.t?.after(stopAll);
 
   try {
-    const sproc = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", logLevel, ...(opts.schedulerArgs ?? [])], {
+    const pki = opts.tls ? await makePki(join(dataRoot, "pki")) : undefined;
+    const schedulerTls = pki ? await pki.args("scheduler", "scheduler") : [];
+    const sproc = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", logLevel, ...schedulerTls, ...(opts.schedulerArgs ?? [])], {
       name: "scheduler",
       ...(opts.env ? { env: opts.env } : {}),
       ...(opts.echo ? { echo: true } : {}),
@@ -110,10 +119,13 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const name = a.name ?? (seed ? `seed-${counter++}` : `peer-${counter++}`);
       const dataDir = a.dataDir ?? join(dataRoot, name);
       await mkdir(dataDir, { recursive: true });
+      const socket = join(dataDir, "daemon.sock");
+      const tlsArgs = pki ? [...(await pki.args(seed ? "seed-peer" : "peer", name)), "--listen", `unix:${socket}`] : [];
       const args = [
         "daemon",
         ...(seed ? ["--seed"] : []),
         ...loopbackDaemonArgs(scheduler.address, dataDir),
+        ...tlsArgs,
         "--hostname",
         name,
         "--log-level",
@@ -125,7 +137,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const proc = spawnDamselfly(args, { name, env, ...(opts.echo ? { echo: true } : {}) });
       procs.push(proc);
       const ready = await proc.waitForLog("daemon ready", readyTimeout);
-      const api = loopback(String(ready.api));
+      const api = pki ? `unix:${socket}` : loopback(String(ready.api));
+      const apiUrl = pki ? api : `http://${api}`;
       const handle: DaemonHandle = {
         name,
         seed,
@@ -134,10 +147,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         api,
         upload: loopback(String(ready.upload)),
         proxy: loopback(String(ready.proxy)),
-        apiUrl: `http://${api}`,
+        apiUrl,
         proxyUrl: `http://${loopback(String(ready.proxy))}`,
         ready,
-        get: (getArgs, runOpts) => runGet([...getArgs, "--daemon", `http://${api}`], runOpts),
+        get: (getArgs, runOpts) => runGet([...getArgs, "--daemon", apiUrl], runOpts),
       };
       daemons.push(handle);
       return handle;
@@ -153,6 +166,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       peers: peerHandles,
       daemons,
       dataRoot,
+      pki,
       addDaemon,
       stopDaemon: (d, signal = "SIGTERM", graceMs = 5_000) => d.proc.stop(signal, graceMs),
       stop: stopAll,
