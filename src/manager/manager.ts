@@ -9,11 +9,12 @@ import { openDatabase, type Database } from "./db/database.js";
 import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
 import { sql } from "kysely";
+import { DamselflyError } from "../common/errors.js";
 import { formatHostPort } from "../common/address.js";
 import { cachedCheck, Health } from "../common/health.js";
 import { MetricsServer } from "../common/metrics-server.js";
 import { ManagerMetrics } from "./metrics.js";
-import { loadTlsIdentity } from "../common/tls/bind-policy.js";
+import { checkBind, loadTlsIdentity } from "../common/tls/bind-policy.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
 
 // A database that does not answer a trivial query this fast is not there.
@@ -50,6 +51,13 @@ export class Manager {
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.logger.child({ component: "manager" });
     this.tls = loadTlsIdentity(opts.config.tls, this.log);
+    // Components check that the manager they dial has a manager
+    // certificate: any other would only fail later, on their side.
+    if (this.tls && this.tls.identity.role !== "manager") {
+      const role = this.tls.identity.role;
+      this.tls.close();
+      throw new DamselflyError("DF_ERR_CONFIG", `${opts.config.tls.cert} is a ${role} certificate; the manager needs one of role manager (damselfly certs issue --role manager)`);
+    }
   }
 
   get address(): HostPort {
@@ -63,6 +71,9 @@ export class Manager {
 
   async start(): Promise<void> {
     const { config } = this.opts;
+    const { host, port } = parseHostPort(config.server.listen);
+    // Before anything is opened: a refused address leaves nothing behind.
+    checkBind("manager", host, this.tls !== undefined, config.insecure, this.log);
     const database = await openDatabase(this.databaseUrl);
     this.database = database;
     this.health.addCheck(
@@ -77,17 +88,17 @@ export class Manager {
       );
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.scheduler.timeout);
-    this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken);
+    this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken, this.tls);
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
     this.app = await buildApp(
       { config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken },
       { metrics: this.metrics, health: this.health },
+      this.tls,
     );
     if (config.metrics.listen) {
       this.metricsServer = new MetricsServer({ listen: config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
       await this.metricsServer.start();
     }
-    const { host, port } = parseHostPort(config.server.listen);
     await this.app.listen({ host, port });
     const addr = this.app.server.address();
     this.bound = { host, port: typeof addr === "object" && addr ? addr.port : port };
@@ -95,6 +106,8 @@ export class Manager {
     this.log.info(
       {
         listen: `${host.includes(":") ? `[${host}]` : host}:${this.bound.port}`,
+        url: `${this.tls ? "https" : "http"}://${formatHostPort(this.bound)}`,
+        tls: this.tls ? `mutual TLS as ${this.tls.identity.role}/${this.tls.identity.name}` : "off",
         database: database.dialect,
         ...(this.metricsServer ? { metrics: formatHostPort(this.metricsServer.address) } : {}),
       },
@@ -108,6 +121,7 @@ export class Manager {
     await this.metricsServer?.close();
     this.metricsServer = undefined;
     await this.database?.close();
+    this.tls?.close();
     this.app = undefined;
     this.database = undefined;
   }

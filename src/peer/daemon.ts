@@ -283,7 +283,7 @@ export class Daemon {
   // the cluster's dynamic settings, applied here.
   private schedulersFromManager(quiet: boolean): Promise<string[] | undefined> {
     const m = this.o.config.manager;
-    return schedulersFromManager(m.url, m.clusterId, this.log, this.clusterToken, quiet, (dc) => this.applyClusterConfig(dc));
+    return schedulersFromManager(m.url, m.clusterId, this.log, this.clusterToken, quiet, (dc) => this.applyClusterConfig(dc), this.tls);
   }
 
   // Asks the manager for the scheduler list again now and then: schedulers

@@ -1,3 +1,4 @@
+import https from "node:https";
 import net from "node:net";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -53,10 +54,14 @@ export function createRpcTransport(target: string, tls?: TransportTls): Transpor
 // the REST API and console, and its calls are all unary.
 export function createManagerTransport(baseUrl: string, tls?: TransportTls): Transport {
   if (!tls) return createConnectTransport({ baseUrl, httpVersion: "1.1", readMaxBytes: 4 * 1024 * 1024 });
+  // Its own agent: node's global one pools sockets by address and ignores
+  // secureContext, so two identities in one process (`damselfly up`, a
+  // test) would share a connection made with the other's certificate.
+  const nodeOptions = Object.assign(liveClientTls(tls), { agent: new https.Agent({ keepAlive: true }) });
   return createConnectTransport({
     baseUrl: baseUrl.replace(/^http:/, "https:"),
     httpVersion: "1.1",
     readMaxBytes: 4 * 1024 * 1024,
-    nodeOptions: liveClientTls(tls),
+    nodeOptions,
   });
 }

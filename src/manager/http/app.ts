@@ -1,9 +1,6 @@
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createRequire } from "node:module";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import Fastify, { type FastifyInstance } from "fastify";
 import { version } from "../../common/version.js";
-import { managerv1 } from "../../protocol/index.js";
 import { auditRoutes } from "../routes/audits.js";
 import { clusterRoutes } from "../routes/clusters.js";
 import type { RouteContext } from "../routes/context.js";
@@ -15,7 +12,9 @@ import { managerService } from "../rpc/manager-service.js";
 import { installAudit } from "./audit.js";
 import { installErrorHandlers } from "./errors.js";
 import { consoleRoutes } from "./console.js";
-import { isHealthPath, type Health } from "../../common/health.js";
+import type { Health } from "../../common/health.js";
+import type { TlsIdentity } from "../../common/tls/identity.js";
+import { createManagerServer } from "./listener.js";
 import type { ManagerMetrics } from "../metrics.js";
 
 export interface Observability {
@@ -26,37 +25,17 @@ export interface Observability {
 
 const require = createRequire(import.meta.url);
 
-// One HTTP/1.1 port: the components' Connect RPC (ManagerService) goes to
-// Connect, everything else (REST, open API, docs, console) to Fastify.
-export async function buildApp(ctx: RouteContext, obs: Observability = {}): Promise<FastifyInstance> {
-  const connect = connectNodeAdapter({ routes: (router) => router.service(managerv1.ManagerService, managerService(ctx.registry, ctx.clusterToken)) });
-  const rpcPrefix = `/${managerv1.ManagerService.typeName}/`;
-  const rpcRoutes = new Set(managerv1.ManagerService.methods.map((m) => rpcPrefix + m.name));
+// One HTTP/1.1 port (HTTPS with `tls`): the components' Connect RPC
+// (ManagerService) goes to Connect, everything else (REST, open API, docs,
+// console) to Fastify (see listener.ts).
+export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?: TlsIdentity): Promise<FastifyInstance> {
   const { metrics, health } = obs;
+  const service = managerService(ctx.registry, ctx.clusterToken);
   const app = Fastify({
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: false } },
-    serverFactory: (handler) =>
-      createServer((req: IncomingMessage, res: ServerResponse) => {
-        const url = req.url ?? "";
-        if (url.startsWith(rpcPrefix)) {
-          if (metrics) {
-            const started = performance.now();
-            const route = rpcRoutes.has(url) ? url : "unmatched";
-            res.once("finish", () => metrics.request(route, req.method ?? "", res.statusCode, (performance.now() - started) / 1000));
-          }
-          connect(req, res);
-          return;
-        }
-        const q = url.indexOf("?");
-        const path = q < 0 ? url : url.slice(0, q);
-        if (health && isHealthPath(path)) {
-          health.answer(path, req.method, res).catch(() => res.destroy());
-          return;
-        }
-        handler(req, res);
-      }),
+    serverFactory: (handler) => createManagerServer(handler, { service, ...(metrics ? { metrics } : {}), ...(health ? { health } : {}), ...(tls ? { tls } : {}) }),
   });
   if (metrics) {
     app.addHook("onResponse", async (req, reply) => {

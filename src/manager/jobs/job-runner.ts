@@ -1,6 +1,7 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
+import type { TlsIdentity } from "../../common/tls/identity.js";
 import { blobDownload, clusterTokenHeaders, createRpcTransport, fromConnectError, schedulerv1, type Download } from "../../protocol/index.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
@@ -36,6 +37,10 @@ export class JobRunner {
     private readonly logger: Logger,
     private readonly defaultTimeoutMs: number,
     private readonly clusterToken?: string,
+    // With TLS, schedulers are dialled over mutual TLS and must show a
+    // scheduler certificate: a job's registry credentials never go to an
+    // address that merely registered itself.
+    private readonly tls?: TlsIdentity,
   ) {}
 
   async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
@@ -209,10 +214,13 @@ export class JobRunner {
   }
 
   private client(s: SchedulerAddr): Client<typeof schedulerv1.SchedulerService> {
-    const base = `http://${s.ip.includes(":") ? `[${s.ip}]` : s.ip}:${s.port}`;
+    const base = `${this.tls ? "https" : "http"}://${s.ip.includes(":") ? `[${s.ip}]` : s.ip}:${s.port}`;
     let c = this.clients.get(base);
     if (!c) {
-      c = createClient(schedulerv1.SchedulerService, createRpcTransport(base));
+      // By role, not host name: a scheduler registers the address it is
+      // reached at, which its certificate need not name.
+      const tls = this.tls ? { identity: this.tls, server: { roles: ["scheduler"] as const } } : undefined;
+      c = createClient(schedulerv1.SchedulerService, createRpcTransport(base, tls));
       this.clients.set(base, c);
     }
     return c;

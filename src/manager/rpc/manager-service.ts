@@ -1,13 +1,23 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { checkClusterToken, managerv1, toConnectError } from "../../protocol/index.js";
+import { requireRole } from "../../protocol/caller.js";
+import type { Role } from "../../common/tls/roles.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
+
+// Who may call what, from the caller's certificate (with TLS; without it
+// the manager serves loopback only and everyone is trusted, as before).
+// Only a scheduler may register and keep alive: whatever registers is sent
+// preheat jobs with the registry credentials in them.
+const SCHEDULER_ONLY: readonly Role[] = ["scheduler"];
+const LISTERS: readonly Role[] = ["peer", "seed-peer", "scheduler", "client"];
 
 // The components' side of the manager (see manager.proto).
 export function managerService(registry: ClusterRegistry, clusterToken: string | undefined): ServiceImpl<typeof managerv1.ManagerService> {
   return {
     async keepAliveScheduler(req, ctx) {
       try {
+        requireRole(ctx, SCHEDULER_ONLY, "KeepAliveScheduler");
         checkClusterToken(clusterToken, ctx.requestHeader);
         return await registry.keepAlive(req);
       } catch (err) {
@@ -16,6 +26,7 @@ export function managerService(registry: ClusterRegistry, clusterToken: string |
     },
     async leaveScheduler(req, ctx) {
       try {
+        requireRole(ctx, SCHEDULER_ONLY, "LeaveScheduler");
         checkClusterToken(clusterToken, ctx.requestHeader);
         await registry.leave(req.ip, req.port);
         return create(managerv1.LeaveSchedulerResponseSchema, {});
@@ -25,6 +36,7 @@ export function managerService(registry: ClusterRegistry, clusterToken: string |
     },
     async listSchedulers(req, ctx) {
       try {
+        requireRole(ctx, LISTERS, "ListSchedulers");
         checkClusterToken(clusterToken, ctx.requestHeader);
         const cluster = Number(req.clusterId);
         const rows = await registry.activeSchedulers(cluster > 0 ? [cluster] : undefined);
