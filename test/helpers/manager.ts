@@ -1,9 +1,9 @@
 // A real `damselfly manager` process on 127.0.0.1 and a small JSON client for
 // its API.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { spawnDamselfly, type Cleanup, type DamselflyProc } from "./procs.js";
 
 export const ADMIN_PASSWORD = "test-admin-password-1";
@@ -28,6 +28,9 @@ export interface ManagerOptions {
   adminPassword?: string | null;
   // Default 127.0.0.1:0.
   listen?: string;
+  // With --tls-* in args: the CA file the API client trusts (the URL is
+  // then https://).
+  tlsCa?: string;
 }
 
 export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHandle> {
@@ -40,19 +43,22 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
     name: "manager",
     env,
   });
+  const dispatcher = opts.tlsCa ? new Agent({ connect: { ca: readFileSync(opts.tlsCa) } }) : undefined;
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     await proc.stop("SIGTERM", 5_000);
+    await dispatcher?.close();
     if (ownDir) rmSync(dataDir, { recursive: true, force: true });
   };
   opts.t?.after(stop);
   const ready = await proc.waitForLog("manager ready", 20_000);
-  const url = `http://${String(ready.listen)}`;
+  const url = String(ready.url ?? `http://${String(ready.listen)}`);
   const api: ManagerHandle["api"] = async (method, path, o = {}) => {
     const res = await request(url + path, {
       method: method as "GET",
+      ...(dispatcher ? { dispatcher } : {}),
       headers: {
         ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
         ...(o.body !== undefined ? { "content-type": "application/json" } : {}),
