@@ -1,13 +1,17 @@
-// `damselfly up`: a whole local swarm in one process (scheduler, seed peer and
-// one peer daemon) for trying Damselfly out.
+// `damselfly up`: a whole local swarm in one process (manager, scheduler, seed
+// peer and one peer daemon) for trying Damselfly out. Mutual TLS between
+// them, with a CA and certificates it makes in its data dir (up-certs.ts):
+// the newcomer's default is the secure one.
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { formatHostPort, httpUrl, type HostPort } from "../common/address.js";
 import { loadConfig } from "../common/config.js";
 import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
 import { daemonSchema, managerSchema, schedulerSchema, type UpConfig } from "../common/schemas.js";
+import type { TlsFiles } from "../common/tls/identity.js";
 import { DEMO_PATH, DEMO_SIZE, demoDigest, startDemoOrigin } from "./demo-origin.js";
+import { ensureUpCertificates, type UpCertificates } from "./up-certs.js";
 
 export const UP_ENDPOINTS = {
   seed: { listen: "127.0.0.1:65100", uploadListen: "127.0.0.1:65102", proxyListen: "127.0.0.1:65101" },
@@ -25,7 +29,34 @@ export interface UpHandle {
   demo?: { url: string; digest: string };
   // password: only on the manager's first start, when it was generated.
   manager?: { url: string; user: string; password?: string; passwordFromEnv: boolean; database: string };
+  tls: { dir: string; ca: string; client: TlsFiles };
   close(): Promise<void>;
+}
+
+// The --tls-* settings of a component.
+const tlsFlags = (f: TlsFiles) => ({ "tls.ca": f.ca, "tls.cert": f.cert, "tls.key": f.key });
+
+// Both daemons share this machine: distinct host names keep them apart in
+// the scheduler, and each one's certificate names its host.
+const upHostname = (seed: boolean) => `${hostname()}-${seed ? "seed" : "peer"}`;
+
+function daemonConfig(opts: UpConfig, seed: boolean, dataDir: string, schedulerAddr: string, tls: TlsFiles) {
+  const ep = UP_ENDPOINTS[seed ? "seed" : "peer"];
+  return loadConfig(daemonSchema, {
+    envPrefix: "DAEMON",
+    env: opts.clusterToken ? { DAMSELFLY_CLUSTER_TOKEN: opts.clusterToken } : {},
+    flags: {
+      seed,
+      "scheduler.addresses": [schedulerAddr],
+      dataDir,
+      "server.listen": ep.listen,
+      "upload.listen": ep.uploadListen,
+      "proxy.listen": ep.proxyListen,
+      "host.hostname": upHostname(seed),
+      logLevel: opts.logLevel,
+      ...tlsFlags(tls),
+    },
+  });
 }
 
 // Starts the components; on a failure part way, stops what started.
@@ -47,43 +78,31 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
   };
 
   try {
+    const certs = await ensureUpCertificates(base, { seed: upHostname(true), peer: upHostname(false) });
     // The manager first, so the scheduler registers with it at once.
-    const manager = opts.manager ? await startManager(opts, join(base, "manager"), logger) : undefined;
+    const manager = opts.manager ? await startManager(opts, join(base, "manager"), certs, logger) : undefined;
     if (manager) started.push(manager.closable);
     const clusterToken = opts.clusterToken ? { clusterToken: opts.clusterToken } : {};
     const schedulerConfig = loadConfig(schedulerSchema, {
       envPrefix: "SCHEDULER",
       // One peer and one seed: the seed fetches (the default cold start) and
       // the peer takes it from the seed, so the demo shows bytes crossing.
-      flags: { "server.listen": `127.0.0.1:${opts.schedulerPort}`, logLevel: opts.logLevel, ...(manager ? { "manager.url": manager.view.url } : {}) },
+      flags: {
+        "server.listen": `127.0.0.1:${opts.schedulerPort}`,
+        logLevel: opts.logLevel,
+        ...(manager ? { "manager.url": manager.view.url } : {}),
+        ...tlsFlags(certs.scheduler),
+      },
     });
     const scheduler = new Scheduler({ config: schedulerConfig, logger: logger.child({ role: "scheduler" }), ...clusterToken });
     await scheduler.start();
     started.push(scheduler);
     const schedulerAddr = formatHostPort({ host: "127.0.0.1", port: scheduler.address.port });
 
-    // Both daemons share this machine: distinct host names keep them apart
-    // in the scheduler even if it keys hosts by name and IP.
-    const daemonConfig = (seed: boolean, dataDir: string, ep: (typeof UP_ENDPOINTS)["seed" | "peer"]) =>
-      loadConfig(daemonSchema, {
-        envPrefix: "DAEMON",
-        env: clusterToken.clusterToken ? { DAMSELFLY_CLUSTER_TOKEN: clusterToken.clusterToken } : {},
-        flags: {
-          seed,
-          "scheduler.addresses": [schedulerAddr],
-          dataDir,
-          "server.listen": ep.listen,
-          "upload.listen": ep.uploadListen,
-          "proxy.listen": ep.proxyListen,
-          "host.hostname": `${hostname()}-${seed ? "seed" : "peer"}`,
-          logLevel: opts.logLevel,
-        },
-      });
-
-    const seed = new Daemon({ config: daemonConfig(true, seedDir, UP_ENDPOINTS.seed), logger: logger.child({ role: "seed" }) });
+    const seed = new Daemon({ config: daemonConfig(opts, true, seedDir, schedulerAddr, certs.seed), logger: logger.child({ role: "seed" }) });
     await seed.start();
     started.push(seed);
-    const peer = new Daemon({ config: daemonConfig(false, peerDir, UP_ENDPOINTS.peer), logger: logger.child({ role: "peer" }) });
+    const peer = new Daemon({ config: daemonConfig(opts, false, peerDir, schedulerAddr, certs.peer), logger: logger.child({ role: "peer" }) });
     await peer.start();
     started.push(peer);
 
@@ -99,6 +118,7 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
       peer: { ...peer.endpoints },
       ...(demo ? { demo } : {}),
       ...(manager ? { manager: manager.view } : {}),
+      tls: { dir: certs.dir, ca: certs.caFile, client: certs.client },
       close: closeAll,
     };
   } catch (err) {
@@ -109,11 +129,16 @@ export async function startUp(opts: UpConfig, logger: Logger = createLogger(opts
 
 // The manager of `up`: its generated root password comes straight from the
 // Manager (not its one-time stdout line, which `up` replaces by its banner).
-async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Promise<{ closable: Closable; view: NonNullable<UpHandle["manager"]> }> {
+async function startManager(
+  opts: UpConfig,
+  dataDir: string,
+  certs: UpCertificates,
+  logger: Logger,
+): Promise<{ closable: Closable; view: NonNullable<UpHandle["manager"]> }> {
   const { Manager } = await import("../manager/index.js");
   const config = loadConfig(managerSchema, {
     envPrefix: "MANAGER",
-    flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel },
+    flags: { "server.listen": `127.0.0.1:${opts.managerPort}`, dataDir, logLevel: opts.logLevel, ...tlsFlags(certs.manager) },
   });
   const m = new Manager({
     config,
@@ -126,7 +151,13 @@ async function startManager(opts: UpConfig, dataDir: string, logger: Logger): Pr
   const password = m.generatedPassword;
   return {
     closable: m,
-    view: { url: httpUrl(m.address), user: "root", passwordFromEnv: !!opts.adminPassword, database: m.databaseUrl, ...(password ? { password } : {}) },
+    view: {
+      url: `https://${formatHostPort(m.address)}`,
+      user: "root",
+      passwordFromEnv: !!opts.adminPassword,
+      database: m.databaseUrl,
+      ...(password ? { password } : {}),
+    },
   };
 }
 
@@ -138,7 +169,7 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
     "damselfly up: a local swarm is running",
     "",
     `  scheduler   ${hp(up.scheduler)}`,
-    `  seed peer   api ${httpUrl(up.seed.api)}   upload ${hp(up.seed.upload)}`,
+    `  seed peer   api ${hp(up.seed.api)}   upload ${hp(up.seed.upload)}`,
     `  peer        api ${peerApi}   upload ${hp(up.peer.upload)}   proxy ${httpUrl(up.peer.proxy)}`,
     `  data        ${resolve(dataDir)}`,
     ...(up.manager
@@ -149,6 +180,9 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
             : `  sign in     user ${up.manager.user}   password ${up.manager.passwordFromEnv ? "from DAMSELFLY_ADMIN_PASSWORD" : "as printed on the first start (a new --data-dir starts afresh)"}`,
         ]
       : []),
+    `  TLS         mutual TLS between the components, certificates in ${up.tls.dir}`,
+    `              CA ${up.tls.ca} (trust it in your browser to open the console without a warning)`,
+    `              client certificate for the APIs: ${dirname(up.tls.client.cert)}`,
     "",
     "Download a file through the swarm:",
     "",

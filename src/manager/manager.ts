@@ -56,7 +56,10 @@ export class Manager {
     if (this.tls && this.tls.identity.role !== "manager") {
       const role = this.tls.identity.role;
       this.tls.close();
-      throw new DamselflyError("DF_ERR_CONFIG", `${opts.config.tls.cert} is a ${role} certificate; the manager needs one of role manager (damselfly certs issue --role manager)`);
+      throw new DamselflyError(
+        "DF_ERR_CONFIG",
+        `${opts.config.tls.cert} is a ${role} certificate; the manager needs one of role manager (damselfly certs issue --role manager)`,
+      );
     }
   }
 

@@ -35,7 +35,8 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?:
     logger: false,
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: false } },
-    serverFactory: (handler) => createManagerServer(handler, { service, ...(metrics ? { metrics } : {}), ...(health ? { health } : {}), ...(tls ? { tls } : {}) }),
+    serverFactory: (handler) =>
+      createManagerServer(handler, { service, ...(metrics ? { metrics } : {}), ...(health ? { health } : {}), ...(tls ? { tls } : {}) }),
   });
   if (metrics) {
     app.addHook("onResponse", async (req, reply) => {
