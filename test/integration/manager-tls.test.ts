@@ -22,7 +22,7 @@ import { schedulersFromManager } from "../../src/peer/manager-schedulers.js";
 import { createManagerTransport, fromConnectError, managerv1 } from "../../src/protocol/index.js";
 import { startManager, waitForJob, type ManagerHandle } from "../helpers/manager.js";
 import { makePki, type CertFiles, type Pki } from "../helpers/pki.js";
-import { spawnDamselfly } from "../helpers/procs.js";
+import { runDamselfly, spawnDamselfly } from "../helpers/procs.js";
 import { sleep } from "../helpers/store.js";
 
 const log = createLogger("silent");
@@ -198,6 +198,19 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
     }
   });
 
+  test("damselfly preheat reaches the HTTPS manager when told to trust the cluster CA", async () => {
+    const pat = await manager.api("POST", "/api/v1/personal-access-tokens", {
+      token: root,
+      body: { name: "ci", scopes: ["job"], expired_at: new Date(Date.now() + 600_000).toISOString() },
+    });
+    const args = ["preheat", "http://127.0.0.1:9/z.bin", "--manager", manager.url, "--no-wait"];
+    const env = { DAMSELFLY_PREHEAT_TOKEN: pat.body.token as string };
+    const untrusted = await runDamselfly(args, { env, timeoutMs: 20_000 });
+    assert.notEqual(untrusted.code, 0, "a manager certificate of an unknown CA is not trusted");
+    const trusted = await runDamselfly(args, { env: { ...env, NODE_EXTRA_CA_CERTS: managerFiles.ca }, timeoutMs: 20_000 });
+    assert.equal(trusted.code, 0, trusted.stderr);
+  });
+
   test("the manager's certificate is replaced on disk: new connections get the new one, no restart", async () => {
     const before = await serverFingerprint(manager.url);
     await issueCert({ caDir: pki.caDir, role: "manager", name: "manager", ips: ["127.0.0.1"], dns: ["localhost"], out: join(managerFiles.cert, "..") });
@@ -225,7 +238,6 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
 });
 
 test("without TLS the manager refuses a non-loopback listen address", async () => {
-  const { runDamselfly } = await import("../helpers/procs.js");
   const dir = mkdtempSync(join(tmpdir(), "damselfly-mgr-bind-"));
   try {
     const r = await runDamselfly(["manager", "--listen", "0.0.0.0:0", "--data-dir", dir], { timeoutMs: 20_000 });
