@@ -130,7 +130,7 @@ export const schedulerSchema = {
   },
   // What one registrant (a certificate's role and name with TLS; a remote
   // address without, loopback exempt) may make the scheduler hold, and the
-  // bounds of what any daemon tells it (docs/operations/security.md).
+  // bounds of what any daemon tells it (docs/operations/scheduler.md).
   limits: {
     hostsPerRegistrant: field("int", 4, "hosts one registrant may have announced at once", { check: positive }),
     tasksPerRegistrant: field("int", 10_000, "tasks one registrant's peers may bring into the scheduler", { check: positive }),

@@ -6,7 +6,7 @@ import { HostType, type schedulerv1 } from "../protocol/index.js";
 import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 
-// Who may announce what to the scheduler (docs/operations/security.md),
+// Who may announce what to the scheduler (docs/operations/scheduler.md),
 // decided from the connection, never from the request:
 //   - announce and leave calls: a peer or seed-peer certificate; a SEED host
 //     only with a seed-peer certificate;

@@ -44,7 +44,9 @@ export function leaveHostHandler(deps: ServiceDeps): (req: schedulerv1.LeaveHost
 
 // A daemon's finished tasks (at start, or when a scheduler meets it for the
 // first time): all checked before any is taken, counted against its caps.
-export function cachedTasksHandler(deps: ServiceDeps): (req: schedulerv1.AnnounceCachedTasksRequest, caller: Caller) => schedulerv1.AnnounceCachedTasksResponse {
+export function cachedTasksHandler(
+  deps: ServiceDeps,
+): (req: schedulerv1.AnnounceCachedTasksRequest, caller: Caller) => schedulerv1.AnnounceCachedTasksResponse {
   const { logger: log, store, engine, events, limits } = deps;
   return (req, caller) => {
     const r = registrantOf(caller, "AnnounceCachedTasks");

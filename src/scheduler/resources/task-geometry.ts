@@ -62,7 +62,9 @@ export function recordGeometry(t: TaskGeometry, r: GeometryReport, granted: bool
     t.totalPieces = 0;
     t.contentLengthKnown = false;
   } else if (has && !agrees(t, r)) {
-    throw bad(`the task is ${t.contentLengthKnown ? `${t.contentLength} bytes` : "of unknown length"} in pieces of ${t.pieceLength}; the report says ${r.contentLength}/${r.pieceLength}`);
+    throw bad(
+      `the task is ${t.contentLengthKnown ? `${t.contentLength} bytes` : "of unknown length"} in pieces of ${t.pieceLength}; the report says ${r.contentLength}/${r.pieceLength}`,
+    );
   }
   if (granted) t.geometryBy = "granted";
   else t.geometryBy ??= "reported";
