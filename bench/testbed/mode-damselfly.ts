@@ -21,6 +21,8 @@ import { peerResult, type Mode, type ModeContext, type ModeRun, type PeerResult 
 import { startOriginServer, type OriginServer } from "./origin.js";
 import { jsonLine, runClient, startService, type Service } from "./proc.js";
 import { ORIGIN_IP } from "./topology.js";
+import { createCa, issueCert } from "../../src/common/tls/issue.js";
+import type { Role } from "../../src/common/tls/roles.js";
 
 export const SCHEDULER_PORT = 8002;
 export const UPLOAD_PORT = 65002;
@@ -109,6 +111,18 @@ export interface DamselflyOptions {
   // The downloading client: `damselfly get` (default) or curl through the
   // daemon's proxy.
   client?: "get" | "proxy";
+  // Mutual TLS on every link and trusted piece digests: a CA and a
+  // certificate per component (made in setup, outside the clock); each peer's
+  // local API on a Unix socket. Without it the components bind the testbed's
+  // addresses with --insecure.
+  tls?: boolean;
+}
+
+// --tls-* for one component, its certificate naming its testbed address.
+async function certArgs(pki: string, role: Role, name: string, ip: string): Promise<string[]> {
+  const out = join(pki, name);
+  await issueCert({ caDir: join(pki, "ca"), role, name, ips: [ip], out });
+  return ["--tls-ca", join(out, "ca.crt"), "--tls-cert", join(out, "tls.crt"), "--tls-key", join(out, "tls.key")];
 }
 
 const PROXY = "127.0.0.1:65001";
@@ -128,7 +142,10 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
       let scheduler: Service | undefined;
       let seed: Service | undefined;
       const daemons: Service[] = [];
-      const daemonArgs = (id: string, ip: string, dataDir: string, isSeed: boolean, apiListen = "127.0.0.1:65000") => [
+      const pki = join(ctx.workDir, "pki");
+      const security = new Map<string, string[]>();
+      const apiOf = (id: string) => (opts.tls ? `unix:${join(ctx.workDir, id, "daemon.sock")}` : "127.0.0.1:65000");
+      const daemonArgs = (id: string, ip: string, dataDir: string, isSeed: boolean, apiListen = apiOf(id)) => [
         process.execPath,
         ...(opts.daemonNodeArgs ?? []),
         BIN,
@@ -147,12 +164,20 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
         "--proxy-listen",
         PROXY,
         ...(opts.client === "proxy" && !isSeed ? ["--proxy-rules", originRule(origin!.url)] : []),
+        ...(security.get(id) ?? []),
         ...((isSeed ? opts.seedArgs : opts.daemonArgs) ?? []),
       ];
+      const daemonFlag = (id: string) => ["--daemon", opts.tls ? apiOf(id) : "http://127.0.0.1:65000"];
       return {
         clientsAreAgents: false,
         async setup() {
           origin = await startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log"));
+          if (opts.tls) {
+            await createCa(join(pki, "ca"));
+            security.set("scheduler", await certArgs(pki, "scheduler", "scheduler", ORIGIN_IP));
+            security.set("origin-seed", await certArgs(pki, "seed-peer", "origin-seed", o.ip));
+            for (const p of ctx.peers) security.set(p.id, await certArgs(pki, "peer", p.id, p.ip));
+          } else for (const id of ["scheduler", "origin-seed", ...ctx.peers.map((p) => p.id)]) security.set(id, ["--insecure"]);
           scheduler = startService(
             o.ns,
             "scheduler",
@@ -166,6 +191,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               "--listen",
               `${ORIGIN_IP}:${SCHEDULER_PORT}`,
               ...(coldStart ? ["--cold-start", coldStart] : []),
+              ...(security.get("scheduler") ?? []),
               ...(opts.schedulerArgs ?? []),
             ],
             join(ctx.logDir, "scheduler.log"),
@@ -194,7 +220,17 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               ctx.peers.map((p) =>
                 runClient(
                   p.ns,
-                  [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress", ...(opts.getArgs ?? [])],
+                  [
+                    process.execPath,
+                    BIN,
+                    "get",
+                    url,
+                    "-O",
+                    join(ctx.workDir, p.id, "warm-up.bin"),
+                    "--no-progress",
+                    ...daemonFlag(p.id),
+                    ...(opts.getArgs ?? []),
+                  ],
                   deadline,
                 ),
               ),
@@ -220,7 +256,19 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               const argv =
                 opts.client === "proxy"
                   ? ["curl", "-sS", "-f", "--proxy", `http://${PROXY}`, "-o", output, url]
-                  : [process.execPath, BIN, "get", url, "-O", output, "--digest", `sha256:${ctx.digest}`, "--no-progress", ...(opts.getArgs ?? [])];
+                  : [
+                      process.execPath,
+                      BIN,
+                      "get",
+                      url,
+                      "-O",
+                      output,
+                      "--digest",
+                      `sha256:${ctx.digest}`,
+                      "--no-progress",
+                      ...daemonFlag(p.id),
+                      ...(opts.getArgs ?? []),
+                    ];
               const r = await runClient(p.ns, argv, deadlineMs);
               const summary = SUMMARY_RE.exec(r.stderr)?.[0];
               return peerResult(p.id, r, t0, output, () => r.stderr.trim().slice(-800), summary ? { summary } : {});
@@ -281,6 +329,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           return {
             extra: {
               client: opts.client ?? "get",
+              tls: opts.tls === true,
               getArgs: opts.getArgs,
               warmUpBytes: opts.warmUpBytes ?? 0,
               coldStart: coldStart ?? "default",

@@ -64,7 +64,7 @@ function usage(msg?: string): never {
   if (msg) process.stderr.write(`testbed: ${msg}\n`);
   process.stderr.write(
     "usage: node dist/bench/testbed/run.js [--peers 16|4,8,16] [--size 128MiB] [--peer-rate 25mbit] [--origin-rate 50mbit]\n" +
-      "         [--modes native,bittorrent,damselfly[,damselfly-peer,damselfly-proxy]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
+      "         [--modes native,bittorrent,damselfly[,damselfly-peer,damselfly-proxy,damselfly-tls]] [--out DIR] [--dir WORKDIR] [--keep] [--no-shaping-check]\n" +
       "         [--seed-api-loopback] [--idle-wait 60] [--daemon-args '...'] [--seed-args '...'] [--scheduler-args '...'] [--daemon-node-args '...'] [--warm-up 32MiB] [--get-args '...'] [--tcp-cc cubic|inherit]\n",
   );
   process.exit(2);
@@ -163,6 +163,7 @@ const MODES: Record<string, Mode> = {
   damselfly: damselflyMode("damselfly", undefined, dfOpts),
   "damselfly-peer": damselflyMode("damselfly-peer", "peer", dfOpts),
   "damselfly-proxy": damselflyMode("damselfly-proxy", undefined, { ...dfOpts, client: "proxy" }),
+  "damselfly-tls": damselflyMode("damselfly-tls", undefined, { ...dfOpts, tls: true }),
 };
 const modeNames = str("--modes", "native,bittorrent,damselfly")
   .split(",")

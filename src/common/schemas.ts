@@ -128,6 +128,18 @@ export const schedulerSchema = {
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },
+  // What one registrant (a certificate's role and name with TLS; a remote
+  // address without, loopback exempt) may make the scheduler hold, and the
+  // bounds of what any daemon tells it (docs/operations/scheduler.md).
+  limits: {
+    hostsPerRegistrant: field("int", 4, "hosts one registrant may have announced at once", { check: positive }),
+    tasksPerRegistrant: field("int", 10_000, "tasks one registrant's peers may bring into the scheduler", { check: positive }),
+    peersPerRegistrant: field("int", 10_000, "peers (downloads and cached tasks) on one registrant's hosts", { check: positive }),
+    maxAnnounceInterval: field("duration", 120_000, "announce interval a host may declare at most (a host is dropped after 3 silent intervals)", {
+      check: positive,
+    }),
+    maxContentLength: field("bytes", 1024 ** 4, "largest task (content length) the scheduler accepts a report of", { check: positive }),
+  },
   tls: tlsGroup(),
   insecure: insecureField(),
   security: {

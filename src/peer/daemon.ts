@@ -219,6 +219,7 @@ export class Daemon {
       intervalMs: c.scheduler.announceInterval,
       cachedTasks: () => storage.finishedTasks().map((t) => cachedTask(id.hostId, t)),
       uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
+      tls: this.tls,
     });
     this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
     return link;

@@ -7,6 +7,7 @@ import type { SchedulerConfig } from "../common/schemas.js";
 import { pickSet, SCHEDULER_CLUSTER_KEYS, type SchedulerClusterKey } from "../common/cluster-config.js";
 import { clusterTokenHeaders, createManagerTransport, fromConnectError, managerv1 } from "../protocol/index.js";
 import type { ResourceStore } from "./resources/resource-store.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
 
 // The cluster's dynamic settings for schedulers (common/cluster-config.ts).
 export type DynamicConfig = { -readonly [K in SchedulerClusterKey]?: SchedulerConfig[K] };
@@ -19,6 +20,9 @@ export interface ManagerLinkOptions {
   // Called with the cluster's dynamic config whenever it changes.
   apply(dynamic: DynamicConfig): void;
   clusterToken?: string | undefined;
+  // With TLS: mutual TLS to a manager certificate that names the URL's host,
+  // so the cluster token goes to the manager and no one else.
+  tls?: TlsIdentity | undefined;
 }
 
 // Registers the scheduler with the manager and keeps it alive. Each answer
@@ -33,7 +37,8 @@ export class ManagerLink {
   private inFlight: Promise<void> | undefined;
 
   constructor(private readonly opts: ManagerLinkOptions) {
-    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager.url));
+    const tls = opts.tls ? { identity: opts.tls, server: { roles: ["manager" as const], verifyHostname: true } } : undefined;
+    this.client = createClient(managerv1.ManagerService, createManagerTransport(opts.config.manager.url, tls));
   }
 
   start(): void {

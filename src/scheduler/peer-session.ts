@@ -8,6 +8,10 @@ import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
+import type { Caller } from "../protocol/caller.js";
+import { checkOwner, checkPeerId, registrantOf } from "./access.js";
+import type { RegistrantLimits } from "./limits.js";
+import { checkGeometryReport } from "./resources/task-geometry.js";
 
 export interface IncomingTrace {
   traceparent: string | undefined;
@@ -20,6 +24,7 @@ export interface AnnounceDeps {
   engine: SchedulingEngine;
   events: PeerEvents;
   counters: PeerCounters;
+  limits: RegistrantLimits;
 }
 
 export interface AnnounceCall {
@@ -33,10 +38,15 @@ export interface AnnounceCall {
 
 // One AnnouncePeer call, whichever server path carries it (the gRPC fast
 // path or Connect): requests go to the call's PeerSession, responses to the
-// sink. `trace`: the W3C trace context the daemon sent with the call.
-export function openAnnounceCall(deps: AnnounceDeps, sink: BidiSink<schedulerv1.AnnouncePeerResponse>, trace?: IncomingTrace): AnnounceCall {
-  const { logger, store, engine, events, counters } = deps;
-  return new PeerSession(store, events, sink, logger, engine.now, counters, trace?.traceparent ? trace : undefined);
+// sink. `trace`: the W3C trace context the daemon sent with the call;
+// `caller`: who is on the other end of the connection.
+export function openAnnounceCall(
+  deps: AnnounceDeps,
+  sink: BidiSink<schedulerv1.AnnouncePeerResponse>,
+  trace: IncomingTrace | undefined,
+  caller: Caller,
+): AnnounceCall {
+  return new PeerSession(deps, sink, caller, trace?.traceparent ? trace : undefined);
 }
 
 // One AnnouncePeer stream: validates each message and routes it to
@@ -49,16 +59,29 @@ export class PeerSession implements AnnounceCall {
   private rejected = false;
 
   constructor(
-    private readonly store: ResourceStore,
-    private readonly events: PeerEvents,
+    private readonly deps: AnnounceDeps,
     private readonly queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
-    private readonly log: Logger,
-    private readonly now: () => number,
-    private readonly counters: PeerCounters,
+    private readonly caller: Caller,
     // The daemon's download span: registrations and reschedules are its
     // children (one span per decision, never per piece).
     private readonly trace?: IncomingTrace,
   ) {}
+
+  private get store(): ResourceStore {
+    return this.deps.store;
+  }
+
+  private get events(): PeerEvents {
+    return this.deps.events;
+  }
+
+  private get log(): Logger {
+    return this.deps.logger;
+  }
+
+  private now(): number {
+    return this.deps.engine.now();
+  }
 
   message(req: schedulerv1.AnnouncePeerRequest): boolean {
     if (this.rejected) return false;
@@ -87,15 +110,21 @@ export class PeerSession implements AnnounceCall {
     else this.register(req);
   }
 
-  // The stream's first message.
+  // The stream's first message: a peer of a host the caller owns, within
+  // its registrant's caps.
   private register(req: schedulerv1.AnnouncePeerRequest): void {
     const r = req.request;
+    const reg = registrantOf(this.caller, "AnnouncePeer");
     checkId("host_id", req.hostId);
     checkId("peer_id", req.peerId);
     checkTaskId(req.taskId);
     if (r.case !== "registerPeer") throw invalid(`first message must be register_peer, got ${r.case ?? "nothing"}`);
     const host = this.store.hosts.get(req.hostId);
     if (!host) throw hostNotAnnounced(req.hostId);
+    checkOwner(reg, host);
+    checkPeerId(reg, this.store, req.peerId);
+    const newTask = this.store.tasks.get(req.taskId) === undefined;
+    this.deps.limits.admitPeers(host, this.store.peers.get(req.peerId)?.hostId === host.id ? 0 : 1, newTask ? 1 : 0);
     this.store.hosts.touch(host, this.now());
     const download = r.value.download;
     if (!download || download.url === "") throw invalid("register_peer without a download URL");
@@ -107,11 +136,14 @@ export class PeerSession implements AnnounceCall {
       span.setAttribute("damselfly.seed", host.isSeed).setAttribute("damselfly.finished_pieces", r.value.finishedPieces);
     }
     const t0 = performance.now();
-    const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context);
+    const fetcher = reg.identity?.fingerprint;
+    const { peer, decision } = this.events.register(host, req.taskId, req.peerId, { ...r.value, download }, this.queue, span.context, fetcher);
+    const task = newTask ? this.store.tasks.get(req.taskId) : undefined;
+    if (task) this.deps.limits.taskCreated(host, task);
     if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
     span.end();
     this.peer = peer;
-    this.counters.registeredWith(decision, (performance.now() - t0) / 1000);
+    this.deps.counters.registeredWith(decision, (performance.now() - t0) / 1000);
     this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
   }
 
@@ -132,12 +164,14 @@ export class PeerSession implements AnnounceCall {
         this.events.downloadStarted(peer);
         return;
       case "backToSourceStarted":
+        this.checkGeometry(r.value.contentLength, r.value.pieceLength, 0, r.value.contentLengthKnown);
         this.events.backToSourceStarted(peer, r.value);
         return;
       case "backToSourceFinished":
       case "peerFinished":
+        this.checkGeometry(r.value.contentLength, r.value.pieceLength, r.value.totalPieces, true);
         this.events.finished(peer, r.value.contentLength, r.value.pieceLength, r.value.totalPieces);
-        this.counters.finishedVia(r.case);
+        this.deps.counters.finishedVia(r.case);
         this.log.debug({ taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, via: r.case }, "peer finished");
         return;
       case "backToSourceFailed":
@@ -161,6 +195,13 @@ export class PeerSession implements AnnounceCall {
     }
   }
 
+  // Out of bounds ends the stream (DF_ERR_GEOMETRY_INVALID) before anything
+  // is recorded; a report that contradicts the task's geometry is refused
+  // by the task itself (resources/task-geometry.ts).
+  private checkGeometry(contentLength: bigint, pieceLength: bigint, totalPieces: number, known: boolean): void {
+    checkGeometryReport({ contentLength, pieceLength, totalPieces, known }, this.deps.engine.config.limits.maxContentLength);
+  }
+
   private reschedule(peer: Peer, req: schedulerv1.RescheduleRequest): void {
     const t0 = performance.now();
     const span = startSpan("Reschedule", { kind: SpanKind.SERVER, parent: this.trace });
@@ -172,7 +213,7 @@ export class PeerSession implements AnnounceCall {
     const decision = this.events.reschedule(peer, req);
     if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
     span.end();
-    this.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
+    this.deps.counters.rescheduledWith(decision, (performance.now() - t0) / 1000);
     this.log.debug(
       { taskId: peer.taskId, peerId: peer.id, hostId: peer.hostId, blocklist: req.blocklistParentIds, description: req.description, decision },
       "peer rescheduled",

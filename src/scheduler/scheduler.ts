@@ -21,6 +21,14 @@ import { checkBind, defaultedListen, loadTlsIdentity } from "../common/tls/bind-
 import { schedulerSchema } from "../common/schemas.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
 import { parseHostPort } from "../common/address.js";
+import { RegistrantLimits } from "./limits.js";
+import { encodeRecord, signGrant } from "../protocol/trust.js";
+import type { GrantFn } from "./scheduling/engine.js";
+
+// Grants signed with the certificate current at the time (rotation-safe).
+function grantSigner(tls: TlsIdentity): GrantFn {
+  return (taskId, peerId, fingerprint) => encodeRecord(signGrant(tls.current(), taskId, peerId, fingerprint));
+}
 
 const CLOSE_TIMEOUT_MS = 3_000;
 // How often the cumulative "peer summary" line is logged (when anything changed).
@@ -54,7 +62,9 @@ export class Scheduler {
   private readonly engine: SchedulingEngine;
   private readonly events: PeerEvents;
   // The one pool of clients to daemon APIs (seed triggers, preheats, task jobs).
-  private readonly daemonClients = new DaemonClients();
+  private readonly daemonClients: DaemonClients;
+  // Caps per registrant (limits.ts).
+  private readonly limits: RegistrantLimits;
   private readonly preheater: Preheater;
   private readonly taskJobs: TaskJobs;
   private readonly clusterToken: string | undefined;
@@ -72,7 +82,9 @@ export class Scheduler {
     this.config = opts.config;
     this.log = opts.logger.child({ component: "scheduler" });
     this.tls = loadTlsIdentity(this.config.tls, this.log);
+    this.daemonClients = new DaemonClients(this.tls);
     this.store = new ResourceStore({ candidateParentLimit: this.config.candidateParentLimit });
+    this.limits = new RegistrantLimits(this.store, () => this.engine.config.limits);
     this.store.hosts.onRemove((host) => this.daemonClients.forget(host));
     this.metrics = new SchedulerMetrics(this.store);
     this.counters = new PeerCounters(this.metrics);
@@ -83,6 +95,7 @@ export class Scheduler {
       trigger: opts.trigger ?? new SeedTriggerClient(this.daemonClients).trigger,
       delay: opts.delay,
       metrics: this.metrics,
+      ...(this.tls ? { grant: grantSigner(this.tls) } : {}),
     });
     this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
     this.events = new PeerEvents(this.engine);
@@ -140,6 +153,7 @@ export class Scheduler {
       taskJobs: this.taskJobs,
       clusterToken: this.clusterToken,
       counters: this.counters,
+      limits: this.limits,
     };
     const service = createSchedulerService(deps);
     const listen = defaultedListen(this.config.server.listen, schedulerSchema.server.listen.default, this.tls !== undefined, this.config.insecure);
@@ -172,6 +186,7 @@ export class Scheduler {
         address: this.server.address,
         apply: (d) => this.applyDynamicConfig(d),
         clusterToken: this.clusterToken,
+        tls: this.tls,
       });
       this.managerLink.start();
     }

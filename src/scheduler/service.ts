@@ -13,7 +13,11 @@ import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import type { Preheater } from "./preheat.js";
 import type { TaskJobs } from "./task-jobs.js";
-import { checkId, checkTaskId, hostNotAnnounced, invalid } from "./validate.js";
+import { checkTaskId } from "./validate.js";
+import { callerOf, type Caller } from "../protocol/caller.js";
+import { requireAnyRole, requireManager } from "./access.js";
+import { announceHostHandler, cachedTasksHandler, leaveHostHandler, leaveTasksHandler } from "./host-handlers.js";
+import type { RegistrantLimits } from "./limits.js";
 
 export interface ServiceDeps {
   config: SchedulerConfig;
@@ -25,9 +29,8 @@ export interface ServiceDeps {
   taskJobs: TaskJobs;
   clusterToken?: string | undefined;
   counters: PeerCounters;
+  limits: RegistrantLimits;
 }
-
-const MAX_LEFT_TASKS = 10_000;
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
 async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -38,50 +41,17 @@ async function guard<T>(fn: () => T | Promise<T>): Promise<T> {
   }
 }
 
-// The keep-alive every daemon sends every announce interval.
-function announceHostHandler(deps: ServiceDeps): (req: schedulerv1.AnnounceHostRequest) => Promise<schedulerv1.AnnounceHostResponse> {
-  const { config, logger: log, store, engine } = deps;
-  return (req) =>
-    guard(() => {
-      const h = req.host;
-      if (!h) throw invalid("announce without a host");
-      checkId("host.id", h.id);
-      if (h.ip === "") throw invalid("host.ip is empty");
-      const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
-      if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
-      return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
-    });
+// A handler of (request, caller) as a Connect handler: the caller comes from
+// the connection (protocol/caller.ts).
+function viaConnect<I, O>(h: (req: I, caller: Caller) => O | Promise<O>): (req: I, ctx: HandlerContext) => Promise<O> {
+  return (req, ctx) => guard(() => h(req, callerOf(ctx)));
 }
 
-// A daemon evicted or deleted tasks: its peers of them are no parents
-// any more. A peer still downloading (its stream open) is left alone: the
-// same peer ID may already be fetching the task again.
-function leaveTasksHandler(deps: ServiceDeps): (req: schedulerv1.LeaveTasksRequest) => Promise<schedulerv1.LeaveTasksResponse> {
-  const { logger: log, store, events } = deps;
-  return (req) =>
-    guard(() => {
-      checkId("host_id", req.hostId);
-      if (req.tasks.length > MAX_LEFT_TASKS) throw invalid(`at most ${MAX_LEFT_TASKS} tasks per call`);
-      for (const t of req.tasks) {
-        checkTaskId(t.taskId);
-        checkId("peer_id", t.peerId);
-      }
-      let removed = 0;
-      for (const t of req.tasks) {
-        const peer = store.peers.get(t.peerId);
-        if (!peer || peer.hostId !== req.hostId || peer.taskId !== t.taskId || peer.queue) continue;
-        events.removePeer(peer);
-        removed++;
-      }
-      if (removed > 0) log.info({ hostId: req.hostId, peers: removed }, "host left tasks");
-      return create(schedulerv1.LeaveTasksResponseSchema, { removed });
-    });
-}
-
-function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest) => Promise<schedulerv1.StatTaskResponse> {
+function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest, ctx: HandlerContext) => Promise<schedulerv1.StatTaskResponse> {
   const { store, engine } = deps;
-  return (req) =>
+  return (req, ctx) =>
     guard(() => {
+      requireAnyRole(callerOf(ctx), "StatTask");
       checkTaskId(req.taskId);
       const task = store.tasks.get(req.taskId);
       if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${req.taskId} not found`);
@@ -107,7 +77,7 @@ function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest) 
 }
 
 export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
-  const { logger: log, store, engine, events } = deps;
+  const log = deps.logger;
 
   // Connect's path (the Connect protocol, gRPC-web, compressed or with a
   // deadline); plain gRPC calls take the fast path (fastRoutes).
@@ -116,7 +86,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
     ctx: HandlerContext,
   ): AsyncGenerator<schedulerv1.AnnouncePeerResponse> {
     const queue = new AsyncQueue<schedulerv1.AnnouncePeerResponse>();
-    const call = openAnnounceCall(deps, queue, traceOfHeaders(ctx.requestHeader));
+    const call = openAnnounceCall(deps, queue, traceOfHeaders(ctx.requestHeader), callerOf(ctx));
     const onAbort = () => call.gone();
     ctx.signal.addEventListener("abort", onAbort, { once: true });
     void (async () => {
@@ -138,40 +108,32 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
     }
   }
 
+  // The manager's jobs: a manager certificate with TLS, and the cluster
+  // token when one is set.
+  const managerOnly =
+    <I, O>(what: string, job: (req: I) => O | Promise<O>) =>
+    (req: I, ctx: HandlerContext): Promise<O> =>
+      guard(() => {
+        requireManager(callerOf(ctx), what);
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return job(req);
+      });
+
   return {
-    announceHost: announceHostHandler(deps),
-
-    leaveHost: (req) =>
-      guard(() => {
-        const host = store.hosts.get(req.hostId);
-        if (host) {
-          const removed = events.removeHost(host);
-          log.info({ hostId: host.id, peers: removed.length }, "host left");
-        }
-        return create(schedulerv1.LeaveHostResponseSchema, {});
-      }),
-
-    announceCachedTasks: (req) =>
-      guard(() => {
-        const host = store.hosts.get(req.hostId);
-        if (!host) throw hostNotAnnounced(req.hostId);
-        for (const t of req.tasks) {
-          checkTaskId(t.taskId);
-          checkId("peer_id", t.peerId);
-        }
-        store.hosts.touch(host, engine.now());
-        events.cachedTasks(host, req.tasks);
-        log.info({ hostId: host.id, tasks: req.tasks.length }, "cached tasks announced");
-        return create(schedulerv1.AnnounceCachedTasksResponseSchema, {});
-      }),
-
-    leaveTasks: leaveTasksHandler(deps),
+    announceHost: viaConnect(announceHostHandler(deps)),
+    leaveHost: viaConnect(leaveHostHandler(deps)),
+    announceCachedTasks: viaConnect(cachedTasksHandler(deps)),
+    leaveTasks: viaConnect(leaveTasksHandler(deps)),
     announcePeer,
-
-    // The manager's jobs: only with the cluster token, when one is set.
-    preheatTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.preheater.preheat(req))),
-    listTaskPeers: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.listPeers(req))),
-    deleteTask: (req, ctx) => guard(() => (checkClusterToken(deps.clusterToken, ctx.requestHeader), deps.taskJobs.delete(req))),
+    preheatTask: managerOnly("PreheatTask", (req: schedulerv1.PreheatTaskRequest) => deps.preheater.preheat(req)),
+    deleteTask: managerOnly("DeleteTask", (req: schedulerv1.DeleteTaskRequest) => deps.taskJobs.delete(req)),
+    // Any role; the cluster token when one is set (the manager asks).
+    listTaskPeers: (req, ctx) =>
+      guard(() => {
+        requireAnyRole(callerOf(ctx), "ListTaskPeers");
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return deps.taskJobs.listPeers(req);
+      }),
     statTask: statTaskHandler(deps),
   };
 }
@@ -187,7 +149,7 @@ export function fastRoutes(deps: ServiceDeps): FastRoute[] {
       `/${svc.typeName}/${peer.name}`,
       peer.input,
       peer.output,
-      (sink, h) => openAnnounceCall(deps, sink, traceOfHeaders(h)),
+      (sink, h, caller) => openAnnounceCall(deps, sink, traceOfHeaders(h), caller),
       decodeAnnouncePeerRequest,
     ),
     grpcUnaryRoute(`/${svc.typeName}/${host.name}`, host.input, host.output, announceHostHandler(deps)),

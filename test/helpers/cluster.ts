@@ -22,7 +22,8 @@ export interface DaemonHandle {
   api: string;
   upload: string;
   proxy: string;
-  // http://HOST:PORT, or unix:PATH with TLS, for `get --daemon`.
+  // http://HOST:PORT; with TLS unix:PATH (a seed: https://HOST:PORT, and
+  // get() adds a client certificate).
   apiUrl: string;
   proxyUrl: string;
   ready: LogLine;
@@ -120,7 +121,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const dataDir = a.dataDir ?? join(dataRoot, name);
       await mkdir(dataDir, { recursive: true });
       const socket = join(dataDir, "daemon.sock");
-      const tlsArgs = pki ? [...(await pki.args(seed ? "seed-peer" : "peer", name)), "--listen", `unix:${socket}`] : [];
+      // A seed's API stays on TCP (mutual TLS): the scheduler triggers it there.
+      const tlsArgs = pki ? [...(await pki.args(seed ? "seed-peer" : "peer", name)), ...(seed ? [] : ["--listen", `unix:${socket}`])] : [];
       const args = [
         "daemon",
         ...(seed ? ["--seed"] : []),
@@ -137,8 +139,10 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const proc = spawnDamselfly(args, { name, env, ...(opts.echo ? { echo: true } : {}) });
       procs.push(proc);
       const ready = await proc.waitForLog("daemon ready", readyTimeout);
-      const api = pki ? `unix:${socket}` : loopback(String(ready.api));
-      const apiUrl = pki ? api : `http://${api}`;
+      const api = pki && !seed ? `unix:${socket}` : loopback(String(ready.api));
+      const apiUrl = pki ? (seed ? `https://${api}` : api) : `http://${api}`;
+      // `get` to a TCP API under TLS shows a client certificate.
+      const clientTls = pki && seed ? await pki.args("client", "test-client") : [];
       const handle: DaemonHandle = {
         name,
         seed,
@@ -150,7 +154,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         apiUrl,
         proxyUrl: `http://${loopback(String(ready.proxy))}`,
         ready,
-        get: (getArgs, runOpts) => runGet([...getArgs, "--daemon", apiUrl], runOpts),
+        get: (getArgs, runOpts) => runGet([...getArgs, "--daemon", apiUrl, ...clientTls], runOpts),
       };
       daemons.push(handle);
       return handle;

@@ -98,13 +98,13 @@ for (const [name, mk] of Object.entries(transports)) {
       register(),
       {
         case: "backToSourceStarted",
-        value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 400n, pieceLength: 100n, contentLengthKnown: true }),
+        value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength: 4n * 512n * 1024n, pieceLength: 512n * 1024n, contentLengthKnown: true }),
       },
       { case: "pieceFinished", value: create(schedulerv1.PieceFinishedRequestSchema, { number: 0, length: 100n }) },
       pieces(1, 2, 3),
       {
         case: "backToSourceFinished",
-        value: create(schedulerv1.BackToSourceFinishedRequestSchema, { contentLength: 400n, pieceLength: 100n, totalPieces: 4 }),
+        value: create(schedulerv1.BackToSourceFinishedRequestSchema, { contentLength: 4n * 512n * 1024n, pieceLength: 512n * 1024n, totalPieces: 4 }),
       },
     ]);
     assert.equal(first.error, undefined);

@@ -25,7 +25,7 @@ test("LeaveTasks removes the host's finished peers of those tasks, and only thos
     await client.announceHost({ host: { id: h, hostname: h, ip: "127.0.0.1", uploadPort: 4000, type: HostType.NORMAL }, intervalSeconds: 60 });
   }
   const task = id("t1");
-  const cached = (peerId: string) => ({ taskId: task, peerId, contentLength: 1024n, pieceLength: 1024n, totalPieces: 1 });
+  const cached = (peerId: string) => ({ taskId: task, peerId, contentLength: 1024n, pieceLength: 512n * 1024n, totalPieces: 1 });
   await client.announceCachedTasks({ hostId: "h1", tasks: [cached("p1")] });
   await client.announceCachedTasks({ hostId: "h2", tasks: [cached("p2")] });
   const holders = async () => (await client.listTaskPeers({ taskId: task })).peers.map((p) => p.hostId).sort();

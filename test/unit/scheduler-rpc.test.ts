@@ -21,6 +21,10 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
+// Task geometry within the scheduler's bounds (512 KiB..64 MiB pieces).
+const PL = 512n * 1024n;
+const LEN = 10n * PL;
+
 let taskSeq = 0;
 const newTaskId = () => createHash("sha256").update(`task-${process.pid}-${taskSeq++}`).digest("hex");
 
@@ -128,14 +132,14 @@ class TestPeer {
     throw new Error("expected the stream to fail");
   }
 
-  startSource(contentLength = 1000n, pieceLength = 100n): void {
+  startSource(contentLength = LEN, pieceLength = PL): void {
     this.send({
       case: "backToSourceStarted",
       value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength, pieceLength, contentLengthKnown: true }),
     });
   }
 
-  finish(contentLength = 1000n, pieceLength = 100n, totalPieces = 10): void {
+  finish(contentLength = LEN, pieceLength = PL, totalPieces = 10): void {
     this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength, pieceLength, totalPieces }) });
   }
 
@@ -178,7 +182,7 @@ test("no seed: first peer goes to the origin, a later peer gets it as parent", {
   const n = await b.expect("normalTask");
   assert.deepEqual(ids(n), ["pa"]);
   assert.equal(n.candidateParents[0]!.hostId, "ha");
-  assert.equal(n.task?.contentLength, 1000n);
+  assert.equal(n.task?.contentLength, LEN);
   assert.equal(n.task?.totalPieces, 10);
   const stat = await client.statTask({ taskId: task });
   assert.equal(stat.peerCount, 2);
@@ -422,7 +426,7 @@ test("cached tasks make finished parents; leaving hosts take their peers along",
   await n.expect("emptyTask");
 
   const t2 = newTaskId();
-  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: t2, peerId: "cached2", contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }] });
+  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: t2, peerId: "cached2", contentLength: LEN, pieceLength: PL, totalPieces: 10 }] });
   const m = new TestPeer(client, "hn", t2, "pm");
   m.register();
   const got = await m.expect("normalTask");
@@ -499,7 +503,7 @@ test("a peer that registers holding every piece gets a local hit, one that holds
   await announce(client, "hc");
   await announce(client, "hn");
   const task = newTaskId();
-  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: 1000n, pieceLength: 100n, totalPieces: 10 }] });
+  await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: LEN, pieceLength: PL, totalPieces: 10 }] });
   const full = new TestPeer(client, "hn", task, "full");
   full.register({ finishedPieces: 10 });
   const hit = await full.expect("localHit");

@@ -6,6 +6,8 @@ import type { Logger } from "../../common/logger.js";
 import { rendezvousOrder } from "../../common/rendezvous.js";
 import { createRpcTransport, fromConnectError, schedulerv1 } from "../../protocol/index.js";
 import { peerIdOf } from "./peer-id.js";
+import type { TlsIdentity } from "../../common/tls/identity.js";
+import type { TransportTls } from "../../protocol/transport.js";
 import { PieceReportBatcher, type PieceBatchOptions } from "./piece-report-batcher.js";
 
 type Req = schedulerv1.AnnouncePeerRequest["request"];
@@ -34,6 +36,9 @@ export interface SchedulerLinkOptions {
   // Piece-report coalescing (default PIECE_BATCH_DEFAULTS); false sends one
   // message per piece.
   pieceBatch?: PieceBatchOptions | false;
+  // With TLS: mutual TLS to schedulers only, each certificate of the
+  // scheduler role and naming the configured address.
+  tls?: TlsIdentity | undefined;
 }
 
 interface Endpoint {
@@ -64,11 +69,15 @@ export class SchedulerLink {
   private endpoint(address: string): Endpoint {
     return {
       address,
-      client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`)),
+      client: createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${address}`, this.transportTls())),
       healthy: false,
       warned: false,
       batching: false,
     };
+  }
+
+  private transportTls(): TransportTls | undefined {
+    return this.o.tls ? { identity: this.o.tls, server: { roles: ["scheduler"], verifyHostname: true } } : undefined;
   }
 
   get addresses(): string[] {

@@ -3,6 +3,9 @@ import { HostType, type schedulerv1 } from "../../protocol/index.js";
 export interface HostDefaults {
   normalUploadSlots: number;
   seedUploadSlots: number;
+  // The longest announce interval a host may declare: one that says "every
+  // year" must still expire within a bounded time.
+  limits?: { readonly maxAnnounceInterval: number };
 }
 
 // A daemon (normal or seed) as last announced, plus what the scheduler learnt
@@ -21,8 +24,14 @@ export class Host {
   idc = "";
   location = "";
   lastSeen = 0;
-  // Announce interval the daemon told us, in ms (0: not given).
+  // Announce interval the daemon told us, in ms (0: not given), clamped.
   intervalMs = 0;
+  // With TLS: the certificate identity (role/name) that announced it first;
+  // only it may speak for the host, whatever certificate it rotates to.
+  owner: string | undefined;
+  // Whom the host counts against (access.ts): the owner with TLS, the remote
+  // address without; undefined for a loopback caller without TLS.
+  registrant: string | undefined;
   // Peers (any task) that live on this host.
   readonly peers = new Set<string>();
   // Child peers that hold a peer of this host among their current candidates:
@@ -98,7 +107,8 @@ export class HostManager {
     host.uploadBytesTotal = msg.uploadBytesTotal;
     host.idc = msg.idc;
     host.location = msg.location;
-    host.intervalMs = intervalSeconds * 1000;
+    const maxMs = defaults.limits?.maxAnnounceInterval ?? Number.POSITIVE_INFINITY;
+    host.intervalMs = Math.min(Math.max(0, intervalSeconds) * 1000, maxMs);
     this.touch(host, now);
     return { host, created };
   }

@@ -45,6 +45,13 @@ export class Peer {
   waitingSince: number | undefined;
   // The peer told us it is fetching from the origin (back_to_source_started).
   sourceStarted = false;
+  // The scheduler sent it to the origin (need_back_to_source): only such a
+  // peer's origin failure fails the task for others, and only its geometry
+  // overrides what another peer reported.
+  granted = false;
+  // With TLS: the SHA-256 fingerprint of the certificate on its announce
+  // stream (the fetcher a grant names).
+  fingerprint: string | undefined;
 
   constructor(id: string, taskId: string, hostId: string, registeredAt: number) {
     this.id = id;

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { schedulerv1, type Download, type ErrorDetail } from "../../protocol/index.js";
 import type { Peer, PeerIndex } from "./peer-manager.js";
 import { PeerPool } from "./peer-pool.js";
+import { recordGeometry, type GeometrySource, type TaskGeometry } from "./task-geometry.js";
 
 export interface SeedTriggerState {
   hostId: string;
@@ -19,7 +20,7 @@ export interface TaskFailure {
 // Besides all its peers, the task keeps views of them that decisions ask
 // about, updated as peers change state or candidates: a decision must not
 // walk every peer of a task thousands of peers big.
-export class Task implements PeerIndex {
+export class Task implements PeerIndex, TaskGeometry {
   readonly id: string;
   readonly createdAt: number;
   updatedAt: number;
@@ -27,6 +28,9 @@ export class Task implements PeerIndex {
   pieceLength = 0n;
   totalPieces = 0;
   contentLengthKnown = false;
+  geometryBy: GeometrySource | undefined;
+  // The registrant whose peer brought the task in (access.ts counts them).
+  creator: string | undefined;
   readonly peers = new PeerPool();
   readonly succeeded = new PeerPool();
   // Peers on hosts that announced themselves as seeds (checked again on use:
@@ -85,22 +89,15 @@ export class Task implements PeerIndex {
   }
 
   // From BackToSourceStarted: the origin's length, when it gave one.
-  recordStarted(contentLength: bigint, pieceLength: bigint, known: boolean): void {
-    if (this.contentLengthKnown) return;
-    if (pieceLength > 0n) this.pieceLength = pieceLength;
-    if (!known) return;
-    this.contentLength = contentLength;
-    this.contentLengthKnown = true;
-    this.totalPieces = this.pieceLength > 0n ? Number((contentLength + this.pieceLength - 1n) / this.pieceLength) : 0;
+  // Throws DF_ERR_GEOMETRY_INVALID when it contradicts what is recorded
+  // (task-geometry.ts); `granted`: the reporter is the peer sent to the origin.
+  recordStarted(contentLength: bigint, pieceLength: bigint, known: boolean, granted = false): void {
+    recordGeometry(this, { contentLength, pieceLength, known }, granted);
   }
 
   // From a finished download (or a cached task): everything is known.
-  recordFinished(contentLength: bigint, pieceLength: bigint, totalPieces: number): void {
-    this.contentLength = contentLength;
-    if (pieceLength > 0n) this.pieceLength = pieceLength;
-    this.totalPieces =
-      totalPieces > 0 || contentLength === 0n ? totalPieces : this.pieceLength > 0n ? Number((contentLength + this.pieceLength - 1n) / this.pieceLength) : 0;
-    this.contentLengthKnown = true;
+  recordFinished(contentLength: bigint, pieceLength: bigint, totalPieces: number, granted = false): void {
+    recordGeometry(this, { contentLength, pieceLength, totalPieces, known: true }, granted);
   }
 
   recentFailure(now: number, windowMs: number): ErrorDetail | undefined {
@@ -119,6 +116,7 @@ export class Task implements PeerIndex {
 
 export class TaskManager {
   private readonly tasks = new Map<string, Task>();
+  private readonly deleteHooks: Array<(task: Task) => void> = [];
 
   // candidateLimit: the scheduler's candidateParentLimit (see Task.shortOfParents).
   // Changes (dynamic cluster config) apply to tasks created afterwards.
@@ -138,7 +136,16 @@ export class TaskManager {
   }
 
   delete(id: string): boolean {
-    return this.tasks.delete(id);
+    const task = this.tasks.get(id);
+    if (!task) return false;
+    this.tasks.delete(id);
+    for (const hook of this.deleteHooks) hook(task);
+    return true;
+  }
+
+  // Told of every task dropped (what is counted per task goes with it).
+  onDelete(hook: (task: Task) => void): void {
+    this.deleteHooks.push(hook);
   }
 
   get size(): number {

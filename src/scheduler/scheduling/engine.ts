@@ -27,7 +27,12 @@ export interface EngineOptions {
   // The timer of the seed's delayed copy (tests fire it by hand).
   delay?: DelayFn;
   metrics?: SchedulerMetrics;
+  // With TLS: signs the grant sent with need_back_to_source (protocol/trust.ts).
+  grant?: GrantFn;
 }
+
+// The encoded grant naming `fingerprint`'s certificate as the fetcher of a task.
+export type GrantFn = (taskId: string, peerId: string, fingerprint: string) => Uint8Array;
 
 // Scheduling decisions: which parents a peer gets, when it goes to the origin,
 // when a seed is triggered, and the re-evaluation of waiting peers.
@@ -39,6 +44,7 @@ export class SchedulingEngine {
   readonly now: () => number;
   readonly seeds: SeedTriggers;
   private readonly metrics: SchedulerMetrics | undefined;
+  private readonly grant: GrantFn | undefined;
   private readonly dirty = new Set<string>();
   private flushPending = false;
   private closed = false;
@@ -52,6 +58,7 @@ export class SchedulingEngine {
     this.seeds = new SeedTriggers(this, opts.trigger, opts.delay);
     this.now = opts.now ?? Date.now;
     this.metrics = opts.metrics;
+    this.grant = opts.grant;
   }
 
   get isClosed(): boolean {
@@ -230,9 +237,14 @@ export class SchedulingEngine {
     else peer.send(normalTask(task, withHosts));
   }
 
+  // Every need_back_to_source goes through here: the peer is granted the
+  // origin (its failures and geometry count for the task), and with TLS it
+  // gets the signed grant naming its certificate.
   backToSource(peer: Peer, task: Task, description: string): void {
     this.settle(peer, task, "source");
-    peer.send(needBackToSource(description));
+    peer.granted = true;
+    const grant = peer.fingerprint !== undefined && this.grant ? this.grant(task.id, peer.id, peer.fingerprint) : undefined;
+    peer.send(needBackToSource(description, grant));
     this.metrics?.sentToSource();
   }
 

@@ -24,6 +24,8 @@ export class PeerEvents {
     reg: schedulerv1.RegisterPeerRequest & { download: Download },
     queue: BidiSink<schedulerv1.AnnouncePeerResponse>,
     trace?: SpanContext,
+    // With TLS: the fingerprint of the stream's certificate (a grant names it).
+    fingerprint?: string,
   ): { peer: Peer; decision: Decision } {
     const now = this.engine.now();
     const task = this.store.tasks.getOrCreate(taskId, now);
@@ -39,6 +41,7 @@ export class PeerEvents {
       if (old && (replaced.hostId !== host.id || replaced.taskId !== taskId)) this.engine.rescheduleChildren(old, [replaced.id]);
     }
     peer.queue = queue;
+    peer.fingerprint = fingerprint;
     peer.finishedPieces = reg.finishedPieces;
     peer.disableBackToSource = reg.download.disableBackToSource;
     const decision = this.engine.schedule(peer);
@@ -53,7 +56,7 @@ export class PeerEvents {
   backToSourceStarted(peer: Peer, req: schedulerv1.BackToSourceStartedRequest): void {
     const task = this.taskOf(peer);
     if (!task) return;
-    task.recordStarted(req.contentLength, req.pieceLength, req.contentLengthKnown);
+    task.recordStarted(req.contentLength, req.pieceLength, req.contentLengthKnown, peer.granted);
     this.engine.settle(peer, task, "source");
     peer.sourceStarted = true;
     this.engine.wake(task);
@@ -62,7 +65,7 @@ export class PeerEvents {
   finished(peer: Peer, contentLength: bigint, pieceLength: bigint, totalPieces: number): void {
     const task = this.taskOf(peer);
     if (!task) return;
-    task.recordFinished(contentLength, pieceLength, totalPieces);
+    task.recordFinished(contentLength, pieceLength, totalPieces, peer.granted);
     task.failure = undefined;
     this.engine.succeed(peer, task);
     peer.forgetParents();
@@ -74,7 +77,9 @@ export class PeerEvents {
     const task = this.taskOf(peer);
     if (!task) return;
     const detail = error ?? errorDetail("DF_ERR_INTERNAL", "peer failed without a reason");
-    const wasSource = peer.state === "backToSource" || task.backToSourcePeers.has(peer.id);
+    // Only a peer the scheduler sent to the origin speaks for the origin:
+    // anyone else's "404" fails no one but itself.
+    const wasSource = peer.granted && (peer.state === "backToSource" || task.backToSourcePeers.has(peer.id));
     this.engine.settle(peer, task, "failed");
     const log = { taskId: task.id, peerId: peer.id, hostId: peer.hostId, code: detail.code, status: detail.source?.statusCode };
     if (task.seedTrigger && task.seedTrigger.hostId === peer.hostId) task.seedTrigger.failed = true;
@@ -196,12 +201,19 @@ export class PeerEvents {
     return removed;
   }
 
-  cachedTasks(host: Host, tasks: readonly schedulerv1.CachedTask[]): void {
+  // Returns how many were skipped: their geometry contradicts the task's.
+  cachedTasks(host: Host, tasks: readonly schedulerv1.CachedTask[]): number {
     const now = this.engine.now();
     const woken = new Set<Task>();
+    let skipped = 0;
     for (const c of tasks) {
       const task = this.store.tasks.getOrCreate(c.taskId, now);
-      task.recordFinished(c.contentLength, c.pieceLength, c.totalPieces);
+      try {
+        task.recordFinished(c.contentLength, c.pieceLength, c.totalPieces);
+      } catch {
+        skipped++;
+        continue;
+      }
       let peer = this.store.peers.get(c.peerId);
       if (!peer || peer.taskId !== task.id || peer.hostId !== host.id) {
         if (peer) this.streamClosedSilently(peer);
@@ -211,6 +223,7 @@ export class PeerEvents {
       woken.add(task);
     }
     for (const t of woken) this.engine.wake(t);
+    return skipped;
   }
 
   private streamClosedSilently(peer: Peer): void {

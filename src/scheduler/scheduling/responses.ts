@@ -29,8 +29,9 @@ export function normalTask(task: Task, parents: readonly { peer: Peer; host: Hos
   });
 }
 
-export function needBackToSource(description: string): schedulerv1.AnnouncePeerResponse {
-  return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "needBackToSource", value: { description } } });
+// `grant`: with TLS, the scheduler's signed grant (protocol/trust.ts).
+export function needBackToSource(description: string, grant?: Uint8Array): schedulerv1.AnnouncePeerResponse {
+  return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "needBackToSource", value: { description, ...(grant ? { grant } : {}) } } });
 }
 
 export function emptyTask(): schedulerv1.AnnouncePeerResponse {

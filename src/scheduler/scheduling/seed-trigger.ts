@@ -35,8 +35,10 @@ export class SeedTriggerClient {
   ) {}
 
   readonly trigger: TriggerFn = async (host, download, taskId, headers) => {
+    // Only to a seed-peer certificate (with TLS): the request carries the
+    // requester's credentials.
     await this.clients
-      .get(host)
+      .get(host, "trigger")
       .triggerTask(create(daemonv1.TriggerTaskRequestSchema, { download, taskId }), { timeoutMs: this.timeoutMs, ...(headers ? { headers } : {}) });
   };
 }
