@@ -224,6 +224,14 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
     assert.equal((await manager.api("GET", "/api/v1/users", { token: root })).status, 200);
   });
 
+  test("a manager given another role's certificate refuses to start (components would refuse it)", async () => {
+    const r = await runDamselfly(["manager", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "wrong-role"), ...(await pki.args("scheduler", "sched-a"))], {
+      timeoutMs: 20_000,
+    });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr.toString(), /DF_ERR_CONFIG: .*scheduler certificate; the manager needs one of role manager/);
+  });
+
   async function serverFingerprint(url: string): Promise<string> {
     const u = new URL(url);
     return new Promise((resolve, reject) => {
