@@ -1,7 +1,7 @@
 import dns, { type LookupAddress, type LookupAllOptions, type LookupOneOptions } from "node:dns";
 import net, { isIP } from "node:net";
 import { DamselflyError } from "../../common/errors.js";
-import { contains, parseCidr, parseIp, type Cidr, type Ip } from "./cidr.js";
+import { contains, parseCidr, parseIp, type Cidr, type Ip } from "../../common/cidr.js";
 
 // Where the daemon may connect when it fetches from an origin (a URL a
 // client, a scheduler or the proxy named): a request must not make it reach
@@ -49,18 +49,6 @@ interface Rule {
 export type Lookup = (hostname: string, options: { all: true; family?: number }, cb: (err: Error | null, addrs: LookupAddress[]) => void) => void;
 
 const systemLookup: Lookup = (hostname, options, cb) => dns.lookup(hostname, options, cb);
-
-// A CIDR list's check for the config schema.
-export function cidrListCheck(v: readonly string[]): string | undefined {
-  for (const c of v) {
-    try {
-      parseCidr(c);
-    } catch (err) {
-      return (err as Error).message;
-    }
-  }
-  return undefined;
-}
 
 export class EgressPolicy {
   private readonly rules: Rule[];

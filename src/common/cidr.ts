@@ -83,9 +83,14 @@ export function contains(c: Cidr, ip: Ip): boolean {
   return c.v === ip.v && (ip.n & mask(c.v, c.bits)) === c.base;
 }
 
-export function formatIp(ip: Ip): string {
-  if (ip.v === 4) return [24n, 16n, 8n, 0n].map((s) => String((ip.n >> s) & 0xffn)).join(".");
-  const groups = [];
-  for (let i = 7; i >= 0; i--) groups.push(((ip.n >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+// A CIDR list's check for the config schema.
+export function cidrListCheck(v: readonly string[]): string | undefined {
+  for (const c of v) {
+    try {
+      parseCidr(c);
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+  return undefined;
 }
