@@ -46,13 +46,13 @@ export const egressGroup = () => ({
     "list",
     [] as string[],
     "CIDR blocks origin fetches (and the proxy) may reach although a shorter deny rule or a built-in one covers them (the longest match decides)",
-    { check: cidrListCheck, flag: true, legacy: "egressAllow" },
+    { check: cidrListCheck },
   ),
   deny: field(
     "list",
     [] as string[],
     "CIDR blocks origin fetches (and the proxy) may not reach, e.g. 10.0.0.0/8; link-local and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200, ...) are always denied unless allowed here",
-    { check: cidrListCheck, flag: true, legacy: "egressDeny" },
+    { check: cidrListCheck },
   ),
 });
 
@@ -71,7 +71,7 @@ export const daemonTargetField = () =>
   field(
     "string",
     "",
-    "daemon API: unix:PATH, http://HOST:PORT (loopback, no TLS) or https://HOST:PORT (with --tls-*) (default: the local daemon's socket, /run/damselfly/daemon.sock, or ~/.local/share/damselfly/daemon.sock when the user runs a daemon of their own)",
+    "daemon API: unix:PATH, http://HOST:PORT (loopback, no TLS) or https://HOST:PORT (with --tls-*) (default: the daemon's default socket, as in its server.listen: the user's own daemon's when one listens there, else the machine's)",
     { check: targetCheck },
   );
 
