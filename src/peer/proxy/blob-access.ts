@@ -55,7 +55,8 @@ export class BlobAccess {
         dispatcher: this.o.dispatcher,
         signal,
       });
-      res.body.destroy();
+      // Only the headers matter (a body a server sends anyway is cut short).
+      res.body.on("error", () => undefined).destroy();
       const s = res.statusCode;
       const location = res.headers["location"];
       if (s >= 300 && s < 400) {
