@@ -56,7 +56,8 @@ export async function daemonTarget(raw: string, files: ClientTlsFiles): Promise<
   const given = [files.tlsCa, files.tlsCert, files.tlsKey].filter((f) => f !== "").length;
   const https = target.startsWith("https:");
   if (given > 0 && given < 3) throw new DamselflyError("DF_ERR_USAGE", "--tls-ca, --tls-cert and --tls-key go together");
-  if (https && given === 0) throw new DamselflyError("DF_ERR_USAGE", `${target} is a TLS daemon API: give --tls-ca, --tls-cert and --tls-key (a client certificate)`);
+  if (https && given === 0)
+    throw new DamselflyError("DF_ERR_USAGE", `${target} is a TLS daemon API: give --tls-ca, --tls-cert and --tls-key (a client certificate)`);
   if (!https && given > 0) throw new DamselflyError("DF_ERR_USAGE", "--tls-ca/--tls-cert/--tls-key need an https:// --daemon");
   const tls = https ? await loadIdentity(files) : undefined;
   return { label: target, target, tls, connect: () => connectTo(target, tls) };

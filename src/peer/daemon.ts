@@ -1,9 +1,9 @@
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import { formatHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { daemonv1, HostType, managerv1, schedulerv1 } from "../protocol/index.js";
+import { daemonv1, HostType, type managerv1, schedulerv1 } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { DiskGc } from "./storage/gc.js";
 import { parseWatermark } from "../common/watermark.js";

@@ -85,7 +85,19 @@ describe("daemon API on a Unix socket", () => {
     for (const f of ["data", "task.json", "pieces.log"]) assert.equal(statSync(join(tdir, f)).mode & 0o777, 0o600, f);
 
     const second = spawnDamselfly(
-      ["daemon", "--scheduler", "", "--data-dir", join(dir, "second"), "--listen", `unix:${sock}`, "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0"],
+      [
+        "daemon",
+        "--scheduler",
+        "",
+        "--data-dir",
+        join(dir, "second"),
+        "--listen",
+        `unix:${sock}`,
+        "--upload-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+      ],
       { t, name: "second" },
     );
     assert.equal(await second.exited, 3, second.stderr());
@@ -172,7 +184,13 @@ describe("daemon API over TCP with TLS", () => {
     assert.equal(await codeOf(scheduler.downloadTask({ download })), "DF_ERR_PEER_ROLE");
     assert.equal(await codeOf(scheduler.listTasks({})), "DF_ERR_PEER_ROLE");
     // Another peer: nothing.
-    for (const call of [peer.listTasks({}), peer.statTask({ taskId: unknown }), peer.deleteTask({ taskId: unknown }), peer.triggerTask({ download }), peer.downloadTask({ download })])
+    for (const call of [
+      peer.listTasks({}),
+      peer.statTask({ taskId: unknown }),
+      peer.deleteTask({ taskId: unknown }),
+      peer.triggerTask({ download }),
+      peer.downloadTask({ download }),
+    ])
       assert.equal(await codeOf(call), "DF_ERR_PEER_ROLE");
     assert.equal(o.requestCount("/tls/blob.bin"), 0, "a refused caller made the daemon fetch");
 
@@ -188,7 +206,9 @@ describe("daemon API over TCP with TLS", () => {
       return ["--tls-ca", f.ca, "--tls-cert", f.cert, "--tls-key", f.key];
     };
     const out = join(dir, "out.bin");
-    const ok = await runGet([o.url("/tls/blob.bin"), "-O", out, "--no-progress", "--daemon", url, ...(await tlsArgs("client", "alice"))], { timeoutMs: 60_000 });
+    const ok = await runGet([o.url("/tls/blob.bin"), "-O", out, "--no-progress", "--daemon", url, ...(await tlsArgs("client", "alice"))], {
+      timeoutMs: 60_000,
+    });
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(await sha256File(out), sha256Hex(data));
     const wrong = await runGet([o.url("/tls/blob.bin"), "-O", join(dir, "no.bin"), "--no-progress", "--daemon", url, ...(await tlsArgs("peer", "mallory"))], {
@@ -250,9 +270,12 @@ describe("daemon listeners without TLS", () => {
       ["API", ["--listen", "0.0.0.0:0"]],
       ["proxy", ["--listen", "127.0.0.1:0", "--proxy-listen", "0.0.0.0:0"]],
     ] as const) {
-      const r = await runDamselfly(["daemon", "--scheduler", "", "--data-dir", join(dir, what), "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", ...args], {
-        timeoutMs: 30_000,
-      });
+      const r = await runDamselfly(
+        ["daemon", "--scheduler", "", "--data-dir", join(dir, what), "--upload-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0", ...args],
+        {
+          timeoutMs: 30_000,
+        },
+      );
       assert.equal(r.code, 3, `${what}: ${r.stderr}`);
       assert.match(r.stderr, /DF_ERR_INSECURE_BIND/, what);
     }

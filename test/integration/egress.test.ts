@@ -74,7 +74,10 @@ describe("egress policy (SSRF)", { timeout: 180_000 }, () => {
     assert.equal(r.code, 9, `${r.stderr}\n${logTail(peer)}\n${logTail(seed)}`);
     assert.match(r.stderr, /^damselfly get: DF_ERR_EGRESS_DENIED: origin 127\.0\.0\.2 is denied by the egress policy: egress deny 127\.0\.0\.2\/32$/m);
     await pollUntil(() => failedWith(seed, "DF_ERR_EGRESS_DENIED"), "the triggered seed refusing the URL", 30_000);
-    assert.ok(seed.proc.logs.some((l) => l.msg === "task triggered by the scheduler"), logTail(seed));
+    assert.ok(
+      seed.proc.logs.some((l) => l.msg === "task triggered by the scheduler"),
+      logTail(seed),
+    );
     assert.equal(meta.requestCount(), 0, "the denied address was asked");
   });
 
@@ -126,7 +129,10 @@ async function rawProxyGet(proxy: string, url: string): Promise<string> {
 
 // An origin whose first answer for each path is a 404 (what the seed, asked
 // first, hears: a transient 404, or one a liar reported), then the file.
-async function firstAnswer404(t: Cleanup, files: Record<string, Buffer>): Promise<{ url: (p: string) => string; requests: (p: string) => number; sent: (p: string) => number }> {
+async function firstAnswer404(
+  t: Cleanup,
+  files: Record<string, Buffer>,
+): Promise<{ url: (p: string) => string; requests: (p: string) => number; sent: (p: string) => number }> {
   const requests = new Map<string, number>();
   const sent = new Map<string, number>();
   const server = http.createServer((req, res) => {
@@ -137,7 +143,7 @@ async function firstAnswer404(t: Cleanup, files: Record<string, Buffer>): Promis
     if (!data || n === 1) return res.writeHead(404).end("not found");
     const m = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ""));
     const start = m ? Number(m[1]) : 0;
-    const end = m && m[2] ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
+    const end = m?.[2] ? Math.min(Number(m[2]), data.length - 1) : data.length - 1;
     const body = data.subarray(start, end + 1);
     res.writeHead(m ? 206 : 200, { "content-length": body.length, ...(m ? { "content-range": `bytes ${start}-${end}/${data.length}` } : {}) });
     sent.set(path, (sent.get(path) ?? 0) + body.length);

@@ -79,7 +79,17 @@ test("addresses: IPv4, IPv6, IPv4 inside IPv6 (mapped, NAT64) and zones parse; C
 
 test("policy: link-local and metadata denied always (IPv4 forms inside IPv6 too); loopback and private ranges allowed unless denied; the longest match decides", () => {
   const p = new EgressPolicy();
-  for (const a of ["169.254.169.254", "169.254.170.2", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "fe80::1", "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::"])
+  for (const a of [
+    "169.254.169.254",
+    "169.254.170.2",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",
+    "fe80::1",
+    "fd00:ec2::254",
+    "100.100.100.200",
+    "0.0.0.0",
+    "::",
+  ])
     assert.ok(denies(p, a), `${a} must be denied by default`);
   for (const a of ["127.0.0.1", "127.0.0.2", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.100.100.201", "8.8.8.8", "2001:db8::1"])
     assert.ok(!denies(p, a), `${a} must be allowed by default`);

@@ -21,5 +21,7 @@ export async function checkDigestRead(access: BlobAccess | undefined, d: Downloa
     throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `cannot ask ${where} whether the caller may read ${d.digest}: ${e.message}`, { cause: err });
   }
   if (!answer.allowed)
-    throw new DamselflyError("DF_ERR_SOURCE_STATUS", `${where} refused the caller access to ${d.digest} (HTTP ${answer.status})`, { sourceStatus: answer.status });
+    throw new DamselflyError("DF_ERR_SOURCE_STATUS", `${where} refused the caller access to ${d.digest} (HTTP ${answer.status})`, {
+      sourceStatus: answer.status,
+    });
 }

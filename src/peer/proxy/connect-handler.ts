@@ -1,5 +1,5 @@
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
-import net from "node:net";
+import type net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { DamselflyError, ERROR_CODES } from "../../common/errors.js";

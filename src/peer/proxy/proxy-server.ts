@@ -270,7 +270,10 @@ function checkProxyBind(listen: string, insecure: boolean, log: Logger): void {
       "DF_ERR_INSECURE_BIND",
       `the proxy would listen on ${host}: it serves unauthenticated HTTP, so it listens on loopback only (127.0.0.1) unless --insecure is given`,
     );
-  log.warn({ listener: "proxy", host }, "INSECURE: the proxy listens on a non-loopback address (--insecure): anyone who reaches it can fetch through this daemon");
+  log.warn(
+    { listener: "proxy", host },
+    "INSECURE: the proxy listens on a non-loopback address (--insecure): anyone who reaches it can fetch through this daemon",
+  );
 }
 
 // A client's own cap on the task its request downloads, e.g. "50MiB" (bytes
