@@ -89,6 +89,9 @@ function schedulerStats(svc: Service): Record<string, unknown> {
 }
 
 const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+// Each peer's daemon API, in the peer's own network namespace (`get`'s
+// default, the daemon's Unix socket, would be one path for every namespace).
+const PEER_API = "http://127.0.0.1:65000";
 
 export interface DamselflyOptions {
   // Bind the seed daemon's API to 127.0.0.1 (as README's cluster example
@@ -194,7 +197,18 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               ctx.peers.map((p) =>
                 runClient(
                   p.ns,
-                  [process.execPath, BIN, "get", url, "-O", join(ctx.workDir, p.id, "warm-up.bin"), "--no-progress", ...(opts.getArgs ?? [])],
+                  [
+                    process.execPath,
+                    BIN,
+                    "get",
+                    url,
+                    "-O",
+                    join(ctx.workDir, p.id, "warm-up.bin"),
+                    "--no-progress",
+                    "--daemon",
+                    PEER_API,
+                    ...(opts.getArgs ?? []),
+                  ],
                   deadline,
                 ),
               ),
@@ -220,7 +234,20 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               const argv =
                 opts.client === "proxy"
                   ? ["curl", "-sS", "-f", "--proxy", `http://${PROXY}`, "-o", output, url]
-                  : [process.execPath, BIN, "get", url, "-O", output, "--digest", `sha256:${ctx.digest}`, "--no-progress", ...(opts.getArgs ?? [])];
+                  : [
+                      process.execPath,
+                      BIN,
+                      "get",
+                      url,
+                      "-O",
+                      output,
+                      "--digest",
+                      `sha256:${ctx.digest}`,
+                      "--no-progress",
+                      "--daemon",
+                      PEER_API,
+                      ...(opts.getArgs ?? []),
+                    ];
               const r = await runClient(p.ns, argv, deadlineMs);
               const summary = SUMMARY_RE.exec(r.stderr)?.[0];
               return peerResult(p.id, r, t0, output, () => r.stderr.trim().slice(-800), summary ? { summary } : {});
