@@ -68,7 +68,7 @@ export class Storage extends EventEmitter<StorageEvents> {
   async load(): Promise<void> {
     await mkdir(this.tasksDir, { recursive: true, mode: STORE_DIR_MODE });
     // A store from before it was private becomes private as a whole.
-    await chmod(this.tasksDir, STORE_DIR_MODE);
+    await chmod(this.tasksDir, STORE_DIR_MODE).catch((e: Error) => this.logger.warn({ dir: this.tasksDir, err: e.message }, "cannot make the store private"));
     for (const prefix of await readdir(this.tasksDir)) {
       if (!/^[0-9a-f]{3}$/.test(prefix)) continue;
       for (const id of await readdir(join(this.tasksDir, prefix)).catch(() => [] as string[])) {
