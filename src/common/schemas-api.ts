@@ -56,23 +56,13 @@ export const egressGroup = () => ({
   ),
 });
 
-const targetCheck = (v: string) => {
-  if (v === "" || /^unix:\/./.test(v)) return undefined;
-  try {
-    const u = new URL(v);
-    return u.protocol === "http:" || u.protocol === "https:" ? undefined : "must be unix:PATH or an http(s):// URL";
-  } catch {
-    return "must be unix:PATH or an http(s):// URL";
-  }
-};
-
-// `get --daemon` and `cache --daemon` (empty: the default socket).
+// `get --daemon` and `cache --daemon` (empty: the default socket); checked
+// when used (cli/daemon-target.ts): HOST:PORT alone is an http URL.
 export const daemonTargetField = () =>
   field(
     "string",
     "",
     "daemon API: unix:PATH, http://HOST:PORT (loopback, no TLS) or https://HOST:PORT (with --tls-*) (default: the daemon's default socket, as in its server.listen: the user's own daemon's when one listens there, else the machine's)",
-    { check: targetCheck },
   );
 
 // A client's certificate for an https:// daemon API.
