@@ -91,6 +91,9 @@ function schedulerStats(svc: Service): Record<string, unknown> {
 }
 
 const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+// Each peer's daemon API, in the peer's own network namespace (`get`'s
+// default, the daemon's Unix socket, would be one path for every namespace).
+const PEER_API = "http://127.0.0.1:65000";
 
 export interface DamselflyOptions {
   // Bind the seed daemon's API to 127.0.0.1 (as README's cluster example
@@ -167,7 +170,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
         ...(security.get(id) ?? []),
         ...((isSeed ? opts.seedArgs : opts.daemonArgs) ?? []),
       ];
-      const daemonFlag = (id: string) => ["--daemon", opts.tls ? apiOf(id) : "http://127.0.0.1:65000"];
+      const daemonFlag = (id: string) => ["--daemon", opts.tls ? apiOf(id) : PEER_API];
       return {
         clientsAreAgents: false,
         async setup() {

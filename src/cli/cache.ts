@@ -7,6 +7,7 @@ import { isTaskId } from "../common/task-id.js";
 import type { CacheConfig } from "../common/schemas.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { formatBytes, formatDuration } from "./format.js";
+import { DAEMON_SERVER_ROLES, daemonTarget, unreachableHint } from "./daemon-target.js";
 
 export interface CacheIo {
   stdout: NodeJS.WritableStream;
@@ -20,9 +21,14 @@ type DaemonClient = {
 
 const TIMEOUT_MS = 30_000;
 
-async function client(daemonUrl: string, clusterToken: string): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>) => Promise<T> }> {
+// The same daemon targets as `get` (daemon-target.ts), over gRPC.
+async function client(config: CacheConfig): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>) => Promise<T> }> {
   const [{ createClient }, protocol] = await Promise.all([import("@connectrpc/connect"), import("../protocol/index.js")]);
-  const c = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemonUrl)) as unknown as DaemonClient;
+  const daemon = await daemonTarget(config.daemon, config);
+  const daemonUrl = daemon.label;
+  const tls = daemon.tls ? { identity: daemon.tls, server: { roles: DAEMON_SERVER_ROLES } } : undefined;
+  const c = createClient(protocol.daemonv1.DaemonService, protocol.createRpcTransport(daemon.target, tls)) as unknown as DaemonClient;
+  const clusterToken = config.clusterToken;
   // Evicting and listing need the cluster token when the daemon has one.
   const headers = protocol.clusterTokenHeaders(clusterToken);
   const call = async <T>(fn: (opts: object) => Promise<T>): Promise<T> => {
@@ -30,8 +36,10 @@ async function client(daemonUrl: string, clusterToken: string): Promise<{ c: Dae
       return await fn({ headers, timeoutMs: TIMEOUT_MS });
     } catch (err) {
       const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
-      if (e.code === "DF_ERR_DAEMON_UNAVAILABLE")
-        throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${e.message}`, { cause: err });
+      if (e.code === "DF_ERR_DAEMON_UNAVAILABLE") {
+        const hint = unreachableHint(daemon.target, (e.cause ?? err) as NodeJS.ErrnoException);
+        throw new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${e.message}${hint}`, { cause: err });
+      }
       throw e;
     }
   };
@@ -48,7 +56,7 @@ function age(ms: number, now: number): string {
 }
 
 export async function cacheList(config: CacheConfig, json: boolean, io: CacheIo): Promise<void> {
-  const { c, call } = await client(config.daemon, config.clusterToken);
+  const { c, call } = await client(config);
   const res = await call((o) => c.listTasks({}, o));
   if (json) {
     const out = {
@@ -109,7 +117,7 @@ export async function cacheRemove(config: CacheConfig, ids: string[], force: boo
   for (const id of ids)
     if (!isTaskId(id))
       throw new DamselflyError("DF_ERR_USAGE", `${JSON.stringify(id)} is not a task ID (64 lowercase hex digits, as \`damselfly cache list\` shows)`);
-  const { c, call } = await client(config.daemon, config.clusterToken);
+  const { c, call } = await client(config);
   let missing: string | undefined;
   for (const id of ids) {
     const res = await call((o) => c.deleteTask({ taskId: id, refuseInUse: !force }, o));
@@ -143,7 +151,7 @@ export async function cachePrune(config: CacheConfig, o: PruneOptions, io: Cache
   } catch (err) {
     throw new DamselflyError("DF_ERR_USAGE", (err as Error).message);
   }
-  const { c, call } = await client(config.daemon, config.clusterToken);
+  const { c, call } = await client(config);
   const res = await call((opts) => c.pruneTasks(req, opts));
   for (const id of res.evictedTaskIds) io.stdout.write(`removed ${id}\n`);
   io.stdout.write(

@@ -1,10 +1,11 @@
-import http2 from "node:http2";
 import { DamselflyError } from "../common/errors.js";
 import { encodeEnvelope, EnvelopeReader, EnvelopeTooLargeError, FLAG_END_STREAM, type EnvelopeSink } from "../protocol/envelope.js";
 import { endStreamError, JSON_CODEC, type DownloadEvent, type DownloadTaskJson, type EventCodec } from "./daemon-json.js";
+import { asTarget, unreachableHint, type DaemonTarget } from "./daemon-target.js";
 
 // `get`'s one client of DaemonService.DownloadTask: the Connect streaming
-// protocol over HTTP/2 cleartext, on node:http2 alone. `get` is a
+// protocol over HTTP/2 (on the daemon's Unix socket, cleartext on loopback,
+// or mutual TLS: daemon-target.ts), on node:http2 alone. `get` is a
 // short-lived process, often started on many nodes at once, and loading the
 // Connect and protobuf runtimes would be a large part of its CPU
 // (docs/decisions/get-client.md). Store-path delivery (a few small events)
@@ -92,20 +93,23 @@ class EventQueue implements EnvelopeSink {
 // download, an unreachable daemon or a broken answer.
 // `headers` carries the W3C trace context (traceparent) when tracing is on.
 export async function* downloadTask(
-  daemonUrl: string,
+  daemon: DaemonTarget | string,
   request: DownloadTaskJson,
   signal: AbortSignal,
   headers: Record<string, string> = {},
 ): AsyncGenerator<DownloadEvent> {
   // A refused connection fails the pending stream too, with the socket's
   // error as its cause: report the cause.
+  const target = asTarget(daemon);
+  const daemonUrl = target.label;
   const unreachable = (e: Error) => {
     const root = e.cause instanceof Error ? e.cause : e;
-    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${root.message}`, { cause: e });
+    const hint = unreachableHint(target.target, root as NodeJS.ErrnoException);
+    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${root.message}${hint}`, { cause: e });
   };
   if (signal.aborted) throw signal.reason;
   const codec = request.delivery === DELIVERY_STORE_PATH ? JSON_CODEC : await binaryCodec();
-  const session = http2.connect(daemonUrl);
+  const session = target.connect();
   const queue = new EventQueue(codec, daemonUrl);
   session.on("error", (e) => queue.push(unreachable(e)));
   const onAbort = () => queue.push(signal.reason instanceof Error ? signal.reason : new Error("aborted"));

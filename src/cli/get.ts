@@ -15,6 +15,7 @@ import type { daemonv1 } from "../protocol/index.js";
 import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
 import { linkOrCopy, placeOutput } from "./output-file.js";
+import { daemonTarget, type DaemonTarget } from "./daemon-target.js";
 
 export interface GetIo {
   stdout: NodeJS.WritableStream & { writableNeedDrain?: boolean };
@@ -32,24 +33,10 @@ export interface GetRequest {
   outputPath: string; // absolute, or "" for stdout
   headers: Record<string, string>;
   digest: string;
-  daemonUrl: string;
+  daemon: DaemonTarget;
 }
 
 export { parseHeaders } from "../common/http-headers.js";
-
-export function normalizeDaemonUrl(raw: string): string {
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`;
-  let u: URL;
-  try {
-    u = new URL(withScheme);
-  } catch {
-    throw new DamselflyError("DF_ERR_USAGE", `invalid --daemon URL ${JSON.stringify(raw)}: expected http://HOST:PORT`);
-  }
-  if ((u.protocol !== "http:" && u.protocol !== "https:") || u.hostname === "") {
-    throw new DamselflyError("DF_ERR_USAGE", `invalid --daemon URL ${JSON.stringify(raw)}: expected http://HOST:PORT`);
-  }
-  return u.origin;
-}
 
 // Everything checked before the daemon is contacted.
 export async function validateGet(rawUrl: string, config: GetConfig): Promise<GetRequest> {
@@ -57,7 +44,7 @@ export async function validateGet(rawUrl: string, config: GetConfig): Promise<Ge
   const digest = config.digest === "" ? "" : formatDigest(parseDigest(config.digest));
   const headers = parseHeaders(config.header);
   if (config.output === "") throw new DamselflyError("DF_ERR_USAGE", "missing -O/--output (a file path, or - for stdout)");
-  const daemonUrl = normalizeDaemonUrl(config.daemon);
+  const daemon = await daemonTarget(config.daemon, config);
   let outputPath = "";
   if (config.output !== "-") {
     outputPath = resolve(config.output);
@@ -70,7 +57,7 @@ export async function validateGet(rawUrl: string, config: GetConfig): Promise<Ge
     const outStat = await stat(outputPath).catch(() => undefined);
     if (outStat?.isDirectory()) throw new DamselflyError("DF_ERR_OUTPUT", `output ${outputPath} is a directory`);
   }
-  return { url: rawUrl, outputPath, headers, digest, daemonUrl };
+  return { url: rawUrl, outputPath, headers, digest, daemon };
 }
 
 class Progress {
@@ -235,14 +222,14 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
     attributes: { "url.full": spanUrl(req.url), "damselfly.output": toStdout ? "stdout" : "file" },
   });
   const trace = traceHeaders(span);
-  const streamed = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STREAM), ac.signal, trace);
+  const streamed = () => downloadTask(req.daemon, taskRequest(req, config, DELIVERY_STREAM), ac.signal, trace);
 
   let finished: daemonv1.DownloadFinished;
   try {
     if (toStdout) {
       finished = await download(streamed(), progress, (data) => writeOut(io.stdout, data, ac.signal));
     } else {
-      const stored = () => downloadTask(req.daemonUrl, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace);
+      const stored = () => downloadTask(req.daemon, taskRequest(req, config, DELIVERY_STORE_PATH), ac.signal, trace);
       finished = await downloadToFile(req, progress, stored, streamed);
     }
   } catch (err) {

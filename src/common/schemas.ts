@@ -4,6 +4,7 @@ import { field, secretEnv, type ConfigOf } from "./config.js";
 import { LOG_LEVELS } from "./logger.js";
 import { parseHostPort } from "./address.js";
 import { watermarkCheck } from "./watermark.js";
+import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -163,7 +164,8 @@ export const daemonSchema = {
     }),
   },
   server: {
-    listen: field("address", `127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API listen address (what `get` talks to)", { flag: true, legacy: "listen" }),
+    listen: daemonListenField(),
+    socketGroup: socketGroupField(),
     shutdownTimeout: field(
       "duration",
       30_000,
@@ -213,6 +215,7 @@ export const daemonSchema = {
   source: {
     timeout: field("duration", 30_000, "origin connect and header timeout", { legacy: "sourceTimeout" }),
     ca: field("string", "", "PEM file of extra CA certificates trusted for HTTPS origins (added to the system roots)", { legacy: "sourceCa" }),
+    egress: egressGroup(),
   },
   upload: {
     listen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address", { flag: true, legacy: "uploadListen" }),
@@ -301,10 +304,8 @@ export const getSchema = {
   pieceLength: field("bytes", 0, "fixed piece length (default: derived from the content length)"),
   timeout: field("duration", 0, "give up after this long (e.g. 30s, 10m; 0: no limit)"),
   disableBackToSource: field("bool", false, "never fetch from the origin: fail if no peer can serve"),
-  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API: unix:PATH, or http(s)://HOST:PORT"),
-  tlsCa: field("string", "", "with an https:// daemon API: the cluster CA (PEM)"),
-  tlsCert: field("string", "", "with an https:// daemon API: a client certificate (role client) (PEM)"),
-  tlsKey: field("string", "", "with an https:// daemon API: its private key (PEM)"),
+  daemon: daemonTargetField(),
+  ...clientTlsFields(),
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
   rateLimit: field("bytes", 0, "download this task at most this many bytes per second (e.g. 50MiB; 0: the daemon's perTaskRateLimit)"),
 };
@@ -370,7 +371,8 @@ export type PreheatConfig = ConfigOf<typeof preheatSchema>;
 
 // `damselfly cache list|rm|prune`: the local daemon's store.
 export const cacheSchema = {
-  daemon: field("string", `http://127.0.0.1:${DEFAULT_DAEMON_API_PORT}`, "daemon API URL", { check: httpUrl }),
+  daemon: daemonTargetField(),
+  ...clientTlsFields(),
   clusterToken: clusterTokenField(),
 };
 export type CacheConfig = ConfigOf<typeof cacheSchema>;

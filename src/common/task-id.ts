@@ -83,13 +83,34 @@ export interface TaskIdInput {
   // derived from the content length, which a peer does not know before it
   // joins the swarm.
   pieceLength?: number;
-  // Content-addressed task ("sha256:<hex>"): the digest replaces the URL.
+  // Content-addressed task ("sha256:<hex>"): the digest and the URL's
+  // registry (its origin) replace the URL.
   digest?: string;
+}
+
+// Other names of one registry: the same task whatever name reached it.
+const REGISTRY_ALIASES: Readonly<Record<string, string>> = { "docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io" };
+
+// The registry a content-addressed task belongs to: scheme, host and port
+// of its URL. A blob is shared only among clients of the registry it was
+// fetched from: a copy of a private registry's blob is never the task of a
+// client who names another registry (one that redirects, or says yes to
+// anyone), so such a client can neither read it from the store nor from the
+// swarm; the registry's own access check (proxy/blob-access.ts) decides.
+export function registryOf(rawUrl: string): string {
+  let u: URL;
+  try {
+    u = new URL(rawUrl);
+  } catch {
+    return "";
+  }
+  const host = REGISTRY_ALIASES[u.host] ?? u.host;
+  return `${u.protocol}//${host}`;
 }
 
 export function taskId(input: TaskIdInput): string {
   const h = createHash("sha256");
-  if (input.digest) h.update(`digest=${input.digest.toLowerCase()}`);
+  if (input.digest) h.update(`digest=${input.digest.toLowerCase()}\0registry=${registryOf(input.url)}`);
   else h.update(filterUrl(input.url, input.filteredQueryParams ?? []));
   h.update("\0tag=");
   h.update(input.tag ?? "");

@@ -1,13 +1,16 @@
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
+import { formatHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
 import type { DaemonConfig } from "../common/schemas.js";
-import { createRpcServer, daemonv1, HostType, managerv1, schedulerv1, type RpcServer } from "../protocol/index.js";
+import { daemonv1, HostType, type managerv1, schedulerv1 } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { DiskGc } from "./storage/gc.js";
 import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
+import { EgressPolicy } from "./source/egress.js";
+import { ApiListeners } from "./api/api-listener.js";
+import { BlobAccess } from "./proxy/blob-access.js";
 import { SchedulerLink } from "./download/scheduler-link.js";
 import { schedulersFromManager } from "./manager-schedulers.js";
 import { DownloadManager, removeIdle } from "./download-manager.js";
@@ -36,7 +39,10 @@ export interface DaemonOptions {
 }
 
 export interface DaemonEndpoints {
+  // The TCP API, or {host: the socket's path, port: 0} with only a socket.
   api: HostPort;
+  // What `get --daemon` names: unix:PATH, or http(s)://HOST:PORT.
+  apiUrl: string;
   upload: HostPort;
   proxy: HostPort;
   // With --metrics-listen.
@@ -54,14 +60,14 @@ interface DaemonParts {
   link: SchedulerLink | undefined;
   gc: DiskGc;
   tasks: DownloadManager;
-  api: RpcServer;
+  api: ApiListeners;
   proxy: ProxyServer;
 }
 
 // The peer daemon (or seed peer with config.seed). This is the one place that
 // builds and wires its parts.
 export class Daemon {
-  endpoints: DaemonEndpoints = { api: { host: "", port: 0 }, upload: { host: "", port: 0 }, proxy: { host: "", port: 0 } };
+  endpoints: DaemonEndpoints = { api: { host: "", port: 0 }, apiUrl: "", upload: { host: "", port: 0 }, proxy: { host: "", port: 0 } };
   private readonly log: Logger;
   private readonly parts: Partial<DaemonParts> = {};
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -99,6 +105,7 @@ export class Daemon {
     const source = (p.source = new HttpSource({
       timeoutMs: c.source.timeout,
       extraCaPem: c.source.ca ? await readPem(c.source.ca, "source CA") : undefined,
+      egress: new EgressPolicy(c.source.egress),
     }));
     const upload = (p.upload = await this.startUpload(storage));
     const identity = hostIdentity(c, upload.address, this.tls);
@@ -121,16 +128,16 @@ export class Daemon {
       metrics: this.metrics,
       rateLimits: this.rateLimits,
     }));
-    const api = (p.api = await this.startApi(tasks, storage, gc));
+    const api = (p.api = await this.startApi(tasks, storage, gc, source));
     const proxy = (p.proxy = await this.buildProxy(tasks, source));
     await proxy.start();
     // The scheduler learns our API port, known only once bound (it may be 0).
-    await link?.start(api.address.port);
+    await link?.start(api.port);
     gc.start();
     if (c.manager.url && link) this.refreshSchedulers(c.manager.refresh, link);
-    const apiListen = parseHostPort(c.server.listen, "listen address");
     this.endpoints = {
-      api: { host: apiListen.host, port: api.address.port },
+      api: api.address,
+      apiUrl: api.target,
       upload: upload.address,
       proxy: proxy.address,
       ...(p.metricsServer ? { metrics: p.metricsServer.address } : {}),
@@ -150,7 +157,8 @@ export class Daemon {
     return storage;
   }
 
-  private startApi(tasks: DownloadManager, storage: Storage, gc: DiskGc): Promise<RpcServer> {
+  private startApi(tasks: DownloadManager, storage: Storage, gc: DiskGc, source: HttpSource): Promise<ApiListeners> {
+    const c = this.o.config;
     const service = daemonService({
       tasks,
       storage,
@@ -159,8 +167,13 @@ export class Daemon {
       clusterToken: this.clusterToken,
       metrics: this.metrics,
       shuttingDown: () => this.shuttingDown,
+      access: new BlobAccess({ dispatcher: source.dispatcher, ttlMs: c.proxy.authTtl, timeoutMs: c.source.timeout }),
     });
-    return createRpcServer(this.o.config.server.listen, (router) => router.service(daemonv1.DaemonService, service), [], { health: this.health });
+    if (c.seed && !c.server.listen.some((l) => !l.startsWith("unix:")))
+      this.log.warn("seed peer without a network API (--listen HOST:PORT): the scheduler cannot trigger its downloads");
+    const { listen, socketGroup } = c.server;
+    const o = { listen, socketGroup, tls: this.tls, insecure: c.insecure, health: this.health, logger: this.log };
+    return ApiListeners.start(o, (router) => router.service(daemonv1.DaemonService, service));
   }
 
   private get clusterToken(): string | undefined {
@@ -257,6 +270,7 @@ export class Daemon {
       metrics: this.metrics,
       health: this.health,
       shuttingDown: () => this.shuttingDown,
+      insecure: c.insecure,
     });
   }
 
@@ -266,7 +280,7 @@ export class Daemon {
       {
         hostId: id.hostId,
         seed: this.o.config.seed,
-        api: formatHostPort(e.api),
+        ...this.parts.api?.logFields(),
         upload: formatHostPort(e.upload),
         proxy: formatHostPort(e.proxy),
         ...(e.metrics ? { metrics: formatHostPort(e.metrics) } : {}),

@@ -17,8 +17,9 @@ export function downloadTaskId(d: Download): string {
   });
 }
 
-// A content-addressed object (an OCI blob): its digest is the task ID input,
-// whatever registry, repository or signed URL it is fetched through.
+// A content-addressed object (an OCI blob): its digest and its registry are
+// the task ID input, whatever repository or signed URL it is fetched through
+// (a blob is shared only among clients of one registry: common/task-id.ts).
 export function blobDownload(obj: { url: string; headers: Record<string, string>; digest?: string | undefined }): Download {
   return create(DownloadSchema, { url: obj.url, headers: obj.headers, digest: obj.digest ?? "", digestTaskId: obj.digest !== undefined });
 }

@@ -69,7 +69,8 @@ test("config print merges defaults, the YAML file and env", async (t) => {
   // Flat keys of before still work (deprecated); the output is nested.
   const cfg = parseYaml(r.stdout.toString()) as { download: Record<string, unknown>; server: Record<string, unknown>; security: Record<string, unknown> };
   assert.equal(cfg.download.piecesInFlight, 3);
-  assert.equal(cfg.server.listen, "127.0.0.1:7001");
+  // The API's listeners are a list (a Unix socket and/or HOST:PORT); one address is a list of one.
+  assert.deepEqual(cfg.server.listen, ["127.0.0.1:7001"]);
   assert.equal(cfg.download.pieceTimeout, "30s");
   assert.match(r.stderr, /"piecesInFlight" is deprecated: use download\.piecesInFlight/);
 

@@ -90,8 +90,8 @@ describe("image preheat", { timeout: 180_000 }, async () => {
     await registry.accessLog();
     for (const l of image.layers) {
       assert.equal(registry.blobBytesSent(l.digest), l.size, `layer ${l.digest} left the registry once`);
-      // The seed holds it under the mirror's task ID (the digest, not the URL).
-      const id = downloadTaskId(blobDownload({ url: "https://elsewhere.example/v2/x/blobs/" + l.digest, headers: {}, digest: l.digest }));
+      // The seed holds it under the mirror's task ID (the digest and the registry, whatever the repository).
+      const id = downloadTaskId(blobDownload({ url: `${registry.url}/v2/other/repo/blobs/${l.digest}`, headers: {}, digest: l.digest }));
       assert.ok(storedMeta(cluster.seed!.dataDir, id)?.done, `seed holds ${l.digest} as task ${id}`);
     }
     // A wrong platform is a clear failure.

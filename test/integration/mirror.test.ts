@@ -204,7 +204,7 @@ describe("registry mirror with containerd", () => {
       failed && received < layer.size,
       `the client got a complete response (${received} of ${layer.size} B) for content that does not match its digest`,
     );
-    const id = taskId({ url: "", digest: layer.digest });
+    const id = taskId({ url: `${registry.url}/v2/test/app/blobs/${layer.digest}`, digest: layer.digest });
     await pollUntil(() => cluster.daemons.every((d) => !existsSync(taskDir(d.dataDir, id))), "every daemon dropping the bad copy", 10_000);
 
     // The registry is repaired: the next pull gets the right bytes, nothing stale is served.

@@ -28,7 +28,7 @@ export function schedulerCommand(): Command {
 
 export function daemonCommand(): Command {
   const cmd = withSchema(new Command("daemon").description("run a peer daemon (or a seed peer with --seed)"), daemonSchema, "DAEMON", {
-    placeholders: { scheduler: "host:port", dataDir: "dir", manager: "url" },
+    placeholders: { scheduler: "host:port", dataDir: "dir", manager: "url", listen: "address", socketGroup: "group" },
   });
   return cmd.action(
     withErrors("damselfly", async (_opts: unknown, self: Command) => {

@@ -5,6 +5,7 @@
 // writes it.
 import { homedir } from "node:os";
 import { defaultDataDir } from "../../common/schemas.js";
+import { defaultDaemonSocket } from "../../common/daemon-socket.js";
 import { buildProgram } from "../main.js";
 import { cliPage } from "./cli-page.js";
 import { configPage, DATA_DIR_NOTE } from "./config-page.js";
@@ -17,9 +18,10 @@ export const REFERENCE_DIR = "docs/reference";
 // Defaults that depend on the machine (the user's data dir) are written as
 // names, so the files are the same whoever generates them.
 function machineIndependent(text: string): string {
-  const note = "`DEFAULT_DATA_DIR` is `~/.local/share/damselfly`, or `/var/lib/damselfly` when run as root.";
+  const note =
+    "`DEFAULT_DATA_DIR` is `~/.local/share/damselfly`, or `/var/lib/damselfly` when run as root; `DEFAULT_DAEMON_SOCKET` is `~/.local/share/damselfly/daemon.sock`, or `/run/damselfly/daemon.sock` when run as root.";
   const home = homedir();
-  const out = text.split(defaultDataDir()).join("DEFAULT_DATA_DIR");
+  const out = text.split(defaultDaemonSocket()).join("DEFAULT_DAEMON_SOCKET").split(defaultDataDir()).join("DEFAULT_DATA_DIR");
   return (home.length > 1 ? out.split(home).join("~") : out).replace(DATA_DIR_NOTE, note);
 }
 

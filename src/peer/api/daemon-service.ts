@@ -4,6 +4,9 @@ import { isTaskId } from "../../common/task-id.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, startSpan, traceOfHeaders } from "../../common/trace.js";
 import { checkClusterToken, daemonv1, toConnectError } from "../../protocol/index.js";
+import { requireRole } from "../../protocol/caller.js";
+import type { Role } from "../../common/tls/roles.js";
+import type { BlobAccess } from "../proxy/blob-access.js";
 import type { DownloadManager } from "../download-manager.js";
 import type { Storage } from "../storage/storage.js";
 import type { DiskGc } from "../storage/gc.js";
@@ -19,6 +22,29 @@ export interface DaemonServiceDeps {
   gc: DiskGc;
   metrics?: DaemonMetrics;
   shuttingDown?: () => boolean;
+  // The registry check of a digest-keyed read (download-access.ts).
+  access?: BlobAccess;
+}
+
+// Who may call what over a network API with TLS (on the Unix socket, any
+// local caller; without TLS, the loopback API is open as before): only a
+// scheduler makes this daemon fetch on its own account, only a client
+// certificate downloads through it (docs/operations/security.md).
+const ROLES: Record<string, readonly Role[]> = {
+  DownloadTask: ["client"],
+  TriggerTask: ["scheduler"],
+  DeleteTask: ["scheduler", "client"],
+  StatTask: ["client", "scheduler"],
+  ListTasks: ["client"],
+  PruneTasks: ["client"],
+};
+
+function gate(ctx: HandlerContext, method: keyof typeof ROLES): void {
+  try {
+    requireRole(ctx, ROLES[method]!, method, { local: true });
+  } catch (err) {
+    throw toConnectError(err);
+  }
 }
 
 // The daemon's local API: `get` downloads through it, schedulers trigger seed
@@ -29,13 +55,33 @@ export function daemonService(deps: DaemonServiceDeps): ServiceImpl<typeof daemo
   const refuseWhenShuttingDown = () => {
     if (deps.shuttingDown?.()) throw new DamselflyError("DF_ERR_SHUTTING_DOWN", "the daemon is shutting down and takes no new downloads");
   };
-  const downloads = { tasks: deps.tasks, logger: deps.logger, metrics: deps.metrics, refuseWhenShuttingDown };
+  const downloads = { tasks: deps.tasks, logger: deps.logger, metrics: deps.metrics, refuseWhenShuttingDown, access: deps.access };
+  const cache = cacheHandlers(deps);
   return {
-    ...cacheHandlers(deps),
-    downloadTask: (req, ctx) => downloadTask(downloads, req, ctx),
-    triggerTask: (req, ctx) => triggerTask(downloads, req, ctx),
-    deleteTask: (req, ctx) => deleteTask(deps, req, ctx),
-    statTask: (req) => statTask(deps, req),
+    listTasks: async (req, ctx) => {
+      gate(ctx, "ListTasks");
+      return cache.listTasks(req, ctx);
+    },
+    pruneTasks: async (req, ctx) => {
+      gate(ctx, "PruneTasks");
+      return cache.pruneTasks(req, ctx);
+    },
+    downloadTask: async function* (req, ctx) {
+      gate(ctx, "DownloadTask");
+      yield* downloadTask(downloads, req, ctx);
+    },
+    triggerTask: async (req, ctx) => {
+      gate(ctx, "TriggerTask");
+      return triggerTask(downloads, req, ctx);
+    },
+    deleteTask: async (req, ctx) => {
+      gate(ctx, "DeleteTask");
+      return deleteTask(deps, req, ctx);
+    },
+    statTask: async (req, ctx) => {
+      gate(ctx, "StatTask");
+      return statTask(deps, req);
+    },
   };
 }
 

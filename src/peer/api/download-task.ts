@@ -13,6 +13,8 @@ import type { LocalTask } from "../storage/local-task.js";
 import type { DaemonMetrics } from "../metrics.js";
 import { verifiedStorePath } from "./store-delivery.js";
 import { readTaskRange } from "./task-reader.js";
+import { checkDigestRead } from "./download-access.js";
+import type { BlobAccess } from "../proxy/blob-access.js";
 
 const PROGRESS_MS = 250;
 const CHUNK = 1024 * 1024;
@@ -30,6 +32,7 @@ export interface DownloadTaskDeps {
   metrics?: DaemonMetrics | undefined;
   // Throws when the daemon takes no new downloads.
   refuseWhenShuttingDown(): void;
+  access?: BlobAccess | undefined;
 }
 
 export function validateDownload(d: Download | undefined): Download {
@@ -68,6 +71,7 @@ export async function* downloadTask(deps: DownloadTaskDeps, req: daemonv1.Downlo
 async function* download(deps: DownloadTaskDeps, req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, span: Span): AsyncGenerator<Response> {
   const started = Date.now();
   const d = validateDownload(req.download);
+  await checkDigestRead(deps.access, d, ctx.signal);
   const limits = { rateLimit: Number(req.rateLimit), background: req.background };
   const handle = await deps.tasks.ensure(d, undefined, { ...limits, trace: span, hold: true });
   let held = true;

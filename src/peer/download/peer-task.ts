@@ -188,7 +188,7 @@ export class PeerTask {
           .catch((e) => this.fail(DamselflyError.from(e)));
         break;
       case "taskFailed":
-        this.fail(fromErrorDetail(r.value.error));
+        this.onTaskFailed(fromErrorDetail(r.value.error));
         break;
       case "localHit":
         // The scheduler counts our resumed pieces as the whole task; trust our
@@ -245,6 +245,18 @@ export class PeerTask {
       this.log.info({ parent: parent.id, piece: n, err: e.message }, "piece failed; retrying elsewhere");
       if (e.code === "DF_ERR_PIECE_CORRUPT" || parent.failures >= 3) this.dropParent(parent, e.message);
     }
+  }
+
+  // The scheduler relays another peer's failure to fetch the task (a real
+  // 404, or a liar's): like the proxy, go to the origin ourselves, whose
+  // own answer then decides, unless back-to-source is disabled.
+  private onTaskFailed(reported: DamselflyError): void {
+    if (this.o.download.disableBackToSource) {
+      this.fail(reported);
+      return;
+    }
+    this.log.info({ code: reported.code, err: reported.message }, "scheduler reported the task failed: fetching from the origin ourselves");
+    this.startBackToSource(`scheduler reported the task failed (${reported.code})`);
   }
 
   private fallbackToSource(reason: string): void {

@@ -1,10 +1,11 @@
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
-import net from "node:net";
+import type net from "node:net";
 import tls from "node:tls";
 import type { Duplex } from "node:stream";
 import { DamselflyError, ERROR_CODES } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { CertificateAuthority } from "./ca.js";
+import type { EgressPolicy } from "../source/egress.js";
 
 const ESTABLISHED = "HTTP/1.1 200 Connection Established\r\n\r\n";
 const TARGET = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
@@ -13,6 +14,8 @@ export interface ConnectOptions {
   intercept: RegExp[];
   ca: CertificateAuthority | undefined;
   logger: Logger;
+  // Tunnels reach only what origin fetches may reach.
+  egress: EgressPolicy;
   // Requests decrypted from an intercepted tunnel; origin is https://host[:port].
   onRequest(req: IncomingMessage, res: ServerResponse, origin: string): void;
   // Counts each CONNECT: tunnel or intercept, and whether it came up.
@@ -91,7 +94,7 @@ export class ConnectHandler {
   }
 
   private tunnel(socket: Duplex, head: Buffer, host: string, port: number, hostPort: string): void {
-    const upstream = net.connect({ host, port });
+    const upstream = this.o.egress.connect(host, port);
     this.track(upstream);
     let connected = false;
     upstream.once("connect", () => {
@@ -106,6 +109,7 @@ export class ConnectHandler {
       if (!connected) {
         this.o.onConnect?.("tunnel", false);
         this.o.logger.warn({ target: hostPort, err: (err as NodeJS.ErrnoException).code ?? err.message }, "proxy: CONNECT target unreachable");
+        if (err instanceof DamselflyError) return rejectConnect(socket, err);
         socket.end("HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\nx-damselfly-error: DF_ERR_SOURCE_UNREACHABLE\r\n\r\n");
       } else socket.destroy();
     });

@@ -1,7 +1,8 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
-import type { HostPort } from "../../common/address.js";
+import { parseHostPort, type HostPort } from "../../common/address.js";
+import { isLoopbackHost } from "../../common/tls/bind-policy.js";
 import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import { parseBytes } from "../../common/config.js";
@@ -52,6 +53,8 @@ export interface ProxyOptions {
   // True while the daemon drains for exit: blobs are fetched straight from
   // the origin instead of starting P2P downloads that would be cut off.
   shuttingDown?: () => boolean;
+  // --insecure: the proxy may listen on a non-loopback address.
+  insecure?: boolean;
 }
 
 // The daemon's registry mirror and HTTP(S) proxy, on one port:
@@ -77,6 +80,7 @@ export class ProxyServer {
       intercept: o.intercept.map((r) => new RegExp(r)),
       ca: o.ca,
       logger: this.log,
+      egress: o.source.egress,
       onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.viaProxy(req, res, new URL(req.url ?? "/", origin), rec)),
       onConnect: (kind, established) => o.metrics?.proxyRequest(kind, established ? "established" : "error"),
     });
@@ -93,6 +97,7 @@ export class ProxyServer {
     });
     server.on("connect", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.connect.handle(req, socket, head));
     server.on("clientError", (_err, socket) => badRequest(socket));
+    checkProxyBind(this.o.listen, this.o.insecure === true, this.log);
     this.address = await listenOn(server, this.o.listen, "proxy listen address");
     this.server = server;
   }
@@ -251,6 +256,24 @@ export class ProxyServer {
     rec.outcome = "p2p";
     if (result.cache === "hit") this.o.metrics?.localBytes(result.bytes ?? 0);
   }
+}
+
+// The proxy authenticates no one and fetches what it is asked for: on the
+// network it would be an open proxy into whatever the daemon can reach, so
+// only loopback unless the operator says --insecure (with or without TLS,
+// which the proxy port does not speak).
+function checkProxyBind(listen: string, insecure: boolean, log: Logger): void {
+  const { host } = parseHostPort(listen, "proxy listen address");
+  if (isLoopbackHost(host)) return;
+  if (!insecure)
+    throw new DamselflyError(
+      "DF_ERR_INSECURE_BIND",
+      `the proxy would listen on ${host}: it serves unauthenticated HTTP, so it listens on loopback only (127.0.0.1) unless --insecure is given`,
+    );
+  log.warn(
+    { listener: "proxy", host },
+    "INSECURE: the proxy listens on a non-loopback address (--insecure): anyone who reaches it can fetch through this daemon",
+  );
 }
 
 // A client's own cap on the task its request downloads, e.g. "50MiB" (bytes

@@ -1,8 +1,10 @@
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, buildConnector, request, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { STATUS_CODES } from "node:http";
+import { isIP } from "node:net";
 import tls from "node:tls";
 import { version } from "../../common/version.js";
+import { EgressPolicy } from "./egress.js";
 
 export interface SourceRange {
   start: number;
@@ -25,7 +27,9 @@ export interface SourceOptions {
   timeoutMs: number;
   bodyTimeoutMs?: number;
   // Extra trusted CA certificates (PEM), added to the system roots.
-  extraCaPem?: string;
+  extraCaPem?: string | undefined;
+  // Where origin fetches may connect (default: the built-in denials only).
+  egress?: EgressPolicy;
 }
 
 const MAX_REDIRECTS = 5;
@@ -37,13 +41,15 @@ const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
 // The origin backend for http(s) URLs. Other schemes (s3, hf...) implement the
 // same fetch contract later.
 export class HttpSource {
-  // Shared with the proxy's pass-through requests (same timeouts, same trust).
+  // Shared with the proxy's pass-through requests and registry access checks
+  // (same timeouts, same trust, same egress policy).
   readonly dispatcher: Dispatcher;
+  readonly egress: EgressPolicy;
 
   constructor(opts: SourceOptions) {
+    this.egress = opts.egress ?? new EgressPolicy();
     this.dispatcher = new Agent({
-      connect: opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : undefined,
-      connectTimeout: opts.timeoutMs,
+      connect: policedConnector(this.egress, opts),
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
       connections: 16,
@@ -64,6 +70,7 @@ export class HttpSource {
       } catch (err) {
         if (signal?.aborted) throw DamselflyError.from(signal.reason ?? err);
         const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+        if (e.code === "DF_ERR_EGRESS_DENIED") throw e;
         throw new DamselflyError(
           e.code === "DF_ERR_TIMEOUT" ? "DF_ERR_TIMEOUT" : "DF_ERR_SOURCE_UNREACHABLE",
           `origin unreachable for ${redact(url)}: ${describe(err)}`,
@@ -75,6 +82,8 @@ export class HttpSource {
         res.body.resume();
         if (hop >= MAX_REDIRECTS) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `too many redirects fetching ${redact(url)}`);
         const next = new URL(res.headers["location"], url);
+        if (next.protocol !== "http:" && next.protocol !== "https:")
+          throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin redirected ${redact(url)} to a ${next.protocol} URL`);
         if (next.origin !== url.origin) {
           hdrs = Object.fromEntries(Object.entries(hdrs).filter(([k]) => !CREDENTIAL_HEADERS.includes(k.toLowerCase())));
         }
@@ -119,6 +128,29 @@ export class HttpSource {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+// Every connection of the dispatcher goes through the egress policy: names
+// through its DNS lookup, literal addresses checked here (net.connect does
+// not look them up). Redirect hops open their connections here too.
+function policedConnector(egress: EgressPolicy, opts: SourceOptions) {
+  const base = buildConnector({
+    ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
+    timeout: opts.timeoutMs,
+    lookup: egress.lookup as never,
+  });
+  return (o: buildConnector.Options, cb: buildConnector.Callback): void => {
+    const host = o.hostname.replace(/^\[|\]$/g, "");
+    if (isIP(host)) {
+      try {
+        egress.check(host, host);
+      } catch (err) {
+        queueMicrotask(() => cb(err as Error, null));
+        return;
+      }
+    }
+    base(o, cb);
+  };
 }
 
 // URLs in messages lose their query string: it may hold signatures.

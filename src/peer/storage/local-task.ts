@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
 import { PieceLog, type PieceInfo } from "./piece-log.js";
+import { STORE_FILE_MODE } from "./modes.js";
 
 export type { PieceInfo };
 
@@ -172,7 +173,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     // Deleted: a late write must not bring the data file back.
     if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
     // Read-write, created if missing, never truncated (positional writes).
-    this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, 0o644).then((h) => (this.fh = h));
+    this.opening ??= open(this.dataPath, constants.O_RDWR | constants.O_CREAT, STORE_FILE_MODE).then((h) => (this.fh = h));
     return this.opening;
   }
 
@@ -346,7 +347,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
       if (this.removed) return;
       const meta = this.meta;
       const tmp = join(this.dir, `task.json.${process.pid}.tmp`);
-      await writeFile(tmp, JSON.stringify(meta));
+      await writeFile(tmp, JSON.stringify(meta), { mode: STORE_FILE_MODE });
       await rename(tmp, join(this.dir, "task.json"));
       this.savedAccessAt = meta.lastAccessAt;
     });

@@ -1,4 +1,5 @@
 import { open, type FileHandle } from "node:fs/promises";
+import { STORE_FILE_MODE } from "./modes.js";
 
 export interface PieceInfo {
   number: number;
@@ -37,7 +38,7 @@ export class PieceLog {
   private append(line: string): Promise<void> {
     this.queue = this.queue.then(async () => {
       this.use();
-      this.fh ??= await open(this.path, "a");
+      this.fh ??= await open(this.path, "a", STORE_FILE_MODE);
       await this.fh.write(line);
     });
     return this.queue;

@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rmdir, stat, unlink } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rmdir, stat, unlink } from "node:fs/promises";
+import { STORE_DIR_MODE } from "./modes.js";
 import { EventEmitter } from "node:events";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
@@ -65,7 +66,9 @@ export class Storage extends EventEmitter<StorageEvents> {
   // Loads every task left by a previous run: finished ones are served again,
   // partial ones resume from their piece log.
   async load(): Promise<void> {
-    await mkdir(this.tasksDir, { recursive: true });
+    await mkdir(this.tasksDir, { recursive: true, mode: STORE_DIR_MODE });
+    // A store from before it was private becomes private as a whole.
+    await chmod(this.tasksDir, STORE_DIR_MODE).catch((e: Error) => this.logger.warn({ dir: this.tasksDir, err: e.message }, "cannot make the store private"));
     for (const prefix of await readdir(this.tasksDir)) {
       if (!/^[0-9a-f]{3}$/.test(prefix)) continue;
       for (const id of await readdir(join(this.tasksDir, prefix)).catch(() => [] as string[])) {
@@ -103,7 +106,7 @@ export class Storage extends EventEmitter<StorageEvents> {
     const again = this.tasks.get(id);
     if (again) return again;
     const dir = this.taskDir(id);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: STORE_DIR_MODE });
     const now = Date.now();
     const task = new LocalTask(dir, { id, ...origin, contentLength: -1, done: false, createdAt: now, lastAccessAt: now });
     task.onOpenUse = this.onOpenUse;

@@ -70,9 +70,10 @@ export type Download = Message<"damselfly.common.v1.Download"> & {
   digest: string;
 
   /**
-   * The task ID comes from `digest` instead of the URL: content-addressed
-   * objects (OCI blobs) are one task whatever registry, repository or signed
-   * URL they were fetched through.
+   * The task ID comes from `digest` and the URL's registry (scheme, host,
+   * port) instead of the URL: content-addressed objects (OCI blobs) of one
+   * registry are one task whatever repository or signed URL they were
+   * fetched through.
    *
    * @generated from field: bool digest_task_id = 10;
    */
