@@ -10,12 +10,14 @@ import { loadConfig } from "../common/config.js";
 import { createLogger, type Logger, type LogLevel } from "../common/logger.js";
 import { daemonSchema, managerSchema, schedulerSchema, type UpConfig } from "../common/schemas.js";
 import type { TlsFiles } from "../common/tls/identity.js";
+import { defaultDaemonSocket, defaultDaemonTarget } from "../common/daemon-socket.js";
 import { DEMO_PATH, DEMO_SIZE, demoDigest, startDemoOrigin } from "./demo-origin.js";
 import { ensureUpCertificates, type UpCertificates } from "./up-certs.js";
 
 export const UP_ENDPOINTS = {
   seed: { listen: "127.0.0.1:65100", uploadListen: "127.0.0.1:65102", proxyListen: "127.0.0.1:65101" },
-  peer: { listen: "127.0.0.1:65000", uploadListen: "127.0.0.1:65002", proxyListen: "127.0.0.1:65001" },
+  // The peer's API is the default Unix socket (see daemonConfig).
+  peer: { listen: "", uploadListen: "127.0.0.1:65002", proxyListen: "127.0.0.1:65001" },
 } as const;
 
 interface Closable {
@@ -25,7 +27,7 @@ interface Closable {
 export interface UpHandle {
   scheduler: HostPort;
   seed: { api: HostPort; upload: HostPort; proxy: HostPort };
-  peer: { api: HostPort; upload: HostPort; proxy: HostPort };
+  peer: { api: HostPort; apiUrl: string; upload: HostPort; proxy: HostPort };
   demo?: { url: string; digest: string };
   // password: only on the manager's first start, when it was generated.
   manager?: { url: string; user: string; password?: string; passwordFromEnv: boolean; database: string };
@@ -49,7 +51,9 @@ function daemonConfig(opts: UpConfig, seed: boolean, dataDir: string, schedulerA
       seed,
       "scheduler.addresses": [schedulerAddr],
       dataDir,
-      "server.listen": ep.listen,
+      // The seed's API on TCP (mutual TLS) for the scheduler's triggers; the
+      // peer's on the default socket, where `get` looks without --daemon.
+      "server.listen": [seed ? ep.listen : `unix:${defaultDaemonSocket()}`],
       "upload.listen": ep.uploadListen,
       "proxy.listen": ep.proxyListen,
       "host.hostname": upHostname(seed),
@@ -163,7 +167,9 @@ async function startManager(
 
 export function readyBanner(up: UpHandle, dataDir: string): string {
   const hp = formatHostPort;
-  const peerApi = httpUrl(up.peer.api);
+  const peerApi = up.peer.apiUrl;
+  // No --daemon when the peer is where `get` looks by default.
+  const daemonFlag = peerApi === defaultDaemonTarget() ? "" : ` --daemon ${peerApi}`;
   return [
     "",
     "damselfly up: a local swarm is running",
@@ -188,12 +194,12 @@ export function readyBanner(up: UpHandle, dataDir: string): string {
     "",
     ...(up.demo
       ? [
-          `  bin/damselfly get ${up.demo.url} -O /tmp/demo.bin --digest ${up.demo.digest} --daemon ${peerApi}`,
+          `  bin/damselfly get ${up.demo.url} -O /tmp/demo.bin --digest ${up.demo.digest}${daemonFlag}`,
           "",
           `  (${up.demo.url} is a built-in ${DEMO_SIZE / 2 ** 20} MiB demo origin; any http(s) URL works the same way.`,
           "   Run it twice: the second time every byte comes from the local peer.)",
         ]
-      : [`  bin/damselfly get <url> -O /tmp/file --daemon ${peerApi}`]),
+      : [`  bin/damselfly get <url> -O /tmp/file${daemonFlag}`]),
     "",
     "Pull container images through the swarm (registry mirror on the peer's proxy port):",
     "",
