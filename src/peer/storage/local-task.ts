@@ -3,7 +3,9 @@ import { constants, copyFile, open, rename, stat, writeFile, type FileHandle } f
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
+import type { TrustBundle } from "../../protocol/trust.js";
 import { PieceLog, type PieceInfo } from "./piece-log.js";
+import { TaskBundles } from "./task-bundles.js";
 
 export type { PieceInfo };
 
@@ -40,6 +42,7 @@ export interface LocalTaskEvents {
   info: [];
   done: [];
   failed: [DamselflyError];
+  bundle: [TrustBundle];
 }
 
 // One task on disk: `data` (pieces at their offsets), `task.json` (metadata)
@@ -50,6 +53,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Pieces verified on receipt by this process.
   private readonly received = new Set<number>();
   private readonly pieceLog: PieceLog;
+  // With TLS: the fetchers' signed geometry its piece records refer to.
+  readonly bundles: TaskBundles;
   failure: DamselflyError | undefined;
   // Every stored piece was CRC-checked by this process (on receipt, or by a
   // full pass after a restart). Cleared when a piece turns out corrupt.
@@ -86,6 +91,17 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
       this.onOpenUse?.(this);
       if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
     });
+    this.bundles = new TaskBundles(
+      join(dir, "bundles.json"),
+      (b) => this.emit("bundle", b),
+      () => this.removed,
+    );
+  }
+
+  // Done, and every piece's signed digest held with its fetcher's bundle:
+  // with TLS only such a task is served to children and announced as cached.
+  get trusted(): boolean {
+    return this.meta.done && this.bundles.coverAll(this.pieces.values());
   }
 
   retain(): void {
@@ -215,15 +231,22 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // Records content length and piece length once the origin (or a parent) told us.
   // `makeRoom` is asked before the data file grows to its full length (the
-  // disk GC frees space first if the filesystem cannot hold it).
+  // disk GC frees space first if the filesystem cannot hold it). The caller
+  // bounds them (trust.ts checkGeometry); once known they never change: a
+  // piece length that changed would move every piece and grow the file.
   async setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
-    const changed = this.meta.contentLength !== contentLength || this.meta.pieceLength !== pieceLength;
-    if (!changed) return;
-    if (this.infoKnown && this.meta.contentLength !== contentLength) {
-      throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
+    const m = this.meta;
+    if (m.contentLength === contentLength && m.pieceLength === pieceLength) return;
+    if (this.infoKnown || (m.pieceLength > 0 && m.pieceLength !== pieceLength) || contentLength < -1 || pieceLength <= 0) {
+      throw new DamselflyError(
+        "DF_ERR_GEOMETRY_INVALID",
+        `task ${this.id} is ${m.contentLength} bytes in pieces of ${m.pieceLength}: told ${contentLength} in pieces of ${pieceLength}`,
+      );
     }
-    if (contentLength > 0 && !this.infoKnown) await makeRoom?.(this, contentLength);
+    // Set before anything is awaited: a second answer meanwhile is checked
+    // against this one.
     this.meta = { ...this.meta, contentLength, pieceLength };
+    if (contentLength > 0) await makeRoom?.(this, contentLength);
     if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
     await this.saveMeta();
     this.emit("info");
@@ -364,9 +387,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   // Parses pieces.log (see PieceLog).
-  static parseLog(text: string): Map<number, PieceInfo> {
-    return PieceLog.parse(text);
-  }
+  static readonly parseLog = PieceLog.parse;
 }
 
 // The chunks left after the first `n` bytes (a short write).
