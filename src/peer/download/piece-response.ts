@@ -49,6 +49,9 @@ export interface PieceTarget {
   // Rate limits every read counts against.
   throttle: Throttle | undefined;
   verify?: PieceVerifier | undefined;
+  // Over TLS each read is one TLS record (16 KiB) however much waits in the
+  // kernel: pausing to gather bigger reads would only slow the piece down.
+  noGather?: boolean;
 }
 
 export interface PieceOutcome {
@@ -128,7 +131,7 @@ export class PieceResponse implements PieceResponseHandler {
         () => req!.resume(),
         () => req!.resume(),
       );
-    } else if (chunk.length < GATHER_BYTES) this.gather(writer, req!);
+    } else if (chunk.length < GATHER_BYTES && !t.noGather) this.gather(writer, req!);
   }
 
   // Pauses reading while this connection gathers about GATHER_BYTES.
