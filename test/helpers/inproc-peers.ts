@@ -66,7 +66,9 @@ export class ScriptedScheduler {
 
   // Reschedule requests a peer sent, with their blocklists.
   blocklists(peer: string): string[][] {
-    return this.sent.filter((s) => s.peer === peer && s.req.case === "reschedule").map((s) => (s.req.value as schedulerv1.RescheduleRequest).blocklistParentIds);
+    return this.sent
+      .filter((s) => s.peer === peer && s.req.case === "reschedule")
+      .map((s) => (s.req.value as schedulerv1.RescheduleRequest).blocklistParentIds);
   }
 }
 

@@ -84,7 +84,10 @@ describe("bogus geometry is refused before anything is allocated", () => {
     assert.equal(task.meta.pieceLength, pieceLengthFor(size));
     assert.equal(statSync(task.dataPath).size, size);
     assert.equal(liar.pieceRequests, 0);
-    assert.ok(scheduler.blocklists("big-child").some((b) => b.includes(liar.peerId)), "the parent was dropped and reported");
+    assert.ok(
+      scheduler.blocklists("big-child").some((b) => b.includes(liar.peerId)),
+      "the parent was dropped and reported",
+    );
   });
 
   test("a parent advertising a longer piece (or pieces past the end) than the task's is dropped; the 2 MiB file stays 2 MiB", async () => {
@@ -96,7 +99,14 @@ describe("bogus geometry is refused before anything is allocated", () => {
     const honest = await startPeer(suiteT, { name: "two-honest", scheduler });
     plans.set("two-honest", (req) => (req.case === "registerPeer" ? backToSource() : undefined));
     await honest.download(url);
-    const longer = await fakeParent(id, [{ type: "info", contentLength: size, pieceLength: 64 * MiB }, { type: "pieces", pieces: [[1, 0, 64 * MiB]] }], 64 * MiB);
+    const longer = await fakeParent(
+      id,
+      [
+        { type: "info", contentLength: size, pieceLength: 64 * MiB },
+        { type: "pieces", pieces: [[1, 0, 64 * MiB]] },
+      ],
+      64 * MiB,
+    );
     const past = await fakeParent(id, [{ type: "pieces", pieces: [[1_000_000, 0, pl]] }], pl);
     const long = await fakeParent(id, [{ type: "pieces", pieces: [[2, 0, 64 * MiB]] }], 64 * MiB);
     const child = await startPeer(suiteT, { name: "two-child", scheduler });

@@ -166,7 +166,10 @@ describe("trusted piece digests (mutual TLS)", () => {
     assert.ok(bytes.equals(data), "the child has the origin's bytes");
     assert.equal(bytes.length, SIZE, "the scheduler's task size was not believed");
     assert.ok(liar.pieceRequests >= 1, "the liar was asked for pieces (and its bytes refused)");
-    assert.ok(scheduler.blocklists("child-a").some((b) => b.includes(liar.parent.peerId)), "the liar is on the blocklist sent to the scheduler");
+    assert.ok(
+      scheduler.blocklists("child-a").some((b) => b.includes(liar.parent.peerId)),
+      "the liar is on the blocklist sent to the scheduler",
+    );
     const failed = sentBy("child-a", "pieceFailed").map((s) => s.req.value as schedulerv1.PieceFailedRequest);
     assert.ok(
       failed.some((f) => f.parentId === liar.parent.peerId),
@@ -183,7 +186,12 @@ describe("trusted piece digests (mutual TLS)", () => {
     const liar = await startLiar(files, id, {
       bundle: signBundle(me, grant, SIZE, PL),
       bytes: wrongPiece,
-      record: (n) => formatPieceRecord({ sha256: sha256Hex(wrongPiece(n)), fetcher: me.leaf.fingerprint256, sig: signPiece(me, id, n, realPiece(n).length, sha256Hex(wrongPiece(n))).sig }),
+      record: (n) =>
+        formatPieceRecord({
+          sha256: sha256Hex(wrongPiece(n)),
+          fetcher: me.leaf.fingerprint256,
+          sig: signPiece(me, id, n, realPiece(n).length, sha256Hex(wrongPiece(n))).sig,
+        }),
     });
     suiteT.after(() => liar.close());
     const { bytes } = await childOf("child-b", liar);
@@ -200,7 +208,12 @@ describe("trusted piece digests (mutual TLS)", () => {
       bundle: real,
       bytes: wrongPiece,
       // Claims the fetcher signed it.
-      record: (n) => formatPieceRecord({ sha256: sha256Hex(wrongPiece(n)), fetcher: real.grant.fetcher, sig: signPiece(me, id, n, realPiece(n).length, sha256Hex(wrongPiece(n))).sig }),
+      record: (n) =>
+        formatPieceRecord({
+          sha256: sha256Hex(wrongPiece(n)),
+          fetcher: real.grant.fetcher,
+          sig: signPiece(me, id, n, realPiece(n).length, sha256Hex(wrongPiece(n))).sig,
+        }),
     });
     suiteT.after(() => liar.close());
     const { bytes } = await childOf("child-c", liar);
@@ -250,7 +263,10 @@ describe("trusted piece digests (mutual TLS)", () => {
       return req.case === "reschedule" ? taskFailed("no parent left") : undefined;
     });
     await assert.rejects(asker.download(create(DownloadSchema, { url: u, disableBackToSource: true })), /DF_ERR_NO_PARENT|no parent/);
-    assert.ok(scheduler.blocklists("asker").some((b) => b.includes(lone.parent(tid).peerId)), "the holder without a bundle answered 404");
+    assert.ok(
+      scheduler.blocklists("asker").some((b) => b.includes(lone.parent(tid).peerId)),
+      "the holder without a bundle answered 404",
+    );
     assert.equal(lone.upload.stats.pieces, 0);
   });
 
@@ -260,7 +276,9 @@ describe("trusted piece digests (mutual TLS)", () => {
     const u = origin.url(path);
     const tid = downloadTaskId(create(DownloadSchema, { url: u }));
     const p = await peer("misgranted");
-    plans.set("misgranted", (req) => (req.case === "registerPeer" ? backToSource(encodeRecord(signGrant(sched.current(), tid, "x", fetcher.tls!.current().leaf.fingerprint256))) : undefined));
+    plans.set("misgranted", (req) =>
+      req.case === "registerPeer" ? backToSource(encodeRecord(signGrant(sched.current(), tid, "x", fetcher.tls!.current().leaf.fingerprint256))) : undefined,
+    );
     const task = await p.download(u);
     assert.equal(task.bundles.size, 0);
     assert.ok(!task.trusted);

@@ -176,7 +176,17 @@ export class ParentConn {
     if (this.fits && !this.fits(n, ad.length)) {
       return Promise.reject(new DamselflyError("DF_ERR_GEOMETRY_INVALID", `parent ${this.id}'s piece ${n} of ${ad.length} bytes is not the task's`));
     }
-    const target = { parentId: this.id, n, offset, ad, sink: task, reads: this.reads, throttle: this.throttle, verify: this.verify, noGather: this.tls !== undefined };
+    const target = {
+      parentId: this.id,
+      n,
+      offset,
+      ad,
+      sink: task,
+      reads: this.reads,
+      throttle: this.throttle,
+      verify: this.verify,
+      noGather: this.tls !== undefined,
+    };
     const got = (micros: number): void => {
       this.busyStreak = 0;
       this.recordRate(ad.length, micros);

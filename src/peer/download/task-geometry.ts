@@ -23,7 +23,10 @@ export function offerGeometry(task: LocalTask, contentLength: number, pieceLengt
   checkGeometry(contentLength === -1 ? 0 : contentLength, pieceLength, maxContentLength);
   const m = task.meta;
   const changed = () =>
-    new DamselflyError("DF_ERR_GEOMETRY_INVALID", `told ${contentLength} bytes in pieces of ${pieceLength}; the task is ${m.contentLength} in pieces of ${m.pieceLength}`);
+    new DamselflyError(
+      "DF_ERR_GEOMETRY_INVALID",
+      `told ${contentLength} bytes in pieces of ${pieceLength}; the task is ${m.contentLength} in pieces of ${m.pieceLength}`,
+    );
   if (task.infoKnown) {
     if (contentLength === m.contentLength && pieceLength === m.pieceLength) return "same";
     // Still unknown to the one who answers: only the piece length matters.

@@ -52,7 +52,10 @@ export class TaskTrust {
     // A task's geometry never changes: a bundle with another one covers
     // other content (the origin changed) and none of its pieces fit.
     if ((this.task.infoKnown && f.contentLength !== m.contentLength) || (m.pieceLength > 0 && f.pieceLength !== m.pieceLength)) {
-      throw new DamselflyError("DF_ERR_GEOMETRY_INVALID", `bundle geometry ${f.contentLength}/${f.pieceLength} is not the task's ${m.contentLength}/${m.pieceLength}`);
+      throw new DamselflyError(
+        "DF_ERR_GEOMETRY_INVALID",
+        `bundle geometry ${f.contentLength}/${f.pieceLength} is not the task's ${m.contentLength}/${m.pieceLength}`,
+      );
     }
     this.fetchers.set(f.fingerprint, f);
     return f;

@@ -182,7 +182,8 @@ export class UploadServer {
 
   private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): Promise<void> {
     const info = task.pieces.get(n);
-    if (!info || (this.opts.tls && !task.bundles.covers(info))) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
+    if (!info || (this.opts.tls && !task.bundles.covers(info)))
+      throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
     if (child !== undefined) this.offers.get(task)?.requested(child, n);
     // Held from here (waiting for a slot included): the disk GC never evicts
     // a task while a child is fetching from it.
