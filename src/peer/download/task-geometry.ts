@@ -21,13 +21,14 @@ import type { TaskTrust } from "./task-trust.js";
 // known yet (a parent streaming from a chunked origin).
 export function offerGeometry(task: LocalTask, contentLength: number, pieceLength: number, maxContentLength: number): "new" | "same" {
   checkGeometry(contentLength === -1 ? 0 : contentLength, pieceLength, maxContentLength);
-  const m = task.meta;
+  // The last answer taken, even if still being recorded.
+  const m = task.answered;
   const changed = () =>
     new DamselflyError(
       "DF_ERR_GEOMETRY_INVALID",
       `told ${contentLength} bytes in pieces of ${pieceLength}; the task is ${m.contentLength} in pieces of ${m.pieceLength}`,
     );
-  if (task.infoKnown) {
+  if (m.contentLength >= 0 && m.pieceLength > 0) {
     if (contentLength === m.contentLength && pieceLength === m.pieceLength) return "same";
     // Still unknown to the one who answers: only the piece length matters.
     if (contentLength === -1 && pieceLength === m.pieceLength) return "same";

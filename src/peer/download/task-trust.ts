@@ -48,10 +48,10 @@ export class TaskTrust {
 
   private verify(b: TrustBundle): VerifiedFetcher {
     const f = verifyBundle(this.identity, b, this.task.id, this.maxContentLength);
-    const m = this.task.meta;
+    const m = this.task.answered;
     // A task's geometry never changes: a bundle with another one covers
     // other content (the origin changed) and none of its pieces fit.
-    if ((this.task.infoKnown && f.contentLength !== m.contentLength) || (m.pieceLength > 0 && f.pieceLength !== m.pieceLength)) {
+    if ((m.contentLength >= 0 && m.pieceLength > 0 && f.contentLength !== m.contentLength) || (m.pieceLength > 0 && f.pieceLength !== m.pieceLength)) {
       throw new DamselflyError(
         "DF_ERR_GEOMETRY_INVALID",
         `bundle geometry ${f.contentLength}/${f.pieceLength} is not the task's ${m.contentLength}/${m.pieceLength}`,

@@ -6,6 +6,7 @@ import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
 import type { TrustBundle } from "../../protocol/trust.js";
 import { PieceLog, type PieceInfo } from "./piece-log.js";
 import { TaskBundles } from "./task-bundles.js";
+import { ReaderWants } from "./reader-wants.js";
 
 export type { PieceInfo };
 
@@ -65,10 +66,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Told whenever the data file is used (the store keeps an LRU of open files).
   onOpenUse: ((t: LocalTask) => void) | undefined;
   private writeChain: Promise<void> = Promise.resolve();
-  // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
-  // how many readers wait for each and since when (Date.now()): the download
-  // fetches these first.
-  private readonly wants = new Map<number, { readers: number; since: number }>();
+  // Pieces local readers are blocked on (the download fetches these first).
+  private readonly wants = new ReaderWants();
   // Downloads, readers and uploads using the task now: the disk GC never
   // evicts a task while this is above zero. A counter, not a closure per
   // holder: uploads take it per piece.
@@ -79,6 +78,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Storage.flushAccessTimes).
   private savedAccessAt: number;
   private metaChain: Promise<void> = Promise.resolve();
+  private infoChain: Promise<void> = Promise.resolve();
+  private latestInfo: { contentLength: number; pieceLength: number } | undefined;
 
   constructor(
     readonly dir: string,
@@ -132,28 +133,15 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // A reader waits for piece n until the returned function is called.
   want(n: number): () => void {
-    const w = this.wants.get(n);
-    if (w) w.readers++;
-    else this.wants.set(n, { readers: 1, since: Date.now() });
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = this.wants.get(n);
-      if (left && --left.readers === 0) this.wants.delete(n);
-    };
+    return this.wants.want(n);
   }
 
-  // Since when (Date.now()) a reader has been waiting for piece n.
   wantedSince(n: number): number | undefined {
-    return this.wants.get(n)?.since;
+    return this.wants.since(n);
   }
 
-  // The lowest piece a local reader is blocked on, if any.
   firstWanted(): number | undefined {
-    let min: number | undefined;
-    for (const n of this.wants.keys()) if (min === undefined || n < min) min = n;
-    return min;
+    return this.wants.first();
   }
 
   get dataPath(): string {
@@ -229,27 +217,36 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     await rename(tmp, this.dataPath);
   }
 
+  // The geometry last taken (setInfo may still be applying it), else the
+  // task's.
+  get answered(): { contentLength: number; pieceLength: number } {
+    return this.latestInfo ?? this.meta;
+  }
+
   // Records content length and piece length once the origin (or a parent) told us.
   // `makeRoom` is asked before the data file grows to its full length (the
   // disk GC frees space first if the filesystem cannot hold it). The caller
   // bounds them (trust.ts checkGeometry); once known they never change: a
   // piece length that changed would move every piece and grow the file.
-  async setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
-    const m = this.meta;
-    if (m.contentLength === contentLength && m.pieceLength === pieceLength) return;
-    if (this.infoKnown || (m.pieceLength > 0 && m.pieceLength !== pieceLength) || contentLength < -1 || pieceLength <= 0) {
-      throw new DamselflyError(
-        "DF_ERR_GEOMETRY_INVALID",
-        `task ${this.id} is ${m.contentLength} bytes in pieces of ${m.pieceLength}: told ${contentLength} in pieces of ${pieceLength}`,
-      );
+  // Checked at once against the last answer taken; applied in order.
+  setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
+    const m = this.answered;
+    if (m.contentLength === contentLength && m.pieceLength === pieceLength) return this.infoChain;
+    if ((m.contentLength >= 0 && m.pieceLength > 0) || (m.pieceLength > 0 && m.pieceLength !== pieceLength) || contentLength < -1 || pieceLength <= 0) {
+      const why = `task ${this.id} is ${m.contentLength} bytes in pieces of ${m.pieceLength}: told ${contentLength} in pieces of ${pieceLength}`;
+      return Promise.reject(new DamselflyError("DF_ERR_GEOMETRY_INVALID", why));
     }
-    // Set before anything is awaited: a second answer meanwhile is checked
-    // against this one.
-    this.meta = { ...this.meta, contentLength, pieceLength };
-    if (contentLength > 0) await makeRoom?.(this, contentLength);
-    if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
-    await this.saveMeta();
-    this.emit("info");
+    this.latestInfo = { contentLength, pieceLength };
+    const next = this.infoChain.then(async () => {
+      if (contentLength > 0) await makeRoom?.(this, contentLength);
+      this.meta = { ...this.meta, contentLength, pieceLength };
+      if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
+      await this.saveMeta();
+      this.emit("info");
+    });
+    // Not applied (no room): the task's own geometry stands.
+    this.infoChain = next.catch(() => void (this.latestInfo = undefined));
+    return next;
   }
 
   // Writes go to the file one system call at a time: the kernel serialises
