@@ -211,6 +211,12 @@ export const daemonSchema = {
       { legacy: "perTaskRateLimit" },
     ),
     backToSourceRateLimit: field("bytes", 0, "bytes per second this host fetches from origins in all (0: unlimited)", { legacy: "backToSourceRateLimit" }),
+    maxContentLength: field(
+      "bytes",
+      1024 ** 4,
+      "largest task accepted (e.g. 1TiB): a content length over it, from the origin, a parent or the scheduler, is refused before anything is allocated",
+      { check: positive },
+    ),
   },
   source: {
     timeout: field("duration", 30_000, "origin connect and header timeout", { legacy: "sourceTimeout" }),

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { formatHostPort, type HostPort } from "../common/address.js";
+import { formatHostPort, parseHostPort, type HostPort } from "../common/address.js";
 import type { Logger } from "../common/logger.js";
-import type { DaemonConfig } from "../common/schemas.js";
+import { daemonSchema, type DaemonConfig } from "../common/schemas.js";
 import { daemonv1, HostType, type managerv1, schedulerv1 } from "../protocol/index.js";
 import { Storage } from "./storage/storage.js";
 import { DiskGc } from "./storage/gc.js";
@@ -25,7 +25,7 @@ import { DaemonMetrics } from "./metrics.js";
 import { probeWritable } from "./storage/storage-probe.js";
 import { RateLimits } from "./rate-limits.js";
 import { DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
-import { loadTlsIdentity } from "../common/tls/bind-policy.js";
+import { checkBind, defaultedListen, loadTlsIdentity } from "../common/tls/bind-policy.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
 import { hostIdentity, hostRateLimits, limitsForLog, readPem, type HostIdentity } from "./daemon-setup.js";
 
@@ -118,7 +118,9 @@ export class Daemon {
         piecesPerParent: c.download.piecesPerParent,
         pieceTimeout: c.download.pieceTimeout,
         scheduleTimeout: c.scheduler.scheduleTimeout,
+        maxContentLength: c.download.maxContentLength,
       },
+      tls: this.tls,
       hostId: identity.hostId,
       storage,
       source,
@@ -182,8 +184,11 @@ export class Daemon {
 
   private async startUpload(storage: Storage): Promise<UploadServer> {
     const c = this.o.config;
+    const listen = defaultedListen(c.upload.listen, daemonSchema.upload.listen.default, this.tls !== undefined, c.insecure);
+    checkBind("upload", parseHostPort(listen, "upload listen address").host, this.tls !== undefined, c.insecure, this.log);
     const upload = new UploadServer({
-      listen: c.upload.listen,
+      listen,
+      tls: this.tls,
       storage,
       logger: this.log,
       uploadConcurrency: c.upload.concurrency || (c.seed ? 8 : 4),
@@ -230,7 +235,8 @@ export class Daemon {
       logger: this.log,
       connectTimeoutMs: c.scheduler.connectTimeout,
       intervalMs: c.scheduler.announceInterval,
-      cachedTasks: () => storage.finishedTasks().map((t) => cachedTask(id.hostId, t)),
+      // With TLS only tasks whose pieces all have signed digests.
+      cachedTasks: () => storage.finishedTasks().flatMap((t) => (!this.tls || t.trusted ? [cachedTask(id.hostId, t)] : [])),
       uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
       tls: this.tls,
     });

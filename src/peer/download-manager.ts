@@ -12,6 +12,7 @@ import { PeerTask } from "./download/peer-task.js";
 import { cachedTask, peerIdOf } from "./download/peer-id.js";
 import type { DaemonMetrics } from "./metrics.js";
 import type { RateLimits, RequestLimits, TaskLimits } from "./rate-limits.js";
+import type { TlsIdentity } from "../common/tls/identity.js";
 
 // The download settings a task download runs with (the daemon's config
 // provides them).
@@ -21,6 +22,8 @@ export interface DownloadTuning {
   // Milliseconds.
   pieceTimeout: number;
   scheduleTimeout: number;
+  // Largest content length a task may have (bytes).
+  maxContentLength: number;
 }
 
 export interface TaskHandle {
@@ -49,6 +52,8 @@ export class DownloadManager {
       logger: Logger;
       metrics?: DaemonMetrics;
       rateLimits: RateLimits;
+      // Mutual TLS to parents, pieces checked against signed digests.
+      tls?: TlsIdentity | undefined;
     },
   ) {
     // A piece found corrupt while uploading is fetched again.
@@ -110,6 +115,8 @@ export class DownloadManager {
       piecesPerParent: c.piecesPerParent,
       pieceTimeoutMs: c.pieceTimeout,
       scheduleTimeoutMs: c.scheduleTimeout,
+      maxContentLength: c.maxContentLength,
+      tls: this.deps.tls,
       metrics: this.deps.metrics,
       ...(req.trace ? { trace: req.trace } : {}),
       limits,
@@ -137,8 +144,11 @@ export class DownloadManager {
       .run()
       .then(
         // Each scheduler hears of the finished peer once: the download's own
-        // stream told one of them.
-        () => this.deps.scheduler?.announceCached(cachedTask(this.deps.hostId, task), run.finishReportedTo),
+        // stream told one of them. With TLS only a task every piece of which
+        // has a signed digest (fetched with a grant, or from such peers).
+        () => {
+          if (this.announceable(task)) this.deps.scheduler?.announceCached(cachedTask(this.deps.hostId, task), run.finishReportedTo);
+        },
         async (err: DamselflyError) => {
           // A task that filled the disk cannot finish and would keep the
           // daemon from storing anything else: give its space back.
@@ -204,6 +214,11 @@ export class DownloadManager {
   // `cache rm`.
   removeIdle(tasks: LocalTask[]): Promise<{ removed: LocalTask[]; freed: number }> {
     return removeIdle(this.deps.storage, this.deps.scheduler, tasks);
+  }
+
+  // A finished task other peers may be sent here for.
+  announceable(task: LocalTask): boolean {
+    return task.done && (!this.deps.tls || task.trusted);
   }
 
   isRunning(id: string): boolean {

@@ -2,7 +2,9 @@
 // (peer/upload) and read by the downloader (peer/download): plain HTTP/1.1
 // with keep-alive.
 //   GET /v1/tasks/{taskId}/pieces/{n}   one verified piece; its CRC-32 in
-//                                       PIECE_CRC32_HEADER
+//                                       PIECE_CRC32_HEADER, and with TLS its
+//                                       fetcher-signed SHA-256 record in
+//                                       PIECE_DIGEST_HEADER
 //   GET /v1/tasks/{taskId}/sync         the piece-availability stream:
 //                                       newline-delimited JSON, one
 //                                       SyncMessage per line. Parents push;
@@ -11,12 +13,43 @@
 // Errors are JSON {code, message} with our stable code in ERROR_HEADER; a
 // parent whose upload slots are all taken answers 503 with
 // DF_ERR_UPLOAD_BUSY.
+// With TLS the data plane is mutual TLS between peer and seed-peer
+// certificates, and a child trusts only signed records (protocol/trust.ts):
+// the task's geometry from the "bundle" sync messages (sent once per stream
+// and fetcher), each piece's SHA-256 from the record that comes with the
+// piece's bytes. The record rides with the piece rather than on the sync
+// stream: a child fetches each piece once but hears of it from every parent,
+// so digests on the sync stream would cost every child a record per piece
+// per parent, and the header binds the record to the very bytes it covers.
 
 import { DamselflyError } from "../common/errors.js";
 export { ERROR_HEADER } from "./headers.js";
 
 export const SYNC_CONTENT_TYPE = "application/x-ndjson";
 export const PIECE_CRC32_HEADER = "x-damselfly-piece-crc32";
+// "SHA256HEX FETCHER-FINGERPRINT SIGNATURE" (see PieceRecord).
+export const PIECE_DIGEST_HEADER = "x-damselfly-piece-digest";
+
+// A piece's signed digest as it travels and is stored: the SHA-256 of its
+// bytes, the fingerprint of the fetcher's certificate (whose bundle the
+// child verified) and the fetcher's signature (trust.ts signPiece).
+export interface PieceRecord {
+  readonly sha256: string;
+  readonly fetcher: string;
+  readonly sig: string;
+}
+
+const RECORD = /^([0-9a-f]{64}) ([0-9A-F:]{95}) ([A-Za-z0-9+/=]{16,1024})$/;
+
+export function formatPieceRecord(r: PieceRecord): string {
+  return `${r.sha256} ${r.fetcher} ${r.sig}`;
+}
+
+// undefined when malformed.
+export function parsePieceRecord(value: string | undefined): PieceRecord | undefined {
+  const m = value === undefined ? null : RECORD.exec(value);
+  return m ? { sha256: m[1]!, fetcher: m[2]!, sig: m[3]! } : undefined;
+}
 
 // A child's peer ID in the query: letters, digits, '.', '_' or '-'.
 const PEER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -66,6 +99,9 @@ export type SyncMessage =
   | { type: "suggest"; pieces: number[] }
   | { type: "suggest-end" }
   | { type: "failed"; code: string; message: string; sourceStatus?: number }
+  // With TLS: one trust bundle (trust.ts encodeRecord, as text) the parent
+  // holds; each once per stream, before any piece it covers.
+  | { type: "bundle"; record: string }
   | { type: "ping" };
 
 export function encodeSyncLine(msg: SyncMessage): string {
@@ -135,6 +171,8 @@ function parseSyncLine(line: string): SyncMessage {
     if (!Array.isArray(msg.pieces) || !msg.pieces.every((x) => Number.isSafeInteger(x) && x >= 0)) throw new Error("malformed suggest message");
   } else if (msg.type === "info") {
     if (!Number.isSafeInteger(msg.contentLength) || !Number.isSafeInteger(msg.pieceLength)) throw new Error("malformed info message");
+  } else if (msg.type === "bundle") {
+    if (typeof msg.record !== "string") throw new Error("malformed bundle message");
   }
   return msg;
 }

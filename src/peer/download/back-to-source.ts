@@ -8,6 +8,8 @@ import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
 import type { TaskAnnouncer } from "./task-announcer.js";
 import { fetchFromSource, type SourceFetchHooks } from "./source-fetcher.js";
+import { checkGeometry } from "../../protocol/trust.js";
+import type { TaskTrust } from "./task-trust.js";
 
 export interface BackToSourceOptions {
   task: LocalTask;
@@ -30,6 +32,11 @@ export interface BackToSourceOptions {
   inFlight: ReadonlyMap<number, string>;
   // Every byte from the origin, at its offset (the digest checks).
   feed(offset: number, chunk: Uint8Array): void;
+  // Largest content length a task may have.
+  maxContentLength: number;
+  // With TLS: signs the geometry and each piece when this peer holds the
+  // scheduler's grant.
+  trust?: TaskTrust | undefined;
 }
 
 // A download's trips to the origin: each run fetches the pieces still
@@ -78,14 +85,20 @@ export class BackToSource {
     const task = o.task;
     return {
       onInfo: async (contentLength, pieceLength, known) => {
+        // Bounded like any answer, before anything is allocated.
+        checkGeometry(known ? contentLength : 0, pieceLength, o.maxContentLength);
         await task.setInfo(contentLength, pieceLength, o.makeRoom);
+        // Signed (and kept) before any piece it covers is stored.
+        if (known) await o.trust?.signGeometry(contentLength, pieceLength);
         o.announcer.backToSourceStarted(contentLength, pieceLength, known);
       },
-      onPiece: async (n, crc, length, costMicros) => {
+      signs: () => o.trust?.signing ?? false,
+      onPiece: async (n, crc, length, costMicros, sha256) => {
         if (task.pieces.has(n)) return;
         o.stats.bytesFromSource += length;
         o.metrics?.piece("origin", length, costMicros / 1e6);
-        await task.markPiece({ number: n, crc, length });
+        const trust = sha256 === undefined ? undefined : o.trust?.signPiece(n, length, sha256);
+        await task.markPiece(trust ? { number: n, crc, length, trust } : { number: n, crc, length });
         o.progressed();
         o.announcer.pieceFinished(n, length, crc, BigInt(Math.round(costMicros)), "");
       },

@@ -1,3 +1,5 @@
+import { PIECE_DIGEST_HEADER } from "../../protocol/data-plane.js";
+
 // The head of an HTTP/1.x response, as the daemon's raw-socket clients (piece
 // fetches, sync streams) read it from a parent: just what they act on.
 export interface ResponseHead {
@@ -6,6 +8,8 @@ export interface ResponseHead {
   contentLength: number;
   chunked: boolean;
   keepAlive: boolean;
+  // PIECE_DIGEST_HEADER's value (TLS: the piece's signed digest).
+  digest?: string;
 }
 
 const HEAD_END = Buffer.from("\r\n\r\n");
@@ -20,6 +24,7 @@ export function parseResponseHead(text: string): ResponseHead | undefined {
   let contentLength = -1;
   let keepAlive = m[1] === "1";
   let chunked = false;
+  let digest: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(":");
@@ -37,10 +42,14 @@ export function parseResponseHead(text: string): ResponseHead | undefined {
       // Only chunked is ever sent to us; anything else we cannot frame.
       if (value.toLowerCase() !== "chunked") return undefined;
       chunked = true;
+    } else if (name === PIECE_DIGEST_HEADER) {
+      // Two records: no record.
+      if (digest !== undefined) return undefined;
+      digest = value;
     }
   }
   if (chunked) contentLength = -1;
-  return { status: Number(m[2]), contentLength, chunked, keepAlive };
+  return { status: Number(m[2]), contentLength, chunked, keepAlive, ...(digest !== undefined ? { digest } : {}) };
 }
 
 export type HeadResult = { head: ResponseHead; rest: Buffer } | "partial" | "too-long" | "malformed";

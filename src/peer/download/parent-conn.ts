@@ -3,8 +3,9 @@ import { piecePath, syncPath, type SyncMessage } from "../../protocol/index.js";
 import { PieceClient } from "./piece-client.js";
 import { readSyncStream } from "./sync-client.js";
 import type { PieceSink } from "./piece-writer.js";
-import { PieceResponse } from "./piece-response.js";
+import { PieceResponse, type PieceResult, type PieceVerifier } from "./piece-response.js";
 import type { Throttle } from "../../common/token-bucket.js";
+import type { ConnectionOptions } from "node:tls";
 
 export interface ParentAddress {
   peerId: string;
@@ -30,6 +31,13 @@ export interface ParentConnOptions {
   // This download's peer ID, sent with every request (`?peer=`): a seed peer
   // in initial seeding matches requests to the pieces it suggested.
   childId?: string | undefined;
+  // Mutual TLS to parents: options for each new connection.
+  tls?: (() => ConnectionOptions) | undefined;
+  // With TLS: each piece's digest record and bytes are checked.
+  verify?: PieceVerifier | undefined;
+  // Whether an ad for piece n of `length` bytes fits the task's geometry
+  // (task-geometry.ts pieceFits); a parent whose ad does not is dropped.
+  fits?: ((n: number, length: number) => boolean) | undefined;
 }
 
 // One parent as seen by a child: its advertised pieces (from its sync stream),
@@ -62,6 +70,9 @@ export class ParentConn {
 
   private readonly reads: { pieceReads: number } | undefined;
   private readonly throttle: Throttle | undefined;
+  private readonly tls: (() => ConnectionOptions) | undefined;
+  private readonly verify: PieceVerifier | undefined;
+  private readonly fits: ((n: number, length: number) => boolean) | undefined;
 
   constructor(
     readonly addr: ParentAddress,
@@ -71,11 +82,15 @@ export class ParentConn {
     this.reads = opts.reads;
     this.throttle = opts.throttle;
     this.childId = opts.childId;
+    this.tls = opts.tls;
+    this.verify = opts.verify;
+    this.fits = opts.fits;
     this.timeouts = { connectMs: Math.min(opts.pieceTimeoutMs, 5_000), headMs: opts.pieceTimeoutMs };
     this.pieceClient = new PieceClient(addr.ip, addr.port, {
       maxConnections: opts.piecesPerParent,
       connectTimeoutMs: this.timeouts.connectMs,
       idleTimeoutMs: opts.pieceTimeoutMs,
+      tls: opts.tls,
     });
   }
 
@@ -119,9 +134,10 @@ export class ParentConn {
         idleTimeoutMs: 60_000,
         signal: this.syncAbort.signal,
         label: this.id,
+        tls: this.tls,
       },
       (msg) => {
-        if (msg.type === "pieces") for (const [n, crc, length] of msg.pieces) this.pieces.set(n, { crc, length });
+        if (msg.type === "pieces") this.advertised(msg.pieces);
         else if (msg.type === "suggest") {
           // An empty list too: suggestions are on, ask only for what is named.
           const set = (this.suggested ??= new Set());
@@ -138,12 +154,39 @@ export class ParentConn {
     if (!ended) throw new DamselflyError("DF_ERR_PARENT_FAILED", `parent ${this.id} closed its sync stream early`);
   }
 
+  // A "pieces" message: a piece that cannot be the task's (past its end, or
+  // longer than a piece) ends the stream, and the parent is dropped before
+  // anything is written or allocated for it.
+  private advertised(pieces: Array<[number, number, number]>): void {
+    for (const [n, crc, length] of pieces) {
+      if (this.fits && !this.fits(n, length)) {
+        throw new DamselflyError("DF_ERR_GEOMETRY_INVALID", `parent ${this.id} advertised piece ${n} of ${length} bytes, which is not the task's`);
+      }
+      this.pieces.set(n, { crc, length });
+    }
+  }
+
   // Downloads one piece straight into the task file; resolves with the
-  // verified CRC, rejects on HTTP error, short body or CRC mismatch.
-  fetchPiece(task: PieceSink, n: number, offset: number, signal?: AbortSignal): Promise<{ crc: number; length: number }> {
+  // verified CRC (and with TLS the checked digest record), rejects on HTTP
+  // error, short body, CRC or digest mismatch.
+  fetchPiece(task: PieceSink, n: number, offset: number, signal?: AbortSignal): Promise<PieceResult> {
     const ad = this.pieces.get(n);
     if (!ad) return Promise.reject(new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `parent ${this.id} does not have piece ${n}`));
-    const target = { parentId: this.id, n, offset, ad, sink: task, reads: this.reads, throttle: this.throttle };
+    // Advertised before the geometry was known: checked again against it.
+    if (this.fits && !this.fits(n, ad.length)) {
+      return Promise.reject(new DamselflyError("DF_ERR_GEOMETRY_INVALID", `parent ${this.id}'s piece ${n} of ${ad.length} bytes is not the task's`));
+    }
+    const target = {
+      parentId: this.id,
+      n,
+      offset,
+      ad,
+      sink: task,
+      reads: this.reads,
+      throttle: this.throttle,
+      verify: this.verify,
+      noGather: this.tls !== undefined,
+    };
     const got = (micros: number): void => {
       this.busyStreak = 0;
       this.recordRate(ad.length, micros);

@@ -25,8 +25,13 @@ export interface ParentSetOptions {
 
 // What a parent's sync stream tells the download.
 export interface ParentSetHooks {
-  // The task's size (a parent knows it).
-  sizeKnown(contentLength: number, pieceLength: number): void;
+  // The parent's idea of the task's size (its "info"; -1: unknown yet).
+  sizeKnown(conn: ParentConn, contentLength: number, pieceLength: number): void;
+  // With TLS: a trust bundle the parent holds (its record's text).
+  bundle(conn: ParentConn, record: string): void;
+  // The parent sent something no honest parent would (a piece outside the
+  // task, a record that does not verify).
+  distrust(conn: ParentConn, err: DamselflyError): void;
   // The parent reported a failure.
   failed(conn: ParentConn, err: DamselflyError): void;
   // The sync stream broke.
@@ -82,14 +87,17 @@ export class ParentSet {
       .sync((msg) => this.onMessage(conn, msg))
       .then(() => h.changed())
       .catch((err) => {
-        if (!conn.closed) h.broken(conn, `sync stream: ${(err as Error).message}`);
+        if (conn.closed) return;
+        const code = err instanceof DamselflyError ? err.code : undefined;
+        if (code === "DF_ERR_GEOMETRY_INVALID" || code === "DF_ERR_TRUST_INVALID") h.distrust(conn, err as DamselflyError);
+        else h.broken(conn, `sync stream: ${(err as Error).message}`);
       });
   }
 
   private onMessage(conn: ParentConn, msg: SyncMessage): void {
     const h = this.o.hooks;
-    if (msg.type === "info" && msg.pieceLength > 0 && msg.contentLength >= 0) h.sizeKnown(msg.contentLength, msg.pieceLength);
-    else if (msg.type === "info" && msg.pieceLength > 0 && this.o.task.meta.pieceLength === 0) this.o.task.setInfo(-1, msg.pieceLength).catch(() => undefined);
+    if (msg.type === "info") h.sizeKnown(conn, msg.contentLength, msg.pieceLength);
+    else if (msg.type === "bundle") h.bundle(conn, msg.record);
     if (msg.type === "failed") {
       h.failed(
         conn,

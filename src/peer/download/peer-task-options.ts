@@ -6,6 +6,10 @@ import type { HttpSource } from "../source/http-source.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
 import type { SchedulerLink } from "./scheduler-link.js";
+import type { TlsIdentity } from "../../common/tls/identity.js";
+import type { ParentConnOptions } from "./parent-conn.js";
+import { pieceFits } from "./task-geometry.js";
+import type { TaskTrust } from "./task-trust.js";
 
 // See piecesAtOnce().
 const PIECE_TARGET_MS = 2_000;
@@ -29,6 +33,11 @@ export interface PeerTaskOptions {
   limits?: TaskLimits;
   // Asked before the task's data file grows (the disk GC).
   makeRoom?: MakeRoom | undefined;
+  // Largest content length a task may have (download.maxContentLength).
+  maxContentLength: number;
+  // Mutual TLS to parents, and pieces checked against fetcher-signed
+  // digests (task-trust.ts).
+  tls?: TlsIdentity | undefined;
 }
 
 export interface PeerTaskStats {
@@ -52,4 +61,21 @@ export function piecesAtOnce(o: Pick<PeerTaskOptions, "piecesInFlight" | "limits
   const rate = o.limits?.rate ?? 0;
   if (rate <= 0 || pieceLength <= 0) return o.piecesInFlight;
   return Math.max(1, Math.min(o.piecesInFlight, Math.ceil((rate * PIECE_TARGET_MS) / 1000 / pieceLength)));
+}
+
+// How a download's parent connections are made and checked.
+export function parentConnOptions(o: PeerTaskOptions, stats: PeerTaskStats, trust: TaskTrust | undefined): ParentConnOptions {
+  const tls = o.tls;
+  return {
+    piecesPerParent: o.piecesPerParent,
+    pieceTimeoutMs: o.pieceTimeoutMs,
+    reads: stats,
+    throttle: o.limits?.fromParents,
+    childId: o.peerId,
+    fits: (n, length) => pieceFits(o.task, o.maxContentLength, n, length),
+    // The server must be a peer or seed peer of our CA; options are made
+    // per connection, so a rotated certificate is used from then on.
+    tls: tls ? () => tls.clientOptions({ roles: ["peer", "seed-peer"] }) : undefined,
+    verify: trust ? trust.check.bind(trust) : undefined,
+  };
 }

@@ -12,13 +12,17 @@ import { ParentSet } from "./parent-set.js";
 import { PieceFetcher } from "./piece-fetcher.js";
 import { BackToSource } from "./back-to-source.js";
 import { DownloadState } from "./download-state.js";
-import type { PeerTaskOptions, PeerTaskStats } from "./peer-task-options.js";
+import { parentConnOptions, type PeerTaskOptions, type PeerTaskStats } from "./peer-task-options.js";
+import { TaskTrust } from "./task-trust.js";
+import { GeometryIntake } from "./task-geometry.js";
 
 export type { PeerTaskOptions, PeerTaskStats };
 
 // With fewer parents than this left after dropping one, ask the scheduler for
 // more (each ask counts toward its reschedule limit).
 const MIN_PARENTS = 2;
+// A piece that failed for one of these is the parent's lie, not bad luck.
+const LIES = new Set(["DF_ERR_PIECE_CORRUPT", "DF_ERR_TRUST_INVALID", "DF_ERR_GEOMETRY_INVALID"]);
 
 // Conducts one task download on this daemon: talks to the scheduler over one
 // announce stream, keeps a set of parents (ParentSet: who holds which
@@ -51,6 +55,9 @@ export class PeerTask {
   private lastProgress = Date.now();
   private watchdog: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  // With TLS: the fetchers this download trusts, or its own grant.
+  private readonly trust: TaskTrust | undefined;
+  private readonly geometry: GeometryIntake;
   // One span for the download, one per back-to-source run and one per parent
   // (its pieces summed up): never one per piece.
   private readonly span: Span;
@@ -63,21 +70,26 @@ export class PeerTask {
       parent: o.trace,
       attributes: { "damselfly.task_id": o.task.id, "damselfly.peer_id": o.peerId, "damselfly.host_id": o.hostId, "url.full": spanUrl(o.download.url) },
     });
-    const conn = {
-      piecesPerParent: o.piecesPerParent,
-      pieceTimeoutMs: o.pieceTimeoutMs,
-      reads: this.stats,
-      throttle: o.limits?.fromParents,
-      childId: o.peerId,
-    };
+    const trust = (this.trust = o.tls ? new TaskTrust(o.tls, o.task, o.maxContentLength, this.log) : undefined);
+    this.geometry = new GeometryIntake({
+      task: o.task,
+      maxContentLength: o.maxContentLength,
+      trust,
+      log: this.log,
+      ended: () => this.state.ended,
+      setInfo: (contentLength, pieceLength) => this.setInfo(contentLength, pieceLength).catch((e) => this.fail(DamselflyError.from(e))),
+      distrust: (conn, e) => this.distrust(conn, e),
+    });
     this.parents = new ParentSet({
       task: o.task,
       selfId: o.peerId,
-      conn,
+      conn: parentConnOptions(o, this.stats, trust),
       span: this.span,
       log: this.log,
       hooks: {
-        sizeKnown: (contentLength, pieceLength) => this.setInfo(contentLength, pieceLength).catch((e) => this.fail(DamselflyError.from(e))),
+        sizeKnown: (conn, contentLength, pieceLength) => this.geometry.fromParent(conn, contentLength, pieceLength),
+        bundle: (conn, record) => this.geometry.bundle(conn, record),
+        distrust: (conn, e) => this.distrust(conn, e),
         // An origin failure on the seed is everyone's failure.
         failed: (conn, e) => (e.code === "DF_ERR_SOURCE_STATUS" && conn.addr.isSeed ? this.fail(e) : this.dropParent(conn, e.message)),
         broken: (conn, reason) => this.dropParent(conn, reason),
@@ -116,6 +128,7 @@ export class PeerTask {
       progressed: () => (this.lastProgress = Date.now()),
       inFlight: this.fetcher.inFlight,
       feed: (offset, chunk) => this.digests?.feed(offset, chunk),
+      trust,
     });
   }
 
@@ -171,18 +184,26 @@ export class PeerTask {
     switch (r.case) {
       case "normalTask": {
         const info = r.value.task;
-        if (info?.contentLengthKnown && !this.o.task.infoKnown) {
-          this.setInfo(Number(info.contentLength), Number(info.pieceLength)).catch((e) => this.fail(DamselflyError.from(e)));
-        }
+        if (info?.contentLengthKnown && !this.o.task.infoKnown) this.geometry.fromScheduler(Number(info.contentLength), Number(info.pieceLength));
         for (const p of r.value.candidateParents)
           this.parents.add({ peerId: p.peerId, hostId: p.hostId, ip: p.ip, port: p.uploadPort, isSeed: p.hostType === HostType.SEED });
         this.announcer.downloadStarted();
         break;
       }
       case "needBackToSource":
+        // With the scheduler's grant this peer signs what it fetches, so
+        // others can take it from us.
+        if (this.trust && r.value.grant.length > 0) {
+          this.trust.granted(r.value.grant).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "cannot keep the signed geometry"));
+        }
         this.startBackToSource(r.value.description || "scheduler asked");
         break;
       case "emptyTask":
+        // With TLS nobody but the origin says what the task holds.
+        if (this.trust) {
+          this.fallbackToSource("the scheduler says the task is empty");
+          break;
+        }
         this.setInfo(0, this.o.download.pieceLength ? Number(this.o.download.pieceLength) : MIN_PIECE_LENGTH)
           .then(() => this.complete())
           .catch((e) => this.fail(DamselflyError.from(e)));
@@ -206,12 +227,13 @@ export class PeerTask {
     if (this.parents.size === 0 && this.state.phase !== "source") this.fallbackToSource("scheduler stream lost and no parent");
   }
 
-  private dropParent(conn: ParentConn, reason: string): void {
+  // `report`: the scheduler hears of it (the blocklist) whatever is left.
+  private dropParent(conn: ParentConn, reason: string, report = false): void {
     if (!this.parents.drop(conn, reason) || !this.state.pulling) return;
     // The scheduler decides whether the remaining parents can still feed us;
     // plenty of parents holding what we miss need no new decision.
     if (this.announcer.connected) {
-      if (this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
+      if (report || this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
     } else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
     this.pieces.run();
   }
@@ -223,6 +245,14 @@ export class PeerTask {
   private async setInfo(contentLength: number, pieceLength: number): Promise<void> {
     await this.o.task.setInfo(contentLength, pieceLength, this.o.makeRoom);
     this.pieces.run();
+  }
+
+  // A parent that lied (bogus geometry, a record that does not verify,
+  // bytes that do not match their signed digest): dropped for this task and
+  // reported, its ID on the blocklist sent with a reschedule.
+  private distrust(conn: ParentConn, e: DamselflyError): void {
+    this.log.warn({ parent: conn.id, code: e.code, err: e.message }, "parent sent what no honest parent would: dropped");
+    this.dropParent(conn, `${e.code}: ${e.message}`, true);
   }
 
   // A piece from `parent` is in the file and checked: record and report it.
@@ -240,10 +270,14 @@ export class PeerTask {
       this.fail(e);
       return;
     }
+    if (LIES.has(e.code)) {
+      this.distrust(parent, e);
+      return;
+    }
     if (!e.temporary) {
       parent.failures++;
       this.log.info({ parent: parent.id, piece: n, err: e.message }, "piece failed; retrying elsewhere");
-      if (e.code === "DF_ERR_PIECE_CORRUPT" || parent.failures >= 3) this.dropParent(parent, e.message);
+      if (parent.failures >= 3) this.dropParent(parent, e.message);
     }
   }
 
@@ -317,18 +351,7 @@ export class PeerTask {
     await t.markDone(this.resumedPieces === 0, this.digests?.checksTask ? true : undefined, contentDigest);
     this.finishReportedTo = this.announcer.scheduler;
     this.announcer.finished(this.stats.backToSource, t.meta.contentLength, t.meta.pieceLength, t.totalPieces);
-    this.log.info(
-      {
-        bytesFromPeers: this.stats.bytesFromPeers,
-        bytesFromSource: this.stats.bytesFromSource,
-        busyAnswers: this.stats.busyAnswers,
-        endgameWins: this.stats.endgameWins,
-        pieceReads: this.stats.pieceReads,
-        parents: this.parents.everHad,
-        contentLength: t.meta.contentLength,
-      },
-      "task downloaded",
-    );
+    this.log.info({ ...this.stats, parents: this.parents.everHad, contentLength: t.meta.contentLength }, "task downloaded");
     this.cleanup();
     this.o.metrics?.downloadSucceeded();
     this.endSpan();

@@ -1,4 +1,5 @@
 import net from "node:net";
+import tls from "node:tls";
 import { DamselflyError } from "../../common/errors.js";
 import { HeadReader } from "./http1-head.js";
 
@@ -16,8 +17,9 @@ import { HeadReader } from "./http1-head.js";
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 export interface PieceResponseHandler {
-  // The response head: a status, and the body length the parent announced.
-  onStart(status: number, contentLength: number): void;
+  // The response head: a status, the body length the parent announced, and
+  // the piece's signed digest record (with TLS).
+  onStart(status: number, contentLength: number, digest?: string): void;
   // A view into a shared buffer, valid only until this call returns: copy
   // what must outlive it.
   onData(chunk: Buffer): void;
@@ -43,6 +45,9 @@ export interface PieceClientOptions {
   // An unused connection is closed after this long (well under the upload
   // server's keep-alive timeout).
   keepAliveMs?: number;
+  // Mutual TLS: options for each new connection (asked at each connect, so
+  // a rotated certificate is used from then on).
+  tls?: (() => tls.ConnectionOptions) | undefined;
 }
 
 const enum Phase {
@@ -117,16 +122,16 @@ class Connection {
     port: number,
     private readonly opts: PieceClientOptions,
   ) {
-    this.socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) },
-    });
+    const onread = { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) };
+    // Over TLS the reads land in the same buffer, decrypted (tls.connect
+    // documents onread; its type does not list it).
+    this.socket = opts.tls
+      ? tls.connect({ ...opts.tls(), host, port, onread } as tls.ConnectionOptions).setNoDelay(true)
+      : net.connect({ host, port, noDelay: true, onread });
     this.socket.setTimeout(opts.connectTimeoutMs, () => {
       this.fail(new DamselflyError("DF_ERR_PARENT_FAILED", this.connected ? "parent sent nothing in time" : "connecting to the parent timed out"));
     });
-    this.socket.on("connect", () => {
+    this.socket.on(opts.tls ? "secureConnect" : "connect", () => {
       this.connected = true;
       this.socket.setTimeout(opts.idleTimeoutMs);
     });
@@ -236,7 +241,7 @@ class Connection {
     }
     this.remaining = parsed.contentLength;
     this.phase = Phase.Body;
-    ex.handler.onStart(parsed.status, parsed.contentLength);
+    ex.handler.onStart(parsed.status, parsed.contentLength, parsed.digest);
     if (ex.done) return undefined;
     return got.rest;
   }

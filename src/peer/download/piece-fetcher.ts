@@ -2,6 +2,7 @@ import { DamselflyError } from "../../common/errors.js";
 import type { LocalTask } from "../storage/local-task.js";
 import type { ParentConn } from "./parent-conn.js";
 import { MemorySink } from "./piece-writer.js";
+import type { PieceResult } from "./piece-response.js";
 
 // An endgame duplicate is asked only for pieces in flight this long (a
 // duplicate that loses wastes a parent's upload).
@@ -52,10 +53,10 @@ export class PieceFetcher {
     const ctrl = new AbortController();
     const done = parent
       .fetchPiece(t, n, offset, AbortSignal.any([this.c.signal, ctrl.signal]))
-      .then(async ({ crc, length }) => {
+      .then(async (got) => {
         this.dups.get(n)?.abort();
         if (t.pieces.has(n)) return;
-        await this.store(n, crc, length, parent, started);
+        await this.store(n, got, parent, started);
         parent.failures = 0;
         this.c.served(parent);
       })
@@ -101,7 +102,7 @@ export class PieceFetcher {
     const started = process.hrtime.bigint();
     parent
       .fetchPiece(sink, n, offset, AbortSignal.any([this.c.signal, ctrl.signal]))
-      .then(async ({ crc, length }) => {
+      .then(async (got) => {
         const orig = this.fetches.get(n);
         if (this.c.ended() || t.pieces.has(n) || !orig) return;
         // Stop the original and let its writes land before ours.
@@ -112,7 +113,7 @@ export class PieceFetcher {
         try {
           await t.writev(offset, [sink.buf]);
           this.c.stats.endgameWins++;
-          await this.store(n, crc, length, parent, started);
+          await this.store(n, got, parent, started);
         } finally {
           this.inFlight.delete(n);
         }
@@ -126,9 +127,9 @@ export class PieceFetcher {
       });
   }
 
-  private async store(n: number, crc: number, length: number, parent: ParentConn, started: bigint): Promise<void> {
+  private async store(n: number, { crc, length, trust }: PieceResult, parent: ParentConn, started: bigint): Promise<void> {
     this.c.stats.bytesFromPeers += length;
-    await this.c.task.markPiece({ number: n, crc, length });
+    await this.c.task.markPiece(trust ? { number: n, crc, length, trust } : { number: n, crc, length });
     parent.piecesServed++;
     this.c.stored(n, crc, length, parent, (process.hrtime.bigint() - started) / 1000n);
   }

@@ -11,7 +11,7 @@ import { PieceSelector } from "./piece-selector.js";
 const ENDGAME_PIECES = 4;
 
 export interface PiecePumpDeps {
-  options: Pick<PeerTaskOptions, "task" | "piecesInFlight" | "piecesPerParent" | "limits">;
+  options: Pick<PeerTaskOptions, "task" | "piecesInFlight" | "piecesPerParent" | "limits" | "tls">;
   state: DownloadState;
   parents: ParentSet;
   fetcher: PieceFetcher;
@@ -48,7 +48,9 @@ export class PiecePump {
   run(): void {
     const { task, piecesPerParent } = this.d.options;
     const { parents, fetcher } = this.d;
-    if (!this.d.state.pulling || task.meta.pieceLength <= 0) return;
+    // With TLS nothing is asked of a parent before a verified bundle gave
+    // the task its geometry.
+    if (!this.d.state.pulling || task.meta.pieceLength <= 0 || (this.d.options.tls && !task.infoKnown)) return;
     if (task.infoKnown && task.pieces.size === task.totalPieces) {
       this.d.complete();
       return;

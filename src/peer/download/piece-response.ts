@@ -1,5 +1,6 @@
 import { DamselflyError } from "../../common/errors.js";
 import type { Throttle } from "../../common/token-bucket.js";
+import type { PieceRecord } from "../../protocol/data-plane.js";
 import type { PieceRequest, PieceResponseHandler } from "./piece-client.js";
 import { PieceWriter, type PieceSink } from "./piece-writer.js";
 
@@ -27,7 +28,13 @@ const BUSY = new DamselflyError("DF_ERR_UPLOAD_BUSY", "parent's upload slots are
 export interface PieceResult {
   crc: number;
   length: number;
+  // With TLS: the piece's signed digest, checked (kept to relay it).
+  trust?: PieceRecord | undefined;
 }
+
+// With TLS: checks a piece's digest record (the PIECE_DIGEST_HEADER value)
+// and the SHA-256 of its bytes (TaskTrust.check); throws when either fails.
+export type PieceVerifier = (n: number, length: number, sha256: string, record: string | undefined) => PieceRecord;
 
 // The piece asked for and where its bytes go.
 export interface PieceTarget {
@@ -41,6 +48,10 @@ export interface PieceTarget {
   reads: { pieceReads: number } | undefined;
   // Rate limits every read counts against.
   throttle: Throttle | undefined;
+  verify?: PieceVerifier | undefined;
+  // Over TLS each read is one TLS record (16 KiB) however much waits in the
+  // kernel: pausing to gather bigger reads would only slow the piece down.
+  noGather?: boolean;
 }
 
 export interface PieceOutcome {
@@ -59,6 +70,7 @@ export interface PieceOutcome {
 export class PieceResponse implements PieceResponseHandler {
   settled = false;
   private status = 0;
+  private record: string | undefined;
   private writer: PieceWriter | undefined;
   private bodyAt = 0;
   private req: PieceRequest | undefined;
@@ -88,10 +100,11 @@ export class PieceResponse implements PieceResponseHandler {
     else this.out.reject(err);
   }
 
-  onStart(statusCode: number): void {
+  onStart(statusCode: number, _length: number, record?: string): void {
     this.status = statusCode;
+    this.record = record;
     if (statusCode === 200) {
-      this.writer = new PieceWriter(this.t.sink, this.t.offset, this.t.ad.length, PARENT_WRITE_WINDOW);
+      this.writer = new PieceWriter(this.t.sink, this.t.offset, this.t.ad.length, PARENT_WRITE_WINDOW, this.t.verify !== undefined);
       this.bodyAt = performance.now();
     }
   }
@@ -118,7 +131,7 @@ export class PieceResponse implements PieceResponseHandler {
         () => req!.resume(),
         () => req!.resume(),
       );
-    } else if (chunk.length < GATHER_BYTES) this.gather(writer, req!);
+    } else if (chunk.length < GATHER_BYTES && !t.noGather) this.gather(writer, req!);
   }
 
   // Pauses reading while this connection gathers about GATHER_BYTES.
@@ -168,8 +181,19 @@ export class PieceResponse implements PieceResponseHandler {
       this.out.forget();
       throw new DamselflyError("DF_ERR_PIECE_CORRUPT", `piece ${t.n} from parent ${t.parentId} failed its CRC-32 check`);
     }
+    // A CRC the parent chose proves nothing to a child with TLS: the bytes
+    // must hash to what the fetcher signed.
+    let trust: PieceRecord | undefined;
+    if (t.verify) {
+      try {
+        trust = t.verify(t.n, t.ad.length, w.sha256(), this.record);
+      } catch (err) {
+        this.out.forget();
+        throw err;
+      }
+    }
     this.out.got(Number(process.hrtime.bigint() - this.started) / 1000);
-    return { crc: w.crc, length: t.ad.length };
+    return { crc: w.crc, length: t.ad.length, trust };
   }
 
   private broke(err: unknown): unknown {

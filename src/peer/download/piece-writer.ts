@@ -1,3 +1,4 @@
+import { createHash, type Hash } from "node:crypto";
 import { crc32Update } from "../../common/pieces.js";
 import { buffers } from "../buffer-pool.js";
 // Where a piece's bytes go: the task file, or memory (an endgame duplicate).
@@ -36,7 +37,8 @@ const MAX_UNWRITTEN = 4 * 1024 * 1024;
 
 // Streams one piece's bytes into the task file at the piece's offset,
 // copying network chunks into 1 MiB staging buffers written one call each,
-// and computing the CRC on the way. The piece becomes visible only when the caller marks it after
+// and computing the CRC (and with `sha256`, the SHA-256 a signed digest
+// is checked against or made from) on the way. The piece becomes visible only when the caller marks it after
 // checking length and CRC; until then its region may hold anything.
 export class PieceWriter {
   crc = 0;
@@ -48,6 +50,7 @@ export class PieceWriter {
   private writing: Promise<void> = Promise.resolve();
   private unwritten = 0;
   private error: unknown;
+  private readonly hash: Hash | undefined;
 
   constructor(
     private readonly task: PieceSink,
@@ -55,8 +58,20 @@ export class PieceWriter {
     readonly expectedLength: number,
     // Many pieces stream in at once from parents: each gets a small window.
     private readonly maxUnwritten = MAX_UNWRITTEN,
+    sha256 = false,
   ) {
     this.flushedTo = offset;
+    this.hash = sha256 ? createHash("sha256") : undefined;
+  }
+
+  get hashing(): boolean {
+    return this.hash !== undefined;
+  }
+
+  // Lower-case hex SHA-256 of the bytes taken (once, when complete).
+  sha256(): string {
+    if (!this.hash) throw new Error("PieceWriter made without sha256");
+    return this.hash.digest("hex");
   }
 
   // Takes the bytes of `chunk` that belong to this piece and returns how many
@@ -76,6 +91,7 @@ export class PieceWriter {
     let take = chunk.length <= room ? chunk : chunk.subarray(0, room);
     if (take.length === 0) return 0;
     this.crc = crc32Update(take, this.crc);
+    this.hash?.update(take);
     this.received += take.length;
     while (take.length > 0) {
       if (!this.stage) this.stage = buffers.get(Math.min(FLUSH_AT, this.expectedLength - this.flushedTo + this.offset));

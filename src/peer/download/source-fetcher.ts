@@ -8,7 +8,10 @@ import type { Throttle } from "../../common/token-bucket.js";
 export interface SourceFetchHooks {
   // Called once the origin told us the size (or that it will not).
   onInfo(contentLength: number, pieceLength: number, known: boolean): Promise<void> | void;
-  onPiece(n: number, crc: number, length: number, costMicros: number): Promise<void> | void;
+  // `sha256`: the piece's digest, when signs() asked for it.
+  onPiece(n: number, crc: number, length: number, costMicros: number, sha256?: string): Promise<void> | void;
+  // Hash each piece with SHA-256 too (this peer signs what it fetches).
+  signs?(): boolean;
   // Pieces another source (a parent) finished meanwhile are not rewritten.
   isDone(n: number): boolean;
   // Every byte written, in arrival order, at its offset in the file.
@@ -91,7 +94,8 @@ async function fetchRun({ source, task, url, headers, hooks, signal, throttle }:
 async function fetchWhole({ source, task, url, headers, userPieceLength, hooks, signal, throttle }: SourceJob): Promise<void> {
   const res = await source.fetch(url, headers, undefined, signal);
   const known = res.contentLength >= 0;
-  const pieceLength = userPieceLength || (known ? pieceLengthFor(res.contentLength) : MIN_PIECE_LENGTH);
+  // A piece length the task has already (asked for, or a parent's) stays.
+  const pieceLength = task.meta.pieceLength || userPieceLength || (known ? pieceLengthFor(res.contentLength) : MIN_PIECE_LENGTH);
   await hooks.onInfo(known ? res.contentLength : -1, pieceLength, known);
   if (known && res.contentLength === 0) {
     res.body.destroy();
@@ -125,14 +129,15 @@ async function consume(
   const startedAt = new Map<number, bigint>();
   const open = (k: number) => {
     startedAt.set(k, process.hrtime.bigint());
-    return k >= first && k <= last && !hooks.isDone(k) ? new PieceWriter(task, k * pieceLength, pieceEnd(k) - k * pieceLength) : undefined;
+    if (k < first || k > last || hooks.isDone(k)) return undefined;
+    return new PieceWriter(task, k * pieceLength, pieceEnd(k) - k * pieceLength, undefined, hooks.signs?.() ?? false);
   };
   writer = open(n);
   const finish = async (k: number, w: PieceWriter | undefined, length: number) => {
     if (!w) return;
     await w.flush();
     if (w.received !== length) throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `origin response ended inside piece ${k}`, { temporary: true });
-    await hooks.onPiece(k, w.crc, length, Number(process.hrtime.bigint() - (startedAt.get(k) ?? 0n)) / 1000);
+    await hooks.onPiece(k, w.crc, length, Number(process.hrtime.bigint() - (startedAt.get(k) ?? 0n)) / 1000, w.hashing ? w.sha256() : undefined);
     startedAt.delete(k);
   };
   // Finished pieces are flushed and reported while the next one streams in;

@@ -1,4 +1,5 @@
 import net from "node:net";
+import tls from "node:tls";
 import { DamselflyError } from "../../common/errors.js";
 import { SYNC_CONTENT_TYPE, SyncLineSplitter, type SyncMessage } from "../../protocol/index.js";
 import { HeadReader } from "./http1-head.js";
@@ -27,6 +28,8 @@ export interface SyncStreamOptions {
   signal: AbortSignal;
   // Names the parent in errors.
   label: string;
+  // Mutual TLS: options for the connection (asked when it is made).
+  tls?: (() => tls.ConnectionOptions) | undefined;
 }
 
 const enum Body {
@@ -79,16 +82,16 @@ class SyncStreamReader {
 
   start(): void {
     const opts = this.opts;
-    const socket = (this.socket = net.connect({
-      host: opts.host,
-      port: opts.port,
-      noDelay: true,
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) },
-    }));
+    const onread = { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer) };
+    const { port } = opts;
+    // tls.connect documents onread; its type does not list it.
+    const socket = (this.socket = opts.tls
+      ? tls.connect({ ...opts.tls(), host: opts.host, port, onread } as tls.ConnectionOptions).setNoDelay(true)
+      : net.connect({ host: opts.host, port, noDelay: true, onread }));
     if (opts.signal.aborted) return this.onAbort();
     opts.signal.addEventListener("abort", this.onAbort, { once: true });
     socket.setTimeout(opts.connectTimeoutMs, () => this.fail(this.broken(this.state === Body.Head ? "no answer in time" : "parent went quiet")));
-    socket.on("connect", () => socket.setTimeout(opts.headTimeoutMs));
+    socket.on(opts.tls ? "secureConnect" : "connect", () => socket.setTimeout(opts.headTimeoutMs));
     socket.on("error", (err) => this.fail(this.broken(err.message)));
     // The parent closing mid-stream: a close-delimited body ends here, any
     // other was cut short (the caller decides whether it had what it needed).

@@ -8,9 +8,11 @@ import { DigestVerifier } from "./digest-verifier.js";
 // - the task's own: a content-addressed task must be exactly its digest
 //   before it is marked done (CRCs only prove the pieces match what the
 //   origin or a parent sent);
-// - a requester's: a URL task whose requester named a digest. The verdict is
-//   the requester's business, not the task's: others may ask for the same
-//   URL with another digest or none.
+// - a requester's: a URL task whose requester named a digest. Content that
+//   does not match it fails the download like the task's own digest: the
+//   task is discarded (never served or announced) and the next request
+//   fetches it afresh; a poisoned copy must not outlive the check that
+//   caught it.
 export class TaskDigests {
   private readonly own: DigestVerifier | undefined;
   private readonly advisory: DigestVerifier | undefined;
@@ -38,15 +40,13 @@ export class TaskDigests {
     this.advisory?.feed(offset, chunk);
   }
 
-  // Once every piece is stored: rejects when the task's own check fails;
-  // resolves with the requester's digest when the content matched it.
+  // Once every piece is stored: rejects when a check fails; resolves with
+  // the requester's digest when the content matched it.
   async result(): Promise<string | undefined> {
     if (this.own) await this.own.result;
     if (!this.advisory || !this.download.digest) return undefined;
-    return this.advisory.result.then(
-      () => formatDigest(parseDigest(this.download.digest)),
-      () => undefined,
-    );
+    await this.advisory.result;
+    return formatDigest(parseDigest(this.download.digest));
   }
 
   close(): void {

@@ -3,8 +3,11 @@ import { constants, copyFile, open, rename, stat, writeFile, type FileHandle } f
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
 import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
+import type { TrustBundle } from "../../protocol/trust.js";
 import { PieceLog, type PieceInfo } from "./piece-log.js";
 import { STORE_FILE_MODE } from "./modes.js";
+import { TaskBundles } from "./task-bundles.js";
+import { ReaderWants } from "./reader-wants.js";
 
 export type { PieceInfo };
 
@@ -41,6 +44,7 @@ export interface LocalTaskEvents {
   info: [];
   done: [];
   failed: [DamselflyError];
+  bundle: [TrustBundle];
 }
 
 // One task on disk: `data` (pieces at their offsets), `task.json` (metadata)
@@ -51,6 +55,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Pieces verified on receipt by this process.
   private readonly received = new Set<number>();
   private readonly pieceLog: PieceLog;
+  // With TLS: the fetchers' signed geometry its piece records refer to.
+  readonly bundles: TaskBundles;
   failure: DamselflyError | undefined;
   // Every stored piece was CRC-checked by this process (on receipt, or by a
   // full pass after a restart). Cleared when a piece turns out corrupt.
@@ -61,10 +67,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Told whenever the data file is used (the store keeps an LRU of open files).
   onOpenUse: ((t: LocalTask) => void) | undefined;
   private writeChain: Promise<void> = Promise.resolve();
-  // Pieces local readers (the proxy, a streaming `get`) are blocked on, with
-  // how many readers wait for each and since when (Date.now()): the download
-  // fetches these first.
-  private readonly wants = new Map<number, { readers: number; since: number }>();
+  // Pieces local readers are blocked on (the download fetches these first).
+  private readonly wants = new ReaderWants();
   // Downloads, readers and uploads using the task now: the disk GC never
   // evicts a task while this is above zero. A counter, not a closure per
   // holder: uploads take it per piece.
@@ -75,6 +79,8 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // Storage.flushAccessTimes).
   private savedAccessAt: number;
   private metaChain: Promise<void> = Promise.resolve();
+  private infoChain: Promise<void> = Promise.resolve();
+  private latestInfo: { contentLength: number; pieceLength: number } | undefined;
 
   constructor(
     readonly dir: string,
@@ -87,6 +93,17 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
       this.onOpenUse?.(this);
       if (this.removed) throw new DamselflyError("DF_ERR_CANCELLED", `task ${this.id} was removed`);
     });
+    this.bundles = new TaskBundles(
+      join(dir, "bundles.json"),
+      (b) => this.emit("bundle", b),
+      () => this.removed,
+    );
+  }
+
+  // Done, and every piece's signed digest held with its fetcher's bundle:
+  // with TLS only such a task is served to children and announced as cached.
+  get trusted(): boolean {
+    return this.meta.done && this.bundles.coverAll(this.pieces.values());
   }
 
   retain(): void {
@@ -117,28 +134,15 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
 
   // A reader waits for piece n until the returned function is called.
   want(n: number): () => void {
-    const w = this.wants.get(n);
-    if (w) w.readers++;
-    else this.wants.set(n, { readers: 1, since: Date.now() });
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = this.wants.get(n);
-      if (left && --left.readers === 0) this.wants.delete(n);
-    };
+    return this.wants.want(n);
   }
 
-  // Since when (Date.now()) a reader has been waiting for piece n.
   wantedSince(n: number): number | undefined {
-    return this.wants.get(n)?.since;
+    return this.wants.since(n);
   }
 
-  // The lowest piece a local reader is blocked on, if any.
   firstWanted(): number | undefined {
-    let min: number | undefined;
-    for (const n of this.wants.keys()) if (min === undefined || n < min) min = n;
-    return min;
+    return this.wants.first();
   }
 
   get dataPath(): string {
@@ -214,20 +218,36 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     await rename(tmp, this.dataPath);
   }
 
+  // The geometry last taken (setInfo may still be applying it), else the
+  // task's.
+  get answered(): { contentLength: number; pieceLength: number } {
+    return this.latestInfo ?? this.meta;
+  }
+
   // Records content length and piece length once the origin (or a parent) told us.
   // `makeRoom` is asked before the data file grows to its full length (the
-  // disk GC frees space first if the filesystem cannot hold it).
-  async setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
-    const changed = this.meta.contentLength !== contentLength || this.meta.pieceLength !== pieceLength;
-    if (!changed) return;
-    if (this.infoKnown && this.meta.contentLength !== contentLength) {
-      throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `content length changed from ${this.meta.contentLength} to ${contentLength}`);
+  // disk GC frees space first if the filesystem cannot hold it). The caller
+  // bounds them (trust.ts checkGeometry); once known they never change: a
+  // piece length that changed would move every piece and grow the file.
+  // Checked at once against the last answer taken; applied in order.
+  setInfo(contentLength: number, pieceLength: number, makeRoom?: MakeRoom): Promise<void> {
+    const m = this.answered;
+    if (m.contentLength === contentLength && m.pieceLength === pieceLength) return this.infoChain;
+    if ((m.contentLength >= 0 && m.pieceLength > 0) || (m.pieceLength > 0 && m.pieceLength !== pieceLength) || contentLength < -1 || pieceLength <= 0) {
+      const why = `task ${this.id} is ${m.contentLength} bytes in pieces of ${m.pieceLength}: told ${contentLength} in pieces of ${pieceLength}`;
+      return Promise.reject(new DamselflyError("DF_ERR_GEOMETRY_INVALID", why));
     }
-    if (contentLength > 0 && !this.infoKnown) await makeRoom?.(this, contentLength);
-    this.meta = { ...this.meta, contentLength, pieceLength };
-    if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
-    await this.saveMeta();
-    this.emit("info");
+    this.latestInfo = { contentLength, pieceLength };
+    const next = this.infoChain.then(async () => {
+      if (contentLength > 0) await makeRoom?.(this, contentLength);
+      this.meta = { ...this.meta, contentLength, pieceLength };
+      if (contentLength >= 0) await this.withHandle((fh) => fh.truncate(contentLength));
+      await this.saveMeta();
+      this.emit("info");
+    });
+    // Not applied (no room): the task's own geometry stands.
+    this.infoChain = next.catch(() => void (this.latestInfo = undefined));
+    return next;
   }
 
   // Writes go to the file one system call at a time: the kernel serialises
@@ -365,9 +385,7 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   }
 
   // Parses pieces.log (see PieceLog).
-  static parseLog(text: string): Map<number, PieceInfo> {
-    return PieceLog.parse(text);
-  }
+  static readonly parseLog = PieceLog.parse;
 }
 
 // The chunks left after the first `n` bytes (a short write).

@@ -1,14 +1,19 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { STORE_FILE_MODE } from "./modes.js";
+import { parsePieceRecord, type PieceRecord } from "../../protocol/data-plane.js";
 
 export interface PieceInfo {
   number: number;
   crc: number;
   length: number;
+  // With TLS: the piece's SHA-256 as its fetcher signed it, kept to be
+  // relayed with the piece (a child checks it; no holder can make one).
+  trust?: PieceRecord | undefined;
 }
 
 // A task's `pieces.log`: an append-only list of verified pieces ("<n> <crc>
-// <length>"; "-<n>" drops one), so a crash loses at most the piece being
+// <length>", followed by " <sha256> <fetcher> <sig>" for a piece with a
+// signed digest; "-<n>" drops one), so a crash loses at most the piece being
 // written. Appends are serialised so lines never interleave. The file stays
 // open while pieces arrive (one open per piece cost more than the write) and
 // is closed when the task is done.
@@ -28,7 +33,8 @@ export class PieceLog {
   }
 
   added(p: PieceInfo): Promise<void> {
-    return this.append(`${p.number} ${p.crc} ${p.length}\n`);
+    const t = p.trust;
+    return this.append(t ? `${p.number} ${p.crc} ${p.length} ${t.sha256} ${t.fetcher} ${t.sig}\n` : `${p.number} ${p.crc} ${p.length}\n`);
   }
 
   dropped(n: number): Promise<void> {
@@ -65,8 +71,15 @@ export class PieceLog {
         pieces.delete(Number(del[1]));
         continue;
       }
-      const m = /^(\d+) (\d+) (\d+)$/.exec(line);
-      if (m) pieces.set(Number(m[1]), { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) });
+      const m = /^(\d+) (\d+) (\d+)(?: (.+))?$/.exec(line);
+      if (!m) continue;
+      const p: PieceInfo = { number: Number(m[1]), crc: Number(m[2]), length: Number(m[3]) };
+      if (m[4] !== undefined) {
+        // A record cut short by a crash: the piece is not kept.
+        p.trust = parsePieceRecord(m[4]);
+        if (!p.trust) continue;
+      }
+      pieces.set(p.number, p);
     }
     return pieces;
   }

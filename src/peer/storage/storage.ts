@@ -15,10 +15,10 @@ import { LocalTask, type TaskMeta } from "./local-task.js";
 // exhaust descriptors).
 const MAX_OPEN_FILES = 128;
 // The files a task directory may hold that are ours (task.json, its
-// temporary while saved, the piece log, the data file and its copy while it
-// is given a new inode). Anything else in there is someone else's: never
+// temporary while saved, the piece log, the trust bundles and their
+// temporary, the data file and its copy while it is given a new inode). Anything else in there is someone else's: never
 // counted, never deleted.
-const OWN_FILE = /^(?:data|task\.json|pieces\.log|task\.json\.\d+\.tmp|data\.\d+\.unshare)$/;
+const OWN_FILE = /^(?:data|task\.json|pieces\.log|bundles\.json|(?:task|bundles)\.json\.\d+\.tmp|data\.\d+\.unshare)$/;
 
 export interface StorageEvents {
   // A reader found a stored piece of the task corrupt and dropped it (the
@@ -81,6 +81,7 @@ export class Storage extends EventEmitter<StorageEvents> {
           task.onOpenUse = this.onOpenUse;
           const log = await readFile(join(dir, "pieces.log"), "utf8").catch(() => "");
           for (const [n, p] of LocalTask.parseLog(log)) task.pieces.set(n, p);
+          await task.bundles.load();
           if (task.meta.done && !task.isComplete()) task.meta = { ...task.meta, done: false };
           this.tasks.set(id, task);
         } catch (e) {

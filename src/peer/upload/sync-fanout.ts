@@ -17,6 +17,9 @@ export class SyncFanout {
   private timer: NodeJS.Timeout | undefined;
   private readonly members = new Set<FanoutMember>();
   private readonly onPiece = (p: PieceInfo): void => {
+    // With TLS a piece without its signed digest is not handed on (one
+    // whose fetcher's bundle comes later is announced with the bundle).
+    if (this.trust && !this.task.bundles.covers(p)) return;
     this.batch.push([p.number, p.crc, p.length]);
     this.timer ??= setTimeout(() => this.flush(), this.batchMs);
   };
@@ -24,6 +27,7 @@ export class SyncFanout {
   constructor(
     private readonly task: LocalTask,
     private readonly batchMs: number,
+    private readonly trust = false,
   ) {}
 
   // The caller has just sent the child every piece the task holds, the

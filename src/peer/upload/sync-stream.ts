@@ -1,7 +1,8 @@
 import type http from "node:http";
 import type { DamselflyError } from "../../common/errors.js";
 import { encodeSyncLine, SYNC_CONTENT_TYPE, type SyncMessage } from "../../protocol/index.js";
-import type { LocalTask } from "../storage/local-task.js";
+import type { LocalTask, PieceInfo } from "../storage/local-task.js";
+import type { TrustBundle } from "../../protocol/trust.js";
 import type { PieceOffers } from "./piece-offers.js";
 import type { FanoutMember, SyncFanout } from "./sync-fanout.js";
 
@@ -27,17 +28,18 @@ export class SyncStream {
     private readonly res: http.ServerResponse,
     private readonly fanout: SyncFanout,
     private readonly offers: { offers: PieceOffers; child: string } | undefined,
+    private readonly trust = false,
   ) {}
 
   start(req: http.IncomingMessage): void {
     const { task, res } = this;
     res.writeHead(200, { "content-type": SYNC_CONTENT_TYPE, "cache-control": "no-store" });
     if (task.meta.pieceLength > 0) this.sendInfo();
+    if (this.trust) for (const b of task.bundles.all) this.sendBundle(b);
     // Before any piece list: a child that hears of pieces before it knows
     // suggestions are on would ask for them freely.
     if (this.offers) this.send({ type: "suggest", pieces: [] });
-    const existing = [...task.pieces.values()];
-    if (existing.length > 0) this.send({ type: "pieces", pieces: existing.map((p) => [p.number, p.crc, p.length]) });
+    this.sendPieces(this.trust ? (p) => task.bundles.covers(p) : () => true);
     this.member = this.fanout.join((line) => {
       if (!res.destroyed) res.write(line);
     });
@@ -49,6 +51,7 @@ export class SyncStream {
     if (this.offers) this.joinOffers(this.offers.offers, this.offers.child);
     if (task.done) return this.onDone();
     task.on("info", this.sendInfo);
+    if (this.trust) task.on("bundle", this.onBundle);
     task.on("done", this.onDone);
     task.on("failed", this.onFailed);
     req.on("close", this.cleanup);
@@ -58,7 +61,26 @@ export class SyncStream {
     if (!this.res.destroyed) this.res.write(encodeSyncLine(msg));
   }
 
-  private readonly sendInfo = (): void => this.send({ type: "info", contentLength: this.task.meta.contentLength, pieceLength: this.task.meta.pieceLength });
+  private readonly sendInfo = (): void => {
+    if (!this.trust) this.send({ type: "info", contentLength: this.task.meta.contentLength, pieceLength: this.task.meta.pieceLength });
+  };
+
+  private sendBundle(b: TrustBundle): void {
+    this.send({ type: "bundle", record: JSON.stringify(b) });
+  }
+
+  private sendPieces(which: (p: PieceInfo) => boolean): void {
+    const pieces: Array<[number, number, number]> = [];
+    for (const p of this.task.pieces.values()) if (which(p)) pieces.push([p.number, p.crc, p.length]);
+    if (pieces.length > 0) this.send({ type: "pieces", pieces });
+  }
+
+  // A new fetcher's bundle: the pieces it signed that were held back go out
+  // after it.
+  private readonly onBundle = (b: TrustBundle): void => {
+    this.sendBundle(b);
+    this.sendPieces((p) => p.trust?.fetcher === b.grant.fetcher);
+  };
 
   // Suggestions go out at once (not batched with the piece list): the seed's
   // few fresh pieces are what the child should ask for next.
@@ -108,6 +130,7 @@ export class SyncStream {
     clearInterval(this.ping);
     if (this.member) this.fanout.leave(this.member);
     this.task.off("info", this.sendInfo);
+    this.task.off("bundle", this.onBundle);
     this.task.off("done", this.onDone);
     this.task.off("failed", this.onFailed);
   };

@@ -1,4 +1,5 @@
 import http from "node:http";
+import https from "node:https";
 import type { Socket } from "node:net";
 import { DamselflyError } from "../../common/errors.js";
 import { isTaskId } from "../../common/task-id.js";
@@ -9,13 +10,15 @@ import { closeServer, listenOn } from "../../common/http-server.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
-import { childOf, ERROR_HEADER, parseDataPlaneUrl, PIECE_CRC32_HEADER } from "../../protocol/index.js";
+import { childOf, ERROR_HEADER, formatPieceRecord, parseDataPlaneUrl, PIECE_CRC32_HEADER, PIECE_DIGEST_HEADER } from "../../protocol/index.js";
 import { buffers } from "../buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
 import { SyncStream } from "./sync-stream.js";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { Throttle } from "../../common/token-bucket.js";
+import type { TlsIdentity } from "../../common/tls/identity.js";
+import { identityOfSocket } from "../../common/tls/roles.js";
 
 const CHUNK = 512 * 1024;
 // How long a piece request waits for a free upload slot before it is told
@@ -47,6 +50,9 @@ export interface UploadServerOptions {
   // A seed peer suggests distinct pieces to its children until every piece
   // has been offered once (see PieceOffers).
   superSeeding?: boolean;
+  // Mutual TLS: only peer and seed-peer certificates of the cluster CA are
+  // served, and only pieces with a signed digest (see LocalTask.trusted).
+  tls?: TlsIdentity | undefined;
 }
 
 export interface UploadStats {
@@ -63,7 +69,10 @@ export interface UploadStats {
 //   GET /healthy, /healthz, /readyz
 // Only pieces recorded as verified are served, and each is re-checked against
 // its CRC while it streams: a piece that fails is cut off before its last byte
-// and dropped from the store.
+// and dropped from the store. With TLS a client without a cluster
+// certificate fails the handshake, one of another role is answered 403
+// DF_ERR_PEER_ROLE, and a piece goes out only with its fetcher-signed
+// digest (a task fetched without a scheduler's grant has none: never served).
 export class UploadServer {
   readonly stats: UploadStats = { active: 0, busy: 0, pieces: 0, bytesTotal: 0, corruptDetected: 0 };
   private server: http.Server | undefined;
@@ -73,15 +82,23 @@ export class UploadServer {
   // Set by drain(): the daemon is leaving, new piece requests are told busy.
   private draining = false;
   private idleWaiter: (() => void) | undefined;
+  // TLS connections already checked: their certificate's role is allowed.
+  private readonly allowed = new WeakSet<object>();
   address: HostPort = { host: "", port: 0 };
 
   constructor(private readonly opts: UploadServerOptions) {}
 
   async start(): Promise<void> {
-    const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => {
+    const opts = { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 };
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.route(req, res).catch((err) => this.fail(res, DamselflyError.from(err)));
-    });
+    };
+    const tls = this.opts.tls;
+    // An HTTPS server is an HTTP server on TLS sockets (same request API).
+    const server = tls ? (https.createServer({ ...opts, ...tls.serverOptions() }, handler) as unknown as http.Server) : http.createServer(opts, handler);
     server.on("connection", (s: Socket) => s.setNoDelay(true));
+    // A rotated certificate is used for new connections.
+    if (tls) tls.attach(server as unknown as https.Server);
     this.address = await listenOn(server, this.opts.listen, "upload listen address");
     this.server = server;
   }
@@ -114,6 +131,7 @@ export class UploadServer {
     const url = req.url ?? "";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
+    if (this.opts.tls) this.checkRole(req);
     if (this.opts.health && isHealthPath(path)) return this.opts.health.answer(path, req.method, res);
     if (req.method !== "GET" && req.method !== "HEAD") {
       throw new DamselflyError("DF_ERR_INVALID_REQUEST", `method ${req.method} not allowed`);
@@ -127,7 +145,11 @@ export class UploadServer {
     const id = r.taskId;
     if (!isTaskId(id)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "task id must be 64 lowercase hex digits");
     const task = this.opts.storage.get(id);
-    if (!task) throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not on this peer`);
+    // With TLS a finished task without a bundle (fetched without a grant)
+    // is not handed on; one still downloading may yet get one.
+    if (!task || (this.opts.tls && task.done && task.bundles.size === 0)) {
+      throw new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not on this peer`);
+    }
     if (this.draining) {
       this.stats.busy++;
       res.writeHead(503, BUSY_HEADERS).end(BUSY_BODY);
@@ -136,6 +158,18 @@ export class UploadServer {
     const child = childOf(r.query);
     if (r.kind === "sync") return this.sync(task, req, res, child);
     return this.piece(task, r.number, req, res, child);
+  }
+
+  // The data plane is for peers and seed peers: the TLS handshake already
+  // proved the certificate is of our CA; here its role.
+  private checkRole(req: http.IncomingMessage): void {
+    const socket = req.socket;
+    if (this.allowed.has(socket)) return;
+    const who = identityOfSocket(socket);
+    if (!who || (who.role !== "peer" && who.role !== "seed-peer")) {
+      throw new DamselflyError("DF_ERR_PEER_ROLE", `the data plane serves peers and seed peers, not ${who ? `a ${who.role}` : "this caller"}`);
+    }
+    this.allowed.add(socket);
   }
 
   // Initial seeding state of a task, while it lasts.
@@ -148,7 +182,8 @@ export class UploadServer {
 
   private async piece(task: LocalTask, n: number, req: http.IncomingMessage, res: http.ServerResponse, child: string | undefined): Promise<void> {
     const info = task.pieces.get(n);
-    if (!info) throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
+    if (!info || (this.opts.tls && !task.bundles.covers(info)))
+      throw new DamselflyError("DF_ERR_PIECE_NOT_FOUND", `piece ${n} of task ${task.id} is not available here`);
     if (child !== undefined) this.offers.get(task)?.requested(child, n);
     // Held from here (waiting for a slot included): the disk GC never evicts
     // a task while a child is fetching from it.
@@ -164,11 +199,13 @@ export class UploadServer {
     this.stats.pieces++;
     try {
       task.touch();
-      res.writeHead(200, {
+      const headers: Record<string, string> = {
         "content-type": "application/octet-stream",
         "content-length": String(info.length),
         [PIECE_CRC32_HEADER]: String(info.crc),
-      });
+      };
+      if (this.opts.tls && info.trust) headers[PIECE_DIGEST_HEADER] = formatPieceRecord(info.trust);
+      res.writeHead(200, headers);
       if (req.method === "HEAD") {
         res.end();
         return;
@@ -267,8 +304,9 @@ export class UploadServer {
     // parent hears of every piece, so a line per piece is the bulk of the
     // control traffic in a big swarm.
     let fanout = this.fanouts.get(task);
-    if (!fanout) this.fanouts.set(task, (fanout = new SyncFanout(task, SYNC_BATCH_MS)));
-    new SyncStream(task, res, fanout, offers ? { offers, child: child! } : undefined).start(req);
+    const trust = this.opts.tls !== undefined;
+    if (!fanout) this.fanouts.set(task, (fanout = new SyncFanout(task, SYNC_BATCH_MS, trust)));
+    new SyncStream(task, res, fanout, offers ? { offers, child: child! } : undefined, trust).start(req);
   }
 
   private fail(res: http.ServerResponse, err: DamselflyError): void {
