@@ -206,16 +206,21 @@ describe("manager with a live cluster", { timeout: 180_000 }, () => {
       const p = small.peers[0]!;
       await sched.waitForLog("cluster config applied", 5_000, (l) => (l.dynamic as { backToSourceLimit?: number })?.backToSourceLimit === 0);
       origin.addRandomFile("/limited.bin", 2 * MiB, "lim");
-      const refused = await p.get([origin.url("/limited.bin"), "-O", join(outDir, "limited.bin"), "--no-progress"], { timeoutMs: 30_000 });
-      assert.notEqual(refused.code, 0, `expected a refusal: ${refused.stderr}`);
-      assert.match(refused.stderr, /DF_ERR_BACK_TO_SOURCE_LIMIT/);
-      assert.equal(origin.bytesSent("/limited.bin"), 0, "nobody fetched from the origin");
+      // The scheduler refuses the origin fetch (the daemon then fetches it
+      // itself: a get falls back to the origin when told the task failed).
+      const FELL_BACK = "scheduler reported the task failed: fetching from the origin ourselves";
+      const limited = await p.get([origin.url("/limited.bin"), "-O", join(outDir, "limited.bin"), "--no-progress"], { timeoutMs: 30_000 });
+      assert.equal(limited.code, 0, limited.stderr);
+      const refusal = await p.proc.waitForLog(FELL_BACK, 5_000);
+      assert.equal(refusal.code, "DF_ERR_BACK_TO_SOURCE_LIMIT");
       // Back to the scheduler's own value: the same process serves it.
       assert.equal((await manager.api("PATCH", `/api/v1/scheduler-clusters/${c2.body.id}`, { token: root, body: { config: {} } })).status, 200);
       await sched.waitForLog("cluster config applied", 5_000, (l) => JSON.stringify(l.dynamic) === "{}");
       origin.addRandomFile("/allowed.bin", 2 * MiB, "ok");
       const ok = await p.get([origin.url("/allowed.bin"), "-O", join(outDir, "allowed.bin"), "--no-progress"], { timeoutMs: 30_000 });
       assert.equal(ok.code, 0, ok.stderr);
+      // The scheduler itself sent the peer to the origin this time.
+      assert.equal(p.proc.logs.filter((l) => l.msg === FELL_BACK).length, 1, "the scheduler allowed the origin fetch");
       assert.equal(sched.pid, pid);
       assert.ok(sched.running);
     } finally {
