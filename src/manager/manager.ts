@@ -84,7 +84,14 @@ export class Manager {
       { metrics: this.metrics, health: this.health },
     );
     if (config.metrics.listen) {
-      this.metricsServer = new MetricsServer({ listen: config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      this.metricsServer = new MetricsServer({
+        listen: config.metrics.listen,
+        registry: this.metrics.registry,
+        health: this.health,
+        logger: this.log,
+        tls: this.tls,
+        insecure: config.insecure,
+      });
       await this.metricsServer.start();
     }
     const { host, port } = parseHostPort(config.server.listen);
