@@ -2,9 +2,9 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { field, secretEnv, type ConfigOf } from "./config.js";
 import { LOG_LEVELS } from "./logger.js";
-import { parseHostPort } from "./address.js";
 import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
+import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -17,47 +17,6 @@ export const DEFAULT_MANAGER_PORT = 8080;
 export const DEFAULT_REGISTRY = "https://index.docker.io";
 // OCI/Docker blob URLs: content-addressed, so safe to share between clients.
 export const DEFAULT_PROXY_RULE = "/v2/.+/blobs/sha256:[0-9a-f]{64}$";
-
-const httpUrl = (v: string) => {
-  try {
-    const u = new URL(v);
-    return u.protocol === "http:" || u.protocol === "https:" ? undefined : "must be an http(s) URL";
-  } catch {
-    return "must be an http(s) URL";
-  }
-};
-const regexList = (v: string[]) => {
-  for (const r of v) {
-    try {
-      new RegExp(r);
-    } catch (err) {
-      return `${JSON.stringify(r)} is not a regular expression: ${(err as Error).message}`;
-    }
-  }
-  return undefined;
-};
-
-const optionalHttpUrl = (v: string) => (v === "" ? undefined : httpUrl(v));
-const optionalAddress = (v: string) => {
-  if (v === "") return undefined;
-  try {
-    parseHostPort(v);
-    return undefined;
-  } catch {
-    return "must be HOST:PORT (or empty: off)";
-  }
-};
-// Mutual TLS (docs/operations/security.md): the three together, or none.
-const tlsGroup = () => ({
-  ca: field("string", "", "cluster CA certificate (PEM): only peers with a certificate it issued are served or dialled", { flag: true, legacy: "tlsCa" }),
-  cert: field("string", "", "this component's certificate (PEM, its role in a spiffe://damselfly/ROLE/NAME URI SAN); re-read when it changes", {
-    flag: true,
-    legacy: "tlsCert",
-  }),
-  key: field("string", "", "this component's private key (PEM); re-read when it changes", { flag: true, legacy: "tlsKey" }),
-});
-const insecureField = () =>
-  field("bool", false, "without --tls-*: allow listening on non-loopback addresses in cleartext, unauthenticated (a network you trust only)");
 
 const METRICS_LISTEN_HELP = "Prometheus /metrics plus /healthz and /readyz on this address (HOST:PORT; empty: off)";
 

@@ -99,7 +99,14 @@ export class Manager {
       this.tls,
     );
     if (config.metrics.listen) {
-      this.metricsServer = new MetricsServer({ listen: config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      this.metricsServer = new MetricsServer({
+        listen: config.metrics.listen,
+        registry: this.metrics.registry,
+        health: this.health,
+        logger: this.log,
+        tls: this.tls,
+        insecure: config.insecure,
+      });
       await this.metricsServer.start();
     }
     await this.app.listen({ host, port });

@@ -98,7 +98,14 @@ export class Daemon {
     // Up before the store loads (a big store takes a while): probes see the
     // process alive but not ready.
     if (c.metrics.listen) {
-      p.metricsServer = new MetricsServer({ listen: c.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      p.metricsServer = new MetricsServer({
+        listen: c.metrics.listen,
+        registry: this.metrics.registry,
+        health: this.health,
+        logger: this.log,
+        tls: this.tls,
+        insecure: c.insecure,
+      });
       await p.metricsServer.start();
     }
     const storage = (p.storage = await this.loadStorage());

@@ -159,7 +159,14 @@ export class Scheduler {
     const listen = defaultedListen(this.config.server.listen, schedulerSchema.server.listen.default, this.tls !== undefined, this.config.insecure);
     checkBind("scheduler", parseHostPort(listen).host, this.tls !== undefined, this.config.insecure, this.log);
     if (this.config.metrics.listen) {
-      this.metricsServer = new MetricsServer({ listen: this.config.metrics.listen, registry: this.metrics.registry, health: this.health, logger: this.log });
+      this.metricsServer = new MetricsServer({
+        listen: this.config.metrics.listen,
+        registry: this.metrics.registry,
+        health: this.health,
+        logger: this.log,
+        tls: this.tls,
+        insecure: this.config.insecure,
+      });
       await this.metricsServer.start();
     }
     this.server = await createRpcServer(listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), {

@@ -215,7 +215,7 @@ describe("daemon API over TCP with TLS", () => {
       timeoutMs: 60_000,
     });
     assert.equal(wrong.code, 9, wrong.stderr);
-    assert.match(wrong.stderr, /DF_ERR_PEER_ROLE: DownloadTask needs a client certificate/);
+    assert.match(wrong.stderr, /DF_ERR_PEER_ROLE: DownloadTask needs a client or scheduler certificate/);
     const noCert = await runGet([o.url("/tls/blob.bin"), "-O", join(dir, "no.bin"), "--no-progress", "--daemon", url], { timeoutMs: 30_000 });
     assert.equal(noCert.code, 2, noCert.stderr);
     const cache = await runDamselfly(["cache", "list", "--daemon", url, ...(await tlsArgs("client", "alice"))], { timeoutMs: 30_000 });

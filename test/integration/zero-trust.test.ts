@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
+import https from "node:https";
+import { readFileSync } from "node:fs";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { sha256File } from "../helpers/store.js";
@@ -47,7 +49,7 @@ describe("zero trust: a TLS cluster on loopback", { timeout: 180_000 }, () => {
     origin = await startOrigin();
     expected = sha256Hex(origin.addRandomFile("/zt.bin", SIZE, "zt"));
     url = origin.url("/zt.bin");
-    cluster = await startCluster({ tls: true, peers: 2 });
+    cluster = await startCluster({ tls: true, peers: 2, schedulerArgs: ["--metrics-listen", "127.0.0.1:0"] });
     stranger = await makePki(join(dir, "stranger"));
   });
   after(async () => {
@@ -91,6 +93,33 @@ describe("zero trust: a TLS cluster on loopback", { timeout: 180_000 }, () => {
     // The data plane serves peers only: a client certificate of our CA is told 403.
     const client = await pki.issue("client", "someone");
     assert.equal(await probe(cluster.peers[0]!.upload, { alpn: "http/1.1", cert: client }), "refused", "upload port: client role");
+  });
+
+  test("the metrics port: /metrics only to a certificate of the cluster CA, probes to anyone", async () => {
+    const line = await cluster.scheduler.proc.waitForLog("scheduler listening", 10_000);
+    const at = String(line.metrics);
+    const get = (path: string, cert?: Awaited<ReturnType<Pki["issue"]>>) =>
+      new Promise<number>((resolve, reject) => {
+        const i = at.lastIndexOf(":");
+        const req = https.get(
+          {
+            host: at.slice(0, i),
+            port: Number(at.slice(i + 1)),
+            path,
+            rejectUnauthorized: false,
+            ...(cert ? { cert: readFileSync(cert.cert), key: readFileSync(cert.key) } : {}),
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+      });
+    assert.equal(await get("/metrics"), 403);
+    assert.equal(await get("/metrics", await stranger.issue("client", "prometheus")), 403);
+    assert.equal(await get("/metrics", await cluster.pki!.issue("client", "prometheus")), 200);
+    assert.equal(await get("/healthz"), 200);
   });
 
   test("a certificate replaced on disk is what new connections see, without a restart", async () => {

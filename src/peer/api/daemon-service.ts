@@ -29,9 +29,10 @@ export interface DaemonServiceDeps {
 // Who may call what over a network API with TLS (on the Unix socket, any
 // local caller; without TLS, the loopback API is open as before): only a
 // scheduler makes this daemon fetch on its own account, only a client
-// certificate downloads through it (docs/operations/security.md).
+// certificate downloads through it, and a scheduler preheats through it
+// (docs/operations/security.md).
 const ROLES: Record<string, readonly Role[]> = {
-  DownloadTask: ["client"],
+  DownloadTask: ["client", "scheduler"],
   TriggerTask: ["scheduler"],
   DeleteTask: ["scheduler", "client"],
   StatTask: ["client", "scheduler"],

@@ -281,14 +281,10 @@ export class PeerTask {
     }
   }
 
-  // The scheduler relays another peer's failure to fetch the task (a real
-  // 404, or a liar's): like the proxy, go to the origin ourselves, whose
-  // own answer then decides, unless back-to-source is disabled.
+  // Another peer's failure to fetch the task (a real 404, or a liar's): like
+  // the proxy, ask the origin ourselves, unless back-to-source is disabled.
   private onTaskFailed(reported: DamselflyError): void {
-    if (this.o.download.disableBackToSource) {
-      this.fail(reported);
-      return;
-    }
+    if (this.o.download.disableBackToSource) return this.fail(reported);
     this.log.info({ code: reported.code, err: reported.message }, "scheduler reported the task failed: fetching from the origin ourselves");
     this.startBackToSource(`scheduler reported the task failed (${reported.code})`);
   }
