@@ -181,7 +181,9 @@ describe("daemon API over TCP with TLS", () => {
     assert.equal(await codeOf(scheduler.triggerTask({ taskId: "" })), "DF_ERR_INVALID_REQUEST", "the trigger passed the role check");
     assert.equal(await codeOf(scheduler.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
     assert.equal(await codeOf(scheduler.deleteTask({ taskId: unknown })), "ok");
-    assert.notEqual(await codeOf(scheduler.downloadTask({ download })), "DF_ERR_PEER_ROLE", "a preheat passes the role check");
+    // (Another URL: the refused callers below must leave /tls/blob.bin untouched.)
+    const preheat = { url: o.url("/tls/preheat.bin"), headers: {} };
+    assert.notEqual(await codeOf(scheduler.downloadTask({ download: preheat })), "DF_ERR_PEER_ROLE", "a preheat passes the role check");
     assert.equal(await codeOf(scheduler.listTasks({})), "DF_ERR_PEER_ROLE");
     // Another peer: nothing.
     for (const call of [
@@ -220,7 +222,8 @@ describe("daemon API over TCP with TLS", () => {
     assert.equal(noCert.code, 2, noCert.stderr);
     const cache = await runDamselfly(["cache", "list", "--daemon", url, ...(await tlsArgs("client", "alice"))], { timeoutMs: 30_000 });
     assert.equal(cache.code, 0, cache.stderr);
-    assert.match(cache.stdout.toString(), /1 task\(s\)/);
+    // The client's download and the (failed) preheat of a missing file.
+    assert.match(cache.stdout.toString(), /2 task\(s\)/);
   });
 
   test("get sends nothing to an https daemon API whose certificate is not a peer's or a seed peer's", async (t) => {
