@@ -185,7 +185,7 @@ export class ParentConn {
       reads: this.reads,
       throttle: this.throttle,
       verify: this.verify,
-      noGather: this.tls !== undefined,
+      tlsReads: this.tls !== undefined,
     };
     const got = (micros: number): void => {
       this.busyStreak = 0;

@@ -50,8 +50,9 @@ export interface PieceTarget {
   throttle: Throttle | undefined;
   verify?: PieceVerifier | undefined;
   // Over TLS each read is one TLS record (16 KiB) however much waits in the
-  // kernel: pausing to gather bigger reads would only slow the piece down.
-  noGather?: boolean;
+  // kernel, so a read's size says nothing: what one wake-up brought (the
+  // records decrypted back to back) decides instead.
+  tlsReads?: boolean;
 }
 
 export interface PieceOutcome {
@@ -73,6 +74,10 @@ export class PieceResponse implements PieceResponseHandler {
   private record: string | undefined;
   private writer: PieceWriter | undefined;
   private bodyAt = 0;
+  // TLS: bytes of the records read in this wake-up, and whether the check
+  // after it is scheduled.
+  private burst = 0;
+  private burstCheck = false;
   private req: PieceRequest | undefined;
   private readonly started = process.hrtime.bigint();
 
@@ -131,7 +136,25 @@ export class PieceResponse implements PieceResponseHandler {
         () => req!.resume(),
         () => req!.resume(),
       );
-    } else if (chunk.length < GATHER_BYTES && !t.noGather) this.gather(writer, req!);
+    } else if (t.tlsReads) this.afterBurst(chunk.length);
+    else if (chunk.length < GATHER_BYTES) this.gather(writer, req!);
+  }
+
+  // TLS delivers one wake-up's records in one macrotask: gather once it is
+  // over if it brought little. Without this, every packet that arrives wakes
+  // the socket to decrypt part of a record.
+  private afterBurst(n: number): void {
+    this.burst += n;
+    if (this.burstCheck) return;
+    this.burstCheck = true;
+    setImmediate(() => {
+      this.burstCheck = false;
+      const got = this.burst;
+      this.burst = 0;
+      const { writer, req } = this;
+      if (!writer || !req || this.settled || req.paused || writer.complete) return;
+      if (got < GATHER_BYTES) this.gather(writer, req);
+    });
   }
 
   // Pauses reading while this connection gathers about GATHER_BYTES.
