@@ -1,40 +1,21 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { AsyncQueue } from "../../src/common/async-queue.js";
-import { loadConfig } from "../../src/common/config.js";
-import { createLogger } from "../../src/common/logger.js";
-import { schedulerSchema } from "../../src/common/schemas.js";
-import { createRpcServer, createRpcTransport, daemonv1, HostType, schedulerv1 } from "../../src/protocol/index.js";
-import { Scheduler } from "../../src/scheduler/index.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createRpcServer, daemonv1, HostType, schedulerv1 } from "../../src/protocol/index.js";
+import type { Scheduler } from "../../src/scheduler/index.js";
 import type { DelayFn } from "../../src/scheduler/scheduling/seed-trigger.js";
-
-type SchedClient = Client<typeof schedulerv1.SchedulerService>;
-type Req = schedulerv1.AnnouncePeerRequest["request"];
-type Resp = schedulerv1.AnnouncePeerResponse;
-type RespValue<C> = Extract<Resp["response"], { case: C }> extends { value: infer V } ? V : never;
+import { LEN, newTaskId, PL, TestPeer, until } from "../helpers/announce-peer.js";
+import { startTlsScheduler, type SchedClient } from "../helpers/scheduler-tls.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-// Task geometry within the scheduler's bounds (512 KiB..64 MiB pieces).
-const PL = 512n * 1024n;
-const LEN = 10n * PL;
-
-let taskSeq = 0;
-const newTaskId = () => createHash("sha256").update(`task-${process.pid}-${taskSeq++}`).digest("hex");
-
 async function startScheduler(flags: Record<string, unknown> = {}, delay?: DelayFn): Promise<{ sched: Scheduler; client: SchedClient }> {
-  const config = loadConfig(schedulerSchema, { envPrefix: "SCHEDULER", flags: { listen: "127.0.0.1:0", seedWait: 5000, ...flags } });
-  const sched = new Scheduler({ config, logger: createLogger("silent"), ...(delay ? { delay } : {}) });
-  await sched.start();
-  cleanups.push(() => sched.close());
-  const client = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://127.0.0.1:${sched.address.port}`));
-  return { sched, client };
+  const s = await startTlsScheduler(undefined, cleanups, flags, delay ? { delay } : {});
+  return { sched: s.sched, client: await s.client("peer", "test") };
 }
 
 async function announce(client: SchedClient, id: string, opts: { seed?: boolean; apiPort?: number; slots?: number } = {}): Promise<boolean> {
@@ -53,115 +34,6 @@ async function announce(client: SchedClient, id: string, opts: { seed?: boolean;
   return res.newHost;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timeout: ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-// One AnnouncePeer stream driven by the test.
-class TestPeer {
-  readonly reqs = new AsyncQueue<schedulerv1.AnnouncePeerRequest>();
-  private readonly it: AsyncIterator<Resp>;
-  private pending: Promise<IteratorResult<Resp>> | undefined;
-  private readonly ctrl = new AbortController();
-
-  constructor(
-    client: SchedClient,
-    readonly hostId: string,
-    readonly taskId: string,
-    readonly peerId: string,
-  ) {
-    // Connect clients need a request iterable with throw(): an async generator.
-    const reqs = this.reqs;
-    const source = (async function* () {
-      yield* reqs;
-    })();
-    this.it = client.announcePeer(source, { signal: this.ctrl.signal })[Symbol.asyncIterator]();
-    // Abort, not just half-close: a stream with unread responses would keep the
-    // server's graceful shutdown waiting.
-    cleanups.push(() => {
-      this.close();
-      this.abort();
-    });
-  }
-
-  send(request: Req): void {
-    this.reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
-  }
-
-  register(opts: { disableBackToSource?: boolean; url?: string; finishedPieces?: number } = {}): void {
-    this.send({
-      case: "registerPeer",
-      value: create(schedulerv1.RegisterPeerRequestSchema, {
-        download: { url: opts.url ?? "http://origin.test/file", headers: { authorization: "secret" }, disableBackToSource: opts.disableBackToSource ?? false },
-        finishedPieces: opts.finishedPieces ?? 0,
-      }),
-    });
-  }
-
-  async next(ms = 3000): Promise<Resp> {
-    this.pending ??= this.it.next();
-    const r = await withTimeout(this.pending, ms, `response for ${this.peerId}`);
-    this.pending = undefined;
-    if (r.done) throw new Error(`stream of ${this.peerId} ended`);
-    return r.value;
-  }
-
-  async expect<C extends NonNullable<Resp["response"]["case"]>>(kind: C, ms = 3000): Promise<RespValue<C>> {
-    const r = await this.next(ms);
-    assert.equal(r.response.case, kind, `${this.peerId}: expected ${kind}, got ${r.response.case}`);
-    return r.response.value as unknown as RespValue<C>;
-  }
-
-  async expectSilence(ms: number): Promise<void> {
-    this.pending ??= this.it.next();
-    const r = await Promise.race([this.pending.then((x) => x), new Promise<"quiet">((res) => setTimeout(() => res("quiet"), ms))]);
-    assert.equal(r, "quiet", `${this.peerId}: expected no response, got ${JSON.stringify(r === "quiet" ? r : r.value?.response.case)}`);
-  }
-
-  async error(ms = 3000): Promise<ConnectError> {
-    try {
-      await this.next(ms);
-    } catch (e) {
-      if (e instanceof Error && e.message.startsWith("timeout")) throw e;
-      return ConnectError.from(e);
-    }
-    throw new Error("expected the stream to fail");
-  }
-
-  startSource(contentLength = LEN, pieceLength = PL): void {
-    this.send({
-      case: "backToSourceStarted",
-      value: create(schedulerv1.BackToSourceStartedRequestSchema, { contentLength, pieceLength, contentLengthKnown: true }),
-    });
-  }
-
-  finish(contentLength = LEN, pieceLength = PL, totalPieces = 10): void {
-    this.send({ case: "peerFinished", value: create(schedulerv1.PeerFinishedRequestSchema, { contentLength, pieceLength, totalPieces }) });
-  }
-
-  close(): void {
-    this.reqs.close();
-  }
-
-  abort(): void {
-    this.ctrl.abort();
-  }
-}
-
-// Polls a condition (the scheduler's state, a fake daemon's calls): the test
-// goes on when the scheduler has acted, however long that takes under load.
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 // A peer's message has been handled (each stream's messages are handled in
 // order, but streams race one another).
 const sourceStarted = (sched: Scheduler, peerId: string) => until(() => sched.peerSnapshot(peerId)?.sourceStarted === true);
@@ -172,12 +44,12 @@ test("no seed: first peer goes to the origin, a later peer gets it as parent", {
   await announce(client, "ha");
   await announce(client, "hb");
   const task = newTaskId();
-  const a = new TestPeer(client, "ha", task, "pa");
+  const a = new TestPeer(client, cleanups, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource");
   a.startSource();
   await sourceStarted(sched, "pa");
-  const b = new TestPeer(client, "hb", task, "pb");
+  const b = new TestPeer(client, cleanups, "hb", task, "pb");
   b.register();
   const n = await b.expect("normalTask");
   assert.deepEqual(ids(n), ["pa"]);
@@ -194,10 +66,10 @@ test("back-to-source limit: the second peer waits, then gets the first as parent
   await announce(client, "ha");
   await announce(client, "hb");
   const task = newTaskId();
-  const a = new TestPeer(client, "ha", task, "pa");
+  const a = new TestPeer(client, cleanups, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource");
-  const b = new TestPeer(client, "hb", task, "pb");
+  const b = new TestPeer(client, cleanups, "hb", task, "pb");
   b.register();
   await b.expectSilence(300);
   a.startSource();
@@ -207,7 +79,7 @@ test("back-to-source limit: the second peer waits, then gets the first as parent
 test("waiting with back-to-source disabled fails with DF_ERR_NO_PARENT after seedWait", { timeout: 15_000 }, async () => {
   const { client } = await startScheduler({ seedWait: 200 });
   await announce(client, "ha");
-  const a = new TestPeer(client, "ha", newTaskId(), "pa");
+  const a = new TestPeer(client, cleanups, "ha", newTaskId(), "pa");
   a.register({ disableBackToSource: true });
   const f = await a.expect("taskFailed", 3000);
   assert.equal(f.error?.code, "DF_ERR_NO_PARENT");
@@ -234,7 +106,7 @@ test("seed-first cold start: the seed is triggered, fetches from the origin and 
   await announce(client, "hn");
   await announce(client, "hm");
   const task = newTaskId();
-  const n = new TestPeer(client, "hn", task, "pn");
+  const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register({ url: "http://origin.test/big" });
   await until(() => seed.calls.length === 1);
   assert.equal(seed.calls[0]!.taskId, task);
@@ -242,7 +114,7 @@ test("seed-first cold start: the seed is triggered, fetches from the origin and 
   assert.equal(seed.calls[0]!.download?.headers.authorization, "secret");
   await n.expectSilence(100);
 
-  const s = new TestPeer(client, "seed", task, "ps");
+  const s = new TestPeer(client, cleanups, "seed", task, "ps");
   s.register({ url: "http://origin.test/big" });
   await s.expect("needBackToSource");
   s.startSource();
@@ -252,7 +124,7 @@ test("seed-first cold start: the seed is triggered, fetches from the origin and 
 
   // A sibling learns about the seed and the downloading peer; the first peer
   // is told about the sibling once it has a piece.
-  const m = new TestPeer(client, "hm", task, "pm");
+  const m = new TestPeer(client, cleanups, "hm", task, "pm");
   m.register({ url: "http://origin.test/big" });
   assert.deepEqual(ids(await m.expect("normalTask")), ["pn", "ps"]);
   const update = await n.expect("normalTask");
@@ -269,7 +141,7 @@ test("peer-first cold start: the first peer fetches from the origin; a second pe
   await announce(client, "hn");
   await announce(client, "hm");
   const task = newTaskId();
-  const n = new TestPeer(client, "hn", task, "pn");
+  const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register({ url: "http://origin.test/big" });
   await n.expect("needBackToSource");
   n.startSource();
@@ -278,12 +150,12 @@ test("peer-first cold start: the first peer fetches from the origin; a second pe
 
   // A second requester while the first is still fetching: it gets the first
   // as parent, and the seed is triggered to join.
-  const m = new TestPeer(client, "hm", task, "pm");
+  const m = new TestPeer(client, cleanups, "hm", task, "pm");
   m.register({ url: "http://origin.test/big" });
   assert.deepEqual(ids(await m.expect("normalTask")), ["pn"]);
   await until(() => seed.calls.length === 1);
   assert.equal(seed.calls[0]!.download?.headers.authorization, "secret");
-  const s = new TestPeer(client, "seed", task, "ps");
+  const s = new TestPeer(client, cleanups, "seed", task, "ps");
   s.register({ url: "http://origin.test/big" });
   assert.ok(ids(await s.expect("normalTask")).includes("pn"), "the seed copies from the peer instead of the origin");
 });
@@ -296,7 +168,7 @@ test("peer-first cold start: the seed copies a task seedCopyDelay after its firs
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
   const task = newTaskId();
-  const n = new TestPeer(client, "hn", task, "pn");
+  const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register();
   await n.expect("needBackToSource");
   n.startSource();
@@ -310,7 +182,7 @@ test("peer-first cold start: the seed copies a task seedCopyDelay after its firs
   assert.equal(seed.calls.length, 0, "the seed must not copy before seedCopyDelay");
   delayed[0]!.fn();
   await until(() => seed.calls.length === 1);
-  const s = new TestPeer(client, "seed", task, "ps");
+  const s = new TestPeer(client, cleanups, "seed", task, "ps");
   s.register();
   assert.deepEqual(ids(await s.expect("normalTask")), ["pn"]);
 });
@@ -321,10 +193,10 @@ test("origin failure at the seed fails waiting peers with the origin status", { 
   await announce(client, "seed", { seed: true, apiPort: seed.port });
   await announce(client, "hn");
   const task = newTaskId();
-  const n = new TestPeer(client, "hn", task, "pn");
+  const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register();
   await until(() => seed.calls.length === 1);
-  const s = new TestPeer(client, "seed", task, "ps");
+  const s = new TestPeer(client, cleanups, "seed", task, "ps");
   s.register();
   await s.expect("needBackToSource");
   s.send({
@@ -337,7 +209,7 @@ test("origin failure at the seed fails waiting peers with the origin status", { 
   assert.equal(f.error?.code, "DF_ERR_SOURCE_STATUS");
   assert.equal(f.error?.source?.statusCode, 404);
   // Peers arriving right after are told at once.
-  const late = new TestPeer(client, "hn", task, "pl");
+  const late = new TestPeer(client, cleanups, "hn", task, "pl");
   late.register();
   assert.equal((await late.expect("taskFailed")).error?.source?.statusCode, 404);
 });
@@ -346,15 +218,15 @@ test("a peer whose stream closes before finishing disappears from candidates; a 
   const { sched, client } = await startScheduler();
   for (const h of ["ha", "hb", "hc", "hd", "he"]) await announce(client, h);
   const task = newTaskId();
-  const a = new TestPeer(client, "ha", task, "pa");
+  const a = new TestPeer(client, cleanups, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource");
   a.startSource();
   await sourceStarted(sched, "pa");
-  const b = new TestPeer(client, "hb", task, "pb");
+  const b = new TestPeer(client, cleanups, "hb", task, "pb");
   b.register();
   assert.deepEqual(ids(await b.expect("normalTask")), ["pa"]);
-  const c = new TestPeer(client, "hc", task, "pc");
+  const c = new TestPeer(client, cleanups, "hc", task, "pc");
   c.register();
   assert.deepEqual(ids(await c.expect("normalTask")), ["pa", "pb"]);
   await b.expect("normalTask"); // b learns about c
@@ -362,7 +234,7 @@ test("a peer whose stream closes before finishing disappears from candidates; a 
   b.close();
   // c is rescheduled without b.
   assert.deepEqual(ids(await c.expect("normalTask")), ["pa"]);
-  const d = new TestPeer(client, "hd", task, "pd");
+  const d = new TestPeer(client, cleanups, "hd", task, "pd");
   d.register();
   assert.deepEqual(ids(await d.expect("normalTask")), ["pa", "pc"]);
 
@@ -371,7 +243,7 @@ test("a peer whose stream closes before finishing disappears from candidates; a 
   // Handled in order: finished, then the closed stream, after which pa stays.
   await until(() => sched.peerSnapshot("pa")?.streamOpen === false);
   assert.equal(sched.peerSnapshot("pa")?.state, "succeeded");
-  const e = new TestPeer(client, "he", task, "pe");
+  const e = new TestPeer(client, cleanups, "he", task, "pe");
   e.register();
   const got = await e.expect("normalTask");
   assert.ok(ids(got).includes("pa"));
@@ -383,36 +255,36 @@ test("a host that stops announcing is removed with its peers after hostTimeout",
   assert.equal(await announce(client, "hx"), true);
   assert.equal(await announce(client, "hx"), false);
   const task = newTaskId();
-  const x = new TestPeer(client, "hx", task, "px");
+  const x = new TestPeer(client, cleanups, "hx", task, "px");
   x.register();
   await x.expect("needBackToSource");
   x.startSource();
-  const err = await x.error(3000);
+  const err = await x.failure(3000);
   assert.equal(err.code, Code.FailedPrecondition);
   await assert.rejects(client.statTask({ taskId: task }), (e: unknown) => ConnectError.from(e).code === Code.NotFound);
   assert.equal(await announce(client, "hx"), true);
   await announce(client, "hy");
-  const y = new TestPeer(client, "hy", task, "py");
+  const y = new TestPeer(client, cleanups, "hy", task, "py");
   y.register();
   await y.expect("needBackToSource");
 });
 
 test("rejects peers of unannounced hosts and malformed requests", { timeout: 15_000 }, async () => {
   const { client } = await startScheduler();
-  const p = new TestPeer(client, "nobody", newTaskId(), "p1");
+  const p = new TestPeer(client, cleanups, "nobody", newTaskId(), "p1");
   p.register();
-  const e1 = await p.error();
+  const e1 = await p.failure();
   assert.equal(e1.code, Code.FailedPrecondition);
   assert.match(e1.rawMessage, /not announced/);
 
   await announce(client, "ha");
-  const q = new TestPeer(client, "ha", "NOT-A-TASK", "p2");
+  const q = new TestPeer(client, cleanups, "ha", "NOT-A-TASK", "p2");
   q.register();
-  assert.equal((await q.error()).code, Code.InvalidArgument);
+  assert.equal((await q.failure()).code, Code.InvalidArgument);
 
-  const r = new TestPeer(client, "ha", newTaskId(), "p3");
+  const r = new TestPeer(client, cleanups, "ha", newTaskId(), "p3");
   r.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema, {}) });
-  assert.equal((await r.error()).code, Code.InvalidArgument);
+  assert.equal((await r.failure()).code, Code.InvalidArgument);
 });
 
 test("cached tasks make finished parents; leaving hosts take their peers along", { timeout: 15_000 }, async () => {
@@ -421,13 +293,13 @@ test("cached tasks make finished parents; leaving hosts take their peers along",
   await announce(client, "hn");
   const task = newTaskId();
   await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: 0n, pieceLength: 0n, totalPieces: 0 }] });
-  const n = new TestPeer(client, "hn", task, "pn");
+  const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register();
   await n.expect("emptyTask");
 
   const t2 = newTaskId();
   await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: t2, peerId: "cached2", contentLength: LEN, pieceLength: PL, totalPieces: 10 }] });
-  const m = new TestPeer(client, "hn", t2, "pm");
+  const m = new TestPeer(client, cleanups, "hn", t2, "pm");
   m.register();
   const got = await m.expect("normalTask");
   assert.deepEqual(ids(got), ["cached2"]);
@@ -455,11 +327,11 @@ test("a failed seed trigger sends the waiting peer to the origin at once, withou
   await announce(client, "ha");
   await announce(client, "hb");
   const task = newTaskId();
-  const a = new TestPeer(client, "ha", task, "pa");
+  const a = new TestPeer(client, cleanups, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource", 3000);
   assert.equal(calls.length, 1);
-  const b = new TestPeer(client, "hb", task, "pb");
+  const b = new TestPeer(client, cleanups, "hb", task, "pb");
   b.register();
   await b.expect("needBackToSource");
   assert.equal(calls.length, 1);
@@ -469,11 +341,11 @@ test("parents that keep failing are dropped; reschedules end at the origin", { t
   const { sched, client } = await startScheduler({ retryLimit: 1 });
   for (const h of ["ha", "hb", "hc"]) await announce(client, h);
   const task = newTaskId();
-  const a = new TestPeer(client, "ha", task, "pa");
+  const a = new TestPeer(client, cleanups, "ha", task, "pa");
   a.register();
   await a.expect("needBackToSource");
   a.startSource();
-  const c = new TestPeer(client, "hc", task, "pc");
+  const c = new TestPeer(client, cleanups, "hc", task, "pc");
   await sourceStarted(sched, "pa");
   c.register();
   assert.deepEqual(ids(await c.expect("normalTask")), ["pa"]);
@@ -482,7 +354,7 @@ test("parents that keep failing are dropped; reschedules end at the origin", { t
   c.startSource();
   await sourceStarted(sched, "pc");
 
-  const b = new TestPeer(client, "hb", task, "pb");
+  const b = new TestPeer(client, cleanups, "hb", task, "pb");
   b.register();
   assert.deepEqual(ids(await b.expect("normalTask")), ["pa", "pc"]);
   const fail = () =>
@@ -504,11 +376,11 @@ test("a peer that registers holding every piece gets a local hit, one that holds
   await announce(client, "hn");
   const task = newTaskId();
   await client.announceCachedTasks({ hostId: "hc", tasks: [{ taskId: task, peerId: "cached", contentLength: LEN, pieceLength: PL, totalPieces: 10 }] });
-  const full = new TestPeer(client, "hn", task, "full");
+  const full = new TestPeer(client, cleanups, "hn", task, "full");
   full.register({ finishedPieces: 10 });
   const hit = await full.expect("localHit");
   assert.equal(hit.task?.totalPieces, 10);
-  const partial = new TestPeer(client, "hn", task, "partial");
+  const partial = new TestPeer(client, cleanups, "hn", task, "partial");
   partial.register({ finishedPieces: 4 });
   const normal = await partial.expect("normalTask");
   assert.deepEqual(
