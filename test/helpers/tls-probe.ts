@@ -3,6 +3,7 @@
 // anything came back. A refused probe never sees application data.
 import net from "node:net";
 import tls from "node:tls";
+import https from "node:https";
 import { readFileSync } from "node:fs";
 import type { CertFiles } from "./pki.js";
 
@@ -58,5 +59,40 @@ export function probe(hostPort: string, o: ProbeOptions): Promise<ProbeResult> {
     socket.on("error", () => done("refused"));
     socket.on("close", () => done("refused"));
     socket.setTimeout(10_000, () => done("refused"));
+  });
+}
+
+export interface HttpsAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  serverFingerprint: string;
+}
+
+// One GET over a fresh TLS connection that trusts `ca` (the server's name
+// unchecked: we test its certificate's issuer and what it answers), with
+// `client`'s certificate or none. A refused handshake rejects.
+export function httpsGet(port: number, path: string, ca: Buffer, client?: CertFiles): Promise<HttpsAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        ca,
+        agent: false,
+        servername: "localhost",
+        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
+        checkServerIdentity: () => undefined,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        const fp = (res.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts), serverFingerprint: fp }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
   });
 }

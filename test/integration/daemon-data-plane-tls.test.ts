@@ -3,34 +3,17 @@
 // listener stays on loopback unless --insecure says otherwise.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import https from "node:https";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { makePki, type CertFiles } from "../helpers/pki.js";
 import { loopbackDaemonArgs, runDamselfly, spawnDamselfly } from "../helpers/procs.js";
 import { tempDir } from "../helpers/store.js";
+import { httpsGet } from "../helpers/tls-probe.js";
 
-function get(port: number, path: string, ca: Buffer, client?: CertFiles): Promise<{ status: number; error: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path,
-        ca,
-        agent: false,
-        servername: "localhost",
-        checkServerIdentity: () => undefined,
-        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
-      },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, error: res.headers["x-damselfly-error"] as string | undefined }));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
+// The status and our error code of one GET (tls-probe.ts httpsGet).
+async function get(port: number, path: string, ca: Buffer, client?: CertFiles): Promise<{ status: number; error: string | undefined }> {
+  const r = await httpsGet(port, path, ca, client);
+  return { status: r.status, error: r.headers["x-damselfly-error"] as string | undefined };
 }
 
 test("daemon with TLS: the upload port refuses callers without a cluster certificate or of another role", { timeout: 60_000 }, async (t) => {

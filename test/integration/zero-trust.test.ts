@@ -9,13 +9,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import https from "node:https";
 import { readFileSync } from "node:fs";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { sha256File } from "../helpers/store.js";
 import { makePki, type Pki } from "../helpers/pki.js";
-import { probe } from "../helpers/tls-probe.js";
+import { httpsGet, probe } from "../helpers/tls-probe.js";
 import { issueCert } from "../../src/common/tls/issue.js";
 
 const MiB = 1024 * 1024;
@@ -97,25 +96,9 @@ describe("zero trust: a TLS cluster on loopback", { timeout: 180_000 }, () => {
 
   test("the metrics port: /metrics only to a certificate of the cluster CA, probes to anyone", async () => {
     const line = await cluster.scheduler.proc.waitForLog("scheduler listening", 10_000);
-    const at = String(line.metrics);
-    const get = (path: string, cert?: Awaited<ReturnType<Pki["issue"]>>) =>
-      new Promise<number>((resolve, reject) => {
-        const i = at.lastIndexOf(":");
-        const req = https.get(
-          {
-            host: at.slice(0, i),
-            port: Number(at.slice(i + 1)),
-            path,
-            rejectUnauthorized: false,
-            ...(cert ? { cert: readFileSync(cert.cert), key: readFileSync(cert.key) } : {}),
-          },
-          (res) => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-          },
-        );
-        req.on("error", reject);
-      });
+    const port = Number(String(line.metrics).split(":").pop());
+    const ca = readFileSync((await cluster.pki!.issue("client", "prometheus")).ca);
+    const get = async (path: string, cert?: Awaited<ReturnType<Pki["issue"]>>) => (await httpsGet(port, path, ca, cert)).status;
     assert.equal(await get("/metrics"), 403);
     assert.equal(await get("/metrics", await stranger.issue("client", "prometheus")), 403);
     assert.equal(await get("/metrics", await cluster.pki!.issue("client", "prometheus")), 200);

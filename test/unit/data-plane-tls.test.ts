@@ -5,7 +5,6 @@
 // certificate is used for new connections without a restart.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import https from "node:https";
 import tls from "node:tls";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
@@ -20,45 +19,13 @@ import { readSyncStream } from "../../src/peer/download/sync-client.js";
 import { UploadServer } from "../../src/peer/upload/upload-server.js";
 import { PIECE_DIGEST_HEADER, parsePieceRecord, type SyncMessage } from "../../src/protocol/data-plane.js";
 import { decodeBundle, encodeRecord, sha256Hex, signBundle, signGrant, signPiece } from "../../src/protocol/trust.js";
-import { makePki, type CertFiles } from "../helpers/pki.js";
+import { makePki } from "../helpers/pki.js";
+import { httpsGet } from "../helpers/tls-probe.js";
 import { pollUntil, storedTask, tempDir } from "../helpers/store.js";
 
 const log = pino({ level: "silent" });
 const ID = "d".repeat(64);
 const PIECE = 512 * 1024;
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-  serverFingerprint: string;
-}
-
-// One GET over a fresh TLS connection with `client`'s certificate (or none).
-function get(port: number, path: string, ca: Buffer, client?: CertFiles): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path,
-        ca,
-        agent: false,
-        servername: "localhost",
-        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
-        checkServerIdentity: () => undefined,
-      },
-      (res) => {
-        const parts: Buffer[] = [];
-        const fp = (res.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
-        res.on("data", (c: Buffer) => parts.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts), serverFingerprint: fp }));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 async function setup(t: Parameters<typeof tempDir>[0]) {
   const dir = tempDir(t, "df-dp-tls-");
@@ -83,12 +50,12 @@ test("TLS upload server: peers and seed peers only; no certificate, another CA: 
   const path = `/v1/tasks/${ID}/pieces/0`;
   // A task not held: 404 to a peer (the role was fine).
   const peer = await s.pki.issue("peer", "child");
-  assert.equal((await get(port, `/v1/tasks/${"e".repeat(64)}/sync`, s.ca, peer)).status, 404);
-  await assert.rejects(get(port, path, s.ca), "no client certificate: the handshake fails");
+  assert.equal((await httpsGet(port, `/v1/tasks/${"e".repeat(64)}/sync`, s.ca, peer)).status, 404);
+  await assert.rejects(httpsGet(port, path, s.ca), "no client certificate: the handshake fails");
   const other = await makePki(join(s.dir, "other"));
-  await assert.rejects(get(port, path, s.ca, await other.issue("peer", "child")), "a peer certificate of another CA: the handshake fails");
+  await assert.rejects(httpsGet(port, path, s.ca, await other.issue("peer", "child")), "a peer certificate of another CA: the handshake fails");
   for (const role of ["client", "scheduler", "manager"] as const) {
-    const r = await get(port, path, s.ca, await s.pki.issue(role, `x-${role}`));
+    const r = await httpsGet(port, path, s.ca, await s.pki.issue(role, `x-${role}`));
     assert.equal(r.status, 403, role);
     assert.equal(r.headers["x-damselfly-error"], "DF_ERR_PEER_ROLE", role);
   }
@@ -112,7 +79,7 @@ test("TLS upload server: a piece goes out with its signed digest, and only once 
   const child = await s.pki.issue("peer", "child");
   const childId = TlsIdentity.load(child, { watch: false });
   // No bundle yet: nothing is announced or served.
-  assert.equal((await get(port, `/v1/tasks/${ID}/pieces/0`, s.ca, child)).status, 404);
+  assert.equal((await httpsGet(port, `/v1/tasks/${ID}/pieces/0`, s.ca, child)).status, 404);
   const msgs: SyncMessage[] = [];
   const ctrl = new AbortController();
   const sync = readSyncStream(
@@ -147,13 +114,13 @@ test("TLS upload server: a piece goes out with its signed digest, and only once 
   assert.deepEqual(announced.sort(), [0, 1], "piece 2 has no signed digest: not announced");
   ctrl.abort();
   await sync;
-  const r = await get(port, `/v1/tasks/${ID}/pieces/1`, s.ca, child);
+  const r = await httpsGet(port, `/v1/tasks/${ID}/pieces/1`, s.ca, child);
   assert.equal(r.status, 200);
   assert.ok(r.body.equals(s.data[1]!));
   const rec = parsePieceRecord(String(r.headers[PIECE_DIGEST_HEADER]));
   assert.equal(rec?.sha256, sha256Hex(s.data[1]!));
   assert.equal(rec?.fetcher, m.leaf.fingerprint256);
-  assert.equal((await get(port, `/v1/tasks/${ID}/pieces/2`, s.ca, child)).status, 404, "no record: not served");
+  assert.equal((await httpsGet(port, `/v1/tasks/${ID}/pieces/2`, s.ca, child)).status, 404, "no record: not served");
 });
 
 test("a child's piece client refuses a server whose certificate is not a peer's or seed peer's", async (t) => {
@@ -202,11 +169,11 @@ test("certificate rotation: files replaced mid-run; new data-plane connections s
   await server.start();
   t.after(() => server.close());
   const ca = readFileSync(join(serverOut, "ca.crt"));
-  const before = (await get(server.address.port, "/healthy", ca, filesOf(clientOut))).serverFingerprint;
+  const before = (await httpsGet(server.address.port, "/healthy", ca, filesOf(clientOut))).serverFingerprint;
   assert.equal(before, seed.current().leaf.fingerprint256);
   await issueCert({ caDir, role: "seed-peer", name: "seed", ips: ["127.0.0.1"], out: serverOut });
   await pollUntil(() => seed.current().leaf.fingerprint256 !== before, "the upload server's identity to reload", 10_000);
-  const after = await get(server.address.port, "/healthy", ca, filesOf(clientOut));
+  const after = await httpsGet(server.address.port, "/healthy", ca, filesOf(clientOut));
   assert.equal(after.status, 200);
   assert.notEqual(after.serverFingerprint, before, "a new connection gets the new certificate");
   assert.equal(after.serverFingerprint, seed.current().leaf.fingerprint256);
