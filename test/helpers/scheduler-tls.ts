@@ -7,13 +7,14 @@ import { createLogger } from "../../src/common/logger.js";
 import { schedulerSchema } from "../../src/common/schemas.js";
 import { TlsIdentity } from "../../src/common/tls/identity.js";
 import type { Role } from "../../src/common/tls/roles.js";
-import { createRpcTransport, fromConnectError, HostType, schedulerv1 } from "../../src/protocol/index.js";
+import { createRpcTransport, HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { Scheduler, type SchedulerOptions } from "../../src/scheduler/scheduler.js";
 import type { CertFiles, Pki } from "./pki.js";
 
 export type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 // The announce-stream driver and its helpers, for tests that import only this file.
 export { LEN, newTaskId, PL, TestPeer, until, withTimeout } from "./announce-peer.js";
+export { codeOf } from "./rpc-code.js";
 
 export interface Started {
   sched: Scheduler;
@@ -68,14 +69,4 @@ export function hostMsg(id: string, hostname: string, o: { ip?: string; seed?: b
     apiPort: o.apiPort ?? 0,
     type: o.seed ? HostType.SEED : HostType.NORMAL,
   });
-}
-
-// The DF_ERR_ code of a rejected call.
-export async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    return fromConnectError(e).code;
-  }
-  return "ok";
 }

@@ -10,10 +10,11 @@ import { chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
-import { daemonv1, createRpcTransport, fromConnectError } from "../../src/protocol/index.js";
+import { daemonv1, createRpcTransport } from "../../src/protocol/index.js";
 import { TlsIdentity } from "../../src/common/tls/identity.js";
 import { taskId } from "../../src/common/task-id.js";
 import { makePki, type CertFiles } from "../helpers/pki.js";
+import { codeOf } from "../helpers/rpc-code.js";
 import { runDamselfly, runGet, spawnDamselfly, type Cleanup, type DamselflyProc, type LogLine } from "../helpers/procs.js";
 import { startOrigin, sha256Hex, type Origin } from "../helpers/origin.js";
 import { sha256File, taskDir, tempDir } from "../helpers/store.js";
@@ -121,17 +122,8 @@ describe("daemon API on a Unix socket", () => {
   });
 });
 
-type Code = string;
-
-async function codeOf(p: Promise<unknown> | AsyncIterable<unknown>): Promise<Code> {
-  try {
-    if (Symbol.asyncIterator in (p as object)) for await (const _ of p as AsyncIterable<unknown>) break;
-    else await p;
-    return "ok";
-  } catch (err) {
-    return fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE").code;
-  }
-}
+// A daemon that does not answer is "unavailable", as \`get\` reports it.
+const codeOfApi = (p: Promise<unknown> | AsyncIterable<unknown>) => codeOf(p, "DF_ERR_DAEMON_UNAVAILABLE");
 
 // What a raw HTTP/2 request with these TLS options gets: a status, or "refused".
 async function h2Status(url: string, options: http2.SecureClientSessionOptions): Promise<number | "refused"> {
@@ -174,17 +166,17 @@ describe("daemon API over TCP with TLS", () => {
     const unknown = "0".repeat(64);
 
     // The client role: reads and its own downloads, never a trigger.
-    assert.equal(await codeOf(client.listTasks({})), "ok");
-    assert.equal(await codeOf(client.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
-    assert.equal(await codeOf(client.triggerTask({ taskId: "", download })), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOfApi(client.listTasks({})), "ok");
+    assert.equal(await codeOfApi(client.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
+    assert.equal(await codeOfApi(client.triggerTask({ taskId: "", download })), "DF_ERR_PEER_ROLE");
     // The scheduler: triggers, deletes and preheats (DownloadTask), never lists.
-    assert.equal(await codeOf(scheduler.triggerTask({ taskId: "" })), "DF_ERR_INVALID_REQUEST", "the trigger passed the role check");
-    assert.equal(await codeOf(scheduler.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
-    assert.equal(await codeOf(scheduler.deleteTask({ taskId: unknown })), "ok");
+    assert.equal(await codeOfApi(scheduler.triggerTask({ taskId: "" })), "DF_ERR_INVALID_REQUEST", "the trigger passed the role check");
+    assert.equal(await codeOfApi(scheduler.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
+    assert.equal(await codeOfApi(scheduler.deleteTask({ taskId: unknown })), "ok");
     // (Another URL: the refused callers below must leave /tls/blob.bin untouched.)
     const preheat = { url: o.url("/tls/preheat.bin"), headers: {} };
-    assert.notEqual(await codeOf(scheduler.downloadTask({ download: preheat })), "DF_ERR_PEER_ROLE", "a preheat passes the role check");
-    assert.equal(await codeOf(scheduler.listTasks({})), "DF_ERR_PEER_ROLE");
+    assert.notEqual(await codeOfApi(scheduler.downloadTask({ download: preheat })), "DF_ERR_PEER_ROLE", "a preheat passes the role check");
+    assert.equal(await codeOfApi(scheduler.listTasks({})), "DF_ERR_PEER_ROLE");
     // Another peer: nothing.
     for (const call of [
       peer.listTasks({}),
@@ -193,7 +185,7 @@ describe("daemon API over TCP with TLS", () => {
       peer.triggerTask({ download }),
       peer.downloadTask({ download }),
     ])
-      assert.equal(await codeOf(call), "DF_ERR_PEER_ROLE");
+      assert.equal(await codeOfApi(call), "DF_ERR_PEER_ROLE");
     assert.equal(o.requestCount("/tls/blob.bin"), 0, "a refused caller made the daemon fetch");
 
     // No certificate, or one of another CA: no session at all.

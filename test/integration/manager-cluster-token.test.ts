@@ -5,21 +5,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "@connectrpc/connect";
-import { blobDownload, createManagerTransport, createRpcTransport, daemonv1, fromConnectError, managerv1, schedulerv1 } from "../../src/protocol/index.js";
+import { blobDownload, createManagerTransport, createRpcTransport, daemonv1, managerv1, schedulerv1 } from "../../src/protocol/index.js";
 import { startCluster } from "../helpers/cluster.js";
+import { codeOf } from "../helpers/rpc-code.js";
 import { startManager, waitForJob } from "../helpers/manager.js";
 import { startOrigin } from "../helpers/origin.js";
 
 const TOKEN = "cluster-secret-for-tests-0123456789";
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (err) {
-    return fromConnectError(err).code;
-  }
-}
 
 test("the cluster token guards registration, scheduler lists, preheat/delete RPCs; with it preheat works", { timeout: 90_000 }, async (t) => {
   const origin = await startOrigin();
@@ -50,18 +42,18 @@ test("the cluster token guards registration, scheduler lists, preheat/delete RPC
   await cluster.scheduler.proc.waitForLog("cluster config applied", 10_000);
 
   const mgr = createClient(managerv1.ManagerService, createManagerTransport(manager.url));
-  assert.equal(await code(mgr.listSchedulers({})), "DF_ERR_UNAUTHENTICATED");
-  assert.equal(await code(mgr.keepAliveScheduler({ clusterId: 1n, hostname: "evil", ip: "10.9.9.9", port: 1 })), "DF_ERR_UNAUTHENTICATED");
+  assert.equal(await codeOf(mgr.listSchedulers({})), "DF_ERR_UNAUTHENTICATED");
+  assert.equal(await codeOf(mgr.keepAliveScheduler({ clusterId: 1n, hostname: "evil", ip: "10.9.9.9", port: 1 })), "DF_ERR_UNAUTHENTICATED");
   const listed = await mgr.listSchedulers({}, { headers: { "x-damselfly-cluster-token": TOKEN } });
   assert.equal(listed.schedulers.length, 1);
 
   const sched = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${cluster.scheduler.address}`));
   const download = blobDownload({ url: origin.url("/tok.bin"), headers: {} });
-  assert.equal(await code(sched.preheatTask({ download, scope: schedulerv1.PreheatScope.ALL_PEERS })), "DF_ERR_UNAUTHENTICATED");
-  assert.equal(await code(sched.deleteTask({ taskId: "a".repeat(64) })), "DF_ERR_UNAUTHENTICATED");
+  assert.equal(await codeOf(sched.preheatTask({ download, scope: schedulerv1.PreheatScope.ALL_PEERS })), "DF_ERR_UNAUTHENTICATED");
+  assert.equal(await codeOf(sched.deleteTask({ taskId: "a".repeat(64) })), "DF_ERR_UNAUTHENTICATED");
   assert.equal(origin.bytesSent("/tok.bin"), 0);
   const daemon = createClient(daemonv1.DaemonService, createRpcTransport(cluster.seed!.apiUrl));
-  assert.equal(await code(daemon.deleteTask({ taskId: "a".repeat(64) })), "DF_ERR_UNAUTHENTICATED");
+  assert.equal(await codeOf(daemon.deleteTask({ taskId: "a".repeat(64) })), "DF_ERR_UNAUTHENTICATED");
 
   // The manager, holding the token, preheats through the scheduler.
   const pat = (

@@ -19,22 +19,14 @@ import { createLogger } from "../../src/common/logger.js";
 import { TlsIdentity } from "../../src/common/tls/identity.js";
 import { issueCert } from "../../src/common/tls/issue.js";
 import { schedulersFromManager } from "../../src/peer/manager-schedulers.js";
-import { createManagerTransport, fromConnectError, managerv1 } from "../../src/protocol/index.js";
+import { createManagerTransport, managerv1 } from "../../src/protocol/index.js";
 import { startManager, waitForJob, type ManagerHandle } from "../helpers/manager.js";
+import { codeOf } from "../helpers/rpc-code.js";
 import { makePki, type CertFiles, type Pki } from "../helpers/pki.js";
 import { runDamselfly, spawnDamselfly } from "../helpers/procs.js";
 import { sleep } from "../helpers/store.js";
 
 const log = createLogger("silent");
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "ok";
-  } catch (err) {
-    return fromConnectError(err).code;
-  }
-}
 
 const load = (f: CertFiles) => TlsIdentity.load(f, { watch: false });
 
@@ -88,28 +80,28 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
 
   test("KeepAliveScheduler and LeaveScheduler: refused without a certificate, with another CA's, with a peer's; a scheduler's registers", async () => {
     const stranger = await other.issue("scheduler", "sched");
-    assert.equal(await code(rawClient().keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
-    assert.equal(await code(rawClient(stranger).keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(rawClient().keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(rawClient(stranger).keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
     const peer = await asRole("peer", "p1");
-    assert.equal(await code(peer.keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(peer.keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
     const client = await asRole("client", "c1");
-    assert.equal(await code(client.keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(client.keepAliveScheduler(keepAlive(1111))), "DF_ERR_PEER_ROLE");
     assert.deepEqual(await schedulers(), [], "nothing registered");
 
     const sched = await asRole("scheduler", "sched-a");
-    assert.equal(await code(sched.keepAliveScheduler(keepAlive(1111))), "ok");
+    assert.equal(await codeOf(sched.keepAliveScheduler(keepAlive(1111))), "ok");
     assert.deepEqual(
       (await schedulers()).filter((s) => s.port === 1111).map((s) => s.state),
       ["active"],
     );
     // A peer cannot make a scheduler leave (it would stop its jobs).
-    assert.equal(await code(peer.leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "DF_ERR_PEER_ROLE");
-    assert.equal(await code(rawClient(stranger).leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(peer.leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(rawClient(stranger).leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "DF_ERR_PEER_ROLE");
     assert.deepEqual(
       (await schedulers()).filter((s) => s.port === 1111).map((s) => s.state),
       ["active"],
     );
-    assert.equal(await code(sched.leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "ok");
+    assert.equal(await codeOf(sched.leaveScheduler({ ip: "127.0.0.1", port: 1111 })), "ok");
     assert.deepEqual(
       (await schedulers()).filter((s) => s.port === 1111).map((s) => s.state),
       ["inactive"],
@@ -123,10 +115,10 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
       ["scheduler", "sched-a"],
       ["client", "c1"],
     ] as const) {
-      assert.equal(await code((await asRole(role, name)).listSchedulers({})), "ok", role);
+      assert.equal(await codeOf((await asRole(role, name)).listSchedulers({})), "ok", role);
     }
-    assert.equal(await code(rawClient().listSchedulers({})), "DF_ERR_PEER_ROLE");
-    assert.equal(await code(rawClient(await other.issue("peer", "p1")).listSchedulers({})), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(rawClient().listSchedulers({})), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOf(rawClient(await other.issue("peer", "p1")).listSchedulers({})), "DF_ERR_PEER_ROLE");
   });
 
   test("the component RPC reads at most 4 MiB of a request", async () => {
