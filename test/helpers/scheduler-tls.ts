@@ -9,7 +9,11 @@ import { TlsIdentity } from "../../src/common/tls/identity.js";
 import type { Role } from "../../src/common/tls/roles.js";
 import { createRpcTransport, HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { Scheduler, type SchedulerOptions } from "../../src/scheduler/scheduler.js";
-import type { CertFiles, Pki } from "./pki.js";
+import { after } from "node:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { makePki, type CertFiles, type Pki } from "./pki.js";
 
 export type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 // The announce-stream driver and its helpers, for tests that import only this file.
@@ -21,6 +25,18 @@ export interface Started {
   port: number;
   // A client with a certificate of `role`/`name` (issued by the pki).
   client(role: Role, name: string, opts?: { ips?: string[]; dns?: string[] }): Promise<SchedClient>;
+}
+
+// A test file's scope: what to close at its end (in reverse), and a PKI in a
+// temporary directory removed then.
+export function fileScope(prefix: string): { cleanups: (() => unknown)[]; dir: string; pki: Promise<Pki> } {
+  const cleanups: (() => unknown)[] = [];
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { cleanups, dir, pki: makePki(join(dir, "pki")) };
 }
 
 // cleanups: where the test file collects what to close at its end.

@@ -1,28 +1,22 @@
 // Who may call the scheduler, decided from the connection's certificate
 // (src/scheduler/access.ts): the zero-trust role matrix, attack by attack.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { schedulerv1 } from "../../src/protocol/index.js";
 import { isLoopback, normalizeIp, registrantOf } from "../../src/scheduler/access.js";
 import { makePki, type Pki } from "../helpers/pki.js";
-import { codeOf, hostMsg, newTaskId, startTlsScheduler, TestPeer, type Started } from "../helpers/scheduler-tls.js";
+import { fileScope, codeOf, hostMsg, newTaskId, startTlsScheduler, TestPeer, type Started } from "../helpers/scheduler-tls.js";
 
-const cleanups: (() => unknown)[] = [];
-const dir = mkdtempSync(join(tmpdir(), "df-sched-roles-"));
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  rmSync(dir, { recursive: true, force: true });
-});
+const { cleanups, dir, pki: pkiFile } = fileScope("df-sched-roles-");
 
 let pki: Pki;
 let s: Started;
 const ready = (async () => {
-  pki = await makePki(join(dir, "pki"));
+  pki = await pkiFile;
   s = await startTlsScheduler(pki, cleanups);
 })();
 

@@ -1,12 +1,9 @@
 // The links that talk to the scheduler or from it, with TLS: each client
 // checks the server's role before anything (a trigger's credentials, the
 // cluster token, a host announcement) leaves.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { loadConfig } from "../../src/common/config.js";
 import { createLogger } from "../../src/common/logger.js";
@@ -19,16 +16,9 @@ import { ManagerLink } from "../../src/scheduler/manager-link.js";
 import { Host } from "../../src/scheduler/resources/host-manager.js";
 import { ResourceStore } from "../../src/scheduler/resources/resource-store.js";
 import { SeedTriggerClient } from "../../src/scheduler/scheduling/seed-trigger.js";
-import { makePki } from "../helpers/pki.js";
-import { identityOf, newTaskId, startTlsScheduler } from "../helpers/scheduler-tls.js";
+import { fileScope, identityOf, newTaskId, startTlsScheduler } from "../helpers/scheduler-tls.js";
 
-const cleanups: (() => unknown)[] = [];
-const dir = mkdtempSync(join(tmpdir(), "df-sched-links-"));
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  rmSync(dir, { recursive: true, force: true });
-});
-const pkiReady = makePki(join(dir, "pki"));
+const { cleanups, pki: pkiReady } = fileScope("df-sched-links-");
 
 async function tlsOf(role: Role, name: string, opts?: { ips?: string[]; dns?: string[] }) {
   const id = identityOf(await (await pkiReady).issue(role, name, opts));

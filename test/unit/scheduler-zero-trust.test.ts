@@ -2,25 +2,16 @@
 // the peers it sends to the origin, failure reports only from them, task
 // geometry bounded and fixed, caps per registrant, a clamped announce
 // interval. Each attack is a test that fails without the defence.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { HostType, schedulerv1 } from "../../src/protocol/index.js";
 import { decodeGrant, verifyGrant } from "../../src/protocol/trust.js";
 import { ResourceStore } from "../../src/scheduler/resources/resource-store.js";
 import { create } from "@bufbuild/protobuf";
-import { makePki, type Pki } from "../helpers/pki.js";
-import { codeOf, hostMsg, identityOf, LEN, newTaskId, PL, startTlsScheduler, TestPeer, until, type SchedClient } from "../helpers/scheduler-tls.js";
+import type { Pki } from "../helpers/pki.js";
+import { fileScope, codeOf, hostMsg, identityOf, LEN, newTaskId, PL, startTlsScheduler, TestPeer, until, type SchedClient } from "../helpers/scheduler-tls.js";
 
-const cleanups: (() => unknown)[] = [];
-const dir = mkdtempSync(join(tmpdir(), "df-sched-zt-"));
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  rmSync(dir, { recursive: true, force: true });
-});
-const pkiReady = makePki(join(dir, "pki"));
+const { cleanups, pki: pkiReady } = fileScope("df-sched-zt-");
 
 const announce = async (c: SchedClient, host: schedulerv1.Host, intervalSeconds = 0) => (await c.announceHost({ host, intervalSeconds })).newHost;
 
