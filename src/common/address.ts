@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
 import { DamselflyError } from "./errors.js";
 
@@ -33,4 +34,25 @@ export function advertisedIp(listenHost: string): string {
     for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
   }
   return "127.0.0.1";
+}
+
+// One spelling per address: brackets dropped, lower case, IPv6 compressed,
+// IPv4-mapped IPv6 as the IPv4 address. Anything else is returned trimmed.
+export function normalizeIp(ip: string): string {
+  let s = ip.trim().toLowerCase();
+  if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1);
+  if (s.startsWith("::ffff:") && isIP(s.slice(7)) === 4) return s.slice(7);
+  if (isIP(s) !== 6) return s;
+  try {
+    const host = new URL(`http://[${s}]/`).hostname.slice(1, -1);
+    return host.startsWith("::ffff:") && isIP(host.slice(7)) === 4 ? host.slice(7) : host;
+  } catch {
+    return s;
+  }
+}
+
+// localhost, 127.0.0.0/8 or ::1, however spelt.
+export function isLoopbackHost(host: string): boolean {
+  const s = normalizeIp(host);
+  return s === "localhost" || s === "::1" || (isIP(s) === 4 && s.startsWith("127."));
 }

@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { isLoopbackHost, normalizeIp } from "../common/address.js";
 import { DamselflyError } from "../common/errors.js";
 import type { PeerIdentity, Role } from "../common/tls/roles.js";
 import type { Caller } from "../protocol/caller.js";
@@ -33,24 +33,6 @@ export const roleDenied = (message: string) => new DamselflyError("DF_ERR_PEER_R
 
 // One spelling per address: IPv4-mapped IPv6 as IPv4, IPv6 compressed and
 // lower-case (the URL parser's canonical form).
-export function normalizeIp(ip: string): string {
-  let s = ip.trim().toLowerCase();
-  if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1);
-  if (s.startsWith("::ffff:") && isIP(s.slice(7)) === 4) return s.slice(7);
-  if (isIP(s) !== 6) return s;
-  try {
-    const host = new URL(`http://[${s}]/`).hostname.slice(1, -1);
-    return host.startsWith("::ffff:") && isIP(host.slice(7)) === 4 ? host.slice(7) : host;
-  } catch {
-    return s;
-  }
-}
-
-export function isLoopback(ip: string): boolean {
-  const s = normalizeIp(ip);
-  return s === "::1" || (isIP(s) === 4 && s.startsWith("127."));
-}
-
 function describe(c: Caller): string {
   if (c.kind === "tls") return `a ${c.identity.role} certificate (${c.identity.name})`;
   return c.kind === "none" ? "no certificate with a role" : "no certificate";
@@ -69,7 +51,7 @@ export function registrantOf(caller: Caller, what: string): Registrant {
       const remoteIp = caller.remoteAddress === undefined ? undefined : normalizeIp(caller.remoteAddress);
       // A loopback cluster's daemons all share 127.0.0.1: counting them as one
       // registrant would cap the cluster, not a stranger.
-      const key = remoteIp === undefined || isLoopback(remoteIp) ? undefined : `address/${remoteIp}`;
+      const key = remoteIp === undefined || isLoopbackHost(remoteIp) ? undefined : `address/${remoteIp}`;
       return { key, identity: undefined, remoteIp };
     }
     case "local":

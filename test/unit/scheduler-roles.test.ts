@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { schedulerv1 } from "../../src/protocol/index.js";
-import { isLoopback, normalizeIp, registrantOf } from "../../src/scheduler/access.js";
+import { isLoopbackHost, normalizeIp } from "../../src/common/address.js";
+import { registrantOf } from "../../src/scheduler/access.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 import { fileScope, codeOf, hostMsg, newTaskId, startTlsScheduler, TestPeer, type Started } from "../helpers/scheduler-tls.js";
 
@@ -140,7 +141,7 @@ test("registrants: a certificate's role and name with TLS; a remote address with
   assert.throws(() => registrantOf({ kind: "tls", identity: { ...id, role: "client" }, remoteAddress: "10.0.0.5" }, "x"), /peer or seed-peer/);
   assert.equal(normalizeIp("::FFFF:10.0.0.1"), "10.0.0.1");
   assert.equal(normalizeIp("2001:db8:0:0:0:0:0:1"), "2001:db8::1");
-  assert.ok(isLoopback("127.0.0.2") && isLoopback("::1") && !isLoopback("10.0.0.1"));
+  assert.ok(isLoopbackHost("127.0.0.2") && isLoopbackHost("::1") && !isLoopbackHost("10.0.0.1"));
 });
 
 test("without TLS nothing changes: any caller announces anything (a loopback cluster)", { timeout: 15_000 }, async () => {

@@ -1,4 +1,4 @@
-import { isIPv4 } from "node:net";
+import { isLoopbackHost } from "../address.js";
 import { DamselflyError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { TlsIdentity } from "./identity.js";
@@ -15,12 +15,6 @@ export function loadTlsIdentity(cfg: TlsConfig, logger?: Logger, opts: { pollMs?
   if (given === 0) return undefined;
   if (given !== 3) throw new DamselflyError("DF_ERR_CONFIG", "--tls-ca, --tls-cert and --tls-key go together (give all three, or none)");
   return TlsIdentity.load(cfg, { logger, ...opts });
-}
-
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
-  if (h === "localhost" || h === "::1") return true;
-  return isIPv4(h) && h.startsWith("127.");
 }
 
 // Without certificates a component serves only loopback, unless the

@@ -2,7 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Dispatcher } from "undici";
 import { parseHostPort, type HostPort } from "../../common/address.js";
-import { isLoopbackHost } from "../../common/tls/bind-policy.js";
+import { isLoopbackHost } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
 import { closeServer, listenOn } from "../../common/http-server.js";
 import { parseBytes } from "../../common/config.js";

@@ -1,5 +1,5 @@
-import { isIP } from "node:net";
 import { DamselflyError } from "../../common/errors.js";
+import { isLoopbackHost } from "../../common/address.js";
 
 export const REGISTRY_HEADER = "x-damselfly-registry";
 // OCI distribution blob path: /v2/<name>/blobs/<algorithm>:<hex>.
@@ -25,13 +25,6 @@ export interface RouteOptions {
 // docker.io is an alias: its API lives on registry-1.docker.io.
 const ALIASES: Record<string, string> = { "docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io" };
 
-function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, "");
-  if (h === "localhost") return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  return h === "::1";
-}
-
 // "host[:port]" or "http(s)://host[:port]" → origin URL string. Bare hosts
 // use https unless loopback or listed as plain-http (as Docker treats them).
 export function registryOrigin(raw: string, plainHttp: readonly string[]): string {
@@ -50,7 +43,7 @@ export function registryOrigin(raw: string, plainHttp: readonly string[]): strin
     );
   }
   const host = ALIASES[url.host] ?? url.host;
-  if (!withScheme && (isLoopback(url.hostname) || plainHttp.includes(url.host) || plainHttp.includes(url.hostname))) return `http://${host}`;
+  if (!withScheme && (isLoopbackHost(url.hostname) || plainHttp.includes(url.host) || plainHttp.includes(url.hostname))) return `http://${host}`;
   return `${url.protocol}//${host}`;
 }
 
