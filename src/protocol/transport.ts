@@ -9,19 +9,6 @@ export interface TransportTls {
   readonly server: ClientTlsOptions;
 }
 
-// TLS options read at each new connection (a getter, not a copy), so a
-// rotated certificate is used from the next connection on.
-export function liveClientTls(t: TransportTls): object {
-  const base = t.identity.clientOptions(t.server);
-  return {
-    get secureContext() {
-      return t.identity.current().context;
-    },
-    minVersion: base.minVersion,
-    checkServerIdentity: base.checkServerIdentity,
-  };
-}
-
 // "unix:/path" to a Unix-socket target; anything else unchanged.
 export function unixSocketOf(target: string): string | undefined {
   return target.startsWith("unix:") ? target.slice("unix:".length) : undefined;
@@ -38,7 +25,7 @@ export function createRpcTransport(target: string, tls?: TransportTls): Transpor
   if (socket !== undefined) nodeOptions = { createConnection: () => net.connect(socket) };
   else if (tls) {
     baseUrl = baseUrl.replace(/^http:/, "https:");
-    nodeOptions = liveClientTls(tls);
+    nodeOptions = tls.identity.clientOptions(tls.server);
   }
   return createGrpcTransport({
     baseUrl,
@@ -57,7 +44,7 @@ export function createManagerTransport(baseUrl: string, tls?: TransportTls): Tra
   // Its own agent: node's global one pools sockets by address and ignores
   // secureContext, so two identities in one process (`damselfly up`, a
   // test) would share a connection made with the other's certificate.
-  const nodeOptions = Object.assign(liveClientTls(tls), { agent: new https.Agent({ keepAlive: true }) });
+  const nodeOptions = Object.assign(tls.identity.clientOptions(tls.server), { agent: new https.Agent({ keepAlive: true }) });
   return createConnectTransport({
     baseUrl: baseUrl.replace(/^http:/, "https:"),
     httpVersion: "1.1",

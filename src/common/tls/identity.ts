@@ -147,10 +147,15 @@ export class TlsIdentity extends EventEmitter<{ reload: [TlsMaterial] }> {
 
   // Options for tls.connect / http2.connect / https.request: our certificate
   // as the client's, our CA only (no system roots), and the server's role
-  // checked against `opts.roles`.
+  // checked against `opts.roles`. The context is read when a connection is
+  // made (a getter), so options kept by a long-lived client pick up a
+  // rotated certificate from the next connection on.
   clientOptions(opts: ClientTlsOptions): tls.ConnectionOptions {
+    const self = this;
     return {
-      secureContext: this.material.context,
+      get secureContext() {
+        return self.material.context;
+      },
       minVersion: MIN_VERSION,
       checkServerIdentity: (host, cert) => checkServer(host, cert, opts),
     };
