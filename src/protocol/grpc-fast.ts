@@ -18,6 +18,10 @@ export interface BidiSink<O> {
   // Ends the call: OK, or the error's status (a ConnectError keeps its code
   // and metadata).
   close(error?: unknown): void;
+  // The call's first message is taken: send the response headers now, before
+  // any answer (the client's liveness deadline). Absent where headers cannot
+  // go ahead of a message (Connect's path).
+  accept?(): void;
   readonly isClosed: boolean;
 }
 
@@ -194,6 +198,17 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
   }
 
   pushEncoded(bytes: Uint8Array): boolean {
+    if (!this.respond()) return false;
+    this.stream.write(encodeEnvelope(bytes));
+    return true;
+  }
+
+  accept(): void {
+    this.respond();
+  }
+
+  // Sends the response headers once; false when the stream can take no more.
+  private respond(): boolean {
     const stream = this.stream;
     // A stream reset by the client is closed before it is destroyed:
     // respond() and write() would throw or fail.
@@ -202,7 +217,6 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
       this.headersSent = true;
       stream.respond({ ":status": 200, "content-type": "application/grpc+proto" }, { waitForTrailers: true });
     }
-    stream.write(encodeEnvelope(bytes));
     return true;
   }
 

@@ -24,7 +24,7 @@ export function announceHostHandler(deps: ServiceDeps): (req: schedulerv1.Announ
     const { host, created } = store.upsertHost(h, req.intervalSeconds, engine.now(), config);
     limits.hostAnnounced(r, host, created);
     if (created) log.info({ hostId: host.id, hostname: host.hostname, ip: host.ip, seed: host.isSeed, uploadSlots: host.uploadSlots }, "host announced");
-    return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true });
+    return create(schedulerv1.AnnounceHostResponseSchema, { newHost: created, batchedPieceReports: true, registerAck: true });
   };
 }
 

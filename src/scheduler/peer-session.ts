@@ -143,6 +143,9 @@ export class PeerSession implements AnnounceCall {
     if (span.recording) span.setAttribute("damselfly.decision", decision).setAttribute("damselfly.candidate_parents", peer.candidates.size);
     span.end();
     this.peer = peer;
+    // Whatever the decision (it may wait for a seed peer), the daemon learns
+    // now that this scheduler is alive and took the registration.
+    this.queue.accept?.();
     this.deps.counters.registeredWith(decision, (performance.now() - t0) / 1000);
     this.log.debug({ taskId: req.taskId, peerId: req.peerId, hostId: req.hostId, finishedPieces: r.value.finishedPieces, decision }, "peer registered");
   }

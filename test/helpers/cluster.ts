@@ -47,6 +47,8 @@ export interface ClusterOptions {
   t?: Cleanup;
   readyTimeoutMs?: number;
   echo?: boolean;
+  // Schedulers side by side (default 1); every daemon is given all of them.
+  schedulers?: number;
   // Mutual TLS: a CA in the data root, a certificate per component (role
   // scheduler, seed-peer or peer, named after the host); each daemon's local
   // API on a Unix socket in its data dir.
@@ -63,7 +65,12 @@ export interface AddDaemonOptions {
 }
 
 export interface Cluster {
+  // The first of `schedulers`.
   scheduler: SchedulerHandle;
+  schedulers: SchedulerHandle[];
+  // Starts scheduler `i` again on its old address (after it was stopped):
+  // a restarted scheduler, knowing nothing.
+  restartScheduler(i: number): Promise<SchedulerHandle>;
   seed: DaemonHandle | undefined;
   peers: DaemonHandle[];
   // Seed (if any) followed by the peers, plus any added later.
@@ -97,8 +104,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     if (stopped) return;
     stopped = true;
     // Daemons first, then the scheduler.
-    await Promise.all(procs.filter((p) => p.name !== "scheduler").map((p) => p.stop("SIGTERM", 5_000)));
-    await Promise.all(procs.filter((p) => p.name === "scheduler").map((p) => p.stop("SIGTERM", 5_000)));
+    const isScheduler = (p: DamselflyProc) => p.name.startsWith("scheduler");
+    await Promise.all(procs.filter((p) => !isScheduler(p)).map((p) => p.stop("SIGTERM", 5_000)));
+    await Promise.all(procs.filter(isScheduler).map((p) => p.stop("SIGTERM", 5_000)));
     if (ownRoot) rmSync(dataRoot, { recursive: true, force: true });
   };
   opts.t?.after(stopAll);
@@ -106,14 +114,26 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   try {
     const pki = opts.tls ? await makePki(join(dataRoot, "pki")) : undefined;
     const schedulerTls = pki ? await pki.args("scheduler", "scheduler") : [];
-    const sproc = spawnDamselfly(["scheduler", "--listen", "127.0.0.1:0", "--log-level", logLevel, ...schedulerTls, ...(opts.schedulerArgs ?? [])], {
-      name: "scheduler",
-      ...(opts.env ? { env: opts.env } : {}),
-      ...(opts.echo ? { echo: true } : {}),
-    });
-    procs.push(sproc);
-    const sready = await sproc.waitForLog("scheduler ready", readyTimeout);
-    const scheduler: SchedulerHandle = { proc: sproc, address: loopback(String(sready.listen)) };
+    const startScheduler = async (listen: string, i: number): Promise<SchedulerHandle> => {
+      const sproc = spawnDamselfly(["scheduler", "--listen", listen, "--log-level", logLevel, ...schedulerTls, ...(opts.schedulerArgs ?? [])], {
+        name: i === 0 ? "scheduler" : `scheduler-${i}`,
+        ...(opts.env ? { env: opts.env } : {}),
+        ...(opts.echo ? { echo: true } : {}),
+      });
+      procs.push(sproc);
+      const sready = await sproc.waitForLog("scheduler ready", readyTimeout);
+      return { proc: sproc, address: loopback(String(sready.listen)) };
+    };
+    const schedulers: SchedulerHandle[] = [];
+    for (let i = 0; i < (opts.schedulers ?? 1); i++) schedulers.push(await startScheduler("127.0.0.1:0", i));
+    const scheduler = schedulers[0]!;
+    const schedulerList = schedulers.map((x) => x.address).join(",");
+    const restartScheduler = async (i: number): Promise<SchedulerHandle> => {
+      const old = schedulers[i]!;
+      await old.proc.stop("SIGKILL", 0);
+      schedulers[i] = await startScheduler(old.address, i);
+      return schedulers[i]!;
+    };
 
     const addDaemon = async (a: AddDaemonOptions = {}): Promise<DaemonHandle> => {
       const seed = a.seed ?? false;
@@ -126,7 +146,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       const args = [
         "daemon",
         ...(seed ? ["--seed"] : []),
-        ...loopbackDaemonArgs(scheduler.address, dataDir),
+        ...loopbackDaemonArgs(schedulerList, dataDir),
         ...tlsArgs,
         "--hostname",
         name,
@@ -166,6 +186,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
 
     return {
       scheduler,
+      schedulers,
+      restartScheduler,
       seed: seedHandle,
       peers: peerHandles,
       daemons,

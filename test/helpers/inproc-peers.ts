@@ -18,7 +18,7 @@ import { DownloadManager } from "../../src/peer/download-manager.js";
 import { HttpSource } from "../../src/peer/source/http-source.js";
 import { RateLimits } from "../../src/peer/rate-limits.js";
 import { peerIdOf } from "../../src/peer/download/peer-id.js";
-import type { AnnounceSession, SchedulerLink } from "../../src/peer/download/scheduler-link.js";
+import type { AnnounceSession, SchedulerLink, SessionHandlers } from "../../src/peer/download/scheduler-link.js";
 import type { CertFiles } from "./pki.js";
 import type { Cleanup } from "./procs.js";
 
@@ -46,20 +46,22 @@ export class ScriptedScheduler {
   constructor(private readonly decide: (peer: InProcPeer, taskId: string, req: Req) => Res | undefined) {}
 
   linkFor(peer: InProcPeer): SchedulerLink {
-    const open = async (taskId: string, _peerId: string, onResponse: (r: Res) => void): Promise<AnnounceSession> => {
+    const open = async (taskId: string, _peerId: string, h: SessionHandlers): Promise<AnnounceSession> => {
       let closed = false;
-      return {
+      const session = {
         scheduler: "scripted",
-        send: (req) => {
+        send: (req: Req) => {
           if (closed) return;
           this.sent.push({ peer: peer.name, taskId, req });
           const res = this.decide(peer, taskId, req);
-          if (res) setImmediate(() => !closed && onResponse(res));
+          if (res) setImmediate(() => !closed && h.onResponse(res));
         },
         close: () => {
           closed = true;
         },
       };
+      session.send(h.register());
+      return session;
     };
     return { open, announceCached: () => undefined, leaveTasks: async () => undefined } as unknown as SchedulerLink;
   }

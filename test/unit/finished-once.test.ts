@@ -7,6 +7,12 @@ import { createRpcServer, HostType, schedulerv1, type RpcServer } from "../../sr
 import { SchedulerLink } from "../../src/peer/download/scheduler-link.js";
 
 const TASK = "c".repeat(64);
+// Handlers of a session whose answers the test does not look at.
+const NO_ANSWERS = {
+  register: () => ({ case: "registerPeer" as const, value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) }),
+  onResponse: () => undefined,
+  onDetached: () => undefined,
+};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -54,12 +60,7 @@ test("a finished peer is reported once to each scheduler: on its stream to one, 
   });
   await link.start();
   cleanups.push(() => link.close());
-  const s = await link.open(
-    TASK,
-    "peer-1",
-    () => undefined,
-    () => undefined,
-  );
+  const s = await link.open(TASK, "peer-1", NO_ANSWERS);
   assert.ok(s);
   const told = s.scheduler === a.address ? a : b;
   const other = told === a ? b : a;

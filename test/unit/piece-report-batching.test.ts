@@ -10,6 +10,12 @@ import { SchedulerLink } from "../../src/peer/download/scheduler-link.js";
 type Req = schedulerv1.AnnouncePeerRequest["request"];
 
 const TASK = "b".repeat(64);
+// Handlers of a session whose answers the test does not look at.
+const NO_ANSWERS = {
+  register: () => ({ case: "registerPeer" as const, value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) }),
+  onResponse: () => undefined,
+  onDetached: () => undefined,
+};
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // Every one of `n` announce streams reached the server and ended.
@@ -140,28 +146,16 @@ async function openLink(server: RpcServer): Promise<SchedulerLink> {
 test("scheduler link: batches pieces on the wire, peer_finished after the last piece, flush on close", { timeout: 10_000 }, async () => {
   const { server, streams, ended } = await recordingScheduler(true);
   const link = await openLink(server);
-  const s = await link.open(
-    TASK,
-    "peer-1",
-    () => undefined,
-    () => undefined,
-  );
+  const s = await link.open(TASK, "peer-1", NO_ANSWERS);
   assert.ok(s);
-  s.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   s.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
   for (let n = 0; n < 5; n++) s.send(piece(n));
   s.send(failedPiece);
   for (let n = 5; n < 10; n++) s.send(piece(n));
   s.send(finished);
   // Pieces held in a window when the session closes still go out.
-  const s2 = await link.open(
-    TASK,
-    "peer-2",
-    () => undefined,
-    () => undefined,
-  );
+  const s2 = await link.open(TASK, "peer-2", NO_ANSWERS);
   assert.ok(s2);
-  s2.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   for (let n = 0; n < 4; n++) s2.send(piece(n));
   s.close();
   s2.close();
@@ -173,14 +167,8 @@ test("scheduler link: batches pieces on the wire, peer_finished after the last p
 test("scheduler link: one message per piece to a scheduler without batched reports", { timeout: 10_000 }, async () => {
   const { server, streams, ended } = await recordingScheduler(false);
   const link = await openLink(server);
-  const s = await link.open(
-    TASK,
-    "peer-1",
-    () => undefined,
-    () => undefined,
-  );
+  const s = await link.open(TASK, "peer-1", NO_ANSWERS);
   assert.ok(s);
-  s.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download: { url: "http://origin.test/f" } }) });
   for (let n = 0; n < 3; n++) s.send(piece(n));
   s.send(finished);
   s.close();

@@ -1,5 +1,5 @@
 import type { Logger } from "../../common/logger.js";
-import type { ParentLike } from "../../common/trace.js";
+import type { ParentLike, Span } from "../../common/trace.js";
 import type { Download } from "../../protocol/index.js";
 import type { LocalTask, MakeRoom } from "../storage/local-task.js";
 import type { HttpSource } from "../source/http-source.js";
@@ -78,4 +78,16 @@ export function parentConnOptions(o: PeerTaskOptions, stats: PeerTaskStats, trus
     tls: tls ? () => tls.clientOptions({ roles: ["peer", "seed-peer"] }) : undefined,
     verify: trust ? trust.check.bind(trust) : undefined,
   };
+}
+
+// The download's totals on its span (tracing on).
+export function recordTotals(span: Span, stats: PeerTaskStats, contentLength: number, parents: number): void {
+  span
+    .setAttribute("damselfly.content_length", contentLength)
+    .setAttribute("damselfly.bytes_from_peers", stats.bytesFromPeers)
+    .setAttribute("damselfly.bytes_from_origin", stats.bytesFromSource)
+    .setAttribute("damselfly.back_to_source", stats.backToSource)
+    .setAttribute("damselfly.scheduler_unavailable", stats.schedulerUnavailable)
+    .setAttribute("damselfly.parents", parents)
+    .setAttribute("damselfly.busy_answers", stats.busyAnswers);
 }

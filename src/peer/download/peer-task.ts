@@ -12,7 +12,7 @@ import { ParentSet } from "./parent-set.js";
 import { PieceFetcher } from "./piece-fetcher.js";
 import { BackToSource } from "./back-to-source.js";
 import { DownloadState } from "./download-state.js";
-import { parentConnOptions, type PeerTaskOptions, type PeerTaskStats } from "./peer-task-options.js";
+import { parentConnOptions, recordTotals, type PeerTaskOptions, type PeerTaskStats } from "./peer-task-options.js";
 import { TaskTrust } from "./task-trust.js";
 import { GeometryIntake } from "./task-geometry.js";
 
@@ -159,11 +159,16 @@ export class PeerTask {
       await this.complete();
       return;
     }
+    // Answers may follow the registration at once: they find the download
+    // pulling from peers.
+    this.state.to("peers");
     if (
-      !(await this.announcer.open(
-        (r) => this.onResponse(r),
-        (e) => this.onSchedulerLost(e),
-      ))
+      !(await this.announcer.open({
+        register: () => TaskAnnouncer.registration(this.o.download, this.o.task.pieces.size),
+        onResponse: (r) => this.onResponse(r),
+        onAttached: (s) => this.onSchedulerMoved(s),
+        onDetached: (e) => this.onSchedulerLost(e),
+      }))
     ) {
       if (this.o.download.disableBackToSource) {
         this.fail(new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "scheduler unreachable and back-to-source is disabled"));
@@ -174,8 +179,6 @@ export class PeerTask {
       this.startBackToSource("scheduler unreachable");
       return;
     }
-    if (this.state.phase === "starting") this.state.to("peers");
-    this.announcer.register(this.o.download, this.o.task.pieces.size);
   }
 
   private onResponse(res: schedulerv1.AnnouncePeerResponse): void {
@@ -220,10 +223,15 @@ export class PeerTask {
     }
   }
 
+  // Another scheduler took the download over and heard our registration
+  // (with the pieces we hold, so it offers us as a parent).
+  private onSchedulerMoved(scheduler: string): void {
+    if (!this.state.ended) this.log.info({ scheduler, pieces: this.o.task.pieces.size }, "download moved to another scheduler");
+  }
+
   private onSchedulerLost(err: DamselflyError): void {
     if (this.state.ended) return;
-    this.announcer.lost();
-    this.log.warn({ err: err.message }, "lost the scheduler stream; continuing with current parents");
+    this.log.warn({ err: err.message }, "no scheduler holds the download; continuing with current parents");
     if (this.parents.size === 0 && this.state.phase !== "source") this.fallbackToSource("scheduler stream lost and no parent");
   }
 
@@ -375,14 +383,7 @@ export class PeerTask {
   private endSpan(): void {
     if (this.span.recording) {
       this.origin.endSpan();
-      this.span
-        .setAttribute("damselfly.content_length", this.o.task.meta.contentLength)
-        .setAttribute("damselfly.bytes_from_peers", this.stats.bytesFromPeers)
-        .setAttribute("damselfly.bytes_from_origin", this.stats.bytesFromSource)
-        .setAttribute("damselfly.back_to_source", this.stats.backToSource)
-        .setAttribute("damselfly.scheduler_unavailable", this.stats.schedulerUnavailable)
-        .setAttribute("damselfly.parents", this.parents.everHad)
-        .setAttribute("damselfly.busy_answers", this.stats.busyAnswers);
+      recordTotals(this.span, this.stats, this.o.task.meta.contentLength, this.parents.everHad);
     }
     this.span.end();
   }

@@ -14,17 +14,33 @@ export interface TaskAnnouncerOptions {
   span: Span;
 }
 
+export interface AnnouncerHandlers {
+  // The registration as of now (sent again to every scheduler that takes
+  // the download over).
+  register: () => Req;
+  onResponse: (r: schedulerv1.AnnouncePeerResponse) => void;
+  // Another scheduler took the download over (its first died, hung or came back).
+  onAttached: (scheduler: string) => void;
+  // No scheduler holds the download now.
+  onDetached: (e: DamselflyError) => void;
+}
+
 // One download's side of the conversation with its scheduler: the announce
-// stream and the messages this peer sends on it. With no stream (none could
-// be opened, or it was lost), messages go nowhere.
+// session and the messages this peer sends on it. The session survives its
+// scheduler (scheduler-link.ts moves it); while no scheduler holds it,
+// messages go nowhere.
 export class TaskAnnouncer {
   private session: AnnounceSession | undefined;
+  private detached = false;
+  // An origin fetch in progress, said again to every scheduler that takes
+  // the download over: it is a feed the new scheduler counts on.
+  private sourceStarted: Req | undefined;
 
   constructor(private readonly o: TaskAnnouncerOptions) {}
 
-  // The stream is open.
+  // A scheduler holds the download (or is taking it over).
   get connected(): boolean {
-    return this.session !== undefined;
+    return this.session !== undefined && !this.detached;
   }
 
   // The address of the scheduler the stream is open to.
@@ -32,24 +48,32 @@ export class TaskAnnouncer {
     return this.session?.scheduler;
   }
 
-  // Opens the stream; false when no scheduler can be reached.
-  async open(onResponse: (r: schedulerv1.AnnouncePeerResponse) => void, onLost: (e: DamselflyError) => void): Promise<boolean> {
+  // Opens the session (registering the peer); false when no scheduler takes it.
+  async open(h: AnnouncerHandlers): Promise<boolean> {
     const o = this.o;
-    this.session = o.scheduler ? await o.scheduler.open(o.taskId, o.peerId, onResponse, onLost, traceHeaders(o.span)) : undefined;
+    const handlers = {
+      register: h.register,
+      onResponse: h.onResponse,
+      onAttached: (scheduler: string) => {
+        this.detached = false;
+        if (this.sourceStarted) this.send(this.sourceStarted);
+        h.onAttached(scheduler);
+      },
+      onDetached: (e: DamselflyError) => {
+        this.detached = true;
+        h.onDetached(e);
+      },
+    };
+    this.session = o.scheduler ? await o.scheduler.open(o.taskId, o.peerId, handlers, traceHeaders(o.span)) : undefined;
     return this.session !== undefined;
-  }
-
-  // The stream broke: nothing more is sent on it.
-  lost(): void {
-    this.session = undefined;
   }
 
   private send(req: Req): void {
     this.session?.send(req);
   }
 
-  register(download: Download, finishedPieces: number): void {
-    this.send({ case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download, finishedPieces }) });
+  static registration(download: Download, finishedPieces: number): Req {
+    return { case: "registerPeer", value: create(schedulerv1.RegisterPeerRequestSchema, { download, finishedPieces }) };
   }
 
   downloadStarted(): void {
@@ -73,14 +97,16 @@ export class TaskAnnouncer {
   }
 
   backToSourceStarted(contentLength: number, pieceLength: number, known: boolean): void {
-    this.send({
-      case: "backToSourceStarted",
-      value: create(schedulerv1.BackToSourceStartedRequestSchema, {
-        contentLength: BigInt(Math.max(0, contentLength)),
-        pieceLength: BigInt(pieceLength),
-        contentLengthKnown: known,
+    this.send(
+      (this.sourceStarted = {
+        case: "backToSourceStarted",
+        value: create(schedulerv1.BackToSourceStartedRequestSchema, {
+          contentLength: BigInt(Math.max(0, contentLength)),
+          pieceLength: BigInt(pieceLength),
+          contentLengthKnown: known,
+        }),
       }),
-    });
+    );
   }
 
   // `fromSource`: this peer went to the origin at some point.

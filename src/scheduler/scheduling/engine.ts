@@ -217,6 +217,16 @@ export class SchedulingEngine {
     return false;
   }
 
+  // Nobody left feeds the task: a seed peer takes it over when there is one
+  // (the next on the seed ring when the last one died; the same one when it
+  // is only re-registering here after a scheduler takeover), else `child`
+  // goes to the origin.
+  private mustFetch(child: Peer, task: Task): boolean {
+    const now = this.now();
+    this.seeds.maybeTrigger(task, now);
+    return !this.seeds.active(task, now) && this.canBackToSource(child, task);
+  }
+
   canBackToSource(peer: Peer, task: Task): boolean {
     return !peer.disableBackToSource && task.backToSourcePeers.size < this.config.backToSourceLimit;
   }
@@ -341,7 +351,7 @@ export class SchedulingEngine {
     for (const child of affected) {
       for (const id of removedIds) this.store.dropCandidate(child, id);
       if (!child.isActive || !child.hasStream) continue;
-      if (!this.hasFeed(task, child) && this.canBackToSource(child, task)) {
+      if (!this.hasFeed(task, child) && this.mustFetch(child, task)) {
         this.backToSource(child, task, "the peers feeding this task are gone");
         continue;
       }
