@@ -159,8 +159,7 @@ export class PeerTask {
       await this.complete();
       return;
     }
-    // Answers may follow the registration at once: they find the download
-    // pulling from peers.
+    // Answers may follow the registration at once: they find us pulling.
     this.state.to("peers");
     if (
       !(await this.announcer.open({
