@@ -24,6 +24,7 @@ import { parseHostPort } from "../common/address.js";
 import { RegistrantLimits } from "./limits.js";
 import { encodeRecord, signGrant } from "../protocol/trust.js";
 import type { GrantFn } from "./scheduling/engine.js";
+import { connectProbe, type ProbeFn } from "./scheduling/host-probe.js";
 
 // Grants signed with the certificate current at the time (rotation-safe).
 function grantSigner(tls: TlsIdentity): GrantFn {
@@ -41,6 +42,8 @@ export interface SchedulerOptions {
   trigger?: TriggerFn;
   // Replaces the timer of the seed's copy after seedCopyDelay (tests).
   delay?: DelayFn;
+  // Replaces the check of a host its children report failing (tests).
+  probe?: ProbeFn;
   // DAMSELFLY_CLUSTER_TOKEN (see protocol/cluster-token.ts).
   clusterToken?: string;
 }
@@ -98,7 +101,7 @@ export class Scheduler {
       ...(this.tls ? { grant: grantSigner(this.tls) } : {}),
     });
     this.health.addCheck("scheduler", () => (this.server ? undefined : "not serving"));
-    this.events = new PeerEvents(this.engine);
+    this.events = new PeerEvents(this.engine, opts.probe ?? connectProbe);
     this.clusterToken = opts.clusterToken;
     this.preheater = new Preheater({ config: this.config, logger: this.log, store: this.store, clients: this.daemonClients, now: () => this.engine.now() });
     this.taskJobs = new TaskJobs({

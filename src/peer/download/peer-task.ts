@@ -92,7 +92,7 @@ export class PeerTask {
         distrust: (conn, e) => this.distrust(conn, e),
         // An origin failure on the seed is everyone's failure.
         failed: (conn, e) => (e.code === "DF_ERR_SOURCE_STATUS" && conn.addr.isSeed ? this.fail(e) : this.dropParent(conn, e.message)),
-        broken: (conn, reason) => this.dropParent(conn, reason),
+        broken: (conn, reason) => this.dropParent(conn, reason, "broken"),
         changed: () => this.pieces.schedule(),
       },
     });
@@ -234,13 +234,14 @@ export class PeerTask {
     if (this.parents.size === 0 && this.state.phase !== "source") this.fallbackToSource("scheduler stream lost and no parent");
   }
 
-  // `report`: the scheduler hears of it (the blocklist) whatever is left.
-  private dropParent(conn: ParentConn, reason: string, report = false): void {
+  // `report`: the scheduler hears of it (the blocklist) whatever is left;
+  // "broken": it hears the connection broke, and checks the parent's host.
+  private dropParent(conn: ParentConn, reason: string, report: boolean | "broken" = false): void {
     if (!this.parents.drop(conn, reason) || !this.state.pulling) return;
-    // The scheduler decides whether the remaining parents can still feed us;
-    // plenty of parents holding what we miss need no new decision.
+    if (report === "broken") this.announcer.parentBroken(conn.id, reason);
+    // Plenty of parents holding what we miss need no new decision.
     if (this.announcer.connected) {
-      if (report || this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
+      if (report === true || this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
     } else if (this.parents.size === 0) this.fallbackToSource("no parent left and no scheduler");
     this.pieces.run();
   }
@@ -262,7 +263,6 @@ export class PeerTask {
     this.dropParent(conn, `${e.code}: ${e.message}`, true);
   }
 
-  // A piece from `parent` is in the file and checked: record and report it.
   private storedFromParent(n: number, crc: number, length: number, parent: ParentConn, micros: bigint): void {
     this.lastProgress = Date.now();
     this.o.metrics?.piece("peer", length, Number(micros) / 1e6);

@@ -129,7 +129,7 @@ export class PieceFetcher {
 
   private async store(n: number, { crc, length, trust }: PieceResult, parent: ParentConn, started: bigint): Promise<void> {
     this.c.stats.bytesFromPeers += length;
-    await this.c.task.markPiece(trust ? { number: n, crc, length, trust } : { number: n, crc, length });
+    await this.c.task.markPiece(trust ? { number: n, crc, length, trust, fromPeer: true } : { number: n, crc, length, fromPeer: true });
     parent.piecesServed++;
     this.c.stored(n, crc, length, parent, (process.hrtime.bigint() - started) / 1000n);
   }

@@ -96,6 +96,12 @@ export class TaskAnnouncer {
     this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: n, parentId, reason: e.message, temporary: e.temporary }) });
   }
 
+  // A parent's connection broke (no one piece failed): the scheduler checks
+  // its host rather than wait for the host's keep-alive to lapse.
+  parentBroken(parentId: string, reason: string): void {
+    this.send({ case: "pieceFailed", value: create(schedulerv1.PieceFailedRequestSchema, { number: 0, parentId, reason, temporary: true }) });
+  }
+
   backToSourceStarted(contentLength: number, pieceLength: number, known: boolean): void {
     this.send(
       (this.sourceStarted = {

@@ -9,6 +9,9 @@ export interface PieceInfo {
   // With TLS: the piece's SHA-256 as its fetcher signed it, kept to be
   // relayed with the piece (a child checks it; no holder can make one).
   trust?: PieceRecord | undefined;
+  // Taken from another peer (not kept in the log): already in the swarm, so
+  // a seed's initial seeding does not offer it (upload/piece-offers.ts).
+  fromPeer?: boolean;
 }
 
 // A task's `pieces.log`: an append-only list of verified pieces ("<n> <crc>

@@ -38,7 +38,7 @@ export class PieceOffers {
   private fresh = new Set<number>();
   private readonly offered = new Set<number>();
   private ended = false;
-  private readonly onPiece = (p: PieceInfo): void => this.added(p.number);
+  private readonly onPiece = (p: PieceInfo): void => this.added(p.number, p.fromPeer === true);
   // A task of unknown length learns its piece count at the end.
   private readonly onDone = (): void => this.maybeEnd();
   private expiry: NodeJS.Timeout | undefined;
@@ -78,9 +78,16 @@ export class PieceOffers {
   }
 
   // The seed stored a new piece: it goes to the child with the fewest
-  // suggestions outstanding.
-  added(n: number): void {
+  // suggestions outstanding. One it took from a peer (a seed taking over a
+  // task the swarm holds in part) is in the swarm already: suggesting it
+  // would only hold a child's suggestions on pieces it likely has.
+  added(n: number, fromPeer = false): void {
     if (this.ended || this.offered.has(n)) return;
+    if (fromPeer) {
+      this.offered.add(n);
+      this.maybeEnd();
+      return;
+    }
     this.fresh.add(n);
     let best: Child | undefined;
     for (const c of this.children.values()) if (c.pending.size < OFFERS_AHEAD && (!best || c.pending.size < best.pending.size)) best = c;

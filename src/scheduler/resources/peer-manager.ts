@@ -45,6 +45,9 @@ export class Peer {
   waitingSince: number | undefined;
   // The peer told us it is fetching from the origin (back_to_source_started).
   sourceStarted = false;
+  // A seed peer taking over a task whose feed died: it takes the pieces the
+  // swarm holds before it goes to the origin (seed-trigger.ts).
+  takingOver = false;
   // The scheduler sent it to the origin (need_back_to_source): only such a
   // peer's origin failure fails the task for others, and only its geometry
   // overrides what another peer reported.

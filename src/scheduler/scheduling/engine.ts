@@ -143,6 +143,7 @@ export class SchedulingEngine {
         return "normal_task";
       }
       if (!peerFirst || !this.hasFeed(task, peer)) {
+        if (this.seeds.takeOver(peer, task)) return "normal_task";
         this.backToSource(peer, task, "seed peer fetches from the origin");
         return "need_back_to_source";
       }
@@ -221,7 +222,7 @@ export class SchedulingEngine {
   // (the next on the seed ring when the last one died; the same one when it
   // is only re-registering here after a scheduler takeover), else `child`
   // goes to the origin.
-  private mustFetch(child: Peer, task: Task): boolean {
+  mustFetch(child: Peer, task: Task): boolean {
     const now = this.now();
     this.seeds.maybeTrigger(task, now);
     return !this.seeds.active(task, now) && this.canBackToSource(child, task);

@@ -1,3 +1,4 @@
+import { HostProbes, type ProbeFn } from "./host-probe.js";
 import type { SpanContext } from "../../common/trace.js";
 import type { BidiSink, Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
@@ -11,7 +12,28 @@ export const PARENT_FAILURE_LIMIT = 2;
 
 // State changes driven by peers and hosts; decisions are left to the engine.
 export class PeerEvents {
-  constructor(private readonly engine: SchedulingEngine) {}
+  private readonly probes: HostProbes;
+
+  constructor(
+    private readonly engine: SchedulingEngine,
+    // Without one, children's reports only wait for the host's keep-alive
+    // timeout (tests of the engine alone).
+    probe: ProbeFn = async () => true,
+  ) {
+    this.probes = new HostProbes({
+      probe,
+      now: () => engine.now(),
+      log: engine.log,
+      dead: (host) => this.removeHost(host),
+      lookup: (id) => this.store.hosts.get(id),
+    });
+  }
+
+  // A child says this parent failed it: the scheduler checks its host.
+  private suspect(parentId: string): void {
+    const parent = this.store.peers.get(parentId);
+    if (parent) this.probes.suspect(parent.hostId);
+  }
 
   private get store() {
     return this.engine.store;
@@ -110,6 +132,10 @@ export class PeerEvents {
   // Per piece: keep it cheap.
   pieceFinished(peer: Peer, req: schedulerv1.PieceFinishedRequest): void {
     peer.finishedPieces++;
+    if (peer.takingOver) {
+      const task = this.taskOf(peer);
+      if (task) this.engine.seeds.caughtUp(peer, task);
+    }
     if (req.parentId !== "" && req.costMicros > 0n) {
       const bytes = Number(req.length);
       const micros = Number(req.costMicros);
@@ -127,6 +153,7 @@ export class PeerEvents {
   }
 
   pieceFailed(peer: Peer, req: schedulerv1.PieceFailedRequest): void {
+    if (req.parentId !== "") this.suspect(req.parentId);
     if (req.temporary || req.parentId === "" || peer.blocklist.has(req.parentId)) return;
     if (peer.countParentFailure(req.parentId) < PARENT_FAILURE_LIMIT) return;
     peer.block(req.parentId);
@@ -142,6 +169,7 @@ export class PeerEvents {
     if (!task) return "gone";
     for (const id of req.blocklistParentIds) {
       if (id === "") continue;
+      this.suspect(id);
       peer.block(id);
       this.store.dropCandidate(peer, id);
     }
@@ -160,7 +188,11 @@ export class PeerEvents {
   // The peer's stream ended. A finished peer stays as a parent (its host
   // still serves the data); any other peer leaves the task.
   streamClosed(peer: Peer): void {
-    if (peer.state !== "succeeded") return this.removePeer(peer);
+    if (peer.state !== "succeeded") {
+      // Its daemon may be gone with the stream: check the host now.
+      this.probes.suspect(peer.hostId);
+      return this.removePeer(peer);
+    }
     const queue = peer.queue;
     peer.queue = undefined;
     queue?.close();
@@ -183,6 +215,7 @@ export class PeerEvents {
   // Removes a host and its peers; their children get rescheduled.
   removeHost(host: Host, closeWith?: unknown): Peer[] {
     const removed = this.store.removeHost(host);
+    if (host.isSeed) this.engine.seeds.hostGone(host.id);
     const byTask = new Map<string, string[]>();
     for (const p of removed) {
       const q = p.queue;

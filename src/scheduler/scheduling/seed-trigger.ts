@@ -5,6 +5,7 @@ import { daemonv1, type Download } from "../../protocol/index.js";
 import type { DaemonClients } from "../daemon-clients.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Task } from "../resources/task-manager.js";
+import type { Peer } from "../resources/peer-manager.js";
 import type { SchedulingEngine } from "./engine.js";
 
 const SEED_HASH = { separator: "\0" } as const;
@@ -63,6 +64,46 @@ export class SeedTriggers {
     this.delay(() => {
       if (!this.engine.isClosed && store.tasks.get(task.id) === task) this.maybeTrigger(task, this.engine.now());
     }, config.seedCopyDelay);
+  }
+
+  // A seed peer registering for a task that peers hold in part while nobody
+  // feeds it (the seed fetching it died, and this is the next seed of the
+  // ring): it takes what the swarm holds first, then only the rest from the
+  // origin (caughtUp). False when there is nothing to take.
+  takeOver(peer: Peer, task: Task): boolean {
+    if (peer.takingOver || peer.finishedPieces > 0) return false;
+    const holders = this.engine.select(peer, task).filter((p) => p.finishedPieces > 0);
+    if (holders.length === 0) return false;
+    peer.takingOver = true;
+    this.engine.log.info({ taskId: task.id, peerId: peer.id, holders: holders.length }, "seed peer takes the task over: first the pieces the swarm holds");
+    this.engine.sendNormal(peer, task, holders);
+    return true;
+  }
+
+  // A piece reached a seed taking over: once it holds as many pieces as any
+  // other peer, what is still missing is nowhere in the swarm.
+  caughtUp(peer: Peer, task: Task): void {
+    if (!peer.takingOver || peer.state !== "running") return;
+    let most = 0;
+    for (const p of this.engine.store.taskPeers(task)) if (p !== peer && p.state !== "failed") most = Math.max(most, p.finishedPieces);
+    if (peer.finishedPieces < most) return;
+    peer.takingOver = false;
+    this.engine.backToSource(peer, task, "took what the swarm holds: the rest from the origin");
+  }
+
+  // The seed host `hostId` is gone: a task it was triggered for gets its
+  // next feed now (the next seed of its ring, or with none a peer to the
+  // origin), not when its peers stall.
+  hostGone(hostId: string): void {
+    const e = this.engine;
+    for (const task of e.store.tasks.values()) {
+      if (task.seedTrigger?.hostId !== hostId) continue;
+      for (const p of e.store.taskPeers(task)) {
+        if (!p.isActive || !p.hasStream || e.hasFeed(task, p)) continue;
+        if (e.mustFetch(p, task)) e.backToSource(p, task, "the seed peer fetching this task is gone");
+        break;
+      }
+    }
   }
 
   // A seed peer is on its way (recent trigger) or already working on the task.
