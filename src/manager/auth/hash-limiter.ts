@@ -27,7 +27,7 @@ export class ConcurrencyLimiter {
   async run<T>(task: () => Promise<T>): Promise<T> {
     if (this.active < this.max) this.active++;
     else if (this.waiting.length < this.queueMax) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else throw new DamselflyError("DF_ERR_SIGNIN_THROTTLED", "too many sign-ins at once: retry in a moment");
+    else throw new DamselflyError("DF_ERR_SIGNIN_THROTTLED", "too many sign-ins at once");
     this.peak = Math.max(this.peak, this.active);
     try {
       return await task();
