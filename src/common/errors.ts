@@ -260,6 +260,13 @@ export const ERROR_CODES = {
     httpStatus: 403,
     rpcCode: RpcCode.PermissionDenied,
   },
+  DF_ERR_SIGNIN_THROTTLED: {
+    when: "manager: too many failed sign-ins for this account or from this address, or too many sign-ins at once (HTTP 429, retry after Retry-After seconds)",
+    message: "too many sign-in attempts",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 429,
+    rpcCode: RpcCode.ResourceExhausted,
+  },
   DF_ERR_NOT_FOUND: {
     when: "manager: no such route, user, cluster, job... (HTTP 404)",
     message: "not found",

@@ -302,6 +302,10 @@ export const managerSchema = {
   jobs: {
     preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
   },
+  audit: {
+    maxRows: field("int", 100_000, "audit log rows kept: older ones are deleted as new ones come", { check: positive }),
+    maxAge: field("duration", 90 * 24 * 3_600_000, "audit log rows older than this are deleted", { check: positive }),
+  },
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },

@@ -8,7 +8,7 @@ import { Storage } from "./storage/storage.js";
 import { DiskGc } from "./storage/gc.js";
 import { parseWatermark } from "../common/watermark.js";
 import { HttpSource } from "./source/http-source.js";
-import { EgressPolicy } from "./source/egress.js";
+import { EgressPolicy } from "../common/egress.js";
 import { ApiListeners } from "./api/api-listener.js";
 import { BlobAccess } from "./proxy/blob-access.js";
 import { SchedulerLink } from "./download/scheduler-link.js";

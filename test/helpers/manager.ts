@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Agent, request } from "undici";
+import { Agent, request, type Dispatcher } from "undici";
 import { spawnDamselfly, type Cleanup, type DamselflyProc } from "./procs.js";
 
 export const ADMIN_PASSWORD = "test-admin-password-1";
@@ -13,7 +13,11 @@ export interface ManagerHandle {
   url: string;
   dataDir: string;
   database: string;
-  api<T = any>(method: string, path: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string> }): Promise<{ status: number; body: T }>;
+  api<T = any>(
+    method: string,
+    path: string,
+    opts?: { token?: string; body?: unknown; headers?: Record<string, string>; dispatcher?: Dispatcher },
+  ): Promise<{ status: number; body: T; headers: Record<string, string | string[] | undefined> }>;
   signin(name?: string, password?: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -58,7 +62,7 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
   const api: ManagerHandle["api"] = async (method, path, o = {}) => {
     const res = await request(url + path, {
       method: method as "GET",
-      ...(dispatcher ? { dispatcher } : {}),
+      ...(o.dispatcher ? { dispatcher: o.dispatcher } : dispatcher ? { dispatcher } : {}),
       headers: {
         ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
         ...(o.body !== undefined ? { "content-type": "application/json" } : {}),
@@ -73,7 +77,7 @@ export async function startManager(opts: ManagerOptions = {}): Promise<ManagerHa
     } catch {
       // not JSON: keep the text
     }
-    return { status: res.statusCode, body };
+    return { status: res.statusCode, body, headers: res.headers };
   };
   const signin = async (name = "root", password = opts.adminPassword ?? ADMIN_PASSWORD) => {
     const r = await api("POST", "/api/v1/users/signin", { body: { name, password } });
@@ -93,4 +97,17 @@ export async function waitForJob(m: ManagerHandle, token: string, id: number, ti
     if (Date.now() > deadline) throw new Error(`job ${id} still ${r.body.state} after ${timeoutMs} ms`);
     await new Promise((res) => setTimeout(res, 200));
   }
+}
+
+// A process's resident memory now (Linux), in bytes.
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+// Requests from another loopback address (127.0.0.2 ...), as a second
+// client machine would send them.
+export function fromAddress(localAddress: string): Agent {
+  return new Agent({ localAddress });
 }

@@ -2,7 +2,8 @@
 // against a manager with a live cluster: sign in (a wrong password first),
 // see the scheduler, the seed peer and the peer, create a preheat job and see
 // it succeed — and the origin served the file once, to the seed peer — find
-// the task's hosts, and make a token that is shown once.
+// the task's hosts, and make a token that is shown once; all of it under the
+// manager's Content-Security-Policy.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -34,7 +35,14 @@ test("console: sign in, see the cluster and its peers, preheat a file and see it
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   page.setDefaultTimeout(20_000);
-  await page.goto(manager.url + "/");
+  // The console works under the manager's Content-Security-Policy: the
+  // browser reports every blocked script, style or request on the console.
+  const violations: string[] = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
+  });
+  const landing = await page.goto(manager.url + "/");
+  assert.match(String(landing?.headers()["content-security-policy"]), /frame-ancestors 'none'/);
 
   // A wrong password is refused with the message and its code.
   await page.fill("input[name=name]", "root");
@@ -78,4 +86,5 @@ test("console: sign in, see the cluster and its peers, preheat a file and see it
   await page.locator("td", { hasText: "from-the-console" }).waitFor();
   assert.equal(await page.locator("code.secret").count(), 0, "the token is not shown again");
   assert.ok(!(await page.content()).includes(secret));
+  assert.deepEqual(violations, [], "nothing was blocked by the CSP");
 });

@@ -9,7 +9,7 @@ import http from "node:http";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { parseCidr, parseIp, contains } from "../../src/common/cidr.js";
-import { EgressPolicy, type Lookup } from "../../src/peer/source/egress.js";
+import { EgressPolicy, type Lookup } from "../../src/common/egress.js";
 import { HttpSource } from "../../src/peer/source/http-source.js";
 import { BlobAccess } from "../../src/peer/proxy/blob-access.js";
 import { DamselflyError } from "../../src/common/errors.js";

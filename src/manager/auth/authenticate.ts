@@ -1,7 +1,7 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyRequest } from "fastify";
 import { DamselflyError } from "../../common/errors.js";
 import type { Database } from "../db/database.js";
-import { allows, type Action, type Resource } from "./permissions.js";
+import { allows, PERMISSION_RE, RESOURCES, type Action, type Resource } from "./permissions.js";
 import { hashToken, PAT_PREFIX, SESSION_PREFIX } from "./secrets.js";
 
 export interface Principal {
@@ -72,11 +72,21 @@ export function authorize(p: Principal, resource: Resource, action: Action): voi
   }
 }
 
-// A preHandler: the request needs a valid token, and (when given) the
-// permission to act on a resource.
-export function guard(database: Database, resource?: Resource, action?: Action) {
-  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    req.principal = await authenticate(database, req);
-    if (resource && action) authorize(req.principal, resource, action);
-  };
+// Whether the principal holds a permission now: its role's, narrowed to its
+// token's scopes. "*" is held only by root acting without a narrowing token.
+export function holds(p: Principal, permission: string): boolean {
+  if (permission === "*") return p.permissions.includes("*") && (!p.scopes || RESOURCES.every((r) => p.scopes!.includes(r)));
+  const m = PERMISSION_RE.exec(permission);
+  if (!m) return false;
+  const resource = m[1] as Resource;
+  return (!p.scopes || p.scopes.includes(resource)) && allows(p.permissions, resource, m[2] as Action);
+}
+
+// A granter grants only what it holds: a role it makes, or gives to a user,
+// or a user it manages, may not hold anything it does not.
+export function requireHoldsAll(p: Principal, permissions: readonly string[], what: string): void {
+  const missing = permissions.filter((x) => !holds(p, x));
+  if (missing.length > 0) {
+    throw new DamselflyError("DF_ERR_PERMISSION_DENIED", `${what} needs ${missing.join(", ")}, which you do not hold: you can grant only what you hold`);
+  }
 }

@@ -6,9 +6,11 @@ import { clusterRoutes } from "../routes/clusters.js";
 import type { RouteContext } from "../routes/context.js";
 import { jobRoutes } from "../routes/jobs.js";
 import { roleRoutes } from "../routes/roles.js";
+import { sessionRoutes } from "../routes/sessions.js";
 import { tokenRoutes } from "../routes/tokens.js";
 import { userRoutes } from "../routes/users.js";
 import { managerService } from "../rpc/manager-service.js";
+import { installAccess } from "./access.js";
 import { installAudit } from "./audit.js";
 import { installErrorHandlers } from "./errors.js";
 import { consoleRoutes } from "./console.js";
@@ -44,7 +46,8 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?:
     });
   }
   installErrorHandlers(app, ctx.logger);
-  installAudit(app, ctx.database, ctx.logger);
+  installAccess(app, ctx.database);
+  installAudit(app, ctx.database, ctx.logger, ctx.config.audit);
 
   await app.register(require("@fastify/swagger") as typeof import("@fastify/swagger").default, {
     openapi: {
@@ -60,8 +63,9 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?:
   });
   await app.register(require("@fastify/swagger-ui") as typeof import("@fastify/swagger-ui").default, { routePrefix: "/docs" });
 
-  app.get("/healthy", { schema: { hide: true } }, async () => ({ status: "ok" }));
-  app.get("/api/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/healthy", { schema: { hide: true }, config: { access: "public" } }, async () => ({ status: "ok" }));
+  app.get("/api/v1/openapi.json", { schema: { hide: true }, config: { access: "public" } }, async () => app.swagger());
+  await app.register(sessionRoutes(ctx));
   await app.register(userRoutes(ctx));
   await app.register(roleRoutes(ctx));
   await app.register(tokenRoutes(ctx));

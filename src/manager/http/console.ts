@@ -38,7 +38,7 @@ export function consoleRoutes() {
       reply
         .type("text/html; charset=utf-8")
         .send(
-          `<!doctype html><html><head><meta charset="utf-8"><title>Damselfly manager</title></head><body style="font-family:sans-serif;max-width:40em;margin:3em auto">` +
+          `<!doctype html><html><head><meta charset="utf-8"><title>Damselfly manager</title></head><body>` +
             `<h1>Damselfly manager</h1><p>The console is not built (<code>npm run build:console</code>). The REST API is under <code>/api/v1</code>, the open API (personal access tokens) under <code>/oapi/v1</code>.</p>` +
             `<p><a href="/docs">API documentation</a> · <a href="/api/v1/openapi.json">OpenAPI JSON</a></p></body></html>`,
         ),

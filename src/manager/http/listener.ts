@@ -11,6 +11,24 @@ import type { ManagerMetrics } from "../metrics.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
+// On every response of the port (console, API, docs, RPC, health): the
+// console's scripts and styles are files of its own origin (the Vite build
+// inlines none), it talks only to its own origin, and no other site may
+// frame it (clickjacking) or make a browser guess a type (a JSON error
+// sniffed as HTML).
+export const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; " +
+  "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+// Swagger UI (/docs) sets some styles inline.
+const DOCS_CSP = CONTENT_SECURITY_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'");
+
+function setSecurityHeaders(res: ServerResponse, url: string): void {
+  res.setHeader("content-security-policy", url === "/docs" || url.startsWith("/docs/") ? DOCS_CSP : CONTENT_SECURITY_POLICY);
+  res.setHeader("x-frame-options", "DENY");
+  res.setHeader("x-content-type-options", "nosniff");
+  res.setHeader("referrer-policy", "no-referrer");
+}
+
 export interface ListenerOptions {
   service: ServiceImpl<typeof managerv1.ManagerService>;
   metrics?: ManagerMetrics;
@@ -39,6 +57,7 @@ export function createManagerServer(handler: Handler, o: ListenerOptions): Serve
   const { metrics, health } = o;
   const dispatch: Handler = (req, res) => {
     const url = req.url ?? "";
+    setSecurityHeaders(res, url);
     if (url.startsWith(rpcPrefix)) {
       if (metrics) {
         const started = performance.now();

@@ -1,11 +1,13 @@
-import { request } from "undici";
+import type { Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
+import { discard, fetchToken, MAX_MANIFEST_BYTES, readCapped, registryDispatcher, registryGet } from "./registry-client.js";
 
 // Turns an image manifest URL (https://REGISTRY/v2/REPO/manifests/REF) into
 // the URLs and digests of its layer blobs: an image index (or Docker manifest
 // list) is narrowed to one platform first. Registries that answer 401 with a
 // Bearer challenge get a token from their realm, with the caller's own
-// credentials (Basic) when given.
+// credentials (Basic) when given and the realm may have them; what may be
+// reached and read is bounded in registry-client.ts.
 
 const MANIFEST_TYPES = [
   "application/vnd.oci.image.index.v1+json",
@@ -14,7 +16,6 @@ const MANIFEST_TYPES = [
   "application/vnd.docker.distribution.manifest.v2+json",
 ];
 const INDEX_TYPES = new Set(MANIFEST_TYPES.slice(0, 2));
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 export interface ImageBlob {
   url: string;
@@ -59,7 +60,28 @@ export function parsePlatform(p: string): { os: string; architecture: string; va
   return { os: parts[0]!, architecture: parts[1]!, ...(parts[2] ? { variant: parts[2] } : {}) };
 }
 
-export async function resolveImage(manifestUrl: string, given: Record<string, string>, platform: string, signal?: AbortSignal): Promise<ResolvedImage> {
+export interface ResolveOptions {
+  signal?: AbortSignal;
+  // Default: one made for this call, through the built-in egress policy.
+  dispatcher?: Dispatcher;
+}
+
+export async function resolveImage(manifestUrl: string, given: Record<string, string>, platform: string, opts: ResolveOptions = {}): Promise<ResolvedImage> {
+  const own = opts.dispatcher ? undefined : registryDispatcher();
+  try {
+    return await resolve(manifestUrl, given, platform, opts.dispatcher ?? own!, opts.signal);
+  } finally {
+    await own?.close();
+  }
+}
+
+async function resolve(
+  manifestUrl: string,
+  given: Record<string, string>,
+  platform: string,
+  dispatcher: Dispatcher,
+  signal?: AbortSignal,
+): Promise<ResolvedImage> {
   const { base, repo, reference } = parseManifestUrl(manifestUrl);
   const want = parsePlatform(platform);
   const headers = { ...given };
@@ -67,26 +89,21 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
 
   const get = async (url: string): Promise<{ mediaType: string; body: Record<string, unknown> }> => {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const res = await request(url, { method: "GET", headers: { ...headers, accept: MANIFEST_TYPES.join(", ") }, maxRedirections: 0, signal } as Parameters<
-        typeof request
-      >[1]).catch((err: unknown) => {
-        throw DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-      });
+      const res = await registryGet(url, { ...headers, accept: MANIFEST_TYPES.join(", ") }, dispatcher, signal);
       if (res.statusCode === 401 && attempt === 0) {
         const challenge = String(res.headers["www-authenticate"] ?? "");
-        await res.body.dump();
-        const token = await fetchToken(challenge, basic, signal);
+        discard(res);
+        const token = await fetchToken(challenge, new URL(base), basic, dispatcher, signal);
         if (!token) throw new DamselflyError("DF_ERR_SOURCE_STATUS", `registry refused ${url} (401) and offered no bearer token`, { sourceStatus: 401 });
         for (const k of Object.keys(headers)) if (k.toLowerCase() === "authorization") delete headers[k];
         headers.authorization = `Bearer ${token}`;
         continue;
       }
       if (res.statusCode !== 200) {
-        await res.body.dump();
+        discard(res);
         throw new DamselflyError("DF_ERR_SOURCE_STATUS", `registry answered ${res.statusCode} for ${url}`, { sourceStatus: res.statusCode });
       }
-      const text = await res.body.text();
-      if (text.length > MAX_MANIFEST_BYTES) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `manifest ${url} is too large`);
+      const text = (await readCapped(res, MAX_MANIFEST_BYTES, `manifest ${url}`)).toString("utf8");
       let body: Record<string, unknown>;
       try {
         body = JSON.parse(text) as Record<string, unknown>;
@@ -123,25 +140,4 @@ export async function resolveImage(manifestUrl: string, given: Record<string, st
     blobs.push({ url: `${base}/v2/${repo}/blobs/${l.digest}`, digest: l.digest, size: Number(l.size ?? 0) });
   }
   return { headers, blobs };
-}
-
-// Docker's token protocol: GET realm?service=..&scope=.. (with Basic
-// credentials when the caller gave them) answers {"token"} or {"access_token"}.
-async function fetchToken(challenge: string, basic: string | undefined, signal?: AbortSignal): Promise<string | undefined> {
-  if (!/^bearer\s/i.test(challenge)) return undefined;
-  const params: Record<string, string> = {};
-  for (const m of challenge.slice(7).matchAll(/(\w+)="([^"]*)"/g)) params[m[1]!.toLowerCase()] = m[2]!;
-  if (!params.realm) return undefined;
-  const u = new URL(params.realm);
-  if (params.service) u.searchParams.set("service", params.service);
-  if (params.scope) u.searchParams.set("scope", params.scope);
-  const res = await request(u, { method: "GET", headers: basic ? { authorization: basic } : {}, signal }).catch((err: unknown) => {
-    throw DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-  });
-  if (res.statusCode !== 200) {
-    await res.body.dump();
-    throw new DamselflyError("DF_ERR_SOURCE_STATUS", `registry token endpoint answered ${res.statusCode}`, { sourceStatus: res.statusCode });
-  }
-  const body = (await res.body.json()) as { token?: string; access_token?: string };
-  return body.token ?? body.access_token;
 }

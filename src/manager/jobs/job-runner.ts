@@ -7,7 +7,8 @@ import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
 import { resolveImage } from "./image-resolver.js";
-import { fileDownload, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
+import { registryDispatcher } from "./registry-client.js";
+import { fileDownload, jobTimeoutMs, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
 
 const SCOPES = {
@@ -28,6 +29,8 @@ export class JobRunner {
   private readonly done = new Set<Promise<void>>();
   private closing = false;
   private readonly types = new Map<number, JobType>();
+  // Manifest and token requests of image preheats (egress-checked, bounded).
+  private readonly registries = registryDispatcher();
   // Told of every job created (PENDING) and finished (SUCCESS, FAILURE).
   onState: ((type: JobType, state: "PENDING" | "SUCCESS" | "FAILURE") => void) | undefined;
 
@@ -72,19 +75,22 @@ export class JobRunner {
   async resume(): Promise<void> {
     const jobs = await this.database.db.selectFrom("jobs").selectAll().where("state", "=", "PENDING").execute();
     for (const j of jobs) {
-      const args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
       this.types.set(j.id, j.type as JobType);
+      let args: JobArgs & { has_headers?: boolean };
+      let clusterIds: number[];
+      try {
+        args = JSON.parse(j.args) as JobArgs & { has_headers?: boolean };
+        clusterIds = JSON.parse(j.scheduler_cluster_ids) as number[];
+      } catch {
+        await this.fail(j.id, "the job's stored arguments cannot be read: submit it again");
+        continue;
+      }
       if (args.has_headers) {
-        await this.finish(
-          j.id,
-          "FAILURE",
-          { job_states: [{ error: "the manager restarted; the job's credentials are never stored: submit it again", results: [] }] },
-          "manager restarted",
-        );
+        await this.fail(j.id, "the manager restarted; the job's credentials are never stored: submit it again", "manager restarted");
         continue;
       }
       this.logger.info({ jobId: j.id, type: j.type }, "resuming job");
-      this.start(j.id, j.type as JobType, args, JSON.parse(j.scheduler_cluster_ids) as number[]);
+      this.start(j.id, j.type as JobType, args, clusterIds);
     }
   }
 
@@ -93,6 +99,7 @@ export class JobRunner {
     this.closing = true;
     for (const ac of this.running.values()) ac.abort();
     await Promise.allSettled([...this.done]);
+    await this.registries.close();
   }
 
   private start(id: number, type: JobType, args: JobArgs, clusterIds: number[]): void {
@@ -107,10 +114,17 @@ export class JobRunner {
             client: (s) => this.client(s),
             headers: clusterTokenHeaders(this.clusterToken),
             signal: ac.signal,
-            timeoutMs: this.defaultTimeoutMs,
+            timeoutMs: jobTimeoutMs({}, this.defaultTimeoutMs),
           }).then(({ state, result, error }) => this.finish(id, state, result, error));
+    // A job that throws ends in FAILURE with the reason: left PENDING it
+    // would run (and throw) again at every start. A shutdown leaves it
+    // PENDING on purpose (finish does nothing while closing).
     const p = work
-      .catch((err: unknown) => this.logger.error({ jobId: id, type, err: (err as Error).message }, "job crashed"))
+      .catch(async (err: unknown) => {
+        const e = DamselflyError.from(err);
+        this.logger.error({ jobId: id, type, err: e.message }, "job crashed");
+        await this.fail(id, `${e.code}: ${e.message}`);
+      })
       .finally(() => {
         this.running.delete(id);
         this.types.delete(id);
@@ -121,20 +135,19 @@ export class JobRunner {
 
   private async run(id: number, args: JobArgs, clusterIds: number[], signal: AbortSignal): Promise<void> {
     const started = Date.now();
-    const timeoutMs = args.timeout && args.timeout > 0 ? Math.max(1, Math.round(args.timeout / 1e6)) : this.defaultTimeoutMs;
+    const timeoutMs = jobTimeoutMs(args, this.defaultTimeoutMs);
     const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
     let downloads: { url: string; download: Download }[];
     try {
       downloads = await this.downloads(args, jobSignal);
     } catch (err) {
       const e = DamselflyError.from(err);
-      await this.finish(id, "FAILURE", { job_states: [{ error: `${e.code}: ${e.message}`, results: [] }] }, `${e.code}: ${e.message}`);
+      await this.fail(id, `${e.code}: ${e.message}`);
       return;
     }
     const clusters = await this.targetClusters(clusterIds);
     if (clusters.length === 0) {
-      const why = "no active scheduler in the job's clusters";
-      await this.finish(id, "FAILURE", { job_states: [{ error: why, results: [] }] }, why);
+      await this.fail(id, "no active scheduler in the job's clusters");
       return;
     }
     const scope = SCOPES[args.scope ?? "single_seed_peer"];
@@ -149,7 +162,7 @@ export class JobRunner {
     const headers = args.headers ?? {};
     const url = args.url ?? "";
     if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
-    const image = await resolveImage(url, headers, args.platform || "linux/amd64", signal);
+    const image = await resolveImage(url, headers, args.platform || "linux/amd64", { signal, dispatcher: this.registries });
     // The registry mirror describes blobs the same way: same task IDs.
     return image.blobs.map((b) => ({ url: b.url, download: blobDownload({ url: b.url, headers: image.headers, digest: b.digest }) }));
   }
@@ -224,6 +237,14 @@ export class JobRunner {
       this.clients.set(base, c);
     }
     return c;
+  }
+
+  private async fail(id: number, why: string, error = why): Promise<void> {
+    try {
+      await this.finish(id, "FAILURE", { job_states: [{ error: why, results: [] }] }, error);
+    } catch (err) {
+      this.logger.error({ jobId: id, err: (err as Error).message }, "recording a failed job failed");
+    }
   }
 
   private async finish(id: number, state: "SUCCESS" | "FAILURE", result: JobResult, error: string): Promise<void> {

@@ -42,6 +42,20 @@ export interface JobResult {
 
 export type SchedulerAddr = { ip: string; port: number };
 
+// The longest a job may run: the API refuses more (args.timeout, in
+// nanoseconds), and the runner clamps whatever it finds (rows written before
+// the API checked, a large preheatTimeout) so no timer overflows: Node fires
+// a timer of more than 2^31-1 ms at once, and AbortSignal.timeout throws.
+export const MAX_JOB_TIMEOUT_MS = 24 * 3_600_000;
+export const MAX_JOB_TIMEOUT_NS = MAX_JOB_TIMEOUT_MS * 1e6;
+
+// The job's timeout in ms: args.timeout (ns; 0 or absent: the default).
+export function jobTimeoutMs(args: Pick<JobArgs, "timeout">, defaultMs: number): number {
+  const ns = args.timeout;
+  const ms = typeof ns === "number" && Number.isFinite(ns) && ns > 0 ? Math.ceil(ns / 1e6) : defaultMs;
+  return Math.min(Math.max(1, ms), MAX_JOB_TIMEOUT_MS);
+}
+
 // A file download as `get` describes it: same task ID.
 export function fileDownload(args: JobArgs, headers: Record<string, string> = {}): Download {
   const filtered = (args.filtered_query_params ?? "")

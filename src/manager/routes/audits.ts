@@ -1,6 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { guard } from "../auth/authenticate.js";
 import type { RouteContext } from "./context.js";
 
 const Query = Type.Object({ limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }), before_id: Type.Optional(Type.Integer({ minimum: 1 })) });
@@ -23,7 +22,7 @@ export function auditRoutes(ctx: RouteContext) {
       "/api/v1/audits",
       {
         schema: { tags: ["audits"], summary: "who changed what, newest first", querystring: Query, response: { 200: Type.Array(AuditBody) } },
-        preHandler: guard(database, "audit", "read"),
+        config: { access: "audit:read" },
       },
       async (req) => {
         let q = database.db.selectFrom("audits").selectAll().orderBy("id", "desc").limit(req.query.limit);

@@ -1,7 +1,6 @@
 import { Type, type Static, type TInteger, type TOptional } from "@sinclair/typebox";
 import { CLUSTER_CONFIG, CLUSTER_CONFIG_DESCRIPTION, type ClusterConfig, type ClusterConfigName } from "../../common/cluster-config.js";
 import type { FastifyInstance } from "fastify";
-import { guard } from "../auth/authenticate.js";
 import type { SchedulerCluster } from "../db/tables.js";
 import { badRequest, conflict, isUniqueViolation, notFound } from "../http/errors.js";
 import { now, type RouteContext } from "./context.js";
@@ -80,7 +79,7 @@ function clusterCrudRoutes(app: FastifyInstance, ctx: RouteContext): void {
     "/api/v1/scheduler-clusters",
     {
       schema: { tags: ["clusters"], summary: "list scheduler clusters", response: { 200: Type.Array(ClusterBody) } },
-      preHandler: guard(database, "cluster", "read"),
+      config: { access: "cluster:read" },
     },
     async () => (await db.selectFrom("scheduler_clusters").selectAll().orderBy("id").execute()).map(view),
   );
@@ -89,7 +88,7 @@ function clusterCrudRoutes(app: FastifyInstance, ctx: RouteContext): void {
     "/api/v1/scheduler-clusters",
     {
       schema: { tags: ["clusters"], summary: "create a scheduler cluster", body: CreateClusterBody, response: { 201: ClusterBody, ...errorResponses } },
-      preHandler: guard(database, "cluster", "write"),
+      config: { access: "cluster:write" },
     },
     async (req, reply) => {
       const t = now();
@@ -111,7 +110,7 @@ function clusterCrudRoutes(app: FastifyInstance, ctx: RouteContext): void {
     "/api/v1/scheduler-clusters/:id",
     {
       schema: { tags: ["clusters"], summary: "one scheduler cluster", params: IdParams, response: { 200: ClusterBody, ...errorResponses } },
-      preHandler: guard(database, "cluster", "read"),
+      config: { access: "cluster:read" },
     },
     async (req) => view(await get(req.params.id)),
   );
@@ -132,7 +131,7 @@ function clusterChangeRoutes(app: FastifyInstance, ctx: RouteContext): void {
         body: UpdateClusterBody,
         response: { 200: ClusterBody, ...errorResponses },
       },
-      preHandler: guard(database, "cluster", "write"),
+      config: { access: "cluster:write" },
     },
     async (req) => {
       await get(req.params.id);
@@ -152,7 +151,7 @@ function clusterChangeRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.delete<{ Params: Static<typeof IdParams> }>(
     "/api/v1/scheduler-clusters/:id",
-    { schema: { tags: ["clusters"], summary: "delete a cluster with no active scheduler", params: IdParams }, preHandler: guard(database, "cluster", "write") },
+    { schema: { tags: ["clusters"], summary: "delete a cluster with no active scheduler", params: IdParams }, config: { access: "cluster:write" } },
     async (req, reply) => {
       await get(req.params.id);
       if ((await registry.activeSchedulers([req.params.id])).length > 0) throw badRequest("the cluster still has active schedulers");
@@ -172,7 +171,7 @@ function clusterMemberRoutes(app: FastifyInstance, ctx: RouteContext): void {
     "/api/v1/schedulers",
     {
       schema: { tags: ["clusters"], summary: "every scheduler that ever registered, with its state", response: { 200: Type.Array(SchedulerBody) } },
-      preHandler: guard(database, "cluster", "read"),
+      config: { access: "cluster:read" },
     },
     async () =>
       (await db.selectFrom("schedulers").selectAll().orderBy("id").execute()).map((s) => ({
@@ -195,7 +194,7 @@ function clusterMemberRoutes(app: FastifyInstance, ctx: RouteContext): void {
         params: IdParams,
         response: { 200: Type.Array(HostBody), ...errorResponses },
       },
-      preHandler: guard(database, "cluster", "read"),
+      config: { access: "cluster:read" },
     },
     async (req) => {
       await get(req.params.id);

@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { guard } from "../auth/authenticate.js";
+import { requireHoldsAll } from "../auth/authenticate.js";
 import { badRequest, conflict, isUniqueViolation, notFound } from "../http/errors.js";
 import { now, type RouteContext } from "./context.js";
 import { errorResponses, IdParams, Name, Permission } from "./schemas.js";
@@ -17,6 +17,8 @@ const CreateRoleBody = Type.Object(
   { additionalProperties: false },
 );
 
+// Custom roles. A role's permissions must all be held by whoever makes it
+// (a role:write holder cannot mint a role stronger than its own).
 export function roleRoutes(ctx: RouteContext) {
   const { database } = ctx;
   const { db } = database;
@@ -29,7 +31,7 @@ export function roleRoutes(ctx: RouteContext) {
   return async (app: FastifyInstance) => {
     app.get(
       "/api/v1/roles",
-      { schema: { tags: ["roles"], summary: "list roles", response: { 200: Type.Array(RoleBody) } }, preHandler: guard(database, "role", "read") },
+      { schema: { tags: ["roles"], summary: "list roles", response: { 200: Type.Array(RoleBody) } }, config: { access: "role:read" } },
       async () => (await db.selectFrom("roles").select(["id", "name", "description", "permissions", "builtin"]).orderBy("id").execute()).map(view),
     );
 
@@ -37,10 +39,11 @@ export function roleRoutes(ctx: RouteContext) {
       "/api/v1/roles",
       {
         schema: { tags: ["roles"], summary: "create a custom role", body: CreateRoleBody, response: { 201: RoleBody, ...errorResponses } },
-        preHandler: guard(database, "role", "write"),
+        config: { access: "role:write" },
       },
       async (req, reply) => {
         if (req.body.permissions.includes("*")) throw badRequest("only the built-in root role holds every permission");
+        requireHoldsAll(req.principal!, req.body.permissions, `role ${req.body.name}`);
         try {
           const r = await db
             .insertInto("roles")
@@ -63,7 +66,7 @@ export function roleRoutes(ctx: RouteContext) {
 
     app.delete<{ Params: Static<typeof IdParams> }>(
       "/api/v1/roles/:id",
-      { schema: { tags: ["roles"], summary: "delete a custom role nobody holds", params: IdParams }, preHandler: guard(database, "role", "write") },
+      { schema: { tags: ["roles"], summary: "delete a custom role nobody holds", params: IdParams }, config: { access: "role:write" } },
       async (req, reply) => {
         const r = await db.selectFrom("roles").select(["builtin"]).where("id", "=", req.params.id).executeTakeFirst();
         if (!r) throw notFound(`role ${req.params.id}`);

@@ -1,6 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { guard } from "../auth/authenticate.js";
 import { RESOURCES } from "../auth/permissions.js";
 import { hashToken, newToken, PAT_PREFIX } from "../auth/secrets.js";
 import { badRequest, notFound } from "../http/errors.js";
@@ -29,6 +28,8 @@ const CreateTokenBody = Type.Object(
 
 // Personal access tokens belong to the user who makes them and act as that
 // user, narrowed to their scopes. The token is in the create answer only.
+// They are listed, made and revoked from a signed-in session only: a token
+// of any scope sees none of its user's other tokens.
 export function tokenRoutes(ctx: RouteContext) {
   const { database } = ctx;
   const { db } = database;
@@ -43,7 +44,7 @@ export function tokenRoutes(ctx: RouteContext) {
       "/api/v1/personal-access-tokens",
       {
         schema: { tags: ["personal access tokens"], summary: "your tokens (never their values)", response: { 200: Type.Array(TokenBody) } },
-        preHandler: guard(database),
+        config: { access: "session" },
       },
       async (req) =>
         (await db.selectFrom("personal_access_tokens").select(cols).where("user_id", "=", req.principal!.userId).orderBy("id").execute()).map(view),
@@ -58,12 +59,11 @@ export function tokenRoutes(ctx: RouteContext) {
           body: CreateTokenBody,
           response: { 201: Type.Intersect([TokenBody, Type.Object({ token: Type.String() })]), ...errorResponses },
         },
-        preHandler: guard(database),
+        config: { access: "session" },
       },
       async (req, reply) => {
-        // A token must not outlive the session that made it by a lifetime, nor
-        // be made by another token (a leaked token could not then mint more).
-        if (req.principal!.scopes) throw badRequest("personal access tokens are made from a signed-in session, not with another token");
+        // Only a session gets here (access "session"): a leaked token cannot
+        // mint more.
         const expires = Date.parse(req.body.expired_at);
         if (!Number.isFinite(expires) || expires <= Date.now()) throw badRequest("expired_at must be in the future");
         if (expires - Date.now() > MAX_LIFETIME_MS) throw badRequest("expired_at may be at most 5 years away");
@@ -87,7 +87,7 @@ export function tokenRoutes(ctx: RouteContext) {
 
     app.delete<{ Params: Static<typeof IdParams> }>(
       "/api/v1/personal-access-tokens/:id",
-      { schema: { tags: ["personal access tokens"], summary: "revoke one of your tokens", params: IdParams }, preHandler: guard(database) },
+      { schema: { tags: ["personal access tokens"], summary: "revoke one of your tokens", params: IdParams }, config: { access: "session" } },
       async (req, reply) => {
         const r = await db.deleteFrom("personal_access_tokens").where("id", "=", req.params.id).where("user_id", "=", req.principal!.userId).executeTakeFirst();
         if (Number(r.numDeletedRows) === 0) throw notFound(`token ${req.params.id}`);

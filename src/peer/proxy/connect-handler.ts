@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import { DamselflyError, ERROR_CODES } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { CertificateAuthority } from "./ca.js";
-import type { EgressPolicy } from "../source/egress.js";
+import type { EgressPolicy } from "../../common/egress.js";
 
 const ESTABLISHED = "HTTP/1.1 200 Connection Established\r\n\r\n";
 const TARGET = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;

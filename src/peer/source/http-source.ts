@@ -1,10 +1,9 @@
-import { Agent, buildConnector, request, type Dispatcher } from "undici";
+import { Agent, request, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { STATUS_CODES } from "node:http";
-import { isIP } from "node:net";
 import tls from "node:tls";
 import { version } from "../../common/version.js";
-import { EgressPolicy } from "./egress.js";
+import { EgressPolicy } from "../../common/egress.js";
 
 export interface SourceRange {
   start: number;
@@ -49,7 +48,10 @@ export class HttpSource {
   constructor(opts: SourceOptions) {
     this.egress = opts.egress ?? new EgressPolicy();
     this.dispatcher = new Agent({
-      connect: policedConnector(this.egress, opts),
+      connect: this.egress.connector({
+        ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
+        timeout: opts.timeoutMs,
+      }),
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
       connections: 16,
@@ -128,29 +130,6 @@ export class HttpSource {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
-}
-
-// Every connection of the dispatcher goes through the egress policy: names
-// through its DNS lookup, literal addresses checked here (net.connect does
-// not look them up). Redirect hops open their connections here too.
-function policedConnector(egress: EgressPolicy, opts: SourceOptions) {
-  const base = buildConnector({
-    ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
-    timeout: opts.timeoutMs,
-    lookup: egress.lookup as never,
-  });
-  return (o: buildConnector.Options, cb: buildConnector.Callback): void => {
-    const host = o.hostname.replace(/^\[|\]$/g, "");
-    if (isIP(host)) {
-      try {
-        egress.check(host, host);
-      } catch (err) {
-        queueMicrotask(() => cb(err as Error, null));
-        return;
-      }
-    }
-    base(o, cb);
-  };
 }
 
 // URLs in messages lose their query string: it may hold signatures.

@@ -1,7 +1,8 @@
 import dns, { type LookupAddress, type LookupAllOptions, type LookupOneOptions } from "node:dns";
 import net, { isIP } from "node:net";
-import { DamselflyError } from "../../common/errors.js";
-import { contains, parseCidr, parseIp, type Cidr, type Ip } from "../../common/cidr.js";
+import { buildConnector } from "undici";
+import { DamselflyError } from "./errors.js";
+import { contains, parseCidr, parseIp, type Cidr, type Ip } from "./cidr.js";
 
 // Where the daemon may connect when it fetches from an origin (a URL a
 // client, a scheduler or the proxy named): a request must not make it reach
@@ -112,6 +113,25 @@ export class EgressPolicy {
       else cb(null, ok[0]!.address, ok[0]!.family);
     });
   };
+
+  // An undici connector whose every connection goes through the policy:
+  // names through its DNS lookup, literal addresses checked here (net.connect
+  // does not look them up). Redirect hops open their connections here too.
+  connector(options: buildConnector.BuildOptions = {}): buildConnector.connector {
+    const base = buildConnector({ ...options, lookup: this.lookup as never });
+    return (o, cb) => {
+      const host = o.hostname.replace(/^\[|\]$/g, "");
+      if (isIP(host)) {
+        try {
+          this.check(host, host);
+        } catch (err) {
+          queueMicrotask(() => cb(err as Error, null));
+          return;
+        }
+      }
+      base(o, cb);
+    };
+  }
 
   // net.connect to host:port through the policy (the proxy's CONNECT tunnels).
   connect(host: string, port: number): net.Socket {
