@@ -147,6 +147,12 @@ export const daemonSchema = {
       legacy: "scheduler",
     }),
     connectTimeout: field("duration", 3_000, "give up on the scheduler after this long and go to the origin", { legacy: "schedulerConnectTimeout" }),
+    registerTimeout: field(
+      "duration",
+      1_000,
+      "a scheduler that has not taken a download's registration within this long is taken for hung: the download goes to the next scheduler",
+      { check: positive },
+    ),
     announceInterval: field("duration", 10_000, "host keep-alive interval to the scheduler", { legacy: "announceInterval" }),
     scheduleTimeout: field("duration", 10_000, "with no usable parent for this long, ask the scheduler again", { legacy: "scheduleTimeout" }),
   },

@@ -241,12 +241,14 @@ export class Daemon {
       host,
       logger: this.log,
       connectTimeoutMs: c.scheduler.connectTimeout,
+      registerTimeoutMs: c.scheduler.registerTimeout,
       intervalMs: c.scheduler.announceInterval,
       // With TLS only tasks whose pieces all have signed digests.
       cachedTasks: () => storage.finishedTasks().flatMap((t) => (!this.tls || t.trusted ? [cachedTask(id.hostId, t)] : [])),
       uploadStats: () => ({ concurrentUploads: upload.stats.active, uploadBytesTotal: upload.stats.bytesTotal }),
       tls: this.tls,
     });
+    this.metrics.bindSchedulers(() => link.health());
     this.health.addCheck("scheduler", () => (link.reachable ? undefined : `no scheduler answered the last keep-alive (${link.addresses.join(", ")})`));
     return link;
   }

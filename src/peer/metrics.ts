@@ -41,6 +41,7 @@ export class DaemonMetrics {
   private readonly gcEvictions: Counter<"reason">;
   private readonly gcFreedBytes: Counter;
   private upload: (() => UploadCounts) | undefined;
+  private schedulers: (() => { address: string; healthy: boolean }[]) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -85,6 +86,22 @@ export class DaemonMetrics {
     this.gcFreedBytes = new Counter({ name: "damselfly_gc_freed_bytes_total", help: "Bytes freed in the store by garbage collection", registers });
     for (const l of Object.values(SOURCE)) this.bytes.inc(l, 0);
     registerUploadMetrics(registers, () => this.upload?.());
+    const view = () => this.schedulers?.() ?? [];
+    new Gauge({
+      name: "damselfly_scheduler_up",
+      help: "1 while the scheduler answers (keep-alives, registrations, streams), 0 while this daemon takes it for down or hung",
+      labelNames: ["scheduler"],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of view()) this.set({ scheduler: s.address }, s.healthy ? 1 : 0);
+      },
+    });
+  }
+
+  // The daemon's health view of its schedulers (scheduler-link.ts).
+  bindSchedulers(view: () => { address: string; healthy: boolean }[]): void {
+    this.schedulers = view;
   }
 
   bindUpload(counts: () => UploadCounts): void {
