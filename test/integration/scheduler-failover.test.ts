@@ -45,11 +45,18 @@ describe("scheduler failover: the task's scheduler fails, the origin still sends
     return { url: origin.url(path), path, expected: sha256Hex(data) };
   }
 
+  // Seconds the slowest `get` took, per case (diagnostics: the time a fault
+  // costs is measured against the fault-free case here and in bench/, not
+  // asserted on a shared machine's clock).
+  const slowest: Record<string, number> = {};
+
   // Every peer gets the file at once; each copy is the origin's bytes.
   async function getAll(url: string, expected: string, peers: readonly DaemonHandle[] = cluster.peers): Promise<RunResult[]> {
     const tag = n;
+    const t0 = performance.now();
     const runs = peers.map((p) => explained(p.get([url, "-O", join(out, `${p.name}-${tag}.bin`), "--no-progress"], { timeoutMs: 60_000 }), ...cluster.daemons));
     const results = await Promise.all(runs);
+    slowest[`case ${tag}`] = (performance.now() - t0) / 1000;
     for (const [i, r] of results.entries()) {
       assertOk(r, ...cluster.daemons);
       assert.equal(await sha256File(join(out, `${peers[i]!.name}-${tag}.bin`)), expected, `${peers[i]!.name}'s copy differs from the origin's bytes`);
@@ -82,6 +89,13 @@ describe("scheduler failover: the task's scheduler fails, the origin still sends
     out = tempDir({ after: (fn) => void after.push(fn) }, "damselfly-failover-");
     cluster = await startCluster({ schedulers: 2, peers: 3, seed: true });
     t.diagnostic(`schedulers ${cluster.schedulers.map((s) => s.address).join(", ")}`);
+  });
+
+  test("no fault: the baseline", async (t) => {
+    const f = newFile();
+    await getAll(f.url, f.expected);
+    assertOriginOnce(f.path, "no fault");
+    t.diagnostic(`slowest get ${slowest[`case ${n}`]?.toFixed(2)} s`);
   });
 
   test("killed (SIGKILL) just before the gets start: every get takes the other scheduler", async (t) => {
@@ -150,7 +164,8 @@ describe("scheduler failover: the task's scheduler fails, the origin still sends
   });
 
   const after: (() => unknown)[] = [];
-  test("teardown", async () => {
+  test("teardown", async (t) => {
+    t.diagnostic(`slowest get per case (s): ${JSON.stringify(Object.fromEntries(Object.entries(slowest).map(([k, v]) => [k, Number(v.toFixed(2))])))}`);
     await cluster?.stop();
     await origin?.close();
     for (const fn of after) await fn();
