@@ -84,10 +84,12 @@ describe("scheduler failover: the task's scheduler fails, the origin still sends
     );
   }
 
-  test("setup: two schedulers, a seed peer, three peers", async (t) => {
+  // With mutual TLS: a download that moves also needs the new scheduler's
+  // grant for an origin fetch, and its pieces' signatures hold across.
+  test("setup: two schedulers, a seed peer, three peers, mutual TLS", async (t) => {
     origin = await startOrigin();
     out = tempDir({ after: (fn) => void after.push(fn) }, "damselfly-failover-");
-    cluster = await startCluster({ schedulers: 2, peers: 3, seed: true });
+    cluster = await startCluster({ schedulers: 2, peers: 3, seed: true, tls: true });
     t.diagnostic(`schedulers ${cluster.schedulers.map((s) => s.address).join(", ")}`);
   });
 
