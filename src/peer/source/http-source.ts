@@ -5,6 +5,7 @@ import { isIP } from "node:net";
 import tls from "node:tls";
 import { version } from "../../common/version.js";
 import { EgressPolicy } from "./egress.js";
+import { urlForMessages } from "../../common/url-redact.js";
 
 export interface SourceRange {
   start: number;
@@ -154,9 +155,7 @@ function policedConnector(egress: EgressPolicy, opts: SourceOptions) {
 }
 
 // URLs in messages lose their query string: it may hold signatures.
-export function redact(url: URL): string {
-  return url.search ? `${url.origin}${url.pathname}?…` : `${url.origin}${url.pathname}`;
-}
+export const redact = urlForMessages;
 
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
