@@ -102,21 +102,31 @@ export async function* downloadTask(
   // error as its cause: report the cause.
   const target = asTarget(daemon);
   const daemonUrl = target.label;
-  const unreachable = (e: Error) => {
-    const root = e.cause instanceof Error ? e.cause : e;
-    const hint = unreachableHint(target.target, root as NodeJS.ErrnoException);
-    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${root.message}${hint}`, { cause: e });
+  // Whatever breaks the connection (refused, reset, EOF, the socket or the
+  // stream closed without Connect's end-of-stream message) means the daemon
+  // is unavailable: before its answer it was unreachable, after it went away
+  // mid-download (killed, crashed, restarted).
+  let answered = false;
+  const unavailable = (e?: Error) => {
+    const root = e?.cause instanceof Error ? e.cause : e;
+    if (answered) {
+      const why = root ? `: ${root.message}` : "";
+      return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `lost the connection to the daemon at ${daemonUrl} mid-download${why}`, { cause: e });
+    }
+    const hint = root ? unreachableHint(target.target, root as NodeJS.ErrnoException) : "";
+    return new DamselflyError("DF_ERR_DAEMON_UNAVAILABLE", `daemon unreachable at ${daemonUrl}: ${root?.message ?? "connection closed"}${hint}`, { cause: e });
   };
   if (signal.aborted) throw signal.reason;
   const codec = request.delivery === DELIVERY_STORE_PATH ? JSON_CODEC : await binaryCodec();
   const session = target.connect();
   const queue = new EventQueue(codec, daemonUrl);
-  session.on("error", (e) => queue.push(unreachable(e)));
+  session.on("error", (e) => queue.push(unavailable(e)));
   const onAbort = () => queue.push(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     const stream = session.request({ ...headers, ":method": "POST", ":path": PATH, "content-type": codec.contentType, "connect-protocol-version": "1" });
     stream.on("response", (h) => {
+      answered = true;
       const status = Number(h[":status"]);
       if (status !== 200) queue.push(new DamselflyError("DF_ERR_INTERNAL", `daemon answered DownloadTask with HTTP ${status}`));
     });
@@ -124,8 +134,13 @@ export async function* downloadTask(
       queue.data(d);
       if (queue.length >= READ_AHEAD) stream.pause();
     });
-    stream.on("end", () => queue.push(null));
-    stream.on("error", (e) => queue.push(unreachable(e)));
+    // The stream also ends when the connection does: only an end with the
+    // session up and no reset is the daemon's own.
+    const lost = () => session.destroyed || session.closed || (stream.rstCode ?? 0) !== 0;
+    stream.on("end", () => queue.push(lost() ? unavailable() : null));
+    stream.on("error", (e) => queue.push(unavailable(e)));
+    // Closed without "end" or "error" (the session went down under it).
+    stream.on("close", () => queue.push(unavailable()));
     stream.end(encodeEnvelope(codec.encode(request)));
     for (;;) {
       const next = await queue.next();

@@ -14,7 +14,7 @@ import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common
 import type { daemonv1 } from "../protocol/index.js";
 import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
 import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
-import { linkOrCopy, placeOutput } from "./output-file.js";
+import { copyStoreFile, outputTarget, placeOutput, readStoreFile, writeInto } from "./output-file.js";
 import { daemonTarget, type DaemonTarget } from "./daemon-target.js";
 
 export interface GetIo {
@@ -249,18 +249,28 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
 
 type Events = ReturnType<typeof downloadTask>;
 
-// -O FILE: the daemon keeps the task in its store and the output is a link to
-// or copy of the store file, or, when that file is out of reach, the task
-// streamed again.
+// -O FILE: the daemon keeps the task in its store and the output is a copy
+// of the store file (output-file.ts says how each kind of path is put), or,
+// when that file is out of reach, the task streamed again.
 async function downloadToFile(req: GetRequest, progress: Progress, stored: () => Events, streamed: () => Events): Promise<daemonv1.DownloadFinished> {
   const expected = req.digest ? parseDigest(req.digest) : undefined;
+  // Before the download: a directory or a socket fails at once.
+  const target = await outputTarget(req.outputPath);
   const report = await download(stored(), progress, undefined);
   let finished = report;
-  // The daemon hashed the task while it downloaded and it matched: the
-  // output is its store file (linked or copied), so it is not hashed again.
-  const checked = expected !== undefined && report.digest === formatDigest(expected);
-  await placeOutput(req.outputPath, checked ? undefined : expected, async (tmp) => {
-    if (await linkOrCopy(report.storePath, tmp)) return;
+  // The daemon vouches that its store file hashes to the digest (it hashed
+  // the task while it downloaded and the file is unchanged since): the
+  // output, a copy of that file, is not hashed again.
+  const check = expected !== undefined && report.digest === formatDigest(expected) ? undefined : expected;
+  if (target.kind === "into") {
+    await writeInto(target.path, check, async (write) => {
+      if (await readStoreFile(report.storePath, write)) return;
+      finished = await download(streamed(), progress, write);
+    });
+    return finished;
+  }
+  await placeOutput(target.path, check, async (tmp) => {
+    if (await copyStoreFile(report.storePath, tmp)) return;
     // The daemon's store is out of reach (another host, another user's
     // files): have the finished task streamed instead.
     const fh = await open(tmp, "wx", 0o644);

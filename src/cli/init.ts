@@ -6,7 +6,8 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { DamselflyError } from "../common/errors.js";
 import { containerdChanges, containerdHint, DEFAULT_CONTAINERD_CONFIG_PATH } from "./init/containerd.js";
-import { DEFAULT_DAEMON_JSON, DOCKER_HINT, mergeDaemonJson } from "./init/docker.js";
+import { DEFAULT_DAEMON_JSON, dockerChanges, type DockerInitOptions } from "./init/docker.js";
+import { DEFAULT_DROP_IN } from "./init/dockerd.js";
 import { collectList, DEFAULT_PROXY, parseProxyUrl, parseRegistries } from "./init/endpoints.js";
 import { applyChanges, readExisting, type FileChange, type Output } from "./init/files.js";
 import { DEFAULT_PODMAN_REGISTRIES, DEFAULT_REGISTRIES_CONF, parsePodmanRegistries, PODMAN_HINT, updateRegistriesConf } from "./init/podman.js";
@@ -69,13 +70,15 @@ export function makeInitCommand(out: Output = process.stdout): Command {
     init
       .command("docker")
       .description("merge the daemon into Docker's daemon.json as registry mirror and HTTP(S) proxy, keeping other settings")
-      .option("--daemon-json <file>", "Docker daemon configuration file", DEFAULT_DAEMON_JSON),
+      .option("--daemon-json <file>", "Docker daemon configuration file", DEFAULT_DAEMON_JSON)
+      .option("--dockerd <path>", "the engine's dockerd: its version decides where the proxy goes, and it checks the new daemon.json", "dockerd")
+      .option("--systemd-drop-in <file>", 'where the engine\'s proxy goes before Docker Engine 23.0 (no "proxies" in daemon.json)', DEFAULT_DROP_IN),
   );
-  docker.action(async (opts: CommonOptions & { daemonJson: string }) => {
+  docker.action(async (opts: CommonOptions & DockerInitOptions) => {
     const proxy = parseProxyUrl(opts.proxy);
-    const file = resolve(opts.daemonJson);
-    const content = mergeDaemonJson(file, await readExisting(file), proxy);
-    await finish([{ path: file, content }], opts, DOCKER_HINT, out);
+    const files = { daemonJson: resolve(opts.daemonJson), dockerd: opts.dockerd, systemdDropIn: resolve(opts.systemdDropIn) };
+    const { changes, hint } = await dockerChanges(files, proxy);
+    await finish(changes, opts, hint, out);
   });
 
   const podman = addCommonOptions(

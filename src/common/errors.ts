@@ -96,7 +96,7 @@ export const ERROR_CODES = {
     rpcCode: RpcCode.Unavailable,
   },
   DF_ERR_DAEMON_UNAVAILABLE: {
-    when: "`get` cannot reach the daemon",
+    when: "`get` cannot reach the daemon, or lost it mid-download (killed, crashed, restarted)",
     message: "daemon unreachable",
     exitCode: ExitCode.UNAVAILABLE,
     httpStatus: 503,

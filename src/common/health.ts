@@ -1,7 +1,8 @@
 // Liveness and readiness, answered alike on every server of a process:
 //   GET /healthz  200 "ok" while the process serves requests at all;
 //   GET /readyz   200 "ok" when every readiness check passes, else 503 with
-//                 {"status":"not ready","checks":{"name":"ok" | "why not"}}.
+//                 {"status":"not ready"}, and where the caller is known
+//                 "checks":{"name":"ok" | "why not"} too.
 // Checks are named functions that resolve to undefined (ready) or a reason.
 
 export type ReadinessCheck = () => Promise<string | undefined> | string | undefined;
@@ -62,8 +63,11 @@ export class Health {
   }
 
   // Answers /healthz or /readyz (the caller matched the path). Other methods
-  // than GET and HEAD get 405.
-  async answer(path: string, method: string | undefined, res: HealthResponse): Promise<void> {
+  // than GET and HEAD get 405. With `detail`, a 503 names each check and why
+  // it fails (scheduler addresses, storage errors): only for callers the
+  // listener knows (a Unix socket, a client certificate, the operator's
+  // metrics port); any other prober learns ready or not, nothing more.
+  async answer(path: string, method: string | undefined, res: HealthResponse, o: { detail?: boolean } = {}): Promise<void> {
     if (method !== "GET" && method !== "HEAD") {
       res.writeHead(405, { ...OK_HEADERS, allow: "GET, HEAD" });
       res.end("method not allowed\n");
@@ -82,7 +86,7 @@ export class Health {
       return;
     }
     res.writeHead(503, { "content-type": "application/json", "cache-control": "no-store" });
-    res.end(body(JSON.stringify({ status: "not ready", checks: r.checks }) + "\n"));
+    res.end(body(JSON.stringify(o.detail ? { status: "not ready", checks: r.checks } : { status: "not ready" }) + "\n"));
   }
 }
 

@@ -67,7 +67,8 @@ export class MetricsServer {
     const raw = req.url ?? "";
     const q = raw.indexOf("?");
     const path = q < 0 ? raw : raw.slice(0, q);
-    if (isHealthPath(path)) return this.o.health.answer(path, req.method, res);
+    // The operator's monitoring port; under TLS only a cluster certificate sees why not.
+    if (isHealthPath(path)) return this.o.health.answer(path, req.method, res, { detail: !this.o.tls || identityOfSocket(req.socket) !== undefined });
     if (path !== METRICS_PATH) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics, /healthz or /readyz\n");
       return;

@@ -263,6 +263,9 @@ export class Daemon {
             certFile: p.caCert || join(c.dataDir, "proxy-ca", "ca.crt"),
             keyFile: p.caKey || join(c.dataDir, "proxy-ca", "ca.key"),
             logger: this.log,
+            // The daemon's own CA may certify only the intercepted hosts.
+            managed: !p.caCert && !p.caKey,
+            permitted: (await import("./proxy/ca-constraints.js")).permittedNames(p.intercept),
           })
         : undefined;
     this.proxyCa = ca?.certFile;

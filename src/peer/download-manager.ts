@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { DamselflyError } from "../common/errors.js";
 import { filterUrl } from "../common/task-id.js";
+import { redactUrl, withoutRedacted } from "../common/url-redact.js";
 import type { Logger } from "../common/logger.js";
 import type { ParentLike } from "../common/trace.js";
 import { DownloadSchema, downloadTaskId, type Download } from "../protocol/index.js";
@@ -81,7 +82,8 @@ export class DownloadManager {
     req: RequestLimits & { trace?: ParentLike | undefined; hold?: boolean } = {},
   ): Promise<TaskHandle> {
     const origin = {
-      url: filterUrl(download.url, download.filteredQueryParams),
+      // Stored and listed: secrets redacted (repair() asks without them).
+      url: redactUrl(filterUrl(download.url, download.filteredQueryParams)),
       tag: download.tag,
       application: download.application,
       filteredQueryParams: [...download.filteredQueryParams],
@@ -183,7 +185,7 @@ export class DownloadManager {
     if (t.done || this.running.has(t.id)) return;
     const m = t.meta;
     const download = create(DownloadSchema, {
-      url: m.url,
+      url: withoutRedacted(m.url),
       tag: m.tag,
       application: m.application,
       filteredQueryParams: m.filteredQueryParams,

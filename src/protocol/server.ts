@@ -54,7 +54,8 @@ export async function createRpcServer(
     ? (req, res) => {
         const path = req.url ?? "";
         if (isHealthPath(path)) {
-          health.answer(path, req.method, res).catch(() => res.destroy());
+          const caller = callerOfSocket(connectionOf(req), trust).kind;
+          health.answer(path, req.method, res, { detail: caller === "local" || caller === "tls" }).catch(() => res.destroy());
           return;
         }
         rpc(req, res);

@@ -4,11 +4,9 @@
 // a parent; once space is freed the same download succeeds; and when its own
 // idle tasks are what fills the disk, the daemon evicts them to make room.
 // The stores are tmpfs mounts this test makes (root only).
-import { test, type TestContext } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster } from "../helpers/cluster.js";
 import { startOrigin, sha256Hex } from "../helpers/origin.js";
@@ -16,39 +14,9 @@ import { createClient } from "@connectrpc/connect";
 import { taskId } from "../../src/common/task-id.js";
 import { createRpcTransport, daemonv1, schedulerv1 } from "../../src/protocol/index.js";
 import { getSummary, sha256File, taskDir } from "../helpers/store.js";
+import { tmpfsStore } from "../helpers/tmpfs.js";
 
 const MiB = 1024 * 1024;
-
-function tryMount(dir: string, size: string): boolean {
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// A fresh directory with a tmpfs of `size` at root/store, unmounted and
-// removed when the test ends; undefined (test skipped) without root or mounts.
-function tmpfsStore(t: TestContext, prefix: string, size: string): { root: string; store: string } | undefined {
-  const root = mkdtempSync(join(tmpdir(), prefix));
-  const store = join(root, "store");
-  mkdirSync(store);
-  if (process.getuid?.() !== 0 || !tryMount(store, size)) {
-    rmSync(root, { recursive: true, force: true });
-    t.skip("needs root and tmpfs mounts");
-    return undefined;
-  }
-  t.after(() => {
-    try {
-      execFileSync("umount", ["-l", store], { stdio: "ignore" });
-    } catch {
-      // already gone
-    }
-    rmSync(root, { recursive: true, force: true });
-  });
-  return { root, store };
-}
 
 test("a full disk fails the download with DF_ERR_STORAGE_FULL and no output; smaller files still work", { timeout: 90_000 }, async (t) => {
   const mounted = tmpfsStore(t, "damselfly-full-", "16m");

@@ -220,7 +220,17 @@ describe("readiness failures", { timeout: 90_000 }, () => {
     assert.equal(body.status, "not ready");
     assert.equal(body.checks.storage, "ok");
     assert.match(body.checks.scheduler!, /no scheduler answered/);
-    assert.equal((await httpGet(`http://${String(ready.upload)}/readyz`)).status, 503, "the data plane says so too");
+    // The network-facing ports say so too, and nothing more: no scheduler
+    // address, no storage error for whoever can reach them.
+    for (const [port, url] of [
+      ["upload", `http://${String(ready.upload)}/readyz`],
+      ["proxy", `http://${String(ready.proxy)}/readyz`],
+    ]) {
+      const terse = await httpGet(url!);
+      assert.equal(terse.status, 503, `${port}: ${terse.body}`);
+      assert.deepEqual(JSON.parse(terse.body), { status: "not ready" }, `${port} /readyz shows details: ${terse.body}`);
+      assert.ok(!terse.body.includes(String(dead)), `${port} /readyz names the scheduler`);
+    }
   });
 
   test("a daemon whose store cannot be written is not ready, and ready again once it can", async (t) => {

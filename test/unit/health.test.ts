@@ -67,3 +67,16 @@ test("the metrics server: /metrics, health, 404 and 405", async (t) => {
     assert.equal((await httpGet(`${base}/healthz`, method)).status, 405, method);
   }
 });
+
+test("/readyz names the failing checks only when the listener asks for detail", async () => {
+  const h = new Health().addCheck("scheduler", () => "no scheduler answered (10.0.0.9:8002)");
+  const answer = async (detail?: boolean) => {
+    let status = 0;
+    let text = "";
+    await h.answer("/readyz", "GET", { writeHead: (s: number) => (status = s), end: (b: string) => (text = b) }, detail === undefined ? {} : { detail });
+    return { status, body: JSON.parse(text) as unknown };
+  };
+  assert.deepEqual(await answer(), { status: 503, body: { status: "not ready" } });
+  assert.deepEqual(await answer(false), { status: 503, body: { status: "not ready" } });
+  assert.deepEqual(await answer(true), { status: 503, body: { status: "not ready", checks: { scheduler: "no scheduler answered (10.0.0.9:8002)" } } });
+});

@@ -27,6 +27,19 @@ function listFiles(dir: string): string[] {
     .sort();
 }
 
+// A stand-in for the engine's dockerd: `--version` says `version`,
+// `--validate` exits with `validates`, and the check of engines before 23.0
+// (test/integration/init-docker.test.ts runs the real one) finds every key known.
+function fakeDockerd(dir: string, version = "24.0.7", validates = 0): string {
+  const bin = join(dir, "dockerd");
+  writeFileSync(
+    bin,
+    `#!/bin/sh\ncase "$1" in\n--version) echo "Docker version ${version}, build 0000000";;\n--validate) echo "unable to configure the Docker daemon" >&2; exit ${validates};;\n--config-file) echo "directives are specified both as a flag and in the configuration file: pidfile" >&2; exit 1;;\n*) exit 99;;\nesac\n`,
+  );
+  chmodSync(bin, 0o755);
+  return bin;
+}
+
 const DEFAULT_HOSTS = `[host."http://127.0.0.1:65001"]
   capabilities = ["pull", "resolve"]
 `;
@@ -98,7 +111,8 @@ test("docker: merge keeps unrelated keys and mirrors, sets proxies, backs up; a 
     features: { buildkit: true },
   });
   writeFileSync(file, original);
-  const r = await runDamselfly(["init", "docker", "--daemon-json", file]);
+  const dockerd = ["--dockerd", fakeDockerd(tmp(t))];
+  const r = await runDamselfly(["init", "docker", "--daemon-json", file, ...dockerd]);
   assert.equal(r.code, 0, r.stderr);
   const text = readFileSync(file, "utf8");
   assert.deepEqual(JSON.parse(text), {
@@ -113,7 +127,7 @@ test("docker: merge keeps unrelated keys and mirrors, sets proxies, backs up; a 
   assert.equal(readFileSync(join(dir, backups[0]), "utf8"), original);
   assert.match(r.stdout.toString(), /^restart docker: systemctl restart docker$/m);
 
-  const again = await runDamselfly(["init", "docker", "--daemon-json", file]);
+  const again = await runDamselfly(["init", "docker", "--daemon-json", file, ...dockerd]);
   assert.equal(again.code, 0, again.stderr);
   assert.equal(readFileSync(file, "utf8"), text);
   assert.equal(listFiles(dir).length, 2, "no second backup of an unchanged file");
@@ -123,13 +137,45 @@ test("docker: merge keeps unrelated keys and mirrors, sets proxies, backs up; a 
 test("docker: a missing file is created (with its directory) with default no-proxy", async (t) => {
   const dir = tmp(t);
   const file = join(dir, "etc/docker/daemon.json");
-  const r = await runDamselfly(["init", "docker", "--daemon-json", file, "--proxy", "http://192.168.1.5:65001"]);
+  const r = await runDamselfly(["init", "docker", "--daemon-json", file, "--proxy", "http://192.168.1.5:65001", "--dockerd", fakeDockerd(tmp(t))]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(
     readFileSync(file, "utf8"),
     `{\n  "registry-mirrors": [\n    "http://192.168.1.5:65001"\n  ],\n  "proxies": {\n    "http-proxy": "http://192.168.1.5:65001",\n    "https-proxy": "http://192.168.1.5:65001",\n    "no-proxy": "localhost,127.0.0.1"\n  }\n}\n`,
   );
   assert.deepEqual(listFiles(dir), ["etc/docker/daemon.json"]);
+});
+
+test('docker before Engine 23.0 (or no dockerd): no "proxies" key (an earlier run\'s is removed); the proxy goes in a systemd drop-in', async (t) => {
+  for (const dockerd of [fakeDockerd(tmp(t), "20.10.24+dfsg1"), join(tmp(t), "no-dockerd-here")]) {
+    const dir = tmp(t);
+    const file = join(dir, "daemon.json");
+    const dropIn = join(dir, "docker.service.d/damselfly-proxy.conf");
+    writeFileSync(file, JSON.stringify({ "log-driver": "journald", proxies: { "http-proxy": "http://127.0.0.1:65001", "no-proxy": "*.corp" } }));
+    const r = await runDamselfly(["init", "docker", "--daemon-json", file, "--dockerd", dockerd, "--systemd-drop-in", dropIn]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(readFileSync(file, "utf8")), { "log-driver": "journald", "registry-mirrors": ["http://127.0.0.1:65001"] });
+    assert.equal(
+      readFileSync(dropIn, "utf8"),
+      '# Written by damselfly init docker: the Docker Engine\'s HTTP(S) proxy (before Engine 23.0,\n# daemon.json has no "proxies").\n[Service]\nEnvironment="HTTP_PROXY=http://127.0.0.1:65001" "HTTPS_PROXY=http://127.0.0.1:65001" "NO_PROXY=*.corp"\n',
+    );
+    assert.match(r.stdout.toString(), /^restart docker: systemctl daemon-reload && systemctl restart docker$/m);
+    assert.match(r.stdout.toString(), new RegExp(`the engine's proxy is set in ${dropIn.replace(/[.]/g, "\\.")}`));
+  }
+});
+
+test("docker: a daemon.json the engine's dockerd refuses is not written", async (t) => {
+  const dir = tmp(t);
+  const file = join(dir, "daemon.json");
+  writeFileSync(file, '{"debug": true}\n');
+  const r = await runDamselfly(["init", "docker", "--daemon-json", file, "--dockerd", fakeDockerd(tmp(t), "24.0.7", 1)]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(
+    r.stderr,
+    /^damselfly: DF_ERR_CONFIG: dockerd 24\.0\.7 .* would not start with the new daemon\.json: unable to configure the Docker daemon; the file was not changed$/m,
+  );
+  assert.deepEqual(listFiles(dir), ["daemon.json"], "no backup, no temporary file");
+  assert.equal(readFileSync(file, "utf8"), '{"debug": true}\n');
 });
 
 test("docker: an existing mirror entry (trailing slash) is not added twice", () => {
@@ -145,7 +191,7 @@ test("docker: invalid or wrongly shaped JSON is a DF_ERR_CONFIG error and the fi
   const dir = tmp(t);
   const file = join(dir, "daemon.json");
   writeFileSync(file, '{"log-driver": "journald",');
-  const r = await runDamselfly(["init", "docker", "--daemon-json", file]);
+  const r = await runDamselfly(["init", "docker", "--daemon-json", file, "--dockerd", fakeDockerd(tmp(t))]);
   assert.equal(r.code, 3, r.stderr);
   assert.match(r.stderr, new RegExp(`^damselfly: DF_ERR_CONFIG: ${file}: not valid JSON`, "m"));
   assert.equal(readFileSync(file, "utf8"), '{"log-driver": "journald",');
@@ -269,7 +315,7 @@ test("--dry-run prints every path and full content and writes nothing", async (t
       ["containerd", "--config-path", join(dir, "certs.d"), "--registry", "docker.io"],
       [`==> ${join(dir, "certs.d/docker.io/hosts.toml")} <==\n${DOCKER_HUB_HOSTS}`],
     ],
-    [["docker", "--daemon-json", daemonJson], [`==> ${daemonJson} <==\n{\n  "debug": true,\n  "registry-mirrors": [`]],
+    [["docker", "--daemon-json", daemonJson, "--dockerd", fakeDockerd(tmp(t))], [`==> ${daemonJson} <==\n{\n  "debug": true,\n  "registry-mirrors": [`]],
     [
       ["podman", "--registries-conf", join(dir, "registries.conf")],
       [`==> ${join(dir, "registries.conf")} <==\n${BLOCK_BEGIN}\n[[registry]]\nprefix = "docker.io"`],

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
+import { redactUrl } from "../../common/url-redact.js";
 import { checkClusterToken, daemonv1, toConnectError } from "../../protocol/index.js";
 import type { DownloadManager } from "../download-manager.js";
 import type { DiskGc, PruneRequest } from "../storage/gc.js";
@@ -22,7 +23,8 @@ export function cacheHandlers(deps: { tasks: DownloadManager; gc: DiskGc; logger
           tasks: all.map(({ task: t, bytes }) =>
             create(daemonv1.CacheTaskSchema, {
               taskId: t.id,
-              url: t.meta.url,
+              // task.json of earlier versions kept secrets.
+              url: redactUrl(t.meta.url),
               contentLength: BigInt(Math.max(0, t.meta.contentLength)),
               contentLengthKnown: t.infoKnown,
               pieceLength: BigInt(Math.max(0, t.meta.pieceLength)),

@@ -1,16 +1,21 @@
 import type { DamselflyError } from "../../common/errors.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { waitUntil } from "./task-reader.js";
+import { recheckIfChanged, stampChecked } from "../storage/data-stamp.js";
 
 // Waits until a task is complete and every stored piece is known good, then
-// returns its data file for the client to link or copy. Data this process
-// did not verify itself (stored by an earlier run) is checked once first; a
-// piece that rotted is dropped and fetched again through `restart`.
+// returns its data file for the client to copy. Data this process did not
+// verify itself (stored by an earlier run), or that changed on disk since it
+// was checked, is checked first; a piece that rotted or was edited is
+// dropped and fetched again through `restart`.
 export async function verifiedStorePath(task: LocalTask, signal: AbortSignal, restart: () => Promise<void>): Promise<string> {
   await waitUntil(task, () => task.done, signal);
+  await recheckIfChanged(task);
   while (!task.verified) {
-    if (await verifyStored(task)) task.verified = true;
-    else {
+    if (await verifyStored(task)) {
+      task.verified = true;
+      await stampChecked(task);
+    } else {
       await restart();
       await waitUntil(task, () => task.done, signal);
     }

@@ -11,11 +11,11 @@ import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes, 
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
-import { isIP, isIPv4, isIPv6 } from "node:net";
 import tls from "node:tls";
-import { domainToASCII } from "node:url";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
+import { parseHost, type LeafName } from "./leaf-name.js";
+import { nameConstraintsExtension, sameConstraints } from "./ca-constraints.js";
 
 x509.cryptoProvider.set(webcrypto);
 
@@ -23,7 +23,11 @@ type CryptoKey = webcrypto.CryptoKey;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const CA_VALIDITY = 10 * 365 * DAY;
+// A year: a root that clients trust should not outlive the machine's use of
+// it by much. A generated CA is made anew at start once it is this close to
+// its end (clients must then trust the new one; the log says so).
+const CA_VALIDITY = 365 * DAY;
+const CA_RENEW_BEFORE = 30 * DAY;
 // 397 days is the longest lifetime Apple and Chrome accept for a server leaf,
 // even from a locally trusted root.
 const LEAF_VALIDITY = 397 * DAY;
@@ -36,12 +40,6 @@ const MAX_CACHED_LEAVES = 1000;
 const MAX_COMMON_NAME = 64;
 
 const EC_P256: webcrypto.EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
-
-interface LeafName {
-  readonly type: "dns" | "ip";
-  // Canonical form: the cache key and the SAN value.
-  readonly value: string;
-}
 
 interface Leaf {
   readonly context: tls.SecureContext;
@@ -77,22 +75,35 @@ export class CertificateAuthority {
     private readonly authorityKeyId: string,
   ) {}
 
-  static async loadOrCreate(o: { certFile: string; keyFile: string; logger: Logger }): Promise<CertificateAuthority> {
+  // `managed`: the CA is the daemon's own (generated at the default path),
+  // which it replaces when it nears its end or when `permitted` (the names
+  // it may certify, from the intercept rules: ca-constraints.ts) changed. An
+  // operator's CA is loaded as it is.
+  static async loadOrCreate(o: {
+    certFile: string;
+    keyFile: string;
+    logger: Logger;
+    managed?: boolean;
+    permitted?: readonly LeafName[] | undefined;
+  }): Promise<CertificateAuthority> {
     const [certPem, keyPem] = await Promise.all([readIfExists(o.certFile, "certificate"), readIfExists(o.keyFile, "private key")]);
-    if (certPem !== undefined && keyPem !== undefined) {
+    const stale = o.managed && certPem !== undefined && keyPem !== undefined ? staleness(certPem, o.permitted) : undefined;
+    if (certPem !== undefined && keyPem !== undefined && stale === undefined) {
       const ca = await CertificateAuthority.load(o.certFile, certPem, o.keyFile, keyPem);
       o.logger.debug({ certFile: o.certFile, subject: ca.cert.subject, notAfter: ca.cert.notAfter.toISOString() }, "loaded proxy CA");
       return ca;
     }
-    if (certPem !== undefined || keyPem !== undefined) {
+    if (stale === undefined && (certPem !== undefined || keyPem !== undefined)) {
       const [present, missing] = certPem !== undefined ? [o.certFile, o.keyFile] : [o.keyFile, o.certFile];
       throw new DamselflyError(
         "DF_ERR_CONFIG",
         `proxy CA: ${present} exists but ${missing} does not; restore the missing file, or remove ${present} to generate a new CA (clients must then trust the new certificate)`,
       );
     }
-    const ca = await CertificateAuthority.generate(o.certFile, o.keyFile);
-    o.logger.info({ certFile: o.certFile }, "generated proxy CA; trust this certificate in clients that go through the HTTPS proxy");
+    const ca = await CertificateAuthority.generate(o.certFile, o.keyFile, o.permitted);
+    const fields = { certFile: o.certFile, notAfter: ca.cert.notAfter.toISOString(), constrained: o.permitted !== undefined };
+    if (stale) o.logger.warn({ ...fields, reason: stale }, "generated a new proxy CA; clients that go through the HTTPS proxy must trust the new certificate");
+    else o.logger.info(fields, "generated proxy CA; trust this certificate in clients that go through the HTTPS proxy");
     return ca;
   }
 
@@ -143,7 +154,9 @@ export class CertificateAuthority {
     // A leaf outliving its issuer would be rejected by some clients anyway.
     const notAfter = Math.min(now + LEAF_VALIDITY, this.cert.notAfter.getTime());
     const subject: x509.JsonName = [{ O: ["Damselfly proxy"] }];
-    if (name.value.length <= MAX_COMMON_NAME) subject.push({ CN: [name.value] });
+    // Only a DNS name goes in the CN as well (for old clients): name
+    // constraints check a CN as a DNS name, which an IP address is not.
+    if (name.type === "dns" && name.value.length <= MAX_COMMON_NAME) subject.push({ CN: [name.value] });
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serialNumber(),
       subject,
@@ -222,7 +235,7 @@ export class CertificateAuthority {
     return new CertificateAuthority(certFile, certPem, cert, signer, authorityKeyId);
   }
 
-  private static async generate(certFile: string, keyFile: string): Promise<CertificateAuthority> {
+  private static async generate(certFile: string, keyFile: string, permitted: readonly LeafName[] | undefined): Promise<CertificateAuthority> {
     const keys = await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"]);
     const now = Date.now();
     const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
@@ -237,6 +250,7 @@ export class CertificateAuthority {
         new x509.BasicConstraintsExtension(true, 0, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
         ski,
+        ...(permitted ? [nameConstraintsExtension(permitted)] : []),
       ],
     });
     const certPem = cert.toString("pem");
@@ -256,6 +270,19 @@ export class CertificateAuthority {
     }
     return new CertificateAuthority(certFile, certPem, cert, { key: keys.privateKey, algorithm: { name: "ECDSA", hash: "SHA-256" } }, ski.keyId);
   }
+}
+
+// Why the daemon's own CA must be made anew, or undefined.
+function staleness(certPem: string, permitted: readonly LeafName[] | undefined): string | undefined {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(certPem);
+  } catch {
+    return undefined; // load() says what is wrong with it
+  }
+  if (cert.notAfter.getTime() - Date.now() < CA_RENEW_BEFORE) return `it expires at ${cert.notAfter.toISOString()}`;
+  if (!sameConstraints(cert, permitted)) return "the intercepted hosts it may certify changed";
+  return undefined;
 }
 
 async function readIfExists(file: string, what: string): Promise<string | undefined> {
@@ -311,61 +338,4 @@ function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] & 0x7f) | 0x01;
   return bytes.toString("hex");
-}
-
-function invalidHost(host: string, why: string): DamselflyError {
-  return new DamselflyError("DF_ERR_INVALID_REQUEST", `cannot issue a proxy certificate for ${JSON.stringify(host)}: ${why}`);
-}
-
-// Accepts what a CONNECT line or SNI carries: "name", "name:port", "1.2.3.4",
-// "1.2.3.4:port", "::1", "[::1]" or "[::1]:port".
-function parseHost(input: string): LeafName {
-  let host = input;
-  if (host.startsWith("[")) {
-    const end = host.indexOf("]");
-    if (end < 0 || !/^(:\d{1,5})?$/.test(host.slice(end + 1))) throw invalidHost(input, "malformed bracketed address");
-    host = host.slice(1, end);
-    if (!isIPv6(host)) throw invalidHost(input, "not an IPv6 address");
-    return ipName(host);
-  }
-  if (isIP(host) !== 0) return ipName(host);
-  const colon = host.lastIndexOf(":");
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) throw invalidHost(input, "not a host name or IP address");
-    host = host.slice(0, colon);
-    if (isIPv4(host)) return ipName(host);
-  }
-  return { type: "dns", value: dnsName(input, host) };
-}
-
-function ipName(ip: string): LeafName {
-  if (isIPv4(ip)) return { type: "ip", value: ip };
-  // The zone names an interface on this machine; the certificate holds the address.
-  const address = ip.replace(/%.*$/, "");
-  // The URL parser canonicalises IPv6 (embedded IPv4 included) into the plain
-  // hex groups the SAN encoder understands.
-  let canonical: string;
-  try {
-    canonical = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    throw invalidHost(ip, "not an IPv6 address");
-  }
-  return { type: "ip", value: canonical };
-}
-
-const DNS_LABEL = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
-
-function dnsName(input: string, host: string): string {
-  const name = host.endsWith(".") ? host.slice(0, -1) : host;
-  // domainToASCII parses like a URL: it would cut "a/b" to "a" and rewrite
-  // "1.2.3" as "1.2.0.3", so ASCII input must already be a plain name.
-  if (/[^\u0080-\u{10ffff}A-Za-z0-9._-]/u.test(name)) throw invalidHost(input, "not a valid DNS name");
-  const ascii = domainToASCII(name);
-  if (/^[\x00-\x7f]*$/.test(name) && ascii !== name.toLowerCase()) throw invalidHost(input, "not a valid DNS name");
-  if (ascii === "" || ascii.length > 253) throw invalidHost(input, "not a valid DNS name");
-  const labels = ascii.split(".");
-  if (!labels.every((l) => DNS_LABEL.test(l))) throw invalidHost(input, "not a valid DNS name");
-  // "999.1.1.1" or "10.0.0": numeric, yet no IP address; no client would match it.
-  if (/^\d+$/.test(labels[labels.length - 1])) throw invalidHost(input, "neither a DNS name nor an IP address");
-  return ascii;
 }

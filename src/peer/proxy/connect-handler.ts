@@ -42,7 +42,19 @@ export class ConnectHandler {
     this.inner.on("clientError", (_err, socket) => badRequest(socket));
   }
 
+  // The server's "connect" listener: whatever goes wrong fails this CONNECT,
+  // never the process.
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      this.start(req, socket, head);
+    } catch (err) {
+      const e = DamselflyError.from(err);
+      this.o.logger.warn({ code: e.code, err: e.message }, "proxy: CONNECT failed");
+      rejectConnect(socket, e);
+    }
+  }
+
+  private start(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.track(socket);
     const m = TARGET.exec(req.url ?? "");
     const port = m ? Number(m[3]) : 0;

@@ -11,6 +11,7 @@ import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
 import { drainOrClose } from "../../common/streams.js";
 import { buffers } from "../buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
+import { originRange } from "./origin-range.js";
 
 export interface P2PObject {
   // Upstream URL the swarm (or this daemon, on fallback) fetches from.
@@ -274,45 +275,36 @@ class P2PResponse {
   }
 
   // Switches to hashing here: the bytes sent so far are re-read from the
-  // store (they came from it), the rest is hashed as it arrives.
+  // store (they came from it), the rest is hashed as it arrives. A task that
+  // failed may have lost them (a full disk removes it): the origin has them.
   private async hashSentPrefix(): Promise<void> {
     if (!this.expected || this.hasher) return;
-    const h = new Digester(this.expected.algorithm);
     const pos = this.pos;
-    const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, pos)));
-    for (let at = 0; at < pos; ) {
-      const n = Math.min(chunk.length, pos - at);
-      h.update(await this.task.read(at, n, chunk.subarray(0, n)));
-      at += n;
+    try {
+      const h = new Digester(this.expected.algorithm);
+      const chunk = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, pos)));
+      for (let at = 0; at < pos; ) {
+        const n = Math.min(chunk.length, pos - at);
+        h.update(await this.task.read(at, n, chunk.subarray(0, n)));
+        at += n;
+      }
+      this.hasher = h;
+    } catch (err) {
+      if (this.clientGone.signal.aborted) throw err;
+      this.log.warn({ taskId: this.task.id, bytes: pos, err: (err as Error).message }, "proxy: sent bytes gone from the store; hashing them from the origin");
+      const h = new Digester(this.expected.algorithm);
+      for await (const b of originRange(this.deps.source, this.obj, 0, pos, this.clientGone.signal)) h.update(b);
+      this.hasher = h;
     }
-    this.hasher = h;
   }
 
   // Sends [pos, end) from the origin; returns the bytes sent.
   private async fromOrigin(): Promise<number> {
-    const { pos: from, end: to, obj } = this;
-    if (from >= to) return 0;
-    const r = await this.deps.source.fetch(obj.url, obj.headers, { start: from, end: to - 1 }, this.clientGone.signal);
-    let skip = r.ranged ? 0 : from;
     let sent = 0;
-    try {
-      for await (const chunk of r.body) {
-        let b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-        if (skip > 0) {
-          const n = Math.min(skip, b.length);
-          skip -= n;
-          b = b.subarray(n);
-        }
-        if (b.length > to - this.pos) b = b.subarray(0, to - this.pos);
-        if (b.length === 0) continue;
-        await this.emit(b);
-        sent += b.length;
-        if (this.pos >= to) break;
-      }
-    } finally {
-      r.body.destroy();
+    for await (const b of originRange(this.deps.source, this.obj, this.pos, this.end, this.clientGone.signal)) {
+      await this.emit(b);
+      sent += b.length;
     }
-    if (this.pos < to) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `origin body ended at byte ${this.pos} of ${to}`);
     return sent;
   }
 

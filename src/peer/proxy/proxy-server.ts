@@ -17,6 +17,7 @@ import { downloadOf, serveFromP2P } from "./p2p-response.js";
 import { parseRange, type ByteRangeSpec } from "./range.js";
 import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-route.js";
 import { sendError } from "./respond.js";
+import { absoluteTarget, tunnelTarget } from "./request-target.js";
 import { badRequest, ConnectHandler } from "./connect-handler.js";
 import type { CertificateAuthority } from "./ca.js";
 import type { Health } from "../../common/health.js";
@@ -81,7 +82,7 @@ export class ProxyServer {
       ca: o.ca,
       logger: this.log,
       egress: o.source.egress,
-      onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.viaProxy(req, res, new URL(req.url ?? "/", origin), rec)),
+      onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.viaProxy(req, res, tunnelTarget(req.url ?? "", origin), rec)),
       onConnect: (kind, established) => o.metrics?.proxyRequest(kind, established ? "established" : "error"),
     });
   }
@@ -113,7 +114,10 @@ export class ProxyServer {
     const rec: ProxyRecord = { kind: "other", outcome: "forwarded" };
     const metrics = this.o.metrics;
     if (metrics) res.once("close", () => metrics.proxyRequest(rec.kind, rec.outcome === "error" || res.writableFinished ? rec.outcome : "aborted"));
-    work(rec).catch((err) => {
+    // A synchronous throw in `work` (before its first await) fails this
+    // request like a rejection: nothing may escape the request listener,
+    // where it would be an uncaught exception that ends the daemon.
+    new Promise<void>((resolve) => resolve(work(rec))).catch((err) => {
       rec.outcome = "error";
       const e = DamselflyError.from(err);
       this.log.warn({ method: req.method, code: e.code, err: e.message }, "proxy: request failed");
@@ -127,15 +131,7 @@ export class ProxyServer {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       return;
     }
-    if (/^https?:\/\//i.test(raw)) {
-      let target: URL;
-      try {
-        target = new URL(raw);
-      } catch {
-        throw new DamselflyError("DF_ERR_INVALID_REQUEST", "malformed proxy request URL");
-      }
-      return this.viaProxy(req, res, target, rec);
-    }
+    if (/^[a-z][a-z0-9+.-]*:/i.test(raw)) return this.viaProxy(req, res, absoluteTarget(raw), rec);
     if (raw === "/v2" || raw.startsWith("/v2/") || raw.startsWith("/v2?")) return this.viaMirror(req, res, rec);
     throw new DamselflyError("DF_ERR_INVALID_REQUEST", `not a registry API path (/v2/...) or a proxy request: ${JSON.stringify(raw.slice(0, 100))}`);
   }
@@ -145,7 +141,7 @@ export class ProxyServer {
       defaultRegistry: this.o.defaultRegistry,
       plainHttpRegistries: this.o.plainHttpRegistries,
     });
-    const target = new URL(route.pathAndQuery, route.origin);
+    const target = absoluteTarget(route.origin + route.pathAndQuery);
     if (route.blob && req.method === "GET") {
       rec.kind = "blob";
       return this.viaP2P(req, res, target, route.blob.digest, rec);
@@ -155,8 +151,6 @@ export class ProxyServer {
   }
 
   private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL, rec: ProxyRecord): Promise<void> {
-    if (target.protocol !== "http:" && target.protocol !== "https:")
-      throw new DamselflyError("DF_ERR_INVALID_REQUEST", "only http and https URLs can be proxied");
     if (req.method === "GET" && this.rules.some((r) => r.test(target.href))) {
       rec.kind = "blob";
       return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest, rec);

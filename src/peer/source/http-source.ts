@@ -4,6 +4,7 @@ import { STATUS_CODES } from "node:http";
 import tls from "node:tls";
 import { version } from "../../common/version.js";
 import { EgressPolicy } from "../../common/egress.js";
+import { urlForMessages } from "../../common/url-redact.js";
 
 export interface SourceRange {
   start: number;
@@ -133,9 +134,7 @@ export class HttpSource {
 }
 
 // URLs in messages lose their query string: it may hold signatures.
-export function redact(url: URL): string {
-  return url.search ? `${url.origin}${url.pathname}?…` : `${url.origin}${url.pathname}`;
-}
+export const redact = urlForMessages;
 
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };

@@ -1,4 +1,5 @@
 import { statfs } from "node:fs/promises";
+import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { watermarkBytes, type Watermark } from "../../common/watermark.js";
 import type { LocalTask } from "./local-task.js";
@@ -170,8 +171,8 @@ export class DiskGc {
 
   // Before a task's data file grows to `bytes`: if the filesystem has not
   // that much free, evict idle least recently used tasks to make room. When
-  // even that cannot make room, nothing is evicted (the download then fails
-  // with DF_ERR_STORAGE_FULL and the cache stays as it was).
+  // even that cannot make room, nothing is evicted and the download fails
+  // with DF_ERR_STORAGE_FULL (the cache stays as it was).
   makeRoom(task: LocalTask, bytes: number): Promise<void> {
     return this.serial(async () => {
       const st = await statfs(this.o.storage.dataDir).catch(() => undefined);
@@ -194,6 +195,15 @@ export class DiskGc {
           { taskId: task.id, needBytes: need, freeBytes: free, evictableBytes: can },
           "disk gc: not enough space for the task even after evicting every idle task; keeping the cache",
         );
+        // Short of more than the margin: the download would only fill the
+        // disk and fail there, its readers cut off midway (a mirror client
+        // mid-response). It fails now, before a byte is stored, and readers
+        // go to the origin instead.
+        if (can < shortfall - ROOM_MARGIN)
+          throw new DamselflyError(
+            "DF_ERR_STORAGE_FULL",
+            `no space left on device: task ${task.id} needs ${need - ROOM_MARGIN} more bytes, ${free} are free and ${can} could be evicted`,
+          );
         return;
       }
       const { removed, freed } = await this.o.remove(victims, "make-room");

@@ -6,35 +6,14 @@ import { crc32Update, pieceCount, pieceRange } from "../../common/pieces.js";
 import type { TrustBundle } from "../../protocol/trust.js";
 import { PieceLog, type PieceInfo } from "./piece-log.js";
 import { STORE_FILE_MODE } from "./modes.js";
+import { dataStamp } from "./data-stamp.js";
+import type { TaskMeta } from "./task-meta.js";
 import { TaskBundles } from "./task-bundles.js";
 import { ReaderWants } from "./reader-wants.js";
 
 export type { PieceInfo };
 
-export interface TaskMeta {
-  id: string;
-  // Signature query parameters already removed: never persist credentials.
-  url: string;
-  // What else went into the task ID, so the task can be fetched again
-  // (repaired) without the original request. Headers are never stored.
-  tag: string;
-  application: string;
-  filteredQueryParams: string[];
-  // "sha256:<hex>" when the task ID is the content digest (OCI blobs); absent
-  // in tasks written before this field existed.
-  digestTaskId?: string;
-  // The whole content was hashed and matched digestTaskId.
-  digestVerified?: boolean;
-  // A URL task whose requester named a digest: what the content hashed to
-  // while it downloaded ("sha256:<hex>"), so `get` need not hash it again.
-  contentDigest?: string;
-  // -1 while unknown (chunked origin response still in progress).
-  contentLength: number;
-  pieceLength: number;
-  done: boolean;
-  createdAt: number;
-  lastAccessAt: number;
-}
+export type { TaskMeta };
 
 // Frees disk space before a task's data file grows to `bytes` (the disk GC).
 export type MakeRoom = (task: LocalTask, bytes: number) => Promise<void>;
@@ -206,9 +185,9 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     return true;
   }
 
-  // Outputs are hard links to the data file; before the store writes to a
-  // task again (a resumed or repaired download) it gives the data file a new
-  // inode, so a user's output never changes under them.
+  // Outputs of earlier versions may be hard links to the data file; before
+  // the store writes to a task again (a resumed or repaired download) it
+  // gives the data file a new inode, so a user's output never changes.
   async prepareForWrites(): Promise<void> {
     const st = await stat(this.dataPath).catch(() => undefined);
     if (!st || st.nlink <= 1) return;
@@ -328,8 +307,10 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
   // `digestVerified`: the whole content matched digestTaskId.
   async markDone(verified: boolean, digestVerified = this.meta.digestVerified, contentDigest?: string): Promise<void> {
     this.verified = verified;
+    await this.writeChain;
     this.meta = {
       ...this.meta,
+      dataStamp: await dataStamp(this.dataPath),
       done: true,
       lastAccessAt: Date.now(),
       ...(digestVerified ? { digestVerified } : {}),

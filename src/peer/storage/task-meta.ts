@@ -1,0 +1,27 @@
+// What task.json holds for one task.
+export interface TaskMeta {
+  id: string;
+  // Signature query parameters already removed: never persist credentials.
+  url: string;
+  // What else went into the task ID, so the task can be fetched again
+  // (repaired) without the original request. Headers are never stored.
+  tag: string;
+  application: string;
+  filteredQueryParams: string[];
+  // "sha256:<hex>" when the task ID is the content digest (OCI blobs); absent
+  // in tasks written before this field existed.
+  digestTaskId?: string;
+  // The whole content was hashed and matched digestTaskId.
+  digestVerified?: boolean;
+  // A URL task whose requester named a digest: what the content hashed to
+  // while it downloaded ("sha256:<hex>"), so `get` need not hash it again.
+  contentDigest?: string;
+  // The data file when its pieces were last all checked (data-stamp.ts).
+  dataStamp?: string | undefined;
+  // -1 while unknown (chunked origin response still in progress).
+  contentLength: number;
+  pieceLength: number;
+  done: boolean;
+  createdAt: number;
+  lastAccessAt: number;
+}
