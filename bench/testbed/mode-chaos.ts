@@ -30,8 +30,11 @@ export interface ChaosPoints {
 
 export const CHAOS_DEFAULTS: ChaosPoints = { schedulerAt: 0.25, seedAt: 0.5 };
 const SCHEDULER_PORTS = [8002, 8003];
-const POLL_MS = 100;
-// Bound on the polling loop: an hour of polls (the run's own deadline ends it far sooner).
+// A seed reads the origin over the origin host's loopback at 100+ MiB/s: poll often so
+// a fault fires within a few percent of its point.
+const POLL_MS = 25;
+// Bound on the polling loop: at least 15 minutes of polls (the run's own
+// deadline ends it far sooner).
 const MAX_POLLS = 36_000;
 
 interface Kill {
@@ -43,10 +46,12 @@ interface Kill {
   // fault was triggered, and seconds since the clock started.
   originSentBytes: number;
   atS: number;
+  // Wall clock, to line up with the processes' logs.
+  time: string;
   detail: Record<string, unknown>;
 }
 
-// Log lines worth putting on the run's timeline, by process kind.
+// Log lines (of any process) that show the failovers, for the run's timeline.
 const TIMELINE_MSGS = new Set([
   "triggering seed peer",
   "seed trigger failed",
@@ -80,7 +85,7 @@ function chaosHook(c: ClusterView, at: ChaosPoints): RunHook {
 
   const kill = (what: Kill["what"], svc: Service, address: string, sent: number, detail: Record<string, unknown>) => {
     killGroup(svc.child, "SIGKILL");
-    kills.push({ what, process: svc.name, pid: svc.pid, address, originSentBytes: sent, atS: sinceT0(), detail });
+    kills.push({ what, process: svc.name, pid: svc.pid, address, originSentBytes: sent, atS: sinceT0(), time: new Date().toISOString(), detail });
   };
 
   const killScheduler = (sent: number) => {
