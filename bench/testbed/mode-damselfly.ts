@@ -14,83 +14,33 @@
 // through its daemon's HTTP proxy, a proxy rule sending the origin's URLs
 // through P2P: how a workload that already speaks HTTP uses the swarm, and a
 // client that starts in milliseconds where `damselfly get` boots Node).
+//
+// The options also shape the cluster (more schedulers and seeds on the
+// origin host: damselfly-layout.ts) and run a hook alongside the timed part;
+// damselfly-chaos (mode-chaos.ts) uses both to kill a scheduler and a seed
+// mid-swarm.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { BIN, schedulerV8PoolArgs } from "../lib.js";
 import { peerResult, type Mode, type ModeContext, type ModeRun, type PeerResult } from "./mode.js";
 import { startOriginServer, type OriginServer } from "./origin.js";
+import { daemonStats, MiB, schedulerStats, SUMMARY_RE } from "./damselfly-logs.js";
 import { jsonLine, runClient, startService, type Service } from "./proc.js";
 import { ORIGIN_IP } from "./topology.js";
+import {
+  SCHEDULER_PORT,
+  schedulerSpecs,
+  seedSpecs,
+  UPLOAD_PORT,
+  type ClusterView,
+  type Running,
+  type RunHook,
+  type SchedulerSpec,
+  type SeedSpec,
+} from "./damselfly-layout.js";
 import { createCa, issueCert } from "../../src/common/tls/issue.js";
 import type { Role } from "../../src/common/tls/roles.js";
 
-export const SCHEDULER_PORT = 8002;
-export const UPLOAD_PORT = 65002;
-
-const SUMMARY_RE = /damselfly get: .*; from peers ([^,]+), from origin ([^,]+), local ([^;]+);.*$/m;
-
-interface DaemonStats {
-  name: string;
-  fromPeers: number | null;
-  fromSource: number | null;
-  backToSource: string[];
-  // msg -> count, for warnings and the download's notable events
-  events: Record<string, number>;
-}
-
-const NOTABLE = new Set([
-  "fetching from the origin",
-  "parent dropped",
-  "piece failed; retrying elsewhere",
-  "no progress: asking the scheduler for other parents",
-  "lost the scheduler stream; continuing with current parents",
-  "task download failed",
-  "scheduler unreachable",
-  "scheduler unreachable: downloading directly from the origin",
-]);
-
-function daemonStats(svc: Service): DaemonStats {
-  const s: DaemonStats = { name: svc.name, fromPeers: null, fromSource: null, backToSource: [], events: {} };
-  for (const line of svc.lines) {
-    const j = jsonLine(line);
-    if (!j) continue;
-    const msg = String(j["msg"]);
-    const level = Number(j["level"]);
-    if (NOTABLE.has(msg) || level >= 40) s.events[msg] = (s.events[msg] ?? 0) + 1;
-    if (msg === "fetching from the origin") s.backToSource.push(String(j["reason"]));
-    if (msg === "task downloaded") {
-      s.fromPeers = Number(j["bytesFromPeers"]);
-      s.fromSource = Number(j["bytesFromSource"]);
-    }
-  }
-  return s;
-}
-
-// Decisions and finishes come from the scheduler's cumulative "peer summary"
-// line (the last one: the scheduler logs it at shutdown too); the per-peer
-// lines are debug-level.
-function schedulerStats(svc: Service): Record<string, unknown> {
-  const msgs: Record<string, number> = {};
-  let summary: Record<string, unknown> | undefined;
-  for (const line of svc.lines) {
-    const j = jsonLine(line);
-    if (!j) continue;
-    const msg = String(j["msg"]);
-    msgs[msg] = (msgs[msg] ?? 0) + 1;
-    if (msg === "peer summary") summary = j;
-  }
-  const counts = (k: string) => (summary?.[k] && typeof summary[k] === "object" ? (summary[k] as Record<string, number>) : {});
-  const decisions: Record<string, number> = {};
-  for (const [kind, msg] of [
-    ["registered", "peer registered"],
-    ["rescheduled", "peer rescheduled"],
-  ] as const) {
-    for (const [d, n] of Object.entries(counts(kind))) decisions[`${msg}: ${d}`] = n;
-  }
-  return { messages: msgs, decisions, finishedVia: counts("finished") };
-}
-
-const MiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 // Each peer's daemon API, in the peer's own network namespace (`get`'s
 // default, the daemon's Unix socket, would be one path for every namespace).
 const PEER_API = "http://127.0.0.1:65000";
@@ -119,6 +69,13 @@ export interface DamselflyOptions {
   // local API on a Unix socket. Without it the components bind the testbed's
   // addresses with --insecure.
   tls?: boolean;
+  // The cluster's shape on the origin host: scheduler ports (default one,
+  // SCHEDULER_PORT) and seed daemons (default 1). Every daemon is given every
+  // scheduler.
+  schedulerPorts?: readonly number[];
+  seeds?: number;
+  // Runs alongside the timed part (e.g. faults: mode-chaos.ts).
+  during?: (cluster: ClusterView) => RunHook;
 }
 
 // --tls-* for one component, its certificate naming its testbed address.
@@ -135,6 +92,15 @@ function originRule(url: string): string {
   return "^" + new URL(url).origin.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "/";
 }
 
+const countsLine = (label: string, counts: Record<string, number> | undefined): string[] =>
+  counts && Object.keys(counts).length
+    ? [
+        `${label}: ${Object.entries(counts)
+          .map(([k, v]) => `${k} x${v}`)
+          .join(", ")}`,
+      ]
+    : [];
+
 export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefined, opts: DamselflyOptions = {}): Mode {
   return {
     name,
@@ -142,13 +108,16 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
       const o = ctx.tb.origin;
       let origin: OriginServer | undefined;
       let warmUpSent = 0;
-      let scheduler: Service | undefined;
-      let seed: Service | undefined;
+      const schedulerList = schedulerSpecs(opts.schedulerPorts ?? [SCHEDULER_PORT]);
+      const seedList = seedSpecs(opts.seeds ?? 1, ctx, opts.seedApiLoopback === true);
+      const schedulers: Running<SchedulerSpec>[] = [];
+      const seeds: Running<SeedSpec>[] = [];
       const daemons: Service[] = [];
+      let hook: RunHook | undefined;
       const pki = join(ctx.workDir, "pki");
       const security = new Map<string, string[]>();
       const apiOf = (id: string) => (opts.tls ? `unix:${join(ctx.workDir, id, "daemon.sock")}` : "127.0.0.1:65000");
-      const daemonArgs = (id: string, ip: string, dataDir: string, isSeed: boolean, apiListen = apiOf(id)) => [
+      const daemonArgs = (id: string, dataDir: string, isSeed: boolean, api: string, upload: string, proxy: string) => [
         process.execPath,
         ...(opts.daemonNodeArgs ?? []),
         BIN,
@@ -157,33 +126,27 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
         "--hostname",
         id,
         "--scheduler",
-        `${ORIGIN_IP}:${SCHEDULER_PORT}`,
+        schedulerList.map((s) => s.address).join(","),
         "--data-dir",
         dataDir,
         "--listen",
-        apiListen,
+        api,
         "--upload-listen",
-        `${ip}:${UPLOAD_PORT}`,
+        upload,
         "--proxy-listen",
-        PROXY,
+        proxy,
         ...(opts.client === "proxy" && !isSeed ? ["--proxy-rules", originRule(origin!.url)] : []),
         ...(security.get(id) ?? []),
         ...((isSeed ? opts.seedArgs : opts.daemonArgs) ?? []),
       ];
       const daemonFlag = (id: string) => ["--daemon", opts.tls ? apiOf(id) : PEER_API];
-      return {
-        clientsAreAgents: false,
-        async setup() {
-          origin = await startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log"));
-          if (opts.tls) {
-            await createCa(join(pki, "ca"));
-            security.set("scheduler", await certArgs(pki, "scheduler", "scheduler", ORIGIN_IP));
-            security.set("origin-seed", await certArgs(pki, "seed-peer", "origin-seed", o.ip));
-            for (const p of ctx.peers) security.set(p.id, await certArgs(pki, "peer", p.id, p.ip));
-          } else for (const id of ["scheduler", "origin-seed", ...ctx.peers.map((p) => p.id)]) security.set(id, ["--insecure"]);
-          scheduler = startService(
+      const isMsg = (m: string) => (l: string) => jsonLine(l)?.["msg"] === m;
+      const originSent = async () => (await origin!.sent()) - warmUpSent;
+      const startSchedulers = async () => {
+        for (const spec of schedulerList) {
+          const svc = startService(
             o.ns,
-            "scheduler",
+            spec.name,
             // With the V8 pool `damselfly scheduler` would restart itself
             // with (src/cli/v8-pool.ts), so the pid measured is the scheduler.
             [
@@ -192,29 +155,55 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               BIN,
               "scheduler",
               "--listen",
-              `${ORIGIN_IP}:${SCHEDULER_PORT}`,
+              spec.address,
               ...(coldStart ? ["--cold-start", coldStart] : []),
-              ...(security.get("scheduler") ?? []),
+              ...(security.get(spec.name) ?? []),
               ...(opts.schedulerArgs ?? []),
             ],
-            join(ctx.logDir, "scheduler.log"),
+            join(ctx.logDir, spec.log),
           );
-          await scheduler.waitForLine((l) => jsonLine(l)?.["msg"] === "scheduler ready", 30_000, '"scheduler ready"');
-          seed = startService(
-            o.ns,
-            "seed",
-            daemonArgs("origin-seed", o.ip, join(ctx.workDir, "seed"), true, opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`),
-            join(ctx.logDir, "daemon-seed.log"),
-          );
+          schedulers.push({ spec, svc });
+        }
+        await Promise.all(schedulers.map((s) => s.svc.waitForLine(isMsg("scheduler ready"), 30_000, '"scheduler ready"')));
+      };
+      // Ready, then connected to every scheduler (bounded; the daemon starts
+      // its scheduler link right after it is ready).
+      const daemonsReady = async (all: Service[]) => {
+        await Promise.all(all.map((d) => d.waitForLine(isMsg("daemon ready"), 60_000, '"daemon ready"')));
+        await Promise.all(
+          all.map((d) => {
+            const seen = new Set<unknown>();
+            const reached = (l: string) => {
+              const j = jsonLine(l);
+              if (j?.["msg"] === "scheduler reachable") seen.add(j["scheduler"]);
+              return seen.size >= schedulerList.length;
+            };
+            return d.waitForLine(reached, 30_000, `"scheduler reachable" for ${schedulerList.length} scheduler(s)`);
+          }),
+        );
+      };
+      return {
+        clientsAreAgents: false,
+        async setup() {
+          origin = await startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log"));
+          const ids = [...schedulerList.map((s) => s.name), ...seedList.map((s) => s.hostname), ...ctx.peers.map((p) => p.id)];
+          if (opts.tls) {
+            await createCa(join(pki, "ca"));
+            for (const s of schedulerList) security.set(s.name, await certArgs(pki, "scheduler", s.name, ORIGIN_IP));
+            for (const s of seedList) security.set(s.hostname, await certArgs(pki, "seed-peer", s.hostname, o.ip));
+            for (const p of ctx.peers) security.set(p.id, await certArgs(pki, "peer", p.id, p.ip));
+          } else for (const id of ids) security.set(id, ["--insecure"]);
+          await startSchedulers();
+          for (const spec of seedList) {
+            const argv = daemonArgs(spec.hostname, spec.dataDir, true, spec.api, spec.upload, spec.proxy);
+            seeds.push({ spec, svc: startService(o.ns, spec.name, argv, join(ctx.logDir, spec.log)) });
+          }
           for (const p of ctx.peers) {
             mkdirSync(join(ctx.workDir, p.id), { recursive: true });
-            daemons.push(startService(p.ns, p.id, daemonArgs(p.id, p.ip, join(ctx.workDir, p.id, "data"), false), join(ctx.logDir, `daemon-${p.id}.log`)));
+            const argv = daemonArgs(p.id, join(ctx.workDir, p.id, "data"), false, apiOf(p.id), `${p.ip}:${UPLOAD_PORT}`, PROXY);
+            daemons.push(startService(p.ns, p.id, argv, join(ctx.logDir, `daemon-${p.id}.log`)));
           }
-          // Ready, then connected to the scheduler (bounded; the daemon starts
-          // its scheduler link right after it is ready).
-          const isMsg = (m: string) => (l: string) => jsonLine(l)?.["msg"] === m;
-          await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("daemon ready"), 60_000, '"daemon ready"')));
-          await Promise.all([seed, ...daemons].map((d) => d.waitForLine(isMsg("scheduler reachable"), 30_000, '"scheduler reachable"')));
+          await daemonsReady([...seeds.map((s) => s.svc), ...daemons]);
           if (opts.warmUpBytes) {
             const url = `${origin.url}?prefix=${opts.warmUpBytes}`;
             // Bounded: start-up plus the bytes at 100 kB/s.
@@ -244,14 +233,16 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           }
         },
         agents: () => [
-          ...(seed ? [{ name: "seed daemon", pid: seed.pid, role: "agent" as const }] : []),
+          ...seeds.map((s) => ({ name: s.spec.agent, pid: s.svc.pid, role: "agent" as const })),
           ...daemons.map((d) => ({ name: `daemon ${d.name}`, pid: d.pid, role: "agent" as const })),
-          ...(scheduler ? [{ name: "scheduler", pid: scheduler.pid, role: "infra" as const }] : []),
+          ...schedulers.map((s) => ({ name: s.spec.name, pid: s.svc.pid, role: "infra" as const })),
           ...(origin ? [{ name: "origin-server (node)", pid: origin.service.pid, role: "infra" as const }] : []),
         ],
         async run(t0, deadlineMs) {
           const url = origin!.url;
-          return Promise.all(
+          hook = opts.during?.({ ctx, url, schedulers, seeds, daemons, originSent });
+          hook?.start(t0);
+          const clients = Promise.all(
             ctx.peers.map(async (p): Promise<PeerResult> => {
               const output = join(ctx.workDir, p.id, "out.bin");
               // The harness checks every output's sha256 afterwards; `get`
@@ -277,8 +268,9 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               return peerResult(p.id, r, t0, output, () => r.stderr.trim().slice(-800), summary ? { summary } : {});
             }),
           );
+          return clients.finally(() => hook?.stop());
         },
-        originSent: async () => (await origin!.sent()) - warmUpSent,
+        originSent,
         async analyze(peers) {
           const notes: string[] = [];
           const perDaemon = daemons.map(daemonStats);
@@ -289,10 +281,10 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               pr.fromOriginBytes = d.fromSource!;
             }
           }
-          const seedStats = seed ? daemonStats(seed) : undefined;
-          // Stopped first, so its last "peer summary" line (logged at shutdown) is in.
-          await scheduler?.stop();
-          const sched = scheduler ? schedulerStats(scheduler) : {};
+          const seedStats = seeds.map((s) => daemonStats(s.svc));
+          // Stopped first, so their last "peer summary" line (logged at shutdown) is in.
+          await Promise.all(schedulers.map((s) => s.svc.stop()));
+          const sched = schedulers.map((s) => schedulerStats(s.svc));
           const wentToOrigin = perDaemon.filter((d) => d.backToSource.length > 0);
           const fromOrigin = perDaemon.reduce((a, d) => a + (d.fromSource ?? 0), 0);
           const fromPeers = perDaemon.reduce((a, d) => a + (d.fromPeers ?? 0), 0);
@@ -303,32 +295,24 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
                 : ""),
           );
           notes.push(`peers got ${MiB(fromPeers)} from peers and ${MiB(fromOrigin)} from the origin in total (daemon "task downloaded" lines)`);
-          if (seedStats) {
+          for (const [i, st] of seedStats.entries()) {
+            const label = seeds[i]!.spec.agent;
             notes.push(
-              seedStats.fromPeers === null
-                ? "seed daemon: no task downloaded while measured"
-                : `seed daemon: ${MiB(seedStats.fromPeers)} from peers, ${MiB(seedStats.fromSource ?? 0)} from the origin`,
+              st.fromPeers === null
+                ? `${label}: no task downloaded while measured`
+                : `${label}: ${MiB(st.fromPeers)} from peers, ${MiB(st.fromSource ?? 0)} from the origin`,
             );
           }
           const events: Record<string, number> = {};
           for (const d of perDaemon) for (const [k, v] of Object.entries(d.events)) events[k] = (events[k] ?? 0) + v;
-          if (Object.keys(events).length)
-            notes.push(
-              `peer daemon events: ${Object.entries(events)
-                .map(([k, v]) => `${k} x${v}`)
-                .join(", ")}`,
-            );
-          const dec = (sched as { decisions?: Record<string, number> }).decisions;
-          if (dec && Object.keys(dec).length)
-            notes.push(
-              `scheduler: ${Object.entries(dec)
-                .map(([k, v]) => `${k} x${v}`)
-                .join(", ")}`,
-            );
+          notes.push(...countsLine("peer daemon events", events));
+          for (const [i, st] of sched.entries()) notes.push(...countsLine(schedulers[i]!.spec.name, (st as { decisions?: Record<string, number> }).decisions));
           if (opts.warmUpBytes)
             notes.push(
               `daemons warmed up first: every peer downloaded a ${MiB(opts.warmUpBytes)} task through the swarm before the clock (not counted; scheduler counts include it)`,
             );
+          const during = hook?.report();
+          if (during) notes.push(...during.notes);
           return {
             extra: {
               client: opts.client ?? "get",
@@ -339,18 +323,22 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
               daemonArgs: opts.daemonArgs,
               seedArgs: opts.seedArgs,
               schedulerArgs: opts.schedulerArgs,
-              seedApi: opts.seedApiLoopback ? "127.0.0.1:65000" : `${o.ip}:65000`,
+              seedApi: seedList.map((s) => s.api).join(","),
               perDaemon,
-              seed: seedStats,
-              scheduler: sched,
+              seed: seedStats[0],
+              scheduler: sched[0] ?? {},
+              ...(seeds.length > 1 ? { seeds: seedStats } : {}),
+              ...(schedulers.length > 1 ? { schedulers: sched } : {}),
+              ...(during?.extra ?? {}),
             },
             notes,
           };
         },
         async teardown() {
+          await hook?.stop();
           await Promise.all(daemons.map((d) => d.stop()));
-          await seed?.stop();
-          await scheduler?.stop();
+          await Promise.all(seeds.map((s) => s.svc.stop()));
+          await Promise.all(schedulers.map((s) => s.svc.stop()));
           await origin?.stop();
         },
       };

@@ -10,7 +10,10 @@
 // on the first N); an SVG plot of completion time vs N is written too.
 // --modes may also name damselfly-peer (the scheduler with --cold-start peer)
 // and damselfly-proxy (curl through each daemon's HTTP proxy instead of
-// `damselfly get`).
+// `damselfly get`), damselfly-tls (mutual TLS, signed piece digests) and
+// damselfly-chaos (two schedulers and two seeds; the task's scheduler is
+// SIGKILLed when the origin has sent 25% of the file, the seed fetching it
+// at 50%: mode-chaos.ts; --chaos-at 0.25,0.5 moves the two points).
 // --dir is where the file and the downloads go (default the system temp dir),
 // --keep keeps them, --no-shaping-check skips the link checks. Before each
 // run it waits up to --idle-wait seconds (60) for the machine to be idle
@@ -45,6 +48,7 @@ import { parseBytes } from "../../src/common/config.js";
 import { makeFile } from "../make-file.js";
 import { kumarRoss, runTimeoutS } from "./bound.js";
 import { bittorrentMode } from "./mode-bittorrent.js";
+import { CHAOS_DEFAULTS, damselflyChaosMode } from "./mode-chaos.js";
 import { damselflyMode } from "./mode-damselfly.js";
 import { nativeMode } from "./mode-native.js";
 import { measureMode, type Mode, type RunMeasurement } from "./mode.js";
@@ -88,6 +92,7 @@ function parseArgs(argv: string[]): Record<string, string | true> {
     "--warm-up",
     "--get-args",
     "--tcp-cc",
+    "--chaos-at",
   ]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
@@ -157,6 +162,10 @@ try {
 } catch (e) {
   usage(`--warm-up: ${(e as Error).message}`);
 }
+const chaosAt = str("--chaos-at", `${CHAOS_DEFAULTS.schedulerAt},${CHAOS_DEFAULTS.seedAt}`)
+  .split(",")
+  .map((x) => Number(x.trim()));
+if (chaosAt.length !== 2 || chaosAt.some((x) => !(x > 0 && x < 1))) usage("--chaos-at: two fractions of the file, 0..1, e.g. 0.25,0.5");
 const MODES: Record<string, Mode> = {
   native: nativeMode,
   bittorrent: bittorrentMode,
@@ -164,6 +173,7 @@ const MODES: Record<string, Mode> = {
   "damselfly-peer": damselflyMode("damselfly-peer", "peer", dfOpts),
   "damselfly-proxy": damselflyMode("damselfly-proxy", undefined, { ...dfOpts, client: "proxy" }),
   "damselfly-tls": damselflyMode("damselfly-tls", undefined, { ...dfOpts, tls: true }),
+  "damselfly-chaos": damselflyChaosMode("damselfly-chaos", dfOpts, { schedulerAt: chaosAt[0]!, seedAt: chaosAt[1]! }),
 };
 const modeNames = str("--modes", "native,bittorrent,damselfly")
   .split(",")
