@@ -239,11 +239,25 @@ export const ERROR_CODES = {
     rpcCode: RpcCode.InvalidArgument,
   },
   DF_ERR_LIMIT_EXCEEDED: {
-    when: "a caller exceeded a server-side cap (hosts, tasks or peers per registrant)",
+    when: "a caller exceeded a server-side cap (hosts, tasks or peers per registrant or in all, connections per address)",
     message: "limit exceeded",
     exitCode: ExitCode.UNAVAILABLE,
     httpStatus: 429,
     rpcCode: RpcCode.ResourceExhausted,
+  },
+  DF_ERR_BODY_TOO_LARGE: {
+    when: "a request body where the server takes none (data plane, metrics, the proxy's own answers) or over its limit (HTTP 413); the connection is closed",
+    message: "request body too large",
+    exitCode: ExitCode.USAGE,
+    httpStatus: 413,
+    rpcCode: RpcCode.ResourceExhausted,
+  },
+  DF_ERR_PROXY_DENIED: {
+    when: "the proxy does not relay this: a method it does not forward, a CONNECT port not in proxy.connectPorts, or a loopback or own address not in proxy.allowLocal (HTTP 403)",
+    message: "denied by the proxy policy",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 403,
+    rpcCode: RpcCode.PermissionDenied,
   },
   // Manager (control plane).
   DF_ERR_UNAUTHENTICATED: {
