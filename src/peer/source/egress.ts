@@ -113,6 +113,23 @@ export class EgressPolicy {
     });
   };
 
+  // The addresses `host` resolves to (an IP literal: itself) that the policy
+  // allows, in the resolver's order; DF_ERR_EGRESS_DENIED when there is none.
+  allowed(host: string): Promise<string[]> {
+    const literal = host.replace(/^\[|\]$/g, "");
+    if (isIP(literal)) {
+      try {
+        this.check(host, literal);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return Promise.resolve([literal]);
+    }
+    return new Promise((resolve, reject) =>
+      this.lookup(host, { all: true }, (err, addrs) => (err ? reject(err) : resolve((addrs as LookupAddress[]).map((a) => a.address)))),
+    );
+  }
+
   // net.connect to host:port through the policy (the proxy's CONNECT tunnels).
   connect(host: string, port: number): net.Socket {
     if (isIP(host.replace(/^\[|\]$/g, ""))) {

@@ -46,14 +46,9 @@ export class HttpSource {
   readonly dispatcher: Dispatcher;
   readonly egress: EgressPolicy;
 
-  constructor(opts: SourceOptions) {
-    this.egress = opts.egress ?? new EgressPolicy();
-    this.dispatcher = new Agent({
-      connect: policedConnector(this.egress, opts),
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
-      connections: 16,
-    });
+  constructor(readonly options: SourceOptions) {
+    const egress = (this.egress = options.egress ?? new EgressPolicy());
+    this.dispatcher = sourceAgent(options, (base) => policedConnector(egress, base), egress.lookup);
   }
 
   async fetch(rawUrl: string, headers: Record<string, string>, range: SourceRange | undefined, signal?: AbortSignal): Promise<SourceResponse> {
@@ -130,15 +125,28 @@ export class HttpSource {
   }
 }
 
-// Every connection of the dispatcher goes through the egress policy: names
-// through its DNS lookup, literal addresses checked here (net.connect does
-// not look them up). Redirect hops open their connections here too.
-function policedConnector(egress: EgressPolicy, opts: SourceOptions) {
+type Connector = (o: buildConnector.Options, cb: buildConnector.Callback) => void;
+
+// An agent with the source's timeouts and trust whose connections `wrap`
+// decides on (an egress policy): the origin fetches' and the proxy's.
+export function sourceAgent(opts: SourceOptions, wrap: (base: Connector) => Connector, lookup?: EgressPolicy["lookup"]): Agent {
   const base = buildConnector({
     ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
     timeout: opts.timeoutMs,
-    lookup: egress.lookup as never,
+    ...(lookup ? { lookup: lookup as never } : {}),
   });
+  return new Agent({
+    connect: wrap(base),
+    headersTimeout: opts.timeoutMs,
+    bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
+    connections: 16,
+  });
+}
+
+// Every connection of the dispatcher goes through the egress policy: names
+// through its DNS lookup, literal addresses checked here (net.connect does
+// not look them up). Redirect hops open their connections here too.
+function policedConnector(egress: EgressPolicy, base: Connector): Connector {
   return (o: buildConnector.Options, cb: buildConnector.Callback): void => {
     const host = o.hostname.replace(/^\[|\]$/g, "");
     if (isIP(host)) {
