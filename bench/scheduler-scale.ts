@@ -915,7 +915,9 @@ class SchedulerProc {
     const out = openSync(this.outFile, "w");
     this.child = spawn(process.execPath, [...nodeFlags, BIN, "scheduler", "--listen", `127.0.0.1:${port}`, "--log-level", logLevel, ...extra], {
       stdio: ["ignore", out, fd],
-      env: { ...process.env, DAMSELFLY_BENCH_PROBE: this.probeFile },
+      // The simulated daemons all connect from 127.0.0.1, one session per
+      // host: the cap of connections per address would stop them.
+      env: { DAMSELFLY_SCHEDULER_LIMITS_CONNECTIONS_PER_ADDRESS: "0", ...process.env, DAMSELFLY_BENCH_PROBE: this.probeFile },
     });
     closeSync(fd);
     closeSync(out);

@@ -94,3 +94,14 @@ export function cidrListCheck(v: readonly string[]): string | undefined {
   }
   return undefined;
 }
+
+// Whom a remote address counts as for per-address limits: an IPv4 address
+// itself, an IPv6 one by its /64 (a host usually has a whole /64 to pick
+// addresses from, so counting single addresses would bound nothing).
+export function addressGroup(raw: string): string {
+  const ip = parseIp(raw);
+  if (!ip) return raw;
+  if (ip.v === 4) return [24n, 16n, 8n, 0n].map((s) => (ip.n >> s) & 0xffn).join(".");
+  const top = ip.n >> 64n;
+  return `${[48n, 32n, 16n, 0n].map((s) => ((top >> s) & 0xffffn).toString(16)).join(":")}::/64`;
+}

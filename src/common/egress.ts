@@ -118,7 +118,12 @@ export class EgressPolicy {
   // names through its DNS lookup, literal addresses checked here (net.connect
   // does not look them up). Redirect hops open their connections here too.
   connector(options: buildConnector.BuildOptions = {}): buildConnector.connector {
-    const base = buildConnector({ ...options, lookup: this.lookup as never });
+    return this.wrap(buildConnector({ ...options, lookup: this.lookup as never }));
+  }
+
+  // `base` (a connector resolving names through this.lookup) with literal
+  // addresses checked too.
+  wrap(base: buildConnector.connector): buildConnector.connector {
     return (o, cb) => {
       const host = o.hostname.replace(/^\[|\]$/g, "");
       if (isIP(host)) {
@@ -131,6 +136,23 @@ export class EgressPolicy {
       }
       base(o, cb);
     };
+  }
+
+  // The addresses `host` resolves to (an IP literal: itself) that the policy
+  // allows, in the resolver's order; DF_ERR_EGRESS_DENIED when there is none.
+  allowed(host: string): Promise<string[]> {
+    const literal = host.replace(/^\[|\]$/g, "");
+    if (isIP(literal)) {
+      try {
+        this.check(host, literal);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return Promise.resolve([literal]);
+    }
+    return new Promise((resolve, reject) =>
+      this.lookup(host, { all: true }, (err, addrs) => (err ? reject(err) : resolve((addrs as LookupAddress[]).map((a) => a.address)))),
+    );
   }
 
   // net.connect to host:port through the policy (the proxy's CONNECT tunnels).

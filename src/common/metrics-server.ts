@@ -2,7 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import { collectDefaultMetrics, type Registry } from "prom-client";
 import type { HostPort } from "./address.js";
-import { closeServer, listenOn } from "./http-server.js";
+import { closeServer, listenOn, refuseBody } from "./http-server.js";
 import { Health, isHealthPath } from "./health.js";
 import type { Logger } from "./logger.js";
 import { parseHostPort } from "./address.js";
@@ -67,6 +67,7 @@ export class MetricsServer {
     const raw = req.url ?? "";
     const q = raw.indexOf("?");
     const path = q < 0 ? raw : raw.slice(0, q);
+    if (refuseBody(req, res, "the metrics port")) return;
     // The operator's monitoring port; under TLS only a cluster certificate sees why not.
     if (isHealthPath(path)) return this.o.health.answer(path, req.method, res, { detail: !this.o.tls || identityOfSocket(req.socket) !== undefined });
     if (path !== METRICS_PATH) {

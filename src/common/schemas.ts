@@ -4,6 +4,7 @@ import { field, secretEnv, type ConfigOf } from "./config.js";
 import { LOG_LEVELS } from "./logger.js";
 import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
+import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
@@ -88,18 +89,7 @@ export const schedulerSchema = {
   metrics: {
     listen: field("string", "", METRICS_LISTEN_HELP, { check: optionalAddress, flag: true, legacy: "metricsListen" }),
   },
-  // What one registrant (a certificate's role and name with TLS; a remote
-  // address without, loopback exempt) may make the scheduler hold, and the
-  // bounds of what any daemon tells it (docs/operations/scheduler.md).
-  limits: {
-    hostsPerRegistrant: field("int", 4, "hosts one registrant may have announced at once", { check: positive }),
-    tasksPerRegistrant: field("int", 10_000, "tasks one registrant's peers may bring into the scheduler", { check: positive }),
-    peersPerRegistrant: field("int", 10_000, "peers (downloads and cached tasks) on one registrant's hosts", { check: positive }),
-    maxAnnounceInterval: field("duration", 120_000, "announce interval a host may declare at most (a host is dropped after 3 silent intervals)", {
-      check: positive,
-    }),
-    maxContentLength: field("bytes", 1024 ** 4, "largest task (content length) the scheduler accepts a report of", { check: positive }),
-  },
+  limits: schedulerLimits(),
   tls: tlsGroup(),
   insecure: insecureField(),
   security: {
@@ -201,6 +191,7 @@ export const daemonSchema = {
       { legacy: "superSeeding" },
     ),
     totalRateLimit: field("bytes", 0, "bytes per second this host uploads to other peers in all (0: unlimited)", { legacy: "totalUploadRateLimit" }),
+    ...uploadLimits(),
   },
   proxy: {
     listen: field("address", `127.0.0.1:${DEFAULT_PROXY_PORT}`, "registry mirror / HTTP proxy listen address", { flag: true, legacy: "proxyListen" }),
@@ -234,6 +225,7 @@ export const daemonSchema = {
       legacy: "proxyPrefetch",
     }),
     stallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin", { legacy: "proxyStallTimeout" }),
+    ...proxyLimits(),
   },
   gc: {
     taskTtl: field("duration", 6 * 3_600_000, "disk GC: a stored task not read, uploaded or downloaded for this long is removed (0: never)", {

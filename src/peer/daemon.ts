@@ -202,6 +202,10 @@ export class Daemon {
       superSeeding: c.seed && c.upload.superSeeding,
       health: this.health,
       throttle: this.rateLimits.uploads,
+      slotsPerAddress: c.upload.slotsPerAddress,
+      connectionsPerAddress: c.upload.connectionsPerAddress,
+      writeStallTimeoutMs: c.upload.writeStallTimeout,
+      idleTimeoutMs: c.upload.idleTimeout,
     });
     await upload.start();
     this.metrics.bindUpload(() => upload.stats);
@@ -274,7 +278,6 @@ export class Daemon {
       logger: this.log,
       tasks,
       source,
-      dispatcher: source.dispatcher,
       defaultRegistry: p.registryMirror,
       plainHttpRegistries: p.plainHttpRegistries,
       rules: p.rules,
@@ -289,6 +292,7 @@ export class Daemon {
       health: this.health,
       shuttingDown: () => this.shuttingDown,
       insecure: c.insecure,
+      policy: { connectPorts: p.connectPorts, ports: p.ports, allowLocal: p.allowLocal },
     });
   }
 

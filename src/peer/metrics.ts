@@ -20,6 +20,8 @@ export interface UploadCounts {
   pieces: number;
   bytesTotal: number;
   corruptDetected: number;
+  refusedConnections: number;
+  stalledConnections: number;
 }
 
 const PIECE_SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -154,6 +156,16 @@ const UPLOAD_COUNTERS: ReadonlyArray<[name: string, help: string, key: Exclude<k
   ["damselfly_upload_pieces_total", "Piece requests served (streaming started)", "pieces"],
   ["damselfly_upload_busy_total", "Piece requests answered 503 busy (every upload slot taken)", "busy"],
   ["damselfly_upload_corrupt_pieces_total", "Stored pieces that failed their CRC-32 check while being uploaded (dropped, fetched again)", "corruptDetected"],
+  [
+    "damselfly_upload_connections_refused_total",
+    "Data-plane connections closed at once: their address had upload.connectionsPerAddress open",
+    "refusedConnections",
+  ],
+  [
+    "damselfly_upload_stalled_total",
+    "Data-plane connections cut: nothing written for upload.writeStallTimeout (the child stopped reading)",
+    "stalledConnections",
+  ],
 ];
 
 function registerUploadMetrics(registers: Registry[], upload: () => UploadCounts | undefined): void {

@@ -1,4 +1,4 @@
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import type { Caller } from "./caller.js";
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -153,6 +153,13 @@ function onClose(this: CallStream): void {
 }
 function onWantTrailers(this: CallStream): void {
   this.sendTrailers(this[kCall]?.trailers ?? {});
+  if (this[kCall]?.refused) setImmediate(stopReading, this);
+}
+// A refused request still being sent: RST_STREAM(NO_ERROR) after the answer
+// tells the client to stop sending (RFC 9113, 8.1) rather than have us read
+// and drop the rest of it.
+function stopReading(stream: http2.ServerHttp2Stream): void {
+  if (!stream.readableEnded && !stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 function ignore(): void {}
 
@@ -177,6 +184,8 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
   call: BidiCall<MessageShape<I>> | undefined;
   // The status, once close() has it: sent as trailers when the stream asks.
   trailers: Record<string, string> | undefined;
+  // Ended for a request it will not read (stopReading once answered).
+  refused = false;
   private headersSent = false;
   private closed = false;
   private goneCalled = false;
@@ -220,9 +229,10 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
     return true;
   }
 
-  close(error?: unknown): void {
+  close(error?: unknown, refuse = false): void {
     if (this.closed) return;
     this.closed = true;
+    this.refused = refuse;
     const stream = this.stream;
     // OK is what setTrailerStatus writes for no error, without a Headers
     // object per call.
@@ -235,6 +245,7 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
         // Trailers-only: the status rides in the headers.
         this.headersSent = true;
         stream.respond({ ":status": 200, "content-type": "application/grpc+proto", ...fields }, { endStream: true });
+        if (refuse) stopReading(stream);
       }
     }
     this.gone();
@@ -246,7 +257,7 @@ class ServerCall<I extends DescMessage, O extends DescMessage> implements BidiSi
       this.reader.push(chunk, this);
     } catch (e) {
       if (!(e instanceof EnvelopeTooLargeError)) throw e;
-      this.close(new ConnectError(e.message, Code.ResourceExhausted));
+      this.close(new ConnectError(e.message, Code.ResourceExhausted), true);
     }
   }
 

@@ -3,6 +3,7 @@ import { chmod, chown, rm } from "node:fs/promises";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { parseHostPort, type HostPort } from "../common/address.js";
+import { capConnectionsPerAddress } from "../common/connection-cap.js";
 import type { FastRoute } from "./grpc-fast.js";
 import { isHealthPath, type Health } from "../common/health.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
@@ -11,6 +12,9 @@ import { callerOfSocket, connectionOf, contextValuesFor, type ServerTrust } from
 // Largest request message any RPC server reads: Connect's default is ~4 GiB,
 // so one request could otherwise take the process's memory.
 export const RPC_READ_MAX_BYTES = 4 * 1024 * 1024;
+// Calls one HTTP/2 connection may have open at once (node's default is no
+// limit): each holds its stream state and buffers until it ends.
+export const DEFAULT_STREAMS_PER_CONNECTION = 256;
 
 export interface RpcServerOptions {
   health?: Health;
@@ -19,6 +23,11 @@ export interface RpcServerOptions {
   // A Unix socket's mode and group (when `listen` is unix:PATH).
   socketMode?: number;
   socketGid?: number;
+  // Per connection (SETTINGS_MAX_CONCURRENT_STREAMS; a stream over it is
+  // refused by HTTP/2 itself), and connections one remote address may hold
+  // (more are closed at once; 0 or none: no cap).
+  streamsPerConnection?: number;
+  connectionsPerAddress?: number;
 }
 
 export interface RpcServer {
@@ -50,18 +59,18 @@ export async function createRpcServer(
     contextValues: (req) => contextValuesFor(connectionOf(req), trust),
   });
   const health = opts.health;
-  const connect: typeof rpc = health
-    ? (req, res) => {
-        const path = req.url ?? "";
-        if (isHealthPath(path)) {
-          const caller = callerOfSocket(connectionOf(req), trust).kind;
-          health.answer(path, req.method, res, { detail: caller === "local" || caller === "tls" }).catch(() => res.destroy());
-          return;
-        }
-        rpc(req, res);
-      }
-    : rpc;
-  const server = createHttp2Server(connect, fast, trust, socketPath === undefined ? opts.tls : undefined);
+  const connect: Connect = (req, res) => {
+    stopReadingAfterAnswer(req.stream);
+    const path = req.url ?? "";
+    if (health && isHealthPath(path)) {
+      const caller = callerOfSocket(connectionOf(req), trust).kind;
+      health.answer(path, req.method, res, { detail: caller === "local" || caller === "tls" }).catch(() => res.destroy());
+      return;
+    }
+    rpc(req, res);
+  };
+  const server = createHttp2Server(connect, fast, trust, socketPath === undefined ? opts.tls : undefined, opts.streamsPerConnection);
+  if (opts.connectionsPerAddress) capConnectionsPerAddress(server, opts.connectionsPerAddress);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
@@ -92,15 +101,30 @@ export async function createRpcServer(
 
 type Connect = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 
+// A call answered before its request was read whole (an error, a message
+// over the limit): RST_STREAM(NO_ERROR) after the answer tells the client
+// to stop sending (RFC 9113, 8.1). Otherwise the stream stays open, its
+// unread data holding the window, until the client gives up. The answer
+// is whole once its trailers went out: node's compatibility response sends
+// them from its own "wantTrailers" listener, which runs after this one.
+function stopReadingAfterAnswer(stream: http2.ServerHttp2Stream): void {
+  stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      if (!stream.readableEnded && !stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    }),
+  );
+}
+
 // Without fast routes, node's own request/response handling; with them,
 // each stream goes to its fast route if it takes it, and to Connect through
 // the compatibility objects otherwise, as node's own handler would.
-function createHttp2Server(connect: Connect, fast: readonly FastRoute[], trust: ServerTrust, tls: TlsIdentity | undefined) {
+function createHttp2Server(connect: Connect, fast: readonly FastRoute[], trust: ServerTrust, tls: TlsIdentity | undefined, streams?: number) {
   const byPath = new Map(fast.map((r) => [r.path, r]));
   const handler = byPath.size === 0 ? (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => connect(req, res) : undefined;
+  const settings = { settings: { maxConcurrentStreams: streams ?? DEFAULT_STREAMS_PER_CONNECTION } };
   const server: http2.Http2Server | http2.Http2SecureServer = tls
-    ? http2.createSecureServer({ ...tls.serverOptions(), ALPNProtocols: ["h2"] }, handler)
-    : http2.createServer({}, handler);
+    ? http2.createSecureServer({ ...tls.serverOptions(), ...settings, ALPNProtocols: ["h2"] }, handler)
+    : http2.createServer(settings, handler);
   if (tls) tls.attach(server as http2.Http2SecureServer);
   if (byPath.size === 0) return server;
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {

@@ -1,4 +1,5 @@
 import { isLoopbackHost, normalizeIp } from "../common/address.js";
+import { addressGroup } from "../common/cidr.js";
 import { DamselflyError } from "../common/errors.js";
 import type { PeerIdentity, Role } from "../common/tls/roles.js";
 import type { Caller } from "../protocol/caller.js";
@@ -21,7 +22,8 @@ export const REGISTRANT_ROLES: readonly Role[] = ["peer", "seed-peer"];
 
 export interface Registrant {
   // Whom its hosts, tasks and peers count against (limits.ts): the
-  // certificate's role and name with TLS, the remote address without;
+  // certificate's role and name with TLS, the remote address (an IPv6 one
+  // by its /64) without;
   // undefined (not counted) for a loopback or Unix-socket caller without TLS.
   readonly key: string | undefined;
   // With TLS: the certificate, which binds everything it announces.
@@ -51,7 +53,7 @@ export function registrantOf(caller: Caller, what: string): Registrant {
       const remoteIp = caller.remoteAddress === undefined ? undefined : normalizeIp(caller.remoteAddress);
       // A loopback cluster's daemons all share 127.0.0.1: counting them as one
       // registrant would cap the cluster, not a stranger.
-      const key = remoteIp === undefined || isLoopbackHost(remoteIp) ? undefined : `address/${remoteIp}`;
+      const key = remoteIp === undefined || isLoopbackHost(remoteIp) ? undefined : `address/${addressGroup(remoteIp)}`;
       return { key, identity: undefined, remoteIp };
     }
     case "local":

@@ -8,21 +8,27 @@ export interface Limits {
   readonly hostsPerRegistrant: number;
   readonly tasksPerRegistrant: number;
   readonly peersPerRegistrant: number;
+  readonly peersPerHost: number;
+  readonly maxHosts: number;
+  readonly maxTasks: number;
+  readonly maxPeers: number;
 }
 
 const exceeded = (message: string) => new DamselflyError("DF_ERR_LIMIT_EXCEEDED", message);
 
-// What one registrant makes the scheduler hold, bounded: its hosts, the
-// peers on them, and the tasks its peers brought in. A registrant is the
-// host's (access.ts): a certificate identity with TLS, a remote address
-// without; hosts of loopback callers without TLS are not counted.
+// What the scheduler holds, bounded: in all (hosts, tasks, peers), per host
+// (peers), and per registrant: its hosts, the peers on them, and the tasks
+// its peers brought in. A registrant is the host's (access.ts): a
+// certificate identity with TLS, a remote address without; hosts of
+// loopback callers without TLS count in all and per host only. Every check
+// runs before anything is taken, so a refused call leaves nothing behind.
 export class RegistrantLimits {
   private readonly hostsOf = new Map<string, Set<Host>>();
   private readonly tasksOf = new Map<string, number>();
 
   // `limits` is read at each check: the manager may change the config.
   constructor(
-    store: ResourceStore,
+    private readonly store: ResourceStore,
     private readonly limits: () => Limits,
   ) {
     store.hosts.onRemove((h) => this.hostRemoved(h));
@@ -31,8 +37,10 @@ export class RegistrantLimits {
 
   // Before a host announcement: a new host must fit the registrant's cap.
   admitHost(r: Registrant, existing: Host | undefined): void {
-    if (existing || r.key === undefined) return;
-    const cap = this.limits().hostsPerRegistrant;
+    if (existing) return;
+    const { maxHosts, hostsPerRegistrant: cap } = this.limits();
+    if (this.store.hosts.size >= maxHosts) throw exceeded(`the scheduler holds ${maxHosts} hosts (limits.maxHosts)`);
+    if (r.key === undefined) return;
     if ((this.hostsOf.get(r.key)?.size ?? 0) >= cap) throw exceeded(`${r.key} already has ${cap} hosts announced (limits.hostsPerRegistrant)`);
   }
 
@@ -49,9 +57,17 @@ export class RegistrantLimits {
 
   // Before `peers` more peers, bringing `tasks` new tasks, go on `host`.
   admitPeers(host: Host, peers: number, tasks: number): void {
+    const { peersPerRegistrant, tasksPerRegistrant, peersPerHost, maxPeers, maxTasks } = this.limits();
+    const { store } = this;
+    if (store.peers.size + peers > maxPeers)
+      throw exceeded(`the scheduler would hold ${store.peers.size + peers} peers; at most ${maxPeers} (limits.maxPeers)`);
+    if (store.tasks.size + tasks > maxTasks)
+      throw exceeded(`the scheduler would hold ${store.tasks.size + tasks} tasks; at most ${maxTasks} (limits.maxTasks)`);
+    if (host.peers.size + peers > peersPerHost) {
+      throw exceeded(`host ${host.id} would hold ${host.peers.size + peers} peers; at most ${peersPerHost} (limits.peersPerHost)`);
+    }
     const key = host.registrant;
     if (key === undefined) return;
-    const { peersPerRegistrant, tasksPerRegistrant } = this.limits();
     let held = 0;
     for (const h of this.hostsOf.get(key) ?? []) held += h.peers.size;
     if (held + peers > peersPerRegistrant) throw exceeded(`${key} would hold ${held + peers} peers; at most ${peersPerRegistrant} (limits.peersPerRegistrant)`);

@@ -175,6 +175,8 @@ export class Scheduler {
     this.server = await createRpcServer(listen, (router) => router.service(schedulerv1.SchedulerService, service), fastRoutes(deps), {
       health: this.health,
       tls: this.tls,
+      streamsPerConnection: this.config.limits.streamsPerConnection,
+      connectionsPerAddress: this.config.limits.connectionsPerAddress,
     });
     const gcEvery = Math.max(50, Math.min(5_000, Math.floor(this.config.hostTimeout / 3)));
     const tickEvery = Math.max(50, Math.min(500, Math.floor(this.config.seedWait / 4)));

@@ -84,6 +84,11 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+// The tests' registries and origins listen on 127.0.0.1, which a daemon's
+// proxy reaches only when told (proxy.allowLocal); the proxy-policy tests
+// start their own daemons.
+export const PROXY_TO_LOOPBACK = { DAMSELFLY_DAEMON_PROXY_ALLOW_LOCAL: "127.0.0.1:1024-65535" };
+
 function loopback(hostPort: string): string {
   return hostPort.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
 }
@@ -155,7 +160,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         ...(opts.daemonArgs ?? []),
         ...(a.args ?? []),
       ];
-      const env = { ...opts.env, ...a.env };
+      const env = { ...PROXY_TO_LOOPBACK, ...opts.env, ...a.env };
       const proc = spawnDamselfly(args, { name, env, ...(opts.echo ? { echo: true } : {}) });
       procs.push(proc);
       const ready = await proc.waitForLog("daemon ready", readyTimeout);

@@ -4,6 +4,7 @@ import http from "node:http";
 import { once } from "node:events";
 import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
+import { closedPort } from "../helpers/procs.js";
 import { tempDir } from "../helpers/store.js";
 import { registryWithImage } from "../helpers/mirror-setup.js";
 
@@ -52,7 +53,7 @@ test("registry errors reach the client unchanged through the mirror: 404 from a 
   assert.equal(down.body.toString(), "down for maintenance\n");
 
   // A registry that does not answer at all: the daemon's own 502 with a code.
-  const closed = await get(`${p.proxyUrl}/v2/x/manifests/v1`, { "x-damselfly-registry": "http://127.0.0.1:1" });
+  const closed = await get(`${p.proxyUrl}/v2/x/manifests/v1`, { "x-damselfly-registry": `http://127.0.0.1:${await closedPort()}` });
   assert.equal(closed.status, 502);
   assert.equal(closed.headers["x-damselfly-error"], "DF_ERR_SOURCE_UNREACHABLE");
 

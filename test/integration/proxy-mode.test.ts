@@ -248,6 +248,8 @@ describe("proxy mode: HTTPS registry", { timeout: 300_000 }, () => {
       seed: true,
       t,
       daemonArgs: ["--proxy-intercept", "^10\\.213\\.22\\.2:5443$", "--source-ca", cert.certFile],
+      // The registry's port, which CONNECT may not open by default (443 only).
+      env: { DAMSELFLY_DAEMON_PROXY_CONNECT_PORTS: "5443" },
     });
     const work = tempDir(t, "damselfly-proxy-out-");
     const logs = () => cluster.daemons.map((d) => logTail(d)).join("\n");
@@ -285,7 +287,9 @@ describe("proxy mode: HTTPS registry", { timeout: 300_000 }, () => {
 
   test("CONNECT to a host that is not intercepted is tunnelled untouched", { timeout: 120_000 }, async (t) => {
     // No --proxy-intercept: every CONNECT is a plain tunnel.
-    const cluster = await startCluster({ peers: 1, seed: true, t, daemonArgs: ["--source-ca", cert.certFile] });
+    // CONNECT to the registry's port and, below, to a closed local port.
+    const env = { DAMSELFLY_DAEMON_PROXY_CONNECT_PORTS: "1024-65535" };
+    const cluster = await startCluster({ peers: 1, seed: true, t, daemonArgs: ["--source-ca", cert.certFile], env });
     const peer = cluster.peers[0]!;
     const out = join(tempDir(t, "damselfly-proxy-out-"), "out");
     assert.equal(peer.ready.proxyCa, undefined, "without interception rules the daemon should load no proxy CA");

@@ -1,4 +1,4 @@
-// docs/reference/errors.md from the error table in src/common/errors.ts.
+// docs/reference/errors.md from the error table in src/common/error-codes.ts.
 import { ERROR_CODES, ExitCode, RpcCode } from "../../common/errors.js";
 import { code, generatedHeader, table } from "./markdown.js";
 
@@ -18,7 +18,7 @@ export function errorsPage(): string {
   ]);
   const codes = entries.map(([c, s]) => [code(c), String(s.exitCode), String(s.httpStatus), `${s.rpcCode} ${nameOf(RpcCode, s.rpcCode)}`, s.when]);
   return [
-    generatedHeader("Error codes and exit codes", ["src/common/errors.ts"]),
+    generatedHeader("Error codes and exit codes", ["src/common/error-codes.ts"]),
     "Every error carries a stable code, used in logs, RPC metadata (`x-damselfly-error`), HTTP error bodies",
     '(`{"code": "DF_ERR_…", "message": "…"}`) and the CLI\'s `PREFIX: CODE: message` line; the process exits with',
     "the code's exit status. Codes are never reused or renamed.",

@@ -5,7 +5,7 @@ import type { Duplex } from "node:stream";
 import { DamselflyError, ERROR_CODES } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { CertificateAuthority } from "./ca.js";
-import type { EgressPolicy } from "../../common/egress.js";
+import type { ProxyPolicy } from "./proxy-policy.js";
 
 const ESTABLISHED = "HTTP/1.1 200 Connection Established\r\n\r\n";
 const TARGET = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
@@ -14,8 +14,8 @@ export interface ConnectOptions {
   intercept: RegExp[];
   ca: CertificateAuthority | undefined;
   logger: Logger;
-  // Tunnels reach only what origin fetches may reach.
-  egress: EgressPolicy;
+  // Where tunnels may go (ports, and addresses past the egress policy).
+  policy: ProxyPolicy;
   // Requests decrypted from an intercepted tunnel; origin is https://host[:port].
   onRequest(req: IncomingMessage, res: ServerResponse, origin: string): void;
   // Counts each CONNECT: tunnel or intercept, and whether it came up.
@@ -65,6 +65,13 @@ export class ConnectHandler {
     }
     const host = m[1] ?? m[2]!;
     const hostPort = `${m[1] ? `[${host}]` : host}:${port}`;
+    try {
+      this.o.policy.checkConnectPort(port);
+    } catch (err) {
+      this.o.onConnect?.("tunnel", false);
+      this.o.logger.warn({ target: hostPort, err: (err as Error).message }, "proxy: CONNECT refused");
+      return rejectConnect(socket, err as DamselflyError);
+    }
     if (this.o.intercept.some((r) => r.test(hostPort))) {
       const state = { established: false };
       this.intercept(socket, head, host, hostPort, state).then(
@@ -106,7 +113,7 @@ export class ConnectHandler {
   }
 
   private tunnel(socket: Duplex, head: Buffer, host: string, port: number, hostPort: string): void {
-    const upstream = this.o.egress.connect(host, port);
+    const upstream = this.o.policy.connect(host, port);
     this.track(upstream);
     let connected = false;
     upstream.once("connect", () => {

@@ -36,7 +36,7 @@ export async function forward(
     if (abort.signal.aborted) return;
     const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
     // The proxy reaches no address the daemon itself may not fetch from.
-    if (e.code === "DF_ERR_EGRESS_DENIED") return sendError(res, e);
+    if (e.code === "DF_ERR_EGRESS_DENIED" || e.code === "DF_ERR_PROXY_DENIED") return sendError(res, e);
     sendError(
       res,
       new DamselflyError(

@@ -4,7 +4,7 @@ import type { Dispatcher } from "undici";
 import { parseHostPort, type HostPort } from "../../common/address.js";
 import { isLoopbackHost } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
-import { closeServer, listenOn } from "../../common/http-server.js";
+import { answerAndClose, bodyUnread, closeServer, listenOn, refuseBody } from "../../common/http-server.js";
 import { parseBytes } from "../../common/config.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
@@ -19,6 +19,7 @@ import { blobOfPath, REGISTRY_HEADER, routeMirrorRequest } from "./registry-rout
 import { sendError } from "./respond.js";
 import { absoluteTarget, tunnelTarget } from "./request-target.js";
 import { badRequest, ConnectHandler } from "./connect-handler.js";
+import { ProxyPolicy } from "./proxy-policy.js";
 import type { CertificateAuthority } from "./ca.js";
 import type { Health } from "../../common/health.js";
 import { isHealthPath } from "../../common/health.js";
@@ -37,7 +38,6 @@ export interface ProxyOptions {
   logger: Logger;
   tasks: DownloadManager;
   source: HttpSource;
-  dispatcher: Dispatcher;
   defaultRegistry: string;
   plainHttpRegistries: readonly string[];
   rules: readonly string[];
@@ -56,6 +56,9 @@ export interface ProxyOptions {
   shuttingDown?: () => boolean;
   // --insecure: the proxy may listen on a non-loopback address.
   insecure?: boolean;
+  // What it relays (proxy.connectPorts, proxy.ports, proxy.allowLocal; see
+  // ProxyPolicy).
+  policy: { connectPorts: readonly string[]; ports: readonly string[]; allowLocal: readonly string[] };
 }
 
 // The daemon's registry mirror and HTTP(S) proxy, on one port:
@@ -72,17 +75,22 @@ export class ProxyServer {
   private readonly access: BlobAccess;
   private readonly connect: ConnectHandler;
   private readonly log: Logger;
+  private readonly policy: ProxyPolicy;
+  // Forwards and registry access checks: to where the policy lets them.
+  private readonly dispatcher: Dispatcher;
 
   constructor(private readonly o: ProxyOptions) {
     this.log = o.logger;
     this.rules = o.rules.map((r) => new RegExp(r));
-    this.access = new BlobAccess({ dispatcher: o.dispatcher, ttlMs: o.authTtlMs, timeoutMs: o.sourceTimeoutMs });
+    this.policy = new ProxyPolicy({ ...o.policy, egress: o.source.egress, registries: [o.defaultRegistry, ...o.plainHttpRegistries] });
+    this.dispatcher = this.policy.agent(o.source.options);
+    this.access = new BlobAccess({ dispatcher: this.dispatcher, ttlMs: o.authTtlMs, timeoutMs: o.sourceTimeoutMs });
     this.connect = new ConnectHandler({
       intercept: o.intercept.map((r) => new RegExp(r)),
       ca: o.ca,
       logger: this.log,
-      egress: o.source.egress,
-      onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.viaProxy(req, res, tunnelTarget(req.url ?? "", origin), rec)),
+      policy: this.policy,
+      onRequest: (req, res, origin) => this.dispatch(req, res, (rec) => this.intercepted(req, res, origin, rec)),
       onConnect: (kind, established) => o.metrics?.proxyRequest(kind, established ? "established" : "error"),
     });
   }
@@ -91,6 +99,7 @@ export class ProxyServer {
     const server = http.createServer((req, res) => {
       const health = this.o.health;
       if (health && isHealthPath(req.url ?? "")) {
+        if (refuseBody(req, res, "a health check")) return;
         health.answer(req.url!, req.method, res).catch((err) => sendError(res, err));
         return;
       }
@@ -108,6 +117,7 @@ export class ProxyServer {
     this.server = undefined;
     this.connect.close();
     if (s) await closeServer(s);
+    await this.dispatcher.destroy();
   }
 
   private dispatch(req: IncomingMessage, res: ServerResponse, work: (rec: ProxyRecord) => Promise<void>): void {
@@ -121,12 +131,14 @@ export class ProxyServer {
       rec.outcome = "error";
       const e = DamselflyError.from(err);
       this.log.warn({ method: req.method, code: e.code, err: e.message }, "proxy: request failed");
-      sendError(res, e);
+      if (bodyUnread(req)) answerAndClose(req, res, e);
+      else sendError(res, e);
     });
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, rec: ProxyRecord): Promise<void> {
     const raw = req.url ?? "/";
+    if (refuseGetBody(req, res, raw === "/healthy")) return;
     if (raw === "/healthy") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
       return;
@@ -136,34 +148,45 @@ export class ProxyServer {
     throw new DamselflyError("DF_ERR_INVALID_REQUEST", `not a registry API path (/v2/...) or a proxy request: ${JSON.stringify(raw.slice(0, 100))}`);
   }
 
+  // A request decrypted from an intercepted tunnel (origin: https://host[:port]).
+  private async intercepted(req: IncomingMessage, res: ServerResponse, origin: string, rec: ProxyRecord): Promise<void> {
+    if (refuseGetBody(req, res)) return;
+    return this.viaProxy(req, res, tunnelTarget(req.url ?? "", origin), rec);
+  }
+
   private async viaMirror(req: IncomingMessage, res: ServerResponse, rec: ProxyRecord): Promise<void> {
     const route = routeMirrorRequest(req.url ?? "/", req.headers[REGISTRY_HEADER], {
       defaultRegistry: this.o.defaultRegistry,
       plainHttpRegistries: this.o.plainHttpRegistries,
     });
     const target = absoluteTarget(route.origin + route.pathAndQuery);
+    this.policy.checkRequest(req.method ?? "", target);
     if (route.blob && req.method === "GET") {
       rec.kind = "blob";
       return this.viaP2P(req, res, target, route.blob.digest, rec);
     }
     if (MANIFEST_PATH.test(target.pathname)) rec.kind = "manifest";
-    return forward(req, res, target.href, this.o.dispatcher);
+    return forward(req, res, target.href, this.dispatcher);
   }
 
   private async viaProxy(req: IncomingMessage, res: ServerResponse, target: URL, rec: ProxyRecord): Promise<void> {
+    this.policy.checkRequest(req.method ?? "", target);
     if (req.method === "GET" && this.rules.some((r) => r.test(target.href))) {
       rec.kind = "blob";
       return this.viaP2P(req, res, target, blobOfPath(target.pathname)?.digest, rec);
     }
     if (MANIFEST_PATH.test(target.pathname)) rec.kind = "manifest";
-    return forward(req, res, target.href, this.o.dispatcher);
+    return forward(req, res, target.href, this.dispatcher);
   }
 
   // Blobs (and any URL whose request carries credentials) are served from
   // the swarm only after the upstream confirmed that this client may read them.
   private async viaP2P(req: IncomingMessage, res: ServerResponse, target: URL, digest: string | undefined, rec: ProxyRecord): Promise<void> {
+    // The swarm (or this daemon) fetches the URL with the daemon's own
+    // egress policy: the proxy's is checked first.
+    await this.policy.resolve(target.hostname, target.port ? Number(target.port) : target.protocol === "https:" ? 443 : 80);
     const range = parseRange(req.headers["range"]);
-    if (!range.ok || this.o.shuttingDown?.()) return forward(req, res, target.href, this.o.dispatcher);
+    if (!range.ok || this.o.shuttingDown?.()) return forward(req, res, target.href, this.dispatcher);
     // A proxied blob is a trace of its own, or joins the client's.
     const span = startSpan("proxy blob", {
       kind: SpanKind.SERVER,
@@ -202,18 +225,18 @@ export class ProxyServer {
         answer = await this.access.check(target.href, headers, gone.signal);
       } catch {
         // The upstream will say why (unreachable, timeout) through forward().
-        return forward(req, res, target.href, this.o.dispatcher);
+        return forward(req, res, target.href, this.dispatcher);
       } finally {
         res.off("close", onClose);
       }
       if (!answer.allowed) {
         span.setAttribute("damselfly.served_by", "origin (access check)");
-        return forward(req, res, target.href, this.o.dispatcher);
+        return forward(req, res, target.href, this.dispatcher);
       }
       size = answer.size;
       if (size >= 0 && size < this.o.minP2pSize) {
         span.setAttribute("damselfly.served_by", "origin (small)");
-        return forward(req, res, target.href, this.o.dispatcher);
+        return forward(req, res, target.href, this.dispatcher);
       }
     }
     const trailers = /(^|,)\s*trailers\s*(;|,|$)/i.test(String(req.headers["te"] ?? ""));
@@ -229,7 +252,7 @@ export class ProxyServer {
           this.o.tasks
             .ensure(download, undefined, { background: true })
             .catch((err) => this.log.warn({ err: (err as Error).message }, "proxy: prefetch failed to start"));
-        return forward(req, res, target.href, this.o.dispatcher);
+        return forward(req, res, target.href, this.dispatcher);
       }
     }
     const result = await serveFromP2P(res, obj, {
@@ -245,11 +268,18 @@ export class ProxyServer {
         { url: `${target.origin}${target.pathname}`, code: result.declined.code, err: result.declined.message },
         "proxy: P2P unavailable, forwarding to the origin",
       );
-      return forward(req, res, target.href, this.o.dispatcher);
+      return forward(req, res, target.href, this.dispatcher);
     }
     rec.outcome = "p2p";
     if (result.cache === "hit") this.o.metrics?.localBytes(result.bytes ?? 0);
   }
+}
+
+// GET and HEAD (and the proxy's own answers) are served by the proxy or the
+// swarm, which read no request body: one is refused before it is read.
+function refuseGetBody(req: IncomingMessage, res: ServerResponse, own = false): boolean {
+  if (!own && req.method !== "GET" && req.method !== "HEAD") return false;
+  return refuseBody(req, res, own ? "the proxy's own answer" : `a proxied ${req.method} request`);
 }
 
 // The proxy authenticates no one and fetches what it is asked for: on the

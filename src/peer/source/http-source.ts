@@ -1,4 +1,4 @@
-import { Agent, request, type Dispatcher } from "undici";
+import { Agent, buildConnector, request, type Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import { STATUS_CODES } from "node:http";
 import tls from "node:tls";
@@ -46,17 +46,9 @@ export class HttpSource {
   readonly dispatcher: Dispatcher;
   readonly egress: EgressPolicy;
 
-  constructor(opts: SourceOptions) {
-    this.egress = opts.egress ?? new EgressPolicy();
-    this.dispatcher = new Agent({
-      connect: this.egress.connector({
-        ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
-        timeout: opts.timeoutMs,
-      }),
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
-      connections: 16,
-    });
+  constructor(readonly options: SourceOptions) {
+    const egress = (this.egress = options.egress ?? new EgressPolicy());
+    this.dispatcher = sourceAgent(options, (base) => egress.wrap(base), egress.lookup);
   }
 
   async fetch(rawUrl: string, headers: Record<string, string>, range: SourceRange | undefined, signal?: AbortSignal): Promise<SourceResponse> {
@@ -131,6 +123,24 @@ export class HttpSource {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+type Connector = (o: buildConnector.Options, cb: buildConnector.Callback) => void;
+
+// An agent with the source's timeouts and trust whose connections `wrap`
+// decides on (an egress policy): the origin fetches' and the proxy's.
+export function sourceAgent(opts: SourceOptions, wrap: (base: Connector) => Connector, lookup?: EgressPolicy["lookup"]): Agent {
+  const base = buildConnector({
+    ...(opts.extraCaPem ? { ca: [...tls.rootCertificates, opts.extraCaPem] } : {}),
+    timeout: opts.timeoutMs,
+    ...(lookup ? { lookup: lookup as never } : {}),
+  });
+  return new Agent({
+    connect: wrap(base),
+    headersTimeout: opts.timeoutMs,
+    bodyTimeout: opts.bodyTimeoutMs ?? Math.max(opts.timeoutMs, 60_000),
+    connections: 16,
+  });
 }
 
 // URLs in messages lose their query string: it may hold signatures.

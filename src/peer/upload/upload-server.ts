@@ -6,7 +6,8 @@ import { isTaskId } from "../../common/task-id.js";
 import { crc32Update } from "../../common/pieces.js";
 import { drainOrClose } from "../../common/streams.js";
 import type { HostPort } from "../../common/address.js";
-import { closeServer, listenOn } from "../../common/http-server.js";
+import { closeServer, listenOn, refuseBody } from "../../common/http-server.js";
+import { addressGroup } from "../../common/cidr.js";
 import type { Logger } from "../../common/logger.js";
 import type { Storage } from "../storage/storage.js";
 import type { LocalTask, PieceInfo } from "../storage/local-task.js";
@@ -15,6 +16,8 @@ import { buffers } from "../buffer-pool.js";
 import { PieceOffers } from "./piece-offers.js";
 import { SyncFanout } from "./sync-fanout.js";
 import { SyncStream } from "./sync-stream.js";
+import { UploadSlots } from "./upload-slots.js";
+import { ConnectionGuard } from "./connection-guard.js";
 import { isHealthPath, type Health } from "../../common/health.js";
 import type { Throttle } from "../../common/token-bucket.js";
 import type { TlsIdentity } from "../../common/tls/identity.js";
@@ -42,6 +45,13 @@ export interface UploadServerOptions {
   // can pass a piece on only once it has all of it, so an uplink split 200
   // ways leaves the whole swarm waiting for its first pieces.
   uploadConcurrency: number;
+  // What one remote address may hold (default: half the slots, rounded up;
+  // 256 connections), and how long a response may make no progress or a
+  // connection wait for a request (config upload.*; see ConnectionGuard).
+  slotsPerAddress?: number;
+  connectionsPerAddress?: number;
+  writeStallTimeoutMs?: number;
+  idleTimeoutMs?: number;
   // /healthz and /readyz on the data plane port too.
   health?: Health;
   // The host's upload limit: piece bytes count against it before they are
@@ -59,6 +69,10 @@ export interface UploadStats {
   active: number;
   // Requests answered 503 because every slot was taken.
   busy: number;
+  // Connections closed for being over the per-address cap, or for making no
+  // progress writing (ConnectionGuard).
+  refusedConnections: number;
+  stalledConnections: number;
   pieces: number;
   bytesTotal: number;
   corruptDetected: number;
@@ -74,9 +88,10 @@ export interface UploadStats {
 // DF_ERR_PEER_ROLE, and a piece goes out only with its fetcher-signed
 // digest (a task fetched without a scheduler's grant has none: never served).
 export class UploadServer {
-  readonly stats: UploadStats = { active: 0, busy: 0, pieces: 0, bytesTotal: 0, corruptDetected: 0 };
+  readonly stats: UploadStats;
   private server: http.Server | undefined;
-  private readonly waiters: Array<{ give: (slot: boolean) => void; res: http.ServerResponse }> = [];
+  private readonly slots: UploadSlots;
+  private readonly guard: ConnectionGuard;
   private readonly offers = new WeakMap<LocalTask, PieceOffers>();
   private readonly fanouts = new WeakMap<LocalTask, SyncFanout>();
   // Set by drain(): the daemon is leaving, new piece requests are told busy.
@@ -86,10 +101,34 @@ export class UploadServer {
   private readonly allowed = new WeakSet<object>();
   address: HostPort = { host: "", port: 0 };
 
-  constructor(private readonly opts: UploadServerOptions) {}
+  constructor(private readonly opts: UploadServerOptions) {
+    const total = opts.uploadConcurrency;
+    this.slots = new UploadSlots({ total, perAddress: opts.slotsPerAddress || Math.ceil(total / 2), waitMs: SLOT_WAIT_MS, queuePerSlot: SLOT_QUEUE_PER_SLOT });
+    this.guard = new ConnectionGuard({ perAddress: opts.connectionsPerAddress || 256, stallMs: opts.writeStallTimeoutMs || 30_000 });
+    const { slots, guard } = this;
+    this.stats = {
+      get active() {
+        return slots.active;
+      },
+      busy: 0,
+      pieces: 0,
+      bytesTotal: 0,
+      corruptDetected: 0,
+      get refusedConnections() {
+        return guard.refused;
+      },
+      get stalledConnections() {
+        return guard.stalled;
+      },
+    };
+  }
 
   async start(): Promise<void> {
-    const opts = { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 30_000 };
+    // A connection waiting for a request (a new one, or kept alive between
+    // requests) is closed after idleTimeout; the check runs often enough
+    // for a short one.
+    const idle = this.opts.idleTimeoutMs || 60_000;
+    const opts = { keepAliveTimeout: idle, requestTimeout: 0, headersTimeout: idle, connectionsCheckingInterval: Math.min(30_000, Math.max(100, idle / 4)) };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.route(req, res).catch((err) => this.fail(res, DamselflyError.from(err)));
     };
@@ -97,6 +136,7 @@ export class UploadServer {
     // An HTTPS server is an HTTP server on TLS sockets (same request API).
     const server = tls ? (https.createServer({ ...opts, ...tls.serverOptions() }, handler) as unknown as http.Server) : http.createServer(opts, handler);
     server.on("connection", (s: Socket) => s.setNoDelay(true));
+    this.guard.attach(server, tls !== undefined);
     // A rotated certificate is used for new connections.
     if (tls) tls.attach(server as unknown as https.Server);
     this.address = await listenOn(server, this.opts.listen, "upload listen address");
@@ -108,7 +148,7 @@ export class UploadServer {
   // streaming go on. Resolves once none is left, or after timeoutMs (false).
   async drain(timeoutMs: number): Promise<boolean> {
     this.draining = true;
-    for (const w of this.waiters.splice(0)) w.give(false);
+    this.slots.refuseWaiting();
     if (this.stats.active === 0) return true;
     let timer: NodeJS.Timeout | undefined;
     const idle = await Promise.race([
@@ -124,6 +164,7 @@ export class UploadServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.guard.close();
     await closeServer(server);
   }
 
@@ -132,6 +173,7 @@ export class UploadServer {
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
     if (this.opts.tls) this.checkRole(req);
+    if (refuseBody(req, res, "the data plane")) return;
     if (this.opts.health && isHealthPath(path)) return this.opts.health.answer(path, req.method, res);
     if (req.method !== "GET" && req.method !== "HEAD") {
       throw new DamselflyError("DF_ERR_INVALID_REQUEST", `method ${req.method} not allowed`);
@@ -188,8 +230,8 @@ export class UploadServer {
     // Held from here (waiting for a slot included): the disk GC never evicts
     // a task while a child is fetching from it.
     task.retain();
-    if (this.stats.active < this.opts.uploadConcurrency) this.stats.active++;
-    else if (!(await this.slotFreed(res))) {
+    const address = addressGroup(req.socket.remoteAddress ?? "");
+    if (!(await this.slots.acquire(address, () => res.destroyed))) {
       task.release();
       // Routine flow control: answered without building an error.
       this.stats.busy++;
@@ -213,49 +255,8 @@ export class UploadServer {
       await this.streamPiece(task, info, res);
     } finally {
       task.release();
-      this.stats.active--;
-      this.handOver();
+      this.slots.release(address);
       if (this.stats.active === 0) this.idleWaiter?.();
-    }
-  }
-
-  // All slots are taken: the request waits in line for one (FIFO) rather
-  // than bouncing. A bounce costs both sides a round trip and leaves the slot
-  // idle until someone retries; a wait costs nothing, and the child counts it
-  // in this parent's measured speed, so a crowded parent gets fewer requests.
-  // Only a long line (more than SLOT_QUEUE_PER_SLOT per slot) or a long wait
-  // gets "busy". Resolves true with the freed slot already counted as this
-  // request's.
-  private slotFreed(res: http.ServerResponse): Promise<boolean> {
-    if (this.waiters.length >= this.opts.uploadConcurrency * SLOT_QUEUE_PER_SLOT) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      // give(true): the slot is this request's; give(false): it left the line.
-      const w = {
-        give: (slot: boolean): void => {
-          clearTimeout(timer);
-          resolve(slot);
-        },
-        res,
-      };
-      const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(w);
-        if (i >= 0) this.waiters.splice(i, 1);
-        resolve(false);
-      }, SLOT_WAIT_MS);
-      this.waiters.push(w);
-    });
-  }
-
-  private handOver(): void {
-    while (this.waiters.length > 0 && this.stats.active < this.opts.uploadConcurrency) {
-      const w = this.waiters.shift()!;
-      if (w.res.destroyed) {
-        w.give(false);
-        continue;
-      }
-      this.stats.active++;
-      w.give(true);
-      return;
     }
   }
 
