@@ -42,6 +42,10 @@ export class Task implements PeerIndex, TaskGeometry {
   readonly backToSourcePeers = new Set<string>();
   readonly waiting = new Set<string>();
   seedTrigger: SeedTriggerState | undefined;
+  // The task's first peer here already held pieces: the swarm exists and this
+  // scheduler is meeting it again (it restarted, or took the task over from
+  // another), so its other peers are coming back too.
+  rejoinedAt: number | undefined;
   // The last Download request: needed to trigger a seed. Memory only; its
   // headers may carry credentials and must never be logged.
   download: Download | undefined;

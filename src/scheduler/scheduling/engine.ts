@@ -7,6 +7,7 @@ import type { ResourceStore } from "../resources/resource-store.js";
 import type { Task } from "../resources/task-manager.js";
 import { isEligibleParent, selectParents } from "./parent-selector.js";
 import { emptyTask, errorDetail, localHit, needBackToSource, normalTask, taskFailed } from "./responses.js";
+import type { HostProbes } from "./host-probe.js";
 import { SeedTriggers, type DelayFn, type TriggerFn } from "./seed-trigger.js";
 import type { SchedulerMetrics } from "../metrics.js";
 
@@ -15,6 +16,11 @@ const OFFER_SLACK = 4;
 
 // An origin failure is replayed to peers that register this soon after it.
 export const FAILURE_WINDOW_MS = 10_000;
+
+// How long a swarm coming back to this scheduler gets to re-register before a
+// peer with no parent goes to the origin (daemons probe a scheduler that was
+// down at least once a second: docs/decisions/scheduler-failover.md).
+const REJOIN_GRACE_MS = 3_000;
 
 export type Decision = "normal_task" | "need_back_to_source" | "empty_task" | "local_hit" | "task_failed" | "wait_seed" | "wait" | "gone";
 
@@ -43,6 +49,9 @@ export class SchedulingEngine {
   readonly store: ResourceStore;
   readonly now: () => number;
   readonly seeds: SeedTriggers;
+  // The scheduler's own check of a host (set by PeerEvents, which removes a
+  // dead one).
+  probes: HostProbes | undefined;
   private readonly metrics: SchedulerMetrics | undefined;
   private readonly grant: GrantFn | undefined;
   private readonly dirty = new Set<string>();
@@ -184,6 +193,9 @@ export class SchedulingEngine {
     const waited = now - (peer.waitingSince ?? now);
     const seedWait = this.config.seedWait;
     if (waited < seedWait && this.seeds.active(task, now)) return "wait_seed";
+    // A swarm coming back (this scheduler restarted or took the task over):
+    // its peers and seed re-register within a probe interval or two.
+    if (task.rejoinedAt !== undefined && now - task.rejoinedAt < REJOIN_GRACE_MS && waited < REJOIN_GRACE_MS) return "wait";
     if (this.canBackToSource(peer, task)) {
       this.backToSource(peer, task, this.seeds.active(task, now) ? "seed peer too slow" : "no peer has the task");
       return "need_back_to_source";

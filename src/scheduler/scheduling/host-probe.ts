@@ -41,6 +41,8 @@ interface ProbeState {
   // once more when the gap ends (a daemon being killed may still accept a
   // connection for a moment after its streams broke).
   again: NodeJS.Timeout | undefined;
+  // Probes still to make after a live answer, one per gap.
+  rechecks: number;
 }
 
 export class HostProbes {
@@ -57,15 +59,18 @@ export class HostProbes {
     },
   ) {}
 
-  suspect(hostId: string): void {
+  // `rechecks`: probe that many more times, a gap apart, while it answers
+  // (the evidence was strong: its stream vanished, a call to it failed).
+  suspect(hostId: string, rechecks = 0): void {
     const host = this.o.lookup(hostId);
     if (!host) return;
     let st = this.states.get(hostId);
     if (!st) {
       // Bounded: a host's state lives while a probe of it runs or waits.
       if (this.states.size >= 10_000) return;
-      this.states.set(hostId, (st = { inFlight: false, at: -Infinity, again: undefined }));
+      this.states.set(hostId, (st = { inFlight: false, at: -Infinity, again: undefined, rechecks: 0 }));
     }
+    st.rechecks = Math.max(st.rechecks, rechecks);
     const wait = st.at + MIN_GAP_MS - this.o.now();
     if (st.inFlight || wait > 0) {
       if (!st.again && !st.inFlight) {
@@ -90,6 +95,11 @@ export class HostProbes {
     void this.o.probe(host).then((alive) => {
       st.inFlight = false;
       st.at = this.o.now();
+      if (alive && st.rechecks > 0 && !st.again) {
+        st.rechecks--;
+        st.again = setTimeout(() => this.probeAgain(hostId), MIN_GAP_MS);
+        st.again.unref();
+      }
       if (!st.again) this.forgetLater(hostId, st);
       if (alive || this.o.lookup(hostId) !== host) return;
       if (st.again) clearTimeout(st.again);

@@ -20,7 +20,7 @@ export class PeerEvents {
     // timeout (tests of the engine alone).
     probe: ProbeFn = async () => true,
   ) {
-    this.probes = new HostProbes({
+    this.probes = engine.probes = new HostProbes({
       probe,
       now: () => engine.now(),
       log: engine.log,
@@ -50,7 +50,9 @@ export class PeerEvents {
     fingerprint?: string,
   ): { peer: Peer; decision: Decision } {
     const now = this.engine.now();
+    const known = this.store.tasks.get(taskId) !== undefined;
     const task = this.store.tasks.getOrCreate(taskId, now);
+    if (!known && reg.finishedPieces > 0) task.rejoinedAt = now;
     task.download = reg.download;
     if (trace && !task.trace) task.trace = trace;
     const { peer, replaced } = this.store.addPeer(task, host, peerId, now);
@@ -189,8 +191,9 @@ export class PeerEvents {
   // still serves the data); any other peer leaves the task.
   streamClosed(peer: Peer): void {
     if (peer.state !== "succeeded") {
-      // Its daemon may be gone with the stream: check the host now.
-      this.probes.suspect(peer.hostId);
+      // Its daemon may be gone with the stream: check the host now, and
+      // again shortly (a process being killed may still accept a connection).
+      this.probes.suspect(peer.hostId, 2);
       return this.removePeer(peer);
     }
     const queue = peer.queue;

@@ -4,7 +4,7 @@ import { SpanKind, startSpan, traceHeaders } from "../../common/trace.js";
 import { daemonv1, type Download } from "../../protocol/index.js";
 import type { DaemonClients } from "../daemon-clients.js";
 import type { Host } from "../resources/host-manager.js";
-import type { Task } from "../resources/task-manager.js";
+import type { SeedTriggerState, Task } from "../resources/task-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
 import type { SchedulingEngine } from "./engine.js";
 
@@ -130,10 +130,21 @@ export class SeedTriggers {
 
   maybeTrigger(task: Task, now: number): void {
     if (!task.download || !this.due(task, now)) return;
+    this.triggerNext(task, now, new Set());
+  }
+
+  // Triggers the task's seed: the first live seed host of its ring not in
+  // `failed` (hosts whose trigger just failed: the next one is tried at once,
+  // so a dead seed costs its peers one connection attempt, not a trip to the
+  // origin).
+  private triggerNext(task: Task, now: number, failed: ReadonlySet<string>): void {
     const { store, config, log } = this.engine;
-    const seed = pickSeedHost(task.id, store.hosts.liveSeeds(now, config.hostTimeout));
-    if (!seed) return;
-    const state = { hostId: seed.id, at: now, failed: false };
+    const seed = pickSeedHost(
+      task.id,
+      store.hosts.liveSeeds(now, config.hostTimeout).filter((h) => !failed.has(h.id)),
+    );
+    if (!seed || !task.download) return;
+    const state: SeedTriggerState = { hostId: seed.id, at: now, failed: false };
     task.seedTrigger = state;
     log.info({ taskId: task.id, seedHostId: seed.id }, "triggering seed peer");
     const span = startSpan("TriggerSeed", {
@@ -150,6 +161,11 @@ export class SeedTriggers {
         span.setError(err).end();
         state.failed = true;
         log.warn({ taskId: task.id, seedHostId: seed.id, err: err instanceof Error ? err.message : String(err) }, "seed trigger failed");
+        // The scheduler checks the host itself (it may be dying).
+        this.engine.probes?.suspect(seed.id, 2);
+        if (!this.engine.isClosed && task.seedTrigger === state && store.tasks.get(task.id) === task) {
+          this.triggerNext(task, this.engine.now(), new Set([...failed, seed.id]));
+        }
         this.engine.wake(task);
       },
     );
