@@ -45,3 +45,13 @@ export async function makePki(dir: string): Promise<Pki> {
     },
   };
 }
+
+// `openssl req` arguments for a self-signed P-256 certificate (a test CA or
+// server certificate made outside our own issuer): `extensions` are
+// "-addext" values.
+export function selfSignedArgs(keyFile: string, certFile: string, subject: string, days: number, extensions: readonly string[]): string[] {
+  const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", certFile];
+  args.push("-days", String(days), "-subj", subject);
+  for (const e of extensions) args.push("-addext", e);
+  return args;
+}

@@ -15,6 +15,7 @@
 //   refused by auth (401) get only a warning line ("error authorizing
 //   context: ...") without response fields, hence the stdout log as the
 //   source of truth. The parsed JSON lines are in registry.logs.
+import { selfSignedArgs } from "./pki.js";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
@@ -321,31 +322,11 @@ export async function makeTestCert(dir: string, o: { ips?: string[]; dnsNames?: 
   const san = [...(o.ips ?? ["127.0.0.1"]).map((ip) => `IP:${ip}`), ...(o.dnsNames ?? []).map((n) => `DNS:${n}`)].join(",");
   await mustRun(
     "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=damselfly-test-registry",
-      "-addext",
+    selfSignedArgs(keyFile, certFile, "/CN=damselfly-test-registry", 2, [
       `subjectAltName=${san}`,
-      "-addext",
       "basicConstraints=critical,CA:TRUE",
-      "-addext",
       "keyUsage=critical,digitalSignature,keyCertSign",
-      "-addext",
-      "extendedKeyUsage=serverAuth",
-    ],
+    ]),
     { timeoutMs: 30_000 },
   );
   copyFileSync(certFile, join(d, "ca", "ca.crt"));

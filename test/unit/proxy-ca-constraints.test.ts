@@ -3,6 +3,7 @@
 // constraints, enforced by openssl here), made anew when it nears its end or
 // when the hosts change; an operator's CA is loaded as it is.
 import { test } from "node:test";
+import { selfSignedArgs } from "../helpers/pki.js";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -77,31 +78,9 @@ test("the daemon's CA is made anew when the hosts change or it nears its end; an
   const old = join(f.dir, "old");
   mkdirSync(old);
   const pair = { certFile: join(old, "ca.crt"), keyFile: join(old, "ca.key") };
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      pair.keyFile,
-      "-out",
-      pair.certFile,
-      "-days",
-      "10",
-      "-subj",
-      "/CN=old",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign",
-    ],
-    { stdio: "ignore" },
-  );
+  execFileSync("openssl", selfSignedArgs(pair.keyFile, pair.certFile, "/CN=old", 10, ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign"]), {
+    stdio: "ignore",
+  });
   const operators = await CertificateAuthority.loadOrCreate({ ...pair, logger: log });
   assert.match(new X509Certificate(operators.certPem).subject, /CN=old/);
   const renewed = await CertificateAuthority.loadOrCreate({ ...pair, logger: log, managed: true });

@@ -3,6 +3,7 @@
 // broken or half-present CA, or a bad host name, produce. (The leaf cache's
 // bound, 1000 issuances, is in test/integration/proxy-ca-cache.test.ts.)
 import { test } from "node:test";
+import { selfSignedArgs } from "../helpers/pki.js";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -230,29 +231,7 @@ test("a broken or half-present CA is a configuration error that names the file",
   await assert.rejects(load(), { code: "DF_ERR_CONFIG", message: /exactly one PEM certificate/ });
 
   const notCa = join(dir, "not-ca");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      `${notCa}.key`,
-      "-out",
-      `${notCa}.crt`,
-      "-subj",
-      "/CN=not a CA",
-      "-days",
-      "30",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-    ],
-    { stdio: "ignore" },
-  );
+  execFileSync("openssl", selfSignedArgs(`${notCa}.key`, `${notCa}.crt`, "/CN=not a CA", 30, ["basicConstraints=critical,CA:FALSE"]), { stdio: "ignore" });
   await assert.rejects(CertificateAuthority.loadOrCreate({ certFile: `${notCa}.crt`, keyFile: `${notCa}.key`, logger: log }), {
     code: "DF_ERR_CONFIG",
     message: /not a CA certificate/,
