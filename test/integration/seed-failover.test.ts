@@ -52,5 +52,8 @@ test("the seed fetching a cold task dies at 30%: the next seed takes over from t
     other.proc.logs.some((l) => l.msg === "fetching from the origin" && l.taskId === id),
     `the other seed should have taken the task over\n${logTail(cluster.peers[0]!, 60)}\n${logTail(other, 40)}\n${logTail({ name: "scheduler", proc: cluster.scheduler.proc }, 40)}`,
   );
+  // It took what the peers held, and only the rest from the origin.
+  const took = other.proc.logs.find((l) => l.msg === "task downloaded" && l.taskId === id);
+  assert.ok(took && Number(took.bytesFromPeers) > 0 && Number(took.bytesFromSource) < SIZE, `the other seed's download: ${JSON.stringify(took)}`);
   assert.ok(sent <= 1.3 * SIZE, `the origin sent ${(sent / MiB).toFixed(1)} MiB for a ${SIZE / MiB} MiB file`);
 });

@@ -1,7 +1,7 @@
 // The scheduler's side of seed failover: a seed whose trigger fails is
 // replaced by the next seed of the ring at once (not by sending peers to the
-// origin), and the seed taking over a task peers hold in part first gets
-// those peers as parents, then goes to the origin for the rest.
+// origin), and the seed taking over a task peers hold in part gets those
+// peers as parents, then the origin for what none of them holds.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
@@ -51,7 +51,9 @@ test("a seed whose trigger fails: the next seed of the ring is triggered at once
   await n.expectSilence(200);
 });
 
-test("the seed taking over a task peers hold in part: their pieces first, then the origin", { timeout: 15_000 }, async () => {
+test("the seed taking over a task peers hold in part: those peers as parents, then the origin for the rest while it keeps them", {
+  timeout: 15_000,
+}, async () => {
   const triggered: string[] = [];
   const started = await startTlsScheduler(
     undefined,
@@ -94,11 +96,12 @@ test("the seed taking over a task peers hold in part: their pieces first, then t
     ["pn"],
   );
   s2.send({ case: "downloadPeerStarted", value: create(schedulerv1.DownloadPeerStartedRequestSchema) });
-  for (let i = 0; i < 2; i++) s2.send(piece(i));
   await s2.expectSilence(100);
-  // As many pieces as any peer holds: the rest is nowhere but at the origin.
-  s2.send(piece(2));
-  await s2.expect("needBackToSource");
+  // Its first piece from the peers: it knows what they hold, and fetches the
+  // rest from the origin while it keeps taking theirs.
+  s2.send(piece(0));
+  const bts = await s2.expect("needBackToSource");
+  assert.equal(bts.keepParents, true);
 });
 
 test("a swarm coming back to a scheduler that lost it: its first peer waits for the others instead of going to the origin", {

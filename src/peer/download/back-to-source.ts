@@ -43,12 +43,16 @@ export interface BackToSourceOptions {
 // missing, stores and reports them, and has its own span.
 export class BackToSource {
   private span: Span | undefined;
+  private elsewhere: ((n: number) => boolean) | undefined;
 
   constructor(private readonly o: BackToSourceOptions) {}
 
   // Resolves when the origin sent every piece it was asked for.
-  async run(reason: string): Promise<void> {
+  // `elsewhere`: pieces the download takes from its parents meanwhile: not
+  // asked of the origin.
+  async run(reason: string, elsewhere?: (n: number) => boolean): Promise<void> {
     const o = this.o;
+    this.elsewhere = elsewhere;
     if (!o.stats.backToSource) o.metrics?.backToSourceStarted();
     o.stats.backToSource = true;
     o.log.info({ reason }, "fetching from the origin");
@@ -102,7 +106,7 @@ export class BackToSource {
         o.progressed();
         o.announcer.pieceFinished(n, length, crc, BigInt(Math.round(costMicros)), "");
       },
-      isDone: (n) => task.pieces.has(n) || o.inFlight.has(n),
+      isDone: (n) => task.pieces.has(n) || o.inFlight.has(n) || this.elsewhere?.(n) === true,
       onBytes: (offset, chunk) => o.feed(offset, chunk),
     };
   }

@@ -26,6 +26,9 @@ export function canMove(from: DownloadPhase, to: DownloadPhase): boolean {
 // The phase of one download, changed only along NEXT.
 export class DownloadState {
   private current: DownloadPhase = "starting";
+  // At the origin, and still taking from parents what they hold
+  // (origin-phase.ts).
+  keepParents = false;
 
   get phase(): DownloadPhase {
     return this.current;
@@ -46,9 +49,10 @@ export class DownloadState {
     return this.current === "succeeded" || this.current === "failed";
   }
 
-  // Pieces are pulled from parents (the origin is not being fetched and the
-  // download is not over or being verified).
+  // Pieces are pulled from parents (the origin is not being fetched, or
+  // parents are kept while it is, and the download is not over or being
+  // verified).
   get pulling(): boolean {
-    return this.current === "starting" || this.current === "peers";
+    return this.current === "starting" || this.current === "peers" || (this.current === "source" && this.keepParents);
   }
 }

@@ -133,6 +133,12 @@ export class ParentSet {
 
   // Every missing piece is held by some parent, or some parent is still
   // downloading and may yet get it (or the size is unknown yet).
+  // Some parent holds piece n.
+  holds(n: number): boolean {
+    for (const p of this.conns.values()) if (p.pieces.has(n)) return true;
+    return false;
+  }
+
   coverMissing(): boolean {
     const parents = [...this.conns.values()];
     if (!this.o.task.infoKnown) return parents.length > 0;

@@ -11,6 +11,7 @@ import { PiecePump } from "./piece-pump.js";
 import { ParentSet } from "./parent-set.js";
 import { PieceFetcher } from "./piece-fetcher.js";
 import { BackToSource } from "./back-to-source.js";
+import { OriginPhase } from "./origin-phase.js";
 import { DownloadState } from "./download-state.js";
 import { parentConnOptions, recordTotals, type PeerTaskOptions, type PeerTaskStats } from "./peer-task-options.js";
 import { TaskTrust } from "./task-trust.js";
@@ -45,6 +46,7 @@ export class PeerTask {
   private readonly parents: ParentSet;
   private readonly fetcher: PieceFetcher;
   private readonly origin: BackToSource;
+  private readonly source: OriginPhase;
   private readonly pieces: PiecePump;
   private readonly announcer: TaskAnnouncer;
   private readonly abort = new AbortController();
@@ -130,6 +132,16 @@ export class PeerTask {
       feed: (offset, chunk) => this.digests?.feed(offset, chunk),
       trust,
     });
+    this.source = new OriginPhase({
+      state: this.state,
+      origin: this.origin,
+      task: o.task,
+      parentsHold: (n) => this.parents.holds(n),
+      parentsCover: () => this.parents.coverMissing(),
+      noneInFlight: () => this.fetcher.noneInFlight(),
+      complete: () => this.complete(),
+      fail: (e) => this.fail(e),
+    });
   }
 
   get task(): LocalTask {
@@ -175,7 +187,7 @@ export class PeerTask {
       }
       this.stats.schedulerUnavailable = true;
       this.log.warn("scheduler unreachable: downloading directly from the origin");
-      this.startBackToSource("scheduler unreachable");
+      this.source.start("scheduler unreachable");
       return;
     }
   }
@@ -198,7 +210,7 @@ export class PeerTask {
         if (this.trust && r.value.grant.length > 0) {
           this.trust.granted(r.value.grant).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, "cannot keep the signed geometry"));
         }
-        this.startBackToSource(r.value.description || "scheduler asked");
+        this.source.start(r.value.description || "scheduler asked", false, r.value.keepParents && this.parents.size > 0);
         break;
       case "emptyTask":
         // With TLS nobody but the origin says what the task holds.
@@ -239,6 +251,7 @@ export class PeerTask {
   private dropParent(conn: ParentConn, reason: string, report: boolean | "broken" = false): void {
     if (!this.parents.drop(conn, reason) || !this.state.pulling) return;
     if (report === "broken") this.announcer.parentBroken(conn.id, reason);
+    if (this.state.phase === "source") return this.source.refill(`a kept parent is gone (${reason})`);
     // Plenty of parents holding what we miss need no new decision.
     if (this.announcer.connected) {
       if (report === true || this.parents.size < MIN_PARENTS || !this.parents.coverMissing()) this.reschedule(reason);
@@ -293,7 +306,7 @@ export class PeerTask {
   private onTaskFailed(reported: DamselflyError): void {
     if (this.o.download.disableBackToSource) return this.fail(reported);
     this.log.info({ code: reported.code, err: reported.message }, "scheduler reported the task failed: fetching from the origin ourselves");
-    this.startBackToSource(`scheduler reported the task failed (${reported.code})`);
+    this.source.start(`scheduler reported the task failed (${reported.code})`);
   }
 
   private fallbackToSource(reason: string): void {
@@ -301,24 +314,7 @@ export class PeerTask {
       this.fail(new DamselflyError("DF_ERR_NO_PARENT", `no parent can serve task ${this.o.task.id} (${reason}) and back-to-source is disabled`));
       return;
     }
-    this.startBackToSource(reason);
-  }
-
-  // `again`: the origin fetch ended with pieces still missing.
-  private startBackToSource(reason: string, again = false): void {
-    if (this.state.phase === "source" ? !again : !this.state.can("source")) return;
-    this.state.to("source");
-    this.origin
-      .run(reason)
-      .then(async () => {
-        // Pieces that were in flight from parents when we started finish on
-        // their own; wait for them rather than refetching.
-        await this.fetcher.noneInFlight();
-        const t = this.o.task;
-        if (t.infoKnown && t.pieces.size === t.totalPieces) await this.complete();
-        else if (!this.state.ended) this.startBackToSource("pieces still missing after the origin fetch", true);
-      })
-      .catch((err) => this.fail(DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE")));
+    this.source.start(reason);
   }
 
   private checkStall(): void {
@@ -329,6 +325,7 @@ export class PeerTask {
     if (this.fetcher.inFlight.size > 0) return;
     if (Date.now() - this.lastProgress < this.o.scheduleTimeoutMs) return;
     this.lastProgress = Date.now();
+    if (this.state.phase === "source") return this.source.stalled();
     if (this.announcer.connected) {
       this.log.info({ parents: this.parents.size }, "no progress: asking the scheduler for other parents");
       this.reschedule("no progress");

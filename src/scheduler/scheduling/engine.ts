@@ -263,11 +263,12 @@ export class SchedulingEngine {
   // Every need_back_to_source goes through here: the peer is granted the
   // origin (its failures and geometry count for the task), and with TLS it
   // gets the signed grant naming its certificate.
-  backToSource(peer: Peer, task: Task, description: string): void {
+  // `keepParents`: the peer keeps taking what its parents hold.
+  backToSource(peer: Peer, task: Task, description: string, keepParents = false): void {
     this.settle(peer, task, "source");
     peer.granted = true;
     const grant = peer.fingerprint !== undefined && this.grant ? this.grant(task.id, peer.id, peer.fingerprint) : undefined;
-    peer.send(needBackToSource(description, grant));
+    peer.send(needBackToSource(description, grant, keepParents));
     this.metrics?.sentToSource();
   }
 

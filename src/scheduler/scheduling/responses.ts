@@ -30,8 +30,10 @@ export function normalTask(task: Task, parents: readonly { peer: Peer; host: Hos
 }
 
 // `grant`: with TLS, the scheduler's signed grant (protocol/trust.ts).
-export function needBackToSource(description: string, grant?: Uint8Array): schedulerv1.AnnouncePeerResponse {
-  return create(schedulerv1.AnnouncePeerResponseSchema, { response: { case: "needBackToSource", value: { description, ...(grant ? { grant } : {}) } } });
+export function needBackToSource(description: string, grant?: Uint8Array, keepParents = false): schedulerv1.AnnouncePeerResponse {
+  return create(schedulerv1.AnnouncePeerResponseSchema, {
+    response: { case: "needBackToSource", value: { description, keepParents, ...(grant ? { grant } : {}) } },
+  });
 }
 
 export function emptyTask(): schedulerv1.AnnouncePeerResponse {

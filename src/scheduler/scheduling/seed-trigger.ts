@@ -68,8 +68,8 @@ export class SeedTriggers {
 
   // A seed peer registering for a task that peers hold in part while nobody
   // feeds it (the seed fetching it died, and this is the next seed of the
-  // ring): it takes what the swarm holds first, then only the rest from the
-  // origin (caughtUp). False when there is nothing to take.
+  // ring): it gets those peers as parents first, then (caughtUp) the origin
+  // for what none of them holds. False when there is nothing to take.
   takeOver(peer: Peer, task: Task): boolean {
     if (peer.takingOver || peer.finishedPieces > 0) return false;
     const holders = this.engine.select(peer, task).filter((p) => p.finishedPieces > 0);
@@ -80,15 +80,14 @@ export class SeedTriggers {
     return true;
   }
 
-  // A piece reached a seed taking over: once it holds as many pieces as any
-  // other peer, what is still missing is nowhere in the swarm.
+  // The seed taking over stored its first piece from the peers: it knows
+  // what they hold by now (their availability comes before any piece), so it
+  // fetches what none holds from the origin at once while it keeps taking
+  // the rest from them.
   caughtUp(peer: Peer, task: Task): void {
     if (!peer.takingOver || peer.state !== "running") return;
-    let most = 0;
-    for (const p of this.engine.store.taskPeers(task)) if (p !== peer && p.state !== "failed") most = Math.max(most, p.finishedPieces);
-    if (peer.finishedPieces < most) return;
     peer.takingOver = false;
-    this.engine.backToSource(peer, task, "took what the swarm holds: the rest from the origin");
+    this.engine.backToSource(peer, task, "taking over: from the origin what no peer holds", true);
   }
 
   // The seed host `hostId` is gone: a task it was triggered for gets its
