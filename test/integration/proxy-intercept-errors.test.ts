@@ -78,6 +78,8 @@ describe("proxy: hostile requests inside an intercepted tunnel", { timeout: 60_0
       seed: false,
       t: cleanup,
       daemonArgs: ["--proxy-intercept", `^${target.replace(/\./g, "\\.")}$`, "--source-ca", cert.certFile],
+      // The test origin's port is no HTTPS port the proxy tunnels to by default.
+      env: { DAMSELFLY_DAEMON_PROXY_CONNECT_PORTS: target.slice(target.lastIndexOf(":") + 1) },
     });
     ca = readFileSync(String(cluster.peers[0]!.ready.proxyCa));
   });
