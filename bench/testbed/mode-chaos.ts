@@ -55,7 +55,7 @@ interface Kill {
 const TIMELINE_MSGS = new Set([
   "triggering seed peer",
   "seed trigger failed",
-  "seed peer takes the task over: first the pieces the swarm holds",
+  "seed peer takes the task over from the peers that hold it",
   "a parent's host does not answer: removing it",
   "task failed for peer",
   "fetching from the origin",

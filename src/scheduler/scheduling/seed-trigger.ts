@@ -75,7 +75,7 @@ export class SeedTriggers {
     const holders = this.engine.select(peer, task).filter((p) => p.finishedPieces > 0);
     if (holders.length === 0) return false;
     peer.takingOver = true;
-    this.engine.log.info({ taskId: task.id, peerId: peer.id, holders: holders.length }, "seed peer takes the task over: first the pieces the swarm holds");
+    this.engine.log.info({ taskId: task.id, peerId: peer.id, holders: holders.length }, "seed peer takes the task over from the peers that hold it");
     this.engine.sendNormal(peer, task, holders);
     return true;
   }
