@@ -47,8 +47,12 @@ export class HubRepo {
   readonly branches = new Map<string, string>();
   readonly tags = new Map<string, string>();
   readonly defaultBranch = "main";
-  // Tokens that may read this repository; only checked when `private`.
+  // Tokens that may read this repository: checked when it is private, and
+  // for file contents when it is gated.
   readonly tokens = new Set<string>();
+  // A gated repository shows its info and tree to anyone, its files only to
+  // the tokens granted access.
+  gated: false | "auto" | "manual" = false;
   private seq = 0;
 
   constructor(
@@ -97,6 +101,10 @@ export class HubRepo {
   canRead(token: string | undefined): boolean {
     return !this.isPrivate || (token !== undefined && this.tokens.has(token));
   }
+
+  canDownload(token: string | undefined): boolean {
+    return this.canRead(token) && (!this.gated || (token !== undefined && this.tokens.has(token)));
+  }
 }
 
 // Repositories by "models/owner/name", "datasets/owner/name", "spaces/owner/name".
@@ -107,8 +115,9 @@ export class HubRepos {
     return `${type}s/${id}`;
   }
 
-  create(type: RepoType, id: string, opts: { private?: boolean; tokens?: string[] } = {}): HubRepo {
+  create(type: RepoType, id: string, opts: { private?: boolean; gated?: "auto" | "manual"; tokens?: string[] } = {}): HubRepo {
     const repo = new HubRepo(type, id, opts.private ?? false);
+    repo.gated = opts.gated ?? false;
     for (const t of opts.tokens ?? []) repo.tokens.add(t);
     this.repos.set(HubRepos.key(type, id), repo);
     return repo;

@@ -8,17 +8,21 @@
 //   GET|HEAD /[{datasets|spaces}/]{id}/resolve/{rev}/{path}       a file:
 //       plain blobs served here (Range), LFS files 302 to the CDN with
 //       X-Linked-Etag / X-Linked-Size; always X-Repo-Commit and ETag.
+//   GET|HEAD /[{datasets|spaces}/]{id}/raw/{rev}/{path}           git's
+//       bytes (an LFS file's pointer), never redirected
 // Errors carry X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound)
 // and X-Error-Message, with a JSON {"error": ...} body. A private repository
 // answers as a missing one (401 without a token, 404 with a wrong one), as
-// the Hub does so as not to reveal that it exists. CDN URLs are signed with a
+// the Hub does so as not to reveal that it exists. A gated one shows its
+// info and tree to all, and refuses its files with X-Error-Code GatedRepo
+// (401 without a token, 403 with one not granted). CDN URLs are signed with a
 // short expiry, so the CDN serves only what the hub redirected to.
 // Bytes served are counted per URL path on each server so tests can prove
 // that peers, not the origin, carried a file.
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { type HubCommit, type HubFile, type HubRepo, HubRepos, type RepoType } from "./hub-repos.js";
+import { type HubCommit, type HubFile, type HubRepo, HubRepos, lfsPointer, type RepoType } from "./hub-repos.js";
 
 export { HubRepo, HubRepos, type RepoType } from "./hub-repos.js";
 
@@ -139,10 +143,11 @@ class HubHandler {
     if (req.method !== "GET" && req.method !== "HEAD") return sendError(res, 405, undefined, "Method not allowed");
     if (segs[0] === "api" && TYPES[segs[1]] && segs.length >= 4) return this.api(req, res, u, segs);
     // /{owner}/{name}/resolve/... is a model; /datasets/... and /spaces/... name their type.
-    const type = TYPES[segs[0]] && segs[3] === "resolve" ? TYPES[segs[0]] : "model";
+    const type = TYPES[segs[0]] && /^(resolve|raw)$/.test(segs[3]) ? TYPES[segs[0]] : "model";
     const rest = type === "model" ? segs : segs.slice(1);
-    if (rest[2] === "resolve" && rest.length >= 5) {
-      return this.resolveFile(req, res, type, `${rest[0]}/${rest[1]}`, rest[3], rest.slice(4).join("/"));
+    if ((rest[2] === "resolve" || rest[2] === "raw") && rest.length >= 5) {
+      const path = rest.slice(4).join("/");
+      return this.resolveFile(req, res, type, `${rest[0]}/${rest[1]}`, rest[3], path, rest[2] === "raw");
     }
     sendError(res, 404, undefined, "Sorry, we can't find the page you are looking for.");
   }
@@ -176,7 +181,7 @@ class HubHandler {
       author: repo.id.split("/")[0],
       sha: c.sha,
       private: repo.isPrivate,
-      gated: false,
+      gated: repo.gated,
       disabled: false,
       lastModified: c.date.toISOString(),
       createdAt: c.date.toISOString(),
@@ -225,15 +230,25 @@ class HubHandler {
     return entry;
   }
 
-  private resolveFile(req: http.IncomingMessage, res: http.ServerResponse, type: RepoType, id: string, rev: string, path: string): void {
+  private resolveFile(req: http.IncomingMessage, res: http.ServerResponse, type: RepoType, id: string, rev: string, path: string, raw: boolean): void {
     const repo = this.repo(req, res, type, id);
     const c = repo && this.commit(res, repo, rev);
-    if (!c) return;
+    if (!repo || !c) return;
+    const token = bearer(req);
+    if (!repo.canDownload(token)) {
+      const what = `Access to ${type} ${repo.id} is restricted`;
+      return token
+        ? sendError(res, 403, "GatedRepo", `${what} and you are not in the authorized list.`)
+        : sendError(res, 401, "GatedRepo", `${what}. You must have access to it and be authenticated to access it.`);
+    }
     res.setHeader("X-Repo-Commit", c.sha);
     const f = c.files.get(path);
     if (!f) return sendError(res, 404, "EntryNotFound", "Entry not found");
+    const key = new URL(req.url ?? "/", this.hubUrl).pathname;
     res.setHeader("ETag", `"${f.oid}"`);
-    if (!f.lfs) return sendBody(req, res, f.data, this.hubBytes, new URL(req.url ?? "/", this.hubUrl).pathname);
+    // `raw` is what git stores: the bytes, or an LFS file's pointer.
+    if (raw) return sendBody(req, res, f.lfs ? lfsPointer(f.lfs.sha256, f.data.length) : f.data, this.hubBytes, key);
+    if (!f.lfs) return sendBody(req, res, f.data, this.hubBytes, key);
     res.setHeader("X-Linked-Etag", `"${f.lfs.sha256}"`);
     res.setHeader("X-Linked-Size", String(f.data.length));
     const location = this.signedCdnUrl(f.lfs.sha256, path);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { downloadFile, fileDownloadInfo, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { type HubFixture, startHub } from "../helpers/hub.js";
-import { gitBlobOid } from "../helpers/hub-repos.js";
+import { gitBlobOid, lfsPointer } from "../helpers/hub-repos.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 
 const TOKEN = "hf_fixture_reader";
@@ -38,6 +38,7 @@ before(async () => {
   v2Sha = model.commit({ "model.safetensors": { data: weightsV2, lfs: true }, "README.md": null });
   hub.repos.create("dataset", "acme/corpus").commit({ "data/train.bin": { data: trainData, lfs: true } });
   hub.repos.create("model", "acme/private", { private: true, tokens: [TOKEN] }).commit({ "w.bin": { data: secret, lfs: true }, "config.json": config });
+  hub.repos.create("model", "acme/gated", { gated: "manual", tokens: [TOKEN] }).commit({ "w.bin": secret });
 });
 
 after(() => hub.close());
@@ -194,4 +195,26 @@ test("HEAD on resolve answers as huggingface_hub reads file metadata, without fo
   assert.equal(plain.headers.get("x-error-code"), "EntryNotFound");
   const rev = await fetch(`${hub.url}/acme/tiny/resolve/nope/config.json`, { method: "HEAD" });
   assert.equal(rev.headers.get("x-error-code"), "RevisionNotFound");
+});
+
+test("a gated repository shows its tree to all and its files only to a granted token", async () => {
+  const info = await modelInfo({ name: "acme/gated", hubUrl: hub.url });
+  assert.equal(info.gated, "manual");
+  const names = [];
+  for await (const f of listFiles({ repo: "acme/gated", hubUrl: hub.url })) names.push(f.path);
+  assert.deepEqual(names, ["w.bin"]);
+  const base = { repo: "acme/gated", path: "w.bin", hubUrl: hub.url };
+  await rejectsWith(fileDownloadInfo(base), 401, /restricted/);
+  await rejectsWith(fileDownloadInfo({ ...base, accessToken: "hf_other" }), 403, /not in the authorized list/);
+  assert.ok((await bytesOf(await downloadFile({ ...base, accessToken: TOKEN }))).equals(secret));
+});
+
+test("raw gives what git stores: an LFS file's pointer, from the hub", async () => {
+  const pointer = lfsPointer(sha256Hex(weightsV2), weightsV2.length);
+  const info = await fileDownloadInfo({ repo: "acme/tiny", path: "model.safetensors", hubUrl: hub.url, raw: true });
+  assert.equal(info?.size, pointer.length);
+  const got = await downloadFile({ repo: "acme/tiny", path: "model.safetensors", hubUrl: hub.url, raw: true });
+  assert.ok((await bytesOf(got)).equals(pointer));
+  // The pointer once, plus the 1-byte probes of fileDownloadInfo here and inside downloadFile.
+  assert.equal(hub.hubBytes.get("/acme/tiny/raw/main/model.safetensors"), pointer.length + 2);
 });
