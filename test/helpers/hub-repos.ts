@@ -57,7 +57,7 @@ export class HubRepo {
 
   constructor(
     readonly type: RepoType,
-    readonly id: string,
+    public id: string,
     public isPrivate = false,
   ) {}
 
@@ -110,6 +110,7 @@ export class HubRepo {
 // Repositories by "models/owner/name", "datasets/owner/name", "spaces/owner/name".
 export class HubRepos {
   private readonly repos = new Map<string, HubRepo>();
+  private readonly renamed = new Map<string, string>();
 
   static key(type: RepoType, id: string): string {
     return `${type}s/${id}`;
@@ -125,6 +126,21 @@ export class HubRepos {
 
   get(type: RepoType, id: string): HubRepo | undefined {
     return this.repos.get(HubRepos.key(type, id));
+  }
+
+  // Renames a repository; the old name then redirects to the new one.
+  rename(type: RepoType, from: string, to: string): void {
+    const repo = this.get(type, from);
+    if (!repo) throw new Error(`hub fixture: no repository ${from}`);
+    this.repos.delete(HubRepos.key(type, from));
+    repo.id = to;
+    this.repos.set(HubRepos.key(type, to), repo);
+    this.renamed.set(HubRepos.key(type, from), to);
+  }
+
+  // The new name of a renamed repository.
+  renamedTo(type: RepoType, id: string): string | undefined {
+    return this.renamed.get(HubRepos.key(type, id));
   }
 
   // The bytes of an LFS object by sha256, from any commit of any repository

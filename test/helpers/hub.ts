@@ -16,7 +16,8 @@
 // the Hub does so as not to reveal that it exists. A gated one shows its
 // info and tree to all, and refuses its files with X-Error-Code GatedRepo
 // (401 without a token, 403 with one not granted). CDN URLs are signed with a
-// short expiry, so the CDN serves only what the hub redirected to.
+// short expiry, so the CDN serves only what the hub redirected to. A
+// renamed repository's old name answers with a relative 307 to the new one.
 // Bytes served are counted per URL path on each server so tests can prove
 // that peers, not the origin, carried a file.
 import { createHash, createHmac, randomBytes } from "node:crypto";
@@ -125,6 +126,16 @@ class HubHandler {
     const repo = this.repos.get(type, id);
     const token = bearer(req);
     if (repo?.canRead(token)) return repo;
+    const to = repo ? undefined : this.repos.renamedTo(type, id);
+    if (to) {
+      // The Hub answers a renamed repository's old name with a relative 307
+      // to the same path under the new name (huggingface_hub follows relative
+      // redirects only, for this).
+      const path = (req.url ?? "/").replace(new RegExp(`/${id.replace(/[.+]/g, "\\$&")}(?=[/?]|$)`), `/${to}`);
+      res.writeHead(307, { Location: path, "Content-Length": 0 });
+      res.end();
+      return undefined;
+    }
     // Unauthenticated: 401 whether the repo is missing or private; an
     // authenticated caller without access gets 404. Same code either way.
     sendError(res, token ? 404 : 401, "RepoNotFound", "Repository not found");

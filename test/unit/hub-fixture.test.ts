@@ -39,6 +39,9 @@ before(async () => {
   hub.repos.create("dataset", "acme/corpus").commit({ "data/train.bin": { data: trainData, lfs: true } });
   hub.repos.create("model", "acme/private", { private: true, tokens: [TOKEN] }).commit({ "w.bin": { data: secret, lfs: true }, "config.json": config });
   hub.repos.create("model", "acme/gated", { gated: "manual", tokens: [TOKEN] }).commit({ "w.bin": secret });
+  hub.repos.create("space", "acme/app").commit({ "app.py": "print(1)\n", "big.bin": { data: part2, lfs: true } });
+  hub.repos.create("model", "acme/old-name").commit({ "w.bin": { data: part1, lfs: true } });
+  hub.repos.rename("model", "acme/old-name", "acme/new-name");
 });
 
 after(() => hub.close());
@@ -217,4 +220,20 @@ test("raw gives what git stores: an LFS file's pointer, from the hub", async () 
   assert.ok((await bytesOf(got)).equals(pointer));
   // The pointer once, plus the 1-byte probes of fileDownloadInfo here and inside downloadFile.
   assert.equal(hub.hubBytes.get("/acme/tiny/raw/main/model.safetensors"), pointer.length + 2);
+});
+
+test("spaces resolve under /spaces/, and a renamed repository redirects from its old name", async () => {
+  const app = await downloadFile({ repo: "spaces/acme/app", path: "app.py", hubUrl: hub.url });
+  assert.equal((await bytesOf(app)).toString(), "print(1)\n");
+  const big = await downloadFile({ repo: "spaces/acme/app", path: "big.bin", hubUrl: hub.url });
+  assert.ok((await bytesOf(big)).equals(part2));
+  const moved = await downloadFile({ repo: "acme/old-name", path: "w.bin", hubUrl: hub.url });
+  assert.ok((await bytesOf(moved)).equals(part1));
+  const names = [];
+  for await (const f of listFiles({ repo: "acme/old-name", hubUrl: hub.url })) names.push(f.path);
+  assert.deepEqual(names, ["w.bin"]);
+  assert.equal((await modelInfo({ name: "acme/old-name", hubUrl: hub.url })).name, "acme/new-name");
+  const r = await fetch(`${hub.url}/acme/old-name/resolve/main/w.bin`, { method: "HEAD", redirect: "manual" });
+  assert.equal(r.status, 307);
+  assert.equal(r.headers.get("location"), "/acme/new-name/resolve/main/w.bin");
 });
