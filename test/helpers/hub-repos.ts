@@ -154,3 +154,47 @@ export class HubRepos {
     return undefined;
   }
 }
+
+// A tree entry as the Hub's tree and paths-info APIs give it.
+export interface TreeEntry {
+  type: "file" | "directory";
+  oid: string;
+  size: number;
+  path: string;
+  lfs?: { oid: string; size: number; pointerSize: number };
+}
+
+function fileEntry(f: HubFile): TreeEntry {
+  const entry: TreeEntry = { type: "file", oid: f.oid, size: f.data.length, path: f.path };
+  if (f.lfs) entry.lfs = { oid: f.lfs.sha256, size: f.data.length, pointerSize: f.lfs.pointerSize };
+  return entry;
+}
+
+function dirEntry(c: HubCommit, path: string): TreeEntry {
+  const oid = createHash("sha1").update(`tree:${c.sha}:${path}`).digest("hex");
+  return { type: "directory", oid, size: 0, path };
+}
+
+// The entries under `dir` ("" is the root): its children, or everything below
+// it when recursive, directories included, in path order.
+export function treeEntries(c: HubCommit, dir: string, recursive: boolean): TreeEntry[] {
+  const prefix = dir === "" ? "" : `${dir}/`;
+  const entries = new Map<string, TreeEntry>();
+  for (const f of c.files.values()) {
+    if (!f.path.startsWith(prefix)) continue;
+    const parts = f.path.slice(prefix.length).split("/");
+    for (let i = 1; i < parts.length && (recursive || i === 1); i++) {
+      const path = prefix + parts.slice(0, i).join("/");
+      entries.set(path, dirEntry(c, path));
+    }
+    if (recursive || parts.length === 1) entries.set(f.path, fileEntry(f));
+  }
+  return [...entries.values()].sort((a, b) => a.path.localeCompare(b.path));
+}
+
+// The entry of one path: a file, a directory, or undefined.
+export function pathEntry(c: HubCommit, path: string): TreeEntry | undefined {
+  const f = c.files.get(path);
+  if (f) return fileEntry(f);
+  return [...c.files.keys()].some((p) => p.startsWith(`${path}/`)) ? dirEntry(c, path) : undefined;
+}

@@ -5,6 +5,8 @@
 //   GET /api/{models|datasets|spaces}/{id}[/revision/{rev}]      repo info
 //   GET /api/{type}s/{id}/tree/{rev}[/{path}]?recursive=&cursor=  listing,
 //       paginated with `Link: <next>; rel="next"`
+//   POST /api/{type}s/{id}/paths-info/{rev}                      entries of
+//       the paths named in the body (JSON or form)
 //   GET|HEAD /[{datasets|spaces}/]{id}/resolve/{rev}/{path}       a file:
 //       plain blobs served here (Range), LFS files 302 to the CDN with
 //       X-Linked-Etag / X-Linked-Size; always X-Repo-Commit and ETag.
@@ -23,7 +25,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { type HubCommit, type HubFile, type HubRepo, HubRepos, lfsPointer, type RepoType } from "./hub-repos.js";
+import { type HubCommit, type HubRepo, HubRepos, lfsPointer, pathEntry, type RepoType, treeEntries } from "./hub-repos.js";
 
 export { HubRepo, HubRepos, type RepoType } from "./hub-repos.js";
 
@@ -151,8 +153,8 @@ class HubHandler {
   handleHub(req: http.IncomingMessage, res: http.ServerResponse): void {
     const u = new URL(req.url ?? "/", this.hubUrl);
     const segs = u.pathname.split("/").slice(1).map(decodeURIComponent);
-    if (req.method !== "GET" && req.method !== "HEAD") return sendError(res, 405, undefined, "Method not allowed");
     if (segs[0] === "api" && TYPES[segs[1]] && segs.length >= 4) return this.api(req, res, u, segs);
+    if (req.method !== "GET" && req.method !== "HEAD") return sendError(res, 405, undefined, "Method not allowed");
     // /{owner}/{name}/resolve/... is a model; /datasets/... and /spaces/... name their type.
     const type = TYPES[segs[0]] && /^(resolve|raw)$/.test(segs[3]) ? TYPES[segs[0]] : "model";
     const rest = type === "model" ? segs : segs.slice(1);
@@ -174,6 +176,9 @@ class HubHandler {
     } else if (segs[4] === "tree" && segs.length >= 6) {
       const c = this.commit(res, repo, segs[5]);
       if (c) this.tree(res, u, c, segs.slice(6).join("/"));
+    } else if (segs[4] === "paths-info" && segs.length === 6 && req.method === "POST") {
+      const c = this.commit(res, repo, segs[5]);
+      if (c) this.pathsInfo(req, res, c);
     } else {
       sendError(res, 404, undefined, "Sorry, we can't find the page you are looking for.");
     }
@@ -203,26 +208,12 @@ class HubHandler {
     };
   }
 
-  // Entries under `dir` (all depths when recursive), directories included,
-  // in path order; a page of them with a Link to the next page.
+  // A page of the entries under `dir`, with a Link to the next page.
   private tree(res: http.ServerResponse, u: URL, c: HubCommit, dir: string): void {
-    const recursive = u.searchParams.get("recursive") === "true";
-    const prefix = dir === "" ? "" : `${dir}/`;
-    const entries = new Map<string, Record<string, unknown>>();
-    for (const f of c.files.values()) {
-      if (!f.path.startsWith(prefix)) continue;
-      const parts = f.path.slice(prefix.length).split("/");
-      for (let i = 1; i < parts.length && (recursive || i === 1); i++) {
-        const path = prefix + parts.slice(0, i).join("/");
-        const oid = createHash("sha1").update(`tree:${c.sha}:${path}`).digest("hex");
-        entries.set(path, { type: "directory", oid, size: 0, path });
-      }
-      if (recursive || parts.length === 1) entries.set(f.path, this.fileEntry(f));
-    }
-    if (entries.size === 0 && dir !== "") {
+    const all = treeEntries(c, dir, u.searchParams.get("recursive") === "true");
+    if (all.length === 0 && dir !== "") {
       return sendError(res, 404, "EntryNotFound", `${dir} does not exist on "${c.sha}"`);
     }
-    const all = [...entries.values()].sort((a, b) => String(a.path).localeCompare(String(b.path)));
     const cursor = u.searchParams.get("cursor");
     const start = cursor ? Number(Buffer.from(cursor, "base64url").toString()) : 0;
     const page = all.slice(start, start + this.opts.treePageSize);
@@ -235,10 +226,26 @@ class HubHandler {
     this.json(res, page, headers);
   }
 
-  private fileEntry(f: HubFile): Record<string, unknown> {
-    const entry: Record<string, unknown> = { type: "file", oid: f.oid, size: f.data.length, path: f.path };
-    if (f.lfs) entry.lfs = { oid: f.lfs.sha256, size: f.data.length, pointerSize: f.lfs.pointerSize };
-    return entry;
+  // POST paths-info/{rev}: the entries of the paths asked for that exist.
+  // huggingface.js sends JSON, huggingface_hub a form (paths=a&paths=b).
+  private pathsInfo(req: http.IncomingMessage, res: http.ServerResponse, c: HubCommit): void {
+    const chunks: Buffer[] = [];
+    req.on("data", (b: Buffer) => chunks.push(b));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString();
+      let paths: string[];
+      try {
+        paths = req.headers["content-type"]?.includes("json")
+          ? ((JSON.parse(body) as { paths?: string[] }).paths ?? [])
+          : new URLSearchParams(body).getAll("paths");
+      } catch {
+        return sendError(res, 400, undefined, "Invalid JSON body");
+      }
+      this.json(
+        res,
+        paths.map((p) => pathEntry(c, p)).filter((e) => e !== undefined),
+      );
+    });
   }
 
   private resolveFile(req: http.IncomingMessage, res: http.ServerResponse, type: RepoType, id: string, rev: string, path: string, raw: boolean): void {

@@ -4,7 +4,7 @@
 // does against huggingface.co, later hf:// tests can trust the fixture.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { downloadFile, fileDownloadInfo, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
+import { downloadFile, fileDownloadInfo, fileExists, HubApiError, listFiles, modelInfo, pathsInfo } from "@huggingface/hub";
 import { type HubFixture, startHub } from "../helpers/hub.js";
 import { gitBlobOid, lfsPointer } from "../helpers/hub-repos.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
@@ -236,4 +236,35 @@ test("spaces resolve under /spaces/, and a renamed repository redirects from its
   const r = await fetch(`${hub.url}/acme/old-name/resolve/main/w.bin`, { method: "HEAD", redirect: "manual" });
   assert.equal(r.status, 307);
   assert.equal(r.headers.get("location"), "/acme/new-name/resolve/main/w.bin");
+});
+
+test("pathsInfo and fileExists answer for single paths", async () => {
+  const infos = await pathsInfo({
+    repo: "acme/tiny",
+    hubUrl: hub.url,
+    revision: "v1.0",
+    paths: ["model.safetensors", "shards", "config.json", "missing"],
+  });
+  assert.deepEqual(
+    infos.map((i) => [i.path, i.type, i.lfs?.oid ?? i.oid]),
+    [
+      ["model.safetensors", "file", sha256Hex(weightsV1)],
+      ["shards", "directory", infos[1].oid],
+      ["config.json", "file", gitBlobOid(config)],
+    ],
+  );
+  const form = await fetch(`${hub.url}/api/models/acme/tiny/paths-info/main`, {
+    method: "POST",
+    body: new URLSearchParams([
+      ["paths", "config.json"],
+      ["paths", "README.md"],
+    ]),
+  });
+  assert.deepEqual(
+    ((await form.json()) as { path: string }[]).map((e: { path: string }) => e.path),
+    ["config.json"],
+  );
+  assert.equal(await fileExists({ repo: "acme/tiny", hubUrl: hub.url, path: "shards/part-2.bin" }), true);
+  assert.equal(await fileExists({ repo: "acme/tiny", hubUrl: hub.url, path: "README.md" }), false);
+  assert.equal(await fileExists({ repo: "acme/tiny", hubUrl: hub.url, path: "README.md", revision: "v1.0" }), true);
 });
