@@ -10,6 +10,8 @@ import { formatDigest, parseDigest } from "../common/digest.js";
 import type { GetConfig } from "../common/schemas.js";
 import { parseSourceUrl } from "../common/task-id.js";
 import { parseHeaders } from "../common/http-headers.js";
+import { findCredentials, isS3Url, parseS3Url } from "../common/s3/s3-config.js";
+import { resolveS3, s3TaskTag } from "../common/s3/s3-resolve.js";
 import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common/trace.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
@@ -34,13 +36,16 @@ export interface GetRequest {
   headers: Record<string, string>;
   digest: string;
   daemon: DaemonTarget;
+  // The task tag (an s3:// object's adds its ETag or version to the user's).
+  tag: string;
 }
 
 export { parseHeaders } from "../common/http-headers.js";
 
 // Everything checked before the daemon is contacted.
 export async function validateGet(rawUrl: string, config: GetConfig): Promise<GetRequest> {
-  parseSourceUrl(rawUrl);
+  if (isS3Url(rawUrl)) parseS3Url(rawUrl);
+  else parseSourceUrl(rawUrl);
   const digest = config.digest === "" ? "" : formatDigest(parseDigest(config.digest));
   const headers = parseHeaders(config.header);
   if (config.output === "") throw new DamselflyError("DF_ERR_USAGE", "missing -O/--output (a file path, or - for stdout)");
@@ -57,7 +62,15 @@ export async function validateGet(rawUrl: string, config: GetConfig): Promise<Ge
     const outStat = await stat(outputPath).catch(() => undefined);
     if (outStat?.isDirectory()) throw new DamselflyError("DF_ERR_OUTPUT", `output ${outputPath} is a directory`);
   }
-  return { url: rawUrl, outputPath, headers, digest, daemon };
+  // Signed here with the caller's credentials: only the presigned URL leaves.
+  // A caller with none (and no --s3-* flag to honour) hands the s3:// URL to
+  // the daemon, which signs it with its own credentials and s3 defaults.
+  const s3Named = config.s3Endpoint !== "" || config.s3Region !== "" || config.s3PathStyle;
+  if (isS3Url(rawUrl) && (s3Named || findCredentials())) {
+    const s3 = await resolveS3(rawUrl, { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle });
+    return { url: s3.url, outputPath, headers, digest, daemon, tag: s3TaskTag(config.tag, s3.identity) };
+  }
+  return { url: rawUrl, outputPath, headers, digest, daemon, tag: config.tag };
 }
 
 class Progress {
@@ -170,7 +183,7 @@ function taskRequest(req: GetRequest, config: GetConfig, delivery: number): Down
     download: {
       url: req.url,
       headers: req.headers,
-      tag: config.tag,
+      tag: req.tag,
       application: config.application,
       filteredQueryParams: [...config.filter],
       priority: config.priority,

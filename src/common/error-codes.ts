@@ -14,6 +14,7 @@ export const ExitCode = {
   TIMEOUT: 7,
   STORAGE: 8,
   AUTH: 9,
+  NOT_FOUND: 10,
 } as const;
 
 // Subset of gRPC status codes we use; the numeric values match gRPC/Connect.
@@ -48,7 +49,7 @@ export const ERROR_CODES = {
   DF_ERR_INTERNAL: { when: "unexpected internal failure", message: "internal error", exitCode: ExitCode.GENERIC, httpStatus: 500, rpcCode: RpcCode.Internal },
   DF_ERR_USAGE: { when: "invalid command-line usage", message: "invalid usage", exitCode: ExitCode.USAGE, httpStatus: 400, rpcCode: RpcCode.InvalidArgument },
   DF_ERR_INVALID_URL: {
-    when: "URL is not absolute http(s)",
+    when: "URL is not absolute http(s), nor s3://BUCKET/KEY",
     message: "invalid URL",
     exitCode: ExitCode.USAGE,
     httpStatus: 400,
@@ -95,6 +96,20 @@ export const ERROR_CODES = {
     exitCode: ExitCode.UNAVAILABLE,
     httpStatus: 502,
     rpcCode: RpcCode.Unavailable,
+  },
+  DF_ERR_SOURCE_AUTH: {
+    when: "the object store refused the credentials (wrong key or secret, no permission), or none were found",
+    message: "object store refused the credentials",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 403,
+    rpcCode: RpcCode.PermissionDenied,
+  },
+  DF_ERR_SOURCE_NOT_FOUND: {
+    when: "the object store has no such bucket or key",
+    message: "no such object",
+    exitCode: ExitCode.NOT_FOUND,
+    httpStatus: 404,
+    rpcCode: RpcCode.NotFound,
   },
   DF_ERR_DAEMON_UNAVAILABLE: {
     when: "`get` cannot reach the daemon, or lost it mid-download (killed, crashed, restarted)",

@@ -177,6 +177,17 @@ export const daemonSchema = {
     timeout: field("duration", 30_000, "origin connect and header timeout", { legacy: "sourceTimeout" }),
     ca: field("string", "", "PEM file of extra CA certificates trusted for HTTPS origins (added to the system roots)", { legacy: "sourceCa" }),
     egress: egressGroup(),
+    // Defaults for s3:// downloads this daemon signs (callers without AWS
+    // credentials of their own); credentials from this daemon's AWS env/files.
+    // Only the endpoint has a flag: the daemon's --help stays short.
+    s3: {
+      endpoint: field("string", "", "S3 endpoint URL for s3:// downloads (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)", {
+        flag: true,
+        legacy: "s3Endpoint",
+      }),
+      region: field("string", "", "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"),
+      pathStyle: field("bool", false, "address S3 buckets in the path (MinIO, Ceph and most S3-compatible stores)"),
+    },
   },
   upload: {
     listen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address", { flag: true, legacy: "uploadListen" }),
@@ -256,6 +267,15 @@ export const daemonSchema = {
 };
 export type DaemonConfig = ConfigOf<typeof daemonSchema>;
 
+// Where s3:// URLs go (the object store's endpoint, region, addressing).
+function s3Fields() {
+  return {
+    s3Endpoint: field("string", "", "S3 endpoint URL for s3:// URLs (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)"),
+    s3Region: field("string", "", "S3 region for s3:// URLs (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"),
+    s3PathStyle: field("bool", false, "address S3 buckets in the path, not the host name (MinIO, Ceph and most S3-compatible stores)"),
+  };
+}
+
 export const getSchema = {
   output: field("string", "", "output file, or - for stdout", { short: "-O" }),
   digest: field("string", "", "expected digest: sha256:HEX, sha512:HEX or crc32:HEX"),
@@ -271,6 +291,7 @@ export const getSchema = {
   ...clientTlsFields(),
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
   rateLimit: field("bytes", 0, "download this task at most this many bytes per second (e.g. 50MiB; 0: the daemon's perTaskRateLimit)"),
+  ...s3Fields(),
 };
 export type GetConfig = ConfigOf<typeof getSchema>;
 

@@ -7,7 +7,7 @@ import type { ParentLike } from "../common/trace.js";
 import { DownloadSchema, downloadTaskId, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask, MakeRoom } from "./storage/local-task.js";
-import type { HttpSource } from "./source/http-source.js";
+import type { Source } from "./source/source.js";
 import type { SchedulerLink } from "./download/scheduler-link.js";
 import { PeerTask } from "./download/peer-task.js";
 import { cachedTask, peerIdOf } from "./download/peer-id.js";
@@ -45,7 +45,7 @@ export class DownloadManager {
       config: DownloadTuning;
       hostId: string;
       storage: Storage;
-      source: HttpSource;
+      source: Source;
       // None without schedulers (every download goes to the origin).
       scheduler: SchedulerLink | undefined;
       // Asked before a task's data file grows (the disk GC).

@@ -24,7 +24,7 @@ function timeoutText(cmd: Command): string | undefined {
 export function makeGetCommand(name: string, prefix: string): Command {
   const cmd = new Command(name)
     .description("download a URL through the local daemon (dfget)")
-    .argument("<url>", "http(s) URL to download")
+    .argument("<url>", "http(s) URL, or s3://BUCKET/KEY, to download")
     .configureOutput(usageOutput(prefix))
     .exitOverride()
     .showSuggestionAfterError(true);
@@ -32,7 +32,10 @@ export function makeGetCommand(name: string, prefix: string): Command {
     cmd,
     getSchema,
     "GET",
-    { keepCommas: ["header"], placeholders: { output: "file", header: "header", daemon: "url", filter: "param", pieceLength: "size" } },
+    {
+      keepCommas: ["header"],
+      placeholders: { output: "file", header: "header", daemon: "url", filter: "param", pieceLength: "size", s3Endpoint: "url", s3Region: "region" },
+    },
     `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`,
   );
   cmd.action(

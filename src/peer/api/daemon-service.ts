@@ -13,6 +13,7 @@ import type { DiskGc } from "../storage/gc.js";
 import { cacheHandlers } from "./cache-service.js";
 import { downloadTask, validateDownload, type DownloadTaskDeps } from "./download-task.js";
 import type { DaemonMetrics } from "../metrics.js";
+import type { S3Signing } from "../source/s3-origin.js";
 
 export interface DaemonServiceDeps {
   tasks: DownloadManager;
@@ -24,6 +25,7 @@ export interface DaemonServiceDeps {
   shuttingDown?: () => boolean;
   // The registry check of a digest-keyed read (download-access.ts).
   access?: BlobAccess;
+  s3?: S3Signing;
 }
 
 // Who may call what over a network API with TLS (on the Unix socket, any
@@ -56,7 +58,7 @@ export function daemonService(deps: DaemonServiceDeps): ServiceImpl<typeof daemo
   const refuseWhenShuttingDown = () => {
     if (deps.shuttingDown?.()) throw new DamselflyError("DF_ERR_SHUTTING_DOWN", "the daemon is shutting down and takes no new downloads");
   };
-  const downloads = { tasks: deps.tasks, logger: deps.logger, metrics: deps.metrics, refuseWhenShuttingDown, access: deps.access };
+  const downloads = { tasks: deps.tasks, logger: deps.logger, metrics: deps.metrics, refuseWhenShuttingDown, access: deps.access, s3: deps.s3 };
   const cache = cacheHandlers(deps);
   return {
     listTasks: async (req, ctx) => {

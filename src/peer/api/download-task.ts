@@ -3,6 +3,8 @@ import type { HandlerContext } from "@connectrpc/connect";
 import { DamselflyError } from "../../common/errors.js";
 import { digestMismatch, parseDigest, Digester, formatDigest, type Digest } from "../../common/digest.js";
 import { parseSourceUrl } from "../../common/task-id.js";
+import { isS3Url } from "../../common/s3/s3-config.js";
+import { resolveS3Download, type S3Signing } from "../source/s3-origin.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
@@ -33,11 +35,15 @@ export interface DownloadTaskDeps {
   // Throws when the daemon takes no new downloads.
   refuseWhenShuttingDown(): void;
   access?: BlobAccess | undefined;
+  // Where s3:// downloads that arrive unsigned go (the daemon's defaults).
+  s3?: S3Signing | undefined;
 }
 
-export function validateDownload(d: Download | undefined): Download {
+// `s3` allows an s3:// URL (a DownloadTask, which signs it; a scheduler's
+// trigger carries the presigned URL).
+export function validateDownload(d: Download | undefined, s3 = false): Download {
   if (!d) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "download is required");
-  parseSourceUrl(d.url);
+  if (!(s3 && isS3Url(d.url))) parseSourceUrl(d.url);
   if (d.digest) parseDigest(d.digest);
   for (const [k, v] of Object.entries(d.headers)) {
     if (!isHeaderName(k) || !isHeaderValue(v)) throw new DamselflyError("DF_ERR_INVALID_REQUEST", `invalid header ${JSON.stringify(k)}`);
@@ -70,7 +76,7 @@ export async function* downloadTask(deps: DownloadTaskDeps, req: daemonv1.Downlo
 // may never reach its finally.
 async function* download(deps: DownloadTaskDeps, req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, span: Span): AsyncGenerator<Response> {
   const started = Date.now();
-  const d = validateDownload(req.download);
+  const d = await resolveS3Download(validateDownload(req.download, true), deps.s3);
   await checkDigestRead(deps.access, d, ctx.signal);
   const limits = { rateLimit: Number(req.rateLimit), background: req.background };
   const handle = await deps.tasks.ensure(d, undefined, { ...limits, trace: span, hold: true });

@@ -3,7 +3,7 @@ import { SpanKind, spanUrl, startSpan, type Span } from "../../common/trace.js";
 import type { Logger } from "../../common/logger.js";
 import type { Download } from "../../protocol/index.js";
 import type { LocalTask, MakeRoom } from "../storage/local-task.js";
-import type { HttpSource } from "../source/http-source.js";
+import type { Source } from "../source/source.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
 import type { TaskAnnouncer } from "./task-announcer.js";
@@ -14,7 +14,7 @@ import type { TaskTrust } from "./task-trust.js";
 export interface BackToSourceOptions {
   task: LocalTask;
   download: Download;
-  source: HttpSource;
+  source: Source;
   limits?: TaskLimits | undefined;
   metrics?: DaemonMetrics | undefined;
   // Asked before the task's data file grows (the disk GC).

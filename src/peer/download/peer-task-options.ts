@@ -2,7 +2,7 @@ import type { Logger } from "../../common/logger.js";
 import type { ParentLike, Span } from "../../common/trace.js";
 import type { Download } from "../../protocol/index.js";
 import type { LocalTask, MakeRoom } from "../storage/local-task.js";
-import type { HttpSource } from "../source/http-source.js";
+import type { Source } from "../source/source.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { TaskLimits } from "../rate-limits.js";
 import type { SchedulerLink } from "./scheduler-link.js";
@@ -20,7 +20,7 @@ export interface PeerTaskOptions {
   peerId: string;
   hostId: string;
   scheduler: SchedulerLink | undefined;
-  source: HttpSource;
+  source: Source;
   logger: Logger;
   piecesInFlight: number;
   piecesPerParent: number;

@@ -1,7 +1,7 @@
 import { DamselflyError } from "../../common/errors.js";
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../../common/pieces.js";
 import type { LocalTask } from "../storage/local-task.js";
-import type { HttpSource } from "../source/http-source.js";
+import type { Source } from "../source/source.js";
 import { PieceWriter } from "./piece-writer.js";
 import type { Throttle } from "../../common/token-bucket.js";
 
@@ -22,7 +22,7 @@ const RETRIES = 3;
 
 // One back-to-source run: where to fetch, where to store, whom to tell.
 export interface SourceJob {
-  source: HttpSource;
+  source: Source;
   task: LocalTask;
   url: string;
   // Passed to the origin only (may carry credentials).

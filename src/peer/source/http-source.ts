@@ -5,6 +5,7 @@ import tls from "node:tls";
 import { version } from "../../common/version.js";
 import { EgressPolicy } from "../../common/egress.js";
 import { urlForMessages } from "../../common/url-redact.js";
+import type { Source } from "./source.js";
 
 export interface SourceRange {
   start: number;
@@ -38,9 +39,9 @@ export const USER_AGENT = `damselfly/${version()}`;
 // redirects are common and must not receive registry credentials).
 const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
 
-// The origin backend for http(s) URLs. Other schemes (s3, hf...) implement the
+// The origin backend for http(s) URLs. Other schemes implement the
 // same fetch contract later.
-export class HttpSource {
+export class HttpSource implements Source {
   // Shared with the proxy's pass-through requests and registry access checks
   // (same timeouts, same trust, same egress policy).
   readonly dispatcher: Dispatcher;
