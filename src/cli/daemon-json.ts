@@ -29,6 +29,8 @@ export interface DownloadTaskJson {
     pieceLength: number;
     disableBackToSource: boolean;
     digest: string;
+    // The task is keyed by `digest` (an LFS file of the Hugging Face Hub).
+    digestTaskId?: boolean;
   };
   // daemonv1.Delivery: proto3 JSON takes the enum's number.
   delivery: number;

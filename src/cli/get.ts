@@ -12,6 +12,7 @@ import { parseSourceUrl } from "../common/task-id.js";
 import { parseHeaders } from "../common/http-headers.js";
 import { findCredentials, isS3Url, parseS3Url } from "../common/s3/s3-config.js";
 import { resolveS3, s3TaskTag } from "../common/s3/s3-resolve.js";
+import { hfEndpoint, hfTaskTag, hfToken, isHfUrl, parseHfUrl, resolveHf } from "../common/hf/hf-resolve.js";
 import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common/trace.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
@@ -38,6 +39,8 @@ export interface GetRequest {
   daemon: DaemonTarget;
   // The task tag (an s3:// object's adds its ETag or version to the user's).
   tag: string;
+  // The task is keyed by `digest` (an hf:// LFS file's sha256), not the URL.
+  digestTaskId?: boolean;
 }
 
 export { parseHeaders } from "../common/http-headers.js";
@@ -45,6 +48,7 @@ export { parseHeaders } from "../common/http-headers.js";
 // Everything checked before the daemon is contacted.
 export async function validateGet(rawUrl: string, config: GetConfig): Promise<GetRequest> {
   if (isS3Url(rawUrl)) parseS3Url(rawUrl);
+  else if (isHfUrl(rawUrl)) parseHfUrl(rawUrl);
   else parseSourceUrl(rawUrl);
   const digest = config.digest === "" ? "" : formatDigest(parseDigest(config.digest));
   const headers = parseHeaders(config.header);
@@ -70,7 +74,21 @@ export async function validateGet(rawUrl: string, config: GetConfig): Promise<Ge
     const s3 = await resolveS3(rawUrl, { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle });
     return { url: s3.url, outputPath, headers, digest, daemon, tag: s3TaskTag(config.tag, s3.identity) };
   }
+  if (isHfUrl(rawUrl)) return resolveHfGet(rawUrl, config, { url: rawUrl, outputPath, headers, digest, daemon, tag: config.tag });
   return { url: rawUrl, outputPath, headers, digest, daemon, tag: config.tag };
+}
+
+// Resolved here with the caller's HF_TOKEN (hf/hf-resolve.ts): an LFS file
+// reaches the daemon as its CDN URL, keyed and checked by its sha256; a
+// plain file as its resolve URL pinned to the commit, keyed by its blob id.
+async function resolveHfGet(rawUrl: string, config: GetConfig, req: GetRequest): Promise<GetRequest> {
+  const hf = await resolveHf(rawUrl, { endpoint: hfEndpoint(config.hfEndpoint), revision: config.hfRevision || "main", token: hfToken() });
+  const headers = { ...hf.headers, ...req.headers };
+  if (hf.digest === "") return { ...req, url: hf.url, headers, tag: hfTaskTag(config.tag, hf.blob) };
+  if (req.digest !== "" && req.digest !== hf.digest) {
+    throw new DamselflyError("DF_ERR_USAGE", `--digest ${req.digest} differs from the hub's sha256 for ${rawUrl} (${hf.digest})`);
+  }
+  return { ...req, url: hf.url, headers, digest: hf.digest, digestTaskId: true };
 }
 
 class Progress {
@@ -190,6 +208,7 @@ function taskRequest(req: GetRequest, config: GetConfig, delivery: number): Down
       pieceLength: config.pieceLength,
       disableBackToSource: config.disableBackToSource,
       digest: req.digest,
+      ...(req.digestTaskId ? { digestTaskId: true } : {}),
     },
     delivery,
     ...(config.rateLimit > 0 ? { rateLimit: config.rateLimit } : {}),

@@ -98,14 +98,14 @@ export const ERROR_CODES = {
     rpcCode: RpcCode.Unavailable,
   },
   DF_ERR_SOURCE_AUTH: {
-    when: "the object store refused the credentials (wrong key or secret, no permission), or none were found",
+    when: "the object store or model hub refused the credentials (wrong key, secret or token, no permission; a private or gated repository without a token), or none were found",
     message: "object store refused the credentials",
     exitCode: ExitCode.AUTH,
     httpStatus: 403,
     rpcCode: RpcCode.PermissionDenied,
   },
   DF_ERR_SOURCE_NOT_FOUND: {
-    when: "the object store has no such bucket or key",
+    when: "the object store has no such bucket or key, or the model hub no such repository, revision or file",
     message: "no such object",
     exitCode: ExitCode.NOT_FOUND,
     httpStatus: 404,

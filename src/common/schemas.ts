@@ -292,6 +292,8 @@ export const getSchema = {
   progress: field("bool", true, "show a progress bar on a TTY (--no-progress to hide)"),
   rateLimit: field("bytes", 0, "download this task at most this many bytes per second (e.g. 50MiB; 0: the daemon's perTaskRateLimit)"),
   ...s3Fields(),
+  hfRevision: field("string", "main", "Hugging Face Hub revision for hf:// URLs: a branch, tag or commit"),
+  hfEndpoint: field("string", "", "Hugging Face Hub endpoint for hf:// URLs, e.g. a mirror (default: HF_ENDPOINT, else https://huggingface.co)"),
 };
 export type GetConfig = ConfigOf<typeof getSchema>;
 

@@ -56,7 +56,7 @@ export function parseSourceUrl(raw: string): URL {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new DamselflyError(
       "DF_ERR_INVALID_URL",
-      `invalid URL ${JSON.stringify(raw)}: unsupported scheme ${url.protocol.replace(/:$/, "")} (supported: http, https, s3)`,
+      `invalid URL ${JSON.stringify(raw)}: unsupported scheme ${url.protocol.replace(/:$/, "")} (supported: http, https, s3, hf)`,
     );
   }
   if (url.hostname === "") throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: no host`);

@@ -24,7 +24,7 @@ function timeoutText(cmd: Command): string | undefined {
 export function makeGetCommand(name: string, prefix: string): Command {
   const cmd = new Command(name)
     .description("download a URL through the local daemon (dfget)")
-    .argument("<url>", "http(s) URL, or s3://BUCKET/KEY, to download")
+    .argument("<url>", "http(s) URL, s3://BUCKET/KEY or hf://[datasets/|spaces/]OWNER/REPO/PATH to download")
     .configureOutput(usageOutput(prefix))
     .exitOverride()
     .showSuggestionAfterError(true);
@@ -34,7 +34,17 @@ export function makeGetCommand(name: string, prefix: string): Command {
     "GET",
     {
       keepCommas: ["header"],
-      placeholders: { output: "file", header: "header", daemon: "url", filter: "param", pieceLength: "size", s3Endpoint: "url", s3Region: "region" },
+      placeholders: {
+        output: "file",
+        header: "header",
+        daemon: "url",
+        filter: "param",
+        pieceLength: "size",
+        s3Endpoint: "url",
+        s3Region: "region",
+        hfRevision: "rev",
+        hfEndpoint: "url",
+      },
     },
     `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`,
   );
