@@ -135,6 +135,19 @@ describe("get hf://", { timeout: 180_000 }, () => {
     }
   });
 
+  test("the bytes are checked against the hub's sha256: a CDN serving other bytes fails, nothing written", async () => {
+    const data = randomBytesSeeded(1 * MiB, "hf-corrupt");
+    const repo = hub.repos.create("model", "acme/corrupt");
+    const sha = repo.commit({ "w.bin": { data, lfs: true } });
+    // The stored object changes under its sha256 (a corrupt CDN copy).
+    repo.commits.get(sha)!.files.get("w.bin")!.data[1000]! ^= 0xff;
+    const out = join(outDir, "corrupt.bin");
+    const r = await get(2, ["hf://acme/corrupt/w.bin", "-O", out]);
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /DF_ERR_DIGEST/);
+    assert.equal(existsSync(out), false);
+  });
+
   test("--hf-endpoint overrides HF_ENDPOINT", async () => {
     const out = join(outDir, "flag.json");
     const r = await get(2, ["hf://acme/tiny/config.json", "--hf-endpoint", hub.url, "-O", out], { HF_ENDPOINT: "http://127.0.0.1:1", HF_TOKEN: "" });
