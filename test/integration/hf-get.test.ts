@@ -135,6 +135,24 @@ describe("get hf://", { timeout: 180_000 }, () => {
     }
   });
 
+  test("a gated repository with a token not granted: auth exit code; a renamed repository's old name still resolves", async () => {
+    hub.repos.create("model", "acme/gated", { gated: "manual", tokens: ["hf_granted"] }).commit({ "w.bin": { data: secret, lfs: true } });
+    const out = join(outDir, "gated.bin");
+    const r = await get(0, ["hf://acme/gated/w.bin", "-O", out]);
+    assert.equal(r.code, ExitCode.AUTH, r.stderr);
+    assert.match(r.stderr, /DF_ERR_SOURCE_AUTH.*GatedRepo/s);
+    assert.equal(existsSync(out), false);
+    hub.repos.create("model", "acme/old-name").commit({ "config.json": config });
+    hub.repos.rename("model", "acme/old-name", "acme/new-name");
+    const renamed = join(outDir, "renamed.json");
+    const r2 = await get(1, ["hf://acme/old-name/config.json", "-O", renamed]);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(readFileSync(renamed), config);
+    // The daemon fetched the file under its new name.
+    assert.ok(hub.requests.some((q) => q.method === "GET" && q.url.startsWith("/acme/new-name/resolve/") && q.status === 200));
+    assert.ok(!hub.requests.some((q) => q.method === "GET" && q.url.startsWith("/acme/old-name/")));
+  });
+
   test("the bytes are checked against the hub's sha256: a CDN serving other bytes fails, nothing written", async () => {
     const data = randomBytesSeeded(1 * MiB, "hf-corrupt");
     const repo = hub.repos.create("model", "acme/corrupt");

@@ -68,8 +68,18 @@ export function hfEndpoint(flag: string, env: NodeJS.ProcessEnv = process.env): 
 }
 
 function resolveUrl(endpoint: string, loc: HfLocation, revision: string): URL {
-  const path = loc.path.split("/").map(encodeURIComponent).join("/");
-  return new URL(`${endpoint}/${loc.prefix}${loc.repo}/resolve/${encodeURIComponent(revision)}/${path}`);
+  return new URL(`${endpoint}/${loc.prefix}${loc.repo}/resolve/${encodeURIComponent(revision)}/${encodePath(loc.path)}`);
+}
+
+const encodePath = (path: string): string => path.split("/").map(encodeURIComponent).join("/");
+
+// `answered` (the resolve URL that answered, after a rename) with the commit
+// in place of the revision.
+function pinnedUrl(answered: URL, loc: HfLocation, revision: string, commit: string): URL {
+  const tail = `/resolve/${encodeURIComponent(revision)}/${encodePath(loc.path)}`;
+  const u = new URL(answered);
+  if (u.pathname.endsWith(tail)) u.pathname = `${u.pathname.slice(0, -tail.length)}/resolve/${commit}/${encodePath(loc.path)}`;
+  return u;
 }
 
 function header(v: string | string[] | undefined): string {
@@ -81,6 +91,8 @@ const unquote = (s: string): string => s.replace(/^W\//, "").replace(/^"|"$/g, "
 interface HeadAnswer {
   status: number;
   headers: Record<string, string | string[] | undefined>;
+  // Where the answer came from (a renamed repository's new name).
+  url?: URL;
 }
 
 async function head(url: URL, token: string, raw: string, dispatcher?: Dispatcher): Promise<HeadAnswer> {
@@ -109,7 +121,7 @@ async function head(url: URL, token: string, raw: string, dispatcher?: Dispatche
       at = new URL(location, at);
       continue;
     }
-    return { status: res.statusCode, headers: res.headers };
+    return { status: res.statusCode, headers: res.headers, url: at };
   }
   throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub redirected ${raw} more than ${MAX_HOPS} times`);
 }
@@ -155,7 +167,7 @@ export async function resolveHf(raw: string, opts: HfOptions, dispatcher?: Dispa
   }
   const blob = unquote(header(a.headers["etag"]));
   if (blob === "") throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub sent no ETag for ${raw}`);
-  const pinned = resolveUrl(endpoint, loc, commit);
+  const pinned = a.url ? pinnedUrl(a.url, loc, opts.revision, commit) : resolveUrl(endpoint, loc, commit);
   // The token goes to the daemon only when the file cannot be read without it.
   const needsToken = opts.token !== "" && (await head(pinned, "", raw, dispatcher)).status !== 200;
   const headers: Record<string, string> = needsToken ? { authorization: `Bearer ${opts.token}` } : {};
