@@ -24,7 +24,7 @@ function timeoutText(cmd: Command): string | undefined {
 export function makeGetCommand(name: string, prefix: string): Command {
   const cmd = new Command(name)
     .description("download a URL through the local daemon (dfget)")
-    .argument("<url>", "http(s) URL, s3://BUCKET/KEY or hf://[datasets/|spaces/]OWNER/REPO/PATH to download")
+    .argument("<url>", "http(s) URL, s3://BUCKET/KEY or hf://[datasets/|spaces/]OWNER/REPO/PATH to download (with -r: hf://OWNER/REPO[/FOLDER])")
     .configureOutput(usageOutput(prefix))
     .exitOverride()
     .showSuggestionAfterError(true);
@@ -33,7 +33,7 @@ export function makeGetCommand(name: string, prefix: string): Command {
     getSchema,
     "GET",
     {
-      keepCommas: ["header"],
+      keepCommas: ["header", "include", "exclude"],
       placeholders: {
         output: "file",
         header: "header",
@@ -58,13 +58,9 @@ export function makeGetCommand(name: string, prefix: string): Command {
       await initTracing("damselfly-get", getTracingLog(prefix));
       const { runGet } = await import("../get.js");
       const text = timeoutText(self);
-      await runGet(url, config, {
-        stdout: process.stdout,
-        stderr: process.stderr,
-        prefix,
-        signal: ac.signal,
-        ...(text !== undefined ? { timeoutText: text } : {}),
-      });
+      const io = { stdout: process.stdout, stderr: process.stderr, prefix, signal: ac.signal, ...(text !== undefined ? { timeoutText: text } : {}) };
+      if (config.recursive) await (await import("../get-recursive.js")).runRecursiveGet(url, config, io);
+      else await runGet(url, config, io);
       await shutdownTracing(2_000);
       await flushStdio();
       process.exit(0);
