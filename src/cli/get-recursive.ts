@@ -4,10 +4,12 @@
 // `huggingface-cli download --local-dir` does (paths relative to FOLDER),
 // each file one ordinary single-file get (its own task, atomic write).
 import { mkdir, stat } from "node:fs/promises";
-import { dirname, isAbsolute, matchesGlob, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, matchesGlob, resolve, sep } from "node:path";
 import { request } from "undici";
 import { DamselflyError } from "../common/errors.js";
-import { hfEndpoint, hfToken } from "../common/hf/hf-resolve.js";
+import { hfEndpoint, hfToken, isHfUrl } from "../common/hf/hf-resolve.js";
+import { isS3Url } from "../common/s3/s3-config.js";
+import { listS3Prefix } from "../common/s3/s3-list.js";
 import type { GetConfig } from "../common/schemas.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { formatBytes } from "./format.js";
@@ -58,9 +60,15 @@ export function safeRelative(path: string, folder: string, dir: string): string 
   return full.startsWith(dir + sep) ? rel : undefined;
 }
 
+// A glob with no '/' also matches the file name at any depth (as
+// `--include '*.safetensors'` is meant, and as fnmatch in huggingface-cli does).
+function globMatch(rel: string, glob: string): boolean {
+  return matchesGlob(rel, glob) || (!glob.includes("/") && matchesGlob(basename(rel), glob));
+}
+
 function wanted(rel: string, config: GetConfig): boolean {
-  if (config.include.length > 0 && !config.include.some((g) => matchesGlob(rel, g))) return false;
-  return !config.exclude.some((g) => matchesGlob(rel, g));
+  if (config.include.length > 0 && !config.include.some((g) => globMatch(rel, g))) return false;
+  return !config.exclude.some((g) => globMatch(rel, g));
 }
 
 async function hubJson(url: string, token: string): Promise<{ body: unknown; next: string }> {
@@ -135,26 +143,56 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   if (failed !== undefined) throw failed;
 }
 
-export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<SetTotals> {
-  if (!rawUrl.startsWith("hf://")) throw new DamselflyError("DF_ERR_USAGE", "-r/--recursive supports hf:// URLs");
-  if (config.output === "" || config.output === "-") throw new DamselflyError("DF_ERR_USAGE", "-r needs -O DIR (a directory)");
+// What a recursive get lists: files under `folder` and how to fetch each.
+interface Listing {
+  folder: string;
+  entries: { path: string; size: number }[];
+  // The single-file URL of a listed path, or "" when it cannot be one.
+  urlOf: (path: string) => string;
+  overrides: Partial<GetConfig>;
+  label: string;
+}
+
+async function hfListing(rawUrl: string, config: GetConfig): Promise<Listing> {
   const loc = parseHfFolder(rawUrl);
-  const dir = resolve(config.output);
   const { commit, entries } = await listHf(loc, config);
-  const files: { path: string; rel: string; size: number }[] = [];
-  for (const e of entries) {
-    const rel = safeRelative(e.path, loc.folder, dir);
-    if (rel === undefined) {
+  const kind = loc.kind === "models" ? "" : `${loc.kind}/`;
+  return {
+    folder: loc.folder,
+    entries: entries.map((e) => ({ path: e.path, size: e.lfs?.size ?? e.size ?? -1 })),
+    urlOf: (path) => `hf://${kind}${loc.repo}/${path}`,
+    overrides: { hfRevision: commit },
+    label: `commit ${commit.slice(0, 12)}`,
+  };
+}
+
+async function s3Listing(rawUrl: string, config: GetConfig): Promise<Listing> {
+  const m = /^s3:\/\/([^/?#]+)(?:\/([^?#]*))?$/i.exec(rawUrl);
+  if (!m) throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(rawUrl)}: expected s3://BUCKET[/PREFIX/]`);
+  const bucket = m[1]!;
+  const folder = (m[2] ?? "").replace(/\/+$/, "");
+  const opts = { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle };
+  const entries = (await listS3Prefix(bucket, folder === "" ? "" : `${folder}/`, opts, MAX_RECURSIVE_FILES)).map((o) => ({ path: o.key, size: o.size }));
+  return { folder, entries, urlOf: (key) => (/[?#]/.test(key) ? "" : `s3://${bucket}/${key}`), overrides: {}, label: `s3://${bucket}` };
+}
+
+export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<SetTotals> {
+  if (!isHfUrl(rawUrl) && !isS3Url(rawUrl)) throw new DamselflyError("DF_ERR_USAGE", "-r/--recursive supports hf:// and s3:// URLs");
+  if (config.output === "" || config.output === "-") throw new DamselflyError("DF_ERR_USAGE", "-r needs -O DIR (a directory)");
+  const dir = resolve(config.output);
+  const listing = isHfUrl(rawUrl) ? await hfListing(rawUrl, config) : await s3Listing(rawUrl, config);
+  const files: { url: string; rel: string; size: number }[] = [];
+  for (const e of listing.entries) {
+    const rel = safeRelative(e.path, listing.folder, dir);
+    const url = rel === undefined ? "" : listing.urlOf(e.path);
+    if (rel === undefined || url === "") {
       io.stderr.write(`${io.prefix}: skipping ${JSON.stringify(e.path)}: not a safe path under ${dir}\n`);
       continue;
     }
-    if (wanted(rel, config)) files.push({ path: e.path, rel, size: e.lfs?.size ?? e.size ?? -1 });
+    if (wanted(rel, config)) files.push({ url, rel, size: e.size });
   }
-  if (files.length === 0) {
-    throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file of ${rawUrl} at ${commit.slice(0, 12)} matches --include/--exclude`);
-  }
+  if (files.length === 0) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file under ${rawUrl} (${listing.label}) matches --include/--exclude`);
   const totals: SetTotals = { files: 0, skipped: 0, bytes: 0n, peers: 0n, origin: 0n, local: 0n };
-  const kind = loc.kind === "models" ? "" : `${loc.kind}/`;
   await pool(files, config.concurrency, async (f) => {
     const out = resolve(dir, f.rel);
     const have = await stat(out).catch(() => undefined);
@@ -165,8 +203,7 @@ export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: Get
       return;
     }
     await mkdir(dirname(out), { recursive: true });
-    const one = { ...config, output: out, hfRevision: commit, digest: "" };
-    const done: daemonv1.DownloadFinished = await runGet(`hf://${kind}${loc.repo}/${f.path}`, one, io);
+    const done: daemonv1.DownloadFinished = await runGet(f.url, { ...config, ...listing.overrides, output: out, digest: "" }, io);
     totals.files++;
     totals.bytes += done.contentLength;
     totals.peers += done.bytesFromPeers;
@@ -175,7 +212,7 @@ export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: Get
   });
   io.stderr.write(
     `${io.prefix}: ${totals.files + totals.skipped} files (${totals.skipped} already present), ${formatBytes(totals.bytes)} -> ${dir}; ` +
-      `from peers ${formatBytes(totals.peers)}, from origin ${formatBytes(totals.origin)}, local ${formatBytes(totals.local)}; commit ${commit.slice(0, 12)}\n`,
+      `from peers ${formatBytes(totals.peers)}, from origin ${formatBytes(totals.origin)}, local ${formatBytes(totals.local)}; ${listing.label}\n`,
   );
   return totals;
 }

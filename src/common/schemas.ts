@@ -294,7 +294,7 @@ export const getSchema = {
   ...s3Fields(),
   hfRevision: field("string", "main", "Hugging Face Hub revision for hf:// URLs: a branch, tag or commit"),
   hfEndpoint: field("string", "", "Hugging Face Hub endpoint for hf:// URLs, e.g. a mirror (default: HF_ENDPOINT, else https://huggingface.co)"),
-  recursive: field("bool", false, "download an hf:// repository or folder into the -O directory, one task per file", { short: "-r" }),
+  recursive: field("bool", false, "download an hf:// repository or folder, or an s3:// prefix, into the -O directory, one task per file", { short: "-r" }),
   include: field("list", [] as string[], "with -r: only paths matching this glob (repeatable)"),
   exclude: field("list", [] as string[], "with -r: skip paths matching this glob (repeatable)"),
   concurrency: field("int", 4, "with -r: files downloaded at once", { check: (v) => (v >= 1 && v <= 64 ? undefined : "must be 1..64") }),

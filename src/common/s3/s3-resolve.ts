@@ -28,12 +28,12 @@ interface SignTarget {
   url: URL;
 }
 
-function signer(region: string, credentials: S3Credentials): SignatureV4 {
+export function signer(region: string, credentials: S3Credentials): SignatureV4 {
   // S3 signs the path as sent: keys are encoded once, not twice.
   return new SignatureV4({ service: "s3", region, credentials, sha256: Sha256, uriEscapePath: false });
 }
 
-function httpRequest(t: SignTarget): {
+export function httpRequest(t: SignTarget): {
   method: string;
   protocol: string;
   hostname: string;
