@@ -44,7 +44,8 @@ describe("get -r hf://", { timeout: 240_000 }, () => {
 
   before(async () => {
     base = mkdtempSync(join(tmpdir(), "damselfly-hf-rec-"));
-    hub = await startHub();
+    // Two entries a page: the listing follows Link rel="next".
+    hub = await startHub({ treePageSize: 2 });
     const spec: Record<string, Buffer | { data: Buffer; lfs: boolean }> = {};
     for (const [p, data] of Object.entries(files)) spec[p] = lfs.has(p) ? { data, lfs: true } : data;
     hub.repos.create("model", "acme/nested").commit(spec);
@@ -69,6 +70,8 @@ describe("get -r hf://", { timeout: 240_000 }, () => {
     t.diagnostic(`the CDN sent ${cdnTotal()} bytes for ${lfsBytes} LFS bytes`);
     assert.ok(cdnTotal() >= lfsBytes && cdnTotal() <= 1.1 * lfsBytes, `the CDN sent ${cdnTotal()} bytes`);
     assert.match(results[0]!.stderr, /5 files \(0 already present\)/);
+    // 5 files and 4 folders, two a page: each listing took several pages.
+    assert.ok(hub.requests.filter((q) => q.url.includes("/tree/") && q.url.includes("cursor=")).length >= 2 * 3);
   });
 
   test("a second run skips every file: no new bytes from the hub or the CDN", async () => {
