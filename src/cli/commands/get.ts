@@ -44,6 +44,8 @@ export function makeGetCommand(name: string, prefix: string): Command {
         s3Region: "region",
         hfRevision: "rev",
         hfEndpoint: "url",
+        include: "glob",
+        exclude: "glob",
       },
     },
     `\n\nExample:\n  ${name === "dfget" ? "dfget" : "damselfly get"} https://example.com/big.iso -O /tmp/big.iso`,
