@@ -3,7 +3,7 @@
 // filtered by --include/--exclude, laid out under DIR as
 // `huggingface-cli download --local-dir` does (paths relative to FOLDER),
 // each file one ordinary single-file get (its own task, atomic write).
-import { mkdir, stat } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, matchesGlob, resolve, sep } from "node:path";
 import { request } from "undici";
 import { DamselflyError } from "../common/errors.js";
@@ -24,7 +24,8 @@ interface HfTreeEntry {
   type: string;
   path: string;
   size?: number;
-  lfs?: { size?: number };
+  oid?: string;
+  lfs?: { size?: number; oid?: string };
 }
 
 interface HfFolder {
@@ -146,7 +147,8 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 // What a recursive get lists: files under `folder` and how to fetch each.
 interface Listing {
   folder: string;
-  entries: { path: string; size: number }[];
+  // id: what the content is (an LFS sha256, a blob id, an ETag), for the resume marker.
+  entries: { path: string; size: number; id: string }[];
   // The single-file URL of a listed path, or "" when it cannot be one.
   urlOf: (path: string) => string;
   overrides: Partial<GetConfig>;
@@ -159,7 +161,7 @@ async function hfListing(rawUrl: string, config: GetConfig): Promise<Listing> {
   const kind = loc.kind === "models" ? "" : `${loc.kind}/`;
   return {
     folder: loc.folder,
-    entries: entries.map((e) => ({ path: e.path, size: e.lfs?.size ?? e.size ?? -1 })),
+    entries: entries.map((e) => ({ path: e.path, size: e.lfs?.size ?? e.size ?? -1, id: e.lfs?.oid ?? e.oid ?? "" })),
     urlOf: (path) => `hf://${kind}${loc.repo}/${path}`,
     overrides: { hfRevision: commit },
     label: `commit ${commit.slice(0, 12)}`,
@@ -172,8 +174,34 @@ async function s3Listing(rawUrl: string, config: GetConfig): Promise<Listing> {
   const bucket = m[1]!;
   const folder = (m[2] ?? "").replace(/\/+$/, "");
   const opts = { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle };
-  const entries = (await listS3Prefix(bucket, folder === "" ? "" : `${folder}/`, opts, MAX_RECURSIVE_FILES)).map((o) => ({ path: o.key, size: o.size }));
+  const entries = (await listS3Prefix(bucket, folder === "" ? "" : `${folder}/`, opts, MAX_RECURSIVE_FILES)).map((o) => ({
+    path: o.key,
+    size: o.size,
+    id: o.etag,
+  }));
   return { folder, entries, urlOf: (key) => (/[?#]/.test(key) ? "" : `s3://${bucket}/${key}`), overrides: {}, label: `s3://${bucket}` };
+}
+
+// Resume markers, as huggingface-cli keeps .cache/huggingface/download/: for
+// each file fetched, the content id it was fetched as and the file's size and
+// mtime then. A file is skipped only when its marker still matches: a file
+// changed upstream (new id) or locally (new size or mtime) is fetched again.
+const markerPath = (dir: string, rel: string): string => resolve(dir, ".cache", "damselfly", `${rel}.id`);
+const markerText = (id: string, size: number, mtimeMs: number): string => `${id} ${size} ${Math.floor(mtimeMs)}\n`;
+
+async function isDone(dir: string, f: { rel: string; size: number; id: string }): Promise<boolean> {
+  const have = await stat(resolve(dir, f.rel)).catch(() => undefined);
+  if (!have?.isFile() || f.size < 0 || have.size !== f.size || f.id === "") return false;
+  const marker = await readFile(markerPath(dir, f.rel), "utf8").catch(() => "");
+  return marker === markerText(f.id, have.size, have.mtimeMs);
+}
+
+async function markDone(dir: string, f: { rel: string; id: string }): Promise<void> {
+  if (f.id === "") return;
+  const have = await stat(resolve(dir, f.rel));
+  const path = markerPath(dir, f.rel);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, markerText(f.id, have.size, have.mtimeMs));
 }
 
 export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: GetIo): Promise<SetTotals> {
@@ -181,7 +209,7 @@ export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: Get
   if (config.output === "" || config.output === "-") throw new DamselflyError("DF_ERR_USAGE", "-r needs -O DIR (a directory)");
   const dir = resolve(config.output);
   const listing = isHfUrl(rawUrl) ? await hfListing(rawUrl, config) : await s3Listing(rawUrl, config);
-  const files: { url: string; rel: string; size: number }[] = [];
+  const files: { url: string; rel: string; size: number; id: string }[] = [];
   for (const e of listing.entries) {
     const rel = safeRelative(e.path, listing.folder, dir);
     const url = rel === undefined ? "" : listing.urlOf(e.path);
@@ -189,21 +217,20 @@ export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: Get
       io.stderr.write(`${io.prefix}: skipping ${JSON.stringify(e.path)}: not a safe path under ${dir}\n`);
       continue;
     }
-    if (wanted(rel, config)) files.push({ url, rel, size: e.size });
+    if (wanted(rel, config)) files.push({ url, rel, size: e.size, id: e.id });
   }
   if (files.length === 0) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file under ${rawUrl} (${listing.label}) matches --include/--exclude`);
   const totals: SetTotals = { files: 0, skipped: 0, bytes: 0n, peers: 0n, origin: 0n, local: 0n };
   await pool(files, config.concurrency, async (f) => {
     const out = resolve(dir, f.rel);
-    const have = await stat(out).catch(() => undefined);
-    // Resume: a file already there at the listed size is taken as done.
-    if (have?.isFile() && f.size >= 0 && have.size === f.size) {
+    if (await isDone(dir, f)) {
       totals.skipped++;
       totals.bytes += BigInt(f.size);
       return;
     }
     await mkdir(dirname(out), { recursive: true });
     const done: daemonv1.DownloadFinished = await runGet(f.url, { ...config, ...listing.overrides, output: out, digest: "" }, io);
+    await markDone(dir, f);
     totals.files++;
     totals.bytes += done.contentLength;
     totals.peers += done.bytesFromPeers;

@@ -4,7 +4,7 @@
 // that fetches nothing, a hostile path refused, a glob matching nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
@@ -26,8 +26,10 @@ function listTree(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else out.push(relative(dir, join(d, e.name)));
+      if (e.isDirectory()) {
+        // The resume markers (.cache/damselfly) are not part of the layout.
+        if (!(d === dir && e.name === ".cache")) walk(join(d, e.name));
+      } else out.push(relative(dir, join(d, e.name)));
     }
   };
   walk(dir);
@@ -38,6 +40,7 @@ describe("get -r hf://", { timeout: 240_000 }, () => {
   let hub: HubFixture;
   let cluster: Cluster;
   let base: string;
+  let nested: ReturnType<HubFixture["repos"]["create"]>;
   const env = (): Record<string, string> => ({ HF_ENDPOINT: hub.url });
   const get = (i: number, args: string[]) => cluster.peers[i]!.get([...args, "--no-progress"], { env: env(), timeoutMs: 120_000 });
   const cdnTotal = () => [...lfs].reduce((n, p) => n + hub.cdnBytesFor(sha256Hex(files[p]!)), 0);
@@ -48,7 +51,8 @@ describe("get -r hf://", { timeout: 240_000 }, () => {
     hub = await startHub({ treePageSize: 2 });
     const spec: Record<string, Buffer | { data: Buffer; lfs: boolean }> = {};
     for (const [p, data] of Object.entries(files)) spec[p] = lfs.has(p) ? { data, lfs: true } : data;
-    hub.repos.create("model", "acme/nested").commit(spec);
+    nested = hub.repos.create("model", "acme/nested");
+    nested.commit(spec);
     hub.repos.create("model", "acme/hostile").commit({ "../evil": Buffer.from("evil\n"), "ok.txt": Buffer.from("ok\n") });
     cluster = await startCluster({ peers: 2, seed: true });
   });
@@ -82,6 +86,20 @@ describe("get -r hf://", { timeout: 240_000 }, () => {
     assert.match(r.stderr, /5 files \(5 already present\)/);
     assert.equal(cdnTotal(), cdn);
     assert.equal(hub.requests.filter((q) => q.server === "hub" && q.method === "GET" && q.url.includes("/resolve/")).length, hubGets);
+  });
+
+  test("a file changed upstream at the same size, and one changed locally, are fetched again; the rest is not", async () => {
+    const vocab = Buffer.from("x\ny\nz\n");
+    nested.commit({ "tokenizer/vocab.txt": vocab });
+    const d = join(base, "a");
+    writeFileSync(join(d, "config.json"), Buffer.alloc(files["config.json"]!.length, 0x20));
+    const cdn = cdnTotal();
+    const r = await get(0, ["-r", "hf://acme/nested", "-O", d]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /5 files \(3 already present\)/);
+    assert.ok(readFileSync(join(d, "tokenizer/vocab.txt")).equals(vocab));
+    assert.ok(readFileSync(join(d, "config.json")).equals(files["config.json"]!));
+    assert.equal(cdnTotal(), cdn);
   });
 
   test("a folder with --include/--exclude: paths relative to the folder", async () => {

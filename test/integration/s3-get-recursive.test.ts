@@ -24,8 +24,10 @@ function listTree(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else out.push(relative(dir, join(d, e.name)));
+      if (e.isDirectory()) {
+        // The resume markers (.cache/damselfly) are not part of the layout.
+        if (!(d === dir && e.name === ".cache")) walk(join(d, e.name));
+      } else out.push(relative(dir, join(d, e.name)));
     }
   };
   walk(dir);

@@ -10,6 +10,7 @@ const LIST_TIMEOUT_MS = 30_000;
 export interface S3Listed {
   key: string;
   size: number;
+  etag: string;
 }
 
 // S3's query encoding (RFC 3986 unreserved kept), the same the signer uses,
@@ -41,7 +42,7 @@ export async function listS3Prefix(bucket: string, prefix: string, opts: S3Optio
     const xml = await fetchList(url, signed.headers as Record<string, string>, bucket);
     for (const m of xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
       const key = unxml(tag(m[1]!, "Key") ?? "");
-      if (!key.endsWith("/")) out.push({ key, size: Number(tag(m[1]!, "Size") ?? -1) });
+      if (!key.endsWith("/")) out.push({ key, size: Number(tag(m[1]!, "Size") ?? -1), etag: unxml(tag(m[1]!, "ETag") ?? "") });
     }
     if (out.length > max) throw new DamselflyError("DF_ERR_USAGE", `s3://${bucket}/${prefix} holds more than ${max} objects: narrow the prefix or --include`);
     token = tag(xml, "IsTruncated") === "true" ? unxml(tag(xml, "NextContinuationToken") ?? "") : "";
