@@ -53,7 +53,7 @@ export function parseHfUrl(raw: string): HfLocation {
   const prefix = kind === "datasets" || kind === "spaces" ? `${kind}/` : "";
   if (segs.length < 3 || segs.slice(0, 2).some((s) => s === "")) throw bad("expected hf://[models/|datasets/|spaces/]OWNER/REPO/PATH");
   const path = segs.slice(2).join("/");
-  if (path === "" || path.endsWith("/")) throw bad("names a folder: give a file path (recursive downloads are not supported yet)");
+  if (path === "" || path.endsWith("/")) throw bad("names a folder: give a file path, or use -r for the whole folder");
   if (segs.some((s) => s === "." || s === "..")) throw bad("'.' and '..' are not allowed in a path");
   return { prefix, repo: `${segs[0]}/${segs[1]}`, path };
 }

@@ -31,7 +31,7 @@ export function isS3Url(raw: string): boolean {
 export function parseS3Url(raw: string): S3Location {
   const m = /^s3:\/\/([^/?#]+)\/([^?#]+)$/i.exec(raw);
   if (!m || m[2]!.endsWith("/")) {
-    throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: expected s3://BUCKET/KEY (one object)`);
+    throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: expected s3://BUCKET/KEY (one object; -r for a prefix)`);
   }
   return { bucket: m[1]!, key: m[2]! };
 }
