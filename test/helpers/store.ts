@@ -5,9 +5,9 @@ import { LocalTask } from "../../src/peer/storage/local-task.js";
 import { Storage } from "../../src/peer/storage/storage.js";
 import { createLogger } from "../../src/common/logger.js";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import type { Cleanup } from "./procs.js";
 
 // A temp dir removed at the end of the test/suite (even on failure).
@@ -122,4 +122,19 @@ export function explained<T>(p: Promise<T>, ...daemons: Parameters<typeof logTai
     e.message += `\n--- daemon logs ---\n${daemons.map((d) => logTail(d)).join("\n")}`;
     throw e;
   });
+}
+
+// The files under `dir` (relative paths, sorted) as `get -r` laid them out;
+// its resume markers (DIR/.cache/damselfly) are not part of the layout.
+export function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) {
+        if (!(d === dir && e.name === ".cache")) walk(join(d, e.name));
+      } else out.push(relative(dir, join(d, e.name)));
+    }
+  };
+  walk(dir);
+  return out.sort();
 }

@@ -4,11 +4,12 @@
 // that fetches nothing, a hostile path refused, a glob matching nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
+import { listTree } from "../helpers/store.js";
 import { type HubFixture, startHub } from "../helpers/hub.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 
@@ -21,20 +22,6 @@ const files: Record<string, Buffer> = {
   "tokenizer/vocab.txt": Buffer.from("a\nb\nc\n"),
 };
 const lfs = new Set(["weights/model-00001.safetensors", "weights/model-00002.safetensors"]);
-
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) {
-        // The resume markers (.cache/damselfly) are not part of the layout.
-        if (!(d === dir && e.name === ".cache")) walk(join(d, e.name));
-      } else out.push(relative(dir, join(d, e.name)));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
 
 describe("get -r hf://", { timeout: 240_000 }, () => {
   let hub: HubFixture;

@@ -4,12 +4,13 @@
 // second run fetches nothing, and a glob matching nothing writes nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
 import { listS3Prefix } from "../../src/common/s3/s3-list.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
+import { listTree } from "../helpers/store.js";
 import { randomBytesSeeded } from "../helpers/origin.js";
 import { S3_ACCESS_KEY, S3_SECRET, startS3Server, type S3Server } from "../helpers/s3-server.js";
 
@@ -20,20 +21,6 @@ const objects: Record<string, Buffer> = {
   "weights/part-2.bin": randomBytesSeeded(2 * MiB, "s3rec-2"),
   "tok en/vocab+1.txt": Buffer.from("a b c\n"),
 };
-
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) {
-        // The resume markers (.cache/damselfly) are not part of the layout.
-        if (!(d === dir && e.name === ".cache")) walk(join(d, e.name));
-      } else out.push(relative(dir, join(d, e.name)));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
 
 describe("get -r s3://", { timeout: 240_000 }, () => {
   let s3: S3Server;
