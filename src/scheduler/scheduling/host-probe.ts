@@ -73,10 +73,7 @@ export class HostProbes {
     st.rechecks = Math.max(st.rechecks, rechecks);
     const wait = st.at + MIN_GAP_MS - this.o.now();
     if (st.inFlight || wait > 0) {
-      if (!st.again && !st.inFlight) {
-        st.again = setTimeout(() => this.probeAgain(hostId), wait);
-        st.again.unref();
-      } else if (st.inFlight) st.again ??= setTimeout(() => this.probeAgain(hostId), MIN_GAP_MS).unref();
+      st.again ??= setTimeout(() => this.probeAgain(hostId), st.inFlight ? MIN_GAP_MS : wait).unref();
       return;
     }
     this.run(hostId, host, st);
