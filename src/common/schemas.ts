@@ -188,6 +188,18 @@ export const daemonSchema = {
       region: field("string", "", "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"),
       pathStyle: field("bool", false, "address S3 buckets in the path (MinIO, Ceph and most S3-compatible stores)"),
     },
+    // Clients that name no hub endpoint of their own use this daemon's.
+    hf: {
+      endpoint: field(
+        "string",
+        "",
+        "Hugging Face Hub endpoint (a mirror) for hf:// URLs whose client names none (default: HF_ENDPOINT, else https://huggingface.co)",
+        {
+          flag: true,
+          legacy: "hfEndpoint",
+        },
+      ),
+    },
   },
   upload: {
     listen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address", { flag: true, legacy: "uploadListen" }),

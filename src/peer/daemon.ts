@@ -178,6 +178,7 @@ export class Daemon {
       shuttingDown: () => this.shuttingDown,
       access: new BlobAccess({ dispatcher: source.dispatcher, ttlMs: c.proxy.authTtl, timeoutMs: c.source.timeout }),
       s3: { options: c.source.s3, dispatcher: source.dispatcher },
+      hfEndpoint: c.source.hf.endpoint,
     });
     if (c.seed && !c.server.listen.some((l) => !l.startsWith("unix:")))
       this.log.warn("seed peer without a network API (--listen HOST:PORT): the scheduler cannot trigger its downloads");

@@ -52,7 +52,8 @@ export function makeGetCommand(name: string, prefix: string): Command {
   );
   cmd.action(
     withErrors(prefix, async (url: string, _opts: unknown, self: Command) => {
-      const config = loadCommandConfig(self, getSchema, "GET");
+      // A get naming no s3/hub endpoint takes its daemon's (source.s3, source.hf).
+      const config = await (await import("../source-defaults.js")).withSourceDefaults(url, loadCommandConfig(self, getSchema, "GET"));
       const ac = new AbortController();
       const interrupt = () => ac.abort();
       process.once("SIGINT", interrupt);

@@ -26,6 +26,8 @@ export interface DaemonServiceDeps {
   // The registry check of a digest-keyed read (download-access.ts).
   access?: BlobAccess;
   s3?: S3Signing;
+  // This daemon's hub endpoint for clients that name none (source.hf).
+  hfEndpoint?: string;
 }
 
 // Who may call what over a network API with TLS (on the Unix socket, any
@@ -40,6 +42,7 @@ const ROLES: Record<string, readonly Role[]> = {
   StatTask: ["client", "scheduler"],
   ListTasks: ["client"],
   PruneTasks: ["client"],
+  SourceDefaults: ["client"],
 };
 
 function gate(ctx: HandlerContext, method: keyof typeof ROLES): void {
@@ -84,6 +87,11 @@ export function daemonService(deps: DaemonServiceDeps): ServiceImpl<typeof daemo
     statTask: async (req, ctx) => {
       gate(ctx, "StatTask");
       return statTask(deps, req);
+    },
+    sourceDefaults: async (_req, ctx) => {
+      gate(ctx, "SourceDefaults");
+      const s3 = deps.s3?.options;
+      return { s3Endpoint: s3?.endpoint ?? "", s3Region: s3?.region ?? "", s3PathStyle: s3?.pathStyle ?? false, hfEndpoint: deps.hfEndpoint ?? "" };
     },
   };
 }
