@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findCredentials, loadCredentials, objectUrl, parseS3Url } from "../../src/common/s3/s3-config.js";
-import { s3TaskTag } from "../../src/common/s3/s3-resolve.js";
+import { presignSeconds, s3TaskTag } from "../../src/common/s3/s3-resolve.js";
 import { taskId } from "../../src/common/task-id.js";
 
 const NO_ENV = { AWS_SHARED_CREDENTIALS_FILE: "/nonexistent" };
@@ -78,4 +78,12 @@ test("task identity: the signature does not count, the ETag does", () => {
   assert.equal(taskId({ url: signed("aa"), tag: v1 }), taskId({ url: signed("bb"), tag: v1 }));
   assert.notEqual(taskId({ url: signed("aa"), tag: v1 }), taskId({ url: signed("aa"), tag: s3TaskTag("", 'etag="def"') }));
   assert.notEqual(s3TaskTag("team-a", "version=1"), s3TaskTag("", "version=1"));
+});
+
+test("presigned URLs outlive a slow back-to-source run of the object, within SigV4's seven days", () => {
+  assert.equal(presignSeconds(0), 3600);
+  assert.equal(presignSeconds(8 * 1024 * 1024 * 100), 3700);
+  // 100 GiB at 8 MiB/s: 12,800 s more than the hour.
+  assert.equal(presignSeconds(100 * 1024 ** 3), 3600 + 12_800);
+  assert.equal(presignSeconds(10 * 1024 ** 4), 7 * 24 * 3600);
 });

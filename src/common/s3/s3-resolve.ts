@@ -10,9 +10,17 @@ import { DamselflyError } from "../errors.js";
 import { urlForMessages } from "../url-redact.js";
 import { loadCredentials, objectUrl, parseS3Url, type S3Credentials, type S3Options } from "./s3-config.js";
 
-// Long enough for a large object's back-to-source run to start its requests
-// (S3 checks the signature when a request starts, not while the body flows).
-const PRESIGN_SECONDS = 3600;
+// S3 checks a signature when a request starts, not while the body flows; but
+// a large object's back-to-source run may retry or resume ranges long after
+// it began. So the URL lives an hour plus the time the object takes at a slow
+// origin rate, within SigV4's seven-day ceiling (docs/operations/s3.md).
+const PRESIGN_BASE_SECONDS = 3600;
+const PRESIGN_SLOW_RATE = 8 * 1024 * 1024;
+const PRESIGN_MAX_SECONDS = 7 * 24 * 3600;
+
+export function presignSeconds(contentLength: number): number {
+  return Math.min(PRESIGN_MAX_SECONDS, PRESIGN_BASE_SECONDS + Math.ceil(Math.max(0, contentLength) / PRESIGN_SLOW_RATE));
+}
 const HEAD_TIMEOUT_MS = 30_000;
 
 export interface ResolvedS3 {
@@ -63,7 +71,7 @@ export async function resolveS3(raw: string, opts: S3Options, env: NodeJS.Proces
   // A presigned S3 URL signs no payload, and the fetcher sends no such header.
   get.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD";
   const unsent = new Set(["x-amz-content-sha256"]);
-  const presigned = await sig.presign(get, { expiresIn: PRESIGN_SECONDS, unhoistableHeaders: unsent, unsignableHeaders: unsent });
+  const presigned = await sig.presign(get, { expiresIn: presignSeconds(head.contentLength), unhoistableHeaders: unsent, unsignableHeaders: unsent });
   const out = new URL(url);
   for (const [k, v] of Object.entries(presigned.query ?? {})) out.searchParams.set(k, String(v));
   return { url: out.toString(), ...head };
