@@ -1,11 +1,14 @@
 // The keys under an S3 prefix (ListObjectsV2, signed by the requesting node
 // with its own credentials; continuation tokens followed, bounded).
 import { request } from "undici";
+import { readBoundedText } from "../bounded-body.js";
 import { DamselflyError } from "../errors.js";
 import { loadCredentials, objectUrl, type S3Options } from "./s3-config.js";
 import { httpRequest, signer } from "./s3-resolve.js";
 
 const LIST_TIMEOUT_MS = 30_000;
+// A page is at most 1,000 keys of at most 1 KiB each, plus their metadata.
+const MAX_PAGE_BYTES = 8 * 1024 * 1024;
 
 export interface S3Listed {
   key: string;
@@ -58,7 +61,7 @@ async function fetchList(url: URL, headers: Record<string, string>, bucket: stri
   } catch (err) {
     throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `S3 endpoint unreachable for s3://${bucket} (${url.origin})`, { cause: err, temporary: true });
   }
-  const body = await res.body.text();
+  const body = await readBoundedText(res.body, MAX_PAGE_BYTES, `S3 listing of s3://${bucket}`);
   const s = res.statusCode;
   if (s === 401 || s === 403) throw new DamselflyError("DF_ERR_SOURCE_AUTH", `S3 refused to list s3://${bucket} (HTTP ${s}): check the credentials and region`);
   if (s === 404) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `s3://${bucket}: no such bucket (HTTP 404)`);
