@@ -6,13 +6,14 @@
 // unchanged ones, the same content under a new revision, come from peers.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { type HubFixture, type HubRepo, startHub } from "../helpers/hub.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
-import type { RunResult } from "../helpers/procs.js";
+import { type RunResult, spawnDamselfly } from "../helpers/procs.js";
 import { S3_ACCESS_KEY, S3_SECRET, startS3Server, type S3Server } from "../helpers/s3-server.js";
 import { listTree } from "../helpers/store.js";
 
@@ -33,6 +34,14 @@ const sum = (m: Map<string, number>) => [...m.values()].reduce((n, v) => n + v, 
 function assertTree(dir: string, files: Record<string, Buffer>): void {
   assert.deepEqual(listTree(dir), Object.keys(files).sort());
   for (const [p, data] of Object.entries(files)) assert.ok(readFileSync(join(dir, p)).equals(data), `${dir}/${p} differs from the source`);
+}
+
+// The files whose resume marker (DIR/.cache/damselfly/PATH.id) exists: fetched in full.
+function finishedIn(markers: string): string[] {
+  if (!existsSync(markers)) return [];
+  return readdirSync(markers)
+    .filter((n) => n.endsWith(".id"))
+    .map((n) => n.slice(0, -3));
 }
 
 function assertAllOk(results: RunResult[]): void {
@@ -127,5 +136,35 @@ describe("get -r: three peers at once", { timeout: 180_000 }, () => {
   // keyed by sha256, do not).
   test("an unchanged plain file at a new commit is not fetched again", { todo: "plain files are keyed by the commit-pinned resolve URL" }, () => {
     assert.equal(plainFromHub, vocab.length);
+  });
+
+  test("get -r killed mid-set, then run again: the finished files are kept, not fetched again, and the set completes", async () => {
+    // Four 1 MiB weights, one at a time at 1 MiB/s: the run is killed after the first lands.
+    const parts: Record<string, Buffer> = {};
+    for (let i = 0; i < 4; i++) parts[`part-${i}.bin`] = randomBytesSeeded(MiB, `swarm-resume-${i}`);
+    const spec: Record<string, { data: Buffer; lfs: boolean }> = {};
+    for (const [p, data] of Object.entries(parts)) spec[p] = { data, lfs: true };
+    hub.repos.create("model", "acme/resume").commit(spec);
+    const d = join(base, "resume");
+    const args = ["-r", "hf://acme/resume", "-O", d, "--concurrency", "1", "--rate-limit", "1MiB", "--no-progress"];
+    const proc = spawnDamselfly(["get", ...args, "--daemon", cluster.peers[2]!.apiUrl], { env: { HF_ENDPOINT: hub.url }, name: "get-r" });
+    const markers = join(d, ".cache", "damselfly");
+    // Watches the output: a file is finished once its resume marker is written (after the file).
+    for (let i = 0; i < 1_500 && proc.running && finishedIn(markers).length === 0; i++) await sleep(20);
+    await proc.stop("SIGKILL", 0);
+    const finished = finishedIn(markers);
+    assert.ok(finished.length >= 1 && finished.length < 4, `killed after ${finished.length} of 4 files`);
+    const kept = new Map(finished.map((p) => [p, statSync(join(d, p)).ino]));
+    const cdn = new Map(finished.map((p) => [p, hub.cdnBytesFor(sha256Hex(parts[p]!))]));
+
+    const r = await cluster.peers[2]!.get(args, { env: { HF_ENDPOINT: hub.url }, timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const present = Number(/4 files \((\d+) already present\)/.exec(r.stderr)?.[1] ?? -1);
+    assert.ok(present >= finished.length, r.stderr);
+    assertTree(d, parts);
+    for (const p of finished) {
+      assert.equal(statSync(join(d, p)).ino, kept.get(p), `${p} was written again`);
+      assert.equal(hub.cdnBytesFor(sha256Hex(parts[p]!)), cdn.get(p), `${p} came from the CDN again`);
+    }
   });
 });
