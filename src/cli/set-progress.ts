@@ -30,6 +30,9 @@ const SPEED_WINDOW_MS = 10_000;
 // At most one speed sample this often: the sample list stays short however
 // many progress events the files send.
 const SAMPLE_EVERY_MS = 250;
+// No ETA from less than this much moved in the window (or 1% of the set): a
+// few bytes of a small file would promise hundreds of hours.
+const MIN_ETA_BYTES = 1024 * 1024;
 
 interface Sample {
   t: number;
@@ -100,9 +103,11 @@ export class SetProgress {
     }
     const first = this.samples[0]!;
     const span = now - first.t;
-    const bytesPerSec = span > 0 ? ((this.moved - first.moved) * 1000) / span : 0;
+    const inWindow = this.moved - first.moved;
+    const bytesPerSec = span > 0 ? (inWindow * 1000) / span : 0;
     const left = bytesTotal - bytesDone;
-    const etaSecs = left <= 0 ? 0 : bytesPerSec > 0 ? left / bytesPerSec : undefined;
+    const enough = bytesPerSec > 0 && inWindow >= Math.min(MIN_ETA_BYTES, bytesTotal / 100);
+    const etaSecs = left <= 0 ? 0 : enough ? left / bytesPerSec : undefined;
     return { filesDone: this.filesDone, filesTotal: this.done.length, bytesDone, bytesTotal, bytesPerSec, etaSecs };
   }
 

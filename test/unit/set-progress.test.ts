@@ -40,6 +40,24 @@ test("files and bytes done of the total; a file already present is done but not 
   assert.equal(p.snapshot().bytesDone, 9 * MiB + 10);
 });
 
+test("no ETA from a few bytes: it waits for 1 MiB (or 1% of the set) moved in the window", () => {
+  const c = clock();
+  const p = new SetProgress([3, 4000 * MiB], c);
+  c.advance(500);
+  p.finish(0, 3);
+  const s = p.snapshot();
+  assert.ok(s.bytesPerSec > 0);
+  assert.equal(s.etaSecs, undefined);
+  c.advance(1_000);
+  p.progress(1, MiB, 4000 * MiB);
+  assert.equal(Math.round(p.snapshot().etaSecs ?? -1), Math.round((3999 * MiB * 1.5) / (MiB + 3)));
+  // A small set: 1% of it is enough.
+  const small = new SetProgress([100 * 1024], c);
+  c.advance(1_000);
+  small.progress(0, 2048, 100 * 1024);
+  assert.equal(small.snapshot().etaSecs, 49);
+});
+
 test("speed is over the last ten seconds: a stall lowers it, the ETA follows", () => {
   const c = clock();
   const p = new SetProgress([100 * MiB], c);
