@@ -14,6 +14,7 @@ import type { GetConfig } from "../common/schemas.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { formatBytes } from "./format.js";
 import { type GetIo, runGet } from "./get.js";
+import { SetDisplay, SetProgress } from "./set-progress.js";
 
 // More files than this is a mistake (a whole dataset), not a download.
 export const MAX_RECURSIVE_FILES = 10_000;
@@ -221,22 +222,34 @@ export async function runRecursiveGet(rawUrl: string, config: GetConfig, io: Get
   }
   if (files.length === 0) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file under ${rawUrl} (${listing.label}) matches --include/--exclude`);
   const totals: SetTotals = { files: 0, skipped: 0, bytes: 0n, peers: 0n, origin: 0n, local: 0n };
-  await pool(files, config.concurrency, async (f) => {
-    const out = resolve(dir, f.rel);
-    if (await isDone(dir, f)) {
-      totals.skipped++;
-      totals.bytes += BigInt(f.size);
-      return;
-    }
-    await mkdir(dirname(out), { recursive: true });
-    const done: daemonv1.DownloadFinished = await runGet(f.url, { ...config, ...listing.overrides, output: out, digest: "" }, io);
-    await markDone(dir, f);
-    totals.files++;
-    totals.bytes += done.contentLength;
-    totals.peers += done.bytesFromPeers;
-    totals.origin += done.bytesFromSource;
-    totals.local += done.bytesLocal;
-  });
+  const model = new SetProgress(files.map((f) => f.size));
+  const display = new SetDisplay(io.stderr, config.progress, model);
+  // Each file draws no bar of its own: its progress feeds the set's display
+  // and its summary line is printed above it.
+  const fileConfig = { ...config, ...listing.overrides, digest: "", progress: false };
+  try {
+    await pool([...files.entries()], config.concurrency, async ([i, f]) => {
+      if (await isDone(dir, f)) {
+        model.skip(i, f.size);
+        totals.skipped++;
+        totals.bytes += BigInt(f.size);
+        return;
+      }
+      const out = resolve(dir, f.rel);
+      await mkdir(dirname(out), { recursive: true });
+      const fileIo: GetIo = { ...io, stderr: display.lines, onProgress: (done, total) => model.progress(i, done, total) };
+      const done: daemonv1.DownloadFinished = await runGet(f.url, { ...fileConfig, output: out }, fileIo);
+      await markDone(dir, f);
+      model.finish(i, Number(done.contentLength));
+      totals.files++;
+      totals.bytes += done.contentLength;
+      totals.peers += done.bytesFromPeers;
+      totals.origin += done.bytesFromSource;
+      totals.local += done.bytesLocal;
+    });
+  } finally {
+    display.stop();
+  }
   io.stderr.write(
     `${io.prefix}: ${totals.files + totals.skipped} files (${totals.skipped} already present), ${formatBytes(totals.bytes)} -> ${dir}; ` +
       `from peers ${formatBytes(totals.peers)}, from origin ${formatBytes(totals.origin)}, local ${formatBytes(totals.local)}; ${listing.label}\n`,

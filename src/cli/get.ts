@@ -29,6 +29,8 @@ export interface GetIo {
   timeoutText?: string;
   // Aborted when the user interrupts (SIGINT/SIGTERM).
   signal?: AbortSignal;
+  // Told each progress report (get -r draws one display for the whole set).
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface GetRequest {
@@ -95,7 +97,11 @@ class Progress {
   private bar: SingleBar | undefined;
   private readonly started = Date.now();
 
-  constructor(stream: GetIo["stderr"], enabled: boolean) {
+  constructor(
+    stream: GetIo["stderr"],
+    enabled: boolean,
+    private readonly listener?: (done: number, total: number) => void,
+  ) {
     if (!enabled || !stream.isTTY) return;
     // Loaded only for a bar on a terminal (scripts and rollouts run without one).
     const { SingleBar: Bar } = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
@@ -125,6 +131,7 @@ class Progress {
   }
 
   update(done: number, total: number): void {
+    this.listener?.(done, total);
     if (!this.bar) return;
     if (total > 0 && this.bar.getTotal() !== total) this.bar.setTotal(total);
     this.bar.update(done, this.payload(done, total));
@@ -247,7 +254,7 @@ export async function runGet(rawUrl: string, config: GetConfig, io: GetIo): Prom
   const toStdout = req.outputPath === "";
   if (toStdout) io.stdout.on("error", onStdoutError);
 
-  const progress = new Progress(io.stderr, config.progress);
+  const progress = new Progress(io.stderr, config.progress, io.onProgress);
   // The root of the download's trace: the daemon's spans hang below it.
   const span: Span = startSpan("get", {
     kind: SpanKind.CLIENT,

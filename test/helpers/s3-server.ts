@@ -26,6 +26,8 @@ export interface S3Server {
   // http://127.0.0.1:PORT: the counting relay in front of the store.
   endpoint: string;
   bytesSent(): number;
+  // Body bytes sent for one object (GETs of /BUCKET/KEY, path-style).
+  bytesSentFor(bucket: string, key: string): number;
   put(bucket: string, key: string, body: Buffer): Promise<void>;
   close(): Promise<void>;
 }
@@ -36,6 +38,7 @@ export async function startS3Server(buckets: readonly string[]): Promise<S3Serve
   const store = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
   const { port: storePort } = await store.run();
   let sent = 0;
+  const sentByPath = new Map<string, number>();
   const signer = new SignatureV4({
     service: "s3",
     region: "us-east-1",
@@ -52,7 +55,11 @@ export async function startS3Server(buckets: readonly string[]): Promise<S3Serve
         }
         const up = http.request({ host: "127.0.0.1", port: storePort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
           res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.on("data", (b: Buffer) => void (sent += b.length)).pipe(res);
+          const path = safeDecode(new URL(req.url ?? "/", "http://x").pathname);
+          ur.on("data", (b: Buffer) => {
+            sent += b.length;
+            sentByPath.set(path, (sentByPath.get(path) ?? 0) + b.length);
+          }).pipe(res);
         });
         up.on("error", () => res.destroy());
         req.pipe(up);
@@ -65,6 +72,7 @@ export async function startS3Server(buckets: readonly string[]): Promise<S3Serve
   return {
     endpoint,
     bytesSent: () => sent,
+    bytesSentFor: (bucket, key) => sentByPath.get(`/${bucket}/${key}`) ?? 0,
     async put(bucket, key, body) {
       const u = new URL(`${endpoint}/${bucket}/${key}`);
       const req = {
@@ -129,4 +137,12 @@ async function verifySigV4(signer: SignatureV4, req: http.IncomingMessage): Prom
 function amzDate(s: string): Date {
   const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s);
   return m ? new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!)) : new Date(0);
+}
+
+function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
 }

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { join } from "node:path";
 import { startOrigin, type Origin } from "../helpers/origin.js";
-import { spawnDamselfly, type Cleanup } from "../helpers/procs.js";
+import { loopbackDaemonArgs, spawnDamselfly, type Cleanup } from "../helpers/procs.js";
 import { tempDir } from "../helpers/store.js";
 
 interface Daemon {
@@ -17,19 +17,7 @@ interface Daemon {
 
 async function daemon(t: Cleanup, env: Record<string, string> = {}): Promise<Daemon> {
   const dir = tempDir(t, "df-proxy-relay-");
-  const args = [
-    "daemon",
-    "--scheduler",
-    "",
-    "--data-dir",
-    join(dir, "data"),
-    "--listen",
-    "127.0.0.1:0",
-    "--upload-listen",
-    "127.0.0.1:0",
-    "--proxy-listen",
-    "127.0.0.1:0",
-  ];
+  const args = ["daemon", ...loopbackDaemonArgs("", join(dir, "data"))];
   const proc = spawnDamselfly(args, { t, env });
   const ready = await proc.waitForLog("daemon ready", 20_000);
   const port = (v: unknown) => Number(String(v).split(":").pop());
