@@ -82,11 +82,13 @@ export async function validateGet(rawUrl: string, config: GetConfig): Promise<Ge
 
 // Resolved here with the caller's HF_TOKEN (hf/hf-resolve.ts): an LFS file
 // reaches the daemon as its CDN URL, keyed and checked by its sha256; a
-// plain file as its resolve URL pinned to the commit, keyed by its blob id.
+// plain file as its resolve URL pinned to the commit, keyed and checked by
+// its git blob id (so an unchanged file at a new commit is the same task).
 async function resolveHfGet(rawUrl: string, config: GetConfig, req: GetRequest): Promise<GetRequest> {
   const hf = await resolveHf(rawUrl, { endpoint: hfEndpoint(config.hfEndpoint), revision: config.hfRevision || "main", token: hfToken() });
   const headers = { ...hf.headers, ...req.headers };
-  if (hf.digest === "") return { ...req, url: hf.url, headers, tag: hfTaskTag(config.tag, hf.blob) };
+  // A plain file with the caller's own --digest: keyed by its commit-pinned URL and blob id, checked against that digest.
+  if (hf.blob !== "" && req.digest !== "") return { ...req, url: hf.url, headers, tag: hfTaskTag(config.tag, hf.blob) };
   if (req.digest !== "" && req.digest !== hf.digest) {
     throw new DamselflyError("DF_ERR_USAGE", `--digest ${req.digest} differs from the hub's sha256 for ${rawUrl} (${hf.digest})`);
   }
@@ -302,10 +304,15 @@ async function downloadToFile(req: GetRequest, progress: Progress, stored: () =>
   // output, a copy of that file, is not hashed again.
   const check = expected !== undefined && report.digest === formatDigest(expected) ? undefined : expected;
   if (target.kind === "into") {
-    await writeInto(target.path, check, async (write) => {
-      if (await readStoreFile(report.storePath, write)) return;
-      finished = await download(streamed(), progress, write);
-    });
+    await writeInto(
+      target.path,
+      check,
+      async (write) => {
+        if (await readStoreFile(report.storePath, write)) return;
+        finished = await download(streamed(), progress, write);
+      },
+      Number(report.contentLength),
+    );
     return finished;
   }
   await placeOutput(target.path, check, async (tmp) => {

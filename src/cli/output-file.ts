@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { constants, copyFile, lstat, open, readlink, realpath, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { DamselflyError } from "../common/errors.js";
-import { Digester, digestMismatch, hashFile, type Digest } from "../common/digest.js";
+import { Digester, digestMismatch, hashFile, needsLength, type Digest } from "../common/digest.js";
 
 export type OutputTarget =
   // A new file renamed into place at `path` (links resolved).
@@ -69,14 +69,15 @@ export type Write = (data: Uint8Array) => Promise<void>;
 
 // Writes into an existing device or FIFO: opened write-only, never created,
 // truncated or renamed over. Blocks until a FIFO has a reader.
-export async function writeInto(path: string, expected: Digest | undefined, fill: (write: Write) => Promise<void>): Promise<void> {
+// `length`: the content's, for a digest that hashes it first (gitsha1).
+export async function writeInto(path: string, expected: Digest | undefined, fill: (write: Write) => Promise<void>, length?: number): Promise<void> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_NOCTTY);
     // Replaced by a file between the check and the open: writing into it
     // would leave a mix of old and new bytes.
     if ((await fh.stat()).isFile()) throw new DamselflyError("DF_ERR_OUTPUT", `output ${path} became a regular file while it was opened`);
-    const hasher = expected ? new Digester(expected.algorithm) : undefined;
+    const hasher = expected ? new Digester(expected.algorithm, needsLength(expected.algorithm) ? length : undefined) : undefined;
     const out = fh;
     await fill(async (data) => {
       hasher?.update(data);

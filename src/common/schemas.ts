@@ -290,7 +290,7 @@ function s3Fields() {
 
 export const getSchema = {
   output: field("string", "", "output file, or - for stdout", { short: "-O" }),
-  digest: field("string", "", "expected digest: sha256:HEX, sha512:HEX or crc32:HEX"),
+  digest: field("string", "", "expected digest: sha256:HEX, sha512:HEX, crc32:HEX or gitsha1:HEX (a git blob id)"),
   header: field("list", [] as string[], "header passed to the origin, 'Name: value' (repeatable)", { short: "-H" }),
   tag: field("string", "", "task tag (different tags make different tasks)"),
   application: field("string", "", "application name (part of the task ID)"),

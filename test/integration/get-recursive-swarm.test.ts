@@ -130,11 +130,10 @@ describe("get -r: three peers at once", { timeout: 180_000 }, () => {
     plainFromHub = sum(hub.hubBytes) - hubFiles;
   });
 
-  // Known gap: a plain (non-LFS) file's task is its resolve URL pinned to the
-  // commit (plus its blob id), so an unchanged config.json at a new commit is
-  // a new task and comes from the hub again (a few bytes each; the weights,
-  // keyed by sha256, do not).
-  test("an unchanged plain file at a new commit is not fetched again", { todo: "plain files are keyed by the commit-pinned resolve URL" }, () => {
+  // A plain (non-LFS) file's task is keyed by its git blob id (checked by the
+  // daemon), like a weight by its sha256: the unchanged config.json at the
+  // new commit is the same task; only the changed vocab.txt comes from the hub.
+  test("an unchanged plain file at a new commit is not fetched again", () => {
     assert.equal(plainFromHub, vocab.length);
   });
 

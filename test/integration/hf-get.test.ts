@@ -142,12 +142,14 @@ describe("get hf://", { timeout: 180_000 }, () => {
     assert.equal(r.code, ExitCode.AUTH, r.stderr);
     assert.match(r.stderr, /DF_ERR_SOURCE_AUTH.*GatedRepo/s);
     assert.equal(existsSync(out), false);
-    hub.repos.create("model", "acme/old-name").commit({ "config.json": config });
+    // Content no earlier test fetched: the same bytes would be the same task, served by the swarm.
+    const renamedConfig = Buffer.from('{"renamed": true}\n');
+    hub.repos.create("model", "acme/old-name").commit({ "config.json": renamedConfig });
     hub.repos.rename("model", "acme/old-name", "acme/new-name");
     const renamed = join(outDir, "renamed.json");
     const r2 = await get(1, ["hf://acme/old-name/config.json", "-O", renamed]);
     assert.equal(r2.code, 0, r2.stderr);
-    assert.deepEqual(readFileSync(renamed), config);
+    assert.deepEqual(readFileSync(renamed), renamedConfig);
     // The daemon fetched the file under its new name.
     assert.ok(hub.requests.some((q) => q.method === "GET" && q.url.startsWith("/acme/new-name/resolve/") && q.status === 200));
     assert.ok(!hub.requests.some((q) => q.method === "GET" && q.url.startsWith("/acme/old-name/")));
@@ -161,6 +163,18 @@ describe("get hf://", { timeout: 180_000 }, () => {
     repo.commits.get(sha)!.files.get("w.bin")!.data[1000]! ^= 0xff;
     const out = join(outDir, "corrupt.bin");
     const r = await get(2, ["hf://acme/corrupt/w.bin", "-O", out]);
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.match(r.stderr, /DF_ERR_DIGEST/);
+    assert.equal(existsSync(out), false);
+  });
+
+  test("a plain file is checked against its git blob id: a hub serving other bytes under it fails, nothing written", async () => {
+    const repo = hub.repos.create("model", "acme/corrupt-plain");
+    const sha = repo.commit({ "tokenizer.json": Buffer.from('{"vocab": ["a", "b", "c"]}\n') });
+    // The bytes change under their blob id (what a lying mirror would serve for a cached blob).
+    repo.commits.get(sha)!.files.get("tokenizer.json")!.data[3]! ^= 0x01;
+    const out = join(outDir, "corrupt-tokenizer.json");
+    const r = await get(2, ["hf://acme/corrupt-plain/tokenizer.json", "-O", out]);
     assert.notEqual(r.code, 0, r.stderr);
     assert.match(r.stderr, /DF_ERR_DIGEST/);
     assert.equal(existsSync(out), false);

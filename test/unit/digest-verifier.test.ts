@@ -56,3 +56,34 @@ test("content that differs from the digest is a DF_ERR_DIGEST_MISMATCH", async (
   for (const n of [0, 1, 2]) await store(n, wrong);
   await assert.rejects(v.result, (e: Error & { code?: string }) => e.code === "DF_ERR_DIGEST_MISMATCH");
 });
+
+test("gitsha1 is git's blob id (known values), and needs the length first", async (t) => {
+  const { Digester, hashFile } = await import("../../src/common/digest.js");
+  const id = (s: string) => {
+    const d = new Digester("gitsha1", Buffer.byteLength(s));
+    d.update(Buffer.from(s));
+    return d.digest().hex;
+  };
+  // `git hash-object` of an empty file and of "hello\n".
+  assert.equal(id(""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+  assert.equal(id("hello\n"), "ce013625030ba8dba906f756967f9e9ca394464a");
+  assert.throws(() => new Digester("gitsha1"), /needs the content length/);
+  const dir = mkdtempSync(join(tmpdir(), "dfv-git-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(join(dir, "f"), "hello\n");
+  assert.equal((await hashFile(join(dir, "f"), "gitsha1")).hex, "ce013625030ba8dba906f756967f9e9ca394464a");
+});
+
+test("a gitsha1 task is verified while it downloads, fed bytes and read-back alike", async (t) => {
+  const { task, data, store } = await setup(t, 3 * PL + 9);
+  const blob = createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
+  const v = new DigestVerifier(task, parseDigest(`gitsha1:${blob}`));
+  v.feed(0, data.subarray(0, 600));
+  for (const n of [2, 0, 3, 1]) await store(n);
+  await v.result;
+  const { task: other, data: d2, store: store2 } = await setup(t, 2 * PL);
+  const wrong = new DigestVerifier(other, parseDigest(`gitsha1:${blob}`));
+  for (const n of [0, 1]) await store2(n, d2);
+  await assert.rejects(wrong.result, (e: Error & { code?: string }) => e.code === "DF_ERR_DIGEST_MISMATCH");
+});

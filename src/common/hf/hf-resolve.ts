@@ -34,7 +34,9 @@ export interface ResolvedHf {
   // Sent by the daemon: the token, only for a plain file of a repository that refuses anonymous reads.
   headers: Record<string, string>;
   commit: string;
-  // "sha256:<hex>" for an LFS file, else "".
+  // What keys and checks the file's task: "sha256:<hex>" for an LFS file,
+  // "gitsha1:<blob id>" for a plain one (the same content at any commit is
+  // one task; the daemon verifies the bytes against it).
   digest: string;
   // The git blob id of a plain file, else "".
   blob: string;
@@ -171,7 +173,10 @@ export async function resolveHf(raw: string, opts: HfOptions, dispatcher?: Dispa
   // The token goes to the daemon only when the file cannot be read without it.
   const needsToken = opts.token !== "" && (await head(pinned, "", raw, dispatcher)).status !== 200;
   const headers: Record<string, string> = needsToken ? { authorization: `Bearer ${opts.token}` } : {};
-  return { url: pinned.href, headers, commit, digest: "", blob, size: Number(header(a.headers["content-length"]) || -1) };
+  if (!/^[0-9a-f]{40}$/.test(blob))
+    throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub sent ETag ${JSON.stringify(blob)} for ${raw}: not a git blob id`);
+  const size = Number(header(a.headers["content-length"]) || -1);
+  return { url: pinned.href, headers, commit, digest: `gitsha1:${blob}`, blob, size };
 }
 
 // The task tag of a plain (non-LFS) hub file: the user's tag plus its git

@@ -187,10 +187,13 @@ class DownloadCall {
   // was asked for; a mismatch throws).
   private async *stream(): AsyncGenerator<Response, string> {
     const { expected } = this;
-    const hasher = expected ? new Digester(expected.algorithm) : undefined;
+    // Made at the first bytes: the task's length is known by then (gitsha1 hashes it first).
+    const newHasher = () => (expected ? new Digester(expected.algorithm, this.task.meta.contentLength) : undefined);
+    let hasher: Digester | undefined;
     let offset = 0;
     let last = 0;
     for await (const buf of readTaskRange(this.task, this.signal, this.restart)) {
+      hasher ??= newHasher();
       for (let i = 0; i < buf.length; i += CHUNK) {
         const data = buf.subarray(i, Math.min(buf.length, i + CHUNK));
         hasher?.update(data);
@@ -202,6 +205,7 @@ class DownloadCall {
         yield this.progress();
       }
     }
+    hasher ??= newHasher();
     if (!hasher || !expected) return "";
     const actual = hasher.digest();
     if (actual.hex !== expected.hex) throw digestMismatch(expected, actual);

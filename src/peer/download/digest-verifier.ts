@@ -12,7 +12,8 @@ export class DigestVerifier {
   private hashed = 0;
   private busy = false;
   private closed = false;
-  private readonly hasher: Digester;
+  // Made once the task's length is known (gitsha1 hashes it first).
+  private hasher: Digester | undefined;
   private buf: Buffer | undefined;
   private settle!: { resolve: () => void; reject: (e: DamselflyError) => void };
   readonly result: Promise<void>;
@@ -21,7 +22,6 @@ export class DigestVerifier {
     private readonly task: LocalTask,
     private readonly expected: Digest,
   ) {
-    this.hasher = new Digester(expected.algorithm);
     this.result = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
     this.result.catch(() => undefined);
     task.on("piece", this.kick);
@@ -34,8 +34,15 @@ export class DigestVerifier {
   // running); anything else is read back from the store later.
   feed(offset: number, chunk: Uint8Array): void {
     if (this.closed || this.busy || offset > this.hashed || offset + chunk.length <= this.hashed) return;
-    this.hasher.update(offset === this.hashed ? chunk : chunk.subarray(this.hashed - offset));
+    const hasher = this.ready();
+    if (!hasher) return;
+    hasher.update(offset === this.hashed ? chunk : chunk.subarray(this.hashed - offset));
     this.hashed = offset + chunk.length;
+  }
+
+  private ready(): Digester | undefined {
+    if (!this.hasher && this.task.infoKnown) this.hasher = new Digester(this.expected.algorithm, this.task.meta.contentLength);
+    return this.hasher;
   }
 
   close(): void {
@@ -58,12 +65,12 @@ export class DigestVerifier {
         const { offset, length } = t.pieceRange(n);
         const len = offset + length - this.hashed;
         if (!this.buf) this.buf = Buffer.allocUnsafe(t.meta.pieceLength);
-        this.hasher.update(await t.read(this.hashed, len, this.buf.subarray(0, len)));
+        this.ready()!.update(await t.read(this.hashed, len, this.buf.subarray(0, len)));
         this.hashed += len;
       }
       if (!this.closed && t.infoKnown && this.hashed === t.meta.contentLength && t.pieces.size === t.totalPieces) {
         this.close();
-        const actual = this.hasher.digest();
+        const actual = this.ready()!.digest();
         if (actual.hex === this.expected.hex) this.settle.resolve();
         else this.settle.reject(digestMismatch(this.expected, actual));
       }

@@ -63,7 +63,7 @@ export type Download = Message<"damselfly.common.v1.Download"> & {
   disableBackToSource: boolean;
 
   /**
-   * Expected whole-file digest, "sha256:<hex>", "sha512:<hex>" or "crc32:<hex>".
+   * Expected whole-file digest, "sha256:<hex>", "sha512:<hex>", "crc32:<hex>" or "gitsha1:<hex>" (a git blob id).
    *
    * @generated from field: string digest = 9;
    */
