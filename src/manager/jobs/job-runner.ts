@@ -6,9 +6,11 @@ import { blobDownload, clusterTokenHeaders, createRpcTransport, fromConnectError
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
+import { isLoopbackHost } from "../../common/address.js";
 import { resolveImage } from "./image-resolver.js";
+import { isObjectUrl, resolveObjects, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
 import { registryDispatcher } from "./registry-client.js";
-import { fileDownload, jobTimeoutMs, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
+import { fileDownload, jobTimeoutMs, REDACTED, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
 
 const SCOPES = {
@@ -21,8 +23,9 @@ const SCOPES = {
 // when it ends (SUCCESS or FAILURE, Harbor's states), so jobs outlive the
 // request and a restart. Each job asks one active scheduler per cluster to
 // preheat each task (manager -> scheduler PreheatTask -> daemon API of the
-// seed peers). Request headers may hold registry credentials: they live in
-// this process only and never reach the database or the log.
+// seed peers). Request headers may hold registry credentials, and hf_token a
+// hub token: they live in this process only and never reach the database or
+// the log.
 export class JobRunner {
   private readonly running = new Map<number, AbortController>();
   private readonly clients = new Map<string, Client<typeof schedulerv1.SchedulerService>>();
@@ -44,10 +47,12 @@ export class JobRunner {
     // scheduler certificate: a job's registry credentials never go to an
     // address that merely registered itself.
     private readonly tls?: TlsIdentity,
+    // Endpoints of s3:// and hf:// preheats (the manager's source.* config).
+    private readonly sources: ObjectSources = { s3: { endpoint: "", region: "", pathStyle: false }, hfEndpoint: "" },
   ) {}
 
   async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
-    const { headers, ...stored } = args;
+    const { headers, hf_token, ...stored } = args;
     const t = new Date().toISOString();
     const job = await this.database.db
       .insertInto("jobs")
@@ -56,7 +61,11 @@ export class JobRunner {
         state: "PENDING",
         // Whether credentials came with it: a job resumed after a restart
         // without them would fail in a confusing way.
-        args: JSON.stringify({ ...stored, has_headers: headers !== undefined && Object.keys(headers).length > 0 }),
+        args: JSON.stringify({
+          ...stored,
+          ...(hf_token ? { hf_token: REDACTED } : {}),
+          has_headers: headers !== undefined && Object.keys(headers).length > 0,
+        }),
         scheduler_cluster_ids: JSON.stringify(clusterIds),
         result: "{}",
         error: "",
@@ -85,7 +94,7 @@ export class JobRunner {
         await this.fail(j.id, "the job's stored arguments cannot be read: submit it again");
         continue;
       }
-      if (args.has_headers) {
+      if (args.has_headers || args.hf_token) {
         await this.fail(j.id, "the manager restarted; the job's credentials are never stored: submit it again", "manager restarted");
         continue;
       }
@@ -137,7 +146,7 @@ export class JobRunner {
     const started = Date.now();
     const timeoutMs = jobTimeoutMs(args, this.defaultTimeoutMs);
     const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-    let downloads: { url: string; download: Download }[];
+    let downloads: PreheatDownload[];
     try {
       downloads = await this.downloads(args, jobSignal);
     } catch (err) {
@@ -158,9 +167,10 @@ export class JobRunner {
     this.logger.info({ jobId: id, tasks: downloads.length, clusters: clusters.length, failed, ms: Date.now() - started }, "preheat job finished");
   }
 
-  private async downloads(args: JobArgs, signal: AbortSignal): Promise<{ url: string; download: Download }[]> {
+  private async downloads(args: JobArgs, signal: AbortSignal): Promise<PreheatDownload[]> {
     const headers = args.headers ?? {};
     const url = args.url ?? "";
+    if (isObjectUrl(url)) return resolveObjects(args, this.sources, this.registries, signal);
     if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
     const image = await resolveImage(url, headers, args.platform || "linux/amd64", { signal, dispatcher: this.registries });
     // The registry mirror describes blobs the same way: same task IDs.
@@ -176,7 +186,7 @@ export class JobRunner {
 
   private async preheatCluster(
     cluster: { id: number; schedulers: { ip: string; port: number }[] },
-    downloads: { url: string; download: Download }[],
+    downloads: PreheatDownload[],
     scope: schedulerv1.PreheatScope,
     concurrency: number,
     timeoutMs: number,
@@ -187,7 +197,14 @@ export class JobRunner {
     const worker = async () => {
       while (next < downloads.length) {
         const d = downloads[next++]!;
-        const res = await this.preheatOne(cluster.schedulers, d.download, scope, timeoutMs, signal);
+        // A hub token crosses the network over mutual TLS only.
+        const schedulers = d.secret && !this.tls ? cluster.schedulers.filter((s) => isLoopbackHost(s.ip)) : cluster.schedulers;
+        const res =
+          schedulers.length > 0
+            ? await this.preheatOne(schedulers, d.download, scope, timeoutMs, signal)
+            : {
+                error: "DF_ERR_SOURCE_AUTH: the file needs the job's hub token, which is sent to schedulers over mutual TLS only (the manager has no --tls-*)",
+              };
         if ("error" in res) {
           out.failure_tasks.push({ url: d.url, hostname: "", ip: "", description: res.error });
           continue;
