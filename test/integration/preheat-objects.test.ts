@@ -65,6 +65,8 @@ describe("preheat s3:// and hf://", { timeout: 300_000 }, () => {
       "config.json": Buffer.from('{"private": true}\n'),
       "w.bin": { data: randomBytesSeeded(MiB, "pre-hf-secret"), lfs: true },
     });
+    // Its tree is public, its files need a granted token: each file's task fails, not the listing.
+    hub.repos.create("model", "acme/gated", { gated: "manual", tokens: ["hf_granted"] }).commit({ "w.bin": { data: randomBytesSeeded(4096, "g"), lfs: true } });
     // The manager's own S3 credentials and endpoints; the CLI has none.
     manager = await startManager({ env: awsEnv, args: ["--s3-endpoint", s3.endpoint, "--hf-endpoint", hub.url, "--log-level", "debug"] });
     const root = await manager.signin();
@@ -173,13 +175,27 @@ describe("preheat s3:// and hf://", { timeout: 300_000 }, () => {
       [["-r", "hf://acme/llm", "--hf-revision", "no-such-branch"], ExitCode.NOT_FOUND, /RevisionNotFound/],
       [["-r", "s3://models/llm/", "--include", "*.gguf"], ExitCode.NOT_FOUND, /matches include\/exclude/],
       [["-r", "hf://acme/llm", "--include", "*.gguf"], ExitCode.NOT_FOUND, /matches include\/exclude/],
+      [["-r", "hf://acme/gated"], ExitCode.AUTH, /failed: hf:\/\/acme\/gated\/w\.bin on -: DF_ERR_SOURCE_AUTH/],
       [["s3://models/llm/", "--no-wait"], ExitCode.USAGE, /-r for a prefix/],
       [["https://example.com/x.bin", "--include", "*.bin"], ExitCode.USAGE, /apply to s3:\/\/ and hf:\/\//],
     ];
     for (const [args, code, why] of cases) {
       const r = await preheat(args);
       assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(r.stderr, why, args.join(" "));
+      assert.match(r.stdout.toString() + r.stderr, why, args.join(" "));
+    }
+    // The API checks the same before a job exists.
+    const refused: [Record<string, unknown>, RegExp][] = [
+      [{ type: "file", url: "s3://models/llm/", include: ["*.bin"] }, /include and exclude need recursive/],
+      [{ type: "file", url: "s3://models/llm/x", hf_token: "t" }, /apply to hf:\/\/ URLs/],
+      [{ type: "file", url: "http://127.0.0.1:9/x", recursive: true }, /apply to s3:\/\/ and hf:\/\/ URLs/],
+      [{ type: "image", url: "hf://acme/llm/config.json" }, /preheated as type file/],
+      [{ type: "file", url: "hf://acme/llm" }, /DF_ERR_INVALID_URL|expected hf:\/\//],
+    ];
+    for (const [args, why] of refused) {
+      const r = await manager.api("POST", "/oapi/v1/jobs", { token: pat, body: { type: "preheat", args } });
+      assert.equal(r.status, 400, JSON.stringify(args));
+      assert.match(JSON.stringify(r.body), why, JSON.stringify(args));
     }
     // The manager's own S3 secret is wrong: refused by the store.
     const wrong = await startManager({ env: { ...awsEnv, AWS_SECRET_ACCESS_KEY: "wrong-secret" }, args: ["--s3-endpoint", s3.endpoint] });

@@ -8,7 +8,9 @@ import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
 import { isLoopbackHost } from "../../common/address.js";
 import { resolveImage } from "./image-resolver.js";
-import { isObjectUrl, resolveObjects, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
+import { isObjectUrl, resolveObjects, type LazyPreheatDownload, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
+
+type PreheatItem = PreheatDownload | LazyPreheatDownload;
 import { registryDispatcher } from "./registry-client.js";
 import { fileDownload, jobTimeoutMs, REDACTED, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
@@ -146,7 +148,7 @@ export class JobRunner {
     const started = Date.now();
     const timeoutMs = jobTimeoutMs(args, this.defaultTimeoutMs);
     const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-    let downloads: PreheatDownload[];
+    let downloads: PreheatItem[];
     try {
       downloads = await this.downloads(args, jobSignal);
     } catch (err) {
@@ -167,10 +169,10 @@ export class JobRunner {
     this.logger.info({ jobId: id, tasks: downloads.length, clusters: clusters.length, failed, ms: Date.now() - started }, "preheat job finished");
   }
 
-  private async downloads(args: JobArgs, signal: AbortSignal): Promise<PreheatDownload[]> {
+  private async downloads(args: JobArgs, signal: AbortSignal): Promise<PreheatItem[]> {
     const headers = args.headers ?? {};
     const url = args.url ?? "";
-    if (isObjectUrl(url)) return resolveObjects(args, this.sources, this.registries, signal);
+    if (isObjectUrl(url)) return resolveObjects(args, this.sources, this.registries);
     if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
     const image = await resolveImage(url, headers, args.platform || "linux/amd64", { signal, dispatcher: this.registries });
     // The registry mirror describes blobs the same way: same task IDs.
@@ -186,7 +188,7 @@ export class JobRunner {
 
   private async preheatCluster(
     cluster: { id: number; schedulers: { ip: string; port: number }[] },
-    downloads: PreheatDownload[],
+    downloads: PreheatItem[],
     scope: schedulerv1.PreheatScope,
     concurrency: number,
     timeoutMs: number,
@@ -196,7 +198,15 @@ export class JobRunner {
     let next = 0;
     const worker = async () => {
       while (next < downloads.length) {
-        const d = downloads[next++]!;
+        const item = downloads[next++]!;
+        let d: PreheatDownload;
+        try {
+          d = "resolve" in item ? await item.resolve() : item;
+        } catch (err) {
+          const e = DamselflyError.from(err);
+          out.failure_tasks.push({ url: item.url, hostname: "", ip: "", description: `${e.code}: ${e.message}` });
+          continue;
+        }
         // A hub token crosses the network over mutual TLS only.
         const schedulers = d.secret && !this.tls ? cluster.schedulers.filter((s) => isLoopbackHost(s.ip)) : cluster.schedulers;
         const res =

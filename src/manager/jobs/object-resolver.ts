@@ -16,9 +16,6 @@ import { resolveS3, s3TaskTag } from "../../common/s3/s3-resolve.js";
 import type { Download } from "../../protocol/index.js";
 import { fileDownload, type JobArgs } from "./job-types.js";
 
-// Files resolved at once (one HEAD each at the store or hub).
-const RESOLVE_CONCURRENCY = 8;
-
 export interface ObjectSources {
   s3: S3Options;
   // "" : HF_ENDPOINT, else huggingface.co.
@@ -31,6 +28,13 @@ export interface PreheatDownload {
   download: Download;
   // The download carries the job's hub token (sent over mutual TLS only).
   secret?: boolean;
+}
+
+// A file of a recursive preheat, resolved just before its task is sent: its
+// presigned or CDN URL is fresh however long the job has run.
+export interface LazyPreheatDownload {
+  url: string;
+  resolve(): Promise<PreheatDownload>;
 }
 
 export function isObjectUrl(url: string): boolean {
@@ -58,33 +62,40 @@ export function checkObjectArgs(args: JobArgs): void {
     throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(url)}: expected s3://BUCKET[/PREFIX/]`);
 }
 
-export async function resolveObjects(args: JobArgs, sources: ObjectSources, dispatcher: Dispatcher, signal: AbortSignal): Promise<PreheatDownload[]> {
+// One URL is resolved at once (its errors fail the job); a recursive one is
+// listed and filtered at once, its files resolved one by one later.
+export async function resolveObjects(args: JobArgs, sources: ObjectSources, dispatcher: Dispatcher): Promise<(PreheatDownload | LazyPreheatDownload)[]> {
   const url = args.url ?? "";
   const hub = { endpoint: hfEndpoint(sources.hfEndpoint), revision: args.hf_revision || "main", token: args.hf_token ?? "" };
-  let urls = [url];
-  if (args.recursive) {
-    const listing = isHfUrl(url) ? await hfFolderListing(url, { ...hub, dispatcher }) : await s3PrefixListing(url, sources.s3, process.env, dispatcher);
-    // Every file from the one commit the revision named when listed, as get -r does.
-    if (listing.commit !== "") hub.revision = listing.commit;
-    urls = selected(listing, args.include ?? [], args.exclude ?? []);
-    if (urls.length === 0) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file under ${url} (${listing.label}) matches include/exclude`);
+  if (!args.recursive) return [await resolveOne(url, args, sources, hub, dispatcher)];
+  const listing = isHfUrl(url) ? await hfFolderListing(url, { ...hub, dispatcher }) : await s3PrefixListing(url, sources.s3, process.env, dispatcher);
+  // Every file from the one commit the revision named when listed, as get -r does.
+  if (listing.commit !== "") hub.revision = listing.commit;
+  const urls = selected(listing, args.include ?? [], args.exclude ?? []);
+  if (urls.length === 0) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `no file under ${url} (${listing.label}) matches include/exclude`);
+  return urls.map((u) => ({ url: u, resolve: () => resolveOne(u, args, sources, hub, dispatcher) }));
+}
+
+async function resolveOne(
+  u: string,
+  args: JobArgs,
+  sources: ObjectSources,
+  hub: { endpoint: string; revision: string; token: string },
+  dispatcher: Dispatcher,
+): Promise<PreheatDownload> {
+  if (isS3Url(u)) {
+    const s3 = await resolveS3(u, sources.s3, process.env, dispatcher);
+    return { url: u, download: fileDownload({ ...args, url: s3.url, tag: s3TaskTag(args.tag ?? "", s3.identity) }, args.headers ?? {}) };
   }
-  const one = async (u: string): Promise<PreheatDownload> => {
-    if (isS3Url(u)) {
-      const s3 = await resolveS3(u, sources.s3, process.env, dispatcher);
-      return { url: u, download: fileDownload({ ...args, url: s3.url, tag: s3TaskTag(args.tag ?? "", s3.identity) }, args.headers ?? {}) };
-    }
-    const hf = await resolveHf(u, hub, dispatcher);
-    const headers = { ...hf.headers, ...args.headers };
-    const secret = Object.keys(hf.headers).length > 0;
-    if (hf.digest === "") return { url: u, download: fileDownload({ ...args, url: hf.url, tag: hfTaskTag(args.tag ?? "", hf.blob) }, headers), secret };
-    // Keyed and checked by the hub's sha256, as get keys an LFS file.
-    const d = fileDownload({ ...args, url: hf.url }, headers);
-    d.digest = hf.digest;
-    d.digestTaskId = true;
-    return { url: u, download: d, secret };
-  };
-  return mapPool(urls, RESOLVE_CONCURRENCY, signal, one);
+  const hf = await resolveHf(u, hub, dispatcher);
+  const headers = { ...hf.headers, ...args.headers };
+  const secret = Object.keys(hf.headers).length > 0;
+  if (hf.digest === "") return { url: u, download: fileDownload({ ...args, url: hf.url, tag: hfTaskTag(args.tag ?? "", hf.blob) }, headers), secret };
+  // Keyed and checked by the hub's sha256, as get keys an LFS file.
+  const d = fileDownload({ ...args, url: hf.url }, headers);
+  d.digest = hf.digest;
+  d.digestTaskId = true;
+  return { url: u, download: d, secret };
 }
 
 // The single-file URLs of the listed files the globs select; a path that is
@@ -96,27 +107,5 @@ function selected(listing: ObjectListing, include: readonly string[], exclude: r
     const u = rel === undefined ? "" : listing.urlOf(e.path);
     if (rel !== undefined && u !== "" && wantedPath(rel, include, exclude)) out.push(u);
   }
-  return out;
-}
-
-// `work` over `items` in order, at most `limit` at once; the first failure
-// (or the job's end) stops new work and is thrown once every worker is idle.
-async function mapPool<T, R>(items: T[], limit: number, signal: AbortSignal, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const i = next++;
-      try {
-        signal.throwIfAborted();
-        out[i] = await work(items[i]!);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.err;
   return out;
 }
