@@ -9,7 +9,7 @@
 // with the matching code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
@@ -162,6 +162,11 @@ describe("preheat s3:// and hf://", { timeout: 300_000 }, () => {
     // Not in the database (every table, WAL included) nor any process's output.
     for (const f of readdirSync(manager.dataDir)) {
       assert.ok(!readFileSync(join(manager.dataDir, f)).includes(HUB_TOKEN), `the token is in ${f}`);
+    }
+    // Nor in the seed peer's store (task metadata keeps no request headers).
+    for (const f of readdirSync(cluster.seed!.dataDir, { recursive: true, encoding: "utf8" })) {
+      const path = join(cluster.seed!.dataDir, f);
+      if (statSync(path).isFile()) assert.ok(!readFileSync(path).includes(HUB_TOKEN), `the token is in the seed's ${f}`);
     }
     for (const p of [manager.proc, ...cluster.schedulers.map((s) => s.proc), ...cluster.daemons.map((d) => d.proc)]) {
       assert.ok(!(p.stdout() + p.stderr()).includes(HUB_TOKEN), `the token is in the output of ${p.name}`);

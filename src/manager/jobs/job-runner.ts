@@ -9,11 +9,11 @@ import type { Job } from "../db/tables.js";
 import { isLoopbackHost } from "../../common/address.js";
 import { resolveImage } from "./image-resolver.js";
 import { isObjectUrl, resolveObjects, type LazyPreheatDownload, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
-
-type PreheatItem = PreheatDownload | LazyPreheatDownload;
 import { registryDispatcher } from "./registry-client.js";
 import { fileDownload, jobTimeoutMs, REDACTED, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
+
+type PreheatItem = PreheatDownload | LazyPreheatDownload;
 
 const SCOPES = {
   single_seed_peer: schedulerv1.PreheatScope.SINGLE_SEED_PEER,
