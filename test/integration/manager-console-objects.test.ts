@@ -56,8 +56,8 @@ test("console: preheat a private hf:// repository recursively with a hub token",
   await page.click("button:has-text('Preheat')");
   const row = page.locator("tr[data-job]").first();
   await row.locator(".badge.success").waitFor({ timeout: 60_000 });
-  assert.match(await row.innerText(), /preheat file -r/);
-  assert.match(await row.innerText(), /2 preheated, 0 failed/);
+  assert.match(String(await row.textContent()), /preheat file -r/);
+  assert.match(String(await row.textContent()), /2 preheated, 0 failed/);
   assert.equal(hub.cdnBytesFor(sha256Hex(weights)), weights.length, "the seed peer fetched the LFS file once");
 
   // The form is cleared and the token is nowhere in the page or the job.
