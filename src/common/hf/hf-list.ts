@@ -5,9 +5,12 @@
 // preheat jobs, so both see the same set.
 import { request, type Dispatcher } from "undici";
 import { DamselflyError } from "../errors.js";
+import { readTextCapped } from "../streams.js";
 
 const MAX_PAGES = 1_000;
 const API_TIMEOUT_MS = 30_000;
+// One page of the tree (the Hub sends 1,000 entries, a few hundred KiB).
+const MAX_PAGE_BYTES = 16 * 1024 * 1024;
 
 export interface HfTreeEntry {
   type: string;
@@ -69,7 +72,12 @@ async function hubJson(url: string, token: string, dispatcher: Dispatcher | unde
   }
   const link = String(res.headers["link"] ?? "");
   const next = /<([^>]+)>;\s*rel="next"/.exec(link)?.[1] ?? "";
-  return { body: await res.body.json(), next };
+  const text = await readTextCapped(res.body, MAX_PAGE_BYTES, `Hugging Face Hub answer ${url}`);
+  try {
+    return { body: JSON.parse(text) as unknown, next };
+  } catch {
+    throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub sent no JSON for ${url}`);
+  }
 }
 
 // The commit the revision names, then every file under the folder at it.

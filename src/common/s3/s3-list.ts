@@ -2,10 +2,13 @@
 // with its own credentials; continuation tokens followed, bounded).
 import { request, type Dispatcher } from "undici";
 import { DamselflyError } from "../errors.js";
+import { readTextCapped } from "../streams.js";
 import { loadCredentials, objectUrl, type S3Options } from "./s3-config.js";
 import { httpRequest, signer } from "./s3-resolve.js";
 
 const LIST_TIMEOUT_MS = 30_000;
+// One ListObjectsV2 page (1,000 keys of at most 1 KiB each, plus metadata).
+const MAX_PAGE_BYTES = 16 * 1024 * 1024;
 
 export interface S3Listed {
   key: string;
@@ -67,7 +70,7 @@ async function fetchList(url: URL, headers: Record<string, string>, bucket: stri
     if ((err as { code?: string }).code === "DF_ERR_EGRESS_DENIED") throw DamselflyError.from(err);
     throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `S3 endpoint unreachable for s3://${bucket} (${url.origin})`, { cause: err, temporary: true });
   }
-  const body = await res.body.text();
+  const body = await readTextCapped(res.body, MAX_PAGE_BYTES, `S3 listing of s3://${bucket}`);
   const s = res.statusCode;
   if (s === 401 || s === 403) throw new DamselflyError("DF_ERR_SOURCE_AUTH", `S3 refused to list s3://${bucket} (HTTP ${s}): check the credentials and region`);
   if (s === 404) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", `s3://${bucket}: no such bucket (HTTP 404)`);
