@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { failureCode } from "../../src/cli/preheat.js";
 import { relativeUnder, wantedPath } from "../../src/common/object-listing.js";
 import { readTextCapped } from "../../src/common/streams.js";
-import { checkObjectArgs } from "../../src/manager/jobs/object-resolver.js";
+import { checkObjectArgs, schedulersFor } from "../../src/manager/jobs/object-resolver.js";
 
 test("checkObjectArgs: recursive URLs, globs and hub fields only where they apply", () => {
   checkObjectArgs({ type: "file", url: "s3://b/k.bin" });
@@ -51,4 +51,11 @@ test("readTextCapped: a page up to the bound; past it DF_ERR_SOURCE_PROTOCOL", a
   const page = (n: number) => Readable.from([Buffer.alloc(n, 0x61), Buffer.alloc(n, 0x62)]);
   assert.equal(await readTextCapped(page(4), 8, "page"), "aaaabbbb");
   await assert.rejects(readTextCapped(page(5), 8, "page"), { code: "DF_ERR_SOURCE_PROTOCOL" });
+});
+
+test("schedulersFor: a download with the hub token goes over mutual TLS, else only to a loopback scheduler", () => {
+  const all = [{ ip: "127.0.0.1" }, { ip: "10.0.0.7" }, { ip: "::1" }];
+  assert.deepEqual(schedulersFor(all, { secret: true }, false), [{ ip: "127.0.0.1" }, { ip: "::1" }]);
+  assert.deepEqual(schedulersFor(all, { secret: true }, true), all);
+  assert.deepEqual(schedulersFor(all, {}, false), all);
 });

@@ -6,9 +6,8 @@ import { blobDownload, clusterTokenHeaders, createRpcTransport, fromConnectError
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
-import { isLoopbackHost } from "../../common/address.js";
 import { resolveImage } from "./image-resolver.js";
-import { isObjectUrl, resolveObjects, type LazyPreheatDownload, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
+import { isObjectUrl, resolveObjects, schedulersFor, type LazyPreheatDownload, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
 import { registryDispatcher } from "./registry-client.js";
 import { fileDownload, jobTimeoutMs, REDACTED, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
@@ -207,8 +206,7 @@ export class JobRunner {
           out.failure_tasks.push({ url: item.url, hostname: "", ip: "", description: `${e.code}: ${e.message}` });
           continue;
         }
-        // A hub token crosses the network over mutual TLS only.
-        const schedulers = d.secret && !this.tls ? cluster.schedulers.filter((s) => isLoopbackHost(s.ip)) : cluster.schedulers;
+        const schedulers = schedulersFor(cluster.schedulers, d, this.tls !== undefined);
         const res =
           schedulers.length > 0
             ? await this.preheatOne(schedulers, d.download, scope, timeoutMs, signal)

@@ -7,6 +7,7 @@
 // token goes to a seed peer only for a plain file of a repository that
 // refuses anonymous reads (an LFS file's CDN URL authorises itself).
 import type { Dispatcher } from "undici";
+import { isLoopbackHost } from "../../common/address.js";
 import { DamselflyError } from "../../common/errors.js";
 import { hfEndpoint, hfTaskTag, isHfUrl, parseHfUrl, resolveHf } from "../../common/hf/hf-resolve.js";
 import { parseHfFolder } from "../../common/hf/hf-list.js";
@@ -35,6 +36,13 @@ export interface PreheatDownload {
 export interface LazyPreheatDownload {
   url: string;
   resolve(): Promise<PreheatDownload>;
+}
+
+// The schedulers a download may be sent to: one that carries the job's hub
+// token crosses the network only over mutual TLS (without it, only to a
+// scheduler on this host's loopback).
+export function schedulersFor<S extends { ip: string }>(schedulers: S[], d: Pick<PreheatDownload, "secret">, mutualTls: boolean): S[] {
+  return d.secret && !mutualTls ? schedulers.filter((s) => isLoopbackHost(s.ip)) : schedulers;
 }
 
 export function isObjectUrl(url: string): boolean {
