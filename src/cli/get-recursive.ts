@@ -4,120 +4,30 @@
 // `huggingface-cli download --local-dir` does (paths relative to FOLDER),
 // each file one ordinary single-file get (its own task, atomic write).
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, isAbsolute, matchesGlob, resolve, sep } from "node:path";
-import { request } from "undici";
+import { dirname, resolve, sep } from "node:path";
 import { DamselflyError } from "../common/errors.js";
 import { hfEndpoint, hfToken, isHfUrl } from "../common/hf/hf-resolve.js";
+import { hfFolderListing, type ObjectListing, relativeUnder, s3PrefixListing, wantedPath } from "../common/object-listing.js";
 import { isS3Url } from "../common/s3/s3-config.js";
-import { listS3Prefix } from "../common/s3/s3-list.js";
 import type { GetConfig } from "../common/schemas.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { formatBytes } from "./format.js";
 import { type GetIo, runGet } from "./get.js";
 import { SetDisplay, SetProgress } from "./set-progress.js";
 
-// More files than this is a mistake (a whole dataset), not a download.
-export const MAX_RECURSIVE_FILES = 10_000;
-const MAX_PAGES = 1_000;
-const API_TIMEOUT_MS = 30_000;
-
-interface HfTreeEntry {
-  type: string;
-  path: string;
-  size?: number;
-  oid?: string;
-  lfs?: { size?: number; oid?: string };
-}
-
-interface HfFolder {
-  kind: string; // "models", "datasets" or "spaces"
-  urlPrefix: string; // "", "datasets/" or "spaces/"
-  repo: string;
-  folder: string; // "" for the whole repository
-}
-
-export function parseHfFolder(raw: string): HfFolder {
-  const segs = raw.slice("hf://".length).split("/");
-  const first = segs[0] ?? "";
-  const kind = first === "datasets" || first === "spaces" ? first : "models";
-  if (first === "models" || first === "datasets" || first === "spaces") segs.shift();
-  while (segs.length > 2 && segs[segs.length - 1] === "") segs.pop();
-  if (segs.length < 2 || segs.slice(0, 2).some((s) => s === "") || segs.some((s) => s === "." || s === "..")) {
-    throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(raw)}: expected hf://[models/|datasets/|spaces/]OWNER/REPO[/FOLDER]`);
-  }
-  return { kind, urlPrefix: kind === "models" ? "" : `${kind}/`, repo: `${segs[0]}/${segs[1]}`, folder: segs.slice(2).join("/") };
-}
+export { parseHfFolder } from "../common/hf/hf-list.js";
 
 // The path under DIR of a listed file, or undefined when it must not be
-// written: a hostile listing (`..`, absolute, backslashes, control bytes)
-// never names a file outside DIR.
+// written: a hostile listing never names a file outside DIR.
 export function safeRelative(path: string, folder: string, dir: string): string | undefined {
-  const prefix = folder === "" ? "" : `${folder}/`;
-  if (!path.startsWith(prefix)) return undefined;
-  const rel = path.slice(prefix.length);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control bytes are what is refused
-  if (rel === "" || isAbsolute(rel) || rel.includes("\\") || /[\u0000-\u001f]/.test(rel)) return undefined;
-  if (rel.split("/").some((s) => s === "" || s === "." || s === "..")) return undefined;
+  const rel = relativeUnder(path, folder);
+  if (rel === undefined) return undefined;
   const full = resolve(dir, rel);
   return full.startsWith(dir + sep) ? rel : undefined;
 }
 
-// A glob with no '/' also matches the file name at any depth (as
-// `--include '*.safetensors'` is meant, and as fnmatch in huggingface-cli does).
-function globMatch(rel: string, glob: string): boolean {
-  return matchesGlob(rel, glob) || (!glob.includes("/") && matchesGlob(basename(rel), glob));
-}
-
 function wanted(rel: string, config: GetConfig): boolean {
-  if (config.include.length > 0 && !config.include.some((g) => globMatch(rel, g))) return false;
-  return !config.exclude.some((g) => globMatch(rel, g));
-}
-
-async function hubJson(url: string, token: string): Promise<{ body: unknown; next: string }> {
-  let res: Awaited<ReturnType<typeof request>>;
-  try {
-    res = await request(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, headersTimeout: API_TIMEOUT_MS, bodyTimeout: API_TIMEOUT_MS });
-  } catch (err) {
-    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `Hugging Face Hub unreachable (${new URL(url).origin})`, { cause: err, temporary: true });
-  }
-  if (res.statusCode !== 200) {
-    const code = String(res.headers["x-error-code"] ?? "");
-    res.body.resume();
-    const where = `${url}: HTTP ${res.statusCode}${code ? ` (${code})` : ""}`;
-    if (res.statusCode === 401 || res.statusCode === 403)
-      throw new DamselflyError("DF_ERR_SOURCE_AUTH", `${where}; set HF_TOKEN to a token allowed to read it`);
-    if (res.statusCode === 404) throw new DamselflyError("DF_ERR_SOURCE_NOT_FOUND", where);
-    throw new DamselflyError("DF_ERR_SOURCE_STATUS", where, { temporary: res.statusCode >= 500 });
-  }
-  const link = String(res.headers["link"] ?? "");
-  const next = /<([^>]+)>;\s*rel="next"/.exec(link)?.[1] ?? "";
-  return { body: await res.body.json(), next };
-}
-
-// The commit the revision names, then every file under the folder at it.
-async function listHf(loc: HfFolder, config: GetConfig): Promise<{ commit: string; entries: HfTreeEntry[] }> {
-  const endpoint = hfEndpoint(config.hfEndpoint);
-  const token = hfToken();
-  const rev = encodeURIComponent(config.hfRevision || "main");
-  const info = (await hubJson(`${endpoint}/api/${loc.kind}/${loc.repo}/revision/${rev}`, token)).body as { sha?: string };
-  const commit = info.sha ?? "";
-  if (!/^[0-9a-f]{40}$/.test(commit)) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub gave no commit for ${loc.repo}@${rev}`);
-  const folder = loc.folder === "" ? "" : `/${loc.folder.split("/").map(encodeURIComponent).join("/")}`;
-  let url = `${endpoint}/api/${loc.kind}/${loc.repo}/tree/${commit}${folder}?recursive=true`;
-  const entries: HfTreeEntry[] = [];
-  for (let page = 0; url !== "" && page < MAX_PAGES; page++) {
-    const { body, next } = await hubJson(url, token);
-    if (!Array.isArray(body)) throw new DamselflyError("DF_ERR_SOURCE_PROTOCOL", `Hugging Face Hub sent a tree that is not a list for ${loc.repo}`);
-    for (const e of body as HfTreeEntry[]) if (e.type === "file") entries.push(e);
-    if (entries.length > MAX_RECURSIVE_FILES) {
-      throw new DamselflyError(
-        "DF_ERR_USAGE",
-        `${loc.repo} has more than ${MAX_RECURSIVE_FILES} files under ${loc.folder || "/"}: narrow it with a folder or --include`,
-      );
-    }
-    url = next === "" ? "" : new URL(next, endpoint).href;
-  }
-  return { commit, entries };
+  return wantedPath(rel, config.include, config.exclude);
 }
 
 interface SetTotals {
@@ -145,42 +55,20 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
   if (failed !== undefined) throw failed;
 }
 
-// What a recursive get lists: files under `folder` and how to fetch each.
-interface Listing {
-  folder: string;
-  // id: what the content is (an LFS sha256, a blob id, an ETag), for the resume marker.
-  entries: { path: string; size: number; id: string }[];
-  // The single-file URL of a listed path, or "" when it cannot be one.
-  urlOf: (path: string) => string;
+// What a recursive get lists (common/object-listing.ts), and the options
+// each file's single-file get runs with.
+interface Listing extends ObjectListing {
   overrides: Partial<GetConfig>;
-  label: string;
 }
 
 async function hfListing(rawUrl: string, config: GetConfig): Promise<Listing> {
-  const loc = parseHfFolder(rawUrl);
-  const { commit, entries } = await listHf(loc, config);
-  const kind = loc.kind === "models" ? "" : `${loc.kind}/`;
-  return {
-    folder: loc.folder,
-    entries: entries.map((e) => ({ path: e.path, size: e.lfs?.size ?? e.size ?? -1, id: e.lfs?.oid ?? e.oid ?? "" })),
-    urlOf: (path) => `hf://${kind}${loc.repo}/${path}`,
-    overrides: { hfRevision: commit },
-    label: `commit ${commit.slice(0, 12)}`,
-  };
+  const listing = await hfFolderListing(rawUrl, { endpoint: hfEndpoint(config.hfEndpoint), revision: config.hfRevision || "main", token: hfToken() });
+  return { ...listing, overrides: { hfRevision: listing.commit } };
 }
 
 async function s3Listing(rawUrl: string, config: GetConfig): Promise<Listing> {
-  const m = /^s3:\/\/([^/?#]+)(?:\/([^?#]*))?$/i.exec(rawUrl);
-  if (!m) throw new DamselflyError("DF_ERR_INVALID_URL", `invalid URL ${JSON.stringify(rawUrl)}: expected s3://BUCKET[/PREFIX/]`);
-  const bucket = m[1]!;
-  const folder = (m[2] ?? "").replace(/\/+$/, "");
-  const opts = { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle };
-  const entries = (await listS3Prefix(bucket, folder === "" ? "" : `${folder}/`, opts, MAX_RECURSIVE_FILES)).map((o) => ({
-    path: o.key,
-    size: o.size,
-    id: o.etag,
-  }));
-  return { folder, entries, urlOf: (key) => (/[?#]/.test(key) ? "" : `s3://${bucket}/${key}`), overrides: {}, label: `s3://${bucket}` };
+  const listing = await s3PrefixListing(rawUrl, { endpoint: config.s3Endpoint, region: config.s3Region, pathStyle: config.s3PathStyle });
+  return { ...listing, overrides: {} };
 }
 
 // Resume markers, as huggingface-cli keeps .cache/huggingface/download/: for

@@ -2,6 +2,8 @@ import type { Writable } from "node:stream";
 import { request } from "undici";
 import { DamselflyError, type ErrorCode } from "../common/errors.js";
 import { parseHeaders } from "../common/http-headers.js";
+import { hfToken, isHfUrl } from "../common/hf/hf-resolve.js";
+import { isS3Url } from "../common/s3/s3-config.js";
 import type { PreheatConfig } from "../common/schemas.js";
 
 export interface PreheatIo {
@@ -64,8 +66,14 @@ async function call(method: string, url: string, token: string, body?: unknown):
 
 export async function runPreheat(target: string, config: PreheatConfig, io: PreheatIo): Promise<void> {
   if (config.token === "") throw new DamselflyError("DF_ERR_USAGE", "a personal access token with the job scope is needed: DAMSELFLY_PREHEAT_TOKEN or --token");
-  const isUrl = /^https?:\/\//.test(target);
+  const object = isS3Url(target) || isHfUrl(target);
+  const isUrl = object || /^https?:\/\//.test(target);
   const type = config.type || (!isUrl || isManifestUrl(target) ? "image" : "file");
+  if (object && type !== "file") throw new DamselflyError("DF_ERR_USAGE", `${target.slice(0, 5)} URLs are preheated as --type file`);
+  if (!object && (config.recursive || config.include.length || config.exclude.length || config.hfRevision)) {
+    throw new DamselflyError("DF_ERR_USAGE", "-r, --include, --exclude and --hf-revision apply to s3:// and hf:// URLs");
+  }
+  if (!config.recursive && (config.include.length || config.exclude.length)) throw new DamselflyError("DF_ERR_USAGE", "--include and --exclude need -r");
   const url = type === "image" && !isUrl ? imageManifestUrl(target) : target;
   const headers = parseHeaders(config.header);
   const clusterIds = config.clusterId.map((x) => {
@@ -76,7 +84,7 @@ export async function runPreheat(target: string, config: PreheatConfig, io: Preh
   const base = config.manager.replace(/\/+$/, "");
   const job = await call("POST", `${base}/oapi/v1/jobs`, config.token, {
     type: "preheat",
-    args: { type, url, scope: config.scope, headers, ...(type === "image" ? { platform: config.platform } : {}) },
+    args: { type, url, scope: config.scope, headers, ...(type === "image" ? { platform: config.platform } : {}), ...objectArgs(target, config) },
     ...(clusterIds.length ? { scheduler_cluster_ids: clusterIds } : {}),
   });
   const id = job.id as number;
@@ -106,6 +114,38 @@ export async function runPreheat(target: string, config: PreheatConfig, io: Preh
     io.stdout.write(`cluster ${r.scheduler_cluster_id}: ${r.success_tasks.length} task(s) preheated, ${r.failure_tasks.length} failed\n`);
     for (const f of r.failure_tasks) io.stdout.write(`  failed: ${f.url.replace(/\?.*$/, "")} on ${f.hostname || "-"}: ${f.description}\n`);
   }
-  if (state === "FAILURE") throw new DamselflyError("DF_ERR_JOB_FAILED", `job ${id} failed: ${results?.error || String(last.error ?? "")}`);
+  if (state === "FAILURE") {
+    const why = results?.error || String(last.error ?? "");
+    throw new DamselflyError(failureCode(why, results?.results ?? []), `job ${id} failed: ${why}`);
+  }
   io.stdout.write(`job ${id}: SUCCESS\n`);
+}
+
+// The job fields of an s3:// or hf:// URL. The hub token (HF_TOKEN) is sent
+// with the job, which holds it in memory only: never on the command line.
+function objectArgs(target: string, config: PreheatConfig): Record<string, unknown> {
+  if (!isS3Url(target) && !isHfUrl(target)) return {};
+  const token = isHfUrl(target) ? hfToken() : "";
+  return {
+    ...(config.recursive ? { recursive: true } : {}),
+    ...(config.include.length ? { include: config.include } : {}),
+    ...(config.exclude.length ? { exclude: config.exclude } : {}),
+    ...(config.hfRevision ? { hf_revision: config.hfRevision } : {}),
+    ...(token ? { hf_token: token } : {}),
+  };
+}
+
+// The exit code of a failed job: the code the job failed with ("DF_ERR_X:
+// why", from resolving its URL), or the one every failed task shares (a
+// source refusing the seed peer); else DF_ERR_JOB_FAILED.
+export function failureCode(error: string, results: { failure_tasks?: { description: string }[] }[]): ErrorCode {
+  const codeOf = (s: string) => {
+    const c = /^(DF_ERR_[A-Z0-9_]+):/.exec(s)?.[1];
+    return c !== undefined && DamselflyError.isCode(c) ? (c as ErrorCode) : undefined;
+  };
+  const own = codeOf(error);
+  if (own) return own;
+  const codes = new Set(results.flatMap((r) => r.failure_tasks ?? []).map((f) => codeOf(f.description)));
+  const [only] = codes;
+  return codes.size === 1 && only !== undefined ? only : "DF_ERR_JOB_FAILED";
 }

@@ -5,6 +5,7 @@ import { LOG_LEVELS } from "./logger.js";
 import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
+import { managerSourceGroup } from "./schemas-sources.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
@@ -339,6 +340,7 @@ export const managerSchema = {
   jobs: {
     preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
   },
+  source: managerSourceGroup(),
   audit: {
     maxRows: field("int", 100_000, "audit log rows kept: older ones are deleted as new ones come", { check: positive }),
     maxAge: field("duration", 90 * 24 * 3_600_000, "audit log rows older than this are deleted", { check: positive }),
@@ -372,6 +374,10 @@ export const preheatSchema = {
   clusterId: field("list", [] as string[], "scheduler cluster IDs (default: every cluster)"),
   timeout: field("duration", 30 * 60_000, "give up waiting after this long"),
   wait: field("bool", true, "wait until the job ends (--no-wait: print its id and return)"),
+  recursive: field("bool", false, "preheat every file of an hf:// repository or folder, or under an s3:// prefix, one task per file", { short: "-r" }),
+  include: field("list", [] as string[], "with -r: only paths matching this glob (repeatable)"),
+  exclude: field("list", [] as string[], "with -r: skip paths matching this glob (repeatable)"),
+  hfRevision: field("string", "", "Hugging Face Hub revision for hf:// URLs: a branch, tag or commit (default main); the token is HF_TOKEN"),
 };
 export type PreheatConfig = ConfigOf<typeof preheatSchema>;
 

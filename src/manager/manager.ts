@@ -91,7 +91,10 @@ export class Manager {
       );
     } else if (boot.createdRoot) this.log.info("created user root with the password from DAMSELFLY_ADMIN_PASSWORD");
     const registry = new ClusterRegistry(database, config.scheduler.timeout);
-    this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken, this.tls);
+    this.jobs = new JobRunner(database, registry, this.log, config.jobs.preheatTimeout, this.opts.clusterToken, this.tls, {
+      s3: config.source.s3,
+      hfEndpoint: config.source.hf.endpoint,
+    });
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
     this.app = await buildApp(
       { config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken },

@@ -49,7 +49,7 @@ export function managerCommand(): Command {
     new Command("manager").description("run the manager (control plane: REST API, console, preheat jobs)"),
     managerSchema,
     "MANAGER",
-    { placeholders: { database: "url", dataDir: "dir" } },
+    { placeholders: { database: "url", dataDir: "dir", s3Endpoint: "url", hfEndpoint: "url" } },
     `\n\n${ADMIN_PASSWORD_ENV} sets the root user's password on first start (else one is generated and printed once).`,
   );
   return cmd.action(

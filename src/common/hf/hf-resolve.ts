@@ -110,6 +110,7 @@ async function head(url: URL, token: string, raw: string, dispatcher?: Dispatche
       });
     } catch (err) {
       const e = err as { code?: string; message?: string };
+      if (e.code === "DF_ERR_EGRESS_DENIED") throw DamselflyError.from(err);
       throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `Hugging Face Hub unreachable for ${raw} (${at.origin}): ${e.code ?? e.message}`, {
         cause: err,
         temporary: true,

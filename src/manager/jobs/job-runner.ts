@@ -7,9 +7,12 @@ import type { ClusterRegistry } from "../cluster-registry.js";
 import type { Database } from "../db/database.js";
 import type { Job } from "../db/tables.js";
 import { resolveImage } from "./image-resolver.js";
+import { isObjectUrl, resolveObjects, schedulersFor, type LazyPreheatDownload, type ObjectSources, type PreheatDownload } from "./object-resolver.js";
 import { registryDispatcher } from "./registry-client.js";
-import { fileDownload, jobTimeoutMs, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
+import { fileDownload, jobTimeoutMs, REDACTED, type ClusterResult, type JobArgs, type JobResult, type JobType, type SchedulerAddr } from "./job-types.js";
 import { runTaskJob } from "./task-job.js";
+
+type PreheatItem = PreheatDownload | LazyPreheatDownload;
 
 const SCOPES = {
   single_seed_peer: schedulerv1.PreheatScope.SINGLE_SEED_PEER,
@@ -21,8 +24,9 @@ const SCOPES = {
 // when it ends (SUCCESS or FAILURE, Harbor's states), so jobs outlive the
 // request and a restart. Each job asks one active scheduler per cluster to
 // preheat each task (manager -> scheduler PreheatTask -> daemon API of the
-// seed peers). Request headers may hold registry credentials: they live in
-// this process only and never reach the database or the log.
+// seed peers). Request headers may hold registry credentials, and hf_token a
+// hub token: they live in this process only and never reach the database or
+// the log.
 export class JobRunner {
   private readonly running = new Map<number, AbortController>();
   private readonly clients = new Map<string, Client<typeof schedulerv1.SchedulerService>>();
@@ -44,10 +48,12 @@ export class JobRunner {
     // scheduler certificate: a job's registry credentials never go to an
     // address that merely registered itself.
     private readonly tls?: TlsIdentity,
+    // Endpoints of s3:// and hf:// preheats (the manager's source.* config).
+    private readonly sources: ObjectSources = { s3: { endpoint: "", region: "", pathStyle: false }, hfEndpoint: "" },
   ) {}
 
   async create(userId: number, type: JobType, args: JobArgs, clusterIds: number[]): Promise<Job> {
-    const { headers, ...stored } = args;
+    const { headers, hf_token, ...stored } = args;
     const t = new Date().toISOString();
     const job = await this.database.db
       .insertInto("jobs")
@@ -56,7 +62,11 @@ export class JobRunner {
         state: "PENDING",
         // Whether credentials came with it: a job resumed after a restart
         // without them would fail in a confusing way.
-        args: JSON.stringify({ ...stored, has_headers: headers !== undefined && Object.keys(headers).length > 0 }),
+        args: JSON.stringify({
+          ...stored,
+          ...(hf_token ? { hf_token: REDACTED } : {}),
+          has_headers: headers !== undefined && Object.keys(headers).length > 0,
+        }),
         scheduler_cluster_ids: JSON.stringify(clusterIds),
         result: "{}",
         error: "",
@@ -85,7 +95,7 @@ export class JobRunner {
         await this.fail(j.id, "the job's stored arguments cannot be read: submit it again");
         continue;
       }
-      if (args.has_headers) {
+      if (args.has_headers || args.hf_token) {
         await this.fail(j.id, "the manager restarted; the job's credentials are never stored: submit it again", "manager restarted");
         continue;
       }
@@ -137,7 +147,7 @@ export class JobRunner {
     const started = Date.now();
     const timeoutMs = jobTimeoutMs(args, this.defaultTimeoutMs);
     const jobSignal = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-    let downloads: { url: string; download: Download }[];
+    let downloads: PreheatItem[];
     try {
       downloads = await this.downloads(args, jobSignal);
     } catch (err) {
@@ -158,9 +168,10 @@ export class JobRunner {
     this.logger.info({ jobId: id, tasks: downloads.length, clusters: clusters.length, failed, ms: Date.now() - started }, "preheat job finished");
   }
 
-  private async downloads(args: JobArgs, signal: AbortSignal): Promise<{ url: string; download: Download }[]> {
+  private async downloads(args: JobArgs, signal: AbortSignal): Promise<PreheatItem[]> {
     const headers = args.headers ?? {};
     const url = args.url ?? "";
+    if (isObjectUrl(url)) return resolveObjects(args, this.sources, this.registries);
     if (args.type === "file") return [{ url, download: fileDownload(args, headers) }];
     const image = await resolveImage(url, headers, args.platform || "linux/amd64", { signal, dispatcher: this.registries });
     // The registry mirror describes blobs the same way: same task IDs.
@@ -176,7 +187,7 @@ export class JobRunner {
 
   private async preheatCluster(
     cluster: { id: number; schedulers: { ip: string; port: number }[] },
-    downloads: { url: string; download: Download }[],
+    downloads: PreheatItem[],
     scope: schedulerv1.PreheatScope,
     concurrency: number,
     timeoutMs: number,
@@ -186,8 +197,22 @@ export class JobRunner {
     let next = 0;
     const worker = async () => {
       while (next < downloads.length) {
-        const d = downloads[next++]!;
-        const res = await this.preheatOne(cluster.schedulers, d.download, scope, timeoutMs, signal);
+        const item = downloads[next++]!;
+        let d: PreheatDownload;
+        try {
+          d = "resolve" in item ? await item.resolve() : item;
+        } catch (err) {
+          const e = DamselflyError.from(err);
+          out.failure_tasks.push({ url: item.url, hostname: "", ip: "", description: `${e.code}: ${e.message}` });
+          continue;
+        }
+        const schedulers = schedulersFor(cluster.schedulers, d, this.tls !== undefined);
+        const res =
+          schedulers.length > 0
+            ? await this.preheatOne(schedulers, d.download, scope, timeoutMs, signal)
+            : {
+                error: "DF_ERR_SOURCE_AUTH: the file needs the job's hub token, which is sent to schedulers over mutual TLS only (the manager has no --tls-*)",
+              };
         if ("error" in res) {
           out.failure_tasks.push({ url: d.url, hostname: "", ip: "", description: res.error });
           continue;

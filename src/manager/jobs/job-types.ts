@@ -19,6 +19,16 @@ export interface JobArgs {
   scope?: "single_seed_peer" | "all_seed_peers" | "all_peers";
   platform?: string;
   concurrent_count?: number;
+  // preheat of an s3:// prefix or an hf:// repository or folder: every file
+  // under it (at most MAX_RECURSIVE_FILES) matching include and not exclude.
+  recursive?: boolean;
+  include?: string[];
+  exclude?: string[];
+  // hf://: branch, tag or commit (default main).
+  hf_revision?: string;
+  // hf://: a token for a private or gated repository. In memory for the
+  // job's life only: stored as REDACTED, never logged.
+  hf_token?: string;
   // Nanoseconds, as Harbor sends it; 0 means the manager's default.
   timeout?: number;
 }
@@ -41,6 +51,9 @@ export interface JobResult {
 }
 
 export type SchedulerAddr = { ip: string; port: number };
+
+// What a job's stored args show in place of a secret.
+export const REDACTED = "[redacted]";
 
 // The longest a job may run: the API refuses more (args.timeout, in
 // nanoseconds), and the runner clamps whatever it finds (rows written before

@@ -6,6 +6,7 @@ import type { Job } from "../db/tables.js";
 import { badRequest, notFound } from "../http/errors.js";
 import { parseManifestUrl, parsePlatform } from "../jobs/image-resolver.js";
 import { MAX_JOB_TIMEOUT_NS, type JobArgs } from "../jobs/job-types.js";
+import { checkObjectArgs, isObjectUrl } from "../jobs/object-resolver.js";
 import type { RouteContext } from "./context.js";
 import { errorResponses, IdParams } from "./schemas.js";
 
@@ -28,6 +29,14 @@ const Args = Type.Object({
   concurrent_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 })),
   // Nanoseconds (Harbor's unit), at most 24 h; 0: the manager's default.
   timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_JOB_TIMEOUT_NS })),
+  // s3:// prefix or hf:// repository/folder: every file under it, filtered
+  // by globs as `get -r --include/--exclude` does.
+  recursive: Type.Optional(Type.Boolean()),
+  include: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })),
+  exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })),
+  hf_revision: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: "^\\S+$" })),
+  // Held in memory for the job's life; stored and shown as "[redacted]".
+  hf_token: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: "^[\\x21-\\x7e]+$" })),
 });
 const CreateJobBody = Type.Object({
   type: Type.Union([Type.Literal("preheat"), Type.Literal("get_task"), Type.Literal("delete_task")]),
@@ -94,8 +103,9 @@ export function jobRoutes(ctx: RouteContext) {
           const a = req.body.args;
           if (req.body.type === "preheat") {
             if (a.type === undefined || a.url === undefined) throw badRequest("a preheat job needs args.type (image or file) and args.url");
-            if (a.type === "file") parseSourceUrl(a.url);
-            else parseManifestUrl(a.url);
+            checkObjectArgs(a as JobArgs);
+            if (a.type === "file" && !isObjectUrl(a.url)) parseSourceUrl(a.url);
+            else if (a.type === "image") parseManifestUrl(a.url);
           } else if (a.task_id === undefined) {
             if (a.url === undefined) throw badRequest(`a ${req.body.type} job needs args.task_id or args.url`);
             parseSourceUrl(a.url);

@@ -81,7 +81,7 @@ export interface Job {
   id: number;
   type: string;
   state: string;
-  args: { type?: string; url?: string; task_id?: string; scope?: string };
+  args: { type?: string; url?: string; task_id?: string; scope?: string; recursive?: boolean; include?: string[]; exclude?: string[] };
   result: {
     job_states?: {
       error: string;

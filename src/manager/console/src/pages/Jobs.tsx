@@ -16,7 +16,7 @@ function JobRow({ job }: { job: Job }) {
   return (
     <tr data-job={job.id}>
       <td>#{job.id}</td>
-      <td>{job.type === "preheat" ? `preheat ${job.args.type ?? ""}` : job.type}</td>
+      <td>{job.type === "preheat" ? `preheat ${job.args.type ?? ""}${job.args.recursive ? " -r" : ""}` : job.type}</td>
       <td className="url" title={job.args.url ?? job.args.task_id}>
         {job.args.url ?? job.args.task_id}
       </td>
@@ -90,8 +90,53 @@ export function Jobs({ canWrite }: { canWrite: boolean }) {
   );
 }
 
+// Globs typed as "a, b" or "a b".
+const globs = (s: string): string[] => s.split(/[\s,]+/).filter(Boolean);
+
+const EMPTY_OBJECT = { recursive: false, include: "", exclude: "", revision: "", hubToken: "" };
+
+// s3:// and hf:// preheats: every file under a prefix or repository
+// (recursive, globs), a hub revision, and a hub token the manager keeps in
+// memory for the job's life only (a password field: never shown again).
+function objectArgs(url: string, o: typeof EMPTY_OBJECT): Record<string, unknown> {
+  const hf = url.startsWith("hf://");
+  if (!hf && !url.startsWith("s3://")) return {};
+  return {
+    ...(o.recursive ? { recursive: true, include: globs(o.include), exclude: globs(o.exclude) } : {}),
+    ...(hf && o.revision.trim() ? { hf_revision: o.revision.trim() } : {}),
+    ...(hf && o.hubToken ? { hf_token: o.hubToken } : {}),
+  };
+}
+
+function ObjectFields({ url, o, set }: { url: string; o: typeof EMPTY_OBJECT; set: (o: typeof EMPTY_OBJECT) => void }) {
+  const hf = url.startsWith("hf://");
+  if (!hf && !url.startsWith("s3://")) return null;
+  return (
+    <>
+      <label>
+        <input name="recursive" type="checkbox" checked={o.recursive} onChange={(e) => set({ ...o, recursive: e.target.checked })} /> recursive
+      </label>
+      {o.recursive && <input name="include" placeholder="include globs" value={o.include} onChange={(e) => set({ ...o, include: e.target.value })} size={14} />}
+      {o.recursive && <input name="exclude" placeholder="exclude globs" value={o.exclude} onChange={(e) => set({ ...o, exclude: e.target.value })} size={14} />}
+      {hf && <input name="revision" placeholder="revision (main)" value={o.revision} onChange={(e) => set({ ...o, revision: e.target.value })} size={12} />}
+      {hf && (
+        <input
+          name="hubToken"
+          type="password"
+          autoComplete="off"
+          placeholder="hub token (optional, never stored)"
+          value={o.hubToken}
+          onChange={(e) => set({ ...o, hubToken: e.target.value })}
+          size={20}
+        />
+      )}
+    </>
+  );
+}
+
 function PreheatForm({ onCreated }: { onCreated: (job: Job) => void }) {
   const [form, setForm] = useState({ type: "file", url: "", scope: "single_seed_peer", platform: "linux/amd64", header: "" });
+  const [object, setObject] = useState(EMPTY_OBJECT);
   const [formError, setFormError] = useState<unknown>(null);
 
   const submit = async (e: FormEvent) => {
@@ -106,10 +151,18 @@ function PreheatForm({ onCreated }: { onCreated: (job: Job) => void }) {
     try {
       const job = await api<Job>("POST", "/api/v1/jobs", {
         type: "preheat",
-        args: { type: form.type, url: form.url.trim(), scope: form.scope, headers, ...(form.type === "image" ? { platform: form.platform } : {}) },
+        args: {
+          type: form.type,
+          url: form.url.trim(),
+          scope: form.scope,
+          headers,
+          ...(form.type === "image" ? { platform: form.platform } : {}),
+          ...objectArgs(form.url.trim(), object),
+        },
       });
       onCreated(job);
       setForm({ ...form, url: "", header: "" });
+      setObject(EMPTY_OBJECT);
     } catch (err) {
       setFormError(err);
     }
@@ -124,7 +177,7 @@ function PreheatForm({ onCreated }: { onCreated: (job: Job) => void }) {
       </select>
       <input
         name="url"
-        placeholder={form.type === "image" ? "https://registry/v2/repo/manifests/tag" : "https://example.com/file.bin"}
+        placeholder={form.type === "image" ? "https://registry/v2/repo/manifests/tag" : "https://…, s3://bucket/key or hf://owner/repo/file"}
         value={form.url}
         onChange={(e) => setForm({ ...form, url: e.target.value })}
         required
@@ -135,6 +188,7 @@ function PreheatForm({ onCreated }: { onCreated: (job: Job) => void }) {
         <option value="all_seed_peers">all seed peers</option>
         <option value="all_peers">all peers</option>
       </select>
+      {form.type === "file" && <ObjectFields url={form.url.trim()} o={object} set={setObject} />}
       {form.type === "image" && <input name="platform" value={form.platform} onChange={(e) => setForm({ ...form, platform: e.target.value })} size={12} />}
       <input
         name="header"
