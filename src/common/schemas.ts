@@ -5,7 +5,7 @@ import { LOG_LEVELS } from "./logger.js";
 import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
-import { managerSourceGroup } from "./schemas-sources.js";
+import { daemonSourceGroup, managerSourceGroup } from "./schemas-sources.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
@@ -178,29 +178,7 @@ export const daemonSchema = {
     timeout: field("duration", 30_000, "origin connect and header timeout", { legacy: "sourceTimeout" }),
     ca: field("string", "", "PEM file of extra CA certificates trusted for HTTPS origins (added to the system roots)", { legacy: "sourceCa" }),
     egress: egressGroup(),
-    // Defaults for s3:// downloads this daemon signs (callers without AWS
-    // credentials of their own); credentials from this daemon's AWS env/files.
-    // Only the endpoint has a flag: the daemon's --help stays short.
-    s3: {
-      endpoint: field("string", "", "S3 endpoint URL for s3:// downloads (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)", {
-        flag: true,
-        legacy: "s3Endpoint",
-      }),
-      region: field("string", "", "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)"),
-      pathStyle: field("bool", false, "address S3 buckets in the path (MinIO, Ceph and most S3-compatible stores)"),
-    },
-    // Clients that name no hub endpoint of their own use this daemon's.
-    hf: {
-      endpoint: field(
-        "string",
-        "",
-        "Hugging Face Hub endpoint (a mirror) for hf:// URLs whose client names none (default: HF_ENDPOINT, else https://huggingface.co)",
-        {
-          flag: true,
-          legacy: "hfEndpoint",
-        },
-      ),
-    },
+    ...daemonSourceGroup(),
   },
   upload: {
     listen: field("address", `0.0.0.0:${DEFAULT_UPLOAD_PORT}`, "piece upload (data plane) listen address", { flag: true, legacy: "uploadListen" }),
