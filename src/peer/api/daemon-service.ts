@@ -11,6 +11,8 @@ import type { DownloadManager } from "../download-manager.js";
 import type { Storage } from "../storage/storage.js";
 import type { DiskGc } from "../storage/gc.js";
 import { cacheHandlers } from "./cache-service.js";
+import { statCacheTask } from "./cache-stat.js";
+import { importTask } from "./import-task.js";
 import { downloadTask, validateDownload, type DownloadTaskDeps } from "./download-task.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { S3Signing } from "../source/s3-origin.js";
@@ -40,6 +42,8 @@ const ROLES: Record<string, readonly Role[]> = {
   StatTask: ["client", "scheduler"],
   ListTasks: ["client"],
   PruneTasks: ["client"],
+  ImportTask: ["client"],
+  StatCacheTask: ["client"],
 };
 
 function gate(ctx: HandlerContext, method: keyof typeof ROLES): void {
@@ -84,6 +88,26 @@ export function daemonService(deps: DaemonServiceDeps): ServiceImpl<typeof daemo
     statTask: async (req, ctx) => {
       gate(ctx, "StatTask");
       return statTask(deps, req);
+    },
+    // `cache import|stat|export`: like `cache list`, with the cluster token.
+    importTask: async (reqs, ctx) => {
+      gate(ctx, "ImportTask");
+      try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        refuseWhenShuttingDown();
+        return await importTask({ tasks: deps.tasks, logger: deps.logger }, reqs);
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    statCacheTask: async (req, ctx) => {
+      gate(ctx, "StatCacheTask");
+      try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return await statCacheTask(deps.tasks, req);
+      } catch (err) {
+        throw toConnectError(err);
+      }
     },
   };
 }
