@@ -1,0 +1,103 @@
+// Files with no origin (`damselfly cache import|export|stat`) against a real
+// scheduler, a seed peer and peers: a file imported on one peer, that peer
+// then stopped, is exported byte for byte on two others (from the replica
+// the scheduler placed); the task ID is the content's; bad input gets stable
+// codes and leaves nothing at -O.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cacheTaskId } from "../../src/protocol/index.js";
+import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
+import { runDamselfly, type RunResult } from "../helpers/procs.js";
+import { logTail, storedMeta } from "../helpers/store.js";
+
+const MiB = 1024 * 1024;
+
+function cache(d: DaemonHandle, ...args: string[]): Promise<RunResult> {
+  return runDamselfly(["cache", ...args, "--daemon", d.apiUrl], { timeoutMs: 120_000 });
+}
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("cache import/export: files with no origin", { timeout: 300_000 }, () => {
+  let cluster: Cluster;
+  let dir: string;
+  before(async () => {
+    cluster = await startCluster({ peers: 3, seed: true });
+    dir = mkdtempSync(join(tmpdir(), "damselfly-cache-import-"));
+  });
+  after(async () => {
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("imported on one peer, that peer stopped, exported on two others: identical bytes", async () => {
+    const [writer, a, b] = cluster.peers as [DaemonHandle, DaemonHandle, DaemonHandle];
+    // Not a multiple of any piece length: the last piece is short.
+    const content = randomBytes(9 * MiB + 12_345);
+    const file = join(dir, "checkpoint.bin");
+    writeFileSync(file, content);
+    const imp = await cache(writer, "import", file, "--replicas", "1", "--ttl", "3h");
+    assert.equal(imp.code, 0, `${imp.stderr}\n${logTail(writer)}`);
+    const id = imp.stdout.toString();
+    assert.match(id, /^[0-9a-f]{64}\n$/);
+    const taskId = id.trim();
+    // Content-addressed: the ID is made of the content's sha256 alone.
+    assert.equal(taskId, cacheTaskId(`sha256:${sha256(content)}`));
+    assert.match(imp.stderr, /1 of 1 replica\(s\) placed/);
+    // The replica went to the seed peer (the only host the scheduler can
+    // place it on besides the peers, seed first) with the import's TTL.
+    const seed = cluster.seed!;
+    const meta = storedMeta(seed.dataDir, taskId) as (ReturnType<typeof storedMeta> & { ttlMs?: number }) | undefined;
+    assert.equal(meta?.done, true, "the seed peer holds the replica");
+    assert.equal(meta?.ttlMs, 3 * 3_600_000);
+    // Importing the same bytes again is the same task.
+    const again = await cache(writer, "import", file, "--replicas", "0");
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout.toString(), id);
+
+    const stat = await cache(a, "stat", taskId, "--json");
+    assert.equal(stat.code, 0, stat.stderr);
+    const s = JSON.parse(stat.stdout.toString()) as { digest: string; holders: number; local: unknown };
+    assert.equal(s.digest, `sha256:${sha256(content)}`);
+    assert.ok(s.holders >= 2, `writer and replica hold it: ${stat.stdout.toString()}`);
+    assert.equal(s.local, null);
+
+    assert.equal(await cluster.stopDaemon(writer), 0);
+    for (const d of [a, b]) {
+      const out = join(dir, `out-${d.name}.bin`);
+      const r = await cache(d, "export", taskId, "-O", out);
+      assert.equal(r.code, 0, `${r.stderr}\n${logTail(d)}`);
+      assert.ok(readFileSync(out).equals(content), `${d.name}: identical bytes`);
+    }
+  });
+
+  test("bad input: usage, unknown ID, missing file; nothing left at -O", async () => {
+    const d = cluster.peers[2]!;
+    const out = join(dir, "never.bin");
+    const bad = await cache(d, "export", "not-a-task", "-O", out);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /DF_ERR_USAGE/);
+    const nobody = cacheTaskId(`sha256:${"ab".repeat(32)}`);
+    const missing = await cache(d, "export", nobody, "-O", out);
+    assert.equal(missing.code, 4, missing.stderr);
+    assert.match(missing.stderr, /DF_ERR_TASK_NOT_FOUND: no peer holds task/);
+    const st = await cache(d, "stat", nobody);
+    assert.equal(st.code, 4, st.stderr);
+    assert.match(st.stderr, /DF_ERR_TASK_NOT_FOUND/);
+    const noFile = await cache(d, "import", join(dir, "no-such-file"));
+    assert.equal(noFile.code, 2, noFile.stderr);
+    assert.match(noFile.stderr, /DF_ERR_USAGE: cannot read .*no such file/);
+    const replicas = await cache(d, "import", join(dir, "checkpoint.bin"), "--replicas", "99");
+    assert.equal(replicas.code, 2, replicas.stderr);
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.includes("damselfly-") && n.endsWith(".tmp")),
+      [],
+      "no temporary file left",
+    );
+  });
+});
