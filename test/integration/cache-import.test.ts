@@ -9,7 +9,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheTaskId } from "../../src/protocol/index.js";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { cacheTaskId, createRpcTransport, daemonv1, fromConnectError } from "../../src/protocol/index.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { runDamselfly, type RunResult } from "../helpers/procs.js";
 import { logTail, storedMeta } from "../helpers/store.js";
@@ -99,5 +101,51 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
       [],
       "no temporary file left",
     );
+  });
+
+  test("an import whose bytes are not what its header declared leaves nothing", async () => {
+    const d = cluster.peers[2]!;
+    const api = createClient(daemonv1.DaemonService, createRpcTransport(d.apiUrl));
+    const content = randomBytes(3 * MiB);
+    const imports = async (digest: string, length: number, body: Buffer): Promise<string> => {
+      async function* messages() {
+        yield create(daemonv1.ImportTaskRequestSchema, {
+          part: { case: "header", value: create(daemonv1.ImportTaskHeaderSchema, { digest, contentLength: BigInt(length), replicas: 0 }) },
+        });
+        for (let at = 0; at < body.length; at += MiB) yield create(daemonv1.ImportTaskRequestSchema, { part: { case: "data", value: body.subarray(at, at + MiB) } });
+      }
+      try {
+        await api.importTask(messages());
+        return "ok";
+      } catch (err) {
+        return fromConnectError(err).code;
+      }
+    };
+    const lie = `sha256:${sha256(randomBytes(16))}`;
+    assert.equal(await imports(lie, content.length, content), "DF_ERR_DIGEST_MISMATCH");
+    assert.equal(storedMeta(d.dataDir, cacheTaskId(lie)), undefined, "nothing stored under the declared digest");
+    const real = `sha256:${sha256(content)}`;
+    assert.equal(await imports(real, content.length + 1, content), "DF_ERR_INVALID_REQUEST");
+    assert.equal(await imports(real, content.length - 1, content), "DF_ERR_INVALID_REQUEST");
+    assert.equal(storedMeta(d.dataDir, cacheTaskId(real)), undefined);
+    assert.equal(await imports("md5:abc", 1, Buffer.alloc(1)), "DF_ERR_INVALID_DIGEST");
+  });
+
+  test("no replica and the writer gone: export fails (DF_ERR_TASK_NOT_FOUND), never hangs, leaves no file", async () => {
+    const writer = await cluster.addDaemon({ name: "lonely-writer" });
+    const reader = cluster.peers[1]!;
+    const content = randomBytes(2 * MiB + 7);
+    const file = join(dir, "lonely.bin");
+    writeFileSync(file, content);
+    const imp = await cache(writer, "import", file, "--replicas", "0");
+    assert.equal(imp.code, 0, imp.stderr);
+    const id = imp.stdout.toString().trim();
+    assert.equal(await cluster.stopDaemon(writer), 0);
+    const out = join(dir, "lonely-out.bin");
+    const r = await cache(reader, "export", id, "-O", out);
+    assert.equal(r.code, 4, `${r.stderr}\n${logTail(reader)}`);
+    assert.match(r.stderr, /DF_ERR_TASK_NOT_FOUND/);
+    assert.equal(existsSync(out), false);
+    assert.equal(storedMeta(reader.dataDir, id)?.done ?? false, false);
   });
 });
