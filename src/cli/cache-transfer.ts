@@ -77,7 +77,9 @@ export async function cacheImport(config: CacheConfig, file: string, o: ImportOp
   io.stdout.write(`${res.taskId}\n`);
   const placed = res.replicaHosts.length;
   const note = res.alreadyStored ? " (already stored on this daemon)" : "";
-  io.stderr.write(`imported ${file}: ${formatBytes(BigInt(st.size))}, ${digest}${note}; ${placed} of ${res.replicasWanted} replica(s) placed${placed > 0 ? ` (${res.replicaHosts.join(", ")})` : ""}\n`);
+  io.stderr.write(
+    `imported ${file}: ${formatBytes(BigInt(st.size))}, ${digest}${note}; ${placed} of ${res.replicasWanted} replica(s) placed${placed > 0 ? ` (${res.replicaHosts.join(", ")})` : ""}\n`,
+  );
   if (res.warning) io.stderr.write(`warning: ${res.warning}\n`);
 }
 
@@ -142,13 +144,25 @@ export async function cacheStat(config: CacheConfig, id: string, json: boolean, 
   const l = res.local;
   if (!l && res.holders === 0) throw notFound(id, res);
   if (json) {
-    const local = l ? { state: l.state, contentLength: Number(l.contentLength), totalPieces: l.totalPieces, finishedPieces: l.finishedPieces, diskBytes: Number(l.diskBytes) } : null;
-    const out = { taskId: id, digest: res.digest || null, local, holders: res.schedulerKnown ? res.holders : null, peers: res.schedulerKnown ? res.peers : null };
+    const local = l
+      ? { state: l.state, contentLength: Number(l.contentLength), totalPieces: l.totalPieces, finishedPieces: l.finishedPieces, diskBytes: Number(l.diskBytes) }
+      : null;
+    const out = {
+      taskId: id,
+      digest: res.digest || null,
+      local,
+      holders: res.schedulerKnown ? res.holders : null,
+      peers: res.schedulerKnown ? res.peers : null,
+    };
     io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return;
   }
   const lines = [`task:    ${id}`, `digest:  ${res.digest || "unknown"}`];
-  lines.push(l ? `local:   ${l.state}, ${formatBytes(l.contentLength)}, ${l.finishedPieces}/${l.totalPieces} pieces, ${formatBytes(l.diskBytes)} on disk` : "local:   not stored on this daemon");
+  lines.push(
+    l
+      ? `local:   ${l.state}, ${formatBytes(l.contentLength)}, ${l.finishedPieces}/${l.totalPieces} pieces, ${formatBytes(l.diskBytes)} on disk`
+      : "local:   not stored on this daemon",
+  );
   if (res.schedulerKnown) lines.push(`cluster: ${res.holders} peer(s) hold it complete, ${res.peers} peer(s) in all`);
   else lines.push(`cluster: ${res.schedulerError ? `unknown (${res.schedulerError})` : "the scheduler does not know it"}`);
   io.stdout.write(`${lines.join("\n")}\n`);

@@ -112,7 +112,8 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
         yield create(daemonv1.ImportTaskRequestSchema, {
           part: { case: "header", value: create(daemonv1.ImportTaskHeaderSchema, { digest, contentLength: BigInt(length), replicas: 0 }) },
         });
-        for (let at = 0; at < body.length; at += MiB) yield create(daemonv1.ImportTaskRequestSchema, { part: { case: "data", value: body.subarray(at, at + MiB) } });
+        for (let at = 0; at < body.length; at += MiB)
+          yield create(daemonv1.ImportTaskRequestSchema, { part: { case: "data", value: body.subarray(at, at + MiB) } });
       }
       try {
         await api.importTask(messages());

@@ -45,11 +45,13 @@ export async function importTask(deps: ImportDeps, reqs: AsyncIterable<daemonv1.
   const h = first.value.part.value;
   const digest = cacheDigest(h.digest);
   const { storage, maxContentLength } = deps.tasks.importDeps;
-  if (h.contentLength > BigInt(maxContentLength)) throw new DamselflyError("DF_ERR_BODY_TOO_LARGE", `${h.contentLength} bytes is above this daemon's bound (${maxContentLength})`);
+  if (h.contentLength > BigInt(maxContentLength))
+    throw new DamselflyError("DF_ERR_BODY_TOO_LARGE", `${h.contentLength} bytes is above this daemon's bound (${maxContentLength})`);
   if (h.replicas > MAX_REPLICAS) throw invalid(`replicas ${h.replicas} is above the bound (${MAX_REPLICAS})`);
   const ttlMs = checkTaskTtl(h.taskTtlMs);
   const id = cacheTaskId(digest);
-  if (importing.has(id) || deps.tasks.isRunning(id)) throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${id} is being imported or downloaded here; retry later`);
+  if (importing.has(id) || deps.tasks.isRunning(id))
+    throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${id} is being imported or downloaded here; retry later`);
   importing.add(id);
   let already = false;
   try {
