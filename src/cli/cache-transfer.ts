@@ -16,7 +16,7 @@ import type { CacheConfig } from "../common/schemas.js";
 import { cacheDownload, daemonv1, isCacheDigestOf } from "../protocol/index.js";
 import { client } from "./cache.js";
 import { formatBytes } from "./format.js";
-import { outputTarget, placeOutput, writeInto, type Write } from "./output-file.js";
+import { copyStoreFile, outputTarget, placeOutput, readStoreFile, writeInto, type Write } from "./output-file.js";
 
 export interface TransferIo {
   stdout: NodeJS.WritableStream;
@@ -108,33 +108,43 @@ export async function cacheExport(config: CacheConfig, id: string, output: strin
   const { c, call, res } = await statOf(config, id);
   const digest = res.digest;
   if (!digest || !isCacheDigestOf(id, digest)) throw notFound(id, res);
-  const req = create(daemonv1.DownloadTaskRequestSchema, { download: cacheDownload(digest), delivery: daemonv1.Delivery.STREAM });
-  let finished: daemonv1.DownloadFinished | undefined;
-  const fill = async (write: Write): Promise<void> => {
-    await call(async (opts) => {
+  const run = (delivery: daemonv1.Delivery, write?: Write): Promise<daemonv1.DownloadFinished> =>
+    call(async (opts) => {
+      const req = create(daemonv1.DownloadTaskRequestSchema, { download: cacheDownload(digest), delivery });
+      let done: daemonv1.DownloadFinished | undefined;
       for await (const ev of c.downloadTask(req, opts)) {
-        if (ev.event.case === "chunk") await write(ev.event.value.data);
-        else if (ev.event.case === "finished") finished = ev.event.value;
+        if (ev.event.case === "chunk" && write) await write(ev.event.value.data);
+        else if (ev.event.case === "finished") done = ev.event.value;
       }
+      if (!done) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
+      return done;
     }, 0);
-    if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
-  };
-  const expected = parseDigest(digest);
-  if (target.kind === "into") await writeInto(target.path, expected, fill);
+  // The daemon keeps the task in its store (checked against the digest
+  // before it is done) and the output is a copy of its file; when that file
+  // is out of reach (another host, another user), the task is streamed.
+  let finished = await run(daemonv1.Delivery.STORE_PATH);
+  const vouched = finished.digest === digest;
+  const check = vouched ? undefined : parseDigest(digest);
+  const streamed = async (write: Write) => void (finished = await run(daemonv1.Delivery.STREAM, write));
+  if (target.kind === "into")
+    await writeInto(target.path, check, async (write) => {
+      if (!(await readStoreFile(finished.storePath, write))) await streamed(write);
+    });
   else
-    await placeOutput(target.path, expected, async (tmp) => {
+    await placeOutput(target.path, check, async (tmp) => {
+      if (finished.storePath && (await copyStoreFile(finished.storePath, tmp))) return;
       const fh = await open(tmp, "wx", 0o644);
       try {
-        await fill(async (data) => {
+        await streamed(async (data) => {
           for (let done = 0; done < data.length; ) done += (await fh.write(data, done)).bytesWritten;
         });
       } finally {
         await fh.close();
       }
     });
-  const f = finished as daemonv1.DownloadFinished | undefined;
+  const f = finished;
   io.stderr.write(
-    `exported ${id} to ${output}: ${formatBytes(f?.contentLength ?? 0n)} (${formatBytes(f?.bytesFromPeers ?? 0n)} from peers, ${formatBytes(f?.bytesLocal ?? 0n)} local), ${digest}\n`,
+    `exported ${id} to ${output}: ${formatBytes(f.contentLength)} (${formatBytes(f.bytesFromPeers)} from peers, ${formatBytes(f.bytesLocal)} local), ${digest}\n`,
   );
 }
 

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -149,4 +149,48 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
     assert.equal(existsSync(out), false);
     assert.equal(storedMeta(reader.dataDir, id)?.done ?? false, false);
   });
+
+  // Issue 21 item 7: no step holds a whole file. The size is an env knob
+  // (DAMSELFLY_TEST_CACHE_MIB) so the same test measures a 10 GiB file.
+  test("a big import and export keep every daemon's peak RSS under 200 MiB", async () => {
+    const mib = Number(process.env.DAMSELFLY_TEST_CACHE_MIB ?? 512);
+    const writer = await cluster.addDaemon({ name: "big-writer" });
+    const reader = await cluster.addDaemon({ name: "big-reader" });
+    const file = join(dir, "big.bin");
+    const chunk = randomBytes(MiB);
+    const h = createHash("sha256");
+    const fd = openSync(file, "w");
+    for (let i = 0; i < mib; i++) {
+      // Every MiB different, so no piece is a copy of another.
+      chunk.writeUInt32LE(i, 0);
+      h.update(chunk);
+      writeSync(fd, chunk);
+    }
+    closeSync(fd);
+    const imp = await cache(writer, "import", file, "--replicas", "1");
+    assert.equal(imp.code, 0, `${imp.stderr}\n${logTail(writer)}`);
+    const id = imp.stdout.toString().trim();
+    rmSync(file);
+    const out = join(dir, "big-out.bin");
+    const r = await cache(reader, "export", id, "-O", out);
+    assert.equal(r.code, 0, `${r.stderr}\n${logTail(reader)}`);
+    assert.equal(await sha256Stream(out), h.digest("hex"));
+    rmSync(out);
+    const peaks = [writer, reader, cluster.seed!].map((d) => ({ name: d.name, mib: peakRssBytes(d.proc.pid) / MiB }));
+    console.log(`cache import/export of ${mib} MiB: daemon peak RSS ${peaks.map((p) => `${p.name} ${p.mib.toFixed(0)} MiB`).join(", ")}`);
+    for (const p of peaks) assert.ok(p.mib < 200, `${p.name} peaked at ${p.mib.toFixed(0)} MiB`);
+  });
 });
+
+// VmHWM: the process's peak resident set so far.
+function peakRssBytes(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(m, "VmHWM in /proc/PID/status");
+  return Number(m[1]) * 1024;
+}
+
+async function sha256Stream(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const c of createReadStream(path, { highWaterMark: 4 * MiB })) h.update(c as Buffer);
+  return h.digest("hex");
+}
