@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { cacheTaskId, createRpcTransport, daemonv1, fromConnectError } from "../../src/protocol/index.js";
+import { cacheTaskId, createRpcTransport, daemonv1, DownloadSchema, fromConnectError, schedulerv1 } from "../../src/protocol/index.js";
 import { startCluster, type Cluster, type DaemonHandle } from "../helpers/cluster.js";
 import { runDamselfly, type RunResult } from "../helpers/procs.js";
 import { logTail, storedMeta } from "../helpers/store.js";
@@ -56,6 +56,10 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
     const meta = storedMeta(seed.dataDir, taskId) as (ReturnType<typeof storedMeta> & { ttlMs?: number }) | undefined;
     assert.equal(meta?.done, true, "the seed peer holds the replica");
     assert.equal(meta?.ttlMs, 3 * 3_600_000);
+    // It copied it from the writer: nobody is ever sent to an origin.
+    const copied = seed.proc.logs.find((l) => l.msg === "task downloaded" && l.taskId === taskId);
+    assert.equal(copied?.backToSource, false, logTail(seed));
+    assert.equal(copied?.bytesFromSource, 0);
     // Importing the same bytes again is the same task.
     const again = await cache(writer, "import", file, "--replicas", "0");
     assert.equal(again.code, 0, again.stderr);
@@ -95,6 +99,16 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
     assert.match(noFile.stderr, /DF_ERR_USAGE: cannot read .*no such file/);
     const replicas = await cache(d, "import", join(dir, "checkpoint.bin"), "--replicas", "99");
     assert.equal(replicas.code, 2, replicas.stderr);
+    // ReplicateTask takes only an imported task's download: a peer cannot
+    // make other hosts fetch a URL through it.
+    const scheduler = createClient(schedulerv1.SchedulerService, createRpcTransport(`http://${cluster.scheduler.address}`));
+    const hostId = d.ready.hostId as string;
+    const url = create(DownloadSchema, { url: "http://127.0.0.1:1/x", digest: `sha256:${"ab".repeat(32)}`, digestTaskId: true });
+    const refused = await scheduler.replicateTask({ hostId, download: url, replicas: 1 }).then(
+      () => "ok",
+      (err: unknown) => fromConnectError(err).code,
+    );
+    assert.equal(refused, "DF_ERR_INVALID_REQUEST");
     assert.equal(existsSync(out), false);
     assert.deepEqual(
       readdirSync(dir).filter((n) => n.includes("damselfly-") && n.endsWith(".tmp")),
@@ -148,6 +162,11 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
     assert.match(r.stderr, /DF_ERR_TASK_NOT_FOUND/);
     assert.equal(existsSync(out), false);
     assert.equal(storedMeta(reader.dataDir, id)?.done ?? false, false);
+    // No seed peer was sent after a task it could only copy from a holder.
+    assert.equal(
+      cluster.seed!.proc.logs.find((l) => l.taskId === id && l.msg === "task triggered by the scheduler"),
+      undefined,
+    );
   });
 
   // Issue 21 item 7: no step holds a whole file. The size is an env knob
