@@ -224,9 +224,16 @@ export class DownloadManager {
   }
 
   // What `cache import` needs to store and announce a task itself.
-  get importDeps(): { storage: Storage; scheduler: SchedulerLink | undefined; hostId: string; makeRoom: MakeRoom | undefined; maxContentLength: number } {
+  get importDeps(): {
+    storage: Storage;
+    scheduler: SchedulerLink | undefined;
+    hostId: string;
+    makeRoom: MakeRoom | undefined;
+    maxContentLength: number;
+    tls: TlsIdentity | undefined;
+  } {
     const d = this.deps;
-    return { storage: d.storage, scheduler: d.scheduler, hostId: d.hostId, makeRoom: d.makeRoom, maxContentLength: d.config.maxContentLength };
+    return { storage: d.storage, scheduler: d.scheduler, hostId: d.hostId, makeRoom: d.makeRoom, maxContentLength: d.config.maxContentLength, tls: d.tls };
   }
 
   isRunning(id: string): boolean {

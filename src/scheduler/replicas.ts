@@ -4,10 +4,20 @@ import type { Logger } from "../common/logger.js";
 import { rendezvousOrder } from "../common/rendezvous.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import type { Caller } from "../protocol/caller.js";
-import { cacheDownload, daemonv1, downloadTaskId, fromConnectError, isCacheDownloadOf, schedulerv1, type Download } from "../protocol/index.js";
+import {
+  cacheDownload,
+  daemonv1,
+  downloadTaskId,
+  fromConnectError,
+  isCacheDigestOf,
+  isCacheDownloadOf,
+  schedulerv1,
+  type Download,
+} from "../protocol/index.js";
 import { checkOwner, registrantOf } from "./access.js";
 import type { DaemonClients } from "./daemon-clients.js";
 import type { Host } from "./resources/host-manager.js";
+import type { GrantFn } from "./scheduling/engine.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import { checkId, invalid } from "./validate.js";
 
@@ -22,6 +32,8 @@ export interface ReplicatorDeps {
   store: ResourceStore;
   clients: DaemonClients;
   now: () => number;
+  // With TLS: signs an importer's grant.
+  grant?: GrantFn | undefined;
 }
 
 // ReplicateTask: copies of an imported task (no origin) on hosts other than
@@ -64,6 +76,26 @@ export class Replicator {
       "replicas placed",
     );
     return create(schedulerv1.ReplicateTaskResponseSchema, { taskId, results, candidates: all.length });
+  }
+
+  // GrantImport: the importer signs its task's geometry and pieces under
+  // this grant, as a peer sent to the origin does. Only for an imported
+  // task's ID and its digest, to the certificate that owns the host; the
+  // whole content is still checked against the digest by every reader, so a
+  // grant lets a holder sign nothing a reader would finally accept but the
+  // content the ID names.
+  grantImport(req: schedulerv1.GrantImportRequest, caller: Caller): schedulerv1.GrantImportResponse {
+    const r = registrantOf(caller, "GrantImport");
+    checkId("host_id", req.hostId);
+    checkId("peer_id", req.peerId);
+    const host = this.deps.store.hosts.get(req.hostId);
+    if (!host) throw invalid(`host ${req.hostId} not announced`);
+    checkOwner(r, host);
+    if (!isCacheDigestOf(req.taskId, req.digest)) throw invalid("GrantImport takes only an imported task's ID and the digest it is made of");
+    const fingerprint = r.identity?.fingerprint;
+    if (!fingerprint || !this.deps.grant) return create(schedulerv1.GrantImportResponseSchema, {});
+    this.deps.logger.info({ taskId: req.taskId, hostId: host.id, peerId: req.peerId }, "import granted");
+    return create(schedulerv1.GrantImportResponseSchema, { grant: this.deps.grant(req.taskId, req.peerId, fingerprint) });
   }
 
   private async one(host: Host, download: Download, timeoutMs: number, taskTtlMs: bigint): Promise<schedulerv1.PreheatHostResult> {

@@ -144,6 +144,10 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
       if (!deps.replicator) throw new DamselflyError("DF_ERR_INTERNAL", "this scheduler places no replicas");
       return deps.replicator.replicate(req, caller);
     }),
+    grantImport: viaConnect((req: schedulerv1.GrantImportRequest, caller) => {
+      if (!deps.replicator) throw new DamselflyError("DF_ERR_INTERNAL", "this scheduler grants no imports");
+      return deps.replicator.grantImport(req, caller);
+    }),
   };
 }
 

@@ -201,6 +201,38 @@ describe("cache import/export: files with no origin", { timeout: 300_000 }, () =
   });
 });
 
+// With mutual TLS every piece a peer accepts must carry a digest signed
+// under a scheduler grant: the importer gets one (GrantImport) and signs
+// its pieces, so the replica and the readers take them.
+describe("cache import/export with TLS (zero trust)", { timeout: 300_000 }, () => {
+  let cluster: Cluster;
+  let dir: string;
+  before(async () => {
+    cluster = await startCluster({ tls: true, peers: 2, seed: true });
+    dir = mkdtempSync(join(tmpdir(), "damselfly-cache-import-tls-"));
+  });
+  after(async () => {
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("imported on one peer, that peer stopped, exported on another: identical bytes", async () => {
+    const [writer, reader] = cluster.peers as [DaemonHandle, DaemonHandle];
+    const content = randomBytes(5 * MiB + 1);
+    const file = join(dir, "signed.bin");
+    writeFileSync(file, content);
+    const imp = await cache(writer, "import", file);
+    assert.equal(imp.code, 0, `${imp.stderr}\n${logTail(writer)}`);
+    assert.match(imp.stderr, /1 of 1 replica\(s\) placed/, `${imp.stderr}\n${logTail(writer)}\n${logTail(cluster.seed!)}`);
+    const id = imp.stdout.toString().trim();
+    assert.equal(await cluster.stopDaemon(writer), 0);
+    const out = join(dir, "signed-out.bin");
+    const r = await cache(reader, "export", id, "-O", out);
+    assert.equal(r.code, 0, `${r.stderr}\n${logTail(reader)}`);
+    assert.ok(readFileSync(out).equals(content));
+  });
+});
+
 // VmHWM: the process's peak resident set so far.
 function peakRssBytes(pid: number): number {
   const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -1,10 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import { crc32Update, pieceLengthFor, pieceRange } from "../../common/pieces.js";
 import { CACHE_URL, cacheDigest, cacheDownload, cacheTaskId, daemonv1, fromConnectError, schedulerv1 } from "../../protocol/index.js";
-import { cachedTask } from "../download/peer-id.js";
+import { cachedTask, peerIdOf } from "../download/peer-id.js";
+import { TaskTrust } from "../download/task-trust.js";
 import type { DownloadManager } from "../download-manager.js";
 import type { LocalTask } from "../storage/local-task.js";
 
@@ -13,6 +14,7 @@ export const MAX_REPLICAS = 16;
 const MAX_TTL_MS = 366 * 24 * 3_600_000;
 const DEFAULT_REPLICA_TIMEOUT_MS = 10 * 60_000;
 const MAX_REPLICA_TIMEOUT_MS = 24 * 3_600_000;
+const GRANT_TIMEOUT_MS = 10_000;
 
 const invalid = (m: string) => new DamselflyError("DF_ERR_INVALID_REQUEST", m);
 
@@ -91,7 +93,7 @@ async function store(deps: ImportDeps, id: string, h: Header, digest: string, it
   try {
     await task.setInfo(length, pieceLengthFor(length), makeRoom);
     const hash = createHash("sha256");
-    const w = new PieceWriter(task);
+    const w = new PieceWriter(task, await signer(deps, task, digest));
     for (let r = await it.next(); !r.done; r = await it.next()) {
       if (r.value.part.case !== "data") throw invalid("only data may follow the header");
       const chunk = r.value.part.value;
@@ -115,12 +117,17 @@ async function store(deps: ImportDeps, id: string, h: Header, digest: string, it
 
 // Writes the bytes at their offsets and records each piece (its CRC) once
 // its last byte is written.
+// With TLS each piece's SHA-256 is signed under the import's grant.
 class PieceWriter {
   offset = 0;
   private piece = 0;
   private crc = 0;
+  private sha: Hash | undefined;
 
-  constructor(private readonly task: LocalTask) {}
+  constructor(
+    private readonly task: LocalTask,
+    private readonly trust: TaskTrust | undefined,
+  ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     let rest = chunk;
@@ -130,15 +137,37 @@ class PieceWriter {
       const part = rest.subarray(0, take);
       await this.task.writev(this.offset, [part]);
       this.crc = crc32Update(part, this.crc);
+      if (this.trust) (this.sha ??= createHash("sha256")).update(part);
       this.offset += take;
       rest = rest.subarray(take);
       if (this.offset === offset + length) {
-        await this.task.markPiece({ number: this.piece, crc: this.crc, length });
+        const sha = this.sha?.digest("hex");
+        const trust = sha === undefined ? undefined : this.trust?.signPiece(this.piece, length, sha);
+        await this.task.markPiece({ number: this.piece, crc: this.crc, length, ...(trust ? { trust } : {}) });
         this.piece++;
         this.crc = 0;
+        this.sha = undefined;
       }
     }
   }
+}
+
+// With TLS: the scheduler's grant for this import, under which the task's
+// geometry (now) and pieces (as they are stored) are signed; without one
+// the task is stored but never handed on (as an unsigned download's).
+async function signer(deps: ImportDeps, task: LocalTask, digest: string): Promise<TaskTrust | undefined> {
+  const { tls, scheduler, hostId, maxContentLength } = deps.tasks.importDeps;
+  if (!tls) return undefined;
+  const trust = new TaskTrust(tls, task, maxContentLength, deps.logger);
+  try {
+    const peerId = peerIdOf(hostId, task.id);
+    if (!scheduler) throw new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", "no scheduler configured");
+    const res = await scheduler.ask(task.id, (c, host) => c.grantImport({ hostId: host, taskId: task.id, peerId, digest }, { timeoutMs: GRANT_TIMEOUT_MS }));
+    await trust.granted(res.grant);
+  } catch (err) {
+    deps.logger.warn({ taskId: task.id, err: fromConnectError(err).message }, "no grant for the import: it will not be handed on to other peers");
+  }
+  return trust.signing ? trust : undefined;
 }
 
 // Announces the task (as a finished download would) and asks the
@@ -147,9 +176,11 @@ class PieceWriter {
 async function replicate(deps: ImportDeps, id: string, digest: string, h: Header): Promise<{ replicaHosts: string[]; warning: string }> {
   const { scheduler, hostId, storage } = deps.tasks.importDeps;
   const task = storage.get(id);
-  if (task && deps.tasks.announceable(task)) scheduler?.announceCached(cachedTask(hostId, task));
+  const shareable = task !== undefined && deps.tasks.announceable(task);
+  if (shareable) scheduler?.announceCached(cachedTask(hostId, task));
+  if (!scheduler) return { replicaHosts: [], warning: h.replicas > 0 ? "no scheduler configured: no replica placed" : "" };
+  if (!shareable) return { replicaHosts: [], warning: "no grant from the scheduler to sign the task: it is stored here only, never handed on" };
   if (h.replicas === 0) return { replicaHosts: [], warning: "" };
-  if (!scheduler) return { replicaHosts: [], warning: "no scheduler configured: no replica placed" };
   const timeoutMs = h.replicaTimeoutMs > 0n ? Math.min(Number(h.replicaTimeoutMs), MAX_REPLICA_TIMEOUT_MS) : DEFAULT_REPLICA_TIMEOUT_MS;
   try {
     const res = await scheduler.ask(id, (c, host) =>
