@@ -97,7 +97,8 @@ async function statOf(config: CacheConfig, id: string) {
 function notFound(id: string, res: daemonv1.StatCacheTaskResponse): DamselflyError {
   if (res.schedulerError && !res.local)
     return new DamselflyError("DF_ERR_SCHEDULER_UNAVAILABLE", `task ${id} is not on this daemon and the scheduler cannot be asked: ${res.schedulerError}`);
-  if (res.local || res.schedulerKnown) return new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not an imported task (use \`damselfly get\`)`);
+  if ((res.local || res.schedulerKnown) && !res.digest)
+    return new DamselflyError("DF_ERR_TASK_NOT_FOUND", `task ${id} is not an imported task (use \`damselfly get\`)`);
   return new DamselflyError("DF_ERR_TASK_NOT_FOUND", `no peer holds task ${id}`);
 }
 

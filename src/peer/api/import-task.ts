@@ -23,8 +23,8 @@ export function checkTaskTtl(ms: bigint): number {
   return Number(ms);
 }
 
-// Imports running now: one writer per task.
-const importing = new Set<string>();
+// Imports running now, per daemon: one writer per task.
+const running = new WeakMap<DownloadManager, Set<string>>();
 
 export interface ImportDeps {
   tasks: DownloadManager;
@@ -52,6 +52,8 @@ export async function importTask(deps: ImportDeps, reqs: AsyncIterable<daemonv1.
   if (h.replicas > MAX_REPLICAS) throw invalid(`replicas ${h.replicas} is above the bound (${MAX_REPLICAS})`);
   const ttlMs = checkTaskTtl(h.taskTtlMs);
   const id = cacheTaskId(digest);
+  let importing = running.get(deps.tasks);
+  if (!importing) running.set(deps.tasks, (importing = new Set()));
   if (importing.has(id) || deps.tasks.isRunning(id))
     throw new DamselflyError("DF_ERR_TASK_IN_USE", `task ${id} is being imported or downloaded here; retry later`);
   importing.add(id);
