@@ -199,7 +199,8 @@ export class SchedulingEngine {
     // An imported task nobody live holds complete can never be completed:
     // there is no origin to go to (after the grace a scheduler that just
     // started gives the holders to announce themselves again).
-    if (task.cacheDigest !== undefined && !this.hasFeed(task, peer) && now - task.createdAt >= REJOIN_GRACE_MS) {
+    if (task.cacheDigest !== undefined && !this.hasFeed(task, peer)) {
+      if (now - task.createdAt < REJOIN_GRACE_MS) return "wait";
       this.fail(peer, task, errorDetail("DF_ERR_TASK_NOT_FOUND", `no live peer holds imported task ${task.id}`));
       return "task_failed";
     }
@@ -272,6 +273,9 @@ export class SchedulingEngine {
   // gets the signed grant naming its certificate.
   // `keepParents`: the peer keeps taking what its parents hold.
   backToSource(peer: Peer, task: Task, description: string, keepParents = false): void {
+    // An imported task has no origin: whatever path led here, nobody goes.
+    if (task.cacheDigest !== undefined)
+      return this.fail(peer, task, errorDetail("DF_ERR_NO_PARENT", `no peer can serve imported task ${task.id} (${description})`));
     this.settle(peer, task, "source");
     peer.granted = true;
     const grant = peer.fingerprint !== undefined && this.grant ? this.grant(task.id, peer.id, peer.fingerprint) : undefined;
