@@ -21,6 +21,8 @@ import { copyStoreFile, outputTarget, placeOutput, readStoreFile, writeInto, typ
 export interface TransferIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  // Aborted on Ctrl-C: the call is cancelled, nothing is left behind.
+  signal?: AbortSignal;
 }
 
 type Client = {
@@ -73,7 +75,7 @@ export async function cacheImport(config: CacheConfig, file: string, o: ImportOp
       yield create(daemonv1.ImportTaskRequestSchema, { part: { case: "data", value: chunk as Buffer } });
     }
   }
-  const res = await call((opts) => c.importTask(messages(), opts), 0);
+  const res = await call((opts) => c.importTask(messages(), { ...opts, signal: io.signal }), 0);
   io.stdout.write(`${res.taskId}\n`);
   const placed = res.replicaHosts.length;
   const note = res.alreadyStored ? " (already stored on this daemon)" : "";
@@ -113,7 +115,7 @@ export async function cacheExport(config: CacheConfig, id: string, output: strin
     call(async (opts) => {
       const req = create(daemonv1.DownloadTaskRequestSchema, { download: cacheDownload(digest), delivery });
       let done: daemonv1.DownloadFinished | undefined;
-      for await (const ev of c.downloadTask(req, opts)) {
+      for await (const ev of c.downloadTask(req, { ...opts, signal: io.signal })) {
         if (ev.event.case === "chunk" && write) await write(ev.event.value.data);
         else if (ev.event.case === "finished") done = ev.event.value;
       }

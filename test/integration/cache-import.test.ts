@@ -22,6 +22,14 @@ function cache(d: DaemonHandle, ...args: string[]): Promise<RunResult> {
   return runDamselfly(["cache", ...args, "--daemon", d.apiUrl], { timeoutMs: 120_000 });
 }
 
+// The command under GNU time: its result and its peak RSS in MiB.
+async function measured(d: DaemonHandle, ...args: string[]): Promise<{ r: RunResult; mib: number }> {
+  const r = await runDamselfly(["cache", ...args, "--daemon", d.apiUrl], { timeoutMs: 3_600_000, prefix: ["/usr/bin/time", "-v"] });
+  const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  return { r, mib: Number(m[1]) / 1024 };
+}
+
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 // DAMSELFLY_TEST_CACHE_MIB: the size of the big import (default 512 MiB).
@@ -174,7 +182,7 @@ describe("cache import/export: files with no origin", { timeout: 300_000 + BIG_M
 
   // Issue 21 item 7: no step holds a whole file. The size is an env knob
   // (DAMSELFLY_TEST_CACHE_MIB) so the same test measures a 10 GiB file.
-  test("a big import and export keep every daemon's peak RSS under 200 MiB", async () => {
+  test("a big import and export keep every daemon's (and the CLI's) peak RSS under 200 MiB", async () => {
     const mib = BIG_MIB;
     const writer = await cluster.addDaemon({ name: "big-writer" });
     const reader = await cluster.addDaemon({ name: "big-reader" });
@@ -189,17 +197,18 @@ describe("cache import/export: files with no origin", { timeout: 300_000 + BIG_M
       writeSync(fd, chunk);
     }
     closeSync(fd);
-    const imp = await cache(writer, "import", file, "--replicas", "1");
+    const { r: imp, mib: importMib } = await measured(writer, "import", file, "--replicas", "1");
     assert.equal(imp.code, 0, `${imp.stderr}\n${logTail(writer)}`);
     const id = imp.stdout.toString().trim();
     rmSync(file);
     const out = join(dir, "big-out.bin");
-    const r = await cache(reader, "export", id, "-O", out);
+    const { r, mib: exportMib } = await measured(reader, "export", id, "-O", out);
     assert.equal(r.code, 0, `${r.stderr}\n${logTail(reader)}`);
     assert.equal(await sha256Stream(out), h.digest("hex"));
     rmSync(out);
     const peaks = [writer, reader, cluster.seed!].map((d) => ({ name: d.name, mib: peakRssBytes(d.proc.pid) / MiB }));
-    console.log(`cache import/export of ${mib} MiB: daemon peak RSS ${peaks.map((p) => `${p.name} ${p.mib.toFixed(0)} MiB`).join(", ")}`);
+    peaks.push({ name: "cli-import", mib: importMib }, { name: "cli-export", mib: exportMib });
+    console.log(`cache import/export of ${mib} MiB: peak RSS ${peaks.map((p) => `${p.name} ${p.mib.toFixed(0)} MiB`).join(", ")}`);
     for (const p of peaks) assert.ok(p.mib < 200, `${p.name} peaked at ${p.mib.toFixed(0)} MiB`);
   });
 });

@@ -48,7 +48,15 @@ export function cacheCommand(): Command {
         await exitOk();
       }),
     );
-  const tio = { stdout: process.stdout, stderr: process.stderr };
+  // Ctrl-C or SIGTERM stops an import or export cleanly: the daemon drops a
+  // partial import, and an export's temporary file is removed.
+  const tio = () => {
+    const ac = new AbortController();
+    const interrupt = () => ac.abort();
+    process.once("SIGINT", interrupt);
+    process.once("SIGTERM", interrupt);
+    return { stdout: process.stdout, stderr: process.stderr, signal: ac.signal };
+  };
   sub("import", "store a file with no origin in the cluster; prints its task ID (from the content's sha256) on stdout")
     .argument("<file>", "the file to import (streamed to the daemon)")
     .option("--replicas <n>", "copies the scheduler places on other hosts so the file outlives this one (0..16)", "1")
@@ -57,7 +65,7 @@ export function cacheCommand(): Command {
     .action(
       withErrors(prefix, async (file: string, opts: { replicas?: string; ttl?: string; replicaTimeout?: string }, self: Command) => {
         const { cacheImport } = await import("../cache-transfer.js");
-        await cacheImport(config(self), file, opts, tio);
+        await cacheImport(config(self), file, opts, tio());
         await exitOk();
       }),
     );
@@ -67,7 +75,7 @@ export function cacheCommand(): Command {
     .action(
       withErrors(prefix, async (id: string, opts: { output?: string }, self: Command) => {
         const { cacheExport } = await import("../cache-transfer.js");
-        await cacheExport(config(self), id, opts.output, tio);
+        await cacheExport(config(self), id, opts.output, tio());
         await exitOk();
       }),
     );
@@ -77,7 +85,7 @@ export function cacheCommand(): Command {
     .action(
       withErrors(prefix, async (id: string, opts: { json?: boolean }, self: Command) => {
         const { cacheStat } = await import("../cache-transfer.js");
-        await cacheStat(config(self), id, opts.json === true, tio);
+        await cacheStat(config(self), id, opts.json === true, tio());
         await exitOk();
       }),
     );
