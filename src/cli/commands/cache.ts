@@ -1,6 +1,7 @@
-// `damselfly cache list|rm|prune`: the local daemon's stored tasks.
+// `damselfly cache list|rm|prune|import|export|stat`: the local daemon's
+// stored tasks, and files with no origin.
 import { Command } from "commander";
-import { cacheSchema } from "../../common/schemas.js";
+import { cacheSchema, type CacheConfig } from "../../common/schemas.js";
 import { addConfigFileOption, addSchemaOptions, envHelp, loadCommandConfig } from "../options.js";
 import { exitOk, usageOutput, withErrors } from "./kit.js";
 
@@ -48,6 +49,13 @@ export function cacheCommand(): Command {
         await exitOk();
       }),
     );
+  addTransferCommands(sub, prefix, config);
+  cache.addHelpText("after", envHelp(cacheSchema, "CACHE", true));
+  return cache;
+}
+
+// `cache import|export|stat`: files with no origin (cache-transfer.ts).
+function addTransferCommands(sub: (name: string, description: string) => Command, prefix: string, config: (self: Command) => CacheConfig): void {
   // Ctrl-C or SIGTERM stops an import or export cleanly: the daemon drops a
   // partial import, and an export's temporary file is removed.
   const tio = () => {
@@ -89,6 +97,4 @@ export function cacheCommand(): Command {
         await exitOk();
       }),
     );
-  cache.addHelpText("after", envHelp(cacheSchema, "CACHE", true));
-  return cache;
 }
