@@ -22,7 +22,8 @@ type DaemonClient = {
 const TIMEOUT_MS = 30_000;
 
 // The same daemon targets as `get` (daemon-target.ts), over gRPC.
-async function client(config: CacheConfig): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>) => Promise<T> }> {
+// `call(fn, 0)`: no deadline (an import or export of a big file).
+export async function client(config: CacheConfig): Promise<{ c: DaemonClient; call: <T>(fn: (opts: object) => Promise<T>, timeoutMs?: number) => Promise<T> }> {
   const [{ createClient }, protocol] = await Promise.all([import("@connectrpc/connect"), import("../protocol/index.js")]);
   const daemon = await daemonTarget(config.daemon, config);
   const daemonUrl = daemon.label;
@@ -31,9 +32,9 @@ async function client(config: CacheConfig): Promise<{ c: DaemonClient; call: <T>
   const clusterToken = config.clusterToken;
   // Evicting and listing need the cluster token when the daemon has one.
   const headers = protocol.clusterTokenHeaders(clusterToken);
-  const call = async <T>(fn: (opts: object) => Promise<T>): Promise<T> => {
+  const call = async <T>(fn: (opts: object) => Promise<T>, timeoutMs = TIMEOUT_MS): Promise<T> => {
     try {
-      return await fn({ headers, timeoutMs: TIMEOUT_MS });
+      return await fn({ headers, ...(timeoutMs > 0 ? { timeoutMs } : {}) });
     } catch (err) {
       const e = protocol.fromConnectError(err, "DF_ERR_DAEMON_UNAVAILABLE");
       if (e.code === "DF_ERR_DAEMON_UNAVAILABLE") {

@@ -4,7 +4,7 @@ import { filterUrl } from "../common/task-id.js";
 import { redactUrl, withoutRedacted } from "../common/url-redact.js";
 import type { Logger } from "../common/logger.js";
 import type { ParentLike } from "../common/trace.js";
-import { DownloadSchema, downloadTaskId, type Download } from "../protocol/index.js";
+import { CACHE_URL, DownloadSchema, downloadTaskId, isCacheUrl, type Download } from "../protocol/index.js";
 import type { Storage } from "./storage/storage.js";
 import type { LocalTask, MakeRoom } from "./storage/local-task.js";
 import type { Source } from "./source/source.js";
@@ -83,7 +83,7 @@ export class DownloadManager {
   ): Promise<TaskHandle> {
     const origin = {
       // Stored and listed: secrets redacted (repair() asks without them).
-      url: redactUrl(filterUrl(download.url, download.filteredQueryParams)),
+      url: isCacheUrl(download.url) ? CACHE_URL : redactUrl(filterUrl(download.url, download.filteredQueryParams)),
       tag: download.tag,
       application: download.application,
       filteredQueryParams: [...download.filteredQueryParams],
@@ -221,6 +221,19 @@ export class DownloadManager {
   // A finished task other peers may be sent here for.
   announceable(task: LocalTask): boolean {
     return task.done && (!this.deps.tls || task.trusted);
+  }
+
+  // What `cache import` needs to store and announce a task itself.
+  get importDeps(): {
+    storage: Storage;
+    scheduler: SchedulerLink | undefined;
+    hostId: string;
+    makeRoom: MakeRoom | undefined;
+    maxContentLength: number;
+    tls: TlsIdentity | undefined;
+  } {
+    const d = this.deps;
+    return { storage: d.storage, scheduler: d.scheduler, hostId: d.hostId, makeRoom: d.makeRoom, maxContentLength: d.config.maxContentLength, tls: d.tls };
   }
 
   isRunning(id: string): boolean {

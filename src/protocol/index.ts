@@ -12,6 +12,7 @@ export { createRpcTransport } from "./transport.js";
 export * from "./data-plane.js";
 export { encodeEnvelope, EnvelopeReader, EnvelopeTooLargeError, type EnvelopeSink } from "./envelope.js";
 export { blobDownload, downloadTaskId } from "./downloads.js";
+export { CACHE_URL, cacheDigest, cacheDownload, cacheTaskId, isCacheDigestOf, isCacheDownloadOf, isCacheUrl } from "./cache-task.js";
 export * as managerv1 from "./gen/damselfly/manager/v1/manager_pb.js";
 export { createManagerTransport } from "./transport.js";
 export { checkClusterToken, CLUSTER_TOKEN_ENV, CLUSTER_TOKEN_HEADER, clusterTokenHeaders } from "./cluster-token.js";

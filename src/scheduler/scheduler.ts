@@ -9,6 +9,7 @@ import { PeerEvents } from "./scheduling/peer-events.js";
 import { SeedTriggerClient, type DelayFn, type TriggerFn } from "./scheduling/seed-trigger.js";
 import type { PeerState } from "./resources/peer-state.js";
 import { DaemonClients } from "./daemon-clients.js";
+import { Replicator } from "./replicas.js";
 import { createSchedulerService, fastRoutes } from "./service.js";
 import { hostNotAnnounced } from "./validate.js";
 import { ManagerLink, type DynamicConfig } from "./manager-link.js";
@@ -153,6 +154,14 @@ export class Scheduler {
       engine: this.engine,
       events: this.events,
       preheater: this.preheater,
+      replicator: new Replicator({
+        config: this.config,
+        logger: this.log,
+        store: this.store,
+        clients: this.daemonClients,
+        now: () => this.engine.now(),
+        ...(this.tls ? { grant: grantSigner(this.tls) } : {}),
+      }),
       taskJobs: this.taskJobs,
       clusterToken: this.clusterToken,
       counters: this.counters,

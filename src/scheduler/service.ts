@@ -12,6 +12,7 @@ import type { ResourceStore } from "./resources/resource-store.js";
 import type { SchedulingEngine } from "./scheduling/engine.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import type { Preheater } from "./preheat.js";
+import type { Replicator } from "./replicas.js";
 import type { TaskJobs } from "./task-jobs.js";
 import { checkTaskId } from "./validate.js";
 import { callerOf, type Caller } from "../protocol/caller.js";
@@ -30,6 +31,7 @@ export interface ServiceDeps {
   clusterToken?: string | undefined;
   counters: PeerCounters;
   limits: RegistrantLimits;
+  replicator?: Replicator;
 }
 
 // Any failure leaves a handler as a ConnectError carrying our stable code.
@@ -72,6 +74,8 @@ function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest, 
         finishedPeerCount: finished,
         backToSourcePeerCount: task.backToSourcePeers.size,
         state,
+        digest: task.cacheDigest ?? "",
+        noOrigin: task.cacheDigest !== undefined,
       });
     });
 }
@@ -135,6 +139,15 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         return deps.taskJobs.listPeers(req);
       }),
     statTask: statTaskHandler(deps),
+    // A peer or seed-peer, for a host it owns (replicas.ts).
+    replicateTask: viaConnect((req: schedulerv1.ReplicateTaskRequest, caller) => {
+      if (!deps.replicator) throw new DamselflyError("DF_ERR_INTERNAL", "this scheduler places no replicas");
+      return deps.replicator.replicate(req, caller);
+    }),
+    grantImport: viaConnect((req: schedulerv1.GrantImportRequest, caller) => {
+      if (!deps.replicator) throw new DamselflyError("DF_ERR_INTERNAL", "this scheduler grants no imports");
+      return deps.replicator.grantImport(req, caller);
+    }),
   };
 }
 

@@ -69,11 +69,18 @@ export class TestPeer {
     this.reqs.push(create(schedulerv1.AnnouncePeerRequestSchema, { hostId: this.hostId, taskId: this.taskId, peerId: this.peerId, request }));
   }
 
-  register(opts: { disableBackToSource?: boolean; url?: string; finishedPieces?: number } = {}): void {
+  // `digest`: a digest-keyed download (an OCI blob, an imported task).
+  register(opts: { disableBackToSource?: boolean; url?: string; finishedPieces?: number; digest?: string } = {}): void {
+    const digest = opts.digest ? { digest: opts.digest, digestTaskId: true } : {};
     this.send({
       case: "registerPeer",
       value: create(schedulerv1.RegisterPeerRequestSchema, {
-        download: { url: opts.url ?? "http://origin.test/file", headers: { authorization: "secret" }, disableBackToSource: opts.disableBackToSource ?? false },
+        download: {
+          url: opts.url ?? "http://origin.test/file",
+          headers: { authorization: "secret" },
+          disableBackToSource: opts.disableBackToSource ?? false,
+          ...digest,
+        },
         finishedPieces: opts.finishedPieces ?? 0,
       }),
     });

@@ -107,6 +107,21 @@ test("TTL, --older-than and --to", async (t) => {
   assert.deepEqual(s.all(), []);
 });
 
+test("a task's own TTL (cache import --ttl) replaces the policy's, even when the policy has none", async (t) => {
+  const s = await store(t);
+  const now = Date.now();
+  const kept = await task(s, 1, 128 * KiB, now - 60_000);
+  await kept.setTtl(3_600_000);
+  const short = await task(s, 2, 128 * KiB, now - 20_000);
+  await short.setTtl(10_000);
+  const plain = await task(s, 3, 128 * KiB, now - 60_000);
+  assert.deepEqual((await gc(s, { ttl: 30_000 }).pass("test")).evicted.sort(), [short.id, plain.id].sort());
+  const again = await task(s, 4, 128 * KiB, now - 20_000);
+  await again.setTtl(10_000);
+  assert.deepEqual((await gc(s).pass("test")).evicted, [again.id]);
+  assert.deepEqual(s.all(), [kept]);
+});
+
 test("access times are written at each pass, so a restart keeps the order", async (t) => {
   const s = await store(t);
   const a = await task(s, 1, 4 * KiB, 1000);

@@ -11,6 +11,8 @@ import type { DownloadManager } from "../download-manager.js";
 import type { Storage } from "../storage/storage.js";
 import type { DiskGc } from "../storage/gc.js";
 import { cacheHandlers } from "./cache-service.js";
+import { statCacheTask } from "./cache-stat.js";
+import { importTask } from "./import-task.js";
 import { downloadTask, validateDownload, type DownloadTaskDeps } from "./download-task.js";
 import type { DaemonMetrics } from "../metrics.js";
 import type { S3Signing } from "../source/s3-origin.js";
@@ -43,6 +45,8 @@ const ROLES: Record<string, readonly Role[]> = {
   ListTasks: ["client"],
   PruneTasks: ["client"],
   SourceDefaults: ["client"],
+  ImportTask: ["client"],
+  StatCacheTask: ["client"],
 };
 
 function gate(ctx: HandlerContext, method: keyof typeof ROLES): void {
@@ -92,6 +96,26 @@ export function daemonService(deps: DaemonServiceDeps): ServiceImpl<typeof daemo
       gate(ctx, "SourceDefaults");
       const s3 = deps.s3?.options;
       return { s3Endpoint: s3?.endpoint ?? "", s3Region: s3?.region ?? "", s3PathStyle: s3?.pathStyle ?? false, hfEndpoint: deps.hfEndpoint ?? "" };
+    },
+    // `cache import|stat|export`: like `cache list`, with the cluster token.
+    importTask: async (reqs, ctx) => {
+      gate(ctx, "ImportTask");
+      try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        refuseWhenShuttingDown();
+        return await importTask({ tasks: deps.tasks, logger: deps.logger }, reqs);
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    statCacheTask: async (req, ctx) => {
+      gate(ctx, "StatCacheTask");
+      try {
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return await statCacheTask(deps.tasks, req);
+      } catch (err) {
+        throw toConnectError(err);
+      }
     },
   };
 }

@@ -1,5 +1,5 @@
 import { DamselflyError } from "../../common/errors.js";
-import type { Download } from "../../protocol/index.js";
+import { isCacheUrl, type Download } from "../../protocol/index.js";
 import { redact } from "../source/http-source.js";
 import type { BlobAccess } from "../proxy/blob-access.js";
 
@@ -9,7 +9,9 @@ import type { BlobAccess } from "../proxy/blob-access.js";
 // registry said yes to the caller's own credentials, as the proxy's mirror
 // asks (proxy/blob-access.ts). Fails closed: no answer is a no.
 export async function checkDigestRead(access: BlobAccess | undefined, d: Download, signal: AbortSignal): Promise<void> {
-  if (!d.digestTaskId) return;
+  // An imported task has no registry to ask: its ID (the content's hash)
+  // is what a reader must know (docs/operations/cache.md).
+  if (!d.digestTaskId || isCacheUrl(d.url)) return;
   const where = redact(new URL(d.url));
   if (!access) throw new DamselflyError("DF_ERR_INTERNAL", "no registry access check configured for a digest-keyed download");
   let answer;

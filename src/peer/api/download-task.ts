@@ -8,12 +8,13 @@ import { resolveS3Download, type S3Signing } from "../source/s3-origin.js";
 import { isHeaderName, isHeaderValue } from "../../common/http-headers.js";
 import type { Logger } from "../../common/logger.js";
 import { SpanKind, spanUrl, startSpan, traceOfHeaders, type Span } from "../../common/trace.js";
-import { daemonv1, toConnectError, type Download } from "../../protocol/index.js";
+import { cacheDigest, cacheDownload, daemonv1, isCacheUrl, toConnectError, type Download } from "../../protocol/index.js";
 import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { RequestLimits } from "../rate-limits.js";
 import type { LocalTask } from "../storage/local-task.js";
 import type { DaemonMetrics } from "../metrics.js";
 import { verifiedStorePath } from "./store-delivery.js";
+import { checkTaskTtl } from "./import-task.js";
 import { readTaskRange } from "./task-reader.js";
 import { checkDigestRead } from "./download-access.js";
 import type { BlobAccess } from "../proxy/blob-access.js";
@@ -43,6 +44,8 @@ export interface DownloadTaskDeps {
 // trigger carries the presigned URL).
 export function validateDownload(d: Download | undefined, s3 = false): Download {
   if (!d) throw new DamselflyError("DF_ERR_INVALID_REQUEST", "download is required");
+  // An imported task: only its digest counts, and it never goes to an origin.
+  if (isCacheUrl(d.url)) return cacheDownload(cacheDigest(d.digest));
   if (!(s3 && isS3Url(d.url))) parseSourceUrl(d.url);
   if (d.digest) parseDigest(d.digest);
   for (const [k, v] of Object.entries(d.headers)) {
@@ -80,6 +83,7 @@ async function* download(deps: DownloadTaskDeps, req: daemonv1.DownloadTaskReque
   await checkDigestRead(deps.access, d, ctx.signal);
   const limits = { rateLimit: Number(req.rateLimit), background: req.background };
   const handle = await deps.tasks.ensure(d, undefined, { ...limits, trace: span, hold: true });
+  if (req.taskTtlMs > 0n) await handle.task.setTtl(checkTaskTtl(req.taskTtlMs));
   let held = true;
   const release = (): void => {
     if (held) handle.task.release();

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { schedulerv1 } from "../../protocol/index.js";
+import { isCacheUrl, schedulerv1 } from "../../protocol/index.js";
 import type { LocalTask } from "../storage/local-task.js";
 
 // Peer IDs are stable per (host, task) so a resumed or re-announced task is
@@ -17,5 +17,7 @@ export function cachedTask(hostId: string, t: LocalTask): schedulerv1.CachedTask
     contentLength: BigInt(t.meta.contentLength),
     pieceLength: BigInt(t.meta.pieceLength),
     totalPieces: t.totalPieces,
+    // An imported task: whoever knows only its ID learns its digest.
+    digest: isCacheUrl(t.meta.url) && t.meta.digestTaskId ? t.meta.digestTaskId : "",
   });
 }

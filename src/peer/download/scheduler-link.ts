@@ -241,6 +241,21 @@ export class SchedulerLink implements SessionHost {
     return [...all.filter((e) => e.healthy), ...all.filter((e) => !e.healthy)];
   }
 
+  // One unary call about a task, on the scheduler its announce sessions go
+  // to (the one that knows it); the next one if that fails to answer.
+  async ask<T>(taskId: string, fn: (client: SchedulerClient, hostId: string) => Promise<T>): Promise<T> {
+    let last: unknown = new Error("no scheduler configured");
+    for (const e of this.ordered(taskId)) {
+      try {
+        return await fn(e.client, this.o.host.id);
+      } catch (err) {
+        last = err;
+        if (!(err instanceof ConnectError) || !isSchedulerFault(err)) break;
+      }
+    }
+    throw fromConnectError(last, "DF_ERR_SCHEDULER_UNAVAILABLE");
+  }
+
   preferred(taskId: string): string | undefined {
     const first = this.ordered(taskId)[0];
     return first?.healthy ? first.address : undefined;

@@ -134,7 +134,9 @@ export class DiskGc {
       const ttl = explicit ? req.olderThanMs : p!.taskTtlMs > 0 ? p!.taskTtlMs : undefined;
       const chosen = new Set<LocalTask>();
       for (const { task, bytes } of tasks) {
-        if (req.all === true || (ttl !== undefined && now - task.meta.lastAccessAt >= ttl)) {
+        // A task's own TTL (`cache import --ttl`) replaces the policy's.
+        const own = explicit ? ttl : (task.meta.ttlMs ?? ttl);
+        if (req.all === true || (own !== undefined && now - task.meta.lastAccessAt >= own)) {
           chosen.add(task);
           take(task, bytes);
         }

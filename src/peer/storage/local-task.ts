@@ -321,6 +321,13 @@ export class LocalTask extends EventEmitter<LocalTaskEvents> {
     this.emit("done");
   }
 
+  // The task's own TTL (`cache import --ttl`, a replica of such a task).
+  async setTtl(ms: number): Promise<void> {
+    if (this.meta.ttlMs === ms) return;
+    this.meta = { ...this.meta, ttlMs: ms };
+    await this.saveMeta();
+  }
+
   fail(err: DamselflyError): void {
     this.failure = err;
     this.emit("failed", err);

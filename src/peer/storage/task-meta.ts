@@ -18,6 +18,9 @@ export interface TaskMeta {
   contentDigest?: string;
   // The data file when its pieces were last all checked (data-stamp.ts).
   dataStamp?: string | undefined;
+  // Milliseconds after the last access the disk GC removes the task,
+  // instead of the daemon's task TTL (`cache import --ttl`).
+  ttlMs?: number;
   // -1 while unknown (chunked origin response still in progress).
   contentLength: number;
   pieceLength: number;

@@ -52,6 +52,9 @@ export class Task implements PeerIndex, TaskGeometry {
   // The trace of the first traced registration: a seed trigger joins it.
   trace: SpanContext | undefined;
   failure: TaskFailure | undefined;
+  // An imported task (no origin): the digest its ID is made of, checked
+  // (protocol/cache-task.ts). Nobody is ever sent to an origin for it.
+  cacheDigest: string | undefined;
 
   constructor(
     id: string,

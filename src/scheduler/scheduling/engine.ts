@@ -151,7 +151,7 @@ export class SchedulingEngine {
         this.sendNormal(peer, task, parents);
         return "normal_task";
       }
-      if (!peerFirst || !this.hasFeed(task, peer)) {
+      if ((!peerFirst || !this.hasFeed(task, peer)) && task.cacheDigest === undefined) {
         if (this.seeds.takeOver(peer, task)) return "normal_task";
         this.backToSource(peer, task, "seed peer fetches from the origin");
         return "need_back_to_source";
@@ -196,6 +196,14 @@ export class SchedulingEngine {
     // A swarm coming back (this scheduler restarted or took the task over):
     // its peers and seed re-register within a probe interval or two.
     if (task.rejoinedAt !== undefined && now - task.rejoinedAt < REJOIN_GRACE_MS && waited < REJOIN_GRACE_MS) return "wait";
+    // An imported task nobody live holds complete can never be completed:
+    // there is no origin to go to (after the grace a scheduler that just
+    // started gives the holders to announce themselves again).
+    if (task.cacheDigest !== undefined && !this.hasFeed(task, peer)) {
+      if (now - task.createdAt < REJOIN_GRACE_MS) return "wait";
+      this.fail(peer, task, errorDetail("DF_ERR_TASK_NOT_FOUND", `no live peer holds imported task ${task.id}`));
+      return "task_failed";
+    }
     if (this.canBackToSource(peer, task)) {
       this.backToSource(peer, task, this.seeds.active(task, now) ? "seed peer too slow" : "no peer has the task");
       return "need_back_to_source";
@@ -241,7 +249,7 @@ export class SchedulingEngine {
   }
 
   canBackToSource(peer: Peer, task: Task): boolean {
-    return !peer.disableBackToSource && task.backToSourcePeers.size < this.config.backToSourceLimit;
+    return !peer.disableBackToSource && task.cacheDigest === undefined && task.backToSourcePeers.size < this.config.backToSourceLimit;
   }
 
   sendNormal(peer: Peer, task: Task, parents: readonly Peer[], merge = false): void {
@@ -265,6 +273,9 @@ export class SchedulingEngine {
   // gets the signed grant naming its certificate.
   // `keepParents`: the peer keeps taking what its parents hold.
   backToSource(peer: Peer, task: Task, description: string, keepParents = false): void {
+    // An imported task has no origin: whatever path led here, nobody goes.
+    if (task.cacheDigest !== undefined)
+      return this.fail(peer, task, errorDetail("DF_ERR_NO_PARENT", `no peer can serve imported task ${task.id} (${description})`));
     this.settle(peer, task, "source");
     peer.granted = true;
     const grant = peer.fingerprint !== undefined && this.grant ? this.grant(task.id, peer.id, peer.fingerprint) : undefined;

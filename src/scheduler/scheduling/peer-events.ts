@@ -1,6 +1,6 @@
 import { HostProbes, type ProbeFn } from "./host-probe.js";
 import type { SpanContext } from "../../common/trace.js";
-import type { BidiSink, Download, ErrorDetail, schedulerv1 } from "../../protocol/index.js";
+import { isCacheDigestOf, isCacheDownloadOf, type BidiSink, type Download, type ErrorDetail, type schedulerv1 } from "../../protocol/index.js";
 import type { Host } from "../resources/host-manager.js";
 import type { Peer } from "../resources/peer-manager.js";
 import type { Task } from "../resources/task-manager.js";
@@ -54,6 +54,7 @@ export class PeerEvents {
     const task = this.store.tasks.getOrCreate(taskId, now);
     if (!known && reg.finishedPieces > 0) task.rejoinedAt = now;
     task.download = reg.download;
+    if (task.cacheDigest === undefined && isCacheDownloadOf(reg.download, taskId)) task.cacheDigest = reg.download.digest;
     if (trace && !task.trace) task.trace = trace;
     const { peer, replaced } = this.store.addPeer(task, host, peerId, now);
     if (replaced) {
@@ -244,6 +245,7 @@ export class PeerEvents {
     let skipped = 0;
     for (const c of tasks) {
       const task = this.store.tasks.getOrCreate(c.taskId, now);
+      if (c.digest && task.cacheDigest === undefined && isCacheDigestOf(c.taskId, c.digest)) task.cacheDigest = c.digest;
       try {
         task.recordFinished(c.contentLength, c.pieceLength, c.totalPieces);
       } catch {

@@ -129,6 +129,8 @@ export class SeedTriggers {
 
   maybeTrigger(task: Task, now: number): void {
     if (!task.download || !this.due(task, now)) return;
+    // An imported task: a seed can only copy it from a holder.
+    if (task.cacheDigest !== undefined && task.succeeded.size === 0) return;
     this.triggerNext(task, now, new Set());
   }
 

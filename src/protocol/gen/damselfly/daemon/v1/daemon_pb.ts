@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file damselfly/daemon/v1/daemon.proto.
  */
 export const file_damselfly_daemon_v1_daemon: GenFile = /*@__PURE__*/
-  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSKzAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQSEgoKcmF0ZV9saW1pdBgEIAEoBBISCgpiYWNrZ3JvdW5kGAUgASgIIpIBCg9Eb3dubG9hZFN0YXJ0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgFIAEoCBIRCglsb2NhbF9oaXQYBiABKAgieAoQRG93bmxvYWRQcm9ncmVzcxIXCg9jb21wbGV0ZWRfYnl0ZXMYASABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgCIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgDIAEoBBIWCg5jb250ZW50X2xlbmd0aBgEIAEoBCItCg1Eb3dubG9hZENodW5rEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIvQBChBEb3dubG9hZEZpbmlzaGVkEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgDIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgEIAEoBBITCgtieXRlc19sb2NhbBgFIAEoBBIOCgZkaWdlc3QYBiABKAkSEgoKc3RvcmVfcGF0aBgHIAEoCRISCgplbGFwc2VkX21zGAggASgEEhYKDmJhY2tfdG9fc291cmNlGAkgASgIEh0KFXNjaGVkdWxlcl91bmF2YWlsYWJsZRgKIAEoCCKDAgoURG93bmxvYWRUYXNrUmVzcG9uc2USNwoHc3RhcnRlZBgBIAEoCzIkLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRTdGFydGVkSAASOQoIcHJvZ3Jlc3MYAiABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkUHJvZ3Jlc3NIABIzCgVjaHVuaxgDIAEoCzIiLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRDaHVua0gAEjkKCGZpbmlzaGVkGAQgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZEZpbmlzaGVkSABCBwoFZXZlbnQiVgoSVHJpZ2dlclRhc2tSZXF1ZXN0Ei8KCGRvd25sb2FkGAEgASgLMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Eb3dubG9hZBIPCgd0YXNrX2lkGAIgASgJIiYKE1RyaWdnZXJUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCSIiCg9TdGF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKOAQoQU3RhdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAIgASgEEhQKDHBpZWNlX2xlbmd0aBgDIAEoBBIUCgx0b3RhbF9waWVjZXMYBCABKA0SFwoPZmluaXNoZWRfcGllY2VzGAUgASgNEgwKBGRvbmUYBiABKAgiOwoRRGVsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1yZWZ1c2VfaW5fdXNlGAIgASgIIjoKEkRlbGV0ZVRhc2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIEhMKC2ZyZWVkX2J5dGVzGAIgASgEIhIKEExpc3RUYXNrc1JlcXVlc3QihgIKCUNhY2hlVGFzaxIPCgd0YXNrX2lkGAEgASgJEgsKA3VybBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCBIUCgxwaWVjZV9sZW5ndGgYBSABKAQSFAoMdG90YWxfcGllY2VzGAYgASgNEhcKD2ZpbmlzaGVkX3BpZWNlcxgHIAEoDRINCgVzdGF0ZRgIIAEoCRIVCg1jcmVhdGVkX2F0X21zGAkgASgEEhYKDmxhc3RfYWNjZXNzX21zGAogASgEEg4KBmluX3VzZRgLIAEoDRISCgpkaXNrX2J5dGVzGAwgASgEInMKDERpc2tHY1BvbGljeRITCgt0YXNrX3R0bF9tcxgBIAEoBBIcChRoaWdoX3dhdGVybWFya19ieXRlcxgCIAEoBBIbChNsb3dfd2F0ZXJtYXJrX2J5dGVzGAMgASgEEhMKC2ludGVydmFsX21zGAQgASgEIokBChFMaXN0VGFza3NSZXNwb25zZRItCgV0YXNrcxgBIAMoCzIeLmRhbXNlbGZseS5kYWVtb24udjEuQ2FjaGVUYXNrEhIKCmRpc2tfYnl0ZXMYAiABKAQSMQoGcG9saWN5GAMgASgLMiEuZGFtc2VsZmx5LmRhZW1vbi52MS5EaXNrR2NQb2xpY3kiWwoRUHJ1bmVUYXNrc1JlcXVlc3QSCwoDYWxsGAEgASgIEhUKDW9sZGVyX3RoYW5fbXMYAiABKAQSFQoIdG9fYnl0ZXMYAyABKARIAIgBAUILCglfdG9fYnl0ZXMibwoSUHJ1bmVUYXNrc1Jlc3BvbnNlEhgKEGV2aWN0ZWRfdGFza19pZHMYASADKAkSEwoLZnJlZWRfYnl0ZXMYAiABKAQSFgoOc2tpcHBlZF9pbl91c2UYAyABKA0SEgoKZGlza19ieXRlcxgEIAEoBCIXChVTb3VyY2VEZWZhdWx0c1JlcXVlc3QibAoWU291cmNlRGVmYXVsdHNSZXNwb25zZRITCgtzM19lbmRwb2ludBgBIAEoCRIRCglzM19yZWdpb24YAiABKAkSFQoNczNfcGF0aF9zdHlsZRgDIAEoCBITCgtoZl9lbmRwb2ludBgEIAEoCSpSCghEZWxpdmVyeRIYChRERUxJVkVSWV9VTlNQRUNJRklFRBAAEhMKD0RFTElWRVJZX1NUUkVBTRABEhcKE0RFTElWRVJZX1NUT1JFX1BBVEgQAjK2BQoNRGFlbW9uU2VydmljZRJlCgxEb3dubG9hZFRhc2sSKC5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1JlcXVlc3QaKS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkVGFza1Jlc3BvbnNlMAESYAoLVHJpZ2dlclRhc2sSJy5kYW1zZWxmbHkuZGFlbW9uLnYxLlRyaWdnZXJUYXNrUmVxdWVzdBooLmRhbXNlbGZseS5kYWVtb24udjEuVHJpZ2dlclRhc2tSZXNwb25zZRJXCghTdGF0VGFzaxIkLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdFRhc2tSZXF1ZXN0GiUuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0VGFza1Jlc3BvbnNlEl0KCkRlbGV0ZVRhc2sSJi5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGV0ZVRhc2tSZXF1ZXN0GicuZGFtc2VsZmx5LmRhZW1vbi52MS5EZWxldGVUYXNrUmVzcG9uc2USWgoJTGlzdFRhc2tzEiUuZGFtc2VsZmx5LmRhZW1vbi52MS5MaXN0VGFza3NSZXF1ZXN0GiYuZGFtc2VsZmx5LmRhZW1vbi52MS5MaXN0VGFza3NSZXNwb25zZRJdCgpQcnVuZVRhc2tzEiYuZGFtc2VsZmx5LmRhZW1vbi52MS5QcnVuZVRhc2tzUmVxdWVzdBonLmRhbXNlbGZseS5kYWVtb24udjEuUHJ1bmVUYXNrc1Jlc3BvbnNlEmkKDlNvdXJjZURlZmF1bHRzEiouZGFtc2VsZmx5LmRhZW1vbi52MS5Tb3VyY2VEZWZhdWx0c1JlcXVlc3QaKy5kYW1zZWxmbHkuZGFlbW9uLnYxLlNvdXJjZURlZmF1bHRzUmVzcG9uc2ViBnByb3RvMw", [file_damselfly_common_v1_common]);
+  fileDesc("CiBkYW1zZWxmbHkvZGFlbW9uL3YxL2RhZW1vbi5wcm90bxITZGFtc2VsZmx5LmRhZW1vbi52MSLIAQoTRG93bmxvYWRUYXNrUmVxdWVzdBIvCghkb3dubG9hZBgBIAEoCzIdLmRhbXNlbGZseS5jb21tb24udjEuRG93bmxvYWQSLwoIZGVsaXZlcnkYAiABKA4yHS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRlbGl2ZXJ5EhIKCnRpbWVvdXRfbXMYAyABKAQSEgoKcmF0ZV9saW1pdBgEIAEoBBISCgpiYWNrZ3JvdW5kGAUgASgIEhMKC3Rhc2tfdHRsX21zGAYgASgEIpIBCg9Eb3dubG9hZFN0YXJ0ZWQSDwoHdGFza19pZBgBIAEoCRIPCgdwZWVyX2lkGAIgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAMgASgEEhQKDHBpZWNlX2xlbmd0aBgEIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgFIAEoCBIRCglsb2NhbF9oaXQYBiABKAgieAoQRG93bmxvYWRQcm9ncmVzcxIXCg9jb21wbGV0ZWRfYnl0ZXMYASABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgCIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgDIAEoBBIWCg5jb250ZW50X2xlbmd0aBgEIAEoBCItCg1Eb3dubG9hZENodW5rEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIvQBChBEb3dubG9hZEZpbmlzaGVkEg8KB3Rhc2tfaWQYASABKAkSFgoOY29udGVudF9sZW5ndGgYAiABKAQSGAoQYnl0ZXNfZnJvbV9wZWVycxgDIAEoBBIZChFieXRlc19mcm9tX3NvdXJjZRgEIAEoBBITCgtieXRlc19sb2NhbBgFIAEoBBIOCgZkaWdlc3QYBiABKAkSEgoKc3RvcmVfcGF0aBgHIAEoCRISCgplbGFwc2VkX21zGAggASgEEhYKDmJhY2tfdG9fc291cmNlGAkgASgIEh0KFXNjaGVkdWxlcl91bmF2YWlsYWJsZRgKIAEoCCKDAgoURG93bmxvYWRUYXNrUmVzcG9uc2USNwoHc3RhcnRlZBgBIAEoCzIkLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRTdGFydGVkSAASOQoIcHJvZ3Jlc3MYAiABKAsyJS5kYW1zZWxmbHkuZGFlbW9uLnYxLkRvd25sb2FkUHJvZ3Jlc3NIABIzCgVjaHVuaxgDIAEoCzIiLmRhbXNlbGZseS5kYWVtb24udjEuRG93bmxvYWRDaHVua0gAEjkKCGZpbmlzaGVkGAQgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZEZpbmlzaGVkSABCBwoFZXZlbnQiVgoSVHJpZ2dlclRhc2tSZXF1ZXN0Ei8KCGRvd25sb2FkGAEgASgLMh0uZGFtc2VsZmx5LmNvbW1vbi52MS5Eb3dubG9hZBIPCgd0YXNrX2lkGAIgASgJIiYKE1RyaWdnZXJUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCSIiCg9TdGF0VGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKOAQoQU3RhdFRhc2tSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEhYKDmNvbnRlbnRfbGVuZ3RoGAIgASgEEhQKDHBpZWNlX2xlbmd0aBgDIAEoBBIUCgx0b3RhbF9waWVjZXMYBCABKA0SFwoPZmluaXNoZWRfcGllY2VzGAUgASgNEgwKBGRvbmUYBiABKAgiOwoRRGVsZXRlVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1yZWZ1c2VfaW5fdXNlGAIgASgIIjoKEkRlbGV0ZVRhc2tSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIEhMKC2ZyZWVkX2J5dGVzGAIgASgEIhIKEExpc3RUYXNrc1JlcXVlc3QihgIKCUNhY2hlVGFzaxIPCgd0YXNrX2lkGAEgASgJEgsKA3VybBgCIAEoCRIWCg5jb250ZW50X2xlbmd0aBgDIAEoBBIcChRjb250ZW50X2xlbmd0aF9rbm93bhgEIAEoCBIUCgxwaWVjZV9sZW5ndGgYBSABKAQSFAoMdG90YWxfcGllY2VzGAYgASgNEhcKD2ZpbmlzaGVkX3BpZWNlcxgHIAEoDRINCgVzdGF0ZRgIIAEoCRIVCg1jcmVhdGVkX2F0X21zGAkgASgEEhYKDmxhc3RfYWNjZXNzX21zGAogASgEEg4KBmluX3VzZRgLIAEoDRISCgpkaXNrX2J5dGVzGAwgASgEInMKDERpc2tHY1BvbGljeRITCgt0YXNrX3R0bF9tcxgBIAEoBBIcChRoaWdoX3dhdGVybWFya19ieXRlcxgCIAEoBBIbChNsb3dfd2F0ZXJtYXJrX2J5dGVzGAMgASgEEhMKC2ludGVydmFsX21zGAQgASgEIokBChFMaXN0VGFza3NSZXNwb25zZRItCgV0YXNrcxgBIAMoCzIeLmRhbXNlbGZseS5kYWVtb24udjEuQ2FjaGVUYXNrEhIKCmRpc2tfYnl0ZXMYAiABKAQSMQoGcG9saWN5GAMgASgLMiEuZGFtc2VsZmx5LmRhZW1vbi52MS5EaXNrR2NQb2xpY3kiWwoRUHJ1bmVUYXNrc1JlcXVlc3QSCwoDYWxsGAEgASgIEhUKDW9sZGVyX3RoYW5fbXMYAiABKAQSFQoIdG9fYnl0ZXMYAyABKARIAIgBAUILCglfdG9fYnl0ZXMibwoSUHJ1bmVUYXNrc1Jlc3BvbnNlEhgKEGV2aWN0ZWRfdGFza19pZHMYASADKAkSEwoLZnJlZWRfYnl0ZXMYAiABKAQSFgoOc2tpcHBlZF9pbl91c2UYAyABKA0SEgoKZGlza19ieXRlcxgEIAEoBCIXChVTb3VyY2VEZWZhdWx0c1JlcXVlc3QibAoWU291cmNlRGVmYXVsdHNSZXNwb25zZRITCgtzM19lbmRwb2ludBgBIAEoCRIRCglzM19yZWdpb24YAiABKAkSFQoNczNfcGF0aF9zdHlsZRgDIAEoCBITCgtoZl9lbmRwb2ludBgEIAEoCSJ9ChBJbXBvcnRUYXNrSGVhZGVyEg4KBmRpZ2VzdBgBIAEoCRIWCg5jb250ZW50X2xlbmd0aBgCIAEoBBIQCghyZXBsaWNhcxgDIAEoDRITCgt0YXNrX3R0bF9tcxgEIAEoBBIaChJyZXBsaWNhX3RpbWVvdXRfbXMYBSABKAQiZAoRSW1wb3J0VGFza1JlcXVlc3QSNwoGaGVhZGVyGAEgASgLMiUuZGFtc2VsZmx5LmRhZW1vbi52MS5JbXBvcnRUYXNrSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgYKBHBhcnQifgoSSW1wb3J0VGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSFgoOYWxyZWFkeV9zdG9yZWQYAiABKAgSFwoPcmVwbGljYXNfd2FudGVkGAMgASgNEhUKDXJlcGxpY2FfaG9zdHMYBCADKAkSDwoHd2FybmluZxgFIAEoCSInChRTdGF0Q2FjaGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJItEBChVTdGF0Q2FjaGVUYXNrUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAkSLQoFbG9jYWwYAyABKAsyHi5kYW1zZWxmbHkuZGFlbW9uLnYxLkNhY2hlVGFzaxIXCg9zY2hlZHVsZXJfa25vd24YBCABKAgSDwoHaG9sZGVycxgFIAEoDRINCgVwZWVycxgGIAEoDRIWCg5jb250ZW50X2xlbmd0aBgHIAEoBBIXCg9zY2hlZHVsZXJfZXJyb3IYCCABKAkqUgoIRGVsaXZlcnkSGAoUREVMSVZFUllfVU5TUEVDSUZJRUQQABITCg9ERUxJVkVSWV9TVFJFQU0QARIXChNERUxJVkVSWV9TVE9SRV9QQVRIEAIy/wYKDURhZW1vblNlcnZpY2USZQoMRG93bmxvYWRUYXNrEiguZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFRhc2tSZXF1ZXN0GikuZGFtc2VsZmx5LmRhZW1vbi52MS5Eb3dubG9hZFRhc2tSZXNwb25zZTABEmAKC1RyaWdnZXJUYXNrEicuZGFtc2VsZmx5LmRhZW1vbi52MS5UcmlnZ2VyVGFza1JlcXVlc3QaKC5kYW1zZWxmbHkuZGFlbW9uLnYxLlRyaWdnZXJUYXNrUmVzcG9uc2USVwoIU3RhdFRhc2sSJC5kYW1zZWxmbHkuZGFlbW9uLnYxLlN0YXRUYXNrUmVxdWVzdBolLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdFRhc2tSZXNwb25zZRJdCgpEZWxldGVUYXNrEiYuZGFtc2VsZmx5LmRhZW1vbi52MS5EZWxldGVUYXNrUmVxdWVzdBonLmRhbXNlbGZseS5kYWVtb24udjEuRGVsZXRlVGFza1Jlc3BvbnNlEloKCUxpc3RUYXNrcxIlLmRhbXNlbGZseS5kYWVtb24udjEuTGlzdFRhc2tzUmVxdWVzdBomLmRhbXNlbGZseS5kYWVtb24udjEuTGlzdFRhc2tzUmVzcG9uc2USXQoKUHJ1bmVUYXNrcxImLmRhbXNlbGZseS5kYWVtb24udjEuUHJ1bmVUYXNrc1JlcXVlc3QaJy5kYW1zZWxmbHkuZGFlbW9uLnYxLlBydW5lVGFza3NSZXNwb25zZRJpCg5Tb3VyY2VEZWZhdWx0cxIqLmRhbXNlbGZseS5kYWVtb24udjEuU291cmNlRGVmYXVsdHNSZXF1ZXN0GisuZGFtc2VsZmx5LmRhZW1vbi52MS5Tb3VyY2VEZWZhdWx0c1Jlc3BvbnNlEl8KCkltcG9ydFRhc2sSJi5kYW1zZWxmbHkuZGFlbW9uLnYxLkltcG9ydFRhc2tSZXF1ZXN0GicuZGFtc2VsZmx5LmRhZW1vbi52MS5JbXBvcnRUYXNrUmVzcG9uc2UoARJmCg1TdGF0Q2FjaGVUYXNrEikuZGFtc2VsZmx5LmRhZW1vbi52MS5TdGF0Q2FjaGVUYXNrUmVxdWVzdBoqLmRhbXNlbGZseS5kYWVtb24udjEuU3RhdENhY2hlVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_damselfly_common_v1_common]);
 
 /**
  * @generated from message damselfly.daemon.v1.DownloadTaskRequest
@@ -50,6 +50,15 @@ export type DownloadTaskRequest = Message<"damselfly.daemon.v1.DownloadTaskReque
    * @generated from field: bool background = 5;
    */
   background: boolean;
+
+  /**
+   * Milliseconds: the task is kept this long after its last access instead
+   * of the daemon's task TTL (imported tasks and their replicas); zero: the
+   * daemon's.
+   *
+   * @generated from field: uint64 task_ttl_ms = 6;
+   */
+  taskTtlMs: bigint;
 };
 
 /**
@@ -694,6 +703,205 @@ export const SourceDefaultsResponseSchema: GenMessage<SourceDefaultsResponse> = 
   messageDesc(file_damselfly_daemon_v1_daemon, 19);
 
 /**
+ * @generated from message damselfly.daemon.v1.ImportTaskHeader
+ */
+export type ImportTaskHeader = Message<"damselfly.daemon.v1.ImportTaskHeader"> & {
+  /**
+   * "sha256:<hex>" of the whole content: the task ID is made of it.
+   *
+   * @generated from field: string digest = 1;
+   */
+  digest: string;
+
+  /**
+   * @generated from field: uint64 content_length = 2;
+   */
+  contentLength: bigint;
+
+  /**
+   * Copies the scheduler places on other hosts.
+   *
+   * @generated from field: uint32 replicas = 3;
+   */
+  replicas: number;
+
+  /**
+   * Zero: the daemon's task TTL.
+   *
+   * @generated from field: uint64 task_ttl_ms = 4;
+   */
+  taskTtlMs: bigint;
+
+  /**
+   * How long to wait for the replicas; zero: the daemon's default.
+   *
+   * @generated from field: uint64 replica_timeout_ms = 5;
+   */
+  replicaTimeoutMs: bigint;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ImportTaskHeader.
+ * Use `create(ImportTaskHeaderSchema)` to create a new message.
+ */
+export const ImportTaskHeaderSchema: GenMessage<ImportTaskHeader> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 20);
+
+/**
+ * The first message is the header; then the content, in order.
+ *
+ * @generated from message damselfly.daemon.v1.ImportTaskRequest
+ */
+export type ImportTaskRequest = Message<"damselfly.daemon.v1.ImportTaskRequest"> & {
+  /**
+   * @generated from oneof damselfly.daemon.v1.ImportTaskRequest.part
+   */
+  part: {
+    /**
+     * @generated from field: damselfly.daemon.v1.ImportTaskHeader header = 1;
+     */
+    value: ImportTaskHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ImportTaskRequest.
+ * Use `create(ImportTaskRequestSchema)` to create a new message.
+ */
+export const ImportTaskRequestSchema: GenMessage<ImportTaskRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 21);
+
+/**
+ * @generated from message damselfly.daemon.v1.ImportTaskResponse
+ */
+export type ImportTaskResponse = Message<"damselfly.daemon.v1.ImportTaskResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * The daemon held the task already (the bytes were not stored again).
+   *
+   * @generated from field: bool already_stored = 2;
+   */
+  alreadyStored: boolean;
+
+  /**
+   * @generated from field: uint32 replicas_wanted = 3;
+   */
+  replicasWanted: number;
+
+  /**
+   * Hostnames that hold a replica now.
+   *
+   * @generated from field: repeated string replica_hosts = 4;
+   */
+  replicaHosts: string[];
+
+  /**
+   * Why fewer replicas than wanted (no scheduler, too few hosts, failures).
+   *
+   * @generated from field: string warning = 5;
+   */
+  warning: string;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.ImportTaskResponse.
+ * Use `create(ImportTaskResponseSchema)` to create a new message.
+ */
+export const ImportTaskResponseSchema: GenMessage<ImportTaskResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 22);
+
+/**
+ * @generated from message damselfly.daemon.v1.StatCacheTaskRequest
+ */
+export type StatCacheTaskRequest = Message<"damselfly.daemon.v1.StatCacheTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.StatCacheTaskRequest.
+ * Use `create(StatCacheTaskRequestSchema)` to create a new message.
+ */
+export const StatCacheTaskRequestSchema: GenMessage<StatCacheTaskRequest> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 23);
+
+/**
+ * @generated from message damselfly.daemon.v1.StatCacheTaskResponse
+ */
+export type StatCacheTaskResponse = Message<"damselfly.daemon.v1.StatCacheTaskResponse"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * "sha256:<hex>" whose imported-task ID is task_id (checked); empty when
+   * nobody knows it.
+   *
+   * @generated from field: string digest = 2;
+   */
+  digest: string;
+
+  /**
+   * Unset: not stored on this daemon.
+   *
+   * @generated from field: damselfly.daemon.v1.CacheTask local = 3;
+   */
+  local?: CacheTask | undefined;
+
+  /**
+   * The scheduler knows the task.
+   *
+   * @generated from field: bool scheduler_known = 4;
+   */
+  schedulerKnown: boolean;
+
+  /**
+   * Peers holding it complete, and all its peers, as the scheduler sees them.
+   *
+   * @generated from field: uint32 holders = 5;
+   */
+  holders: number;
+
+  /**
+   * @generated from field: uint32 peers = 6;
+   */
+  peers: number;
+
+  /**
+   * @generated from field: uint64 content_length = 7;
+   */
+  contentLength: bigint;
+
+  /**
+   * Why the scheduler could not be asked (empty when it answered).
+   *
+   * @generated from field: string scheduler_error = 8;
+   */
+  schedulerError: string;
+};
+
+/**
+ * Describes the message damselfly.daemon.v1.StatCacheTaskResponse.
+ * Use `create(StatCacheTaskResponseSchema)` to create a new message.
+ */
+export const StatCacheTaskResponseSchema: GenMessage<StatCacheTaskResponse> = /*@__PURE__*/
+  messageDesc(file_damselfly_daemon_v1_daemon, 24);
+
+/**
  * How a download's bytes reach the client.
  *
  * @generated from enum damselfly.daemon.v1.Delivery
@@ -800,6 +1008,31 @@ export const DaemonService: GenService<{
     methodKind: "unary";
     input: typeof SourceDefaultsRequestSchema;
     output: typeof SourceDefaultsResponseSchema;
+  },
+  /**
+   * `damselfly cache import`: the client streams a file's bytes (the header
+   * first: length and sha256); the daemon stores them as a content-addressed
+   * task with no origin, commits it only if they match, announces it and
+   * has the scheduler place replicas. The daemon never opens a path a
+   * request names.
+   *
+   * @generated from rpc damselfly.daemon.v1.DaemonService.ImportTask
+   */
+  importTask: {
+    methodKind: "client_streaming";
+    input: typeof ImportTaskRequestSchema;
+    output: typeof ImportTaskResponseSchema;
+  },
+  /**
+   * `damselfly cache stat|export`: what this daemon and its scheduler know
+   * of an imported task.
+   *
+   * @generated from rpc damselfly.daemon.v1.DaemonService.StatCacheTask
+   */
+  statCacheTask: {
+    methodKind: "unary";
+    input: typeof StatCacheTaskRequestSchema;
+    output: typeof StatCacheTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_damselfly_daemon_v1_daemon, 0);
