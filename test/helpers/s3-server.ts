@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
+import { answerListV2, isListV2 } from "./s3-pages.js";
 
 export const S3_ACCESS_KEY = "S3RVER";
 export const S3_SECRET = "S3RVER";
@@ -26,18 +27,23 @@ export interface S3Server {
   // http://127.0.0.1:PORT: the counting relay in front of the store.
   endpoint: string;
   bytesSent(): number;
+  // ListObjectsV2 pages the front answered itself (with opts.pageSize).
+  listPages(): number;
   // Body bytes sent for one object (GETs of /BUCKET/KEY, path-style).
   bytesSentFor(bucket: string, key: string): number;
   put(bucket: string, key: string, body: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startS3Server(buckets: readonly string[]): Promise<S3Server> {
+// opts.pageSize: ListObjectsV2 answers at most this many keys a page, with
+// continuation tokens (s3-pages.ts); default: s3rver's own (1,000).
+export async function startS3Server(buckets: readonly string[], opts: { pageSize?: number } = {}): Promise<S3Server> {
   const dir = mkdtempSync(join(tmpdir(), "damselfly-s3rver-"));
   const S3rver = createRequire(import.meta.url)("s3rver") as S3rverCtor;
   const store = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
   const { port: storePort } = await store.run();
   let sent = 0;
+  let pages = 0;
   const sentByPath = new Map<string, number>();
   const signer = new SignatureV4({
     service: "s3",
@@ -51,6 +57,11 @@ export async function startS3Server(buckets: readonly string[]): Promise<S3Serve
       (refusal) => {
         if (refusal) {
           res.writeHead(403, { "content-type": "application/xml" }).end(`<Error><Code>SignatureDoesNotMatch</Code><Message>${refusal}</Message></Error>`);
+          return;
+        }
+        if (opts.pageSize && isListV2(req)) {
+          pages++;
+          answerListV2(req, res, { storePort, signer, pageSize: opts.pageSize, count: (n) => void (sent += n) }).catch(() => res.destroy());
           return;
         }
         const up = http.request({ host: "127.0.0.1", port: storePort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
@@ -72,6 +83,7 @@ export async function startS3Server(buckets: readonly string[]): Promise<S3Serve
   return {
     endpoint,
     bytesSent: () => sent,
+    listPages: () => pages,
     bytesSentFor: (bucket, key) => sentByPath.get(`/${bucket}/${key}`) ?? 0,
     async put(bucket, key, body) {
       const u = new URL(`${endpoint}/${bucket}/${key}`);

@@ -32,7 +32,8 @@ describe("get -r s3://", { timeout: 240_000 }, () => {
 
   before(async () => {
     base = mkdtempSync(join(tmpdir(), "damselfly-s3-rec-"));
-    s3 = await startS3Server(["models"]);
+    // Two keys a page: every listing here follows continuation tokens.
+    s3 = await startS3Server(["models"], { pageSize: 2 });
     for (const [k, data] of Object.entries(objects)) await s3.put("models", `llm/${k}`, data);
     await s3.put("models", "llm2/other.bin", Buffer.from("not under llm/\n"));
     cluster = await startCluster({ peers: 2, seed: true });
@@ -54,7 +55,9 @@ describe("get -r s3://", { timeout: 240_000 }, () => {
       for (const [k, data] of Object.entries(objects)) assert.ok(readFileSync(join(d, k)).equals(data), `${d}/${k}`);
     }
     const served = s3.bytesSent() - before;
-    t.diagnostic(`the store sent ${served} body bytes for ${total} bytes of objects`);
+    t.diagnostic(`the store sent ${served} body bytes for ${total} bytes of objects, ${s3.listPages()} listing pages`);
+    // Each of the two listings took every page: ceil(keys / 2) each (llm2/ is not under the prefix).
+    assert.equal(s3.listPages(), 2 * Math.ceil(Object.keys(objects).length / 2));
     assert.ok(served >= total && served <= 1.1 * total + 64 * 1024, `the store sent ${served} bytes`);
   });
 
