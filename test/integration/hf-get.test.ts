@@ -158,7 +158,7 @@ describe("get hf://", { timeout: 180_000 }, () => {
     const repo = hub.repos.create("model", "acme/corrupt");
     const sha = repo.commit({ "w.bin": { data, lfs: true } });
     // The stored object changes under its sha256 (a corrupt CDN copy).
-    repo.commits.get(sha)!.files.get("w.bin")!.data[1000]! ^= 0xff;
+    repo.commits.get(sha)!.files.get("w.bin")!.data![1000]! ^= 0xff;
     const out = join(outDir, "corrupt.bin");
     const r = await get(2, ["hf://acme/corrupt/w.bin", "-O", out]);
     assert.notEqual(r.code, 0, r.stderr);
