@@ -99,6 +99,8 @@ async function runPath(name: string, url: string): Promise<PathResult> {
     const daemon = spawnDamselfly(
       ["daemon", "--hostname", `large-${name}`, ...loopbackDaemonArgs(saddr, join(dir, "data")), "--proxy-rules", rule],
       "daemon ready",
+      // The origin is on loopback, which the proxy denies unless allowed.
+      { DAMSELFLY_DAEMON_PROXY_ALLOW_LOCAL: new URL(url).host },
     );
     procs.push(daemon);
     const ready = await daemon.ready;

@@ -124,7 +124,18 @@ function nativeModel(kind: ModelKind, holder: ModelHolder): Mode {
           return Promise.all(
             ctx.peers.map(async (p): Promise<PeerResult> => {
               const output = join(ctx.workDir, p.id, "model");
-              const auth = kind === "hf" ? ["-L"] : ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", `${S3_ACCESS_KEY}:${S3_SECRET}`];
+              const auth =
+                kind === "hf"
+                  ? ["-L"]
+                  : [
+                      // S3 wants the payload hash header with header auth; curl 7.88 sends it only when given.
+                      "-H",
+                      "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                      "--aws-sigv4",
+                      "aws:amz:us-east-1:s3",
+                      "--user",
+                      `${S3_ACCESS_KEY}:${S3_SECRET}`,
+                    ];
               const each = model.files.flatMap((f) => [
                 "-o",
                 join(output, f.name),
