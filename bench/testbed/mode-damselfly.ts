@@ -241,7 +241,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           ...seeds.map((s) => ({ name: s.spec.agent, pid: s.svc.pid, role: "agent" as const })),
           ...daemons.map((d) => ({ name: `daemon ${d.name}`, pid: d.pid, role: "agent" as const })),
           ...schedulers.map((s) => ({ name: s.spec.name, pid: s.svc.pid, role: "infra" as const })),
-          ...(origin ? [{ name: "origin-server (node)", pid: origin.service.pid, role: "infra" as const }] : []),
+          ...(origin ? [{ name: `${origin.service.name} (node)`, pid: origin.service.pid, role: "infra" as const }] : []),
         ],
         async run(t0, deadlineMs) {
           const url = origin!.url;
