@@ -66,6 +66,22 @@ describe("get hf://", { timeout: 180_000 }, () => {
     assert.ok(hub.requests.filter((r) => r.server === "hub").every((r) => r.method === "HEAD"));
   });
 
+  test("each daemon records the sha256 it checked, so get does not hash its copy again", async () => {
+    // The daemon vouches for a store file's digest (DownloadFinished.digest)
+    // only when its task.json carries contentDigest.
+    const digest = `sha256:${sha256Hex(weightsV1)}`;
+    for (const peer of cluster.peers) {
+      const metas = readdirSync(join(peer.dataDir, "tasks"), { recursive: true })
+        .map(String)
+        .filter((p) => p.endsWith("task.json"))
+        .map((p) => JSON.parse(readFileSync(join(peer.dataDir, "tasks", p), "utf8")) as Record<string, unknown>);
+      const task = metas.find((m) => m.digestTaskId === digest);
+      assert.ok(task, `${peer.dataDir} holds the task`);
+      assert.equal(task.digestVerified, true);
+      assert.equal(task.contentDigest, digest);
+    }
+  });
+
   test("the same sha256 at another revision and in another repository: served locally, no CDN bytes", async () => {
     const sha = sha256Hex(weightsV1);
     const before = hub.cdnBytesFor(sha);
