@@ -76,6 +76,11 @@ export interface DamselflyOptions {
   seeds?: number;
   // Runs alongside the timed part (e.g. faults: mode-chaos.ts).
   during?: (cluster: ClusterView) => RunHook;
+  // Another origin (a model on a hub or S3 fixture: mode-model.ts) and the
+  // client command for it, given the peer's directory, the origin's URL and
+  // the --daemon flag; output is what the client writes.
+  startOrigin?: (ctx: ModeContext) => Promise<OriginServer>;
+  clientCommand?: (peerDir: string, url: string, daemon: string[]) => { argv: string[]; output: string };
 }
 
 // --tls-* for one component, its certificate naming its testbed address.
@@ -185,7 +190,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
       return {
         clientsAreAgents: false,
         async setup() {
-          origin = await startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log"));
+          origin = await (opts.startOrigin?.(ctx) ?? startOriginServer(o, ctx.file, join(ctx.logDir, "origin-server.log")));
           const ids = [...schedulerList.map((s) => s.name), ...seedList.map((s) => s.hostname), ...ctx.peers.map((p) => p.id)];
           if (opts.tls) {
             await createCa(join(pki, "ca"));
@@ -236,7 +241,7 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           ...seeds.map((s) => ({ name: s.spec.agent, pid: s.svc.pid, role: "agent" as const })),
           ...daemons.map((d) => ({ name: `daemon ${d.name}`, pid: d.pid, role: "agent" as const })),
           ...schedulers.map((s) => ({ name: s.spec.name, pid: s.svc.pid, role: "infra" as const })),
-          ...(origin ? [{ name: "origin-server (node)", pid: origin.service.pid, role: "infra" as const }] : []),
+          ...(origin ? [{ name: `${origin.service.name} (node)`, pid: origin.service.pid, role: "infra" as const }] : []),
         ],
         async run(t0, deadlineMs) {
           const url = origin!.url;
@@ -244,11 +249,13 @@ export function damselflyMode(name: string, coldStart: "peer" | "seed" | undefin
           hook?.start(t0);
           const clients = Promise.all(
             ctx.peers.map(async (p): Promise<PeerResult> => {
-              const output = join(ctx.workDir, p.id, "out.bin");
+              const custom = opts.clientCommand?.(join(ctx.workDir, p.id), url, daemonFlag(p.id));
+              const output = custom?.output ?? join(ctx.workDir, p.id, "out.bin");
               // The harness checks every output's sha256 afterwards; `get`
               // checks it too, before it places the file.
-              const argv =
-                opts.client === "proxy"
+              const argv = custom
+                ? custom.argv
+                : opts.client === "proxy"
                   ? ["curl", "-sS", "-f", "--proxy", `http://${PROXY}`, "-o", output, url]
                   : [
                       process.execPath,

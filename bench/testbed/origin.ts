@@ -16,9 +16,15 @@ export interface OriginServer {
   stop(): Promise<void>;
 }
 
-export async function startOriginServer(h: Host, file: string, logFile: string, port = ORIGIN_PORT): Promise<OriginServer> {
-  const svc = startService(h.ns, "origin-server", [process.execPath, join(ROOT, "dist", "bench", "origin-server.js"), file, `${h.ip}:${port}`], logFile);
-  const line = await svc.waitForLine((l) => l.startsWith("listening "), 15_000, "listening line");
+export function startOriginServer(h: Host, file: string, logFile: string, port = ORIGIN_PORT): Promise<OriginServer> {
+  return startOriginProcess(h, "origin-server", [process.execPath, join(ROOT, "dist", "bench", "origin-server.js"), file, `${h.ip}:${port}`], logFile);
+}
+
+// Any origin process that prints "listening URL" when ready and "sent BYTES"
+// on SIGUSR2 (origin-server.js, model-origin.js).
+export async function startOriginProcess(h: Host, name: string, argv: string[], logFile: string, readyMs = 15_000): Promise<OriginServer> {
+  const svc = startService(h.ns, name, argv, logFile);
+  const line = await svc.waitForLine((l) => l.startsWith("listening "), readyMs, "listening line");
   const url = line.slice("listening ".length).trim();
   return {
     service: svc,

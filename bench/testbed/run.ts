@@ -31,6 +31,10 @@
 // deployed daemons have (V8 has compiled the hot paths). The origin's bytes
 // for it are not counted.
 //
+// Model modes (mode-model.ts): damselfly-hf, damselfly-s3 (`get -r` from the
+// Hub or S3 fixture on the origin host) and native-hf, native-s3 (curl
+// straight from it); --size is then the whole model, in --model-files files.
+//
 // --tcp-cc NAME|inherit: TCP congestion control inside the hosts (default
 // cubic, Linux's default; the machine's own default may differ, and bbr
 // against the shapers' short queues makes TCP resend far more, so results
@@ -51,6 +55,8 @@ import { bittorrentMode } from "./mode-bittorrent.js";
 import { CHAOS_DEFAULTS, damselflyChaosMode } from "./mode-chaos.js";
 import { damselflyMode } from "./mode-damselfly.js";
 import { nativeMode } from "./mode-native.js";
+import { modelModes, type ModelHolder } from "./mode-model.js";
+import { prepareModel } from "./model.js";
 import { measureMode, type Mode, type RunMeasurement } from "./mode.js";
 import { renderPlot } from "./plot.js";
 import { cpuAccount, cpuSampler, killAll, removeStaleCgroups, sleep } from "./proc.js";
@@ -93,6 +99,7 @@ function parseArgs(argv: string[]): Record<string, string | true> {
     "--get-args",
     "--tcp-cc",
     "--chaos-at",
+    "--model-files",
   ]);
   const flags = new Set(["--keep", "--no-shaping-check", "--seed-api-loopback", "--help", "-h"]);
   for (let i = 0; i < argv.length; i++) {
@@ -175,6 +182,11 @@ const MODES: Record<string, Mode> = {
   "damselfly-tls": damselflyMode("damselfly-tls", undefined, { ...dfOpts, tls: true }),
   "damselfly-chaos": damselflyChaosMode("damselfly-chaos", dfOpts, { schedulerAt: chaosAt[0]!, seedAt: chaosAt[1]! }),
 };
+const modelHolder: ModelHolder = {};
+const MODEL_MODES = modelModes(modelHolder, dfOpts);
+Object.assign(MODES, MODEL_MODES);
+const modelFiles = Number(str("--model-files", "4"));
+if (!Number.isInteger(modelFiles) || modelFiles < 1 || modelFiles > 64) usage("--model-files: 1..64");
 const modeNames = str("--modes", "native,bittorrent,damselfly")
   .split(",")
   .map((m) => m.trim())
@@ -276,8 +288,16 @@ let exitCode = 0;
 try {
   await cleanupLeftovers();
   const file = join(work, "blob.bin");
-  process.stdout.write(`testbed: writing ${size} random bytes to ${file}\n`);
-  const digest = await makeFile(file, size, `testbed-${Date.now()}`);
+  let digest = "";
+  if (modeNames.some((m) => !MODEL_MODES[m])) {
+    process.stdout.write(`testbed: writing ${size} random bytes to ${file}\n`);
+    digest = await makeFile(file, size, `testbed-${Date.now()}`);
+  }
+  if (modeNames.some((m) => MODEL_MODES[m])) {
+    process.stdout.write(`testbed: writing a ${size}-byte model in ${modelFiles} files to ${join(work, "model")}\n`);
+    modelHolder.model = await prepareModel(join(work, "model"), size, modelFiles);
+    size = modelHolder.model.size;
+  }
   const maxN = ns[ns.length - 1]!;
   tb = await createTestbed(maxN, peerRate, originRate, { congestionControl: str("--tcp-cc", "cubic") });
   results.config["tcpCongestionControl"] = tb.congestionControl;

@@ -3,7 +3,7 @@
 // when it is collected, and garbage-collector work (external memory counts
 // toward its triggers); serving or writing gigabytes would leave the
 // collector and RSS to catch up. Users: the upload server's read chunks,
-// PieceWriter's staging buffers, a proxied response's piece buffers.
+// PieceWriter's staging buffers, a proxied response's chunk buffers.
 // See docs/decisions/buffer-pool.md.
 export class BufferPool {
   // Idle buffers by size.
@@ -49,8 +49,8 @@ export class BufferPool {
   }
 
   // Lets `count` more buffers of `size` stay idle until the returned
-  // function is called: a proxied response cycles a few buffers of a
-  // piece's length, which can be larger than the cap.
+  // function is called: a proxied response cycles a few buffers of its
+  // chunk size (up to 4 MiB), which can be larger than the cap.
   reserve(size: number, count: number): () => void {
     const bytes = size * count;
     this.reserved += bytes;

@@ -4,15 +4,20 @@
 // are computed as git and git-lfs compute them, so a client that checks a
 // blob oid or an LFS sha256 against the bytes finds them consistent.
 import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 
 export type RepoType = "model" | "dataset" | "space";
 
 export interface HubFile {
   path: string;
-  data: Buffer;
+  size: number;
+  // The bytes in memory, or (diskPath) a large LFS file served from disk.
+  data?: Buffer;
+  diskPath?: string;
   // Git blob id of what git stores: the bytes, or the LFS pointer for an LFS file.
   oid: string;
-  lfs?: { sha256: string; pointerSize: number };
+  // md5: the CDN's ETag, kept for disk files (hashed once, not per request).
+  lfs?: { sha256: string; pointerSize: number; md5?: string };
 }
 
 export interface HubCommit {
@@ -21,8 +26,30 @@ export interface HubCommit {
   date: Date;
 }
 
-// A file given to commit(): bytes (a plain git blob) or bytes marked as LFS.
-export type FileInput = Buffer | string | { data: Buffer | string; lfs: boolean };
+// A file on disk, always LFS (benchmarks: GiB-sized weights never held in
+// memory); diskFile() makes one.
+export interface DiskFileInput {
+  diskPath: string;
+  size: number;
+  sha256: string;
+  md5: string;
+}
+
+// A file given to commit(): bytes (a plain git blob), bytes marked as LFS, or a disk file.
+export type FileInput = Buffer | string | { data: Buffer | string; lfs: boolean } | DiskFileInput;
+
+// Hashes a file on disk once, streaming, for commit().
+export async function diskFile(diskPath: string): Promise<DiskFileInput> {
+  const sha = createHash("sha256");
+  const md5 = createHash("md5");
+  let size = 0;
+  for await (const chunk of createReadStream(diskPath, { highWaterMark: 4 * 1024 * 1024 })) {
+    sha.update(chunk as Buffer);
+    md5.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { diskPath, size, sha256: sha.digest("hex"), md5: md5.digest("hex") };
+}
 
 export function gitBlobOid(data: Buffer): string {
   return createHash("sha1").update(`blob ${data.length}\0`).update(data).digest("hex");
@@ -33,13 +60,18 @@ export function lfsPointer(sha256: string, size: number): Buffer {
 }
 
 function makeFile(path: string, input: FileInput): HubFile {
+  if (typeof input === "object" && "diskPath" in input) {
+    const pointer = lfsPointer(input.sha256, input.size);
+    const lfs = { sha256: input.sha256, pointerSize: pointer.length, md5: input.md5 };
+    return { path, size: input.size, diskPath: input.diskPath, oid: gitBlobOid(pointer), lfs };
+  }
   const lfs = typeof input === "object" && !Buffer.isBuffer(input) && input.lfs;
   const raw = typeof input === "object" && !Buffer.isBuffer(input) ? input.data : input;
   const data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw);
-  if (!lfs) return { path, data, oid: gitBlobOid(data) };
+  if (!lfs) return { path, size: data.length, data, oid: gitBlobOid(data) };
   const sha256 = createHash("sha256").update(data).digest("hex");
   const pointer = lfsPointer(sha256, data.length);
-  return { path, data, oid: gitBlobOid(pointer), lfs: { sha256, pointerSize: pointer.length } };
+  return { path, size: data.length, data, oid: gitBlobOid(pointer), lfs: { sha256, pointerSize: pointer.length } };
 }
 
 export class HubRepo {
@@ -143,12 +175,12 @@ export class HubRepos {
     return this.renamed.get(HubRepos.key(type, id));
   }
 
-  // The bytes of an LFS object by sha256, from any commit of any repository
-  // (the CDN stores content, not paths).
-  lfsObject(sha256: string): Buffer | undefined {
+  // An LFS object by sha256 (its bytes or disk path), from any commit of any
+  // repository (the CDN stores content, not paths).
+  lfsObject(sha256: string): HubFile | undefined {
     for (const repo of this.repos.values()) {
       for (const c of repo.commits.values()) {
-        for (const f of c.files.values()) if (f.lfs?.sha256 === sha256) return f.data;
+        for (const f of c.files.values()) if (f.lfs?.sha256 === sha256) return f;
       }
     }
     return undefined;
@@ -165,8 +197,8 @@ export interface TreeEntry {
 }
 
 function fileEntry(f: HubFile): TreeEntry {
-  const entry: TreeEntry = { type: "file", oid: f.oid, size: f.data.length, path: f.path };
-  if (f.lfs) entry.lfs = { oid: f.lfs.sha256, size: f.data.length, pointerSize: f.lfs.pointerSize };
+  const entry: TreeEntry = { type: "file", oid: f.oid, size: f.size, path: f.path };
+  if (f.lfs) entry.lfs = { oid: f.lfs.sha256, size: f.size, pointerSize: f.lfs.pointerSize };
   return entry;
 }
 

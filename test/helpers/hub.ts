@@ -23,11 +23,12 @@
 // Bytes served are counted per URL path on each server so tests can prove
 // that peers, not the origin, carried a file.
 import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { type HubCommit, type HubRepo, HubRepos, lfsPointer, pathEntry, type RepoType, treeEntries } from "./hub-repos.js";
+import { type HubCommit, type HubFile, type HubRepo, HubRepos, lfsPointer, pathEntry, type RepoType, treeEntries } from "./hub-repos.js";
 
-export { HubRepo, HubRepos, type RepoType } from "./hub-repos.js";
+export { diskFile, HubRepo, HubRepos, type RepoType } from "./hub-repos.js";
 
 export interface HubRequest {
   server: "hub" | "cdn";
@@ -56,6 +57,9 @@ export interface HubOptions {
   treePageSize?: number;
   // How long a signed CDN URL stays valid, in seconds.
   cdnUrlTtlSec?: number;
+  // Address both servers bind (default 127.0.0.1; the testbed gives its
+  // origin namespace's address).
+  host?: string;
 }
 
 const TYPES: Record<string, RepoType> = { models: "model", datasets: "dataset", spaces: "space" };
@@ -90,25 +94,37 @@ function parseRange(header: string | undefined, size: number): [number, number] 
   return start > end || start >= size ? null : [start, end];
 }
 
-// Sends `data` honouring Range, counting the body bytes under `key`.
-function sendBody(req: http.IncomingMessage, res: http.ServerResponse, data: Buffer, counts: Map<string, number>, key: string): void {
+// Sends `data` (bytes, or a file on disk streamed with backpressure) honouring
+// Range, counting the body bytes under `key`.
+function sendBody(req: http.IncomingMessage, res: http.ServerResponse, data: Buffer | HubFile, counts: Map<string, number>, key: string): void {
   res.setHeader("Accept-Ranges", "bytes");
-  const range = parseRange(req.headers.range, data.length);
+  const size = Buffer.isBuffer(data) ? data.length : data.size;
+  const range = parseRange(req.headers.range, size);
   if (range === null) {
-    res.writeHead(416, { "Content-Range": `bytes */${data.length}`, "Content-Length": 0 });
+    res.writeHead(416, { "Content-Range": `bytes */${size}`, "Content-Length": 0 });
     res.end();
     return;
   }
-  const [start, end] = range ?? [0, data.length - 1];
-  const body = data.subarray(start, end + 1);
-  if (range) res.setHeader("Content-Range", `bytes ${start}-${end}/${data.length}`);
-  res.writeHead(range ? 206 : 200, { "Content-Type": "application/octet-stream", "Content-Length": body.length });
+  const [start, end] = range ?? [0, size - 1];
+  if (range) res.setHeader("Content-Range", `bytes ${start}-${end}/${size}`);
+  res.writeHead(range ? 206 : 200, { "Content-Type": "application/octet-stream", "Content-Length": end + 1 - start });
   if (req.method === "HEAD") {
     res.end();
     return;
   }
-  counts.set(key, (counts.get(key) ?? 0) + body.length);
-  res.end(body);
+  const add = (n: number) => counts.set(key, (counts.get(key) ?? 0) + n);
+  const bytes = Buffer.isBuffer(data) ? data : data.data;
+  if (bytes) {
+    add(end + 1 - start);
+    res.end(bytes.subarray(start, end + 1));
+    return;
+  }
+  const file = createReadStream((data as HubFile).diskPath!, { start, end, highWaterMark: 1024 * 1024 });
+  // Counted as read: backpressure bounds what is read but not yet sent.
+  file.on("data", (b) => add(b.length));
+  file.on("error", () => res.destroy());
+  res.on("close", () => file.destroy());
+  file.pipe(res);
 }
 
 class HubHandler {
@@ -120,7 +136,7 @@ class HubHandler {
     readonly repos: HubRepos,
     readonly hubBytes: Map<string, number>,
     readonly cdnBytes: Map<string, number>,
-    readonly opts: Required<HubOptions>,
+    readonly opts: Required<Omit<HubOptions, "host">>,
   ) {}
 
   // Finds the repository and checks the token; answers the error itself.
@@ -265,10 +281,10 @@ class HubHandler {
     const key = new URL(req.url ?? "/", this.hubUrl).pathname;
     res.setHeader("ETag", `"${f.oid}"`);
     // `raw` is what git stores: the bytes, or an LFS file's pointer.
-    if (raw) return sendBody(req, res, f.lfs ? lfsPointer(f.lfs.sha256, f.data.length) : f.data, this.hubBytes, key);
-    if (!f.lfs) return sendBody(req, res, f.data, this.hubBytes, key);
+    if (raw) return sendBody(req, res, f.lfs ? lfsPointer(f.lfs.sha256, f.size) : f, this.hubBytes, key);
+    if (!f.lfs) return sendBody(req, res, f, this.hubBytes, key);
     res.setHeader("X-Linked-Etag", `"${f.lfs.sha256}"`);
-    res.setHeader("X-Linked-Size", String(f.data.length));
+    res.setHeader("X-Linked-Size", String(f.size));
     const location = this.signedCdnUrl(f.lfs.sha256, path);
     const body = Buffer.from(`Found. Redirecting to ${location}`);
     res.writeHead(302, { Location: location, "Content-Type": "text/plain; charset=utf-8", "Content-Length": body.length });
@@ -294,19 +310,19 @@ class HubHandler {
     const u = new URL(req.url ?? "/", this.cdnUrl);
     const sha256 = /^\/repos\/[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{64})$/.exec(u.pathname)?.[1];
     const expires = u.searchParams.get("Expires") ?? "";
-    const data = sha256 ? this.repos.lfsObject(sha256) : undefined;
-    if (!sha256 || !data) return sendError(res, 404, undefined, "NoSuchKey");
+    const f = sha256 ? this.repos.lfsObject(sha256) : undefined;
+    if (!sha256 || !f) return sendError(res, 404, undefined, "NoSuchKey");
     if (u.searchParams.get("Signature") !== this.signature(sha256, expires) || Number(expires) * 1000 < Date.now()) {
       return sendError(res, 403, undefined, "AccessDenied");
     }
     // An S3-style ETag (md5), not the sha256: a client that reads the ETag
     // after following the redirect gets this one.
-    res.setHeader("ETag", `"${createHash("md5").update(data).digest("hex")}"`);
-    sendBody(req, res, data, this.cdnBytes, u.pathname);
+    res.setHeader("ETag", `"${f.lfs?.md5 ?? createHash("md5").update(f.data!).digest("hex")}"`);
+    sendBody(req, res, f, this.cdnBytes, u.pathname);
   }
 }
 
-function listen(handler: http.RequestListener, log: HubRequest[], name: "hub" | "cdn") {
+function listen(handler: http.RequestListener, log: HubRequest[], name: "hub" | "cdn", host: string) {
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
     res.on("finish", () =>
@@ -326,14 +342,14 @@ function listen(handler: http.RequestListener, log: HubRequest[], name: "hub" | 
     s.on("close", () => sockets.delete(s));
   });
   return new Promise<{ url: string; close: () => Promise<void> }>((resolve) => {
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(0, host, () => {
       const { port } = server.address() as AddressInfo;
       const close = () =>
         new Promise<void>((done) => {
           for (const s of sockets) s.destroy();
           server.close(() => done());
         });
-      resolve({ url: `http://127.0.0.1:${port}`, close });
+      resolve({ url: `http://${host}:${port}`, close });
     });
   });
 }
@@ -347,8 +363,9 @@ export async function startHub(opts: HubOptions = {}): Promise<HubFixture> {
     treePageSize: opts.treePageSize ?? 1000,
     cdnUrlTtlSec: opts.cdnUrlTtlSec ?? 3600,
   });
-  const hub = await listen((req, res) => h.handleHub(req, res), requests, "hub");
-  const cdn = await listen((req, res) => h.handleCdn(req, res), requests, "cdn");
+  const host = opts.host ?? "127.0.0.1";
+  const hub = await listen((req, res) => h.handleHub(req, res), requests, "hub", host);
+  const cdn = await listen((req, res) => h.handleCdn(req, res), requests, "cdn", host);
   h.hubUrl = hub.url;
   h.cdnUrl = cdn.url;
   return {

@@ -5,7 +5,7 @@
 // query forms, and expiry), and counts the body bytes the store sends.
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createReadStream, mkdtempSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -32,13 +32,19 @@ export interface S3Server {
   // Body bytes sent for one object (GETs of /BUCKET/KEY, path-style).
   bytesSentFor(bucket: string, key: string): number;
   put(bucket: string, key: string, body: Buffer): Promise<void>;
+  // Uploads a file from disk, streamed (s3rver writes it to disk as it comes).
+  putFile(bucket: string, key: string, path: string): Promise<void>;
   close(): Promise<void>;
 }
 
+// opts.host: the address the front binds (default 127.0.0.1; the testbed
+// gives its origin namespace's address); the store itself stays on loopback.
+// opts.dir: where the store's temporary directory goes.
 // opts.pageSize: ListObjectsV2 answers at most this many keys a page, with
 // continuation tokens (s3-pages.ts); default: s3rver's own (1,000).
-export async function startS3Server(buckets: readonly string[], opts: { pageSize?: number } = {}): Promise<S3Server> {
-  const dir = mkdtempSync(join(tmpdir(), "damselfly-s3rver-"));
+export async function startS3Server(buckets: readonly string[], opts: { host?: string; dir?: string; pageSize?: number } = {}): Promise<S3Server> {
+  const host = opts.host ?? "127.0.0.1";
+  const dir = mkdtempSync(join(opts.dir ?? tmpdir(), "damselfly-s3rver-"));
   const S3rver = createRequire(import.meta.url)("s3rver") as S3rverCtor;
   const store = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir, configureBuckets: buckets.map((name) => ({ name })) });
   const { port: storePort } = await store.run();
@@ -53,7 +59,7 @@ export async function startS3Server(buckets: readonly string[], opts: { pageSize
     uriEscapePath: false,
   });
   const front = http.createServer((req, res) => {
-    verifySigV4(signer, req).then(
+    verifySigV4(signer, req, host).then(
       (refusal) => {
         if (refusal) {
           res.writeHead(403, { "content-type": "application/xml" }).end(`<Error><Code>SignatureDoesNotMatch</Code><Message>${refusal}</Message></Error>`);
@@ -71,6 +77,8 @@ export async function startS3Server(buckets: readonly string[], opts: { pageSize
             sent += b.length;
             sentByPath.set(path, (sentByPath.get(path) ?? 0) + b.length);
           }).pipe(res);
+          // A client that hangs up stops the store's read too.
+          res.on("close", () => ur.destroy());
         });
         up.on("error", () => res.destroy());
         req.pipe(up);
@@ -78,30 +86,32 @@ export async function startS3Server(buckets: readonly string[], opts: { pageSize
       () => res.writeHead(500).end(),
     );
   });
-  await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
-  const endpoint = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => front.listen(0, host, r));
+  const endpoint = `http://${host}:${(front.address() as AddressInfo).port}`;
+  const put = async (bucket: string, key: string, body: Buffer | (() => NodeJS.ReadableStream), length: number) => {
+    const u = new URL(`${endpoint}/${bucket}/${key}`);
+    const req = {
+      method: "PUT",
+      protocol: "http:",
+      hostname: u.hostname,
+      port: Number(u.port),
+      path: u.pathname,
+      query: {},
+      headers: { host: u.host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": String(length) },
+    };
+    const signed = await signer.sign(req);
+    const data = Buffer.isBuffer(body) ? body : (body() as import("node:stream").Readable);
+    const res = await request(u, { method: "PUT", headers: signed.headers as Record<string, string>, body: data });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`PUT ${u}: HTTP ${res.statusCode} ${text}`);
+  };
   return {
     endpoint,
     bytesSent: () => sent,
     listPages: () => pages,
     bytesSentFor: (bucket, key) => sentByPath.get(`/${bucket}/${key}`) ?? 0,
-    async put(bucket, key, body) {
-      const u = new URL(`${endpoint}/${bucket}/${key}`);
-      const req = {
-        method: "PUT",
-        protocol: "http:",
-        hostname: u.hostname,
-        port: Number(u.port),
-        path: u.pathname,
-        query: {},
-        headers: { host: u.host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "content-length": String(body.length) },
-        body,
-      };
-      const signed = await signer.sign(req);
-      const res = await request(u, { method: "PUT", headers: signed.headers as Record<string, string>, body });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`PUT ${u}: HTTP ${res.statusCode} ${text}`);
-    },
+    put: (bucket, key, body) => put(bucket, key, body, body.length),
+    putFile: (bucket, key, path) => put(bucket, key, () => createReadStream(path), statSync(path).size),
     async close() {
       front.closeAllConnections();
       await new Promise<void>((r) => front.close(() => r()));
@@ -115,11 +125,11 @@ const QUERY_AUTH = ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-
 
 // Signs the request again as the client should have and compares: undefined
 // when it matches, else why not.
-async function verifySigV4(signer: SignatureV4, req: http.IncomingMessage): Promise<string | undefined> {
+async function verifySigV4(signer: SignatureV4, req: http.IncomingMessage, hostname: string): Promise<string | undefined> {
   const u = new URL(req.url ?? "/", "http://x");
   const query: Record<string, string> = {};
   for (const [k, v] of u.searchParams) if (!QUERY_AUTH.includes(k.toLowerCase())) query[k] = v;
-  const base = { method: req.method ?? "GET", protocol: "http:", hostname: "127.0.0.1", path: u.pathname, query };
+  const base = { method: req.method ?? "GET", protocol: "http:", hostname, path: u.pathname, query };
   const auth = req.headers["authorization"];
   if (typeof auth === "string") {
     const m = /^AWS4-HMAC-SHA256 Credential=[^/]+\/\d{8}\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]+)$/.exec(auth);

@@ -66,6 +66,22 @@ describe("get hf://", { timeout: 180_000 }, () => {
     assert.ok(hub.requests.filter((r) => r.server === "hub").every((r) => r.method === "HEAD"));
   });
 
+  test("each daemon records the sha256 it checked, so get does not hash its copy again", async () => {
+    // The daemon vouches for a store file's digest (DownloadFinished.digest)
+    // only when its task.json carries contentDigest.
+    const digest = `sha256:${sha256Hex(weightsV1)}`;
+    for (const peer of cluster.peers) {
+      const metas = readdirSync(join(peer.dataDir, "tasks"), { recursive: true })
+        .map(String)
+        .filter((p) => p.endsWith("task.json"))
+        .map((p) => JSON.parse(readFileSync(join(peer.dataDir, "tasks", p), "utf8")) as Record<string, unknown>);
+      const task = metas.find((m) => m.digestTaskId === digest);
+      assert.ok(task, `${peer.dataDir} holds the task`);
+      assert.equal(task.digestVerified, true);
+      assert.equal(task.contentDigest, digest);
+    }
+  });
+
   test("the same sha256 at another revision and in another repository: served locally, no CDN bytes", async () => {
     const sha = sha256Hex(weightsV1);
     const before = hub.cdnBytesFor(sha);
@@ -160,7 +176,7 @@ describe("get hf://", { timeout: 180_000 }, () => {
     const repo = hub.repos.create("model", "acme/corrupt");
     const sha = repo.commit({ "w.bin": { data, lfs: true } });
     // The stored object changes under its sha256 (a corrupt CDN copy).
-    repo.commits.get(sha)!.files.get("w.bin")!.data[1000]! ^= 0xff;
+    repo.commits.get(sha)!.files.get("w.bin")!.data![1000]! ^= 0xff;
     const out = join(outDir, "corrupt.bin");
     const r = await get(2, ["hf://acme/corrupt/w.bin", "-O", out]);
     assert.notEqual(r.code, 0, r.stderr);
@@ -172,7 +188,7 @@ describe("get hf://", { timeout: 180_000 }, () => {
     const repo = hub.repos.create("model", "acme/corrupt-plain");
     const sha = repo.commit({ "tokenizer.json": Buffer.from('{"vocab": ["a", "b", "c"]}\n') });
     // The bytes change under their blob id (what a lying mirror would serve for a cached blob).
-    repo.commits.get(sha)!.files.get("tokenizer.json")!.data[3]! ^= 0x01;
+    repo.commits.get(sha)!.files.get("tokenizer.json")!.data![3]! ^= 0x01;
     const out = join(outDir, "corrupt-tokenizer.json");
     const r = await get(2, ["hf://acme/corrupt-plain/tokenizer.json", "-O", out]);
     assert.notEqual(r.code, 0, r.stderr);

@@ -3,9 +3,12 @@
 // lists, resolves and downloads from the fixture and reports its errors as it
 // does against huggingface.co, later hf:// tests can trust the fixture.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { downloadFile, fileDownloadInfo, fileExists, HubApiError, listFiles, modelInfo, pathsInfo } from "@huggingface/hub";
-import { type HubFixture, startHub } from "../helpers/hub.js";
+import { diskFile, type HubFixture, startHub } from "../helpers/hub.js";
 import { gitBlobOid, lfsPointer } from "../helpers/hub-repos.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 
@@ -129,6 +132,31 @@ test("an LFS file is resolved through a redirect and its bytes come from the CDN
   assert.ok((await bytesOf(oldWeights)).equals(weightsV1));
   const data = await downloadFile({ repo: "datasets/acme/corpus", path: "data/train.bin", hubUrl: hub.url });
   assert.ok((await bytesOf(data)).equals(trainData));
+});
+
+test("a disk-backed LFS file lists, resolves and serves Ranges as the same bytes in memory do", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "damselfly-hub-disk-"));
+  // Bytes of their own: the CDN serves an object from the first file holding it.
+  const weights = randomBytesSeeded(300_000, "weights-disk");
+  try {
+    const path = join(dir, "w.bin");
+    writeFileSync(path, weights);
+    const disk = hub.repos.create("model", "acme/disk");
+    disk.commit({ "w.bin": await diskFile(path) });
+    const mem = hub.repos.create("model", "acme/mem");
+    mem.commit({ "w.bin": { data: weights, lfs: true } });
+    const entry = async (repo: string) => {
+      for await (const e of listFiles({ repo, hubUrl: hub.url })) return e;
+    };
+    assert.deepEqual(await entry("acme/disk"), await entry("acme/mem"));
+    const got = await bytesOf(await downloadFile({ repo: "acme/disk", path: "w.bin", hubUrl: hub.url }));
+    assert.ok(got.equals(weights));
+    const res = await fetch(`${hub.url}/acme/disk/resolve/main/w.bin`, { headers: { Range: "bytes=1000-1999" } });
+    assert.equal(res.status, 206);
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(weights.subarray(1000, 2000)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("a plain git file is served by the hub itself with the blob id as its ETag", async () => {

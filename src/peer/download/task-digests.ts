@@ -41,9 +41,15 @@ export class TaskDigests {
   }
 
   // Once every piece is stored: rejects when a check fails; resolves with
-  // the requester's digest when the content matched it.
+  // the digest the content matched (the task's own, or the requester's), so
+  // `get` need not hash its copy again: without it, every hf:// LFS file was
+  // hashed twice, and a model's last file kept `get -r` 9-13 s after the
+  // daemon had it (bench/results/2026-12-07-model.md).
   async result(): Promise<string | undefined> {
-    if (this.own) await this.own.result;
+    if (this.own) {
+      await this.own.result;
+      return formatDigest(parseDigest(this.download.digest));
+    }
     if (!this.advisory || !this.download.digest) return undefined;
     await this.advisory.result;
     return formatDigest(parseDigest(this.download.digest));

@@ -7,7 +7,8 @@ import { blobDownload, type Download } from "../../protocol/index.js";
 import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import type { LocalTask } from "../storage/local-task.js";
-import { readTaskRange, waitForInfo, waitUntil } from "../api/task-reader.js";
+import { waitForInfo, waitUntil } from "../api/task-reader.js";
+import { readTaskChunks, type ChunkPool } from "./piece-chunks.js";
 import { drainOrClose } from "../../common/streams.js";
 import { buffers } from "../buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";
@@ -81,24 +82,25 @@ class P2PResponse {
   private end = 0;
   private pos = 0;
   private status = 200;
-  // The next piece is read from the store while the socket drains the
+  // The next chunk is read from the store while the socket drains the
   // previous one (at most two in flight), not after.
   private draining: Promise<void> | undefined;
   // Only a whole-object response can be checked against the digest; ranges
   // rely on the per-piece CRCs (see checkBeforeLast).
   private expected: Digest | undefined;
   private hasher: Digester | undefined;
-  // Piece buffers come from the daemon's pool and go back once the socket is
-  // done with them: a response of gigabytes would otherwise allocate one per
-  // piece. While the response lasts, the pool keeps a few of them even when
-  // a piece is larger than its cap.
+  // Chunk buffers (a piece, or 4 MiB of a larger one: piece-chunks.ts) come
+  // from the daemon's pool and go back once the socket is done with them: a
+  // response of gigabytes would otherwise allocate one per chunk. While the
+  // response lasts, the pool keeps a few of them even when they are larger
+  // than its cap.
   private unreserve: (() => void) | undefined;
-  private readonly piecePool = {
-    get: (): Buffer => {
-      const size = this.task.meta.pieceLength;
+  private readonly chunkPool: ChunkPool = {
+    get: (size: number): Buffer => {
       this.unreserve ??= buffers.reserve(size, 4);
       return buffers.get(size);
     },
+    put: (buf: Buffer): void => buffers.put(buf),
   };
 
   constructor(
@@ -235,7 +237,8 @@ class P2PResponse {
       this.handle = await deps.tasks.ensure(this.download, task.id, { rateLimit: this.obj.rateLimit ?? 0 });
     };
     try {
-      for await (const buf of readTaskRange(task, AbortSignal.any([this.clientGone.signal, stall.signal]), restart, this.start, this.end, this.piecePool)) {
+      const signal = AbortSignal.any([this.clientGone.signal, stall.signal]);
+      for await (const buf of readTaskChunks(task, signal, restart, this.start, this.end, this.chunkPool)) {
         stall.reset();
         await this.emit(buf);
       }

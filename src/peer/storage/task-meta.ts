@@ -13,8 +13,9 @@ export interface TaskMeta {
   digestTaskId?: string;
   // The whole content was hashed and matched digestTaskId.
   digestVerified?: boolean;
-  // A URL task whose requester named a digest: what the content hashed to
-  // while it downloaded ("sha256:<hex>"), so `get` need not hash it again.
+  // What the content hashed to while it downloaded ("sha256:<hex>"): a URL
+  // task's requester's digest, or a content-addressed task's own (when this
+  // process checked it), so `get` need not hash it again.
   contentDigest?: string;
   // The data file when its pieces were last all checked (data-stamp.ts).
   dataStamp?: string | undefined;
