@@ -9,10 +9,11 @@
 // own data directory, removed after), so the daemon fetches from the origin
 // itself and its VmHWM is that path's alone:
 //   get:   `damselfly get URL -O FILE`   (the output removed after)
+//   stdout: `damselfly get URL -O -` to /dev/null (stream delivery)
 //   proxy: curl through the daemon's HTTP proxy, a proxy rule sending the
 //          origin's URL through P2P (the registry mirror's path too), to /dev/null
-//   cache: `cache import FILE` / `cache export ID -O FILE`: see cachePath below
-//          (hook for when those commands land).
+//   cache: `cache import FILE --replicas 0`, then `cache export ID -O FILE`
+//          on the same daemon (the import streams every byte to it).
 // The daemon's RSS is sampled every 250 ms (VmRSS) and its VmHWM read at the
 // end; the path passes when the peak is under --limit-mib. Exit 1 if any fails.
 import { spawn } from "node:child_process";
@@ -28,6 +29,7 @@ const limitMiB = Number(opt("--limit-mib", "200"));
 const paths = opt("--paths", "get,proxy").split(",").filter(Boolean);
 const base = mkdtempSync(join(opt("--dir", tmpdir()), "df-bench-large-"));
 const MiB = 2 ** 20;
+const file = join(base, "large.bin");
 
 interface PathResult {
   path: string;
@@ -76,12 +78,19 @@ function runSampled(cmd: string, args: string[], daemonPid: number, timeoutMs: n
 type PathCommand = (d: { api: string; proxy: string; url: string; dir: string }) => { cmd: string; args: string[] };
 const COMMANDS: Record<string, PathCommand> = {
   get: ({ api, url, dir }) => ({ cmd: process.execPath, args: [BIN, "get", url, "-O", join(dir, "out.bin"), "--daemon", api, "--no-progress"] }),
+  // `get -O -`: the daemon streams the bytes over the API (stream delivery,
+  // also what `cache export` falls back to when the store file is out of reach).
+  stdout: ({ api, url }) => ({ cmd: process.execPath, args: [BIN, "get", url, "-O", "-", "--daemon", api, "--no-progress"] }),
   proxy: ({ proxy, url }) => ({ cmd: "curl", args: ["-sS", "-f", "--proxy", `http://${proxy}`, "-o", "/dev/null", url] }),
-  // cache: the hook for `cache import/export` (built separately). When the
-  // commands exist: import the sparse file on this daemon (`damselfly cache
-  // import FILE --daemon API` prints the task ID), then export it
-  // (`cache export ID -O FILE`), sampling the same daemon; both steps must
-  // stay under the limit. Until then the path reports "not run".
+  // `cache import FILE` (streamed to the daemon over ImportTask), then
+  // `cache export ID -O FILE` on the same daemon: both steps sampled.
+  cache: ({ api, dir }) => ({
+    cmd: "sh",
+    args: [
+      "-c",
+      `id=$("${process.execPath}" "${BIN}" cache import "${file}" --replicas 0 --daemon ${api}) && "${process.execPath}" "${BIN}" cache export "$id" -O "${join(dir, "out.bin")}" --daemon ${api}`,
+    ],
+  }),
 };
 
 async function runPath(name: string, url: string): Promise<PathResult> {
@@ -129,7 +138,6 @@ async function runPath(name: string, url: string): Promise<PathResult> {
 }
 
 const results: PathResult[] = [];
-const file = join(base, "large.bin");
 const fd = openSync(file, "w");
 ftruncateSync(fd, size);
 closeSync(fd);

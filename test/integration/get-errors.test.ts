@@ -139,6 +139,20 @@ describe("get: against a scheduler and a daemon", () => {
     assert.match(r.stderr, /-> stdout;/);
   });
 
+  test("-O - streams many pieces and pieces over 4 MiB intact (the daemon reuses its read buffers)", async () => {
+    for (const [pieceLength, size] of [
+      ["1MiB", 3 * 1024 * 1024 + 512 * 1024 + 3],
+      ["8MiB", 10 * 1024 * 1024 + 5],
+    ] as const) {
+      const path = `/stdout-pieces-${pieceLength}-${RUN}.bin`;
+      const data = origin.addRandomFile(path, size, path);
+      const r = await get([origin.url(path), "-O", "-", "--piece-length", pieceLength]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.length, data.length, pieceLength);
+      assert.ok(r.stdout.equals(data), `stdout differs from the origin's content (${pieceLength} pieces)`);
+    }
+  });
+
   test("success with a matching --digest", async (t) => {
     dir = tempDir();
     t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,4 +1,4 @@
-// The proxy's chunked reader (src/peer/proxy/piece-chunks.ts) on a real task
+// The proxy's chunked reader (src/peer/api/piece-chunks.ts) on a real task
 // store: pieces larger than a chunk go out in chunks of at most CHUNK bytes
 // (so a response's memory does not grow with the piece length), a stored
 // piece that rotted is found by the chunked CRC pass and fetched again.
@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { crc32Update } from "../../src/common/pieces.js";
 import { Storage } from "../../src/peer/storage/storage.js";
 import type { LocalTask } from "../../src/peer/storage/local-task.js";
-import { CHUNK, readTaskChunks } from "../../src/peer/proxy/piece-chunks.js";
+import { CHUNK, readTaskChunks } from "../../src/peer/api/piece-chunks.js";
 import { randomBytesSeeded } from "../helpers/origin.js";
 
 const log = pino({ level: "silent" });

@@ -8,7 +8,7 @@ import type { DownloadManager, TaskHandle } from "../download-manager.js";
 import type { HttpSource } from "../source/http-source.js";
 import type { LocalTask } from "../storage/local-task.js";
 import { waitForInfo, waitUntil } from "../api/task-reader.js";
-import { readTaskChunks, type ChunkPool } from "./piece-chunks.js";
+import { readTaskChunks, type ChunkPool } from "../api/piece-chunks.js";
 import { drainOrClose } from "../../common/streams.js";
 import { buffers } from "../buffer-pool.js";
 import { resolveRange, type ByteRangeSpec } from "./range.js";

@@ -1,5 +1,5 @@
-// A proxied response's bytes from the task, in buffers of at most CHUNK
-// bytes whatever the piece length. Reading whole pieces (readTaskRange) holds
+// A task's bytes for a proxied response or a streamed download, in buffers of
+// at most CHUNK bytes whatever the piece length. Reading whole pieces holds
 // a piece per buffer in flight: a 10 GiB file has 32 MiB pieces, so the
 // socket's piece and the one read ahead cost 64 MiB, 128 MiB at the 64 MiB
 // maximum, and took the daemon past its 200 MiB bound
@@ -8,7 +8,7 @@
 // receipt moments ago), then read again chunk by chunk as it is sent: the
 // page cache serves the second read.
 import { crc32Update } from "../../common/pieces.js";
-import { waitForInfo, waitForPiece } from "../api/task-reader.js";
+import { waitForInfo, waitForPiece } from "./task-reader.js";
 import type { LocalTask } from "../storage/local-task.js";
 import type { DamselflyError } from "../../common/errors.js";
 
