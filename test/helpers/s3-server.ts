@@ -70,7 +70,11 @@ export async function startS3Server(buckets: readonly string[], opts: { host?: s
           answerListV2(req, res, { storePort, signer, pageSize: opts.pageSize, count: (n) => void (sent += n) }).catch(() => res.destroy());
           return;
         }
-        const up = http.request({ host: "127.0.0.1", port: storePort, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+        // s3rver reads "bytes=N-N" (one byte) as "from N to the end"; S3 sends the one byte.
+        const oneByte = /^bytes=(\d+)-\1$/.test(String(req.headers["range"] ?? ""));
+        const headers = oneByte ? { ...req.headers, range: String(req.headers["range"]).replace(/-\d+$/, (m) => `-${Number(m.slice(1)) + 1}`) } : req.headers;
+        const up = http.request({ host: "127.0.0.1", port: storePort, method: req.method, path: req.url, headers }, (ur) => {
+          if (oneByte && ur.statusCode === 206) return sendOneByte(ur, res, (n) => void (sent += n));
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           const path = safeDecode(new URL(req.url ?? "/", "http://x").pathname);
           ur.on("data", (b: Buffer) => {
@@ -119,6 +123,19 @@ export async function startS3Server(buckets: readonly string[], opts: { host?: s
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// The first byte of a two-byte 206 as the one-byte answer S3 gives.
+function sendOneByte(ur: http.IncomingMessage, res: http.ServerResponse, count: (n: number) => void): void {
+  const m = /^bytes (\d+)-\d+\/(\d+)$/.exec(String(ur.headers["content-range"] ?? ""));
+  const chunks: Buffer[] = [];
+  ur.on("data", (b: Buffer) => chunks.push(b));
+  ur.on("end", () => {
+    const body = Buffer.concat(chunks).subarray(0, 1);
+    count(body.length);
+    const headers = { ...ur.headers, "content-length": String(body.length), "content-range": m ? `bytes ${m[1]}-${m[1]}/${m[2]}` : "" };
+    res.writeHead(206, headers).end(body);
+  });
 }
 
 const QUERY_AUTH = ["x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders", "x-amz-signature"];

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { request } from "undici";
-import { resolveS3 } from "../../src/common/s3/s3-resolve.js";
+import { resolveS3, s3TaskTag } from "../../src/common/s3/s3-resolve.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
@@ -65,7 +65,9 @@ describe("get s3://", { timeout: 180_000 }, () => {
 
   test("the test store's front checks presigned signatures (a URL signed with another secret is refused)", async () => {
     const good = await resolveS3(URL_S3, { endpoint: s3.endpoint, region: "", pathStyle: true }, env);
-    assert.equal((await request(good.url)).statusCode, 200);
+    const ok = await request(good.url, { headers: { range: "bytes=0-0" } });
+    await ok.body.dump();
+    assert.equal(ok.statusCode, 206);
     const wrong = new SignatureV4({
       service: "s3",
       region: "us-east-1",
@@ -90,6 +92,26 @@ describe("get s3://", { timeout: 180_000 }, () => {
     const res = await request(badUrl);
     await res.body.dump();
     assert.equal(res.statusCode, 403);
+  });
+
+  test("a cached object is served only on the caller's own valid signature (a forged one is refused, nothing written)", async () => {
+    // Peer 0 holds the object (first test). The task is named without the signature, so a caller
+    // who knows the key and ETag could name it with any signature: the daemon asks the store first.
+    const good = await resolveS3(URL_S3, { endpoint: s3.endpoint, region: "", pathStyle: true }, env);
+    const tag = s3TaskTag("", good.identity);
+    const forged = new URL(good.url);
+    forged.searchParams.set("X-Amz-Signature", "0".repeat(64));
+    const out = join(outDir, "forged.bin");
+    const before = s3.bytesSent();
+    const r = await cluster.peers[0]!.get([forged.toString(), "--tag", tag, "-O", out, "--no-progress"], { timeoutMs: 30_000 });
+    assert.equal(r.code, ExitCode.AUTH, r.stderr);
+    assert.match(r.stderr, /DF_ERR_SOURCE_AUTH/);
+    assert.equal(existsSync(out), false);
+    // The caller's own valid URL: the local copy, after a one-byte check.
+    const ok = await cluster.peers[0]!.get([good.url, "--tag", tag, "-O", out, "--no-progress"], { timeoutMs: 30_000 });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /from origin 0 B/);
+    assert.ok(s3.bytesSent() - before < 64 * 1024, `the store sent ${s3.bytesSent() - before} bytes`);
   });
 
   test("a wrong secret is refused: auth exit code, no file", async () => {

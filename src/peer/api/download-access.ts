@@ -1,4 +1,5 @@
 import { DamselflyError } from "../../common/errors.js";
+import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../common/task-id.js";
 import { isCacheUrl, type Download } from "../../protocol/index.js";
 import { redact } from "../source/http-source.js";
 import type { BlobAccess } from "../proxy/blob-access.js";
@@ -26,4 +27,38 @@ export async function checkDigestRead(access: BlobAccess | undefined, d: Downloa
     throw new DamselflyError("DF_ERR_SOURCE_STATUS", `${where} refused the caller access to ${d.digest} (HTTP ${answer.status})`, {
       sourceStatus: answer.status,
     });
+}
+
+// A signed URL (S3/GCS/OSS/COS presigned, or any signature the task ID
+// leaves out: common/task-id.ts) names its task without its signature, so
+// knowing the object's name and version would be enough to read a copy
+// someone else fetched. The caller gets it only once the origin accepts the
+// caller's own signature: a GET of the first byte (a presigned URL is signed
+// for GET). Yes-answers are reused briefly (proxy.authTtl); fails closed.
+export async function checkSignedRead(access: BlobAccess | undefined, d: Download, signal: AbortSignal): Promise<void> {
+  if (d.digestTaskId || isCacheUrl(d.url) || !carriesSignature(d)) return;
+  const where = redact(new URL(d.url));
+  if (!access) throw new DamselflyError("DF_ERR_INTERNAL", "no access check configured for a signed URL");
+  let answer;
+  try {
+    answer = await access.check(d.url, d.headers, signal, true);
+  } catch (err) {
+    const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+    if (e.code === "DF_ERR_EGRESS_DENIED" || e.code === "DF_ERR_CANCELLED") throw e;
+    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `cannot ask ${where} whether the caller's signed URL is valid: ${e.message}`, { cause: err });
+  }
+  if (answer.allowed) return;
+  const auth = answer.status === 401 || answer.status === 403;
+  throw new DamselflyError(auth ? "DF_ERR_SOURCE_AUTH" : "DF_ERR_SOURCE_STATUS", `${where} refused the caller's signed URL (HTTP ${answer.status})`, {
+    sourceStatus: answer.status,
+  });
+}
+
+// Query parameters that are signatures or credentials (not containerd's
+// namespace parameter, which the task ID also leaves out).
+function carriesSignature(d: Download): boolean {
+  const names = new Set([...DEFAULT_FILTERED_QUERY_PARAMS, ...d.filteredQueryParams].map((p) => p.toLowerCase()));
+  names.delete("ns");
+  for (const k of new URL(d.url).searchParams.keys()) if (names.has(k.toLowerCase())) return true;
+  return false;
 }

@@ -16,7 +16,7 @@ import type { DaemonMetrics } from "../metrics.js";
 import { verifiedStorePath } from "./store-delivery.js";
 import { checkTaskTtl } from "./import-task.js";
 import { readTaskChunks } from "./piece-chunks.js";
-import { checkDigestRead } from "./download-access.js";
+import { checkDigestRead, checkSignedRead } from "./download-access.js";
 import type { BlobAccess } from "../proxy/blob-access.js";
 
 const PROGRESS_MS = 250;
@@ -93,7 +93,11 @@ export async function* downloadTask(deps: DownloadTaskDeps, req: daemonv1.Downlo
 // may never reach its finally.
 async function* download(deps: DownloadTaskDeps, req: daemonv1.DownloadTaskRequest, ctx: HandlerContext, span: Span): AsyncGenerator<Response> {
   const started = Date.now();
-  const d = await resolveS3Download(validateDownload(req.download, true), deps.s3);
+  const given = validateDownload(req.download, true);
+  // The caller's own signature decides before any copy is served (an s3://
+  // URL this daemon signs itself is checked by its own signed HEAD).
+  await checkSignedRead(deps.access, given, ctx.signal);
+  const d = await resolveS3Download(given, deps.s3);
   await checkDigestRead(deps.access, d, ctx.signal);
   const limits = { rateLimit: Number(req.rateLimit), background: req.background };
   const handle = await deps.tasks.ensure(d, undefined, { ...limits, trace: span, hold: true });

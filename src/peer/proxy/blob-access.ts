@@ -29,8 +29,11 @@ export class BlobAccess {
 
   constructor(private readonly o: { dispatcher: Dispatcher; ttlMs: number; timeoutMs: number }) {}
 
-  async check(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<AccessAnswer> {
+  // `ranged`: ask with a GET of the first byte from the start (a presigned
+  // URL is signed for GET only, so a HEAD would be refused).
+  async check(url: string, headers: Record<string, string>, signal: AbortSignal, ranged = false): Promise<AccessAnswer> {
     const key = createHash("sha256")
+      .update(ranged ? "GET\0" : "HEAD\0")
       .update(url)
       .update("\0")
       .update(headers["authorization"] ?? "")
@@ -40,15 +43,15 @@ export class BlobAccess {
     const hit = this.cache.get(key);
     if (hit && hit.expires > Date.now()) return hit.answer;
     if (hit) this.cache.delete(key);
-    const answer = await this.ask(url, headers, AbortSignal.any([signal, AbortSignal.timeout(this.o.timeoutMs)]));
+    const answer = await this.ask(url, headers, AbortSignal.any([signal, AbortSignal.timeout(this.o.timeoutMs)]), ranged);
     return answer.allowed ? this.remember(key, answer) : answer;
   }
 
-  private async ask(first: string, clientHeaders: Record<string, string>, signal: AbortSignal): Promise<AccessAnswer> {
+  private async ask(first: string, clientHeaders: Record<string, string>, signal: AbortSignal, rangedFirst: boolean): Promise<AccessAnswer> {
     let url = new URL(first);
     let headers: Record<string, string> = { "user-agent": USER_AGENT, ...clientHeaders, "accept-encoding": "identity" };
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const ranged = hop > 0;
+      const ranged = hop > 0 || rangedFirst;
       const res = await request(url, {
         method: ranged ? "GET" : "HEAD",
         headers: ranged ? { ...headers, range: "bytes=0-0" } : headers,
