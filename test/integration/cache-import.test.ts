@@ -220,7 +220,7 @@ describe("cache import/export with TLS (zero trust)", { timeout: 300_000 }, () =
   let cluster: Cluster;
   let dir: string;
   before(async () => {
-    cluster = await startCluster({ tls: true, peers: 2, seed: true });
+    cluster = await startCluster({ tls: true, peers: 3, seed: true });
     dir = mkdtempSync(join(tmpdir(), "damselfly-cache-import-tls-"));
   });
   after(async () => {
@@ -242,6 +242,19 @@ describe("cache import/export with TLS (zero trust)", { timeout: 300_000 }, () =
     const r = await cache(reader, "export", id, "-O", out);
     assert.equal(r.code, 0, `${r.stderr}\n${logTail(reader)}`);
     assert.ok(readFileSync(out).equals(content));
+  });
+
+  test("an empty file: imported, exported elsewhere as an empty file", async () => {
+    const [, reader, writer] = cluster.peers as [DaemonHandle, DaemonHandle, DaemonHandle];
+    const file = join(dir, "empty.bin");
+    writeFileSync(file, "");
+    const imp = await cache(writer, "import", file);
+    assert.equal(imp.code, 0, `${imp.stderr}\n${logTail(writer)}`);
+    const id = imp.stdout.toString().trim();
+    const out = join(dir, "empty-out.bin");
+    const r = await cache(reader, "export", id, "-O", out);
+    assert.equal(r.code, 0, `${r.stderr}\n${logTail(reader)}`);
+    assert.equal(readFileSync(out).length, 0);
   });
 });
 

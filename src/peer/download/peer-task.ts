@@ -1,6 +1,6 @@
 import { DamselflyError } from "../../common/errors.js";
 import { MIN_PIECE_LENGTH } from "../../common/pieces.js";
-import { TaskDigests } from "./task-digests.js";
+import { keyedByEmptyContent, TaskDigests } from "./task-digests.js";
 import type { Logger } from "../../common/logger.js";
 import { spanUrl, startSpan, type Span } from "../../common/trace.js";
 import { HostType, fromErrorDetail, type schedulerv1 } from "../../protocol/index.js";
@@ -213,8 +213,10 @@ export class PeerTask {
         this.source.start(r.value.description || "scheduler asked", false, r.value.keepParents && this.parents.size > 0);
         break;
       case "emptyTask":
-        // With TLS nobody but the origin says what the task holds.
-        if (this.trust) {
+        // With TLS nobody but the origin says what the task holds, unless
+        // the task is keyed by the empty content's own digest (an empty
+        // file imported with `cache import`, which has no origin).
+        if (this.trust && !keyedByEmptyContent(this.o.download)) {
           this.fallbackToSource("the scheduler says the task is empty");
           break;
         }
