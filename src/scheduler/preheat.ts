@@ -53,29 +53,40 @@ export class Preheater {
     }
     const timeoutMs = req.timeoutMs > 0n ? Number(req.timeoutMs) : DEFAULT_TIMEOUT_MS;
     const started = Date.now();
-    const results = await Promise.all(hosts.map((h) => this.one(h, download, timeoutMs)));
+    const results = await Promise.all(hosts.map((h) => preheatHost(this.deps.clients, h, download, timeoutMs)));
     this.deps.logger.info({ taskId, hosts: hosts.length, failed: results.filter((r) => !r.success).length, ms: Date.now() - started }, "preheat done");
     return create(schedulerv1.PreheatTaskResponseSchema, { taskId, results });
   }
+}
 
-  private async one(host: Host, download: Download, timeoutMs: number): Promise<schedulerv1.PreheatHostResult> {
-    const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
-    try {
-      const req = create(daemonv1.DownloadTaskRequestSchema, {
-        download,
-        delivery: daemonv1.Delivery.STORE_PATH,
-        timeoutMs: BigInt(timeoutMs),
-        background: true,
-      });
-      let finished = false;
-      for await (const ev of this.deps.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
-        if (ev.event.case === "finished") finished = true;
-      }
-      if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
-      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
-    } catch (err) {
-      const e = fromConnectError(err);
-      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
+// One host's daemon fetches the task through the swarm (store-path delivery,
+// in the background) and answers once it holds it complete and verified.
+// Preheats and imported-task replicas (replicas.ts) both place copies so;
+// `taskTtlMs` (0: the daemon's own TTL) is a replica's.
+export async function preheatHost(
+  clients: DaemonClients,
+  host: Host,
+  download: Download,
+  timeoutMs: number,
+  taskTtlMs = 0n,
+): Promise<schedulerv1.PreheatHostResult> {
+  const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
+  try {
+    const req = create(daemonv1.DownloadTaskRequestSchema, {
+      download,
+      delivery: daemonv1.Delivery.STORE_PATH,
+      timeoutMs: BigInt(timeoutMs),
+      background: true,
+      taskTtlMs,
+    });
+    let finished = false;
+    for await (const ev of clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
+      if (ev.event.case === "finished") finished = true;
     }
+    if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
+    return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
+  } catch (err) {
+    const e = fromConnectError(err);
+    return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
   }
 }

@@ -1,21 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import { rendezvousOrder } from "../common/rendezvous.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import type { Caller } from "../protocol/caller.js";
-import {
-  cacheDownload,
-  daemonv1,
-  downloadTaskId,
-  fromConnectError,
-  isCacheDigestOf,
-  isCacheDownloadOf,
-  schedulerv1,
-  type Download,
-} from "../protocol/index.js";
+import { cacheDownload, downloadTaskId, isCacheDigestOf, isCacheDownloadOf, schedulerv1 } from "../protocol/index.js";
 import { checkOwner, registrantOf } from "./access.js";
 import type { DaemonClients } from "./daemon-clients.js";
+import { preheatHost } from "./preheat.js";
 import type { Host } from "./resources/host-manager.js";
 import type { GrantFn } from "./scheduling/engine.js";
 import type { ResourceStore } from "./resources/resource-store.js";
@@ -70,7 +61,7 @@ export class Replicator {
     const timeoutMs = req.timeoutMs > 0n ? Math.min(Number(req.timeoutMs), MAX_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
     // Rebuilt: no header or other field of the caller's travels on.
     const download = cacheDownload(req.download.digest);
-    const results = await Promise.all(chosen.map((h) => this.one(h, download, timeoutMs, req.taskTtlMs)));
+    const results = await Promise.all(chosen.map((h) => preheatHost(this.deps.clients, h, download, timeoutMs, req.taskTtlMs)));
     this.deps.logger.info(
       { taskId, hostId: host.id, wanted: req.replicas, candidates: all.length, placed: results.filter((x) => x.success).length },
       "replicas placed",
@@ -96,27 +87,5 @@ export class Replicator {
     if (!fingerprint || !this.deps.grant) return create(schedulerv1.GrantImportResponseSchema, {});
     this.deps.logger.info({ taskId: req.taskId, hostId: host.id, peerId: req.peerId }, "import granted");
     return create(schedulerv1.GrantImportResponseSchema, { grant: this.deps.grant(req.taskId, req.peerId, fingerprint) });
-  }
-
-  private async one(host: Host, download: Download, timeoutMs: number, taskTtlMs: bigint): Promise<schedulerv1.PreheatHostResult> {
-    const base = { hostId: host.id, hostname: host.hostname, ip: host.ip };
-    try {
-      const req = create(daemonv1.DownloadTaskRequestSchema, {
-        download,
-        delivery: daemonv1.Delivery.STORE_PATH,
-        timeoutMs: BigInt(timeoutMs),
-        background: true,
-        taskTtlMs,
-      });
-      let finished = false;
-      for await (const ev of this.deps.clients.get(host).downloadTask(req, { timeoutMs: timeoutMs + 5_000 })) {
-        if (ev.event.case === "finished") finished = true;
-      }
-      if (!finished) throw new DamselflyError("DF_ERR_INTERNAL", "the daemon ended the download without finishing it");
-      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: true });
-    } catch (err) {
-      const e = fromConnectError(err);
-      return create(schedulerv1.PreheatHostResultSchema, { ...base, success: false, description: `${e.code}: ${e.message}` });
-    }
   }
 }
