@@ -2,7 +2,7 @@ import { DamselflyError } from "../../common/errors.js";
 import { DEFAULT_FILTERED_QUERY_PARAMS } from "../../common/task-id.js";
 import { isCacheUrl, type Download } from "../../protocol/index.js";
 import { redact } from "../source/http-source.js";
-import type { BlobAccess } from "../proxy/blob-access.js";
+import type { AccessAnswer, BlobAccess } from "../proxy/blob-access.js";
 
 // A content-addressed download (an OCI blob, keyed by its digest and its
 // registry) may be served from this daemon's store or the swarm, which hold
@@ -14,15 +14,7 @@ export async function checkDigestRead(access: BlobAccess | undefined, d: Downloa
   // is what a reader must know (docs/operations/cache.md).
   if (!d.digestTaskId || isCacheUrl(d.url)) return;
   const where = redact(new URL(d.url));
-  if (!access) throw new DamselflyError("DF_ERR_INTERNAL", "no registry access check configured for a digest-keyed download");
-  let answer;
-  try {
-    answer = await access.check(d.url, d.headers, signal);
-  } catch (err) {
-    const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-    if (e.code === "DF_ERR_EGRESS_DENIED" || e.code === "DF_ERR_CANCELLED") throw e;
-    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `cannot ask ${where} whether the caller may read ${d.digest}: ${e.message}`, { cause: err });
-  }
+  const answer = await ask(access, d, signal, false, `whether the caller may read ${d.digest}`);
   if (!answer.allowed)
     throw new DamselflyError("DF_ERR_SOURCE_STATUS", `${where} refused the caller access to ${d.digest} (HTTP ${answer.status})`, {
       sourceStatus: answer.status,
@@ -38,20 +30,25 @@ export async function checkDigestRead(access: BlobAccess | undefined, d: Downloa
 export async function checkSignedRead(access: BlobAccess | undefined, d: Download, signal: AbortSignal): Promise<void> {
   if (d.digestTaskId || isCacheUrl(d.url) || !carriesSignature(d)) return;
   const where = redact(new URL(d.url));
-  if (!access) throw new DamselflyError("DF_ERR_INTERNAL", "no access check configured for a signed URL");
-  let answer;
-  try {
-    answer = await access.check(d.url, d.headers, signal, true);
-  } catch (err) {
-    const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
-    if (e.code === "DF_ERR_EGRESS_DENIED" || e.code === "DF_ERR_CANCELLED") throw e;
-    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `cannot ask ${where} whether the caller's signed URL is valid: ${e.message}`, { cause: err });
-  }
+  const answer = await ask(access, d, signal, true, "whether the caller's signed URL is valid");
   if (answer.allowed) return;
   const auth = answer.status === 401 || answer.status === 403;
   throw new DamselflyError(auth ? "DF_ERR_SOURCE_AUTH" : "DF_ERR_SOURCE_STATUS", `${where} refused the caller's signed URL (HTTP ${answer.status})`, {
     sourceStatus: answer.status,
   });
+}
+
+// The origin's answer for this caller (BlobAccess, with its egress policy);
+// not being able to ask is a no too.
+async function ask(access: BlobAccess | undefined, d: Download, signal: AbortSignal, ranged: boolean, question: string): Promise<AccessAnswer> {
+  if (!access) throw new DamselflyError("DF_ERR_INTERNAL", "no origin access check configured in this daemon");
+  try {
+    return await access.check(d.url, d.headers, signal, ranged);
+  } catch (err) {
+    const e = DamselflyError.from(err, "DF_ERR_SOURCE_UNREACHABLE");
+    if (e.code === "DF_ERR_EGRESS_DENIED" || e.code === "DF_ERR_CANCELLED") throw e;
+    throw new DamselflyError("DF_ERR_SOURCE_UNREACHABLE", `cannot ask ${redact(new URL(d.url))} ${question}: ${e.message}`, { cause: err });
+  }
 }
 
 // Query parameters that are signatures or credentials (not containerd's
