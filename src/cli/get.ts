@@ -16,7 +16,7 @@ import { hfEndpoint, hfTaskTag, hfToken, isHfUrl, parseHfUrl, resolveHf } from "
 import { SpanKind, spanUrl, startSpan, traceHeaders, type Span } from "../common/trace.js";
 import type { daemonv1 } from "../protocol/index.js";
 import { DELIVERY_STORE_PATH, DELIVERY_STREAM, downloadTask, type DownloadEvent, type DownloadTaskJson } from "./daemon-client.js";
-import { formatBytes, formatDuration, formatElapsed, formatRate } from "./format.js";
+import { formatBytes, formatDuration, formatElapsed, formatEta, formatRate } from "./format.js";
 import { copyStoreFile, outputTarget, placeOutput, readStoreFile, writeInto } from "./output-file.js";
 import { daemonTarget, type DaemonTarget } from "./daemon-target.js";
 
@@ -143,12 +143,6 @@ class Progress {
     this.bar?.stop();
     this.bar = undefined;
   }
-}
-
-function formatEta(secs: number): string {
-  if (secs < 60) return `${Math.ceil(secs)}s`;
-  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(Math.round(secs % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(secs / 3600)}h${String(Math.floor((secs % 3600) / 60)).padStart(2, "0")}m`;
 }
 
 export function summaryLine(prefix: string, f: daemonv1.DownloadFinished, clientElapsedMs: number, dest: string): string {

@@ -5,7 +5,7 @@
 import { createRequire } from "node:module";
 import { Writable } from "node:stream";
 import type { MultiBar } from "cli-progress";
-import { formatBytes } from "./format.js";
+import { formatBytes, formatEta } from "./format.js";
 
 export interface SetClock {
   // Milliseconds, monotonic.
@@ -128,18 +128,12 @@ export class SetProgress {
   }
 }
 
-export function formatEtaSecs(secs: number): string {
-  if (secs < 60) return `${Math.ceil(secs)}s`;
-  if (secs < 3600) return `${Math.floor(secs / 60)}m${String(Math.round(secs % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(secs / 3600)}h${String(Math.floor((secs % 3600) / 60)).padStart(2, "0")}m`;
-}
-
 // "[=======       ]  42% | 3/10 files | 120.0 MiB / 300.0 MiB | 52.0 MiB/s | ETA 4s"
 export function formatSetLine(s: SetSnapshot, width = 30): string {
   const frac = s.bytesTotal > 0 ? Math.min(1, s.bytesDone / s.bytesTotal) : s.filesTotal > 0 ? s.filesDone / s.filesTotal : 0;
   const filled = Math.round(frac * width);
   const pct = `${Math.floor(frac * 100)}%`.padStart(4);
-  const eta = s.etaSecs !== undefined && s.filesDone < s.filesTotal ? ` | ETA ${formatEtaSecs(s.etaSecs)}` : "";
+  const eta = s.etaSecs !== undefined && s.filesDone < s.filesTotal ? ` | ETA ${formatEta(s.etaSecs)}` : "";
   return (
     `[${"=".repeat(filled)}${" ".repeat(width - filled)}] ${pct} | ${s.filesDone}/${s.filesTotal} files | ` +
     `${formatBytes(s.bytesDone)} / ${formatBytes(s.bytesTotal)} | ${formatBytes(s.bytesPerSec)}/s${eta}`
