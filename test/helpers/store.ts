@@ -5,7 +5,7 @@ import { LocalTask } from "../../src/peer/storage/local-task.js";
 import { Storage } from "../../src/peer/storage/storage.js";
 import { createLogger } from "../../src/common/logger.js";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import type { Cleanup } from "./procs.js";
@@ -137,4 +137,14 @@ export function listTree(dir: string): string[] {
   };
   walk(dir);
   return out.sort();
+}
+
+// The files under `dir` (a daemon's data dir) smaller than `maxBytes` whose
+// bytes contain `secret`: a token must be in none (task data, larger, is
+// random bytes and skipped).
+export function filesHolding(dir: string, secret: string, maxBytes: number): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .map((e) => ({ e, path: join(e.parentPath, e.name) }))
+    .filter(({ e, path }) => e.isFile() && statSync(path).size < maxBytes && readFileSync(path).includes(secret))
+    .map(({ path }) => path);
 }

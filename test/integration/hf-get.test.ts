@@ -6,14 +6,14 @@
 // repositories, revisions and files have their own exit codes and write nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { type HubFixture, startHub } from "../helpers/hub.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
-import { sha256File } from "../helpers/store.js";
+import { filesHolding, sha256File } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 const SIZE = 8 * MiB;
@@ -110,7 +110,7 @@ describe("get hf://", { timeout: 180_000 }, () => {
     assert.deepEqual(readFileSync(out), config);
     // Held in memory for the task: never written to the daemons' files.
     for (const d of [...cluster.peers, cluster.seed!]) {
-      for (const f of files(d.dataDir)) assert.ok(!readFileSync(f).includes(TOKEN), `${f} holds the token`);
+      assert.deepEqual(filesHolding(d.dataDir, TOKEN, 4 * MiB), [], `${d.name} stored the token`);
     }
   });
 
@@ -203,9 +203,3 @@ describe("get hf://", { timeout: 180_000 }, () => {
     assert.deepEqual(readFileSync(out), config);
   });
 });
-
-function files(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile() && statSync(join(e.parentPath, e.name)).size < 4 * MiB)
-    .map((e) => join(e.parentPath, e.name));
-}

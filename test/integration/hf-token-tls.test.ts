@@ -6,28 +6,19 @@
 // check before any cached copy; with it, it gets the bytes from the swarm.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { type HubFixture, startHub } from "../helpers/hub.js";
 import { randomBytesSeeded } from "../helpers/origin.js";
+import { filesHolding } from "../helpers/store.js";
 
 const MiB = 1024 * 1024;
 const TOKEN = "hf_tls_private_reader";
 // A plain (non-LFS) file the hub serves itself: several pieces.
 const data = randomBytesSeeded(12 * MiB, "hf-tls-plain");
-
-function files(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...files(p));
-    else if (e.isFile() && statSync(p).size < 64 * MiB) out.push(p);
-  }
-  return out;
-}
 
 describe("hub token over mutual TLS", { timeout: 150_000 }, () => {
   let hub: HubFixture;
@@ -68,7 +59,7 @@ describe("hub token over mutual TLS", { timeout: 150_000 }, () => {
     assert.ok(hubSent() >= data.length && hubSent() <= 1.1 * data.length, `the hub sent ${hubSent()} bytes`);
     for (const d of [...cluster.peers, cluster.seed!]) {
       assert.ok(!d.proc.stderr().includes(TOKEN) && !d.proc.stdout().includes(TOKEN), `${d.name} logged the token`);
-      for (const f of files(d.dataDir)) assert.ok(!readFileSync(f).includes(TOKEN), `${f} holds the token`);
+      assert.deepEqual(filesHolding(d.dataDir, TOKEN, 64 * MiB), [], `${d.name} stored the token`);
     }
     assert.ok(!cluster.scheduler.proc.stderr().includes(TOKEN), "the scheduler logged the token");
   });
