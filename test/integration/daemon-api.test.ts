@@ -126,6 +126,9 @@ describe("daemon API on a Unix socket", () => {
 const codeOfApi = (p: Promise<unknown> | AsyncIterable<unknown>) => codeOf(p, "DF_ERR_DAEMON_UNAVAILABLE");
 
 // What a raw HTTP/2 request with these TLS options gets: a status, or "refused".
+// An ImportTask stream with no messages (the role check comes first).
+async function* noParts(): AsyncGenerator<{ part: { case: undefined } }> {}
+
 async function h2Status(url: string, options: http2.SecureClientSessionOptions): Promise<number | "refused"> {
   return new Promise((resolve) => {
     const s = http2.connect(url, options);
@@ -169,6 +172,8 @@ describe("daemon API over TCP with TLS", () => {
     assert.equal(await codeOfApi(client.listTasks({})), "ok");
     assert.equal(await codeOfApi(client.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
     assert.equal(await codeOfApi(client.triggerTask({ taskId: "", download })), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOfApi(client.sourceDefaults({})), "ok");
+    assert.equal(await codeOfApi(client.statCacheTask({ taskId: unknown })), "ok");
     // The scheduler: triggers, deletes and preheats (DownloadTask), never lists.
     assert.equal(await codeOfApi(scheduler.triggerTask({ taskId: "" })), "DF_ERR_INVALID_REQUEST", "the trigger passed the role check");
     assert.equal(await codeOfApi(scheduler.statTask({ taskId: unknown })), "DF_ERR_TASK_NOT_FOUND");
@@ -177,6 +182,9 @@ describe("daemon API over TCP with TLS", () => {
     const preheat = { url: o.url("/tls/preheat.bin"), headers: {} };
     assert.notEqual(await codeOfApi(scheduler.downloadTask({ download: preheat })), "DF_ERR_PEER_ROLE", "a preheat passes the role check");
     assert.equal(await codeOfApi(scheduler.listTasks({})), "DF_ERR_PEER_ROLE");
+    // Imports and the source defaults are a local client's, not a scheduler's.
+    assert.equal(await codeOfApi(scheduler.importTask(noParts())), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOfApi(scheduler.sourceDefaults({})), "DF_ERR_PEER_ROLE");
     // Another peer: nothing.
     for (const call of [
       peer.listTasks({}),
@@ -186,6 +194,10 @@ describe("daemon API over TCP with TLS", () => {
       peer.downloadTask({ download }),
     ])
       assert.equal(await codeOfApi(call), "DF_ERR_PEER_ROLE");
+    // A peer can neither push content into this daemon's store nor read its cache or settings.
+    assert.equal(await codeOfApi(peer.importTask(noParts())), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOfApi(peer.statCacheTask({ taskId: unknown })), "DF_ERR_PEER_ROLE");
+    assert.equal(await codeOfApi(peer.sourceDefaults({})), "DF_ERR_PEER_ROLE");
     assert.equal(o.requestCount("/tls/blob.bin"), 0, "a refused caller made the daemon fetch");
 
     // No certificate, or one of another CA: no session at all.
