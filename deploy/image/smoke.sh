@@ -12,6 +12,12 @@ NAME=damselfly-smoke-$$
 fail() { echo "smoke: FAIL: $*" >&2; podman logs "$NAME" 2>&1 | tail -n 20 >&2 || true; exit 1; }
 cleanup() { podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+# podman's default limits (nofile 1048576, nproc from containers.conf) are
+# above what this machine lets even root raise a limit to: the container then
+# fails to start with "error setting rlimit". Stay at or below our own.
+nofile=$(ulimit -Hn)
+[ "$nofile" = unlimited ] && nofile=1048576
+set -- --network none --ulimit "nofile=$nofile:$nofile" --ulimit nproc=4096:4096
 
 # Polls URL inside the container, from the container's own loopback.
 wait_ready() {
@@ -24,11 +30,11 @@ wait_ready() {
 }
 
 want=$(node -p 'require("./package.json").version' 2>/dev/null || true)
-got=$(timeout 30 podman run --rm --network none "$IMAGE" --version)
+got=$(timeout 30 podman run --rm "$@" "$IMAGE" --version)
 [ -z "$want" ] || [ "$got" = "$want" ] || fail "--version printed '$got', want '$want'"
 echo "smoke: --version $got"
 
-podman run -d --name "$NAME" --network none --cpus 2 "$IMAGE" \
+podman run -d --name "$NAME" "$@" --cpus 2 "$IMAGE" \
   scheduler --listen 127.0.0.1:8002 --metrics-listen 127.0.0.1:8003 >/dev/null
 wait_ready http://127.0.0.1:8003/readyz || fail "scheduler not ready"
 pid=$(podman inspect --format '{{.State.Pid}}' "$NAME")
@@ -44,7 +50,7 @@ code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
 echo "smoke: scheduler stopped on SIGTERM, exit 0"
 podman rm "$NAME" >/dev/null
 
-podman run -d --name "$NAME" --network none "$IMAGE" \
+podman run -d --name "$NAME" "$@" "$IMAGE" \
   manager --listen 127.0.0.1:8080 --metrics-listen 127.0.0.1:8081 --data-dir /tmp/manager >/dev/null
 wait_ready http://127.0.0.1:8081/readyz || fail "manager not ready"
 podman exec "$NAME" node -e 'fs.statSync(process.argv[1]).size > 0 || process.exit(1)' /tmp/manager/manager.db 2>/dev/null ||
