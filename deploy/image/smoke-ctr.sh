@@ -17,7 +17,9 @@ containerd --root "$DIR/root" --state "$RUNDIR/state" --address "$SOCK" \
   --config /dev/null >"$DIR/containerd.log" 2>&1 &
 CTRD=$!
 cleanup() {
-  ctr -a "$SOCK" -n $NS task kill -s KILL smoke >/dev/null 2>&1 || true
+  # The shim outlives containerd: delete the task (it waits for the exit)
+  # before the container, then stop containerd.
+  ctr -a "$SOCK" -n $NS task delete --force smoke >/dev/null 2>&1 || true
   ctr -a "$SOCK" -n $NS container rm smoke >/dev/null 2>&1 || true
   kill "$CTRD" 2>/dev/null || true
   wait "$CTRD" 2>/dev/null || true
@@ -45,5 +47,13 @@ i=0
 until ctr -a "$SOCK" -n $NS task exec --exec-id probe$i smoke node -e 'fetch("http://127.0.0.1:8003/readyz").then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' 2>/dev/null; do
   i=$((i + 1)); [ $i -lt 60 ] || fail "scheduler not ready under ctr"; sleep 0.5
 done
-echo "smoke-ctr: scheduler ready under containerd"
+pid=$(ctr -a "$SOCK" -n $NS task ls | awk '$1 == "smoke" {print $2}')
+tr '\0' '\n' <"/proc/$pid/environ" | grep -q -- '^NODE_OPTIONS=.*--v8-pool-size=[0-9]' || fail "no --v8-pool-size in the scheduler's NODE_OPTIONS"
+echo "smoke-ctr: scheduler ready under containerd, $(tr '\0' '\n' <"/proc/$pid/environ" | grep '^NODE_OPTIONS=')"
+ctr -a "$SOCK" -n $NS task kill -s TERM smoke
+i=0
+until [ "$(ctr -a "$SOCK" -n $NS task ls | awk '$1 == "smoke" {print $3}')" = STOPPED ]; do
+  i=$((i + 1)); [ $i -lt 40 ] || fail "scheduler did not stop on SIGTERM"; sleep 0.25
+done
+echo "smoke-ctr: scheduler stopped on SIGTERM"
 echo "smoke-ctr: ok"
