@@ -33,6 +33,10 @@ want=$(node -p 'require("./package.json").version' 2>/dev/null || true)
 got=$(timeout 30 podman run --rm "$@" "$IMAGE" --version)
 [ -z "$want" ] || [ "$got" = "$want" ] || fail "--version printed '$got', want '$want'"
 echo "smoke: --version $got"
+# dfget is on PATH and is `damselfly get`: its usage names the output flag.
+usage=$(timeout 30 podman run --rm "$@" --entrypoint dfget "$IMAGE" --help)
+case $usage in *--output*) ;; *) fail "dfget --help printed no --output" ;; esac
+echo "smoke: dfget on PATH"
 
 podman run -d --name "$NAME" "$@" --cpus 2 "$IMAGE" \
   scheduler --listen 127.0.0.1:8002 --metrics-listen 127.0.0.1:8003 >/dev/null
