@@ -65,6 +65,7 @@ got=$(timeout 30 ctr -a "$SOCK" -n $NS run --rm --with-ns "network:/var/run/netn
 echo "smoke-ctr: --version $got"
 
 # The origin: SIZE bytes (deterministic), and /count of the body bytes sent.
+# shellcheck disable=SC2016 # JavaScript, not shell, in single quotes
 start origin node -e '
   const size = Number(process.argv[1]); const body = Buffer.alloc(size); let sent = 0;
   for (let i = 0; i < size; i++) body[i] = (i * 2654435761) >>> 24;

@@ -15,6 +15,7 @@ trap cleanup EXIT
 # podman's default limits (nofile 1048576, nproc from containers.conf) are
 # above what this machine lets even root raise a limit to: the container then
 # fails to start with "error setting rlimit". Stay at or below our own.
+# shellcheck disable=SC3045 # dash and bash both have ulimit -H
 nofile=$(ulimit -Hn)
 [ "$nofile" = unlimited ] && nofile=1048576
 set -- --network none --ulimit "nofile=$nofile:$nofile" --ulimit nproc=4096:4096
