@@ -21,7 +21,7 @@ import { REPO_ROOT } from "../helpers/procs.js";
 type Obj = any;
 
 const OVERLAYS_DIR = join(REPO_ROOT, "deploy", "kubernetes", "overlays");
-const REQUIRED_OVERLAYS = ["default"];
+const REQUIRED_OVERLAYS = ["default", "postgres", "networkpolicy", "servicemonitor"];
 const NAMESPACE = "damselfly";
 const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterIssuer"]);
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "Job"]);
@@ -136,6 +136,23 @@ function checkServicesAndBudgets(objs: Obj[]): void {
   for (const p of objs.filter((o) => o.kind === "PodDisruptionBudget")) {
     assert.ok(podsOf(p.spec.selector.matchLabels).length > 0, `PodDisruptionBudget/${p.metadata.name} selects no workload`);
   }
+  for (const n of objs.filter((o) => o.kind === "NetworkPolicy")) {
+    const pods = podsOf(n.spec.podSelector.matchLabels ?? {});
+    assert.ok(pods.length > 0, `NetworkPolicy/${n.metadata.name} selects no workload`);
+    const names = new Set(pods.flatMap((w) => podSpec(w).containers.flatMap((c: Obj) => (c.ports ?? []).map((p: Obj) => p.name))));
+    for (const rule of n.spec.ingress ?? []) {
+      for (const p of rule.ports ?? []) {
+        if (typeof p.port === "string") assert.ok(names.has(p.port), `NetworkPolicy/${n.metadata.name}: no port ${p.port}`);
+      }
+    }
+  }
+  for (const m of objs.filter((o) => o.kind === "ServiceMonitor")) {
+    const services = objs.filter((o) => o.kind === "Service" && isSubset(m.spec.selector.matchLabels, o.metadata.labels));
+    for (const e of m.spec.endpoints) {
+      const serving = services.filter((s) => s.spec.ports.some((p: Obj) => p.name === e.port));
+      assert.ok(serving.length > 0, `ServiceMonitor/${m.metadata.name}: no Service with port ${e.port}`);
+    }
+  }
   for (const s of objs.filter((o) => o.kind === "StatefulSet")) {
     const svc = objs.find((o) => o.kind === "Service" && o.metadata.name === s.spec.serviceName);
     assert.ok(svc, `StatefulSet/${s.metadata.name}: no Service ${s.spec.serviceName}`);
@@ -173,6 +190,7 @@ function checkMetadata(objs: Obj[]): void {
     const where = `${o.kind}/${o.metadata?.name}`;
     assert.ok(o.apiVersion && o.kind && o.metadata?.name, `${where}: apiVersion, kind and metadata.name`);
     if (!CLUSTER_SCOPED.has(o.kind)) assert.equal(o.metadata.namespace, NAMESPACE, `${where}: namespace`);
+    assert.equal(o.metadata.labels?.["app.kubernetes.io/part-of"], "damselfly", `${where}: part-of label`);
   }
   const keys = objs.map((o) => `${o.apiVersion} ${o.kind} ${o.metadata.namespace ?? ""}/${o.metadata.name}`);
   assert.equal(new Set(keys).size, keys.length, "an object is rendered twice");
