@@ -21,7 +21,7 @@ import { REPO_ROOT } from "../helpers/procs.js";
 type Obj = any;
 
 const OVERLAYS_DIR = join(REPO_ROOT, "deploy", "kubernetes", "overlays");
-const REQUIRED_OVERLAYS = ["default", "postgres", "networkpolicy", "servicemonitor"];
+const REQUIRED_OVERLAYS = ["default", "postgres", "certs-job", "networkpolicy", "servicemonitor"];
 const NAMESPACE = "damselfly";
 const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterIssuer"]);
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "Job"]);
@@ -115,7 +115,7 @@ function checkWorkload(program: Command, o: Obj, commands: Map<string, string>):
   const volumes = new Set<string>([...(spec.volumes ?? []).map((v: Obj) => v.name), ...(o.spec.volumeClaimTemplates ?? []).map((v: Obj) => v.metadata.name)]);
   for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
     const cw = `${where} container ${c.name}`;
-    assert.ok(c.image, `${cw}: no image`);
+    assert.match(c.image ?? "", /[:@]/, `${cw}: image ${c.image} has no tag (an images: entry missed it)`);
     for (const m of c.volumeMounts ?? []) assert.ok(volumes.has(m.name), `${cw}: mounts ${m.name}, no such volume`);
     checkPorts(cw, c);
     if (/^damselfly(:|@|$)/.test(c.image)) commands.set(cw, checkDamselflyContainer(program, cw, c));
@@ -185,6 +185,29 @@ function checkCertificates(objs: Obj[]): void {
   }
 }
 
+// Every Secret a pod needs is made by the render: a cert-manager Certificate,
+// or a `kubectl create secret generic NAME --from-file=/pki/DIR` step of the
+// certs Job whose DIR a `damselfly certs` step wrote (--out=/pki/DIR).
+function checkSecretsProvided(objs: Obj[]): void {
+  const made = new Set<string>(objs.filter((o) => o.kind === "Certificate").map((c) => c.spec.secretName));
+  for (const j of objs.filter((o) => o.kind === "Job")) {
+    const steps = [...(podSpec(j).initContainers ?? []), ...podSpec(j).containers];
+    const written = new Set(steps.map((c: Obj) => flagValue(c.args ?? [], "--out")).filter(Boolean));
+    for (const c of steps) {
+      const a: string[] = c.args ?? [];
+      if (a[0] !== "create" || a[1] !== "secret") continue;
+      assert.ok(written.has(flagValue(a, "--from-file")), `Job/${j.metadata.name} ${c.name}: nothing wrote ${flagValue(a, "--from-file")}`);
+      made.add(a[3]);
+    }
+  }
+  for (const w of objs.filter((o) => WORKLOADS.has(o.kind))) {
+    for (const v of podSpec(w).volumes ?? []) {
+      const refs = [v.secret?.secretName, ...(v.projected?.sources ?? []).map((s: Obj) => s.secret?.name)].filter(Boolean);
+      for (const r of refs) assert.ok(made.has(r), `${w.kind}/${w.metadata.name} volume ${v.name}: nothing makes Secret ${r}`);
+    }
+  }
+}
+
 function checkMetadata(objs: Obj[]): void {
   for (const o of objs) {
     const where = `${o.kind}/${o.metadata?.name}`;
@@ -207,6 +230,7 @@ test("every overlay renders, and its objects are consistent with each other and 
     for (const o of objs.filter((x) => WORKLOADS.has(x.kind))) checkWorkload(program, o, commands);
     checkServicesAndBudgets(objs);
     checkCertificates(objs);
+    checkSecretsProvided(objs);
     const ran = new Set(commands.values());
     for (const c of ["scheduler", "daemon", "manager"]) assert.ok(ran.has(c), `${overlay}: no container runs damselfly ${c}`);
   }
