@@ -208,6 +208,24 @@ function checkSecretsProvided(objs: Obj[]): void {
   }
 }
 
+// The package that holds the schema of an apiVersion (kubernetes-models for
+// the built-in groups). Types and required fields are checked; unknown fields
+// are not (the schemas allow them).
+function modelsModule(apiVersion: string): string {
+  if (apiVersion.startsWith("cert-manager.io/")) return `@kubernetes-models/cert-manager/${apiVersion}`;
+  if (apiVersion.startsWith("monitoring.coreos.com/")) return `@kubernetes-models/prometheus-operator/${apiVersion}`;
+  return `kubernetes-models/${apiVersion}`;
+}
+
+async function validateSchemas(objs: Obj[]): Promise<void> {
+  for (const o of objs) {
+    const mod = await import(modelsModule(o.apiVersion));
+    const Model = mod[o.kind];
+    assert.ok(Model, `no schema for ${o.apiVersion} ${o.kind}`);
+    assert.doesNotThrow(() => new Model(o).validate(), `${o.kind}/${o.metadata.name} does not validate`);
+  }
+}
+
 function checkMetadata(objs: Obj[]): void {
   for (const o of objs) {
     const where = `${o.kind}/${o.metadata?.name}`;
@@ -231,6 +249,7 @@ test("every overlay renders, and its objects are consistent with each other and 
     checkServicesAndBudgets(objs);
     checkCertificates(objs);
     checkSecretsProvided(objs);
+    await validateSchemas(objs);
     const ran = new Set(commands.values());
     for (const c of ["scheduler", "daemon", "manager"]) assert.ok(ran.has(c), `${overlay}: no container runs damselfly ${c}`);
   }
