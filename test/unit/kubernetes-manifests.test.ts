@@ -14,6 +14,7 @@ import { parseAllDocuments } from "yaml";
 import { buildProgram } from "../../src/cli/main.js";
 import { envName, fieldsOf, type Schema } from "../../src/common/config.js";
 import { daemonSchema, managerSchema, schedulerSchema } from "../../src/common/schemas.js";
+import { loadCommandConfig } from "../../src/cli/options.js";
 import { ROLES, ROLE_URI_PREFIX } from "../../src/common/tls/roles.js";
 import { REPO_ROOT } from "../helpers/procs.js";
 
@@ -97,6 +98,32 @@ function checkDamselflyContainer(program: Command, where: string, c: Obj): strin
   return path.join(" ");
 }
 
+// What the kubelet puts in $(VAR) and the Secrets in env, for loading a config.
+const SAMPLE: Record<string, string> = { POD_IP: "10.0.0.5", NODE_IP: "10.0.0.6", POD_NAME: "damselfly-x-0", NODE_NAME: "node-1" };
+const SAMPLE_SECRET: Record<string, string> = { DAMSELFLY_MANAGER_DATABASE_URL: "postgres://u:p@db:5432/damselfly" };
+
+// A server's args and env load into a valid config (values too, not only
+// names), and every server runs with mutual TLS, never --insecure.
+async function checkServerConfig(where: string, c: Obj): Promise<void> {
+  const args = (c.args as string[]).map((a) => a.replace(/\$\(([A-Z_]+)\)/g, (_, v: string) => SAMPLE[v] ?? v));
+  const entry = ENV_PREFIX[args[0]];
+  if (!entry) return;
+  const [cmd, , rest] = commandOf(await buildProgram(), args);
+  cmd.parseOptions(rest);
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    if (e.name.startsWith("DAMSELFLY_")) env[e.name] = e.value ?? SAMPLE_SECRET[e.name] ?? "a-secret-from-a-kubernetes-secret";
+  }
+  let cfg: Obj;
+  try {
+    cfg = loadCommandConfig(cmd, entry[1], entry[0], { env });
+  } catch (err) {
+    assert.fail(`${where}: damselfly ${args[0]} refuses its config: ${(err as Error).message}`);
+  }
+  assert.ok(cfg.tls.ca && cfg.tls.cert && cfg.tls.key, `${where}: runs without TLS`);
+  assert.equal(cfg.insecure, false, `${where}: --insecure`);
+}
+
 function checkPorts(where: string, c: Obj): void {
   const ports = new Set<string>((c.ports ?? []).map((p: Obj) => p.name));
   for (const kind of ["livenessProbe", "readinessProbe", "startupProbe"]) {
@@ -105,7 +132,7 @@ function checkPorts(where: string, c: Obj): void {
   }
 }
 
-function checkWorkload(program: Command, o: Obj, commands: Map<string, string>): void {
+function checkWorkload(program: Command, o: Obj, commands: Map<string, [string, Obj]>): void {
   const where = `${o.kind}/${o.metadata.name}`;
   const spec = podSpec(o);
   const labels = o.spec.template.metadata?.labels;
@@ -118,7 +145,7 @@ function checkWorkload(program: Command, o: Obj, commands: Map<string, string>):
     assert.match(c.image ?? "", /[:@]/, `${cw}: image ${c.image} has no tag (an images: entry missed it)`);
     for (const m of c.volumeMounts ?? []) assert.ok(volumes.has(m.name), `${cw}: mounts ${m.name}, no such volume`);
     checkPorts(cw, c);
-    if (/^damselfly(:|@|$)/.test(c.image)) commands.set(cw, checkDamselflyContainer(program, cw, c));
+    if (/^damselfly(:|@|$)/.test(c.image)) commands.set(cw, [checkDamselflyContainer(program, cw, c), c]);
   }
 }
 
@@ -170,6 +197,13 @@ function checkRoleUri(where: string, uris: string[]): void {
 }
 
 function checkCertificates(objs: Obj[]): void {
+  for (const j of objs.filter((o) => o.kind === "Job")) {
+    for (const c of podSpec(j).initContainers ?? []) {
+      if (c.args?.[0] !== "certs" || c.args[1] !== "issue") continue;
+      const [role, name] = [flagValue(c.args, "--role") ?? "", flagValue(c.args, "--name") ?? ""];
+      checkRoleUri(`Job/${j.metadata.name} ${c.name}`, [`${ROLE_URI_PREFIX}${role}/${name}`]);
+    }
+  }
   for (const c of objs.filter((o) => o.kind === "Certificate" && !o.spec.isCA)) {
     checkRoleUri(`Certificate/${c.metadata.name}`, c.spec.uris ?? []);
     assert.ok(c.spec.usages.includes("server auth") && c.spec.usages.includes("client auth"), `Certificate/${c.metadata.name}: both TLS usages`);
@@ -244,13 +278,14 @@ test("every overlay renders, and its objects are consistent with each other and 
     const objs = render(overlay);
     checkMetadata(objs);
     const program = await buildProgram();
-    const commands = new Map<string, string>();
+    const commands = new Map<string, [string, Obj]>();
     for (const o of objs.filter((x) => WORKLOADS.has(x.kind))) checkWorkload(program, o, commands);
+    for (const [where, [, c]] of commands) await checkServerConfig(`${overlay}: ${where}`, c);
     checkServicesAndBudgets(objs);
     checkCertificates(objs);
     checkSecretsProvided(objs);
     await validateSchemas(objs);
-    const ran = new Set(commands.values());
+    const ran = new Set([...commands.values()].map(([command]) => command));
     for (const c of ["scheduler", "daemon", "manager"]) assert.ok(ran.has(c), `${overlay}: no container runs damselfly ${c}`);
   }
 });
