@@ -105,3 +105,18 @@ export function scoreNodes(layers: readonly Layer[], nodeNames: readonly string[
 export function prioritize(args: ParsedExtenderArgs, source: ImageLayerSource, index: LayerIndex): HostPriorityList {
   return scoreNodes(podLayers(args.images, source), args.nodeNames, index);
 }
+
+// What the manager's extender routes read: the current index and image cache
+// (swapped whole by whoever builds them, so a request sees one consistent
+// pair), and where they report the images pods asked about, so that a
+// background refresh can resolve and track them. wanted() must not block.
+export interface LocalitySource {
+  current(): { images: ImageLayerSource; index: LayerIndex };
+  wanted(images: readonly string[]): void;
+}
+
+// Knows nothing: every node scores 0 (the extender is then neutral).
+export const EMPTY_LOCALITY: LocalitySource = {
+  current: () => ({ images: { layers: () => undefined }, index: new NodeLayerIndex() }),
+  wanted: () => undefined,
+};
