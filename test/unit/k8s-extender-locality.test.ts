@@ -96,3 +96,17 @@ test("bounds: pending images and tracked images are capped", async () => {
   // Only the two most recent stay tracked: their layers are the ones asked about.
   assert.deepEqual(calls.rpc.sort(), ["t-2", "t-3"]);
 });
+
+test("start(): a pod naming a new image wakes the loop before the interval; stop() ends it", async () => {
+  const { d, calls } = deps();
+  const loc = new SchedulerLocality(d);
+  loc.start(3_600_000); // an hour: only the wake-up can explain a refresh within the test
+  loc.wanted(["reg.local/app:1"]);
+  for (let i = 0; i < 100 && score(loc, "reg.local/app:1")[0] === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(score(loc, "reg.local/app:1"), [9, 1, 0]);
+  await loc.stop();
+  const rpcs = calls.rpc.length;
+  loc.wanted(["reg.local/other:1"]);
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.equal(calls.rpc.length, rpcs, "no refresh after stop()");
+});

@@ -46,6 +46,9 @@ export class SchedulerLocality implements LocalitySource {
   private readonly pending = new Set<string>();
   private snapshot: { images: ImageLayerSource; index: LayerIndex };
   private readonly ac = new AbortController();
+  private running: Promise<void> | undefined;
+  // Set while the loop sleeps: cuts the sleep short when new images arrive.
+  private wake: (() => void) | undefined;
 
   constructor(
     private readonly deps: SchedulerLocalityDeps,
@@ -64,12 +67,42 @@ export class SchedulerLocality implements LocalitySource {
       if (layers) {
         this.tracked.delete(image);
         this.tracked.set(image, layers);
-      } else if (this.pending.size < this.limits.maxPending) this.pending.add(image);
+      } else if (this.pending.size < this.limits.maxPending && !this.pending.has(image)) {
+        this.pending.add(image);
+        const wake = this.wake;
+        this.wake = undefined;
+        wake?.();
+      }
     }
   }
 
-  stop(): void {
+  // Refreshes every intervalMs, and soon after a pod names an image not
+  // tracked yet (once a second at most), until stop().
+  start(intervalMs: number): void {
+    const loop = async (): Promise<void> => {
+      while (!this.ac.signal.aborted) {
+        if (this.tracked.size > 0 || this.pending.size > 0) await this.refresh();
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(t);
+            this.wake = undefined;
+            // One listener per sleep would pile up on the signal otherwise.
+            this.ac.signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const t = setTimeout(done, intervalMs);
+          t.unref();
+          this.wake = () => setTimeout(done, 1_000).unref();
+          this.ac.signal.addEventListener("abort", done, { once: true });
+        });
+      }
+    };
+    this.running = loop().catch((err: unknown) => this.deps.logger.error({ err: DamselflyError.from(err).message }, "extender: locality refresh stopped"));
+  }
+
+  async stop(): Promise<void> {
     this.ac.abort();
+    await this.running;
   }
 
   // One round: resolve what is pending, then rebuild the index. Errors are
