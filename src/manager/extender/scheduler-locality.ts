@@ -112,6 +112,7 @@ export class SchedulerLocality implements LocalitySource {
     try {
       const index = await this.buildIndex();
       this.snapshot = { images: this.imageSource(), index };
+      this.deps.logger.debug({ images: this.tracked.size, layers: index.taskCount }, "extender: layer index refreshed");
     } catch (err) {
       this.deps.logger.warn({ err: DamselflyError.from(err).message }, "extender: layer index refresh failed, keeping the previous one");
     }
@@ -161,8 +162,9 @@ export class SchedulerLocality implements LocalitySource {
           .client(s)
           .listTaskPeers({ taskId }, { signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs, headers: this.deps.headers });
         return r.peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces)).map((p) => p.hostname);
-      } catch {
+      } catch (err) {
         if (this.ac.signal.aborted) return [];
+        this.deps.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
       }
     }
     return [];
