@@ -1,7 +1,8 @@
 // The scheduler extender end to end: a manager with extender.locality on, a
 // cluster registered to it, a real docker-registry. Once peer-0 pulled an
 // image's layers through its mirror, a prioritize call for a pod of that
-// image scores peer-0 above peer-1 (which holds nothing); filter keeps both.
+// image scores peer-0 above peer-1 (which holds nothing); filter keeps both;
+// GET /api/v1/images/layers names peer-0 for every layer.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "undici";
@@ -56,5 +57,16 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
       { Host: a.name, Score: 10 },
       { Host: "node-unknown", Score: 0 },
     ]);
+
+    // The manager API's view: which nodes hold which layers of the image.
+    const q = `/api/v1/images/layers?image=${encodeURIComponent(ref)}&platform=linux/amd64`;
+    const held = await manager.api("GET", q, { token: root });
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    assert.deepEqual(
+      held.body.layers.map((l: { digest: string; size: number; nodes: string[] }) => [l.digest, l.size, l.nodes]),
+      image.layers.map((l) => [l.digest, l.size, [a.name]]),
+    );
+    assert.equal((await manager.api("GET", q)).status, 401);
+    assert.equal((await manager.api("GET", "/api/v1/images/layers?image=Not%20A%20Ref", { token: root })).status, 400);
   });
 });

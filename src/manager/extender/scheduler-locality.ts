@@ -153,20 +153,28 @@ export class SchedulerLocality implements LocalitySource {
     return index;
   }
 
-  // Hosts that hold the whole task, from the first scheduler of the cluster
-  // that answers (they share state through their sync).
-  private async holders(schedulers: SchedulerAddr[], taskId: string): Promise<string[]> {
-    for (const s of schedulers) {
-      try {
-        const r = await this.deps
-          .client(s)
-          .listTaskPeers({ taskId }, { signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs, headers: this.deps.headers });
-        return r.peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces)).map((p) => p.hostname);
-      } catch (err) {
-        if (this.ac.signal.aborted) return [];
-        this.deps.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
-      }
-    }
-    return [];
+  private holders(schedulers: SchedulerAddr[], taskId: string): Promise<string[]> {
+    const { client, headers, logger } = this.deps;
+    return taskHolders(schedulers, taskId, { client, headers, logger, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs });
   }
+}
+
+// Hosts that hold the whole task (a peer that succeeded, or has every piece),
+// from the first scheduler of the cluster that answers (they share state
+// through their sync); none when no scheduler answers.
+export async function taskHolders(
+  schedulers: readonly SchedulerAddr[],
+  taskId: string,
+  o: Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> & { signal: AbortSignal; timeoutMs: number },
+): Promise<string[]> {
+  for (const s of schedulers) {
+    try {
+      const r = await o.client(s).listTaskPeers({ taskId }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
+      return r.peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces)).map((p) => p.hostname);
+    } catch (err) {
+      if (o.signal.aborted) return [];
+      o.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
+    }
+  }
+  return [];
 }
