@@ -8,6 +8,8 @@ import { ClusterRegistry } from "./cluster-registry.js";
 import { openDatabase, type Database } from "./db/database.js";
 import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
+import { resolveImageLayers } from "./extender/image-layers.js";
+import { SchedulerLocality } from "./extender/scheduler-locality.js";
 import { sql } from "kysely";
 import { DamselflyError } from "../common/errors.js";
 import { formatHostPort } from "../common/address.js";
@@ -38,6 +40,7 @@ export class Manager {
   private database: Database | undefined;
   private app: FastifyInstance | undefined;
   private jobs: JobRunner | undefined;
+  private locality: SchedulerLocality | undefined;
   private bound: HostPort | undefined;
   readonly metrics = new ManagerMetrics();
   readonly health = new Health();
@@ -96,8 +99,17 @@ export class Manager {
       hfEndpoint: config.source.hf.endpoint,
     });
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
+    this.locality = config.extender.locality ? this.startLocality(this.jobs) : undefined;
     this.app = await buildApp(
-      { config, database, logger: this.log, registry, jobs: this.jobs, clusterToken: this.opts.clusterToken },
+      {
+        config,
+        database,
+        logger: this.log,
+        registry,
+        jobs: this.jobs,
+        clusterToken: this.opts.clusterToken,
+        ...(this.locality ? { locality: this.locality } : {}),
+      },
       { metrics: this.metrics, health: this.health },
       this.tls,
     );
@@ -128,7 +140,22 @@ export class Manager {
     );
   }
 
+  private startLocality(jobs: JobRunner): SchedulerLocality {
+    const { extender } = this.opts.config;
+    const { registries, ...access } = jobs.schedulerAccess();
+    const locality = new SchedulerLocality({
+      ...access,
+      resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
+      logger: this.log.child({ component: "extender" }),
+    });
+    locality.start(extender.refreshInterval);
+    return locality;
+  }
+
   async close(): Promise<void> {
+    // Before the jobs: the refresh uses their registry connections.
+    await this.locality?.stop();
+    this.locality = undefined;
     await this.jobs?.close();
     await this.app?.close();
     await this.metricsServer?.close();

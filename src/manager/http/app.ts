@@ -3,6 +3,8 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { version } from "../../common/version.js";
 import { auditRoutes } from "../routes/audits.js";
 import { clusterRoutes } from "../routes/clusters.js";
+import { extenderRoutes } from "../routes/extender.js";
+import { imageRoutes } from "../routes/images.js";
 import type { RouteContext } from "../routes/context.js";
 import { jobRoutes } from "../routes/jobs.js";
 import { roleRoutes } from "../routes/roles.js";
@@ -72,6 +74,8 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?:
   await app.register(clusterRoutes(ctx));
   await app.register(jobRoutes(ctx));
   await app.register(auditRoutes(ctx));
+  await app.register(extenderRoutes(ctx.locality));
+  await app.register(imageRoutes(ctx));
   await app.register(consoleRoutes());
   return app;
 }

@@ -1,4 +1,5 @@
 import { createClient, type Client } from "@connectrpc/connect";
+import type { Dispatcher } from "undici";
 import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { TlsIdentity } from "../../common/tls/identity.js";
@@ -176,6 +177,22 @@ export class JobRunner {
     const image = await resolveImage(url, headers, args.platform || "linux/amd64", { signal, dispatcher: this.registries });
     // The registry mirror describes blobs the same way: same task IDs.
     return image.blobs.map((b) => ({ url: b.url, download: blobDownload({ url: b.url, headers: image.headers, digest: b.digest }) }));
+  }
+
+  // The schedulers and registry connections jobs use, for the extender's
+  // locality refresh (extender/scheduler-locality.ts).
+  schedulerAccess(): {
+    clusters: () => Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
+    client: (s: SchedulerAddr) => Client<typeof schedulerv1.SchedulerService>;
+    headers: Record<string, string>;
+    registries: Dispatcher;
+  } {
+    return {
+      clusters: () => this.targetClusters([]),
+      client: (s) => this.client(s),
+      headers: clusterTokenHeaders(this.clusterToken),
+      registries: this.registries,
+    };
   }
 
   private async targetClusters(ids: number[]): Promise<{ id: number; schedulers: { ip: string; port: number }[] }[]> {

@@ -3,6 +3,7 @@ import type { ManagerConfig } from "../../common/schemas.js";
 import type { Database } from "../db/database.js";
 import type { ClusterRegistry } from "../cluster-registry.js";
 import type { JobRunner } from "../jobs/job-runner.js";
+import type { LocalitySource } from "../extender/locality.js";
 
 // What route plugins need; the manager builds it once.
 export interface RouteContext {
@@ -12,6 +13,8 @@ export interface RouteContext {
   registry: ClusterRegistry;
   jobs: JobRunner;
   clusterToken: string | undefined;
+  // Layer locality for the scheduler extender; none: every node scores 0.
+  locality?: LocalitySource;
 }
 
 export const now = (): string => new Date().toISOString();

@@ -1,0 +1,37 @@
+import type { Dispatcher } from "undici";
+import type { SchedulerAddr } from "../jobs/job-types.js";
+import { resolveImageLayers } from "./image-layers.js";
+import { taskHolders, type SchedulerLocalityDeps } from "./scheduler-locality.js";
+
+// Which nodes hold which layers of one image (reference + platform), asked
+// now: the manager API's view of layer locality (the extender's index only
+// tracks images pods asked about). Bounded by the image (a manifest lists at
+// most what MAX_MANIFEST_BYTES holds) and the clusters.
+
+export interface LayerHolders {
+  digest: string;
+  size: number;
+  task_id: string;
+  // Node names (daemon --hostname) over every cluster, sorted, each once.
+  nodes: string[];
+}
+
+export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> {
+  clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
+  registries: Dispatcher;
+}
+
+const RPC_TIMEOUT_MS = 5_000;
+
+export async function imageHolders(image: string, platform: string, deps: ImageHoldersDeps, signal: AbortSignal): Promise<LayerHolders[]> {
+  const layers = await resolveImageLayers(image, platform, signal, deps.registries);
+  const clusters = await deps.clusters();
+  const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, signal, timeoutMs: RPC_TIMEOUT_MS };
+  return Promise.all(
+    layers.map(async (l) => {
+      const nodes = new Set<string>();
+      for (const c of clusters) for (const h of await taskHolders(c.schedulers, l.taskId, opts)) nodes.add(h);
+      return { digest: l.digest, size: l.size, task_id: l.taskId, nodes: [...nodes].sort() };
+    }),
+  );
+}

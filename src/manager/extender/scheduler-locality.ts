@@ -1,0 +1,180 @@
+import type { Client } from "@connectrpc/connect";
+import { DamselflyError } from "../../common/errors.js";
+import type { Logger } from "../../common/logger.js";
+import type { schedulerv1 } from "../../protocol/index.js";
+import type { SchedulerAddr } from "../jobs/job-types.js";
+import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, type LocalitySource } from "./locality.js";
+
+// A LocalitySource built from the schedulers, off the request path: images
+// pods asked about (wanted) are resolved to layers in the background, then
+// every refresh asks one scheduler per cluster which hosts hold each tracked
+// layer (ListTaskPeers) and swaps in a new index. A pod whose images are new
+// scores 0 everywhere on its first call (filter, which comes first, gives a
+// head start); later pods of the same image are scored.
+//
+// Cost: one ListTaskPeers per tracked layer per cluster per refresh (the
+// scheduler has no "tasks of every host" call yet); bounded by maxLayers.
+
+export interface SchedulerLocalityDeps {
+  clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers">;
+  headers: Record<string, string>;
+  // Image reference -> its layers for the nodes' platform (registry I/O).
+  resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
+  logger: Logger;
+}
+
+export interface SchedulerLocalityLimits {
+  maxImages: number; // tracked at once; the least recently wanted goes first
+  maxPending: number; // awaiting resolution; more are dropped until the next ask
+  maxLayers: number; // layer tasks asked about per refresh
+  rpcTimeoutMs: number;
+  resolveTimeoutMs: number;
+}
+
+export const DEFAULT_LOCALITY_LIMITS: SchedulerLocalityLimits = Object.freeze({
+  maxImages: 1_000,
+  maxPending: 256,
+  maxLayers: 20_000,
+  rpcTimeoutMs: 5_000,
+  resolveTimeoutMs: 30_000,
+});
+
+export class SchedulerLocality implements LocalitySource {
+  // Insertion order = recency (re-inserted when wanted again).
+  private readonly tracked = new Map<string, readonly Layer[]>();
+  private readonly pending = new Set<string>();
+  private snapshot: { images: ImageLayerSource; index: LayerIndex };
+  private readonly ac = new AbortController();
+  private running: Promise<void> | undefined;
+  // Set while the loop sleeps: cuts the sleep short when new images arrive.
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: SchedulerLocalityDeps,
+    private readonly limits: SchedulerLocalityLimits = DEFAULT_LOCALITY_LIMITS,
+  ) {
+    this.snapshot = { images: this.imageSource(), index: new NodeLayerIndex() };
+  }
+
+  current(): { images: ImageLayerSource; index: LayerIndex } {
+    return this.snapshot;
+  }
+
+  wanted(images: readonly string[]): void {
+    for (const image of images) {
+      const layers = this.tracked.get(image);
+      if (layers) {
+        this.tracked.delete(image);
+        this.tracked.set(image, layers);
+      } else if (this.pending.size < this.limits.maxPending && !this.pending.has(image)) {
+        this.pending.add(image);
+        const wake = this.wake;
+        this.wake = undefined;
+        wake?.();
+      }
+    }
+  }
+
+  // Refreshes every intervalMs, and soon after a pod names an image not
+  // tracked yet (once a second at most), until stop().
+  start(intervalMs: number): void {
+    const loop = async (): Promise<void> => {
+      while (!this.ac.signal.aborted) {
+        if (this.tracked.size > 0 || this.pending.size > 0) await this.refresh();
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(t);
+            this.wake = undefined;
+            // One listener per sleep would pile up on the signal otherwise.
+            this.ac.signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const t = setTimeout(done, intervalMs);
+          t.unref();
+          this.wake = () => setTimeout(done, 1_000).unref();
+          this.ac.signal.addEventListener("abort", done, { once: true });
+        });
+      }
+    };
+    this.running = loop().catch((err: unknown) => this.deps.logger.error({ err: DamselflyError.from(err).message }, "extender: locality refresh stopped"));
+  }
+
+  async stop(): Promise<void> {
+    this.ac.abort();
+    await this.running;
+  }
+
+  // One round: resolve what is pending, then rebuild the index. Errors are
+  // logged and leave the previous index in place (stale beats empty).
+  async refresh(): Promise<void> {
+    await this.resolvePending();
+    try {
+      const index = await this.buildIndex();
+      this.snapshot = { images: this.imageSource(), index };
+      this.deps.logger.debug({ images: this.tracked.size, layers: index.taskCount }, "extender: layer index refreshed");
+    } catch (err) {
+      this.deps.logger.warn({ err: DamselflyError.from(err).message }, "extender: layer index refresh failed, keeping the previous one");
+    }
+  }
+
+  private imageSource(): ImageLayerSource {
+    const copy = new Map(this.tracked);
+    return { layers: (image) => copy.get(image) };
+  }
+
+  private async resolvePending(): Promise<void> {
+    const batch = [...this.pending];
+    this.pending.clear();
+    for (const image of batch) {
+      if (this.ac.signal.aborted) return;
+      const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.limits.resolveTimeoutMs)]);
+      try {
+        this.tracked.set(image, await this.deps.resolve(image, signal));
+      } catch (err) {
+        // Not retried until a pod asks again: a bad reference must not loop.
+        this.deps.logger.info({ image: image.slice(0, 256), err: DamselflyError.from(err).message }, "extender: image not resolved");
+        continue;
+      }
+      while (this.tracked.size > this.limits.maxImages) this.tracked.delete(this.tracked.keys().next().value!);
+    }
+  }
+
+  private async buildIndex(): Promise<NodeLayerIndex> {
+    const tasks = new Set<string>();
+    for (const layers of this.tracked.values()) for (const l of layers) if (tasks.size < this.limits.maxLayers) tasks.add(l.taskId);
+    const index = new NodeLayerIndex();
+    for (const c of await this.deps.clusters()) {
+      for (const taskId of tasks) {
+        if (this.ac.signal.aborted) return index;
+        for (const host of await this.holders(c.schedulers, taskId)) index.add(host, taskId);
+      }
+    }
+    return index;
+  }
+
+  private holders(schedulers: SchedulerAddr[], taskId: string): Promise<string[]> {
+    const { client, headers, logger } = this.deps;
+    return taskHolders(schedulers, taskId, { client, headers, logger, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs });
+  }
+}
+
+// Hosts that hold the whole task (a peer that succeeded, or has every piece),
+// from the first scheduler of the cluster that answers (they share state
+// through their sync); none when no scheduler answers.
+export async function taskHolders(
+  schedulers: readonly SchedulerAddr[],
+  taskId: string,
+  o: Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> & { signal: AbortSignal; timeoutMs: number },
+): Promise<string[]> {
+  for (const s of schedulers) {
+    try {
+      const r = await o.client(s).listTaskPeers({ taskId }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
+      return r.peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces)).map((p) => p.hostname);
+    } catch (err) {
+      if (o.signal.aborted) return [];
+      o.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
+    }
+  }
+  return [];
+}

@@ -1,0 +1,72 @@
+// The scheduler extender end to end: a manager with extender.locality on, a
+// cluster registered to it, a real docker-registry. Once peer-0 pulled an
+// image's layers through its mirror, a prioritize call for a pod of that
+// image scores peer-0 above peer-1 (which holds nothing); filter keeps both;
+// GET /api/v1/images/layers names peer-0 for every layer.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { request } from "undici";
+import { startCluster } from "../helpers/cluster.js";
+import { startManager } from "../helpers/manager.js";
+import { registryWithImage } from "../helpers/mirror-setup.js";
+import { haveRegistry } from "../helpers/registry.js";
+import { tempDir } from "../helpers/store.js";
+
+// Over the daemons' minP2pSize (1 MiB): smaller blobs go straight to the registry, no task.
+const MiB = 1024 * 1024;
+
+describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
+  const have = await haveRegistry();
+  test("a node holding the pod's layers scores above one that does not", { skip: have ? false : "docker-registry not installed" }, async (t) => {
+    const dir = tempDir(t, "dfm-ext-");
+    const { registry, image, ref } = await registryWithImage(t, dir, { layers: [3 * MiB, 2 * MiB], seed: "extender" });
+    const manager = await startManager({ t, env: { DAMSELFLY_MANAGER_EXTENDER_LOCALITY: "true", DAMSELFLY_MANAGER_EXTENDER_REFRESH_INTERVAL: "1s" } });
+    const root = await manager.signin();
+    const cluster = await startCluster({ peers: 2, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
+    for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
+
+    const [a, b] = cluster.peers as [(typeof cluster.peers)[0], (typeof cluster.peers)[0]];
+    for (const l of image.layers) {
+      const r = await request(`${a.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`);
+      await r.body.dump();
+      assert.equal(r.statusCode, 200);
+    }
+
+    const args = {
+      Pod: { metadata: { name: "web", namespace: "default" }, spec: { containers: [{ name: "web", image: ref }] } },
+      Nodes: null,
+      NodeNames: [b.name, a.name, "node-unknown"],
+    };
+    const filter = await manager.api("POST", "/extender/v1/filter", { body: args });
+    assert.equal(filter.status, 200);
+    assert.deepEqual(filter.body, { Nodes: null, NodeNames: args.NodeNames, FailedNodes: {}, FailedAndUnresolvableNodes: {}, Error: "" });
+
+    // The first calls may come before the manager resolved the image and
+    // asked the scheduler: poll (bounded) until peer-0 is scored.
+    let scores: { Host: string; Score: number }[] = [];
+    for (let i = 0; i < 150; i++) {
+      const r = await manager.api("POST", "/extender/v1/prioritize", { body: args });
+      assert.equal(r.status, 200);
+      scores = r.body;
+      if (scores[1]?.Score === 10) break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.deepEqual(scores, [
+      { Host: b.name, Score: 0 },
+      { Host: a.name, Score: 10 },
+      { Host: "node-unknown", Score: 0 },
+    ]);
+
+    // The manager API's view: which nodes hold which layers of the image.
+    const q = `/api/v1/images/layers?image=${encodeURIComponent(ref)}&platform=linux/amd64`;
+    const held = await manager.api("GET", q, { token: root });
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    assert.deepEqual(
+      held.body.layers.map((l: { digest: string; size: number; nodes: string[] }) => [l.digest, l.size, l.nodes]),
+      image.layers.map((l) => [l.digest, l.size, [a.name]]),
+    );
+    assert.equal((await manager.api("GET", q)).status, 401);
+    assert.equal((await manager.api("GET", "/api/v1/images/layers?image=Not%20A%20Ref", { token: root })).status, 400);
+  });
+});
