@@ -31,9 +31,16 @@ function missingTool(tools: readonly string[]): string | undefined {
 test("the image builds without a public registry; its scheduler and manager start, and its swarm under containerd pulls once from the origin", {
   timeout: 30 * 60_000,
 }, async (t) => {
-  if (process.getuid?.() !== 0) return t.skip("building an image needs root");
+  const required = process.env["DAMSELFLY_REQUIRE_IMAGE"] === "1";
+  if (process.getuid?.() !== 0) {
+    assert.ok(!required, "the image test is required (DAMSELFLY_REQUIRE_IMAGE=1) but needs root");
+    return t.skip("building an image needs root");
+  }
   const missing = missingTool(TOOLS);
-  if (missing) return t.skip(`${missing} is not installed (apt-get install buildah podman debootstrap)`);
+  if (missing) {
+    assert.ok(!required, `the image test is required (DAMSELFLY_REQUIRE_IMAGE=1) but ${missing} is not installed`);
+    return t.skip(`${missing} is not installed (apt-get install buildah podman debootstrap)`);
+  }
   const image = `localhost/damselfly-test:${process.pid}`;
   t.after(() => runProcess("podman", ["rmi", "-f", image], { env: process.env, timeoutMs: 60_000 }).catch(() => undefined));
 
@@ -54,7 +61,10 @@ test("the image builds without a public registry; its scheduler and manager star
   assert.match(said, /smoke: ok/);
 
   const noCtr = missingTool(CTR_TOOLS);
-  if (noCtr) return t.diagnostic(`${noCtr} is not installed: the containerd part is skipped`);
+  if (noCtr) {
+    assert.ok(!required, `the image test is required (DAMSELFLY_REQUIRE_IMAGE=1) but ${noCtr} is not installed`);
+    return t.diagnostic(`${noCtr} is not installed: the containerd part is skipped`);
+  }
   // Under containerd: a scheduler, a seed peer and two peers from the image
   // in one network namespace; both peers get a file, the origin sends it once.
   const ctr = await runProcess("sh", [join(REPO_ROOT, "deploy/image/smoke-ctr.sh"), image], { env: process.env, cwd: REPO_ROOT, timeoutMs: 4 * 60_000 });

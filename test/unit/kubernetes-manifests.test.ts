@@ -33,6 +33,7 @@ const ENV_PREFIX: Record<string, [string, Schema]> = {
 };
 
 const hasKubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
+if (!hasKubectl && process.env["DAMSELFLY_REQUIRE_KUBECTL"] === "1") throw new Error("the Kubernetes manifest tests are required but kubectl is not installed");
 const SKIP = hasKubectl ? false : "kubectl is not installed: the Kubernetes manifests are not rendered";
 
 function render(overlay: string): Obj[] {
