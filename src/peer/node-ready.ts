@@ -159,7 +159,8 @@ export function startNodeReady(c: DaemonConfig, proxy: HostPort, logger: Logger)
   if (!k.nodeName) return undefined;
   let client: KubeClient;
   try {
-    client = new KubeClient(inClusterAccess(k.serviceAccountDir));
+    // A Node object is a few KiB (its status lists at most 50 images).
+    client = new KubeClient({ ...inClusterAccess(k.serviceAccountDir), maxBodyBytes: 4 * 1024 * 1024 });
   } catch (err) {
     const e = DamselflyError.from(err);
     logger.error({ node: k.nodeName, code: e.code, err: e.message }, "node-ready signal off: no Kubernetes API access");
