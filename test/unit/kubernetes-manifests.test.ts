@@ -24,7 +24,14 @@ type Obj = any;
 const OVERLAYS_DIR = join(REPO_ROOT, "deploy", "kubernetes", "overlays");
 const REQUIRED_OVERLAYS = ["default", "postgres", "certs-job", "networkpolicy", "servicemonitor"];
 const NAMESPACE = "damselfly";
-const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterIssuer", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]);
+const CLUSTER_SCOPED = new Set([
+  "Namespace",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "ClusterIssuer",
+  "ValidatingAdmissionPolicy",
+  "ValidatingAdmissionPolicyBinding",
+]);
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "Job"]);
 const ENV_PREFIX: Record<string, [string, Schema]> = {
   daemon: ["DAEMON", daemonSchema],
@@ -344,7 +351,9 @@ function rulesOf(objs: Obj[], sa: string): { scope: string; rules: Obj[] }[] {
 const allows = (rules: Obj[], resource: string, verb: string) =>
   rules.some((r) => r.apiGroups.includes("") && r.resources.includes(resource) && r.verbs.includes(verb));
 
-test("RBAC: the daemon may get and patch nodes (only its own, by policy), the manager list pods of its namespace; tokens only where used", { skip: SKIP }, () => {
+test("RBAC: the daemon may get and patch nodes (only its own, by policy), the manager list pods of its namespace; tokens only where used", {
+  skip: SKIP,
+}, () => {
   for (const overlay of ["default", "certs-job"]) {
     const objs = render(overlay);
     const accounts = new Set(objs.filter((o) => o.kind === "ServiceAccount").map((o) => o.metadata.name));
@@ -357,14 +366,21 @@ test("RBAC: the daemon may get and patch nodes (only its own, by policy), the ma
     }
     const ds = objectOf(objs, "DaemonSet", "damselfly-daemon");
     const daemon = rulesOf(objs, podSpec(ds).serviceAccountName);
-    assert.deepEqual(daemon.map((x) => x.scope), ["cluster"]);
+    assert.deepEqual(
+      daemon.map((x) => x.scope),
+      ["cluster"],
+    );
     assert.ok(allows(daemon[0].rules, "nodes", "get") && allows(daemon[0].rules, "nodes", "patch"), "daemon: nodes get, patch");
     assert.ok(!allows(daemon[0].rules, "nodes", "update") && !allows(daemon[0].rules, "pods", "list"), "daemon: nothing more");
     const env = podSpec(ds).containers[0].env.find((e: Obj) => e.name === "DAMSELFLY_DAEMON_KUBERNETES_NODE_NAME");
     assert.equal(env?.valueFrom?.fieldRef?.fieldPath, "spec.nodeName", "the node name from the downward API, never from the peer");
 
     const manager = rulesOf(objs, podSpec(objectOf(objs, "Deployment", "damselfly-manager")).serviceAccountName);
-    assert.deepEqual(manager.map((x) => x.scope), [NAMESPACE], "the manager's rights end at its namespace");
+    assert.deepEqual(
+      manager.map((x) => x.scope),
+      [NAMESPACE],
+      "the manager's rights end at its namespace",
+    );
     assert.ok(allows(manager[0].rules, "pods", "list") && allows(manager[0].rules, "pods", "get"));
     // Its default selector picks the daemon pods.
     const sel = Object.fromEntries(managerSchema.extender.kubernetes.selector.default.split(",").map((kv) => kv.split("=")));
