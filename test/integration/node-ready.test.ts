@@ -112,6 +112,17 @@ describe("daemon node-ready signal", { timeout: 120_000 }, () => {
     assert.equal(d.proc.logs.filter((l) => l.code === "DF_ERR_KUBE_AUTH").length, 1, "one line per change, not per retry");
   });
 
+  test("no service account token: said once, the signal is off, the daemon serves", async (t) => {
+    const s = await setup(t);
+    rmSync(join(s.api.saDir, "token"));
+    const d = await s.daemon();
+    const off = await d.proc.waitForLog("node-ready signal off: no Kubernetes API access", 20_000);
+    assert.equal(off.code, "DF_ERR_KUBE_CONFIG");
+    assert.match(String(off.err), /token is missing/);
+    await proxyServes(d);
+    assert.equal(s.api.requests.length, 0);
+  });
+
   test("a hostile API server (64 MiB answer, then garbage JSON) is bounded and logged; the daemon serves on", async (t) => {
     const s = await setup(t);
     s.api.hostile = "huge";
