@@ -332,6 +332,48 @@ export const ERROR_CODES = {
     httpStatus: 502,
     rpcCode: RpcCode.Aborted,
   },
+  DF_ERR_KUBE_CONFIG: {
+    when: "Kubernetes API access is configured but not usable: no KUBERNETES_SERVICE_HOST/PORT, or the service account token or CA file is missing",
+    message: "Kubernetes API not configured",
+    exitCode: ExitCode.CONFIG,
+    httpStatus: 500,
+    rpcCode: RpcCode.FailedPrecondition,
+  },
+  DF_ERR_KUBE_AUTH: {
+    when: "the Kubernetes API server refused the service account (401: token rejected; 403: RBAC does not allow the call)",
+    message: "Kubernetes API refused the service account",
+    exitCode: ExitCode.AUTH,
+    httpStatus: 502,
+    rpcCode: RpcCode.PermissionDenied,
+  },
+  DF_ERR_KUBE_UNAVAILABLE: {
+    when: "the Kubernetes API server cannot be reached, timed out or answered 5xx/429",
+    message: "Kubernetes API unavailable",
+    exitCode: ExitCode.UNAVAILABLE,
+    httpStatus: 503,
+    rpcCode: RpcCode.Unavailable,
+  },
+  DF_ERR_KUBE_REJECTED: {
+    when: "the Kubernetes API server answered another 4xx (404: no such node; 409/422: a conflicting change, retried)",
+    message: "Kubernetes API rejected the request",
+    exitCode: ExitCode.GENERIC,
+    httpStatus: 502,
+    rpcCode: RpcCode.FailedPrecondition,
+  },
+  DF_ERR_MIRROR_UNAVAILABLE: {
+    when: "daemon with kubernetes.nodeName: its own registry mirror did not answer GET /v2/ yet (the node is not marked ready for pulls)",
+    message: "registry mirror not answering",
+    exitCode: ExitCode.UNAVAILABLE,
+    httpStatus: 503,
+    rpcCode: RpcCode.Unavailable,
+  },
+  DF_ERR_KUBE_RESPONSE: {
+    when: "a Kubernetes API answer is too large, not JSON, or not the object asked for",
+    message: "bad Kubernetes API response",
+    exitCode: ExitCode.UNAVAILABLE,
+    httpStatus: 502,
+    rpcCode: RpcCode.Unavailable,
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -6,6 +6,7 @@ import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
 import { daemonSourceGroup, managerSourceGroup } from "./schemas-sources.js";
+import { daemonKubernetesGroup, managerKubernetesGroup } from "./schemas-kubernetes.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
@@ -229,6 +230,7 @@ export const daemonSchema = {
     stallTimeout: field("duration", 20_000, "a proxied P2P response with no progress for this long continues from the origin", { legacy: "proxyStallTimeout" }),
     ...proxyLimits(),
   },
+  kubernetes: daemonKubernetesGroup(),
   gc: {
     taskTtl: field("duration", 6 * 3_600_000, "disk GC: a stored task not read, uploaded or downloaded for this long is removed (0: never)", {
       legacy: "taskTtl",
@@ -326,6 +328,7 @@ export const managerSchema = {
     locality: field("bool", false, "score nodes by the layers they hold for /extender/v1/prioritize (resolves the pods' images at their registries)"),
     platform: field("string", "linux/amd64", "platform of the nodes' images (os/arch[/variant]) for the extender"),
     refreshInterval: field("duration", 30_000, "how often the extender asks the schedulers which nodes hold the tracked layers", { check: positive }),
+    kubernetes: managerKubernetesGroup(),
   },
   audit: {
     maxRows: field("int", 100_000, "audit log rows kept: older ones are deleted as new ones come", { check: positive }),

@@ -10,6 +10,7 @@ import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
 import { resolveImageLayers } from "./extender/image-layers.js";
 import { SchedulerLocality } from "./extender/scheduler-locality.js";
+import { podNodesFromConfig, type PodNodes } from "./extender/pod-nodes.js";
 import { sql } from "kysely";
 import { DamselflyError } from "../common/errors.js";
 import { formatHostPort } from "../common/address.js";
@@ -41,6 +42,7 @@ export class Manager {
   private app: FastifyInstance | undefined;
   private jobs: JobRunner | undefined;
   private locality: SchedulerLocality | undefined;
+  private podNodes: { pods: PodNodes; client: { close(): Promise<void> } } | undefined;
   private bound: HostPort | undefined;
   readonly metrics = new ManagerMetrics();
   readonly health = new Health();
@@ -99,7 +101,10 @@ export class Manager {
       hfEndpoint: config.source.hf.endpoint,
     });
     this.jobs.onState = (type, state) => this.metrics.job(type, state);
-    this.locality = config.extender.locality ? this.startLocality(this.jobs) : undefined;
+    this.podNodes = podNodesFromConfig(config, this.log.child({ component: "extender" }));
+    this.podNodes?.pods.start(config.extender.kubernetes.interval);
+    const nodeOf = this.podNodes?.pods.nodeOf;
+    this.locality = config.extender.locality ? this.startLocality(this.jobs, nodeOf) : undefined;
     this.app = await buildApp(
       {
         config,
@@ -109,6 +114,7 @@ export class Manager {
         jobs: this.jobs,
         clusterToken: this.opts.clusterToken,
         ...(this.locality ? { locality: this.locality } : {}),
+        ...(nodeOf ? { nodeOf } : {}),
       },
       { metrics: this.metrics, health: this.health },
       this.tls,
@@ -140,13 +146,14 @@ export class Manager {
     );
   }
 
-  private startLocality(jobs: JobRunner): SchedulerLocality {
+  private startLocality(jobs: JobRunner, nodeOf: ((host: string) => string) | undefined): SchedulerLocality {
     const { extender } = this.opts.config;
     const { registries, ...access } = jobs.schedulerAccess();
     const locality = new SchedulerLocality({
       ...access,
       resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
       logger: this.log.child({ component: "extender" }),
+      ...(nodeOf ? { nodeOf } : {}),
     });
     locality.start(extender.refreshInterval);
     return locality;
@@ -156,6 +163,9 @@ export class Manager {
     // Before the jobs: the refresh uses their registry connections.
     await this.locality?.stop();
     this.locality = undefined;
+    await this.podNodes?.pods.stop();
+    await this.podNodes?.client.close();
+    this.podNodes = undefined;
     await this.jobs?.close();
     await this.app?.close();
     await this.metricsServer?.close();

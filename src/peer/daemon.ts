@@ -27,6 +27,7 @@ import { RateLimits } from "./rate-limits.js";
 import { DAEMON_CLUSTER_KEYS } from "../common/cluster-config.js";
 import { checkBind, defaultedListen, loadTlsIdentity } from "../common/tls/bind-policy.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
+import { startNodeReady, type NodeReady } from "./node-ready.js";
 import { hostIdentity, hostRateLimits, limitsForLog, readPem, type HostIdentity } from "./daemon-setup.js";
 
 // A readiness probe writes to the store at most this often.
@@ -71,6 +72,7 @@ export class Daemon {
   private readonly log: Logger;
   private readonly parts: Partial<DaemonParts> = {};
   private refreshTimer: NodeJS.Timeout | undefined;
+  private nodeReady: NodeReady | undefined;
   readonly metrics = new DaemonMetrics();
   readonly health = new Health();
   private proxyCa: string | undefined;
@@ -153,6 +155,7 @@ export class Daemon {
     };
     this.phase = "serving";
     this.logReady(identity, schedulers);
+    this.nodeReady = startNodeReady(c, proxy.address, this.log);
   }
 
   private async loadStorage(): Promise<Storage> {
@@ -364,6 +367,8 @@ export class Daemon {
     this.phase = "stopping";
     this.shuttingDown = true;
     clearInterval(this.refreshTimer);
+    // First: pods keyed on the label stop coming here while we drain.
+    await this.nodeReady?.stop();
     const p = this.parts;
     p.gc?.stop();
     const started = Date.now();

@@ -24,7 +24,14 @@ type Obj = any;
 const OVERLAYS_DIR = join(REPO_ROOT, "deploy", "kubernetes", "overlays");
 const REQUIRED_OVERLAYS = ["default", "postgres", "certs-job", "networkpolicy", "servicemonitor"];
 const NAMESPACE = "damselfly";
-const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "ClusterIssuer"]);
+const CLUSTER_SCOPED = new Set([
+  "Namespace",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "ClusterIssuer",
+  "ValidatingAdmissionPolicy",
+  "ValidatingAdmissionPolicyBinding",
+]);
 const WORKLOADS = new Set(["Deployment", "StatefulSet", "DaemonSet", "Job"]);
 const ENV_PREFIX: Record<string, [string, Schema]> = {
   daemon: ["DAEMON", daemonSchema],
@@ -329,4 +336,63 @@ test("default: daemons find every scheduler by a name its certificate holds; the
   const drain = c.env.find((e: Obj) => e.name === "DAMSELFLY_DAEMON_SERVER_SHUTDOWN_TIMEOUT").value;
   assert.ok(spec.terminationGracePeriodSeconds > Number.parseInt(drain, 10), "grace period covers the drain");
   assert.ok(c.resources?.requests && c.livenessProbe && c.readinessProbe, "resources and probes");
+});
+
+// What a service account may do: the rules of every Role/ClusterRole bound to it.
+function rulesOf(objs: Obj[], sa: string): { scope: string; rules: Obj[] }[] {
+  const out: { scope: string; rules: Obj[] }[] = [];
+  for (const b of objs.filter((o) => o.kind === "RoleBinding" || o.kind === "ClusterRoleBinding")) {
+    if (!b.subjects.some((x: Obj) => x.kind === "ServiceAccount" && x.name === sa && x.namespace === NAMESPACE)) continue;
+    const role = objectOf(objs, b.roleRef.kind, b.roleRef.name);
+    out.push({ scope: b.kind === "ClusterRoleBinding" ? "cluster" : b.metadata.namespace, rules: role.rules });
+  }
+  return out;
+}
+
+const allows = (rules: Obj[], resource: string, verb: string) =>
+  rules.some((r) => r.apiGroups.includes("") && r.resources.includes(resource) && r.verbs.includes(verb));
+
+test("RBAC: the daemon may get and patch nodes (only its own, by policy), the manager list pods of its namespace; tokens only where used", {
+  skip: SKIP,
+}, () => {
+  for (const overlay of ["default", "certs-job"]) {
+    const objs = render(overlay);
+    const accounts = new Set(objs.filter((o) => o.kind === "ServiceAccount").map((o) => o.metadata.name));
+    for (const w of objs.filter((o) => WORKLOADS.has(o.kind))) {
+      const spec = podSpec(w);
+      const where = `${overlay}: ${w.kind}/${w.metadata.name}`;
+      if (spec.serviceAccountName) assert.ok(accounts.has(spec.serviceAccountName), `${where}: no ServiceAccount ${spec.serviceAccountName}`);
+      const calls = spec.serviceAccountName && rulesOf(objs, spec.serviceAccountName).length > 0;
+      assert.equal(spec.automountServiceAccountToken !== false, Boolean(calls), `${where}: a token mounted iff the pod calls the API`);
+    }
+    const ds = objectOf(objs, "DaemonSet", "damselfly-daemon");
+    const daemon = rulesOf(objs, podSpec(ds).serviceAccountName);
+    assert.deepEqual(
+      daemon.map((x) => x.scope),
+      ["cluster"],
+    );
+    assert.ok(allows(daemon[0].rules, "nodes", "get") && allows(daemon[0].rules, "nodes", "patch"), "daemon: nodes get, patch");
+    assert.ok(!allows(daemon[0].rules, "nodes", "update") && !allows(daemon[0].rules, "pods", "list"), "daemon: nothing more");
+    const env = podSpec(ds).containers[0].env.find((e: Obj) => e.name === "DAMSELFLY_DAEMON_KUBERNETES_NODE_NAME");
+    assert.equal(env?.valueFrom?.fieldRef?.fieldPath, "spec.nodeName", "the node name from the downward API, never from the peer");
+
+    const manager = rulesOf(objs, podSpec(objectOf(objs, "Deployment", "damselfly-manager")).serviceAccountName);
+    assert.deepEqual(
+      manager.map((x) => x.scope),
+      [NAMESPACE],
+      "the manager's rights end at its namespace",
+    );
+    assert.ok(allows(manager[0].rules, "pods", "list") && allows(manager[0].rules, "pods", "get"));
+    // Its default selector picks the daemon pods.
+    const sel = Object.fromEntries(managerSchema.extender.kubernetes.selector.default.split(",").map((kv) => kv.split("=")));
+    assert.ok(isSubset(sel, ds.spec.template.metadata.labels), "extender.kubernetes.selector selects the daemon pods");
+
+    // The own-node policy: applies to the daemon's account and guards the keys the daemon uses.
+    const vap = objectOf(objs, "ValidatingAdmissionPolicy", "damselfly-daemon-own-node");
+    assert.match(vap.spec.matchConditions[0].expression, new RegExp(`system:serviceaccount:${NAMESPACE}:${podSpec(ds).serviceAccountName}'`));
+    const vars = Object.fromEntries(vap.spec.variables.map((v: Obj) => [v.name, v.expression]));
+    assert.equal(vars.label, `'${daemonSchema.kubernetes.readyLabel.default}'`);
+    assert.equal(vars.taint, `'${daemonSchema.kubernetes.notReadyTaint.default}'`);
+    assert.equal(objectOf(objs, "ValidatingAdmissionPolicyBinding", "damselfly-daemon-own-node").spec.policyName, vap.metadata.name);
+  }
 });

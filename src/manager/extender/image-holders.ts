@@ -12,11 +12,12 @@ export interface LayerHolders {
   digest: string;
   size: number;
   task_id: string;
-  // Node names (daemon --hostname) over every cluster, sorted, each once.
+  // Node names over every cluster, sorted, each once: a daemon's --hostname,
+  // or its pod's node when the host name is a daemon pod's (pod-nodes.ts).
   nodes: string[];
 }
 
-export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> {
+export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger" | "nodeOf"> {
   clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
   registries: Dispatcher;
 }
@@ -26,7 +27,7 @@ const RPC_TIMEOUT_MS = 5_000;
 export async function imageHolders(image: string, platform: string, deps: ImageHoldersDeps, signal: AbortSignal): Promise<LayerHolders[]> {
   const layers = await resolveImageLayers(image, platform, signal, deps.registries);
   const clusters = await deps.clusters();
-  const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, signal, timeoutMs: RPC_TIMEOUT_MS };
+  const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, nodeOf: deps.nodeOf, signal, timeoutMs: RPC_TIMEOUT_MS };
   return Promise.all(
     layers.map(async (l) => {
       const nodes = new Set<string>();

@@ -22,6 +22,8 @@ export interface SchedulerLocalityDeps {
   // Image reference -> its layers for the nodes' platform (registry I/O).
   resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
   logger: Logger;
+  // Host name -> node name (pod-nodes.ts); none: host names are node names.
+  nodeOf?: (host: string) => string;
 }
 
 export interface SchedulerLocalityLimits {
@@ -154,8 +156,8 @@ export class SchedulerLocality implements LocalitySource {
   }
 
   private holders(schedulers: SchedulerAddr[], taskId: string): Promise<string[]> {
-    const { client, headers, logger } = this.deps;
-    return taskHolders(schedulers, taskId, { client, headers, logger, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs });
+    const { client, headers, logger, nodeOf } = this.deps;
+    return taskHolders(schedulers, taskId, { client, headers, logger, nodeOf, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs });
   }
 }
 
@@ -165,12 +167,14 @@ export class SchedulerLocality implements LocalitySource {
 export async function taskHolders(
   schedulers: readonly SchedulerAddr[],
   taskId: string,
-  o: Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> & { signal: AbortSignal; timeoutMs: number },
+  o: Pick<SchedulerLocalityDeps, "client" | "headers" | "logger" | "nodeOf"> & { signal: AbortSignal; timeoutMs: number },
 ): Promise<string[]> {
   for (const s of schedulers) {
     try {
       const r = await o.client(s).listTaskPeers({ taskId }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
-      return r.peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces)).map((p) => p.hostname);
+      return r.peers
+        .filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces))
+        .map((p) => o.nodeOf?.(p.hostname) ?? p.hostname);
     } catch (err) {
       if (o.signal.aborted) return [];
       o.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");

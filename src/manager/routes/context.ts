@@ -15,6 +15,8 @@ export interface RouteContext {
   clusterToken: string | undefined;
   // Layer locality for the scheduler extender; none: every node scores 0.
   locality?: LocalitySource;
+  // Host name -> Kubernetes node name (extender/pod-nodes.ts).
+  nodeOf?: (host: string) => string;
 }
 
 export const now = (): string => new Date().toISOString();

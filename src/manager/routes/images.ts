@@ -26,7 +26,7 @@ export function imageRoutes(ctx: RouteContext) {
       async (req) => {
         const { registries, ...access } = ctx.jobs.schedulerAccess();
         const signal = AbortSignal.timeout(TIMEOUT_MS);
-        const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, logger: ctx.logger }, signal);
+        const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, logger: ctx.logger, nodeOf: ctx.nodeOf }, signal);
         return { image: req.query.image, platform: req.query.platform, layers };
       },
     );
