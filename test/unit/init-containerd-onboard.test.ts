@@ -288,6 +288,10 @@ test("edits refuse files a one-line edit would break (inline tables), and create
     () => editConfig("c.toml", inline, [{ table: ["plugins", "io.containerd.grpc.v1.cri", "registry"], key: "config_path", value: "/x" }]),
     /DF_ERR_CONFIG|cannot add/,
   );
+  // A header-like line inside a multi-line string: the edit would land in the
+  // string; the parse check refuses it.
+  const inString = `[a]\n  note = """\n[plugins.x.registry]\n"""\n`;
+  assert.throws(() => editConfig("c.toml", inString, [{ table: ["plugins", "x", "registry"], key: "config_path", value: "/x" }]), /cannot add/);
   const out = editConfig("c.toml", "# top\nversion = 3\n", [{ table: ["plugins", "io.containerd.cri.v1.images"], key: "use_local_image_pull", value: true }]);
   assert.equal(out, `# top\nversion = 3\n\n[plugins."io.containerd.cri.v1.images"]\n  use_local_image_pull = true\n`);
   const replaced = editConfig("c.toml", `[a]\n  # c\n  config_path = "" # old\n  b = 1\n`, [{ table: ["a"], key: "config_path", value: "/d" }]);
