@@ -23,7 +23,12 @@ export interface ContainerdOptions {
   // Enable the CRI plugin (what the kubelet talks to; its pulls use the
   // registry config_path of config.toml, not ctr's --hosts-dir), with this
   // config_path. Its streaming server binds 127.0.0.1 on a random port.
-  cri?: { configPath: string };
+  // Without configPath: the CRI plugin with no config_path (what onboarding
+  // must change, with a restart).
+  cri?: { configPath?: string };
+  // Start on the config.toml an earlier start wrote in dir (as edited since,
+  // e.g. by `damselfly init containerd --restart`).
+  keepConfig?: boolean;
 }
 
 export interface PullOptions {
@@ -171,14 +176,13 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
           '  [plugins."io.containerd.grpc.v1.cri".cni]',
           `    bin_dir = ${tomlString(join(base, "cni-bin"))}`,
           `    conf_dir = ${tomlString(join(base, "cni-conf"))}`,
-          '  [plugins."io.containerd.grpc.v1.cri".registry]',
-          `    config_path = ${tomlString(o.cri.configPath)}`,
+          ...(o.cri.configPath !== undefined ? ['  [plugins."io.containerd.grpc.v1.cri".registry]', `    config_path = ${tomlString(o.cri.configPath)}`] : []),
           "",
         ]
       : []),
   ].join("\n");
   const configFile = join(base, "config.toml");
-  writeFileSync(configFile, config);
+  if (!o.keepConfig || !existsSync(configFile)) writeFileSync(configFile, config);
 
   const child = spawn("containerd", ["--config", configFile], {
     env: commandEnv({ HTTP_PROXY: undefined, HTTPS_PROXY: undefined, http_proxy: undefined, https_proxy: undefined }),
