@@ -273,6 +273,19 @@ test("no containerd binary: the version comes from the config file; a failing re
   assert.match(readFileSync(n.config, "utf8"), /\[plugins\."io\.containerd\.cri\.v1\.images"\.registry\]\n {2}config_path = /);
 });
 
+test("no containerd binary, a version 2 file with a config_path list: 2.1+ is assumed, the transfer-service case reported", async (t) => {
+  const n = node(t, `version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"\n`);
+  const { code, report } = await onboard(n, "--dry-run");
+  assert.equal(code, 11);
+  assert.equal(report.containerd.version, "unknown (config version 2)");
+  assert.equal(report.imagePull.transferService, true);
+  assert.deepEqual(
+    report.issues.map((i) => i.code),
+    ["transfer-service-path-list"],
+  );
+  assert.deepEqual(report.edits[0].table, ["plugins", "io.containerd.cri.v1.images"]);
+});
+
 test("containerd --version outputs of Debian, containerd.io and upstream builds", () => {
   assert.equal(parseContainerdVersion("containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3\n")?.text, "1.6.20");
   assert.deepEqual(

@@ -44,8 +44,8 @@ export interface Version {
   major: number;
   minor: number;
   patch: number;
-  // "binary": `containerd --version`; "config": guessed from the config
-  // file's version (2.x for version 3, else 1.x); "none": no file, no binary.
+  // "binary": `containerd --version`; "config": no binary, only the config
+  // file's version (3: 2.x; 1 or 2: 1.x or 2.x); "none": no file, no binary.
   source: "binary" | "config" | "none";
   text: string;
 }
@@ -82,9 +82,9 @@ export function binaryVersion(bin: string): Promise<Version | undefined> {
 
 export function versionFromConfig(configVersion: number, exists: boolean): Version {
   if (!exists) return { major: 0, minor: 0, patch: 0, source: "none", text: "unknown" };
-  return configVersion >= 3
-    ? { major: 2, minor: 0, patch: 0, source: "config", text: "2.x (config version 3)" }
-    : { major: 1, minor: 0, patch: 0, source: "config", text: "1.x (config version 1/2)" };
+  // Version 3 files exist since 2.0; 2.x also reads version 1 and 2 files.
+  const text = `unknown (config version ${configVersion || 1}${configVersion >= 3 ? ": 2.x" : ""})`;
+  return { major: configVersion >= 3 ? 2 : 1, minor: 0, patch: 0, source: "config", text };
 }
 
 export const atLeast = (v: Version, major: number, minor: number): boolean => v.major > major || (v.major === major && v.minor >= minor);

@@ -134,9 +134,9 @@ function localPullReason(c: CriImageConfig): string | undefined {
 }
 
 export function pullPath(v: Version, c: CriImageConfig): PullPath {
-  // Without the binary, a version 3 file may be containerd 2.1+: assume the
-  // worst, the transfer service.
-  const maybe21 = v.source === "binary" ? atLeast(v, 2, 1) : c.layout === "v3";
+  // Without the binary, any file may be read by containerd 2.1+ (it migrates
+  // version 1 and 2 files): assume the transfer service, whose miss is silent.
+  const maybe21 = v.source === "binary" ? atLeast(v, 2, 1) : true;
   if (!maybe21) return { transferService: false, reason: `containerd ${v.text} pulls CRI images itself (no transfer service before 2.1)` };
   const local = localPullReason(c);
   if (local) return { transferService: false, reason: local };
@@ -145,6 +145,6 @@ export function pullPath(v: Version, c: CriImageConfig): PullPath {
     reason:
       v.source === "binary"
         ? `containerd ${v.text} pulls CRI images through the transfer service (use_local_image_pull is not set)`
-        : "containerd version unknown and the config is version 3: assuming 2.1+, which pulls CRI images through the transfer service",
+        : "containerd version unknown (no binary to ask): assuming 2.1+, which pulls CRI images through the transfer service",
   };
 }
