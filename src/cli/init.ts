@@ -68,7 +68,7 @@ export function makeInitCommand(out: Output = process.stdout): Command {
       )
       .option(
         "--config-path <dir>",
-        `hosts.toml directory (default: the first directory of containerd's effective config_path, else ${DEFAULT_CONTAINERD_CONFIG_PATH}); given without --config: only write the files (for ctr --hosts-dir)`,
+        `hosts.toml directory (default: the first directory of containerd's effective config_path, else ${DEFAULT_CONTAINERD_CONFIG_PATH}); given without --config, --restart and --json: only write the files (for ctr --hosts-dir), no detection`,
       )
       .option(
         "--registry <registry>",
@@ -86,7 +86,7 @@ export function makeInitCommand(out: Output = process.stdout): Command {
     const registries = parseRegistries(opts.registry ?? []);
     // Absolute: containerd's config_path and ctr --hosts-dir need one.
     const requested = opts.configPath === undefined ? undefined : resolve(opts.configPath);
-    if (requested !== undefined && cmd.getOptionValueSource("config") === "default") {
+    if (requested !== undefined && cmd.getOptionValueSource("config") === "default" && !opts.restart && !opts.json) {
       // Only the files, as before detection existed (tests, ctr users).
       await finish(containerdChanges(requested, proxy, registries), opts, containerdHint(requested), out);
       return;
