@@ -88,7 +88,8 @@ test("1.7 with config_path set: hosts.toml written there, no edit, no restart, e
   const n = node(t, "", "1.7.27");
   const certs = join(n.dir, "certs.d");
   writeFileSync(n.config, V17_SET.replace("CERTS", certs));
-  const { code, report, stderr } = await onboard(n, "--restart", "--registry", "docker.io");
+  // --config-path: a broken detection must not write to the real /etc/containerd.
+  const { code, report, stderr } = await onboard(n, "--restart", "--registry", "docker.io", "--config-path", certs);
   assert.equal(code, 0, stderr);
   assert.equal(report.status, "configured");
   assert.deepEqual(report.configPath, { value: certs, source: "config", dirs: [certs] });
@@ -150,7 +151,7 @@ test("1.6 config version 1: [plugins.cri.registry] config_path is read", async (
   const n = node(t, "", "1.6.20");
   const certs = join(n.dir, "certs.d");
   writeFileSync(n.config, `[plugins.cri.registry]\n  config_path = ${JSON.stringify(`${certs}:/etc/docker/certs.d`)}\n`);
-  const { code, report, stderr } = await onboard(n);
+  const { code, report, stderr } = await onboard(n, "--dry-run");
   assert.equal(code, 0, stderr);
   assert.equal(report.config.layout, "v1");
   assert.equal(report.config.registryTable, "[plugins.cri.registry]");
@@ -250,7 +251,8 @@ test("imports: config_path set in conf.d is found; an explicit --config-path els
   mkdirSync(join(n.dir, "conf.d"));
   const certs = join(n.dir, "certs.d");
   writeFileSync(join(n.dir, "conf.d", "10-registry.toml"), `version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "${certs}"\n`);
-  const ok = await onboard(n);
+  // --dry-run: were the import missed, the files would go to /etc/containerd/certs.d.
+  const ok = await onboard(n, "--dry-run");
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(ok.report.config.files, [n.config, join(n.dir, "conf.d", "10-registry.toml")]);
   assert.equal(ok.report.hostsDir, certs);
