@@ -5,7 +5,7 @@
 // change in config.toml first (a restart: containerd reads config.toml only
 // at start), and say which.
 import { CONTAINERD_22_DEFAULT_CONFIG_PATH, binaryVersion, type ConfigFile, loadConfigFiles, type Version, versionFromConfig } from "./containerd-config.js";
-import type { KeyEdit } from "./containerd-edit.js";
+import { type KeyEdit, tableHeader } from "./containerd-edit.js";
 import { type ConfigPathState, type CriImageConfig, criImageConfig, effectiveConfigPath, type Layout, type PullPath, pullPath } from "./containerd-state.js";
 
 export interface Detection {
@@ -64,8 +64,6 @@ export async function detect(configFile: string, containerdBin: string): Promise
   };
 }
 
-const header = (t: readonly string[]) => `[${t.map((k) => (/^[A-Za-z0-9_-]+$/.test(k) ? k : JSON.stringify(k))).join(".")}]`;
-
 // requested: --config-path, when given with --config (the dir must be one
 // containerd reads, or the one we make it read).
 export function plan(d: Detection, defaultHostsDir: string, requested: string | undefined): Plan {
@@ -84,7 +82,7 @@ export function plan(d: Detection, defaultHostsDir: string, requested: string | 
     });
   }
   if (cp.source === "unset") {
-    const where = `${header(d.cri.registryTable)} in ${d.cri.registryFile}`;
+    const where = `${tableHeader(d.cri.registryTable)} in ${d.cri.registryFile}`;
     if (d.cri.mirrors || d.cri.configsTls) {
       blocked = true;
       issues.push({
@@ -116,7 +114,7 @@ export function plan(d: Detection, defaultHostsDir: string, requested: string | 
       message:
         `${d.pull.reason}; it takes config_path ${JSON.stringify(raw)}${raw === CONTAINERD_22_DEFAULT_CONFIG_PATH && cp.source === "default" ? " (the 2.2+ default)" : ""} ` +
         "as one directory, so it ignores every hosts.toml (containerd issues #12415, #12636)",
-      fix: `set use_local_image_pull = true in ${header(d.cri.imagesTable)} (the local pull reads each directory) and restart containerd`,
+      fix: `set use_local_image_pull = true in ${tableHeader(d.cri.imagesTable)} (the local pull reads each directory) and restart containerd`,
     });
     edits.push({ file: d.cri.imagesFile, table: d.cri.imagesTable, key: "use_local_image_pull", value: true });
   }
