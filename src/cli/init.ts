@@ -6,6 +6,9 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { DamselflyError } from "../common/errors.js";
 import { containerdChanges, containerdHint, DEFAULT_CONTAINERD_CONFIG_PATH } from "./init/containerd.js";
+import { DEFAULT_CONTAINERD_CONFIG } from "./init/containerd-config.js";
+import { detect, plan } from "./init/containerd-onboard.js";
+import { carryOut } from "./init/containerd-run.js";
 import { DEFAULT_DAEMON_JSON, dockerChanges, type DockerInitOptions } from "./init/docker.js";
 import { DEFAULT_DROP_IN } from "./init/dockerd.js";
 import { collectList, DEFAULT_PROXY, parseProxyUrl, parseRegistries } from "./init/endpoints.js";
@@ -15,6 +18,16 @@ import { DEFAULT_PODMAN_REGISTRIES, DEFAULT_REGISTRIES_CONF, parsePodmanRegistri
 interface CommonOptions {
   proxy: string;
   dryRun?: boolean;
+}
+
+interface ContainerdInitOptions {
+  configPath?: string;
+  registry?: string[];
+  config: string;
+  containerd: string;
+  restart?: boolean;
+  restartCommand: string;
+  json?: boolean;
 }
 
 // Commands added with addCommand() do not inherit the program's settings:
@@ -44,26 +57,44 @@ export function makeInitCommand(out: Output = process.stdout): Command {
     .description("configure a container runtime to pull images through the local daemon's registry mirror/proxy")
     .addHelpText(
       "after",
-      `\nThe previous version of every file changed is kept as <file>.damselfly-backup-<YYYYMMDDHHMMSS>.\n\nExamples:\n  damselfly init containerd --registry docker.io,ghcr.io\n  damselfly init docker --dry-run\n  damselfly init podman --proxy http://127.0.0.1:65001`,
+      `\nThe previous version of every file changed is kept as <file>.damselfly-backup-<YYYYMMDDHHMMSS>.\n\nExamples:\n  damselfly init containerd --registry docker.io,ghcr.io\n  damselfly init containerd --json --restart\n  damselfly init docker --dry-run\n  damselfly init podman --proxy http://127.0.0.1:65001`,
     );
 
   const containerd = addCommonOptions(
     init
       .command("containerd")
-      .description("write containerd hosts.toml files (certs.d) naming the daemon as pull/resolve host")
-      .option("--config-path <dir>", "containerd registry config_path directory", DEFAULT_CONTAINERD_CONFIG_PATH)
+      .description(
+        "write containerd hosts.toml files (certs.d) naming the daemon as pull/resolve host; detect whether the node's containerd reads them without a restart",
+      )
+      .option(
+        "--config-path <dir>",
+        `hosts.toml directory (default: the first directory of containerd's effective config_path, else ${DEFAULT_CONTAINERD_CONFIG_PATH}); given without --config, --restart and --json: only write the files (for ctr --hosts-dir), no detection`,
+      )
       .option(
         "--registry <registry>",
         `${REGISTRY_HELP}: HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT] (how the real registry is reached; default https). Without it: only _default/hosts.toml, for every registry`,
         collectList,
-      ),
+      )
+      .option("--config <file>", "the node's containerd config.toml (its imports are read too)", DEFAULT_CONTAINERD_CONFIG)
+      .option("--containerd <path>", "containerd binary asked for its version; without it the config file's version decides", "containerd")
+      .option("--restart", "when containerd must change config.toml to read the files: edit it minimally (backup kept) and restart containerd")
+      .option("--restart-command <cmd>", "how --restart restarts containerd (run with /bin/sh -c)", "systemctl restart containerd")
+      .option("--json", "print a machine-readable report (JSON) instead of lines"),
   );
-  containerd.action(async (opts: CommonOptions & { configPath: string; registry?: string[] }) => {
+  containerd.action(async (opts: CommonOptions & ContainerdInitOptions, cmd: Command) => {
     const proxy = parseProxyUrl(opts.proxy);
     const registries = parseRegistries(opts.registry ?? []);
     // Absolute: containerd's config_path and ctr --hosts-dir need one.
-    const dir = resolve(opts.configPath);
-    await finish(containerdChanges(dir, proxy, registries), opts, containerdHint(dir), out);
+    const requested = opts.configPath === undefined ? undefined : resolve(opts.configPath);
+    if (requested !== undefined && cmd.getOptionValueSource("config") === "default" && !opts.restart && !opts.json) {
+      // Only the files, as before detection existed (tests, ctr users).
+      await finish(containerdChanges(requested, proxy, registries), opts, containerdHint(requested), out);
+      return;
+    }
+    const d = await detect(resolve(opts.config), opts.containerd);
+    const p = plan(d, DEFAULT_CONTAINERD_CONFIG_PATH, requested);
+    const run = { restart: opts.restart === true, restartCommand: opts.restartCommand, dryRun: opts.dryRun === true, json: opts.json === true, out };
+    await carryOut(d, p, containerdChanges(p.hostsDir, proxy, registries), run);
   });
 
   const docker = addCommonOptions(

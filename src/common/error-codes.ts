@@ -15,6 +15,7 @@ export const ExitCode = {
   STORAGE: 8,
   AUTH: 9,
   NOT_FOUND: 10,
+  RESTART_REQUIRED: 11,
 } as const;
 
 // Subset of gRPC status codes we use; the numeric values match gRPC/Connect.
@@ -373,6 +374,13 @@ export const ERROR_CODES = {
     exitCode: ExitCode.UNAVAILABLE,
     httpStatus: 502,
     rpcCode: RpcCode.Unavailable,
+  },
+  DF_ERR_RESTART_REQUIRED: {
+    when: "`init containerd`: containerd must be restarted to use the mirror (config.toml changes), and --restart was not given or the restart failed",
+    message: "containerd restart required",
+    exitCode: ExitCode.RESTART_REQUIRED,
+    httpStatus: 500,
+    rpcCode: RpcCode.FailedPrecondition,
   },
 } as const satisfies Record<string, ErrorSpec>;
 

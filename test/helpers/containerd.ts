@@ -20,6 +20,15 @@ export interface ContainerdOptions {
   readyTimeoutMs?: number;
   // Log level for the daemon (default "info").
   logLevel?: string;
+  // Enable the CRI plugin (what the kubelet talks to; its pulls use the
+  // registry config_path of config.toml, not ctr's --hosts-dir), with this
+  // config_path. Its streaming server binds 127.0.0.1 on a random port.
+  // Without configPath: the CRI plugin with no config_path (what onboarding
+  // must change, with a restart).
+  cri?: { configPath?: string };
+  // Start on the config.toml an earlier start wrote in dir (as edited since,
+  // e.g. by `damselfly init containerd --restart`).
+  keepConfig?: boolean;
 }
 
 export interface PullOptions {
@@ -54,6 +63,7 @@ export interface Containerd {
   readonly dir: string;
   // The gRPC socket, for `ctr -a`.
   readonly socket: string;
+  readonly configFile: string;
   // The namespace pull() uses ("test").
   readonly namespace: string;
   readonly pid: number;
@@ -135,7 +145,7 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
     // CRI would open a streaming TCP port and want CNI; opt would touch
     // /opt/containerd; the other snapshotters just fail to load here.
     "disabled_plugins = [",
-    '  "io.containerd.grpc.v1.cri",',
+    ...(o.cri ? [] : ['  "io.containerd.grpc.v1.cri",']),
     '  "io.containerd.internal.v1.opt",',
     '  "io.containerd.tracing.processor.v1.otlp",',
     '  "io.containerd.internal.v1.tracing",',
@@ -158,9 +168,21 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
     "[metrics]",
     '  address = ""',
     "",
+    ...(o.cri
+      ? [
+          '[plugins."io.containerd.grpc.v1.cri"]',
+          '  stream_server_address = "127.0.0.1"',
+          '  stream_server_port = "0"',
+          '  [plugins."io.containerd.grpc.v1.cri".cni]',
+          `    bin_dir = ${tomlString(join(base, "cni-bin"))}`,
+          `    conf_dir = ${tomlString(join(base, "cni-conf"))}`,
+          ...(o.cri.configPath !== undefined ? ['  [plugins."io.containerd.grpc.v1.cri".registry]', `    config_path = ${tomlString(o.cri.configPath)}`] : []),
+          "",
+        ]
+      : []),
   ].join("\n");
   const configFile = join(base, "config.toml");
-  writeFileSync(configFile, config);
+  if (!o.keepConfig || !existsSync(configFile)) writeFileSync(configFile, config);
 
   const child = spawn("containerd", ["--config", configFile], {
     env: commandEnv({ HTTP_PROXY: undefined, HTTPS_PROXY: undefined, http_proxy: undefined, https_proxy: undefined }),
@@ -223,6 +245,7 @@ export async function startContainerd(dir: string, o: ContainerdOptions = {}): P
   const cd: Containerd = {
     dir: base,
     socket,
+    configFile,
     namespace: CONTAINERD_NAMESPACE,
     pid: child.pid ?? -1,
     get running() {
