@@ -6,6 +6,7 @@ import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
 import { daemonSourceGroup, managerSourceGroup } from "./schemas-sources.js";
+import { extenderGroup } from "./schemas-extender.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
@@ -319,14 +320,7 @@ export const managerSchema = {
     preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
   },
   source: managerSourceGroup(),
-  // The Kubernetes scheduler extender's layer locality (routes/extender.ts).
-  // Off by default: it makes the manager resolve the image references any
-  // caller of the public /extender/v1 routes names, at their registries.
-  extender: {
-    locality: field("bool", false, "score nodes by the layers they hold for /extender/v1/prioritize (resolves the pods' images at their registries)"),
-    platform: field("string", "linux/amd64", "platform of the nodes' images (os/arch[/variant]) for the extender"),
-    refreshInterval: field("duration", 30_000, "how often the extender asks the schedulers which nodes hold the tracked layers", { check: positive }),
-  },
+  extender: extenderGroup(),
   audit: {
     maxRows: field("int", 100_000, "audit log rows kept: older ones are deleted as new ones come", { check: positive }),
     maxAge: field("duration", 90 * 24 * 3_600_000, "audit log rows older than this are deleted", { check: positive }),

@@ -9,7 +9,8 @@ import { openDatabase, type Database } from "./db/database.js";
 import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
 import { resolveImageLayers } from "./extender/image-layers.js";
-import { SchedulerLocality } from "./extender/scheduler-locality.js";
+import { DEFAULT_LOCALITY_LIMITS, SchedulerLocality } from "./extender/scheduler-locality.js";
+import { configuredRegistries, knownRegistries } from "./extender/known-registries.js";
 import { sql } from "kysely";
 import { DamselflyError } from "../common/errors.js";
 import { formatHostPort } from "../common/address.js";
@@ -143,10 +144,13 @@ export class Manager {
   private startLocality(jobs: JobRunner): SchedulerLocality {
     const { extender } = this.opts.config;
     const { registries, ...access } = jobs.schedulerAccess();
+    const logger = this.log.child({ component: "extender" });
+    const known = { ...access, logger, configured: configuredRegistries(extender.registries) };
     const locality = new SchedulerLocality({
       ...access,
       resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
-      logger: this.log.child({ component: "extender" }),
+      allowed: (signal) => knownRegistries(known, signal, DEFAULT_LOCALITY_LIMITS.rpcTimeoutMs),
+      logger,
     });
     locality.start(extender.refreshInterval);
     return locality;

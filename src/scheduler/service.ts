@@ -138,6 +138,12 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         checkClusterToken(deps.clusterToken, ctx.requestHeader);
         return deps.taskJobs.listPeers(req);
       }),
+    listRegistries: (_req, ctx) =>
+      guard(() => {
+        requireAnyRole(callerOf(ctx), "ListRegistries");
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return deps.taskJobs.registries();
+      }),
     statTask: statTaskHandler(deps),
     // A peer or seed-peer, for a host it owns (replicas.ts).
     replicateTask: viaConnect((req: schedulerv1.ReplicateTaskRequest, caller) => {

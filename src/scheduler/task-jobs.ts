@@ -7,6 +7,7 @@ import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import { checkTaskId } from "./validate.js";
+import { registryOf } from "../common/task-id.js";
 
 export interface TaskJobsDeps {
   config: SchedulerConfig;
@@ -16,6 +17,21 @@ export interface TaskJobsDeps {
   clients: DaemonClients;
   now: () => number;
   clusterToken?: string | undefined;
+}
+
+const MAX_REGISTRIES = 256;
+
+// "https://u@host:5000/v2/..." -> "https://host:5000" as task IDs name a
+// registry (common/task-id.ts: docker.io aliases folded, no userinfo);
+// undefined unless http(s) with a host. `memo` spares a URL parse per task.
+export function urlOrigin(url: string, memo?: Map<string, string | undefined>): string | undefined {
+  const m = /^https?:\/\/[^/?#]+/i.exec(url);
+  if (!m) return undefined;
+  if (memo?.has(m[0])) return memo.get(m[0]);
+  const r = registryOf(m[0]);
+  const origin = /^https?:\/\/[^/]+$/.test(r) ? r : undefined;
+  memo?.set(m[0], origin);
+  return origin;
 }
 
 // The manager's get-task and delete-task jobs, answered from the scheduler's
@@ -47,6 +63,23 @@ export class TaskJobs {
         })
       : [];
     return create(schedulerv1.ListTaskPeersResponseSchema, { taskId: req.taskId, peers });
+  }
+
+  // Origins of the content-addressed tasks (OCI blobs) known here: where the
+  // cluster's daemons pulled from. Only scheme://host[:port]: a URL's path
+  // and query (signed URLs) and any userinfo never leave the scheduler.
+  // O(tasks) per call; the manager asks once per refresh.
+  registries(): schedulerv1.ListRegistriesResponse {
+    const seen = new Set<string>();
+    const memo = new Map<string, string | undefined>();
+    for (const task of this.deps.store.tasks.values()) {
+      const d = task.download;
+      if (!d?.digestTaskId) continue;
+      const origin = urlOrigin(d.url, memo);
+      if (origin) seen.add(origin);
+      if (seen.size >= MAX_REGISTRIES) break;
+    }
+    return create(schedulerv1.ListRegistriesResponseSchema, { registries: [...seen] });
   }
 
   async delete(req: schedulerv1.DeleteTaskRequest): Promise<schedulerv1.DeleteTaskResponse> {

@@ -32,6 +32,8 @@ function deps(over: Partial<SchedulerLocalityDeps> = {}) {
       }) as never,
     }),
     headers: {},
+    // reg.local and Docker Hub ("r/i:1" is docker.io/r/i:1): pulled from.
+    allowed: async () => new Set(["https://reg.local", "https://registry-1.docker.io"]),
     resolve: async (image) => {
       calls.resolve.push(image);
       const l = IMAGES[image];
@@ -109,4 +111,36 @@ test("start(): a pod naming a new image wakes the loop before the interval; stop
   loc.wanted(["reg.local/other:1"]);
   await new Promise((r) => setTimeout(r, 1_500));
   assert.equal(calls.rpc.length, rpcs, "no refresh after stop()");
+});
+
+test("only references at registries the daemons pulled from are resolved; short names are Docker Hub's", async () => {
+  let asked = 0;
+  const { d, calls } = deps({
+    allowed: async () => {
+      asked++;
+      return new Set(["https://reg.local", "https://registry-1.docker.io"]);
+    },
+  });
+  const loc = new SchedulerLocality(d);
+  const strangers = ["evil.example/app:1", "127.0.0.1:9/x:1", "reg.local:444/app:1", "http://reg.local/app:1", "Not A Ref"];
+  loc.wanted([...strangers, "reg.local/app:1", "nginx:1.27", "docker.io/library/nginx:1.27", "index.docker.io/team/app"]);
+  await loc.refresh();
+  assert.deepEqual(calls.resolve, ["reg.local/app:1", "nginx:1.27", "docker.io/library/nginx:1.27", "index.docker.io/team/app"]);
+  assert.equal(asked, 1);
+  // Nothing pending: the schedulers are not asked for registries again.
+  await loc.refresh();
+  assert.equal(asked, 1);
+});
+
+test("registries unknown (no scheduler answers): nothing is resolved (fails closed)", async () => {
+  const { d, calls } = deps({
+    allowed: async () => {
+      throw new Error("schedulers down");
+    },
+  });
+  const loc = new SchedulerLocality(d);
+  loc.wanted(["reg.local/app:1"]);
+  await loc.refresh();
+  assert.deepEqual(calls.resolve, []);
+  assert.deepEqual(score(loc, "reg.local/app:1"), [0, 0, 0]);
 });

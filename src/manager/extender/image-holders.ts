@@ -1,7 +1,10 @@
+import type { Client } from "@connectrpc/connect";
 import type { Dispatcher } from "undici";
+import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
+import { checkAllowed, knownRegistries, type KnownRegistriesDeps } from "./known-registries.js";
 import { resolveImageLayers } from "./image-layers.js";
-import { taskHolders, type SchedulerLocalityDeps } from "./scheduler-locality.js";
+import { taskHolders } from "./scheduler-locality.js";
 
 // Which nodes hold which layers of one image (reference + platform), asked
 // now: the manager API's view of layer locality (the extender's index only
@@ -16,14 +19,17 @@ export interface LayerHolders {
   nodes: string[];
 }
 
-export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> {
-  clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
+export interface ImageHoldersDeps extends Omit<KnownRegistriesDeps, "client"> {
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries">;
   registries: Dispatcher;
 }
 
 const RPC_TIMEOUT_MS = 5_000;
 
 export async function imageHolders(image: string, platform: string, deps: ImageHoldersDeps, signal: AbortSignal): Promise<LayerHolders[]> {
+  // As for the extender: only at registries the daemons pulled from, so
+  // this route reaches no registry a caller picks (400 otherwise).
+  checkAllowed(image, await knownRegistries(deps, signal, RPC_TIMEOUT_MS));
   const layers = await resolveImageLayers(image, platform, signal, deps.registries);
   const clusters = await deps.clusters();
   const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, signal, timeoutMs: RPC_TIMEOUT_MS };

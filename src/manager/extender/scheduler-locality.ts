@@ -3,6 +3,7 @@ import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
+import { referenceRegistry } from "./known-registries.js";
 import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, type LocalitySource } from "./locality.js";
 
 // A LocalitySource built from the schedulers, off the request path: images
@@ -10,7 +11,8 @@ import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, typ
 // every refresh asks one scheduler per cluster which hosts hold each tracked
 // layer (ListTaskPeers) and swaps in a new index. A pod whose images are new
 // scores 0 everywhere on its first call (filter, which comes first, gives a
-// head start); later pods of the same image are scored.
+// head start); later pods of the same image are scored. Only references at
+// registries the daemons pulled from are resolved (known-registries.ts).
 //
 // Cost: one ListTaskPeers per tracked layer per cluster per refresh (the
 // scheduler has no "tasks of every host" call yet); bounded by maxLayers.
@@ -21,6 +23,9 @@ export interface SchedulerLocalityDeps {
   headers: Record<string, string>;
   // Image reference -> its layers for the nodes' platform (registry I/O).
   resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
+  // Registries resolve() may reach (known-registries.ts): any other
+  // reference is dropped unresolved, with no request anywhere.
+  allowed(signal: AbortSignal): Promise<ReadonlySet<string>>;
   logger: Logger;
 }
 
@@ -126,8 +131,15 @@ export class SchedulerLocality implements LocalitySource {
   private async resolvePending(): Promise<void> {
     const batch = [...this.pending];
     this.pending.clear();
+    if (batch.length === 0) return;
+    const allowed = await this.allowedRegistries();
     for (const image of batch) {
       if (this.ac.signal.aborted) return;
+      const registry = referenceRegistry(image);
+      if (registry === undefined || !allowed.has(registry)) {
+        this.deps.logger.debug({ image: image.slice(0, 256) }, "extender: image not at a registry the daemons pulled from, not resolved");
+        continue;
+      }
       const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.limits.resolveTimeoutMs)]);
       try {
         this.tracked.set(image, await this.deps.resolve(image, signal));
@@ -137,6 +149,16 @@ export class SchedulerLocality implements LocalitySource {
         continue;
       }
       while (this.tracked.size > this.limits.maxImages) this.tracked.delete(this.tracked.keys().next().value!);
+    }
+  }
+
+  // Fails closed: no answer allows nothing this round.
+  private async allowedRegistries(): Promise<ReadonlySet<string>> {
+    try {
+      return await this.deps.allowed(AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.limits.rpcTimeoutMs)]));
+    } catch (err) {
+      this.deps.logger.warn({ err: DamselflyError.from(err).message }, "extender: registries the daemons pulled from unknown, resolving nothing");
+      return new Set();
     }
   }
 
