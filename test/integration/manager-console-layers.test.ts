@@ -62,8 +62,8 @@ test("console Layers page: the node holding each layer of an image", { timeout: 
   for (const l of image.layers) {
     const row = page.locator(`table.layers tr[data-digest='${l.digest}']`);
     await row.waitFor();
-    assert.equal(await row.locator("td.nodes").innerText(), a.name, `holder of ${l.digest}`);
-    assert.doesNotMatch(await row.innerText(), new RegExp(b.name));
+    assert.equal(await row.locator("td.nodes").textContent(), a.name, `holder of ${l.digest}`);
+    assert.doesNotMatch((await row.textContent()) ?? "", new RegExp(b.name));
   }
   assert.equal(await page.locator("table.layers tbody tr").count(), image.layers.length);
 
