@@ -9,8 +9,7 @@ import { openDatabase, type Database } from "./db/database.js";
 import { buildApp } from "./http/app.js";
 import { JobRunner } from "./jobs/job-runner.js";
 import { resolveImageLayers } from "./extender/image-layers.js";
-import { DEFAULT_LOCALITY_LIMITS, SchedulerLocality } from "./extender/scheduler-locality.js";
-import { configuredRegistries, knownRegistries } from "./extender/known-registries.js";
+import { SchedulerLocality } from "./extender/scheduler-locality.js";
 import { sql } from "kysely";
 import { DamselflyError } from "../common/errors.js";
 import { formatHostPort } from "../common/address.js";
@@ -19,6 +18,7 @@ import { MetricsServer } from "../common/metrics-server.js";
 import { ManagerMetrics } from "./metrics.js";
 import { checkBind, loadTlsIdentity } from "../common/tls/bind-policy.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
+import { configuredRegistries, knownRegistries, LIST_REGISTRIES_TIMEOUT_MS } from "./extender/known-registries.js";
 
 // A database that does not answer a trivial query this fast is not there.
 const DB_PROBE_TIMEOUT_MS = 2_000;
@@ -144,13 +144,13 @@ export class Manager {
   private startLocality(jobs: JobRunner): SchedulerLocality {
     const { extender } = this.opts.config;
     const { registries, ...access } = jobs.schedulerAccess();
-    const logger = this.log.child({ component: "extender" });
-    const known = { ...access, logger, configured: configuredRegistries(extender.registries) };
+    // Where images may be resolved: known-registries.ts.
+    const known = { ...access, logger: this.log.child({ component: "extender" }), configured: configuredRegistries(extender.registries) };
     const locality = new SchedulerLocality({
       ...access,
       resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
-      allowed: (signal) => knownRegistries(known, signal, DEFAULT_LOCALITY_LIMITS.rpcTimeoutMs),
-      logger,
+      allowed: (signal) => knownRegistries(known, signal, LIST_REGISTRIES_TIMEOUT_MS),
+      logger: this.log.child({ component: "extender" }),
     });
     locality.start(extender.refreshInterval);
     return locality;

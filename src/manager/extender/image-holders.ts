@@ -2,9 +2,9 @@ import type { Client } from "@connectrpc/connect";
 import type { Dispatcher } from "undici";
 import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
-import { checkAllowed, knownRegistries, type KnownRegistriesDeps } from "./known-registries.js";
+import { checkAllowed, knownRegistries } from "./known-registries.js";
 import { resolveImageLayers } from "./image-layers.js";
-import { taskHolders } from "./scheduler-locality.js";
+import { taskHolders, type SchedulerLocalityDeps } from "./scheduler-locality.js";
 
 // Which nodes hold which layers of one image (reference + platform), asked
 // now: the manager API's view of layer locality (the extender's index only
@@ -19,9 +19,13 @@ export interface LayerHolders {
   nodes: string[];
 }
 
-export interface ImageHoldersDeps extends Omit<KnownRegistriesDeps, "client"> {
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries">;
+export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger"> {
+  clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
   registries: Dispatcher;
+  // extender.registries (known-registries.ts configuredRegistries).
+  configured: readonly string[];
+  // ListRegistries too: where the image may be resolved.
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries">;
 }
 
 const RPC_TIMEOUT_MS = 5_000;

@@ -23,6 +23,7 @@ import type { SchedulerAddr } from "../jobs/job-types.js";
 // not grow the manager's memory.
 const MAX_PER_CLUSTER = 256;
 const MAX_ORIGIN_LENGTH = 300;
+export const LIST_REGISTRIES_TIMEOUT_MS = 5_000;
 
 // The registry of a reference, as the daemons' tasks name it; undefined when
 // the reference does not parse.

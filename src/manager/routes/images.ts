@@ -26,10 +26,9 @@ export function imageRoutes(ctx: RouteContext) {
         config: { access: "cluster:read" },
       },
       async (req) => {
-        const { registries, ...access } = ctx.jobs.schedulerAccess();
+        const { registries, ...access } = { ...ctx.jobs.schedulerAccess(), configured: configuredRegistries(ctx.config.extender.registries) };
         const signal = AbortSignal.timeout(TIMEOUT_MS);
-        const configured = configuredRegistries(ctx.config.extender.registries);
-        const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, configured, logger: ctx.logger }, signal);
+        const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, logger: ctx.logger }, signal);
         return { image: req.query.image, platform: req.query.platform, layers };
       },
     );
