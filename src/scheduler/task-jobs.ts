@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { clusterTokenHeaders, fromConnectError, schedulerv1 } from "../protocol/index.js";
@@ -20,6 +21,7 @@ export interface TaskJobsDeps {
 }
 
 const MAX_REGISTRIES = 256;
+export const MAX_HOLDER_TASKS = 50;
 
 // "https://u@host:5000/v2/..." -> "https://host:5000" as task IDs name a
 // registry (common/task-id.ts: docker.io aliases folded, no userinfo);
@@ -80,6 +82,33 @@ export class TaskJobs {
       if (seen.size >= MAX_REGISTRIES) break;
     }
     return create(schedulerv1.ListRegistriesResponseSchema, { registries: [...seen] });
+  }
+
+  // Hosts holding each task whole (a peer that succeeded, or has every
+  // piece), on live hosts; host names sent once, tasks refer to them by index.
+  holders(req: schedulerv1.ListTaskHoldersRequest): schedulerv1.ListTaskHoldersResponse {
+    if (req.taskIds.length > MAX_HOLDER_TASKS) {
+      throw new DamselflyError("DF_ERR_INVALID_REQUEST", `at most ${MAX_HOLDER_TASKS} task IDs per ListTaskHolders`);
+    }
+    for (const id of req.taskIds) checkTaskId(id);
+    const { store } = this.deps;
+    const hostIndex = new Map<string, number>();
+    const tasks: schedulerv1.TaskHolders[] = [];
+    for (const taskId of req.taskIds) {
+      const task = store.tasks.get(taskId);
+      if (!task) continue;
+      const hosts = new Set<number>();
+      for (const p of store.taskPeers(task)) {
+        if (p.state !== "succeeded" && !(task.totalPieces > 0 && p.finishedPieces === task.totalPieces)) continue;
+        const h = this.liveHost(p.hostId);
+        if (!h) continue;
+        let i = hostIndex.get(h.hostname);
+        if (i === undefined) hostIndex.set(h.hostname, (i = hostIndex.size));
+        hosts.add(i);
+      }
+      tasks.push(create(schedulerv1.TaskHoldersSchema, { taskId, hosts: [...hosts] }));
+    }
+    return create(schedulerv1.ListTaskHoldersResponseSchema, { hostnames: [...hostIndex.keys()], tasks });
   }
 
   async delete(req: schedulerv1.DeleteTaskRequest): Promise<schedulerv1.DeleteTaskResponse> {

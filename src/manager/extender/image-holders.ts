@@ -25,7 +25,7 @@ export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" |
   // extender.registries (known-registries.ts configuredRegistries).
   configured: readonly string[];
   // ListRegistries too: where the image may be resolved.
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries">;
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries" | "listTaskHolders">;
 }
 
 const RPC_TIMEOUT_MS = 5_000;

@@ -3,6 +3,7 @@ import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
+import { clusterHolders } from "./batch-holders.js";
 import { referenceRegistry } from "./known-registries.js";
 import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, type LocalitySource } from "./locality.js";
 
@@ -14,12 +15,13 @@ import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, typ
 // head start); later pods of the same image are scored. Only references at
 // registries the daemons pulled from are resolved (known-registries.ts).
 //
-// Cost: one ListTaskPeers per tracked layer per cluster per refresh (the
-// scheduler has no "tasks of every host" call yet); bounded by maxLayers.
+// Cost: one ListTaskHolders per 50 tracked layers per cluster per refresh
+// (batch-holders.ts; ListTaskPeers per layer with older schedulers);
+// bounded by maxLayers.
 
 export interface SchedulerLocalityDeps {
   clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers">;
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listTaskHolders">;
   headers: Record<string, string>;
   // Image reference -> its layers for the nodes' platform (registry I/O).
   resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
@@ -27,6 +29,8 @@ export interface SchedulerLocalityDeps {
   // reference is dropped unresolved, with no request anywhere.
   allowed(signal: AbortSignal): Promise<ReadonlySet<string>>;
   logger: Logger;
+  // Host name -> node name (pod-nodes.ts); none: host names are node names.
+  nodeOf?: (host: string) => string;
 }
 
 export interface SchedulerLocalityLimits {
@@ -166,11 +170,13 @@ export class SchedulerLocality implements LocalitySource {
     const tasks = new Set<string>();
     for (const layers of this.tracked.values()) for (const l of layers) if (tasks.size < this.limits.maxLayers) tasks.add(l.taskId);
     const index = new NodeLayerIndex();
+    const ids = [...tasks];
+    const { client, headers, logger, nodeOf } = this.deps;
     for (const c of await this.deps.clusters()) {
-      for (const taskId of tasks) {
-        if (this.ac.signal.aborted) return index;
-        for (const host of await this.holders(c.schedulers, taskId)) index.add(host, taskId);
-      }
+      if (this.ac.signal.aborted) return index;
+      const o = { client, headers, logger, nodeOf, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs };
+      const held = await clusterHolders(c.schedulers, ids, { ...o, perTask: (taskId) => this.holders(c.schedulers, taskId) });
+      for (const [taskId, hosts] of held) for (const host of hosts) index.add(host, taskId);
     }
     return index;
   }
