@@ -13,7 +13,7 @@ import type { SchedulerAddr } from "../jobs/job-types.js";
 export const HOLDERS_BATCH = 50;
 
 export interface ClusterHoldersOptions {
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskHolders">;
+  client(s: SchedulerAddr): Partial<Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskHolders">>;
   headers: Record<string, string>;
   logger: Logger;
   signal: AbortSignal;
@@ -54,8 +54,13 @@ export async function clusterHolders(
 async function askBatch(schedulers: readonly SchedulerAddr[], taskIds: string[], o: ClusterHoldersOptions): Promise<Map<string, string[]> | "unimplemented"> {
   let unimplemented = false;
   for (const s of schedulers) {
+    const c = o.client(s);
+    if (!c.listTaskHolders) {
+      unimplemented = true;
+      continue;
+    }
     try {
-      const r = await o.client(s).listTaskHolders({ taskIds }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
+      const r = await c.listTaskHolders({ taskIds }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
       const names = r.hostnames.map((h) => o.nodeOf?.(h) ?? h);
       const m = new Map<string, string[]>();
       for (const t of r.tasks)

@@ -21,7 +21,10 @@ import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, typ
 
 export interface SchedulerLocalityDeps {
   clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listTaskHolders">;
+  // listTaskHolders: batch-holders.ts (without it, ListTaskPeers per layer).
+  client(
+    s: SchedulerAddr,
+  ): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers"> & Partial<Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskHolders">>;
   headers: Record<string, string>;
   // Image reference -> its layers for the nodes' platform (registry I/O).
   resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
