@@ -7,7 +7,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadConfig } from "../../src/common/config.js";
 import { createLogger } from "../../src/common/logger.js";
+import { managerSchema } from "../../src/common/schemas.js";
 import { checkAllowed, configuredRegistries, knownRegistries, referenceRegistry } from "../../src/manager/extender/known-registries.js";
 import { urlOrigin } from "../../src/scheduler/task-jobs.js";
 
@@ -85,4 +87,14 @@ test("knownRegistries: configured + the first scheduler that answers per cluster
   assert.throws(() => checkAllowed("127.0.0.1:5001/app", set), { code: "DF_ERR_INVALID_REQUEST" });
   assert.throws(() => checkAllowed("evil.example/app", set), { code: "DF_ERR_INVALID_REQUEST" });
   assert.throws(() => checkAllowed("Not A Ref", set), { code: "DF_ERR_INVALID_REQUEST" });
+});
+
+test("config: locality on by default; extender.registries takes host[:port] only", () => {
+  const load = (env: Record<string, string>) => loadConfig(managerSchema, { envPrefix: "MANAGER", env });
+  const c = load({ DAMSELFLY_MANAGER_EXTENDER_REGISTRIES: "ghcr.io,reg.example:5000" });
+  assert.equal(c.extender.locality, true);
+  assert.deepEqual(c.extender.registries, ["ghcr.io", "reg.example:5000"]);
+  for (const bad of ["https://ghcr.io", "ghcr.io/team", "a b"]) {
+    assert.throws(() => load({ DAMSELFLY_MANAGER_EXTENDER_REGISTRIES: bad }), { code: "DF_ERR_CONFIG" }, bad);
+  }
 });
