@@ -8,6 +8,7 @@ import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js"
 import { daemonSourceGroup, managerSourceGroup } from "./schemas-sources.js";
 import { daemonKubernetesGroup, managerKubernetesGroup } from "./schemas-kubernetes.js";
 import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
+import { extenderRegistriesField } from "./schemas-extender.js";
 
 const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -322,10 +323,15 @@ export const managerSchema = {
   },
   source: managerSourceGroup(),
   // The Kubernetes scheduler extender's layer locality (routes/extender.ts).
-  // Off by default: it makes the manager resolve the image references any
-  // caller of the public /extender/v1 routes names, at their registries.
+  // On: images are resolved only at registries the daemons pulled from, and
+  // with TLS the routes need a client certificate (schemas-extender.ts).
   extender: {
-    locality: field("bool", false, "score nodes by the layers they hold for /extender/v1/prioritize (resolves the pods' images at their registries)"),
+    registries: extenderRegistriesField(),
+    locality: field(
+      "bool",
+      true,
+      "score nodes by the layers they hold for /extender/v1/prioritize (images resolved only at registries the daemons pulled from)",
+    ),
     platform: field("string", "linux/amd64", "platform of the nodes' images (os/arch[/variant]) for the extender"),
     refreshInterval: field("duration", 30_000, "how often the extender asks the schedulers which nodes hold the tracked layers", { check: positive }),
     kubernetes: managerKubernetesGroup(),

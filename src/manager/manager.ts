@@ -19,6 +19,7 @@ import { MetricsServer } from "../common/metrics-server.js";
 import { ManagerMetrics } from "./metrics.js";
 import { checkBind, loadTlsIdentity } from "../common/tls/bind-policy.js";
 import type { TlsIdentity } from "../common/tls/identity.js";
+import { configuredRegistries, knownRegistries, LIST_REGISTRIES_TIMEOUT_MS } from "./extender/known-registries.js";
 
 // A database that does not answer a trivial query this fast is not there.
 const DB_PROBE_TIMEOUT_MS = 2_000;
@@ -149,9 +150,12 @@ export class Manager {
   private startLocality(jobs: JobRunner, nodeOf: ((host: string) => string) | undefined): SchedulerLocality {
     const { extender } = this.opts.config;
     const { registries, ...access } = jobs.schedulerAccess();
+    // Where images may be resolved: known-registries.ts.
+    const known = { ...access, logger: this.log.child({ component: "extender" }), configured: configuredRegistries(extender.registries) };
     const locality = new SchedulerLocality({
       ...access,
       resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
+      allowed: (signal) => knownRegistries(known, signal, LIST_REGISTRIES_TIMEOUT_MS),
       logger: this.log.child({ component: "extender" }),
       ...(nodeOf ? { nodeOf } : {}),
     });

@@ -80,6 +80,25 @@ function statTaskHandler(deps: ServiceDeps): (req: schedulerv1.StatTaskRequest, 
     });
 }
 
+// The manager's scheduler extender: which hosts hold which layers, and
+// which registries the daemons pulled from. Any role, as ListTaskPeers.
+function extenderHandlers(deps: ServiceDeps): Pick<ServiceImpl<typeof schedulerv1.SchedulerService>, "listTaskHolders" | "listRegistries"> {
+  return {
+    listTaskHolders: (req, ctx) =>
+      guard(() => {
+        requireAnyRole(callerOf(ctx), "ListTaskHolders");
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return deps.taskJobs.holders(req);
+      }),
+    listRegistries: (_req, ctx) =>
+      guard(() => {
+        requireAnyRole(callerOf(ctx), "ListRegistries");
+        checkClusterToken(deps.clusterToken, ctx.requestHeader);
+        return deps.taskJobs.registries();
+      }),
+  };
+}
+
 export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof schedulerv1.SchedulerService> {
   const log = deps.logger;
 
@@ -138,6 +157,7 @@ export function createSchedulerService(deps: ServiceDeps): ServiceImpl<typeof sc
         checkClusterToken(deps.clusterToken, ctx.requestHeader);
         return deps.taskJobs.listPeers(req);
       }),
+    ...extenderHandlers(deps),
     statTask: statTaskHandler(deps),
     // A peer or seed-peer, for a host it owns (replicas.ts).
     replicateTask: viaConnect((req: schedulerv1.ReplicateTaskRequest, caller) => {

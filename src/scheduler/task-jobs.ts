@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { DamselflyError } from "../common/errors.js";
 import type { Logger } from "../common/logger.js";
 import type { SchedulerConfig } from "../common/schemas.js";
 import { clusterTokenHeaders, fromConnectError, schedulerv1 } from "../protocol/index.js";
@@ -7,6 +8,7 @@ import type { Host } from "./resources/host-manager.js";
 import type { ResourceStore } from "./resources/resource-store.js";
 import type { PeerEvents } from "./scheduling/peer-events.js";
 import { checkTaskId } from "./validate.js";
+import { registryOf } from "../common/task-id.js";
 
 export interface TaskJobsDeps {
   config: SchedulerConfig;
@@ -16,6 +18,22 @@ export interface TaskJobsDeps {
   clients: DaemonClients;
   now: () => number;
   clusterToken?: string | undefined;
+}
+
+const MAX_REGISTRIES = 256;
+export const MAX_HOLDER_TASKS = 50;
+
+// "https://u@host:5000/v2/..." -> "https://host:5000" as task IDs name a
+// registry (common/task-id.ts: docker.io aliases folded, no userinfo);
+// undefined unless http(s) with a host. `memo` spares a URL parse per task.
+export function urlOrigin(url: string, memo?: Map<string, string | undefined>): string | undefined {
+  const m = /^https?:\/\/[^/?#]+/i.exec(url);
+  if (!m) return undefined;
+  if (memo?.has(m[0])) return memo.get(m[0]);
+  const r = registryOf(m[0]);
+  const origin = /^https?:\/\/[^/]+$/.test(r) ? r : undefined;
+  memo?.set(m[0], origin);
+  return origin;
 }
 
 // The manager's get-task and delete-task jobs, answered from the scheduler's
@@ -47,6 +65,50 @@ export class TaskJobs {
         })
       : [];
     return create(schedulerv1.ListTaskPeersResponseSchema, { taskId: req.taskId, peers });
+  }
+
+  // Origins of the content-addressed tasks (OCI blobs) known here: where the
+  // cluster's daemons pulled from. Only scheme://host[:port]: a URL's path
+  // and query (signed URLs) and any userinfo never leave the scheduler.
+  // O(tasks) per call; the manager asks once per refresh.
+  registries(): schedulerv1.ListRegistriesResponse {
+    const seen = new Set<string>();
+    const memo = new Map<string, string | undefined>();
+    for (const task of this.deps.store.tasks.values()) {
+      const d = task.download;
+      if (!d?.digestTaskId) continue;
+      const origin = urlOrigin(d.url, memo);
+      if (origin) seen.add(origin);
+      if (seen.size >= MAX_REGISTRIES) break;
+    }
+    return create(schedulerv1.ListRegistriesResponseSchema, { registries: [...seen] });
+  }
+
+  // Hosts holding each task whole (a peer that succeeded, or has every
+  // piece), on live hosts; host names sent once, tasks refer to them by index.
+  holders(req: schedulerv1.ListTaskHoldersRequest): schedulerv1.ListTaskHoldersResponse {
+    if (req.taskIds.length > MAX_HOLDER_TASKS) {
+      throw new DamselflyError("DF_ERR_INVALID_REQUEST", `at most ${MAX_HOLDER_TASKS} task IDs per ListTaskHolders`);
+    }
+    for (const id of req.taskIds) checkTaskId(id);
+    const { store } = this.deps;
+    const hostIndex = new Map<string, number>();
+    const tasks: schedulerv1.TaskHolders[] = [];
+    for (const taskId of req.taskIds) {
+      const task = store.tasks.get(taskId);
+      if (!task) continue;
+      const hosts = new Set<number>();
+      for (const p of store.taskPeers(task)) {
+        if (p.state !== "succeeded" && !(task.totalPieces > 0 && p.finishedPieces === task.totalPieces)) continue;
+        const h = this.liveHost(p.hostId);
+        if (!h) continue;
+        let i = hostIndex.get(h.hostname);
+        if (i === undefined) hostIndex.set(h.hostname, (i = hostIndex.size));
+        hosts.add(i);
+      }
+      tasks.push(create(schedulerv1.TaskHoldersSchema, { taskId, hosts: [...hosts] }));
+    }
+    return create(schedulerv1.ListTaskHoldersResponseSchema, { hostnames: [...hostIndex.keys()], tasks });
   }
 
   async delete(req: schedulerv1.DeleteTaskRequest): Promise<schedulerv1.DeleteTaskResponse> {

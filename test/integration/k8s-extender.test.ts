@@ -3,6 +3,7 @@
 // image's layers through its mirror, a prioritize call for a pod of that
 // image scores peer-0 above peer-1 (which holds nothing); filter keeps both;
 // GET /api/v1/images/layers names peer-0 for every layer.
+import { createServer } from "node:http";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "undici";
@@ -20,7 +21,18 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
   test("a node holding the pod's layers scores above one that does not", { skip: have ? false : "docker-registry not installed" }, async (t) => {
     const dir = tempDir(t, "dfm-ext-");
     const { registry, image, ref } = await registryWithImage(t, dir, { layers: [3 * MiB, 2 * MiB], seed: "extender" });
-    const manager = await startManager({ t, env: { DAMSELFLY_MANAGER_EXTENDER_LOCALITY: "true", DAMSELFLY_MANAGER_EXTENDER_REFRESH_INTERVAL: "1s" } });
+    // A registry no daemon pulled from, named by the pod: it must see no request.
+    let strangerRequests = 0;
+    const stranger = createServer((_req, res) => {
+      strangerRequests++;
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => stranger.listen(0, "127.0.0.1", r));
+    t.after(() => stranger.close());
+    const addr = stranger.address();
+    const strangerRef = `127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}/evil/app:1`;
+    // Locality is on by default.
+    const manager = await startManager({ t, env: { DAMSELFLY_MANAGER_EXTENDER_REFRESH_INTERVAL: "1s" } });
     const root = await manager.signin();
     const cluster = await startCluster({ peers: 2, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
     for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++)
@@ -34,7 +46,10 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
     }
 
     const args = {
-      Pod: { metadata: { name: "web", namespace: "default" }, spec: { containers: [{ name: "web", image: ref }] } },
+      Pod: {
+        metadata: { name: "web", namespace: "default" },
+        spec: { containers: [{ name: "web", image: ref }], initContainers: [{ name: "init", image: strangerRef }] },
+      },
       Nodes: null,
       NodeNames: [b.name, a.name, "node-unknown"],
     };
@@ -67,6 +82,13 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
       image.layers.map((l) => [l.digest, l.size, [a.name]]),
     );
     assert.equal((await manager.api("GET", q)).status, 401);
+    const qs = `/api/v1/images/layers?image=${encodeURIComponent(strangerRef)}&platform=linux/amd64`;
+    const refused = await manager.api("GET", qs, { token: root });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.code, "DF_ERR_INVALID_REQUEST");
+    // Asked about by filter and prioritize, in the same rounds that resolved
+    // the pulled image, and by the API: never reached.
+    assert.equal(strangerRequests, 0);
     assert.equal((await manager.api("GET", "/api/v1/images/layers?image=Not%20A%20Ref", { token: root })).status, 400);
   });
 });

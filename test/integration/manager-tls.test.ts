@@ -14,7 +14,7 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { createLogger } from "../../src/common/logger.js";
 import { TlsIdentity } from "../../src/common/tls/identity.js";
 import { issueCert } from "../../src/common/tls/issue.js";
@@ -106,6 +106,23 @@ describe("manager with mutual TLS", { timeout: 120_000 }, () => {
       (await schedulers()).filter((s) => s.port === 1111).map((s) => s.state),
       ["inactive"],
     );
+  });
+
+  test("the scheduler extender routes: a client certificate of the CA only (kube-scheduler's tlsConfig)", async () => {
+    const body = JSON.stringify({ Pod: { spec: { containers: [{ image: "nginx" }] } }, NodeNames: ["n1"] });
+    const post = async (cert?: CertFiles) => {
+      const dispatcher = new Agent({ connect: { ca, ...(cert ? { cert: readFileSync(cert.cert), key: readFileSync(cert.key) } : {}) } });
+      try {
+        const r = await request(`${manager.url}/extender/v1/prioritize`, { method: "POST", dispatcher, headers: { "content-type": "application/json" }, body });
+        return { status: r.statusCode, body: await r.body.json() };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    assert.equal((await post()).status, 401);
+    assert.equal((await post(await other.issue("client", "ks"))).status, 401);
+    assert.equal((await post(await pki.issue("peer", "p1"))).status, 403);
+    assert.deepEqual(await post(await pki.issue("client", "kube-scheduler")), { status: 200, body: [{ Host: "n1", Score: 0 }] });
   });
 
   test("ListSchedulers: any member role; not without a certificate or with another CA's", async () => {

@@ -2,6 +2,7 @@
 // path, the schedulers are asked which hosts hold each layer, and the index
 // is swapped whole; failures keep the previous index; every list is bounded.
 import { test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,8 +22,22 @@ const PEERS: Record<string, Peer[]> = {
   "t-b": [{ hostname: "node-b", state: "succeeded", finishedPieces: 1, totalPieces: 1 }],
 };
 
-function deps(over: Partial<SchedulerLocalityDeps> = {}) {
-  const calls = { resolve: [] as string[], rpc: [] as string[] };
+// A scheduler's ListTaskHolders over PEERS (whole holders only, host names
+// by index), as src/scheduler/task-jobs.ts answers it.
+function holdersOf(taskIds: string[]) {
+  const hostnames: string[] = [];
+  const tasks = taskIds.flatMap((taskId) => {
+    const peers = PEERS[taskId];
+    if (!peers) return [];
+    const held = peers.filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces));
+    const hosts = held.map((p) => (hostnames.includes(p.hostname) ? hostnames.indexOf(p.hostname) : hostnames.push(p.hostname) - 1));
+    return [{ taskId, hosts }];
+  });
+  return { hostnames, tasks };
+}
+
+function deps(over: Partial<SchedulerLocalityDeps> = {}, o: { batch?: boolean } = {}) {
+  const calls = { resolve: [] as string[], rpc: [] as string[], batches: [] as string[][] };
   const d: SchedulerLocalityDeps = {
     clusters: async () => [{ id: 1, schedulers: [{ ip: "127.0.0.1", port: 1 }] }],
     client: () => ({
@@ -30,8 +45,17 @@ function deps(over: Partial<SchedulerLocalityDeps> = {}) {
         calls.rpc.push(req.taskId);
         return { taskId: req.taskId, peers: PEERS[req.taskId] ?? [] };
       }) as never,
+      // o.batch false: a scheduler from before ListTaskHolders.
+      listTaskHolders: (async (req: { taskIds: string[] }) => {
+        if (o.batch === false) throw new ConnectError("not implemented", Code.Unimplemented);
+        calls.batches.push([...req.taskIds]);
+        for (const t of req.taskIds) calls.rpc.push(t);
+        return holdersOf(req.taskIds);
+      }) as never,
     }),
     headers: {},
+    // reg.local and Docker Hub ("r/i:1" is docker.io/r/i:1): pulled from.
+    allowed: async () => new Set(["https://reg.local", "https://registry-1.docker.io"]),
     resolve: async (image) => {
       calls.resolve.push(image);
       const l = IMAGES[image];
@@ -109,4 +133,68 @@ test("start(): a pod naming a new image wakes the loop before the interval; stop
   loc.wanted(["reg.local/other:1"]);
   await new Promise((r) => setTimeout(r, 1_500));
   assert.equal(calls.rpc.length, rpcs, "no refresh after stop()");
+});
+
+test("only references at registries the daemons pulled from are resolved; short names are Docker Hub's", async () => {
+  let asked = 0;
+  const { d, calls } = deps({
+    allowed: async () => {
+      asked++;
+      return new Set(["https://reg.local", "https://registry-1.docker.io"]);
+    },
+  });
+  const loc = new SchedulerLocality(d);
+  const strangers = ["evil.example/app:1", "127.0.0.1:9/x:1", "reg.local:444/app:1", "http://reg.local/app:1", "Not A Ref"];
+  loc.wanted([...strangers, "reg.local/app:1", "nginx:1.27", "docker.io/library/nginx:1.27", "index.docker.io/team/app"]);
+  await loc.refresh();
+  assert.deepEqual(calls.resolve, ["reg.local/app:1", "nginx:1.27", "docker.io/library/nginx:1.27", "index.docker.io/team/app"]);
+  assert.equal(asked, 1);
+  // Nothing pending: the schedulers are not asked for registries again.
+  await loc.refresh();
+  assert.equal(asked, 1);
+});
+
+test("registries unknown (no scheduler answers): nothing is resolved (fails closed)", async () => {
+  const { d, calls } = deps({
+    allowed: async () => {
+      throw new Error("schedulers down");
+    },
+  });
+  const loc = new SchedulerLocality(d);
+  loc.wanted(["reg.local/app:1"]);
+  await loc.refresh();
+  assert.deepEqual(calls.resolve, []);
+  assert.deepEqual(score(loc, "reg.local/app:1"), [0, 0, 0]);
+});
+
+test("the refresh asks 50 layers per ListTaskHolders; a scheduler without it is asked per layer (ListTaskPeers)", async () => {
+  const many: Record<string, Layer[]> = {};
+  for (let i = 0; i < 30; i++) many[`reg.local/img-${i}:1`] = [layer(`p${i}`, 10), layer(`q${i}`, 10), layer(`r${i}`, 10)];
+  many["reg.local/app:1"] = IMAGES["reg.local/app:1"]!;
+  const resolve = async (image: string) => many[image]!;
+  const { d, calls } = deps({ resolve });
+  const loc = new SchedulerLocality(d);
+  loc.wanted(Object.keys(many));
+  await loc.refresh();
+  assert.deepEqual(
+    calls.batches.map((b) => b.length),
+    [50, 42],
+  );
+  assert.deepEqual(score(loc, "reg.local/app:1"), [9, 1, 0]);
+
+  const old = deps({ resolve }, { batch: false });
+  const loc2 = new SchedulerLocality(old.d);
+  loc2.wanted(Object.keys(many));
+  await loc2.refresh();
+  assert.equal(old.calls.batches.length, 0);
+  assert.equal(old.calls.rpc.length, 92);
+  assert.deepEqual(score(loc2, "reg.local/app:1"), [9, 1, 0]);
+});
+
+test("host names are turned into node names (nodeOf) on the batched path too", async () => {
+  const { d } = deps({ nodeOf: (h) => (h === "node-a" ? "node-c" : h) });
+  const loc = new SchedulerLocality(d);
+  loc.wanted(["reg.local/app:1"]);
+  await loc.refresh();
+  assert.deepEqual(score(loc, "reg.local/app:1"), [0, 1, 9]);
 });

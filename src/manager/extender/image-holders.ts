@@ -1,5 +1,8 @@
+import type { Client } from "@connectrpc/connect";
 import type { Dispatcher } from "undici";
+import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
+import { checkAllowed, knownRegistries } from "./known-registries.js";
 import { resolveImageLayers } from "./image-layers.js";
 import { taskHolders, type SchedulerLocalityDeps } from "./scheduler-locality.js";
 
@@ -20,11 +23,18 @@ export interface LayerHolders {
 export interface ImageHoldersDeps extends Pick<SchedulerLocalityDeps, "client" | "headers" | "logger" | "nodeOf"> {
   clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
   registries: Dispatcher;
+  // extender.registries (known-registries.ts configuredRegistries).
+  configured: readonly string[];
+  // ListRegistries too: where the image may be resolved.
+  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers" | "listRegistries" | "listTaskHolders">;
 }
 
 const RPC_TIMEOUT_MS = 5_000;
 
 export async function imageHolders(image: string, platform: string, deps: ImageHoldersDeps, signal: AbortSignal): Promise<LayerHolders[]> {
+  // As for the extender: only at registries the daemons pulled from, so
+  // this route reaches no registry a caller picks (400 otherwise).
+  checkAllowed(image, await knownRegistries(deps, signal, RPC_TIMEOUT_MS));
   const layers = await resolveImageLayers(image, platform, signal, deps.registries);
   const clusters = await deps.clusters();
   const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, nodeOf: deps.nodeOf, signal, timeoutMs: RPC_TIMEOUT_MS };

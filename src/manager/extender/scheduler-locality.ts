@@ -3,6 +3,8 @@ import { DamselflyError } from "../../common/errors.js";
 import type { Logger } from "../../common/logger.js";
 import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
+import { clusterHolders } from "./batch-holders.js";
+import { referenceRegistry } from "./known-registries.js";
 import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, type LocalitySource } from "./locality.js";
 
 // A LocalitySource built from the schedulers, off the request path: images
@@ -10,17 +12,25 @@ import { NodeLayerIndex, type ImageLayerSource, type Layer, type LayerIndex, typ
 // every refresh asks one scheduler per cluster which hosts hold each tracked
 // layer (ListTaskPeers) and swaps in a new index. A pod whose images are new
 // scores 0 everywhere on its first call (filter, which comes first, gives a
-// head start); later pods of the same image are scored.
+// head start); later pods of the same image are scored. Only references at
+// registries the daemons pulled from are resolved (known-registries.ts).
 //
-// Cost: one ListTaskPeers per tracked layer per cluster per refresh (the
-// scheduler has no "tasks of every host" call yet); bounded by maxLayers.
+// Cost: one ListTaskHolders per 50 tracked layers per cluster per refresh
+// (batch-holders.ts; ListTaskPeers per layer with older schedulers);
+// bounded by maxLayers.
 
 export interface SchedulerLocalityDeps {
   clusters(): Promise<{ id: number; schedulers: SchedulerAddr[] }[]>;
-  client(s: SchedulerAddr): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers">;
+  // listTaskHolders: batch-holders.ts (without it, ListTaskPeers per layer).
+  client(
+    s: SchedulerAddr,
+  ): Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskPeers"> & Partial<Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskHolders">>;
   headers: Record<string, string>;
   // Image reference -> its layers for the nodes' platform (registry I/O).
   resolve(image: string, signal: AbortSignal): Promise<Layer[]>;
+  // Registries resolve() may reach (known-registries.ts): any other
+  // reference is dropped unresolved, with no request anywhere.
+  allowed(signal: AbortSignal): Promise<ReadonlySet<string>>;
   logger: Logger;
   // Host name -> node name (pod-nodes.ts); none: host names are node names.
   nodeOf?: (host: string) => string;
@@ -128,8 +138,15 @@ export class SchedulerLocality implements LocalitySource {
   private async resolvePending(): Promise<void> {
     const batch = [...this.pending];
     this.pending.clear();
+    if (batch.length === 0) return;
+    const allowed = await this.allowedRegistries();
     for (const image of batch) {
       if (this.ac.signal.aborted) return;
+      const registry = referenceRegistry(image);
+      if (registry === undefined || !allowed.has(registry)) {
+        this.deps.logger.debug({ image: image.slice(0, 256) }, "extender: image not at a registry the daemons pulled from, not resolved");
+        continue;
+      }
       const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.limits.resolveTimeoutMs)]);
       try {
         this.tracked.set(image, await this.deps.resolve(image, signal));
@@ -142,15 +159,27 @@ export class SchedulerLocality implements LocalitySource {
     }
   }
 
+  // Fails closed: no answer allows nothing this round.
+  private async allowedRegistries(): Promise<ReadonlySet<string>> {
+    try {
+      return await this.deps.allowed(AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.limits.rpcTimeoutMs)]));
+    } catch (err) {
+      this.deps.logger.warn({ err: DamselflyError.from(err).message }, "extender: registries the daemons pulled from unknown, resolving nothing");
+      return new Set();
+    }
+  }
+
   private async buildIndex(): Promise<NodeLayerIndex> {
     const tasks = new Set<string>();
     for (const layers of this.tracked.values()) for (const l of layers) if (tasks.size < this.limits.maxLayers) tasks.add(l.taskId);
     const index = new NodeLayerIndex();
+    const ids = [...tasks];
+    const { client, headers, logger, nodeOf } = this.deps;
     for (const c of await this.deps.clusters()) {
-      for (const taskId of tasks) {
-        if (this.ac.signal.aborted) return index;
-        for (const host of await this.holders(c.schedulers, taskId)) index.add(host, taskId);
-      }
+      if (this.ac.signal.aborted) return index;
+      const o = { client, headers, logger, nodeOf, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs };
+      const held = await clusterHolders(c.schedulers, ids, { ...o, perTask: (taskId) => this.holders(c.schedulers, taskId) });
+      for (const [taskId, hosts] of held) for (const host of hosts) index.add(host, taskId);
     }
     return index;
   }

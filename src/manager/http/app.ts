@@ -74,7 +74,7 @@ export async function buildApp(ctx: RouteContext, obs: Observability = {}, tls?:
   await app.register(clusterRoutes(ctx));
   await app.register(jobRoutes(ctx));
   await app.register(auditRoutes(ctx));
-  await app.register(extenderRoutes(ctx.locality));
+  await app.register(extenderRoutes(ctx.locality, { requireClientCert: tls !== undefined }));
   await app.register(imageRoutes(ctx));
   await app.register(consoleRoutes());
   return app;

@@ -1,11 +1,13 @@
 import { Type, type Static } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { imageHolders } from "../extender/image-holders.js";
+import { configuredRegistries } from "../extender/known-registries.js";
 import type { RouteContext } from "./context.js";
 import { errorResponses } from "./schemas.js";
 
 // Layer locality: which nodes hold which layers of an image. Resolves the
-// image at its registry and asks the schedulers, on each call.
+// image at its registry (only one the daemons pulled from: 400 otherwise)
+// and asks the schedulers, on each call.
 const Query = Type.Object({
   image: Type.String({ minLength: 1, maxLength: 1024 }),
   platform: Type.String({ minLength: 3, maxLength: 64, pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$", default: "linux/amd64" }),
@@ -24,7 +26,7 @@ export function imageRoutes(ctx: RouteContext) {
         config: { access: "cluster:read" },
       },
       async (req) => {
-        const { registries, ...access } = ctx.jobs.schedulerAccess();
+        const { registries, ...access } = { ...ctx.jobs.schedulerAccess(), configured: configuredRegistries(ctx.config.extender.registries) };
         const signal = AbortSignal.timeout(TIMEOUT_MS);
         const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, logger: ctx.logger, nodeOf: ctx.nodeOf }, signal);
         return { image: req.query.image, platform: req.query.platform, layers };

@@ -4,11 +4,12 @@ import { api, session, setSession, type User } from "./api";
 import { Access } from "./pages/Access";
 import { Clusters } from "./pages/Clusters";
 import { Jobs } from "./pages/Jobs";
+import { Layers } from "./pages/Layers";
 import { SignIn } from "./pages/SignIn";
 import { Tasks } from "./pages/Tasks";
 import "./styles.css";
 
-const PAGES = { clusters: "Clusters", tasks: "Tasks", jobs: "Jobs", access: "Users and access" } as const;
+const PAGES = { clusters: "Clusters", tasks: "Tasks", layers: "Layers", jobs: "Jobs", access: "Users and access" } as const;
 type Page = keyof typeof PAGES;
 
 const can = (u: User, perm: string) => (u.permissions ?? []).includes("*") || (u.permissions ?? []).includes(perm);
@@ -60,6 +61,7 @@ function App() {
       <main>
         {page === "clusters" && <Clusters canWrite={can(user, "cluster:write")} />}
         {page === "tasks" && <Tasks canWrite={can(user, "job:write")} />}
+        {page === "layers" && <Layers />}
         {page === "jobs" && <Jobs canWrite={can(user, "job:write")} />}
         {page === "access" && <Access canManageUsers={can(user, "user:write")} />}
       </main>
