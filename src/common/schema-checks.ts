@@ -2,6 +2,8 @@
 import { field } from "./config.js";
 import { parseHostPort } from "./address.js";
 
+export const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
+
 export const httpUrl = (v: string) => {
   try {
     const u = new URL(v);

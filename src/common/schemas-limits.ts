@@ -2,9 +2,9 @@
 // reaches a port may make a component hold (docs/operations/security.md,
 // "Limits").
 import { field } from "./config.js";
+import { positive } from "./schema-checks.js";
 import { parseHostPorts, parsePortRanges } from "./port-ranges.js";
 
-const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const nonNegative = (v: number) => (v >= 0 ? undefined : "must be >= 0");
 
 function throwsCheck(parse: (v: string[]) => unknown): (v: string[]) => string | undefined {

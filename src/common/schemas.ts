@@ -6,11 +6,10 @@ import { watermarkCheck } from "./watermark.js";
 import { clientTlsFields, daemonListenField, daemonTargetField, egressGroup, socketGroupField } from "./schemas-api.js";
 import { proxyLimits, schedulerLimits, uploadLimits } from "./schemas-limits.js";
 import { daemonSourceGroup, managerSourceGroup } from "./schemas-sources.js";
-import { daemonKubernetesGroup, managerKubernetesGroup } from "./schemas-kubernetes.js";
-import { httpUrl, insecureField, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
-import { extenderRegistriesField } from "./schemas-extender.js";
+import { daemonKubernetesGroup } from "./schemas-kubernetes.js";
+import { httpUrl, insecureField, positive, optionalAddress, optionalHttpUrl, regexList, tlsGroup } from "./schema-checks.js";
+import { extenderGroup } from "./schemas-extender.js";
 
-const positive = (v: number) => (v > 0 ? undefined : "must be > 0");
 const logLevel = (v: string) => (LOG_LEVELS.includes(v as never) ? undefined : `must be one of ${LOG_LEVELS.join(", ")}`);
 
 export const DEFAULT_SCHEDULER_PORT = 8002;
@@ -322,20 +321,7 @@ export const managerSchema = {
     preheatTimeout: field("duration", 30 * 60_000, "how long one preheat job may run", { check: positive, legacy: "preheatTimeout" }),
   },
   source: managerSourceGroup(),
-  // The Kubernetes scheduler extender's layer locality (routes/extender.ts).
-  // On: images are resolved only at registries the daemons pulled from, and
-  // with TLS the routes need a client certificate (schemas-extender.ts).
-  extender: {
-    registries: extenderRegistriesField(),
-    locality: field(
-      "bool",
-      true,
-      "score nodes by the layers they hold for /extender/v1/prioritize (images resolved only at registries the daemons pulled from)",
-    ),
-    platform: field("string", "linux/amd64", "platform of the nodes' images (os/arch[/variant]) for the extender"),
-    refreshInterval: field("duration", 30_000, "how often the extender asks the schedulers which nodes hold the tracked layers", { check: positive }),
-    kubernetes: managerKubernetesGroup(),
-  },
+  extender: extenderGroup(),
   audit: {
     maxRows: field("int", 100_000, "audit log rows kept: older ones are deleted as new ones come", { check: positive }),
     maxAge: field("duration", 90 * 24 * 3_600_000, "audit log rows older than this are deleted", { check: positive }),

@@ -47,6 +47,8 @@ const PEERS: Record<string, ReturnType<typeof done>[]> = {
 const schedulerDeps = {
   clusters: async () => [{ id: 1, schedulers: [{ ip: "127.0.0.1", port: 1 }] }],
   client: () => ({ listTaskPeers: (async (req: { taskId: string }) => ({ taskId: req.taskId, peers: PEERS[req.taskId] ?? [] })) as never }),
+  // The images below are at a registry the daemons have pulled from.
+  allowed: async () => new Set(["https://reg.local"]),
   headers: {},
   logger: silent,
 };
