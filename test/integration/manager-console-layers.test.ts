@@ -5,23 +5,19 @@
 // registry no daemon pulled from is refused with its code.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
 import { request } from "undici";
+import { NO_BROWSER, openBrowserPage, signInAsRoot } from "../helpers/browser.js";
 import { startCluster } from "../helpers/cluster.js";
-import { ADMIN_PASSWORD, startManager } from "../helpers/manager.js";
+import { startManager } from "../helpers/manager.js";
 import { registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
 
 // Over the daemons' minP2pSize (1 MiB): smaller blobs bypass P2P, no task.
 const MiB = 1024 * 1024;
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-if (!CHROMIUM && process.env.DAMSELFLY_REQUIRE_BROWSER === "1")
-  throw new Error("browser test required but chromium is not installed (apt-get install chromium)");
 
 const have = await haveRegistry();
-const skip = !CHROMIUM ? "chromium not installed (apt-get install chromium)" : !have ? "docker-registry not installed" : false;
+const skip = NO_BROWSER || !have ? "docker-registry not installed" : false;
 
 test("console Layers page: the node holding each layer of an image", { timeout: 120_000, skip }, async (t) => {
   const dir = tempDir(t, "dfm-console-layers-");
@@ -38,23 +34,9 @@ test("console Layers page: the node holding each layer of an image", { timeout: 
     assert.equal(r.statusCode, 200);
   }
 
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM!,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
-  page.setDefaultTimeout(20_000);
-  const violations: string[] = [];
-  page.on("console", (m) => {
-    if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
-  });
+  const { page, cspViolations: violations } = await openBrowserPage(t);
   await page.goto(manager.url + "/#layers");
-  await page.fill("input[name=name]", "root");
-  await page.fill("input[name=password]", ADMIN_PASSWORD);
-  await page.click("button[type=submit]");
-  await page.getByRole("heading", { name: "Layers" }).waitFor();
+  await signInAsRoot(page, "Layers");
 
   await page.fill("input[name=image]", ref);
   await page.fill("input[name=platform]", "linux/amd64");

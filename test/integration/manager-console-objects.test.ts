@@ -6,20 +6,18 @@
 // not in the page, not in the job's args.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { NO_BROWSER, openBrowserPage, signInAsRoot } from "../helpers/browser.js";
 import { startCluster } from "../helpers/cluster.js";
 import { startHub } from "../helpers/hub.js";
-import { ADMIN_PASSWORD, startManager } from "../helpers/manager.js";
+import { startManager } from "../helpers/manager.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 
 const MiB = 1024 * 1024;
 const HUB_TOKEN = "hf_console_Token_4417";
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
 
 test("console: preheat a private hf:// repository recursively with a hub token", {
   timeout: 120_000,
-  skip: CHROMIUM ? false : "chromium not installed (apt-get install chromium)",
+  skip: NO_BROWSER,
 }, async (t) => {
   const hub = await startHub();
   t.after(() => hub.close());
@@ -32,19 +30,9 @@ test("console: preheat a private hf:// repository recursively with a hub token",
   const manager = await startManager({ t, args: ["--hf-endpoint", hub.url] });
   await startCluster({ peers: 1, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
 
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM!,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
-  page.setDefaultTimeout(20_000);
+  const { page } = await openBrowserPage(t);
   await page.goto(manager.url + "/");
-  await page.fill("input[name=name]", "root");
-  await page.fill("input[name=password]", ADMIN_PASSWORD);
-  await page.click("button[type=submit]");
-  await page.getByRole("heading", { name: "Clusters" }).waitFor();
+  await signInAsRoot(page, "Clusters");
   await page.locator("td", { hasText: "active" }).first().waitFor();
 
   await page.click("a[href='#jobs']");

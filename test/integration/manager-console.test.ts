@@ -6,20 +6,16 @@
 // manager's Content-Security-Policy.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { NO_BROWSER, openBrowserPage } from "../helpers/browser.js";
 import { startCluster } from "../helpers/cluster.js";
 import { ADMIN_PASSWORD, startManager } from "../helpers/manager.js";
 import { startOrigin } from "../helpers/origin.js";
 
 const MiB = 1024 * 1024;
-const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => existsSync(p));
-if (!CHROMIUM && process.env.DAMSELFLY_REQUIRE_BROWSER === "1")
-  throw new Error("browser test required but chromium is not installed (apt-get install chromium)");
 
 test("console: sign in, see the cluster and its peers, preheat a file and see it succeed", {
   timeout: 120_000,
-  skip: CHROMIUM ? false : "chromium not installed (apt-get install chromium)",
+  skip: NO_BROWSER,
 }, async (t) => {
   const origin = await startOrigin();
   t.after(() => origin.close());
@@ -27,20 +23,7 @@ test("console: sign in, see the cluster and its peers, preheat a file and see it
   const manager = await startManager({ t });
   await startCluster({ peers: 1, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"], daemonArgs: ["--announce-interval", "1s"] });
 
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM!,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
-  page.setDefaultTimeout(20_000);
-  // The console works under the manager's Content-Security-Policy: the
-  // browser reports every blocked script, style or request on the console.
-  const violations: string[] = [];
-  page.on("console", (m) => {
-    if (/Content Security Policy/i.test(m.text())) violations.push(m.text());
-  });
+  const { page, cspViolations: violations } = await openBrowserPage(t);
   const landing = await page.goto(manager.url + "/");
   assert.match(String(landing?.headers()["content-security-policy"]), /frame-ancestors 'none'/);
 
