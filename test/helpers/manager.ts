@@ -99,6 +99,21 @@ export async function waitForJob(m: ManagerHandle, token: string, id: number, ti
   }
 }
 
+// The extender's scores for args once `host` is scored `score`: the first
+// calls may come before the manager resolved the pod's image and asked the
+// schedulers, so this polls (bounded, 150 calls) and returns the last answer.
+export async function prioritizeUntil(m: ManagerHandle, args: unknown, host: string, score: number): Promise<{ Host: string; Score: number }[]> {
+  let scores: { Host: string; Score: number }[] = [];
+  for (let i = 0; i < 150; i++) {
+    const r = await m.api("POST", "/extender/v1/prioritize", { body: args });
+    if (r.status !== 200) throw new Error(`prioritize: ${r.status} ${JSON.stringify(r.body)}`);
+    scores = r.body;
+    if (scores.some((s) => s.Host === host && s.Score === score)) break;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  return scores;
+}
+
 // A process's resident memory now (Linux), in bytes.
 export function rssBytes(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

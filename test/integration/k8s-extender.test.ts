@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
-import { startManager } from "../helpers/manager.js";
+import { prioritizeUntil, startManager } from "../helpers/manager.js";
 import { registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
@@ -57,16 +57,7 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
     assert.equal(filter.status, 200);
     assert.deepEqual(filter.body, { Nodes: null, NodeNames: args.NodeNames, FailedNodes: {}, FailedAndUnresolvableNodes: {}, Error: "" });
 
-    // The first calls may come before the manager resolved the image and
-    // asked the scheduler: poll (bounded) until peer-0 is scored.
-    let scores: { Host: string; Score: number }[] = [];
-    for (let i = 0; i < 150; i++) {
-      const r = await manager.api("POST", "/extender/v1/prioritize", { body: args });
-      assert.equal(r.status, 200);
-      scores = r.body;
-      if (scores[1]?.Score === 10) break;
-      await new Promise((res) => setTimeout(res, 200));
-    }
+    const scores = await prioritizeUntil(manager, args, a.name, 10);
     assert.deepEqual(scores, [
       { Host: b.name, Score: 0 },
       { Host: a.name, Score: 10 },

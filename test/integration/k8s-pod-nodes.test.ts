@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
 import { startKubeApi } from "../helpers/kube-api.js";
-import { startManager } from "../helpers/manager.js";
+import { prioritizeUntil, startManager } from "../helpers/manager.js";
 import { registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
@@ -57,14 +57,7 @@ describe("extender host -> node mapping", { timeout: 120_000 }, async () => {
       NodeNames: ["node-b", "node-a", "damselfly-daemon-aaaaa"],
     };
     await manager.api("POST", "/extender/v1/filter", { body: args });
-    let scores: { Host: string; Score: number }[] = [];
-    for (let i = 0; i < 150; i++) {
-      const r = await manager.api("POST", "/extender/v1/prioritize", { body: args });
-      assert.equal(r.status, 200);
-      scores = r.body;
-      if (scores[1]?.Score === 10) break;
-      await new Promise((res) => setTimeout(res, 200));
-    }
+    const scores = await prioritizeUntil(manager, args, "node-a", 10);
     assert.deepEqual(scores, [
       { Host: "node-b", Score: 0 },
       { Host: "node-a", Score: 10 },
