@@ -158,9 +158,9 @@ export async function runContainer(rt: PodRuntime, pod: Pod, c: K8sObj, ctx: Pod
   return { ...r, id, logFile, argv: args };
 }
 
-export function logOf(rt: PodRuntime, id: string): string {
+export function logOf(rt: PodRuntime, id: string, max = 3000): string {
   const f = join(rt.dir, "logs", `${id}.log`);
-  return existsSync(f) ? readFileSync(f, "utf8").slice(-3000) : "(no log)";
+  return existsSync(f) ? readFileSync(f, "utf8").slice(-max) : "(no log)";
 }
 
 // A readiness probe as the kubelet sends it: HTTPS, no client certificate,

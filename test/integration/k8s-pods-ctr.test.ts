@@ -25,13 +25,14 @@
 // container-image.test.ts the build is a few seconds.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startContainerd, type Containerd } from "../helpers/containerd.js";
 import { findObject, podUser, renderOverlay, serviceLinkEnv, type K8sObj, type PodContext } from "../helpers/k8s-pods.js";
 import {
   imageConfig,
+  logOf,
   prepareVolumes,
   removeContainers,
   runContainer,
@@ -83,8 +84,11 @@ const reason = skipReason();
 if (reason && process.env["DAMSELFLY_REQUIRE_IMAGE"] === "1") throw new Error(`DAMSELFLY_REQUIRE_IMAGE=1 but: ${reason}`);
 
 // The cluster's DNS names as the headless Services publish them.
-function hostsFile(pods: { name: string; service: string; ip: string }[]): string {
+// A Service with a cluster IP (the manager's) resolves to its one pod: there
+// is no kube-proxy here to route a virtual IP.
+function hostsFile(pods: { name: string; service: string; ip: string }[], services: Record<string, string>): string {
   const lines = ["127.0.0.1 localhost"];
+  for (const [svc, ip] of Object.entries(services)) lines.push(`${ip} ${svc}.${NS}.svc.cluster.local`);
   for (const p of pods) lines.push(`${p.ip} ${p.name}.${p.service}.${NS}.svc.cluster.local`, `${p.ip} ${p.service}.${NS}.svc.cluster.local`);
   return lines.join("\n") + "\n";
 }
@@ -195,6 +199,7 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   const seeds = statefulSetPods(findObject(objs, "StatefulSet", "damselfly-seed-peer"));
   const ds = findObject(objs, "DaemonSet", "damselfly-daemon");
   const job = findObject(objs, "Job", "damselfly-certs");
+  const manager: Pod = { name: "damselfly-manager-5c9d8b7f4-q2x7w", spec: findObject(objs, "Deployment", "damselfly-manager").spec.template.spec };
 
   const lan = await createLan("dfk", 77, t);
   const reg = await lan.addHost("reg", 2);
@@ -207,11 +212,12 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   for (const [i] of scheds.entries()) schedHosts.push(await lan.addHost(`s${i}`, 20 + i));
   const seedHosts: LanHost[] = [];
   for (const [i] of seeds.entries()) seedHosts.push(await lan.addHost(`p${i}`, 30 + i));
+  const mgrHost = await lan.addHost("mgr", 45);
   const jobHost = { ...(await lan.addHost("job", 40)), nodeName: "node-1" };
 
   const cd = await startContainerd(join(dir, "rt"), { t });
   const users = new Set<string>();
-  for (const p of [...scheds, ...seeds, { name: "job", spec: job.spec.template.spec }, { name: "ds", spec: ds.spec.template.spec }]) {
+  for (const p of [manager, ...scheds, ...seeds, { name: "job", spec: job.spec.template.spec }, { name: "ds", spec: ds.spec.template.spec }]) {
     for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
       const u = podUser(p.spec, c);
       users.add(`${u.uid}:${u.gid}`);
@@ -220,10 +226,13 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   const hosts = join(dir, "hosts");
   writeFileSync(
     hosts,
-    hostsFile([
-      ...scheds.map((p, i) => ({ name: p.name, service: "damselfly-scheduler", ip: schedHosts[i]!.ip })),
-      ...seeds.map((p, i) => ({ name: p.name, service: "damselfly-seed-peer", ip: seedHosts[i]!.ip })),
-    ]),
+    hostsFile(
+      [
+        ...scheds.map((p, i) => ({ name: p.name, service: "damselfly-scheduler", ip: schedHosts[i]!.ip })),
+        ...seeds.map((p, i) => ({ name: p.name, service: "damselfly-seed-peer", ip: seedHosts[i]!.ip })),
+      ],
+      { "damselfly-manager": mgrHost.ip },
+    ),
   );
   const rt: PodRuntime = {
     cd,
@@ -236,11 +245,21 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
     argsOf: new Map(),
   };
   t.after(() => removeContainers(rt));
+  let passed = false;
+  // Runs before the containers go: on failure every pod's log tail goes to
+  // the report; DAMSELFLY_TEST_K8S_LOGS=DIR keeps the logs (CI artifacts).
+  t.after(() => {
+    const keep = process.env["DAMSELFLY_TEST_K8S_LOGS"];
+    if (keep) cpSync(join(dir, "logs"), keep, { recursive: true });
+    if (!passed) for (const id of rt.started) tc.diagnostic(`--- ${id}\n${logOf(rt, id)}`);
+  });
   const w: World = { rt, objs, nodes };
   // A kubelet injects these into every pod of the namespace (the manager's Service).
-  const serviceEnv = serviceLinkEnv(objs, { "damselfly-manager": "10.96.0.20" });
+  const serviceEnv = serviceLinkEnv(objs, { "damselfly-manager": mgrHost.ip });
 
   await runCertsJob(rt, job, jobHost);
+  // The manager first: the schedulers keep their config alive with it.
+  await startPods(w, [manager], [mgrHost], serviceEnv);
   await startPods(w, scheds, schedHosts, serviceEnv);
   await startPods(w, seeds, seedHosts, serviceEnv);
   await startDaemons(w, ds, serviceEnv);
@@ -263,7 +282,11 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   tc.diagnostic(`registry sent ${sent} layer bytes for two pulls of ${image.totalLayerBytes} (${(sent / image.totalLayerBytes).toFixed(2)}x)`);
   for (const l of image.layers)
     assert.equal(registry.blobBytesSent(l.digest), l.size, `layer ${l.digest}: registry sent it ${registry.blobBytesSent(l.digest) / l.size}x`);
-  await checkProcesses(tc, rt, expectedProcesses(rt, [...scheds, ...seeds], ds));
+  // Each scheduler reached the manager through the Service's name (it logs
+  // DF_ERR_MANAGER_UNAVAILABLE at its first keep-alive otherwise).
+  for (const p of scheds) assert.doesNotMatch(logOf(rt, `${p.name}.scheduler`, Infinity), /DF_ERR_MANAGER_UNAVAILABLE/, `${p.name} cannot reach the manager`);
+  await checkProcesses(tc, rt, expectedProcesses(rt, [manager, ...scheds, ...seeds], ds));
+  passed = true;
   tc.diagnostic(`took ${Number((process.hrtime.bigint() - started) / 1_000_000n)} ms`);
 });
 
