@@ -12,6 +12,7 @@ import https from "node:https";
 import { dirname, join } from "node:path";
 import type { Containerd } from "./containerd.js";
 import { mustRun, runCommand } from "./netns.js";
+import { csiVolume } from "./k8s-certs.js";
 import { containerArgv, containerEnv, ctrRunArgs, podUser, type K8sObj, type PodContext } from "./k8s-pods.js";
 
 export type Secrets = Record<string, Record<string, string>>;
@@ -30,6 +31,8 @@ export interface PodRuntime {
   readonly started: string[];
   // Container ID -> its process's args after the entrypoint (k8s args, expanded).
   readonly argsOf: Map<string, string[]>;
+  // The CA that stands in for cert-manager's issuer of csi volumes (overlay default).
+  csiCaDir?: string;
 }
 
 export interface Pod {
@@ -98,7 +101,7 @@ function secretData(rt: PodRuntime, name: string): Record<string, string> {
 
 // A directory for each of the pod's volumes. nodeRoot: "/" of the pod's node
 // for hostPath volumes.
-export function prepareVolumes(rt: PodRuntime, pod: Pod, nodeRoot: string): Record<string, string> {
+export async function prepareVolumes(rt: PodRuntime, pod: Pod, nodeRoot: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const gid: number = pod.spec.securityContext?.fsGroup ?? 0;
   for (const v of pod.spec.volumes ?? []) {
@@ -124,6 +127,9 @@ export function prepareVolumes(rt: PodRuntime, pod: Pod, nodeRoot: string): Reco
         assert.ok(src.secret, `projected source ${JSON.stringify(src)} is not handled`);
         writeSecretFiles(dir, secretData(rt, src.secret.name), src.secret.items, gid);
       }
+    } else if (v.csi && rt.csiCaDir) {
+      mkdirSync(dir, { recursive: true });
+      await csiVolume(v, { name: pod.name, namespace: "damselfly" }, rt.csiCaDir, dir);
     } else {
       assert.fail(`volume ${v.name} (${Object.keys(v).join(",")}) is not handled`);
     }

@@ -1,29 +1,35 @@
 // The rendered Kubernetes workloads run for real, as far as a machine without
-// Kubernetes allows: `kubectl kustomize deploy/kubernetes/overlays/certs-job`,
-// then the image built by deploy/image/build.sh started under a private
-// containerd (`ctr run`) with exactly the rendered pods' process (ENTRYPOINT +
-// args), env (downward API, $(VAR) expansion, service links), mounts and
-// securityContext (test/helpers/k8s-pods.ts, k8s-runtime.ts), on test hosts in
-// network namespaces on one bridge: the certs Job's `damselfly certs` steps,
-// three scheduler pods and three seed-peer pods each in its own pod network,
-// and on two node hosts the daemon pod on the node's network. Each node has
-// its own containerd, pointed at its daemon's mirror by `damselfly init
-// containerd`; both pull an image from a registry host (Debian's
+// Kubernetes allows: `kubectl kustomize deploy/kubernetes/overlays/<overlay>`
+// (certs-job and default), then the image built by deploy/image/build.sh
+// started under a private containerd (`ctr run`) with exactly the rendered
+// pods' process (ENTRYPOINT + args), env (downward API, $(VAR) expansion,
+// service links), mounts and securityContext (test/helpers/k8s-pods.ts,
+// k8s-runtime.ts), on test hosts in network namespaces on one bridge: the
+// manager, three scheduler pods and three seed-peer pods each in its own pod
+// network, and on two node hosts the daemon pod on the node's network. Each
+// node has its own containerd, pointed at its daemon's mirror by `damselfly
+// init containerd`; both pull an image from a registry host (Debian's
 // docker-registry): both get the same content and the registry sends each
 // layer once (1.0x), counted in its access log.
 //
-// Why certs-job and not default: default's certificates come from cert-manager
-// (Certificates and its csi-driver), which cannot run here, so its TLS files
-// would be ours, not the manifests'. certs-job makes them with the rendered
-// Job's own `damselfly certs` containers; only its `kubectl create secret`
-// steps (another image, and no API server) are replaced by reading the
-// directory as kubectl would (one key per file), and the node certificate is
-// issued as its README tells operators to.
+// TLS material. certs-job: the rendered Job's own `damselfly certs`
+// containers make it; only its `kubectl create secret` steps (another image,
+// and no API server) are replaced by reading the directory as kubectl would
+// (one key per file), and node certificates are issued as its README tells
+// operators to. default: cert-manager cannot run here, so its Certificates and
+// csi volumes are issued with `damselfly certs` from what they request (role
+// URI, name, DNS names, fs-group; test/helpers/k8s-certs.ts).
+//
+// Substitutes for what only a cluster has: cluster DNS is an /etc/hosts
+// mounted into every container (headless names to pod IPs, the manager's
+// Service name to its one pod: no kube-proxy); ctr 1.6 has no --user, so the
+// pod's runAsUser:runAsGroup is the USER of an image that differs from the
+// built one in that config field only.
 //
 // Skipped unless root with the tools installed; DAMSELFLY_REQUIRE_IMAGE=1
 // turns the skip into a failure (CI). Reuses build.sh's layer cache: after
-// container-image.test.ts the build is a few seconds.
-import { test } from "node:test";
+// container-image.test.ts (same tree) the build is a few seconds.
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -42,6 +48,7 @@ import {
   type Pod,
   type PodRuntime,
 } from "../helpers/k8s-runtime.js";
+import { issueCertificates } from "../helpers/k8s-certs.js";
 import { createLan, type LanHost } from "../helpers/netns-lan.js";
 import { directLayerGets } from "../helpers/mirror-setup.js";
 import { runCommand } from "../helpers/netns.js";
@@ -102,7 +109,7 @@ function podCtx(name: string, node: LanHost & { nodeName: string }, podIP: strin
 // NAME holding DIR's files, as kubectl makes it.
 async function runCertsJob(rt: PodRuntime, job: K8sObj, host: LanHost & { nodeName: string }): Promise<void> {
   const pod: Pod = { name: "damselfly-certs-job", spec: job.spec.template.spec };
-  const volumes = prepareVolumes(rt, pod, join(rt.dir, "nodes", host.nodeName));
+  const volumes = await prepareVolumes(rt, pod, join(rt.dir, "nodes", host.nodeName));
   for (const c of pod.spec.initContainers) {
     if (c.image.includes("kubectl")) {
       const [verb, kind, type, name, from] = c.args as string[];
@@ -139,7 +146,7 @@ interface World {
 async function startPods(w: World, pods: Pod[], hosts: LanHost[], serviceEnv: Record<string, string>): Promise<void> {
   for (const [i, pod] of pods.entries()) {
     const node = w.nodes[i % w.nodes.length]!;
-    const volumes = prepareVolumes(w.rt, pod, node.root);
+    const volumes = await prepareVolumes(w.rt, pod, node.root);
     const c = pod.spec.containers[0];
     const r = await runContainer(w.rt, pod, c, podCtx(pod.name, node, hosts[i]!.ip, serviceEnv), hosts[i]!.netnsPath, volumes, false);
     assert.equal(r.code, 0, `ctr run ${pod.name}: ${r.stderr}`);
@@ -147,18 +154,23 @@ async function startPods(w: World, pods: Pod[], hosts: LanHost[], serviceEnv: Re
   for (const [i, pod] of pods.entries()) await waitReady(w.rt, `${pod.name}.${pod.spec.containers[0].name}`, pod.spec.containers[0], hosts[i]!.ip);
 }
 
+// The node certificate of overlay certs-job, issued as its README tells
+// operators to, with the CA of the damselfly-ca Secret.
+async function issueNodeCert(w: World, node: World["nodes"][number]): Promise<void> {
+  const caDir = join(w.rt.dir, "operator-ca");
+  mkdirSync(caDir, { recursive: true, mode: 0o700 });
+  for (const [f, v] of Object.entries(w.rt.secrets["damselfly-ca"]!)) writeFileSync(join(caDir, f), v, { mode: 0o600 });
+  const out = join(node.root, "etc/damselfly/tls");
+  const r = await runDamselfly(["certs", "issue", "--ca", caDir, "--role", "peer", "--name", node.nodeName, "--out", out]);
+  assert.equal(r.code, 0, `certs issue for ${node.nodeName}: ${r.stderr}`);
+}
+
 async function startDaemons(w: World, ds: K8sObj, serviceEnv: Record<string, string>): Promise<void> {
   for (const [i, node] of w.nodes.entries()) {
-    // The node certificate, issued as the certs-job README tells operators to.
-    const caDir = join(w.rt.dir, "operator-ca");
-    mkdirSync(caDir, { recursive: true, mode: 0o700 });
-    for (const [f, v] of Object.entries(w.rt.secrets["damselfly-ca"]!)) writeFileSync(join(caDir, f), v, { mode: 0o600 });
-    const out = join(node.root, "etc/damselfly/tls");
-    const r = await runDamselfly(["certs", "issue", "--ca", caDir, "--role", "peer", "--name", node.nodeName, "--out", out]);
-    assert.equal(r.code, 0, `certs issue for ${node.nodeName}: ${r.stderr}`);
     const pod: Pod = { name: `damselfly-daemon-${i}x7k2`, spec: structuredClone(ds.spec.template.spec) };
+    if (pod.spec.volumes.some((v: K8sObj) => v.name === "tls" && v.hostPath)) await issueNodeCert(w, node);
     assert.equal(pod.spec.hostNetwork, true);
-    const volumes = prepareVolumes(w.rt, pod, node.root);
+    const volumes = await prepareVolumes(w.rt, pod, node.root);
     const c = pod.spec.containers[0];
     const s = await runContainer(w.rt, pod, c, podCtx(pod.name, node, node.ip, serviceEnv), node.netnsPath, volumes, false);
     assert.equal(s.code, 0, `ctr run ${pod.name}: ${s.stderr}`);
@@ -183,10 +195,18 @@ async function pullOnNode(node: World["nodes"][number], registryUrl: string, ref
   return content.stdout.split("\n").filter(Boolean).sort();
 }
 
-test("the rendered scheduler, seed-peer and daemon pods run under containerd, form a swarm, and two nodes pull an image with registry egress 1.0x", {
-  skip: reason ?? false,
-  timeout: 30 * 60_000,
-}, async (tc) => {
+for (const overlay of ["certs-job", "default"]) {
+  test(
+    `overlay ${overlay}: the rendered manager, scheduler, seed-peer and daemon pods run under containerd, form a swarm, and two nodes pull an image with registry egress 1.0x`,
+    {
+      skip: reason ?? false,
+      timeout: 30 * 60_000,
+    },
+    (tc) => runOverlay(tc, overlay),
+  );
+}
+
+async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
   const started = process.hrtime.bigint();
   const t = lifo(tc);
   const dir = mkdtempSync(join(tmpdir(), "dfk8s-"));
@@ -194,11 +214,11 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   const build = await runProcess("sh", [join(REPO_ROOT, "deploy/image/build.sh")], { env: { ...process.env, IMAGE }, cwd: REPO_ROOT, timeoutMs: 25 * 60_000 });
   assert.equal(build.code, 0, `build failed\n${tail(build.stderr)}\n${tail(build.stdout.toString("utf8"))}`);
 
-  const objs = renderOverlay("certs-job");
+  const objs = renderOverlay(overlay);
   const scheds = statefulSetPods(findObject(objs, "StatefulSet", "damselfly-scheduler"));
   const seeds = statefulSetPods(findObject(objs, "StatefulSet", "damselfly-seed-peer"));
   const ds = findObject(objs, "DaemonSet", "damselfly-daemon");
-  const job = findObject(objs, "Job", "damselfly-certs");
+  const job = overlay === "certs-job" ? findObject(objs, "Job", "damselfly-certs") : undefined;
   const manager: Pod = { name: "damselfly-manager-5c9d8b7f4-q2x7w", spec: findObject(objs, "Deployment", "damselfly-manager").spec.template.spec };
 
   const lan = await createLan("dfk", 77, t);
@@ -217,7 +237,13 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
 
   const cd = await startContainerd(join(dir, "rt"), { t });
   const users = new Set<string>();
-  for (const p of [manager, ...scheds, ...seeds, { name: "job", spec: job.spec.template.spec }, { name: "ds", spec: ds.spec.template.spec }]) {
+  for (const p of [
+    manager,
+    ...scheds,
+    ...seeds,
+    ...(job ? [{ name: "job", spec: job.spec.template.spec }] : []),
+    { name: "ds", spec: ds.spec.template.spec },
+  ]) {
     for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
       const u = podUser(p.spec, c);
       users.add(`${u.uid}:${u.gid}`);
@@ -257,7 +283,8 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   // A kubelet injects these into every pod of the namespace (the manager's Service).
   const serviceEnv = serviceLinkEnv(objs, { "damselfly-manager": mgrHost.ip });
 
-  await runCertsJob(rt, job, jobHost);
+  if (job) await runCertsJob(rt, job, jobHost);
+  else rt.csiCaDir = await issueCertificates(objs, join(dir, "cert-manager"), rt.secrets);
   // The manager first: the schedulers keep their config alive with it.
   await startPods(w, [manager], [mgrHost], serviceEnv);
   await startPods(w, scheds, schedHosts, serviceEnv);
@@ -288,7 +315,7 @@ test("the rendered scheduler, seed-peer and daemon pods run under containerd, fo
   await checkProcesses(tc, rt, expectedProcesses(rt, [manager, ...scheds, ...seeds], ds));
   passed = true;
   tc.diagnostic(`took ${Number((process.hrtime.bigint() - started) / 1_000_000n)} ms`);
-});
+}
 
 // Each pod's process runs as its securityContext's user with the rendered
 // args (the entrypoint script execs node with them); its peak resident
