@@ -213,6 +213,7 @@ async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const build = await runProcess("sh", [join(REPO_ROOT, "deploy/image/build.sh")], { env: { ...process.env, IMAGE }, cwd: REPO_ROOT, timeoutMs: 25 * 60_000 });
   assert.equal(build.code, 0, `build failed\n${tail(build.stderr)}\n${tail(build.stdout.toString("utf8"))}`);
+  tc.diagnostic(build.stdout.toString("utf8").trim().split("\n").at(-1) ?? "");
 
   const objs = renderOverlay(overlay);
   const scheds = statefulSetPods(findObject(objs, "StatefulSet", "damselfly-scheduler"));
@@ -223,7 +224,7 @@ async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
 
   const lan = await createLan("dfk", 77, t);
   const reg = await lan.addHost("reg", 2);
-  const nodes = [];
+  const nodes: World["nodes"] = [];
   for (const i of [1, 2]) {
     const h = await lan.addHost(`n${i}`, 10 + i);
     nodes.push({ ...h, nodeName: `node-${i}`, root: join(dir, "nodes", `node-${i}`) });
@@ -236,34 +237,16 @@ async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
   const jobHost = { ...(await lan.addHost("job", 40)), nodeName: "node-1" };
 
   const cd = await startContainerd(join(dir, "rt"), { t });
-  const users = new Set<string>();
-  for (const p of [
-    manager,
-    ...scheds,
-    ...seeds,
-    ...(job ? [{ name: "job", spec: job.spec.template.spec }] : []),
-    { name: "ds", spec: ds.spec.template.spec },
-  ]) {
-    for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
-      const u = podUser(p.spec, c);
-      users.add(`${u.uid}:${u.gid}`);
-    }
-  }
-  const hosts = join(dir, "hosts");
-  writeFileSync(
-    hosts,
-    hostsFile(
-      [
-        ...scheds.map((p, i) => ({ name: p.name, service: "damselfly-scheduler", ip: schedHosts[i]!.ip })),
-        ...seeds.map((p, i) => ({ name: p.name, service: "damselfly-seed-peer", ip: seedHosts[i]!.ip })),
-      ],
-      { "damselfly-manager": mgrHost.ip },
-    ),
-  );
+  const hosts = writeHostsFile(dir, scheds, schedHosts, seeds, seedHosts, mgrHost);
   const rt: PodRuntime = {
     cd,
     imageConfig: await imageConfig(IMAGE),
-    images: await userImages(IMAGE, [...users], dir, cd),
+    images: await userImages(
+      IMAGE,
+      podUsers([manager, ...scheds, ...seeds, ...(job ? [{ name: "job", spec: job.spec.template.spec }] : []), { name: "ds", spec: ds.spec.template.spec }]),
+      dir,
+      cd,
+    ),
     dir,
     hostsFile: hosts,
     secrets: {},
@@ -291,13 +274,47 @@ async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
   await startPods(w, seeds, seedHosts, serviceEnv);
   await startDaemons(w, ds, serviceEnv);
 
+  await pullTwiceThroughDaemons(tc, t, dir, reg, nodes);
+  // Each scheduler reached the manager through the Service's name (it logs
+  // DF_ERR_MANAGER_UNAVAILABLE at its first keep-alive otherwise).
+  for (const p of scheds) assert.doesNotMatch(logOf(rt, `${p.name}.scheduler`, Infinity), /DF_ERR_MANAGER_UNAVAILABLE/, `${p.name} cannot reach the manager`);
+  await checkProcesses(tc, rt, expectedProcesses(rt, [manager, ...scheds, ...seeds], ds));
+  passed = true;
+  tc.diagnostic(`took ${Number((process.hrtime.bigint() - started) / 1_000_000n)} ms`);
+}
+
+function writeHostsFile(dir: string, scheds: Pod[], schedHosts: LanHost[], seeds: Pod[], seedHosts: LanHost[], mgr: LanHost): string {
+  const file = join(dir, "hosts");
+  const pods = [
+    ...scheds.map((p, i) => ({ name: p.name, service: "damselfly-scheduler", ip: schedHosts[i]!.ip })),
+    ...seeds.map((p, i) => ({ name: p.name, service: "damselfly-seed-peer", ip: seedHosts[i]!.ip })),
+  ];
+  writeFileSync(file, hostsFile(pods, { "damselfly-manager": mgr.ip }));
+  return file;
+}
+
+// The uid:gid of every container of these pods.
+function podUsers(pods: Pod[]): string[] {
+  const users = new Set<string>();
+  for (const p of pods) {
+    for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
+      const u = podUser(p.spec, c);
+      users.add(`${u.uid}:${u.gid}`);
+    }
+  }
+  return [...users];
+}
+
+// A registry host with a test image; each node's containerd pulls it through
+// its daemon: same content on both, each layer sent by the registry once.
+async function pullTwiceThroughDaemons(tc: TestContext, t: Cleanup, dir: string, reg: LanHost, nodes: World["nodes"]): Promise<void> {
   const registry = await startRegistry({ dir: join(dir, "registry"), netns: reg.name, host: reg.ip, t });
   const image = await makeOciImage(join(dir, "image"), { layers: LAYERS.map((size) => ({ size })), seed: "k8s-pods" });
   const ref = `${registry.hostPort}/test/app:v1`;
   await pushImage(image.layoutDir, ref);
   registry.resetAccessLog();
 
-  for (const n of nodes) (n as World["nodes"][number]).containerd = await startContainerd(join(dir, `c-${n.nodeName}`), { t });
+  for (const n of nodes) n.containerd = await startContainerd(join(dir, `c-${n.nodeName}`), { t });
   const content1 = await pullOnNode(nodes[0]!, registry.url, ref);
   const content2 = await pullOnNode(nodes[1]!, registry.url, ref);
   assert.deepEqual(content2, content1, "the two nodes hold different content");
@@ -309,12 +326,6 @@ async function runOverlay(tc: TestContext, overlay: string): Promise<void> {
   tc.diagnostic(`registry sent ${sent} layer bytes for two pulls of ${image.totalLayerBytes} (${(sent / image.totalLayerBytes).toFixed(2)}x)`);
   for (const l of image.layers)
     assert.equal(registry.blobBytesSent(l.digest), l.size, `layer ${l.digest}: registry sent it ${registry.blobBytesSent(l.digest) / l.size}x`);
-  // Each scheduler reached the manager through the Service's name (it logs
-  // DF_ERR_MANAGER_UNAVAILABLE at its first keep-alive otherwise).
-  for (const p of scheds) assert.doesNotMatch(logOf(rt, `${p.name}.scheduler`, Infinity), /DF_ERR_MANAGER_UNAVAILABLE/, `${p.name} cannot reach the manager`);
-  await checkProcesses(tc, rt, expectedProcesses(rt, [manager, ...scheds, ...seeds], ds));
-  passed = true;
-  tc.diagnostic(`took ${Number((process.hrtime.bigint() - started) / 1_000_000n)} ms`);
 }
 
 // Each pod's process runs as its securityContext's user with the rendered
