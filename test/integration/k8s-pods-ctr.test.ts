@@ -165,12 +165,30 @@ async function issueNodeCert(w: World, node: World["nodes"][number]): Promise<vo
   assert.equal(r.code, 0, `certs issue for ${node.nodeName}: ${r.stderr}`);
 }
 
+const NODE_CONTAINERD_CONFIG = `version = 2
+
+[plugins."io.containerd.grpc.v1.cri".registry]
+  config_path = "/etc/containerd/certs.d"
+`;
+
 async function startDaemons(w: World, ds: K8sObj, serviceEnv: Record<string, string>): Promise<void> {
   for (const [i, node] of w.nodes.entries()) {
     const pod: Pod = { name: `damselfly-daemon-${i}x7k2`, spec: structuredClone(ds.spec.template.spec) };
     if (pod.spec.volumes.some((v: K8sObj) => v.name === "tls" && v.hostPath)) await issueNodeCert(w, node);
     assert.equal(pod.spec.hostNetwork, true);
+    // The node's containerd config as a containerd 1.6/1.7 node has it, with
+    // config_path set: the pod's onboarding init container reads it through
+    // its hostPath mount and writes hosts.toml there, restarting nothing.
+    mkdirSync(join(node.root, "etc/containerd"), { recursive: true });
+    writeFileSync(join(node.root, "etc/containerd/config.toml"), NODE_CONTAINERD_CONFIG);
     const volumes = await prepareVolumes(w.rt, pod, node.root);
+    for (const ic of pod.spec.initContainers ?? []) {
+      const r = await runContainer(w.rt, pod, ic, podCtx(pod.name, node, node.ip, serviceEnv), node.netnsPath, volumes, true);
+      assert.equal(r.code, 0, `init container ${ic.name} on ${node.nodeName}: ${r.stderr}${r.stdout}`);
+    }
+    const defaultHosts = readFileSync(join(node.root, "etc/containerd/certs.d/_default/hosts.toml"), "utf8");
+    assert.match(defaultHosts, /\[host\."http:\/\/127\.0\.0\.1:65001"\]/, "the init container named the daemon's mirror");
+    assert.equal(readFileSync(join(node.root, "etc/containerd/config.toml"), "utf8"), NODE_CONTAINERD_CONFIG, "config.toml untouched");
     const c = pod.spec.containers[0];
     const s = await runContainer(w.rt, pod, c, podCtx(pod.name, node, node.ip, serviceEnv), node.netnsPath, volumes, false);
     assert.equal(s.code, 0, `ctr run ${pod.name}: ${s.stderr}`);
