@@ -16,7 +16,10 @@ import type { DaemonConfig } from "../common/schemas.js";
 // uninstall, a DaemonSet narrowed by nodeSelector) would keep every pod off
 // the node, while a stale `false` label only keeps off the pods that asked.
 //
-// Attempts repeat with backoff until done; startup never waits for them. The
+// Attempts repeat with backoff until done; startup never waits for them. Once
+// done, the daemon checks again every recheckMs: a label someone removed is
+// put back, and a mirror that stopped answering turns the label false until
+// it answers again. The
 // node name comes from the downward API (spec.nodeName) of our own pod, and
 // the API server's RBAC limits the daemon to nodes get/patch.
 
@@ -31,11 +34,14 @@ export interface NodeReadyOptions {
   clock: Clock;
   logger: Logger;
   backoff?: { initialMs: number; maxMs: number };
+  // How often a ready node is checked again (default 5 minutes).
+  recheckMs?: number;
   // Called last by stop().
   closeClient?: () => Promise<void>;
 }
 
 const DEFAULT_BACKOFF = { initialMs: 1_000, maxMs: 60_000 };
+const DEFAULT_RECHECK_MS = 5 * 60_000;
 
 export class NodeReady {
   state: "waiting" | "ready" | "stopped" = "waiting";
@@ -65,38 +71,56 @@ export class NodeReady {
     this.state = "stopped";
     this.ac.abort();
     await this.running;
-    if (this.labelled) await this.markFalse();
+    if (this.labelled) await this.markFalse("daemon stopping");
     await this.o.closeClient?.();
   }
 
-  private async markFalse(): Promise<void> {
+  private async markFalse(why: string): Promise<void> {
     try {
       await this.o.client.patchNode(this.o.nodeName, { metadata: { labels: { [this.o.readyLabel]: "false" } } }, "merge");
-      this.o.logger.info({ node: this.o.nodeName, label: `${this.o.readyLabel}=false` }, "node marked not ready for pulls (daemon stopping)");
+      this.labelled = false;
+      this.o.logger.info({ node: this.o.nodeName, label: `${this.o.readyLabel}=false` }, `node marked not ready for pulls (${why})`);
     } catch (err) {
       this.o.logger.warn({ node: this.o.nodeName, err: DamselflyError.from(err).message }, "could not mark the node not ready for pulls");
     }
   }
 
   private async attempt(): Promise<void> {
-    if (this.state !== "waiting") return;
+    if (this.state === "stopped") return;
+    const wasReady = this.state === "ready";
     try {
       await this.once();
+      if (this.stopped()) return;
       this.state = "ready";
+      this.delay = this.backoff.initialMs;
+      this.lastError = "";
+      this.schedule(this.o.recheckMs ?? DEFAULT_RECHECK_MS);
     } catch (err) {
-      if (this.state !== "waiting") return;
+      if (this.stopped()) return;
       const e = DamselflyError.from(err);
+      // A ready node whose mirror stopped answering is not ready for pulls.
+      if (wasReady && e.code === "DF_ERR_MIRROR_UNAVAILABLE" && this.labelled) await this.markFalse("the registry mirror stopped answering");
+      this.state = "waiting";
       // One line per change: a repeated failure is not logged again.
       const line = `${e.code}: ${e.message}`;
       if (line !== this.lastError) {
         this.o.logger.warn({ node: this.o.nodeName, code: e.code, err: e.message }, "node not marked ready for pulls yet, retrying");
         this.lastError = line;
       }
-      this.timer = this.o.clock.setTimeout(() => {
-        this.running = this.attempt();
-      }, this.delay);
+      this.schedule(this.delay);
       this.delay = Math.min(this.delay * 2, this.backoff.maxMs);
     }
+  }
+
+  // Read through a method: stop() may change the state while an attempt awaits.
+  private stopped(): boolean {
+    return this.state === "stopped";
+  }
+
+  private schedule(ms: number): void {
+    this.timer = this.o.clock.setTimeout(() => {
+      this.running = this.attempt();
+    }, ms);
   }
 
   private async once(): Promise<void> {

@@ -19,6 +19,7 @@ import { closedPort } from "../helpers/procs.js";
 
 const LABEL = "damselfly.io/mirror-ready";
 const TAINT = "damselfly.io/mirror-not-ready";
+const RECHECK_MS = 300_000;
 
 async function setup(t: TestContext, mirrorPort: number) {
   const dir = mkdtempSync(join(tmpdir(), "node-ready-"));
@@ -44,6 +45,7 @@ async function setup(t: TestContext, mirrorPort: number) {
     clock,
     logger,
     backoff: { initialMs: 1_000, maxMs: 4_000 },
+    recheckMs: RECHECK_MS,
   });
   t.after(async () => {
     await client.close();
@@ -84,7 +86,7 @@ test("no label while the mirror does not answer; once it does: label true, taint
   assert.equal(ready.state, "ready");
   assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "true");
   assert.deepEqual(taintKeys(api), ["keep-me"], "only our taint is removed");
-  assert.equal(clock.nextTimerAt(), Infinity, "no more attempts once done");
+  assert.equal(clock.nextTimerAt() - clock.now(), RECHECK_MS, "once done, only the periodic re-check");
   assert.equal((await logs("node marked ready for pulls"))[0].mirrorStatus, 401);
   assert.equal((await logs("node taint removed")).length, 1);
 
@@ -128,4 +130,39 @@ test("stop before the mirror answered: no attempt left, the label is not touched
   assert.equal(clock.nextTimerAt(), Infinity);
   assert.equal(api.requests.length, 0);
   assert.equal(api.nodes.get("n1").metadata.labels[LABEL], undefined);
+});
+
+test("re-checks: a removed label is put back; a mirror that stops answering turns it false, and true again when it answers", async (t) => {
+  const port = await closedPort();
+  let server = await mirror(port);
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const { api, ready, clock, logs } = await setup(t, port);
+  ready.start();
+  await ready.running;
+  assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "true");
+
+  // Someone removes the label: the next re-check puts it back.
+  delete api.nodes.get("n1").metadata.labels[LABEL];
+  clock.advance(RECHECK_MS);
+  await ready.running;
+  assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "true");
+  assert.equal((await logs("node marked ready for pulls")).length, 2);
+
+  // The mirror stops answering: false at the next re-check, then retries.
+  await new Promise<void>((r) => server.close(() => r()));
+  clock.advance(RECHECK_MS);
+  await ready.running;
+  assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "false");
+  assert.equal(ready.state, "waiting");
+  assert.equal((await logs("the registry mirror stopped answering")).length, 1);
+  assert.equal(clock.nextTimerAt() - clock.now(), 1_000, "back to the first backoff step");
+
+  // It answers again: true.
+  server = await mirror(port);
+  clock.advance(1_000);
+  await ready.running;
+  assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "true");
+  assert.equal(ready.state, "ready");
+  await ready.stop();
+  assert.equal(api.nodes.get("n1").metadata.labels[LABEL], "false");
 });
