@@ -99,6 +99,12 @@ export async function waitForJob(m: ManagerHandle, token: string, id: number, ti
   }
 }
 
+// Waits (bounded: 10 s) until a scheduler registered with the manager, so
+// jobs and the extender have someone to ask.
+export async function waitForSchedulers(m: ManagerHandle, token: string): Promise<void> {
+  for (let i = 0; i < 100 && (await m.api("GET", "/api/v1/schedulers", { token })).body.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 // The extender's scores for args once `host` is scored `score`: the first
 // calls may come before the manager resolved the pod's image and asked the
 // schedulers, so this polls (bounded, 150 calls) and returns the last answer.

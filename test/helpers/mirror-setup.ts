@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { request } from "undici";
 import { runDamselfly, type Cleanup } from "./procs.js";
 import { startRegistry, type Registry } from "./registry.js";
 import { makeOciImage, pushImage, type OciImage } from "./oci-image.js";
@@ -17,6 +18,17 @@ export interface ImageRegistry {
 
 // A real docker-registry holding a generated multi-layer image, with the push
 // traffic cleared from its access log.
+// A node's daemon fetches each layer of image through its registry mirror
+// (as containerd would, with ns=), so the daemon holds the layers and the
+// scheduler knows it.
+export async function pullBlobsThrough(proxyUrl: string, registry: Registry, image: OciImage): Promise<void> {
+  for (const l of image.layers) {
+    const r = await request(`${proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`);
+    await r.body.dump();
+    assert.equal(r.statusCode, 200, `layer ${l.digest} through ${proxyUrl}`);
+  }
+}
+
 export async function registryWithImage(
   t: Cleanup,
   dir: string,

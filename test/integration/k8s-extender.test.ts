@@ -6,10 +6,9 @@
 import { createServer } from "node:http";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
-import { prioritizeUntil, startManager } from "../helpers/manager.js";
-import { registryWithImage } from "../helpers/mirror-setup.js";
+import { prioritizeUntil, startManager, waitForSchedulers } from "../helpers/manager.js";
+import { pullBlobsThrough, registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
 
@@ -35,15 +34,10 @@ describe("kubernetes scheduler extender", { timeout: 120_000 }, async () => {
     const manager = await startManager({ t, env: { DAMSELFLY_MANAGER_EXTENDER_REFRESH_INTERVAL: "1s" } });
     const root = await manager.signin();
     const cluster = await startCluster({ peers: 2, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
-    for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++)
-      await new Promise((r) => setTimeout(r, 100));
+    await waitForSchedulers(manager, root);
 
     const [a, b] = cluster.peers as [(typeof cluster.peers)[0], (typeof cluster.peers)[0]];
-    for (const l of image.layers) {
-      const r = await request(`${a.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`);
-      await r.body.dump();
-      assert.equal(r.statusCode, 200);
-    }
+    await pullBlobsThrough(a.proxyUrl, registry, image);
 
     const args = {
       Pod: {

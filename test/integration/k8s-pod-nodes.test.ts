@@ -5,11 +5,10 @@
 // and scores the node each pod runs on; GET /api/v1/images/layers names it.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "undici";
 import { startCluster } from "../helpers/cluster.js";
 import { startKubeApi } from "../helpers/kube-api.js";
-import { prioritizeUntil, startManager } from "../helpers/manager.js";
-import { registryWithImage } from "../helpers/mirror-setup.js";
+import { prioritizeUntil, startManager, waitForSchedulers } from "../helpers/manager.js";
+import { pullBlobsThrough, registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
 
@@ -42,13 +41,8 @@ describe("extender host -> node mapping", { timeout: 120_000 }, async () => {
     const cluster = await startCluster({ peers: 0, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
     const a = await cluster.addDaemon({ name: "damselfly-daemon-aaaaa" });
     await cluster.addDaemon({ name: "damselfly-daemon-bbbbb" });
-    for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++)
-      await new Promise((r) => setTimeout(r, 100));
-    for (const l of image.layers) {
-      const r = await request(`${a.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`);
-      await r.body.dump();
-      assert.equal(r.statusCode, 200);
-    }
+    await waitForSchedulers(manager, root);
+    await pullBlobsThrough(a.proxyUrl, registry, image);
 
     // kube-scheduler names nodes; "damselfly-daemon-aaaaa" is no node.
     const args = {

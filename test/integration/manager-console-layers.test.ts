@@ -5,11 +5,10 @@
 // registry no daemon pulled from is refused with its code.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { request } from "undici";
 import { NO_BROWSER, openBrowserPage, signInAsRoot } from "../helpers/browser.js";
 import { startCluster } from "../helpers/cluster.js";
-import { startManager } from "../helpers/manager.js";
-import { registryWithImage } from "../helpers/mirror-setup.js";
+import { startManager, waitForSchedulers } from "../helpers/manager.js";
+import { pullBlobsThrough, registryWithImage } from "../helpers/mirror-setup.js";
 import { haveRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/store.js";
 
@@ -25,14 +24,9 @@ test("console Layers page: the node holding each layer of an image", { timeout: 
   const manager = await startManager({ t });
   const cluster = await startCluster({ peers: 2, seed: false, t, schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
   const root = await manager.signin();
-  for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++)
-    await new Promise((r) => setTimeout(r, 100));
+  await waitForSchedulers(manager, root);
   const [a, b] = cluster.peers as [(typeof cluster.peers)[0], (typeof cluster.peers)[0]];
-  for (const l of image.layers) {
-    const r = await request(`${a.proxyUrl}/v2/test/app/blobs/${l.digest}?ns=${encodeURIComponent(registry.hostPort)}`);
-    await r.body.dump();
-    assert.equal(r.statusCode, 200);
-  }
+  await pullBlobsThrough(a.proxyUrl, registry, image);
 
   const { page, cspViolations: violations } = await openBrowserPage(t);
   await page.goto(manager.url + "/#layers");

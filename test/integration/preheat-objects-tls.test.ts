@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { startCluster } from "../helpers/cluster.js";
 import { startHub } from "../helpers/hub.js";
-import { startManager } from "../helpers/manager.js";
+import { startManager, waitForSchedulers } from "../helpers/manager.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 import { closedPort, runDamselfly } from "../helpers/procs.js";
 import { tempDir } from "../helpers/store.js";
@@ -42,9 +42,7 @@ test("preheat of a private hf:// repository over mutual TLS: the token reaches t
   const root = await manager.signin();
   const expired_at = new Date(Date.now() + 600_000).toISOString();
   const pat = (await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "ci", scopes: ["job"], expired_at } })).body.token;
-  for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForSchedulers(manager, root);
 
   const env = { DAMSELFLY_PREHEAT_TOKEN: pat, NODE_EXTRA_CA_CERTS: files.ca, HF_TOKEN: HUB_TOKEN };
   const r = await runDamselfly(["preheat", "-r", "hf://acme/private", "--manager", manager.url], { env, timeoutMs: 120_000 });

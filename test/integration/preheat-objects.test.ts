@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { ExitCode } from "../../src/common/error-codes.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
 import { type HubFixture, startHub } from "../helpers/hub.js";
-import { startManager, type ManagerHandle } from "../helpers/manager.js";
+import { startManager, type ManagerHandle, waitForSchedulers } from "../helpers/manager.js";
 import { randomBytesSeeded, sha256Hex } from "../helpers/origin.js";
 import { runDamselfly } from "../helpers/procs.js";
 import { S3_ACCESS_KEY, S3_SECRET, startS3Server, type S3Server } from "../helpers/s3-server.js";
@@ -73,9 +73,7 @@ describe("preheat s3:// and hf://", { timeout: 300_000 }, () => {
     const expired_at = new Date(Date.now() + 3_600_000).toISOString();
     pat = (await manager.api("POST", "/api/v1/personal-access-tokens", { token: root, body: { name: "ci", scopes: ["job"], expired_at } })).body.token;
     cluster = await startCluster({ peers: 2, logLevel: "debug", schedulerArgs: ["--manager", manager.url, "--manager-interval", "500ms"] });
-    for (let i = 0; i < 100 && (await manager.api("GET", "/api/v1/schedulers", { token: root })).body.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForSchedulers(manager, root);
   });
   after(async () => {
     await cluster?.stop();
