@@ -16,7 +16,8 @@ import { managerSchema } from "../../src/common/schemas.js";
 import { prioritize, type Layer } from "../../src/manager/extender/locality.js";
 import { parseExtenderArgs } from "../../src/manager/extender/protocol.js";
 import { PodNodes, podNodesFromConfig } from "../../src/manager/extender/pod-nodes.js";
-import { SchedulerLocality, taskHolders } from "../../src/manager/extender/scheduler-locality.js";
+import { taskHolders } from "../../src/manager/extender/batch-holders.js";
+import { SchedulerLocality } from "../../src/manager/extender/scheduler-locality.js";
 import { startKubeApi, type KubeApi } from "../helpers/kube-api.js";
 
 const SELECTOR = "app.kubernetes.io/name=damselfly,app.kubernetes.io/component=daemon";

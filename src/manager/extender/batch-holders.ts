@@ -4,23 +4,25 @@ import type { Logger } from "../../common/logger.js";
 import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
 
-// Which hosts hold each tracked layer in one cluster, for the extender's
-// refresh: ListTaskHolders asks about 50 tasks per call (20,000 tracked
-// layers: 400 calls per cluster, not 20,000 ListTaskPeers). A cluster whose
-// schedulers predate it (Unimplemented) is asked per task, as before.
+// Which hosts hold each of some tasks (layers) in one cluster, for the
+// extender's refresh and the manager's image-layers route: ListTaskHolders
+// asks about 50 tasks per call (20,000 tracked layers: 400 calls per cluster,
+// not 20,000 ListTaskPeers). A cluster whose schedulers predate it
+// (Unimplemented) is asked per task with ListTaskPeers (taskHolders).
 
 // The scheduler's own bound (task-jobs.ts MAX_HOLDER_TASKS).
 export const HOLDERS_BATCH = 50;
 
+type SchedulerClient = Client<typeof schedulerv1.SchedulerService>;
+
 export interface ClusterHoldersOptions {
-  client(s: SchedulerAddr): Partial<Pick<Client<typeof schedulerv1.SchedulerService>, "listTaskHolders">>;
+  // listTaskHolders absent: ListTaskPeers per task.
+  client(s: SchedulerAddr): Pick<SchedulerClient, "listTaskPeers"> & Partial<Pick<SchedulerClient, "listTaskHolders">>;
   headers: Record<string, string>;
   logger: Logger;
   signal: AbortSignal;
   timeoutMs: number;
-  // One task through ListTaskPeers (scheduler-locality.ts taskHolders).
-  perTask(taskId: string): Promise<string[]>;
-  // Host name -> node name, as the per-task path does.
+  // Host name -> node name (pod-nodes.ts); none: host names are node names.
   nodeOf?: ((host: string) => string) | undefined;
 }
 
@@ -43,7 +45,7 @@ export async function clusterHolders(
     batched = false;
     for (const t of chunk) {
       if (o.signal.aborted) break;
-      out.set(t, await o.perTask(t));
+      out.set(t, await taskHolders(schedulers, t, o));
     }
   }
   return out;
@@ -76,4 +78,22 @@ async function askBatch(schedulers: readonly SchedulerAddr[], taskIds: string[],
     }
   }
   return unimplemented ? "unimplemented" : new Map();
+}
+
+// Hosts that hold the whole task (a peer that succeeded, or has every piece),
+// from the first scheduler of the cluster that answers (they share state
+// through their sync); none when no scheduler answers.
+export async function taskHolders(schedulers: readonly SchedulerAddr[], taskId: string, o: ClusterHoldersOptions): Promise<string[]> {
+  for (const s of schedulers) {
+    try {
+      const r = await o.client(s).listTaskPeers({ taskId }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
+      return r.peers
+        .filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces))
+        .map((p) => o.nodeOf?.(p.hostname) ?? p.hostname);
+    } catch (err) {
+      if (o.signal.aborted) return [];
+      o.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
+    }
+  }
+  return [];
 }

@@ -4,7 +4,8 @@ import type { schedulerv1 } from "../../protocol/index.js";
 import type { SchedulerAddr } from "../jobs/job-types.js";
 import { checkAllowed, knownRegistries } from "./known-registries.js";
 import { resolveImageLayers } from "./image-layers.js";
-import { taskHolders, type SchedulerLocalityDeps } from "./scheduler-locality.js";
+import { clusterHolders } from "./batch-holders.js";
+import type { SchedulerLocalityDeps } from "./scheduler-locality.js";
 
 // Which nodes hold which layers of one image (reference + platform), asked
 // now: the manager API's view of layer locality (the extender's index only
@@ -36,13 +37,12 @@ export async function imageHolders(image: string, platform: string, deps: ImageH
   // this route reaches no registry a caller picks (400 otherwise).
   checkAllowed(image, await knownRegistries(deps, signal, RPC_TIMEOUT_MS));
   const layers = await resolveImageLayers(image, platform, signal, deps.registries);
-  const clusters = await deps.clusters();
   const opts = { client: deps.client, headers: deps.headers, logger: deps.logger, nodeOf: deps.nodeOf, signal, timeoutMs: RPC_TIMEOUT_MS };
-  return Promise.all(
-    layers.map(async (l) => {
-      const nodes = new Set<string>();
-      for (const c of clusters) for (const h of await taskHolders(c.schedulers, l.taskId, opts)) nodes.add(h);
-      return { digest: l.digest, size: l.size, task_id: l.taskId, nodes: [...nodes].sort() };
-    }),
-  );
+  // The same asking as the extender's refresh: every layer in one batch.
+  const ids = layers.map((l) => l.taskId);
+  const nodes = new Map(ids.map((id) => [id, new Set<string>()]));
+  for (const c of await deps.clusters()) {
+    for (const [taskId, hosts] of await clusterHolders(c.schedulers, ids, opts)) for (const h of hosts) nodes.get(taskId)?.add(h);
+  }
+  return layers.map((l) => ({ digest: l.digest, size: l.size, task_id: l.taskId, nodes: [...(nodes.get(l.taskId) ?? [])].sort() }));
 }

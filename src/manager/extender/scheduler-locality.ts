@@ -178,36 +178,9 @@ export class SchedulerLocality implements LocalitySource {
     for (const c of await this.deps.clusters()) {
       if (this.ac.signal.aborted) return index;
       const o = { client, headers, logger, nodeOf, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs };
-      const held = await clusterHolders(c.schedulers, ids, { ...o, perTask: (taskId) => this.holders(c.schedulers, taskId) });
+      const held = await clusterHolders(c.schedulers, ids, o);
       for (const [taskId, hosts] of held) for (const host of hosts) index.add(host, taskId);
     }
     return index;
   }
-
-  private holders(schedulers: SchedulerAddr[], taskId: string): Promise<string[]> {
-    const { client, headers, logger, nodeOf } = this.deps;
-    return taskHolders(schedulers, taskId, { client, headers, logger, nodeOf, signal: this.ac.signal, timeoutMs: this.limits.rpcTimeoutMs });
-  }
-}
-
-// Hosts that hold the whole task (a peer that succeeded, or has every piece),
-// from the first scheduler of the cluster that answers (they share state
-// through their sync); none when no scheduler answers.
-export async function taskHolders(
-  schedulers: readonly SchedulerAddr[],
-  taskId: string,
-  o: Pick<SchedulerLocalityDeps, "client" | "headers" | "logger" | "nodeOf"> & { signal: AbortSignal; timeoutMs: number },
-): Promise<string[]> {
-  for (const s of schedulers) {
-    try {
-      const r = await o.client(s).listTaskPeers({ taskId }, { signal: o.signal, timeoutMs: o.timeoutMs, headers: o.headers });
-      return r.peers
-        .filter((p) => p.state === "succeeded" || (p.totalPieces > 0 && p.finishedPieces === p.totalPieces))
-        .map((p) => o.nodeOf?.(p.hostname) ?? p.hostname);
-    } catch (err) {
-      if (o.signal.aborted) return [];
-      o.logger.debug({ taskId, err: DamselflyError.from(err).message }, "extender: ListTaskPeers failed");
-    }
-  }
-  return [];
 }
