@@ -150,13 +150,14 @@ export class Manager {
   private startLocality(jobs: JobRunner, nodeOf: ((host: string) => string) | undefined): SchedulerLocality {
     const { extender } = this.opts.config;
     const { registries, ...access } = jobs.schedulerAccess();
+    const logger = this.log.child({ component: "extender" });
     // Where images may be resolved: known-registries.ts.
-    const known = { ...access, logger: this.log.child({ component: "extender" }), configured: configuredRegistries(extender.registries) };
+    const known = { ...access, logger, configured: configuredRegistries(extender.registries) };
     const locality = new SchedulerLocality({
       ...access,
       resolve: (image, signal) => resolveImageLayers(image, extender.platform, signal, registries),
       allowed: (signal) => knownRegistries(known, signal, LIST_REGISTRIES_TIMEOUT_MS),
-      logger: this.log.child({ component: "extender" }),
+      logger,
       ...(nodeOf ? { nodeOf } : {}),
     });
     locality.start(extender.refreshInterval);

@@ -26,9 +26,13 @@ export function imageRoutes(ctx: RouteContext) {
         config: { access: "cluster:read" },
       },
       async (req) => {
-        const { registries, ...access } = { ...ctx.jobs.schedulerAccess(), configured: configuredRegistries(ctx.config.extender.registries) };
-        const signal = AbortSignal.timeout(TIMEOUT_MS);
-        const layers = await imageHolders(req.query.image, req.query.platform, { ...access, registries, logger: ctx.logger, nodeOf: ctx.nodeOf }, signal);
+        const deps = {
+          ...ctx.jobs.schedulerAccess(),
+          configured: configuredRegistries(ctx.config.extender.registries),
+          logger: ctx.logger,
+          nodeOf: ctx.nodeOf,
+        };
+        const layers = await imageHolders(req.query.image, req.query.platform, deps, AbortSignal.timeout(TIMEOUT_MS));
         return { image: req.query.image, platform: req.query.platform, layers };
       },
     );
