@@ -17,12 +17,12 @@
 //   setting the transfer service lacks makes it fall back to the local pull.
 //   The transfer service takes config_path as ONE directory: a path list (the
 //   2.2+ default, EKS's setting) makes it ignore every hosts.toml, silently.
-import { execFile } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { parse } from "smol-toml";
 import { DamselflyError } from "../../common/errors.js";
 import { fileError } from "./files.js";
+import { runTool } from "./run-tool.js";
 
 export const DEFAULT_CONTAINERD_CONFIG = "/etc/containerd/config.toml";
 export const CONTAINERD_22_DEFAULT_CONFIG_PATH = "/etc/containerd/certs.d:/etc/docker/certs.d";
@@ -72,12 +72,9 @@ export function parseContainerdVersion(out: string): Version | undefined {
 
 // The version the binary reports, or undefined when there is none (an init
 // container without the host's binary) or it says something else.
-export function binaryVersion(bin: string): Promise<Version | undefined> {
-  return new Promise((resolve) => {
-    execFile(bin, ["--version"], { timeout: 10_000, maxBuffer: 64 << 10, encoding: "utf8" }, (err, stdout) => {
-      resolve(err ? undefined : parseContainerdVersion(stdout));
-    });
-  });
+export async function binaryVersion(bin: string): Promise<Version | undefined> {
+  const r = await runTool(bin, ["--version"], { timeoutMs: 10_000 });
+  return r.code === 0 ? parseContainerdVersion(r.stdout) : undefined;
 }
 
 export function versionFromConfig(configVersion: number, exists: boolean): Version {

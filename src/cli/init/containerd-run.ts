@@ -3,10 +3,10 @@
 // edited and containerd restarted only with --restart, never otherwise. The
 // report says what was found, done and still needed, as JSON or as lines with
 // a one-line summary last.
-import { spawn } from "node:child_process";
 import { DamselflyError } from "../../common/errors.js";
 import { editConfig, tableHeader } from "./containerd-edit.js";
 import type { Detection, FileEdit, Issue, Plan } from "./containerd-onboard.js";
+import { runTool } from "./run-tool.js";
 import { applyChanges, type FileChange, type Output, readExisting } from "./files.js";
 
 export interface RunOptions {
@@ -37,18 +37,11 @@ export interface Report {
 const RESTART_TIMEOUT_MS = 120_000;
 const MAX_OUTPUT = 8 << 10;
 
-function runRestart(command: string): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "pipe", "pipe"], timeout: RESTART_TIMEOUT_MS });
-    let output = "";
-    const add = (b: Buffer) => {
-      if (output.length < MAX_OUTPUT) output += b.toString("utf8").slice(0, MAX_OUTPUT - output.length);
-    };
-    child.stdout.on("data", add);
-    child.stderr.on("data", add);
-    child.on("error", (err) => resolve({ ok: false, output: err.message }));
-    child.on("close", (code, signal) => resolve({ ok: code === 0, output: output.trim() || (signal ? `killed by ${signal}` : `exit ${code}`) }));
-  });
+// The operator's --restart-command, as written (their shell syntax).
+async function runRestart(command: string): Promise<{ ok: boolean; output: string }> {
+  const r = await runTool("/bin/sh", ["-c", command], { timeoutMs: RESTART_TIMEOUT_MS, maxOutput: MAX_OUTPUT });
+  const output = `${r.stdout}${r.stderr}`.slice(0, MAX_OUTPUT).trim();
+  return { ok: r.code === 0, output: output || r.error || (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`) };
 }
 
 // One FileChange per edited file, every edit of that file applied.

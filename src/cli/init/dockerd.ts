@@ -1,12 +1,12 @@
 // What the local Docker Engine accepts in daemon.json, asked of its own
 // dockerd binary: `init docker` must never leave a file the engine refuses
 // to start with (Docker 20.10, Debian 12's docker.io, rejects "proxies").
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DamselflyError } from "../../common/errors.js";
+import { runTool } from "./run-tool.js";
 
 export interface DockerdVersion {
   major: number;
@@ -19,20 +19,7 @@ export interface DockerdVersion {
 const PROXIES_SINCE = 23;
 const RUN_TIMEOUT_MS = 15_000;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(bin: string, args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(bin, args, { timeout: RUN_TIMEOUT_MS, killSignal: "SIGKILL" }, (err, stdout, stderr) => {
-      const code = err ? (err as { code?: unknown }).code : 0;
-      resolve({ code: typeof code === "number" ? code : null, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
+const run = (bin: string, args: string[]) => runTool(bin, args, { timeoutMs: RUN_TIMEOUT_MS });
 
 // `dockerd --version`; undefined when there is no dockerd (or it says
 // something else).
