@@ -5,7 +5,7 @@
 // a namespace whose eth0 has one address of the LAN's /24. Only 10.213.X.0/24
 // addresses, nothing routed beyond it. Names are short: `<prefix>-<name>`
 // must fit an interface name (15 bytes).
-import { mustRun, runCommand } from "./netns.js";
+import { killNetnsProcesses, mustRun, netnsNames, runCommand } from "./netns.js";
 import type { Cleanup } from "./procs.js";
 
 export interface LanHost {
@@ -28,20 +28,8 @@ export interface Lan {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function netnsNames(): Promise<string[]> {
-  const r = await runCommand("ip", ["netns", "list"], { timeoutMs: 10_000 });
-  return r.stdout.split("\n").map((l) => l.split(/\s+/)[0] ?? "");
-}
-
 async function deleteNetns(name: string): Promise<void> {
-  const pids = await runCommand("ip", ["netns", "pids", name], { timeoutMs: 10_000 });
-  for (const p of pids.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s))) {
-    try {
-      process.kill(Number(p), "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
+  await killNetnsProcesses(name);
   await runCommand("ip", ["netns", "del", name], { timeoutMs: 10_000 });
 }
 

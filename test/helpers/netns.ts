@@ -136,9 +136,26 @@ async function linkExists(ifName: string): Promise<boolean> {
   return r.code === 0;
 }
 
-async function netnsExists(name: string): Promise<boolean> {
+// The names of the network namespaces there are.
+export async function netnsNames(): Promise<string[]> {
   const r = await runCommand("ip", ["netns", "list"], { timeoutMs: 10_000 });
-  return r.stdout.split("\n").some((l) => l.split(/\s+/)[0] === name);
+  return r.stdout.split("\n").map((l) => l.split(/\s+/)[0] ?? "");
+}
+
+async function netnsExists(name: string): Promise<boolean> {
+  return (await netnsNames()).includes(name);
+}
+
+// SIGKILLs every process that runs in the namespace.
+export async function killNetnsProcesses(name: string): Promise<void> {
+  const pids = await runCommand("ip", ["netns", "pids", name], { timeoutMs: 10_000 });
+  for (const p of pids.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s))) {
+    try {
+      process.kill(Number(p), "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
 }
 
 // Removes what an earlier (maybe crashed) run left under this name: processes
@@ -148,16 +165,7 @@ async function netnsExists(name: string): Promise<boolean> {
 export async function cleanupTestHost(name: string): Promise<void> {
   if (!NAME_RE.test(name)) throw new Error(`bad test host name ${JSON.stringify(name)}`);
   const hostIf = hostIfName(name);
-  if (await netnsExists(name)) {
-    const pids = await runCommand("ip", ["netns", "pids", name], { timeoutMs: 10_000 });
-    for (const p of pids.stdout.split(/\s+/).filter((s) => /^\d+$/.test(s))) {
-      try {
-        process.kill(Number(p), "SIGKILL");
-      } catch {
-        // gone already
-      }
-    }
-  }
+  if (await netnsExists(name)) await killNetnsProcesses(name);
   if (await linkExists(hostIf)) await runCommand("ip", ["link", "del", "dev", hostIf], { timeoutMs: 10_000 });
   if (await netnsExists(name)) await runCommand("ip", ["netns", "del", name], { timeoutMs: 10_000 });
   for (let i = 0; i < 100 && (await linkExists(hostIf)); i++) await sleep(50);
