@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
+import { useAction } from "../components/useAction";
 
 // Layer locality: which nodes hold which layers of an image, for one
 // platform (GET /api/v1/images/layers: the manager resolves the image at its
@@ -35,22 +36,15 @@ export function Layers() {
   const [image, setImage] = useState("");
   const [platform, setPlatform] = useState("linux/amd64");
   const [answer, setAnswer] = useState<ImageLayers | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
 
-  const find = async (e: FormEvent) => {
+  const find = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
     setAnswer(null);
-    try {
+    return run(async () => {
       const q = new URLSearchParams({ image: image.trim(), platform: platform.trim() });
       setAnswer(await api<ImageLayers>("GET", `/api/v1/images/layers?${q}`));
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   return (

@@ -1,25 +1,19 @@
 import { useState, type FormEvent } from "react";
 import { api, setSession } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
+import { useAction } from "../components/useAction";
 
 export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
   const [name, setName] = useState("root");
   const [password, setPassword] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
+  const { busy, error, run } = useAction();
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+    return run(async () => {
       const r = await api<{ token: string }>("POST", "/api/v1/users/signin", { name, password });
       setSession(r.token);
       onSignedIn();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <main className="signin">

@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { api, type Job } from "../api";
 import { ErrorNote } from "../components/ErrorNote";
+import { useAction } from "../components/useAction";
 
 type Peer = { hostname: string; ip: string; type: string; state: string; finished_pieces: number; total_pieces: number };
 
@@ -20,16 +21,13 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
   const [peers, setPeers] = useState<(Peer & { cluster: number })[] | null>(null);
   const [taskId, setTaskId] = useState("");
   const [note, setNote] = useState("");
-  const [error, setError] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
   const args = (): Record<string, string> => (/^[0-9a-f]{64}$/.test(query.trim()) ? { task_id: query.trim() } : { url: query.trim() });
 
-  const find = async (e?: FormEvent) => {
+  const find = (e?: FormEvent) => {
     e?.preventDefault();
-    setBusy(true);
-    setError(null);
     setNote("");
-    try {
+    return run(async () => {
       const job = await runJob("get_task", args());
       const results = (job.result.job_states?.[0]?.results ?? []) as unknown as {
         scheduler_cluster_id: number;
@@ -41,26 +39,16 @@ export function Tasks({ canWrite }: { canWrite: boolean }) {
       setPeers(results.flatMap((r) => (r.peers ?? []).map((p) => ({ ...p, cluster: r.scheduler_cluster_id }))));
       const errs = results.filter((r) => r.error).map((r) => `cluster ${r.scheduler_cluster_id}: ${r.error}`);
       if (job.state === "FAILURE") setNote(job.result.job_states?.[0]?.error || errs.join("; ") || job.error);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   const remove = async () => {
     if (!confirm("Delete this task from every host that holds it?")) return;
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const job = await runJob("delete_task", args());
       setNote(job.state === "SUCCESS" ? "Deleted from every host." : `Delete failed: ${job.result.job_states?.[0]?.error ?? job.error}`);
       await find();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   return (
