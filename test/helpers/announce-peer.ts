@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, type Client } from "@connectrpc/connect";
 import { AsyncQueue } from "../../src/common/async-queue.js";
-import { fromConnectError, schedulerv1 } from "../../src/protocol/index.js";
+import { fromConnectError, HostType, schedulerv1 } from "../../src/protocol/index.js";
 
 type SchedClient = Client<typeof schedulerv1.SchedulerService>;
 type Req = schedulerv1.AnnouncePeerRequest["request"];
@@ -34,6 +34,15 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): 
     if (Date.now() > end) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+// Announces a host on loopback named by its ID; a seed with an API port (so
+// the scheduler can trigger it), announced once (no keep-alive interval).
+export async function announceTestHost(client: SchedClient, id: string, seed = false): Promise<void> {
+  await client.announceHost({
+    host: { id, hostname: id, ip: "127.0.0.1", uploadPort: 4000, apiPort: seed ? 4001 : 0, type: seed ? HostType.SEED : HostType.NORMAL },
+    intervalSeconds: 0,
+  });
 }
 
 // One AnnouncePeer stream.

@@ -6,30 +6,23 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { CACHE_URL, cacheTaskId, fromErrorDetail, HostType } from "../../src/protocol/index.js";
+import { CACHE_URL, cacheTaskId, fromErrorDetail } from "../../src/protocol/index.js";
 import type { Host } from "../../src/scheduler/resources/host-manager.js";
-import { TestPeer } from "../helpers/announce-peer.js";
-import { startTlsScheduler, type SchedClient } from "../helpers/scheduler-tls.js";
+import { announceTestHost, TestPeer } from "../helpers/announce-peer.js";
+import { startTlsScheduler } from "../helpers/scheduler-tls.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function announce(client: SchedClient, id: string, seed = false): Promise<void> {
-  await client.announceHost({
-    host: { id, hostname: id, ip: "127.0.0.1", uploadPort: 4000, apiPort: seed ? 4001 : 0, type: seed ? HostType.SEED : HostType.NORMAL },
-    intervalSeconds: 0,
-  });
-}
-
 for (const coldStart of ["seed", "peer"] as const) {
   test(`cold start ${coldStart}: an imported task nobody holds sends no peer and no seed to an origin; it fails`, { timeout: 20_000 }, async () => {
     const triggered: string[] = [];
     const started = await startTlsScheduler(undefined, cleanups, { coldStart, seedWait: 1000 }, { trigger: async (h: Host) => void triggered.push(h.id) });
     const client = await started.client("peer", "test");
-    await announce(client, "seed-a", true);
-    await announce(client, "hn");
+    await announceTestHost(client, "seed-a", true);
+    await announceTestHost(client, "hn");
     const digest = `sha256:${randomBytes(32).toString("hex")}`;
     const id = cacheTaskId(digest);
     // A peer that does not forbid the origin itself (an old or hostile client).
@@ -48,7 +41,7 @@ for (const coldStart of ["seed", "peer"] as const) {
 test("a URL download under an imported task's ID is not taken for one (the digest must make the ID)", { timeout: 20_000 }, async () => {
   const started = await startTlsScheduler(undefined, cleanups, { coldStart: "peer" });
   const client = await started.client("peer", "test");
-  await announce(client, "hn");
+  await announceTestHost(client, "hn");
   const digest = `sha256:${randomBytes(32).toString("hex")}`;
   const other = `sha256:${randomBytes(32).toString("hex")}`;
   const n = new TestPeer(client, cleanups, "hn", cacheTaskId(digest), "pn");

@@ -5,22 +5,15 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
-import { HostType, schedulerv1 } from "../../src/protocol/index.js";
+import { schedulerv1 } from "../../src/protocol/index.js";
 import type { Host } from "../../src/scheduler/resources/host-manager.js";
-import { newTaskId, PL, TestPeer, until } from "../helpers/announce-peer.js";
-import { startTlsScheduler, type SchedClient } from "../helpers/scheduler-tls.js";
+import { announceTestHost, newTaskId, PL, TestPeer, until } from "../helpers/announce-peer.js";
+import { startTlsScheduler } from "../helpers/scheduler-tls.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
-
-async function announce(client: SchedClient, id: string, seed = false): Promise<void> {
-  await client.announceHost({
-    host: { id, hostname: id, ip: "127.0.0.1", uploadPort: 4000, apiPort: seed ? 4001 : 0, type: seed ? HostType.SEED : HostType.NORMAL },
-    intervalSeconds: 0,
-  });
-}
 
 const piece = (n: number) => ({
   case: "pieceFinished" as const,
@@ -40,9 +33,9 @@ test("a seed whose trigger fails: the next seed of the ring is triggered at once
       },
     },
   ).then(async (s) => ({ client: await s.client("peer", "test") }));
-  await announce(client, "seed-a", true);
-  await announce(client, "seed-b", true);
-  await announce(client, "hn");
+  await announceTestHost(client, "seed-a", true);
+  await announceTestHost(client, "seed-b", true);
+  await announceTestHost(client, "hn");
   const n = new TestPeer(client, cleanups, "hn", newTaskId(), "pn");
   n.register();
   await until(() => triggered.length === 2);
@@ -66,9 +59,9 @@ test("the seed taking over a task peers hold in part: those peers as parents, th
     },
   );
   const client = await started.client("peer", "test");
-  await announce(client, "seed-a", true);
-  await announce(client, "seed-b", true);
-  await announce(client, "hn");
+  await announceTestHost(client, "seed-a", true);
+  await announceTestHost(client, "seed-b", true);
+  await announceTestHost(client, "hn");
   const task = newTaskId();
   const n = new TestPeer(client, cleanups, "hn", task, "pn");
   n.register();
@@ -108,8 +101,8 @@ test("a swarm coming back to a scheduler that lost it: its first peer waits for 
   timeout: 15_000,
 }, async () => {
   const { client } = await startTlsScheduler(undefined, cleanups, {}, {}).then(async (s) => ({ client: await s.client("peer", "test") }));
-  await announce(client, "ha");
-  await announce(client, "hb");
+  await announceTestHost(client, "ha");
+  await announceTestHost(client, "hb");
   const task = newTaskId();
   // Both hold pieces (their downloads moved here); no seed host exists.
   const a = new TestPeer(client, cleanups, "ha", task, "pa");
